@@ -1,0 +1,122 @@
+"""What Zeek 9.1 writes in dns.log's ``answers`` and ``TTLs`` for each RR.
+
+base/protocols/dns/main.zeek turns each handled RR event into one "reply"
+string and appends it to ``answers`` (with the RR's TTL in ``TTLs``) unless
+the string is empty. The formats are Zeek's, including its oddities (MX and
+SRV show only the host, TXT strings carry their byte length, LOC has two
+spaces after the colon, RRSIG shows the covered type as a number).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord
+from .names import CLASS_ANY, CLASS_NONE, OPCODE_DYNAMIC_UPDATE, TYPE_ANY, qtype_name
+
+# Sections whose RRs can reach dns.log (main.zeek's do_reply filter).
+LOGGED_SECTIONS = (ANSWER, PREREQUISITE, UPDATE)
+
+
+def _char_strings(tag: str, strings: list) -> str:
+    # One "<TAG> <byte length> <bytes>" per <character-string>, space-joined.
+    return " ".join(f"{tag} {len(s)} {s}" for s in strings)
+
+
+def reply_string(rr: ResourceRecord, opcode: int, is_netbios: bool) -> Optional[str]:
+    """The reply string main.zeek builds for ``rr``'s event, or None when no reply hook runs.
+
+    ``""`` means the hook runs (it can set ``rtt``, ``AA``, ``RA``, ``query``)
+    but adds nothing to ``answers`` (WKS).
+    """
+    ev = rr.event
+    d = rr.rdata
+    update = opcode == OPCODE_DYNAMIC_UPDATE and not is_netbios
+    if ev == "dns_A_reply":
+        return f"A {rr.name} {d['address']}" if update else d["address"]
+    if ev == "dns_AAAA_reply":
+        return f"AAAA {rr.name} {d['address']}" if update else d["address"]
+    if ev == "dns_A6_reply":
+        return f"A6 {rr.name} {d['address']}" if update else d["address"]
+    if ev in ("dns_NS_reply", "dns_CNAME_reply", "dns_PTR_reply"):
+        return d["target"]
+    if ev == "dns_MX_reply":
+        return d["exchange"]
+    if ev == "dns_SOA_reply":
+        return d["mname"]
+    if ev == "dns_WKS_reply":
+        return ""
+    if ev == "dns_SRV_reply":
+        return d["target"]
+    if ev == "dns_TXT_reply":
+        return _char_strings("TXT", d["strings"])
+    if ev == "dns_SPF_reply":
+        return _char_strings("SPF", d["strings"])
+    if ev == "dns_NAPTR_reply":
+        tail = d["regexp"]
+        if d["replacement"]:
+            tail = f"{tail} {d['replacement']}" if tail else d["replacement"]
+        return f"NAPTR {d['order']} {d['preference']} {d['flags']} {d['service']} {tail}"
+    if ev == "dns_RRSIG":
+        return f"RRSIG {d['type_covered']} {d['signer'] or '<Root>'}"
+    if ev == "dns_DNSKEY":
+        return f"DNSKEY {d['algorithm']}"
+    if ev == "dns_NSEC":
+        return f"NSEC {rr.name} {d['next_name']}"
+    if ev == "dns_NSEC3":
+        return "NSEC3"
+    if ev == "dns_NSEC3PARAM":
+        return "NSEC3PARAM"
+    if ev == "dns_DS":
+        return f"DS {d['algorithm']} {d['digest_type']}"
+    if ev == "dns_BINDS":
+        return "BIND9 signing signal"
+    if ev == "dns_SSHFP":
+        return "SSHFP: " + d["fingerprint"].hex()
+    if ev == "dns_LOC":
+        return f"LOC:  {d['size']} {d['horiz_pre']} {d['vert_pre']}"
+    if ev == "dns_unknown_reply":
+        return f"<unknown type={rr.rtype}>"
+    if ev == "dns_dynamic_update_pre":
+        return "pre: " + _prerequisite(rr)
+    if ev == "dns_dynamic_update_del":
+        return "del: " + _deletion(rr)
+    return None     # no do_reply for this event in main.zeek (HINFO, CAA, SVCB, TKEY, ...)
+
+
+def _prerequisite(rr: ResourceRecord) -> str:
+    # RFC 2136 2.4.1-2.4.5
+    if rr.rclass == CLASS_NONE and rr.rtype == TYPE_ANY:
+        return f"NameNotInUse {rr.name}"
+    if rr.rclass == CLASS_ANY and rr.rtype == TYPE_ANY:
+        return f"NameInUse {rr.name}"
+    if rr.rclass == CLASS_NONE:
+        return f"NoRRSet {qtype_name(rr.rtype)} {rr.name}"
+    return f"RRSetExists {qtype_name(rr.rtype)} {rr.name}"
+
+
+def _deletion(rr: ResourceRecord) -> str:
+    # RFC 2136 2.5.2-2.5.4 (only class ANY reaches this event in Zeek)
+    if rr.rclass == CLASS_ANY and rr.rtype == TYPE_ANY:
+        return f"RRSet * {rr.name}"
+    if rr.rclass == CLASS_NONE:
+        return f"RR {qtype_name(rr.rtype)} {rr.name}"
+    return f"RRSet {qtype_name(rr.rtype)}"
+
+
+def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> Optional[str]:
+    """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates).
+
+    None when the RR adds nothing to ``answers``.
+    """
+    reply = reply_string(rr, opcode, is_netbios)
+    if not reply:
+        return None
+    if opcode == OPCODE_DYNAMIC_UPDATE and rr.section == UPDATE and not reply.startswith("del:"):
+        reply = "add: " + reply
+    return reply
+
+
+def ttl_seconds(rr: ResourceRecord) -> float:
+    """The ``TTLs`` entry for ``rr``: the 32-bit TTL as an interval in seconds."""
+    return float(rr.ttl)
