@@ -1,0 +1,459 @@
+/* capture.bpf.c: cicd-audit's TC program: Zeek-style connection tracking in the kernel.
+ *
+ * Attached to clsact ingress and egress of the recorded interfaces (live), or
+ * run once per packet through BPF_PROG_TEST_RUN (pcap input): the same code
+ * either way. Per-packet work stays here: each connection lives in the
+ * "conns" map, and only rare events cross the ring buffer to user space:
+ * a connection's end (with its final state), DNS messages, and weirds.
+ *
+ * Settings arrive as -D flags from recorder/bpf_program.py:
+ *   CA_PCAP_MODE            1: packet time is skb->tstamp (set per packet by the
+ *                           pcap driver), and ctx mark carries the captured length
+ *   CA_VALIDATE_CHECKSUMS   1: drop packets with bad checksums, as Zeek without -C
+ *   CA_MAX_CONNS, CA_RINGBUF_PAGES, CA_WEIRD_SEND_MAX
+ *   CA_*_NS                 Zeek's timeouts
+ *
+ * Overhead: one hash lookup and a few header loads per packet; see
+ * docs/benchmarks.md for the measured cost.
+ */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/udp.h>
+#include <uapi/linux/pkt_cls.h>
+
+#include "cicd_audit.h"
+
+#ifndef CA_PCAP_MODE
+#define CA_PCAP_MODE 0
+#endif
+#ifndef CA_VALIDATE_CHECKSUMS
+#define CA_VALIDATE_CHECKSUMS 0
+#endif
+#ifndef CA_MAX_CONNS
+#define CA_MAX_CONNS 262144
+#endif
+#ifndef CA_RINGBUF_PAGES
+#define CA_RINGBUF_PAGES 4096
+#endif
+#ifndef CA_WEIRD_SEND_MAX
+#define CA_WEIRD_SEND_MAX 1000
+#endif
+
+BPF_HASH(conns, struct ca_conn_key, struct ca_conn, CA_MAX_CONNS);
+BPF_RINGBUF_OUTPUT(events, CA_RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(stats, __u64, CA_STAT_MAX);
+BPF_ARRAY(weird_counts, __u64, CA_WEIRD_MAX);
+/* Ports Zeek treats as likely servers when choosing the originator (key: port | proto << 16). */
+BPF_HASH(likely_server_ports, __u32, __u8, 1024);
+BPF_PERCPU_ARRAY(id_counter, __u64, 1);
+
+#include "checksum.h"
+#include "packet.h"
+
+/* Tail-call stages (filled by recorder/bpf_program.py). */
+#define CA_STAGE_TRACK 1
+#define CA_STAGE_TCP 2
+BPF_PROG_ARRAY(stages, 4);
+
+struct ca_scratch {
+	struct ca_packet pkt;      /* the packet being processed, passed between stages */
+	struct ca_conn conn;
+	struct ca_dns_event dns;
+	struct ca_sweep_request sweep;
+	struct ca_csum_scratch csum;
+};
+BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
+#include "history.h"
+#include "tcp.h"
+#include "timers.h"
+
+static __always_inline void ca_count(__u32 stat, __u64 n)
+{
+	__u64 *v = stats.lookup(&stat);
+	if (v)
+		*v += n;
+}
+
+static __always_inline __u64 ca_now(struct __sk_buff *skb)
+{
+#if CA_PCAP_MODE
+	return skb->tstamp;
+#else
+	return bpf_ktime_get_ns();
+#endif
+}
+
+static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __u32 code, __u32 detail)
+{
+	__u32 idx = code;
+	__u64 *sent = weird_counts.lookup(&idx);
+	struct ca_weird_event *ev;
+
+	if (!sent || __sync_fetch_and_add(sent, 1) >= CA_WEIRD_SEND_MAX) {
+		ca_count(CA_STAT_WEIRDS_SUPPRESSED, 1);
+		return;
+	}
+	ev = events.ringbuf_reserve(sizeof(*ev));
+	if (!ev) {
+		ca_count(CA_STAT_RB_DROP_WEIRD, 1);
+		return;
+	}
+	ev->hdr.type = CA_EVENT_WEIRD;
+	ev->hdr.size = sizeof(*ev);
+	ev->hdr.ts_ns = p->ts;
+	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
+	ev->conn_id = conn_id;
+	ev->code = code;
+	ev->detail = detail;
+	events.ringbuf_submit(ev, 0);
+}
+
+static __always_inline void ca_emit_end(struct ca_conn_key *key, struct ca_conn *c, __u64 ts, __u32 reason)
+{
+	struct ca_conn_end_event *ev = events.ringbuf_reserve(sizeof(*ev));
+	if (!ev) {
+		ca_count(CA_STAT_RB_DROP_CONN, 1);
+		return;
+	}
+	ev->hdr.type = CA_EVENT_CONN_END;
+	ev->hdr.size = sizeof(*ev);
+	ev->hdr.ts_ns = ts;
+	__builtin_memcpy(&ev->key, key, sizeof(*key));
+	__builtin_memcpy(&ev->conn, c, sizeof(*c));
+	ev->reason = reason;
+	ev->pad = 0;
+	events.ringbuf_submit(ev, 0);
+}
+
+/* Slot accessors: the verifier rejects variable offsets into the stack, so
+ * pick a slot with a branch rather than an index. */
+static __always_inline __u16 ca_key_port(const struct ca_conn_key *k, int slot)
+{
+	if (slot)
+		return k->port[1];
+	return k->port[0];
+}
+
+static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int slot)
+{
+	if (slot)
+		return k->addr[1];
+	return k->addr[0];
+}
+
+static __always_inline int ca_likely_server(__u16 port, __u8 proto)
+{
+	__u32 k = port | ((__u32)proto << 16);
+	return likely_server_ports.lookup(&k) != 0;
+}
+
+static __always_inline int ca_is_dns_port(__u16 port)
+{
+	return port == 53 || port == 5353 || port == 5355 || port == 137;
+}
+
+static __always_inline int ca_is_broadcast(const __u8 *addr)
+{
+	const __u32 *w = (const __u32 *)addr;
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff) && w[3] == 0xffffffff;
+}
+
+static __always_inline int ca_is_multicast(const __u8 *addr)
+{
+	const __u32 *w = (const __u32 *)addr;
+	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff))
+		return (addr[12] & 0xf0) == 0xe0;
+	return addr[0] == 0xff;
+}
+
+/* Zeek's choice of originator for a new connection: the sender, unless the
+ * ports say the sender is the server (likely_server_ports). */
+static __always_inline int ca_should_flip(struct ca_packet *p)
+{
+	__u8 proto = p->key.ip_proto;
+	__u16 sport = ca_key_port(&p->key, p->src_slot);
+	__u16 dport = ca_key_port(&p->key, !p->src_slot);
+
+	if (ca_is_broadcast(ca_key_addr(&p->key, !p->src_slot)))
+		return 0;
+	if (proto == CA_IPPROTO_UDP)
+		return ca_likely_server(sport, proto) && !ca_likely_server(dport, proto);
+	if (proto == CA_IPPROTO_TCP) {
+		__u8 f = p->tcp_flags;
+		if ((f & CA_TH_SYN) && !(f & CA_TH_ACK))
+			return 0;  /* a plain SYN names its originator */
+		if (!ca_likely_server(sport, proto))
+			return 0;
+		if (ca_likely_server(dport, proto))
+			return !(f & CA_TH_SYN) && sport < dport;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline struct ca_conn *ca_new_conn(struct ca_packet *p)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	__u64 *ctr = id_counter.lookup(&zero);
+	struct ca_conn *c;
+	int r;
+
+	if (!s || !ctr)
+		return 0;
+	c = &s->conn;
+	__builtin_memset(c, 0, sizeof(*c));
+	*ctr += 1;
+	c->id = (*ctr << 8) | (bpf_get_smp_processor_id() & 0xff);
+	c->first_ns = p->ts;
+	c->last_ns = p->ts;
+	c->orig_slot = p->src_slot;
+	if (ca_should_flip(p))
+		ca_flip_roles(c);
+	if ((p->key.ip_proto == CA_IPPROTO_UDP || p->key.ip_proto == CA_IPPROTO_TCP) &&
+	    ca_is_dns_port(ca_key_port(&p->key, !c->orig_slot)))
+		c->flags |= CA_CONN_DNS;
+
+	r = conns.update(&p->key, c);
+	if (r != 0) {
+		ca_count(CA_STAT_CONN_TABLE_FULL, 1);
+		return 0;
+	}
+	ca_count(CA_STAT_CONNS_CREATED, 1);
+	return conns.lookup(&p->key);
+}
+
+/* Find the packet's connection, ending it first if its timers have run out. */
+static __always_inline struct ca_conn *ca_lookup_conn(struct ca_packet *p)
+{
+	struct ca_conn *c = conns.lookup(&p->key);
+	__u64 ended;
+
+	if (c) {
+		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
+		if (!ended)
+			return c;
+		ca_emit_end(&p->key, c, ended, CA_END_REUSED);
+		conns.delete(&p->key);
+	}
+	return ca_new_conn(p);
+}
+
+static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c, int from_orig)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_dns_event *ev;
+	__u32 len = p->payload_len;
+	__u32 avail, n;
+
+	if (!s || len == 0)
+		return;
+	ev = &s->dns;
+	avail = p->captured + p->l3_off > p->payload_off ? p->captured + p->l3_off - p->payload_off : 0;
+	n = len < avail ? len : avail;
+	if (n > CA_DNS_PAYLOAD_MAX) {
+		ca_emit_weird(p, c->id, CA_WEIRD_DNS_TRUNCATED, len);
+		n = CA_DNS_PAYLOAD_MAX;
+	}
+	ev->hdr.type = CA_EVENT_DNS;
+	ev->hdr.ts_ns = p->ts;
+	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
+	ev->conn_id = c->id;
+	ev->orig_slot = c->orig_slot;
+	ev->from_orig = from_orig;
+	ev->tcp_seq = p->seq;
+	ev->payload_len = len;
+	ev->captured_len = 0;
+	/* ((n - 1) & (MAX - 1)) + 1 == n for 1 <= n <= MAX, in a form the verifier can bound. */
+	if (n > 0 && bpf_skb_load_bytes(skb, p->payload_off, ev->payload,
+					((n - 1) & (CA_DNS_PAYLOAD_MAX - 1)) + 1) == 0)
+		ev->captured_len = n;
+	/* Only the captured bytes go up: most DNS messages are far below the maximum. */
+	n = offsetof(struct ca_dns_event, payload) + (ev->captured_len & (2 * CA_DNS_PAYLOAD_MAX - 1));
+	if (n > sizeof(*ev))
+		n = sizeof(*ev);
+	ev->hdr.size = n;
+	if (events.ringbuf_output(ev, n, 0) != 0)
+		ca_count(CA_STAT_RB_DROP_DNS, 1);
+	else
+		ca_count(CA_STAT_DNS_MESSAGES, 1);
+}
+
+/* Zeek's DNS analyzer flips a UDP connection whose first message is a reply
+ * sent by the originator (unless the responder is a multicast group). */
+static __always_inline void ca_dns_first_message(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+{
+	__u8 hdr[3];
+
+	if (c->flags & CA_CONN_DNS_SEEN)
+		return;
+	c->flags |= CA_CONN_DNS_SEEN;
+	if (p->key.ip_proto != CA_IPPROTO_UDP || p->payload_len < 12)
+		return;
+	if (bpf_skb_load_bytes(skb, p->payload_off, hdr, 3) < 0)
+		return;
+	if ((hdr[2] & 0x80) && p->src_slot == c->orig_slot && !ca_is_multicast(ca_key_addr(&p->key, !c->orig_slot)))
+		ca_flip_roles(c);
+}
+
+static __always_inline void ca_count_packet(struct ca_endpoint *e, struct ca_packet *p)
+{
+	e->pkts += p->segs;
+	e->ip_bytes += p->wire_ip_bytes;
+}
+
+/* Stage 1: parse and validate, then hand over to the tracking stage. The
+ * stages are separate programs joined by tail calls, so the verifier checks
+ * each on its own instead of every combination of their paths. */
+int ca_packet(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_packet *p;
+	__u32 weird = 0;
+	int r;
+
+	if (!s)
+		return TC_ACT_OK;
+	p = &s->pkt;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->ts = ca_now(skb);
+	p->segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	r = ca_parse(skb, p, &weird);
+	if (r == CA_PARSE_NOT_IP) {
+		ca_count(CA_STAT_NON_IP, 1);
+		return TC_ACT_OK;
+	}
+	ca_count(CA_STAT_PACKETS, p->segs);
+	if (r == CA_PARSE_WEIRD) {
+		ca_count(CA_STAT_PARSE_ERRORS, 1);
+		ca_emit_weird(p, 0, weird, 0);
+		return TC_ACT_OK;
+	}
+	ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+	if (p->fragment) {
+		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
+		return TC_ACT_OK;
+	}
+#if CA_VALIDATE_CHECKSUMS
+	if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP ||
+	    p->key.ip_proto == CA_IPPROTO_ICMP || p->key.ip_proto == CA_IPPROTO_ICMPV6)
+		p->bad_checksum = ca_l4_checksum_ok(skb, &s->csum, p) == 0;
+#endif
+	if (p->key.ip_proto != CA_IPPROTO_TCP && p->key.ip_proto != CA_IPPROTO_UDP &&
+	    p->key.ip_proto != CA_IPPROTO_ICMP && p->key.ip_proto != CA_IPPROTO_ICMPV6) {
+		p->key.port[0] = 0;
+		p->key.port[1] = 0;
+	}
+	ca_canonicalize(p);
+	stages.call(skb, CA_STAGE_TRACK);
+	ca_count(CA_STAT_PARSE_ERRORS, 1);  /* only reached if the tail call failed */
+	return TC_ACT_OK;
+}
+
+/* Stage 2: find or create the connection and update it. */
+int ca_track(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_packet *p;
+	struct ca_conn *c;
+	int from_orig;
+
+	if (!s)
+		return TC_ACT_OK;
+	p = &s->pkt;
+	c = ca_lookup_conn(p);
+	if (!c)
+		return TC_ACT_OK;
+	from_orig = p->src_slot == c->orig_slot;
+
+	if (p->bad_checksum) {
+		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+		__u32 code = p->key.ip_proto == CA_IPPROTO_TCP ? CA_WEIRD_BAD_TCP_CHECKSUM :
+			     p->key.ip_proto == CA_IPPROTO_UDP ? CA_WEIRD_BAD_UDP_CHECKSUM : CA_WEIRD_BAD_ICMP_CHECKSUM;
+		if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)
+			ca_hist_scaled(c, from_orig, 'C', &e->checksum_errors);
+		ca_emit_weird(p, c->id, code, 0);
+		return TC_ACT_OK;
+	}
+	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0) {
+		ca_dns_first_message(skb, p, c);
+		from_orig = p->src_slot == c->orig_slot;
+	}
+	if (p->key.ip_proto == CA_IPPROTO_TCP) {
+		stages.call(skb, CA_STAGE_TCP);
+		ca_count(CA_STAT_PARSE_ERRORS, 1);
+		return TC_ACT_OK;
+	}
+	if (p->key.ip_proto == CA_IPPROTO_UDP)
+		ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
+	c->ep[from_orig ? 0 : 1].state = CA_UDP_ACTIVE;
+	c->ep[from_orig ? 0 : 1].payload_bytes += p->payload_len;
+	c->last_ns = p->ts;
+	ca_count_packet(&c->ep[from_orig ? 0 : 1], p);
+	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
+		ca_emit_dns(skb, p, c, from_orig);
+	return TC_ACT_OK;
+}
+
+/* Stage 3: TCP's endpoint state machine. */
+int ca_tcp(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_packet *p;
+	struct ca_conn *c;
+	int from_orig;
+
+	if (!s)
+		return TC_ACT_OK;
+	p = &s->pkt;
+	c = conns.lookup(&p->key);
+	if (!c)
+		return TC_ACT_OK;
+	ca_tcp_packet(c, p);
+	from_orig = p->src_slot == c->orig_slot;
+	ca_count_packet(&c->ep[from_orig ? 0 : 1], p);
+	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
+		ca_emit_dns(skb, p, c, from_orig);
+	return TC_ACT_OK;
+}
+
+/* User space's timer tick: the packet body is a ca_sweep_request listing
+ * connection keys; each one whose timers have run out (or every one, when
+ * draining at the end of capture) is reported and removed. */
+int ca_sweep(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_sweep_request *req;
+	__u64 now = ca_now(skb);
+
+	if (!s)
+		return TC_ACT_OK;
+	req = &s->sweep;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, req, sizeof(*req)) < 0)
+		return TC_ACT_SHOT;
+
+	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
+	for (int i = 0; i < CA_SWEEP_KEYS_MAX; i++) {
+		struct ca_conn *c;
+		__u64 ended;
+		if (i >= req->count)
+			break;
+		c = conns.lookup(&req->keys[i]);
+		if (!c)
+			continue;
+		ended = req->drain ? now : ca_conn_ended(c, req->keys[i].ip_proto, now);
+		if (!ended)
+			continue;
+		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
+		conns.delete(&req->keys[i]);
+	}
+	return TC_ACT_OK;
+}

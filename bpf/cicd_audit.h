@@ -1,0 +1,184 @@
+/* cicd_audit.h: every struct and constant shared by the kernel program and Python.
+ *
+ * Python mirrors this file in exactly one module (recorder/abi.py); the test
+ * tests/test_abi_layout.py compiles a probe against this header and fails on any
+ * drift in size or offset. Padding is explicit so both sides agree without
+ * relying on compiler defaults. Integers are host byte order unless the name
+ * says otherwise; addresses are raw network-order bytes.
+ */
+#ifndef CICD_AUDIT_H
+#define CICD_AUDIT_H
+
+#include <linux/types.h>
+
+#define CA_HISTORY_MAX 64          /* power of two: history index is masked */
+#define CA_DNS_PAYLOAD_MAX 4096    /* power of two: copy length is masked */
+#define CA_SWEEP_KEYS_MAX 32       /* connection keys per sweep request */
+
+enum ca_event_type {
+	CA_EVENT_CONN_END = 1,     /* a connection ended; carries its final state */
+	CA_EVENT_DNS = 2,          /* one DNS message (UDP) or TCP segment of port 53-like traffic */
+	CA_EVENT_WEIRD = 3,        /* a malformed or unexpected packet */
+};
+
+/* Why a connection ended. */
+enum ca_end_reason {
+	CA_END_TIMEOUT = 1,        /* a Zeek timer (inactivity, attempt, close delay) expired */
+	CA_END_REUSED = 2,         /* expired when a new packet for the same key arrived */
+	CA_END_DRAIN = 3,          /* end of capture */
+};
+
+/* Zeek's endpoint states: TCP_INACTIVE .. TCP_RESET; UDP and others use INACTIVE/ACTIVE. */
+enum ca_endpoint_state {
+	CA_TCP_INACTIVE = 0,
+	CA_TCP_SYN_SENT = 1,
+	CA_TCP_SYN_ACK_SENT = 2,
+	CA_TCP_PARTIAL = 3,
+	CA_TCP_ESTABLISHED = 4,
+	CA_TCP_CLOSED = 5,
+	CA_TCP_RESET = 6,
+	CA_UDP_INACTIVE = 0,
+	CA_UDP_ACTIVE = 1,
+};
+
+/* Weird codes; recorder/weirds.py maps each to Zeek's weird name. */
+enum ca_weird_code {
+	CA_WEIRD_TRUNCATED_IP = 1,
+	CA_WEIRD_BAD_IP_CHECKSUM = 2,
+	CA_WEIRD_TRUNCATED_HEADER = 3,     /* transport header does not fit */
+	CA_WEIRD_BAD_TCP_CHECKSUM = 4,
+	CA_WEIRD_BAD_UDP_CHECKSUM = 5,
+	CA_WEIRD_BAD_ICMP_CHECKSUM = 6,
+	CA_WEIRD_IP_FRAGMENT = 7,          /* fragments are not reassembled */
+	CA_WEIRD_UNKNOWN_IP_VERSION = 8,
+	CA_WEIRD_TOO_MANY_EXT_HEADERS = 9,
+	CA_WEIRD_DNS_TRUNCATED = 10,       /* DNS payload larger than CA_DNS_PAYLOAD_MAX */
+	CA_WEIRD_BAD_IP_LENGTH = 11,       /* IP total length larger than the packet */
+	CA_WEIRD_MAX = 16,
+};
+
+/* Per-CPU counters (map "stats"); recorder/abi.py names them. */
+enum ca_stat {
+	CA_STAT_PACKETS = 0,           /* wire packets seen (GSO counted per segment) */
+	CA_STAT_IP_BYTES = 1,
+	CA_STAT_NON_IP = 2,            /* ARP and other non-IP frames, ignored */
+	CA_STAT_PARSE_ERRORS = 3,      /* packets that could not be parsed */
+	CA_STAT_CONN_TABLE_FULL = 4,   /* new connections refused: map full */
+	CA_STAT_RB_DROP_CONN = 5,      /* ring buffer full: connection-end event lost */
+	CA_STAT_RB_DROP_DNS = 6,       /* ring buffer full: DNS message lost */
+	CA_STAT_RB_DROP_WEIRD = 7,     /* ring buffer full: weird lost */
+	CA_STAT_WEIRDS_SUPPRESSED = 8, /* weirds counted but not sent (rate limit) */
+	CA_STAT_CONNS_CREATED = 9,
+	CA_STAT_DNS_MESSAGES = 10,
+	CA_STAT_MAX = 16,
+};
+
+struct ca_event_header {
+	__u32 type;                /* enum ca_event_type */
+	__u32 size;                /* bytes of the whole event */
+	__u64 ts_ns;               /* packet time: epoch ns (pcap) or CLOCK_MONOTONIC ns (live) */
+};
+
+/* Connection key in canonical order (lower address/port first), so both
+ * directions of a connection find the same map entry. IPv4 addresses are
+ * stored IPv4-mapped (::ffff:a.b.c.d). Ports are host order; for ICMP they
+ * hold Zeek's type/counterpart-type pair. */
+struct ca_conn_key {
+	__u8 addr[2][16];
+	__u16 port[2];
+	__u8 ip_proto;
+	__u8 pad[3];
+};
+
+struct ca_endpoint {
+	__u64 pkts;                /* wire packets */
+	__u64 ip_bytes;            /* IP total lengths */
+	__u64 payload_bytes;       /* UDP/ICMP/other payload; TCP uses sequence numbers */
+	__u32 start_seq;           /* TCP: sequence number before the first byte (the SYN's) */
+	__u32 last_seq;            /* TCP: highest sequence number reached (seq + len, + SYN/FIN) */
+	__u32 seq_wraps;           /* TCP: times last_seq wrapped past 2^32 */
+	__u32 ack_seq;             /* TCP: highest ACK the peer sent for this endpoint's data */
+	__u32 hist_last_syn;       /* TCP: sequence of the last SYN/FIN/RST, so repeats of the */
+	__u32 hist_last_fin;       /*      same segment add no new history letter */
+	__u32 hist_last_rst;
+	__u32 gap_bytes;           /* TCP: bytes acknowledged by the peer that were never seen */
+	__u32 checksum_errors;     /* packets dropped for a bad transport checksum */
+	__u32 rexmits;             /* TCP retransmissions */
+	__u32 zero_windows;        /* TCP zero-window advertisements */
+	__u32 gaps;                /* TCP content gaps */
+	__u16 flags;               /* CA_EP_* */
+	__u8 state;                /* enum ca_endpoint_state */
+	__u8 prev_state;           /* state before the last change (Zeek's prev_state) */
+	__u32 pad;
+};
+
+#define CA_EP_SEQ_VALID   (1 << 0)  /* start_seq/last_seq hold a value */
+#define CA_EP_SAW_SYN     (1 << 1)
+#define CA_EP_SAW_FIN     (1 << 2)
+#define CA_EP_SAW_RST     (1 << 3)
+#define CA_EP_SAW_DATA    (1 << 4)
+#define CA_EP_SAW_ACK     (1 << 5)
+#define CA_EP_DID_CLOSE   (1 << 6)  /* Zeek's did_close: this side's close was reported */
+#define CA_EP_FIRST_SEEN  (1 << 7)  /* Zeek's first_packet_seen for this side */
+
+struct ca_conn {
+	__u64 id;                  /* unique per capture; Python derives the uid from it */
+	__u64 first_ns;
+	__u64 last_ns;
+	/* Zeek's per-connection timers, as absolute deadlines in packet time (0 = unarmed). */
+	__u64 attempt_deadline;    /* tcp_attempt_delay after the first SYN */
+	__u64 close_deadline;      /* tcp_close_delay after both sides closed (or a RST) */
+	__u64 expire_deadline;     /* tcp_session_timer checks after one side closed */
+	__u64 reset_deadline;      /* tcp_reset_delay after a RST following a FIN */
+	struct ca_endpoint ep[2];  /* [0] originator, [1] responder */
+	__u64 history_seen;        /* bit per history letter already recorded */
+	__u8 orig_slot;            /* which key slot (0/1) holds the originator */
+	__u8 history_len;
+	__u8 flags;                /* CA_CONN_* */
+	__u8 pad[5];
+	char history[CA_HISTORY_MAX];
+};
+
+#define CA_CONN_DNS        (1 << 0)  /* carried at least one DNS message */
+#define CA_CONN_FLIPPED    (1 << 1)  /* roles were flipped ('^') */
+#define CA_CONN_PARTIAL    (1 << 2)  /* Zeek's is_partial: did not start with a SYN */
+#define CA_CONN_FINISHED   (1 << 3)  /* TCP finished or reset (Zeek's is_active cleared) */
+#define CA_CONN_DNS_SEEN   (1 << 4)  /* the DNS analyzer has seen its first message */
+
+struct ca_conn_end_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;
+	struct ca_conn conn;
+	__u32 reason;              /* enum ca_end_reason */
+	__u32 pad;
+};
+
+struct ca_dns_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;
+	__u64 conn_id;
+	__u8 orig_slot;            /* orientation when the message was seen */
+	__u8 from_orig;            /* 1 if the originator sent it */
+	__u8 pad[2];
+	__u32 tcp_seq;             /* TCP: sequence number of the first payload byte */
+	__u32 payload_len;         /* message bytes on the wire */
+	__u32 captured_len;        /* bytes in payload[] (<= CA_DNS_PAYLOAD_MAX) */
+	__u8 payload[CA_DNS_PAYLOAD_MAX];
+};
+
+struct ca_weird_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;    /* as far as it could be parsed; zero otherwise */
+	__u64 conn_id;             /* 0 when no connection is known */
+	__u32 code;                /* enum ca_weird_code */
+	__u32 detail;              /* code-specific number (e.g. a length) */
+};
+
+/* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep. */
+struct ca_sweep_request {
+	__u32 count;               /* keys that follow */
+	__u32 drain;               /* 1: end every listed connection (end of capture) */
+	struct ca_conn_key keys[CA_SWEEP_KEYS_MAX];
+};
+
+#endif /* CICD_AUDIT_H */

@@ -1,0 +1,408 @@
+/* packet.h: parse one skb into the fields connection tracking needs.
+ *
+ * Headers are read with bpf_skb_load_bytes rather than direct packet access:
+ * at TC the headers of a GRO/GSO skb are not always in the linear area, and
+ * the helper copes with both. Every read is bounds-checked by the helper.
+ */
+#ifndef CA_PACKET_H
+#define CA_PACKET_H
+
+#define CA_ETH_P_IP     0x0800
+#define CA_ETH_P_IPV6   0x86DD
+#define CA_ETH_P_8021Q  0x8100
+#define CA_ETH_P_8021AD 0x88A8
+
+#define CA_IPPROTO_ICMP   1
+#define CA_IPPROTO_TCP    6
+#define CA_IPPROTO_UDP    17
+#define CA_IPPROTO_ICMPV6 58
+
+#define CA_TH_FIN 0x01
+#define CA_TH_SYN 0x02
+#define CA_TH_RST 0x04
+#define CA_TH_PSH 0x08
+#define CA_TH_ACK 0x10
+
+#define CA_MAX_IPV6_EXT 6
+
+/* What the parser learnt about one packet. Addresses and ports are in the
+ * sender's order (slot 0 = source) until ca_canonicalize() orders them. */
+struct ca_packet {
+	struct ca_conn_key key;
+	__u64 ts;
+	__u64 wire_ip_bytes;       /* IP bytes of every wire segment this skb stands for */
+	__u32 segs;                /* wire segments (GSO) */
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 payload_off;
+	__u32 payload_len;         /* transport payload per the IP length (padding excluded) */
+	__u32 ip_len;              /* IP total length of this skb (one segment unless GSO) */
+	__u32 l4_len;              /* transport header + payload bytes per the IP length */
+	__u32 captured;            /* bytes of the IP packet actually present */
+	__u32 seq;
+	__u32 ack;
+	__u16 window;
+	__u8 tcp_flags;
+	__u8 src_slot;             /* key slot of the sender after canonicalization */
+	__u8 ip_version;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 fragment;             /* 1: a fragment (not reassembled) */
+	__u8 bad_checksum;         /* 1: transport checksum failed (pcap input only) */
+	__u8 pad[7];
+};
+
+enum ca_parse_result {
+	CA_PARSE_OK = 0,
+	CA_PARSE_NOT_IP = 1,       /* ARP, LLDP, ...: not ours */
+	CA_PARSE_WEIRD = 2,        /* malformed: *weird holds the code */
+};
+
+static __always_inline void ca_set_v4mapped(__u8 *dst, __u32 addr_be)
+{
+	__u32 *w = (__u32 *)dst;
+	w[0] = 0;
+	w[1] = 0;
+	w[2] = bpf_htonl(0x0000ffff);
+	w[3] = addr_be;
+}
+
+/* ICMPv4 counterpart types (RFC 792): a request and its reply share one
+ * connection, the way Zeek keys them. Returns the code for one-way types. */
+static __always_inline __u16 ca_icmp4_counterpart(__u8 type, __u8 code, int *one_way)
+{
+	*one_way = 0;
+	switch (type) {
+	case 8: return 0;   /* echo request -> echo reply */
+	case 0: return 8;
+	case 13: return 14; /* timestamp */
+	case 14: return 13;
+	case 15: return 16; /* information */
+	case 16: return 15;
+	case 10: return 9;  /* router solicitation -> advertisement */
+	case 9: return 10;
+	case 17: return 18; /* address mask */
+	case 18: return 17;
+	}
+	*one_way = 1;
+	return code;
+}
+
+/* ICMPv6 counterpart types (RFC 4443, RFC 4861, RFC 2710). */
+static __always_inline __u16 ca_icmp6_counterpart(__u8 type, __u8 code, int *one_way)
+{
+	*one_way = 0;
+	switch (type) {
+	case 128: return 129; /* echo request -> reply */
+	case 129: return 128;
+	case 133: return 134; /* router solicitation -> advertisement */
+	case 134: return 133;
+	case 135: return 136; /* neighbor solicitation -> advertisement */
+	case 136: return 135;
+	case 130: return 131; /* multicast listener query -> report */
+	case 131: return 130;
+	}
+	*one_way = 1;
+	return code;
+}
+
+static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+{
+	__u32 off = p->l4_off;
+	__u32 avail = p->l4_len;
+
+	if (p->fragment)
+		return CA_PARSE_OK;
+
+	switch (p->key.ip_proto) {
+	case CA_IPPROTO_TCP: {
+		struct tcphdr th;
+		__u32 doff;
+		if (avail < sizeof(th) || bpf_skb_load_bytes(skb, off, &th, sizeof(th)) < 0) {
+			*weird = CA_WEIRD_TRUNCATED_HEADER;
+			return CA_PARSE_WEIRD;
+		}
+		doff = th.doff * 4;
+		if (doff < sizeof(th) || doff > avail) {
+			*weird = CA_WEIRD_TRUNCATED_HEADER;
+			return CA_PARSE_WEIRD;
+		}
+		p->key.port[0] = bpf_ntohs(th.source);
+		p->key.port[1] = bpf_ntohs(th.dest);
+		p->seq = bpf_ntohl(th.seq);
+		p->ack = bpf_ntohl(th.ack_seq);
+		p->window = bpf_ntohs(th.window);
+		p->tcp_flags = ((__u8 *)&th)[13];
+		p->payload_off = off + doff;
+		p->payload_len = avail - doff;
+		break;
+	}
+	case CA_IPPROTO_UDP: {
+		struct udphdr uh;
+		__u32 ulen;
+		if (avail < sizeof(uh) || bpf_skb_load_bytes(skb, off, &uh, sizeof(uh)) < 0) {
+			*weird = CA_WEIRD_TRUNCATED_HEADER;
+			return CA_PARSE_WEIRD;
+		}
+		p->key.port[0] = bpf_ntohs(uh.source);
+		p->key.port[1] = bpf_ntohs(uh.dest);
+		ulen = bpf_ntohs(uh.len);
+		/* The UDP length may be smaller than the IP payload (padding);
+		 * GSO super-packets carry the length of one segment. */
+		if (p->segs > 1 || ulen < sizeof(uh) || ulen > avail)
+			ulen = avail;
+		p->payload_off = off + sizeof(uh);
+		p->payload_len = ulen - sizeof(uh);
+		break;
+	}
+	case CA_IPPROTO_ICMP:
+	case CA_IPPROTO_ICMPV6: {
+		__u8 tc[2];
+		int one_way;
+		if (avail < 8 || bpf_skb_load_bytes(skb, off, tc, 2) < 0) {
+			*weird = CA_WEIRD_TRUNCATED_HEADER;
+			return CA_PARSE_WEIRD;
+		}
+		p->icmp_type = tc[0];
+		p->icmp_code = tc[1];
+		p->key.port[0] = tc[0];
+		if (p->key.ip_proto == CA_IPPROTO_ICMP)
+			p->key.port[1] = ca_icmp4_counterpart(tc[0], tc[1], &one_way);
+		else
+			p->key.port[1] = ca_icmp6_counterpart(tc[0], tc[1], &one_way);
+		p->payload_off = off + 8;
+		p->payload_len = avail - 8;
+		break;
+	}
+	default:
+		p->payload_off = off;
+		p->payload_len = avail;
+		break;
+	}
+	return CA_PARSE_OK;
+}
+
+static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+{
+	struct iphdr ip;
+	__u32 hlen, tot;
+
+	if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)) < 0 || p->captured < sizeof(ip)) {
+		*weird = CA_WEIRD_TRUNCATED_IP;
+		return CA_PARSE_WEIRD;
+	}
+	hlen = ip.ihl * 4;
+	tot = bpf_ntohs(ip.tot_len);
+	if (hlen < sizeof(ip)) {
+		*weird = CA_WEIRD_TRUNCATED_IP;
+		return CA_PARSE_WEIRD;
+	}
+	/* GSO super-packets (and BIG TCP) do not carry a usable total length. */
+	if (p->segs > 1 || tot == 0)
+		tot = p->captured;
+	if (tot < hlen) {
+		*weird = CA_WEIRD_BAD_IP_LENGTH;
+		return CA_PARSE_WEIRD;
+	}
+	ca_set_v4mapped(p->key.addr[0], ip.saddr);
+	ca_set_v4mapped(p->key.addr[1], ip.daddr);
+	p->key.ip_proto = ip.protocol;
+	p->ip_version = 4;
+	p->ip_len = tot;
+	p->l4_off = p->l3_off + hlen;
+	p->l4_len = tot - hlen;
+	p->fragment = (bpf_ntohs(ip.frag_off) & 0x3fff) != 0;  /* MF or offset */
+#if CA_VALIDATE_CHECKSUMS
+	if (hlen <= 60) {
+		__u8 hdr[60] = {};
+		__s64 sum;
+		if (bpf_skb_load_bytes(skb, p->l3_off, hdr, hlen & 0x3c) == 0) {
+			sum = bpf_csum_diff(0, 0, (__be32 *)hdr, hlen & 0x3c, 0);
+			if (sum >= 0 && ca_csum_fold((__u32)sum) != 0xffff) {
+				*weird = CA_WEIRD_BAD_IP_CHECKSUM;
+				return CA_PARSE_WEIRD;
+			}
+		}
+	}
+#endif
+	return CA_PARSE_OK;
+}
+
+static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+{
+	struct ipv6hdr ip6;
+	__u32 off, plen;
+	__u8 next;
+
+	if (bpf_skb_load_bytes(skb, p->l3_off, &ip6, sizeof(ip6)) < 0 || p->captured < sizeof(ip6)) {
+		*weird = CA_WEIRD_TRUNCATED_IP;
+		return CA_PARSE_WEIRD;
+	}
+	__builtin_memcpy(p->key.addr[0], &ip6.saddr, 16);
+	__builtin_memcpy(p->key.addr[1], &ip6.daddr, 16);
+	plen = bpf_ntohs(ip6.payload_len);
+	if (p->segs > 1 || plen == 0)
+		plen = p->captured - sizeof(ip6);
+	p->ip_version = 6;
+	p->ip_len = plen + sizeof(ip6);
+	off = p->l3_off + sizeof(ip6);
+	next = ip6.nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < CA_MAX_IPV6_EXT; i++) {
+		__u8 ext[2];
+		if (next != 0 && next != 43 && next != 60 && next != 44 && next != 51)
+			break;
+		if (bpf_skb_load_bytes(skb, off, ext, 2) < 0) {
+			*weird = CA_WEIRD_TRUNCATED_HEADER;
+			return CA_PARSE_WEIRD;
+		}
+		if (next == 44) {          /* fragment header: fixed 8 bytes */
+			__u8 frag[8];
+			if (bpf_skb_load_bytes(skb, off, frag, 8) < 0) {
+				*weird = CA_WEIRD_TRUNCATED_HEADER;
+				return CA_PARSE_WEIRD;
+			}
+			if (((frag[2] << 8 | frag[3]) & 0xfff9) != 0)
+				p->fragment = 1;   /* offset or more-fragments set */
+			next = ext[0];
+			off += 8;
+		} else if (next == 51) {   /* AH: length in 4-byte units, minus 2 */
+			next = ext[0];
+			off += (ext[1] + 2) * 4;
+		} else {
+			next = ext[0];
+			off += (ext[1] + 1) * 8;
+		}
+	}
+	if (next == 0 || next == 43 || next == 60 || next == 44 || next == 51) {
+		*weird = CA_WEIRD_TOO_MANY_EXT_HEADERS;
+		return CA_PARSE_WEIRD;
+	}
+	if (off - p->l3_off > p->ip_len) {
+		*weird = CA_WEIRD_TRUNCATED_HEADER;
+		return CA_PARSE_WEIRD;
+	}
+	p->key.ip_proto = next;
+	p->l4_off = off;
+	p->l4_len = p->ip_len - (off - p->l3_off);
+	return CA_PARSE_OK;
+}
+
+/* Parse Ethernet (with up to two VLAN tags), IP and the transport header. */
+static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+{
+	__u16 proto;
+	__u32 off = 12;
+	int r;
+
+	if (bpf_skb_load_bytes(skb, off, &proto, 2) < 0)
+		return CA_PARSE_NOT_IP;
+	off += 2;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(CA_ETH_P_8021Q) && proto != bpf_htons(CA_ETH_P_8021AD))
+			break;
+		if (bpf_skb_load_bytes(skb, off + 2, &proto, 2) < 0)
+			return CA_PARSE_NOT_IP;
+		off += 4;
+	}
+	p->l3_off = off;
+	if (p->captured > skb->len - off || p->captured == 0)
+		p->captured = skb->len - off;
+
+	if (proto == bpf_htons(CA_ETH_P_IP))
+		r = ca_parse_ipv4(skb, p, weird);
+	else if (proto == bpf_htons(CA_ETH_P_IPV6))
+		r = ca_parse_ipv6(skb, p, weird);
+	else
+		return CA_PARSE_NOT_IP;
+	if (r != CA_PARSE_OK)
+		return r;
+
+	p->wire_ip_bytes = p->ip_len;
+	r = ca_parse_l4(skb, p, weird);
+	if (r == CA_PARSE_OK && p->segs > 1) {
+		/* Each wire segment repeats the IP and transport headers. */
+		__u32 hdrs = p->payload_off - p->l3_off;
+		p->wire_ip_bytes = p->ip_len + (__u64)(p->segs - 1) * hdrs;
+	}
+	return r;
+}
+
+/* Order the key's endpoints so both directions share one map entry. */
+static __always_inline void ca_canonicalize(struct ca_packet *p)
+{
+	__u32 *a = (__u32 *)p->key.addr[0];
+	__u32 *b = (__u32 *)p->key.addr[1];
+	int swap = 0, decided = 0;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (!decided && a[i] != b[i]) {
+			swap = bpf_ntohl(a[i]) > bpf_ntohl(b[i]);
+			decided = 1;
+		}
+	}
+	if (!decided)
+		swap = p->key.port[0] > p->key.port[1];
+	p->src_slot = 0;
+	if (swap) {
+		__u8 tmp[16];
+		__u16 port = p->key.port[0];
+		__builtin_memcpy(tmp, p->key.addr[0], 16);
+		__builtin_memcpy(p->key.addr[0], p->key.addr[1], 16);
+		__builtin_memcpy(p->key.addr[1], tmp, 16);
+		p->key.port[0] = p->key.port[1];
+		p->key.port[1] = port;
+		p->src_slot = 1;
+	}
+}
+
+#if CA_VALIDATE_CHECKSUMS
+/* 1: the transport checksum is valid or absent; 0: bad; -1: cannot tell
+ * (truncated capture, larger than a test-run packet). */
+static __always_inline int ca_l4_checksum_ok(struct __sk_buff *skb, struct ca_csum_scratch *scratch,
+					     struct ca_packet *p)
+{
+	__u32 pseudo[10] = {};
+	__u32 psize;
+	__s64 sum;
+
+	if (p->fragment || p->captured < p->ip_len)
+		return -1;
+	if (p->key.ip_proto == CA_IPPROTO_UDP && p->ip_version == 4) {
+		__u16 uck;
+		if (bpf_skb_load_bytes(skb, p->l4_off + 6, &uck, 2) < 0)
+			return -1;
+		if (uck == 0)
+			return 1;          /* IPv4 UDP: checksum not used */
+	}
+	if (p->key.ip_proto == CA_IPPROTO_ICMP) {
+		psize = 0;             /* ICMPv4 has no pseudo-header */
+	} else if (p->ip_version == 4) {
+		pseudo[0] = ((__u32 *)p->key.addr[0])[3];
+		pseudo[1] = ((__u32 *)p->key.addr[1])[3];
+		pseudo[2] = bpf_htonl(((__u32)p->key.ip_proto << 16) | (p->l4_len & 0xffff));
+		psize = 12;
+	} else {
+		__builtin_memcpy(&pseudo[0], p->key.addr[0], 16);
+		__builtin_memcpy(&pseudo[4], p->key.addr[1], 16);
+		pseudo[8] = bpf_htonl(p->l4_len);
+		pseudo[9] = bpf_htonl(p->key.ip_proto);
+		psize = 40;
+	}
+	sum = 0;
+	if (psize) {
+		sum = bpf_csum_diff(0, 0, (__be32 *)pseudo, psize, 0);
+		if (sum < 0)
+			return -1;
+	}
+	sum = ca_csum_skb(skb, scratch, p->l4_off, p->l4_len, (__u32)sum);
+	if (sum < 0)
+		return -1;
+	return ca_csum_fold((__u32)sum) == 0xffff;
+}
+#endif
+
+#endif /* CA_PACKET_H */

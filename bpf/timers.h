@@ -1,0 +1,94 @@
+/* timers.h: when a connection ends, by Zeek's timers, evaluated lazily.
+ *
+ * Zeek fires timers as packet time advances. Between two packets of a
+ * connection its state cannot change, so evaluating the armed timers in
+ * deadline order when the next packet arrives (or when user space sweeps)
+ * reaches the same verdict Zeek's timer queue would. The one function below
+ * is used by both paths, so there is one implementation of "has it ended".
+ */
+#ifndef CA_TIMERS_H
+#define CA_TIMERS_H
+
+static __always_inline __u64 ca_inactivity_timeout(__u8 proto)
+{
+	switch (proto) {
+	case CA_IPPROTO_TCP: return CA_TCP_INACTIVITY_NS;
+	case CA_IPPROTO_UDP: return CA_UDP_INACTIVITY_NS;
+	case CA_IPPROTO_ICMP:
+	case CA_IPPROTO_ICMPV6: return CA_ICMP_INACTIVITY_NS;
+	}
+	return CA_UNKNOWN_IP_INACTIVITY_NS;
+}
+
+/* First firing of the DNS analyzer's periodic expiry check (every
+ * dns_session_timeout from the first packet) that comes at least
+ * dns_session_timeout - 1 s after the last packet. */
+static __always_inline __u64 ca_dns_expiry(struct ca_conn *c)
+{
+	__u64 due = c->last_ns + CA_DNS_SESSION_TIMEOUT_NS - 1000000000ULL;
+	__u64 k;
+
+	if (due <= c->first_ns)
+		return c->first_ns + CA_DNS_SESSION_TIMEOUT_NS;
+	k = (due - c->first_ns + CA_DNS_SESSION_TIMEOUT_NS - 1) / CA_DNS_SESSION_TIMEOUT_NS;
+	if (k == 0)
+		k = 1;
+	return c->first_ns + k * CA_DNS_SESSION_TIMEOUT_NS;
+}
+
+static __always_inline int ca_expire_check_ends(struct ca_conn *c)
+{
+	struct ca_endpoint *o = &c->ep[0], *r = &c->ep[1];
+	int o_closed = o->flags & CA_EP_DID_CLOSE, r_closed = r->flags & CA_EP_DID_CLOSE;
+
+	if ((o_closed || r_closed) &&
+	    ((o_closed && r_closed) || o->state == CA_TCP_RESET || r->state == CA_TCP_RESET ||
+	     o->state == CA_TCP_INACTIVE || r->state == CA_TCP_INACTIVE))
+		return 1;
+	return o->state == CA_TCP_INACTIVE && r->state == CA_TCP_INACTIVE;
+}
+
+static __always_inline __u64 ca_min_deadline(__u64 best, __u64 t)
+{
+	return t && t < best ? t : best;
+}
+
+/* When the half-close check (re-armed every tcp_session_timer) ends the
+ * connection: its first firing after last packet + tcp_connection_linger. */
+static __always_inline __u64 ca_expire_kill_time(struct ca_conn *c)
+{
+	__u64 d = c->expire_deadline;
+	__u64 quiet = c->last_ns + CA_TCP_CONNECTION_LINGER_NS;
+
+	if (!d || (c->flags & CA_CONN_FINISHED) || !ca_expire_check_ends(c))
+		return 0;
+	if (d > quiet)
+		return d;
+	return d + ((quiet - d) / CA_TCP_SESSION_TIMER_NS + 1) * CA_TCP_SESSION_TIMER_NS;
+}
+
+/* Returns the packet time at which the connection ended, or 0 if it is
+ * still alive at now. Each timer either ends the connection when it fires
+ * or leaves every other timer's verdict unchanged, so the connection ends
+ * at the earliest of the per-timer end times. */
+static __always_inline __u64 ca_conn_ended(struct ca_conn *c, __u8 proto, __u64 now)
+{
+	__u64 end = c->last_ns + ca_inactivity_timeout(proto);
+
+	if ((c->flags & CA_CONN_DNS) && proto == CA_IPPROTO_UDP)
+		end = ca_min_deadline(end, ca_dns_expiry(c));
+	if (proto == CA_IPPROTO_TCP) {
+		/* attempt: still only a SYN with no answer when it fires */
+		if (!(c->flags & CA_CONN_FINISHED) &&
+		    (c->ep[0].state == CA_TCP_SYN_SENT || c->ep[0].state == CA_TCP_SYN_ACK_SENT) &&
+		    c->ep[1].state == CA_TCP_INACTIVE)
+			end = ca_min_deadline(end, c->attempt_deadline);
+		end = ca_min_deadline(end, c->close_deadline);
+		end = ca_min_deadline(end, ca_expire_kill_time(c));
+		if (!(c->flags & CA_CONN_FINISHED))
+			end = ca_min_deadline(end, c->reset_deadline);
+	}
+	return end <= now ? end : 0;
+}
+
+#endif /* CA_TIMERS_H */

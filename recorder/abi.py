@@ -1,0 +1,148 @@
+"""Python's one mirror of bpf/cicd_audit.h: the structs that cross the ring buffer.
+
+tests/test_abi_layout.py compiles a probe against the C header and compares
+every size and offset with these definitions, so a change on one side that is
+not made on the other fails the tests instead of corrupting events.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+
+c_u8, c_u16, c_u32, c_u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
+
+HISTORY_MAX = 64
+DNS_PAYLOAD_MAX = 4096
+SWEEP_KEYS_MAX = 32
+
+
+class EventType(enum.IntEnum):
+    CONN_END = 1
+    DNS = 2
+    WEIRD = 3
+
+
+class EndReason(enum.IntEnum):
+    TIMEOUT = 1
+    REUSED = 2
+    DRAIN = 3
+
+
+class TcpState(enum.IntEnum):
+    """Zeek's TCP endpoint states (UDP and others use INACTIVE=0 / ACTIVE=1)."""
+
+    INACTIVE = 0
+    SYN_SENT = 1
+    SYN_ACK_SENT = 2
+    PARTIAL = 3
+    ESTABLISHED = 4
+    CLOSED = 5
+    RESET = 6
+
+
+UDP_ACTIVE = 1
+
+
+class WeirdCode(enum.IntEnum):
+    TRUNCATED_IP = 1
+    BAD_IP_CHECKSUM = 2
+    TRUNCATED_HEADER = 3
+    BAD_TCP_CHECKSUM = 4
+    BAD_UDP_CHECKSUM = 5
+    BAD_ICMP_CHECKSUM = 6
+    IP_FRAGMENT = 7
+    UNKNOWN_IP_VERSION = 8
+    TOO_MANY_EXT_HEADERS = 9
+    DNS_TRUNCATED = 10
+    BAD_IP_LENGTH = 11
+
+
+WEIRD_MAX = 16
+
+
+class Stat(enum.IntEnum):
+    PACKETS = 0
+    IP_BYTES = 1
+    NON_IP = 2
+    PARSE_ERRORS = 3
+    CONN_TABLE_FULL = 4
+    RB_DROP_CONN = 5
+    RB_DROP_DNS = 6
+    RB_DROP_WEIRD = 7
+    WEIRDS_SUPPRESSED = 8
+    CONNS_CREATED = 9
+    DNS_MESSAGES = 10
+
+
+STAT_MAX = 16
+
+# Endpoint flags (CA_EP_*) and connection flags (CA_CONN_*).
+EP_SEQ_VALID = 1 << 0
+EP_DID_CLOSE = 1 << 6
+CONN_DNS = 1 << 0
+CONN_FLIPPED = 1 << 1
+
+
+class EventHeader(ctypes.Structure):
+    _fields_ = [("type", c_u32), ("size", c_u32), ("ts_ns", c_u64)]
+
+
+class ConnKey(ctypes.Structure):
+    _fields_ = [("addr", (c_u8 * 16) * 2), ("port", c_u16 * 2), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
+
+
+class Endpoint(ctypes.Structure):
+    _fields_ = [
+        ("pkts", c_u64), ("ip_bytes", c_u64), ("payload_bytes", c_u64),
+        ("start_seq", c_u32), ("last_seq", c_u32), ("seq_wraps", c_u32), ("ack_seq", c_u32),
+        ("hist_last_syn", c_u32), ("hist_last_fin", c_u32), ("hist_last_rst", c_u32),
+        ("gap_bytes", c_u32), ("checksum_errors", c_u32), ("rexmits", c_u32),
+        ("zero_windows", c_u32), ("gaps", c_u32),
+        ("flags", c_u16), ("state", c_u8), ("prev_state", c_u8), ("pad", c_u32),
+    ]
+
+
+class Conn(ctypes.Structure):
+    _fields_ = [
+        ("id", c_u64), ("first_ns", c_u64), ("last_ns", c_u64),
+        ("attempt_deadline", c_u64), ("close_deadline", c_u64),
+        ("expire_deadline", c_u64), ("reset_deadline", c_u64),
+        ("ep", Endpoint * 2), ("history_seen", c_u64),
+        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u8), ("pad", c_u8 * 5),
+        ("history", ctypes.c_char * HISTORY_MAX),
+    ]
+
+
+class ConnEndEvent(ctypes.Structure):
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn", Conn), ("reason", c_u32), ("pad", c_u32)]
+
+
+class DnsEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64),
+        ("orig_slot", c_u8), ("from_orig", c_u8), ("pad", c_u8 * 2),
+        ("tcp_seq", c_u32), ("payload_len", c_u32), ("captured_len", c_u32),
+        ("payload", c_u8 * DNS_PAYLOAD_MAX),
+    ]
+
+
+class WeirdEvent(ctypes.Structure):
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
+
+
+class SweepRequest(ctypes.Structure):
+    _fields_ = [("count", c_u32), ("drain", c_u32), ("keys", ConnKey * SWEEP_KEYS_MAX)]
+
+
+# Every struct the layout test checks, by its C name.
+MIRRORED_STRUCTS = {
+    "ca_event_header": EventHeader,
+    "ca_conn_key": ConnKey,
+    "ca_endpoint": Endpoint,
+    "ca_conn": Conn,
+    "ca_conn_end_event": ConnEndEvent,
+    "ca_dns_event": DnsEvent,
+    "ca_weird_event": WeirdEvent,
+    "ca_sweep_request": SweepRequest,
+}
