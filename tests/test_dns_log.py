@@ -178,10 +178,19 @@ def test_netbios_query_decoding_and_opcode_names():
         ("LIWC03CC2383C1F", "NIMLOC", "netbios-registration", 0)}
 
 
+def test_service_is_dns_once_confirmed():
+    log, _ = conn()
+    assert log.service is None
+    log.message(1.0, True, W.query("a.example"))
+    assert log.service == "dns"
+    log.message(1.1, False, W.reply("a.example", [W.rr("a.example", 35, b"\0\1\0\2")]))
+    assert log.analyzer_disabled and log.service is None     # NAPTR violation after confirmation
+
+
 def test_violation_disables_the_analyzer():
     log, _ = conn()
     log.message(1.0, True, W.header(qd=30) + W.question("a.example"))
-    assert log.analyzer_disabled and log.limit_reached
+    assert log.analyzer_disabled and log.limit_reached and log.service is None
     log.message(2.0, True, W.query("b.example"))
     rows = log.flush(30.0)
     assert [r["query"] for r in rows] == [None]

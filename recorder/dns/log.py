@@ -145,6 +145,10 @@ class DnsConnectionLog:
     ``analyzer_disabled`` is set after a protocol violation that Zeek's DPD
     framework answers by removing the DNS analyzer; later messages are ignored
     (and for UDP the dns_session_timeout timer is gone with it).
+    ``service`` is what the DNS analyzer contributes to conn.log's service
+    column: ``"dns"`` once a message parsed through its answer section
+    (AnalyzerConfirmation), ``None`` before that or after a violation removed
+    a confirmed analyzer.
     """
 
     def __init__(self, uid: str, conn_id: Any, proto: str, *,
@@ -162,6 +166,8 @@ class DnsConnectionLog:
         self.weirds: list = []
         self.limit_reached = False
         self.analyzer_disabled = False
+        self.confirmed = False
+        self._service_removed = False
         self.flips = 0
         self.messages = 0
         self.payload_bytes = 0
@@ -316,6 +322,8 @@ class DnsConnectionLog:
             self._weird(ts, name, addl)
         if msg.limit_reached:
             self.limit_reached = True
+        if msg.confirmed:
+            self.confirmed = True
 
         h = msg.header
         # event dns_message
@@ -338,7 +346,14 @@ class DnsConnectionLog:
         if msg.ended:
             self._dns_end(msg)
         if msg.violation and self.payload_bytes <= IGNORE_VIOLATIONS_AFTER:
+            # DPD disables the analyzer; analyzer_failed drops a confirmed "dns" service.
             self.analyzer_disabled = True
+            self._service_removed = self.confirmed
+
+    @property
+    def service(self) -> Optional[str]:
+        """conn.log service contribution: "dns" when confirmed and not removed."""
+        return "dns" if self.confirmed and not self._service_removed else None
 
     def _flip(self) -> None:
         self.flips += 1
