@@ -1,0 +1,120 @@
+"""Run every analyzer over loaded logs and summarise: the library behind ``cicd-audit analyze``.
+
+    result = analyze(load_logs("session/"), policy=load_policy("policy.yml"),
+                     baseline=load_logs("run1/", "run2/"))
+    result.findings   # DataFrame, findings.FINDING_COLUMNS, most severe first
+    result.summary    # dict, the numbers of the report's header
+    result.tunnel     # dns_tunnel.TunnelFeatures (per-name and per-domain features)
+    result.destinations, result.lookups   # tables behind the destination findings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import destinations as _dest
+from . import dns_tunnel
+from .findings import SEVERITIES, concat_findings
+
+
+@dataclass
+class AnalysisResult:
+    findings: pd.DataFrame
+    summary: dict
+    tunnel: dns_tunnel.TunnelFeatures
+    destinations: pd.DataFrame
+    lookups: pd.DataFrame
+    notes: list = field(default_factory=list)
+
+
+def _frame(logs, name):
+    if logs is None:
+        return None
+    df = getattr(logs, name, None)
+    if df is None and isinstance(logs, dict):
+        df = logs.get(name)
+    return df
+
+
+def analyze(logs, policy=None, baseline=None, sessions=None) -> AnalysisResult:
+    """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
+
+    ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
+    earlier runs of the same job, or None. ``sessions``: names to report when
+    the logs carry no session column.
+    """
+    conn = _frame(logs, "conn")
+    dns = _frame(logs, "dns")
+    conn = conn if conn is not None else pd.DataFrame()
+    dns = dns if dns is not None else pd.DataFrame()
+    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None)
+    tunnel_findings = dns_tunnel.findings_from_features(tunnel)
+    dest_findings, dest, lookups = _dest.analyze_destinations(
+        conn, dns, policy, _frame(baseline, "conn") if baseline is not None else None,
+        _frame(baseline, "dns") if baseline is not None else None,
+    )
+    # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
+    if not tunnel_findings.empty and not dest_findings.empty:
+        tunnel_domains = set(tunnel_findings["indicator"])
+        dest_findings = dest_findings[
+            ~((dest_findings["analyzer"] == "unexpected_lookup") & dest_findings["indicator"].isin(tunnel_domains))
+        ]
+    findings = concat_findings([tunnel_findings, dest_findings])
+    summary = summarize(conn, dns, dest, lookups, findings, policy, baseline, sessions)
+    return AnalysisResult(findings=findings, summary=summary, tunnel=tunnel, destinations=dest, lookups=lookups)
+
+
+def _sessions(conn, dns, given):
+    names = []
+    for df in (conn, dns):
+        if df is not None and "session" in df.columns:
+            s = df["session"]
+            cats = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(set(s.dropna().astype(str)))
+            names += [str(c) for c in cats if str(c) not in names]
+    return names or list(given or [])
+
+
+def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, sessions=None) -> dict:
+    ext = dest[~dest["resolver"] & ~dest["local"]] if not dest.empty else dest
+    addrs = set(ext["address"]) if not ext.empty else set()
+    allowed = unexpected = None
+    if policy is not None and not ext.empty:
+        # an address is allowed when every connection to it was allowed
+        ok = ext.groupby("address")["allowed"].agg(lambda s: bool(s.fillna(False).all()))
+        allowed = int(ok.sum())
+        unexpected = int((~ok).sum())
+    elif policy is not None:
+        allowed = unexpected = 0
+    direct = int(ext[ext["names"].map(len) == 0]["address"].nunique()) if not ext.empty else 0
+    ts = []
+    for df in (conn, dns):
+        if df is not None and not df.empty and "ts" in df.columns:
+            ts += [df["ts"].min(), df["ts"].max()]
+    ts = [t for t in ts if pd.notna(t)]
+    by_sev = {s: 0 for s in SEVERITIES}
+    if not findings.empty:
+        for s, n in findings["severity"].astype(str).value_counts().items():
+            by_sev[s] = int(n)
+    n_base = len(_sessions(getattr(baseline, "conn", None), getattr(baseline, "dns", None), None)) if baseline is not None else 0
+    if baseline is not None and n_base == 0:
+        n_base = 1
+    return {
+        "sessions": _sessions(conn, dns, sessions),
+        "first_seen": min(ts).isoformat() if ts else None,
+        "last_seen": max(ts).isoformat() if ts else None,
+        "connections": int(len(conn)) if conn is not None else 0,
+        "unique_destinations": len(addrs),
+        "allowed_destinations": allowed,
+        "unexpected_destinations": unexpected,
+        "direct_ip_destinations": direct,
+        "bytes_sent": int(ext["orig_bytes"].sum()) if not ext.empty else 0,
+        "dns_queries": int(len(dns)) if dns is not None else 0,
+        "dns_names": int(lookups["name"].nunique()) if not lookups.empty else 0,
+        "registered_domains": int(lookups["registered_domain"].nunique()) if not lookups.empty else 0,
+        "policy": getattr(policy, "source", None) if policy is not None else None,
+        "baseline_sessions": n_base,
+        "findings": int(len(findings)),
+        "findings_by_severity": by_sev,
+    }

@@ -1,0 +1,92 @@
+"""``cicd-audit analyze``: the thin command over ``analysis.analyze``.
+
+Exit status: 0 clean (no finding at or above ``--fail-on``, or no ``--fail-on``);
+1 findings at or above ``--fail-on``; 2 usage or input error (missing
+directory, malformed log, bad policy file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import CicdAuditError, InputError
+from .findings import ANALYZERS, SEVERITIES, at_or_above
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+def _has_logs(d: str) -> bool:
+    try:
+        entries = os.listdir(d)
+    except OSError:
+        return False
+    return any(e.startswith(("conn.", "dns.")) and (".log" in e or ".json" in e) for e in entries)
+
+
+def _load(dirs, what):
+    from ..zeeklog.reader import load_logs
+
+    for d in dirs:
+        if not _has_logs(d):
+            raise InputError(f"{what} {d}: no conn.log or dns.log in it (plain, .gz or JSON)")
+    return load_logs(*dirs)
+
+
+_ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
+
+
+@click.command(
+    "analyze",
+    help=(
+        "Analyze recorded sessions (directories of Zeek conn.log/dns.log, ours or real Zeek's) "
+        "for DNS tunnels and unexpected destinations, and print what to look at and why.\n\n"
+        "Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or input error."
+    ),
+    epilog="Analyzers: " + _ANALYZER_HELP,
+)
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, readable=True))
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy YAML (allowed domains and CIDRs).")
+@click.option(
+    "--baseline",
+    "baseline_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, readable=True),
+    help="Session directory of an earlier run of the same job (repeatable); report what is new.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+    help="text for a terminal, json for machines, markdown for $GITHUB_STEP_SUMMARY.",
+)
+@click.option("--fail-on", type=click.Choice(SEVERITIES), help="Exit 1 when a finding is at or above this severity.")
+@click.option(
+    "--min-severity", type=click.Choice(SEVERITIES), default="info", show_default=True,
+    help="Only show findings at or above this severity (the summary still counts all).",
+)
+def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity):
+    from .analysis import analyze as run
+    from .report import RENDERERS
+
+    try:
+        policy = None
+        if policy_path:
+            from ..policy import load_policy
+
+            policy = load_policy(policy_path)
+        logs = _load(dirs, "session")
+        baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
+        result = run(logs, policy=policy, baseline=baseline, sessions=[os.path.basename(os.path.normpath(d)) for d in dirs])
+    except CicdAuditError as e:
+        click.echo(f"cicd-audit analyze: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(RENDERERS[fmt](result, min_severity=min_severity), nl=False)
+    if fail_on and len(at_or_above(result.findings, fail_on)):
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_CLEAN)
+
+
+main = analyze

@@ -1,0 +1,451 @@
+"""Where did the job connect, and should it have?
+
+Input: conn.log and dns.log DataFrames (one or more sessions), an optional
+``Policy`` (``cicd_audit.policy``) and optional baseline logs of earlier runs
+of the same job. Output: findings of four analyzers:
+
+``unexpected_destination``
+    Connections to addresses that DNS resolved from names the policy does not
+    allow (or allows only on other ports). One finding per registered domain.
+``direct_ip``
+    Connections to addresses that no DNS answer in the same session explains
+    and no policy CIDR allows. One finding per address.
+``unexpected_lookup``
+    Names outside the policy that were looked up but never connected to. One
+    finding per registered domain, less severe than a connection.
+``new_destination`` / ``new_domain``
+    With a baseline: destinations (registered domain, or address when no name
+    explains it) and looked-up registered domains never seen in the baseline.
+
+Attribution is per session: a DNS answer explains connections of its own
+session only (a cached answer from another run proves nothing). Connections
+that never leave the host or the link are not destinations: loopback,
+multicast, broadcast and unspecified addresses, and the DNS queries themselves
+(port 53 to an address the session's dns.log shows answering queries).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from . import domains
+from .dns_tunnel import LOCAL_NAME_PORTS, session_labels
+from .findings import concat_findings, human_bytes, make_findings
+
+# ---- thresholds (named, with the reason) -------------------------------------
+
+#: Bytes sent to one unexpected destination that make the finding ``high``:
+#: more than a few API calls, enough for a source tree or a credentials dump.
+EXFIL_BYTES = 1_000_000
+
+#: Example names/addresses kept in a finding's evidence: enough to act on,
+#: small enough to read.
+MAX_EXAMPLES = 5
+
+#: DNS port: connections to a resolver on it are the lookups themselves.
+DNS_PORT = 53
+
+
+@lru_cache(maxsize=65536)
+def _ip(text):
+    try:
+        a = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return a
+
+
+def _canon(text):
+    a = _ip(text) if isinstance(text, str) else None
+    return str(a) if a is not None else None
+
+
+def not_a_destination(addr) -> bool:
+    """Addresses that never leave the host or link: loopback, multicast, broadcast, unspecified."""
+    a = _ip(addr) if isinstance(addr, str) else None
+    if a is None:
+        return True
+    return bool(
+        a.is_loopback or a.is_multicast or a.is_unspecified or (a.version == 4 and str(a) == "255.255.255.255")
+    )
+
+
+def is_public(addr) -> bool:
+    a = _ip(addr)
+    return bool(a is not None and a.is_global)
+
+
+def resolutions(dns: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (session, address, name) triples: DNS answers that resolved ``name`` to ``address``.
+
+    The name is the query (CNAME targets in the same answer resolve on its behalf).
+    """
+    cols = ["session", "address", "name"]
+    if dns is None or dns.empty or "answers" not in dns.columns or "query" not in dns.columns:
+        return pd.DataFrame(columns=cols)
+    ans = dns["answers"]
+    has = ans.map(lambda a: isinstance(a, list) and len(a) > 0, na_action="ignore").fillna(False).astype(bool)
+    if not has.any():
+        return pd.DataFrame(columns=cols)
+    sub = dns.loc[has.to_numpy()]
+    df = pd.DataFrame(
+        {
+            "session": session_labels(sub),
+            "name": sub["query"].to_numpy(dtype=object, na_value=None),
+            "address": sub["answers"].to_numpy(dtype=object),
+        }
+    )
+    df = df.explode("address", ignore_index=True)
+    codes, uniq = pd.factorize(df["address"].to_numpy(dtype=object))
+    canon = np.array([_canon(u) for u in uniq], dtype=object)
+    df["address"] = canon[codes] if len(uniq) else np.array([], dtype=object)
+    df = df.dropna(subset=["address", "name"])
+    df["name"] = [n.rstrip(".").lower() for n in df["name"].to_numpy(dtype=object)]
+    return df[cols].drop_duplicates(ignore_index=True)
+
+
+def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None) -> pd.DataFrame:
+    """One row per (session, address, port, proto) the job connected to, with what explains it.
+
+    Columns: session, address, port, proto, connections, orig_bytes, resp_bytes,
+    first_seen, names (names DNS resolved to the address in that session),
+    registered_domains, resolver (DNS traffic to the session's resolver),
+    local (never leaves host/link), public, allowed (None without a policy),
+    rule (the allowing rule, as text).
+    """
+    cols = [
+        "session", "address", "port", "proto", "connections", "orig_bytes", "resp_bytes", "first_seen",
+        "names", "registered_domains", "resolver", "local", "public", "allowed", "rule",
+    ]
+    if conn is None or conn.empty or "id.resp_h" not in conn.columns:
+        return pd.DataFrame(columns=cols)
+    n = len(conn)
+    sess = session_labels(conn)
+    addr = conn["id.resp_h"].to_numpy(dtype=object, na_value=None)
+    port = conn["id.resp_p"].to_numpy(dtype="float64", na_value=np.nan) if "id.resp_p" in conn else np.full(n, np.nan)
+    proto = conn["proto"].to_numpy(dtype=object, na_value="") if "proto" in conn else np.full(n, "", dtype=object)
+    ob = conn["orig_bytes"].to_numpy(dtype="float64", na_value=0.0) if "orig_bytes" in conn else np.zeros(n)
+    rb = conn["resp_bytes"].to_numpy(dtype="float64", na_value=0.0) if "resp_bytes" in conn else np.zeros(n)
+    ts = conn["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if "ts" in conn else np.zeros(n, np.int64)
+    g = pd.DataFrame({"session": sess, "address": addr, "port": port, "proto": proto})
+    keys = [pd.factorize(g[c].to_numpy(dtype=object) if c != "port" else g[c].to_numpy())[0] for c in g.columns]
+    key = np.zeros(n, dtype=np.int64)
+    for k in keys:
+        key = key * (int(k.max()) + 2 if len(k) else 1) + (k + 1)
+    gc, gu = pd.factorize(key)
+    first_idx = np.full(len(gu), n, dtype=np.int64)
+    np.minimum.at(first_idx, gc, np.arange(n))
+    t = g.iloc[first_idx].reset_index(drop=True)
+    t["connections"] = np.bincount(gc, minlength=len(gu))
+    t["orig_bytes"] = np.bincount(gc, weights=ob, minlength=len(gu)).astype(np.int64)
+    t["resp_bytes"] = np.bincount(gc, weights=rb, minlength=len(gu)).astype(np.int64)
+    first_ts = np.full(len(gu), np.iinfo(np.int64).max)
+    np.minimum.at(first_ts, gc, ts)
+    t["first_seen"] = pd.to_datetime(first_ts, utc=True)
+    t["address"] = [(_canon(a) or a) for a in t["address"]]
+    t["port"] = t["port"].astype("Int64") if len(t) else pd.Series(dtype="Int64")
+
+    res = resolutions(dns)
+    name_map = res.groupby(["session", "address"])["name"].agg(lambda s: sorted(set(s))).to_dict() if len(res) else {}
+    t["names"] = [name_map.get((s, a), []) for s, a in zip(t["session"], t["address"])]
+    all_names = sorted({nm for lst in t["names"] for nm in lst})
+    reg = dict(zip(all_names, domains.registered_domains(all_names).tolist())) if all_names else {}
+    t["registered_domains"] = [sorted({reg[nm] for nm in lst}) for lst in t["names"]]
+
+    resolvers = set()
+    if dns is not None and not dns.empty and "id.resp_h" in dns.columns:
+        rs = pd.DataFrame({"s": session_labels(dns), "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
+        resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False)}
+    t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
+    t["local"] = [not_a_destination(a) for a in t["address"]]
+    t["public"] = [is_public(a) for a in t["address"]]
+    allowed, rule = [], []
+    for r in t.itertuples(index=False):
+        if policy is None:
+            allowed.append(None)
+            rule.append(None)
+            continue
+        p = None if pd.isna(r.port) else int(r.port)
+        cr = policy.cidr_rule_for(r.address, p)
+        if cr is not None:
+            allowed.append(True)
+            rule.append(str(cr))
+            continue
+        hit = None
+        for nm in r.names:
+            for dr in policy.domain_rules_for(nm):
+                if dr.port is None or dr.port == p:
+                    hit = dr
+                    break
+            if hit:
+                break
+        allowed.append(hit is not None)
+        rule.append(str(hit) if hit else None)
+    t["allowed"] = pd.array(allowed, dtype="boolean") if len(t) else pd.array([], dtype="boolean")
+    t["rule"] = rule
+    return t[cols]
+
+
+def _examples(values, k=MAX_EXAMPLES):
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+        if len(out) >= k:
+            break
+    return out
+
+
+def _ports_text(ports):
+    ps = sorted({int(p) for p in ports if not pd.isna(p)})
+    if not ps:
+        return ""
+    return "port " + str(ps[0]) if len(ps) == 1 else "ports " + ", ".join(map(str, ps[:5])) + (" ..." if len(ps) > 5 else "")
+
+
+def unexpected_destinations(dest: pd.DataFrame, policy) -> pd.DataFrame:
+    """``unexpected_destination`` findings: DNS-explained connections the policy does not allow."""
+    if policy is None or dest.empty:
+        return make_findings([])
+    d = dest[~dest["resolver"] & ~dest["local"] & (dest["names"].map(len) > 0) & ~dest["allowed"].fillna(False).astype(bool)]
+    if d.empty:
+        return make_findings([])
+    d = d.assign(indicator=[rd[0] for rd in d["registered_domains"]])
+    recs = []
+    for ind, grp in d.groupby("indicator", sort=True):
+        names = sorted({nm for lst in grp["names"] for nm in lst})
+        ports = sorted({int(p) for p in grp["port"].dropna()})
+        port_only = [nm for nm in names if policy.allowed_ports(nm)]
+        ob, rb = int(grp["orig_bytes"].sum()), int(grp["resp_bytes"].sum())
+        conns = int(grp["connections"].sum())
+        sev = "high" if ob >= EXFIL_BYTES else "medium"
+        why = (
+            f"allowed only on port(s) {', '.join(str(p) for p in sorted(set().union(*[policy.allowed_ports(nm) for nm in port_only])))}"
+            if port_only and len(port_only) == len(names)
+            else "not in the policy"
+        )
+        summary = (
+            f"{conns} connection{'s' if conns != 1 else ''} to {', '.join(_examples(names, 2))}"
+            f"{' and others' if len(names) > 2 else ''} ({_ports_text(grp['port'])}), {why}; "
+            f"{human_bytes(ob)} sent, {human_bytes(rb)} received"
+        )
+        recs.append(
+            {
+                "analyzer": "unexpected_destination",
+                "severity": sev,
+                "indicator": ind,
+                "summary": summary,
+                "evidence": {
+                    "names": _examples(names, 20),
+                    "addresses": _examples(sorted(set(grp["address"])), 20),
+                    "ports": ports,
+                    "connections": conns,
+                    "orig_bytes": ob,
+                    "resp_bytes": rb,
+                    "first_seen": grp["first_seen"].min().isoformat(),
+                    "reason": "port" if why.startswith("allowed only") else "name",
+                },
+                "sessions": sorted({s for s in grp["session"] if s}),
+            }
+        )
+    return make_findings(recs)
+
+
+def direct_ip(dest: pd.DataFrame, policy=None) -> pd.DataFrame:
+    """``direct_ip`` findings: connections no DNS answer explains (and no CIDR allows)."""
+    if dest.empty:
+        return make_findings([])
+    d = dest[~dest["resolver"] & ~dest["local"] & (dest["names"].map(len) == 0)]
+    if policy is not None:
+        d = d[~d["allowed"].fillna(False).astype(bool)]
+    if d.empty:
+        return make_findings([])
+    recs = []
+    for addr, grp in d.groupby("address", sort=True):
+        pub = bool(grp["public"].iloc[0])
+        ob, rb = int(grp["orig_bytes"].sum()), int(grp["resp_bytes"].sum())
+        conns = int(grp["connections"].sum())
+        protos = sorted({p for p in grp["proto"] if p})
+        scope = "public" if pub else "non-public"
+        recs.append(
+            {
+                "analyzer": "direct_ip",
+                "severity": "high" if pub else "medium",
+                "indicator": addr,
+                "summary": (
+                    f"{conns} connection{'s' if conns != 1 else ''} to {scope} address {addr} "
+                    f"({'/'.join(protos)} {_ports_text(grp['port'])}) that no DNS answer in the session explains; "
+                    f"{human_bytes(ob)} sent, {human_bytes(rb)} received"
+                ),
+                "evidence": {
+                    "address": addr,
+                    "public": pub,
+                    "ports": sorted({int(p) for p in grp["port"].dropna()}),
+                    "protos": protos,
+                    "connections": conns,
+                    "orig_bytes": ob,
+                    "resp_bytes": rb,
+                    "first_seen": grp["first_seen"].min().isoformat(),
+                },
+                "sessions": sorted({s for s in grp["session"] if s}),
+            }
+        )
+    return make_findings(recs)
+
+
+def lookup_table(dns: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (session, name) lookups with registered domain, query count, rcodes, and answer addresses."""
+    cols = ["session", "name", "registered_domain", "queries", "nxdomain", "addresses", "first_seen"]
+    if dns is None or dns.empty or "query" not in dns.columns:
+        return pd.DataFrame(columns=cols)
+    q = dns["query"].to_numpy(dtype=object, na_value=None)
+    keep = np.array([isinstance(x, str) and x not in ("", ".") for x in q], dtype=bool)
+    if "id.resp_p" in dns.columns:
+        keep &= ~np.isin(dns["id.resp_p"].to_numpy(dtype="float64", na_value=np.nan), LOCAL_NAME_PORTS)
+    d = dns.loc[keep]
+    names = [x.rstrip(".").lower() for x in q[keep]]
+    df = pd.DataFrame(
+        {
+            "session": session_labels(d),
+            "name": names,
+            "nx": (d["rcode"].to_numpy(dtype="float64", na_value=np.nan) == 3) if "rcode" in d else False,
+            "ts": d["ts"].to_numpy() if "ts" in d else pd.NaT,
+        }
+    )
+    agg = df.groupby(["session", "name"], sort=False).agg(queries=("nx", "size"), nxdomain=("nx", "sum"), first_seen=("ts", "min")).reset_index()
+    uniq = agg["name"].unique().tolist()
+    reg = dict(zip(uniq, domains.registered_domains(uniq).tolist()))
+    agg["registered_domain"] = agg["name"].map(reg)
+    res = resolutions(dns)
+    amap = res.groupby(["session", "name"])["address"].agg(lambda s: sorted(set(s))).to_dict() if len(res) else {}
+    agg["addresses"] = [amap.get((s, n), []) for s, n in zip(agg["session"], agg["name"])]
+    return agg[cols]
+
+
+def unexpected_lookups(lookups: pd.DataFrame, dest: pd.DataFrame, policy) -> pd.DataFrame:
+    """``unexpected_lookup`` findings: names outside the policy that no connection followed."""
+    if policy is None or lookups.empty:
+        return make_findings([])
+    connected = set()
+    if not dest.empty:
+        connected = set(zip(dest["session"], dest["address"]))
+    out = lookups[[not policy.allows_name(n) for n in lookups["name"]]]
+    out = out[[not any((s, a) in connected for a in addrs) for s, addrs in zip(out["session"], out["addresses"])]]
+    if out.empty:
+        return make_findings([])
+    recs = []
+    for ind, grp in out.groupby("registered_domain", sort=True):
+        names = sorted(set(grp["name"]))
+        nq = int(grp["queries"].sum())
+        nx = int(grp["nxdomain"].sum())
+        reverse = all(domains.is_reverse_name(n) for n in names)
+        recs.append(
+            {
+                "analyzer": "unexpected_lookup",
+                "severity": "info" if reverse else "low",
+                "indicator": ind,
+                "summary": (
+                    f"{len(names)} name{'s' if len(names) != 1 else ''} outside the policy looked up "
+                    f"({', '.join(_examples(names, 2))}{' ...' if len(names) > 2 else ''}), {nq} quer{'ies' if nq != 1 else 'y'}"
+                    f"{f', {nx} NXDOMAIN' if nx else ''}, no connection followed"
+                ),
+                "evidence": {
+                    "names": _examples(names, 20),
+                    "unique_names": len(names),
+                    "queries": nq,
+                    "nxdomain": nx,
+                    "reverse_lookups": reverse,
+                    "first_seen": grp["first_seen"].min().isoformat() if grp["first_seen"].notna().any() else None,
+                },
+                "sessions": sorted({s for s in grp["session"] if s}),
+            }
+        )
+    return make_findings(recs)
+
+
+def _dest_identity(dest: pd.DataFrame) -> pd.Series:
+    """A destination's identity for baselines: its registered domain, or its address when no name explains it."""
+    return pd.Series(
+        [rd[0] if len(rd) else a for rd, a in zip(dest["registered_domains"], dest["address"])], index=dest.index, dtype=object
+    )
+
+
+def baseline_drift(dest: pd.DataFrame, lookups: pd.DataFrame, base_dest: pd.DataFrame, base_lookups: pd.DataFrame) -> pd.DataFrame:
+    """``new_destination`` and ``new_domain`` findings against baseline sessions."""
+    recs = []
+    seen_dest = set()
+    if not base_dest.empty:
+        bd = base_dest[~base_dest["resolver"] & ~base_dest["local"]]
+        seen_dest = set(_dest_identity(bd)) if not bd.empty else set()
+    seen_domains = set(base_lookups["registered_domain"]) if not base_lookups.empty else set()
+    new_dest_ids = set()
+    if not dest.empty:
+        d = dest[~dest["resolver"] & ~dest["local"]]
+        if not d.empty:
+            d = d.assign(identity=_dest_identity(d))
+            d = d[~d["identity"].isin(seen_dest)]
+            for ind, grp in d.groupby("identity", sort=True):
+                new_dest_ids.add(ind)
+                conns = int(grp["connections"].sum())
+                ob = int(grp["orig_bytes"].sum())
+                names = sorted({nm for lst in grp["names"] for nm in lst})
+                recs.append(
+                    {
+                        "analyzer": "new_destination",
+                        "severity": "medium",
+                        "indicator": ind,
+                        "summary": (
+                            f"{conns} connection{'s' if conns != 1 else ''} to {ind} "
+                            f"({_ports_text(grp['port'])}), never contacted in the baseline; {human_bytes(ob)} sent"
+                        ),
+                        "evidence": {
+                            "names": _examples(names, 20),
+                            "addresses": _examples(sorted(set(grp["address"])), 20),
+                            "ports": sorted({int(p) for p in grp["port"].dropna()}),
+                            "connections": conns,
+                            "orig_bytes": ob,
+                            "resp_bytes": int(grp["resp_bytes"].sum()),
+                            "first_seen": grp["first_seen"].min().isoformat(),
+                        },
+                        "sessions": sorted({s for s in grp["session"] if s}),
+                    }
+                )
+    if not lookups.empty:
+        lk = lookups[~lookups["registered_domain"].isin(seen_domains) & ~lookups["registered_domain"].isin(new_dest_ids)]
+        for ind, grp in lk.groupby("registered_domain", sort=True):
+            names = sorted(set(grp["name"]))
+            nq = int(grp["queries"].sum())
+            recs.append(
+                {
+                    "analyzer": "new_domain",
+                    "severity": "low",
+                    "indicator": ind,
+                    "summary": (
+                        f"{ind} looked up ({len(names)} name{'s' if len(names) != 1 else ''}, {nq} quer{'ies' if nq != 1 else 'y'}), "
+                        "never looked up in the baseline"
+                    ),
+                    "evidence": {"names": _examples(names, 20), "unique_names": len(names), "queries": nq},
+                    "sessions": sorted({s for s in grp["session"] if s}),
+                }
+            )
+    return make_findings(recs)
+
+
+def analyze_destinations(conn, dns, policy=None, baseline_conn=None, baseline_dns=None):
+    """All destination findings, plus the tables behind them: (findings, dest, lookups)."""
+    dest = destination_table(conn, dns, policy)
+    lookups = lookup_table(dns)
+    frames = [direct_ip(dest, policy)]
+    if policy is not None:
+        frames += [unexpected_destinations(dest, policy), unexpected_lookups(lookups, dest, policy)]
+    if baseline_conn is not None or baseline_dns is not None:
+        bdest = destination_table(baseline_conn, baseline_dns, None)
+        blook = lookup_table(baseline_dns)
+        frames.append(baseline_drift(dest, lookups, bdest, blook))
+    return concat_findings(frames), dest, lookups

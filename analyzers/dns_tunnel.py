@@ -1,0 +1,592 @@
+"""DNS-tunnel and DNS-exfiltration detector: which registered domains carry data in their query names?
+
+Input: a dns.log DataFrame (and optionally conn.log), as ``load_logs`` returns
+them. Output: one finding per (session, registered domain) that looks like a
+tunnel, with the numbers that convinced us.
+
+How it decides. Query names are grouped by registered domain (Public Suffix
+List, offline; see ``domains``). A domain is only a candidate when a session
+asks for at least ``MIN_UNIQUE_NAMES`` different names under it: a channel
+needs varying names to move data. For candidates we compute per-name features
+(``names``) and per-domain features, then score *signals*, each worth a few
+points:
+
+=====================  ==========================================================
+signal                 meaning
+=====================  ==========================================================
+``encoded``            several distinct data labels look encoded (+2; +1 more at
+                       ``MANY_ENCODED`` labels, +1 more at ``BULK_ENCODED``)
+``unusual_qtypes``     most queries use record types data channels favour (TXT,
+                       NULL, CNAME, MX, KEY, private types) (+2; +1 for NULL or
+                       private types, which ordinary software never asks for)
+``many_unique``        many names, almost never repeated (+1, +2 at
+                       ``VERY_MANY_UNIQUE``)
+``nxdomain``           most answers are NXDOMAIN (+1)
+``never_connected``    A/AAAA answers the job never connected to (+1; needs conn.log)
+``regular_timing``     queries at near-constant intervals, a polling loop (+1)
+``volume``             at least ``VOLUME_BYTES`` of encoded payload (+1)
+=====================  ==========================================================
+
+A domain is flagged when it scores at least ``FLAG_SCORE`` *and* one of the
+content signals (``encoded``, ``unusual_qtypes``, ``many_unique``) holds;
+timing or NXDOMAIN alone never flags (search-domain floods and pollers are
+ordinary). Severity: ``critical`` at ``CRITICAL_BYTES`` of encoded payload,
+``high`` at ``HIGH_SCORE`` points, else ``medium``.
+
+Not analysed: reverse lookups (``in-addr.arpa``/``ip6.arpa``), and link-local
+name services (mDNS 5353, LLMNR 5355, NetBIOS 137) whose queries never leave
+the segment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import domains, names
+from .findings import human_bytes, human_duration, make_findings
+
+ANALYZER = "dns_tunnel"
+
+# ---- thresholds (named, with the reason) -------------------------------------
+
+#: A domain needs this many distinct names in a session to be a candidate: a
+#: channel must vary its names to move data, and the shortest real handshakes
+#: (dnscat2, iodine) already use 12.
+MIN_UNIQUE_NAMES = 3
+
+#: Distinct encoded-looking data labels needed for the ``encoded`` signal. Two
+#: could be coincidence (two cache keys); three varying payloads are a pattern.
+MIN_ENCODED_LABELS = 3
+
+#: ...and at least this share of the domain's distinct names must be encoded
+#: (unless there are ``MANY_ENCODED`` of them), so a few odd labels among a busy
+#: domain's hundreds of names do not count. Handshakes mix short control names
+#: with data names, hence well below half.
+MIN_ENCODED_SHARE = 0.25
+
+#: Extra point at this many distinct encoded labels: a slow drip at one query
+#: a minute reaches it within a normal job; CDN cache keys do not.
+MANY_ENCODED = 20
+
+#: Another point at this many: bulk transfer.
+BULK_ENCODED = 200
+
+#: Query types data channels use because they carry large or arbitrary answers
+#: (RFC 1035, RFC 2535, RFC 6895 for the private range 65280-65534).
+UNUSUAL_QTYPES = {5: "CNAME", 10: "NULL", 15: "MX", 16: "TXT", 25: "KEY"}
+PRIVATE_QTYPES = (65280, 65534)
+
+#: Types no ordinary client software asks for: NULL and the private range.
+RARE_QTYPES = {10}
+
+#: Share of a domain's queries that must use unusual types for the signal.
+MIN_UNUSUAL_SHARE = 0.5
+
+#: ``many_unique``: this many distinct names with almost no repeats. Resolvers
+#: and caches repeat ordinary names; tunnels never repeat a name.
+MANY_UNIQUE = 50
+VERY_MANY_UNIQUE = 300
+MIN_UNIQUE_RATIO = 0.8
+
+#: ``nxdomain``: share of answered queries that were NXDOMAIN, over at least
+#: ``MIN_NX_QUERIES`` answered queries (exfiltration often never gets an answer).
+MIN_NX_SHARE = 0.5
+MIN_NX_QUERIES = 5
+
+#: ``never_connected``: distinct names with address answers, none connected to.
+MIN_ANSWERED_NAMES = 3
+
+#: ``regular_timing``: coefficient of variation of the gaps between queries at or
+#: below this, over at least ``MIN_GAPS`` gaps. Polling loops (dnscat2 asks
+#: every second) sit far below; human or build-driven lookups far above.
+MAX_TIMING_CV = 0.3
+MIN_GAPS = 8
+
+#: ``volume``: encoded payload bytes worth a point.
+VOLUME_BYTES = 1000
+
+#: Score needed to flag, and for ``high``.
+FLAG_SCORE = 3
+HIGH_SCORE = 5
+
+#: Encoded payload that makes a finding ``critical``: data is clearly moving.
+CRITICAL_BYTES = 10_000
+
+#: When guessing which labels are fixed structure (``t1``, ``up.tun``, a search
+#: domain's tenant label) we look at up to this many names per domain; a label
+#: in at least ``STATIC_LABEL_SHARE`` of them is structure, not data.
+STATIC_SAMPLE = 2000
+STATIC_LABEL_SHARE = 0.5
+
+#: Ports of link-local name services (mDNS, LLMNR, NetBIOS-NS): never egress.
+LOCAL_NAME_PORTS = (5353, 5355, 137)
+
+CONTENT_SIGNALS = ("encoded", "unusual_qtypes", "many_unique")
+
+
+@dataclass
+class TunnelFeatures:
+    """Features behind the verdicts, for notebooks and plots.
+
+    ``names``: one row per distinct name of a candidate domain (``names.FEATURE_COLUMNS``).
+    ``domains``: one row per (session, registered domain) with at least one query;
+    detailed columns are filled for candidates only.
+    """
+
+    names: pd.DataFrame
+    domains: pd.DataFrame
+
+
+def _col(df: pd.DataFrame, name: str, dtype=object, na=None) -> np.ndarray:
+    if name not in df.columns:
+        return np.full(len(df), na, dtype=dtype)
+    s = df[name]
+    if dtype is object:
+        return s.to_numpy(dtype=object, na_value=na)
+    return s.to_numpy(dtype=dtype, na_value=na)
+
+
+def session_labels(df: pd.DataFrame) -> np.ndarray:
+    """The session of each row ('' when the frame has no session column)."""
+    if df is None or "session" not in df.columns:
+        return np.full(0 if df is None else len(df), "", dtype=object)
+    return df["session"].astype(object).fillna("").astype(str).to_numpy(dtype=object)
+
+
+def _is_ip(s: str) -> bool:
+    if not s or (":" not in s and not s[0].isdigit()):
+        return False
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _static_labels(reg_of_name: np.ndarray, norm_names: list[str], cand_regs: set) -> dict:
+    """{registered domain: labels in at least STATIC_LABEL_SHARE of its sampled names}."""
+    by_reg: dict[str, list[int]] = {}
+    for i, r in enumerate(reg_of_name):
+        if r in cand_regs:
+            lst = by_reg.setdefault(r, [])
+            if len(lst) < STATIC_SAMPLE:
+                lst.append(i)
+    out = {}
+    for reg, idx in by_reg.items():
+        counts: dict[str, int] = {}
+        k = reg.count(".") + 1
+        for i in idx:
+            labs = norm_names[i].split(".")[:-k]
+            for lab in set(labs):
+                counts[lab] = counts.get(lab, 0) + 1
+        need = max(MIN_UNIQUE_NAMES, STATIC_LABEL_SHARE * len(idx))
+        st = {lab for lab, c in counts.items() if c >= need}
+        if st:
+            out[reg] = frozenset(st)
+    return out
+
+
+def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None) -> TunnelFeatures:
+    """Compute per-name and per-domain features (see the module docstring)."""
+    empty = TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=_empty_domains())
+    if dns is None or dns.empty or "query" not in dns.columns:
+        return empty
+    q = _col(dns, "query")
+    rport = _col(dns, "id.resp_p", dtype="float64", na=np.nan)
+    keep = np.array([isinstance(x, str) and x not in ("", ".") for x in q], dtype=bool)
+    keep &= ~np.isin(rport, LOCAL_NAME_PORTS)
+    d = dns.loc[keep]
+    if d.empty:
+        return empty
+    q = q[keep]
+    sess = session_labels(d)
+
+    # distinct names (normalised), their registered domains
+    qcodes, quniq = pd.factorize(q)
+    norm = [u.rstrip(".").lower() for u in quniq]
+    ncodes, nuniq = pd.factorize(np.asarray(norm, dtype=object))
+    orig_spelling = np.empty(len(nuniq), dtype=object)
+    orig_spelling[ncodes[::-1]] = np.asarray(quniq, dtype=object)[::-1]  # first spelling wins
+    name_of_row = ncodes[qcodes]
+    reg_of_name = domains.registered_domains(pd.Series(nuniq, dtype=object)).to_numpy(dtype=object)
+    rcodes, runiq = pd.factorize(reg_of_name)
+    reg_of_row = rcodes[name_of_row]
+    scodes, suniq = pd.factorize(sess)
+    n_reg = max(len(runiq), 1)
+    gkey = scodes.astype(np.int64) * n_reg + reg_of_row
+    gcodes, guniq = pd.factorize(gkey)
+    n_groups = len(guniq)
+    g_sess = np.asarray(suniq, dtype=object)[guniq // n_reg]
+    g_reg_code = guniq % n_reg
+    g_reg = np.asarray(runiq, dtype=object)[g_reg_code]
+
+    # distinct names per group
+    pair = np.unique(gcodes.astype(np.int64) * len(nuniq) + name_of_row)
+    pair_g = pair // len(nuniq)
+    pair_name = pair % len(nuniq)
+    uniq_names = np.bincount(pair_g, minlength=n_groups)
+    queries = np.bincount(gcodes, minlength=n_groups)
+    ts = d["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if "ts" in d.columns else np.zeros(len(d), np.int64)
+    first = np.full(n_groups, np.iinfo(np.int64).max)
+    last = np.full(n_groups, np.iinfo(np.int64).min)
+    np.minimum.at(first, gcodes, ts)
+    np.maximum.at(last, gcodes, ts)
+
+    reverse_zone = np.array([r.endswith(domains.REVERSE_ZONES) or r in domains.REVERSE_ZONES for r in g_reg], dtype=bool)
+    cand = (uniq_names >= MIN_UNIQUE_NAMES) & ~reverse_zone
+
+    dom = pd.DataFrame(
+        {
+            "session": g_sess,
+            "registered_domain": g_reg,
+            "queries": queries,
+            "unique_names": uniq_names,
+            "unique_ratio": uniq_names / np.maximum(queries, 1),
+            "first_seen": pd.to_datetime(first, utc=True),
+            "last_seen": pd.to_datetime(last, utc=True),
+            "duration_s": (last - first) / 1e9,
+            "candidate": cand,
+        }
+    )
+    for c, v in _DOMAIN_DEFAULTS.items():
+        dom[c] = v
+    if not cand.any():
+        return TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=dom)
+
+    # ---- per-name features for names of candidate domains
+    cand_reg_codes = np.unique(g_reg_code[cand])
+    name_is_cand = np.isin(rcodes, cand_reg_codes)
+    cand_name_idx = np.nonzero(name_is_cand)[0]
+    cand_regs = set(np.asarray(runiq, dtype=object)[cand_reg_codes].tolist())
+    static = _static_labels(reg_of_name, nuniq, cand_regs)
+    nf = names.name_features(orig_spelling[cand_name_idx], registered=reg_of_name[cand_name_idx], static_labels=static)
+    nf.index = cand_name_idx
+    enc_of_name = np.zeros(len(nuniq), dtype=bool)
+    enc_of_name[cand_name_idx] = nf["encoded"].to_numpy()
+    bytes_of_name = np.zeros(len(nuniq))
+    bytes_of_name[cand_name_idx] = nf["encoded_bytes"].to_numpy()
+    svc_of_name = np.zeros(len(nuniq), dtype=bool)
+    svc_of_name[cand_name_idx] = nf["service_name"].to_numpy()
+    alpha_of_name = np.full(len(nuniq), -1, dtype=np.int16)
+    alpha_of_name[cand_name_idx] = nf["alphabet"].cat.codes.to_numpy()
+    plen_of_name = np.zeros(len(nuniq), dtype=np.int64)
+    plen_of_name[cand_name_idx] = nf["payload_len"].to_numpy()
+    dl_codes_c, _ = pd.factorize(nf["data_label"].to_numpy(dtype=object))
+    dl_of_name = np.full(len(nuniq), -1, dtype=np.int64)
+    dl_of_name[cand_name_idx] = dl_codes_c
+
+    # per group over distinct names
+    pc = cand[pair_g]
+    pg, pn = pair_g[pc], pair_name[pc]
+    enc = enc_of_name[pn]
+    dom["encoded_names"] = np.bincount(pg[enc], minlength=n_groups)
+    enc_label_pairs = np.unique(pg[enc].astype(np.int64) * (len(dl_codes_c) + 1) + dl_of_name[pn[enc]])
+    dom["encoded_labels"] = np.bincount(enc_label_pairs // (len(dl_codes_c) + 1), minlength=n_groups)
+    dom["encoded_bytes"] = np.bincount(pg, weights=bytes_of_name[pn], minlength=n_groups)
+    dom["max_payload_len"] = _group_max(pg, plen_of_name[pn], n_groups)
+    # dominant encoding among encoded names
+    if enc.any():
+        ea = pd.DataFrame({"g": pg[enc], "a": alpha_of_name[pn[enc]]})
+        mode = ea.groupby("g")["a"].agg(lambda s: s.value_counts().index[0])
+        enc_alpha = np.full(n_groups, "", dtype=object)
+        enc_alpha[mode.index.to_numpy()] = np.asarray(names.ALPHABET_ORDER, dtype=object)[mode.to_numpy()]
+        dom["encoding"] = enc_alpha
+    dom["encoded_share"] = dom["encoded_names"] / np.maximum(dom["unique_names"], 1)
+
+    # ---- per-row features for candidate rows
+    rc = cand[gcodes]
+    rows = d.loc[rc]
+    rg = gcodes[rc]
+    rname = name_of_row[rc]
+    qtype = _col(rows, "qtype", dtype="float64", na=np.nan)
+    unusual = np.isin(qtype, list(UNUSUAL_QTYPES)) | ((qtype >= PRIVATE_QTYPES[0]) & (qtype <= PRIVATE_QTYPES[1]))
+    # TXT/SRV-style lookups of service names (_acme-challenge, _dmarc) are ordinary
+    unusual &= ~(svc_of_name[rname] & (qtype == 16))
+    rare = np.isin(qtype, list(RARE_QTYPES)) | ((qtype >= PRIVATE_QTYPES[0]) & (qtype <= PRIVATE_QTYPES[1]))
+    dom["unusual_queries"] = np.bincount(rg[unusual], minlength=n_groups)
+    dom["rare_queries"] = np.bincount(rg[rare], minlength=n_groups)
+    dom["unusual_share"] = dom["unusual_queries"] / np.maximum(dom["queries"], 1)
+    qtn = _col(rows, "qtype_name")
+    qtn = np.where(pd.isna(qtn), None, qtn)
+    qtn = np.array([(n if n is not None else ("-" if np.isnan(t) else f"TYPE{int(t)}")) for n, t in zip(qtn, qtype)], dtype=object)
+    qt_counts = pd.DataFrame({"g": rg, "t": qtn}).value_counts().reset_index(name="n")
+    qt_dict: dict[int, dict] = {}
+    for g, t, nq in qt_counts.itertuples(index=False):
+        qt_dict.setdefault(int(g), {})[t] = int(nq)
+    dom["qtypes"] = pd.Series([qt_dict.get(i, {}) for i in range(n_groups)], dtype=object).to_numpy()
+
+    rcode = _col(rows, "rcode", dtype="float64", na=np.nan)
+    answered = ~np.isnan(rcode)
+    nx = rcode == 3
+    dom["answered_queries"] = np.bincount(rg[answered], minlength=n_groups)
+    dom["nxdomain_queries"] = np.bincount(rg[nx], minlength=n_groups)
+    dom["nxdomain_share"] = dom["nxdomain_queries"] / np.maximum(dom["answered_queries"], 1)
+
+    # clients and resolvers
+    if "id.orig_h" in rows.columns:
+        dom["clients"] = _group_nunique(rg, _col(rows, "id.orig_h"), n_groups)
+    if "id.resp_h" in rows.columns:
+        res = pd.DataFrame({"g": rg, "r": _col(rows, "id.resp_h")}).dropna().drop_duplicates()
+        rd = res.groupby("g")["r"].agg(lambda s: sorted(s)[:5])
+        resolvers = np.empty(n_groups, dtype=object)
+        resolvers[:] = [[] for _ in range(n_groups)]
+        for g, lst in rd.items():
+            resolvers[g] = lst
+        dom["resolvers"] = resolvers
+
+    # answers never connected to
+    _answer_features(dom, rows, rg, rname, sess_of_row=sess[rc], conn=conn, n_groups=n_groups)
+
+    # timing regularity
+    tsr = ts[rc]
+    order = np.lexsort((tsr, rg))
+    g_sorted, t_sorted = rg[order], tsr[order]
+    same = np.empty(len(order), dtype=bool)
+    if len(order):
+        same[0] = False
+        same[1:] = g_sorted[1:] == g_sorted[:-1]
+    gaps = np.diff(t_sorted, prepend=t_sorted[:1] if len(t_sorted) else t_sorted) / 1e9
+    gg, gv = g_sorted[same], gaps[same]
+    cnt = np.bincount(gg, minlength=n_groups)
+    s1 = np.bincount(gg, weights=gv, minlength=n_groups)
+    s2 = np.bincount(gg, weights=gv * gv, minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / cnt
+        var = np.maximum(s2 / cnt - mean * mean, 0.0)
+        cv = np.sqrt(var) / mean
+    dom["gaps"] = cnt
+    dom["mean_gap_s"] = np.where(cnt > 0, mean, np.nan)
+    dom["timing_cv"] = np.where((cnt > 0) & (mean > 0), cv, np.nan)
+
+    # example names
+    ex = pd.DataFrame({"g": pg, "n": orig_spelling[pn], "e": enc_of_name[pn]})
+    ex = ex.sort_values(["g", "e"], ascending=[True, False], kind="stable").groupby("g").head(3)
+    examples = np.empty(n_groups, dtype=object)
+    examples[:] = [[] for _ in range(n_groups)]
+    for g, sub in ex.groupby("g")["n"]:
+        examples[g] = list(sub)
+    dom["examples"] = examples
+
+    _score(dom)
+    nf_out = nf.reset_index(drop=True)
+    return TunnelFeatures(names=nf_out, domains=dom)
+
+
+_DOMAIN_DEFAULTS = {
+    "encoded_names": 0,
+    "encoded_labels": 0,
+    "encoded_share": 0.0,
+    "encoded_bytes": 0.0,
+    "encoding": "",
+    "max_payload_len": 0,
+    "unusual_queries": 0,
+    "rare_queries": 0,
+    "unusual_share": 0.0,
+    "qtypes": None,
+    "answered_queries": 0,
+    "nxdomain_queries": 0,
+    "nxdomain_share": 0.0,
+    "answer_addresses": 0,
+    "answered_names": 0,
+    "connected_addresses": np.nan,  # NaN: no conn.log to tell
+    "clients": 0,
+    "resolvers": None,
+    "gaps": 0,
+    "mean_gap_s": np.nan,
+    "timing_cv": np.nan,
+    "examples": None,
+    "score": 0,
+    "signals": None,
+    "flagged": False,
+    "severity": "",
+}
+
+
+def _empty_domains() -> pd.DataFrame:
+    cols = ["session", "registered_domain", "queries", "unique_names", "unique_ratio", "first_seen", "last_seen",
+            "duration_s", "candidate"] + list(_DOMAIN_DEFAULTS)
+    return pd.DataFrame(columns=cols)
+
+
+def _group_max(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=v.dtype if len(v) else np.int64)
+    if len(v):
+        np.maximum.at(out, g, v)
+    return out
+
+
+def _group_nunique(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    df = pd.DataFrame({"g": g, "v": v}).dropna().drop_duplicates()
+    return np.bincount(df["g"].to_numpy(dtype=np.int64), minlength=n)
+
+
+def _answer_features(dom, rows, rg, rname, sess_of_row, conn, n_groups) -> None:
+    if "answers" not in rows.columns:
+        return
+    ans = rows["answers"].to_numpy(dtype=object)
+    has = np.fromiter((isinstance(a, (list, tuple)) and len(a) > 0 for a in ans), dtype=bool, count=len(ans))
+    if not has.any():
+        return
+    idx = np.nonzero(has)[0]
+    g_list, a_list, n_list, s_list = [], [], [], []
+    for i in idx:
+        for a in ans[i]:
+            if isinstance(a, str) and _is_ip(a):
+                g_list.append(rg[i])
+                a_list.append(a)
+                n_list.append(rname[i])
+                s_list.append(sess_of_row[i])
+    if not g_list:
+        return
+    ad = pd.DataFrame({"g": g_list, "a": a_list, "n": n_list, "s": s_list})
+    dom["answer_addresses"] = _group_nunique(ad["g"].to_numpy(), ad["a"].to_numpy(dtype=object), n_groups)
+    dom["answered_names"] = _group_nunique(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
+    if conn is None or conn.empty or "id.resp_h" not in conn.columns:
+        return
+    csess = session_labels(conn)
+    pairs = set(zip(csess.tolist(), conn["id.resp_h"].to_numpy(dtype=object, na_value=None).tolist()))
+    conn_sessions = set(csess.tolist())
+    ad["connected"] = [(s, a) in pairs for s, a in zip(ad["s"], ad["a"])]
+    ad["known"] = [s in conn_sessions for s in ad["s"]]
+    k = ad[ad["known"]]
+    if k.empty:
+        return
+    connected = np.full(n_groups, np.nan)
+    kk = k.drop_duplicates(["g", "a"])
+    cnt = kk.groupby("g")["connected"].sum()
+    connected[cnt.index.to_numpy()] = cnt.to_numpy()
+    dom["connected_addresses"] = connected
+
+
+def _score(dom: pd.DataFrame) -> None:
+    cand = dom["candidate"].to_numpy()
+    encl = dom["encoded_labels"].to_numpy()
+    share = dom["encoded_share"].to_numpy()
+    uniq = dom["unique_names"].to_numpy()
+    ratio = dom["unique_ratio"].to_numpy()
+    scores = np.zeros(len(dom), dtype=np.int64)
+    signals = [[] for _ in range(len(dom))]
+
+    def add(mask, pts, name):
+        mask = mask & cand
+        for i in np.nonzero(mask)[0]:
+            scores[i] += pts
+            if name not in signals[i]:
+                signals[i].append(name)
+
+    enc = (encl >= MIN_ENCODED_LABELS) & ((share >= MIN_ENCODED_SHARE) | (encl >= MANY_ENCODED))
+    add(enc, 2, "encoded")
+    add(enc & (encl >= MANY_ENCODED), 1, "encoded")
+    add(enc & (encl >= BULK_ENCODED), 1, "encoded")
+    unus = dom["unusual_share"].to_numpy() >= MIN_UNUSUAL_SHARE
+    add(unus, 2, "unusual_qtypes")
+    add(unus & (dom["rare_queries"].to_numpy() >= MIN_UNIQUE_NAMES), 1, "unusual_qtypes")
+    many = (uniq >= MANY_UNIQUE) & (ratio >= MIN_UNIQUE_RATIO)
+    add(many, 1, "many_unique")
+    add(many & (uniq >= VERY_MANY_UNIQUE), 1, "many_unique")
+    nx = (dom["nxdomain_share"].to_numpy() >= MIN_NX_SHARE) & (dom["answered_queries"].to_numpy() >= MIN_NX_QUERIES)
+    add(nx, 1, "nxdomain")
+    conn_known = ~np.isnan(dom["connected_addresses"].to_numpy(dtype=float))
+    never = conn_known & (dom["answered_names"].to_numpy() >= MIN_ANSWERED_NAMES) & (
+        np.nan_to_num(dom["connected_addresses"].to_numpy(dtype=float), nan=1) == 0
+    )
+    add(never, 1, "never_connected")
+    cv = dom["timing_cv"].to_numpy(dtype=float)
+    reg = (dom["gaps"].to_numpy() >= MIN_GAPS) & (np.nan_to_num(cv, nan=9) <= MAX_TIMING_CV) & (ratio >= 0.5)
+    add(reg, 1, "regular_timing")
+    add(dom["encoded_bytes"].to_numpy() >= VOLUME_BYTES, 1, "volume")
+
+    content = np.array([any(s in CONTENT_SIGNALS for s in sig) for sig in signals], dtype=bool)
+    flagged = cand & (scores >= FLAG_SCORE) & content
+    sev = np.where(
+        dom["encoded_bytes"].to_numpy() >= CRITICAL_BYTES, "critical", np.where(scores >= HIGH_SCORE, "high", "medium")
+    )
+    dom["score"] = scores
+    dom["signals"] = pd.Series(signals, index=dom.index, dtype=object)
+    dom["flagged"] = flagged
+    dom["severity"] = np.where(flagged, sev, "")
+
+
+def _summary_sentence(r) -> str:
+    parts = []
+    enc = r.encoding or "random"
+    if "encoded" in r.signals:
+        parts.append(f"{r.encoded_labels} unique {enc} subdomains in {human_duration(r.duration_s)}")
+        parts.append(f"{human_bytes(r.encoded_bytes)} encoded")
+    else:
+        parts.append(f"{r.unique_names} unique subdomains in {human_duration(r.duration_s)}")
+    if "unusual_qtypes" in r.signals:
+        qt = r.qtypes or {}
+        unusual = [t for t in sorted(qt, key=lambda t: -qt[t]) if t in UNUSUAL_QTYPES.values() or t.startswith("TYPE")]
+        parts.append(f"{'/'.join(unusual[:3]) or 'unusual'} queries")
+    if "nxdomain" in r.signals:
+        parts.append(f"{r.nxdomain_share:.0%} NXDOMAIN")
+    if "never_connected" in r.signals:
+        parts.append("answers never connected to")
+    if "regular_timing" in r.signals:
+        parts.append(f"one query every {r.mean_gap_s:.1f} s")
+    if "many_unique" in r.signals and "encoded" in r.signals:
+        parts.append(f"{r.unique_names} distinct names")
+    return ", ".join(parts)
+
+
+def _evidence(r) -> dict:
+    def num(x, nd=3):
+        if x is None or (isinstance(x, float) and np.isnan(x)):
+            return None
+        return round(float(x), nd)
+
+    return {
+        "queries": int(r.queries),
+        "unique_subdomains": int(r.unique_names),
+        "unique_ratio": num(r.unique_ratio),
+        "encoded_subdomains": int(r.encoded_labels),
+        "encoded_share": num(r.encoded_share),
+        "encoding": r.encoding or None,
+        "encoded_bytes": int(round(r.encoded_bytes)),
+        "encoded_bytes_per_s": num(r.encoded_bytes / max(r.duration_s, 1.0), 1),
+        "max_payload_len": int(r.max_payload_len),
+        "duration_s": num(r.duration_s),
+        "first_seen": r.first_seen.isoformat(),
+        "last_seen": r.last_seen.isoformat(),
+        "qtypes": dict(r.qtypes or {}),
+        "unusual_qtype_share": num(r.unusual_share),
+        "nxdomain_share": num(r.nxdomain_share),
+        "answer_addresses": int(r.answer_addresses),
+        "connected_addresses": None if np.isnan(r.connected_addresses) else int(r.connected_addresses),
+        "timing_cv": num(r.timing_cv),
+        "mean_gap_s": num(r.mean_gap_s),
+        "clients": int(r.clients),
+        "resolvers": list(r.resolvers or []),
+        "examples": list(r.examples or []),
+        "score": int(r.score),
+        "signals": list(r.signals),
+    }
+
+
+def findings_from_features(features: TunnelFeatures) -> pd.DataFrame:
+    dom = features.domains
+    if dom.empty or not dom["flagged"].any():
+        return make_findings([])
+    recs = []
+    for r in dom[dom["flagged"]].itertuples(index=False):
+        recs.append(
+            {
+                "analyzer": ANALYZER,
+                "severity": r.severity,
+                "indicator": r.registered_domain,
+                "summary": _summary_sentence(r),
+                "evidence": _evidence(r),
+                "sessions": [r.session] if r.session else [],
+            }
+        )
+    return make_findings(recs)
+
+
+def detect_dns_tunnels(dns: pd.DataFrame, conn: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Findings (``findings.FINDING_COLUMNS``) for registered domains that look like DNS tunnels."""
+    return findings_from_features(tunnel_features(dns, conn))
