@@ -11,8 +11,8 @@ after Zeek:
   a bad UDP/TCP checksum keeps the connection but its payload is not analysed.
 * A connection is keyed by its 5-tuple. Its originator is the sender of the
   first packet, flipped when that packet comes from a likely server port to a
-  port that is not one (UDP; for TCP a SYN decides, a SYN-ACK flips), unless
-  the responder would then be 255.255.255.255.
+  port that is not one (for TCP only when the first packet is not a plain SYN),
+  unless the responder would then be 255.255.255.255.
 * The DNS analyzer is attached when the responder port is 53, 137, 5353 or
   5355 (UDP) or 53 (TCP) - Zeek's DNS::ports.
 * UDP DNS connections are removed by Zeek's DNS expire timer
@@ -160,9 +160,16 @@ class Harness:
     def _new_conn(self, p: Packet) -> Conn:
         cid = ConnId(p.src, p.sport, p.dst, p.dport)
         if p.proto == "tcp":
+            # TCPAnalyzer::WantConnection: a plain SYN keeps its sender as originator;
+            # otherwise guess from the ports (both plausible: flip only a non-SYN-ACK
+            # going from the lower port to the higher one).
             syn, ack = p.tcp_flags & 0x02, p.tcp_flags & 0x10
-            flip = bool(syn and ack) or (not syn and p.sport in LIKELY_SERVER_PORTS
-                                         and p.dport not in LIKELY_SERVER_PORTS)
+            flip = False
+            if (not syn or ack) and p.sport in LIKELY_SERVER_PORTS:
+                if p.dport in LIKELY_SERVER_PORTS:
+                    flip = not syn and p.sport < p.dport
+                else:
+                    flip = True
         else:
             flip = p.sport in LIKELY_SERVER_PORTS and p.dport not in LIKELY_SERVER_PORTS
         if flip and p.dst != "255.255.255.255":
