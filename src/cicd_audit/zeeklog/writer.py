@@ -102,7 +102,7 @@ def format_double(d: float) -> str:
     if math.isnan(d):
         return "nan"
     sign = "-" if d < 0 else ""
-    a = -d if d < 0 else d
+    a = abs(d)  # -0.0 prints as 0.0 (double_to_str drops its sign)
     if math.isinf(a):
         return sign + "inf"
     s = "%.6f" % a
