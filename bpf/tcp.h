@@ -285,6 +285,8 @@ static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p
 	}
 
 	ca_tcp_history(c, from_orig, e, flags, p->seq, len);
+	if (flags & CA_TH_FIN)
+		e->flags |= CA_EP_SAW_FIN;  /* Zeek's FIN_cnt > 0: the FIN octet is not payload */
 
 	if (p->window == 0 && !(flags & CA_TH_RST) && peer->state != CA_TCP_CLOSED && e->state != CA_TCP_RESET)
 		ca_hist_scaled(c, from_orig, 'W', &e->zero_windows);

@@ -109,6 +109,7 @@ class CaptureProgram:
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self.conns = self.bpf.get_table(b"conns")
+        self._libbcc = bcc.libbcc.lib
         self.stats_table = self.bpf.get_table(b"stats")
         self._fill_likely_server_ports()
         self._on_event = on_event
@@ -132,8 +133,20 @@ class CaptureProgram:
             self.bpf.ring_buffer_consume()
 
     def conn_keys(self) -> list[bytes]:
-        """Keys of every live connection, as raw bytes of struct ca_conn_key."""
-        return [bytes(k) for k in self.conns.keys()]
+        """Keys of every live connection, as raw bytes of struct ca_conn_key.
+
+        Walks the map with our own key type: bcc's generated type for a
+        two-dimensional array member does not have the kernel's layout.
+        """
+        lib = self._libbcc
+        fd = self.conns.map_fd
+        keys, key, next_key = [], abi.ConnKey(), abi.ConnKey()
+        previous = None
+        while lib.bpf_get_next_key(fd, previous, ctypes.byref(next_key)) == 0:
+            keys.append(bytes(next_key))
+            ctypes.memmove(ctypes.byref(key), ctypes.byref(next_key), ctypes.sizeof(key))
+            previous = ctypes.byref(key)
+        return keys
 
     def stats(self) -> dict[str, int]:
         totals = {}

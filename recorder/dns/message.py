@@ -19,10 +19,11 @@ Public API
 ``decode_netbios_name(name) -> str``
     Zeek's ``decode_netbios_name`` (RFC 1001 14.1 first-level decoding).
 
-Strings (names, TXT data) are ``str`` decoded as latin-1, so every character
-stands for exactly one wire byte; ``s.encode("latin-1")`` gives the bytes
-back. Zeek's log writer escapes non-printable bytes, so the writer must work
-on those bytes.
+Strings (names, TXT data) are the wire bytes decoded with
+``wire_str`` (UTF-8 with ``surrogateescape``): valid UTF-8 reads naturally and
+any other byte becomes a lone surrogate, so ``wire_bytes(s)`` (i.e.
+``s.encode("utf-8", "surrogateescape")``) gives back exactly the bytes Zeek
+holds. Zeek's log writer escapes bytes, so the writer must work on those.
 
 Nothing here raises anything but :class:`DnsParseError` for any input; every
 read is bounds-checked.
@@ -79,6 +80,16 @@ BASE_HANDLED_EVENTS = frozenset({
     "dns_NSEC", "dns_NSEC3", "dns_NSEC3PARAM", "dns_DS", "dns_BINDS", "dns_SSHFP",
     "dns_LOC", "dns_dynamic_update_pre", "dns_dynamic_update_del",
 })
+
+
+def wire_str(b: bytes) -> str:
+    """Wire bytes as a lossless str (UTF-8, undecodable bytes as surrogates)."""
+    return bytes(b).decode("utf-8", "surrogateescape")
+
+
+def wire_bytes(s: str) -> bytes:
+    """The exact wire bytes behind a :func:`wire_str` string."""
+    return s.encode("utf-8", "surrogateescape")
 
 
 class DnsParseError(Exception):
@@ -285,15 +296,15 @@ def decode_netbios_name(name: str) -> str:
     dropped and trailing spaces/NULs are removed. Returns "" when the name is
     not an encoded NetBIOS name.
     """
-    if len(name) != 32:
+    raw = wire_bytes(name)
+    if len(raw) != 32:
         return ""
     out = []
     for i in range(16):
-        c0, c1 = name[2 * i].upper(), name[2 * i + 1].upper()
-        if not ("A" <= c0 <= "P" and "A" <= c1 <= "P"):
+        c0, c1 = raw[2 * i] & ~0x20, raw[2 * i + 1] & ~0x20     # ASCII upper-case
+        if not (0x41 <= c0 <= 0x50 and 0x41 <= c1 <= 0x50):
             return ""
-        b = ((ord(c0) - 65) << 4) + (ord(c1) - 65)
-        out.append(b)
+        out.append(((c0 - 0x41) << 4) + (c1 - 0x41))
     length = 0
     for b in out:
         # C-locale isalnum/ispunct: printable ASCII except space, plus space and bytes < 3.
@@ -305,7 +316,7 @@ def decode_netbios_name(name: str) -> str:
         length = 15
     while length and out[length - 1] in (0x20, 0x00):
         length -= 1
-    return bytes(out[:length]).decode("latin-1")
+    return wire_str(bytes(out[:length]))
 
 
 def _lower(buf: bytearray, start: int, end: int) -> None:
@@ -425,7 +436,7 @@ class _Interpreter:
         buf = bytearray()
         if not self.extract_name(cur, buf, size, downcase):
             return None
-        return buf.decode("latin-1")
+        return wire_str(buf)
 
     # -- message ---------------------------------------------------------
     def run(self) -> None:
@@ -508,11 +519,11 @@ class _Interpreter:
             event = "dns_rejected"      # a reply with no RRs at all
         else:
             event = "dns_query_reply"
-        original = buf.decode("latin-1")
+        original = wire_str(buf)
         _lower(buf, 0, len(buf))
         qtype = cur.short()
         qclass = cur.short()
-        self.msg.questions.append(Question(buf.decode("latin-1"), original, qtype, qclass, event))
+        self.msg.questions.append(Question(wire_str(buf), original, qtype, qclass, event))
         return True
 
     def answers(self, cur: _Cursor, n: int, section: str, out: list) -> bool:
@@ -671,7 +682,7 @@ class _Interpreter:
             left -= tag_len
             value = cur.stream(left)
             left -= len(value)
-            rr.rdata.update(flags=flags >> 8, tag=tag.decode("latin-1"), value=value.decode("latin-1"))
+            rr.rdata.update(flags=flags >> 8, tag=wire_str(tag), value=wire_str(value))
             rr.event = "dns_CAA_reply"
             return left == 0 or self.fail("CAA_length", None, cur)
         if t == T_NBS:
@@ -745,7 +756,7 @@ class _Interpreter:
         left[0] -= size
         cur.pos += size
         cur.left -= size
-        return s.decode("latin-1")
+        return wire_str(s)
 
     def naptr(self, cur: _Cursor, rr: ResourceRecord) -> bool:
         order, pref = cur.short(), cur.short()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord
+from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord, wire_bytes
 from .names import CLASS_ANY, CLASS_NONE, OPCODE_DYNAMIC_UPDATE, TYPE_ANY, qtype_name
 
 # Sections whose RRs can reach dns.log (main.zeek's do_reply filter).
@@ -20,7 +20,7 @@ LOGGED_SECTIONS = (ANSWER, PREREQUISITE, UPDATE)
 
 def _char_strings(tag: str, strings: list) -> str:
     # One "<TAG> <byte length> <bytes>" per <character-string>, space-joined.
-    return " ".join(f"{tag} {len(s)} {s}" for s in strings)
+    return " ".join(f"{tag} {len(wire_bytes(s))} {s}" for s in strings)
 
 
 def reply_string(rr: ResourceRecord, opcode: int, is_netbios: bool) -> Optional[str]:

@@ -1,0 +1,112 @@
+"""Turn a connection's final kernel state into its conn.log row.
+
+This is the part Zeek does in script land (base/protocols/conn/main.zeek):
+conn_state from the endpoint states, which fields are set, and the payload
+size of a TCP endpoint from its sequence numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cicd_audit.recorder import abi, sites
+from cicd_audit.recorder.events import conn_id
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+S = abi.TcpState
+
+
+def tcp_size(ep: abi.Endpoint, peer: abi.Endpoint) -> int:
+    """Zeek's TCP_Endpoint::Size: bytes of sequence space, less SYN and FIN."""
+    if not ep.flags & abi.EP_SEQ_VALID:
+        return 0
+    if ep.prev_state == S.SYN_SENT and ep.state == S.RESET and peer.state == S.INACTIVE \
+            and ep.ack_seq != ((ep.start_seq + 1) & 0xFFFFFFFF):
+        return 0        # a half-open connection found and aborted
+    last = (ep.seq_wraps << 32) | ep.last_seq
+    ack = ep.ack_seq if ep.ack_seq >= ep.start_seq or ep.seq_wraps else ep.ack_seq + (1 << 32)
+    size = max(last, ack) - ep.start_seq
+    if size < 0 or size > (1 << 48):
+        return 0
+    if size:
+        size -= 1       # the SYN (or the SYN a partial connection is numbered as if it had)
+    if ep.flags & EP_SAW_FIN and size:
+        size -= 1
+    return size
+
+
+EP_SAW_FIN = 1 << 2
+
+
+def tcp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint, history: str, orig_size: int, resp_size: int) -> str:
+    """Zeek's conn_state for TCP (base/protocols/conn/main.zeek)."""
+    os_, rs = orig.state, resp.state
+    o_inactive = os_ in (S.INACTIVE, S.PARTIAL)
+    r_inactive = rs in (S.INACTIVE, S.PARTIAL)
+    if rs == S.RESET:
+        if os_ in (S.SYN_SENT, S.SYN_ACK_SENT) or (os_ == S.RESET and orig_size == 0 and resp_size == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == S.RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+        return "RSTO"
+    if rs == S.CLOSED and os_ == S.CLOSED:
+        return "SF"
+    if os_ == S.CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == S.CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == S.SYN_SENT and rs == S.INACTIVE:
+        return "S0"
+    if os_ == S.ESTABLISHED and rs == S.ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+def udp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint) -> str:
+    if orig.state == abi.UDP_ACTIVE:
+        return "SF" if resp.state == abi.UDP_ACTIVE else "S0"
+    return "SHR" if resp.state == abi.UDP_ACTIVE else "OTH"
+
+
+def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None) -> dict:
+    """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds."""
+    c = event.conn
+    cid = conn_id(event.key, c.orig_slot)
+    orig, resp = c.ep[0], c.ep[1]
+    history = c.history[: c.history_len].decode("ascii", "replace")
+    proto = cid.ip_proto
+    if proto == 6:
+        orig_size, resp_size = tcp_size(orig, resp), tcp_size(resp, orig)
+        state = tcp_conn_state(orig, resp, history, orig_size, resp_size)
+    else:
+        orig_size, resp_size = orig.payload_bytes, resp.payload_bytes
+        state = udp_conn_state(orig, resp) if proto == 17 else "OTH"
+    duration = (c.last_ns - c.first_ns) / 1e9
+    row = {
+        "ts": to_epoch(c.first_ns),
+        "uid": uid,
+        "id.orig_h": cid.orig_h,
+        "id.orig_p": cid.orig_p,
+        "id.resp_h": cid.resp_h,
+        "id.resp_p": cid.resp_p,
+        "proto": _PROTO_NAMES.get(proto, "unknown_transport"),
+        "service": sorted(services) if services else None,
+        "duration": duration if duration > 0 else None,
+        "orig_bytes": orig_size if duration > 0 else None,
+        "resp_bytes": resp_size if duration > 0 else None,
+        "conn_state": state,
+        "local_orig": sites.is_local(cid.orig_h),
+        "local_resp": sites.is_local(cid.resp_h),
+        "missed_bytes": orig.gap_bytes + resp.gap_bytes,
+        "history": history or None,
+        "orig_pkts": orig.pkts,
+        "orig_ip_bytes": orig.ip_bytes,
+        "resp_pkts": resp.pkts,
+        "resp_ip_bytes": resp.ip_bytes,
+        "tunnel_parents": None,
+        "ip_proto": proto,
+    }
+    return row

@@ -1,0 +1,76 @@
+"""Decode ring-buffer events (bpf/cicd_audit.h) into Python objects.
+
+Every event starts with struct ca_event_header, so dispatch is on its type.
+A malformed or unknown event is counted by the caller, never guessed at.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+from dataclasses import dataclass
+
+from cicd_audit.recorder import abi
+
+_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+def address_text(raw: bytes) -> str:
+    """Zeek's text form of a key address (IPv4-mapped addresses become IPv4)."""
+    if raw[:12] == _V4_MAPPED_PREFIX:
+        return str(ipaddress.IPv4Address(raw[12:16]))
+    return str(ipaddress.IPv6Address(raw))
+
+
+@dataclass(frozen=True)
+class ConnId:
+    """Zeek's conn_id: the originator and responder endpoints."""
+
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    ip_proto: int
+
+
+def conn_id(key: abi.ConnKey, orig_slot: int) -> ConnId:
+    resp_slot = orig_slot ^ 1
+    return ConnId(
+        orig_h=address_text(bytes(key.addr[orig_slot])),
+        orig_p=key.port[orig_slot],
+        resp_h=address_text(bytes(key.addr[resp_slot])),
+        resp_p=key.port[resp_slot],
+        ip_proto=key.ip_proto,
+    )
+
+
+class EventFormatError(ValueError):
+    pass
+
+
+def decode(data: int | bytes, size: int):
+    """One event from a ring-buffer record (a pointer from bcc, or bytes)."""
+    buf = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size])
+    if len(buf) < ctypes.sizeof(abi.EventHeader):
+        raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
+    header = abi.EventHeader.from_buffer_copy(buf)
+    if header.type == abi.EventType.CONN_END:
+        return _exact(abi.ConnEndEvent, buf)
+    if header.type == abi.EventType.WEIRD:
+        return _exact(abi.WeirdEvent, buf)
+    if header.type == abi.EventType.DNS:
+        fixed = abi.DnsEvent.payload.offset
+        if len(buf) < fixed:
+            raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
+        event = abi.DnsEvent.from_buffer_copy(buf[:fixed] + bytes(ctypes.sizeof(abi.DnsEvent) - fixed))
+        payload = buf[fixed:fixed + event.captured_len]
+        if len(payload) != event.captured_len:
+            raise EventFormatError("DNS event payload is shorter than its captured length")
+        return event, payload
+    raise EventFormatError(f"unknown event type {header.type}")
+
+
+def _exact(struct_type, buf: bytes):
+    if len(buf) < ctypes.sizeof(struct_type):
+        raise EventFormatError(f"{struct_type.__name__} of {len(buf)} bytes, expected {ctypes.sizeof(struct_type)}")
+    return struct_type.from_buffer_copy(buf)

@@ -1,0 +1,113 @@
+"""Record a pcap or pcapng file: every packet goes through the kernel program.
+
+Each packet runs through ca_packet with BPF_PROG_TEST_RUN, its capture time
+as the skb timestamp, exactly as a live packet would at TC. Timers are swept
+as packet time advances, and at the end every remaining connection is
+drained, like Zeek at the end of a trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from cicd_audit.errors import InputError
+from cicd_audit.recorder import linktypes
+from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.session import SessionLog
+from cicd_audit.recorder.sweeper import Sweeper
+from cicd_audit.recorder.test_run import TestRunner
+
+SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
+PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
+
+
+def _open_reader(path: Path):
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapReader
+    try:
+        return RawPcapReader(str(path))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file") from exc
+    except (Scapy_Exception, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a pcap or pcapng file ({exc})") from exc
+
+
+def _timestamp_ns(meta) -> int:
+    if hasattr(meta, "tshigh"):                       # pcapng
+        units = (meta.tshigh << 32) | meta.tslow
+        resolution = getattr(meta, "tsresol", 1_000_000) or 1_000_000
+        return units * 1_000_000_000 // resolution
+    frac = meta.usec
+    nano = getattr(meta, "nano", False)
+    return meta.sec * 1_000_000_000 + (frac if nano else frac * 1000)
+
+
+def _linktype(reader, meta) -> int:
+    return getattr(meta, "linktype", None) or getattr(reader, "linktype", 1)
+
+
+def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
+                progress: bool | None = None, settings: ProgramSettings | None = None) -> dict:
+    """Write Zeek logs for a capture file into out_dir; returns the capture stats."""
+    pcap = Path(pcap)
+    reader = _open_reader(pcap)
+    started = time.monotonic()
+    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9)
+    settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
+    program = CaptureProgram(settings, session.on_event)
+    try:
+        runner = TestRunner(program.packet_fn.fd)
+        sweeper = Sweeper(program, program.sweep_fn.fd)
+        bar = _progress_bar(pcap, progress)
+        next_sweep = None
+        last_ns = 0
+        packets = 0
+        try:
+            for frame, meta in reader:
+                ts_ns = _timestamp_ns(meta)
+                if next_sweep is None:
+                    next_sweep = ts_ns + SWEEP_INTERVAL_NS
+                elif ts_ns >= next_sweep:
+                    sweeper.sweep(ts_ns)
+                    next_sweep = ts_ns + SWEEP_INTERVAL_NS
+                last_ns = max(last_ns, ts_ns)
+                try:
+                    ether = linktypes.to_ethernet(_linktype(reader, meta), bytes(frame))
+                except linktypes.UnsupportedLinkType as exc:
+                    raise InputError(f"{pcap}: {exc}") from exc
+                if ether is None or len(ether) < 14:
+                    session.counters.bad_events += 0   # non-IP frames are simply not ours
+                    continue
+                runner.run(ether, ts_ns)
+                program.poll()
+                packets += 1
+                if bar is not None and packets % 1000 == 0:
+                    bar.update(reader.f.tell() - bar.n)
+        except EOFError:
+            pass
+        except Exception as exc:  # scapy raises bare errors on truncated files
+            if isinstance(exc, InputError):
+                raise
+            session._write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_read_error", str(exc))
+        sweeper.sweep(last_ns, drain=True)
+        program.poll()
+        if bar is not None:
+            bar.update(bar.total - bar.n)
+            bar.close()
+        return session.close(program.stats(), str(pcap), time.monotonic() - started)
+    finally:
+        reader.close()
+        program.close()
+
+
+def _progress_bar(pcap: Path, progress: bool | None):
+    size = os.path.getsize(pcap)
+    if progress is None:
+        progress = sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=size, unit="B", unit_scale=True, desc=pcap.name, file=sys.stderr)

@@ -1,0 +1,163 @@
+"""A recording session's logs: kernel events in, Zeek logs out.
+
+Receives decoded ring-buffer events, keeps per-connection DNS state, and
+writes conn.log, dns.log, weird.log and capture_stats.log in the output
+directory. Everything it counts (events it could not decode, DNS messages
+it could not parse) is written to the logs at the end, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cicd_audit.recorder import abi, events
+from cicd_audit.recorder.conn_rows import conn_row
+from cicd_audit.recorder.dns.log import DnsConnectionLog
+from cicd_audit.recorder.uid import UidAllocator
+from cicd_audit.recorder.weirds import weird_name
+from cicd_audit.zeeklog.schema import load_schema
+from cicd_audit.zeeklog.writer import LogWriter
+
+
+@dataclass
+class _MutableConnId:
+    """The conn_id a DnsConnectionLog reads when it writes a row (orientation can flip)."""
+
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+
+
+@dataclass
+class SessionCounters:
+    connections: int = 0
+    dns_messages: int = 0
+    dns_rows: int = 0
+    dns_parse_errors: int = 0
+    weirds: int = 0
+    bad_events: int = 0
+    end_reasons: dict = field(default_factory=dict)
+
+
+class SessionLog:
+    def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit"):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.fmt = fmt
+        self.to_epoch = to_epoch
+        self.peer = peer
+        self.uids = UidAllocator()
+        self.counters = SessionCounters()
+        self._dns_logs: dict[int, DnsConnectionLog] = {}
+        self._conn = LogWriter(self.out_dir, load_schema("conn"), fmt)
+        self._dns = LogWriter(self.out_dir, load_schema("dns"), fmt)
+        self._weird = LogWriter(self.out_dir, load_schema("weird"), fmt)
+        self.last_ts: float | None = None
+
+    # -- events -----------------------------------------------------------------
+    def on_event(self, data, size: int) -> None:
+        try:
+            event = events.decode(data, size)
+        except events.EventFormatError as exc:
+            self.counters.bad_events += 1
+            self._write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+            return
+        if isinstance(event, abi.ConnEndEvent):
+            self._conn_end(event)
+        elif isinstance(event, abi.WeirdEvent):
+            self._kernel_weird(event)
+        else:
+            self._dns_message(*event)
+
+    def _conn_end(self, ev: abi.ConnEndEvent) -> None:
+        cid = ev.conn.id
+        uid = self.uids.for_conn(cid)
+        ts_end = self.to_epoch(ev.hdr.ts_ns)
+        dns_log = self._dns_logs.pop(cid, None)
+        services = []
+        if dns_log is not None:
+            self._write_dns_rows(dns_log.flush(ts_end), dns_log)
+            if dns_log.service:
+                services.append(dns_log.service)
+        self._conn.write(dict(conn_row(ev, uid, self.to_epoch, None), service=",".join(sorted(services)) or None))
+        self.counters.connections += 1
+        reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
+        self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
+        self.uids.forget(cid)
+
+    def _dns_message(self, ev: abi.DnsEvent, payload: bytes) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        self.last_ts = ts
+        cid = events.conn_id(ev.key, ev.orig_slot)
+        dns_log = self._dns_logs.get(ev.conn_id)
+        if dns_log is None:
+            uid = self.uids.for_conn(ev.conn_id)
+            holder = _MutableConnId(cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p)
+            dns_log = DnsConnectionLog(uid, holder, "tcp" if cid.ip_proto == 6 else "udp", on_flip=lambda: None)
+            self._dns_logs[ev.conn_id] = dns_log
+        else:
+            holder = dns_log.conn_id
+            holder.orig_h, holder.orig_p, holder.resp_h, holder.resp_p = cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p
+        self.counters.dns_messages += 1
+        if cid.ip_proto == 6:
+            rows = dns_log.tcp_segment(ts, bool(ev.from_orig), ev.tcp_seq, payload)
+        else:
+            rows = dns_log.message(ts, bool(ev.from_orig), payload)
+        self._write_dns_rows(rows, dns_log)
+
+    def _write_dns_rows(self, rows: list, dns_log: DnsConnectionLog) -> None:
+        for row in rows:
+            self._dns.write(row)
+            self.counters.dns_rows += 1
+        for ts, name, addl in dns_log.weirds:
+            self.counters.dns_parse_errors += 1
+            self._write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
+        dns_log.weirds.clear()
+
+    def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        uid = self.uids.for_conn(ev.conn_id) if ev.conn_id else None
+        cid = events.conn_id(ev.key, 0) if ev.key.ip_proto else None
+        self._write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid)
+
+    def _write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
+        self.counters.weirds += 1
+        self._weird.write({
+            "ts": ts, "uid": uid,
+            "id.orig_h": getattr(conn_id, "orig_h", None), "id.orig_p": getattr(conn_id, "orig_p", None),
+            "id.resp_h": getattr(conn_id, "resp_h", None), "id.resp_p": getattr(conn_id, "resp_p", None),
+            "name": name, "addl": addl, "notice": False, "peer": self.peer, "source": source,
+        })
+
+    # -- end --------------------------------------------------------------------
+    def close(self, kernel_stats: dict, source: str, duration: float) -> dict:
+        """Flush what is pending, write capture_stats.log, close every log. Returns the stats row."""
+        end_ts = self.last_ts or time.time()
+        for conn_key, dns_log in list(self._dns_logs.items()):
+            self._write_dns_rows(dns_log.flush(end_ts), dns_log)
+        self._dns_logs.clear()
+        drops = kernel_stats.get("rb_drop_conn", 0) + kernel_stats.get("rb_drop_dns", 0) + kernel_stats.get("rb_drop_weird", 0)
+        stats = {
+            "ts": time.time(),
+            "source": source,
+            "duration": duration,
+            "packets": kernel_stats.get("packets", 0),
+            "ip_bytes": kernel_stats.get("ip_bytes", 0),
+            "connections": self.counters.connections,
+            "dns_messages": self.counters.dns_messages,
+            "dns_rows": self.counters.dns_rows,
+            "ringbuf_drops": drops,
+            "conn_table_full": kernel_stats.get("conn_table_full", 0),
+            "parse_errors": kernel_stats.get("parse_errors", 0) + self.counters.bad_events,
+            "dns_parse_errors": self.counters.dns_parse_errors,
+            "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
+        }
+        for writer in (self._conn, self._dns, self._weird):
+            writer.close()
+        with LogWriter(self.out_dir, load_schema("capture_stats"), self.fmt) as writer:
+            writer.write(stats)
+        return stats

@@ -1,0 +1,32 @@
+"""Ask the kernel which connections have timed out, or end them all.
+
+The expiry rules live in the BPF program (timers.h); user space only lists
+the connection keys and runs the ca_sweep entry point over them in batches.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from cicd_audit.recorder import abi
+from cicd_audit.recorder.test_run import TestRunner
+
+_DUMMY_ETHERNET = bytes(14)
+
+
+class Sweeper:
+    def __init__(self, program, sweep_fd: int):
+        self.program = program
+        self.runner = TestRunner(sweep_fd)
+
+    def sweep(self, now_ns: int, drain: bool = False) -> None:
+        keys = self.program.conn_keys()
+        for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
+            batch = keys[start:start + abi.SWEEP_KEYS_MAX]
+            request = abi.SweepRequest()
+            request.count = len(batch)
+            request.drain = int(drain)
+            for i, raw in enumerate(batch):
+                ctypes.memmove(ctypes.addressof(request.keys[i]), raw, ctypes.sizeof(abi.ConnKey))
+            self.runner.run(_DUMMY_ETHERNET + bytes(request), now_ns)
+            self.program.poll()

@@ -1,0 +1,39 @@
+"""Connection uids in Zeek's form: "C" followed by base62 digits of 96 random bits."""
+
+from __future__ import annotations
+
+import secrets
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(n: int) -> str:
+    digits = []
+    while n:
+        n, r = divmod(n, 62)
+        digits.append(_ALPHABET[r])
+    return "".join(reversed(digits)) or "0"
+
+
+class UidAllocator:
+    """One uid per kernel connection id, unique within a run."""
+
+    def __init__(self, prefix: str = "C"):
+        self.prefix = prefix
+        self._by_conn: dict[int, str] = {}
+        self._issued: set[str] = set()
+
+    def for_conn(self, conn_id: int) -> str:
+        uid = self._by_conn.get(conn_id)
+        if uid is None:
+            while True:
+                uid = self.prefix + _base62(secrets.randbits(64)) + _base62(secrets.randbits(32))
+                if uid not in self._issued:
+                    break
+            self._issued.add(uid)
+            self._by_conn[conn_id] = uid
+        return uid
+
+    def forget(self, conn_id: int) -> None:
+        """The connection ended; its id will not be seen again."""
+        self._by_conn.pop(conn_id, None)
