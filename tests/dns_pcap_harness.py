@@ -248,7 +248,7 @@ def run_pcap(path: str, validate_checksums: bool = True) -> list:
 # ---------------------------------------------------------------- comparison
 def _esc(s: str, in_set: bool = False) -> str:
     out = []
-    for ch in s.encode("latin-1"):
+    for ch in s.encode("utf-8", "surrogateescape"):
         if ch == 0x5C:
             out.append("\\\\")
         elif ch < 0x20 or ch > 0x7E or (in_set and ch == 0x2C):
@@ -280,7 +280,7 @@ def tsv_value(name: str, v) -> str:
 def read_oracle_tsv(path: str):
     """(columns, rows) of a Zeek TSV log or a zeek-cut -m file."""
     cols, rows = None, []
-    for line in open(path, encoding="latin-1").read().splitlines():
+    for line in open(path, encoding="utf-8", errors="surrogateescape").read().splitlines():
         if line.startswith("#fields"):
             cols = line.split("\t")[1:]
         elif line.startswith("#"):

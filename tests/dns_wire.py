@@ -9,7 +9,7 @@ def name(s: str) -> bytes:
     """Uncompressed wire name; "" or "." is the root."""
     out = b""
     for label in s.strip(".").split(".") if s.strip(".") else []:
-        b = label.encode("latin-1")
+        b = label.encode("utf-8", "surrogateescape")
         out += bytes([len(b)]) + b
     return out + b"\0"
 

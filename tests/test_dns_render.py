@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import dns_wire as W  # noqa: E402
 
 from cicd_audit.recorder.dns.log import DnsConnectionLog  # noqa: E402
+from cicd_audit.recorder.dns.message import wire_bytes  # noqa: E402
 
 
 def answers_for(*rrs, qtype=1, opcode=0, resp_p=53):
@@ -63,10 +64,16 @@ def test_txt_strings_with_lengths():
     assert one(16, b"\x05hello\x00\x03a b")[0] == ["TXT 5 hello TXT 0  TXT 3 a b"]
 
 
-def test_txt_binary_bytes_are_kept_one_char_per_byte():
-    ans = one(16, b"\x03\x00\xff\t")[0]
-    assert ans == ["TXT 3 \x00\xff\t"]
-    assert ans[0].encode("latin-1").endswith(b"\x00\xff\t")
+def test_txt_bytes_round_trip_exactly():
+    ans = one(16, b"\x03\x00\xff\t" + b"\x02\xc3\xa9")[0]
+    # lengths are byte lengths; valid UTF-8 reads as text, other bytes survive as surrogates
+    assert ans == ["TXT 3 \x00\udcff\t TXT 2 \u00e9"]
+    assert wire_bytes(ans[0]) == b"TXT 3 \x00\xff\t TXT 2 \xc3\xa9"
+
+
+def test_non_ascii_names_keep_their_bytes():
+    row = answers_for(W.rr("host.example.com", 5, b"\x05caf\xc3\xa9\x02\xff\x41\x00"))
+    assert [wire_bytes(a) for a in row["answers"]] == [b"caf\xc3\xa9.\xffa"]
 
 
 def test_spf():
