@@ -228,6 +228,7 @@ class _Segment:
     body_start: int  # byte offset of the first data line
     body_end: int  # byte offset after the last data line
     first_lineno: int
+    rows: int = 0  # data lines in the body
 
 
 _HEADER_KEYS = ("set_separator", "empty_field", "unset_field", "path", "open", "close", "fields", "types")
@@ -290,6 +291,7 @@ def _segments(data: bytes, filename, schema: Optional[Schema]) -> List[_Segment]
             empty_field=_decode_header_value(meta.get("empty_field", "(empty)")),
             unset_field=_decode_header_value(meta.get("unset_field", "-")),
             open=meta.get("open"),
+            close=meta.get("close"),
             format="tsv",
             meta=dict(meta),
         )
@@ -313,8 +315,8 @@ def _segments(data: bytes, filename, schema: Optional[Schema]) -> List[_Segment]
             elif key == "close":
                 if hdr is not None:
                     hdr.close = value
-                    if segs and segs[-1].header is hdr:
-                        pass
+                else:
+                    meta["close"] = value
             else:
                 meta[key] = value
             seg_open = key != "close" and hdr is None
@@ -326,10 +328,11 @@ def _segments(data: bytes, filename, schema: Optional[Schema]) -> List[_Segment]
             finish_header(lineno)
         nxt = data.find(b"\n#", pos)
         body_end = n if nxt < 0 else nxt + 1
-        segs.append(_Segment(hdr, pos, body_end, lineno))
-        lineno += data.count(b"\n", pos, body_end)
+        rows = data.count(b"\n", pos, body_end)
         if body_end == n and not data.endswith(b"\n"):
-            lineno += 1
+            rows += 1
+        segs.append(_Segment(hdr, pos, body_end, lineno, rows))
+        lineno += rows
         pos = body_end
         seg_open = False
     if hdr is None and (meta or not segs):
@@ -351,7 +354,7 @@ def _check_columns(data: bytes, seg: _Segment, filename) -> int:
     s, e = seg.body_start, seg.body_end
     if s >= e:
         return 0
-    rows = data.count(b"\n", s, e) + (0 if data[e - 1:e] == b"\n" else 1)
+    rows = seg.rows
     ncols = len(seg.header.fields)
     sep = seg.header.separator.encode("utf-8", "surrogateescape")
     if data.count(sep, s, e) != rows * (ncols - 1):
@@ -660,50 +663,126 @@ def _convert_column(vals: np.ndarray, ztype: str, name: str, hdr: LogHeader, err
 
 
 def _convert_container(vals, unset, element, name, hdr, errors):
+    """set/vector column -> object array of lists (None for unset).
+
+    Fast path: one ``str.split`` per row and ``map(float|int)`` in C. Rows
+    with unset/empty elements, escapes or bad values go through the exact
+    per-value parser that ``read_log`` uses (same results, precise errors)."""
     n = len(vals)
     out = np.empty(n, dtype=object)
-    empty = vals == hdr.empty_field
-    present = ~unset & ~empty
+    sset, u, e = hdr.set_separator, hdr.unset_field, hdr.empty_field
+    empty = vals == e
     for i in np.flatnonzero(empty):
         out[i] = []
-    idx = np.flatnonzero(present)
+    idx = np.flatnonzero(~unset & ~empty)
     if not len(idx):
         return out
-    sel = vals[idx]
-    sset = hdr.set_separator
+    sel = vals[idx].tolist()
+    joined = sset + sset.join(sel) + sset
+    special = (sset + u + sset) in joined or e in joined or "\\" in joined
     if element in ("string", "enum", "addr", "subnet", "pattern", "file", "func"):
-        esc = "\\" in "".join(sel) if element not in ("addr", "subnet") else False
-        for j, i in enumerate(idx):
-            parts = sel[j].split(sset)
-            out[i] = [None if p == hdr.unset_field else ("" if p == hdr.empty_field else (unescape(p, errors) if esc else p)) for p in parts]
-        return out
-    # numeric/bool elements: flatten, convert in one go, split back
-    counts = np.fromiter((s.count(sset) + 1 for s in sel), dtype=np.int64, count=len(sel))
-    flat = np.array(sset.join(sel).split(sset), dtype=object)
-    funset = flat == hdr.unset_field
-    try:
-        if element in ("time", "interval", "double"):
-            conv = _to_float(flat, funset, name, element).tolist()
-        elif element == "bool":
-            okb = (flat == "T") | (flat == "F") | funset
-            if not okb.all():
-                raise _ColumnError(_first_bad(okb), str(_bad(name, element, flat[_first_bad(okb)])))
-            conv = (flat == "T").tolist()
-        else:
-            lo, hi = {"count": (0, 2**64 - 1), "int": (-(2**63), 2**63 - 1), "port": (0, 65535)}[element]
-            conv = _to_int(flat, funset, name, element, np.uint64 if element == "count" else np.int64, lo, hi).tolist()
-    except _ColumnError as e:
-        row = int(np.searchsorted(np.cumsum(counts), e.row, side="right"))
-        raise _ColumnError(int(idx[row]), e.message) from None
-    if funset.any():
-        for k in np.flatnonzero(funset):
-            conv[k] = None
-    pos = 0
-    for j, i in enumerate(idx):
-        c = counts[j]
-        out[i] = conv[pos:pos + c]
-        pos += c
+        lists = [x.split(sset) for x in sel] if not special else None
+    else:
+        conv = {"time": float, "interval": float, "double": float,
+                "count": int, "int": int, "port": int, "bool": None}[element]
+        lists = None
+        if not special and conv is not None:
+            try:
+                lists = [list(map(conv, x.split(sset))) for x in sel]
+            except ValueError:
+                lists = None
+            if lists is not None and conv is int:
+                lo, hi = {"count": (0, 2**64 - 1), "int": (-(2**63), 2**63 - 1), "port": (0, 65535)}[element]
+                flat = [v for lst in lists for v in lst]
+                if flat and (min(flat) < lo or max(flat) > hi):
+                    lists = None
+    if lists is None:  # exact path
+        parse = _field_parser("vector[%s]" % element, name, hdr, errors)
+        lists = []
+        for j, x in enumerate(sel):
+            try:
+                lists.append(parse(x))
+            except ValueError as ex:
+                raise _ColumnError(int(idx[j]), str(ex)) from None
+    out[idx] = _as_object_items(lists)
     return out
+
+
+def _as_object_items(lists):
+    # numpy would turn equal-length lists into a 2-D array; fill item by item
+    arr = np.empty(len(lists), dtype=object)
+    for k, lst in enumerate(lists):
+        arr[k] = lst
+    return arr
+
+
+_NUMERIC = frozenset({"time", "interval", "double", "count", "int", "port"})
+_EXACT_FLOAT_LIMIT = 2.0**53
+
+
+def _read_csv(body, hdr: LogHeader, numeric_fast: bool, usecols=None) -> pd.DataFrame:
+    """The pandas C parser with quoting, comments and default NA off. With
+    ``numeric_fast`` numeric columns are parsed to float64 in C (the unset
+    marker becomes NaN; anything else unparsable raises ValueError)."""
+    names = list(hdr.fields)
+    sep = hdr.separator
+    if numeric_fast:
+        dtype = {n: (np.float64 if t in _NUMERIC else object) for n, t in zip(names, hdr.types)}
+        na_values = {n: [hdr.unset_field] for n, t in zip(names, hdr.types) if t in _NUMERIC}
+    else:
+        dtype, na_values = object, None
+    return pd.read_csv(
+        io.BytesIO(body),
+        sep=sep,
+        header=None,
+        names=names,
+        usecols=usecols,
+        dtype=dtype,
+        quoting=csv.QUOTE_NONE,
+        na_filter=bool(na_values),
+        na_values=na_values,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        lineterminator="\n" if len(sep) == 1 else None,
+        doublequote=False,
+        escapechar=None,
+        comment=None,
+        engine="c" if len(sep) == 1 else "python",
+        encoding="utf-8",
+        encoding_errors="strict" if numeric_fast else "surrogateescape",
+        index_col=False,
+        low_memory=True,
+    )
+
+
+def _convert_float_column(f: np.ndarray, ztype: str, name: str, exact_text):
+    """float64 column (NaN = unset) from the fast parse -> typed array.
+    ``exact_text()`` returns the column's text when floats cannot be exact."""
+    unset = np.isnan(f)
+    if ztype == "double":
+        return pd.arrays.FloatingArray(np.where(unset, 0.0, f), unset)
+    finite = np.isfinite(f) | unset
+    if not finite.all():
+        raise _ColumnError(_first_bad(finite), "column %s (%s): bad value %r" % (name, ztype, f[_first_bad(finite)]))
+    g = np.where(unset, 0.0, f)
+    if ztype == "time":
+        ns = np.where(unset, np.iinfo(np.int64).min, np.round(g * 1e6).astype(np.int64) * 1000)
+        return pd.array(ns.view("M8[ns]")).tz_localize("UTC")
+    if ztype == "interval":
+        ns = np.where(unset, np.iinfo(np.int64).min, np.round(g * 1e9).astype(np.int64))
+        return ns.view("m8[ns]")
+    lo, hi = {"count": (0, 2**64 - 1), "int": (-(2**63), 2**63 - 1), "port": (0, 65535)}[ztype]
+    ok = (g == np.floor(g)) & (g >= lo) & (g <= hi)
+    if not ok.all():
+        i = _first_bad(ok)
+        raise _ColumnError(i, "column %s (%s): bad value %r" % (name, ztype, f[i]))
+    if (np.abs(g) >= _EXACT_FLOAT_LIMIT).any():
+        vals = exact_text()
+        np_type = np.uint64 if ztype == "count" else np.int64
+        v = _to_int(vals, vals == "-", name, ztype, np_type, lo, hi)
+        return pd.arrays.IntegerArray(v, unset)
+    np_type = {"count": np.uint64, "int": np.int64, "port": np.uint16}[ztype]
+    return pd.arrays.IntegerArray(g.astype(np_type), unset)
 
 
 def _segment_frame(data: bytes, seg: _Segment, filename, errors: str) -> pd.DataFrame:
@@ -713,40 +792,33 @@ def _segment_frame(data: bytes, seg: _Segment, filename, errors: str) -> pd.Data
     if rows == 0:
         return empty_frame(hdr.schema)
     body = memoryview(data)[seg.body_start:seg.body_end]
-    sep = hdr.separator
+    fast = True
     try:
-        raw = pd.read_csv(
-            io.BytesIO(body),
-            sep=sep,
-            header=None,
-            names=names,
-            dtype=object,
-            quoting=csv.QUOTE_NONE,
-            na_filter=False,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            lineterminator="\n" if len(sep) == 1 else None,
-            doublequote=False,
-            escapechar=None,
-            comment=None,
-            engine="c" if len(sep) == 1 else "python",
-            encoding="utf-8",
-            encoding_errors="surrogateescape",
-            index_col=False,
-            low_memory=False,
-        )
-    except (pd.errors.ParserError, ValueError):
-        _find_bad_line(data, seg, filename)
-        raise
+        raw = _read_csv(body, hdr, numeric_fast=True)
+    except (ValueError, UnicodeDecodeError):
+        fast = False  # a bad number or raw non-UTF-8: the exact path names it
+    if not fast:
+        try:
+            raw = _read_csv(body, hdr, numeric_fast=False)
+        except (pd.errors.ParserError, ValueError):
+            _find_bad_line(data, seg, filename)
+            raise
     if len(raw) != rows:
         _find_bad_line(data, seg, filename)
         raise LogFormatError(filename, seg.first_lineno, "parsed %d rows, expected %d" % (len(raw), rows))
     has_backslash = data.find(b"\\", seg.body_start, seg.body_end) >= 0
     cols = {}
     for name, ztype in zip(names, hdr.types):
-        vals = raw[name].to_numpy(dtype=object)
         try:
-            cols[name] = _convert_column(vals, ztype, name, hdr, errors, has_backslash)
+            if fast and ztype in _NUMERIC:
+                f = raw[name].to_numpy(dtype=np.float64)
+                cols[name] = _convert_float_column(
+                    f, ztype, name,
+                    lambda n=name: _read_csv(body, hdr, False, usecols=[n])[n].to_numpy(dtype=object),
+                )
+            else:
+                vals = raw[name].to_numpy(dtype=object)
+                cols[name] = _convert_column(vals, ztype, name, hdr, errors, has_backslash)
         except _ColumnError as e:
             raise LogFormatError(filename, seg.first_lineno + e.row, e.message) from None
         del raw[name]
@@ -861,13 +933,14 @@ def _session_labels(dirs: List[str]) -> List[str]:
     return base if len(set(base)) == len(base) else [os.path.normpath(d) for d in dirs]
 
 
-def load_logs(*session_dirs, errors: str = "backslashreplace") -> LoadedLogs:
+def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2) -> LoadedLogs:
     """Load conn, dns, weird and capture_stats logs from session directories.
 
     Each log is read with its own header; columns of our schema that a file
     lacks (older Zeek versions) are added as all-NA columns of the right
     dtype, extra columns are kept. With more than one directory a
-    ``session`` column (categorical) names each row's directory.
+    ``session`` column (categorical) names each row's directory. Files are
+    parsed by ``workers`` threads (pandas' parser releases the GIL).
     """
     if not session_dirs:
         raise InputError("load_logs: give at least one session directory")
@@ -876,12 +949,33 @@ def load_logs(*session_dirs, errors: str = "backslashreplace") -> LoadedLogs:
         if not os.path.isdir(d):
             raise InputError("not a session directory: %s" % d)
     labels = _session_labels(dirs)
+    jobs = []  # (log name, dir index, path): biggest first keeps threads busy
+    for name in LOG_NAMES:
+        for k, d in enumerate(dirs):
+            for p in _find_log(d, name):
+                jobs.append((name, k, p))
+    jobs.sort(key=lambda j: -os.path.getsize(j[2]))
+
+    def run(job):
+        name, _, p = job
+        return read_dataframe(p, schema=load_schema(name), errors=errors)
+
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run, jobs))
+    else:
+        results = [run(j) for j in jobs]
+    by_key: Dict[Tuple[str, int], List[pd.DataFrame]] = {}
+    for job, frame in sorted(zip(jobs, results), key=lambda jr: jr[0][2]):
+        by_key.setdefault((job[0], job[1]), []).append(frame)
     out = {}
     for name in LOG_NAMES:
         schema = load_schema(name)
         frames = []
-        for d, label in zip(dirs, labels):
-            parts = [read_dataframe(p, schema=schema, errors=errors) for p in _find_log(d, name)]
+        for k, label in enumerate(labels):
+            parts = by_key.get((name, k))
             f = _concat(parts) if parts else empty_frame(schema)
             for fld in schema.fields:
                 if fld.name not in f.columns:
