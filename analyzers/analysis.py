@@ -62,6 +62,8 @@ def analyze(logs, policy=None, baseline=None, sessions=None) -> AnalysisResult:
             ~((dest_findings["analyzer"] == "unexpected_lookup") & dest_findings["indicator"].isin(tunnel_domains))
         ]
     findings = concat_findings([tunnel_findings, dest_findings])
+    if sessions and len(sessions) == 1 and "session" not in dns.columns and "session" not in conn.columns and len(findings):
+        findings["sessions"] = [list(s) if s else list(sessions) for s in findings["sessions"]]
     summary = summarize(conn, dns, dest, lookups, findings, policy, baseline, sessions)
     return AnalysisResult(findings=findings, summary=summary, tunnel=tunnel, destinations=dest, lookups=lookups)
 

@@ -28,9 +28,8 @@ signal                 meaning
 =====================  ==========================================================
 
 A domain is flagged when it scores at least ``FLAG_SCORE`` *and* one of the
-content signals (``encoded``, ``unusual_qtypes``, ``many_unique``) holds;
-timing or NXDOMAIN alone never flags (search-domain floods and pollers are
-ordinary). Severity: ``critical`` at ``CRITICAL_BYTES`` of encoded payload,
+content signals (``encoded``, ``unusual_qtypes``) holds; volume, timing or
+NXDOMAIN alone never flag (search-domain floods and pollers are ordinary). Severity: ``critical`` at ``CRITICAL_BYTES`` of encoded payload,
 ``high`` at ``HIGH_SCORE`` points, else ``medium``.
 
 Not analysed: reverse lookups (``in-addr.arpa``/``ip6.arpa``), and link-local
@@ -125,7 +124,10 @@ STATIC_LABEL_SHARE = 0.5
 #: Ports of link-local name services (mDNS, LLMNR, NetBIOS-NS): never egress.
 LOCAL_NAME_PORTS = (5353, 5355, 137)
 
-CONTENT_SIGNALS = ("encoded", "unusual_qtypes", "many_unique")
+#: Signals about what the names carry; at least one must hold to flag. Volume,
+#: NXDOMAIN and timing only strengthen them: Kubernetes ``ndots:5`` search-domain
+#: expansion alone produces hundreds of distinct NXDOMAIN names in a build.
+CONTENT_SIGNALS = ("encoded", "unusual_qtypes")
 
 
 @dataclass
