@@ -1,0 +1,114 @@
+"""cicd-audit's command line. Thin: parse arguments, call the library, turn its
+named errors into one clear line and an exit status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cicd_audit import __version__
+from cicd_audit.errors import CicdAuditError
+
+FORMATS = click.Choice(["tsv", "json"])
+
+
+def _fail(exc: CicdAuditError) -> None:
+    click.echo(f"cicd-audit: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _print_stats(stats: dict, out_dir: Path) -> None:
+    click.echo(
+        f"cicd-audit: {stats['packets']} packets, {stats['connections']} connections, "
+        f"{stats['dns_messages']} DNS messages ({stats['dns_rows']} dns.log rows), "
+        f"{stats['ringbuf_drops']} ring-buffer drops, {stats['conn_table_full']} table-full, "
+        f"{stats['parse_errors']} unparsable packets, {stats['weirds']} weirds -> {out_dir}",
+        err=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cicd-audit")
+def main() -> None:
+    """Network audit recorder for CI/CD runners: Zeek conn.log and dns.log from the kernel."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for conn.log, dns.log, weird.log and capture_stats.log.")
+@click.option("--iface", "interfaces", multiple=True,
+              help="Interface to record (repeatable). Default: every non-loopback interface that is up.")
+@click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read packets from a pcap/pcapng file instead of interfaces.")
+@click.option("--format", "fmt", type=FORMATS, default="tsv", show_default=True, help="Zeek TSV or JSON lines.")
+@click.option("-C", "--ignore-checksums", is_flag=True,
+              help="With --pcap: do not drop packets with bad checksums (Zeek's -C).")
+@click.option("--background", is_flag=True,
+              help="Detach once capture is active (writes OUT/recorder.pid); stop with `cicd-audit stop OUT`.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar for --pcap (default: on a terminal).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, command):
+    """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
+
+    \b
+      cicd-audit record --out logs/ -- make test     # record while the command runs
+      cicd-audit record --out logs/                  # until Ctrl-C / SIGTERM
+      cicd-audit record --out logs/ --background     # until `cicd-audit stop logs/`
+      cicd-audit record --pcap trace.pcap --out logs/
+
+    With COMMAND, exits with the command's exit status.
+    """
+    try:
+        if pcap is not None:
+            if interfaces or command or background:
+                raise_usage("--pcap cannot be combined with --iface, --background or a command")
+            from cicd_audit.recorder.pcap_replay import record_pcap
+            stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress)
+            _print_stats(stats, out_dir)
+            return
+        from cicd_audit.recorder.live import record_live
+        if background:
+            if command:
+                raise_usage("--background records until `cicd-audit stop`; it takes no command")
+            from cicd_audit.recorder.background import start_in_background
+
+            def run(on_ready):
+                result = record_live(out_dir, interfaces, None, fmt, on_ready=on_ready)
+                _print_stats(result.stats, out_dir)
+                return result.exit_status
+            sys.exit(start_in_background(out_dir, run))
+        result = record_live(out_dir, interfaces, command, fmt)
+        _print_stats(result.stats, out_dir)
+        sys.exit(result.exit_status)
+    except CicdAuditError as exc:
+        _fail(exc)
+
+
+def raise_usage(message: str) -> None:
+    from cicd_audit.errors import UsageError
+    raise UsageError(message)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def stop(out_dir):
+    """Stop a recorder started with --background and wait until its logs are complete."""
+    from cicd_audit.recorder.background import stop as stop_recorder
+    try:
+        stop_recorder(out_dir)
+    except CicdAuditError as exc:
+        _fail(exc)
+    click.echo(f"cicd-audit: recording stopped; logs in {out_dir}", err=True)
+
+
+def _register_analyze() -> None:
+    from cicd_audit.analyzers.cli import analyze
+    main.add_command(analyze)
+
+
+_register_analyze()
+
+if __name__ == "__main__":
+    main()
