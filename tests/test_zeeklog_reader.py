@@ -1,7 +1,6 @@
 """Reader: real Zeek logs, exact round trips, typed frames, precise errors."""
 
 import gzip
-import math
 import shutil
 import subprocess
 import sys

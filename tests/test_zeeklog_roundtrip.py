@@ -1,7 +1,6 @@
 """Property test (seeded, no extra dependency): writer -> reader round trips,
 with nasty strings, every type, unset and empty values, TSV and JSON."""
 
-import math
 import random
 
 import pandas as pd

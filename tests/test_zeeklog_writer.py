@@ -17,7 +17,6 @@ from cicd_audit.zeeklog.reader import read_log
 from cicd_audit.zeeklog.schema import Field, Schema, load_schema
 from cicd_audit.zeeklog.writer import (
     LogWriter,
-    escape_tsv_string,
     format_addr,
     format_double,
     format_json_double,

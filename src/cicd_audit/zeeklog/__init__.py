@@ -1,0 +1,16 @@
+"""Zeek logs: schemas, an exact Zeek ASCII/JSON writer, and a fast reader.
+
+Modules (import what you need; the writer does not import pandas):
+
+* ``cicd_audit.zeeklog.schema`` -- ``Field``, ``Schema`` (``.names``,
+  ``.types``, ``.extended()``), ``load_schema("conn")`` from zeek_schemas/.
+* ``cicd_audit.zeeklog.writer`` -- ``LogWriter(directory, schema,
+  fmt="tsv"|"json", open_time=None)`` with ``write(record)`` and
+  ``close(close_time=None)``; output is byte-identical to Zeek 9.1's.
+* ``cicd_audit.zeeklog.reader`` -- ``read_log(path)`` -> (LogHeader,
+  records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
+  ``LoadedLogs(conn, dns, weird, capture_stats)``, ``LogFormatError``.
+  Never imports bcc.
+
+See docs/log-format.md for the format rules and the dtypes.
+"""
