@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install cicd-audit and everything it needs on Debian 12 / Ubuntu 22.04+ (run as root).
+#
+#   OS packages: bcc's Python bindings (python3-bpfcc; PyPI's "bcc" is an unrelated
+#   project), kernel headers (the running kernel's, else the distribution's newest:
+#   TC programs use only the stable UAPI), iproute2, and the tools the demo and
+#   tests use. Python: a venv that sees the system's bcc, with cicd-audit in it,
+#   and /usr/local/bin/cicd-audit.
+#
+# Options: --test   also install the test dependencies (pytest, notebook tools)
+set -euo pipefail
+
+VENV=${CICD_AUDIT_VENV:-/opt/cicd-audit/venv}
+here=$(cd "$(dirname "$0")/.." && pwd)
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (it installs OS packages)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  python3 python3-venv python3-pip python3-bpfcc iproute2 gcc libc6-dev \
+  dnsmasq dnsutils curl iperf3 tshark tcpreplay >/dev/null
+# Headers for the running kernel if the distribution has them, else its generic ones.
+if ! apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" >/dev/null 2>&1; then
+  arch=$(dpkg --print-architecture)
+  apt-get install -y -qq --no-install-recommends "linux-headers-${arch}" >/dev/null 2>&1 \
+    || apt-get install -y -qq --no-install-recommends linux-headers-generic >/dev/null
+fi
+
+/usr/bin/python3 -m venv --system-site-packages "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+if [ "$with_test" = 1 ]; then
+  "$VENV/bin/pip" install -q "$here[test,notebook]"
+else
+  "$VENV/bin/pip" install -q "$here"
+fi
+ln -sf "$VENV/bin/cicd-audit" /usr/local/bin/cicd-audit
+echo "cicd-audit installed: $(/usr/local/bin/cicd-audit --version)"
