@@ -65,7 +65,11 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
         raise UsageError("no interface is up in this network namespace; name one with --iface")
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9)
-    program = CaptureProgram(settings or ProgramSettings(pcap_mode=False), session.on_event)
+    try:
+        program = CaptureProgram(settings or ProgramSettings(pcap_mode=False), session.on_event)
+    except BaseException:
+        session.abort("the BPF program could not be loaded")
+        raise
     flag = _StopFlag()
     started = time.monotonic()
     exit_status = 0
@@ -96,6 +100,8 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
         stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started)
         return LiveResult(exit_status, stats)
     finally:
+        if not session.closed:
+            session.abort("recording stopped by an error")
         flag.restore()
         if flag.child is not None and flag.child.poll() is None:
             flag.child.terminate()

@@ -25,6 +25,8 @@ PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waitin
 
 
 def _open_reader(path: Path):
+    import logging
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)   # we report truncation ourselves
     from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapReader
     try:
@@ -57,7 +59,12 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     started = time.monotonic()
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9)
     settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
-    program = CaptureProgram(settings, session.on_event)
+    try:
+        program = CaptureProgram(settings, session.on_event)
+    except BaseException:
+        session.abort("the BPF program could not be loaded")
+        reader.close()
+        raise
     try:
         runner = TestRunner(program.packet_fn.fd)
         sweeper = Sweeper(program, program.sweep_fn.fd)
@@ -66,7 +73,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         last_ns = 0
         packets = 0
         try:
-            for frame, meta in reader:
+            for record_number, (frame, meta) in enumerate(reader, start=1):
                 ts_ns = _timestamp_ns(meta)
                 if next_sweep is None:
                     next_sweep = ts_ns + SWEEP_INTERVAL_NS
@@ -74,6 +81,12 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
                     sweeper.sweep(ts_ns)
                     next_sweep = ts_ns + SWEEP_INTERVAL_NS
                 last_ns = max(last_ns, ts_ns)
+                caplen = getattr(meta, "caplen", len(frame))
+                if len(frame) < caplen:
+                    # scapy hands over a record cut off by the end of the file quietly: say so.
+                    message = f"{pcap}: file ends inside packet record {record_number} ({len(frame)} of {caplen} bytes)"
+                    print(f"cicd-audit: warning: {message}", file=sys.stderr)
+                    session.write_weird(ts_ns / 1e9, "cicd_audit_pcap_truncated", message)
                 try:
                     ether = linktypes.to_ethernet(_linktype(reader, meta), bytes(frame))
                 except linktypes.UnsupportedLinkType as exc:
@@ -91,7 +104,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         except Exception as exc:  # scapy raises bare errors on truncated files
             if isinstance(exc, InputError):
                 raise
-            session._write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_read_error", str(exc))
+            session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_read_error", str(exc))
         sweeper.sweep(last_ns, drain=True)
         program.poll()
         if bar is not None:
@@ -99,6 +112,8 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
             bar.close()
         return session.close(program.stats(), str(pcap), time.monotonic() - started)
     finally:
+        if not session.closed:
+            session.abort("the capture file could not be processed to the end")
         reader.close()
         program.close()
 

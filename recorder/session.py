@@ -57,6 +57,7 @@ class SessionLog:
         self._dns = LogWriter(self.out_dir, load_schema("dns"), fmt)
         self._weird = LogWriter(self.out_dir, load_schema("weird"), fmt)
         self.last_ts: float | None = None
+        self.closed = False
 
     # -- events -----------------------------------------------------------------
     def on_event(self, data, size: int) -> None:
@@ -64,7 +65,7 @@ class SessionLog:
             event = events.decode(data, size)
         except events.EventFormatError as exc:
             self.counters.bad_events += 1
-            self._write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+            self.write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
             return
         if isinstance(event, abi.ConnEndEvent):
             self._conn_end(event)
@@ -115,16 +116,16 @@ class SessionLog:
             self.counters.dns_rows += 1
         for ts, name, addl in dns_log.weirds:
             self.counters.dns_parse_errors += 1
-            self._write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
+            self.write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
         dns_log.weirds.clear()
 
     def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
         uid = self.uids.for_conn(ev.conn_id) if ev.conn_id else None
         cid = events.conn_id(ev.key, 0) if ev.key.ip_proto else None
-        self._write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid)
+        self.write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid)
 
-    def _write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
+    def write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
         self.counters.weirds += 1
         self._weird.write({
             "ts": ts, "uid": uid,
@@ -134,8 +135,16 @@ class SessionLog:
         })
 
     # -- end --------------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        """Recording failed part-way: say so in weird.log and still leave every log valid."""
+        if self.closed:
+            return
+        self.write_weird(self.last_ts or time.time(), "cicd_audit_recording_aborted", reason)
+        self.close({}, "aborted", 0.0)
+
     def close(self, kernel_stats: dict, source: str, duration: float) -> dict:
         """Flush what is pending, write capture_stats.log, close every log. Returns the stats row."""
+        self.closed = True
         end_ts = self.last_ts or time.time()
         for conn_key, dns_log in list(self._dns_logs.items()):
             self._write_dns_rows(dns_log.flush(end_ts), dns_log)
