@@ -378,6 +378,7 @@ int ca_track(struct __sk_buff *skb)
 			     p->key.ip_proto == CA_IPPROTO_UDP ? CA_WEIRD_BAD_UDP_CHECKSUM : CA_WEIRD_BAD_ICMP_CHECKSUM;
 		if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)
 			ca_hist_scaled(c, from_orig, 'C', &e->checksum_errors);
+		ca_count(CA_STAT_BAD_CHECKSUMS, 1);
 		ca_emit_weird(p, c->id, code, 0);
 		return TC_ACT_OK;
 	}

@@ -70,6 +70,7 @@ enum ca_stat {
 	CA_STAT_WEIRDS_SUPPRESSED = 8, /* weirds counted but not sent (rate limit) */
 	CA_STAT_CONNS_CREATED = 9,
 	CA_STAT_DNS_MESSAGES = 10,
+	CA_STAT_BAD_CHECKSUMS = 11,    /* packets dropped for a bad transport checksum */
 	CA_STAT_MAX = 16,
 };
 

@@ -73,6 +73,7 @@ class Stat(enum.IntEnum):
     WEIRDS_SUPPRESSED = 8
     CONNS_CREATED = 9
     DNS_MESSAGES = 10
+    BAD_CHECKSUMS = 11
 
 
 STAT_MAX = 16
