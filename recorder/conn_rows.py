@@ -81,9 +81,12 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
     if proto == 6:
         orig_size, resp_size = tcp_size(orig, resp), tcp_size(resp, orig)
         state = tcp_conn_state(orig, resp, history, orig_size, resp_size)
-    else:
+    elif proto in _PROTO_NAMES:
         orig_size, resp_size = orig.payload_bytes, resp.payload_bytes
         state = udp_conn_state(orig, resp) if proto == 17 else "OTH"
+    else:
+        orig_size = resp_size = 0      # Zeek's unknown-protocol adapter tracks no payload size
+        state = "OTH"
     duration = (c.last_ns - c.first_ns) / 1e9
     row = {
         "ts": to_epoch(c.first_ns),
