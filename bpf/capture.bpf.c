@@ -234,6 +234,8 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct ca_packet *p)
 
 	if (c) {
 		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
+		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
+			ended = c->last_ns;
 		if (!ended)
 			return c;
 		ca_emit_end(&p->key, c, ended, CA_END_REUSED);

@@ -306,4 +306,28 @@ static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p
 	ca_tcp_state_machine(c, from_orig, p, len, delta_last);
 }
 
+/* Zeek's IsReuse: does this SYN start a new connection on the same key? */
+static __always_inline int ca_tcp_is_reuse(struct ca_conn *c, struct ca_packet *p)
+{
+	struct ca_endpoint *orig = &c->ep[0], *resp = &c->ep[1], *co = orig;
+	__u8 flags = p->tcp_flags;
+
+	if (!(flags & CA_TH_SYN))
+		return 0;
+	if (flags & CA_TH_ACK) {
+		if (orig->state != CA_TCP_INACTIVE)
+			return 0;
+		co = resp;
+	}
+	if (!(orig->flags & CA_EP_DID_CLOSE) && !(resp->flags & CA_EP_DID_CLOSE)) {
+		if (p->seq == co->start_seq)
+			return 0;
+		if (!(flags & CA_TH_ACK) && co->state == CA_TCP_SYN_ACK_SENT && resp->state == CA_TCP_INACTIVE &&
+		    p->seq == resp->start_seq)
+			return 0;      /* the SYN/SYN-ACK reversal, handled by the state machine */
+		return 1;          /* a SYN with a new initial sequence number */
+	}
+	return 1;                  /* any SYN after either side closed */
+}
+
 #endif /* CA_TCP_H */
