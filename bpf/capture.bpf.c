@@ -302,10 +302,17 @@ static __always_inline void ca_dns_first_message(struct __sk_buff *skb, struct c
 		ca_flip_roles(c);
 }
 
-static __always_inline void ca_count_packet(struct ca_endpoint *e, struct ca_packet *p)
+/* Last step for every accepted packet: count it for its sender (after any
+ * flip) and pass DNS payloads up. */
+static __always_inline void ca_finish_packet(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
+	int from_orig = p->src_slot == c->orig_slot;
+	struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+
 	e->pkts += p->segs;
 	e->ip_bytes += p->wire_ip_bytes;
+	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
+		ca_emit_dns(skb, p, c, from_orig);
 }
 
 /* Stage 1: parse and validate, then hand over to the tracking stage. The
@@ -398,9 +405,7 @@ int ca_track(struct __sk_buff *skb)
 	c->ep[from_orig ? 0 : 1].state = CA_UDP_ACTIVE;
 	c->ep[from_orig ? 0 : 1].payload_bytes += p->payload_len;
 	c->last_ns = p->ts;
-	ca_count_packet(&c->ep[from_orig ? 0 : 1], p);
-	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
-		ca_emit_dns(skb, p, c, from_orig);
+	ca_finish_packet(skb, p, c);
 	return TC_ACT_OK;
 }
 
@@ -411,7 +416,6 @@ int ca_tcp(struct __sk_buff *skb)
 	struct ca_scratch *s = scratch.lookup(&zero);
 	struct ca_packet *p;
 	struct ca_conn *c;
-	int from_orig;
 
 	if (!s)
 		return TC_ACT_OK;
@@ -420,10 +424,7 @@ int ca_tcp(struct __sk_buff *skb)
 	if (!c)
 		return TC_ACT_OK;
 	ca_tcp_packet(c, p);
-	from_orig = p->src_slot == c->orig_slot;
-	ca_count_packet(&c->ep[from_orig ? 0 : 1], p);
-	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
-		ca_emit_dns(skb, p, c, from_orig);
+	ca_finish_packet(skb, p, c);
 	return TC_ACT_OK;
 }
 
