@@ -53,7 +53,9 @@ are the union, in header order.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import gzip
 import io
 import json
@@ -665,19 +667,21 @@ def _convert_column(vals: np.ndarray, ztype: str, name: str, hdr: LogHeader, err
 def _convert_container(vals, unset, element, name, hdr, errors):
     """set/vector column -> object array of lists (None for unset).
 
-    Fast path: one ``str.split`` per row and ``map(float|int)`` in C. Rows
-    with unset/empty elements, escapes or bad values go through the exact
-    per-value parser that ``read_log`` uses (same results, precise errors)."""
+    Each distinct text is converted once (logs repeat the same answers and
+    TTLs a lot), then every row gets its own copy of the list (rows never
+    share a mutable list; the immutable elements are shared). Conversion of
+    the distinct texts: one ``str.split`` each and ``map(float|int)`` in C;
+    texts with unset/empty elements, escapes or bad values go through the
+    exact per-value parser that ``read_log`` uses (same results, precise
+    errors)."""
     n = len(vals)
     out = np.empty(n, dtype=object)
     sset, u, e = hdr.set_separator, hdr.unset_field, hdr.empty_field
-    empty = vals == e
-    for i in np.flatnonzero(empty):
-        out[i] = []
-    idx = np.flatnonzero(~unset & ~empty)
+    idx = np.flatnonzero(~unset)
     if not len(idx):
         return out
-    sel = vals[idx].tolist()
+    codes, uniq = pd.factorize(vals[idx])
+    sel = [str(x) for x in uniq]
     joined = sset + sset.join(sel) + sset
     special = (sset + u + sset) in joined or e in joined or "\\" in joined
     if element in ("string", "enum", "addr", "subnet", "pattern", "file", "func"):
@@ -703,17 +707,23 @@ def _convert_container(vals, unset, element, name, hdr, errors):
             try:
                 lists.append(parse(x))
             except ValueError as ex:
-                raise _ColumnError(int(idx[j]), str(ex)) from None
-    out[idx] = _as_object_items(lists)
+                row = int(np.flatnonzero(codes == j)[0])
+                raise _ColumnError(int(idx[row]), str(ex)) from None
+    rows = map(list.copy, map(lists.__getitem__, codes.tolist()))
+    with _gc_paused():  # a million new lists would trigger many full GC passes
+        out[idx] = np.fromiter(rows, dtype=object, count=len(idx))
     return out
 
 
-def _as_object_items(lists):
-    # numpy would turn equal-length lists into a 2-D array; fill item by item
-    arr = np.empty(len(lists), dtype=object)
-    for k, lst in enumerate(lists):
-        arr[k] = lst
-    return arr
+@contextlib.contextmanager
+def _gc_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 _NUMERIC = frozenset({"time", "interval", "double", "count", "int", "port"})
@@ -857,7 +867,8 @@ def read_dataframe(path, schema: Optional[Schema] = None, errors: str = "backsla
     else:
         segs = _segments(data, path, schema)
         hdr = segs[0].header
-        df = _concat([_segment_frame(data, s, path, errors) for s in segs])
+        with _gc_paused():  # millions of new objects, no cycles among them
+            df = _concat([_segment_frame(data, s, path, errors) for s in segs])
     df.attrs["zeek_header"] = hdr
     return df
 
