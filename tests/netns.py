@@ -1,0 +1,141 @@
+"""A two-namespace lab for the live recorder tests: never the host's interfaces.
+
+    client namespace  <veth pair>  server namespace
+    10.99.0.1/24                   10.99.0.2/24
+    fd00:ca::1/64                  fd00:ca::2/64
+
+Names carry the pid and a counter, so parallel runs and leftovers from a
+killed run never collide. `close()` terminates every server it started and
+deletes both namespaces (which removes the veth pair); it is safe to call
+twice and runs from the `lab` fixture's finalizer even when a test fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+V4 = ("10.99.0.1", "10.99.0.2")
+V6 = ("fd00:ca::1", "fd00:ca::2")
+UNREACHABLE_V4 = "10.99.0.3"                 # static neighbour, nobody answers
+UNREACHABLE_MAC = "02:ca:00:00:00:99"
+DNS_NAME = "www.example.test"
+HTTP_PORT = 8080
+VENV_BIN = Path(sys.executable).parent
+CICD_AUDIT = str(VENV_BIN / "cicd-audit")
+
+_counter = itertools.count()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+class Lab:
+    def __init__(self) -> None:
+        n = next(_counter)
+        tag = f"{os.getpid() % 100000}{n}"
+        self.client_ns, self.server_ns = f"cat{tag}c", f"cat{tag}s"
+        self.client_if, self.server_if = f"cv{tag}", f"sv{tag}"   # <= 15 characters
+        self._procs: list[subprocess.Popen] = []
+        self._made: list[str] = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        for ns in (self.client_ns, self.server_ns):
+            _ip("netns", "add", ns)
+            self._made.append(ns)
+        _ip("link", "add", self.client_if, "netns", self.client_ns, "type", "veth",
+            "peer", "name", self.server_if, "netns", self.server_ns)
+        for ns, dev, v4, v6 in ((self.client_ns, self.client_if, V4[0], V6[0]),
+                                (self.server_ns, self.server_if, V4[1], V6[1])):
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
+            _ip("-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+            _ip("-n", ns, "link", "set", dev, "up")
+        _ip("-n", self.client_ns, "neigh", "add", UNREACHABLE_V4, "lladdr", UNREACHABLE_MAC,
+            "dev", self.client_if, "nud", "permanent")
+
+    # -- running things -------------------------------------------------------------------
+
+    def cmd(self, ns: str, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def run(self, ns: str, argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.cmd(ns, argv), timeout=timeout, **kw)
+
+    def popen(self, ns: str, argv: list[str], **kw) -> subprocess.Popen:
+        proc = subprocess.Popen(self.cmd(ns, argv), **kw)
+        self._procs.append(proc)
+        return proc
+
+    def record(self, out_dir: Path, command: list[str] | None = None, *extra: str,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+        """`cicd-audit record` in the client namespace on its veth, around `command`."""
+        argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", self.client_if, *extra]
+        if command:
+            argv += ["--", *command]
+        return self.run(self.client_ns, argv, timeout=timeout)
+
+    def tc_filters(self) -> str:
+        out = []
+        for direction in ("ingress", "egress"):
+            out.append(self.run(self.client_ns, ["tc", "filter", "show", "dev", self.client_if, direction]).stdout)
+        return "".join(out).strip()
+
+    # -- servers in the server namespace --------------------------------------------------
+
+    def start_dnsmasq(self) -> None:
+        self.popen(self.server_ns, [
+            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
+            "--listen-address", f"{V4[1]},{V6[1]}", "--bind-interfaces", "--except-interface", "lo",
+            f"--address=/example.test/{V4[1]}", f"--address=/example.test/{V6[1]}",
+            "--pid-file=", "--user=root"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_listening("-lun", f"{V4[1]}:53")
+        self._wait_listening("-ltn", f"{V4[1]}:53")
+
+    def start_http(self) -> None:
+        for addr in (V4[1], V6[1]):
+            self.popen(self.server_ns, [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", addr],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+        self._wait_listening("-ltn", f"{V4[1]}:{HTTP_PORT}")
+        self._wait_listening("-ltn", f"[{V6[1]}]:{HTTP_PORT}")
+
+    def _wait_listening(self, ss_flags: str, local: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if local in self.run(self.server_ns, ["ss", "-H", ss_flags]).stdout:
+                return
+            for p in self._procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"server exited with {p.returncode}: {p.args}")
+            time.sleep(0.1)
+        raise RuntimeError(f"nothing listening on {local} after {timeout}s")
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for p in self._procs:
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self._procs.clear()
+        while self._made:
+            _ip("netns", "delete", self._made.pop(), check=False)

@@ -1,0 +1,225 @@
+"""Live recording at TC inside a fresh namespace pair (tests/netns.py), against
+real clients (dig, curl, scapy) and servers (dnsmasq, http.server).
+
+Every expected number is derived from what was put on the wire: the DNS sizes
+from the message layout (dig +noedns +nocookie sends a bare question), the
+HTTP byte counts from curl's own --trace-ascii of what it sent and received,
+the crafted packets from their scapy definition.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cicd_audit.zeeklog.reader import read_log
+from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, UNREACHABLE_V4, V4, V6
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
+
+DIG = ["dig", "+noedns", "+nocookie", "+short", "+tries=1", "+time=3"]
+# A bare question for www.example.test: header 12 + qname 18 + qtype/qclass 4.
+DNS_QUERY_LEN = 12 + (1 + 3 + 1 + 7 + 1 + 4 + 1) + 4
+DNS_A_ANSWER_LEN = DNS_QUERY_LEN + 2 + 10 + 4        # compressed name, fixed part, IPv4 rdata
+
+
+def logs(out: Path, path: str) -> list[dict]:
+    text = (out / f"{path}.log").read_text()
+    assert text.rstrip("\n").splitlines()[-1].startswith("#close"), f"{path}.log is not closed"
+    return list(read_log(out / f"{path}.log")[1])
+
+
+def only(rows: list[dict], **match) -> dict:
+    found = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert len(found) == 1, f"expected one row with {match}, got {found} among {rows}"
+    return found[0]
+
+
+def assert_detached(lab) -> None:
+    assert lab.tc_filters() == "", "a TC filter is still attached after the recorder exited"
+
+
+def test_dig_against_dnsmasq_exact_rows(lab, tmp_path):
+    r = lab.record(tmp_path, [*DIG, f"@{V4[1]}", DNS_NAME])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == V4[1]
+    conn = only(logs(tmp_path, "conn"), proto="udp", **{"id.resp_p": 53})
+    assert (conn["id.orig_h"], conn["id.resp_h"]) == V4
+    assert conn["service"] == "dns"
+    assert conn["conn_state"] == "SF"
+    assert conn["history"] == "Dd"
+    assert (conn["orig_pkts"], conn["resp_pkts"]) == (1, 1)
+    assert (conn["orig_bytes"], conn["resp_bytes"]) == (DNS_QUERY_LEN, DNS_A_ANSWER_LEN)
+    assert (conn["orig_ip_bytes"], conn["resp_ip_bytes"]) == (DNS_QUERY_LEN + 28, DNS_A_ANSWER_LEN + 28)
+    dns = only(logs(tmp_path, "dns"))
+    assert dns["uid"] == conn["uid"]
+    assert (dns["id.orig_h"], dns["id.orig_p"], dns["id.resp_h"], dns["id.resp_p"], dns["proto"]) == \
+        (conn["id.orig_h"], conn["id.orig_p"], conn["id.resp_h"], 53, "udp")
+    assert dns["query"] == DNS_NAME
+    assert (dns["qtype"], dns["qtype_name"]) == (1, "A")
+    assert (dns["rcode"], dns["rcode_name"]) == (0, "NOERROR")
+    assert list(dns["answers"]) == [V4[1]]
+    assert dns["rtt"] is not None and 0 < dns["rtt"] < 3
+    assert_detached(lab)
+
+
+def test_dig_is_the_commands_first_packet(lab, tmp_path):
+    """The recorder attaches before starting the command: a lone query is not lost."""
+    r = lab.record(tmp_path, [*DIG, f"@{V4[1]}", DNS_NAME])
+    assert r.returncode == 0, r.stderr
+    conn = only(logs(tmp_path, "conn"), proto="udp", **{"id.resp_p": 53})
+    assert conn["orig_pkts"] == 1 and conn["history"][0] == "D"
+    assert len(logs(tmp_path, "dns")) == 1
+
+
+def test_curl_against_http_server(lab, tmp_path):
+    trace = tmp_path / "curl.trace"
+    out = tmp_path / "logs"
+    r = lab.record(out, ["curl", "-s", "-o", "/dev/null", "--trace-ascii", str(trace),
+                         f"http://{V4[1]}:{HTTP_PORT}/"])
+    assert r.returncode == 0, r.stderr
+    sent = sum(int(n) for n in re.findall(r"^=> Send (?:header|data), (\d+) bytes", trace.read_text(), re.M))
+    received = sum(int(n) for n in re.findall(r"^<= Recv (?:header|data), (\d+) bytes", trace.read_text(), re.M))
+    assert sent > 0 and received > 0
+    conn = only(logs(out, "conn"), proto="tcp", **{"id.resp_p": HTTP_PORT})
+    assert (conn["id.orig_h"], conn["id.resp_h"]) == V4
+    assert conn["conn_state"] == "SF"
+    # Both sides close; which FIN reaches the wire first is a race between
+    # http.server (HTTP/1.0 closes after the response) and curl.
+    assert conn["history"] in ("ShADadFf", "ShADadfF")
+    assert conn["orig_bytes"] == sent
+    assert conn["resp_bytes"] == received
+    assert conn["missed_bytes"] == 0
+    assert_detached(lab)
+
+
+SCAPY = """
+from scapy.all import IP, UDP, TCP, ICMP, conf, send, sr1
+conf.verb = 0
+send(IP(dst='{server}')/UDP(sport=40000, dport=9999)/b'hello')
+send(IP(dst='{nobody}')/TCP(sport=40001, dport=80, flags='S'))
+assert sr1(IP(dst='{server}')/ICMP(id=7, seq=1)/b'ping', timeout=3) is not None
+"""
+
+
+def test_crafted_packets(lab, tmp_path):
+    script = SCAPY.format(server=V4[1], nobody=UNREACHABLE_V4)
+    r = lab.record(tmp_path, [sys.executable, "-c", script])
+    assert r.returncode == 0, r.stderr
+    conns = logs(tmp_path, "conn")
+    udp = only(conns, proto="udp", **{"id.resp_p": 9999})
+    assert (udp["id.orig_h"], udp["id.orig_p"], udp["id.resp_h"]) == (V4[0], 40000, V4[1])
+    assert (udp["conn_state"], udp["history"]) == ("S0", "D")
+    assert (udp["orig_pkts"], udp["orig_ip_bytes"], udp["resp_pkts"], udp["resp_ip_bytes"]) == (1, 20 + 8 + 5, 0, 0)
+    # The server's port-unreachable: its own icmp row (type 3, code 3), quoting the datagram.
+    unreach = only(conns, proto="icmp", **{"id.orig_h": V4[1], "id.orig_p": 3})
+    assert unreach["id.resp_p"] == 3
+    assert (unreach["orig_pkts"], unreach["orig_ip_bytes"]) == (1, 20 + 8 + 20 + 8 + 5)
+    syn = only(conns, proto="tcp", **{"id.resp_h": UNREACHABLE_V4})
+    assert (syn["id.orig_p"], syn["id.resp_p"]) == (40001, 80)
+    assert (syn["conn_state"], syn["history"]) == ("S0", "S")
+    assert (syn["orig_pkts"], syn["orig_ip_bytes"], syn["resp_pkts"]) == (1, 40, 0)
+    echo = only(conns, proto="icmp", **{"id.orig_h": V4[0], "id.resp_h": V4[1]})
+    assert (echo["id.orig_p"], echo["id.resp_p"]) == (8, 0)
+    assert (echo["orig_pkts"], echo["resp_pkts"]) == (1, 1)
+    assert (echo["orig_bytes"], echo["resp_bytes"]) == (4, 4)
+    assert (echo["orig_ip_bytes"], echo["resp_ip_bytes"]) == (32, 32)
+    assert echo["conn_state"] == "OTH"
+
+
+def test_ipv6_dns_and_http(lab, tmp_path):
+    trace = tmp_path / "curl.trace"
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", f"dig +noedns +nocookie +short AAAA @{V6[1]} {DNS_NAME} && "
+                                     f"curl -s -g -o /dev/null --trace-ascii {trace} http://[{V6[1]}]:{HTTP_PORT}/"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == V6[1]
+    conns = logs(out, "conn")
+    udp = only(conns, proto="udp", **{"id.resp_p": 53})
+    assert (udp["id.orig_h"], udp["id.resp_h"]) == V6
+    assert (udp["conn_state"], udp["history"], udp["orig_pkts"], udp["resp_pkts"]) == ("SF", "Dd", 1, 1)
+    aaaa_answer = DNS_QUERY_LEN + 2 + 10 + 16
+    assert (udp["orig_ip_bytes"], udp["resp_ip_bytes"]) == (DNS_QUERY_LEN + 48, aaaa_answer + 48)
+    dns = only(logs(out, "dns"))
+    assert dns["uid"] == udp["uid"]
+    assert (dns["qtype_name"], list(dns["answers"])) == ("AAAA", [V6[1]])
+    http = only(conns, proto="tcp", **{"id.resp_p": HTTP_PORT})
+    assert (http["id.orig_h"], http["id.resp_h"]) == V6
+    sent = sum(int(n) for n in re.findall(r"^=> Send (?:header|data), (\d+) bytes", trace.read_text(), re.M))
+    assert (http["conn_state"], http["orig_bytes"]) == ("SF", sent)
+
+
+def test_dns_over_tcp(lab, tmp_path):
+    r = lab.record(tmp_path, ["dig", "+tcp", "+short", f"@{V4[1]}", DNS_NAME])
+    assert r.returncode == 0, r.stderr
+    conn = only(logs(tmp_path, "conn"), proto="tcp", **{"id.resp_p": 53})
+    assert conn["conn_state"] == "SF"
+    assert conn["history"].startswith("ShAD")
+    assert conn["service"] == "dns"
+    dns = only(logs(tmp_path, "dns"))
+    assert (dns["proto"], dns["uid"], dns["query"], list(dns["answers"])) == ("tcp", conn["uid"], DNS_NAME, [V4[1]])
+    assert dns["rcode_name"] == "NOERROR"
+
+
+@pytest.mark.parametrize("status", [0, 3, 77])
+def test_exit_status_is_the_commands(lab, tmp_path, status):
+    r = lab.record(tmp_path, ["sh", "-c", f"exit {status}"])
+    assert r.returncode == status, r.stderr
+    assert_detached(lab)
+
+
+def test_killed_command_exits_128_plus_signal(lab, tmp_path):
+    r = lab.record(tmp_path, ["sh", "-c", "kill -KILL $$"])
+    assert r.returncode == 128 + 9, r.stderr
+
+
+def _wait_attached(lab, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.tc_filters():
+            return
+        assert proc.poll() is None, f"recorder exited early: {proc.communicate()}"
+        time.sleep(0.2)
+    raise AssertionError("recorder never attached")
+
+
+def _assert_complete(out: Path) -> list[dict]:
+    for name in ("conn", "dns", "weird", "capture_stats"):
+        assert (out / f"{name}.log").exists(), f"{name}.log missing"
+    stats = logs(out, "capture_stats")
+    assert len(stats) == 1 and stats[0]["packets"] >= 2
+    return logs(out, "conn")
+
+
+def test_sigterm_without_command_writes_complete_logs(lab, tmp_path):
+    proc = lab.popen(lab.client_ns, [CICD_AUDIT, "record", "--out", str(tmp_path), "--iface", lab.client_if],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_attached(lab, proc)
+    assert lab.run(lab.client_ns, [*DIG, f"@{V4[1]}", DNS_NAME]).stdout.strip() == V4[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    udp = only(_assert_complete(tmp_path), proto="udp", **{"id.resp_p": 53})
+    assert (udp["conn_state"], udp["history"], udp["orig_pkts"], udp["resp_pkts"]) == ("SF", "Dd", 1, 1)
+    assert only(logs(tmp_path, "dns"))["uid"] == udp["uid"]
+    assert_detached(lab)
+
+
+def test_background_and_stop(lab, tmp_path):
+    r = lab.record(tmp_path, None, "--background")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "recorder.pid").exists()
+    assert lab.tc_filters() != ""
+    assert lab.run(lab.client_ns, [*DIG, f"@{V4[1]}", DNS_NAME]).stdout.strip() == V4[1]
+    s = lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(tmp_path)])
+    assert s.returncode == 0, s.stderr
+    udp = only(_assert_complete(tmp_path), proto="udp", **{"id.resp_p": 53})
+    assert (udp["conn_state"], udp["history"], udp["orig_pkts"], udp["resp_pkts"]) == ("SF", "Dd", 1, 1)
+    assert only(logs(tmp_path, "dns"))["uid"] == udp["uid"]
+    assert_detached(lab)
