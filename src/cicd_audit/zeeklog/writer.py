@@ -10,6 +10,7 @@ API::
         .path                                    # <directory>/<schema.path>.log
         .rows                                    # rows written so far
     format_tsv_row(schema, record) -> bytes       # one line, with the newline
+    tsv_header(schema, open_time=None) -> bytes   # the 8 header lines
     format_json_row(schema, record) -> bytes      # one line, with the newline
     format_addr(value) -> str                     # Zeek's rendering of an address
     format_time(seconds) -> str                   # "%.6f" as Zeek (time/interval)
@@ -81,6 +82,7 @@ __all__ = [
     "format_time",
     "format_tsv_row",
     "open_close_timestamp",
+    "tsv_header",
 ]
 
 SEPARATOR = b"\t"
