@@ -92,6 +92,7 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
                     break
                 if time.monotonic() >= next_sweep:
                     sweeper.sweep(time.monotonic_ns())
+                    session.flush()
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             # Let the kernel's last events (the command's final packets) arrive.
             program.poll(POLL_MS)

@@ -134,6 +134,11 @@ class SessionLog:
             "name": name, "addl": addl, "notice": False, "peer": self.peer, "source": source,
         })
 
+    def flush(self) -> None:
+        """Put every complete row on disk, so the logs can be read while recording."""
+        for writer in (self._conn, self._dns, self._weird):
+            writer.flush()
+
     # -- end --------------------------------------------------------------------
     def abort(self, reason: str) -> None:
         """Recording failed part-way: say so in weird.log and still leave every log valid."""
