@@ -1,0 +1,435 @@
+"""Benchmarks of the live recorder (`cicd-audit record`), in a throw-away veth lab.
+
+    sudo python bench/record_bench.py [--quick] [--json PATH] [--only WHAT]
+
+1. Kernel cost per packet: a 64-byte UDP flood (iperf3 -u -l 22: 22 B payload +
+   8 UDP + 20 IPv4 + 14 Ethernet = 64 B frames) out of the client veth, with our
+   TC program attached vs. a no-op TC program (bench/noop_tc.c), alternated.
+   Cost = delta run_time_ns / delta run_cnt from the programs' fdinfo
+   (kernel.bpf_stats_enabled=1). Our program is ca_packet -> ca_track -> ca_tcp
+   (tail calls); we sum every stage's run_time_ns and divide by ca_packet's run_cnt.
+   Goal: at most 100 ns above the no-op.
+2. TCP throughput: iperf3 across the veth pair without and with the recorder
+   (recording in the client namespace), alternated. Goal: >= 97 %.
+3. No loss: 20,000 DNS queries in 10 s against dnsmasq (each from its own source
+   port, unique names) and 5,000 short TCP connections: every one must be in
+   conn.log / dns.log, and capture_stats.log must show ringbuf_drops 0.
+4. Start-up: from launching `cicd-audit record --out D -- CMD` until CMD runs
+   (its first packet is then checked to be in conn.log). Goal: <= 1 s.
+   Peak memory: max RSS of the recorder (/usr/bin/time), in the no-loss run.
+
+Traffic only ever flows inside the two namespaces created here; they are deleted
+(with everything running in them) at the end, also after errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+from cicd_audit.demo import NetnsLab, _cicd_audit_cmd, wait_for_tcp  # noqa: E402
+
+CLI = _cicd_audit_cmd()
+PY = sys.executable
+IPERF_PORT = 5201
+TCP_PORT = 8080
+DNS_PORT_BASE = 20000       # the DNS sender uses source ports 20000.. (one per query)
+TCP_PORT_BASE = 40000       # the TCP client uses source ports 40000.. (ephemeral range: 50000-60999)
+
+
+# -- BPF program statistics ---------------------------------------------------
+
+def _bpf_syscall_nr() -> int:
+    return {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+
+
+def prog_name(prog_id: int) -> str:
+    """Name of a loaded BPF program, via BPF_PROG_GET_FD_BY_ID + BPF_OBJ_GET_INFO_BY_FD."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint32 * 32)()
+    attr[0] = prog_id
+    fd = libc.syscall(_bpf_syscall_nr(), 13, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        return "?"
+    try:
+        info = (ctypes.c_uint8 * 256)()
+        attr = (ctypes.c_uint64 * 4)()
+        attr[0] = fd | (ctypes.sizeof(info) << 32)       # bpf_fd, info_len
+        attr[1] = ctypes.addressof(info)
+        if libc.syscall(_bpf_syscall_nr(), 15, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+            return "?"
+        return bytes(info[64:80]).split(b"\0")[0].decode()  # bpf_prog_info.name
+    finally:
+        os.close(fd)
+
+
+def prog_stats(pid: int) -> dict[str, tuple[int, int]]:
+    """{program name: (run_time_ns, run_cnt)} for the BPF programs process `pid` holds."""
+    out: dict[str, tuple[int, int]] = {}
+    seen = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        fields = dict(re.findall(r"^(\w+):\s+(\S+)", text, re.M))
+        pid_ = int(fields.get("prog_id", -1))
+        if pid_ in seen:
+            continue
+        seen.add(pid_)
+        out[prog_name(pid_)] = (int(fields.get("run_time_ns", 0)), int(fields.get("run_cnt", 0)))
+    return out
+
+
+# -- the lab ------------------------------------------------------------------
+
+class BenchLab(NetnsLab):
+    """client (runner ns, 10.213.0.2) -- veth -- server (internet ns, 10.213.0.1)."""
+
+    def __init__(self):
+        super().__init__("bench")
+        self.tmp = Path(tempfile.mkdtemp(prefix="cicd-audit-bench-"))
+
+    def create(self) -> None:
+        super().create()
+        # Keep the kernel's own ephemeral ports out of the ranges the load generator binds.
+        self.sh(self.runner, "sysctl -qw net.ipv4.ip_local_port_range='50000 60999'")
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def out_dir(self, name: str) -> Path:
+        d = self.tmp / name
+        shutil.rmtree(d, ignore_errors=True)
+        return d
+
+    def start_recorder_background(self, out: Path) -> int:
+        self.run(self.runner, [*CLI, "record", "--out", str(out), "--iface", self.runner_if, "--background"])
+        return int((out / "recorder.pid").read_text())
+
+    def stop_recorder(self, out: Path) -> None:
+        self.run(self.runner, [*CLI, "stop", str(out)])
+
+    def start_noop(self) -> subprocess.Popen:
+        helper = f"""
+import os, sys
+from cicd_audit.recorder import kernel_headers
+h = kernel_headers.choose_headers()
+if h.source is not None:
+    os.environ["BCC_KERNEL_SOURCE"] = str(h.source)
+from bcc import BPF
+from pyroute2 import IPRoute
+b = BPF(src_file={str(HERE / 'noop_tc.c')!r})
+fn = b.load_func(b"noop", BPF.SCHED_CLS)
+ipr = IPRoute(); idx = ipr.link_lookup(ifname={self.runner_if!r})[0]
+ipr.tc("add", "clsact", idx)
+for parent in (0xFFFFFFF2, 0xFFFFFFF3):
+    ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="noop", parent=parent, classid=1, direct_action=True)
+print("ready", flush=True)
+sys.stdin.read()
+ipr.tc("del", "clsact", idx)
+"""
+        proc = self.start(self.runner, [PY, "-c", helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the no-op TC program did not load")
+        return proc
+
+
+# -- 1. kernel cost per packet -------------------------------------------------
+
+def flood(lab: BenchLab, seconds: float) -> None:
+    lab.run(lab.runner, ["iperf3", "-c", lab.internet_ip, "-p", str(IPERF_PORT), "-u", "-b", "0",
+                         "-l", "22", "-t", str(seconds)], timeout=seconds + 30)
+
+
+def bench_per_packet(lab: BenchLab, rounds: int, seconds: float) -> dict:
+    old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    results = {"noop": [], "ours": [], "stages": {}, "pps": []}
+    try:
+        for r in range(rounds):
+            for kind in ("noop", "ours"):
+                if kind == "noop":
+                    proc = lab.start_noop()
+                    pid, entry, stages = proc.pid, "noop", ["noop"]
+                else:
+                    out = lab.out_dir(f"flood{r}")
+                    pid = lab.start_recorder_background(out)
+                    entry, stages = "ca_packet", ["ca_packet", "ca_track", "ca_tcp"]
+                try:
+                    before = prog_stats(pid)
+                    t0 = time.monotonic()
+                    flood(lab, seconds)
+                    elapsed = time.monotonic() - t0
+                    after = prog_stats(pid)
+                finally:
+                    if kind == "noop":
+                        proc.stdin.close()
+                        proc.wait(timeout=10)
+                    else:
+                        lab.stop_recorder(out)
+                d = {n: (after[n][0] - before.get(n, (0, 0))[0], after[n][1] - before.get(n, (0, 0))[1])
+                     for n in stages if n in after}
+                cnt = d[entry][1]
+                ns = sum(t for t, _ in d.values()) / max(cnt, 1)
+                results[kind].append(ns)
+                if kind == "ours":
+                    for n, v in d.items():
+                        results["stages"].setdefault(n, []).append(v)
+                    results["pps"].append(cnt / elapsed)
+                print(f"  per-packet round {r + 1} {kind:4}: {ns:7.1f} ns/packet over {cnt} runs", flush=True)
+    finally:
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
+    noop, ours = statistics.median(results["noop"]), statistics.median(results["ours"])
+    return {"noop_ns": noop, "ours_ns": ours, "delta_ns": ours - noop, "rounds": rounds,
+            "noop_all": results["noop"], "ours_all": results["ours"], "stages": results["stages"],
+            "runs_per_s": statistics.median(results["pps"])}
+
+
+# -- 2. TCP throughput ---------------------------------------------------------
+
+def bench_throughput(lab: BenchLab, rounds: int, seconds: int) -> dict:
+    iperf = ["iperf3", "-c", lab.internet_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-A", "0,1", "-J"]
+    off, on = [], []
+    for r in range(rounds):
+        for kind in ("off", "on"):
+            argv = iperf if kind == "off" else [*CLI, "record", "--out", str(lab.out_dir(f"tput{r}")),
+                                                   "--iface", lab.runner_if, "--", *iperf]
+            res = lab.run(lab.runner, argv, timeout=seconds + 60)
+            bps = json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"]
+            (off if kind == "off" else on).append(bps)
+            print(f"  throughput round {r + 1} {kind:3}: {bps / 1e9:6.2f} Gbit/s", flush=True)
+    ratios = [b / a for a, b in zip(off, on)]
+    return {"off_gbps": statistics.median(off) / 1e9, "on_gbps": statistics.median(on) / 1e9,
+            "ratio": statistics.median(ratios), "ratios": ratios, "rounds": rounds, "seconds": seconds}
+
+
+# -- 3. no loss, and 4b. peak memory ---------------------------------------------
+
+LOAD = r"""
+import selectors, socket, sys, time
+server, n_dns, dns_s, n_tcp, dns_base, tcp_base, tcp_port = sys.argv[1], *map(int, sys.argv[2:8])
+def query(i):
+    name = b"".join(len(l).to_bytes(1, "big") + l for l in f"q{i}.bench.test".encode().split(b".")) + b"\0"
+    return (i & 0xFFFF).to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
+sel = selectors.DefaultSelector(); answered = 0; pending = {}
+start = time.monotonic()
+def drain(timeout):
+    global answered
+    for key, _ in sel.select(timeout):
+        s = key.fileobj
+        try:
+            s.recv(2048); answered += 1
+        except OSError:
+            pass
+        sel.unregister(s); pending.pop(s, None); s.close()
+    now = time.monotonic()
+    for s, t in list(pending.items()):
+        if now - t > 2:
+            sel.unregister(s); pending.pop(s); s.close()
+for i in range(n_dns):
+    due = start + i * dns_s / n_dns
+    while time.monotonic() < due:
+        drain(max(0, min(0.01, due - time.monotonic())))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", dns_base + i)); s.setblocking(False)
+    s.sendto(query(i), (server, 53))
+    sel.register(s, selectors.EVENT_READ); pending[s] = time.monotonic()
+while pending:
+    drain(0.1)
+dns_time = time.monotonic() - start
+t1 = time.monotonic(); ok = 0
+for i in range(n_tcp):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", tcp_base + i))
+    try:
+        s.connect((server, tcp_port)); s.recv(16); ok += 1
+    except OSError as e:
+        print("tcp error", e, file=sys.stderr)
+    s.close()
+print(f"LOAD dns_sent={n_dns} dns_answered={answered} dns_seconds={dns_time:.2f} tcp_ok={ok} tcp_seconds={time.monotonic() - t1:.2f}", flush=True)
+"""
+
+TCP_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4096)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+
+def read_zeek(path: Path) -> list[dict]:
+    fields, rows = None, []
+    for line in path.read_text().splitlines():
+        if line.startswith("#fields"):
+            fields = line.split("\t")[1:]
+        elif not line.startswith("#") and fields:
+            rows.append(dict(zip(fields, line.split("\t"))))
+    return rows
+
+
+def bench_no_loss(lab: BenchLab, n_dns: int, dns_seconds: int, n_tcp: int) -> dict:
+    out = lab.out_dir("noloss")
+    rss_file = lab.tmp / "rss.txt"
+    argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file),
+            *CLI, "record", "--out", str(out), "--iface", lab.runner_if, "--",
+            PY, "-c", LOAD, lab.internet_ip, str(n_dns), str(dns_seconds), str(n_tcp),
+            str(DNS_PORT_BASE), str(TCP_PORT_BASE), str(TCP_PORT)]
+    res = lab.run(lab.runner, argv, timeout=dns_seconds + 300)
+    load = dict(re.findall(r"(\w+)=(\S+)", next(l for l in res.stdout.splitlines() if l.startswith("LOAD"))))
+    conn = read_zeek(out / "conn.log")
+    dns = read_zeek(out / "dns.log")
+    stats = read_zeek(out / "capture_stats.log")[-1]
+    dns_conn_ports = {int(r["id.orig_p"]) for r in conn
+                      if r["id.resp_p"] == "53" and r["proto"] == "udp"
+                      and DNS_PORT_BASE <= int(r["id.orig_p"]) < DNS_PORT_BASE + n_dns}
+    tcp_rows = [r for r in conn if r["proto"] == "tcp" and r["id.resp_p"] == str(TCP_PORT)
+                and TCP_PORT_BASE <= int(r["id.orig_p"]) < TCP_PORT_BASE + n_tcp]
+    names = {r["query"] for r in dns if r["query"].endswith(".bench.test")}
+    return {"n_dns": n_dns, "dns_seconds": dns_seconds, "n_tcp": n_tcp, "load": load,
+            "dns_conn_rows": len(dns_conn_ports), "dns_log_names": len(names),
+            "tcp_conn_rows": len({int(r["id.orig_p"]) for r in tcp_rows}),
+            "tcp_states": dict(sorted({s: sum(1 for r in tcp_rows if r["conn_state"] == s)
+                                       for s in {r["conn_state"] for r in tcp_rows}}.items())),
+            "ringbuf_drops": int(stats["ringbuf_drops"]), "conn_table_full": int(stats["conn_table_full"]),
+            "packets": int(stats["packets"]),
+            "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024}
+
+
+# -- 4. start-up -------------------------------------------------------------------
+
+FIRST_PACKET = r"""
+import socket, sys, time
+t = time.time()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 39999)); s.sendto(b"hello", (sys.argv[1], 9))
+print(f"CMD_START {t:.6f}", flush=True)
+"""
+
+
+def bench_startup(lab: BenchLab, rounds: int) -> dict:
+    times, idle_rss = [], []
+    for r in range(rounds):
+        out = lab.out_dir(f"startup{r}")
+        rss_file = lab.tmp / "rss-idle.txt"
+        argv = lab.cmd(lab.runner, ["/usr/bin/time", "-f", "%M", "-o", str(rss_file),
+                                    *CLI, "record", "--out", str(out), "--iface", lab.runner_if, "--",
+                                    PY, "-c", FIRST_PACKET, lab.internet_ip])
+        t0 = time.time()
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        start = float(re.search(r"CMD_START (\S+)", res.stdout).group(1))
+        recorded = any(r["id.orig_p"] == "39999" and r["id.resp_p"] == "9" for r in read_zeek(out / "conn.log"))
+        if not recorded:
+            raise RuntimeError("the command's first packet is not in conn.log")
+        times.append(start - t0)
+        idle_rss.append(int(rss_file.read_text().split()[-1]) / 1024)
+        print(f"  start-up round {r + 1}: {start - t0:.3f} s (first packet recorded)", flush=True)
+    return {"median_s": statistics.median(times), "all_s": times, "idle_rss_mb": max(idle_rss)}
+
+
+# -- report ----------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.machine())
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
+            "mem_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+            "python": platform.python_version()}
+
+
+def table(res: dict) -> list[tuple[str, str, str, str]]:
+    rows = []
+    p = res.get("per_packet")
+    if p:
+        rows.append(("Kernel cost per 64-byte packet (median)",
+                     f"{p['ours_ns']:.0f} ns vs no-op {p['noop_ns']:.0f} ns: +{p['delta_ns']:.0f} ns",
+                     "<= +100 ns", "met" if p["delta_ns"] <= 100 else "MISSED"))
+    t = res.get("throughput")
+    if t:
+        rows.append(("iperf3 TCP throughput, recording / not (median ratio)",
+                     f"{t['ratio'] * 100:.1f} % ({t['on_gbps']:.2f} vs {t['off_gbps']:.2f} Gbit/s)",
+                     ">= 97 %", "met" if t["ratio"] >= 0.97 else "MISSED"))
+    n = res.get("no_loss")
+    if n:
+        ok = (n["dns_conn_rows"] == n["n_dns"] and n["dns_log_names"] == n["n_dns"]
+              and n["tcp_conn_rows"] == n["n_tcp"] and n["ringbuf_drops"] == 0)
+        rows.append((f"No loss: {n['n_dns']} DNS queries in {n['dns_seconds']} s + {n['n_tcp']} TCP connections",
+                     f"conn.log {n['dns_conn_rows']}/{n['n_dns']} DNS, {n['tcp_conn_rows']}/{n['n_tcp']} TCP; "
+                     f"dns.log {n['dns_log_names']}/{n['n_dns']}; ringbuf_drops {n['ringbuf_drops']}",
+                     "all, 0 drops", "met" if ok else "MISSED"))
+    s = res.get("startup")
+    if s:
+        rows.append(("Start-up until capture is active (median)", f"{s['median_s']:.2f} s", "<= 1 s",
+                     "met" if s["median_s"] <= 1 else "MISSED"))
+    if n:
+        rows.append(("Recorder peak RSS (no-loss run)", f"{n['peak_rss_mb']:.0f} MB", "-", "-"))
+    if s:
+        rows.append(("Recorder peak RSS (idle, start-up run)", f"{s['idle_rss_mb']:.0f} MB", "-", "-"))
+    return rows
+
+
+def print_table(rows) -> None:
+    widths = [max(len(r[i]) for r in rows + [("Measure", "Result", "Goal", "")]) for i in range(4)]
+    for r in [("Measure", "Result", "Goal", ""), *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, smaller load")
+    ap.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
+    ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup"], action="append")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("record_bench: needs root (network namespaces, BPF)", file=sys.stderr)
+        return 2
+    q = args.quick
+    only = set(args.only or ["per_packet", "throughput", "no_loss", "startup"])
+    res = {"machine": machine(), "quick": q}
+    print(f"machine: {res['machine']}", flush=True)
+    with BenchLab() as lab:
+        lab.start(lab.internet, ["iperf3", "-s", "-B", lab.internet_ip, "-p", str(IPERF_PORT)],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lab.start_dnsmasq(lab.internet, lab.internet_ip, {"bench.test": lab.internet_ip})
+        lab.start(lab.internet, [PY, "-c", TCP_SERVER, lab.internet_ip, str(TCP_PORT)])
+        wait_for_tcp(lab, lab.internet, lab.internet_ip, IPERF_PORT)
+        wait_for_tcp(lab, lab.internet, lab.internet_ip, TCP_PORT)
+        if "startup" in only:
+            print("4. start-up", flush=True)
+            res["startup"] = bench_startup(lab, 2 if q else 5)
+        if "per_packet" in only:
+            print("1. kernel cost per packet (64-byte UDP flood)", flush=True)
+            res["per_packet"] = bench_per_packet(lab, 2 if q else 5, 2 if q else 5)
+        if "throughput" in only:
+            print("2. TCP throughput", flush=True)
+            res["throughput"] = bench_throughput(lab, 2 if q else 5, 2 if q else 5)
+        if "no_loss" in only:
+            print("3. no loss", flush=True)
+            res["no_loss"] = (bench_no_loss(lab, 2000, 2, 500) if q else bench_no_loss(lab, 20000, 10, 5000))
+            print(f"  {res['no_loss']}", flush=True)
+    print()
+    print_table(table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+        print(f"\nraw results -> {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
