@@ -103,6 +103,15 @@ def stop(out_dir):
     click.echo(f"cicd-audit: recording stopped; logs in {out_dir}", err=True)
 
 
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to keep the demo's logs (default: a new temporary directory).")
+def demo(out_dir):
+    """Record a small CI job in a network-namespace lab, then show its logs and the analysis."""
+    from cicd_audit.demo import run_demo
+    sys.exit(run_demo(out_dir))
+
+
 def _register_analyze() -> None:
     from cicd_audit.analyzers.cli import analyze
     main.add_command(analyze)
