@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import destinations as _dest
 from . import dns_tunnel
+from .dnsindex import build_index
 from .findings import SEVERITIES, concat_findings
 
 
@@ -49,11 +50,12 @@ def analyze(logs, policy=None, baseline=None, sessions=None) -> AnalysisResult:
     dns = _frame(logs, "dns")
     conn = conn if conn is not None else pd.DataFrame()
     dns = dns if dns is not None else pd.DataFrame()
-    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None)
+    index = build_index(dns)
+    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
     dest_findings, dest, lookups = _dest.analyze_destinations(
         conn, dns, policy, _frame(baseline, "conn") if baseline is not None else None,
-        _frame(baseline, "dns") if baseline is not None else None,
+        _frame(baseline, "dns") if baseline is not None else None, index=index,
     )
     # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
     if not tunnel_findings.empty and not dest_findings.empty:

@@ -26,14 +26,11 @@ multicast, broadcast and unspecified addresses, and the DNS queries themselves
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 
 from . import domains
-from .dns_tunnel import LOCAL_NAME_PORTS, session_labels
+from .dnsindex import DnsIndex, build_index, canon_ip, parse_ip, session_labels, ts_ns
 from .findings import concat_findings, human_bytes, make_findings
 
 # ---- thresholds (named, with the reason) -------------------------------------
@@ -50,20 +47,8 @@ MAX_EXAMPLES = 5
 DNS_PORT = 53
 
 
-@lru_cache(maxsize=65536)
-def _ip(text):
-    try:
-        a = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return a
-
-
-def _canon(text):
-    a = _ip(text) if isinstance(text, str) else None
-    return str(a) if a is not None else None
+_ip = parse_ip
+_canon = canon_ip
 
 
 def not_a_destination(addr) -> bool:
@@ -81,36 +66,22 @@ def is_public(addr) -> bool:
     return bool(a is not None and a.is_global)
 
 
-def resolutions(dns: pd.DataFrame) -> pd.DataFrame:
+def resolutions(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFrame:
     """Distinct (session, address, name) triples: DNS answers that resolved ``name`` to ``address``.
 
     The name is the query (CNAME targets in the same answer resolve on its behalf).
     """
-    cols = ["session", "address", "name"]
-    if dns is None or dns.empty or "answers" not in dns.columns or "query" not in dns.columns:
-        return pd.DataFrame(columns=cols)
-    ans = dns["answers"]
-    has = ans.map(lambda a: isinstance(a, list) and len(a) > 0, na_action="ignore").fillna(False).astype(bool)
-    if not has.any():
-        return pd.DataFrame(columns=cols)
-    sub = dns.loc[has.to_numpy()]
-    df = pd.DataFrame(
-        {
-            "session": session_labels(sub),
-            "name": sub["query"].to_numpy(dtype=object, na_value=None),
-            "address": sub["answers"].to_numpy(dtype=object),
-        }
+    ix = index if index is not None else build_index(dns)
+    r = ix.resolutions
+    if r.empty:
+        return pd.DataFrame(columns=["session", "address", "name"])
+    return pd.DataFrame(
+        {"session": r["session"].to_numpy(dtype=object), "address": r["address"].to_numpy(dtype=object),
+         "name": ix.names[r["name_code"].to_numpy(dtype=np.int64)]}
     )
-    df = df.explode("address", ignore_index=True)
-    codes, uniq = pd.factorize(df["address"].to_numpy(dtype=object))
-    canon = np.array([_canon(u) for u in uniq], dtype=object)
-    df["address"] = canon[codes] if len(uniq) else np.array([], dtype=object)
-    df = df.dropna(subset=["address", "name"])
-    df["name"] = [n.rstrip(".").lower() for n in df["name"].to_numpy(dtype=object)]
-    return df[cols].drop_duplicates(ignore_index=True)
 
 
-def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None) -> pd.DataFrame:
+def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index: DnsIndex | None = None) -> pd.DataFrame:
     """One row per (session, address, port, proto) the job connected to, with what explains it.
 
     Columns: session, address, port, proto, connections, orig_bytes, resp_bytes,
@@ -132,7 +103,7 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None) -> pd.
     proto = conn["proto"].to_numpy(dtype=object, na_value="") if "proto" in conn else np.full(n, "", dtype=object)
     ob = conn["orig_bytes"].to_numpy(dtype="float64", na_value=0.0) if "orig_bytes" in conn else np.zeros(n)
     rb = conn["resp_bytes"].to_numpy(dtype="float64", na_value=0.0) if "resp_bytes" in conn else np.zeros(n)
-    ts = conn["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if "ts" in conn else np.zeros(n, np.int64)
+    ts = ts_ns(conn)
     g = pd.DataFrame({"session": sess, "address": addr, "port": port, "proto": proto})
     keys = [pd.factorize(g[c].to_numpy(dtype=object) if c != "port" else g[c].to_numpy())[0] for c in g.columns]
     key = np.zeros(n, dtype=np.int64)
@@ -151,8 +122,12 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None) -> pd.
     t["address"] = [(_canon(a) or a) for a in t["address"]]
     t["port"] = t["port"].astype("Int64") if len(t) else pd.Series(dtype="Int64")
 
-    res = resolutions(dns)
-    name_map = res.groupby(["session", "address"])["name"].agg(lambda s: sorted(set(s))).to_dict() if len(res) else {}
+    ix = index if index is not None else build_index(dns)
+    res = resolutions(dns, ix)
+    name_map: dict = {}
+    for s_, a_, n_ in res.itertuples(index=False):
+        name_map.setdefault((s_, a_), set()).add(n_)
+    name_map = {k: sorted(v) for k, v in name_map.items()}
     t["names"] = [name_map.get((s, a), []) for s, a in zip(t["session"], t["address"])]
     all_names = sorted({nm for lst in t["names"] for nm in lst})
     reg = dict(zip(all_names, domains.registered_domains(all_names).tolist())) if all_names else {}
@@ -161,7 +136,7 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None) -> pd.
     resolvers = set()
     if dns is not None and not dns.empty and "id.resp_h" in dns.columns:
         rs = pd.DataFrame({"s": session_labels(dns), "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
-        resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False)}
+        resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False) if a is not None}
     t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
     t["local"] = [not_a_destination(a) for a in t["address"]]
     t["public"] = [is_public(a) for a in t["address"]]
@@ -299,32 +274,34 @@ def direct_ip(dest: pd.DataFrame, policy=None) -> pd.DataFrame:
     return make_findings(recs)
 
 
-def lookup_table(dns: pd.DataFrame) -> pd.DataFrame:
-    """Distinct (session, name) lookups with registered domain, query count, rcodes, and answer addresses."""
+def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFrame:
+    """Distinct (session, name) lookups with registered domain, query count, NXDOMAINs, answer addresses."""
     cols = ["session", "name", "registered_domain", "queries", "nxdomain", "addresses", "first_seen"]
-    if dns is None or dns.empty or "query" not in dns.columns:
+    ix = index if index is not None else build_index(dns)
+    if not len(ix):
         return pd.DataFrame(columns=cols)
-    q = dns["query"].to_numpy(dtype=object, na_value=None)
-    keep = np.array([isinstance(x, str) and x not in ("", ".") for x in q], dtype=bool)
-    if "id.resp_p" in dns.columns:
-        keep &= ~np.isin(dns["id.resp_p"].to_numpy(dtype="float64", na_value=np.nan), LOCAL_NAME_PORTS)
-    d = dns.loc[keep]
-    names = [x.rstrip(".").lower() for x in q[keep]]
-    df = pd.DataFrame(
+    scodes, suniq = pd.factorize(ix.session)
+    key = scodes.astype(np.int64) * len(ix.names) + ix.name_code
+    gcodes, guniq = pd.factorize(key)
+    n = len(guniq)
+    rcode = dns["rcode"].to_numpy(dtype="float64", na_value=np.nan)[ix.rows] if "rcode" in dns.columns else np.full(len(ix), np.nan)
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, gcodes, ix.ts)
+    name_code = guniq % len(ix.names)
+    agg = pd.DataFrame(
         {
-            "session": session_labels(d),
-            "name": names,
-            "nx": (d["rcode"].to_numpy(dtype="float64", na_value=np.nan) == 3) if "rcode" in d else False,
-            "ts": d["ts"].to_numpy() if "ts" in d else pd.NaT,
+            "session": np.asarray(suniq, dtype=object)[guniq // len(ix.names)],
+            "name": ix.names[name_code],
+            "registered_domain": ix.registered[name_code],
+            "queries": np.bincount(gcodes, minlength=n),
+            "nxdomain": np.bincount(gcodes[rcode == 3], minlength=n),
+            "first_seen": pd.to_datetime(first, utc=True),
         }
     )
-    agg = df.groupby(["session", "name"], sort=False).agg(queries=("nx", "size"), nxdomain=("nx", "sum"), first_seen=("ts", "min")).reset_index()
-    uniq = agg["name"].unique().tolist()
-    reg = dict(zip(uniq, domains.registered_domains(uniq).tolist()))
-    agg["registered_domain"] = agg["name"].map(reg)
-    res = resolutions(dns)
-    amap = res.groupby(["session", "name"])["address"].agg(lambda s: sorted(set(s))).to_dict() if len(res) else {}
-    agg["addresses"] = [amap.get((s, n), []) for s, n in zip(agg["session"], agg["name"])]
+    amap: dict = {}
+    for s_, a_, n_ in resolutions(dns, ix).itertuples(index=False):
+        amap.setdefault((s_, n_), []).append(a_)
+    agg["addresses"] = [sorted(amap.get((s_, n_), [])) for s_, n_ in zip(agg["session"], agg["name"])]
     return agg[cols]
 
 
@@ -437,15 +414,17 @@ def baseline_drift(dest: pd.DataFrame, lookups: pd.DataFrame, base_dest: pd.Data
     return make_findings(recs)
 
 
-def analyze_destinations(conn, dns, policy=None, baseline_conn=None, baseline_dns=None):
+def analyze_destinations(conn, dns, policy=None, baseline_conn=None, baseline_dns=None, index: DnsIndex | None = None):
     """All destination findings, plus the tables behind them: (findings, dest, lookups)."""
-    dest = destination_table(conn, dns, policy)
-    lookups = lookup_table(dns)
+    ix = index if index is not None else build_index(dns)
+    dest = destination_table(conn, dns, policy, ix)
+    lookups = lookup_table(dns, ix)
     frames = [direct_ip(dest, policy)]
     if policy is not None:
         frames += [unexpected_destinations(dest, policy), unexpected_lookups(lookups, dest, policy)]
     if baseline_conn is not None or baseline_dns is not None:
-        bdest = destination_table(baseline_conn, baseline_dns, None)
-        blook = lookup_table(baseline_dns)
+        bix = build_index(baseline_dns)
+        bdest = destination_table(baseline_conn, baseline_dns, None, bix)
+        blook = lookup_table(baseline_dns, bix)
         frames.append(baseline_drift(dest, lookups, bdest, blook))
     return concat_findings(frames), dest, lookups

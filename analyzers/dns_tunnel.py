@@ -39,13 +39,13 @@ the segment.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import domains, names
+from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, session_labels  # noqa: F401
 from .findings import human_bytes, human_duration, make_findings
 
 ANALYZER = "dns_tunnel"
@@ -121,9 +121,6 @@ CRITICAL_BYTES = 10_000
 STATIC_SAMPLE = 2000
 STATIC_LABEL_SHARE = 0.5
 
-#: Ports of link-local name services (mDNS, LLMNR, NetBIOS-NS): never egress.
-LOCAL_NAME_PORTS = (5353, 5355, 137)
-
 #: Signals about what the names carry; at least one must hold to flag. Volume,
 #: NXDOMAIN and timing only strengthen them: Kubernetes ``ndots:5`` search-domain
 #: expansion alone produces hundreds of distinct NXDOMAIN names in a build.
@@ -152,23 +149,6 @@ def _col(df: pd.DataFrame, name: str, dtype=object, na=None) -> np.ndarray:
     return s.to_numpy(dtype=dtype, na_value=na)
 
 
-def session_labels(df: pd.DataFrame) -> np.ndarray:
-    """The session of each row ('' when the frame has no session column)."""
-    if df is None or "session" not in df.columns:
-        return np.full(0 if df is None else len(df), "", dtype=object)
-    return df["session"].astype(object).fillna("").astype(str).to_numpy(dtype=object)
-
-
-def _is_ip(s: str) -> bool:
-    if not s or (":" not in s and not s[0].isdigit()):
-        return False
-    try:
-        ipaddress.ip_address(s)
-    except ValueError:
-        return False
-    return True
-
-
 def _static_labels(reg_of_name: np.ndarray, norm_names: list[str], cand_regs: set) -> dict:
     """{registered domain: labels in at least STATIC_LABEL_SHARE of its sampled names}."""
     by_reg: dict[str, list[int]] = {}
@@ -192,29 +172,23 @@ def _static_labels(reg_of_name: np.ndarray, norm_names: list[str], cand_regs: se
     return out
 
 
-def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None) -> TunnelFeatures:
-    """Compute per-name and per-domain features (see the module docstring)."""
+def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: DnsIndex | None = None) -> TunnelFeatures:
+    """Compute per-name and per-domain features (see the module docstring).
+
+    ``index``: a ``dnsindex.build_index(dns)`` to reuse (it is built when not given).
+    """
     empty = TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=_empty_domains())
     if dns is None or dns.empty or "query" not in dns.columns:
         return empty
-    q = _col(dns, "query")
-    rport = _col(dns, "id.resp_p", dtype="float64", na=np.nan)
-    keep = np.array([isinstance(x, str) and x not in ("", ".") for x in q], dtype=bool)
-    keep &= ~np.isin(rport, LOCAL_NAME_PORTS)
-    d = dns.loc[keep]
-    if d.empty:
+    ix = index if index is not None else build_index(dns)
+    if not len(ix):
         return empty
-    q = q[keep]
-    sess = session_labels(d)
-
-    # distinct names (normalised), their registered domains
-    qcodes, quniq = pd.factorize(q)
-    norm = [u.rstrip(".").lower() for u in quniq]
-    ncodes, nuniq = pd.factorize(np.asarray(norm, dtype=object))
-    orig_spelling = np.empty(len(nuniq), dtype=object)
-    orig_spelling[ncodes[::-1]] = np.asarray(quniq, dtype=object)[::-1]  # first spelling wins
-    name_of_row = ncodes[qcodes]
-    reg_of_name = domains.registered_domains(pd.Series(nuniq, dtype=object)).to_numpy(dtype=object)
+    d = dns.iloc[ix.rows]
+    sess = ix.session
+    nuniq = ix.names
+    orig_spelling = ix.spelling
+    name_of_row = ix.name_code
+    reg_of_name = ix.registered
     rcodes, runiq = pd.factorize(reg_of_name)
     reg_of_row = rcodes[name_of_row]
     scodes, suniq = pd.factorize(sess)
@@ -232,7 +206,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None) -> Tunn
     pair_name = pair % len(nuniq)
     uniq_names = np.bincount(pair_g, minlength=n_groups)
     queries = np.bincount(gcodes, minlength=n_groups)
-    ts = d["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) if "ts" in d.columns else np.zeros(len(d), np.int64)
+    ts = ix.ts
     first = np.full(n_groups, np.iinfo(np.int64).max)
     last = np.full(n_groups, np.iinfo(np.int64).min)
     np.minimum.at(first, gcodes, ts)
@@ -341,7 +315,20 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None) -> Tunn
         dom["resolvers"] = resolvers
 
     # answers never connected to
-    _answer_features(dom, rows, rg, rname, sess_of_row=sess[rc], conn=conn, n_groups=n_groups)
+    smap = {v: i for i, v in enumerate(suniq)}
+    gmap = pd.Series(np.arange(n_groups), index=guniq)
+
+    def group_of(sess_arr, name_codes):
+        """Candidate group of (session, name) pairs, -1 for none."""
+        sc = np.array([smap.get(x, -1) for x in sess_arr], dtype=np.int64)
+        key = sc * n_reg + rcodes[name_codes]
+        g = gmap.reindex(key).to_numpy(dtype=float, na_value=np.nan)
+        g = np.where(np.isnan(g) | (sc < 0), -1, g).astype(np.int64)
+        ok = g >= 0
+        g[ok] = np.where(cand[g[ok]], g[ok], -1)
+        return g
+
+    _answer_features(dom, ix, group_of, conn=conn, n_groups=n_groups)
 
     # timing regularity
     tsr = ts[rc]
@@ -426,40 +413,33 @@ def _group_nunique(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(df["g"].to_numpy(dtype=np.int64), minlength=n)
 
 
-def _answer_features(dom, rows, rg, rname, sess_of_row, conn, n_groups) -> None:
-    if "answers" not in rows.columns:
+def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
+    """answer_addresses / answered_names / connected_addresses per group, from the shared resolutions."""
+    res = ix.resolutions
+    if res.empty:
         return
-    ans = rows["answers"].to_numpy(dtype=object)
-    has = np.fromiter((isinstance(a, (list, tuple)) and len(a) > 0 for a in ans), dtype=bool, count=len(ans))
-    if not has.any():
+    g = group_of(res["session"].to_numpy(dtype=object), res["name_code"].to_numpy(dtype=np.int64))
+    ok = g >= 0
+    if not ok.any():
         return
-    idx = np.nonzero(has)[0]
-    g_list, a_list, n_list, s_list = [], [], [], []
-    for i in idx:
-        for a in ans[i]:
-            if isinstance(a, str) and _is_ip(a):
-                g_list.append(rg[i])
-                a_list.append(a)
-                n_list.append(rname[i])
-                s_list.append(sess_of_row[i])
-    if not g_list:
-        return
-    ad = pd.DataFrame({"g": g_list, "a": a_list, "n": n_list, "s": s_list})
+    ad = pd.DataFrame({"g": g[ok], "a": res["address"].to_numpy(dtype=object)[ok],
+                       "n": res["name_code"].to_numpy()[ok], "s": res["session"].to_numpy(dtype=object)[ok]})
     dom["answer_addresses"] = _group_nunique(ad["g"].to_numpy(), ad["a"].to_numpy(dtype=object), n_groups)
     dom["answered_names"] = _group_nunique(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
     if conn is None or conn.empty or "id.resp_h" not in conn.columns:
         return
     csess = session_labels(conn)
-    pairs = set(zip(csess.tolist(), conn["id.resp_h"].to_numpy(dtype=object, na_value=None).tolist()))
-    conn_sessions = set(csess.tolist())
+    caddr = conn["id.resp_h"].to_numpy(dtype=object, na_value=None)
+    cpairs = pd.DataFrame({"s": csess, "a": caddr}).drop_duplicates()
+    pairs = {(s, canon_ip(a) or a) for s, a in cpairs.itertuples(index=False)}
+    conn_sessions = set(cpairs["s"])
+    ad = ad.drop_duplicates(["g", "a"])
     ad["connected"] = [(s, a) in pairs for s, a in zip(ad["s"], ad["a"])]
-    ad["known"] = [s in conn_sessions for s in ad["s"]]
-    k = ad[ad["known"]]
+    k = ad[ad["s"].isin(conn_sessions)]
     if k.empty:
         return
     connected = np.full(n_groups, np.nan)
-    kk = k.drop_duplicates(["g", "a"])
-    cnt = kk.groupby("g")["connected"].sum()
+    cnt = k.groupby("g")["connected"].sum()
     connected[cnt.index.to_numpy()] = cnt.to_numpy()
     dom["connected_addresses"] = connected
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,17 @@ def expected_entropy(length: int, alphabet_size: int) -> float:
     return float(_expected_entropy_table(alphabet_size, max(256, length))[length])
 
 
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def _unescape(name: str) -> str:
+    """Zeek writes bytes that are not UTF-8 as ``\\xHH`` and readers may keep that text;
+    count each such byte as one (non-ASCII) character, not four."""
+    if "\\x" not in name:
+        return name
+    return _ESCAPED_BYTE.sub(lambda m: chr(int(m.group(1), 16) | 0x80 if int(m.group(1), 16) < 0x20 else int(m.group(1), 16)), name)
+
+
 def _split_payload(name: str, reg: str, static=frozenset()) -> tuple[str, str, bool]:
     """(payload, longest data label, had service labels) for one name.
 
@@ -139,7 +151,7 @@ def _split_payload(name: str, reg: str, static=frozenset()) -> tuple[str, str, b
     ``dns_tunnel.static_labels``); they stay in the payload but are never the
     data label.
     """
-    sub = domains.subdomain_part(name, reg)
+    sub = domains.subdomain_part(_unescape(name), reg)
     if not sub:
         return "", "", False
     if not sub.islower() and not sub.isupper():
@@ -228,13 +240,13 @@ def _encoded_verdict(df: pd.DataFrame) -> np.ndarray:
 
 # ---- vectorised payload statistics -------------------------------------------
 
-_LOWER = np.zeros(1 << 16, dtype=bool)
-_UPPER = np.zeros(1 << 16, dtype=bool)
-_DIGIT = np.zeros(1 << 16, dtype=bool)
-_HEXL = np.zeros(1 << 16, dtype=bool)  # a-f
-_HEXU = np.zeros(1 << 16, dtype=bool)  # A-F
-_HYPHEN = np.zeros(1 << 16, dtype=bool)
-_B64X = np.zeros(1 << 16, dtype=bool)  # + / = _
+_LOWER = np.zeros(256, dtype=bool)
+_UPPER = np.zeros(256, dtype=bool)
+_DIGIT = np.zeros(256, dtype=bool)
+_HEXL = np.zeros(256, dtype=bool)  # a-f
+_HEXU = np.zeros(256, dtype=bool)  # A-F
+_HYPHEN = np.zeros(256, dtype=bool)
+_B64X = np.zeros(256, dtype=bool)  # + / = _
 for _c in range(ord("a"), ord("z") + 1):
     _LOWER[_c] = True
 for _c in range(ord("A"), ord("Z") + 1):
@@ -250,7 +262,17 @@ for _c in "+/=_":
     _B64X[ord(_c)] = True
 _KNOWN = _LOWER | _UPPER | _DIGIT | _HYPHEN | _B64X
 
-_CHUNK_CELLS = 8_000_000  # code points per chunk: bounds memory at ~100 MB
+@functools.lru_cache(maxsize=None)
+def _clogc_steps(width: int) -> np.ndarray:
+    r = np.arange(width + 2, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(r > 0, r * np.log2(np.maximum(r, 1)), 0.0)
+    steps = np.zeros(width + 2)
+    steps[1:] = f[1:] - f[:-1]
+    return steps.astype(np.float32)
+
+
+_CHUNK_CELLS = 8_000_000  # characters per chunk: bounds the temporaries at ~150 MB
 
 
 def _payload_features(payloads: list[str]) -> dict[str, np.ndarray]:
@@ -290,14 +312,17 @@ def _chunk_features(strs: list[str], lens: np.ndarray, idx: np.ndarray, out: dic
         out["alphabet_code"][idx] = ALPHABET_ORDER.index("none")
         out["alphabet_size"][idx] = ALPHABETS["none"][0]
         return
-    mat = np.array(strs, dtype=f"<U{width}").view(np.uint32).reshape(len(strs), width)
+    # One byte per character: Latin-1 covers ASCII and the escaped bytes Zeek
+    # writes; anything beyond becomes '?', which is "other" (binary) anyway.
+    # NUL would read as padding, so it becomes 0x1A (also "other").
+    enc = [x.encode("latin-1", "replace").replace(b"\x00", b"\x1a") for x in strs]
+    mat = np.array(enc, dtype=f"S{width}").view(np.uint8).reshape(len(strs), width)
     valid = np.arange(width)[None, :] < lens[:, None]
-    cp = np.minimum(mat, 0xFFFF)
-    big = mat > 0xFFFF
+    cp = mat
     lower = _LOWER[cp]
     upper = _UPPER[cp]
     digit = _DIGIT[cp]
-    other = (~_KNOWN[cp] | big) & valid
+    other = ~_KNOWN[cp] & valid
     has_lower = lower.any(1)
     has_upper = upper.any(1)
     has_digit = digit.any(1)
@@ -329,15 +354,16 @@ def _chunk_features(strs: list[str], lens: np.ndarray, idx: np.ndarray, out: dic
     folded = np.where(upper & ~case_sensitive[:, None], mat + 32, mat)
     folded = np.where(valid, folded, 0)
     srt = np.sort(folded, axis=1)
-    pos = np.arange(width)[None, :]
-    new_run = np.ones_like(srt, dtype=bool)
+    pos = np.arange(width, dtype=np.int16)[None, :]
+    new_run = np.ones(srt.shape, dtype=bool)
     new_run[:, 1:] = srt[:, 1:] != srt[:, :-1]
-    run_start = np.where(new_run, pos, 0)
+    run_start = np.where(new_run, pos, np.int16(0))
     np.maximum.accumulate(run_start, axis=1, out=run_start)
-    rank = (pos - run_start + 1).astype(np.float64)  # 1-based rank inside each run of equal symbols
-    contrib = rank * np.log2(rank) - (rank - 1) * np.log2(np.maximum(rank - 1, 1))
+    rank = pos - run_start + 1  # 1-based rank inside each run of equal symbols
+    # sum over a run of r*log2(r) - (r-1)*log2(r-1) telescopes to c*log2(c)
+    contrib = _clogc_steps(width)[rank]
     contrib[srt == 0] = 0.0  # padding sorts first and is not a symbol
-    sum_clogc = contrib.sum(1)
+    sum_clogc = contrib.sum(1, dtype=np.float64)
     L = lens.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         H = np.where(L > 0, np.log2(np.maximum(L, 1)) - sum_clogc / np.maximum(L, 1), 0.0)

@@ -39,7 +39,7 @@ def test_entropy_matches_naive_computation():
     f = names.name_features([f"{lab}.example.com" for lab in labels])
     for lab, h in zip(labels, f["entropy"]):
         folded = lab if any(c.isupper() for c in lab) and any(c.islower() for c in lab) else lab.lower()
-        assert h == pytest.approx(naive_entropy(folded), abs=1e-9), lab
+        assert h == pytest.approx(naive_entropy(folded), abs=1e-6), lab  # float32 partial sums
 
 
 def test_expected_entropy_is_what_random_strings_have():
