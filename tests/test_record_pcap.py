@@ -1,0 +1,200 @@
+"""`cicd-audit record --pcap`: bad inputs fail cleanly, pcapng equals pcap,
+a bad IPv4 header checksum is a weird (no connection), and JSON output.
+
+Captures are crafted with scapy in the test; the real trace comes from
+../shared/zeek-oracle (wikipedia, 136 packets).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import PcapNgWriter, wrpcap
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+CLI = str(Path(sys.executable).with_name("cicd-audit"))
+WIKIPEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "zeek-oracle" / "wikipedia" / "trace.pcap"
+LOGS = ("conn.log", "dns.log", "weird.log", "capture_stats.log")
+
+
+def record(pcap: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def rows(out: Path, name: str) -> list[dict]:
+    return list(read_log(out / f"{name}.log")[1])
+
+
+def assert_clean_input_error(r: subprocess.CompletedProcess, out: Path, pcap: Path) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert lines[0].startswith("cicd-audit: ") and str(pcap) in lines[0]
+    assert not any((out / name).exists() for name in LOGS), f"half-written logs in {out}: {list(out.iterdir())}"
+
+
+def _record_offsets(data: bytes) -> list[int]:
+    """Byte offsets of every packet record in a classic pcap (after the 24-byte header)."""
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+    return offsets
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a capture\n", b"\xd4\xc3\xb2\xa1\x02\x00"],
+                         ids=["empty", "text", "truncated-file-header"])
+def test_not_a_pcap(tmp_path, content):
+    pcap = tmp_path / "input.pcap"
+    pcap.write_bytes(content)
+    out = tmp_path / "out"
+    assert_clean_input_error(record(pcap, out), out, pcap)
+
+
+def test_missing_file(tmp_path):
+    pcap, out = tmp_path / "absent.pcap", tmp_path / "out"
+    r = record(pcap, out)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _truncated(tmp_path: Path, cut_into_header: bool) -> Path:
+    data = WIKIPEDIA.read_bytes()
+    last = _record_offsets(data)[-10]
+    pcap = tmp_path / "truncated.pcap"
+    pcap.write_bytes(data[:last + 8] if cut_into_header else data[:last + 16 + 60])
+    return pcap
+
+
+def _assert_truncation_reported(r: subprocess.CompletedProcess, out: Path, pcap: Path) -> None:
+    """A cut-off capture is recorded up to the cut, like Zeek: exit 0, one warning line
+    naming the file and the record, a weird, and complete (closed) logs."""
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    warnings = [l for l in r.stderr.splitlines() if l.startswith("cicd-audit: warning:")]
+    assert len(warnings) == 1 and str(pcap) in warnings[0] and "packet record 127" in warnings[0], r.stderr
+    names = [w["name"] for w in rows(out, "weird")]
+    assert names.count("cicd_audit_pcap_truncated") == 1 and "cicd_audit_pcap_read_error" not in names, names
+    assert len(rows(out, "conn")) > 0
+    for name in LOGS:
+        assert (out / name).read_text().rstrip("\n").splitlines()[-1].startswith("#close"), name
+
+
+def test_pcap_cut_inside_a_packet(tmp_path):
+    pcap = _truncated(tmp_path, cut_into_header=False)
+    _assert_truncation_reported(record(pcap, tmp_path / "out"), tmp_path / "out", pcap)
+
+
+@pytest.mark.xfail(strict=True, reason="recorder bug: a pcap cut inside a 16-byte record header is taken as a "
+                                       "clean end of file (scapy raises a bare EOFError, record_pcap passes on "
+                                       "EOFError): exit 0, no warning, no cicd_audit_pcap_truncated weird")
+def test_pcap_cut_inside_a_record_header(tmp_path):
+    pcap = _truncated(tmp_path, cut_into_header=True)
+    _assert_truncation_reported(record(pcap, tmp_path / "out"), tmp_path / "out", pcap)
+
+
+@pytest.mark.xfail(strict=True, reason="recorder bug: a 20-byte captured frame (40 works) makes BPF_PROG_TEST_RUN fail "
+                                       "with EINVAL; record_pcap's catch-all turns that into a "
+                                       "cicd_audit_pcap_read_error weird and stops reading, so every later packet "
+                                       "is lost (0 packets, 0 connections) with exit 0")
+def test_short_frame_does_not_end_the_capture(tmp_path):
+    full = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2)
+    short = Ether(bytes(full)[:20])
+    ok = Ether() / IP(src="192.0.2.3", dst="192.0.2.4") / UDP(sport=3333, dport=4444) / b"hi"
+    short.time, ok.time = 1_700_000_000.0, 1_700_000_001.0
+    wrpcap(str(tmp_path / "t.pcap"), [short, ok])
+    r = record(tmp_path / "t.pcap", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "cicd_audit_pcap_read_error" not in [w["name"] for w in rows(tmp_path / "out", "weird")]
+    assert [(c["id.orig_h"], c["id.orig_p"]) for c in rows(tmp_path / "out", "conn")] == [("192.0.2.3", 3333)]
+
+
+def _packets():
+    a, b = "192.0.2.10", "198.51.100.20"
+    pkts = [
+        Ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="S", seq=1000),
+        Ether() / IP(src=b, dst=a) / TCP(sport=80, dport=43210, flags="SA", seq=5000, ack=1001),
+        Ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="A", seq=1001, ack=5001),
+        Ether() / IP(src=a, dst=b) / UDP(sport=5353, dport=9999) / (b"x" * 10),
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000 + i * 0.25
+    return pkts
+
+
+def test_pcapng_equals_pcap(tmp_path):
+    pkts = _packets()
+    wrpcap(str(tmp_path / "t.pcap"), pkts)
+    with PcapNgWriter(str(tmp_path / "t.pcapng")) as w:
+        for p in pkts:
+            w.write(p)
+    assert (tmp_path / "t.pcapng").read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    for name in ("t.pcap", "t.pcapng"):
+        r = record(tmp_path / name, tmp_path / f"out-{name}")
+        assert r.returncode == 0, r.stderr
+    classic, ng = rows(tmp_path / "out-t.pcap", "conn"), rows(tmp_path / "out-t.pcapng", "conn")
+    key = lambda r: (r["proto"], r["id.orig_p"])  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "uid"} for r in sorted(rs, key=key)]  # noqa: E731
+    assert len(classic) == 2
+    assert strip(classic) == strip(ng)
+    tcp = [r for r in ng if r["proto"] == "tcp"][0]
+    assert (tcp["history"], tcp["conn_state"], tcp["ts"]) == ("ShA", "S1", 1_700_000_000.0)
+    assert tcp["duration"] == pytest.approx(0.5)
+
+
+def test_wikipedia_as_pcapng_matches_pcap(tmp_path):
+    ng = tmp_path / "w.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(WIKIPEDIA), str(ng)], check=True)
+    assert record(WIKIPEDIA, tmp_path / "a").returncode == 0
+    assert record(ng, tmp_path / "b").returncode == 0
+    for log in ("conn", "dns"):
+        norm = lambda rs: sorted(json.dumps({k: v for k, v in r.items() if k != "uid"}, default=str, sort_keys=True)
+                                 for r in rs)  # noqa: E731
+        assert norm(rows(tmp_path / "a", log)) == norm(rows(tmp_path / "b", log)), log
+
+
+def test_bad_ipv4_header_checksum_is_a_weird_and_no_connection(tmp_path):
+    good = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1111, dport=2222) / b"payload"
+    bad = Ether() / IP(src="192.0.2.3", dst="192.0.2.4", chksum=0x1234) / UDP(sport=3333, dport=4444) / b"payload"
+    good.time, bad.time = 1_700_000_000.0, 1_700_000_001.0
+    wrpcap(str(tmp_path / "t.pcap"), [good, bad])
+    r = record(tmp_path / "t.pcap", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    conns = rows(tmp_path / "out", "conn")
+    assert [(c["id.orig_h"], c["id.orig_p"]) for c in conns] == [("192.0.2.1", 1111)]
+    weirds = rows(tmp_path / "out", "weird")
+    assert [w["name"] for w in weirds] == ["bad_IP_checksum"]
+    assert weirds[0]["id.orig_h"] in ("192.0.2.3", None)
+    # -C (Zeek's ignore-checksums) accepts it.
+    r = record(tmp_path / "t.pcap", tmp_path / "out-C", "-C")
+    assert r.returncode == 0, r.stderr
+    assert sorted(c["id.orig_p"] for c in rows(tmp_path / "out-C", "conn")) == [1111, 3333]
+
+
+def test_json_format_writes_json_lines(tmp_path):
+    r = record(WIKIPEDIA, tmp_path / "out", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    for name in ("conn", "dns"):
+        lines = (tmp_path / "out" / f"{name}.log").read_text().splitlines()
+        assert lines, name
+        objs = [json.loads(line) for line in lines]
+        assert all(isinstance(o, dict) and "uid" in o and "id.orig_h" in o for o in objs)
+    tsv = record(WIKIPEDIA, tmp_path / "tsv")
+    assert tsv.returncode == 0
+    assert len((tmp_path / "out" / "conn.log").read_text().splitlines()) == len(rows(tmp_path / "tsv", "conn"))
+    dns = [json.loads(line) for line in (tmp_path / "out" / "dns.log").read_text().splitlines()]
+    tsv_dns = rows(tmp_path / "tsv", "dns")
+    assert sorted(d.get("query", "") for d in dns) == sorted(d["query"] or "" for d in tsv_dns)
