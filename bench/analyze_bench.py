@@ -2,7 +2,8 @@
 """Benchmark `cicd-audit analyze` on 1,000,000 dns.log rows plus 1,000,000 conn.log rows.
 
 Usage:
-    python bench/analyze_bench.py [--rows 1000000] [--dir /tmp/cicd-audit-bench] [--regen] [--policy]
+    python bench/analyze_bench.py [--rows 1000000] [--dir /tmp/cicd-audit-bench] [--regen] [--policy FILE]
+    python bench/analyze_bench.py --detection [--shared ../shared]   # precision/recall (records pcaps: root)
 
 What it does: generates (once, cached in --dir) a session whose dns.log and
 conn.log have --rows rows each, in Zeek TSV with the headers our writer emits,
@@ -165,6 +166,63 @@ def measure(directory: str, policy: str | None) -> dict:
     }
 
 
+TUNNEL_CAPTURES = {
+    "iodine": "biillpi.com", "dnscat2": "biillpi.com", "dns2tcp": "hsc.fr", "dnsexfiltrator": "hsc.fr",
+    "sods": "hsc.fr", "iodine_elastic": "pirate.sea", "dns2tcp_netrack": "hidemyself.org",
+}
+
+
+def detection(shared: str, workdir: str) -> dict:
+    """Precision and recall per registered domain.
+
+    Positives: the tunnel domain of each capture in dns-tunnel-data/pcaps/,
+    recorded with `cicd-audit record --pcap -C`. Negatives: every other
+    registered domain in those sessions, and every registered domain of the
+    real Zeek logs in dns-tunnel-data/benign/.
+    """
+    import shutil
+    import tempfile
+
+    from cicd_audit.analyzers import analyze, load_logs
+
+    data = os.path.join(shared, "dns-tunnel-data")
+    exe = os.path.join(os.path.dirname(sys.executable), "cicd-audit")
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="detect-", dir=workdir)
+    for cap, domain in TUNNEL_CAPTURES.items():
+        pdir = os.path.join(data, "pcaps", cap)
+        pcap = sorted(f for f in os.listdir(pdir) if f.endswith(".pcap"))[0]
+        out = os.path.join(tmp, cap)
+        subprocess.run([exe, "record", "--pcap", os.path.join(pdir, pcap), "-C", "--no-progress", "--out", out],
+                       check=True, capture_output=True)
+        r = analyze(load_logs(out))
+        flagged = set(r.findings.loc[r.findings["analyzer"] == "dns_tunnel", "indicator"])
+        for d in set(r.lookups["registered_domain"]):
+            rows.append((cap, d, d == domain, d in flagged))
+    for f in sorted(os.listdir(os.path.join(data, "benign"))):
+        if ".log" not in f:
+            continue
+        d = os.path.join(tmp, "benign-" + f.split(".")[0])
+        os.makedirs(d)
+        shutil.copy(os.path.join(data, "benign", f), os.path.join(d, "dns.log.gz" if f.endswith(".gz") else "dns.log"))
+        r = analyze(load_logs(d))
+        flagged = set(r.findings.loc[r.findings["analyzer"] == "dns_tunnel", "indicator"])
+        for dom in set(r.lookups["registered_domain"]):
+            rows.append((f, dom, False, dom in flagged))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tp = sum(1 for r in rows if r[2] and r[3])
+    fp = sum(1 for r in rows if not r[2] and r[3])
+    fn = sum(1 for r in rows if r[2] and not r[3])
+    tn = sum(1 for r in rows if not r[2] and not r[3])
+    return {
+        "positives": tp + fn, "negatives": fp + tn, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+        "missed": sorted(f"{r[0]}:{r[1]}" for r in rows if r[2] and not r[3]),
+        "false_alarms": sorted(f"{r[0]}:{r[1]}" for r in rows if not r[2] and r[3]),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -172,7 +230,13 @@ def main(argv=None) -> int:
     ap.add_argument("--regen", action="store_true")
     ap.add_argument("--policy", help="also evaluate this policy file")
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--detection", action="store_true", help="precision/recall on ../shared/dns-tunnel-data (root)")
+    ap.add_argument("--shared", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
     a = ap.parse_args(argv)
+    if a.detection:
+        os.makedirs(a.dir, exist_ok=True)
+        print(json.dumps(detection(os.path.normpath(a.shared), a.dir), indent=2))
+        return 0
     session = os.path.join(a.dir, f"session-{a.rows}")
     if a.measure:
         print(json.dumps(measure(session, a.policy)))
