@@ -4,8 +4,9 @@
     10.99.0.1/24                   10.99.0.2/24
     fd00:ca::1/64                  fd00:ca::2/64
 
-Names carry the pid and a counter, so parallel runs and leftovers from a
-killed run never collide. `close()` terminates every server it started and
+Names carry the pid and a counter (cat<pid>x<n>c/s), so parallel runs never
+collide, and namespaces left by a killed run (dead pid) are removed on the
+next run. `close()` terminates every server it started and
 deletes both namespaces (which removes the veth pair); it is safe to call
 twice and runs from the `lab` fixture's finalizer even when a test fails.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,10 +39,22 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
+_NAME = re.compile(r"^cat(\d+)x\d+[cs]\b")
+
+
+def _remove_stale() -> None:
+    """Delete lab namespaces left by a test run that was killed (its pid is gone)."""
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        m = _NAME.match(line)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            _ip("netns", "delete", line.split()[0], check=False)
+
+
 class Lab:
     def __init__(self) -> None:
+        _remove_stale()
         n = next(_counter)
-        tag = f"{os.getpid() % 100000}{n}"
+        tag = f"{os.getpid()}x{n}"
         self.client_ns, self.server_ns = f"cat{tag}c", f"cat{tag}s"
         self.client_if, self.server_if = f"cv{tag}", f"sv{tag}"   # <= 15 characters
         self._procs: list[subprocess.Popen] = []
