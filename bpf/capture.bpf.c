@@ -54,8 +54,8 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #include "packet.h"
 
 /* Tail-call stages (filled by recorder/bpf_program.py). */
-#define CA_STAGE_TRACK 1
 #define CA_STAGE_TCP 2
+#define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
 BPF_PROG_ARRAY(stages, 4);
 
 struct ca_scratch {
@@ -315,9 +315,54 @@ static __always_inline void ca_finish_packet(struct __sk_buff *skb, struct ca_pa
 		ca_emit_dns(skb, p, c, from_orig);
 }
 
-/* Stage 1: parse and validate, then hand over to the tracking stage. The
- * stages are separate programs joined by tail calls, so the verifier checks
- * each on its own instead of every combination of their paths. */
+/* Find or create the packet's connection and update it. is_tcp is a
+ * compile-time constant at each call site, so each program holds one path. */
+static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p, const int is_tcp)
+{
+	struct ca_conn *c = ca_lookup_conn(p);
+	int from_orig;
+
+	if (!c) {
+		ca_count(CA_STAT_PACKETS, p->segs);    /* table full: counted, not attributed */
+		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		return;
+	}
+	from_orig = p->src_slot == c->orig_slot;
+	if (p->bad_checksum) {
+		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+		__u32 code = is_tcp ? CA_WEIRD_BAD_TCP_CHECKSUM :
+			     p->key.ip_proto == CA_IPPROTO_UDP ? CA_WEIRD_BAD_UDP_CHECKSUM : CA_WEIRD_BAD_ICMP_CHECKSUM;
+		if (is_tcp || p->key.ip_proto == CA_IPPROTO_UDP)
+			ca_hist_scaled(c, from_orig, 'C', &e->checksum_errors);
+		ca_count(CA_STAT_BAD_CHECKSUMS, 1);
+		ca_count(CA_STAT_PACKETS, p->segs);
+		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		ca_emit_weird(p, c->id, code, 0);
+		return;
+	}
+	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0) {
+		ca_dns_first_message(skb, p, c);
+		from_orig = p->src_slot == c->orig_slot;
+	}
+	if (is_tcp) {
+		ca_tcp_packet(c, p);
+	} else {
+		if (p->key.ip_proto == CA_IPPROTO_UDP)
+			ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
+		c->ep[from_orig ? 0 : 1].state = CA_UDP_ACTIVE;
+		c->ep[from_orig ? 0 : 1].payload_bytes += p->payload_len;
+		c->last_ns = p->ts;
+	}
+	ca_finish_packet(skb, p, c);
+}
+
+/* Entry point: parse and validate, then track the connection. TCP goes on in
+ * a tail-called program, so the verifier checks its state machine apart from
+ * the parser instead of every combination of their paths.
+ *
+ * The hot path keeps no global counters: packets are counted in their
+ * connection, and user space adds those up; only packets no connection
+ * holds (unparsable, fragments, bad checksums, table full) are counted here. */
 int ca_packet(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
@@ -330,21 +375,26 @@ int ca_packet(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
+	/* Make the headers linear for direct access (almost always a no-op). */
+	if ((__u64)skb->data_end - skb->data < CA_LINEAR_HEADROOM && skb->len > skb->data_end - skb->data)
+		bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM);
 	p->ts = ca_now(skb);
-	p->segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
+	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird);
 	if (r == CA_PARSE_NOT_IP) {
 		ca_count(CA_STAT_NON_IP, 1);
 		return TC_ACT_OK;
 	}
-	ca_count(CA_STAT_PACKETS, p->segs);
 	if (r == CA_PARSE_WEIRD) {
+		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		ca_emit_weird(p, 0, weird, 0);
 		return TC_ACT_OK;
 	}
-	ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 	if (p->fragment) {
+		ca_count(CA_STAT_PACKETS, p->segs);
+		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
 		return TC_ACT_OK;
 	}
@@ -359,72 +409,24 @@ int ca_packet(struct __sk_buff *skb)
 		p->key.port[1] = 0;
 	}
 	ca_canonicalize(p);
-	stages.call(skb, CA_STAGE_TRACK);
-	ca_count(CA_STAT_PARSE_ERRORS, 1);  /* only reached if the tail call failed */
-	return TC_ACT_OK;
-}
-
-/* Stage 2: find or create the connection and update it. */
-int ca_track(struct __sk_buff *skb)
-{
-	__u32 zero = 0;
-	struct ca_scratch *s = scratch.lookup(&zero);
-	struct ca_packet *p;
-	struct ca_conn *c;
-	int from_orig;
-
-	if (!s)
-		return TC_ACT_OK;
-	p = &s->pkt;
-	c = ca_lookup_conn(p);
-	if (!c)
-		return TC_ACT_OK;
-	from_orig = p->src_slot == c->orig_slot;
-
-	if (p->bad_checksum) {
-		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
-		__u32 code = p->key.ip_proto == CA_IPPROTO_TCP ? CA_WEIRD_BAD_TCP_CHECKSUM :
-			     p->key.ip_proto == CA_IPPROTO_UDP ? CA_WEIRD_BAD_UDP_CHECKSUM : CA_WEIRD_BAD_ICMP_CHECKSUM;
-		if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)
-			ca_hist_scaled(c, from_orig, 'C', &e->checksum_errors);
-		ca_count(CA_STAT_BAD_CHECKSUMS, 1);
-		ca_emit_weird(p, c->id, code, 0);
-		return TC_ACT_OK;
-	}
-	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0) {
-		ca_dns_first_message(skb, p, c);
-		from_orig = p->src_slot == c->orig_slot;
-	}
 	if (p->key.ip_proto == CA_IPPROTO_TCP) {
 		stages.call(skb, CA_STAGE_TCP);
+		ca_count(CA_STAT_PACKETS, p->segs);   /* only reached if the tail call failed */
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		return TC_ACT_OK;
 	}
-	if (p->key.ip_proto == CA_IPPROTO_UDP)
-		ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
-	c->ep[from_orig ? 0 : 1].state = CA_UDP_ACTIVE;
-	c->ep[from_orig ? 0 : 1].payload_bytes += p->payload_len;
-	c->last_ns = p->ts;
-	ca_finish_packet(skb, p, c);
+	ca_track(skb, p, 0);
 	return TC_ACT_OK;
 }
 
-/* Stage 3: TCP's endpoint state machine. */
+/* TCP: the connection and Zeek's endpoint state machine. */
 int ca_tcp(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
-	struct ca_packet *p;
-	struct ca_conn *c;
 
-	if (!s)
-		return TC_ACT_OK;
-	p = &s->pkt;
-	c = conns.lookup(&p->key);
-	if (!c)
-		return TC_ACT_OK;
-	ca_tcp_packet(c, p);
-	ca_finish_packet(skb, p, c);
+	if (s)
+		ca_track(skb, &s->pkt, 1);
 	return TC_ACT_OK;
 }
 

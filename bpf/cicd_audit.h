@@ -59,8 +59,8 @@ enum ca_weird_code {
 
 /* Per-CPU counters (map "stats"); recorder/abi.py names them. */
 enum ca_stat {
-	CA_STAT_PACKETS = 0,           /* wire packets seen (GSO counted per segment) */
-	CA_STAT_IP_BYTES = 1,
+	CA_STAT_PACKETS = 0,           /* wire packets outside any connection (GSO per segment); */
+	CA_STAT_IP_BYTES = 1,          /* user space adds the packets and bytes of every connection */
 	CA_STAT_NON_IP = 2,            /* ARP and other non-IP frames, ignored */
 	CA_STAT_PARSE_ERRORS = 3,      /* packets that could not be parsed */
 	CA_STAT_CONN_TABLE_FULL = 4,   /* new connections refused: map full */

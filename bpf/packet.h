@@ -1,8 +1,9 @@
 /* packet.h: parse one skb into the fields connection tracking needs.
  *
- * Headers are read with bpf_skb_load_bytes rather than direct packet access:
- * at TC the headers of a GRO/GSO skb are not always in the linear area, and
- * the helper copes with both. Every read is bounds-checked by the helper.
+ * Headers are read by direct packet access, every read bounds-checked against
+ * data_end first: a helper call per header would cost more than the rest of
+ * the parse. ca_packet() first makes sure the headers are in the skb's linear
+ * area (bpf_skb_pull_data), which at TC they almost always already are.
  */
 #ifndef CA_PACKET_H
 #define CA_PACKET_H
@@ -57,6 +58,24 @@ enum ca_parse_result {
 	CA_PARSE_NOT_IP = 1,       /* ARP, LLDP, ...: not ours */
 	CA_PARSE_WEIRD = 2,        /* malformed: *weird holds the code */
 };
+
+#define CA_MAX_HDR_OFF 256          /* no header we read starts later than this */
+#define CA_LINEAR_HEADROOM 192      /* bytes of headers ca_packet() makes linear */
+
+/* A pointer to len bytes at off in the packet, or 0 if they are not there. */
+static __always_inline void *ca_hdr(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	void *h;
+
+	if (off > CA_MAX_HDR_OFF)
+		return 0;
+	h = data + off;
+	if (h + len > end)
+		return 0;
+	return h;
+}
 
 static __always_inline void ca_set_v4mapped(__u8 *dst, __u32 addr_be)
 {
@@ -116,50 +135,50 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 
 	switch (p->key.ip_proto) {
 	case CA_IPPROTO_TCP: {
-		struct tcphdr th;
+		struct tcphdr *th = ca_hdr(skb, off, sizeof(*th));
 		__u32 doff;
-		if (avail < sizeof(th) || bpf_skb_load_bytes(skb, off, &th, sizeof(th)) < 0) {
+		if (avail < sizeof(*th) || !th) {
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
-		doff = th.doff * 4;
-		if (doff < sizeof(th) || doff > avail) {
+		doff = th->doff * 4;
+		if (doff < sizeof(*th) || doff > avail) {
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
-		p->key.port[0] = bpf_ntohs(th.source);
-		p->key.port[1] = bpf_ntohs(th.dest);
-		p->seq = bpf_ntohl(th.seq);
-		p->ack = bpf_ntohl(th.ack_seq);
-		p->window = bpf_ntohs(th.window);
-		p->tcp_flags = ((__u8 *)&th)[13];
+		p->key.port[0] = bpf_ntohs(th->source);
+		p->key.port[1] = bpf_ntohs(th->dest);
+		p->seq = bpf_ntohl(th->seq);
+		p->ack = bpf_ntohl(th->ack_seq);
+		p->window = bpf_ntohs(th->window);
+		p->tcp_flags = ((__u8 *)th)[13];
 		p->payload_off = off + doff;
 		p->payload_len = avail - doff;
 		break;
 	}
 	case CA_IPPROTO_UDP: {
-		struct udphdr uh;
+		struct udphdr *uh = ca_hdr(skb, off, sizeof(*uh));
 		__u32 ulen;
-		if (avail < sizeof(uh) || bpf_skb_load_bytes(skb, off, &uh, sizeof(uh)) < 0) {
+		if (avail < sizeof(*uh) || !uh) {
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
-		p->key.port[0] = bpf_ntohs(uh.source);
-		p->key.port[1] = bpf_ntohs(uh.dest);
-		ulen = bpf_ntohs(uh.len);
+		p->key.port[0] = bpf_ntohs(uh->source);
+		p->key.port[1] = bpf_ntohs(uh->dest);
+		ulen = bpf_ntohs(uh->len);
 		/* The UDP length may be smaller than the IP payload (padding);
 		 * GSO super-packets carry the length of one segment. */
-		if (p->segs > 1 || ulen < sizeof(uh) || ulen > avail)
+		if (p->segs > 1 || ulen < sizeof(*uh) || ulen > avail)
 			ulen = avail;
-		p->payload_off = off + sizeof(uh);
-		p->payload_len = ulen - sizeof(uh);
+		p->payload_off = off + sizeof(*uh);
+		p->payload_len = ulen - sizeof(*uh);
 		break;
 	}
 	case CA_IPPROTO_ICMP:
 	case CA_IPPROTO_ICMPV6: {
-		__u8 tc[2];
+		__u8 *tc = ca_hdr(skb, off, 2);
 		int one_way;
-		if (avail < 8 || bpf_skb_load_bytes(skb, off, tc, 2) < 0) {
+		if (avail < 8 || !tc) {
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
@@ -184,16 +203,16 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 
 static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
-	struct iphdr ip;
+	struct iphdr *ip = ca_hdr(skb, p->l3_off, sizeof(*ip));
 	__u32 hlen, tot;
 
-	if (bpf_skb_load_bytes(skb, p->l3_off, &ip, sizeof(ip)) < 0 || p->captured < sizeof(ip)) {
+	if (!ip || p->captured < sizeof(*ip)) {
 		*weird = CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;
 	}
-	hlen = ip.ihl * 4;
-	tot = bpf_ntohs(ip.tot_len);
-	if (hlen < sizeof(ip)) {
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (hlen < sizeof(*ip)) {
 		*weird = CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;
 	}
@@ -204,14 +223,14 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		*weird = CA_WEIRD_BAD_IP_LENGTH;
 		return CA_PARSE_WEIRD;
 	}
-	ca_set_v4mapped(p->key.addr[0], ip.saddr);
-	ca_set_v4mapped(p->key.addr[1], ip.daddr);
-	p->key.ip_proto = ip.protocol;
+	ca_set_v4mapped(p->key.addr[0], ip->saddr);
+	ca_set_v4mapped(p->key.addr[1], ip->daddr);
+	p->key.ip_proto = ip->protocol;
 	p->ip_version = 4;
 	p->ip_len = tot;
 	p->l4_off = p->l3_off + hlen;
 	p->l4_len = tot - hlen;
-	p->fragment = (bpf_ntohs(ip.frag_off) & 0x3fff) != 0;  /* MF or offset */
+	p->fragment = (bpf_ntohs(ip->frag_off) & 0x3fff) != 0;  /* MF or offset */
 #if CA_VALIDATE_CHECKSUMS
 	if (hlen <= 60) {
 		__u8 hdr[60] = {};
@@ -230,39 +249,36 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 
 static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
-	struct ipv6hdr ip6;
+	struct ipv6hdr *ip6 = ca_hdr(skb, p->l3_off, sizeof(*ip6));
 	__u32 off, plen;
 	__u8 next;
 
-	if (bpf_skb_load_bytes(skb, p->l3_off, &ip6, sizeof(ip6)) < 0 || p->captured < sizeof(ip6)) {
+	if (!ip6 || p->captured < sizeof(*ip6)) {
 		*weird = CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;
 	}
-	__builtin_memcpy(p->key.addr[0], &ip6.saddr, 16);
-	__builtin_memcpy(p->key.addr[1], &ip6.daddr, 16);
-	plen = bpf_ntohs(ip6.payload_len);
+	__builtin_memcpy(p->key.addr[0], &ip6->saddr, 16);
+	__builtin_memcpy(p->key.addr[1], &ip6->daddr, 16);
+	plen = bpf_ntohs(ip6->payload_len);
 	if (p->segs > 1 || plen == 0)
-		plen = p->captured - sizeof(ip6);
+		plen = p->captured - sizeof(*ip6);
 	p->ip_version = 6;
-	p->ip_len = plen + sizeof(ip6);
-	off = p->l3_off + sizeof(ip6);
-	next = ip6.nexthdr;
+	p->ip_len = plen + sizeof(*ip6);
+	off = p->l3_off + sizeof(*ip6);
+	next = ip6->nexthdr;
 
 #pragma unroll
 	for (int i = 0; i < CA_MAX_IPV6_EXT; i++) {
-		__u8 ext[2];
+		__u8 *ext;
 		if (next != 0 && next != 43 && next != 60 && next != 44 && next != 51)
 			break;
-		if (bpf_skb_load_bytes(skb, off, ext, 2) < 0) {
+		ext = ca_hdr(skb, off, 8);   /* every extension header is at least 8 bytes */
+		if (!ext) {
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
 		if (next == 44) {          /* fragment header: fixed 8 bytes */
-			__u8 frag[8];
-			if (bpf_skb_load_bytes(skb, off, frag, 8) < 0) {
-				*weird = CA_WEIRD_TRUNCATED_HEADER;
-				return CA_PARSE_WEIRD;
-			}
+			__u8 *frag = ext;
 			if (((frag[2] << 8 | frag[3]) & 0xfff9) != 0)
 				p->fragment = 1;   /* offset or more-fragments set */
 			next = ext[0];
@@ -292,19 +308,22 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 /* Parse Ethernet (with up to two VLAN tags), IP and the transport header. */
 static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
+	__u16 *ethertype = ca_hdr(skb, 12, 2);
 	__u16 proto;
-	__u32 off = 12;
+	__u32 off = 14;
 	int r;
 
-	if (bpf_skb_load_bytes(skb, off, &proto, 2) < 0)
+	if (!ethertype)
 		return CA_PARSE_NOT_IP;
-	off += 2;
+	proto = *ethertype;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
 		if (proto != bpf_htons(CA_ETH_P_8021Q) && proto != bpf_htons(CA_ETH_P_8021AD))
 			break;
-		if (bpf_skb_load_bytes(skb, off + 2, &proto, 2) < 0)
+		ethertype = ca_hdr(skb, off + 2, 2);
+		if (!ethertype)
 			return CA_PARSE_NOT_IP;
+		proto = *ethertype;
 		off += 4;
 	}
 	p->l3_off = off;

@@ -19,7 +19,7 @@ from cicd_audit.recorder import abi, kernel_headers, zeek_defaults
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
 # not see the system site-packages (a plain venv, a pyenv Python).
-STAGE_TRACK, STAGE_TCP = 1, 2   # CA_STAGE_* in capture.bpf.c
+STAGE_TCP = 2                   # CA_STAGE_TCP in capture.bpf.c
 
 SYSTEM_BCC_PATHS = ("/usr/lib/python3/dist-packages",)
 
@@ -104,8 +104,8 @@ class CaptureProgram:
             self.packet_fn = self.bpf.load_func(b"ca_packet", bcc.BPF.SCHED_CLS)
             self.sweep_fn = self.bpf.load_func(b"ca_sweep", bcc.BPF.SCHED_CLS)
             stages = self.bpf.get_table(b"stages")
-            for index, name in ((STAGE_TRACK, b"ca_track"), (STAGE_TCP, b"ca_tcp")):
-                stages[ctypes.c_int(index)] = ctypes.c_int(self.bpf.load_func(name, bcc.BPF.SCHED_CLS).fd)
+            self.tcp_fn = self.bpf.load_func(b"ca_tcp", bcc.BPF.SCHED_CLS)
+            stages[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self.conns = self.bpf.get_table(b"conns")

@@ -111,8 +111,9 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
             bar.update(bar.total - bar.n)
             bar.close()
         kernel_stats = program.stats()
-        _warn_if_offloaded(kernel_stats, validate_checksums)
-        return session.close(kernel_stats, str(pcap), time.monotonic() - started)
+        stats = session.close(kernel_stats, str(pcap), time.monotonic() - started)
+        _warn_if_offloaded(kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
+        return stats
     finally:
         if not session.closed:
             session.abort("the capture file could not be processed to the end")
@@ -130,10 +131,9 @@ def _progress_bar(pcap: Path, progress: bool | None):
     return tqdm(total=size, unit="B", unit_scale=True, desc=pcap.name, file=sys.stderr)
 
 
-def _warn_if_offloaded(kernel_stats: dict, validate_checksums: bool) -> None:
+def _warn_if_offloaded(bad: int, packets: int, validate_checksums: bool) -> None:
     """Like Zeek, say so when most checksums are bad: the capture was probably
     taken on the sending host, before the NIC filled them in."""
-    bad, packets = kernel_stats.get("bad_checksums", 0), kernel_stats.get("packets", 0)
     if validate_checksums and packets and bad * 2 > packets:
         print(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
               "does; the capture was probably taken with checksum offloading: rerun with -C to keep them",

@@ -40,6 +40,8 @@ class SessionCounters:
     dns_parse_errors: int = 0
     weirds: int = 0
     bad_events: int = 0
+    conn_packets: int = 0       # the kernel counts packets in their connection: summed here
+    conn_ip_bytes: int = 0
     end_reasons: dict = field(default_factory=dict)
 
 
@@ -86,6 +88,8 @@ class SessionLog:
                 services.append(dns_log.service)
         self._conn.write(dict(conn_row(ev, uid, self.to_epoch, None), service=",".join(sorted(services)) or None))
         self.counters.connections += 1
+        self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
+        self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
         reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
         self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
         self.uids.forget(cid)
@@ -159,8 +163,8 @@ class SessionLog:
             "ts": time.time(),
             "source": source,
             "duration": duration,
-            "packets": kernel_stats.get("packets", 0),
-            "ip_bytes": kernel_stats.get("ip_bytes", 0),
+            "packets": kernel_stats.get("packets", 0) + self.counters.conn_packets,
+            "ip_bytes": kernel_stats.get("ip_bytes", 0) + self.counters.conn_ip_bytes,
             "connections": self.counters.connections,
             "dns_messages": self.counters.dns_messages,
             "dns_rows": self.counters.dns_rows,
