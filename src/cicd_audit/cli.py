@@ -29,7 +29,24 @@ def _print_stats(stats: dict, out_dir: Path) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Imports a subcommand's module only when that command runs, so `record`
+    starts without loading pandas (which only `analyze` needs)."""
+
+    lazy = {"analyze": ("cicd_audit.analyzers.cli", "analyze")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+            module, attr = self.lazy[name]
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cicd-audit")
 def main() -> None:
     """Network audit recorder for CI/CD runners: Zeek conn.log and dns.log from the kernel."""
@@ -111,13 +128,6 @@ def demo(out_dir):
     from cicd_audit.demo import run_demo
     sys.exit(run_demo(out_dir))
 
-
-def _register_analyze() -> None:
-    from cicd_audit.analyzers.cli import analyze
-    main.add_command(analyze)
-
-
-_register_analyze()
 
 if __name__ == "__main__":
     main()
