@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Per-packet cost of the capture program in isolation, via BPF_PROG_TEST_RUN.
+
+Runs the live-mode program and a no-op TC program on the same frames
+(repeat=N in the kernel, so no syscall per packet) and prints nanoseconds
+per run, alternating A/B. A quick, quiet-machine check while changing the
+kernel code; bench/record_bench.py measures the real thing on a veth flood.
+
+    sudo python bench/test_run_cost.py [--rounds 5] [--repeat 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import statistics
+
+from scapy.all import IP, TCP, UDP, Ether, Raw
+
+from cicd_audit.recorder import kernel_headers
+from cicd_audit.recorder import test_run as tr
+from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, import_bcc
+
+NOOP = b"#include <uapi/linux/pkt_cls.h>\nint noop(struct __sk_buff *skb) { return TC_ACT_OK; }\n"
+
+FRAMES = {
+    "udp-64B": bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=5201) / Raw(b"x" * 22)),
+    "tcp-ack-1KB": bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2")
+                         / TCP(sport=40000, dport=5201, flags="A", seq=1000, ack=1) / Raw(b"x" * 1000)),
+}
+
+
+def ns_per_run(prog_fd: int, frame: bytes, repeat: int) -> int:
+    ctx = ctypes.create_string_buffer(tr.SKB_CTX_SIZE)
+    data = ctypes.create_string_buffer(frame, len(frame))
+    attr = tr._TestAttr(prog_fd=prog_fd, data_size_in=len(frame), data_in=ctypes.addressof(data), repeat=repeat,
+                        ctx_size_in=tr.SKB_CTX_SIZE, ctx_in=ctypes.addressof(ctx))
+    if tr._libc.syscall(tr.SYS_BPF, tr.BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+    return attr.duration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=200_000)
+    args = parser.parse_args()
+    bcc = import_bcc()
+    headers = kernel_headers.choose_headers()
+    if headers.source:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
+    noop = bcc.BPF(text=NOOP).load_func(b"noop", bcc.BPF.SCHED_CLS)
+    ours = CaptureProgram(ProgramSettings(pcap_mode=False), lambda data, size: None)
+    for name, frame in FRAMES.items():
+        base, mine = [], []
+        for _ in range(args.rounds):
+            base.append(ns_per_run(noop.fd, frame, args.repeat))
+            mine.append(ns_per_run(ours.packet_fn.fd, frame, args.repeat))
+        b, m = statistics.median(base), statistics.median(mine)
+        print(f"{name:12s} no-op {b:5.0f} ns   cicd-audit {m:5.0f} ns   difference {m - b:+5.0f} ns")
+
+
+if __name__ == "__main__":
+    main()
