@@ -25,7 +25,10 @@ PCAP = Path(__file__).resolve().parents[1].parent / "shared" / "zeek-oracle" / "
 
 
 def _commands(group: click.Group, prefix=()):
-    for name, cmd in sorted(group.commands.items()):
+    """Every command path, through list_commands/get_command (main loads some lazily)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         yield (*prefix, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*prefix, name))
