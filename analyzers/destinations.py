@@ -20,8 +20,10 @@ of the same job. Output: findings of four analyzers:
 Attribution is per session: a DNS answer explains connections of its own
 session only (a cached answer from another run proves nothing). Connections
 that never leave the host or the link are not destinations: loopback,
-multicast, broadcast and unspecified addresses, and the DNS queries themselves
-(port 53 to an address the session's dns.log shows answering queries).
+multicast, broadcast and unspecified addresses, ICMP control messages
+(neighbour discovery, router solicitation, MLD, errors, redirects: see
+``icmp_control``), and the DNS queries themselves (port 53 to an address the
+session's dns.log shows answering queries).
 """
 
 from __future__ import annotations
@@ -47,8 +49,36 @@ MAX_EXAMPLES = 5
 DNS_PORT = 53
 
 
+#: ICMP types that a program sends to reach a host: echo (ping, and the carrier
+#: of ICMP tunnels such as ptunnel or icmpsh) and the old query/reply pairs.
+#: Zeek (and our recorder) put the ICMP type in ``id.orig_p`` and the
+#: counterpart type (or, for one-way messages, the code) in ``id.resp_p``.
+#: Every other ICMP message is control traffic of the link or about another
+#: flow, not a destination the job chose: neighbour discovery (ICMPv6 133-137,
+#: RFC 4861), MLD (130-132, 143; RFC 2710, RFC 3810), inverse ND (141-142,
+#: RFC 3122), SEND and multicast router discovery (148-153; RFC 3971, RFC 4286),
+#: ICMPv4 router discovery (9-10, RFC 1256), redirects, and error messages
+#: (v4 3, 4, 5, 11, 12; v6 1-4), which answer some other connection.
+ICMP4_QUERY_TYPES = frozenset({8, 0, 13, 14, 15, 16, 17, 18})  # echo, timestamp, information, address mask (RFC 792, RFC 950)
+ICMP6_QUERY_TYPES = frozenset({128, 129, 139, 140})  # echo (RFC 4443), node information (RFC 4620)
+
 _ip = parse_ip
 _canon = canon_ip
+
+
+def icmp_control(proto, orig_p, resp_h) -> bool:
+    """True for an ICMP conn.log row that is control traffic rather than a contacted destination.
+
+    ``proto`` is conn.log's ``proto`` ("icmp" for ICMPv4 and ICMPv6 alike; the
+    address family tells them apart), ``orig_p`` the ICMP type.
+    """
+    if proto != "icmp":
+        return False
+    if orig_p is None or orig_p != orig_p:  # missing type: we cannot tell, keep the row
+        return False
+    a = parse_ip(resp_h)
+    v6 = a is not None and a.version == 6
+    return int(orig_p) not in (ICMP6_QUERY_TYPES if v6 else ICMP4_QUERY_TYPES)
 
 
 def not_a_destination(addr) -> bool:
@@ -87,8 +117,8 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     Columns: session, address, port, proto, connections, orig_bytes, resp_bytes,
     first_seen, names (names DNS resolved to the address in that session),
     registered_domains, resolver (DNS traffic to the session's resolver),
-    local (never leaves host/link), public, allowed (None without a policy),
-    rule (the allowing rule, as text).
+    local (never leaves host/link, or ICMP control traffic: ``icmp_control``),
+    public, allowed (None without a policy), rule (the allowing rule, as text).
     """
     cols = [
         "session", "address", "port", "proto", "connections", "orig_bytes", "resp_bytes", "first_seen",
@@ -104,7 +134,13 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     ob = conn["orig_bytes"].to_numpy(dtype="float64", na_value=0.0) if "orig_bytes" in conn else np.zeros(n)
     rb = conn["resp_bytes"].to_numpy(dtype="float64", na_value=0.0) if "resp_bytes" in conn else np.zeros(n)
     ts = ts_ns(conn)
-    g = pd.DataFrame({"session": sess, "address": addr, "port": port, "proto": proto})
+    control = np.zeros(n, dtype=bool)
+    icmp = proto == "icmp"
+    if icmp.any() and "id.orig_p" in conn:
+        oport = conn["id.orig_p"].to_numpy(dtype="float64", na_value=np.nan)
+        control[icmp] = [icmp_control("icmp", t_, a_) for t_, a_ in zip(oport[icmp], addr[icmp])]
+    # control rows form their own groups (an ICMPv4 error and an echo can share a resp_p)
+    g = pd.DataFrame({"session": sess, "address": addr, "port": port, "proto": np.where(control, "icmp-control", proto)})
     keys = [pd.factorize(g[c].to_numpy(dtype=object) if c != "port" else g[c].to_numpy())[0] for c in g.columns]
     key = np.zeros(n, dtype=np.int64)
     for k in keys:
@@ -121,6 +157,8 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     t["first_seen"] = pd.to_datetime(first_ts, utc=True)
     t["address"] = [(_canon(a) or a) for a in t["address"]]
     t["port"] = t["port"].astype("Int64") if len(t) else pd.Series(dtype="Int64")
+    t_control = (t["proto"] == "icmp-control").to_numpy(dtype=bool)
+    t["proto"] = t["proto"].where(~t_control, "icmp")
 
     ix = index if index is not None else build_index(dns)
     res = resolutions(dns, ix)
@@ -138,7 +176,7 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
         rs = pd.DataFrame({"s": session_labels(dns), "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
         resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False) if a is not None}
     t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
-    t["local"] = [not_a_destination(a) for a in t["address"]]
+    t["local"] = np.array([not_a_destination(a) for a in t["address"]], dtype=bool) | t_control
     t["public"] = [is_public(a) for a in t["address"]]
     allowed, rule = [], []
     for r in t.itertuples(index=False):

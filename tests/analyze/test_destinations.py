@@ -102,3 +102,51 @@ def test_loopback_multicast_broadcast_are_not_destinations(session_builder, tmp_
         b.connect(addr, 5353, proto="udp")
     f = analyze(load_logs(b.write(tmp_path / "s"))).findings
     assert f.empty
+
+
+def _icmp(b, addr, itype, counterpart, orig="fd00:ca::1"):
+    b.conn.append(
+        {"ts": b.tick(), "uid": b.uid(), "id.orig_h": orig, "id.orig_p": itype, "id.resp_h": addr,
+         "id.resp_p": counterpart, "proto": "icmp", "duration": 0.001, "orig_bytes": 24, "resp_bytes": 24,
+         "conn_state": "OTH", "local_orig": True, "local_resp": True, "missed_bytes": 0, "history": "-",
+         "orig_pkts": 1, "orig_ip_bytes": 72, "resp_pkts": 1, "resp_ip_bytes": 72, "ip_proto": 58 if ":" in addr else 1}
+    )
+
+
+def test_icmp_control_traffic_is_not_a_destination(session_builder, tmp_path):
+    """Neighbour discovery, router solicitation, MLD, errors: the demo's false positive (fd00::2 via NS/NA)."""
+    b = session_builder["SessionBuilder"](client="fd00:ca::1")
+    for addr, itype, cp in [
+        ("fd00:ca::2", 135, 136), ("fd00:ca::2", 136, 135),      # NS/NA for neighbour unreachability detection
+        ("fe80::1", 133, 134), ("fe80::1", 134, 133),            # router solicitation/advertisement
+        ("fd00:ca::2", 143, 0), ("fe80::2", 131, 130),           # MLDv2 report, MLD report
+        ("2606:4700::1111", 1, 4), ("2606:4700::1111", 3, 0),    # ICMPv6 errors (unreachable, time exceeded)
+        ("2606:4700::1111", 137, 0),                             # redirect
+    ]:
+        _icmp(b, addr, itype, cp)
+    _icmp(b, "10.1.0.1", 3, 3, orig="10.1.0.4")    # ICMPv4 port unreachable
+    _icmp(b, "10.1.0.1", 11, 0, orig="10.1.0.4")   # time exceeded
+    _icmp(b, "10.1.0.1", 10, 9, orig="10.1.0.4")   # router solicitation
+    logs = load_logs(b.write(tmp_path / "s"))
+    r = analyze(logs)
+    assert r.findings.empty, r.findings[["analyzer", "indicator", "summary"]].to_string()
+    assert r.destinations["local"].all() and set(r.destinations["proto"]) == {"icmp"}
+    assert r.summary["unique_destinations"] == 0
+    # nor are they new destinations against an empty-ish baseline
+    base = session_builder["SessionBuilder"](start=1_759_000_000.0)
+    base.connect("140.82.112.3", 443)
+    r = analyze(logs, baseline=load_logs(base.write(tmp_path / "base")))
+    assert set(r.findings["analyzer"]) <= {"new_domain"}
+
+
+def test_icmp_echo_is_still_a_destination(session_builder, tmp_path):
+    """A ping (or an ICMP tunnel) to an address no DNS answer explains is direct-to-IP, v4 and v6."""
+    b = session_builder["SessionBuilder"]()
+    _icmp(b, "203.0.113.9", 8, 0, orig="10.1.0.4")
+    _icmp(b, "203.0.113.9", 3, 0, orig="10.1.0.4")  # same address and resp_p, but an error: not counted
+    _icmp(b, "2606:4700::6810:84e5", 128, 129, orig="fd00:ca::1")
+    _icmp(b, "fd00:ca::2", 135, 136)
+    f = analyze(load_logs(b.write(tmp_path / "s"))).findings
+    d = by(f, "direct_ip")
+    assert set(d) == {"203.0.113.9", "2606:4700::6810:84e5"}
+    assert d["203.0.113.9"].evidence["protos"] == ["icmp"] and d["203.0.113.9"].evidence["connections"] == 1
