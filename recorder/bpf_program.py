@@ -1,4 +1,14 @@
-"""Compile and load bpf/capture.bpf.c with bcc. The only module that imports bcc.
+"""Compile bpf/capture.bpf.c with bcc, cache the result, and load it. The only module that imports bcc.
+
+bcc is the compiler only: after it compiles, the instructions and map
+definitions go into a per-machine cache (program_cache), and the program is
+always loaded from those with plain bpf() syscalls (bpf_syscall), its maps
+read through them and its ring buffer through an mmap (ringbuf). With a warm
+cache, bcc (and the clang/LLVM inside it) is not even imported: start-up is
+~0.1 s of loading instead of 1.5-4 s of compiling, and the process stays small.
+
+A cache entry that cannot be used (damaged, refused by the verifier) is
+recompiled and replaced; the cache never makes a start fail.
 
 bcc's own failures are bare Exceptions with the detail on stderr; here they
 become EnvironmentProblem errors whose message says what to install or do.
@@ -7,20 +17,28 @@ become EnvironmentProblem errors whose message says what to install or do.
 from __future__ import annotations
 
 import ctypes
+import errno
+import importlib.util
 import os
+import platform
+import re
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from cicd_audit.errors import EnvironmentProblem
-from cicd_audit.recorder import abi, kernel_headers, zeek_defaults
+from cicd_audit.recorder import abi, bpf_syscall, kernel_headers, program_cache, zeek_defaults
+from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
+from cicd_audit.recorder.ringbuf import RingBuffer
+
+STAGE_TCP = 2                   # CA_STAGE_TCP in capture.bpf.c
+FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
 # not see the system site-packages (a plain venv, a pyenv Python).
-STAGE_TCP = 2                   # CA_STAGE_TCP in capture.bpf.c
-
 SYSTEM_BCC_PATHS = ("/usr/lib/python3/dist-packages",)
 
 INSTALL_HINT = (
@@ -58,19 +76,52 @@ class ProgramSettings:
         return flags
 
 
+# The variants `cicd-audit prepare` compiles ahead of time: live, and pcap with and without -C.
+PREPARED_SETTINGS = {
+    "live": ProgramSettings(pcap_mode=False),
+    "pcap": ProgramSettings(pcap_mode=True, validate_checksums=True),
+    "pcap -C": ProgramSettings(pcap_mode=True, validate_checksums=False),
+}
+
+
 def import_bcc():
     """Import bcc, looking in the system's dist-packages if this interpreter lacks it."""
     try:
         import bcc  # noqa: F401
     except ImportError:
-        for path in SYSTEM_BCC_PATHS:
-            if os.path.isdir(os.path.join(path, "bcc")) and path not in sys.path:
-                sys.path.append(path)
+        _add_system_bcc_path()
         try:
             import bcc  # noqa: F401
         except ImportError as exc:
             raise EnvironmentProblem(f"bcc is not installed: {INSTALL_HINT}") from exc
     return sys.modules["bcc"]
+
+
+def _add_system_bcc_path() -> None:
+    for path in SYSTEM_BCC_PATHS:
+        if os.path.isdir(os.path.join(path, "bcc")) and path not in sys.path:
+            sys.path.append(path)
+
+
+def bcc_version() -> str:
+    """bcc's version, read from its version.py without importing bcc (and loading LLVM)."""
+    if "bcc" in sys.modules:
+        return str(getattr(sys.modules["bcc"], "__version__", "unknown"))
+    try:
+        spec = importlib.util.find_spec("bcc")
+    except (ImportError, ValueError):
+        spec = None
+    dirs = list(spec.submodule_search_locations or []) if spec is not None else []
+    dirs += [os.path.join(p, "bcc") for p in SYSTEM_BCC_PATHS]
+    for d in dirs:
+        try:
+            text = Path(d, "version.py").read_text()
+        except OSError:
+            continue
+        match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text)
+        if match:
+            return match.group(1)
+    return "not-installed"
 
 
 def require_root() -> None:
@@ -82,36 +133,316 @@ def source_dir() -> Path:
     return Path(str(resources.files("cicd_audit.bpf")))
 
 
+def program_key(settings: ProgramSettings, headers: kernel_headers.HeaderChoice,
+                src: Optional[Path] = None) -> str:
+    """The cache key of this machine's compile of these settings."""
+    src = src or source_dir()
+    return program_cache.cache_key(src, settings.cflags(src), platform.release(),
+                                   f"{headers.source} {headers.description}", bcc_version())
+
+
+# -- compiling (bcc) ---------------------------------------------------------------
+
+def compile_program(settings: ProgramSettings, headers: kernel_headers.HeaderChoice,
+                    src: Optional[Path] = None) -> CompiledProgram:
+    """Compile with bcc and return what loading needs, without loading anything.
+
+    bcc creates the maps while compiling; their fds are how its instructions
+    refer to them, so each BPF_LD_IMM64 of a map fd is recorded by map name.
+    The bcc module (and its maps) is destroyed before returning.
+    """
+    bcc = import_bcc()
+    if headers.source is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
+    src = src or source_dir()
+    try:
+        module = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
+    except Exception as exc:  # bcc raises bare Exception; details went to stderr
+        raise EnvironmentProblem(
+            f"could not compile the BPF program ({exc}); kernel headers used: {headers.description}. "
+            f"If headers are missing: {INSTALL_HINT}"
+        ) from exc
+    try:
+        return _extract(bcc, module)
+    finally:
+        module.cleanup()
+
+
+def _extract(bcc, module) -> CompiledProgram:
+    lib = bcc.libbcc.lib
+    for name, restype, argtypes in (
+        ("bpf_num_tables", ctypes.c_ulonglong, [ctypes.c_void_p]),
+        ("bpf_table_name", ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_ulonglong]),
+        ("bpf_table_key_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_ulonglong]),
+        ("bpf_table_leaf_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_ulonglong]),
+    ):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = restype, argtypes
+    mod = module.module
+    maps, fd_to_map = [], {}
+    for i in range(lib.bpf_num_tables(mod)):
+        name = lib.bpf_table_name(mod, i)
+        map_id = lib.bpf_table_id(mod, name)
+        spec = MapSpec(name=name.decode(), type=lib.bpf_table_type_id(mod, map_id),
+                       key_size=lib.bpf_table_key_size_id(mod, map_id),
+                       value_size=lib.bpf_table_leaf_size_id(mod, map_id),
+                       max_entries=lib.bpf_table_max_entries_id(mod, map_id),
+                       flags=lib.bpf_table_flags_id(mod, map_id))
+        maps.append(spec)
+        fd_to_map[lib.bpf_table_fd(mod, name)] = spec.name
+    functions = []
+    for i in range(lib.bpf_num_functions(mod)):
+        name = lib.bpf_function_name(mod, i)
+        insns = module.dump_func(name)
+        refs = []
+        for index, fd in bpf_syscall.map_fd_references(insns):
+            if fd not in fd_to_map:
+                raise EnvironmentProblem(f"bcc compiled {name.decode()} with a reference to map fd {fd}, "
+                                         "which is none of the program's maps")
+            refs.append((index, fd_to_map[fd]))
+        functions.append(FunctionSpec(name.decode(), insns, tuple(refs)))
+    return CompiledProgram(tuple(maps), tuple(functions), lib.bpf_module_license(mod).decode(),
+                           int(lib.bpf_module_kern_version(mod)), f"bcc {bcc_version()}")
+
+
+# -- loading (bpf syscalls) -------------------------------------------------------
+
+@dataclass
+class LoadedFunction:
+    name: str
+    fd: int
+
+
+class BpfMap:
+    """One map by fd: enough of bcc's table interface for the recorder."""
+
+    def __init__(self, spec: MapSpec, fd: int):
+        self.spec = spec
+        self.fd = self.map_fd = fd
+        self.percpu = spec.type in bpf_syscall.PERCPU_MAP_TYPES
+        self._value_bytes = (bpf_syscall.percpu_value_size(spec.value_size) if self.percpu
+                             else spec.value_size)
+
+    def _key(self, key) -> ctypes.Array:
+        raw = key if isinstance(key, (bytes, bytearray)) else int(key).to_bytes(self.spec.key_size, "little")
+        if len(raw) != self.spec.key_size:
+            raise ValueError(f"{self.spec.name}: key of {len(raw)} bytes, expected {self.spec.key_size}")
+        return (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw)
+
+    def lookup(self, key) -> Optional[bytes]:
+        """The value's bytes (per-CPU maps: every possible CPU's, each padded to 8 bytes), or None."""
+        value = (ctypes.c_ubyte * self._value_bytes)()
+        return bytes(value) if bpf_syscall.map_lookup(self.fd, self._key(key), value) else None
+
+    def lookup_percpu_u64(self, key) -> list[int]:
+        raw = self.lookup(key)
+        if raw is None:
+            return []
+        step = (self.spec.value_size + 7) & ~7
+        return [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), step)]
+
+    def update(self, key, value) -> None:
+        raw = value if isinstance(value, (bytes, bytearray)) else int(value).to_bytes(self.spec.value_size, "little")
+        if len(raw) != self._value_bytes:
+            raise ValueError(f"{self.spec.name}: value of {len(raw)} bytes, expected {self._value_bytes}")
+        bpf_syscall.map_update(self.fd, self._key(key), (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw))
+
+    def keys(self, key_type=None) -> list[bytes]:
+        """Every key, as raw bytes (key_type: a ctypes type of key_size bytes to walk with)."""
+        key_type = key_type or (ctypes.c_ubyte * self.spec.key_size)
+        keys, key, next_key = [], key_type(), key_type()
+        previous = None
+        while bpf_syscall.map_get_next_key(self.fd, previous, next_key):
+            keys.append(bytes(next_key))
+            ctypes.memmove(ctypes.byref(key), ctypes.byref(next_key), ctypes.sizeof(key))
+            previous = key
+        return keys
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = self.map_fd = -1
+
+
+def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[str, LoadedFunction]]:
+    """Create the maps, point the instructions at them, load every function.
+
+    Raises bpf_syscall.BpfError (VerifierError with the log's tail) and closes
+    whatever it created; never leaves a half-loaded program behind.
+    """
+    maps: dict[str, BpfMap] = {}
+    functions: dict[str, LoadedFunction] = {}
+    try:
+        for spec in program.maps:
+            maps[spec.name] = BpfMap(spec, bpf_syscall.map_create(
+                spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags, spec.name))
+        for f in program.functions:
+            insns = bpf_syscall.patch_map_fds(f.insns, [(i, maps[name].fd) for i, name in f.map_refs])
+            functions[f.name] = LoadedFunction(f.name, bpf_syscall.prog_load(
+                f.name, insns, bpf_syscall.PROG_SCHED_CLS, program.license, program.kern_version))
+        missing = [name for name in FUNCTIONS if name not in functions]
+        if missing:
+            raise bpf_syscall.BpfError(0, f"the program has no function {', '.join(missing)}")
+    except BaseException:
+        for fn in functions.values():
+            os.close(fn.fd)
+        for m in maps.values():
+            m.close()
+        raise
+    return maps, functions
+
+
+@dataclass
+class LoadReport:
+    """How the program got loaded (for --verbose output, prepare and tests)."""
+
+    key: str
+    source: str                  # "cache" or "compiled"
+    seconds: float
+    cache_problem: Optional[str] = None     # why a cache entry was not used
+    cache_path: Optional[Path] = None       # where the compile was stored (None: not stored)
+
+
 class CaptureProgram:
     """The loaded program: its two entry points, maps and ring buffer."""
 
-    def __init__(self, settings: ProgramSettings, on_event: Callable[[int, ctypes.c_void_p, int], None]):
+    def __init__(self, settings: ProgramSettings, on_event: Callable[[int, int], None], *, use_cache: bool = True):
+        require_root()
+        started = time.monotonic()
+        headers = kernel_headers.choose_headers()
+        self.headers = headers
+        self.settings = settings
+        key = program_key(settings, headers)
+        self.maps, functions, self.load_report = _load(settings, headers, key, use_cache)
+        self.load_report.seconds = time.monotonic() - started
+        self._functions = functions
+        try:
+            self.packet_fn = functions["ca_packet"]
+            self.sweep_fn = functions["ca_sweep"]
+            self.tcp_fn = functions["ca_tcp"]
+            self.maps["stages"].update(STAGE_TCP, self.tcp_fn.fd)
+            self.conns = self.maps["conns"]
+            self.stats_table = self.maps["stats"]
+            self._fill_likely_server_ports()
+            events = self.maps["events"]
+            self._on_event = on_event
+            self.ring = RingBuffer(events.fd, events.spec.max_entries, on_event)
+        except (KeyError, OSError) as exc:
+            self.close()
+            raise EnvironmentProblem(f"the kernel refused the BPF program's set-up: {exc}") from exc
+
+    def _fill_likely_server_ports(self) -> None:
+        table = self.maps["likely_server_ports"]
+        for proto, ports in ((6, zeek_defaults.LIKELY_SERVER_PORTS_TCP), (17, zeek_defaults.LIKELY_SERVER_PORTS_UDP)):
+            for port in ports:
+                table.update(port | proto << 16, 1)
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Deliver pending ring-buffer events to on_event (waiting up to timeout_ms for the first)."""
+        if timeout_ms:
+            self.ring.poll(timeout_ms)
+        else:
+            self.ring.consume()
+
+    def conn_keys(self) -> list[bytes]:
+        """Keys of every live connection, as raw bytes of struct ca_conn_key."""
+        return self.conns.keys(abi.ConnKey)
+
+    def stats(self) -> dict[str, int]:
+        totals = {}
+        for stat in abi.Stat:
+            totals[stat.name.lower()] = sum(self.stats_table.lookup_percpu_u64(stat.value))
+        return totals
+
+    def close(self) -> None:
+        ring = getattr(self, "ring", None)
+        if ring is not None:
+            ring.close()
+        for fn in getattr(self, "_functions", {}).values():
+            if fn.fd >= 0:
+                os.close(fn.fd)
+                fn.fd = -1
+        for m in getattr(self, "maps", {}).values():
+            m.close()
+
+
+def _load(settings: ProgramSettings, headers: kernel_headers.HeaderChoice, key: str, use_cache: bool):
+    """(maps, functions, report): from the cache if it has a loadable entry, else compiled and cached."""
+    problem = None
+    if use_cache:
+        try:
+            cached = program_cache.load(key)
+            if cached is not None:
+                maps, functions = load_into_kernel(cached)
+                return maps, functions, LoadReport(key, "cache", 0.0)
+        except CacheError as exc:
+            problem = str(exc)
+            program_cache.remove(key)
+        except bpf_syscall.BpfError as exc:     # e.g. refused by this kernel: the compile replaces it
+            problem = str(exc)
+    compiled = compile_program(settings, headers)
+    try:
+        maps, functions = load_into_kernel(compiled)
+    except bpf_syscall.BpfError as exc:
+        if exc.errno == errno.EPERM:
+            raise EnvironmentProblem(f"the kernel refused the BPF program: {exc} "
+                                     "(needs root with CAP_BPF/CAP_SYS_ADMIN)") from exc
+        raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
+    path = None
+    try:
+        path = program_cache.store(key, compiled)
+    except OSError as exc:   # a read-only /var/cache costs start-up time, nothing else
+        problem = (problem + "; " if problem else "") + f"could not store the compiled program: {exc}"
+    return maps, functions, LoadReport(key, "compiled", 0.0, problem, path)
+
+
+def prepare(variants: Optional[dict] = None, force: bool = False) -> list[tuple[str, LoadReport]]:
+    """Compile (unless cached) and test-load each variant: `cicd-audit prepare`, run at install time."""
+    require_root()
+    results = []
+    for label, settings in (variants or PREPARED_SETTINGS).items():
+        if force:
+            program_cache.remove(program_key(settings, kernel_headers.choose_headers()))
+        program = CaptureProgram(settings, lambda data, size: None)
+        try:
+            results.append((label, program.load_report))
+        finally:
+            program.close()
+    return results
+
+
+class BccLoadedProgram:
+    """The program compiled *and run* by bcc: bcc's loader, tables and ring buffer.
+
+    Not used by the recorder. It is the reference the syscall loader is
+    tested against (same logs from the same capture), and a way to tell a
+    loader bug from a program bug. Same interface as CaptureProgram.
+    """
+
+    def __init__(self, settings: ProgramSettings, on_event: Callable[[int, int], None]):
         require_root()
         bcc = import_bcc()
-        headers = kernel_headers.choose_headers()
+        self.headers = headers = kernel_headers.choose_headers()
         if headers.source is not None:
             os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
-        self.headers = headers
         src = source_dir()
         try:
             self.bpf = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
-        except Exception as exc:  # bcc raises bare Exception; details went to stderr
-            raise EnvironmentProblem(
-                f"could not compile the BPF program ({exc}); kernel headers used: {headers.description}. "
-                f"If headers are missing: {INSTALL_HINT}"
-            ) from exc
+        except Exception as exc:
+            raise EnvironmentProblem(f"could not compile the BPF program ({exc})") from exc
         try:
             self.packet_fn = self.bpf.load_func(b"ca_packet", bcc.BPF.SCHED_CLS)
             self.sweep_fn = self.bpf.load_func(b"ca_sweep", bcc.BPF.SCHED_CLS)
-            stages = self.bpf.get_table(b"stages")
             self.tcp_fn = self.bpf.load_func(b"ca_tcp", bcc.BPF.SCHED_CLS)
-            stages[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
+            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
-        self.conns = self.bpf.get_table(b"conns")
         self._libbcc = bcc.libbcc.lib
+        self.conns = self.bpf.get_table(b"conns")
         self.stats_table = self.bpf.get_table(b"stats")
-        self._fill_likely_server_ports()
+        ports = self.bpf.get_table(b"likely_server_ports")
+        for proto, numbers in ((6, zeek_defaults.LIKELY_SERVER_PORTS_TCP), (17, zeek_defaults.LIKELY_SERVER_PORTS_UDP)):
+            for port in numbers:
+                ports[ports.Key(port | proto << 16)] = ports.Leaf(1)
         self._on_event = on_event
         self.bpf[b"events"].open_ring_buffer(self._callback)
 
@@ -119,41 +450,22 @@ class CaptureProgram:
         self._on_event(data, size)
         return 0
 
-    def _fill_likely_server_ports(self) -> None:
-        table = self.bpf.get_table(b"likely_server_ports")
-        for proto, ports in ((6, zeek_defaults.LIKELY_SERVER_PORTS_TCP), (17, zeek_defaults.LIKELY_SERVER_PORTS_UDP)):
-            for port in ports:
-                table[table.Key(port | proto << 16)] = table.Leaf(1)
-
     def poll(self, timeout_ms: int = 0) -> None:
-        """Deliver pending ring-buffer events to on_event."""
         if timeout_ms:
             self.bpf.ring_buffer_poll(timeout_ms)
         else:
             self.bpf.ring_buffer_consume()
 
     def conn_keys(self) -> list[bytes]:
-        """Keys of every live connection, as raw bytes of struct ca_conn_key.
-
-        Walks the map with our own key type: bcc's generated type for a
-        two-dimensional array member does not have the kernel's layout.
-        """
-        lib = self._libbcc
-        fd = self.conns.map_fd
-        keys, key, next_key = [], abi.ConnKey(), abi.ConnKey()
-        previous = None
-        while lib.bpf_get_next_key(fd, previous, ctypes.byref(next_key)) == 0:
+        keys, key, next_key, previous = [], abi.ConnKey(), abi.ConnKey(), None
+        while self._libbcc.bpf_get_next_key(self.conns.map_fd, previous, ctypes.byref(next_key)) == 0:
             keys.append(bytes(next_key))
             ctypes.memmove(ctypes.byref(key), ctypes.byref(next_key), ctypes.sizeof(key))
             previous = ctypes.byref(key)
         return keys
 
     def stats(self) -> dict[str, int]:
-        totals = {}
-        for stat in abi.Stat:
-            values = self.stats_table[self.stats_table.Key(stat.value)]
-            totals[stat.name.lower()] = int(sum(values))
-        return totals
+        return {stat.name.lower(): int(sum(self.stats_table[self.stats_table.Key(stat.value)])) for stat in abi.Stat}
 
     def close(self) -> None:
         self.bpf.cleanup()

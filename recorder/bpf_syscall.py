@@ -1,0 +1,209 @@
+"""The few bpf(2) commands the recorder needs, through ctypes: no bcc, no libbpf.
+
+Creating maps, loading programs, and the map element commands. Attribute
+layouts follow union bpf_attr in include/uapi/linux/bpf.h; each command is
+passed only the bytes it uses, so the kernel zero-fills the rest.
+
+Errors are BpfError (an OSError with the command's name), and a program the
+verifier refuses is a VerifierError carrying the tail of the verifier log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import resource
+from functools import lru_cache
+
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351}.get(os.uname().machine, 321)
+
+# enum bpf_cmd
+BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_GET_NEXT_KEY = 4
+BPF_PROG_LOAD = 5
+
+# enum bpf_map_type (only those the program declares)
+MAP_HASH = 1
+MAP_ARRAY = 2
+MAP_PROG_ARRAY = 3
+MAP_PERCPU_HASH = 5
+MAP_PERCPU_ARRAY = 6
+MAP_RINGBUF = 27
+PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, 10})   # 10: LRU_PERCPU_HASH
+
+PROG_SCHED_CLS = 3
+
+# instruction encoding
+BPF_LD_IMM64 = 0x18             # BPF_LD | BPF_DW | BPF_IMM
+BPF_PSEUDO_MAP_FD = 1
+INSN_SIZE = 8
+
+OBJ_NAME_LEN = 16
+VERIFIER_LOG_BYTES = 4 << 20
+VERIFIER_LOG_TAIL_LINES = 25
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class BpfError(OSError):
+    """A bpf() command failed; str() names the command and the reason."""
+
+
+class VerifierError(BpfError):
+    """BPF_PROG_LOAD refused the program; .log holds the end of the verifier's log."""
+
+    def __init__(self, err: int, name: str, log: str):
+        tail = "\n".join(log.rstrip("\n").splitlines()[-VERIFIER_LOG_TAIL_LINES:])
+        super().__init__(err, f"the verifier refused {name}: {os.strerror(err)}" + (f"\n{tail}" if tail else ""))
+        self.log = log
+
+
+class _MapCreateAttr(ctypes.Structure):
+    _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
+                ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32), ("inner_map_fd", ctypes.c_uint32),
+                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * OBJ_NAME_LEN)]
+
+
+class _MapElemAttr(ctypes.Structure):
+    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
+                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
+                ("prog_name", ctypes.c_char * OBJ_NAME_LEN)]
+
+
+def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+    return _libc.syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+
+
+def _bpf_checked(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """Run a command; on EPERM from a memlock limit (kernels before 5.11), lift it once and retry."""
+    rc = _bpf(cmd, attr)
+    if rc < 0 and ctypes.get_errno() == errno.EPERM and _raise_memlock_limit():
+        rc = _bpf(cmd, attr)
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise BpfError(err, f"{what}: {os.strerror(err)}")
+    return rc
+
+
+@lru_cache(maxsize=1)
+def _raise_memlock_limit() -> bool:
+    """What bcc and libbpf do too: before memcg accounting, BPF memory counted against RLIMIT_MEMLOCK."""
+    try:
+        if resource.getrlimit(resource.RLIMIT_MEMLOCK)[0] == resource.RLIM_INFINITY:
+            return False
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0,
+               name: str = "") -> int:
+    """A new map; returns its fd (the caller closes it)."""
+    attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                          max_entries=max_entries, map_flags=flags,
+                          map_name=name.encode()[:OBJ_NAME_LEN - 1])
+    return _bpf_checked(BPF_MAP_CREATE, attr, f"creating map {name or map_type}")
+
+
+def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
+              kern_version: int = 0) -> int:
+    """Load a program; returns its fd. Without a log first (fast); if refused, again with one."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // INSN_SIZE, insns=ctypes.addressof(code),
+                         license=ctypes.addressof(lic), kern_version=kern_version,
+                         prog_name=name.encode()[:OBJ_NAME_LEN - 1])
+    try:
+        return _bpf_checked(BPF_PROG_LOAD, attr, f"loading {name}")
+    except BpfError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG, errno.ENOSPC):
+            raise
+    log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
+    attr.log_level, attr.log_size, attr.log_buf = 1, VERIFIER_LOG_BYTES, ctypes.addressof(log)
+    fd = _bpf(BPF_PROG_LOAD, attr)
+    if fd >= 0:                         # refused once, accepted with a log: take it
+        return fd
+    err = ctypes.get_errno()
+    raise VerifierError(err, name, log.value.decode(errors="replace"))
+
+
+def patch_map_fds(insns: bytes, refs: list[tuple[int, int]]) -> bytes:
+    """Set the imm of each (instruction index, map fd) pair; each must be a BPF_LD_IMM64 of a map fd."""
+    code = bytearray(insns)
+    for index, fd in refs:
+        at = index * INSN_SIZE
+        if at + 2 * INSN_SIZE > len(code) or code[at] != BPF_LD_IMM64 or code[at + 1] >> 4 != BPF_PSEUDO_MAP_FD:
+            raise ValueError(f"instruction {index} is not a map reference")
+        code[at + 4:at + 8] = fd.to_bytes(4, "little", signed=True)
+    return bytes(code)
+
+
+def map_fd_references(insns: bytes) -> list[tuple[int, int]]:
+    """(instruction index, map fd) of every BPF_LD_IMM64 that loads a map by fd."""
+    refs, index, count = [], 0, len(insns) // INSN_SIZE
+    while index < count:
+        at = index * INSN_SIZE
+        if insns[at] == BPF_LD_IMM64:
+            if insns[at + 1] >> 4 == BPF_PSEUDO_MAP_FD:
+                refs.append((index, int.from_bytes(insns[at + 4:at + 8], "little", signed=True)))
+            index += 2                  # the second half of a 16-byte instruction
+        else:
+            index += 1
+    return refs
+
+
+def _elem(map_fd: int, key, value, flags: int = 0) -> _MapElemAttr:
+    return _MapElemAttr(map_fd=map_fd, key=0 if key is None else ctypes.addressof(key),
+                        value=0 if value is None else ctypes.addressof(value), flags=flags)
+
+
+def map_lookup(map_fd: int, key: ctypes.Array | ctypes.Structure, value: ctypes.Array | ctypes.Structure) -> bool:
+    """Fill value for key; False if the key is absent."""
+    if _bpf(BPF_MAP_LOOKUP_ELEM, _elem(map_fd, key, value)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.ENOENT:
+        return False
+    raise BpfError(err, f"map lookup: {os.strerror(err)}")
+
+
+def map_update(map_fd: int, key, value, flags: int = 0) -> None:
+    _bpf_checked(BPF_MAP_UPDATE_ELEM, _elem(map_fd, key, value, flags), "map update")
+
+
+def map_get_next_key(map_fd: int, key, next_key) -> bool:
+    """Write the key after key (the first one when key is None) into next_key; False at the end."""
+    if _bpf(BPF_MAP_GET_NEXT_KEY, _elem(map_fd, key, next_key)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.ENOENT:
+        return False
+    raise BpfError(err, f"map get_next_key: {os.strerror(err)}")
+
+
+@lru_cache(maxsize=1)
+def possible_cpus() -> int:
+    """How many values a per-CPU map holds per key: the kernel's possible CPUs (e.g. "0-1" or "0,2-3")."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        text = f.read().strip()
+    count = 0
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+def percpu_value_size(value_size: int) -> int:
+    """Bytes one per-CPU lookup returns: every possible CPU's value, each rounded up to 8 bytes."""
+    return ((value_size + 7) & ~7) * possible_cpus()

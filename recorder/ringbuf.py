@@ -1,0 +1,148 @@
+"""Read a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) from user space, without bcc or libbpf.
+
+The map is mmap'ed the way libbpf does it (kernel/bpf/ringbuf.c): the
+consumer page read-write at offset 0; the producer page and the data area,
+mapped twice back to back so a record that wraps around the end is
+contiguous, read-only at offset page_size. Each record starts with an 8-byte
+header: u32 len (bit 31: still being written; bit 30: discarded) and u32
+pg_off (for the kernel). The reader walks records from consumer_pos to
+producer_pos, stops at a busy one, skips discarded ones, and publishes its new
+consumer_pos after each record, so the kernel can reuse the space.
+
+Memory order: producer_pos and a record's len are read with acquire
+semantics, consumer_pos is written with release semantics. On x86-64
+(total store order) plain aligned loads and stores already have them; on other
+machines the reads and writes go through libatomic's __atomic_load/store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import select
+import struct
+from typing import Callable
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+HEADER_SIZE = 8
+
+_PROT_READ, _PROT_WRITE, _MAP_SHARED = mmap.PROT_READ, mmap.PROT_WRITE, mmap.MAP_SHARED
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.restype = ctypes.c_int
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+_U32 = struct.Struct("<I")
+
+
+def _atomics():
+    """(load_u64, load_u32, store_u64) with acquire/release semantics on this machine."""
+    if os.uname().machine in ("x86_64", "i686", "i386"):
+        return (lambda addr: ctypes.c_uint64.from_address(addr).value,
+                lambda addr: ctypes.c_uint32.from_address(addr).value,
+                lambda addr, value: setattr(ctypes.c_uint64.from_address(addr), "value", value))
+    name = ctypes.util.find_library("atomic")
+    if name is None:
+        raise OSError("reading the ring buffer on this machine needs libatomic (apt-get install libatomic1)")
+    lib = ctypes.CDLL(name)
+    lib.__atomic_load_8.restype, lib.__atomic_load_8.argtypes = ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_int]
+    lib.__atomic_load_4.restype, lib.__atomic_load_4.argtypes = ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_int]
+    lib.__atomic_store_8.restype = None
+    lib.__atomic_store_8.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int]
+    acquire, release = 2, 3            # __ATOMIC_ACQUIRE, __ATOMIC_RELEASE
+    return (lambda addr: lib.__atomic_load_8(addr, acquire),
+            lambda addr: lib.__atomic_load_4(addr, acquire),
+            lambda addr, value: lib.__atomic_store_8(addr, value, release))
+
+
+_load_u64, _load_u32, _store_u64 = _atomics()
+
+
+def _mmap(length: int, prot: int, fd: int, offset: int) -> int:
+    addr = _libc.mmap(None, length, prot, _MAP_SHARED, fd, offset)
+    if addr in (None, _MAP_FAILED):
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap of the ring buffer: {os.strerror(err)}")
+    return addr
+
+
+class RingBuffer:
+    """Consumes one ring-buffer map; callback(data_address, size) gets every committed record.
+
+    data_address is only valid during the call (copy what you keep).
+    """
+
+    def __init__(self, map_fd: int, size: int, callback: Callable[[int, int], object]):
+        if size <= 0 or size & (size - 1) or size % mmap.PAGESIZE:
+            raise ValueError(f"ring buffer size {size} is not a power-of-two number of pages")
+        self.size = size
+        self._callback = callback
+        self._page = mmap.PAGESIZE
+        self._mask = size - 1
+        self._consumer = _mmap(self._page, _PROT_READ | _PROT_WRITE, map_fd, 0)
+        try:
+            self._producer = _mmap(self._page + 2 * size, _PROT_READ, map_fd, self._page)
+        except OSError:
+            _libc.munmap(self._consumer, self._page)
+            raise
+        self._data = self._producer + self._page
+        self._epoll = select.epoll()
+        self._epoll.register(map_fd, select.EPOLLIN)
+        self.records = 0            # delivered
+        self.discarded = 0          # skipped: the program discarded them
+
+    def consume(self) -> int:
+        """Deliver every committed record; returns how many were delivered."""
+        cons_addr, prod_addr, data, mask = self._consumer, self._producer, self._data, self._mask
+        callback = self._callback
+        delivered = 0
+        cons_pos = _load_u64(cons_addr)
+        while True:
+            got_new = False
+            prod_pos = _load_u64(prod_addr)
+            while cons_pos < prod_pos:
+                header = data + (cons_pos & mask)
+                length = _load_u32(header)
+                if length & BUSY_BIT:           # reserved, not yet submitted: stop here
+                    return delivered
+                got_new = True
+                size = length & ~(BUSY_BIT | DISCARD_BIT)
+                cons_pos += (size + HEADER_SIZE + 7) & ~7
+                try:
+                    if length & DISCARD_BIT:
+                        self.discarded += 1
+                    else:
+                        delivered += 1
+                        self.records += 1
+                        callback(header + HEADER_SIZE, size)
+                finally:
+                    _store_u64(cons_addr, cons_pos)
+            if not got_new:
+                return delivered
+
+    def poll(self, timeout_ms: int) -> int:
+        """Wait up to timeout_ms for data (-1: forever), then consume; returns records delivered."""
+        delivered = self.consume()
+        if delivered:
+            return delivered
+        self._epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1)
+        return self.consume()
+
+    def close(self) -> None:
+        if self._epoll is None:
+            return
+        self._epoll.close()
+        self._epoll = None
+        _libc.munmap(self._producer, self._page + 2 * self.size)
+        _libc.munmap(self._consumer, self._page)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
