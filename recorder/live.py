@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 from cicd_audit.errors import UsageError
 from cicd_audit.recorder.attach import TcAttachment, default_interfaces
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
 
@@ -60,6 +60,7 @@ class _StopFlag:
 def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command: Sequence[str] | None = None,
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
                 settings: ProgramSettings | None = None) -> LiveResult:
+    require_root()                  # before any log file exists
     interfaces = list(interfaces or default_interfaces())
     if not interfaces:
         raise UsageError("no interface is up in this network namespace; name one with --iface")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from cicd_audit.errors import InputError
 from cicd_audit.recorder import linktypes
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
-from cicd_audit.recorder.test_run import TestRunner
+from cicd_audit.recorder.test_run import FrameRejected, TestRunner
 
 SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
 PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
@@ -55,6 +55,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
                 progress: bool | None = None, settings: ProgramSettings | None = None) -> dict:
     """Write Zeek logs for a capture file into out_dir; returns the capture stats."""
     pcap = Path(pcap)
+    require_root()                  # before any log file exists
     reader = _open_reader(pcap)
     started = time.monotonic()
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9)
@@ -93,7 +94,12 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
                     raise InputError(f"{pcap}: {exc}") from exc
                 if ether is None or len(ether) < 14:
                     continue        # nothing IP in it (e.g. a loopback frame of another family)
-                runner.run(ether, ts_ns)
+                try:
+                    runner.run(ether, ts_ns)
+                except FrameRejected as exc:
+                    session.count_unparsable()
+                    session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {record_number}: {exc}")
+                    continue
                 program.poll()
                 packets += 1
                 if bar is not None and packets % 1000 == 0:
@@ -104,6 +110,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
             if isinstance(exc, InputError):
                 raise
             session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_read_error", str(exc))
+        _warn_if_cut_in_header(reader, pcap, session, last_ns)
         sweeper.sweep(last_ns, drain=True)
         program.poll()
         if bar is not None:
@@ -137,3 +144,33 @@ def _warn_if_offloaded(bad: int, packets: int, validate_checksums: bool) -> None
         print(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
               "does; the capture was probably taken with checksum offloading: rerun with -C to keep them",
               file=sys.stderr)
+
+
+def _warn_if_cut_in_header(reader, pcap: Path, session: SessionLog, last_ns: int) -> None:
+    """scapy stops quietly when the file ends inside a record header (classic pcap): say so."""
+    if not hasattr(reader, "endian") or hasattr(reader, "blocktypes"):
+        return                      # pcapng: its reader raises on a cut block
+    size = os.path.getsize(pcap)
+    cut_record = _record_cut_in_header(pcap, size)
+    if cut_record:
+        message = f"{pcap}: file ends inside the header of packet record {cut_record}"
+        print(f"cicd-audit: warning: {message}", file=sys.stderr)
+        session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated", message)
+
+
+def _record_cut_in_header(pcap: Path, size: int) -> int:
+    """Walk the record headers of a classic pcap: the number of the record whose
+    header runs past the end of the file, or 0."""
+    import struct
+    with open(pcap, "rb") as f:
+        magic = f.read(4)
+        endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        offset, number = 24, 1
+        while offset < size:
+            if size - offset < 16:
+                return number
+            f.seek(offset + 8)
+            caplen = struct.unpack(endian + "I", f.read(4))[0]
+            offset += 16 + caplen
+            number += 1
+    return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from cicd_audit.errors import UsageError
 from cicd_audit.recorder import abi, events
 from cicd_audit.recorder.conn_rows import conn_row
 from cicd_audit.recorder.dns.log import DnsConnectionLog
@@ -48,7 +49,10 @@ class SessionCounters:
 class SessionLog:
     def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit"):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output directory {out_dir}: {exc.strerror}") from exc
         self.fmt = fmt
         self.to_epoch = to_epoch
         self.peer = peer
@@ -137,6 +141,10 @@ class SessionLog:
             "id.resp_h": getattr(conn_id, "resp_h", None), "id.resp_p": getattr(conn_id, "resp_p", None),
             "name": name, "addl": addl, "notice": False, "peer": self.peer, "source": source,
         })
+
+    def count_unparsable(self) -> None:
+        """A packet that never reached the kernel program (user space could not hand it over)."""
+        self.counters.bad_events += 1
 
     def flush(self) -> None:
         """Put every complete row on disk, so the logs can be read while recording."""

@@ -25,6 +25,10 @@ DEFAULT_MAX_DATA = 3712
 MIN_DATA = 14  # an Ethernet header
 
 
+class FrameRejected(ValueError):
+    """The kernel would not build an skb from this frame (e.g. too short)."""
+
+
 class _TestAttr(ctypes.Structure):
     _fields_ = [
         ("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
@@ -77,5 +81,7 @@ class TestRunner:
             if err == errno.EINVAL and len(frame) > 1024 and self.max_data > 1024:
                 self.max_data = len(frame) - 256   # this kernel allows less: shrink and retry
                 return self.run(frame, ts_ns, mark)
+            if err == errno.EINVAL:
+                raise FrameRejected(f"the kernel refused a {len(frame)}-byte frame")
             raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
         return attr.retval

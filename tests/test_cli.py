@@ -126,10 +126,6 @@ def test_non_root_gets_a_clear_message(args):
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="recorder bug: an --out that cannot be created (here a path under a regular "
-                                       "file; likewise a directory without write permission) crashes with a "
-                                       "NotADirectoryError/PermissionError traceback from pathlib.mkdir, exit 1, "
-                                       "instead of one 'cicd-audit: ...' line and exit 2")
 def test_uncreatable_out_dir_is_one_line_exit_2(tmp_path):
     (tmp_path / "file").write_text("not a directory\n")
     r = subprocess.run([CLI, "record", "--pcap", str(PCAP), "--out", str(tmp_path / "file" / "out")],
