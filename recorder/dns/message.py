@@ -35,6 +35,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from cicd_audit.zeeklog.writer import format_addr
+
 # Size of the fixed header (RFC 1035 4.1.1).
 HEADER_LEN = 12
 
@@ -1067,53 +1069,9 @@ def _alpn_ok(value: bytes) -> bool:
 
 
 def zeek_addr_str(raw16: bytes) -> str:
-    """Format 16 address bytes as Zeek does (IPAddr::AsString).
-
-    IPv4-mapped addresses (::ffff:a.b.c.d) are IPv4 to Zeek and print as
-    a.b.c.d; other IPv6 addresses use Zeek's inet_ntop (BSD rules: the
-    longest run of two or more zero groups becomes ``::``, the first such run
-    on a tie; ``::a.b.c.d`` and ``::ffff:0:a.b.c.d`` keep the dotted tail).
-    """
-    if raw16[:12] == b"\0" * 10 + b"\xff\xff":
-        return str(ipaddress.IPv4Address(raw16[12:]))
-    words = [(raw16[i] << 8) | raw16[i + 1] for i in range(0, 16, 2)]
-    best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
-    for i, w in enumerate(words):
-        if w == 0:
-            if cur_base == -1:
-                cur_base, cur_len = i, 1
-            else:
-                cur_len += 1
-        elif cur_base != -1:
-            if best_base == -1 or cur_len > best_len:
-                best_base, best_len = cur_base, cur_len
-            cur_base = -1
-    if cur_base != -1 and (best_base == -1 or cur_len > best_len):
-        best_base, best_len = cur_base, cur_len
-    if best_base != -1 and best_len < 2:
-        best_base = -1
-    out = []
-    i = 0
-    while i < 8:
-        if best_base != -1 and best_base <= i < best_base + best_len:
-            if i == best_base:
-                out.append(":")
-            i += 1
-            continue
-        if i != 0:
-            out.append(":")
-        if i == 6 and best_base == 0 and (
-                best_len == 6 or (best_len == 7 and words[7] != 1)
-                or (best_len == 5 and words[5] == 0xFFFF)
-                or (best_len == 4 and words[4] == 0xFFFF and words[5] == 0)):
-            out.append(str(ipaddress.IPv4Address(raw16[12:])))
-            i = 8
-            break
-        out.append("%x" % words[i])
-        i += 1
-    if best_base != -1 and best_base + best_len == 8:
-        out.append(":")
-    return "".join(out)
+    """Format 16 address bytes as Zeek does (IPAddr::AsString): IPv4-mapped
+    addresses print as IPv4, others with Zeek's inet_ntop rules."""
+    return format_addr(ipaddress.IPv6Address(bytes(raw16)))
 
 
 def accepted_opcode(opcode: int, is_netbios: bool) -> bool:
