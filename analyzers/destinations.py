@@ -161,15 +161,19 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     t["proto"] = t["proto"].where(~t_control, "icmp")
 
     ix = index if index is not None else build_index(dns)
-    res = resolutions(dns, ix)
-    name_map: dict = {}
-    for s_, a_, n_ in res.itertuples(index=False):
-        name_map.setdefault((s_, a_), set()).add(n_)
-    name_map = {k: sorted(v) for k, v in name_map.items()}
-    t["names"] = [name_map.get((s, a), []) for s, a in zip(t["session"], t["address"])]
-    all_names = sorted({nm for lst in t["names"] for nm in lst})
-    reg = dict(zip(all_names, domains.registered_domains(all_names).tolist())) if all_names else {}
-    t["registered_domains"] = [sorted({reg[nm] for nm in lst}) for lst in t["names"]]
+    r = ix.resolutions
+    # only the addresses connected to need their names (a few thousand of a million answers)
+    ra = r["address"].to_numpy(dtype=object)
+    m = pd.Index(ra).isin(pd.unique(t["address"].to_numpy(dtype=object))) if len(ra) else np.zeros(0, dtype=bool)
+    codes = r["name_code"].to_numpy(dtype=np.int64)[m]
+    code_map: dict = {}
+    for s_, a_, c_ in zip(r["session"].to_numpy(dtype=object)[m].tolist(), ra[m].tolist(), codes.tolist()):
+        code_map.setdefault((s_, a_), set()).add(c_)
+    names_of = {k: sorted(ix.names[list(v)].tolist()) for k, v in code_map.items()}
+    regs_of = {k: sorted(set(ix.registered[list(v)].tolist())) for k, v in code_map.items()}
+    keys = list(zip(t["session"].to_numpy(dtype=object).tolist(), t["address"].to_numpy(dtype=object).tolist()))
+    t["names"] = [names_of.get(k, []) for k in keys]
+    t["registered_domains"] = [list(regs_of.get(k, [])) for k in keys]
 
     resolvers = set()
     if dns is not None and not dns.empty and "id.resp_h" in dns.columns:
@@ -337,9 +341,11 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
         }
     )
     amap: dict = {}
-    for s_, a_, n_ in resolutions(dns, ix).itertuples(index=False):
-        amap.setdefault((s_, n_), []).append(a_)
-    agg["addresses"] = [sorted(amap.get((s_, n_), [])) for s_, n_ in zip(agg["session"], agg["name"])]
+    r = ix.resolutions
+    for s_, c_, a_ in zip(r["session"].to_numpy(dtype=object).tolist(), r["name_code"].to_numpy(dtype=np.int64).tolist(),
+                          r["address"].to_numpy(dtype=object).tolist()):
+        amap.setdefault((s_, c_), []).append(a_)
+    agg["addresses"] = [sorted(amap.get(k, ())) for k in zip(agg["session"].to_numpy(dtype=object).tolist(), name_code.tolist())]
     return agg[cols]
 
 

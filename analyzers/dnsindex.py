@@ -113,7 +113,8 @@ def build_index(dns: pd.DataFrame | None) -> DnsIndex:
     used[name_code] = True
     registered = np.full(len(nuniq), "", dtype=object)
     idx = np.nonzero(used)[0]
-    registered[idx] = domains.registered_domains(pd.Series(nuniq[idx], dtype=object)).to_numpy(dtype=object)
+    # the names are already distinct and normalised: no second factorize/normalise pass
+    registered[idx] = np.asarray(domains._registered_unique(nuniq[idx].tolist()), dtype=object)
     sess_all = session_labels(dns)
     session = sess_all[rows]
     ts = ts_ns(dns)[rows]
@@ -126,14 +127,26 @@ def build_index(dns: pd.DataFrame | None) -> DnsIndex:
 def _resolutions(dns, rows, session, name_code) -> pd.DataFrame:
     if "answers" not in dns.columns:
         return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    ans = pd.Series(dns["answers"].to_numpy(dtype=object)[rows], dtype=object)
-    ex = ans[ans.map(lambda a: isinstance(a, (list, tuple)) and len(a) > 0, na_action="ignore").fillna(False).astype(bool)]
-    if ex.empty:
+    ans = dns["answers"].to_numpy(dtype=object)[rows]
+    # answers are lists (or NA); flatten them with plain Python, once, instead of Series.map + explode
+    lens = np.zeros(len(ans), dtype=np.int64)
+    present = ~pd.isna(ans)
+    try:  # the loader gives a list or NA per row: len() through map() runs at C speed
+        lens[present] = np.fromiter(map(len, ans[present]), dtype=np.int64, count=int(present.sum()))
+    except TypeError:  # something else (a bare string?) slipped in: only lists and tuples are answers
+        lens[:] = [len(a) if isinstance(a, (list, tuple)) else 0 for a in ans]
+    if not lens.any():
         return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    ex = ex.explode()
-    r_idx, r_addr = ex.index.to_numpy(), ex.to_numpy(dtype=object)
-    r_idx = np.asarray(r_idx, dtype=np.int64)
-    acodes, auniq = pd.factorize(np.asarray(r_addr, dtype=object))
+    has = np.nonzero(lens)[0]
+    sub = ans[has].tolist()
+    if not all(type(a) is list or type(a) is tuple for a in sub):
+        keep = [isinstance(a, (list, tuple)) for a in sub]
+        lens[has[~np.asarray(keep, dtype=bool)]] = 0
+        has = np.nonzero(lens)[0]
+        sub = ans[has].tolist()
+    flat = [x for a in sub for x in a]
+    r_idx = np.repeat(has, lens[has])
+    acodes, auniq = pd.factorize(np.asarray(flat, dtype=object))
     canon = np.array([canon_ip(a) for a in auniq], dtype=object)
     is_ip = np.array([c is not None for c in canon], dtype=bool)
     m = is_ip[acodes]
