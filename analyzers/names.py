@@ -151,7 +151,12 @@ def _split_payload(name: str, reg: str, static=frozenset()) -> tuple[str, str, b
     ``dns_tunnel.static_labels``); they stay in the payload but are never the
     data label.
     """
-    sub = domains.subdomain_part(_unescape(name), reg)
+    uname = _unescape(name)
+    k = len(reg) + 1
+    if reg and len(uname) > k and uname[-k] == "." and uname[-k + 1 :].lower() == reg:
+        sub = uname[:-k]  # the usual case: the name ends in its registered domain
+    else:
+        sub = domains.subdomain_part(uname, reg)
     if not sub:
         return "", "", False
     if not sub.islower() and not sub.isupper():
@@ -160,6 +165,9 @@ def _split_payload(name: str, reg: str, static=frozenset()) -> tuple[str, str, b
         if tail != tail.lower():
             sub = sub.lower()
     labels = sub.split(".")
+    if "_" not in sub:  # no service labels: nothing to drop
+        data = [lab for lab in labels if lab not in static] if static else labels
+        return sub, (max(data, key=len) if data else ""), False
     kept = [lab for lab in labels if not lab.startswith("_")]
     data = [lab for lab in kept if lab not in static] if static else kept
     longest = max(data, key=len) if data else ""
