@@ -389,7 +389,8 @@ def _load(settings: ProgramSettings, headers: kernel_headers.HeaderChoice, key: 
         raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
     path = None
     try:
-        path = program_cache.store(key, compiled)
+        if program_key(settings, headers) == key:   # else the sources changed while bcc read them
+            path = program_cache.store(key, compiled)
     except OSError as exc:   # a read-only /var/cache costs start-up time, nothing else
         problem = (problem + "; " if problem else "") + f"could not store the compiled program: {exc}"
     return maps, functions, LoadReport(key, "compiled", 0.0, problem, path)
