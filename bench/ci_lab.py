@@ -528,6 +528,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="keep the session and results here (default: a temporary directory, removed)")
     ap.add_argument("--short", action="store_true", help="a shorter job (for the root-tier test)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--recorder", help="record with this command instead of the installed cicd-audit "
+                    "(e.g. 'env PYTHONPATH=/opt/pinned python3 -m cicd_audit.cli')")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--sink", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -567,6 +569,8 @@ def main(argv=None) -> int:
         cfg.write_text(json.dumps({"profile": PROFILE, "work": str(work)}))
         exe = Path(sys.executable).with_name("cicd-audit")
         rec = [str(exe)] if exe.exists() else [sys.executable, "-m", "cicd_audit.cli"]
+        if a.recorder:
+            rec = a.recorder.split()
         budget = 120 + PROFILE["drip_queries"] * (PROFILE["drip_gap"] + 12) + 300
         r = sh(lab.ns(lab.runner, rec + ["record", "--out", str(session), "--iface", lab.runner_if, "--",
                                          sys.executable, os.path.abspath(__file__), "--job", str(cfg)]),
