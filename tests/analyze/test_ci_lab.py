@@ -6,7 +6,6 @@ project's CI VM all are installed.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
