@@ -46,7 +46,8 @@ BPF_HASH(conns, struct ca_conn_key, struct ca_conn, CA_MAX_CONNS);
 BPF_RINGBUF_OUTPUT(events, CA_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(stats, __u64, CA_STAT_MAX);
 BPF_ARRAY(weird_counts, __u64, CA_WEIRD_MAX);
-/* Ports Zeek treats as likely servers when choosing the originator (key: port | proto << 16). */
+/* Ports Zeek treats as likely servers when choosing the originator (key: port | proto << 16;
+ * value 1: likely, 0: not, as if absent). */
 BPF_HASH(likely_server_ports, __u32, __u8, 1024);
 BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 
@@ -147,7 +148,8 @@ static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int 
 static __always_inline int ca_likely_server(__u16 port, __u8 proto)
 {
 	__u32 k = port | ((__u32)proto << 16);
-	return likely_server_ports.lookup(&k) != 0;
+	__u8 *v = likely_server_ports.lookup(&k);
+	return v && *v;             /* user space clears a port by setting 0 */
 }
 
 static __always_inline int ca_is_dns_port(__u16 port)
@@ -164,8 +166,9 @@ static __always_inline int ca_is_broadcast(const __u8 *addr)
 static __always_inline int ca_is_multicast(const __u8 *addr)
 {
 	const __u32 *w = (const __u32 *)addr;
+	/* Zeek's IPAddr::IsMulticast: 224.x.x.x only (not all of 224/4), or ff00::/8. */
 	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff))
-		return (addr[12] & 0xf0) == 0xe0;
+		return addr[12] == 224;
 	return addr[0] == 0xff;
 }
 
@@ -211,11 +214,17 @@ static __always_inline struct ca_conn *ca_new_conn(struct ca_packet *p)
 	c->first_ns = p->ts;
 	c->last_ns = p->ts;
 	c->orig_slot = p->src_slot;
+	/* Zeek's reassembler starts at relative sequence 1 in both directions. */
+	c->ep[0].reassem_seq = c->ep[0].trim_seq = 1;
+	c->ep[1].reassem_seq = c->ep[1].trim_seq = 1;
 	if (ca_should_flip(p))
 		ca_flip_roles(c);
+	/* Analyzers attach by the responder's port, after the creation flip. */
 	if ((p->key.ip_proto == CA_IPPROTO_UDP || p->key.ip_proto == CA_IPPROTO_TCP) &&
 	    ca_is_dns_port(ca_key_port(&p->key, !c->orig_slot)))
 		c->flags |= CA_CONN_DNS;
+	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_key_port(&p->key, !c->orig_slot) == 123)
+		c->flags |= CA_CONN_NTP;
 
 	r = conns.update(&p->key, c);
 	if (r != 0) {
@@ -285,34 +294,80 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 		ca_count(CA_STAT_DNS_MESSAGES, 1);
 }
 
-/* Zeek's DNS analyzer flips a UDP connection whose first message is a reply
- * sent by the originator (unless the responder is a multicast group). */
-static __always_inline void ca_dns_first_message(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+/* Zeek's DNS analyzer on one message (for TCP: the connection's first
+ * payload segment, which starts with the message). An opcode it does not
+ * know adds 'X' and leaves the first message still to come; the first
+ * message, if it is a reply sent by the originator, flips the roles unless
+ * the responder is multicast. Returns 1 if the roles must flip. */
+static __always_inline int ca_dns_message(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c, int is_orig)
 {
-	__u8 hdr[3];
+	__u32 off = p->payload_off, min_len = 12;
+	__u8 hdr[3], opcode;
 
+	if (p->key.ip_proto == CA_IPPROTO_TCP) {
+		if (c->flags & CA_CONN_DNS_SEEN)
+			return 0;
+		off += 2;              /* the message length prefix */
+		min_len += 2;
+	}
+	if (p->payload_len < min_len || bpf_skb_load_bytes(skb, off, hdr, 3) < 0)
+		return 0;
+	opcode = (hdr[2] >> 3) & 0xf;
+	/* QUERY, NOTIFY, UPDATE; NetBIOS (port 137) uses others too. */
+	if (opcode != 0 && opcode != 4 && opcode != 5 && p->key.port[0] != 137 && p->key.port[1] != 137) {
+		ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
+		return 0;
+	}
 	if (c->flags & CA_CONN_DNS_SEEN)
-		return;
+		return 0;
 	c->flags |= CA_CONN_DNS_SEEN;
-	if (p->key.ip_proto != CA_IPPROTO_UDP || p->payload_len < 12)
-		return;
-	if (bpf_skb_load_bytes(skb, p->payload_off, hdr, 3) < 0)
-		return;
-	if ((hdr[2] & 0x80) && p->src_slot == c->orig_slot && !ca_is_multicast(ca_key_addr(&p->key, !c->orig_slot)))
-		ca_flip_roles(c);
+	return (hdr[2] & 0x80) && is_orig && !ca_is_multicast(ca_key_addr(&p->key, !c->orig_slot));
 }
 
-/* Last step for every accepted packet: count it for its sender (after any
- * flip) and pass DNS payloads up. */
-static __always_inline void ca_finish_packet(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+/* Zeek's NTP analyzer flips once, on a server-mode message from the
+ * originator or a client-mode message from the responder. */
+static __always_inline int ca_ntp_message(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c, int is_orig)
 {
-	int from_orig = p->src_slot == c->orig_slot;
-	struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+	__u8 mode;
+
+	if ((c->flags & CA_CONN_NTP_FLIPPED) || p->payload_len < 48 ||
+	    bpf_skb_load_bytes(skb, p->payload_off, &mode, 1) < 0)
+		return 0;
+	mode &= 7;
+	if ((mode == 4 && is_orig) || (mode == 3 && !is_orig)) {
+		c->flags |= CA_CONN_NTP_FLIPPED;
+		return 1;
+	}
+	return 0;
+}
+
+/* Last step for every accepted packet: count it for the role Zeek's ConnSize
+ * sees (after a TCP flip the new one; after a UDP analyzer's flip the stale
+ * one, which is the other host's new slot) and pass DNS payloads up. */
+static __always_inline void ca_finish_packet(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c,
+					     int count_orig)
+{
+	struct ca_endpoint *e = &c->ep[count_orig ? 0 : 1];
 
 	e->pkts += p->segs;
 	e->ip_bytes += p->wire_ip_bytes;
 	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0)
-		ca_emit_dns(skb, p, c, from_orig);
+		ca_emit_dns(skb, p, c, p->src_slot == c->orig_slot);
+}
+
+/* Conn::port_inactivity_timeouts, applied on connection_established: the
+ * responder's port, or the originator's if only that one is a likely server
+ * and the originator has sent nothing. */
+static __always_inline void ca_established_timeout(struct ca_packet *p, struct ca_conn *c)
+{
+	__u16 port = ca_key_port(&p->key, !c->orig_slot);
+	__u16 oport = ca_key_port(&p->key, c->orig_slot);
+
+	if (c->ep[0].state == CA_TCP_INACTIVE && !ca_likely_server(port, CA_IPPROTO_TCP) &&
+	    ca_likely_server(oport, CA_IPPROTO_TCP))
+		port = oport;
+	if (port != 21 && port != 22 && port != 23 && port != 513)
+		c->flags &= ~CA_CONN_PORT_TIMEOUT;
 }
 
 /* Find or create the packet's connection and update it. is_tcp is a
@@ -340,20 +395,48 @@ static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p,
 		ca_emit_weird(p, c->id, code, 0);
 		return;
 	}
-	if ((c->flags & CA_CONN_DNS) && p->payload_len > 0) {
-		ca_dns_first_message(skb, p, c);
-		from_orig = p->src_slot == c->orig_slot;
-	}
 	if (is_tcp) {
+		__u16 had_port_timeout = c->flags & CA_CONN_PORT_TIMEOUT;
 		ca_tcp_packet(c, p);
-	} else {
-		if (p->key.ip_proto == CA_IPPROTO_UDP)
-			ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
-		c->ep[from_orig ? 0 : 1].state = CA_UDP_ACTIVE;
-		c->ep[from_orig ? 0 : 1].payload_bytes += p->payload_len;
-		c->last_ns = p->ts;
+		ca_tcp_packet_finish(c, p);
+		if ((c->flags & CA_CONN_PORT_TIMEOUT) && !had_port_timeout)
+			ca_established_timeout(p, c);
+		from_orig = p->src_slot == c->orig_slot;
+		if ((c->flags & CA_CONN_DNS) && p->payload_len > 0 && ca_dns_message(skb, p, c, from_orig)) {
+			ca_flip_roles(c);
+			from_orig = !from_orig;
+		}
+		ca_finish_packet(skb, p, c, from_orig);
+		return;
 	}
-	ca_finish_packet(skb, p, c);
+	if (p->key.ip_proto == CA_IPPROTO_UDP) {
+		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+		ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
+		e->state = CA_UDP_ACTIVE;
+		e->payload_bytes += p->payload_len;
+		c->last_ns = p->ts;
+		/* Analyzers see the packet after the UDP adapter, then ConnSize
+		 * counts it with the role it arrived in. */
+		if ((c->flags & CA_CONN_DNS) && p->payload_len > 0 && ca_dns_message(skb, p, c, from_orig))
+			ca_flip_roles_udp(c);
+		if ((c->flags & CA_CONN_NTP) && ca_ntp_message(skb, p, c, from_orig))
+			ca_flip_roles_udp(c);
+		ca_finish_packet(skb, p, c, from_orig);
+		return;
+	}
+	/* ICMP and unknown IP protocols: no letters, no DNS. */
+	{
+		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
+		e->state = CA_UDP_ACTIVE;
+		e->payload_bytes += p->payload_len;
+		c->last_ns = p->ts;
+		/* ConnSize skips an ICMP packet that was not captured in full. */
+		if (p->caplen >= p->ip_len ||
+		    (p->key.ip_proto != CA_IPPROTO_ICMP && p->key.ip_proto != CA_IPPROTO_ICMPV6)) {
+			e->pkts += p->segs;
+			e->ip_bytes += p->wire_ip_bytes;
+		}
+	}
 }
 
 /* Entry point: parse and validate, then track the connection. TCP goes on in
@@ -403,6 +486,12 @@ int ca_packet(struct __sk_buff *skb)
 	    p->key.ip_proto == CA_IPPROTO_ICMP || p->key.ip_proto == CA_IPPROTO_ICMPV6)
 		p->bad_checksum = ca_l4_checksum_ok(skb, &s->csum, p) == 0;
 #endif
+	if (p->key.ip_proto == CA_IPPROTO_IGMP) {
+		/* Zeek hands IGMP to a packet analyzer that makes no connection. */
+		ca_count(CA_STAT_PACKETS, p->segs);
+		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		return TC_ACT_OK;
+	}
 	if (p->key.ip_proto != CA_IPPROTO_TCP && p->key.ip_proto != CA_IPPROTO_UDP &&
 	    p->key.ip_proto != CA_IPPROTO_ICMP && p->key.ip_proto != CA_IPPROTO_ICMPV6) {
 		p->key.port[0] = 0;

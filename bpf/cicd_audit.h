@@ -95,14 +95,23 @@ struct ca_endpoint {
 	__u64 pkts;                /* wire packets */
 	__u64 ip_bytes;            /* IP total lengths */
 	__u64 payload_bytes;       /* UDP/ICMP/other payload; TCP uses sequence numbers */
+	__u64 gap_bytes;           /* TCP: bytes acknowledged by the peer that were never seen */
 	__u32 start_seq;           /* TCP: sequence number before the first byte (the SYN's) */
 	__u32 last_seq;            /* TCP: highest sequence number reached (seq + len, + SYN/FIN) */
 	__u32 seq_wraps;           /* TCP: times last_seq wrapped past 2^32 */
 	__u32 ack_seq;             /* TCP: highest ACK the peer sent for this endpoint's data */
-	__u32 hist_last_syn;       /* TCP: sequence of the last SYN/FIN/RST, so repeats of the */
-	__u32 hist_last_fin;       /*      same segment add no new history letter */
+	__u32 ack_wraps;           /* TCP: times ack_seq wrapped past 2^32 */
+	__u32 hist_last_syn;       /* TCP: relative sequence of the last SYN/FIN/RST, so repeats */
+	__u32 hist_last_fin;       /*      of the same segment add no new history letter */
 	__u32 hist_last_rst;
-	__u32 gap_bytes;           /* TCP: bytes acknowledged by the peer that were never seen */
+	__u32 fin_seq;             /* TCP: relative sequence just past the FIN (Zeek's FIN_seq) */
+	/* Zeek's reassembler bookkeeping for content gaps, all relative to start_seq:
+	 * data is delivered up to reassem_seq, acknowledged up to trim_seq, and one
+	 * block above a hole is remembered as [ooo_seq, ooo_upper). */
+	__u32 reassem_seq;
+	__u32 trim_seq;
+	__u32 ooo_seq;
+	__u32 ooo_upper;
 	__u32 checksum_errors;     /* packets dropped for a bad transport checksum */
 	__u32 rexmits;             /* TCP retransmissions */
 	__u32 zero_windows;        /* TCP zero-window advertisements */
@@ -110,7 +119,6 @@ struct ca_endpoint {
 	__u16 flags;               /* CA_EP_* */
 	__u8 state;                /* enum ca_endpoint_state */
 	__u8 prev_state;           /* state before the last change (Zeek's prev_state) */
-	__u32 pad;
 };
 
 #define CA_EP_SEQ_VALID   (1 << 0)  /* start_seq/last_seq hold a value */
@@ -121,6 +129,8 @@ struct ca_endpoint {
 #define CA_EP_SAW_ACK     (1 << 5)
 #define CA_EP_DID_CLOSE   (1 << 6)  /* Zeek's did_close: this side's close was reported */
 #define CA_EP_FIRST_SEEN  (1 << 7)  /* Zeek's first_packet_seen for this side */
+#define CA_EP_SKIP        (1 << 8)  /* reassembler gave up (Zeek's skip_deliveries) */
+#define CA_EP_DID_EOF     (1 << 9)  /* all of this side's data was delivered after its close */
 
 struct ca_conn {
 	__u64 id;                  /* unique per capture; Python derives the uid from it */
@@ -135,8 +145,8 @@ struct ca_conn {
 	__u64 history_seen;        /* bit per history letter already recorded */
 	__u8 orig_slot;            /* which key slot (0/1) holds the originator */
 	__u8 history_len;
-	__u8 flags;                /* CA_CONN_* */
-	__u8 pad[5];
+	__u16 flags;               /* CA_CONN_* */
+	__u8 pad[4];
 	char history[CA_HISTORY_MAX];
 };
 
@@ -145,6 +155,12 @@ struct ca_conn {
 #define CA_CONN_PARTIAL    (1 << 2)  /* Zeek's is_partial: did not start with a SYN */
 #define CA_CONN_FINISHED   (1 << 3)  /* TCP finished or reset (Zeek's is_active cleared) */
 #define CA_CONN_DNS_SEEN   (1 << 4)  /* the DNS analyzer has seen its first message */
+#define CA_CONN_CLOSE_DEFERRED (1 << 5)  /* a close waits for undelivered data (Zeek's close_deferred) */
+#define CA_CONN_DEFERRED_GEN   (1 << 6)  /* ... and would have generated an event */
+#define CA_CONN_ESTABLISHED_TIMEOUT (1 << 7)  /* TCP left the handshake: tcp_inactivity_timeout */
+#define CA_CONN_PORT_TIMEOUT   (1 << 8)  /* an interactive port: Conn::port_inactivity_timeouts */
+#define CA_CONN_NTP        (1 << 9)  /* the NTP analyzer is attached (responder port 123/udp) */
+#define CA_CONN_NTP_FLIPPED (1 << 10) /* the NTP analyzer has flipped the roles (once only) */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;

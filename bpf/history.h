@@ -15,6 +15,7 @@
 #define CA_HIST_DATA      (1u << 4)
 #define CA_HIST_ACK       (1u << 5)
 #define CA_HIST_MULTI     (1u << 6)
+#define CA_HIST_ANALYZER_LIMIT (1u << 10)   /* 'X': connection-level, always upper case */
 
 static __always_inline void ca_hist_append(struct ca_conn *c, char code)
 {
@@ -51,7 +52,8 @@ static __always_inline void ca_hist_scaled(struct ca_conn *c, int from_orig, cha
 		ca_hist_append(c, ca_hist_case(from_orig, code));
 }
 
-/* Zeek's FlipRoles: the responder becomes the originator, '^' marks it. */
+/* Zeek's FlipRoles: the responder becomes the originator, '^' marks it.
+ * The endpoints (state, sequence numbers, packet counts) follow their hosts. */
 static __always_inline void ca_flip_roles(struct ca_conn *c)
 {
 	struct ca_endpoint tmp;
@@ -61,6 +63,23 @@ static __always_inline void ca_flip_roles(struct ca_conn *c)
 	__builtin_memcpy(&c->ep[1], &tmp, sizeof(tmp));
 	c->orig_slot ^= 1;
 	/* Like Zeek, the once-only letter bits stay with the role, not the endpoint. */
+	c->flags ^= CA_CONN_FLIPPED;
+	c->flags &= ~CA_CONN_PARTIAL;      /* TCP: is_partial is reset by a flip */
+	ca_hist_append(c, '^');
+}
+
+/* A UDP flip (DNS or NTP analyzer): only the packet counters (Zeek's
+ * ConnSize) follow the hosts; the payload lengths, their ACTIVE states and
+ * the checksum counters stay with the role, as in Zeek's UDP adapter. */
+static __always_inline void ca_flip_roles_udp(struct ca_conn *c)
+{
+	__u64 pkts = c->ep[0].pkts, ip_bytes = c->ep[0].ip_bytes;
+
+	c->ep[0].pkts = c->ep[1].pkts;
+	c->ep[0].ip_bytes = c->ep[1].ip_bytes;
+	c->ep[1].pkts = pkts;
+	c->ep[1].ip_bytes = ip_bytes;
+	c->orig_slot ^= 1;
 	c->flags ^= CA_CONN_FLIPPED;
 	ca_hist_append(c, '^');
 }

@@ -14,6 +14,7 @@
 #define CA_ETH_P_8021AD 0x88A8
 
 #define CA_IPPROTO_ICMP   1
+#define CA_IPPROTO_IGMP   2
 #define CA_IPPROTO_TCP    6
 #define CA_IPPROTO_UDP    17
 #define CA_IPPROTO_ICMPV6 58
@@ -40,6 +41,8 @@ struct ca_packet {
 	__u32 ip_len;              /* IP total length of this skb (one segment unless GSO) */
 	__u32 l4_len;              /* transport header + payload bytes per the IP length */
 	__u32 captured;            /* bytes of the IP packet actually present */
+	__u32 caplen;              /* bytes of the IP packet the capture holds (Zeek's caplen): more than
+				    * captured when a pcap frame was cut to fit a test-run skb */
 	__u32 seq;
 	__u32 ack;
 	__u16 window;
@@ -50,7 +53,16 @@ struct ca_packet {
 	__u8 icmp_code;
 	__u8 fragment;             /* 1: a fragment (not reassembled) */
 	__u8 bad_checksum;         /* 1: transport checksum failed (pcap input only) */
-	__u8 pad[7];
+	__u8 icmp_one_way;         /* 1: an ICMP type without a counterpart: key not canonicalized */
+	/* TCP: carried from the state machine to the reassembler step through
+	 * memory, so the verifier sees one state there, not one per path. */
+	__u8 tcp_is_orig;          /* the sender's role when the packet arrived */
+	__u8 tcp_do_close;
+	__u8 tcp_gen_event;
+	__u8 tcp_seq_underflow;
+	__u8 pad[2];
+	__u32 tcp_rel_seq;
+	__u32 tcp_rel_ack;
 };
 
 enum ca_parse_result {
@@ -120,6 +132,10 @@ static __always_inline __u16 ca_icmp6_counterpart(__u8 type, __u8 code, int *one
 	case 136: return 135;
 	case 130: return 131; /* multicast listener query -> report */
 	case 131: return 130;
+	case 139: return 140; /* node information query -> response (RFC 4620) */
+	case 140: return 139;
+	case 144: return 145; /* home agent address discovery (RFC 6275) */
+	case 145: return 144;
 	}
 	*one_way = 1;
 	return code;
@@ -189,6 +205,7 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 			p->key.port[1] = ca_icmp4_counterpart(tc[0], tc[1], &one_way);
 		else
 			p->key.port[1] = ca_icmp6_counterpart(tc[0], tc[1], &one_way);
+		p->icmp_one_way = one_way;
 		p->payload_off = off + 8;
 		p->payload_len = avail - 8;
 		break;
@@ -329,6 +346,12 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 	p->l3_off = off;
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;
+#if CA_PCAP_MODE
+	/* The pcap driver passes the frame's captured length in the mark. */
+	p->caplen = skb->mark > off + p->captured ? skb->mark - off : p->captured;
+#else
+	p->caplen = p->captured;
+#endif
 
 	if (proto == bpf_htons(CA_ETH_P_IP))
 		r = ca_parse_ipv4(skb, p, weird);
@@ -366,7 +389,9 @@ static __always_inline void ca_canonicalize(struct ca_packet *p)
 	if (!decided)
 		swap = p->key.port[0] > p->key.port[1];
 	p->src_slot = 0;
-	if (swap) {
+	/* Zeek keys one-way ICMP messages as sent: the reverse direction is
+	 * a different connection. */
+	if (swap && !p->icmp_one_way) {
 		__u8 tmp[16];
 		__u16 port = p->key.port[0];
 		__builtin_memcpy(tmp, p->key.addr[0], 16);

@@ -9,10 +9,25 @@
 #ifndef CA_TIMERS_H
 #define CA_TIMERS_H
 
-static __always_inline __u64 ca_inactivity_timeout(__u8 proto)
+#ifndef CA_TCP_SYN_TIMEOUT_NS
+#define CA_TCP_SYN_TIMEOUT_NS 5000000000ULL          /* tcp_SYN_timeout */
+#endif
+#ifndef CA_TCP_PORT_INACTIVITY_NS
+#define CA_TCP_PORT_INACTIVITY_NS 3600000000000ULL   /* Conn::port_inactivity_timeouts */
+#endif
+
+static __always_inline __u64 ca_inactivity_timeout(struct ca_conn *c, __u8 proto)
 {
 	switch (proto) {
-	case CA_IPPROTO_TCP: return CA_TCP_INACTIVITY_NS;
+	case CA_IPPROTO_TCP:
+		/* udp_inactivity_timeout until the handshake is left (Zeek sets it
+		 * when the TCP adapter is made), then tcp_inactivity_timeout, or
+		 * an interactive port's Conn::port_inactivity_timeouts. */
+		if (c->flags & CA_CONN_PORT_TIMEOUT)
+			return CA_TCP_PORT_INACTIVITY_NS;
+		if (c->flags & CA_CONN_ESTABLISHED_TIMEOUT)
+			return CA_TCP_INACTIVITY_NS;
+		return CA_UDP_INACTIVITY_NS;
 	case CA_IPPROTO_UDP: return CA_UDP_INACTIVITY_NS;
 	case CA_IPPROTO_ICMP:
 	case CA_IPPROTO_ICMPV6: return CA_ICMP_INACTIVITY_NS;
@@ -53,18 +68,40 @@ static __always_inline __u64 ca_min_deadline(__u64 best, __u64 t)
 	return t && t < best ? t : best;
 }
 
-/* When the half-close check (re-armed every tcp_session_timer) ends the
- * connection: its first firing after last packet + tcp_connection_linger. */
-static __always_inline __u64 ca_expire_kill_time(struct ca_conn *c)
+/* Zeek's ExpireTimer: a check every tcp_session_timer that ends the
+ * connection once it has been quiet for tcp_connection_linger and one side
+ * has closed (or nothing valid was ever seen). One chain starts
+ * tcp_SYN_timeout after the connection's creation, another after a side
+ * closes while its peer is still open. Returns when the chain starting at
+ * d ends the connection, assuming each check runs on time. */
+static __always_inline __u64 ca_expire_chain_end(struct ca_conn *c, __u64 d)
 {
-	__u64 d = c->expire_deadline;
 	__u64 quiet = c->last_ns + CA_TCP_CONNECTION_LINGER_NS;
 
-	if (!d || (c->flags & CA_CONN_FINISHED) || !ca_expire_check_ends(c))
+	if (!d)
 		return 0;
 	if (d > quiet)
 		return d;
 	return d + ((quiet - d) / CA_TCP_SESSION_TIMER_NS + 1) * CA_TCP_SESSION_TIMER_NS;
+}
+
+static __always_inline __u64 ca_expire_kill_time(struct ca_conn *c)
+{
+	__u64 end = ~0ULL;
+
+	if (c->flags & CA_CONN_FINISHED)
+		return 0;
+	/* Cheap first: a connection with both sides active is never ended here. */
+	if (!((c->ep[0].flags | c->ep[1].flags) & CA_EP_DID_CLOSE) &&
+	    (c->ep[0].state != CA_TCP_INACTIVE || c->ep[1].state != CA_TCP_INACTIVE))
+		return 0;
+	if (!ca_expire_check_ends(c))
+		return 0;
+	/* A complete close cancels the analyzer timers, the creation chain too. */
+	if (!c->close_deadline)
+		end = ca_min_deadline(end, ca_expire_chain_end(c, c->first_ns + CA_TCP_SYN_TIMEOUT_NS));
+	end = ca_min_deadline(end, ca_expire_chain_end(c, c->expire_deadline));
+	return end == ~0ULL ? 0 : end;
 }
 
 /* Returns the packet time at which the connection ended, or 0 if it is
@@ -73,7 +110,7 @@ static __always_inline __u64 ca_expire_kill_time(struct ca_conn *c)
  * at the earliest of the per-timer end times. */
 static __always_inline __u64 ca_conn_ended(struct ca_conn *c, __u8 proto, __u64 now)
 {
-	__u64 end = c->last_ns + ca_inactivity_timeout(proto);
+	__u64 end = c->last_ns + ca_inactivity_timeout(c, proto);
 
 	if ((c->flags & CA_CONN_DNS) && proto == CA_IPPROTO_UDP)
 		end = ca_min_deadline(end, ca_dns_expiry(c));

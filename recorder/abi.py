@@ -80,6 +80,7 @@ STAT_MAX = 16
 
 # Endpoint flags (CA_EP_*) and connection flags (CA_CONN_*).
 EP_SEQ_VALID = 1 << 0
+EP_SAW_FIN = 1 << 2
 EP_DID_CLOSE = 1 << 6
 CONN_DNS = 1 << 0
 CONN_FLIPPED = 1 << 1
@@ -95,12 +96,12 @@ class ConnKey(ctypes.Structure):
 
 class Endpoint(ctypes.Structure):
     _fields_ = [
-        ("pkts", c_u64), ("ip_bytes", c_u64), ("payload_bytes", c_u64),
-        ("start_seq", c_u32), ("last_seq", c_u32), ("seq_wraps", c_u32), ("ack_seq", c_u32),
-        ("hist_last_syn", c_u32), ("hist_last_fin", c_u32), ("hist_last_rst", c_u32),
-        ("gap_bytes", c_u32), ("checksum_errors", c_u32), ("rexmits", c_u32),
-        ("zero_windows", c_u32), ("gaps", c_u32),
-        ("flags", c_u16), ("state", c_u8), ("prev_state", c_u8), ("pad", c_u32),
+        ("pkts", c_u64), ("ip_bytes", c_u64), ("payload_bytes", c_u64), ("gap_bytes", c_u64),
+        ("start_seq", c_u32), ("last_seq", c_u32), ("seq_wraps", c_u32), ("ack_seq", c_u32), ("ack_wraps", c_u32),
+        ("hist_last_syn", c_u32), ("hist_last_fin", c_u32), ("hist_last_rst", c_u32), ("fin_seq", c_u32),
+        ("reassem_seq", c_u32), ("trim_seq", c_u32), ("ooo_seq", c_u32), ("ooo_upper", c_u32),
+        ("checksum_errors", c_u32), ("rexmits", c_u32), ("zero_windows", c_u32), ("gaps", c_u32),
+        ("flags", c_u16), ("state", c_u8), ("prev_state", c_u8),
     ]
 
 
@@ -110,7 +111,7 @@ class Conn(ctypes.Structure):
         ("attempt_deadline", c_u64), ("close_deadline", c_u64),
         ("expire_deadline", c_u64), ("reset_deadline", c_u64),
         ("ep", Endpoint * 2), ("history_seen", c_u64),
-        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u8), ("pad", c_u8 * 5),
+        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16), ("pad", c_u8 * 4),
         ("history", ctypes.c_char * HISTORY_MAX),
     ]
 

@@ -17,26 +17,28 @@ _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 S = abi.TcpState
 
 
+def _no_data_acked(ep: abi.Endpoint) -> bool:
+    ack = (ep.ack_wraps << 32) + ep.ack_seq
+    return ack in (ep.start_seq, ep.start_seq + 1)
+
+
 def tcp_size(ep: abi.Endpoint, peer: abi.Endpoint) -> int:
-    """Zeek's TCP_Endpoint::Size: bytes of sequence space, less SYN and FIN."""
+    """Zeek's TCP_Endpoint::Size: the sequence space from the first sequence
+    number to the higher of the last one sent and the last one acknowledged,
+    less the SYN and FIN octets (unsigned 64-bit arithmetic, as in Zeek)."""
     if not ep.flags & abi.EP_SEQ_VALID:
         return 0
     if ep.prev_state == S.SYN_SENT and ep.state == S.RESET and peer.state == S.INACTIVE \
-            and ep.ack_seq != ((ep.start_seq + 1) & 0xFFFFFFFF):
+            and not _no_data_acked(ep):
         return 0        # a half-open connection found and aborted
-    last = (ep.seq_wraps << 32) | ep.last_seq
-    ack = ep.ack_seq if ep.ack_seq >= ep.start_seq or ep.seq_wraps else ep.ack_seq + (1 << 32)
-    size = max(last, ack) - ep.start_seq
-    if size < 0 or size > (1 << 48):
-        return 0
+    last = (ep.seq_wraps << 32) + ep.last_seq
+    ack = (ep.ack_wraps << 32) + ep.ack_seq
+    size = (max(last, ack) - ep.start_seq) % (1 << 64)
     if size:
         size -= 1       # the SYN (or the SYN a partial connection is numbered as if it had)
-    if ep.flags & EP_SAW_FIN and size:
+    if ep.flags & abi.EP_SAW_FIN and size:
         size -= 1
     return size
-
-
-EP_SAW_FIN = 1 << 2
 
 
 def tcp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint, history: str, orig_size: int, resp_size: int) -> str:

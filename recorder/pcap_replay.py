@@ -95,7 +95,9 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
                 if ether is None or len(ether) < 14:
                     continue        # nothing IP in it (e.g. a loopback frame of another family)
                 try:
-                    runner.run(ether, ts_ns)
+                    # The mark carries the frame's captured length: a frame longer than a
+                    # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
+                    runner.run(ether, ts_ns, mark=len(ether))
                 except FrameRejected as exc:
                     session.count_unparsable()
                     session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {record_number}: {exc}")

@@ -6,18 +6,22 @@ These reach the BPF program as -D flags, so kernel and documentation agree.
 from __future__ import annotations
 
 # Timers, seconds (init-bare.zeek).
+TCP_SYN_TIMEOUT = 5.0            # tcp_SYN_timeout: first tcp_session_timer check after creation
 TCP_SESSION_TIMER = 6.0          # tcp_session_timer: re-check of half-closed connections
 TCP_CONNECTION_LINGER = 5.0      # tcp_connection_linger: quiet time before a half-close ends
 TCP_ATTEMPT_DELAY = 5.0          # tcp_attempt_delay: unanswered SYN
 TCP_CLOSE_DELAY = 5.0            # tcp_close_delay: after both sides closed
 TCP_RESET_DELAY = 5.0            # tcp_reset_delay: RST after FIN
-TCP_INACTIVITY_TIMEOUT = 300.0   # tcp_inactivity_timeout
+TCP_INACTIVITY_TIMEOUT = 300.0   # tcp_inactivity_timeout (until the handshake is left: UDP's)
+TCP_PORT_INACTIVITY_TIMEOUT = 3600.0  # Conn::port_inactivity_timeouts for 21, 22, 23, 513/tcp
 UDP_INACTIVITY_TIMEOUT = 60.0    # udp_inactivity_timeout
 ICMP_INACTIVITY_TIMEOUT = 60.0   # icmp_inactivity_timeout
 UNKNOWN_IP_INACTIVITY_TIMEOUT = 60.0  # unknown_ip_inactivity_timeout
 DNS_SESSION_TIMEOUT = 10.0       # dns_session_timeout: UDP DNS connections
 
 TIMER_DEFINES = {
+    "CA_TCP_SYN_TIMEOUT_NS": TCP_SYN_TIMEOUT,
+    "CA_TCP_PORT_INACTIVITY_NS": TCP_PORT_INACTIVITY_TIMEOUT,
     "CA_TCP_SESSION_TIMER_NS": TCP_SESSION_TIMER,
     "CA_TCP_CONNECTION_LINGER_NS": TCP_CONNECTION_LINGER,
     "CA_TCP_ATTEMPT_DELAY_NS": TCP_ATTEMPT_DELAY,
