@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.errors import InputError
-from cicd_audit.recorder import linktypes
+from cicd_audit.recorder import linktypes, zeek_defaults
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
@@ -52,8 +52,14 @@ def _linktype(reader, meta) -> int:
 
 
 def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
-                progress: bool | None = None, settings: ProgramSettings | None = None) -> dict:
-    """Write Zeek logs for a capture file into out_dir; returns the capture stats."""
+                progress: bool | None = None, settings: ProgramSettings | None = None,
+                likely_server_ports: frozenset | None = None) -> dict:
+    """Write Zeek logs for a capture file into out_dir; returns the capture stats.
+
+    likely_server_ports: Zeek's likely_server_ports as (port, "tcp"|"udp")
+    pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
+    is not the one wanted (e.g. to match `zeek -b`).
+    """
     pcap = Path(pcap)
     require_root()                  # before any log file exists
     reader = _open_reader(pcap)
@@ -67,6 +73,8 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         reader.close()
         raise
     try:
+        if likely_server_ports is not None:
+            _set_likely_server_ports(program, likely_server_ports)
         runner = TestRunner(program.packet_fn.fd)
         sweeper = Sweeper(program, program.sweep_fn.fd)
         bar = _progress_bar(pcap, progress)
@@ -127,6 +135,20 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
             session.abort("the capture file could not be processed to the end")
         reader.close()
         program.close()
+
+
+def _set_likely_server_ports(program, ports: frozenset) -> None:
+    """Replace the program's likely_server_ports set. The map can only be
+    written, so a port is taken out by setting its value to 0 (the kernel
+    treats 0 as absent)."""
+    table = program.maps["likely_server_ports"]
+    for port, transport in zeek_defaults.DEFAULT_LIKELY_SERVER_PORTS:
+        table.update(port | _IP_PROTO[transport] << 16, 0)
+    for port, transport in ports:
+        table.update(port | _IP_PROTO[transport] << 16, 1)
+
+
+_IP_PROTO = {"tcp": 6, "udp": 17}
 
 
 def _progress_bar(pcap: Path, progress: bool | None):

@@ -65,8 +65,13 @@ def main() -> None:
 @click.option("--background", is_flag=True,
               help="Detach once capture is active (writes OUT/recorder.pid); stop with `cicd-audit stop OUT`.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar for --pcap (default: on a terminal).")
+@click.option("--likely-server-ports", "likely_server_ports", metavar="LIST",
+              help="With --pcap: Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
+                   "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
+                   "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, command):
+def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, likely_server_ports,
+           command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -82,9 +87,19 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             if interfaces or command or background:
                 raise_usage("--pcap cannot be combined with --iface, --background or a command")
             from cicd_audit.recorder.pcap_replay import record_pcap
-            stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress)
+            from cicd_audit.recorder.zeek_defaults import LikelyServerPortsError, parse_likely_server_ports
+            ports = None
+            if likely_server_ports is not None:
+                try:
+                    ports = parse_likely_server_ports(likely_server_ports)
+                except LikelyServerPortsError as exc:
+                    raise_usage(f"--likely-server-ports: {exc}")
+            stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
+                                likely_server_ports=ports)
             _print_stats(stats, out_dir)
             return
+        if likely_server_ports is not None:
+            raise_usage("--likely-server-ports applies to --pcap only")
         from cicd_audit.recorder.live import record_live
         if background:
             if command:
