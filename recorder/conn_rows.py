@@ -7,6 +7,9 @@ size of a TCP endpoint from its sequence numbers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import re
 
 from cicd_audit.recorder import abi, sites
@@ -115,3 +118,29 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "ip_proto": proto,
     }
     return row
+
+
+# ICMP types that have a counterpart (request/reply): Zeek's ICMP4_counterpart
+# and ICMP6_counterpart. Every other type is "one-way".
+_ICMP4_TWO_WAY = frozenset({8, 0, 13, 14, 15, 16, 10, 9, 17, 18})
+_ICMP6_TWO_WAY = frozenset({128, 129, 133, 134, 135, 136, 130, 131, 139, 140, 144, 145})
+
+
+def community_id(orig_h: str, orig_p: int, resp_h: str, resp_p: int, ip_proto: int, seed: int = 0) -> str:
+    """Community ID v1 (https://github.com/corelight/community-id-spec) of a
+    conn.log 5-tuple, as Zeek's community_id_v1(c$id) computes it: both
+    endpoints in canonical order (address, then port) unless the ICMP type is
+    one-way; ports are hashed for TCP, UDP, ICMP, ICMPv6 and SCTP only."""
+    src, dst = ipaddress.ip_address(orig_h), ipaddress.ip_address(resp_h)
+    sport, dport = orig_p, resp_p
+    one_way = False
+    if ip_proto == 1:
+        one_way = orig_p not in _ICMP4_TWO_WAY
+    elif ip_proto == 58:
+        one_way = orig_p not in _ICMP6_TWO_WAY
+    if not one_way and (int(dst), dport) < (int(src), sport):
+        src, dst, sport, dport = dst, src, dport, sport
+    data = seed.to_bytes(2, "big") + src.packed + dst.packed + bytes([ip_proto, 0])
+    if ip_proto in (1, 6, 17, 58, 132):
+        data += sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")

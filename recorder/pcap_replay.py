@@ -53,18 +53,19 @@ def _linktype(reader, meta) -> int:
 
 def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
                 progress: bool | None = None, settings: ProgramSettings | None = None,
-                likely_server_ports: frozenset | None = None) -> dict:
+                likely_server_ports: frozenset | None = None, community_id: bool = False) -> dict:
     """Write Zeek logs for a capture file into out_dir; returns the capture stats.
 
     likely_server_ports: Zeek's likely_server_ports as (port, "tcp"|"udp")
     pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
-    is not the one wanted (e.g. to match `zeek -b`).
+    is not the one wanted (e.g. to match `zeek -b`). community_id: add Zeek's
+    community_id column to conn.log.
     """
     pcap = Path(pcap)
     require_root()                  # before any log file exists
     reader = _open_reader(pcap)
     started = time.monotonic()
-    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9)
+    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id)
     settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
     try:
         program = CaptureProgram(settings, session.on_event)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from cicd_audit.errors import UsageError
 from cicd_audit.recorder import abi, events
-from cicd_audit.recorder.conn_rows import conn_row
+from cicd_audit.recorder.conn_rows import community_id, conn_row
 from cicd_audit.recorder.dns.log import DnsConnectionLog
 from cicd_audit.recorder.uid import UidAllocator
 from cicd_audit.recorder.weirds import weird_name
@@ -47,7 +47,8 @@ class SessionCounters:
 
 
 class SessionLog:
-    def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit"):
+    def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
+                 add_community_id: bool = False):
         self.out_dir = Path(out_dir)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,12 @@ class SessionLog:
         self.uids = UidAllocator()
         self.counters = SessionCounters()
         self._dns_logs: dict[int, DnsConnectionLog] = {}
-        self._conn = LogWriter(self.out_dir, load_schema("conn"), fmt)
+        conn_schema = load_schema("conn")
+        # Zeek's policy/protocols/conn/community-id-logging.zeek: one more column after Zeek's own.
+        self.add_community_id = add_community_id
+        if add_community_id:
+            conn_schema = conn_schema.extended(load_schema("conn_community_id"))
+        self._conn = LogWriter(self.out_dir, conn_schema, fmt)
         self._dns = LogWriter(self.out_dir, load_schema("dns"), fmt)
         self._weird = LogWriter(self.out_dir, load_schema("weird"), fmt)
         self.last_ts: float | None = None
@@ -90,7 +96,11 @@ class SessionLog:
             self._write_dns_rows(dns_log.flush(ts_end), dns_log)
             if dns_log.service:
                 services.append(dns_log.service)
-        self._conn.write(dict(conn_row(ev, uid, self.to_epoch, None), service=",".join(sorted(services)) or None))
+        row = dict(conn_row(ev, uid, self.to_epoch, None), service=",".join(sorted(services)) or None)
+        if self.add_community_id:
+            row["community_id"] = community_id(row["id.orig_h"], row["id.orig_p"], row["id.resp_h"],
+                                               row["id.resp_p"], row["ip_proto"])
+        self._conn.write(row)
         self.counters.connections += 1
         self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
         self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes

@@ -65,13 +65,15 @@ def main() -> None:
 @click.option("--background", is_flag=True,
               help="Detach once capture is active (writes OUT/recorder.pid); stop with `cicd-audit stop OUT`.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar for --pcap (default: on a terminal).")
+@click.option("--community-id", is_flag=True,
+              help="With --pcap: add Zeek's community_id column to conn.log (its community-id-logging script).")
 @click.option("--likely-server-ports", "likely_server_ports", metavar="LIST",
               help="With --pcap: Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, likely_server_ports,
-           command):
+def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, community_id,
+           likely_server_ports, command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -95,11 +97,11 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
                 except LikelyServerPortsError as exc:
                     raise_usage(f"--likely-server-ports: {exc}")
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
-                                likely_server_ports=ports)
+                                likely_server_ports=ports, community_id=community_id)
             _print_stats(stats, out_dir)
             return
-        if likely_server_ports is not None:
-            raise_usage("--likely-server-ports applies to --pcap only")
+        if community_id or likely_server_ports is not None:
+            raise_usage("--community-id and --likely-server-ports apply to --pcap only")
         from cicd_audit.recorder.live import record_live
         if background:
             if command:
