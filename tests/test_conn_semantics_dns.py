@@ -1,0 +1,86 @@
+"""dns.log answers for MX, PTR and SRV records, on a crafted pcap, and the
+conn.log rows those transactions make.
+
+Zeek's base/protocols/dns/main.zeek logs, per answer, the name its event
+carries: dns_MX_reply's exchange name, dns_PTR_reply's name, dns_SRV_reply's
+target (preference, priority, weight and port are not logged). TTLs are
+intervals; the UDP connection is SF with history Dd and the service dns.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSRV
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+CLI = str(Path(sys.executable).with_name("cicd-audit"))
+CLIENT, RESOLVER = "10.3.0.1", "10.3.0.53"
+T0 = 1_700_000_000.0
+
+TRANSACTIONS = {
+    # client port: (qname, qtype, answer records)
+    41001: ("example.com", "MX", [DNSRRMX(rrname="example.com", ttl=300, preference=10, exchange="mx1.example.com"),
+                                  DNSRRMX(rrname="example.com", ttl=300, preference=20, exchange="mx2.example.com")]),
+    41002: ("4.3.2.1.in-addr.arpa", "PTR", [DNSRR(rrname="4.3.2.1.in-addr.arpa", type="PTR", ttl=3600,
+                                                  rdata="host.example.com")]),
+    41003: ("_sip._udp.example.com", "SRV", [DNSRRSRV(rrname="_sip._udp.example.com", ttl=60, priority=1, weight=5,
+                                                      port=5060, target="sip.example.com")]),
+}
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dns-answers")
+    packets, t = [], T0
+    for cport, (qname, qtype, answers) in TRANSACTIONS.items():
+        query = DNS(id=cport & 0xffff, rd=1, qd=DNSQR(qname=qname, qtype=qtype))
+        reply = DNS(id=cport & 0xffff, qr=1, rd=1, ra=1, qd=DNSQR(qname=qname, qtype=qtype), an=answers)
+        q = Ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=cport, dport=53) / query
+        r = Ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=cport) / reply
+        q.time, r.time = t, t + 0.002
+        packets += [q, r]
+        t += 1
+    pcap = tmp / "dns.pcap"
+    wrpcap(str(pcap), packets)
+    out = tmp / "out"
+    r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    dns = {row["id.orig_p"]: row for row in read_log(out / "dns.log")[1]}
+    conn = {row["id.orig_p"]: row for row in read_log(out / "conn.log")[1]}
+    return dns, conn
+
+
+@pytest.mark.parametrize("cport, qtype, answers, ttls", [
+    (41001, 15, ["mx1.example.com", "mx2.example.com"], [300, 300]),
+    (41002, 12, ["host.example.com"], [3600]),
+    (41003, 33, ["sip.example.com"], [60]),
+], ids=["MX", "PTR", "SRV"])
+def test_answers(logs, cport, qtype, answers, ttls):
+    dns, conn = logs
+    row = dns[cport]
+    assert (row["query"], row["qtype"], row["qtype_name"]) == (TRANSACTIONS[cport][0], qtype, TRANSACTIONS[cport][1])
+    assert (row["rcode_name"], row["AA"], row["RD"], row["RA"], row["rejected"]) == ("NOERROR", False, True, True,
+                                                                                      False)
+    assert list(row["answers"]) == answers
+    assert list(row["TTLs"]) == [float(s) for s in ttls]
+    assert row["uid"] == conn[cport]["uid"]
+
+
+def test_conn_rows(logs):
+    _, conn = logs
+    for cport in TRANSACTIONS:
+        row = conn[cport]
+        assert (row["id.resp_h"], row["id.resp_p"], row["proto"]) == (RESOLVER, 53, "udp")
+        assert (row["conn_state"], row["history"], row["service"]) == ("SF", "Dd", "dns")
+        assert (row["orig_pkts"], row["resp_pkts"]) == (1, 1)
