@@ -246,6 +246,10 @@ class BpfMap:
             raise ValueError(f"{self.spec.name}: value of {len(raw)} bytes, expected {self._value_bytes}")
         bpf_syscall.map_update(self.fd, self._key(key), (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw))
 
+    def delete(self, key) -> bool:
+        """Remove key (hash maps); False if it was absent."""
+        return bpf_syscall.map_delete(self.fd, self._key(key))
+
     def keys(self, key_type=None) -> list[bytes]:
         """Every key, as raw bytes (key_type: a ctypes type of key_size bytes to walk with)."""
         key_type = key_type or (ctypes.c_ubyte * self.spec.key_size)

@@ -22,6 +22,7 @@ SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x"
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
 
@@ -180,6 +181,16 @@ def map_lookup(map_fd: int, key: ctypes.Array | ctypes.Structure, value: ctypes.
 
 def map_update(map_fd: int, key, value, flags: int = 0) -> None:
     _bpf_checked(BPF_MAP_UPDATE_ELEM, _elem(map_fd, key, value, flags), "map update")
+
+
+def map_delete(map_fd: int, key) -> bool:
+    """Remove key; False if it was absent."""
+    if _bpf(BPF_MAP_DELETE_ELEM, _elem(map_fd, key, None)) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.ENOENT:
+        return False
+    raise BpfError(err, f"map delete: {os.strerror(err)}")
 
 
 def map_get_next_key(map_fd: int, key, next_key) -> bool:

@@ -168,3 +168,28 @@ def test_dns_heavy_capture_same_dns_log_as_bcc(tmp_path, monkeypatch):
     assert our_stats["dns_messages"] == bcc_stats["dns_messages"] == 9070
     assert our_stats["ringbuf_drops"] == bcc_stats["ringbuf_drops"] == 0
     assert len(our_rows) == len(bcc_rows) and our_rows == bcc_rows
+
+
+def test_map_elements_through_syscalls():
+    """The element commands the recorder uses, on a small hash map and a per-CPU array."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates BPF maps")
+    from cicd_audit.recorder.bpf_program import BpfMap
+    from cicd_audit.recorder.program_cache import MapSpec
+    table = BpfMap(MapSpec("t", bpf_syscall.MAP_HASH, 4, 1, 64), bpf_syscall.map_create(bpf_syscall.MAP_HASH, 4, 1, 64))
+    percpu = BpfMap(MapSpec("p", bpf_syscall.MAP_PERCPU_ARRAY, 4, 8, 4),
+                    bpf_syscall.map_create(bpf_syscall.MAP_PERCPU_ARRAY, 4, 8, 4))
+    try:
+        for port in (53, 80, 443):
+            table.update(port, 1)
+        assert sorted(int.from_bytes(k, "little") for k in table.keys()) == [53, 80, 443]
+        assert table.lookup(80) == b"\x01" and table.lookup(81) is None
+        assert table.delete(80) and not table.delete(80)
+        assert sorted(int.from_bytes(k, "little") for k in table.keys()) == [53, 443]
+        values = percpu.lookup_percpu_u64(2)
+        assert values == [0] * bpf_syscall.possible_cpus()
+        percpu.update(2, b"".join((i + 1).to_bytes(8, "little") for i in range(len(values))))
+        assert sum(percpu.lookup_percpu_u64(2)) == sum(range(1, len(values) + 1))
+    finally:
+        table.close()
+        percpu.close()
