@@ -137,7 +137,42 @@ def render(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         diff = "<br>".join(_cell(l) for l in o.differences()) if not o.passed else ""
         lines.append(f"| {o.case.name} | {'pass' if o.passed else 'FAIL'} | {diff} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", NOTES.strip()]) + "\n"
+
+
+NOTES = """
+## Notes
+
+**Zeek vs Wireshark.** `tests/test_tshark_crosscheck.py` compares every dns.log row's query,
+qtype, rcode and answers with tshark's dissection (through pyshark) on every shared pcap: the 38
+oracle traces and the 7 captures in `../shared/dns-tunnel-data/pcaps/` (dns2tcp_netrack with `-C`).
+All agree once these documented differences between the two tools are taken into account:
+
+- Case: Zeek lower-cases names (`DNS.cc` ExtractName); Wireshark shows them as sent.
+- Bytes that are not UTF-8 (the tunnel captures): Zeek writes `\\xNN`, Wireshark shows U+FFFD, so such
+  rows are matched by transaction id and endpoints only.
+- NetBIOS names: Zeek decodes them without the `<suffix>` Wireshark shows; Wireshark dissects
+  NetBIOS name service as NBNS, and mDNS and LLMNR as protocols of their own (same `dns.*` fields).
+  NetBIOS answers are not compared.
+- The root name: `<Root>` in Wireshark, an empty string in Zeek (which then logs no answer).
+- SRV owner names: Wireshark splits them into service, proto and name.
+- A reply without a question: Zeek takes `query` from an answer's name.
+- Answers are compared for A, AAAA, NS, CNAME, PTR, MX, SRV (target), SOA (mname) and TXT
+  (`TXT <bytes> <text>`); replies with other record types are checked on qtype and rcode only,
+  because Zeek renders them in its own forms (RRSIG, DNSKEY, NAPTR, ...) or not at all.
+
+**Where the recorder approximates Zeek** (none of it shows in the oracle cases):
+
+- Content gaps: the kernel keeps one block received above a hole per direction; Zeek keeps any
+  number, so two disjoint holes in flight at once count the bytes between them as received.
+- Zeek's timers fire when network time passes them; the kernel evaluates them when the
+  connection's next packet arrives or at the once-a-second sweep, as if each fired on time.
+  Row content is the same; removal order (and so row order) can differ.
+- `--likely-server-ports` changes the originator choice only: the DNS and NTP analyzers (flips,
+  the DNS session timer, dns.log) stay attached by port as in Zeek's default configuration.
+- The 1-hour inactivity timeout for SSH/FTP after protocol detection on other ports
+  (`Conn::analyzer_inactivity_timeouts`) needs protocol detection and is not applied.
+"""
 
 
 def _cell(text: str) -> str:
