@@ -140,7 +140,6 @@ struct ca_conn {
 	__u64 attempt_deadline;    /* tcp_attempt_delay after the first SYN */
 	__u64 close_deadline;      /* tcp_close_delay after both sides closed (or a RST) */
 	__u64 expire_deadline;     /* tcp_session_timer checks after one side closed */
-	__u64 reset_deadline;      /* tcp_reset_delay after a RST following a FIN */
 	struct ca_endpoint ep[2];  /* [0] originator, [1] responder */
 	__u64 history_seen;        /* bit per history letter already recorded */
 	__u8 orig_slot;            /* which key slot (0/1) holds the originator */

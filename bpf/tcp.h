@@ -245,7 +245,6 @@ static __always_inline void ca_tcp_closed(struct ca_conn *c, struct ca_endpoint 
 		}
 		c->attempt_deadline = 0;
 		c->expire_deadline = 0;
-		c->reset_deadline = 0;
 		c->close_deadline = c->last_ns + CA_TCP_CLOSE_DELAY_NS;
 	} else if (e->prev_state != CA_TCP_INACTIVE) {
 		c->expire_deadline = c->last_ns + CA_TCP_SESSION_TIMER_NS;
@@ -451,7 +450,8 @@ static __always_inline void ca_tcp_state_machine(struct ca_conn *c, struct ca_en
 			ca_set_state(c, e, peer, CA_TCP_RESET);
 			if (!(e->flags & CA_EP_DID_CLOSE))
 				p->tcp_do_close = 1;
-			c->reset_deadline = p->ts + CA_TCP_RESET_DELAY_NS;
+			/* Zeek's ResetTimer runs only with a connection_reset handler,
+			 * which no default script has: the ExpireTimer ends it. */
 		}
 		break;
 	case CA_TCP_RESET:

@@ -122,8 +122,6 @@ static __always_inline __u64 ca_conn_ended(struct ca_conn *c, __u8 proto, __u64 
 			end = ca_min_deadline(end, c->attempt_deadline);
 		end = ca_min_deadline(end, c->close_deadline);
 		end = ca_min_deadline(end, ca_expire_kill_time(c));
-		if (!(c->flags & CA_CONN_FINISHED))
-			end = ca_min_deadline(end, c->reset_deadline);
 	}
 	return end <= now ? end : 0;
 }

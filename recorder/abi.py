@@ -109,7 +109,7 @@ class Conn(ctypes.Structure):
     _fields_ = [
         ("id", c_u64), ("first_ns", c_u64), ("last_ns", c_u64),
         ("attempt_deadline", c_u64), ("close_deadline", c_u64),
-        ("expire_deadline", c_u64), ("reset_deadline", c_u64),
+        ("expire_deadline", c_u64),
         ("ep", Endpoint * 2), ("history_seen", c_u64),
         ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16), ("pad", c_u8 * 4),
         ("history", ctypes.c_char * HISTORY_MAX),

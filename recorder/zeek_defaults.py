@@ -11,7 +11,6 @@ TCP_SESSION_TIMER = 6.0          # tcp_session_timer: re-check of half-closed co
 TCP_CONNECTION_LINGER = 5.0      # tcp_connection_linger: quiet time before a half-close ends
 TCP_ATTEMPT_DELAY = 5.0          # tcp_attempt_delay: unanswered SYN
 TCP_CLOSE_DELAY = 5.0            # tcp_close_delay: after both sides closed
-TCP_RESET_DELAY = 5.0            # tcp_reset_delay: RST after FIN
 TCP_INACTIVITY_TIMEOUT = 300.0   # tcp_inactivity_timeout (until the handshake is left: UDP's)
 TCP_PORT_INACTIVITY_TIMEOUT = 3600.0  # Conn::port_inactivity_timeouts for 21, 22, 23, 513/tcp
 UDP_INACTIVITY_TIMEOUT = 60.0    # udp_inactivity_timeout
@@ -26,7 +25,6 @@ TIMER_DEFINES = {
     "CA_TCP_CONNECTION_LINGER_NS": TCP_CONNECTION_LINGER,
     "CA_TCP_ATTEMPT_DELAY_NS": TCP_ATTEMPT_DELAY,
     "CA_TCP_CLOSE_DELAY_NS": TCP_CLOSE_DELAY,
-    "CA_TCP_RESET_DELAY_NS": TCP_RESET_DELAY,
     "CA_TCP_INACTIVITY_NS": TCP_INACTIVITY_TIMEOUT,
     "CA_UDP_INACTIVITY_NS": UDP_INACTIVITY_TIMEOUT,
     "CA_ICMP_INACTIVITY_NS": ICMP_INACTIVITY_TIMEOUT,
