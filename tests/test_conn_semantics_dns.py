@@ -84,3 +84,20 @@ def test_conn_rows(logs):
         assert (row["id.resp_h"], row["id.resp_p"], row["proto"]) == (RESOLVER, 53, "udp")
         assert (row["conn_state"], row["history"], row["service"]) == ("SF", "Dd", "dns")
         assert (row["orig_pkts"], row["resp_pkts"]) == (1, 1)
+
+
+def test_unknown_opcode_is_history_X_and_no_dns_row(tmp_path):
+    """DNS.cc ParseMessage: an opcode other than QUERY, NOTIFY and UPDATE (here
+    STATUS, 2) is a weird and the analyzer-limit letter 'X' (connection-level,
+    once), after the UDP adapter's 'D'/'d'; the message makes no dns.log row."""
+    q = Ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41010, dport=53) / DNS(id=7, opcode=2, qd=[])
+    r = Ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=41010) / DNS(id=7, qr=1, opcode=2, qd=[])
+    q.time, r.time = T0, T0 + 0.001
+    wrpcap(str(tmp_path / "status.pcap"), [q, r])
+    out = tmp_path / "out"
+    res = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "status.pcap"), "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    conn = list(read_log(out / "conn.log")[1])
+    assert [(c["history"], c["conn_state"]) for c in conn] == [("DXd", "SF")]
+    assert not list(read_log(out / "dns.log")[1])
