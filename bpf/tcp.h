@@ -408,7 +408,7 @@ static __always_inline void ca_tcp_state_machine(struct ca_conn *c, struct ca_en
 				/* Missed the initial SYN but saw the SYN-ACK: established. */
 				ca_set_state(c, e, peer, CA_TCP_ESTABLISHED);
 				c->flags &= ~CA_CONN_PARTIAL;
-				c->ep[is_orig ? 0 : 1].flags |= CA_EP_FIRST_SEEN;
+				c->ep[(is_orig ^ 1) & 1].flags |= CA_EP_FIRST_SEEN;
 			} else {
 				ca_set_state(c, e, peer, CA_TCP_PARTIAL);
 			}
@@ -463,10 +463,12 @@ static __always_inline void ca_tcp_state_machine(struct ca_conn *c, struct ca_en
  * up to its state machine. */
 static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p)
 {
-	int is_orig = p->src_slot == c->orig_slot;     /* the role on arrival */
+	/* Slots by index, not by branch: one verifier state whichever side sent. */
+	__u32 idx = (p->src_slot ^ c->orig_slot) & 1;   /* the sender's slot on arrival */
+	int is_orig = !idx;                             /* the role on arrival */
 	int from_orig = is_orig;                        /* the role after any flip */
-	struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
-	struct ca_endpoint *peer = &c->ep[from_orig ? 1 : 0];
+	struct ca_endpoint *e = &c->ep[idx];
+	struct ca_endpoint *peer = &c->ep[idx ^ 1];
 	__u8 flags = p->tcp_flags;
 	__u32 len = p->payload_len;
 	__u32 seg_len = len + !!(flags & CA_TH_SYN) + !!(flags & CA_TH_FIN);
@@ -505,8 +507,9 @@ static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p
 		c->history_len = 2;
 		c->ep[0].flags |= CA_EP_FIRST_SEEN;
 		from_orig = !from_orig;
-		e = &c->ep[from_orig ? 0 : 1];
-		peer = &c->ep[from_orig ? 1 : 0];
+		idx ^= 1;
+		e = &c->ep[idx];
+		peer = &c->ep[idx ^ 1];
 	}
 
 	ca_tcp_history(c, from_orig, e, flags, rel_seq, len);
@@ -546,9 +549,9 @@ static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p
  * scratch), so this part is verified once, not once per state-machine path. */
 static __always_inline void ca_tcp_packet_finish(struct ca_conn *c, struct ca_packet *p)
 {
-	int idx = p->src_slot != c->orig_slot;   /* the sender's slot after any flip */
-	struct ca_endpoint *e = idx ? &c->ep[1] : &c->ep[0];
-	struct ca_endpoint *peer = idx ? &c->ep[0] : &c->ep[1];
+	__u32 idx = (p->src_slot ^ c->orig_slot) & 1;   /* the sender's slot after any flip */
+	struct ca_endpoint *e = &c->ep[idx];
+	struct ca_endpoint *peer = &c->ep[idx ^ 1];
 	__u8 flags = p->tcp_flags;
 	__u32 len = p->payload_len;
 

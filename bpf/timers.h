@@ -115,13 +115,15 @@ static __always_inline __u64 ca_conn_ended(struct ca_conn *c, __u8 proto, __u64 
 	if ((c->flags & CA_CONN_DNS) && proto == CA_IPPROTO_UDP)
 		end = ca_min_deadline(end, ca_dns_expiry(c));
 	if (proto == CA_IPPROTO_TCP) {
-		/* attempt: still only a SYN with no answer when it fires */
-		if (!(c->flags & CA_CONN_FINISHED) &&
-		    (c->ep[0].state == CA_TCP_SYN_SENT || c->ep[0].state == CA_TCP_SYN_ACK_SENT) &&
-		    c->ep[1].state == CA_TCP_INACTIVE)
-			end = ca_min_deadline(end, c->attempt_deadline);
 		end = ca_min_deadline(end, c->close_deadline);
-		end = ca_min_deadline(end, ca_expire_kill_time(c));
+		/* The attempt and expire timers do nothing once Zeek's is_active is cleared. */
+		if (!(c->flags & CA_CONN_FINISHED)) {
+			/* attempt: still only a SYN with no answer when it fires */
+			if ((c->ep[0].state == CA_TCP_SYN_SENT || c->ep[0].state == CA_TCP_SYN_ACK_SENT) &&
+			    c->ep[1].state == CA_TCP_INACTIVE)
+				end = ca_min_deadline(end, c->attempt_deadline);
+			end = ca_min_deadline(end, ca_expire_kill_time(c));
+		}
 	}
 	return end <= now ? end : 0;
 }
