@@ -48,6 +48,7 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
         "Exit status: 0 clean, 1 findings at or above --fail-on, 2 usage or input error."
     ),
     epilog="Analyzers: " + _ANALYZER_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, readable=True))
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy YAML (allowed domains and CIDRs).")
