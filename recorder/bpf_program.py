@@ -35,6 +35,7 @@ from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, Funct
 from cicd_audit.recorder.ringbuf import RingBuffer
 
 STAGE_TCP = 2                   # CA_STAGE_TCP in capture.bpf.c
+_IP_PROTO = {"tcp": 6, "udp": 17}
 FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
@@ -335,10 +336,15 @@ class CaptureProgram:
             raise EnvironmentProblem(f"the kernel refused the BPF program's set-up: {exc}") from exc
 
     def _fill_likely_server_ports(self) -> None:
+        self.set_likely_server_ports(zeek_defaults.DEFAULT_LIKELY_SERVER_PORTS)
+
+    def set_likely_server_ports(self, ports) -> None:
+        """Replace Zeek's likely_server_ports set: (port, "tcp"|"udp") pairs."""
         table = self.maps["likely_server_ports"]
-        for proto, ports in ((6, zeek_defaults.LIKELY_SERVER_PORTS_TCP), (17, zeek_defaults.LIKELY_SERVER_PORTS_UDP)):
-            for port in ports:
-                table.update(port | proto << 16, 1)
+        for raw_key in table.keys():
+            table.delete(raw_key)
+        for port, transport in ports:
+            table.update(port | _IP_PROTO[transport] << 16, 1)
 
     def poll(self, timeout_ms: int = 0) -> None:
         """Deliver pending ring-buffer events to on_event (waiting up to timeout_ms for the first)."""

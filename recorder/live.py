@@ -59,18 +59,22 @@ class _StopFlag:
 
 def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command: Sequence[str] | None = None,
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
-                settings: ProgramSettings | None = None) -> LiveResult:
+                settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
+                community_id: bool = False) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = list(interfaces or default_interfaces())
     if not interfaces:
         raise UsageError("no interface is up in this network namespace; name one with --iface")
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
-    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9)
+    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9,
+                         add_community_id=community_id)
     try:
         program = CaptureProgram(settings or ProgramSettings(pcap_mode=False), session.on_event)
     except BaseException:
         session.abort("the BPF program could not be loaded")
         raise
+    if likely_server_ports is not None:
+        program.set_likely_server_ports(likely_server_ports)
     flag = _StopFlag()
     started = time.monotonic()
     exit_status = 0

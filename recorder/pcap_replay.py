@@ -75,7 +75,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         raise
     try:
         if likely_server_ports is not None:
-            _set_likely_server_ports(program, likely_server_ports)
+            program.set_likely_server_ports(likely_server_ports)
         runner = TestRunner(program.packet_fn.fd)
         sweeper = Sweeper(program, program.sweep_fn.fd)
         bar = _progress_bar(pcap, progress)
@@ -138,18 +138,6 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         program.close()
 
 
-def _set_likely_server_ports(program, ports: frozenset) -> None:
-    """Replace the program's likely_server_ports set. The map can only be
-    written, so a port is taken out by setting its value to 0 (the kernel
-    treats 0 as absent)."""
-    table = program.maps["likely_server_ports"]
-    for port, transport in zeek_defaults.DEFAULT_LIKELY_SERVER_PORTS:
-        table.update(port | _IP_PROTO[transport] << 16, 0)
-    for port, transport in ports:
-        table.update(port | _IP_PROTO[transport] << 16, 1)
-
-
-_IP_PROTO = {"tcp": 6, "udp": 17}
 
 
 def _progress_bar(pcap: Path, progress: bool | None):

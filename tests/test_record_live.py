@@ -69,6 +69,17 @@ def test_dig_against_dnsmasq_exact_rows(lab, tmp_path):
     assert_detached(lab)
 
 
+def test_live_community_id_and_likely_server_ports(lab, tmp_path):
+    """The Zeek configuration options work live too: the extra column is there
+    and matches the pcap path's computation of the same 5-tuple."""
+    from cicd_audit.recorder.conn_rows import community_id
+    r = lab.record(tmp_path, [*DIG, f"@{V4[1]}", DNS_NAME], "--community-id", "--likely-server-ports", "bare,dns")
+    assert r.returncode == 0, r.stderr
+    conn = only(logs(tmp_path, "conn"), proto="udp", **{"id.resp_p": 53})
+    assert conn["community_id"] == community_id(conn["id.orig_h"], conn["id.orig_p"], conn["id.resp_h"], 53, 17)
+    assert conn["community_id"].startswith("1:")
+
+
 def test_dig_is_the_commands_first_packet(lab, tmp_path):
     """The recorder attaches before starting the command: a lone query is not lost."""
     r = lab.record(tmp_path, [*DIG, f"@{V4[1]}", DNS_NAME])

@@ -66,9 +66,9 @@ def main() -> None:
               help="Detach once capture is active (writes OUT/recorder.pid); stop with `cicd-audit stop OUT`.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar for --pcap (default: on a terminal).")
 @click.option("--community-id", is_flag=True,
-              help="With --pcap: add Zeek's community_id column to conn.log (its community-id-logging script).")
+              help="Add Zeek's community_id column to conn.log (its community-id-logging script).")
 @click.option("--likely-server-ports", "likely_server_ports", metavar="LIST",
-              help="With --pcap: Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
+              help="Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -85,23 +85,15 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
     With COMMAND, exits with the command's exit status.
     """
     try:
+        ports = _parse_ports(likely_server_ports)
         if pcap is not None:
             if interfaces or command or background:
                 raise_usage("--pcap cannot be combined with --iface, --background or a command")
             from cicd_audit.recorder.pcap_replay import record_pcap
-            from cicd_audit.recorder.zeek_defaults import LikelyServerPortsError, parse_likely_server_ports
-            ports = None
-            if likely_server_ports is not None:
-                try:
-                    ports = parse_likely_server_ports(likely_server_ports)
-                except LikelyServerPortsError as exc:
-                    raise_usage(f"--likely-server-ports: {exc}")
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
             _print_stats(stats, out_dir)
             return
-        if community_id or likely_server_ports is not None:
-            raise_usage("--community-id and --likely-server-ports apply to --pcap only")
         from cicd_audit.recorder.live import record_live
         if background:
             if command:
@@ -109,15 +101,26 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             from cicd_audit.recorder.background import start_in_background
 
             def run(on_ready):
-                result = record_live(out_dir, interfaces, None, fmt, on_ready=on_ready)
+                result = record_live(out_dir, interfaces, None, fmt, on_ready=on_ready,
+                                     likely_server_ports=ports, community_id=community_id)
                 _print_stats(result.stats, out_dir)
                 return result.exit_status
             sys.exit(start_in_background(out_dir, run))
-        result = record_live(out_dir, interfaces, command, fmt)
+        result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id)
         _print_stats(result.stats, out_dir)
         sys.exit(result.exit_status)
     except CicdAuditError as exc:
         _fail(exc)
+
+
+def _parse_ports(text):
+    if text is None:
+        return None
+    from cicd_audit.recorder.zeek_defaults import LikelyServerPortsError, parse_likely_server_ports
+    try:
+        return parse_likely_server_ports(text)
+    except LikelyServerPortsError as exc:
+        raise_usage(f"--likely-server-ports: {exc}")
 
 
 def raise_usage(message: str) -> None:
