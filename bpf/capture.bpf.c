@@ -55,6 +55,7 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #include "packet.h"
 
 /* Tail-call stages (filled by recorder/bpf_program.py). */
+#define CA_STAGE_PACKET 1          /* ca_packet itself: parse again after pulling headers */
 #define CA_STAGE_TCP 2
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
 BPF_PROG_ARRAY(stages, 4);
@@ -65,6 +66,7 @@ struct ca_scratch {
 	struct ca_dns_event dns;
 	struct ca_sweep_request sweep;
 	struct ca_csum_scratch csum;
+	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
 #include "history.h"
@@ -452,19 +454,27 @@ int ca_packet(struct __sk_buff *skb)
 	struct ca_scratch *s = scratch.lookup(&zero);
 	struct ca_packet *p;
 	__u32 weird = 0;
-	int r;
+	int r, pulled;
 
 	if (!s)
 		return TC_ACT_OK;
+	pulled = s->pulled;
+	s->pulled = 0;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
-	/* Make the headers linear for direct access (almost always a no-op). */
-	if ((__u64)skb->data_end - skb->data < CA_LINEAR_HEADROOM && skb->len > skb->data_end - skb->data)
-		bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM);
 	p->ts = ca_now(skb);
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird);
+	if (r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data) {
+		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
+		 * keep their headers linear): pull them in and parse again. Pulling
+		 * unconditionally would copy payload into every GSO skb's head. */
+		s->pulled = 1;
+		if (bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM) == 0)
+			stages.call(skb, CA_STAGE_PACKET);
+		s->pulled = 0;
+	}
 	if (r == CA_PARSE_NOT_IP) {
 		ca_count(CA_STAT_NON_IP, 1);
 		return TC_ACT_OK;

@@ -34,7 +34,7 @@ from cicd_audit.recorder import abi, bpf_syscall, kernel_headers, program_cache,
 from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 from cicd_audit.recorder.ringbuf import RingBuffer
 
-STAGE_TCP = 2                   # CA_STAGE_TCP in capture.bpf.c
+STAGE_PACKET, STAGE_TCP = 1, 2  # CA_STAGE_PACKET, CA_STAGE_TCP in capture.bpf.c
 _IP_PROTO = {"tcp": 6, "udp": 17}
 FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")
 
@@ -325,6 +325,7 @@ class CaptureProgram:
             self.sweep_fn = functions["ca_sweep"]
             self.tcp_fn = functions["ca_tcp"]
             self.maps["stages"].update(STAGE_TCP, self.tcp_fn.fd)
+            self.maps["stages"].update(STAGE_PACKET, self.packet_fn.fd)
             self.conns = self.maps["conns"]
             self.stats_table = self.maps["stats"]
             self._fill_likely_server_ports()
@@ -445,6 +446,7 @@ class BccLoadedProgram:
             self.sweep_fn = self.bpf.load_func(b"ca_sweep", bcc.BPF.SCHED_CLS)
             self.tcp_fn = self.bpf.load_func(b"ca_tcp", bcc.BPF.SCHED_CLS)
             self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
+            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_PACKET)] = ctypes.c_int(self.packet_fn.fd)
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self._libbcc = bcc.libbcc.lib
