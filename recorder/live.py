@@ -8,10 +8,8 @@ closes the logs, so they are complete whenever the recorder exits.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.errors import InputError
-from cicd_audit.recorder import linktypes, zeek_defaults
+from cicd_audit.recorder import linktypes
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
