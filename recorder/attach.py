@@ -67,6 +67,12 @@ class TcAttachment:
                              parent=parent, classid=1, direct_action=True, prio=FILTER_PRIORITY,
                              protocol=ETH_P_ALL)
             except NetlinkError as exc:
+                if exc.code == 17:  # EEXIST: our priority is taken
+                    raise EnvironmentProblem(
+                        f"a cicd-audit program is already attached to {name} (another recorder is running there, "
+                        f"or one was killed): stop it, or remove it with "
+                        f"`tc filter del dev {name} {'ingress' if parent == CLSACT_INGRESS else 'egress'} "
+                        f"prio {FILTER_PRIORITY}`") from exc
                 raise EnvironmentProblem(f"cannot attach the TC program to {name}: {exc}") from exc
             self._attached.append((index, parent))
 

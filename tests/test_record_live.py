@@ -236,6 +236,19 @@ def test_background_and_stop(lab, tmp_path):
     assert_detached(lab)
 
 
+def test_second_recorder_on_the_same_interface_is_refused_clearly(lab, tmp_path):
+    first = tmp_path / "first"
+    assert lab.record(first, None, "--background").returncode == 0
+    try:
+        r = lab.record(tmp_path / "second", ["true"])
+        assert r.returncode == 3, r.stderr
+        assert "already attached" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        assert lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(first)]).returncode == 0
+    assert_detached(lab)
+
+
 def test_lab_teardown_removes_namespaces_and_servers(lab):
     names = (lab.client_ns, lab.server_ns)
     servers = list(lab._procs)
