@@ -6,8 +6,8 @@ Usage (root; dnsmasq, iodine/iodined, dns2tcpc/dns2tcpd, dig, curl installed):
 
 What it builds. Two network namespaces joined by one veth pair, nothing else:
 
-    runner  cil<pid>r   10.214.0.2/24  fd00:214::2/64   the CI job, recorded here
-    service cil<pid>s   10.214.0.1/24  fd00:214::1/64   dnsmasq (the job's resolver),
+    runner  ca-cilab-runner-<pid>  10.214.0.2/24  fd00:214::2/64   the CI job, recorded here
+    service ca-cilab-inet-<pid>    10.214.0.1/24  fd00:214::1/64   dnsmasq (the job's resolver),
                         10.214.0.3, .4                   HTTP "registries" on :80,
                                                           iodined (.3), dns2tcpd (.4)
 
@@ -63,11 +63,14 @@ import time
 import zipfile
 from pathlib import Path
 
+from cicd_audit.demo import NetnsLab
+
 REPO = Path(__file__).resolve().parents[1]
 HOSTNAMES = REPO / "tests" / "fixtures" / "analyze" / "ci_hostnames.txt"
 
-SVC4, RUN4 = "10.214.0.1", "10.214.0.2"
-SVC6, RUN6 = "fd00:214::1", "fd00:214::2"
+LAB4, LAB6 = "10.214.0", "fd00:214:"   # the service ("internet") side is .1, the runner .2
+SVC4, RUN4 = f"{LAB4}.1", f"{LAB4}.2"
+SVC6, RUN6 = f"{LAB6}:1", f"{LAB6}:2"
 IODINED4, DNS2TCPD4 = "10.214.0.3", "10.214.0.4"
 TUN_NET = "10.214.1.1/27"          # iodine's tunnel network (server .1, first client .2)
 TUN_SERVER = "10.214.1.1"
@@ -100,7 +103,6 @@ PROFILES = {
               "blob": 50_000},
 }
 
-_NS_RE = re.compile(r"^cil(\d+)[rs]\b")
 
 
 def log(msg: str) -> None:
@@ -121,56 +123,39 @@ def sh(argv, timeout=60, check=True, **kw) -> subprocess.CompletedProcess:
 # the lab
 
 
-class CiLab:
-    def __init__(self, work: Path):
-        self.work = work
-        pid = os.getpid()
-        self.runner, self.svc = f"cil{pid}r", f"cil{pid}s"
-        self.runner_if, self.svc_if = f"cil{pid}rv", f"cil{pid}sv"
-        if len(self.runner_if) > 15:
-            raise SystemExit("pid too long for interface names")
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.made_ns: list[str] = []
-        self.netns_dirs: list[Path] = []
+class CiLab(NetnsLab):
+    """The shared two-namespace lab (src/cicd_audit/demo.py), with the tunnel
+    servers' extra addresses, per-service log files and readiness checks."""
 
-    # -- building
-    @staticmethod
-    def remove_stale() -> None:
+    TAG = "cilab"
+
+    def __init__(self, work: Path):
+        super().__init__(self.TAG, v4_prefix=LAB4, v6_prefix=LAB6)
+        self.work = work
+        self.names: dict[int, str] = {}            # pid -> service name, for error messages
+
+    @classmethod
+    def remove_stale(cls) -> None:
+        """Namespaces of an earlier run whose process is gone (e.g. killed)."""
         out = sh(["ip", "netns", "list"], check=False).stdout
         for line in out.splitlines():
-            m = _NS_RE.match(line)
+            m = re.match(rf"^ca-{cls.TAG}-(?:runner|inet)-(\d+)\b", line)
             if m and not Path(f"/proc/{m.group(1)}").exists():
                 sh(["ip", "netns", "delete", line.split()[0]], check=False)
                 shutil.rmtree(f"/etc/netns/{line.split()[0]}", ignore_errors=True)
 
-    def ns(self, ns: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", ns, *argv]
-
     def build(self) -> None:
-        for n in (self.runner, self.svc):
-            sh(["ip", "netns", "add", n])
-            self.made_ns.append(n)
-        sh(["ip", "link", "add", self.runner_if, "netns", self.runner, "type", "veth",
-            "peer", "name", self.svc_if, "netns", self.svc])
-        for n, dev, addrs in ((self.runner, self.runner_if, [f"{RUN4}/24"]),
-                              (self.svc, self.svc_if, [f"{SVC4}/24", f"{IODINED4}/24", f"{DNS2TCPD4}/24"])):
-            sh(["ip", "-n", n, "link", "set", "lo", "up"])
-            for a in addrs:
-                sh(["ip", "-n", n, "addr", "add", a, "dev", dev])
-            sh(["ip", "-n", n, "-6", "addr", "add", f"{SVC6 if n == self.svc else RUN6}/64", "dev", dev, "nodad"])
-            sh(["ip", "-n", n, "link", "set", dev, "up"])
-        # resolv.conf for `ip netns exec <runner>` (bind-mounted over /etc/resolv.conf by ip)
-        d = Path("/etc/netns") / self.runner
-        d.mkdir(parents=True, exist_ok=True)
-        self.netns_dirs.append(d)
-        (d / "resolv.conf").write_text(f"nameserver {SVC4}\noptions timeout:2 attempts:2\n")
+        self.create()
+        for address in (IODINED4, DNS2TCPD4):
+            self.add_address(self.internet, f"{address}/24")
+        self.set_resolver(self.runner, SVC4, options="timeout:2 attempts:2")
 
-    def start(self, ns: str, name: str, argv: list[str], **kw) -> subprocess.Popen:
+    def start_service(self, ns: str, name: str, argv: list[str], **kw) -> subprocess.Popen:
         logf = open(self.work / f"{name}.log", "wb")
         kw.setdefault("stdout", logf)
         kw.setdefault("stderr", subprocess.STDOUT)
-        p = subprocess.Popen(self.ns(ns, argv), start_new_session=True, **kw)
-        self.procs.append((name, p))
+        p = self.start(ns, argv, **kw)
+        self.names[p.pid] = name
         return p
 
     def wait_for(self, what: str, ok, timeout: float = 20.0) -> None:
@@ -178,74 +163,44 @@ class CiLab:
         while time.monotonic() < deadline:
             if ok():
                 return
-            for name, p in self.procs:
+            for p in self._procs:
                 if p.poll() is not None:
+                    name = self.names.get(p.pid, "?")
                     raise RuntimeError(f"{name} exited with {p.returncode} (see {self.work / (name + '.log')})")
             time.sleep(0.2)
         raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def listening(self, ns: str, flags: str, local: str) -> bool:
-        return local in sh(self.ns(ns, ["ss", "-H", flags]), check=False).stdout
+        return local in self.run(ns, ["ss", "-H", flags], check=False).stdout
 
     def start_services(self, names: list[str]) -> None:
         webroot = self.work / "www"
         make_webroot(webroot, PROFILE["blob"])
         conf = self.work / "dnsmasq.conf"
         conf.write_text(dnsmasq_config(names))
-        self.start(self.svc, "dnsmasq", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon",
+        self.start_service(self.internet, "dnsmasq", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon",
                                          f"--conf-file={conf}"])
         for addr in (SVC4, SVC6):
-            self.start(self.svc, f"http-{addr.replace(':', '_')}",
+            self.start_service(self.internet, f"http-{addr.replace(':', '_')}",
                        [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", addr, "--directory", str(webroot)])
-        self.start(self.svc, "sink", [sys.executable, __file__, "--sink", "0.0.0.0", str(SINK_PORT)])
-        self.start(self.svc, "iodined", ["iodined", "-f", "-c", "-l", IODINED4, "-p", "53", "-P", "cilabpass",
+        self.start_service(self.internet, "sink", [sys.executable, __file__, "--sink", "0.0.0.0", str(SINK_PORT)])
+        self.start_service(self.internet, "iodined", ["iodined", "-f", "-c", "-l", IODINED4, "-p", "53", "-P", "cilabpass",
                                          "-d", "cildns0", TUN_NET, IODINE_DOMAIN])
         d2t = self.work / "dns2tcpd.conf"
         d2t.write_text(f"listen = {DNS2TCPD4}\nport = 53\nuser = nobody\ndomain = {DNS2TCP_DOMAIN}\n"
                        f"resources = sink:{SVC4}:{SINK_PORT}\n")
-        self.start(self.svc, "dns2tcpd", ["dns2tcpd", "-F", "-f", str(d2t)])
-        self.wait_for("dnsmasq", lambda: self.listening(self.svc, "-lun", f"{SVC4}:53"))
-        self.wait_for("http.server", lambda: self.listening(self.svc, "-ltn", f"{SVC4}:{HTTP_PORT}")
-                      and self.listening(self.svc, "-ltn", f"[{SVC6}]:{HTTP_PORT}"))
-        self.wait_for("sink", lambda: self.listening(self.svc, "-ltn", f":{SINK_PORT}"))
-        self.wait_for("iodined", lambda: self.listening(self.svc, "-lun", f"{IODINED4}:53"))
-        self.wait_for("dns2tcpd", lambda: self.listening(self.svc, "-lun", f"{DNS2TCPD4}:53"))
+        self.start_service(self.internet, "dns2tcpd", ["dns2tcpd", "-F", "-f", str(d2t)])
+        self.wait_for("dnsmasq", lambda: self.listening(self.internet, "-lun", f"{SVC4}:53"))
+        self.wait_for("http.server", lambda: self.listening(self.internet, "-ltn", f"{SVC4}:{HTTP_PORT}")
+                      and self.listening(self.internet, "-ltn", f"[{SVC6}]:{HTTP_PORT}"))
+        self.wait_for("sink", lambda: self.listening(self.internet, "-ltn", f":{SINK_PORT}"))
+        self.wait_for("iodined", lambda: self.listening(self.internet, "-lun", f"{IODINED4}:53"))
+        self.wait_for("dns2tcpd", lambda: self.listening(self.internet, "-lun", f"{DNS2TCPD4}:53"))
         # the tunnel's HTTP server lives on iodined's tun address
-        self.wait_for("iodined's tun device", lambda: TUN_SERVER in sh(self.ns(self.svc, ["ip", "-4", "addr"])).stdout)
-        self.start(self.svc, "http-tun", [sys.executable, "-m", "http.server", "8000", "--bind", TUN_SERVER,
+        self.wait_for("iodined's tun device", lambda: TUN_SERVER in self.run(self.internet, ["ip", "-4", "addr"]).stdout)
+        self.start_service(self.internet, "http-tun", [sys.executable, "-m", "http.server", "8000", "--bind", TUN_SERVER,
                                           "--directory", str(webroot)])
-        self.wait_for("tunnel http.server", lambda: self.listening(self.svc, "-ltn", f"{TUN_SERVER}:8000"))
-
-    # -- teardown
-    def close(self) -> None:
-        for name, p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for name, p in reversed(self.procs):
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(5)
-        self.procs.clear()
-        # anything still running inside our namespaces (e.g. a tunnel client the job left behind)
-        for n in self.made_ns:
-            for pid in sh(["ip", "netns", "pids", n], check=False).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-        while self.made_ns:
-            sh(["ip", "netns", "delete", self.made_ns.pop()], check=False)
-        for d in self.netns_dirs:
-            shutil.rmtree(d, ignore_errors=True)
-        self.netns_dirs.clear()
+        self.wait_for("tunnel http.server", lambda: self.listening(self.internet, "-ltn", f"{TUN_SERVER}:8000"))
 
 
 def dnsmasq_config(names: list[str]) -> str:
@@ -564,7 +519,7 @@ def main(argv=None) -> int:
     try:
         lab.build()
         lab.start_services(ci_hostnames())
-        log(f"lab up: {lab.runner} <-> {lab.svc}; recording the job")
+        log(f"lab up: {lab.runner} <-> {lab.internet}; recording the job")
         cfg = work / "job.cfg.json"
         cfg.write_text(json.dumps({"profile": PROFILE, "work": str(work)}))
         exe = Path(sys.executable).with_name("cicd-audit")
@@ -572,7 +527,7 @@ def main(argv=None) -> int:
         if a.recorder:
             rec = a.recorder.split()
         budget = 120 + PROFILE["drip_queries"] * (PROFILE["drip_gap"] + 12) + 300
-        r = sh(lab.ns(lab.runner, rec + ["record", "--out", str(session), "--iface", lab.runner_if, "--",
+        r = sh(lab.cmd(lab.runner, rec + ["record", "--out", str(session), "--iface", lab.runner_if, "--",
                                          sys.executable, os.path.abspath(__file__), "--job", str(cfg)]),
                timeout=budget, check=False)
         job = json.loads((work / "job.json").read_text()) if (work / "job.json").exists() else {"failures": ["no job.json"]}

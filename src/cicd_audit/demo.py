@@ -53,14 +53,14 @@ def _cicd_audit_cmd() -> list[str]:
 class NetnsLab:
     """Two network namespaces joined by veth; removed (with their processes) by close()."""
 
-    def __init__(self, tag: str = "demo"):
+    def __init__(self, tag: str = "demo", v4_prefix: str = LAB_V4, v6_prefix: str = LAB_V6):
         suffix = f"{os.getpid()}"
         self.runner = f"ca-{tag}-runner-{suffix}"
         self.internet = f"ca-{tag}-inet-{suffix}"
         self.runner_if = f"car{suffix}"[:15]          # interface names: at most 15 characters
         self.internet_if = f"cai{suffix}"[:15]
-        self.runner_ip, self.internet_ip = f"{LAB_V4}.2", f"{LAB_V4}.1"
-        self.runner_ip6, self.internet_ip6 = f"{LAB_V6}:2", f"{LAB_V6}:1"
+        self.runner_ip, self.internet_ip = f"{v4_prefix}.2", f"{v4_prefix}.1"
+        self.runner_ip6, self.internet_ip6 = f"{v6_prefix}:2", f"{v6_prefix}:1"
         self._procs: list[subprocess.Popen] = []
         self._etc_dirs: list[Path] = []
         self._created: list[str] = []
@@ -88,6 +88,11 @@ class NetnsLab:
             self.sh(ns, f"sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0;"
                         f"ip link set lo up; ip addr add {ip4}/24 dev {ifname};"
                         f"ip -6 addr add {ip6}/64 dev {ifname} nodad; ip link set {ifname} up")
+
+    def add_address(self, ns: str, address: str) -> None:
+        """One more IPv4 address (with prefix length) on the namespace's end of the veth."""
+        ifname = self.runner_if if ns == self.runner else self.internet_if
+        self.run(ns, ["ip", "addr", "add", address, "dev", ifname])
 
     def close(self) -> None:
         for proc in reversed(self._procs):
@@ -132,12 +137,12 @@ class NetnsLab:
         self._procs.append(proc)
         return proc
 
-    def set_resolver(self, ns: str, server: str) -> None:
+    def set_resolver(self, ns: str, server: str, options: str = "timeout:1 attempts:1") -> None:
         """/etc/netns/NS/resolv.conf: `ip netns exec` bind-mounts it over /etc/resolv.conf."""
         d = Path("/etc/netns") / ns
         d.mkdir(parents=True, exist_ok=True)
         self._etc_dirs.append(d)
-        (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:1 attempts:1\n")
+        (d / "resolv.conf").write_text(f"nameserver {server}\noptions {options}\n")
 
     def start_dnsmasq(self, ns: str, listen: str, addresses: dict[str, str], extra: list[str] = ()) -> subprocess.Popen:
         argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",

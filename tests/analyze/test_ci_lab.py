@@ -33,7 +33,7 @@ def test_live_ci_job_with_real_tunnels(tmp_path):
         out, err = proc.communicate(timeout=60)
         pytest.fail(f"ci_lab.py timed out:\n{err[-3000:]}")
     # the lab removed everything it made
-    ours = {f"cil{proc.pid}r", f"cil{proc.pid}s"}
+    ours = {f"ca-cilab-runner-{proc.pid}", f"ca-cilab-inet-{proc.pid}"}
     left = [ln.split()[0] for ln in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()]
     assert not ours & set(left)
     assert not any(Path("/etc/netns", n).exists() for n in ours)
