@@ -101,7 +101,7 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "id.resp_h": cid.resp_h,
         "id.resp_p": cid.resp_p,
         "proto": _PROTO_NAMES.get(proto, "unknown_transport"),
-        "service": sorted(services) if services else None,
+        "service": ",".join(sorted(services)) if services else None,   # a string column, comma-separated
         "duration": duration if duration > 0 else None,
         "orig_bytes": orig_size if duration > 0 else None,
         "resp_bytes": resp_size if duration > 0 else None,

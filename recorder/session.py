@@ -96,7 +96,7 @@ class SessionLog:
             self._write_dns_rows(dns_log.flush(ts_end), dns_log)
             if dns_log.service:
                 services.append(dns_log.service)
-        row = dict(conn_row(ev, uid, self.to_epoch, None), service=",".join(sorted(services)) or None)
+        row = conn_row(ev, uid, self.to_epoch, services)
         if self.add_community_id:
             row["community_id"] = community_id(row["id.orig_h"], row["id.orig_p"], row["id.resp_h"],
                                                row["id.resp_p"], row["ip_proto"])
