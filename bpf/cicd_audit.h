@@ -14,11 +14,16 @@
 #define CA_HISTORY_MAX 64          /* power of two: history index is masked */
 #define CA_DNS_PAYLOAD_MAX 4096    /* power of two: copy length is masked */
 #define CA_SWEEP_KEYS_MAX 32       /* connection keys per sweep request */
+#define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
+#define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
+#define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
 
 enum ca_event_type {
 	CA_EVENT_CONN_END = 1,     /* a connection ended; carries its final state */
 	CA_EVENT_DNS = 2,          /* one DNS message (UDP) or TCP segment of port 53-like traffic */
 	CA_EVENT_WEIRD = 3,        /* a malformed or unexpected packet */
+	CA_EVENT_PROCESS = 4,      /* a socket hook saw a process for the first time */
+	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
 };
 
 /* Why a connection ended. */
@@ -71,7 +76,14 @@ enum ca_stat {
 	CA_STAT_CONNS_CREATED = 9,
 	CA_STAT_DNS_MESSAGES = 10,
 	CA_STAT_BAD_CHECKSUMS = 11,    /* packets dropped for a bad transport checksum */
-	CA_STAT_MAX = 16,
+	CA_STAT_BLOCKED_CONNECTS = 12, /* blocking: connect()/sendmsg() refused with EPERM */
+	CA_STAT_BLOCKED_PACKETS = 13,  /* blocking: packets dropped at TC (GSO per segment) */
+	CA_STAT_BLOCKED_DNS = 14,      /* blocking: DNS queries dropped for their name */
+	CA_STAT_ADDRS_LEARNT = 15,     /* blocking: addresses allowed by a DNS answer */
+	CA_STAT_RB_DROP_BLOCKED = 16,  /* ring buffer full: blocked-attempt event lost */
+	CA_STAT_RB_DROP_PROCESS = 17,  /* ring buffer full: process event lost */
+	CA_STAT_ALLOW_TABLE_FULL = 18, /* blocking: a learnt address found no room (fails closed) */
+	CA_STAT_MAX = 24,
 };
 
 struct ca_event_header {
@@ -132,6 +144,14 @@ struct ca_endpoint {
 #define CA_EP_SKIP        (1 << 8)  /* reassembler gave up (Zeek's skip_deliveries) */
 #define CA_EP_DID_EOF     (1 << 9)  /* all of this side's data was delivered after its close */
 
+/* The process behind a socket, as the cgroup socket hooks saw it. */
+struct ca_process {
+	__u32 tgid;                /* process id; 0: unknown */
+	__u32 pid;                 /* thread id */
+	__u64 cgroup_id;           /* cgroup v2 id: the inode number of the cgroup's directory */
+	char comm[CA_COMM_LEN];    /* task name, NUL-padded */
+};
+
 struct ca_conn {
 	__u64 id;                  /* unique per capture; Python derives the uid from it */
 	__u64 first_ns;
@@ -147,6 +167,7 @@ struct ca_conn {
 	__u16 flags;               /* CA_CONN_* */
 	__u8 pad[4];
 	char history[CA_HISTORY_MAX];
+	struct ca_process proc;    /* live capture: the local process that opened it, if known */
 };
 
 #define CA_CONN_DNS        (1 << 0)  /* carried at least one DNS message */
@@ -160,6 +181,8 @@ struct ca_conn {
 #define CA_CONN_PORT_TIMEOUT   (1 << 8)  /* an interactive port: Conn::port_inactivity_timeouts */
 #define CA_CONN_NTP        (1 << 9)  /* the NTP analyzer is attached (responder port 123/udp) */
 #define CA_CONN_NTP_FLIPPED (1 << 10) /* the NTP analyzer has flipped the roles (once only) */
+#define CA_CONN_BLOCKED    (1 << 11) /* blocking mode drops every packet of it */
+#define CA_CONN_DNS_BLOCKED (1 << 12) /* blocking mode dropped at least one of its DNS queries */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;
@@ -188,6 +211,78 @@ struct ca_weird_event {
 	__u64 conn_id;             /* 0 when no connection is known */
 	__u32 code;                /* enum ca_weird_code */
 	__u32 detail;              /* code-specific number (e.g. a length) */
+};
+
+/* First sight of a process in a socket hook; user space reads /proc/<tgid> then. */
+struct ca_process_event {
+	struct ca_event_header hdr;
+	struct ca_process proc;
+};
+
+enum ca_block_reason {
+	CA_BLOCKED_ADDRESS = 1,      /* destination address, or its port, not allowed */
+	CA_BLOCKED_DNS_NAME = 2,     /* DNS query for a name the policy does not allow */
+};
+
+enum ca_block_where {
+	CA_BLOCK_AT_CONNECT = 1,   /* cgroup hook: connect()/sendmsg() failed with EPERM */
+	CA_BLOCK_AT_TC = 2,        /* TC: the packet was dropped */
+};
+
+/* One blocked attempt. key holds what is known: at connect time the local
+ * address and port may still be zero. */
+struct ca_blocked_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;
+	__u64 conn_id;             /* TC: the connection; 0 for a refused connect() */
+	struct ca_process proc;    /* tgid 0: unknown */
+	__u32 reason;              /* enum ca_block_reason */
+	__u8 where;                /* enum ca_block_where */
+	__u8 src_slot;             /* key slot of the side that tried to send */
+	__u16 name_len;            /* bytes in name[], without the NUL */
+	char name[CA_NAME_MAX];    /* CA_BLOCKED_DNS_NAME: the query name, dotted, lower case */
+};
+
+/* Blocking-mode policy maps, filled by user space (recorder/block_tables.py). */
+
+/* Destination ports: every port, or a short list; neither means "none". */
+struct ca_port_set {
+	__u8 any;
+	__u8 count;                /* entries of ports[] in use */
+	__u16 ports[CA_POLICY_PORTS_MAX];   /* host order */
+};
+
+/* allow_cidrs (LPM trie) key: IPv4 as IPv4-mapped IPv6, its prefix length + 96. */
+struct ca_cidr_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* allow_names value, keyed by ca_name_hash() of the name: FNV-1a 64 over the
+ * dotted lower-case name read from its last byte to its first. name[] is
+ * compared in full after the hash matches, so a collision allows nothing. */
+struct ca_name_rule {
+	struct ca_port_set exact;  /* ports allowed for the name itself */
+	struct ca_port_set under;  /* ports allowed for names under it ("*.name") */
+	__u16 len;                 /* bytes of name[] */
+	__u16 pad;
+	char name[CA_NAME_MAX];
+};
+
+/* allow_addrs value, keyed by a 16-byte address: learnt from a DNS answer. */
+struct ca_learnt_addr {
+	__u64 expires_ns;          /* CLOCK_MONOTONIC; the answer's TTL (at least CA_DNS_TTL_MIN_NS) */
+	struct ca_port_set ports;
+	__u16 pad;
+};
+
+/* flow_owner key: a socket's flow without its local address, which NAT rewrites. */
+struct ca_flow_key {
+	__u8 daddr[16];
+	__u16 dport;
+	__u16 sport;
+	__u8 ip_proto;
+	__u8 pad[3];
 };
 
 /* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep. */

@@ -1,4 +1,4 @@
-"""Python's one mirror of bpf/cicd_audit.h: the structs that cross the ring buffer.
+"""Python's one mirror of bpf/cicd_audit.h: the structs that cross the ring buffer and the policy maps.
 
 tests/test_abi_layout.py compiles a probe against the C header and compares
 every size and offset with these definitions, so a change on one side that is
@@ -15,12 +15,27 @@ c_u8, c_u16, c_u32, c_u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ct
 HISTORY_MAX = 64
 DNS_PAYLOAD_MAX = 4096
 SWEEP_KEYS_MAX = 32
+COMM_LEN = 16
+NAME_MAX = 256
+POLICY_PORTS_MAX = 6
 
 
 class EventType(enum.IntEnum):
     CONN_END = 1
     DNS = 2
     WEIRD = 3
+    PROCESS = 4
+    BLOCKED = 5
+
+
+class BlockReason(enum.IntEnum):
+    ADDRESS = 1
+    DNS_NAME = 2
+
+
+class BlockWhere(enum.IntEnum):
+    CONNECT = 1
+    TC = 2
 
 
 class EndReason(enum.IntEnum):
@@ -74,9 +89,16 @@ class Stat(enum.IntEnum):
     CONNS_CREATED = 9
     DNS_MESSAGES = 10
     BAD_CHECKSUMS = 11
+    BLOCKED_CONNECTS = 12
+    BLOCKED_PACKETS = 13
+    BLOCKED_DNS = 14
+    ADDRS_LEARNT = 15
+    RB_DROP_BLOCKED = 16
+    RB_DROP_PROCESS = 17
+    ALLOW_TABLE_FULL = 18
 
 
-STAT_MAX = 16
+STAT_MAX = 24
 
 # Endpoint flags (CA_EP_*) and connection flags (CA_CONN_*).
 EP_SEQ_VALID = 1 << 0
@@ -84,6 +106,8 @@ EP_SAW_FIN = 1 << 2
 EP_DID_CLOSE = 1 << 6
 CONN_DNS = 1 << 0
 CONN_FLIPPED = 1 << 1
+CONN_BLOCKED = 1 << 11
+CONN_DNS_BLOCKED = 1 << 12
 
 
 class EventHeader(ctypes.Structure):
@@ -105,6 +129,10 @@ class Endpoint(ctypes.Structure):
     ]
 
 
+class Process(ctypes.Structure):
+    _fields_ = [("tgid", c_u32), ("pid", c_u32), ("cgroup_id", c_u64), ("comm", ctypes.c_char * COMM_LEN)]
+
+
 class Conn(ctypes.Structure):
     _fields_ = [
         ("id", c_u64), ("first_ns", c_u64), ("last_ns", c_u64),
@@ -113,6 +141,7 @@ class Conn(ctypes.Structure):
         ("ep", Endpoint * 2), ("history_seen", c_u64),
         ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16), ("pad", c_u8 * 4),
         ("history", ctypes.c_char * HISTORY_MAX),
+        ("proc", Process),
     ]
 
 
@@ -133,6 +162,39 @@ class WeirdEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
 
 
+class ProcessEvent(ctypes.Structure):
+    _fields_ = [("hdr", EventHeader), ("proc", Process)]
+
+
+class BlockedEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("proc", Process),
+        ("reason", c_u32), ("where", c_u8), ("src_slot", c_u8), ("name_len", c_u16),
+        ("name", ctypes.c_char * NAME_MAX),
+    ]
+
+
+class PortSet(ctypes.Structure):
+    _fields_ = [("any", c_u8), ("count", c_u8), ("ports", c_u16 * POLICY_PORTS_MAX)]
+
+
+class CidrKey(ctypes.Structure):
+    _fields_ = [("prefixlen", c_u32), ("addr", c_u8 * 16)]
+
+
+class NameRule(ctypes.Structure):
+    _fields_ = [("exact", PortSet), ("under", PortSet), ("len", c_u16), ("pad", c_u16),
+                ("name", ctypes.c_char * NAME_MAX)]
+
+
+class LearntAddr(ctypes.Structure):
+    _fields_ = [("expires_ns", c_u64), ("ports", PortSet), ("pad", c_u16)]
+
+
+class FlowKey(ctypes.Structure):
+    _fields_ = [("daddr", c_u8 * 16), ("dport", c_u16), ("sport", c_u16), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
+
+
 class SweepRequest(ctypes.Structure):
     _fields_ = [("count", c_u32), ("drain", c_u32), ("keys", ConnKey * SWEEP_KEYS_MAX)]
 
@@ -147,4 +209,12 @@ MIRRORED_STRUCTS = {
     "ca_dns_event": DnsEvent,
     "ca_weird_event": WeirdEvent,
     "ca_sweep_request": SweepRequest,
+    "ca_process": Process,
+    "ca_process_event": ProcessEvent,
+    "ca_blocked_event": BlockedEvent,
+    "ca_port_set": PortSet,
+    "ca_cidr_key": CidrKey,
+    "ca_name_rule": NameRule,
+    "ca_learnt_addr": LearntAddr,
+    "ca_flow_key": FlowKey,
 }

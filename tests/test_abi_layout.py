@@ -30,6 +30,8 @@ ENUMS = {
     abi.Stat: "CA_STAT_",
     abi.WeirdCode: "CA_WEIRD_",
     abi.TcpState: "CA_TCP_",
+    abi.BlockReason: "CA_BLOCKED_",
+    abi.BlockWhere: "CA_BLOCK_AT_",
 }
 CONSTANTS = {
     "CA_HISTORY_MAX": abi.HISTORY_MAX,
@@ -42,6 +44,11 @@ CONSTANTS = {
     "CA_EP_DID_CLOSE": abi.EP_DID_CLOSE,
     "CA_CONN_DNS": abi.CONN_DNS,
     "CA_CONN_FLIPPED": abi.CONN_FLIPPED,
+    "CA_CONN_BLOCKED": abi.CONN_BLOCKED,
+    "CA_CONN_DNS_BLOCKED": abi.CONN_DNS_BLOCKED,
+    "CA_COMM_LEN": abi.COMM_LEN,
+    "CA_NAME_MAX": abi.NAME_MAX,
+    "CA_POLICY_PORTS_MAX": abi.POLICY_PORTS_MAX,
 }
 
 
