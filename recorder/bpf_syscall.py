@@ -1,8 +1,13 @@
 """The few bpf(2) commands the recorder needs, through ctypes: no bcc, no libbpf.
 
-Creating maps, loading programs, and the map element commands. Attribute
-layouts follow union bpf_attr in include/uapi/linux/bpf.h; each command is
-passed only the bytes it uses, so the kernel zero-fills the rest.
+Creating maps, loading programs, the map element commands, and attaching:
+BPF links (tcx on an interface, cgroup hooks), pinning them in a bpffs, and
+querying what is attached. Attribute layouts follow union bpf_attr in
+include/uapi/linux/bpf.h; each command is passed only the bytes it uses, so
+the kernel zero-fills the rest.
+
+Values newer than the distribution's header (tcx, kernel 6.6) were checked
+against the running kernel's BTF (enum bpf_attach_type in /sys/kernel/btf/vmlinux).
 
 Errors are BpfError (an OSError with the command's name), and a program the
 verifier refuses is a VerifierError carrying the tail of the verifier log.
@@ -15,6 +20,7 @@ import errno
 import os
 import resource
 from functools import lru_cache
+from typing import NamedTuple
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351}.get(os.uname().machine, 321)
 
@@ -25,6 +31,13 @@ BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_QUERY = 16
+BPF_LINK_CREATE = 28
+BPF_LINK_DETACH = 34
 
 # enum bpf_map_type (only those the program declares)
 MAP_HASH = 1
@@ -32,15 +45,31 @@ MAP_ARRAY = 2
 MAP_PROG_ARRAY = 3
 MAP_PERCPU_HASH = 5
 MAP_PERCPU_ARRAY = 6
+MAP_LRU_HASH = 9
+MAP_LPM_TRIE = 11
 MAP_RINGBUF = 27
 PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, 10})   # 10: LRU_PERCPU_HASH
 
+# enum bpf_prog_type
 PROG_SCHED_CLS = 3
+PROG_SOCK_OPS = 13
+PROG_CGROUP_SOCK_ADDR = 18
+
+# enum bpf_attach_type
+ATTACH_CGROUP_SOCK_OPS = 3
+ATTACH_CGROUP_INET4_CONNECT = 10
+ATTACH_CGROUP_INET6_CONNECT = 11
+ATTACH_CGROUP_UDP4_SENDMSG = 14
+ATTACH_CGROUP_UDP6_SENDMSG = 15
+ATTACH_TCX_INGRESS = 46             # kernel 6.6
+ATTACH_TCX_EGRESS = 47
 
 # instruction encoding
 BPF_LD_IMM64 = 0x18             # BPF_LD | BPF_DW | BPF_IMM
 BPF_PSEUDO_MAP_FD = 1
 INSN_SIZE = 8
+
+ENOTSUPP = 524                  # the kernel-internal "not supported" some bpf() paths return
 
 OBJ_NAME_LEN = 16
 VERIFIER_LOG_BYTES = 4 << 20
@@ -78,7 +107,45 @@ class _ProgLoadAttr(ctypes.Structure):
     _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
                 ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
                 ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
-                ("prog_name", ctypes.c_char * OBJ_NAME_LEN)]
+                ("prog_name", ctypes.c_char * OBJ_NAME_LEN), ("prog_ifindex", ctypes.c_uint32),
+                ("expected_attach_type", ctypes.c_uint32)]
+
+
+class _ObjAttr(ctypes.Structure):          # BPF_OBJ_PIN, BPF_OBJ_GET
+    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32), ("file_flags", ctypes.c_uint32)]
+
+
+class _LinkCreateAttr(ctypes.Structure):   # target is a cgroup fd or, for tcx, an ifindex
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32)]
+
+
+class _ProgQueryAttr(ctypes.Structure):    # target as for BPF_LINK_CREATE
+    _fields_ = [("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32), ("query_flags", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32)]
+
+
+class _IdAttr(ctypes.Structure):           # BPF_PROG_GET_FD_BY_ID; BPF_LINK_DETACH uses only the first field
+    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+
+
+class _InfoAttr(ctypes.Structure):         # BPF_OBJ_GET_INFO_BY_FD
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+class _ProgInfo(ctypes.Structure):         # the head of struct bpf_prog_info, up to its name
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+                ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64),
+                ("name", ctypes.c_char * OBJ_NAME_LEN)]
+
+
+class ProgInfo(NamedTuple):
+    id: int
+    type: int
+    name: str
 
 
 def _bpf(cmd: int, attr: ctypes.Structure) -> int:
@@ -118,13 +185,17 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
 
 
 def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
-              kern_version: int = 0) -> int:
-    """Load a program; returns its fd. Without a log first (fast); if refused, again with one."""
+              kern_version: int = 0, expected_attach_type: int = 0) -> int:
+    """Load a program; returns its fd. Without a log first (fast); if refused, again with one.
+
+    expected_attach_type is required by some types: a CGROUP_SOCK_ADDR program
+    must name its hook (e.g. ATTACH_CGROUP_INET4_CONNECT) at load time.
+    """
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
     attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // INSN_SIZE, insns=ctypes.addressof(code),
                          license=ctypes.addressof(lic), kern_version=kern_version,
-                         prog_name=name.encode()[:OBJ_NAME_LEN - 1])
+                         prog_name=name.encode()[:OBJ_NAME_LEN - 1], expected_attach_type=expected_attach_type)
     try:
         return _bpf_checked(BPF_PROG_LOAD, attr, f"loading {name}")
     except BpfError as exc:
@@ -137,6 +208,74 @@ def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license:
         return fd
     err = ctypes.get_errno()
     raise VerifierError(err, name, log.value.decode(errors="replace"))
+
+
+def link_create(prog_fd: int, target: int, attach_type: int, flags: int = 0) -> int:
+    """Attach a program through a BPF link; returns the link's fd.
+
+    target is a cgroup directory's fd for the cgroup hooks, an interface index
+    for tcx. The attachment lasts as long as the link: until its last fd is
+    closed (also when the process is killed), unless it is pinned.
+    """
+    attr = _LinkCreateAttr(prog_fd=prog_fd, target=target, attach_type=attach_type, flags=flags)
+    return _bpf_checked(BPF_LINK_CREATE, attr, f"creating a BPF link (attach type {attach_type})")
+
+
+def link_detach(link_fd: int) -> None:
+    """Detach a link now, whoever else holds it or pins it; the link object stays, defunct."""
+    _bpf_checked(BPF_LINK_DETACH, _IdAttr(id=link_fd), "detaching a BPF link")
+
+
+def obj_pin(fd: int, path: str | os.PathLike) -> None:
+    """Pin a map, program or link at path, in a bpffs: it then outlives every fd."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    _bpf_checked(BPF_OBJ_PIN, _ObjAttr(pathname=ctypes.addressof(name), bpf_fd=fd), f"pinning at {path}")
+
+
+def obj_get(path: str | os.PathLike) -> int:
+    """A new fd for the object pinned at path."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    return _bpf_checked(BPF_OBJ_GET, _ObjAttr(pathname=ctypes.addressof(name)), f"opening the pinned {path}")
+
+
+def prog_query(target: int, attach_type: int) -> list[int]:
+    """Ids of the programs attached at a hook, in the order they run.
+
+    target as for link_create: a cgroup directory's fd, or an ifindex for tcx.
+    Only programs attached to that cgroup itself, not those it inherits.
+    """
+    count = 16
+    while True:
+        ids = (ctypes.c_uint32 * count)()
+        attr = _ProgQueryAttr(target=target, attach_type=attach_type, prog_ids=ctypes.addressof(ids),
+                              prog_cnt=count)
+        if _bpf(BPF_PROG_QUERY, attr) == 0:
+            return list(ids[:attr.prog_cnt])
+        err = ctypes.get_errno()
+        if err != errno.ENOSPC:     # ENOSPC: more than count; prog_cnt says how many
+            raise BpfError(err, f"querying attach type {attach_type} of {target}: {os.strerror(err)}")
+        count = max(attr.prog_cnt, count * 2)
+
+
+def prog_get_fd_by_id(prog_id: int) -> int:
+    """A new fd for a loaded program, from its id (as prog_query gives)."""
+    return _bpf_checked(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=prog_id), f"opening program id {prog_id}")
+
+
+def prog_info(prog_fd: int) -> ProgInfo:
+    """The id, type and name of a loaded program."""
+    info = _ProgInfo()
+    _bpf_checked(BPF_OBJ_GET_INFO_BY_FD, _InfoAttr(bpf_fd=prog_fd, info_len=ctypes.sizeof(info),
+                                                   info=ctypes.addressof(info)), "reading program info")
+    return ProgInfo(info.id, info.type, info.name.decode(errors="replace"))
+
+
+def prog_info_by_id(prog_id: int) -> ProgInfo:
+    fd = prog_get_fd_by_id(prog_id)
+    try:
+        return prog_info(fd)
+    finally:
+        os.close(fd)
 
 
 def patch_map_fds(insns: bytes, refs: list[tuple[int, int]]) -> bytes:
