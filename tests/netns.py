@@ -104,9 +104,21 @@ class Lab:
         return self.run(self.client_ns, argv, timeout=timeout)
 
     def tc_filters(self) -> str:
+        """What is attached at TC on the client's veth, "" when nothing is: legacy filters
+        (`tc filter show`), then a "tcx <direction> prog ids ..." line per direction with tcx programs
+        (BPF_PROG_QUERY inside the namespace, where the ifindex means this veth)."""
         out = []
         for direction in ("ingress", "egress"):
             out.append(self.run(self.client_ns, ["tc", "filter", "show", "dev", self.client_if, direction]).stdout)
+        query = ("import socket, sys\n"
+                 "from cicd_audit.recorder.attach import tcx_program_ids\n"
+                 "for direction, ids in tcx_program_ids(socket.if_nametoindex(sys.argv[1])).items():\n"
+                 "    if ids:\n"
+                 "        print('tcx', direction, 'prog ids', *ids)\n")
+        tcx = self.run(self.client_ns, [sys.executable, "-c", query, self.client_if])
+        if tcx.returncode != 0:
+            raise RuntimeError(f"querying the tcx programs on {self.client_if} failed: {tcx.stderr}")
+        out.append(tcx.stdout)
         return "".join(out).strip()
 
     # -- servers in the server namespace --------------------------------------------------
