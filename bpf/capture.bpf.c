@@ -10,6 +10,9 @@
  *   CA_PCAP_MODE            1: packet time is skb->tstamp (set per packet by the
  *                           pcap driver), and ctx mark carries the captured length
  *   CA_VALIDATE_CHECKSUMS   1: drop packets with bad checksums, as Zeek without -C
+ *   CA_ATTRIBUTION          1: cgroup socket hooks record which process owns a
+ *                           connection (process.h); live capture only
+ *   CA_BLOCK                1: enforce the allowlist (policy.h, dns_policy.h)
  *   CA_MAX_CONNS, CA_RINGBUF_PAGES, CA_WEIRD_SEND_MAX
  *   CA_*_NS                 Zeek's timeouts
  *
@@ -26,11 +29,23 @@
 
 #include "cicd_audit.h"
 
+/* Verdicts. Passing is TC_ACT_UNSPEC, not TC_ACT_OK: under tcx (and a
+ * clsact filter chain) it lets the programs after this one see the packet,
+ * where TC_ACT_OK would end the chain. */
+#define CA_PASS TC_ACT_UNSPEC
+#define CA_DROP TC_ACT_SHOT
+
 #ifndef CA_PCAP_MODE
 #define CA_PCAP_MODE 0
 #endif
 #ifndef CA_VALIDATE_CHECKSUMS
 #define CA_VALIDATE_CHECKSUMS 0
+#endif
+#ifndef CA_ATTRIBUTION
+#define CA_ATTRIBUTION 0
+#endif
+#ifndef CA_BLOCK
+#define CA_BLOCK 0
 #endif
 #ifndef CA_MAX_CONNS
 #define CA_MAX_CONNS 262144
@@ -57,8 +72,12 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 /* Tail-call stages (filled by recorder/bpf_program.py). */
 #define CA_STAGE_PACKET 1          /* ca_packet itself: parse again after pulling headers */
 #define CA_STAGE_TCP 2
+#define CA_STAGE_EGRESS 3          /* ca_egress itself, likewise */
+#define CA_STAGE_DNS_POLICY 4      /* blocking mode: judge a DNS message */
+#define CA_STAGE_DNS_NAME 5        /* blocking mode: judge a DNS question name */
+#define CA_STAGE_DNS_LEARN 6       /* blocking mode: allow the addresses of an answer */
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
-BPF_PROG_ARRAY(stages, 4);
+BPF_PROG_ARRAY(stages, 8);
 
 struct ca_scratch {
 	struct ca_packet pkt;      /* the packet being processed, passed between stages */
@@ -79,6 +98,137 @@ static __always_inline void ca_count(__u32 stat, __u64 n)
 	if (v)
 		*v += n;
 }
+
+/* Slot accessors: the verifier rejects variable offsets into the stack, so
+ * pick a slot with a branch rather than an index. */
+static __always_inline __u16 ca_key_port(const struct ca_conn_key *k, int slot)
+{
+	if (slot)
+		return k->port[1];
+	return k->port[0];
+}
+
+static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int slot)
+{
+	if (slot)
+		return k->addr[1];
+	return k->addr[0];
+}
+
+/* Maps of the optional parts, and the accessors their headers use: bcc
+ * rewrites map operations only in this file. */
+static __always_inline void *ca_event_reserve(__u32 size)
+{
+	return events.ringbuf_reserve(size);
+}
+
+static __always_inline void ca_event_submit(void *ev)
+{
+	events.ringbuf_submit(ev, 0);
+}
+
+static __always_inline void ca_tail_call(struct __sk_buff *skb, __u32 stage)
+{
+	stages.call(skb, stage);
+}
+
+#if CA_BLOCK
+#include "policy.h"
+BPF_LPM_TRIE(allow_cidrs, struct ca_cidr_key, struct ca_port_set, CA_ALLOW_CIDRS_MAX);
+BPF_HASH(allow_names, __u64, struct ca_name_rule, CA_ALLOW_NAMES_MAX);
+BPF_TABLE("lru_hash", struct ca_learnt_key, struct ca_learnt_addr, allow_addrs, CA_ALLOW_ADDRS_MAX);
+BPF_PERCPU_ARRAY(dns_name_scratch, struct ca_dns_name, 1);
+
+static __always_inline struct ca_port_set *ca_allow_cidrs_lookup(struct ca_cidr_key *k)
+{
+	return allow_cidrs.lookup(k);
+}
+
+static __always_inline struct ca_name_rule *ca_allow_names_lookup(__u64 *hash)
+{
+	return allow_names.lookup(hash);
+}
+
+static __always_inline struct ca_learnt_addr *ca_allow_addrs_lookup(struct ca_learnt_key *key)
+{
+	return allow_addrs.lookup(key);
+}
+
+static __always_inline int ca_allow_addrs_update(struct ca_learnt_key *key, struct ca_learnt_addr *v)
+{
+	return allow_addrs.update(key, v);
+}
+
+static __always_inline struct ca_dns_name *ca_dns_name_work(void)
+{
+	__u32 zero = 0;
+	return dns_name_scratch.lookup(&zero);
+}
+#endif
+
+#if CA_ATTRIBUTION
+#include "process.h"
+BPF_TABLE("lru_hash", __u64, struct ca_process, sock_owner, CA_OWNER_ENTRIES);
+BPF_TABLE("lru_hash", struct ca_flow_key, struct ca_process, flow_owner, CA_OWNER_ENTRIES);
+BPF_TABLE("lru_hash", __u32, __u8, seen_tgids, CA_OWNER_ENTRIES / 4);
+
+static __always_inline struct ca_process *ca_sock_owner_lookup(__u64 *cookie)
+{
+	return sock_owner.lookup(cookie);
+}
+
+static __always_inline void ca_sock_owner_update(__u64 *cookie, struct ca_process *proc)
+{
+	sock_owner.update(cookie, proc);
+}
+
+static __always_inline struct ca_process *ca_flow_owner_lookup(struct ca_flow_key *flow)
+{
+	return flow_owner.lookup(flow);
+}
+
+static __always_inline void ca_flow_owner_update(struct ca_flow_key *flow, struct ca_process *proc)
+{
+	flow_owner.update(flow, proc);
+}
+
+/* 1 if tgid was not seen before (and is now). */
+static __always_inline int ca_first_sight(__u32 *tgid)
+{
+	__u8 one = 1;
+	return seen_tgids.insert(tgid, &one) == 0;
+}
+
+static __always_inline void ca_forget_sight(__u32 *tgid)
+{
+	seen_tgids.delete(tgid);
+}
+
+int ca_connect4(struct bpf_sock_addr *ctx)
+{
+	return ca_sock_addr_hook(ctx, 0, 0);
+}
+
+int ca_connect6(struct bpf_sock_addr *ctx)
+{
+	return ca_sock_addr_hook(ctx, 0, 1);
+}
+
+int ca_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return ca_sock_addr_hook(ctx, 1, 0);
+}
+
+int ca_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return ca_sock_addr_hook(ctx, 1, 1);
+}
+
+int ca_sockops(struct bpf_sock_ops *skops)
+{
+	return ca_sock_ops_hook(skops);
+}
+#endif
 
 static __always_inline __u64 ca_now(struct __sk_buff *skb)
 {
@@ -129,22 +279,6 @@ static __always_inline void ca_emit_end(struct ca_conn_key *key, struct ca_conn 
 	ev->reason = reason;
 	ev->pad = 0;
 	events.ringbuf_submit(ev, 0);
-}
-
-/* Slot accessors: the verifier rejects variable offsets into the stack, so
- * pick a slot with a branch rather than an index. */
-static __always_inline __u16 ca_key_port(const struct ca_conn_key *k, int slot)
-{
-	if (slot)
-		return k->port[1];
-	return k->port[0];
-}
-
-static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int slot)
-{
-	if (slot)
-		return k->addr[1];
-	return k->addr[0];
 }
 
 static __always_inline int ca_likely_server(__u16 port, __u8 proto)
@@ -199,7 +333,7 @@ static __always_inline int ca_should_flip(struct ca_packet *p)
 	return 0;
 }
 
-static __always_inline struct ca_conn *ca_new_conn(struct ca_packet *p)
+static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct ca_packet *p)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
@@ -227,6 +361,13 @@ static __always_inline struct ca_conn *ca_new_conn(struct ca_packet *p)
 		c->flags |= CA_CONN_DNS;
 	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_key_port(&p->key, !c->orig_slot) == 123)
 		c->flags |= CA_CONN_NTP;
+#if CA_ATTRIBUTION
+	ca_attribute(skb, p, c);
+#endif
+#if CA_BLOCK
+	if (!ca_conn_allowed(p))
+		c->flags |= CA_CONN_BLOCKED;
+#endif
 
 	r = conns.update(&p->key, c);
 	if (r != 0) {
@@ -234,11 +375,15 @@ static __always_inline struct ca_conn *ca_new_conn(struct ca_packet *p)
 		return 0;
 	}
 	ca_count(CA_STAT_CONNS_CREATED, 1);
+#if CA_BLOCK
+	if (c->flags & CA_CONN_BLOCKED)
+		ca_emit_blocked(&p->key, p->src_slot, c->id, &c->proc, CA_BLOCKED_ADDRESS, CA_BLOCK_AT_TC, p->ts, 0);
+#endif
 	return conns.lookup(&p->key);
 }
 
 /* Find the packet's connection, ending it first if its timers have run out. */
-static __always_inline struct ca_conn *ca_lookup_conn(struct ca_packet *p)
+static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, struct ca_packet *p)
 {
 	struct ca_conn *c = conns.lookup(&p->key);
 	__u64 ended;
@@ -252,7 +397,7 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct ca_packet *p)
 		ca_emit_end(&p->key, c, ended, CA_END_REUSED);
 		conns.delete(&p->key);
 	}
-	return ca_new_conn(p);
+	return ca_new_conn(skb, p);
 }
 
 static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c, int from_orig)
@@ -372,17 +517,41 @@ static __always_inline void ca_established_timeout(struct ca_packet *p, struct c
 		c->flags &= ~CA_CONN_PORT_TIMEOUT;
 }
 
-/* Find or create the packet's connection and update it. is_tcp is a
- * compile-time constant at each call site, so each program holds one path. */
-static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p, const int is_tcp)
+/* Blocking mode's word on an accepted packet: drop everything of a blocked
+ * connection; hand DNS messages to port 53 to the DNS stage, whose return
+ * value then decides. */
+static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
-	struct ca_conn *c = ca_lookup_conn(p);
+#if CA_BLOCK
+	if (c && (c->flags & CA_CONN_BLOCKED)) {
+		ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
+		return CA_DROP;
+	}
+	if (!c && !ca_conn_allowed(p)) {        /* table full: judged without state */
+		ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
+		return CA_DROP;
+	}
+	if (p->payload_len > 0 && (p->key.ip_proto == CA_IPPROTO_UDP || p->key.ip_proto == CA_IPPROTO_TCP) &&
+	    ca_key_port(&p->key, c ? !c->orig_slot : (p->egress ? !p->src_slot : p->src_slot)) == 53) {
+		stages.call(skb, CA_STAGE_DNS_POLICY);
+		return p->egress ? CA_DROP : CA_PASS;   /* the stage could not run: fail closed */
+	}
+#endif
+	return CA_PASS;
+}
+
+/* Find or create the packet's connection and update it. is_tcp is a
+ * compile-time constant at each call site, so each program holds one path.
+ * Returns the TC verdict. */
+static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, const int is_tcp)
+{
+	struct ca_conn *c = ca_lookup_conn(skb, p);
 	int from_orig;
 
 	if (!c) {
 		ca_count(CA_STAT_PACKETS, p->segs);    /* table full: counted, not attributed */
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
-		return;
+		return ca_verdict(skb, p, 0);
 	}
 	from_orig = p->src_slot == c->orig_slot;
 	if (p->bad_checksum) {
@@ -395,7 +564,7 @@ static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p,
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		ca_emit_weird(p, c->id, code, 0);
-		return;
+		return CA_PASS;
 	}
 	if (is_tcp) {
 		__u16 had_port_timeout = c->flags & CA_CONN_PORT_TIMEOUT;
@@ -409,7 +578,7 @@ static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p,
 			from_orig = !from_orig;
 		}
 		ca_finish_packet(skb, p, c, from_orig);
-		return;
+		return ca_verdict(skb, p, c);
 	}
 	if (p->key.ip_proto == CA_IPPROTO_UDP) {
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
@@ -424,7 +593,7 @@ static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p,
 		if ((c->flags & CA_CONN_NTP) && ca_ntp_message(skb, p, c, from_orig))
 			ca_flip_roles_udp(c);
 		ca_finish_packet(skb, p, c, from_orig);
-		return;
+		return ca_verdict(skb, p, c);
 	}
 	/* ICMP and unknown IP protocols: no letters, no DNS. */
 	{
@@ -439,16 +608,18 @@ static __always_inline void ca_track(struct __sk_buff *skb, struct ca_packet *p,
 			e->ip_bytes += p->wire_ip_bytes;
 		}
 	}
+	return ca_verdict(skb, p, c);
 }
 
 /* Entry point: parse and validate, then track the connection. TCP goes on in
  * a tail-called program, so the verifier checks its state machine apart from
- * the parser instead of every combination of their paths.
+ * the parser instead of every combination of their paths. egress is a
+ * compile-time constant: ca_packet (ingress, and pcap input) and ca_egress.
  *
  * The hot path keeps no global counters: packets are counted in their
  * connection, and user space adds those up; only packets no connection
  * holds (unparsable, fragments, bad checksums, table full) are counted here. */
-int ca_packet(struct __sk_buff *skb)
+static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
@@ -457,12 +628,13 @@ int ca_packet(struct __sk_buff *skb)
 	int r, pulled;
 
 	if (!s)
-		return TC_ACT_OK;
+		return CA_PASS;
 	pulled = s->pulled;
 	s->pulled = 0;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
 	p->ts = ca_now(skb);
+	p->egress = egress;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird);
@@ -472,24 +644,31 @@ int ca_packet(struct __sk_buff *skb)
 		 * unconditionally would copy payload into every GSO skb's head. */
 		s->pulled = 1;
 		if (bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM) == 0)
-			stages.call(skb, CA_STAGE_PACKET);
+			stages.call(skb, egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
 		s->pulled = 0;
 	}
 	if (r == CA_PARSE_NOT_IP) {
 		ca_count(CA_STAT_NON_IP, 1);
-		return TC_ACT_OK;
+		return CA_PASS;
 	}
 	if (r == CA_PARSE_WEIRD) {
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		ca_emit_weird(p, 0, weird, 0);
-		return TC_ACT_OK;
+		return CA_PASS;
 	}
 	if (p->fragment) {
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
-		return TC_ACT_OK;
+#if CA_BLOCK
+		/* Fragments are not reassembled, so only their address can be judged. */
+		if (egress && !ca_addr_allowed(p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
+			ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
+			return CA_DROP;
+		}
+#endif
+		return CA_PASS;
 	}
 #if CA_VALIDATE_CHECKSUMS
 	if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP ||
@@ -500,7 +679,7 @@ int ca_packet(struct __sk_buff *skb)
 		/* Zeek hands IGMP to a packet analyzer that makes no connection. */
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
-		return TC_ACT_OK;
+		return CA_PASS;
 	}
 	if (p->key.ip_proto != CA_IPPROTO_TCP && p->key.ip_proto != CA_IPPROTO_UDP &&
 	    p->key.ip_proto != CA_IPPROTO_ICMP && p->key.ip_proto != CA_IPPROTO_ICMPV6) {
@@ -512,11 +691,22 @@ int ca_packet(struct __sk_buff *skb)
 		stages.call(skb, CA_STAGE_TCP);
 		ca_count(CA_STAT_PACKETS, p->segs);   /* only reached if the tail call failed */
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
-		return TC_ACT_OK;
+		return CA_BLOCK && egress ? CA_DROP : CA_PASS;
 	}
-	ca_track(skb, p, 0);
-	return TC_ACT_OK;
+	return ca_track(skb, p, 0);
 }
+
+int ca_packet(struct __sk_buff *skb)
+{
+	return ca_entry(skb, 0);
+}
+
+#if !CA_PCAP_MODE
+int ca_egress(struct __sk_buff *skb)
+{
+	return ca_entry(skb, 1);
+}
+#endif
 
 /* TCP: the connection and Zeek's endpoint state machine. */
 int ca_tcp(struct __sk_buff *skb)
@@ -524,10 +714,41 @@ int ca_tcp(struct __sk_buff *skb)
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
 
-	if (s)
-		ca_track(skb, &s->pkt, 1);
-	return TC_ACT_OK;
+	if (!s)
+		return CA_PASS;
+	return ca_track(skb, &s->pkt, 1);
 }
+
+#if CA_BLOCK
+static __always_inline struct ca_conn *ca_conn_lookup(struct ca_conn_key *key)
+{
+	return conns.lookup(key);
+}
+
+static __always_inline struct ca_scratch *ca_scratch_get(void)
+{
+	__u32 zero = 0;
+	return scratch.lookup(&zero);
+}
+#include "dns_policy.h"
+
+/* Blocking mode's DNS stages, tail-called in turn: header and name bytes,
+ * then the name's verdict, then (answers) learning. */
+int ca_dns_policy(struct __sk_buff *skb)
+{
+	return ca_dns_policy_stage(skb);
+}
+
+int ca_dns_name(struct __sk_buff *skb)
+{
+	return ca_dns_name_stage(skb);
+}
+
+int ca_dns_learn(struct __sk_buff *skb)
+{
+	return ca_dns_learn_stage(skb);
+}
+#endif
 
 /* User space's timer tick: the packet body is a ca_sweep_request listing
  * connection keys; each one whose timers have run out (or every one, when
@@ -540,10 +761,10 @@ int ca_sweep(struct __sk_buff *skb)
 	__u64 now = ca_now(skb);
 
 	if (!s)
-		return TC_ACT_OK;
+		return CA_PASS;
 	req = &s->sweep;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, req, sizeof(*req)) < 0)
-		return TC_ACT_SHOT;
+		return CA_DROP;
 
 	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
 	for (int i = 0; i < CA_SWEEP_KEYS_MAX; i++) {
@@ -560,5 +781,5 @@ int ca_sweep(struct __sk_buff *skb)
 		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
 		conns.delete(&req->keys[i]);
 	}
-	return TC_ACT_OK;
+	return CA_PASS;
 }

@@ -269,11 +269,18 @@ struct ca_name_rule {
 	char name[CA_NAME_MAX];
 };
 
-/* allow_addrs value, keyed by a 16-byte address: learnt from a DNS answer. */
+/* allow_addrs key: an address a DNS answer for an allowed name carried, and
+ * a port the name's rules allow (0: every port). One entry per port keeps
+ * the kernel from merging port sets. */
+struct ca_learnt_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad;
+};
+
+/* allow_addrs value. */
 struct ca_learnt_addr {
 	__u64 expires_ns;          /* CLOCK_MONOTONIC; the answer's TTL (at least CA_DNS_TTL_MIN_NS) */
-	struct ca_port_set ports;
-	__u16 pad;
 };
 
 /* flow_owner key: a socket's flow without its local address, which NAT rewrites. */

@@ -60,7 +60,8 @@ struct ca_packet {
 	__u8 tcp_do_close;
 	__u8 tcp_gen_event;
 	__u8 tcp_seq_underflow;
-	__u8 pad[2];
+	__u8 egress;               /* 1: seen leaving the interface (live capture) */
+	__u8 pad;
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
 };

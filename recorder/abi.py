@@ -187,8 +187,12 @@ class NameRule(ctypes.Structure):
                 ("name", ctypes.c_char * NAME_MAX)]
 
 
+class LearntKey(ctypes.Structure):
+    _fields_ = [("addr", c_u8 * 16), ("port", c_u16), ("pad", c_u16)]
+
+
 class LearntAddr(ctypes.Structure):
-    _fields_ = [("expires_ns", c_u64), ("ports", PortSet), ("pad", c_u16)]
+    _fields_ = [("expires_ns", c_u64)]
 
 
 class FlowKey(ctypes.Structure):
@@ -215,6 +219,7 @@ MIRRORED_STRUCTS = {
     "ca_port_set": PortSet,
     "ca_cidr_key": CidrKey,
     "ca_name_rule": NameRule,
+    "ca_learnt_key": LearntKey,
     "ca_learnt_addr": LearntAddr,
     "ca_flow_key": FlowKey,
 }

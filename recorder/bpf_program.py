@@ -34,9 +34,24 @@ from cicd_audit.recorder import abi, bpf_syscall, kernel_headers, program_cache,
 from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 from cicd_audit.recorder.ringbuf import RingBuffer
 
-STAGE_PACKET, STAGE_TCP = 1, 2  # CA_STAGE_PACKET, CA_STAGE_TCP in capture.bpf.c
+# Tail-call stages: CA_STAGE_* in capture.bpf.c, and the function each one runs.
+STAGES = {1: "ca_packet", 2: "ca_tcp", 3: "ca_egress", 4: "ca_dns_policy", 5: "ca_dns_name", 6: "ca_dns_learn"}
+STAGE_PACKET, STAGE_TCP = 1, 2
 _IP_PROTO = {"tcp": 6, "udp": 17}
-FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")
+FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")   # in every variant
+
+# Each function's program type and, for cgroup hooks, the hook it is loaded for.
+_SCHED_CLS = (bpf_syscall.PROG_SCHED_CLS, 0)
+FUNCTION_TYPES = {
+    "ca_packet": _SCHED_CLS, "ca_egress": _SCHED_CLS, "ca_tcp": _SCHED_CLS, "ca_sweep": _SCHED_CLS,
+    "ca_dns_policy": _SCHED_CLS, "ca_dns_name": _SCHED_CLS, "ca_dns_learn": _SCHED_CLS,
+    "ca_connect4": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_INET4_CONNECT),
+    "ca_connect6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_INET6_CONNECT),
+    "ca_sendmsg4": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP4_SENDMSG),
+    "ca_sendmsg6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP6_SENDMSG),
+    "ca_sockops": (bpf_syscall.PROG_SOCK_OPS, bpf_syscall.ATTACH_CGROUP_SOCK_OPS),
+}
+CGROUP_HOOKS = ("ca_connect4", "ca_connect6", "ca_sendmsg4", "ca_sendmsg6", "ca_sockops")
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
 # not see the system site-packages (a plain venv, a pyenv Python).
@@ -55,6 +70,8 @@ class ProgramSettings:
 
     pcap_mode: bool = False
     validate_checksums: bool = False
+    attribution: bool = False     # cgroup socket hooks name each connection's process (live only)
+    block: bool = False           # enforce the allowlist (live only)
     max_conns: int = 262144
     ringbuf_bytes: int = 16 * 1024 * 1024
     weird_send_max: int = 1000
@@ -69,6 +86,8 @@ class ProgramSettings:
             "-fno-jump-tables",   # bcc cannot load switch lookup tables from .rodata
             f"-DCA_PCAP_MODE={int(self.pcap_mode)}",
             f"-DCA_VALIDATE_CHECKSUMS={int(self.validate_checksums)}",
+            f"-DCA_ATTRIBUTION={int(self.attribution)}",
+            f"-DCA_BLOCK={int(self.block)}",
             f"-DCA_MAX_CONNS={self.max_conns}",
             f"-DCA_RINGBUF_PAGES={pages}",
             f"-DCA_WEIRD_SEND_MAX={self.weird_send_max}",
@@ -79,7 +98,8 @@ class ProgramSettings:
 
 # The variants `cicd-audit prepare` compiles ahead of time: live, and pcap with and without -C.
 PREPARED_SETTINGS = {
-    "live": ProgramSettings(pcap_mode=False),
+    "live": ProgramSettings(pcap_mode=False, attribution=True),
+    "live --block": ProgramSettings(pcap_mode=False, attribution=True, block=True),
     "pcap": ProgramSettings(pcap_mode=True, validate_checksums=True),
     "pcap -C": ProgramSettings(pcap_mode=True, validate_checksums=False),
 }
@@ -282,8 +302,10 @@ def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[
                 spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags, spec.name))
         for f in program.functions:
             insns = bpf_syscall.patch_map_fds(f.insns, [(i, maps[name].fd) for i, name in f.map_refs])
+            prog_type, attach_type = FUNCTION_TYPES.get(f.name, _SCHED_CLS)
             functions[f.name] = LoadedFunction(f.name, bpf_syscall.prog_load(
-                f.name, insns, bpf_syscall.PROG_SCHED_CLS, program.license, program.kern_version))
+                f.name, insns, prog_type, program.license, program.kern_version,
+                expected_attach_type=attach_type if prog_type != bpf_syscall.PROG_SOCK_OPS else 0))
         missing = [name for name in FUNCTIONS if name not in functions]
         if missing:
             raise bpf_syscall.BpfError(0, f"the program has no function {', '.join(missing)}")
@@ -324,8 +346,14 @@ class CaptureProgram:
             self.packet_fn = functions["ca_packet"]
             self.sweep_fn = functions["ca_sweep"]
             self.tcp_fn = functions["ca_tcp"]
-            self.maps["stages"].update(STAGE_TCP, self.tcp_fn.fd)
-            self.maps["stages"].update(STAGE_PACKET, self.packet_fn.fd)
+            # pcap input has no direction: ca_packet serves both there
+            self.egress_fn = functions.get("ca_egress", self.packet_fn)
+            for stage, name in STAGES.items():
+                if name in functions:
+                    self.maps["stages"].update(stage, functions[name].fd)
+            # cgroup hook attach type -> program fd (attribution and blocking)
+            self.cgroup_programs = {FUNCTION_TYPES[name][1]: functions[name].fd
+                                    for name in CGROUP_HOOKS if name in functions}
             self.conns = self.maps["conns"]
             self.stats_table = self.maps["stats"]
             self._fill_likely_server_ports()

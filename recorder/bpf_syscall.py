@@ -199,7 +199,7 @@ def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license:
     try:
         return _bpf_checked(BPF_PROG_LOAD, attr, f"loading {name}")
     except BpfError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG, errno.ENOSPC):
+        if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG, errno.ENOSPC, errno.EFAULT):
             raise
     log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
     attr.log_level, attr.log_size, attr.log_buf = 1, VERIFIER_LOG_BYTES, ctypes.addressof(log)

@@ -1,9 +1,15 @@
 """Record live traffic at TC on this namespace's interfaces.
 
-Attaches, then (optionally) starts the job's command, so its first packet is
-seen; polls the ring buffer; sweeps timers once a second; and on the
-command's exit, SIGINT or SIGTERM detaches, drains every connection and
-closes the logs, so they are complete whenever the recorder exits.
+Attaches (TC on the interfaces; the cgroup socket hooks that name each
+connection's process, and, in blocking mode, refuse connections), then
+(optionally) starts the job's command, so its first packet is seen; polls
+the ring buffer; sweeps timers once a second; and on the command's exit,
+SIGINT or SIGTERM detaches, drains every connection and closes the logs, so
+they are complete whenever the recorder exits.
+
+Everything attached is held by this process's file descriptors, so a killed
+recorder leaves nothing behind; only --fail-closed pins the programs, so
+that blocking outlives a crash (`cicd-audit cleanup` removes them).
 """
 
 from __future__ import annotations
@@ -15,14 +21,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from cicd_audit.errors import UsageError
+import contextlib
+import os
+import sys
+
+from cicd_audit.errors import EnvironmentProblem, UsageError
+from cicd_audit.recorder import cleanup
 from cicd_audit.recorder.attach import TcAttachment, default_interfaces
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
+from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
+from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
 
 POLL_MS = 100
 SWEEP_INTERVAL_S = 1.0
+
+
+@dataclass
+class Blocking:
+    """What blocking mode enforces: the policy, and the resolvers DNS may go to."""
+
+    policy: object                       # cicd_audit.policy.Policy
+    resolvers: Sequence = ()             # addresses allowed on port 53
+    fail_closed: bool = False            # keep blocking if the recorder dies
 
 
 @dataclass
@@ -58,28 +80,48 @@ class _StopFlag:
 def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command: Sequence[str] | None = None,
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
                 settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
-                community_id: bool = False) -> LiveResult:
+                community_id: bool = False, cgroup: Path | None = None, blocking: Blocking | None = None,
+                process_args: bool = False) -> LiveResult:
+    """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
+    process and container on the host is covered); blocking: enforce a policy."""
     require_root()                  # before any log file exists
     interfaces = list(interfaces or default_interfaces())
     if not interfaces:
         raise UsageError("no interface is up in this network namespace; name one with --iface")
+    cgroup = cgroup or cgroup2_mount()
+    if cgroup is None and blocking is not None:
+        raise EnvironmentProblem("blocking mode needs cgroup v2 (mount it, or name a cgroup v2 directory "
+                                 "with --cgroup)")
+    for line in cleanup.remove_stale():
+        print(f"cicd-audit: removed what a killed recorder left: {line}", file=sys.stderr)
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9,
-                         add_community_id=community_id)
+                         add_community_id=community_id, processes=ProcessTable(keep_cmdline=process_args),
+                         blocking=blocking is not None)
+    settings = settings or ProgramSettings(pcap_mode=False, attribution=True, block=blocking is not None)
     try:
-        program = CaptureProgram(settings or ProgramSettings(pcap_mode=False), session.on_event)
+        program = CaptureProgram(settings, session.on_event)
     except BaseException:
         session.abort("the BPF program could not be loaded")
         raise
     if likely_server_ports is not None:
         program.set_likely_server_ports(likely_server_ports)
+    pin_dir = None
     flag = _StopFlag()
     started = time.monotonic()
     exit_status = 0
     try:
+        if blocking is not None:
+            _load_policy(program, blocking)
+            if blocking.fail_closed:
+                pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
         sweeper = Sweeper(program, program.sweep_fn.fd)
         flag.install()
-        with TcAttachment(interfaces, program.packet_fn.fd):
+        with contextlib.ExitStack() as attached:
+            # The hooks first: a socket that connects before TC sees its packets still has an owner.
+            _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
+            attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
+                                                pin_dir=pin_dir))
             if on_ready is not None:
                 on_ready()
             if command:
@@ -102,6 +144,8 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
         sweeper.sweep(time.monotonic_ns(), drain=True)
         program.poll()
         stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started)
+        if pin_dir is not None:         # a clean stop: fail-closed has nothing left to guard
+            cleanup.remove_pin_dir(pin_dir)
         return LiveResult(exit_status, stats)
     finally:
         if not session.closed:
@@ -110,6 +154,24 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
         if flag.child is not None and flag.child.poll() is None:
             flag.child.terminate()
         program.close()
+
+
+def _load_policy(program: CaptureProgram, blocking: Blocking) -> None:
+    from cicd_audit.recorder.block_tables import PolicyTables
+    PolicyTables.build(blocking.policy, list(blocking.resolvers)).fill(program.maps)
+
+
+def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, cgroup: Path | None,
+                         pin_dir: Path | None, required: bool) -> None:
+    """The socket hooks; without them (no cgroup v2, an old kernel) recording goes on, unattributed."""
+    try:
+        if cgroup is None:
+            raise EnvironmentProblem("no cgroup v2 hierarchy is mounted")
+        stack.enter_context(CgroupAttachment(cgroup, program.cgroup_programs, pin_dir=pin_dir))
+    except EnvironmentProblem as exc:
+        if required:
+            raise
+        print(f"cicd-audit: connections will not name their processes: {exc}", file=sys.stderr)
 
 
 def _exit_status(returncode: int) -> int:

@@ -1,14 +1,22 @@
 """A two-namespace lab for the live recorder tests: never the host's interfaces.
 
     client namespace  <veth pair>  server namespace
-    10.99.0.1/24                   10.99.0.2/24
-    fd00:ca::1/64                  fd00:ca::2/64
+    10.99.0.1/24                   10.99.0.2/24, 10.99.0.5/24 (OTHER_V4)
+    fd00:ca::1/64                  fd00:ca::2/64, fd00:ca::5/64 (OTHER_V6)
+
+The client namespace resolves through dnsmasq at 10.99.0.2 once it runs
+(/etc/netns/<ns>/resolv.conf, which `cmd()` mounts over /etc/resolv.conf). Each lab also
+has a cgroup v2 directory of its own: `record()` runs the recorder (and so
+its command) inside it and points the socket hooks at it, so no test
+attaches anything to the host's cgroups, and `in_cgroup()` puts any other
+client there.
 
 Names carry the pid and a counter (cat<pid>x<n>c/s), so parallel runs never
-collide, and namespaces left by a killed run (dead pid) are removed on the
-next run. `close()` terminates every server it started and
-deletes both namespaces (which removes the veth pair); it is safe to call
-twice and runs from the `lab` fixture's finalizer even when a test fails.
+collide, and namespaces and cgroups left by a killed run (dead pid) are
+removed on the next run. `close()` terminates every server it started, kills
+what is left in its cgroup, and deletes both namespaces (which removes the
+veth pair) and the cgroup; it is safe to call twice and runs from the `lab`
+fixture's finalizer even when a test fails.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+from cicd_audit.demo import in_netns
+
 V4 = ("10.99.0.1", "10.99.0.2")
 V6 = ("fd00:ca::1", "fd00:ca::2")
+OTHER_V4, OTHER_V6 = "10.99.0.5", "fd00:ca::5"   # a second server address, never in DNS answers
 UNREACHABLE_V4 = "10.99.0.3"                 # static neighbour, nobody answers
 UNREACHABLE_MAC = "02:ca:00:00:00:99"
 DNS_NAME = "www.example.test"
@@ -40,14 +51,52 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 _NAME = re.compile(r"^cat(\d+)x\d+[cs]\b")
+_CGROUP_NAME = re.compile(r"^cicd-audit-lab-(\d+)x\d+$")
+
+
+def cgroup_root() -> Path:
+    from cicd_audit.recorder.cgroup_attach import cgroup2_mount
+    root = cgroup2_mount()
+    if root is None:
+        raise RuntimeError("no cgroup v2 hierarchy is mounted")
+    return root
+
+
+def _remove_cgroup(path: Path) -> None:
+    """Kill what is in a lab cgroup and remove it."""
+    if not path.exists():
+        return
+    kill = path / "cgroup.kill"
+    for _ in range(50):
+        pids = (path / "cgroup.procs").read_text().split()
+        if not pids:
+            break
+        if kill.exists():
+            kill.write_text("1")
+        else:
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
+    try:
+        path.rmdir()
+    except OSError:
+        pass
 
 
 def _remove_stale() -> None:
-    """Delete lab namespaces left by a test run that was killed (its pid is gone)."""
+    """Delete lab namespaces and cgroups left by a test run that was killed (its pid is gone)."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         m = _NAME.match(line)
         if m and not Path(f"/proc/{m.group(1)}").exists():
             _ip("netns", "delete", line.split()[0], check=False)
+            shutil.rmtree(Path("/etc/netns", line.split()[0]), ignore_errors=True)
+    for path in cgroup_root().glob("cicd-audit-lab-*"):
+        m = _CGROUP_NAME.match(path.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            _remove_cgroup(path)
 
 
 class Lab:
@@ -57,6 +106,7 @@ class Lab:
         tag = f"{os.getpid()}x{n}"
         self.client_ns, self.server_ns = f"cat{tag}c", f"cat{tag}s"
         self.client_if, self.server_if = f"cv{tag}", f"sv{tag}"   # <= 15 characters
+        self.cgroup = cgroup_root() / f"cicd-audit-lab-{tag}"
         self._procs: list[subprocess.Popen] = []
         self._made: list[str] = []
         try:
@@ -79,11 +129,17 @@ class Lab:
             _ip("-n", ns, "link", "set", dev, "up")
         _ip("-n", self.client_ns, "neigh", "add", UNREACHABLE_V4, "lladdr", UNREACHABLE_MAC,
             "dev", self.client_if, "nud", "permanent")
+        _ip("-n", self.server_ns, "addr", "add", f"{OTHER_V4}/24", "dev", self.server_if)
+        _ip("-n", self.server_ns, "-6", "addr", "add", f"{OTHER_V6}/64", "dev", self.server_if, "nodad")
+        resolv = Path("/etc/netns", self.client_ns)
+        resolv.mkdir(parents=True, exist_ok=True)
+        (resolv / "resolv.conf").write_text(f"nameserver {V4[1]}\noptions timeout:1 attempts:1\n")
+        self.cgroup.mkdir()
 
     # -- running things -------------------------------------------------------------------
 
     def cmd(self, ns: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", ns, *argv]
+        return in_netns(ns, argv)
 
     def run(self, ns: str, argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
@@ -95,13 +151,21 @@ class Lab:
         self._procs.append(proc)
         return proc
 
-    def record(self, out_dir: Path, command: list[str] | None = None, *extra: str,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-        """`cicd-audit record` in the client namespace on its veth, around `command`."""
-        argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", self.client_if, *extra]
+    def in_cgroup(self, argv: list[str]) -> list[str]:
+        """argv, run as a member of this lab's cgroup."""
+        return ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
+
+    def record_argv(self, out_dir: Path, command: list[str] | None = None, *extra: str) -> list[str]:
+        argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", self.client_if,
+                "--cgroup", str(self.cgroup), *extra]
         if command:
             argv += ["--", *command]
-        return self.run(self.client_ns, argv, timeout=timeout)
+        return self.in_cgroup(argv)
+
+    def record(self, out_dir: Path, command: list[str] | None = None, *extra: str,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+        """`cicd-audit record` in the client namespace on its veth, around `command`, in the lab's cgroup."""
+        return self.run(self.client_ns, self.record_argv(out_dir, command, *extra), timeout=timeout)
 
     def tc_filters(self) -> str:
         """What is attached at TC on the client's veth, "" when nothing is: legacy filters
@@ -163,5 +227,7 @@ class Lab:
                     p.kill()
                     p.wait()
         self._procs.clear()
+        _remove_cgroup(self.cgroup)
         while self._made:
             _ip("netns", "delete", self._made.pop(), check=False)
+        shutil.rmtree(Path("/etc/netns", self.client_ns), ignore_errors=True)

@@ -209,7 +209,7 @@ def _assert_complete(out: Path) -> list[dict]:
 
 
 def test_sigterm_without_command_writes_complete_logs(lab, tmp_path):
-    proc = lab.popen(lab.client_ns, [CICD_AUDIT, "record", "--out", str(tmp_path), "--iface", lab.client_if],
+    proc = lab.popen(lab.client_ns, lab.record_argv(tmp_path),
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_attached(lab, proc)
     assert lab.run(lab.client_ns, [*DIG, f"@{V4[1]}", DNS_NAME]).stdout.strip() == V4[1]

@@ -71,9 +71,23 @@ def main() -> None:
               help="Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
+@click.option("--block", is_flag=True,
+              help="Enforce --policy in the kernel: refuse connections and DNS queries it does not allow.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Egress policy YAML (allowed domains and CIDRs); required with --block.")
+@click.option("--resolver", "resolvers", multiple=True, metavar="ADDR",
+              help="With --block: a DNS resolver queries may go to (repeatable). "
+                   "Default: the nameservers of /etc/resolv.conf (and systemd-resolved's upstreams).")
+@click.option("--fail-closed", is_flag=True,
+              help="With --block: keep blocking if the recorder is killed, until `cicd-audit cleanup`.")
+@click.option("--cgroup", type=click.Path(file_okay=False, path_type=Path),
+              help="cgroup v2 directory whose processes' sockets are watched (and, with --block, refused). "
+                   "Default: the cgroup v2 root: every process and container on the host.")
+@click.option("--process-args", is_flag=True,
+              help="Fill conn.log's proc.cmdline column. Off by default: command lines can carry secrets.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, community_id,
-           likely_server_ports, command):
+           likely_server_ports, block, policy_file, resolvers, fail_closed, cgroup, process_args, command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -81,14 +95,16 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
       cicd-audit record --out logs/                  # until Ctrl-C / SIGTERM
       cicd-audit record --out logs/ --background     # until `cicd-audit stop logs/`
       cicd-audit record --pcap trace.pcap --out logs/
+      cicd-audit record --out logs/ --block --policy egress.yml -- make test
 
     With COMMAND, exits with the command's exit status.
     """
     try:
         ports = _parse_ports(likely_server_ports)
+        blocking = _blocking(block, policy_file, resolvers, fail_closed)
         if pcap is not None:
-            if interfaces or command or background:
-                raise_usage("--pcap cannot be combined with --iface, --background or a command")
+            if interfaces or command or background or blocking or cgroup:
+                raise_usage("--pcap cannot be combined with --iface, --background, --block, --cgroup or a command")
             from cicd_audit.recorder.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
@@ -102,15 +118,37 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
 
             def run(on_ready):
                 result = record_live(out_dir, interfaces, None, fmt, on_ready=on_ready,
-                                     likely_server_ports=ports, community_id=community_id)
+                                     likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
+                                     blocking=blocking, process_args=process_args)
                 _print_stats(result.stats, out_dir)
                 return result.exit_status
             sys.exit(start_in_background(out_dir, run))
-        result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id)
+        result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
+                             cgroup=cgroup, blocking=blocking, process_args=process_args)
         _print_stats(result.stats, out_dir)
         sys.exit(result.exit_status)
     except CicdAuditError as exc:
         _fail(exc)
+
+
+def _blocking(block, policy_file, resolvers, fail_closed):
+    """The Blocking settings from the command line, or None without --block."""
+    if not block:
+        if policy_file or resolvers or fail_closed:
+            raise_usage("--policy, --resolver and --fail-closed go with --block "
+                        "(to check logs against a policy, use `cicd-audit analyze --policy`)")
+        return None
+    if policy_file is None:
+        raise_usage("--block needs --policy FILE (the allowed domains and CIDRs)")
+    import ipaddress
+    from cicd_audit.policy import load_policy
+    from cicd_audit.recorder.block_tables import detect_resolvers
+    from cicd_audit.recorder.live import Blocking
+    try:
+        addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
+    except ValueError as exc:
+        raise_usage(f"--resolver: {exc}")
+    return Blocking(load_policy(policy_file), addresses, fail_closed)
 
 
 def _parse_ports(text):
@@ -126,6 +164,20 @@ def _parse_ports(text):
 def raise_usage(message: str) -> None:
     from cicd_audit.errors import UsageError
     raise UsageError(message)
+
+
+@main.command()
+def cleanup():
+    """Remove what recorders left attached: --fail-closed pins, and filters of killed recorders on old kernels."""
+    from cicd_audit.recorder import cleanup as cleanup_module
+    try:
+        removed = cleanup_module.cleanup_all()
+    except CicdAuditError as exc:
+        _fail(exc)
+    for line in removed:
+        click.echo(f"removed {line}")
+    if not removed:
+        click.echo("nothing to remove", err=True)
 
 
 @main.command()

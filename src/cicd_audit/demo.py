@@ -50,6 +50,20 @@ def _cicd_audit_cmd() -> list[str]:
     return [found] if found else [sys.executable, "-m", "cicd_audit.cli"]
 
 
+def in_netns(ns: str, argv: list[str]) -> list[str]:
+    """argv, run in the named network namespace.
+
+    Unlike `ip netns exec`, which mounts a fresh /sys, this keeps the host's
+    /sys visible: the cgroup v2 tree (socket hooks) and the bpffs
+    (--fail-closed pins). Like it, /etc/netns/NS/resolv.conf, if present,
+    replaces /etc/resolv.conf, in a private mount namespace.
+    """
+    resolv = f"/etc/netns/{ns}/resolv.conf"
+    script = f'if [ -f {resolv} ]; then mount --bind {resolv} /etc/resolv.conf || exit 125; fi; exec "$@"'
+    return ["nsenter", f"--net=/run/netns/{ns}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", script, "sh", *argv]
+
+
 class NetnsLab:
     """Two network namespaces joined by veth; removed (with their processes) by close()."""
 
@@ -64,6 +78,7 @@ class NetnsLab:
         self._procs: list[subprocess.Popen] = []
         self._etc_dirs: list[Path] = []
         self._created: list[str] = []
+        self.cgroup: Path | None = None     # made by create(): the job's own cgroup v2 directory
 
     # -- set-up / tear-down -------------------------------------------------
     def __enter__(self) -> "NetnsLab":
@@ -88,6 +103,21 @@ class NetnsLab:
             self.sh(ns, f"sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0;"
                         f"ip link set lo up; ip addr add {ip4}/24 dev {ifname};"
                         f"ip -6 addr add {ip6}/64 dev {ifname} nodad; ip link set {ifname} up")
+        from cicd_audit.recorder.cgroup_attach import cgroup2_mount
+        root = cgroup2_mount()
+        if root is not None:
+            self.cgroup = root / f"cicd-audit-{self.runner}"
+            self.cgroup.mkdir(exist_ok=True)
+
+    def in_cgroup(self, argv: list[str]) -> list[str]:
+        """argv, run in the lab's cgroup (where the recorder's socket hooks look), if it has one."""
+        if self.cgroup is None:
+            return list(argv)
+        return ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
+
+    def record_args(self) -> list[str]:
+        """`cicd-audit record` options that keep its socket hooks on the lab's cgroup."""
+        return ["--cgroup", str(self.cgroup)] if self.cgroup is not None else []
 
     def add_address(self, ns: str, address: str) -> None:
         """One more IPv4 address (with prefix length) on the namespace's end of the veth."""
@@ -115,6 +145,18 @@ class NetnsLab:
                 except (ProcessLookupError, ValueError):
                     pass
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if self.cgroup is not None and self.cgroup.exists():
+            for pid in (self.cgroup / "cgroup.procs").read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            for _ in range(50):
+                try:
+                    self.cgroup.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
         self._created.clear()
         for d in self._etc_dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -122,7 +164,7 @@ class NetnsLab:
 
     # -- running things -----------------------------------------------------
     def cmd(self, ns: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", ns, *argv]
+        return in_netns(ns, argv)
 
     def sh(self, ns: str, script: str, **kw) -> subprocess.CompletedProcess:
         return _run(self.cmd(ns, ["sh", "-c", script]), **kw)
@@ -262,8 +304,8 @@ def run_demo(out_dir: str | os.PathLike | None = None, rows: int = 12, echo=prin
             lab.set_resolver(lab.runner, lab.internet_ip)
             echo(f"[lab] dnsmasq + HTTP server up in {lab.internet}; running the CI job under "
                  f"`cicd-audit record --out {out}`")
-            rec = lab.run(lab.runner, [*cli, "record", "--out", str(out), "--iface", lab.runner_if,
-                                       "--", "bash", "-c", JOB],
+            rec = lab.run(lab.runner, lab.in_cgroup([*cli, "record", "--out", str(out), "--iface", lab.runner_if,
+                                                     *lab.record_args(), "--", "bash", "-c", JOB]),
                           check=False, capture_output=False, stdout=sys.stdout, stderr=sys.stderr,
                           timeout=120)
             if rec.returncode:

@@ -1,0 +1,192 @@
+/* process.h: which process opened a connection (live capture only).
+ *
+ * TC sees packets, not processes. The cgroup socket hooks here run in the
+ * calling process when it connects or sends, and remember it:
+ *   - by socket cookie (sock_owner), for every connect() and sendmsg();
+ *   - by flow (flow_owner), where the local port is already known: TCP at
+ *     the moment it sends its SYN (sock_ops), unconnected UDP at sendmsg().
+ * When TC creates a connection from an egress packet it looks the owner up
+ * once, by the skb's socket cookie (a process in the recorded namespace),
+ * else by flow (a container with its own namespace: its packets reach the
+ * host's interfaces without a socket, and NAT keeps the destination and,
+ * normally, the source port). Connected UDP sockets in another namespace have
+ * no flow entry (their port is bound after the connect hook) and stay
+ * unattributed.
+ *
+ * The first hook call of each process sends a CA_EVENT_PROCESS, so user
+ * space can read /proc/<tgid> while the (often short-lived) process runs.
+ *
+ * Needs: ca_count(), and in blocking mode policy.h; the maps' accessors are
+ * declared below and defined in capture.bpf.c, which holds the entry points.
+ */
+#ifndef CA_PROCESS_H
+#define CA_PROCESS_H
+
+#define CA_OWNER_ENTRIES 65536
+#define CA_AF_INET 2
+#define CA_AF_INET6 10
+#define CA_SOCK_STREAM 1
+#define CA_SOCK_OPS_TCP_CONNECT 3   /* BPF_SOCK_OPS_TCP_CONNECT_CB */
+
+/* The maps, defined in capture.bpf.c (bcc rewrites map operations only there). */
+static __always_inline struct ca_process *ca_sock_owner_lookup(__u64 *cookie);
+static __always_inline void ca_sock_owner_update(__u64 *cookie, struct ca_process *proc);
+static __always_inline struct ca_process *ca_flow_owner_lookup(struct ca_flow_key *flow);
+static __always_inline void ca_flow_owner_update(struct ca_flow_key *flow, struct ca_process *proc);
+static __always_inline int ca_first_sight(__u32 *tgid);
+static __always_inline void ca_forget_sight(__u32 *tgid);
+
+static __always_inline void ca_current_process(struct ca_process *proc)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	proc->tgid = id >> 32;
+	proc->pid = (__u32)id;
+	proc->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(proc->comm, sizeof(proc->comm));
+}
+
+/* Remember the socket's owner; announce a process the first time it shows up. */
+static __always_inline void ca_note_owner(__u64 cookie, struct ca_process *proc, __u64 now)
+{
+	struct ca_process_event *ev;
+
+	ca_sock_owner_update(&cookie, proc);
+	if (!ca_first_sight(&proc->tgid))
+		return;
+	ev = ca_event_reserve(sizeof(*ev));
+	if (!ev) {
+		ca_count(CA_STAT_RB_DROP_PROCESS, 1);
+		ca_forget_sight(&proc->tgid);     /* try again on its next socket */
+		return;
+	}
+	ev->hdr.type = CA_EVENT_PROCESS;
+	ev->hdr.size = sizeof(*ev);
+	ev->hdr.ts_ns = now;
+	__builtin_memcpy(&ev->proc, proc, sizeof(*proc));
+	ca_event_submit(ev);
+}
+
+/* A sock_addr hook's destination as a key address (IPv4-mapped) and host-order port.
+ * is_v6 is a constant: the verifier lets a hook read only its own family's fields. */
+static __always_inline void ca_sock_addr_dest(struct bpf_sock_addr *ctx, __u8 *addr, __u16 *port, const int is_v6)
+{
+	__u32 *w = (__u32 *)addr;
+
+	if (!is_v6) {
+		ca_set_v4mapped(addr, ctx->user_ip4);
+	} else {
+		w[0] = ctx->user_ip6[0];
+		w[1] = ctx->user_ip6[1];
+		w[2] = ctx->user_ip6[2];
+		w[3] = ctx->user_ip6[3];
+	}
+	*port = bpf_ntohs((__u16)ctx->user_port);
+}
+
+static __always_inline int ca_is_loopback(const __u8 *addr)
+{
+	const __u32 *w = (const __u32 *)addr;
+
+	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff))
+		return addr[12] == 127 || w[3] == 0;             /* 127/8, 0.0.0.0 */
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 &&
+	       (w[3] == bpf_htonl(1) || w[3] == 0);           /* ::1, :: */
+}
+
+/* connect() and sendmsg(): note the owner; in blocking mode refuse an
+ * address the policy does not allow (the caller gets EPERM). Returns 1 to let
+ * the call go on, 0 to refuse it. */
+static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const int is_sendmsg, const int is_v6)
+{
+	struct ca_process proc = {};
+	struct ca_flow_key flow = {};
+	__u64 now = bpf_ktime_get_ns();
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct bpf_sock *sk = ctx->sk;
+	__u8 ip_proto = ctx->type == CA_SOCK_STREAM ? CA_IPPROTO_TCP : CA_IPPROTO_UDP;
+
+	if (ctx->type != CA_SOCK_STREAM && ctx->type != 2 /* SOCK_DGRAM */)
+		return 1;
+	ca_current_process(&proc);
+	ca_note_owner(cookie, &proc, now);
+	ca_sock_addr_dest(ctx, flow.daddr, &flow.dport, is_v6);
+	flow.ip_proto = ip_proto;
+	/* sendmsg() on an unconnected UDP socket runs after its port was bound. */
+	if (is_sendmsg && sk && sk->src_port) {
+		flow.sport = sk->src_port;
+		ca_flow_owner_update(&flow, &proc);
+	}
+#if CA_BLOCK
+	if (!ca_is_loopback(flow.daddr) && !ca_dest_allowed(flow.daddr, flow.dport, ip_proto, now)) {
+		struct ca_conn_key key = {};
+		if (!is_v6)
+			ca_set_v4mapped(key.addr[0], sk ? sk->src_ip4 : 0);
+		__builtin_memcpy(key.addr[1], flow.daddr, 16);
+		if (sk && sk->src_port)
+			key.port[0] = sk->src_port;
+		key.port[1] = flow.dport;
+		key.ip_proto = ip_proto;
+		ca_count(CA_STAT_BLOCKED_CONNECTS, 1);
+		ca_emit_blocked(&key, 0, 0, &proc, CA_BLOCKED_ADDRESS, CA_BLOCK_AT_CONNECT, now, 0);
+		return 0;
+	}
+#endif
+	return 1;
+}
+
+/* TCP is about to send its SYN: the local port is known now, so the owner
+ * noted at connect() can be filed under the flow too. */
+static __always_inline int ca_sock_ops_hook(struct bpf_sock_ops *skops)
+{
+	struct ca_flow_key flow = {};
+	struct ca_process *owner;
+	__u64 cookie;
+
+	if (skops->op != CA_SOCK_OPS_TCP_CONNECT)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);
+	owner = ca_sock_owner_lookup(&cookie);
+	if (!owner)
+		return 1;
+	if (skops->family == CA_AF_INET) {
+		ca_set_v4mapped(flow.daddr, skops->remote_ip4);
+	} else {
+		__u32 *w = (__u32 *)flow.daddr;
+		w[0] = skops->remote_ip6[0];
+		w[1] = skops->remote_ip6[1];
+		w[2] = skops->remote_ip6[2];
+		w[3] = skops->remote_ip6[3];
+	}
+	flow.dport = bpf_ntohs((__u16)skops->remote_port);
+	flow.sport = skops->local_port;
+	flow.ip_proto = CA_IPPROTO_TCP;
+	ca_flow_owner_update(&flow, owner);
+	return 1;
+}
+
+/* TC, once per new connection: copy its owner in, if a hook saw it. */
+static __always_inline void ca_attribute(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+{
+	struct ca_process *owner = 0;
+	struct ca_flow_key flow = {};
+	__u64 cookie;
+	int dst = !p->src_slot;
+
+	if (!p->egress)
+		return;
+	cookie = bpf_get_socket_cookie(skb);
+	if (cookie)
+		owner = ca_sock_owner_lookup(&cookie);
+	if (!owner && (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)) {
+		__builtin_memcpy(flow.daddr, ca_key_addr(&p->key, dst), 16);
+		flow.dport = ca_key_port(&p->key, dst);
+		flow.sport = ca_key_port(&p->key, !dst);
+		flow.ip_proto = p->key.ip_proto;
+		owner = ca_flow_owner_lookup(&flow);
+	}
+	if (owner)
+		__builtin_memcpy(&c->proc, owner, sizeof(c->proc));
+}
+
+#endif /* CA_PROCESS_H */
