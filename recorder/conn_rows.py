@@ -2,7 +2,9 @@
 
 This is the part Zeek does in script land (base/protocols/conn/main.zeek):
 conn_state from the endpoint states, which fields are set, and the payload
-size of a TCP endpoint from its sequence numbers.
+size of a TCP endpoint from its sequence numbers. Also cicd-audit's own
+pieces of a row: the proc.* and blocked columns, and the row of a connect()
+that blocking mode refused before any packet existed.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def tcp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint, history: str, orig_si
     return "OTH"
 
 
+def proto_name(ip_proto: int) -> str:
+    """Zeek's transport_proto for an IP protocol number."""
+    return _PROTO_NAMES.get(ip_proto, "unknown_transport")
+
+
 def udp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint) -> str:
     if orig.state == abi.UDP_ACTIVE:
         return "SF" if resp.state == abi.UDP_ACTIVE else "S0"
@@ -100,7 +107,7 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "id.orig_p": cid.orig_p,
         "id.resp_h": cid.resp_h,
         "id.resp_p": cid.resp_p,
-        "proto": _PROTO_NAMES.get(proto, "unknown_transport"),
+        "proto": proto_name(proto),
         "service": ",".join(sorted(services)) if services else None,   # a string column, comma-separated
         "duration": duration if duration > 0 else None,
         "orig_bytes": orig_size if duration > 0 else None,
@@ -118,6 +125,53 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "ip_proto": proto,
     }
     return row
+
+
+def refused_connect_row(event: abi.BlockedEvent, uid: str, ts: float) -> dict:
+    """The conn.log record for a connect() a cgroup hook refused: no packet was
+    ever sent, so the kernel has no connection to end and this is all there is.
+    The key holds the local address and port as far as they were bound (zero if not)."""
+    cid = conn_id(event.key, event.src_slot)
+    return {
+        "ts": ts,
+        "uid": uid,
+        "id.orig_h": cid.orig_h,
+        "id.orig_p": cid.orig_p,
+        "id.resp_h": cid.resp_h,
+        "id.resp_p": cid.resp_p,
+        "proto": proto_name(cid.ip_proto),
+        "service": None,
+        "duration": None,
+        "orig_bytes": None,       # Zeek sets the byte counts only with a duration
+        "resp_bytes": None,
+        "conn_state": "OTH",
+        "local_orig": sites.is_local(cid.orig_h),
+        "local_resp": sites.is_local(cid.resp_h),
+        "missed_bytes": 0,
+        "history": None,
+        "orig_pkts": 0,
+        "orig_ip_bytes": 0,
+        "resp_pkts": 0,
+        "resp_ip_bytes": 0,
+        "tunnel_parents": None,
+        "ip_proto": cid.ip_proto,
+    }
+
+
+PROCESS_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.cgroup")
+
+
+def process_columns(info) -> dict:
+    """The proc.* columns (zeek_schemas/conn_process.tsv) for a ProcessInfo, all unset for None."""
+    if info is None:
+        return dict.fromkeys(PROCESS_COLUMNS)
+    return {"proc.pid": info.pid, "proc.name": info.name, "proc.exe": info.exe,
+            "proc.cmdline": info.cmdline, "proc.cgroup": info.cgroup}
+
+
+def is_blocked(conn: abi.Conn) -> bool:
+    """conn.log's blocked column: blocking mode dropped a packet of it (address or DNS name)."""
+    return bool(conn.flags & (abi.CONN_BLOCKED | abi.CONN_DNS_BLOCKED))
 
 
 # ICMP types that have a counterpart (request/reply): Zeek's ICMP4_counterpart

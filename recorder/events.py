@@ -48,8 +48,15 @@ class EventFormatError(ValueError):
     pass
 
 
+def blocked_name(ev: abi.BlockedEvent) -> str:
+    """The DNS query name of a BLOCKED event (DNS_NAME), as the kernel wrote it."""
+    # The kernel lower-cases and dots the name but does not vet its bytes.
+    return bytes(ev.name)[: ev.name_len].decode("ascii", "backslashreplace")
+
+
 def decode(data: int | bytes, size: int):
-    """One event from a ring-buffer record (a pointer from bcc, or bytes)."""
+    """One event from a ring-buffer record (a pointer from bcc, or bytes): a
+    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, or (DnsEvent, payload)."""
     buf = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size])
     if len(buf) < ctypes.sizeof(abi.EventHeader):
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
@@ -58,6 +65,13 @@ def decode(data: int | bytes, size: int):
         return _exact(abi.ConnEndEvent, buf)
     if header.type == abi.EventType.WEIRD:
         return _exact(abi.WeirdEvent, buf)
+    if header.type == abi.EventType.PROCESS:
+        return _exact(abi.ProcessEvent, buf)
+    if header.type == abi.EventType.BLOCKED:
+        event = _exact(abi.BlockedEvent, buf)
+        if event.name_len >= abi.NAME_MAX:
+            raise EventFormatError(f"blocked event name of {event.name_len} bytes, at most {abi.NAME_MAX - 1}")
+        return event
     if header.type == abi.EventType.DNS:
         fixed = abi.DnsEvent.payload.offset
         if len(buf) < fixed:

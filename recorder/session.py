@@ -4,10 +4,16 @@ Receives decoded ring-buffer events, keeps per-connection DNS state, and
 writes conn.log, dns.log, weird.log and capture_stats.log in the output
 directory. Everything it counts (events it could not decode, DNS messages
 it could not parse) is written to the logs at the end, never dropped silently.
+
+Live recording may add process attribution (a ProcessTable: conn.log gets the
+proc.* columns of zeek_schemas/conn_process.tsv) and blocking mode (conn.log
+gets ``blocked``; every refused attempt becomes a notice.log row). Without
+them the output is exactly what it was before either existed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +21,10 @@ from typing import Callable
 
 from cicd_audit.errors import UsageError
 from cicd_audit.recorder import abi, events
-from cicd_audit.recorder.conn_rows import community_id, conn_row
+from cicd_audit.recorder.conn_rows import (community_id, conn_row, is_blocked, process_columns, proto_name,
+                                           refused_connect_row)
 from cicd_audit.recorder.dns.log import DnsConnectionLog
+from cicd_audit.recorder.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.uid import UidAllocator
 from cicd_audit.recorder.weirds import weird_name
 from cicd_audit.zeeklog.schema import load_schema
@@ -43,12 +51,25 @@ class SessionCounters:
     bad_events: int = 0
     conn_packets: int = 0       # the kernel counts packets in their connection: summed here
     conn_ip_bytes: int = 0
+    notices: int = 0
+    refused_connects: int = 0   # conn.log rows written for a connect() refused before any packet
     end_reasons: dict = field(default_factory=dict)
+
+
+NOTE_BLOCKED_CONNECTION = "CicdAudit::Blocked_Connection"
+NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
+# Every refused attempt gets its row: nothing is suppressed, so the
+# suppression interval Zeek would write (1 hour by default) would mislead.
+NOTICE_SUPPRESS_FOR = 0.0
+# Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
+RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process")
+# Blocking-mode kernel stats that capture_stats.log carries under the same names.
+BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
 
 
 class SessionLog:
     def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
-                 add_community_id: bool = False):
+                 add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False):
         self.out_dir = Path(out_dir)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,9 +86,25 @@ class SessionLog:
         self.add_community_id = add_community_id
         if add_community_id:
             conn_schema = conn_schema.extended(load_schema("conn_community_id"))
+        self.processes = processes
+        if processes is not None:
+            conn_schema = conn_schema.extended(load_schema("conn_process"))
+        self.blocking = blocking
+        if blocking:
+            conn_schema = conn_schema.extended(load_schema("conn_blocked"))
         self._conn = LogWriter(self.out_dir, conn_schema, fmt)
         self._dns = LogWriter(self.out_dir, load_schema("dns"), fmt)
         self._weird = LogWriter(self.out_dir, load_schema("weird"), fmt)
+        self._writers = [self._conn, self._dns, self._weird]
+        self._notice = None
+        if blocking:
+            notice_schema = load_schema("notice")
+            if processes is not None:
+                notice_schema = notice_schema.extended(load_schema("notice_process"))
+            self._notice = LogWriter(self.out_dir, notice_schema, fmt)
+            self._writers.append(self._notice)
+        self._blocked_conns: set[int] = set()       # kernel conn ids with a blocked packet
+        self._names_by_addr: dict[str, dict] = {}    # address -> names DNS answers resolved to it (ordered)
         self.last_ts: float | None = None
         self.closed = False
 
@@ -83,6 +120,11 @@ class SessionLog:
             self._conn_end(event)
         elif isinstance(event, abi.WeirdEvent):
             self._kernel_weird(event)
+        elif isinstance(event, abi.ProcessEvent):
+            if self.processes is not None:
+                self.processes.on_process_event(event.proc)
+        elif isinstance(event, abi.BlockedEvent):
+            self._blocked(event)
         else:
             self._dns_message(*event)
 
@@ -97,9 +139,10 @@ class SessionLog:
             if dns_log.service:
                 services.append(dns_log.service)
         row = conn_row(ev, uid, self.to_epoch, services)
-        if self.add_community_id:
-            row["community_id"] = community_id(row["id.orig_h"], row["id.orig_p"], row["id.resp_h"],
-                                               row["id.resp_p"], row["ip_proto"])
+        self._add_columns(row, self._describe(ev.conn.proc))
+        if self.blocking:
+            row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
+            self._blocked_conns.discard(cid)
         self._conn.write(row)
         self.counters.connections += 1
         self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
@@ -107,6 +150,17 @@ class SessionLog:
         reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
         self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
         self.uids.forget(cid)
+
+    def _add_columns(self, row: dict, info: ProcessInfo | None) -> None:
+        """The optional columns after Zeek's, in schema order: community_id, then proc.*."""
+        if self.add_community_id:
+            row["community_id"] = community_id(row["id.orig_h"], row["id.orig_p"], row["id.resp_h"],
+                                               row["id.resp_p"], row["ip_proto"])
+        if self.processes is not None:
+            row.update(process_columns(info))
+
+    def _describe(self, proc: abi.Process) -> ProcessInfo | None:
+        return self.processes.describe(proc) if self.processes is not None else None
 
     def _dns_message(self, ev: abi.DnsEvent, payload: bytes) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
@@ -132,10 +186,79 @@ class SessionLog:
         for row in rows:
             self._dns.write(row)
             self.counters.dns_rows += 1
+            if self.blocking:
+                self._remember_answers(row)
         for ts, name, addl in dns_log.weirds:
             self.counters.dns_parse_errors += 1
             self.write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
         dns_log.weirds.clear()
+
+    def _remember_answers(self, row: dict) -> None:
+        """Which names this session's DNS answers resolved each address from (for notices)."""
+        query = row.get("query")
+        if not query:
+            return
+        for answer in row.get("answers") or ():
+            address = _address_key(answer)      # A/AAAA answers; names and other records are skipped
+            if address is not None:
+                self._names_by_addr.setdefault(address, {})[query] = None
+
+    # -- blocking mode ------------------------------------------------------------
+    def _blocked(self, ev: abi.BlockedEvent) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        self.last_ts = ts
+        if self._notice is None:
+            self.counters.bad_events += 1
+            self.write_weird(ts, "cicd_audit_bad_event", "blocked-attempt event while not in blocking mode")
+            return
+        info = self._describe(ev.proc)
+        if ev.conn_id:
+            uid = self.uids.for_conn(ev.conn_id)
+            self._blocked_conns.add(ev.conn_id)
+        elif ev.where == abi.BlockWhere.CONNECT:
+            uid = self._refused_connect(ev, ts, info)
+        else:
+            uid = None      # dropped at TC with no connection entry (e.g. the table was full)
+        self._notice.write(self._notice_row(ev, ts, uid, info))
+        self.counters.notices += 1
+
+    def _refused_connect(self, ev: abi.BlockedEvent, ts: float, info: ProcessInfo | None) -> str:
+        """Write the conn.log row of a refused connect(); returns its new uid."""
+        self.counters.refused_connects += 1
+        # Kernel connection ids are never negative: this key gets a uid no kernel connection has.
+        key = -self.counters.refused_connects
+        uid = self.uids.for_conn(key)
+        self.uids.forget(key)
+        row = refused_connect_row(ev, uid, ts)
+        self._add_columns(row, info)
+        row["blocked"] = True
+        self._conn.write(row)
+        self.counters.connections += 1
+        return uid
+
+    def _notice_row(self, ev: abi.BlockedEvent, ts: float, uid: str | None, info: ProcessInfo | None) -> dict:
+        cid = events.conn_id(ev.key, ev.src_slot)      # the side that tried to send is the originator
+        proto = proto_name(cid.ip_proto)
+        who = _who(ev.proc, info)
+        if ev.reason == abi.BlockReason.DNS_NAME:
+            name = events.blocked_name(ev)
+            note, msg, sub = NOTE_BLOCKED_DNS, f"{who} queried {name}: name not in the policy", name
+        else:
+            verb = "connect to" if proto == "tcp" else "send to"
+            names = self._names_by_addr.get(cid.resp_h)
+            note = NOTE_BLOCKED_CONNECTION
+            msg = f"{who} tried to {verb} {_endpoint(cid, proto)}: not allowed by the policy"
+            sub = ",".join(sorted(names)) if names else None
+        row = {
+            "ts": ts, "uid": uid,
+            "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
+            "proto": proto, "note": note, "msg": msg, "sub": sub,
+            "src": cid.orig_h, "dst": cid.resp_h, "p": cid.resp_p,      # as Zeek fills them from id
+            "actions": ["Notice::ACTION_LOG"], "email_dest": [], "suppress_for": NOTICE_SUPPRESS_FOR,
+        }
+        if self.processes is not None:
+            row.update(process_columns(info))
+        return row
 
     def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
@@ -158,7 +281,7 @@ class SessionLog:
 
     def flush(self) -> None:
         """Put every complete row on disk, so the logs can be read while recording."""
-        for writer in (self._conn, self._dns, self._weird):
+        for writer in self._writers:
             writer.flush()
 
     # -- end --------------------------------------------------------------------
@@ -176,7 +299,7 @@ class SessionLog:
         for conn_key, dns_log in list(self._dns_logs.items()):
             self._write_dns_rows(dns_log.flush(end_ts), dns_log)
         self._dns_logs.clear()
-        drops = kernel_stats.get("rb_drop_conn", 0) + kernel_stats.get("rb_drop_dns", 0) + kernel_stats.get("rb_drop_weird", 0)
+        drops = sum(kernel_stats.get(name, 0) for name in RINGBUF_DROP_STATS)
         stats = {
             "ts": time.time(),
             "source": source,
@@ -192,8 +315,36 @@ class SessionLog:
             "dns_parse_errors": self.counters.dns_parse_errors,
             "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
         }
-        for writer in (self._conn, self._dns, self._weird):
+        stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
+        for writer in self._writers:
             writer.close()
         with LogWriter(self.out_dir, load_schema("capture_stats"), self.fmt) as writer:
             writer.write(stats)
         return stats
+
+
+def _address_key(text) -> str | None:
+    """An address as events.address_text writes it (IPv4-mapped as IPv4), or None if not an address."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
+def _who(proc: abi.Process, info: ProcessInfo | None) -> str:
+    """The process in a notice's message: "curl (pid 4242)"."""
+    if not proc.tgid:
+        return "unknown process"
+    name = info.name if info is not None else proc.comm.decode("utf-8", "backslashreplace")
+    return f"{name} (pid {proc.tgid})" if name else f"pid {proc.tgid}"
+
+
+def _endpoint(cid: events.ConnId, proto: str) -> str:
+    """203.0.113.9:443/tcp, [2001:db8::1]:443/tcp; ICMP and others have no port."""
+    host = f"[{cid.resp_h}]" if ":" in cid.resp_h else cid.resp_h
+    if proto in ("tcp", "udp"):
+        return f"{host}:{cid.resp_p}/{proto}"
+    return f"{cid.resp_h} ({proto})"
