@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Per-packet cost of the capture program in isolation, via BPF_PROG_TEST_RUN.
 
-Runs the live-mode program and a no-op TC program on the same frames
-(repeat=N in the kernel, so no syscall per packet) and prints nanoseconds
-per run, alternating A/B. A quick, quiet-machine check while changing the
+Runs a no-op TC program, the live-mode program, and the blocking-mode
+program's egress entry (with a policy that allows the frames' destination,
+so the connection is tracked and passed) on the same frames (repeat=N in the
+kernel, so no syscall per packet) and prints nanoseconds per run,
+alternating them round by round. A quick, quiet-machine check while changing the
 kernel code; bench/record_bench.py measures the real thing on a veth flood.
 
     sudo python bench/test_run_cost.py [--rounds 5] [--repeat 200000]
@@ -20,6 +22,8 @@ from scapy.all import IP, TCP, UDP, Ether, Raw
 
 from cicd_audit.recorder import kernel_headers
 from cicd_audit.recorder import test_run as tr
+from cicd_audit.policy import parse_policy
+from cicd_audit.recorder.block_tables import PolicyTables
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, import_bcc
 
 NOOP = b"#include <uapi/linux/pkt_cls.h>\nint noop(struct __sk_buff *skb) { return TC_ACT_OK; }\n"
@@ -51,14 +55,19 @@ def main() -> None:
     if headers.source:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     noop = bcc.BPF(text=NOOP).load_func(b"noop", bcc.BPF.SCHED_CLS)
-    ours = CaptureProgram(ProgramSettings(pcap_mode=False), lambda data, size: None)
+    ours = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
+    blocking = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=True),
+                              lambda data, size: None)
+    PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(blocking.maps)
     for name, frame in FRAMES.items():
-        base, mine = [], []
+        base, mine, block = [], [], []
         for _ in range(args.rounds):
             base.append(ns_per_run(noop.fd, frame, args.repeat))
-            mine.append(ns_per_run(ours.packet_fn.fd, frame, args.repeat))
-        b, m = statistics.median(base), statistics.median(mine)
-        print(f"{name:12s} no-op {b:5.0f} ns   cicd-audit {m:5.0f} ns   difference {m - b:+5.0f} ns")
+            mine.append(ns_per_run(ours.egress_fn.fd, frame, args.repeat))
+            block.append(ns_per_run(blocking.egress_fn.fd, frame, args.repeat))
+        b, m, k = statistics.median(base), statistics.median(mine), statistics.median(block)
+        print(f"{name:12s} no-op {b:5.0f} ns   record {m:5.0f} ns ({m - b:+4.0f})   "
+              f"record --block {k:5.0f} ns ({k - b:+4.0f})")
 
 
 if __name__ == "__main__":
