@@ -193,6 +193,9 @@ class PolicyTables:
         return rule
 
 
+NAME_HASH_SPAN = 128    # CA_NAME_HASH_SPAN in bpf/dns_policy.h: bytes hashed from a name's end
+
+
 def _name_entries(policy: Policy) -> dict:
     ports: dict = {}       # name -> [exact ports, under ports]
     texts: dict = {}       # name -> the rule texts, for error messages
@@ -201,11 +204,21 @@ def _name_entries(policy: Policy) -> dict:
         i = 1 if rule.wildcard else 0
         slot[i] = _merge(slot[i], _rule_ports(rule.port))
         texts.setdefault(rule.pattern, []).append(str(rule))
+    # The kernel stops at the most specific entry that matches a name, so each
+    # entry carries the ports of every "*." rule above it as well.
+    for name, slot in ports.items():
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            parent = ports.get(".".join(labels[i:]))
+            if parent is not None:
+                slot[0] = _merge(slot[0], parent[1])
+                slot[1] = _merge(slot[1], parent[1])
     entries: dict = {}
     for name, (exact, under) in ports.items():
         raw = name.encode("ascii")
-        if len(raw) >= abi.NAME_MAX:
-            raise PolicyError(policy.source, None, f"{name!r}: longer than {abi.NAME_MAX - 1} bytes")
+        if len(raw) > NAME_HASH_SPAN - 1:
+            raise PolicyError(policy.source, None, f"{name!r}: longer than {NAME_HASH_SPAN - 1} bytes, "
+                              "the longest name blocking mode matches")
         entry = ", ".join(texts[name])
         rule = abi.NameRule()
         rule.exact = port_set(exact, entry, policy.source)

@@ -56,6 +56,7 @@ class ProcessInfo:
 class _ProcData:
     exe: Optional[str]
     cmdline: Optional[str]
+    name: Optional[str] = None     # the process's own name: the kernel's comm is the calling thread's
 
 
 def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
@@ -78,6 +79,13 @@ def _read_exe(proc_dir: Path) -> Optional[str]:
     try:
         return os.readlink(proc_dir / "exe")
     except OSError:        # gone, a kernel thread, or not ours to read
+        return None
+
+
+def _read_comm(proc_dir: Path) -> Optional[str]:
+    try:
+        return (proc_dir / "comm").read_text(errors="surrogateescape").rstrip("\n") or None
+    except OSError:
         return None
 
 
@@ -124,7 +132,8 @@ class ProcessTable:
             data = self._procs[proc.tgid] = self._read(proc.tgid)
         return ProcessInfo(
             pid=proc.tgid,
-            name=proc.comm.decode("utf-8", "surrogateescape"),   # .value already stops at the NUL
+            # A thread's name (dig's "isc-net-0000") says less than its process's.
+            name=data.name or proc.comm.decode("utf-8", "surrogateescape"),   # .value stops at the NUL
             exe=data.exe,
             cmdline=data.cmdline,
             cgroup=self.cgroup_path(proc.cgroup_id),
@@ -146,7 +155,8 @@ class ProcessTable:
     def _read(self, tgid: int) -> _ProcData:
         proc_dir = self.proc_root / str(tgid)
         return _ProcData(exe=_read_exe(proc_dir),
-                         cmdline=_read_cmdline(proc_dir) if self.keep_cmdline else None)
+                         cmdline=_read_cmdline(proc_dir) if self.keep_cmdline else None,
+                         name=_read_comm(proc_dir))
 
     def _scan_cgroups(self) -> dict[int, str]:
         """Directory inode -> path, for every cgroup. The kernel's cgroup id is that inode number."""
