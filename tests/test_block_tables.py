@@ -87,6 +87,22 @@ def test_ports_merge_and_a_portless_rule_means_any():
     assert ports(t.names[name_hash("c.example")].exact) is None
 
 
+def test_a_narrower_entry_carries_the_ports_of_the_wildcards_above_it():
+    """The kernel stops at the most specific entry matching a name, so api.github.com's
+    entry must also allow what "*.github.com" allows, or port 443 there would be refused."""
+    t = PolicyTables.build(policy(["api.github.com:22", "*.github.com:443", "*.api.github.com:8443"]))
+    api = t.names[name_hash("api.github.com")]
+    assert ports(api.exact) == {22, 443}
+    assert ports(api.under) == {443, 8443}
+    top = t.names[name_hash("github.com")]
+    assert ports(top.exact) == set() and ports(top.under) == {443}
+
+
+def test_a_name_longer_than_the_kernel_hashes_is_refused():
+    with pytest.raises(PolicyError, match="longer than 127 bytes"):
+        PolicyTables.build(policy([".".join(["a" * 60, "b" * 60, "example.com"])]))
+
+
 def test_too_many_ports_names_the_entry_and_the_limit():
     rules = ["api.example:%d" % p for p in range(8000, 8000 + abi.POLICY_PORTS_MAX + 1)]
     with pytest.raises(PolicyError) as err:
