@@ -305,7 +305,8 @@ def test_no_pins_in_a_bpffs_that_would_die_with_ip_netns_exec(netlab):
     vanishes with it, pins included, so --fail-closed would silently fail open. Refused instead."""
     code = ("from cicd_audit.recorder import cleanup\n"
             "cleanup.make_pin_dir(cleanup.BPFFS / 'cicd-audit-never')\n")
-    r = netlab.run(netlab.client_ns, [sys.executable, "-c", code])
+    r = subprocess.run(["ip", "netns", "exec", netlab.client_ns, sys.executable, "-c", code],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "EnvironmentProblem" in r.stderr and "nsenter --net" in r.stderr, r.stderr
 
 
