@@ -252,7 +252,7 @@ def test_second_recorder_on_the_same_interface_is_refused_clearly(lab, tmp_path)
 def test_lab_teardown_removes_namespaces_and_servers(lab):
     names = (lab.client_ns, lab.server_ns)
     servers = list(lab._procs)
-    assert len(servers) == 3 and all(p.poll() is None for p in servers)
+    assert len(servers) == 5 and all(p.poll() is None for p in servers)   # dnsmasq, 4 http.server
     lab.close()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert not any(line.split()[0] in names for line in listed.splitlines())
