@@ -16,6 +16,7 @@ become EnvironmentProblem errors whose message says what to install or do.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import importlib.util
@@ -173,11 +174,10 @@ def compile_program(settings: ProgramSettings, headers: kernel_headers.HeaderCho
     The bcc module (and its maps) is destroyed before returning.
     """
     bcc = import_bcc()
-    if headers.source is not None:
-        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     src = src or source_dir()
     try:
-        module = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
+        with _kernel_source(headers):
+            module = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
     except Exception as exc:  # bcc raises bare Exception; details went to stderr
         raise EnvironmentProblem(
             f"could not compile the BPF program ({exc}); kernel headers used: {headers.description}. "
@@ -187,6 +187,22 @@ def compile_program(settings: ProgramSettings, headers: kernel_headers.HeaderCho
         return _extract(bcc, module)
     finally:
         module.cleanup()
+
+
+@contextlib.contextmanager
+def _kernel_source(headers: kernel_headers.HeaderChoice):
+    """BCC_KERNEL_SOURCE for bcc's compile only: left set, it would reach every
+    process started afterwards (a test run's recorders among them)."""
+    previous = os.environ.get("BCC_KERNEL_SOURCE")
+    if headers.source is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("BCC_KERNEL_SOURCE", None)
+        else:
+            os.environ["BCC_KERNEL_SOURCE"] = previous
 
 
 def _extract(bcc, module) -> CompiledProgram:
@@ -462,11 +478,10 @@ class BccLoadedProgram:
         require_root()
         bcc = import_bcc()
         self.headers = headers = kernel_headers.choose_headers()
-        if headers.source is not None:
-            os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
         src = source_dir()
         try:
-            self.bpf = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
+            with _kernel_source(headers):
+                self.bpf = bcc.BPF(src_file=str(src / "capture.bpf.c").encode(), cflags=settings.cflags(src))
         except Exception as exc:
             raise EnvironmentProblem(f"could not compile the BPF program ({exc})") from exc
         try:
