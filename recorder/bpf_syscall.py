@@ -121,8 +121,13 @@ class _LinkCreateAttr(ctypes.Structure):   # target is a cgroup fd or, for tcx, 
 
 
 class _ProgQueryAttr(ctypes.Structure):    # target as for BPF_LINK_CREATE
+    # The whole query layout, revision included: for tcx (bpf_mprog_query) the kernel
+    # writes revision back, 56 bytes in, whatever size it was given; a shorter struct
+    # lets it write past the end of this one.
     _fields_ = [("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32), ("query_flags", ctypes.c_uint32),
-                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32)]
+                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32), ("prog_attach_flags", ctypes.c_uint64), ("link_ids", ctypes.c_uint64),
+                ("link_attach_flags", ctypes.c_uint64), ("revision", ctypes.c_uint64)]
 
 
 class _IdAttr(ctypes.Structure):           # BPF_PROG_GET_FD_BY_ID; BPF_LINK_DETACH uses only the first field

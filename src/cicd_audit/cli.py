@@ -10,20 +10,13 @@ from pathlib import Path
 import click
 
 from cicd_audit import __version__
-from cicd_audit.errors import CicdAuditError, EnvironmentProblem
+from cicd_audit.errors import CicdAuditError
 
 FORMATS = click.Choice(["tsv", "json"])
 
 
 def _fail(exc: CicdAuditError) -> None:
     click.echo(f"cicd-audit: {exc}", err=True)
-    if isinstance(exc, EnvironmentProblem) and "already attached" in str(exc):
-        # Known bug: after a refused attach the interpreter can crash while it shuts
-        # down (SIGSEGV, no Python frame), turning exit 3 into -11. Everything is
-        # closed by now, so leave without the shutdown. To be found and fixed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(exc.exit_code)
     sys.exit(exc.exit_code)
 
 
