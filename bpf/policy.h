@@ -57,7 +57,6 @@ struct ca_dns_name {
 	__u16 candidate[CA_NAME_CANDIDATES];  /* suffix indexes whose hash matched a rule */
 	struct ca_port_set ports;       /* what the matching rules allow */
 	__u16 pad;
-	__u8 slack[8];                  /* ca_port_add's masked index stays inside the value */
 	/* A response to learn from, handed to the learning stage. */
 	__u32 answers_off;
 	__u32 answers_end;
@@ -91,39 +90,12 @@ static __always_inline int ca_port_set_empty(const struct ca_port_set *s)
 }
 
 /* v & mask, in a form the compiler cannot drop: after a bounds check the
- * verifier may track a different copy of v than the one used as an index. */
+ * verifier may track a different copy of v than the one used as an index
+ * (dns_policy.h indexes its work buffers with it). */
 static __always_inline __u32 ca_bounded(__u32 v, __u32 mask)
 {
 	asm volatile("%0 &= %1" : "+r"(v) : "i"(mask));
 	return v;
-}
-
-/* dst must be in a map value: the verifier refuses variable offsets into the stack. */
-static __always_inline void ca_port_add(struct ca_port_set *dst, __u16 port)
-{
-	__u8 n = dst->count;
-
-	if (dst->any || ca_port_in(dst, port))
-		return;
-	if (n >= CA_POLICY_PORTS_MAX) {
-		dst->any = 1;      /* overflow: allow more rather than lose a port the policy allows */
-		return;
-	}
-	dst->ports[ca_bounded(n, 7)] = port;
-	dst->count = n + 1;
-}
-
-/* dst |= src */
-static __always_inline void ca_port_union(struct ca_port_set *dst, const struct ca_port_set *src)
-{
-	if (src->any) {
-		dst->any = 1;
-		return;
-	}
-#pragma unroll
-	for (int i = 0; i < CA_POLICY_PORTS_MAX; i++)
-		if (i < src->count)
-			ca_port_add(dst, src->ports[i]);
 }
 
 enum ca_port_match {
