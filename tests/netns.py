@@ -4,6 +4,14 @@
     10.99.0.1/24                   10.99.0.2/24, 10.99.0.5/24 (OTHER_V4)
     fd00:ca::1/64                  fd00:ca::2/64, fd00:ca::5/64 (OTHER_V6)
 
+`add_container()` adds a third namespace, like a container on a routed
+bridge: its own veth pair to the client namespace, which forwards (no NAT),
+and routes back to it in the server namespace.
+
+    container namespace  <veth pair>  client namespace (router)
+    10.98.0.2/24                      10.98.0.1/24
+    fd00:cb::2/64                     fd00:cb::1/64
+
 The client namespace resolves through dnsmasq at 10.99.0.2 once it runs
 (/etc/netns/<ns>/resolv.conf, which `cmd()` mounts over /etc/resolv.conf). Each lab also
 has a cgroup v2 directory of its own: `record()` runs the recorder (and so
@@ -11,12 +19,18 @@ its command) inside it and points the socket hooks at it, so no test
 attaches anything to the host's cgroups, and `in_cgroup()` puts any other
 client there.
 
-Names carry the pid and a counter (cat<pid>x<n>c/s), so parallel runs never
+The container's processes run in a child of the lab's cgroup (as Docker gives
+each container a cgroup of its own below the one the recorder watches) and
+resolve through dnsmasq too; it shares the host's pid and mount namespaces,
+so its pids are the ones the recorder sees.
+
+Names carry the pid and a counter (cat<pid>x<n>c/s/k), so parallel runs never
 collide, and namespaces and cgroups left by a killed run (dead pid) are
 removed on the next run. `close()` terminates every server it started, kills
-what is left in its cgroup, and deletes both namespaces (which removes the
-veth pair) and the cgroup; it is safe to call twice and runs from the `lab`
-fixture's finalizer even when a test fails.
+what is left in its cgroup and the container's, and deletes the namespaces
+(which removes the veth pairs), their /etc/netns directories and the
+cgroups; it is safe to call twice and runs from the `lab` fixture's
+finalizer even when a test fails.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cicd_audit.demo import in_netns
@@ -38,6 +53,8 @@ V6 = ("fd00:ca::1", "fd00:ca::2")
 OTHER_V4, OTHER_V6 = "10.99.0.5", "fd00:ca::5"   # a second server address, never in DNS answers
 UNREACHABLE_V4 = "10.99.0.3"                 # static neighbour, nobody answers
 UNREACHABLE_MAC = "02:ca:00:00:00:99"
+CONTAINER_V4 = ("10.98.0.1", "10.98.0.2")   # the client namespace's side (the gateway), the container
+CONTAINER_V6 = ("fd00:cb::1", "fd00:cb::2")
 DNS_NAME = "www.example.test"
 HTTP_PORT = 8080
 VENV_BIN = Path(sys.executable).parent
@@ -50,7 +67,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
-_NAME = re.compile(r"^cat(\d+)x\d+[cs]\b")
+_NAME = re.compile(r"^cat(\d+)x\d+[csk]\b")
 _CGROUP_NAME = re.compile(r"^cicd-audit-lab-(\d+)x\d+$")
 
 
@@ -62,10 +79,17 @@ def cgroup_root() -> Path:
     return root
 
 
+def in_cgroup(cgroup: Path, argv: list[str]) -> list[str]:
+    """argv, run as a member of a cgroup (the shell execs it, so it keeps the shell's pid)."""
+    return ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
+
+
 def _remove_cgroup(path: Path) -> None:
-    """Kill what is in a lab cgroup and remove it."""
+    """Kill what is in a lab cgroup and its children, and remove them all (children first)."""
     if not path.exists():
         return
+    for child in [p for p in path.iterdir() if p.is_dir()]:
+        _remove_cgroup(child)
     kill = path / "cgroup.kill"
     for _ in range(50):
         pids = (path / "cgroup.procs").read_text().split()
@@ -87,16 +111,36 @@ def _remove_cgroup(path: Path) -> None:
 
 
 def _remove_stale() -> None:
-    """Delete lab namespaces and cgroups left by a test run that was killed (its pid is gone)."""
+    """Delete lab namespaces, /etc/netns directories and cgroups left by a test run
+    that was killed (its pid is gone)."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         m = _NAME.match(line)
         if m and not Path(f"/proc/{m.group(1)}").exists():
             _ip("netns", "delete", line.split()[0], check=False)
-            shutil.rmtree(Path("/etc/netns", line.split()[0]), ignore_errors=True)
+    for path in Path("/etc/netns").glob("cat*"):
+        m = _NAME.match(path.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            shutil.rmtree(path, ignore_errors=True)
     for path in cgroup_root().glob("cicd-audit-lab-*"):
         m = _CGROUP_NAME.match(path.name)
         if m and not Path(f"/proc/{m.group(1)}").exists():
             _remove_cgroup(path)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container's network namespace and cgroup (Lab.add_container())."""
+
+    ns: str
+    host_if: str        # its veth's end in the client namespace
+    iface: str          # its veth's end in its own namespace
+    v4: str
+    v6: str
+    cgroup: Path        # a child of the lab's cgroup
+
+    def cmd(self, argv: list[str]) -> list[str]:
+        """argv, run in the container: its namespace, its resolv.conf, its cgroup (and argv's own pid)."""
+        return in_netns(self.ns, in_cgroup(self.cgroup, argv))
 
 
 class Lab:
@@ -104,9 +148,11 @@ class Lab:
         _remove_stale()
         n = next(_counter)
         tag = f"{os.getpid()}x{n}"
+        self._tag = tag
         self.client_ns, self.server_ns = f"cat{tag}c", f"cat{tag}s"
         self.client_if, self.server_if = f"cv{tag}", f"sv{tag}"   # <= 15 characters
         self.cgroup = cgroup_root() / f"cicd-audit-lab-{tag}"
+        self.container: Container | None = None
         self._procs: list[subprocess.Popen] = []
         self._made: list[str] = []
         try:
@@ -131,10 +177,44 @@ class Lab:
             "dev", self.client_if, "nud", "permanent")
         _ip("-n", self.server_ns, "addr", "add", f"{OTHER_V4}/24", "dev", self.server_if)
         _ip("-n", self.server_ns, "-6", "addr", "add", f"{OTHER_V6}/64", "dev", self.server_if, "nodad")
-        resolv = Path("/etc/netns", self.client_ns)
-        resolv.mkdir(parents=True, exist_ok=True)
-        (resolv / "resolv.conf").write_text(f"nameserver {V4[1]}\noptions timeout:1 attempts:1\n")
+        self._write_resolv_conf(self.client_ns)
         self.cgroup.mkdir()
+
+    @staticmethod
+    def _write_resolv_conf(ns: str) -> None:
+        """dnsmasq as the namespace's resolver (in_netns mounts it over /etc/resolv.conf)."""
+        etc = Path("/etc/netns", ns)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {V4[1]}\noptions timeout:1 attempts:1\n")
+
+    def add_container(self) -> Container:
+        """A container namespace routed through the client namespace (once per lab)."""
+        if self.container is not None:
+            return self.container
+        c = Container(ns=f"cat{self._tag}k", host_if=f"kv{self._tag}", iface=f"ke{self._tag}",
+                      v4=CONTAINER_V4[1], v6=CONTAINER_V6[1], cgroup=self.cgroup / "container")
+        _ip("netns", "add", c.ns)
+        self._made.append(c.ns)
+        _ip("link", "add", c.host_if, "netns", self.client_ns, "type", "veth", "peer", "name", c.iface,
+            "netns", c.ns)
+        for ns, dev, v4, v6 in ((self.client_ns, c.host_if, CONTAINER_V4[0], CONTAINER_V6[0]),
+                                (c.ns, c.iface, CONTAINER_V4[1], CONTAINER_V6[1])):
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
+            _ip("-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+            _ip("-n", ns, "link", "set", dev, "up")
+        _ip("-n", c.ns, "route", "add", "default", "via", CONTAINER_V4[0])
+        _ip("-n", c.ns, "-6", "route", "add", "default", "via", CONTAINER_V6[0])
+        _ip("-n", self.server_ns, "route", "add", "10.98.0.0/24", "via", V4[0])
+        _ip("-n", self.server_ns, "-6", "route", "add", "fd00:cb::/64", "via", V6[0])
+        forwarding = self.run(self.client_ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                                               "net.ipv6.conf.all.forwarding=1"])
+        if forwarding.returncode != 0:
+            raise RuntimeError(f"cannot enable forwarding in {self.client_ns}: {forwarding.stderr}")
+        self._write_resolv_conf(c.ns)
+        c.cgroup.mkdir()
+        self.container = c
+        return c
 
     # -- running things -------------------------------------------------------------------
 
@@ -153,7 +233,7 @@ class Lab:
 
     def in_cgroup(self, argv: list[str]) -> list[str]:
         """argv, run as a member of this lab's cgroup."""
-        return ["sh", "-c", f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"', "sh", *argv]
+        return in_cgroup(self.cgroup, argv)
 
     def record_argv(self, out_dir: Path, command: list[str] | None = None, *extra: str) -> list[str]:
         argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", self.client_if,
@@ -229,5 +309,6 @@ class Lab:
         self._procs.clear()
         _remove_cgroup(self.cgroup)
         while self._made:
-            _ip("netns", "delete", self._made.pop(), check=False)
-        shutil.rmtree(Path("/etc/netns", self.client_ns), ignore_errors=True)
+            ns = self._made.pop()
+            _ip("netns", "delete", ns, check=False)
+            shutil.rmtree(Path("/etc/netns", ns), ignore_errors=True)
