@@ -158,7 +158,10 @@ static __always_inline int ca_sock_ops_hook(struct bpf_sock_ops *skops)
 		w[2] = skops->remote_ip6[2];
 		w[3] = skops->remote_ip6[3];
 	}
-	flow.dport = bpf_ntohs((__u16)skops->remote_port);
+	/* remote_port holds the network-order port in its upper 16 bits on little-endian
+	 * hosts (the kernel shifts it there), in its lower 16 on big-endian ones:
+	 * ntohl gives the host-order port on both. */
+	flow.dport = bpf_ntohl(skops->remote_port);
 	flow.sport = skops->local_port;
 	flow.ip_proto = CA_IPPROTO_TCP;
 	ca_flow_owner_update(&flow, owner);
