@@ -1,6 +1,7 @@
 """The few bpf(2) commands the recorder needs, through ctypes: no bcc, no libbpf.
 
-Creating maps, loading programs, the map element commands, and attaching:
+Creating maps (with the minimal BTF socket storage needs), loading programs,
+the map element commands, and attaching:
 BPF links (tcx on an interface, cgroup hooks), pinning them in a bpffs, and
 querying what is attached. Attribute layouts follow union bpf_attr in
 include/uapi/linux/bpf.h; each command is passed only the bytes it uses, so
@@ -19,6 +20,7 @@ import ctypes
 import errno
 import os
 import resource
+import sys
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -36,6 +38,7 @@ BPF_OBJ_GET = 7
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
+BPF_BTF_LOAD = 18
 BPF_LINK_CREATE = 28
 BPF_LINK_DETACH = 34
 
@@ -47,15 +50,18 @@ MAP_PERCPU_HASH = 5
 MAP_PERCPU_ARRAY = 6
 MAP_LRU_HASH = 9
 MAP_LPM_TRIE = 11
+MAP_SK_STORAGE = 24
 MAP_RINGBUF = 27
 PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, 10})   # 10: LRU_PERCPU_HASH
 
 # enum bpf_prog_type
 PROG_SCHED_CLS = 3
+PROG_CGROUP_SKB = 8
 PROG_SOCK_OPS = 13
 PROG_CGROUP_SOCK_ADDR = 18
 
 # enum bpf_attach_type
+ATTACH_CGROUP_INET_EGRESS = 1
 ATTACH_CGROUP_SOCK_OPS = 3
 ATTACH_CGROUP_INET4_CONNECT = 10
 ATTACH_CGROUP_INET6_CONNECT = 11
@@ -95,7 +101,14 @@ class VerifierError(BpfError):
 class _MapCreateAttr(ctypes.Structure):
     _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
                 ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32), ("inner_map_fd", ctypes.c_uint32),
-                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * OBJ_NAME_LEN)]
+                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * OBJ_NAME_LEN),
+                ("map_ifindex", ctypes.c_uint32), ("btf_fd", ctypes.c_uint32), ("btf_key_type_id", ctypes.c_uint32),
+                ("btf_value_type_id", ctypes.c_uint32)]
+
+
+class _BtfLoadAttr(ctypes.Structure):
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_log_buf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32),
+                ("btf_log_size", ctypes.c_uint32), ("btf_log_level", ctypes.c_uint32)]
 
 
 class _MapElemAttr(ctypes.Structure):
@@ -182,11 +195,55 @@ def _raise_memlock_limit() -> bool:
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0,
                name: str = "") -> int:
-    """A new map; returns its fd (the caller closes it)."""
+    """A new map; returns its fd (the caller closes it). Socket storage gets the BTF it requires."""
     attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                           max_entries=max_entries, map_flags=flags,
                           map_name=name.encode()[:OBJ_NAME_LEN - 1])
-    return _bpf_checked(BPF_MAP_CREATE, attr, f"creating map {name or map_type}")
+    if map_type != MAP_SK_STORAGE:
+        return _bpf_checked(BPF_MAP_CREATE, attr, f"creating map {name or map_type}")
+    attr.btf_fd = btf_load(storage_btf(value_size))
+    attr.btf_key_type_id, attr.btf_value_type_id = STORAGE_BTF_KEY_ID, STORAGE_BTF_VALUE_ID
+    try:
+        return _bpf_checked(BPF_MAP_CREATE, attr, f"creating map {name or map_type}")
+    finally:
+        os.close(attr.btf_fd)           # the map keeps its own reference
+
+
+# BTF (include/uapi/linux/btf.h, in the host's byte order), just enough for a socket
+# storage map: the kernel requires its key to be described as a 32-bit int and its
+# value as a type of value_size bytes (here: unsigned char[value_size]).
+BTF_MAGIC = 0xEB9F
+BTF_KIND_INT, BTF_KIND_ARRAY = 1, 3
+BTF_INT_SIGNED = 1
+STORAGE_BTF_KEY_ID, STORAGE_BTF_BYTE_ID, STORAGE_BTF_VALUE_ID = 1, 2, 3
+
+
+def storage_btf(value_size: int) -> bytes:
+    """A BTF blob with [1] int, [2] unsigned char, [3] unsigned char[value_size]."""
+    strings = b"\0int\0unsigned char\0"
+    types = b"".join([
+        _btf_type(1, BTF_KIND_INT, 4) + _u32(BTF_INT_SIGNED << 24 | 32),
+        _btf_type(5, BTF_KIND_INT, 1) + _u32(8),
+        _btf_type(0, BTF_KIND_ARRAY, 0) + _u32(STORAGE_BTF_BYTE_ID) + _u32(STORAGE_BTF_KEY_ID) + _u32(value_size),
+    ])
+    header_len = 24
+    header = (BTF_MAGIC.to_bytes(2, sys.byteorder) + bytes([1, 0]) + _u32(header_len)
+              + _u32(0) + _u32(len(types)) + _u32(len(types)) + _u32(len(strings)))
+    return header + types + strings
+
+
+def _btf_type(name_off: int, kind: int, size: int) -> bytes:
+    return _u32(name_off) + _u32(kind << 24) + _u32(size)
+
+
+def _u32(value: int) -> bytes:
+    return value.to_bytes(4, sys.byteorder)
+
+
+def btf_load(blob: bytes) -> int:
+    """Load BTF type information; returns its fd."""
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    return _bpf_checked(BPF_BTF_LOAD, _BtfLoadAttr(btf=ctypes.addressof(buf), btf_size=len(blob)), "loading BTF")
 
 
 def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
