@@ -171,6 +171,8 @@ static __always_inline struct ca_dns_name *ca_dns_name_work(void)
 BPF_TABLE("lru_hash", __u64, struct ca_process, sock_owner, CA_OWNER_ENTRIES);
 BPF_TABLE("lru_hash", struct ca_flow_key, struct ca_process, flow_owner, CA_OWNER_ENTRIES);
 BPF_TABLE("lru_hash", __u32, __u8, seen_tgids, CA_OWNER_ENTRIES / 4);
+/* Per connected UDP socket: the flow ca_udp_egress last filed for it. */
+BPF_SK_STORAGE(udp_filed, struct ca_flow_key);
 
 static __always_inline struct ca_process *ca_sock_owner_lookup(__u64 *cookie)
 {
@@ -204,6 +206,11 @@ static __always_inline void ca_forget_sight(__u32 *tgid)
 	seen_tgids.delete(tgid);
 }
 
+static __always_inline struct ca_flow_key *ca_udp_filed(struct bpf_sock *sk, int create)
+{
+	return udp_filed.sk_storage_get(sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+}
+
 int ca_connect4(struct bpf_sock_addr *ctx)
 {
 	return ca_sock_addr_hook(ctx, 0, 0);
@@ -227,6 +234,11 @@ int ca_sendmsg6(struct bpf_sock_addr *ctx)
 int ca_sockops(struct bpf_sock_ops *skops)
 {
 	return ca_sock_ops_hook(skops);
+}
+
+int ca_udp_egress(struct __sk_buff *skb)
+{
+	return ca_udp_egress_hook(skb);
 }
 #endif
 

@@ -4,14 +4,15 @@
  * calling process when it connects or sends, and remember it:
  *   - by socket cookie (sock_owner), for every connect() and sendmsg();
  *   - by flow (flow_owner), where the local port is already known: TCP at
- *     the moment it sends its SYN (sock_ops), unconnected UDP at sendmsg().
+ *     the moment it sends its SYN (sock_ops), unconnected UDP at sendmsg(),
+ *     connected UDP at its first packet to each destination (cgroup_skb
+ *     egress: its port is bound only after the connect hook ran).
  * When TC creates a connection from an egress packet it looks the owner up
  * once, by the skb's socket cookie (a process in the recorded namespace),
  * else by flow (a container with its own namespace: its packets reach the
- * host's interfaces without a socket, and NAT keeps the destination and,
- * normally, the source port). Connected UDP sockets in another namespace have
- * no flow entry (their port is bound after the connect hook) and stay
- * unattributed.
+ * host's interfaces without a socket). The flow key has no local address, so
+ * the join holds where TC sees the destination and source port the socket
+ * used: routed or bridged traffic; NAT that rewrites the port breaks it.
  *
  * The first hook call of each process sends a CA_EVENT_PROCESS, so user
  * space can read /proc/<tgid> while the (often short-lived) process runs.
@@ -35,6 +36,7 @@ static __always_inline struct ca_process *ca_flow_owner_lookup(struct ca_flow_ke
 static __always_inline void ca_flow_owner_update(struct ca_flow_key *flow, struct ca_process *proc);
 static __always_inline int ca_first_sight(__u32 *tgid);
 static __always_inline void ca_forget_sight(__u32 *tgid);
+static __always_inline struct ca_flow_key *ca_udp_filed(struct bpf_sock *sk, int create);
 
 static __always_inline void ca_current_process(struct ca_process *proc)
 {
@@ -165,6 +167,66 @@ static __always_inline int ca_sock_ops_hook(struct bpf_sock_ops *skops)
 	flow.sport = skops->local_port;
 	flow.ip_proto = CA_IPPROTO_TCP;
 	ca_flow_owner_update(&flow, owner);
+	return 1;
+}
+
+/* A connected socket's flow, from the socket itself (dst_port is network
+ * order in its low 16 bits, src_port host order; an IPv6 socket's IPv4 peer
+ * is v4-mapped already, as in conn keys). */
+static __always_inline void ca_sock_flow(struct bpf_sock *sk, struct ca_flow_key *flow, __u8 ip_proto)
+{
+	__u32 *w = (__u32 *)flow->daddr;
+
+	if (sk->family == CA_AF_INET) {
+		ca_set_v4mapped(flow->daddr, sk->dst_ip4);
+	} else {
+		w[0] = sk->dst_ip6[0];
+		w[1] = sk->dst_ip6[1];
+		w[2] = sk->dst_ip6[2];
+		w[3] = sk->dst_ip6[3];
+	}
+	flow->dport = bpf_ntohs((__u16)sk->dst_port);
+	flow->sport = sk->src_port;
+	flow->ip_proto = ip_proto;
+}
+
+static __always_inline int ca_same_flow(const struct ca_flow_key *a, const struct ca_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
+}
+
+/* cgroup_skb egress: a connected UDP socket's flow, filed under its owner the
+ * first time it sends to a destination; its socket storage remembers what was
+ * filed, so any later packet costs one storage lookup and no map update. TCP
+ * and everything else leave after the protocol check (sock_ops files TCP);
+ * unconnected UDP too (sendmsg files it). Never drops: always returns 1. */
+static __always_inline int ca_udp_egress_hook(struct __sk_buff *skb)
+{
+	struct ca_flow_key flow __attribute__((aligned(8))) = {};
+	struct bpf_sock *sk = skb->sk;
+	struct ca_flow_key *filed;
+	struct ca_process *owner;
+	__u64 cookie;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != CA_IPPROTO_UDP || !sk->dst_port)
+		return 1;
+	ca_sock_flow(sk, &flow, CA_IPPROTO_UDP);
+	filed = ca_udp_filed(sk, 0);
+	if (filed && ca_same_flow(filed, &flow))
+		return 1;
+	cookie = bpf_get_socket_cookie(skb);
+	owner = ca_sock_owner_lookup(&cookie);
+	if (owner)
+		ca_flow_owner_update(&flow, owner);
+	/* Filed even without an owner: a socket the connect hook missed stays unknown. */
+	filed = ca_udp_filed(sk, 1);
+	if (filed)
+		__builtin_memcpy(filed, &flow, sizeof(flow));
 	return 1;
 }
 

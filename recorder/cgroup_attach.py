@@ -1,11 +1,11 @@
 """Attach programs to a cgroup v2's socket hooks through BPF links, and remove exactly that.
 
-The hooks where the process is known (connect4/6, sendmsg4/6, sock_ops) run
-for every process in the cgroup and its descendants. Each program gets a
-BPF_LINK_CREATE on the cgroup directory's fd, so it is detached when the
-link's fd closes, also when the recorder is killed; with `pin_dir`
-(--fail-closed) the links are pinned there and stay until `cleanup` removes
-them. Other programs on the same cgroup are not touched.
+The hooks where the process is known (connect4/6, sendmsg4/6, sock_ops, and
+cgroup_skb egress) run for every process in the cgroup and its descendants.
+Each program gets a BPF_LINK_CREATE on the cgroup directory's fd, so it is
+detached when the link's fd closes, also when the recorder is killed; with
+`pin_dir` (--fail-closed) the links are pinned there and stay until `cleanup`
+removes them. Other programs on the same cgroup are not touched.
 
 Links on cgroups need kernel 5.7+. On a hybrid cgroup layout (v1 controllers
 at /sys/fs/cgroup, v2 at /sys/fs/cgroup/unified) DEFAULT_CGROUP is not a v2
@@ -31,6 +31,7 @@ HOOK_NAMES = {
     bpf_syscall.ATTACH_CGROUP_INET6_CONNECT: "connect6",
     bpf_syscall.ATTACH_CGROUP_UDP4_SENDMSG: "sendmsg4",
     bpf_syscall.ATTACH_CGROUP_UDP6_SENDMSG: "sendmsg6",
+    bpf_syscall.ATTACH_CGROUP_INET_EGRESS: "egress",
 }
 
 
