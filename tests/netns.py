@@ -199,6 +199,7 @@ class Lab:
             "netns", c.ns)
         for ns, dev, v4, v6 in ((self.client_ns, c.host_if, CONTAINER_V4[0], CONTAINER_V6[0]),
                                 (c.ns, c.iface, CONTAINER_V4[1], CONTAINER_V6[1])):
+            self._sysctl(ns, f"net.ipv6.conf.{dev}.accept_dad=0")    # see _wait_ipv6_ready
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
             _ip("-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
@@ -207,14 +208,27 @@ class Lab:
         _ip("-n", c.ns, "-6", "route", "add", "default", "via", CONTAINER_V6[0])
         _ip("-n", self.server_ns, "route", "add", "10.98.0.0/24", "via", V4[0])
         _ip("-n", self.server_ns, "-6", "route", "add", "fd00:cb::/64", "via", V6[0])
-        forwarding = self.run(self.client_ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-                                               "net.ipv6.conf.all.forwarding=1"])
-        if forwarding.returncode != 0:
-            raise RuntimeError(f"cannot enable forwarding in {self.client_ns}: {forwarding.stderr}")
+        self._sysctl(self.client_ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self._wait_ipv6_ready(self.client_ns, self.client_if)
         self._write_resolv_conf(c.ns)
         c.cgroup.mkdir()
         self.container = c
         return c
+
+    def _sysctl(self, ns: str, *settings: str) -> None:
+        r = self.run(ns, ["sysctl", "-q", "-w", *settings])
+        if r.returncode != 0:
+            raise RuntimeError(f"sysctl {' '.join(settings)} in {ns} failed: {r.stderr}")
+
+    def _wait_ipv6_ready(self, ns: str, dev: str, timeout: float = 5) -> None:
+        """Wait until dev's link-local address has passed duplicate address detection. A router
+        solicits neighbours for forwarded packets from its link-local address, and sends nothing
+        while that is tentative: the first forwarded IPv6 packet would wait ~1 s for a retry."""
+        deadline = time.monotonic() + timeout
+        while _ip("-n", ns, "-6", "addr", "show", "dev", dev, "tentative").stdout.strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{dev} in {ns} still has a tentative IPv6 address after {timeout}s")
+            time.sleep(0.05)
 
     # -- running things -------------------------------------------------------------------
 
