@@ -243,7 +243,11 @@ static __always_inline int ca_udp_egress_hook(struct __sk_buff *skb)
 	return 1;
 }
 
-/* TC, once per new connection: copy its owner in, if a hook saw it. */
+/* TC, once per new connection: copy its owner in, if a hook saw it. Also for
+ * a connection opened by an ingress packet: on the host's end of a container's
+ * veth (or its bridge) the container's packets arrive as ingress, without a
+ * socket, so the flow decides (an inbound connection to a local server has no
+ * flow entry: server sockets do not connect). */
 static __always_inline void ca_attribute(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
 	struct ca_process *owner = 0;
@@ -251,8 +255,6 @@ static __always_inline void ca_attribute(struct __sk_buff *skb, struct ca_packet
 	__u64 cookie;
 	int dst = !p->src_slot;
 
-	if (!p->egress)
-		return;
 	cookie = bpf_get_socket_cookie(skb);
 	if (cookie)
 		owner = ca_sock_owner_lookup(&cookie);
