@@ -249,17 +249,19 @@ class Lab:
         """argv, run as a member of this lab's cgroup."""
         return in_cgroup(self.cgroup, argv)
 
-    def record_argv(self, out_dir: Path, command: list[str] | None = None, *extra: str) -> list[str]:
-        argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", self.client_if,
+    def record_argv(self, out_dir: Path, command: list[str] | None = None, *extra: str,
+                    iface: str | None = None) -> list[str]:
+        argv = [CICD_AUDIT, "record", "--out", str(out_dir), "--iface", iface or self.client_if,
                 "--cgroup", str(self.cgroup), *extra]
         if command:
             argv += ["--", *command]
         return self.in_cgroup(argv)
 
     def record(self, out_dir: Path, command: list[str] | None = None, *extra: str,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-        """`cicd-audit record` in the client namespace on its veth, around `command`, in the lab's cgroup."""
-        return self.run(self.client_ns, self.record_argv(out_dir, command, *extra), timeout=timeout)
+               timeout: float = 120, iface: str | None = None) -> subprocess.CompletedProcess:
+        """`cicd-audit record` in the client namespace, around `command`, in the lab's cgroup: TC on
+        the client's uplink veth, or on iface (e.g. the container's veth end in the client namespace)."""
+        return self.run(self.client_ns, self.record_argv(out_dir, command, *extra, iface=iface), timeout=timeout)
 
     def tc_filters(self) -> str:
         """What is attached at TC on the client's veth, "" when nothing is: legacy filters

@@ -6,7 +6,8 @@ recorder runs with TC on the client's uplink veth only, and its processes sit
 in a child of the lab's cgroup, the one the recorder's socket hooks are on.
 Its packets reach TC without their socket, so the process comes from the flow
 join: sock_ops for TCP, sendmsg for unconnected UDP, the cgroup_skb egress
-program for connected UDP (dig, glibc's resolver).
+program for connected UDP (dig, glibc's resolver). Attribution is also checked
+with TC on the container's veth end instead, where its packets are ingress.
 
 Every client runs through `announced()`, which prints its name and pid and
 then execs it, so each row's process is checked against the real pid.
@@ -114,9 +115,12 @@ def container_cgroup(lab, container) -> str:
     return f"/{lab.cgroup.name}/{container.cgroup.name}"
 
 
-def test_container_connections_name_their_process(lab, container, tmp_path):
+@pytest.mark.parametrize("where", ["uplink", "container veth"])
+def test_container_connections_name_their_process(lab, container, tmp_path, where):
     """TCP (IPv4, IPv6), connected UDP (dig) and unconnected UDP (Python's sendto) from
-    the container: each conn.log row names the container's process and cgroup."""
+    the container: each conn.log row names the container's process and cgroup, with TC
+    on the client's uplink (the container's packets leave through it: egress) or on the
+    container's veth end in the client namespace (they arrive there: ingress)."""
     sendto = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
               f"s.sendto(b'x' * 9, ('{V4[1]}', {UDP_PORT})); time.sleep(0.2)")
     script = "; ".join([
@@ -126,7 +130,7 @@ def test_container_connections_name_their_process(lab, container, tmp_path):
         in_container(container, "sendto", [str(PYTHON), "-c", sendto]),
     ])
     out = tmp_path / "logs"
-    r = lab.record(out, ["sh", "-c", script])
+    r = lab.record(out, ["sh", "-c", script], iface=container.host_if if where == "container veth" else None)
     assert r.returncode == 0, r.stderr
     pids, results = parse_output(r.stdout)
     assert results["curl4"][0] == results["curl6"][0] == "200", r.stdout
@@ -139,7 +143,8 @@ def test_container_connections_name_their_process(lab, container, tmp_path):
         ("udp", container.v4, V4[1], 53): (pids["dig"], "dig", exe("dig"), cgroup),
         ("udp", container.v4, V4[1], UDP_PORT): (pids["sendto"], PYTHON.name, str(PYTHON.resolve()), cgroup),
     }
-    conns = [c for c in rows(out, "conn") if c["id.orig_h"] in (container.v4, container.v6)]
+    conns = [c for c in rows(out, "conn")
+             if c["id.orig_h"] in (container.v4, container.v6) and c["proto"] in ("tcp", "udp")]
     seen = {(c["proto"], c["id.orig_h"], c["id.resp_h"], c["id.resp_p"]): process_of(c) for c in conns}
     assert seen == expected
     assert len(conns) == len(expected)
