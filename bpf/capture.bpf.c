@@ -79,8 +79,15 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
 BPF_PROG_ARRAY(stages, 8);
 
+/* Live capture's per-CPU clock (clock.h). */
+struct ca_clock {
+	__u64 jiffies;             /* the jiffy of ns */
+	__u64 ns;                  /* exact time of the CPU's first packet in that jiffy */
+};
+
 struct ca_scratch {
 	struct ca_packet pkt;      /* the packet being processed, passed between stages */
+	struct ca_clock clock;
 	struct ca_conn conn;
 	struct ca_dns_event dns;
 	struct ca_sweep_request sweep;
@@ -630,7 +637,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	s->pulled = 0;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
-	p->ts = ca_packet_clock(skb);
+	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;

@@ -2,10 +2,12 @@
  *
  * pcap input: the capture time the driver put in skb->tstamp, always.
  * Live capture: reading the exact clock (bpf_ktime_get_ns) costs ~25-30 ns
- * on a VM, as much as the rest of a packet's tracking, so a packet starts
- * on the coarse clock (at most one tick behind: 4 ms at HZ=250, a few ns to
- * read) and switches to the exact clock only when its time can reach the
- * logs exactly (ca_time_matters()).
+ * on a VM, as much as the rest of a packet's tracking. So each CPU keeps
+ * the exact time of its first packet in the current jiffy, and later
+ * packets of that jiffy reuse it (a jiffies read the verifier inlines): a
+ * stamp never ahead of the packet and at most one tick (4 ms at HZ=250)
+ * behind, on the same clock as the exact one. A packet whose time can reach
+ * the logs exactly (ca_time_matters()) reads the exact clock itself.
  */
 #ifndef CA_CLOCK_H
 #define CA_CLOCK_H
@@ -20,13 +22,21 @@ static __always_inline __u64 ca_now(struct __sk_buff *skb)
 #endif
 }
 
-/* A packet's time as it enters: exact for pcap input, coarse live. */
-static __always_inline __u64 ca_packet_clock(struct __sk_buff *skb)
+/* Stamp a packet as it enters: exact for pcap input; live, the CPU's
+ * time of this jiffy (exact when it is the jiffy's first packet). */
+static __always_inline void ca_packet_clock(struct __sk_buff *skb, struct ca_clock *clock, struct ca_packet *p)
 {
 #if CA_PCAP_MODE
-	return skb->tstamp;
+	p->ts = skb->tstamp;
 #else
-	return bpf_ktime_get_coarse_ns();
+	__u64 jiffies = bpf_jiffies64();
+
+	if (jiffies != clock->jiffies) {
+		clock->jiffies = jiffies;
+		clock->ns = bpf_ktime_get_ns();
+		p->ts_exact = 1;
+	}
+	p->ts = clock->ns;
 #endif
 }
 
@@ -40,8 +50,8 @@ static __always_inline void ca_exact_time(struct ca_packet *p)
 #endif
 }
 
-/* A live packet on the coarse clock may read earlier than an exact one
- * before it: last_ns only moves forward. pcap input keeps Zeek's rule (the
+/* A live packet stamped with its jiffy's time may read earlier than an
+ * exact one before it: last_ns only moves forward. pcap input keeps Zeek's rule (the
  * last packet's time, as captured). */
 static __always_inline void ca_touch(struct ca_conn *c, struct ca_packet *p)
 {
