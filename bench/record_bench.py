@@ -1,6 +1,6 @@
 """Benchmarks of the live recorder (`cicd-audit record`), in a throw-away veth lab.
 
-    sudo python bench/record_bench.py [--quick] [--json PATH] [--only WHAT]
+    sudo python bench/record_bench.py [--quick] [--rounds N] [--json PATH] [--only WHAT]
 
 1. Kernel cost per packet: a 64-byte UDP flood (iperf3 -u -l 22: 22 B payload +
    8 UDP + 20 IPv4 + 14 Ethernet = 64 B frames) out of the client veth, with our
@@ -407,11 +407,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, smaller load")
     ap.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
     ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup"], action="append")
+    ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("record_bench: needs root (network namespaces, BPF)", file=sys.stderr)
         return 2
     q = args.quick
+    rounds = args.rounds or (2 if q else 5)
     only = set(args.only or ["per_packet", "throughput", "no_loss", "startup"])
     res = {"machine": machine(), "quick": q}
     print(f"machine: {res['machine']}", flush=True)
@@ -427,10 +429,10 @@ def main() -> int:
             res["startup"] = bench_startup(lab, 2 if q else 5)
         if "per_packet" in only:
             print("1. kernel cost per packet (64-byte UDP flood)", flush=True)
-            res["per_packet"] = bench_per_packet(lab, 2 if q else 5, 2 if q else 5)
+            res["per_packet"] = bench_per_packet(lab, rounds, 2 if q else 5)
         if "throughput" in only:
             print("2. TCP throughput", flush=True)
-            res["throughput"] = bench_throughput(lab, 2 if q else 5, 2 if q else 5)
+            res["throughput"] = bench_throughput(lab, rounds, 2 if q else 5)
         if "no_loss" in only:
             print("3. no loss", flush=True)
             res["no_loss"] = (bench_no_loss(lab, 2000, 2, 500) if q else bench_no_loss(lab, 20000, 10, 5000))
