@@ -79,8 +79,15 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
 BPF_PROG_ARRAY(stages, 8);
 
+/* Live capture's per-CPU clock (clock.h). */
+struct ca_clock {
+	__u64 jiffies;             /* the jiffy of ns */
+	__u64 ns;                  /* exact time of the CPU's first packet in that jiffy */
+};
+
 struct ca_scratch {
 	struct ca_packet pkt;      /* the packet being processed, passed between stages */
+	struct ca_clock clock;
 	struct ca_conn conn;
 	struct ca_dns_event dns;
 	struct ca_sweep_request sweep;
@@ -88,6 +95,7 @@ struct ca_scratch {
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
+#include "clock.h"
 #include "history.h"
 #include "tcp.h"
 #include "timers.h"
@@ -242,15 +250,6 @@ int ca_udp_egress(struct __sk_buff *skb)
 }
 #endif
 
-static __always_inline __u64 ca_now(struct __sk_buff *skb)
-{
-#if CA_PCAP_MODE
-	return skb->tstamp;
-#else
-	return bpf_ktime_get_ns();
-#endif
-}
-
 static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __u32 code, __u32 detail)
 {
 	__u32 idx = code;
@@ -261,6 +260,7 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __
 		ca_count(CA_STAT_WEIRDS_SUPPRESSED, 1);
 		return;
 	}
+	ca_exact_time(p);
 	ev = events.ringbuf_reserve(sizeof(*ev));
 	if (!ev) {
 		ca_count(CA_STAT_RB_DROP_WEIRD, 1);
@@ -355,6 +355,7 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 
 	if (!s || !ctr)
 		return 0;
+	ca_exact_time(p);
 	c = &s->conn;
 	__builtin_memset(c, 0, sizeof(*c));
 	*ctr += 1;
@@ -545,6 +546,7 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 	}
 	if (p->payload_len > 0 && (p->key.ip_proto == CA_IPPROTO_UDP || p->key.ip_proto == CA_IPPROTO_TCP) &&
 	    ca_key_port(&p->key, c ? !c->orig_slot : (p->egress ? !p->src_slot : p->src_slot)) == 53) {
+		ca_exact_time(p);     /* answers are learnt with their TTL from now */
 		stages.call(skb, CA_STAGE_DNS_POLICY);
 		return p->egress ? CA_DROP : CA_PASS;   /* the stage could not run: fail closed */
 	}
@@ -566,6 +568,8 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		return ca_verdict(skb, p, 0);
 	}
 	from_orig = p->src_slot == c->orig_slot;
+	if (ca_time_matters(p, c, from_orig))
+		ca_exact_time(p);
 	if (p->bad_checksum) {
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
 		__u32 code = is_tcp ? CA_WEIRD_BAD_TCP_CHECKSUM :
@@ -597,7 +601,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
 		e->state = CA_UDP_ACTIVE;
 		e->payload_bytes += p->payload_len;
-		c->last_ns = p->ts;
+		ca_touch(c, p);
 		/* Analyzers see the packet after the UDP adapter, then ConnSize
 		 * counts it with the role it arrived in. */
 		if ((c->flags & CA_CONN_DNS) && p->payload_len > 0 && ca_dns_message(skb, p, c, from_orig))
@@ -612,7 +616,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
 		e->state = CA_UDP_ACTIVE;
 		e->payload_bytes += p->payload_len;
-		c->last_ns = p->ts;
+		ca_touch(c, p);
 		/* ConnSize skips an ICMP packet that was not captured in full. */
 		if (p->caplen >= p->ip_len ||
 		    (p->key.ip_proto != CA_IPPROTO_ICMP && p->key.ip_proto != CA_IPPROTO_ICMPV6)) {
@@ -645,7 +649,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	s->pulled = 0;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
-	p->ts = ca_now(skb);
+	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;

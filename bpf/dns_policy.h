@@ -2,7 +2,8 @@
  * on a connection to port 53 (CA_BLOCK=1).
  *
  * Egress, a query: its question name must be one the policy allows, or the
- * packet is dropped (anything to port 53 that is not such a query is dropped
+ * query never leaves: a plain UDP query is answered NXDOMAIN on the spot,
+ * anything else is dropped (anything to port 53 that is not such a query
  * too: a tunnel gets no way around the name check).
  * Ingress, a response: if its question name is allowed, every A and AAAA
  * record of the answer section (CNAME targets included) becomes an allowed
@@ -267,7 +268,59 @@ static __always_inline int ca_dns_learn_stage(struct __sk_buff *skb)
 }
 
 
-static __always_inline int ca_refuse_query(struct ca_packet *p, struct ca_dns_name *n)
+/* DNS header flags (RFC 1035 4.1.1, RFC 4035 3.2). */
+#define CA_DNS_QR     0x8000
+#define CA_DNS_OPCODE 0x7800
+#define CA_DNS_RD     0x0100
+#define CA_DNS_RA     0x0080
+#define CA_DNS_CD     0x0010
+#define CA_DNS_NXDOMAIN 3
+
+static __always_inline int ca_swap_bytes(struct __sk_buff *skb, __u32 off, __u32 half)
+{
+	__u8 buf[32];
+
+	if (half > 16 || bpf_skb_load_bytes(skb, off, buf, half * 2) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, off, buf + half, half, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, off + half, buf, half, 0) < 0)
+		return -1;
+	return 0;
+}
+
+/* Answer a refused UDP query here, so the resolver library fails at once
+ * instead of waiting out its timeouts: the query turns into an NXDOMAIN
+ * response (question and EDNS record kept) and goes back up the stack on
+ * the interface it was leaving. Swapping the addresses and the ports leaves
+ * the UDP checksum's pseudo-header sum as it was; only the flags word needs
+ * a checksum update. Returns the verdict: a redirect, or a drop for what
+ * cannot be answered (TCP, not a plain query, headers not readable). */
+static __always_inline int ca_answer_nxdomain(struct __sk_buff *skb, struct ca_packet *p)
+{
+	__u32 flags_off = p->payload_off + 2;
+	__u16 query_flags, answer_flags;
+	__u64 csum_flags = 2;
+
+	if (p->key.ip_proto != CA_IPPROTO_UDP || p->fragment ||
+	    bpf_skb_load_bytes(skb, flags_off, &query_flags, 2) < 0)
+		return CA_DROP;
+	query_flags = bpf_ntohs(query_flags);
+	if ((query_flags & CA_DNS_QR) || (query_flags & CA_DNS_OPCODE))
+		return CA_DROP;
+	answer_flags = bpf_htons(CA_DNS_QR | (query_flags & (CA_DNS_RD | CA_DNS_CD)) | CA_DNS_RA | CA_DNS_NXDOMAIN);
+	query_flags = bpf_htons(query_flags);
+	if (p->ip_version == 4)
+		csum_flags |= BPF_F_MARK_MANGLED_0;   /* IPv4 UDP may carry no checksum: keep it 0 */
+	if (ca_swap_bytes(skb, 0, ETH_ALEN) < 0 ||
+	    ca_swap_bytes(skb, p->l3_off + (p->ip_version == 4 ? 12 : 8), p->ip_version == 4 ? 4 : 16) < 0 ||
+	    ca_swap_bytes(skb, p->l4_off, 2) < 0 ||
+	    bpf_l4_csum_replace(skb, p->l4_off + 6, query_flags, answer_flags, csum_flags) < 0 ||
+	    bpf_skb_store_bytes(skb, flags_off, &answer_flags, 2, 0) < 0)
+		return CA_DROP;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+static __always_inline int ca_refuse_query(struct __sk_buff *skb, struct ca_packet *p, struct ca_dns_name *n)
 {
 	struct ca_conn *c = ca_conn_lookup(&p->key);
 
@@ -277,7 +330,7 @@ static __always_inline int ca_refuse_query(struct ca_packet *p, struct ca_dns_na
 		c->flags |= CA_CONN_DNS_BLOCKED;
 	ca_emit_blocked(&p->key, p->src_slot, c ? c->id : 0, c ? &c->proc : 0, CA_BLOCKED_DNS_NAME,
 			CA_BLOCK_AT_TC, p->ts, n);
-	return CA_DROP;
+	return ca_answer_nxdomain(skb, p);
 }
 
 /* First DNS stage: the header and the question name's bytes. A message
@@ -300,12 +353,12 @@ static __always_inline int ca_dns_policy_stage(struct __sk_buff *skb)
 	if (p->key.ip_proto == CA_IPPROTO_TCP)
 		off += 2;                    /* the message length prefix */
 	if (off + CA_DNS_HEADER_LEN > end || bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)) < 0)
-		return p->egress ? ca_refuse_query(p, n) : CA_PASS;
+		return p->egress ? ca_refuse_query(skb, p, n) : CA_PASS;
 	/* One question (QDCOUNT 1; UPDATE's zone count too), in a query going
 	 * out or a response coming in. */
 	if (!(hdr[2] & 0x80) != !!p->egress || hdr[4] != 0 || hdr[5] != 1 ||
 	    ca_copy_qname(skb, off + CA_DNS_HEADER_LEN, end - off - CA_DNS_HEADER_LEN, n) < 0)
-		return p->egress ? ca_refuse_query(p, n) : CA_PASS;
+		return p->egress ? ca_refuse_query(skb, p, n) : CA_PASS;
 	n->answers_off = off + CA_DNS_HEADER_LEN + n->wire_len + 4;
 	n->answers_end = end;
 	n->ancount = (hdr[6] << 8) | hdr[7];
@@ -324,7 +377,7 @@ static __always_inline int ca_dns_name_stage(struct __sk_buff *skb)
 		return CA_DROP;
 	p = &s->pkt;
 	if (ca_hash_qname(n) < 0 || !ca_name_allowed(n))
-		return p->egress ? ca_refuse_query(p, n) : CA_PASS;
+		return p->egress ? ca_refuse_query(skb, p, n) : CA_PASS;
 	if (!p->egress)
 		ca_tail_call(skb, CA_STAGE_DNS_LEARN);
 	return CA_PASS;

@@ -61,7 +61,7 @@ struct ca_packet {
 	__u8 tcp_gen_event;
 	__u8 tcp_seq_underflow;
 	__u8 egress;               /* 1: seen leaving the interface (live capture) */
-	__u8 pad;
+	__u8 ts_exact;             /* 1: ts is from the exact clock (live capture; see ca_packet_clock) */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
 };

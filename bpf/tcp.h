@@ -518,7 +518,7 @@ static __always_inline void ca_tcp_packet(struct ca_conn *c, struct ca_packet *p
 		ca_hist_scaled(c, from_orig, 'W', &e->zero_windows);
 
 	if (!(c->ep[0].flags & CA_EP_DID_CLOSE) || !(c->ep[1].flags & CA_EP_DID_CLOSE))
-		c->last_ns = p->ts;
+		ca_touch(c, p);
 
 	if (flags & CA_TH_FIN) {
 		e->flags |= CA_EP_SAW_FIN;  /* Zeek's FIN_cnt > 0: the FIN octet is not payload */

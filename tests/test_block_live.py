@@ -12,6 +12,7 @@ notice.log row naming the process, and a conn.log row marked blocked.
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import socket
@@ -57,7 +58,7 @@ def test_allowed_name_connects_at_once_and_the_rest_is_refused(lab, tmp_path, po
         f"echo allowed6 $({shlex.join(CURL)} -6 http://{DNS_NAME}:{HTTP_PORT}/)",
         f"echo raw $({shlex.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/)",
         f"echo raw6 $({shlex.join(CURL)} http://[{OTHER_V6}]:{HTTP_PORT}/)",
-        f"echo unlisted $({shlex.join(DIG)} evil.example.test; echo exit $?)",
+        f"echo unlisted $(dig +tries=1 +time=1 evil.example.test | grep -oE 'status: [A-Z]+|Query time: [0-9]+')",
         f"echo tcpdns $({shlex.join(DIG)} +tcp www.example.test)",
     ])
     r = record_block(lab, out, policy, script)
@@ -70,7 +71,9 @@ def test_allowed_name_connects_at_once_and_the_rest_is_refused(lab, tmp_path, po
     for raw in ("raw", "raw6"):
         code, _, total = seen[raw].split()
         assert code == "000" and float(total) < 0.5, f"{raw}: refused at connect(), not timed out: {seen[raw]}"
-    assert seen["unlisted"].endswith("no servers could be reached exit 9"), "an unlisted name must get no answer"
+    status, query_ms = re.fullmatch(r"status: (\w+) Query time: (\d+)", seen["unlisted"]).groups()
+    assert status == "NXDOMAIN", "an unlisted name is answered NXDOMAIN by the recorder"
+    assert int(query_ms) < 100, "the refusal is immediate, not a resolver timeout"
     assert seen["tcpdns"].strip() == V4[1], "DNS over TCP for an allowed name works"
 
     notices = rows(out, "notice")
@@ -83,6 +86,9 @@ def test_allowed_name_connects_at_once_and_the_rest_is_refused(lab, tmp_path, po
     dns_notes = by_note["CicdAudit::Blocked_DNS_Query"]
     assert {n["sub"] for n in dns_notes} == {"evil.example.test"}
     assert all(n["proc.exe"] in (None, "/usr/bin/dig") for n in dns_notes)
+
+    refused = [d for d in rows(out, "dns") if d["query"] == "evil.example.test"]
+    assert [(d["rcode_name"], d["answers"]) for d in refused] == [("NXDOMAIN", None)]
 
     conns = rows(out, "conn")
     blocked = [c for c in conns if c["blocked"]]

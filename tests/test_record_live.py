@@ -144,6 +144,65 @@ def test_crafted_packets(lab, tmp_path):
     assert echo["conn_state"] == "OTH"
 
 
+UDP_ECHO_PORT = 7777
+UDP_DISCARD_PORT = 7778       # nobody listens: the stream's datagrams only go out
+TICK_MAX = 0.010              # one jiffy at HZ=100, the slowest common tick
+UDP_REPLY_DELAY = 0.003      # below one kernel tick (4 ms at HZ=250), above scheduling noise
+UDP_ECHO = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{V4[1]}", {UDP_ECHO_PORT}))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    time.sleep({UDP_REPLY_DELAY})
+    s.sendto(data, peer)
+"""
+UDP_CLIENT = f"""
+import socket, time
+for i in range(5):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("{V4[0]}", 41000 + i))
+    t0 = time.monotonic()
+    s.sendto(b"ping", ("{V4[1]}", {UDP_ECHO_PORT}))
+    s.recv(100)
+    print(41000 + i, time.monotonic() - t0, flush=True)
+# A one-way stream: its later datagrams are stamped with their jiffy's time.
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{V4[0]}", 41100))
+t0 = time.monotonic()
+for i in range(21):
+    s.sendto(b"data", ("{V4[1]}", {UDP_DISCARD_PORT}))
+    t_sent = time.monotonic()
+    time.sleep(0.01)
+print("stream", t_sent - t0, flush=True)
+"""
+
+
+def test_request_reply_durations_use_the_exact_clock(lab, tmp_path):
+    """Live packets are stamped with their jiffy's time (a tick behind at most);
+    a reply that ends a request/response flow must still be stamped exactly,
+    or conn.log durations would read 0 or a whole tick. A one-way stream's
+    duration is right to within a tick."""
+    server = lab.popen(lab.server_ns, [sys.executable, "-c", UDP_ECHO], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    r = lab.record(tmp_path, [sys.executable, "-c", UDP_CLIENT])
+    assert r.returncode == 0, r.stderr
+    rtts = {port: float(rtt) for port, rtt in (line.split() for line in r.stdout.splitlines())}
+    stream_span = rtts.pop("stream")
+    conns = logs(tmp_path, "conn")
+    stream = only(conns, proto="udp", **{"id.orig_p": 41100})
+    assert stream["orig_pkts"] == 21
+    # Never ahead of the packets; at most a tick behind on the last one.
+    assert stream_span - TICK_MAX - 0.001 <= stream["duration"] <= stream_span, (stream["duration"], stream_span)
+    for port, rtt in rtts.items():
+        conn = only(conns, proto="udp", **{"id.orig_p": int(port)})
+        assert (conn["orig_pkts"], conn["resp_pkts"]) == (1, 1)
+        # The kernel saw the request leave after the client's clock started and
+        # the reply arrive before the client's recv() returned.
+        assert UDP_REPLY_DELAY <= conn["duration"] <= rtt, (port, conn["duration"], rtt)
+
+
 def test_ipv6_dns_and_http(lab, tmp_path):
     trace = tmp_path / "curl.trace"
     out = tmp_path / "logs"
