@@ -50,19 +50,6 @@ LOCK_DIR = Path("/run/cicd-audit")
 _tcx_supported: bool | None = None     # the probe's answer, once a link was tried
 
 
-def default_interfaces() -> list[str]:
-    """Every interface that is up in this network namespace, except loopback."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        names = []
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME")
-            up = link["flags"] & 1
-            if up and name != "lo" and not link["flags"] & 8:   # IFF_UP, not IFF_LOOPBACK
-                names.append(name)
-    return names
-
-
 def legacy_lock_path() -> Path:
     """The lock a recorder holds (shared) while it has legacy filters in this network namespace."""
     return LOCK_DIR / f"tc-{os.stat('/proc/self/ns/net').st_ino}.lock"

@@ -27,7 +27,8 @@ import sys
 
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.recorder import cleanup
-from cicd_audit.recorder.attach import TcAttachment, default_interfaces
+from cicd_audit.recorder.attach import TcAttachment
+from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.processes import ProcessTable
@@ -85,9 +86,7 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
     """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
     process and container on the host is covered); blocking: enforce a policy."""
     require_root()                  # before any log file exists
-    interfaces = list(interfaces or default_interfaces())
-    if not interfaces:
-        raise UsageError("no interface is up in this network namespace; name one with --iface")
+    interfaces = choose_interfaces(interfaces or (), blocking is not None)
     cgroup = cgroup or cgroup2_mount()
     if cgroup is None and blocking is not None:
         raise EnvironmentProblem("blocking mode needs cgroup v2 (mount it, or name a cgroup v2 directory "
