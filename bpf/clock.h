@@ -51,8 +51,8 @@ static __always_inline void ca_exact_time(struct ca_packet *p)
 }
 
 /* A live packet stamped with its jiffy's time may read earlier than an
- * exact one before it: last_ns only moves forward. pcap input keeps Zeek's rule (the
- * last packet's time, as captured). */
+ * exact one before it: last_ns only moves forward. pcap input keeps Zeek's
+ * rule (the last packet's time, as captured). */
 static __always_inline void ca_touch(struct ca_conn *c, struct ca_packet *p)
 {
 #if CA_PCAP_MODE
