@@ -228,3 +228,30 @@ def test_container_blocking(lab, container, tmp_path, policy):
     lookups = {d["uid"] for d in rows(out, "dns") if d["query"] == DNS_NAME}
     lookup_conns = [c for c in conns if c["uid"] in lookups]
     assert sorted(process_of(c) for c in lookup_conns) == sorted([curl_of("allowed"), curl_of("allowed6")])
+
+
+def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_path):
+    """One UDP socket connected to a port, used, then connected to another: the socket
+    hook must file the second flow too (the connect hook clears what it filed), so both
+    conn.log rows name the process."""
+    reconnect = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 f"for port in ({UDP_PORT}, {UDP_PORT + 1}):\n"
+                 f"    s.connect(('{V4[1]}', port)); s.send(b'x' * 5); s.send(b'y' * 5)\n"
+                 f"time.sleep(0.2)\n")
+    sink = ("import socket, sys\n"
+            "socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]\n"
+            f"for i, s in enumerate(socks): s.bind(('{V4[1]}', {UDP_PORT} + i))\n"
+            "print('listening', flush=True); sys.stdin.read()\n")
+    server = lab.popen(lab.server_ns, [sys.executable, "-c", sink], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       text=True)
+    assert server.stdout.readline() == "listening\n"    # else the first send's port-unreachable fails the second
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", in_container(container, "reconnect", [str(PYTHON), "-c", reconnect])])
+    assert r.returncode == 0, r.stderr
+    pids, _ = parse_output(r.stdout)
+    cgroup = container_cgroup(lab, container)
+    rows_by_port = {c["id.resp_p"]: c for c in rows(out, "conn") if c["id.orig_h"] == container.v4}
+    assert sorted(rows_by_port) == [UDP_PORT, UDP_PORT + 1]
+    for port, conn in rows_by_port.items():
+        assert conn["orig_pkts"] == 2
+        assert process_of(conn) == (pids["reconnect"], PYTHON.name, str(PYTHON.resolve()), cgroup), port
