@@ -334,9 +334,19 @@ def test_load_logs_sessions(tmp_path):
     assert list(logs.dns["session"].cat.categories) == ["job1", "job2", "job3"]
     assert logs.dns["answers"].tolist() == [None, ["1.2.3.4"]]
     assert str(logs.dns["ts"].dtype) == "datetime64[ns, UTC]"
-    assert logs["capture_stats"].empty
+    assert logs["capture_stats"].empty and logs.notice.empty
     with pytest.raises(InputError):
         load_logs(tmp_path / "missing")
+
+
+def test_load_logs_reads_blocking_notices_with_their_process(tmp_path):
+    schema = load_schema("notice").extended(load_schema("notice_process"))
+    with LogWriter(tmp_path, schema) as w:
+        w.write({"ts": 1.5, "uid": "C1", "id.resp_h": "10.99.0.5", "id.resp_p": 8080, "proto": "tcp",
+                 "note": "CicdAudit::Blocked_Connection", "msg": "refused", "proc.pid": 4242, "proc.name": "curl"})
+    notice = load_logs(tmp_path).notice
+    assert notice[["note", "id.resp_h", "proc.pid", "proc.name"]].values.tolist() == [
+        ["CicdAudit::Blocked_Connection", "10.99.0.5", 4242, "curl"]]
 
 
 # ---------------------------------------------------------------- strings

@@ -9,7 +9,7 @@ Modules (import what you need; the writer does not import pandas):
   ``close(close_time=None)``; output is byte-identical to Zeek 9.1's.
 * ``cicd_audit.zeeklog.reader`` -- ``read_log(path)`` -> (LogHeader,
   records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
-  ``LoadedLogs(conn, dns, weird, capture_stats)``, ``LogFormatError``.
+  ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``.
   Never imports bcc.
 
 See docs/log-format.md for the format rules and the dtypes.

@@ -6,7 +6,7 @@ API::
         -> (LogHeader, iterator of dict)      # TSV or JSON lines, plain or .gz
     read_dataframe(path, schema=None, errors="backslashreplace") -> DataFrame
     load_logs(*session_dirs, errors="backslashreplace") -> LoadedLogs
-        # LoadedLogs(conn, dns, weird, capture_stats): one DataFrame each
+        # LoadedLogs(conn, dns, weird, capture_stats, notice): one DataFrame each
     LogHeader(path, fields, types, separator, set_separator, empty_field,
               unset_field, open, close, format, meta)   # .schema
     LogFormatError(InputError)                # .filename, .lineno
@@ -84,7 +84,7 @@ __all__ = [
 ]
 
 #: Logs ``load_logs`` looks for in each session directory.
-LOG_NAMES = ("conn", "dns", "weird", "capture_stats")
+LOG_NAMES = ("conn", "dns", "weird", "capture_stats", "notice")
 
 
 class LogFormatError(InputError):
@@ -914,6 +914,7 @@ class LoadedLogs:
     dns: pd.DataFrame
     weird: pd.DataFrame
     capture_stats: pd.DataFrame
+    notice: pd.DataFrame       # blocking mode's refusals (with their process columns)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -945,7 +946,7 @@ def _session_labels(dirs: List[str]) -> List[str]:
 
 
 def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2) -> LoadedLogs:
-    """Load conn, dns, weird and capture_stats logs from session directories.
+    """Load conn, dns, weird, capture_stats and notice logs from session directories.
 
     Each log is read with its own header; columns of our schema that a file
     lacks (older Zeek versions) are added as all-NA columns of the right
