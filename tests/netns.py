@@ -42,6 +42,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,35 @@ class Container:
     def cmd(self, argv: list[str]) -> list[str]:
         """argv, run in the container: its namespace, its resolv.conf, its cgroup (and argv's own pid)."""
         return in_netns(self.ns, in_cgroup(self.cgroup, argv))
+
+
+UDP_SINK = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    data, _ = s.recvfrom(65536)
+    print(len(data), flush=True)
+"""
+
+
+class UdpSink:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        if proc.stdout.readline() != "listening\n":
+            raise RuntimeError(f"the UDP sink did not start: {proc.args}")
+        self._proc = proc
+        self._sizes: list[int] = []
+        self._reader = threading.Thread(target=lambda: self._sizes.extend(int(n) for n in proc.stdout),
+                                         daemon=True)
+        self._reader.start()
+
+    def stop(self) -> list[int]:
+        """Stop listening (whatever was sent has arrived by now); the sizes received."""
+        self._proc.terminate()
+        self._proc.wait(5)
+        self._reader.join(5)
+        return self._sizes
 
 
 class Lab:
@@ -292,6 +322,12 @@ class Lab:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_listening("-lun", f"{V4[1]}:53")
         self._wait_listening("-ltn", f"{V4[1]}:53")
+
+    def udp_sink(self, address: str, port: int) -> "UdpSink":
+        """A UDP server at address:port in the server namespace (an attacker's, say) that
+        notes the size of every datagram it receives."""
+        return UdpSink(self.popen(self.server_ns, [sys.executable, "-c", UDP_SINK, address, str(port)],
+                                  stdout=subprocess.PIPE, text=True))
 
     def start_http(self) -> None:
         for addr in (V4[1], V6[1], OTHER_V4, OTHER_V6):

