@@ -33,6 +33,7 @@ from pathlib import Path
 
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.recorder import bpf_syscall, cleanup
+from cicd_audit.recorder.held_links import HeldLinks
 
 CLSACT_INGRESS = 0xFFFFFFF2
 CLSACT_EGRESS = 0xFFFFFFF3
@@ -129,8 +130,7 @@ class TcAttachment:
     mechanism: str | None = None
     _created_qdisc: list = field(default_factory=list)
     _attached: list = field(default_factory=list)       # legacy: (ifindex, parent)
-    _links: list = field(default_factory=list)          # tcx: link fds
-    _pins: list = field(default_factory=list)
+    _links: HeldLinks = field(default_factory=HeldLinks)     # tcx
     _lock_fd: int | None = None
 
     def __post_init__(self) -> None:
@@ -184,15 +184,8 @@ class TcAttachment:
                 raise EnvironmentProblem(f"cannot attach the tcx {direction} program to {name}: "
                                          f"{exc.strerror}") from exc
             _tcx_supported = True
-            self._links.append(link)
-            if self.pin_dir is not None:
-                path = Path(self.pin_dir) / pin_name(name, direction)
-                try:
-                    bpf_syscall.obj_pin(link, path)
-                except bpf_syscall.BpfError as exc:
-                    raise EnvironmentProblem(f"cannot pin the {name} {direction} link at {path}: "
-                                             f"{exc.strerror}") from exc
-                self._pins.append(path)
+            pin = Path(self.pin_dir) / pin_name(name, direction) if self.pin_dir is not None else None
+            self._links.hold(link, pin, f"{name} {direction}")
 
     def _refuse_if_attached(self, name: str, index: int) -> None:
         """A program of ours (same name) on this interface already, by tcx or a legacy filter: say what to do."""
@@ -246,11 +239,7 @@ class TcAttachment:
     def _release(self, failed: bool) -> None:
         """Close the links (pinned ones stay attached, unless attaching failed) and delete our filters."""
         from pyroute2.netlink.exceptions import NetlinkError
-        if failed:
-            for path in self._pins:
-                path.unlink(missing_ok=True)
-        for link in self._links:
-            os.close(link)
+        self._links.release(failed)
         keep_filters = self.pin_dir is not None and not failed
         for index, parent in reversed(self._attached):
             if keep_filters or index in self._created_qdisc:
@@ -270,8 +259,6 @@ class TcAttachment:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        self._pins.clear()
-        self._links.clear()
         self._attached.clear()
         self._created_qdisc.clear()
         self._ipr.close()

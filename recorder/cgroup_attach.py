@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.recorder import bpf_syscall, cleanup
+from cicd_audit.recorder.held_links import HeldLinks
 
 DEFAULT_CGROUP = Path("/sys/fs/cgroup")
 CGROUP2_SUPER_MAGIC = 0x63677270      # linux/magic.h
@@ -83,8 +84,7 @@ class CgroupAttachment:
     cgroup_path: Path | str
     programs: dict[int, int]
     pin_dir: Path | str | None = None
-    _links: list = field(default_factory=list)
-    _pins: list = field(default_factory=list)
+    _links: HeldLinks = field(default_factory=HeldLinks)
 
     def __enter__(self) -> CgroupAttachment:
         path = Path(self.cgroup_path)
@@ -116,25 +116,14 @@ class CgroupAttachment:
                     f"cannot attach the {hook} program to cgroup {path}: {exc.strerror} (BPF links on cgroups "
                     f"need kernel 5.7 or later, and the program must be loaded for the {hook} hook)") from exc
             raise EnvironmentProblem(f"cannot attach the {hook} program to cgroup {path}: {exc.strerror}") from exc
-        self._links.append(link)
+        pin = None
         if self.pin_dir is not None:
             pin = Path(self.pin_dir) / f"cgroup-{os.stat(path).st_ino}-{hook.replace(' ', '_')}"
-            try:
-                bpf_syscall.obj_pin(link, pin)
-            except bpf_syscall.BpfError as exc:
-                raise EnvironmentProblem(f"cannot pin the {hook} link at {pin}: {exc.strerror}") from exc
-            self._pins.append(pin)
+        self._links.hold(link, pin, hook)
 
     def __exit__(self, *exc_info) -> None:
         self._release(failed=False)
 
     def _release(self, failed: bool) -> None:
-        """Close our links: detached, except those pinned (unless attaching failed)."""
-        if failed:
-            for pin in self._pins:
-                pin.unlink(missing_ok=True)
-        for link in self._links:
-            os.close(link)
-        self._links.clear()
-        self._pins.clear()
+        self._links.release(failed)
 
