@@ -370,14 +370,19 @@ def _elem(map_fd: int, key, value, flags: int = 0) -> _MapElemAttr:
                         value=0 if value is None else ctypes.addressof(value), flags=flags)
 
 
-def map_lookup(map_fd: int, key: ctypes.Array | ctypes.Structure, value: ctypes.Array | ctypes.Structure) -> bool:
-    """Fill value for key; False if the key is absent."""
-    if _bpf(BPF_MAP_LOOKUP_ELEM, _elem(map_fd, key, value)) == 0:
+def _found(cmd: int, attr, what: str) -> bool:
+    """Run a map command: True if it succeeded, False for ENOENT (no such key), BpfError otherwise."""
+    if _bpf(cmd, attr) == 0:
         return True
     err = ctypes.get_errno()
     if err == errno.ENOENT:
         return False
-    raise BpfError(err, f"map lookup: {os.strerror(err)}")
+    raise BpfError(err, f"{what}: {os.strerror(err)}")
+
+
+def map_lookup(map_fd: int, key: ctypes.Array | ctypes.Structure, value: ctypes.Array | ctypes.Structure) -> bool:
+    """Fill value for key; False if the key is absent."""
+    return _found(BPF_MAP_LOOKUP_ELEM, _elem(map_fd, key, value), "map lookup")
 
 
 def map_update(map_fd: int, key, value, flags: int = 0) -> None:
@@ -386,22 +391,12 @@ def map_update(map_fd: int, key, value, flags: int = 0) -> None:
 
 def map_delete(map_fd: int, key) -> bool:
     """Remove key; False if it was absent."""
-    if _bpf(BPF_MAP_DELETE_ELEM, _elem(map_fd, key, None)) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err == errno.ENOENT:
-        return False
-    raise BpfError(err, f"map delete: {os.strerror(err)}")
+    return _found(BPF_MAP_DELETE_ELEM, _elem(map_fd, key, None), "map delete")
 
 
 def map_get_next_key(map_fd: int, key, next_key) -> bool:
     """Write the key after key (the first one when key is None) into next_key; False at the end."""
-    if _bpf(BPF_MAP_GET_NEXT_KEY, _elem(map_fd, key, next_key)) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err == errno.ENOENT:
-        return False
-    raise BpfError(err, f"map get_next_key: {os.strerror(err)}")
+    return _found(BPF_MAP_GET_NEXT_KEY, _elem(map_fd, key, next_key), "map get_next_key")
 
 
 @lru_cache(maxsize=1)
