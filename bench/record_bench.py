@@ -11,6 +11,9 @@
    called them, so the cost is their summed run_time_ns over their summed run_cnt.
    The same flood under `record --block` (a policy allowing the destination) is
    alternated with them. Goal: at most 100 ns above the no-op.
+   --candidate CLI adds rounds of another build's `cicd-audit` (e.g. a worktree
+   installed in its own venv) and reports its per-round difference to ours: the
+   way to judge a change to the kernel code on the live flood.
 2. TCP throughput: iperf3 across the veth pair without and with the recorder
    (recording in the client namespace), alternated. Goal: >= 97 %. Also the CPU
    time the recorder's programs took per second of transfer (bpf_stats), a
@@ -43,7 +46,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
 from cicd_audit.demo import NetnsLab, _cicd_audit_cmd, wait_for_tcp  # noqa: E402
 
 CLI = _cicd_audit_cmd()
@@ -123,14 +125,14 @@ class BenchLab(NetnsLab):
         shutil.rmtree(d, ignore_errors=True)
         return d
 
-    def start_recorder_background(self, out: Path, *extra: str) -> int:
+    def start_recorder_background(self, out: Path, *extra: str, cli: list[str] = CLI) -> int:
         # The socket hooks go on the lab's cgroup, never the host's root (with --block they refuse connects).
-        self.run(self.runner, [*CLI, "record", "--out", str(out), "--iface", self.runner_if, "--background",
+        self.run(self.runner, [*cli, "record", "--out", str(out), "--iface", self.runner_if, "--background",
                                *self.record_args(), *extra])
         return int((out / "recorder.pid").read_text())
 
-    def stop_recorder(self, out: Path) -> None:
-        self.run(self.runner, [*CLI, "stop", str(out)])
+    def stop_recorder(self, out: Path, cli: list[str] = CLI) -> None:
+        self.run(self.runner, [*cli, "stop", str(out)])
 
     def start_noop(self) -> subprocess.Popen:
         helper = f"""
@@ -168,13 +170,18 @@ ENTRY_PROGRAMS = ("ca_packet", "ca_egress")   # tail-called stages run inside th
 FLOOD_POLICY = "allowed:\n  cidrs: [10.213.0.0/24]\n"   # block mode: the flood's destination is allowed
 
 
-def bench_per_packet(lab: BenchLab, rounds: int, seconds: float) -> dict:
-    """No-op, recorder and recorder --block, alternated round by round on the same flood."""
+def bench_per_packet(lab: BenchLab, rounds: int, seconds: float, *, block: bool = True,
+                     candidate: list[str] | None = None) -> dict:
+    """No-op, recorder, recorder --block and a candidate build, alternated round by round on the same flood."""
     old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     policy = lab.tmp / "flood-policy.yml"
     policy.write_text(FLOOD_POLICY)
-    kinds = {"noop": (), "ours": (), "block": ("--block", "--policy", str(policy))}
+    kinds = {"noop": (), "ours": ()}
+    if block:
+        kinds["block"] = ("--block", "--policy", str(policy))
+    if candidate:
+        kinds["cand"] = ()
     results = {k: [] for k in kinds} | {"pps": [], "hook": []}
     try:
         for r in range(rounds):
@@ -183,8 +190,9 @@ def bench_per_packet(lab: BenchLab, rounds: int, seconds: float) -> dict:
                     proc = lab.start_noop()
                     pid, entries = proc.pid, ("noop",)
                 else:
+                    cli = candidate if kind == "cand" else CLI
                     out = lab.out_dir(f"flood-{kind}{r}")
-                    pid, entries = lab.start_recorder_background(out, *extra), ENTRY_PROGRAMS
+                    pid, entries = lab.start_recorder_background(out, *extra, cli=cli), ENTRY_PROGRAMS
                 try:
                     before = prog_stats(pid)
                     t0 = time.monotonic()
@@ -196,7 +204,7 @@ def bench_per_packet(lab: BenchLab, rounds: int, seconds: float) -> dict:
                         proc.stdin.close()
                         proc.wait(timeout=10)
                     else:
-                        lab.stop_recorder(out)
+                        lab.stop_recorder(out, cli=cli)
                 run_ns = sum(after[n][0] - before.get(n, (0, 0))[0] for n in entries if n in after)
                 runs = sum(after[n][1] - before.get(n, (0, 0))[1] for n in entries if n in after)
                 ns = run_ns / max(runs, 1)
@@ -211,12 +219,19 @@ def bench_per_packet(lab: BenchLab, rounds: int, seconds: float) -> dict:
                 print(f"  per-packet round {r + 1} {kind:5}: {ns:7.1f} ns/packet over {runs} runs", flush=True)
     finally:
         Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
-    noop, ours, block = (statistics.median(results[k]) for k in kinds)
-    return {"noop_ns": noop, "ours_ns": ours, "delta_ns": ours - noop, "block_ns": block,
-            "block_delta_ns": block - noop, "rounds": rounds, "noop_all": results["noop"],
-            "ours_all": results["ours"], "block_all": results["block"],
-            "runs_per_s": statistics.median(results["pps"]),
-            "udp_hook_ns": statistics.median(results["hook"]) if results["hook"] else None}
+    noop, ours = statistics.median(results["noop"]), statistics.median(results["ours"])
+    res = {"noop_ns": noop, "ours_ns": ours, "delta_ns": ours - noop, "rounds": rounds,
+           "noop_all": results["noop"], "ours_all": results["ours"],
+           "runs_per_s": statistics.median(results["pps"]),
+           "udp_hook_ns": statistics.median(results["hook"]) if results["hook"] else None}
+    if block:
+        res |= {"block_ns": statistics.median(results["block"]),
+                "block_delta_ns": statistics.median(results["block"]) - noop, "block_all": results["block"]}
+    if candidate:
+        # Each round's candidate minus the same round's ours: the drift between rounds cancels.
+        res |= {"cand_ns": statistics.median(results["cand"]), "cand_all": results["cand"],
+                "cand_minus_ours_ns": statistics.median(c - o for c, o in zip(results["cand"], results["ours"]))}
+    return res
 
 
 # -- 2. TCP throughput ---------------------------------------------------------
@@ -402,9 +417,14 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
         if p.get("udp_hook_ns"):
             rows.append(("Connected-UDP socket hook (ca_udp_egress) per packet, raw (median)",
                          f"{p['udp_hook_ns']:.0f} ns (includes bpf_stats' own timing)", "-", "-"))
-        rows.append(("Kernel cost per 64-byte packet, record --block (median)",
-                     f"{p['block_ns']:.0f} ns vs no-op {p['noop_ns']:.0f} ns: +{p['block_delta_ns']:.0f} ns",
-                     "as record", "-"))
+        if "block_ns" in p:
+            rows.append(("Kernel cost per 64-byte packet, record --block (median)",
+                         f"{p['block_ns']:.0f} ns vs no-op {p['noop_ns']:.0f} ns: +{p['block_delta_ns']:.0f} ns",
+                         "as record", "-"))
+        if "cand_ns" in p:
+            rows.append(("Kernel cost per 64-byte packet, candidate build (median)",
+                         f"{p['cand_ns']:.0f} ns; candidate - ours per round, median: "
+                         f"{p['cand_minus_ours_ns']:+.1f} ns", "-", "-"))
     t = res.get("throughput")
     if t:
         rows.append(("iperf3 TCP throughput, recording / not (median ratio)",
@@ -444,6 +464,8 @@ def main() -> int:
     ap.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
     ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup"], action="append")
     ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
+    ap.add_argument("--candidate", metavar="CLI", help="per_packet: also time this cicd-audit executable (another build)")
+    ap.add_argument("--no-block", action="store_true", help="per_packet: leave out the record --block rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("record_bench: needs root (network namespaces, BPF)", file=sys.stderr)
@@ -465,7 +487,8 @@ def main() -> int:
             res["startup"] = bench_startup(lab, 2 if q else 5)
         if "per_packet" in only:
             print("1. kernel cost per packet (64-byte UDP flood)", flush=True)
-            res["per_packet"] = bench_per_packet(lab, rounds, 2 if q else 5)
+            res["per_packet"] = bench_per_packet(lab, rounds, 2 if q else 5, block=not args.no_block,
+                                                 candidate=[args.candidate] if args.candidate else None)
         if "throughput" in only:
             print("2. TCP throughput", flush=True)
             res["throughput"] = bench_throughput(lab, rounds, 2 if q else 5)
