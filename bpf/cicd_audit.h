@@ -103,6 +103,16 @@ struct ca_conn_key {
 	__u8 pad[3];
 };
 
+/* The map key of an IPv4 connection: ca_conn_key's endpoints without the
+ * IPv4-mapped prefix. The per-packet hash lookup then hashes and compares
+ * 16 bytes instead of 40 (IPv4 and IPv6 connections live in two maps). */
+struct ca_conn_key4 {
+	__u32 addr[2];             /* network order: the last word of each ca_conn_key address */
+	__u16 port[2];
+	__u8 ip_proto;
+	__u8 pad[3];
+};
+
 struct ca_endpoint {
 	__u64 pkts;                /* wire packets */
 	__u64 ip_bytes;            /* IP total lengths */

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import sys
 
 c_u8, c_u16, c_u32, c_u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
 
@@ -118,6 +119,26 @@ class ConnKey(ctypes.Structure):
     _fields_ = [("addr", (c_u8 * 16) * 2), ("port", c_u16 * 2), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
 
 
+class ConnKey4(ctypes.Structure):
+    """The conns4 map's key: an IPv4 connection's ConnKey without the IPv4-mapped prefix."""
+
+    _fields_ = [("addr", c_u32 * 2), ("port", c_u16 * 2), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
+
+
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def conn_key_from_v4(raw: bytes) -> bytes:
+    """A conns4 key (raw bytes) as the ConnKey bytes every other part of the recorder uses."""
+    k4 = ConnKey4.from_buffer_copy(raw)
+    key = ConnKey()
+    for slot in (0, 1):
+        key.addr[slot][:] = _V4_MAPPED_PREFIX + k4.addr[slot].to_bytes(4, sys.byteorder)   # as the kernel stored it
+    key.port[:] = k4.port[:]
+    key.ip_proto = k4.ip_proto
+    return bytes(key)
+
+
 class Endpoint(ctypes.Structure):
     _fields_ = [
         ("pkts", c_u64), ("ip_bytes", c_u64), ("payload_bytes", c_u64), ("gap_bytes", c_u64),
@@ -207,6 +228,7 @@ class SweepRequest(ctypes.Structure):
 MIRRORED_STRUCTS = {
     "ca_event_header": EventHeader,
     "ca_conn_key": ConnKey,
+    "ca_conn_key4": ConnKey4,
     "ca_endpoint": Endpoint,
     "ca_conn": Conn,
     "ca_conn_end_event": ConnEndEvent,

@@ -371,7 +371,7 @@ class CaptureProgram:
             # cgroup hook attach type -> program fd (attribution and blocking)
             self.cgroup_programs = {FUNCTION_TYPES[name][1]: functions[name].fd
                                     for name in CGROUP_HOOKS if name in functions}
-            self.conns = self.maps["conns"]
+            self.conns4, self.conns6 = self.maps["conns4"], self.maps["conns6"]
             self.stats_table = self.maps["stats"]
             self._fill_likely_server_ports()
             events = self.maps["events"]
@@ -401,7 +401,8 @@ class CaptureProgram:
 
     def conn_keys(self) -> list[bytes]:
         """Keys of every live connection, as raw bytes of struct ca_conn_key."""
-        return self.conns.keys(abi.ConnKey)
+        return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)]
+                + self.conns6.keys(abi.ConnKey))
 
     def stats(self) -> dict[str, int]:
         totals = {}
@@ -494,7 +495,7 @@ class BccLoadedProgram:
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self._libbcc = bcc.libbcc.lib
-        self.conns = self.bpf.get_table(b"conns")
+        self.conns4, self.conns6 = self.bpf.get_table(b"conns4"), self.bpf.get_table(b"conns6")
         self.stats_table = self.bpf.get_table(b"stats")
         ports = self.bpf.get_table(b"likely_server_ports")
         for proto, numbers in ((6, zeek_defaults.LIKELY_SERVER_PORTS_TCP), (17, zeek_defaults.LIKELY_SERVER_PORTS_UDP)):
@@ -514,8 +515,12 @@ class BccLoadedProgram:
             self.bpf.ring_buffer_consume()
 
     def conn_keys(self) -> list[bytes]:
-        keys, key, next_key, previous = [], abi.ConnKey(), abi.ConnKey(), None
-        while self._libbcc.bpf_get_next_key(self.conns.map_fd, previous, ctypes.byref(next_key)) == 0:
+        return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)]
+                + self._keys(self.conns6, abi.ConnKey))
+
+    def _keys(self, table, key_type) -> list[bytes]:
+        keys, key, next_key, previous = [], key_type(), key_type(), None
+        while self._libbcc.bpf_get_next_key(table.map_fd, previous, ctypes.byref(next_key)) == 0:
             keys.append(bytes(next_key))
             ctypes.memmove(ctypes.byref(key), ctypes.byref(next_key), ctypes.sizeof(key))
             previous = ctypes.byref(key)

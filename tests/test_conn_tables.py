@@ -1,0 +1,53 @@
+"""The connection tables: IPv4 and IPv6 connections live in two maps (bpf/capture.bpf.c,
+struct ca_conn_key4), each holding up to max_conns. Run through the real program
+with pcap input and a tiny table: each family fills on its own, every packet that
+found no room is counted in capture_stats.log, and the connections that fit come
+back out of both maps at the end of the capture with their addresses intact.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+MAX_CONNS = 4
+FLOWS = 6          # per family: two more than the table holds
+
+
+def _frames() -> list:
+    frames, t = [], 1_700_000_000.0
+    for i in range(FLOWS):
+        for ip in (IP(src="192.0.2.1", dst=f"198.51.100.{i + 1}"), IPv6(src="2001:db8::1", dst=f"2001:db8:1::{i + 1}")):
+            frame = Ether() / ip / UDP(sport=40000 + i, dport=9000) / b"payload"
+            frame.time = t
+            t += 0.001
+            frames.append(frame)
+    return frames
+
+
+def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path):
+    from cicd_audit.recorder import pcap_replay
+    from cicd_audit.recorder.bpf_program import ProgramSettings
+
+    pcap = tmp_path / "flows.pcap"
+    wrpcap(str(pcap), _frames())
+    settings = ProgramSettings(pcap_mode=True, validate_checksums=False, max_conns=MAX_CONNS)
+    stats = pcap_replay.record_pcap(pcap, tmp_path / "out", validate_checksums=False, progress=False,
+                                    settings=settings)
+
+    conns = list(read_log(tmp_path / "out" / "conn.log")[1])
+    # The first four flows of each family got a connection; the last two of each found the table full.
+    assert sorted((c["id.orig_h"], c["id.resp_h"], c["id.orig_p"]) for c in conns) == sorted(
+        [("192.0.2.1", f"198.51.100.{i + 1}", 40000 + i) for i in range(MAX_CONNS)]
+        + [("2001:db8::1", f"2001:db8:1::{i + 1}", 40000 + i) for i in range(MAX_CONNS)])
+    assert all(c["orig_pkts"] == 1 and c["orig_ip_bytes"] > 0 for c in conns)
+    assert stats["conn_table_full"] == 2 * (FLOWS - MAX_CONNS)
+    capture_stats = list(read_log(tmp_path / "out" / "capture_stats.log")[1])
+    assert capture_stats[-1]["conn_table_full"] == 2 * (FLOWS - MAX_CONNS)
