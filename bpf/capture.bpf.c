@@ -35,6 +35,12 @@
 #define CA_PASS TC_ACT_UNSPEC
 #define CA_DROP TC_ACT_SHOT
 
+/* Branch hints: clang then lays the rare paths (new connections, weirds,
+ * errors) out of the way, so the code a packet of a known connection runs
+ * sits together in few instruction cache lines. */
+#define ca_likely(x) __builtin_expect(!!(x), 1)
+#define ca_unlikely(x) __builtin_expect(!!(x), 0)
+
 #ifndef CA_PCAP_MODE
 #define CA_PCAP_MODE 0
 #endif
@@ -465,11 +471,11 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 	struct ca_conn *c = ca_conn_lookup(&p->key);
 	__u64 ended;
 
-	if (c) {
+	if (ca_likely(c)) {
 		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
 		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
-		if (!ended)
+		if (ca_likely(!ended))
 			return c;
 		ca_emit_end(&p->key, c, ended, CA_END_REUSED);
 		ca_conn_delete(&p->key);
@@ -626,7 +632,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 	struct ca_conn *c = ca_lookup_conn(skb, p);
 	int from_orig;
 
-	if (!c) {
+	if (ca_unlikely(!c)) {
 		ca_count(CA_STAT_PACKETS, p->segs);    /* table full: counted, not attributed */
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		return ca_verdict(skb, p, 0);
@@ -634,7 +640,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 	from_orig = p->src_slot == c->orig_slot;
 	if (ca_time_matters(p, c, from_orig))
 		ca_exact_time(p);
-	if (p->bad_checksum) {
+	if (ca_unlikely(p->bad_checksum)) {
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
 		__u32 code = is_tcp ? CA_WEIRD_BAD_TCP_CHECKSUM :
 			     p->key.ip_proto == CA_IPPROTO_UDP ? CA_WEIRD_BAD_UDP_CHECKSUM : CA_WEIRD_BAD_ICMP_CHECKSUM;
@@ -707,7 +713,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	__u32 weird = 0;
 	int r, pulled;
 
-	if (!s)
+	if (ca_unlikely(!s))
 		return CA_PASS;
 	pulled = s->pulled;
 	s->pulled = 0;
@@ -718,7 +724,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird);
-	if (r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data) {
+	if (ca_unlikely(r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
 		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
 		 * keep their headers linear): pull them in and parse again. Pulling
 		 * unconditionally would copy payload into every GSO skb's head. */
@@ -727,17 +733,17 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 			stages.call(skb, egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
 		s->pulled = 0;
 	}
-	if (r == CA_PARSE_NOT_IP) {
+	if (ca_unlikely(r == CA_PARSE_NOT_IP)) {
 		ca_count(CA_STAT_NON_IP, 1);
 		return CA_PASS;
 	}
-	if (r == CA_PARSE_WEIRD) {
+	if (ca_unlikely(r == CA_PARSE_WEIRD)) {
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		ca_emit_weird(p, 0, weird, 0);
 		return CA_PASS;
 	}
-	if (p->fragment) {
+	if (ca_unlikely(p->fragment)) {
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
@@ -755,7 +761,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	    p->key.ip_proto == CA_IPPROTO_ICMP || p->key.ip_proto == CA_IPPROTO_ICMPV6)
 		p->bad_checksum = ca_l4_checksum_ok(skb, &s->csum, p) == 0;
 #endif
-	if (p->key.ip_proto == CA_IPPROTO_IGMP) {
+	if (ca_unlikely(p->key.ip_proto == CA_IPPROTO_IGMP)) {
 		/* Zeek hands IGMP to a packet analyzer that makes no connection. */
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
