@@ -21,7 +21,7 @@
 #define CA_DNS_ANSWERS_MAX 16        /* answer records read per response */
 
 /* Defined in capture.bpf.c. */
-static __always_inline struct ca_conn *ca_conn_lookup(struct ca_conn_key *key);
+static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key);
 static __always_inline struct ca_scratch *ca_scratch_get(void);
 static __always_inline void ca_tail_call(struct __sk_buff *skb, __u32 stage);
 
@@ -322,7 +322,7 @@ static __always_inline int ca_answer_nxdomain(struct __sk_buff *skb, struct ca_p
 
 static __always_inline int ca_refuse_query(struct __sk_buff *skb, struct ca_packet *p, struct ca_dns_name *n)
 {
-	struct ca_conn *c = ca_conn_lookup(&p->key);
+	struct ca_conn *c = ca_conn_find(&p->key);
 
 	ca_count(CA_STAT_BLOCKED_DNS, 1);
 	ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
