@@ -106,12 +106,34 @@ def _records(section) -> list[dict]:
 LAYERS = {"dns": "dns", "mdns": "dns", "llmnr": "dns", "nbns": "nbns"}   # Wireshark layer -> field prefix
 
 
+def _file_capture(*args, **kwargs):
+    """pyshark's FileCapture, made to let tshark exit by itself at the end of the file.
+
+    At end of file pyshark kills tshark if asyncio has not yet noted its exit.
+    If tshark exits in between, the kill's Popen.poll() reaps it first, so the
+    child watcher pyshark installs (SafeChildWatcher) finds no child and reports
+    exit status 255, which pyshark then raises as a tshark crash (seen once in CI
+    on the sods capture). Waiting for the exit a finished tshark is making
+    anyway leaves the reaping to the watcher alone; a real crash still raises.
+    """
+    import asyncio
+
+    import pyshark
+
+    class FileCapture(pyshark.FileCapture):
+        async def _cleanup_subprocess(self, process):
+            if self._eof_reached and process.returncode is None:
+                await asyncio.wait_for(process.wait(), 60)
+            await super()._cleanup_subprocess(process)
+
+    return FileCapture(*args, **kwargs)
+
+
 def dissect(pcap: Path) -> list[dict]:
     """Every DNS message tshark finds (DNS, mDNS, LLMNR and NetBIOS name
     service, which Wireshark dissects as protocols of their own): endpoints,
     id, flags, question and answer names and types, answers."""
-    import pyshark
-    cap = pyshark.FileCapture(str(pcap), display_filter=" or ".join(LAYERS), use_json=True, keep_packets=False)
+    cap = _file_capture(str(pcap), display_filter=" or ".join(LAYERS), use_json=True, keep_packets=False)
     messages = []
     try:
         for pkt in cap:
