@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSRV
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
+from frames import ether
 
 pytestmark = [pytest.mark.root]
 
@@ -45,8 +45,8 @@ def logs(tmp_path_factory):
     for cport, (qname, qtype, answers) in TRANSACTIONS.items():
         query = DNS(id=cport & 0xffff, rd=1, qd=DNSQR(qname=qname, qtype=qtype))
         reply = DNS(id=cport & 0xffff, qr=1, rd=1, ra=1, qd=DNSQR(qname=qname, qtype=qtype), an=answers)
-        q = Ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=cport, dport=53) / query
-        r = Ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=cport) / reply
+        q = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=cport, dport=53) / query
+        r = ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=cport) / reply
         q.time, r.time = t, t + 0.002
         packets += [q, r]
         t += 1
@@ -90,8 +90,8 @@ def test_unknown_opcode_is_history_X_and_no_dns_row(tmp_path):
     """DNS.cc ParseMessage: an opcode other than QUERY, NOTIFY and UPDATE (here
     STATUS, 2) is a weird and the analyzer-limit letter 'X' (connection-level,
     once), after the UDP adapter's 'D'/'d'; the message makes no dns.log row."""
-    q = Ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41010, dport=53) / DNS(id=7, opcode=2, qd=[])
-    r = Ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=41010) / DNS(id=7, qr=1, opcode=2, qd=[])
+    q = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41010, dport=53) / DNS(id=7, opcode=2, qd=[])
+    r = ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=41010) / DNS(id=7, qr=1, opcode=2, qd=[])
     q.time, r.time = T0, T0 + 0.001
     wrpcap(str(tmp_path / "status.pcap"), [q, r])
     out = tmp_path / "out"

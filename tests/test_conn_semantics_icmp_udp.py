@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
-from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
@@ -29,6 +28,7 @@ from cicd_audit.recorder.zeek_defaults import (
     parse_likely_server_ports,
 )
 from cicd_audit.zeeklog.reader import read_log
+from frames import ether
 
 CLI = str(Path(sys.executable).with_name("cicd-audit"))
 ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "zeek-oracle"
@@ -53,13 +53,13 @@ def _at(pkt, t):
 def icmp_rows(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("icmp")
     packets = [
-        _at(Ether() / IP(src=A, dst=B) / ICMP(type=8, id=7, seq=1) / Raw(b"p" * 56), T0),
-        _at(Ether() / IP(src=B, dst=A) / ICMP(type=0, id=7, seq=1) / Raw(b"p" * 56), T0 + 0.01),
+        _at(ether() / IP(src=A, dst=B) / ICMP(type=8, id=7, seq=1) / Raw(b"p" * 56), T0),
+        _at(ether() / IP(src=B, dst=A) / ICMP(type=0, id=7, seq=1) / Raw(b"p" * 56), T0 + 0.01),
         # destination unreachable (3), port unreachable (3), in both directions
-        _at(Ether() / IP(src=A, dst=B) / ICMP(type=3, code=3) / Raw(b"u" * 28), T0 + 1),
-        _at(Ether() / IP(src=B, dst=A) / ICMP(type=3, code=3) / Raw(b"u" * 28), T0 + 1.5),
-        _at(Ether() / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=9, data=b"q" * 32), T0 + 2),
-        _at(Ether() / IPv6(src=B6, dst=A6) / ICMPv6EchoReply(id=9, data=b"q" * 32), T0 + 2.01),
+        _at(ether() / IP(src=A, dst=B) / ICMP(type=3, code=3) / Raw(b"u" * 28), T0 + 1),
+        _at(ether() / IP(src=B, dst=A) / ICMP(type=3, code=3) / Raw(b"u" * 28), T0 + 1.5),
+        _at(ether() / IPv6(src=A6, dst=B6) / ICMPv6EchoRequest(id=9, data=b"q" * 32), T0 + 2),
+        _at(ether() / IPv6(src=B6, dst=A6) / ICMPv6EchoReply(id=9, data=b"q" * 32), T0 + 2.01),
     ]
     wrpcap(str(tmp / "icmp.pcap"), packets)
     return record(tmp / "icmp.pcap", tmp / "out", "--community-id")
@@ -118,7 +118,7 @@ def test_likely_server_ports_decide_the_originator(tmp_path):
     high port is flipped: the receiver is the originator. With only the
     packet-protocol ports (zeek -b) it is not."""
     pcap = tmp_path / "sip.pcap"
-    wrpcap(str(pcap), [_at(Ether() / IP(src=B, dst=A) / UDP(sport=5060, dport=40000) / Raw(b"x" * 10), T0)])
+    wrpcap(str(pcap), [_at(ether() / IP(src=B, dst=A) / UDP(sport=5060, dport=40000) / Raw(b"x" * 10), T0)])
     default = record(pcap, tmp_path / "default")
     bare = record(pcap, tmp_path / "bare", "--likely-server-ports", "bare")
     with_sip = record(pcap, tmp_path / "sip", "--likely-server-ports", "bare,sip")

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
+from frames import ether
 
 pytestmark = [pytest.mark.root]
 
@@ -53,7 +53,7 @@ class Flow:
         sport, dport = (self.cport, self.sport) if side == "c" else (self.sport, self.cport)
         s = self.seq[side] if seq is None else seq
         a = self.seq[other] if ack is None else ack
-        pkt = Ether() / ip / TCP(sport=sport, dport=dport, flags=flags, seq=s, ack=a if "A" in flags else 0)
+        pkt = ether() / ip / TCP(sport=sport, dport=dport, flags=flags, seq=s, ack=a if "A" in flags else 0)
         if data:
             pkt = pkt / Raw(data)
         pkt.time = self.t

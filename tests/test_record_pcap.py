@@ -19,6 +19,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
+from frames import ether
 
 pytestmark = [pytest.mark.root]
 
@@ -104,9 +105,9 @@ def test_pcap_cut_inside_a_record_header(tmp_path):
 
 
 def test_short_frame_does_not_end_the_capture(tmp_path):
-    full = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2)
+    full = ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2)
     short = Ether(bytes(full)[:20])
-    ok = Ether() / IP(src="192.0.2.3", dst="192.0.2.4") / UDP(sport=3333, dport=4444) / b"hi"
+    ok = ether() / IP(src="192.0.2.3", dst="192.0.2.4") / UDP(sport=3333, dport=4444) / b"hi"
     short.time, ok.time = 1_700_000_000.0, 1_700_000_001.0
     wrpcap(str(tmp_path / "t.pcap"), [short, ok])
     r = record(tmp_path / "t.pcap", tmp_path / "out")
@@ -118,10 +119,10 @@ def test_short_frame_does_not_end_the_capture(tmp_path):
 def _packets():
     a, b = "192.0.2.10", "198.51.100.20"
     pkts = [
-        Ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="S", seq=1000),
-        Ether() / IP(src=b, dst=a) / TCP(sport=80, dport=43210, flags="SA", seq=5000, ack=1001),
-        Ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="A", seq=1001, ack=5001),
-        Ether() / IP(src=a, dst=b) / UDP(sport=5353, dport=9999) / (b"x" * 10),
+        ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="S", seq=1000),
+        ether() / IP(src=b, dst=a) / TCP(sport=80, dport=43210, flags="SA", seq=5000, ack=1001),
+        ether() / IP(src=a, dst=b) / TCP(sport=43210, dport=80, flags="A", seq=1001, ack=5001),
+        ether() / IP(src=a, dst=b) / UDP(sport=5353, dport=9999) / (b"x" * 10),
     ]
     for i, p in enumerate(pkts):
         p.time = 1_700_000_000 + i * 0.25
@@ -160,8 +161,8 @@ def test_wikipedia_as_pcapng_matches_pcap(tmp_path):
 
 
 def test_bad_ipv4_header_checksum_is_a_weird_and_no_connection(tmp_path):
-    good = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1111, dport=2222) / b"payload"
-    bad = Ether() / IP(src="192.0.2.3", dst="192.0.2.4", chksum=0x1234) / UDP(sport=3333, dport=4444) / b"payload"
+    good = ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1111, dport=2222) / b"payload"
+    bad = ether() / IP(src="192.0.2.3", dst="192.0.2.4", chksum=0x1234) / UDP(sport=3333, dport=4444) / b"payload"
     good.time, bad.time = 1_700_000_000.0, 1_700_000_001.0
     wrpcap(str(tmp_path / "t.pcap"), [good, bad])
     r = record(tmp_path / "t.pcap", tmp_path / "out")
