@@ -109,6 +109,17 @@ BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
 #include "tcp.h"
 #include "timers.h"
 
+/* The conns4 key of a key known to be IPv4 (both addresses IPv4-mapped). */
+static __always_inline void ca_conn_key4_of_v4(const struct ca_conn_key *key, struct ca_conn_key4 *k4)
+{
+	k4->addr[0] = ((const __u32 *)key->addr[0])[3];
+	k4->addr[1] = ((const __u32 *)key->addr[1])[3];
+	k4->port[0] = key->port[0];
+	k4->port[1] = key->port[1];
+	k4->ip_proto = key->ip_proto;
+	k4->pad[0] = k4->pad[1] = k4->pad[2] = 0;
+}
+
 /* IPv4 (both addresses IPv4-mapped): its conns4 key in k4, and 1; else 0. */
 static __always_inline int ca_conn_key4(const struct ca_conn_key *key, struct ca_conn_key4 *k4)
 {
@@ -117,12 +128,7 @@ static __always_inline int ca_conn_key4(const struct ca_conn_key *key, struct ca
 
 	if ((a[0] | a[1] | b[0] | b[1]) != 0 || a[2] != bpf_htonl(0xffff) || b[2] != bpf_htonl(0xffff))
 		return 0;
-	k4->addr[0] = a[3];
-	k4->addr[1] = b[3];
-	k4->port[0] = key->port[0];
-	k4->port[1] = key->port[1];
-	k4->ip_proto = key->ip_proto;
-	k4->pad[0] = k4->pad[1] = k4->pad[2] = 0;
+	ca_conn_key4_of_v4(key, k4);
 	return 1;
 }
 
@@ -853,9 +859,33 @@ int ca_dns_learn(struct __sk_buff *skb)
 }
 #endif
 
+/* The sweep of one request's keys, all of the family v4 (a constant). */
+static __always_inline void ca_sweep_keys(struct ca_sweep_request *req, __u64 now, const int v4)
+{
+	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
+	for (int i = 0; i < CA_SWEEP_KEYS_MAX; i++) {
+		struct ca_conn_ref ref;
+		struct ca_conn *c;
+		__u64 ended;
+		if (i >= req->count)
+			break;
+		if (v4)
+			ca_conn_key4_of_v4(&req->keys[i], &ref.k4);
+		ref.v4 = v4;
+		c = ca_conn_lookup(&req->keys[i], &ref);
+		if (!c)
+			continue;
+		ended = req->drain ? now : ca_conn_ended(c, req->keys[i].ip_proto, now);
+		if (!ended)
+			continue;
+		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
+		ca_conn_delete(&req->keys[i], &ref);
+	}
+}
+
 /* User space's timer tick: the packet body is a ca_sweep_request listing
- * connection keys; each one whose timers have run out (or every one, when
- * draining at the end of capture) is reported and removed. */
+ * connection keys of one family; each one whose timers have run out (or
+ * every one, when draining at the end of capture) is reported and removed. */
 int ca_sweep(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
@@ -868,23 +898,9 @@ int ca_sweep(struct __sk_buff *skb)
 	req = &s->sweep;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, req, sizeof(*req)) < 0)
 		return CA_DROP;
-
-	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
-	for (int i = 0; i < CA_SWEEP_KEYS_MAX; i++) {
-		struct ca_conn_ref ref;
-		struct ca_conn *c;
-		__u64 ended;
-		if (i >= req->count)
-			break;
-		ca_conn_ref(&req->keys[i], &ref);
-		c = ca_conn_lookup(&req->keys[i], &ref);
-		if (!c)
-			continue;
-		ended = req->drain ? now : ca_conn_ended(c, req->keys[i].ip_proto, now);
-		if (!ended)
-			continue;
-		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
-		ca_conn_delete(&req->keys[i], &ref);
-	}
+	if (req->v4)
+		ca_sweep_keys(req, now, 1);
+	else
+		ca_sweep_keys(req, now, 0);
 	return CA_PASS;
 }

@@ -302,10 +302,14 @@ struct ca_flow_key {
 	__u8 pad[3];
 };
 
-/* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep. */
+/* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep.
+ * Its keys are of one address family, so the verifier follows one
+ * connection map per loop instead of both in every iteration. */
 struct ca_sweep_request {
 	__u32 count;               /* keys that follow */
 	__u32 drain;               /* 1: end every listed connection (end of capture) */
+	__u32 v4;                  /* 1: IPv4 keys (conns4); 0: IPv6 keys (conns6) */
+	__u32 pad;
 	struct ca_conn_key keys[CA_SWEEP_KEYS_MAX];
 };
 

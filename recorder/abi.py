@@ -221,7 +221,8 @@ class FlowKey(ctypes.Structure):
 
 
 class SweepRequest(ctypes.Structure):
-    _fields_ = [("count", c_u32), ("drain", c_u32), ("keys", ConnKey * SWEEP_KEYS_MAX)]
+    _fields_ = [("count", c_u32), ("drain", c_u32), ("v4", c_u32), ("pad", c_u32),
+                ("keys", ConnKey * SWEEP_KEYS_MAX)]
 
 
 # Every struct the layout test checks, by its C name.

@@ -399,10 +399,11 @@ class CaptureProgram:
         else:
             self.ring.consume()
 
-    def conn_keys(self) -> list[bytes]:
-        """Keys of every live connection, as raw bytes of struct ca_conn_key."""
-        return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)]
-                + self.conns6.keys(abi.ConnKey))
+    def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
+        """Keys of every live connection, as raw bytes of struct ca_conn_key:
+        the IPv4 ones and the IPv6 ones."""
+        return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
+                self.conns6.keys(abi.ConnKey))
 
     def stats(self) -> dict[str, int]:
         totals = {}
@@ -514,9 +515,9 @@ class BccLoadedProgram:
         else:
             self.bpf.ring_buffer_consume()
 
-    def conn_keys(self) -> list[bytes]:
-        return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)]
-                + self._keys(self.conns6, abi.ConnKey))
+    def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
+        return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)],
+                self._keys(self.conns6, abi.ConnKey))
 
     def _keys(self, table, key_type) -> list[bytes]:
         keys, key, next_key, previous = [], key_type(), key_type(), None

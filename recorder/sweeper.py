@@ -1,7 +1,8 @@
 """Ask the kernel which connections have timed out, or end them all.
 
 The expiry rules live in the BPF program (timers.h); user space only lists
-the connection keys and runs the ca_sweep entry point over them in batches.
+the connection keys and runs the ca_sweep entry point over them in batches,
+one address family per batch.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ class Sweeper:
         self.runner = TestRunner(sweep_fd)
 
     def sweep(self, now_ns: int, drain: bool = False) -> None:
-        keys = self.program.conn_keys()
-        for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
-            batch = keys[start:start + abi.SWEEP_KEYS_MAX]
-            request = abi.SweepRequest()
-            request.count = len(batch)
-            request.drain = int(drain)
-            for i, raw in enumerate(batch):
-                ctypes.memmove(ctypes.addressof(request.keys[i]), raw, ctypes.sizeof(abi.ConnKey))
-            self.runner.run(_DUMMY_ETHERNET + bytes(request), now_ns)
-            self.program.poll()
+        v4_keys, v6_keys = self.program.conn_keys()
+        for keys, v4 in ((v4_keys, True), (v6_keys, False)):
+            for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
+                self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)
+
+    def _sweep_batch(self, batch: list[bytes], v4: bool, now_ns: int, drain: bool) -> None:
+        request = abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4))
+        for i, raw in enumerate(batch):
+            ctypes.memmove(ctypes.addressof(request.keys[i]), raw, ctypes.sizeof(abi.ConnKey))
+        self.runner.run(_DUMMY_ETHERNET + bytes(request), now_ns)
+        self.program.poll()

@@ -3,6 +3,8 @@ struct ca_conn_key4), each holding up to max_conns. Run through the real program
 with pcap input and a tiny table: each family fills on its own, every packet that
 found no room is counted in capture_stats.log, and the connections that fit come
 back out of both maps at the end of the capture with their addresses intact.
+The timer sweep (one address family per request) ends idle connections of both
+families, across more than one request's worth of keys.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
+from frames import ether
 
 pytestmark = [pytest.mark.root]
 
@@ -21,11 +23,11 @@ MAX_CONNS = 4
 FLOWS = 6          # per family: two more than the table holds
 
 
-def _frames() -> list:
+def _frames(flows: int = FLOWS) -> list:
     frames, t = [], 1_700_000_000.0
-    for i in range(FLOWS):
+    for i in range(flows):
         for ip in (IP(src="192.0.2.1", dst=f"198.51.100.{i + 1}"), IPv6(src="2001:db8::1", dst=f"2001:db8:1::{i + 1}")):
-            frame = Ether() / ip / UDP(sport=40000 + i, dport=9000) / b"payload"
+            frame = ether() / ip / UDP(sport=40000 + i, dport=9000) / b"payload"
             frame.time = t
             t += 0.001
             frames.append(frame)
@@ -51,3 +53,36 @@ def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path)
     assert stats["conn_table_full"] == 2 * (FLOWS - MAX_CONNS)
     capture_stats = list(read_log(tmp_path / "out" / "capture_stats.log")[1])
     assert capture_stats[-1]["conn_table_full"] == 2 * (FLOWS - MAX_CONNS)
+
+
+def test_the_timer_sweep_ends_idle_connections_of_both_families():
+    from cicd_audit.recorder import abi, events
+    from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.sweeper import Sweeper
+    from cicd_audit.recorder.test_run import TestRunner
+
+    ended = []
+
+    def on_event(data, size):
+        event = events.decode(data, size)
+        if isinstance(event, abi.ConnEndEvent):
+            ended.append((bytes(event.key), event.reason))
+
+    flows = abi.SWEEP_KEYS_MAX + 8          # per family: more than one sweep request holds
+    program = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), on_event)
+    try:
+        runner, sweeper = TestRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
+        t0 = 1_700_000_000 * 10**9
+        for frame in _frames(flows):
+            runner.run(bytes(frame), t0)
+        program.poll()
+        v4_keys, v6_keys = program.conn_keys()
+        assert (len(v4_keys), len(v6_keys)) == (flows, flows)
+
+        sweeper.sweep(t0 + 30 * 10**9)             # within UDP's 60 s inactivity timeout
+        assert ended == []
+        sweeper.sweep(t0 + 120 * 10**9)            # past it: every connection ends, by timeout
+        assert sorted(ended) == sorted((key, abi.EndReason.TIMEOUT) for key in v4_keys + v6_keys)
+        assert program.conn_keys() == ([], [])
+    finally:
+        program.close()
