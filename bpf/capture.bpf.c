@@ -211,9 +211,20 @@ static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int 
 
 /* Maps of the optional parts, and the accessors their headers use: bcc
  * rewrites map operations only in this file. */
-static __always_inline void *ca_event_reserve(__u32 size)
+/* A ring-buffer event with its header filled in, or NULL with drop_stat
+ * counted when the buffer is full. Every event begins with its header. */
+static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u32 drop_stat)
 {
-	return events.ringbuf_reserve(size);
+	struct ca_event_header *hdr = events.ringbuf_reserve(size);
+
+	if (!hdr) {
+		ca_count(drop_stat, 1);
+		return NULL;
+	}
+	hdr->type = type;
+	hdr->size = size;
+	hdr->ts_ns = ts;
+	return hdr;
 }
 
 static __always_inline void ca_event_submit(void *ev)
@@ -347,36 +358,27 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __
 		return;
 	}
 	ca_exact_time(p);
-	ev = events.ringbuf_reserve(sizeof(*ev));
-	if (!ev) {
-		ca_count(CA_STAT_RB_DROP_WEIRD, 1);
+	ev = ca_event_new(CA_EVENT_WEIRD, sizeof(*ev), p->ts, CA_STAT_RB_DROP_WEIRD);
+	if (!ev)
 		return;
-	}
-	ev->hdr.type = CA_EVENT_WEIRD;
-	ev->hdr.size = sizeof(*ev);
-	ev->hdr.ts_ns = p->ts;
 	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
 	ev->conn_id = conn_id;
 	ev->code = code;
 	ev->detail = detail;
-	events.ringbuf_submit(ev, 0);
+	ca_event_submit(ev);
 }
 
 static __always_inline void ca_emit_end(struct ca_conn_key *key, struct ca_conn *c, __u64 ts, __u32 reason)
 {
-	struct ca_conn_end_event *ev = events.ringbuf_reserve(sizeof(*ev));
-	if (!ev) {
-		ca_count(CA_STAT_RB_DROP_CONN, 1);
+	struct ca_conn_end_event *ev = ca_event_new(CA_EVENT_CONN_END, sizeof(*ev), ts, CA_STAT_RB_DROP_CONN);
+
+	if (!ev)
 		return;
-	}
-	ev->hdr.type = CA_EVENT_CONN_END;
-	ev->hdr.size = sizeof(*ev);
-	ev->hdr.ts_ns = ts;
 	__builtin_memcpy(&ev->key, key, sizeof(*key));
 	__builtin_memcpy(&ev->conn, c, sizeof(*c));
 	ev->reason = reason;
 	ev->pad = 0;
-	events.ringbuf_submit(ev, 0);
+	ca_event_submit(ev);
 }
 
 static __always_inline int ca_likely_server(__u16 port, __u8 proto)

@@ -65,7 +65,7 @@ struct ca_dns_name {
 };
 
 /* The maps, defined in capture.bpf.c (bcc rewrites map operations only there). */
-static __always_inline void *ca_event_reserve(__u32 size);
+static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u32 drop_stat);
 static __always_inline void ca_event_submit(void *ev);
 static __always_inline struct ca_port_set *ca_allow_cidrs_lookup(struct ca_cidr_key *k);
 static __always_inline struct ca_name_rule *ca_allow_names_lookup(__u64 *hash);
@@ -153,15 +153,10 @@ static __always_inline void ca_emit_blocked(struct ca_conn_key *key, __u8 src_sl
 					    struct ca_process *proc, __u32 reason, __u8 where, __u64 now,
 					    struct ca_dns_name *name)
 {
-	struct ca_blocked_event *ev = ca_event_reserve(sizeof(*ev));
+	struct ca_blocked_event *ev = ca_event_new(CA_EVENT_BLOCKED, sizeof(*ev), now, CA_STAT_RB_DROP_BLOCKED);
 
-	if (!ev) {
-		ca_count(CA_STAT_RB_DROP_BLOCKED, 1);
+	if (!ev)
 		return;
-	}
-	ev->hdr.type = CA_EVENT_BLOCKED;
-	ev->hdr.size = sizeof(*ev);
-	ev->hdr.ts_ns = now;
 	__builtin_memcpy(&ev->key, key, sizeof(*key));
 	ev->conn_id = conn_id;
 	if (proc)

@@ -56,15 +56,11 @@ static __always_inline void ca_note_owner(__u64 cookie, struct ca_process *proc,
 	ca_sock_owner_update(&cookie, proc);
 	if (!ca_first_sight(&proc->tgid))
 		return;
-	ev = ca_event_reserve(sizeof(*ev));
+	ev = ca_event_new(CA_EVENT_PROCESS, sizeof(*ev), now, CA_STAT_RB_DROP_PROCESS);
 	if (!ev) {
-		ca_count(CA_STAT_RB_DROP_PROCESS, 1);
 		ca_forget_sight(&proc->tgid);     /* try again on its next socket */
 		return;
 	}
-	ev->hdr.type = CA_EVENT_PROCESS;
-	ev->hdr.size = sizeof(*ev);
-	ev->hdr.ts_ns = now;
 	__builtin_memcpy(&ev->proc, proc, sizeof(*proc));
 	ca_event_submit(ev);
 }
