@@ -211,6 +211,7 @@ static __always_inline const __u8 *ca_key_addr(const struct ca_conn_key *k, int 
 
 /* Maps of the optional parts, and the accessors their headers use: bcc
  * rewrites map operations only in this file. */
+
 /* A ring-buffer event with its header filled in, or NULL with drop_stat
  * counted when the buffer is full. Every event begins with its header. */
 static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u32 drop_stat)
@@ -861,7 +862,10 @@ int ca_dns_learn(struct __sk_buff *skb)
 }
 #endif
 
-/* The sweep of one request's keys, all of the family v4 (a constant). */
+/* The sweep of one request's keys, all of one family: v4 is a constant, so
+ * the verifier follows one map. IPv4 keys are taken as such (user space
+ * lists them from conns4), without ca_conn_key4()'s check, whose branches
+ * would multiply the loop's verifier states fivefold. */
 static __always_inline void ca_sweep_keys(struct ca_sweep_request *req, __u64 now, const int v4)
 {
 	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
