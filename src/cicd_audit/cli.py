@@ -3,7 +3,6 @@ named errors into one clear line and an exit status."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
