@@ -132,9 +132,9 @@ static __always_inline int ca_conn_key4(const struct ca_conn_key *key, struct ca
 	return 1;
 }
 
-/* Where a connection's entry lives, decided once per key: the verifier then
- * follows one map through a function instead of every mix of the two (in
- * the sweep's loop that mix multiplied its work tenfold). */
+/* Where a packet's connection lives, decided once per key: the verifier then
+ * follows one map through a function instead of every mix of the two
+ * (deciding in each accessor multiplied the sweep loop's work tenfold). */
 struct ca_conn_ref {
 	struct ca_conn_key4 k4;    /* conns4's key, when v4 */
 	__u64 v4;                  /* 1: conns4 under k4; 0: conns6 under the full key */
