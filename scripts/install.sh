@@ -7,7 +7,9 @@
 #   tests use. Python: a venv that sees the system's bcc, with cicd-audit in it,
 #   and /usr/local/bin/cicd-audit.
 #
-# Options: --test   also install the test dependencies (pytest, notebook tools)
+# Options: --test   install for development and CI: editable (the tests and the
+#                  `cicd-audit` command run the working tree, so an edit is seen at
+#                  once), with the test dependencies (pytest, ruff, notebook tools)
 set -euo pipefail
 
 VENV=${CICD_AUDIT_VENV:-/opt/cicd-audit/venv}
@@ -35,7 +37,7 @@ fi
 /usr/bin/python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 if [ "$with_test" = 1 ]; then
-  "$VENV/bin/pip" install -q "$here[test,notebook]"
+  "$VENV/bin/pip" install -q --editable "$here[test,notebook]"
 else
   "$VENV/bin/pip" install -q "$here"
 fi

@@ -13,14 +13,11 @@ after the test whatever happened.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netns import Lab  # noqa: E402
+from netns import Lab
 
 
 def _root_skip_reason() -> str | None:

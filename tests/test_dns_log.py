@@ -1,12 +1,9 @@
 """dns.log pairing rules of main.zeek, DNS over TCP framing and flips (recorder.dns.log)."""
 
 import struct
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).parent))
-import dns_wire as W  # noqa: E402
+import dns_wire as W
 
 from cicd_audit.recorder.dns.log import FIELDS, DnsConnectionLog  # noqa: E402
 

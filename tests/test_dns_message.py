@@ -1,13 +1,10 @@
 """Offline dissection of raw DNS messages, well-formed and malformed (recorder.dns.message)."""
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import dns_wire as W  # noqa: E402
+import dns_wire as W
 
 from cicd_audit.recorder.dns.message import (  # noqa: E402
     DnsParseError, ParseOptions, decode_netbios_name, interpret, parse_message, zeek_addr_str)

@@ -7,13 +7,11 @@ oracle is not present.
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import dns_pcap_harness as H  # noqa: E402
+import dns_pcap_harness as H
 
 ORACLE = Path(os.environ.get("ZEEK_ORACLE", "/work/shared/zeek-oracle"))
 EXPECTED_NAMES = ("dns.log", "dns.cut.log", "dns.json")

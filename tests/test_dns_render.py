@@ -1,17 +1,14 @@
 """The ``answers``/``TTLs`` text Zeek writes for each RR type (recorder.dns.render via DnsConnectionLog)."""
 
 import struct
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import dns_wire as W  # noqa: E402
+import dns_wire as W
 
-from cicd_audit.recorder.dns.log import DnsConnectionLog  # noqa: E402
-from cicd_audit.recorder.dns.message import wire_bytes  # noqa: E402
+from cicd_audit.recorder.dns.log import DnsConnectionLog
+from cicd_audit.recorder.dns.message import wire_bytes
 
 
 def answers_for(*rrs, qtype=1, opcode=0, resp_p=53):
