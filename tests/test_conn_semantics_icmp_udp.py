@@ -16,22 +16,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
-from scapy.packet import Raw
-from scapy.utils import wrpcap
-
 from cicd_audit.recorder.conn_rows import community_id
 from cicd_audit.recorder.zeek_defaults import (
     DEFAULT_LIKELY_SERVER_PORTS,
     LikelyServerPortsError,
     parse_likely_server_ports,
 )
-from cicd_audit.zeeklog.reader import read_log
 from frames import ether
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.packet import Raw
+from scapy.utils import wrpcap
+from shared_data import shared
+
+from cicd_audit.zeeklog.reader import read_log
 
 CLI = str(Path(sys.executable).with_name("cicd-audit"))
-ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "zeek-oracle"
+ORACLE = shared("zeek-oracle")
 A, B = "10.2.0.1", "10.2.0.2"
 A6, B6 = "2001:db8:2::1", "2001:db8:2::2"
 T0 = 1_700_000_000.0

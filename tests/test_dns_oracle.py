@@ -1,25 +1,20 @@
 """Zeek's own dns.log baselines reproduced from their pcaps (tests/dns_pcap_harness.py).
 
-Cases come from /work/shared/zeek-oracle (see its README); a case runs with
-checksum validation unless Zeek's run used -C. The test is skipped when the
-oracle is not present.
+Cases come from ../shared/zeek-oracle (see its README); a case runs with
+checksum validation unless Zeek's run used -C.
 """
 
 import json
-import os
-from pathlib import Path
-
-import pytest
 
 import dns_pcap_harness as H
+import pytest
+from shared_data import shared
 
-ORACLE = Path(os.environ.get("ZEEK_ORACLE", "/work/shared/zeek-oracle"))
+ORACLE = shared("zeek-oracle")
 EXPECTED_NAMES = ("dns.log", "dns.cut.log", "dns.json")
 
 
 def _cases():
-    if not ORACLE.is_dir():
-        return []
     out = []
     for d in sorted(ORACLE.iterdir()):
         if d.is_dir() and not d.name.startswith("_"):
@@ -33,7 +28,6 @@ def _cases():
 CASES = _cases()
 
 
-@pytest.mark.skipif(not CASES, reason=f"no Zeek oracle at {ORACLE}")
 @pytest.mark.parametrize("case_dir, expected", CASES)
 def test_oracle_case(case_dir, expected):
     meta = json.loads((case_dir / "meta.json").read_text())
@@ -45,8 +39,6 @@ def test_oracle_case(case_dir, expected):
 
 
 def test_every_dns_case_is_covered():
-    if not CASES:
-        pytest.skip("no oracle")
     names = {p.id for p in CASES}
     assert {"wikipedia", "dns-tcp-tkey", "dns-mdns-no-assoc", "dns-reply-only-flip",
             "dns-dynamic-update", "dns-tm1t-doc-json"} <= names

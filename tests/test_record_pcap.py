@@ -14,17 +14,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from frames import ether
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
+from shared_data import shared
 
 from cicd_audit.zeeklog.reader import read_log
-from frames import ether
 
 pytestmark = [pytest.mark.root]
 
 CLI = str(Path(sys.executable).with_name("cicd-audit"))
-WIKIPEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "zeek-oracle" / "wikipedia" / "trace.pcap"
+WIKIPEDIA = shared("zeek-oracle", "wikipedia", "trace.pcap")
 LOGS = ("conn.log", "dns.log", "weird.log", "capture_stats.log")
 
 

@@ -16,16 +16,14 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from pathlib import Path
 
 import pytest
-
 from cicd_audit.recorder import bpf_syscall
 from cicd_audit.recorder.ringbuf import RingBuffer
 from cicd_audit.recorder.test_run import TestRunner as PacketRunner
+from shared_data import shared
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DNS2TCP = SHARED / "dns-tunnel-data" / "pcaps" / "dns2tcp_netrack" / "dns2tcp_2018-03-23.pcap"
+DNS2TCP = shared("dns-tunnel-data", "pcaps", "dns2tcp_netrack", "dns2tcp_2018-03-23.pcap")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 SMALL, LARGE = 16, 36      # record sizes: 36 is not a multiple of 8 (the reader must round up)
@@ -152,9 +150,8 @@ def test_poll_waits_for_data_and_times_out(ring_program):
 @pytest.mark.root
 @pytest.mark.slow
 def test_dns_heavy_capture_same_dns_log_as_bcc(tmp_path, monkeypatch):
-    if not DNS2TCP.exists():
-        pytest.skip(f"{DNS2TCP} is not available")
     from cicd_audit.recorder import bpf_program, pcap_replay
+
     from cicd_audit.zeeklog.reader import read_log
     settings = bpf_program.ProgramSettings(pcap_mode=True, validate_checksums=False, ringbuf_bytes=64 * 1024)
     results = {}

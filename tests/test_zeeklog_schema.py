@@ -1,8 +1,8 @@
 """Schemas: packaged zeek_schemas/*.tsv load, match Zeek's own headers, extend."""
 
-from pathlib import Path
 
 import pytest
+from shared_data import shared
 
 from cicd_audit.zeeklog.schema import (
     Field,
@@ -14,8 +14,7 @@ from cicd_audit.zeeklog.schema import (
     parse_type,
 )
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-ORACLE = SHARED / "zeek-oracle"
+ORACLE = shared("zeek-oracle")
 
 
 def _oracle_header(name):
@@ -26,7 +25,7 @@ def _oracle_header(name):
                 key, _, value = line[1:].partition("\t")
                 meta[key] = tuple(value.split("\t"))
         return meta
-    pytest.skip("oracle not found at %s" % ORACLE)
+    pytest.fail(f"no {name}.log in {ORACLE}")
 
 
 def test_available_schemas():

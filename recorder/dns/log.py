@@ -23,11 +23,10 @@ from .message import (DnsParseError, Header, ParseOptions, accepted_opcode, deco
 from .names import (OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name,
                     qtype_name, rcode_name)
 from .render import LOGGED_SECTIONS, logged_answer, reply_string, ttl_seconds
+from ...zeeklog.schema import load_schema
 
 # Field order of dns.log (zeek_schemas/dns.tsv).
-FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "trans_id",
-          "rtt", "query", "qclass", "qclass_name", "qtype", "qtype_name", "rcode", "rcode_name",
-          "AA", "TC", "RD", "RA", "Z", "answers", "TTLs", "rejected", "opcode", "opcode_name")
+FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
 
 # main.zeek tracks only these opcodes (RFC 1035 QUERY, RFC 1996 NOTIFY, RFC 2136 UPDATE).
 TRACKED_OPCODES = (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_DYNAMIC_UPDATE)
