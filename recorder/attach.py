@@ -27,60 +27,26 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.recorder import bpf_syscall, cleanup
 from cicd_audit.recorder.held_links import HeldLinks
+from cicd_audit.recorder.legacy_tc import (
+    CLSACT_PARENT,
+    DIRECTIONS,
+    ETH_P_ALL,
+    FILTER_NAME,
+    FILTER_PRIORITY,
+    legacy_filters,
+    open_legacy_lock,
+)
 
-CLSACT_INGRESS = 0xFFFFFFF2
-CLSACT_EGRESS = 0xFFFFFFF3
-FILTER_PRIORITY = 0xCA00    # a priority of our own, so we delete only our filters
-FILTER_NAME = "cicd_audit"
-ETH_P_ALL = 0x0003          # every protocol (pyroute2 converts to network order)
-TCA_BPF_ID = 11             # linux/pkt_cls.h; pyroute2 0.9 does not decode it
-
-DIRECTIONS = ("ingress", "egress")
 TCX_ATTACH_TYPE = {"ingress": bpf_syscall.ATTACH_TCX_INGRESS, "egress": bpf_syscall.ATTACH_TCX_EGRESS}
-CLSACT_PARENT = {"ingress": CLSACT_INGRESS, "egress": CLSACT_EGRESS}
 NO_TCX_ERRNOS = frozenset({errno.EINVAL, errno.EOPNOTSUPP, bpf_syscall.ENOTSUPP, errno.ENOSYS})
-LOCK_DIR = Path("/run/cicd-audit")
 
 _tcx_supported: bool | None = None     # the probe's answer, once a link was tried
-
-
-def legacy_lock_path() -> Path:
-    """The lock a recorder holds (shared) while it has legacy filters in this network namespace."""
-    return LOCK_DIR / f"tc-{os.stat('/proc/self/ns/net').st_ino}.lock"
-
-
-def open_legacy_lock() -> int:
-    LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return os.open(legacy_lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-
-def legacy_filters(ipr, index: int) -> dict[str, list[int]]:
-    """Program ids of the bpf filters at our priority on an interface, per direction."""
-    found: dict[str, list[int]] = {d: [] for d in DIRECTIONS}
-    for direction in DIRECTIONS:
-        for msg in ipr.get_filters(index=index, parent=CLSACT_PARENT[direction]):
-            options = msg.get_attr("TCA_OPTIONS")
-            if msg["info"] >> 16 == FILTER_PRIORITY and msg.get_attr("TCA_KIND") == "bpf" and options:
-                found[direction].append(_filter_prog_id(options))
-    return found
-
-
-def _filter_prog_id(options) -> int:
-    """TCA_BPF_ID of a bpf filter's options (0 if absent), decoded or, for pyroute2 0.9, from the raw nla."""
-    for name, value in options["attrs"]:
-        if name == "TCA_BPF_ID":
-            return int(value)
-        if name == "UNKNOWN" and value["header"]["type"] == TCA_BPF_ID:
-            raw = value.data[value.offset + 4:value.offset + 8]
-            return int.from_bytes(raw, sys.byteorder)
-    return 0
 
 
 def tcx_program_ids(index: int) -> dict[str, list[int]]:

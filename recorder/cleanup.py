@@ -2,12 +2,12 @@
 
 A recorder started with --fail-closed pins its BPF links under
 PIN_ROOT/<its pid>, so they stay attached after it exits or is killed. On a
-kernel without tcx the recorder uses TC filters at attach.FILTER_PRIORITY,
+kernel without tcx the recorder uses TC filters at legacy_tc.FILTER_PRIORITY,
 and those survive a killed recorder anyway.
 
 - `remove_stale()`: pin directories whose recorder is gone, and legacy filters
   that no live recorder in this network namespace holds (it keeps a shared
-  flock on attach.legacy_lock_path() while it does).
+  flock on legacy_tc.legacy_lock_path() while it does).
 - `cleanup_all()`: every pin under PIN_ROOT, live recorders' too, and every
   legacy filter of ours in this network namespace.
 
@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 from pathlib import Path
 
 from cicd_audit.errors import EnvironmentProblem
-from cicd_audit.recorder import bpf_syscall
+from cicd_audit.recorder import bpf_syscall, legacy_tc
 
 BPFFS = Path("/sys/fs/bpf")
 PIN_ROOT = BPFFS / "cicd-audit"
@@ -166,56 +165,13 @@ def _pin_dirs(pin_root: Path) -> list[tuple[Path, int | None]]:
     return [(d, int(d.name) if d.name.isdigit() else None) for d in sorted(Path(pin_root).iterdir()) if d.is_dir()]
 
 
-def _remove_legacy_filters(only_unheld: bool) -> list[str]:
-    """Our legacy filters on every interface of this network namespace; with only_unheld, only when
-    no live recorder holds the namespace's lock."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    from cicd_audit.recorder import attach
-    with IPRoute() as ipr:
-        found = []
-        for link in ipr.get_links():
-            index, name = link["index"], link.get_attr("IFLA_IFNAME")
-            try:
-                filters = attach.legacy_filters(ipr, index)
-            except NetlinkError:
-                continue                # gone meanwhile, or no TC on this kind of device
-            for direction, ids in filters.items():
-                if ids:
-                    found.append((index, name, direction, ids))
-        if not found:
-            return []
-        lock_fd = attach.open_legacy_lock()
-        try:
-            if only_unheld:
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return []           # a live recorder holds filters in this namespace
-            lines = []
-            for index, name, direction, ids in found:
-                try:
-                    ipr.tc("del-filter", "bpf", index, ":1", parent=attach.CLSACT_PARENT[direction],
-                           prio=attach.FILTER_PRIORITY, protocol=attach.ETH_P_ALL)
-                except NetlinkError as exc:
-                    if exc.code in (errno.ENOENT, errno.ENODEV, errno.EINVAL):
-                        continue        # gone meanwhile
-                    raise
-                lines.append(f"removed the TC filter at priority {attach.FILTER_PRIORITY} from {name} {direction} "
-                             f"(program id {', '.join(map(str, ids))})")
-            return lines
-        finally:
-            os.close(lock_fd)
-
-
 def remove_stale(pin_root: Path = PIN_ROOT) -> list[str]:
     """Remove what killed or exited recorders left: pin directories of dead pids, unheld legacy filters."""
     lines: list[str] = []
     for directory, pid in _pin_dirs(pin_root):
         if pid is not None and not _alive(pid):
             lines += remove_pin_dir(directory, f" (recorder {pid} is gone)")
-    return lines + _remove_legacy_filters(only_unheld=True)
+    return lines + legacy_tc.remove_legacy_filters(only_unheld=True)
 
 
 def cleanup_all(pin_root: Path = PIN_ROOT) -> list[str]:
@@ -225,4 +181,4 @@ def cleanup_all(pin_root: Path = PIN_ROOT) -> list[str]:
     for directory, pid in _pin_dirs(pin_root):
         why = "" if pid is None else f" (recorder {pid}{' is gone' if not _alive(pid) else ', still running'})"
         lines += remove_pin_dir(directory, why)
-    return lines + _remove_legacy_filters(only_unheld=False)
+    return lines + legacy_tc.remove_legacy_filters(only_unheld=False)
