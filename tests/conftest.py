@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-
 from netns import Lab
 
 

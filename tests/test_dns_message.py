@@ -2,12 +2,17 @@
 
 import struct
 
+import dns_wire as W
 import pytest
 
-import dns_wire as W
-
 from cicd_audit.recorder.dns.message import (  # noqa: E402
-    DnsParseError, ParseOptions, decode_netbios_name, interpret, parse_message, zeek_addr_str)
+    DnsParseError,
+    ParseOptions,
+    decode_netbios_name,
+    interpret,
+    parse_message,
+    zeek_addr_str,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

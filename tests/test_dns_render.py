@@ -3,9 +3,8 @@
 import struct
 from types import SimpleNamespace
 
-import pytest
-
 import dns_wire as W
+import pytest
 
 from cicd_audit.recorder.dns.log import DnsConnectionLog
 from cicd_audit.recorder.dns.message import wire_bytes

@@ -18,10 +18,11 @@ import os
 import struct
 
 import pytest
+from shared_data import shared
+
 from cicd_audit.recorder import bpf_syscall
 from cicd_audit.recorder.ringbuf import RingBuffer
 from cicd_audit.recorder.test_run import TestRunner as PacketRunner
-from shared_data import shared
 
 DNS2TCP = shared("dns-tunnel-data", "pcaps", "dns2tcp_netrack", "dns2tcp_2018-03-23.pcap")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -151,7 +152,6 @@ def test_poll_waits_for_data_and_times_out(ring_program):
 @pytest.mark.slow
 def test_dns_heavy_capture_same_dns_log_as_bcc(tmp_path, monkeypatch):
     from cicd_audit.recorder import bpf_program, pcap_replay
-
     from cicd_audit.zeeklog.reader import read_log
     settings = bpf_program.ProgramSettings(pcap_mode=True, validate_checksums=False, ringbuf_bytes=64 * 1024)
     results = {}

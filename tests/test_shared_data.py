@@ -1,7 +1,6 @@
 """The ../shared locator fails, never skips, when data is missing."""
 
 import pytest
-
 from shared_data import SHARED, shared
 
 
