@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from .message import (DnsParseError, Header, ParseOptions, accepted_opcode, decode_netbios_name,
-                      interpret, HEADER_LEN, NETBIOS_PORT)
-from .names import (OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name,
-                    qtype_name, rcode_name)
-from .render import LOGGED_SECTIONS, logged_answer, reply_string, ttl_seconds
 from ...zeeklog.schema import load_schema
+from .message import (
+    HEADER_LEN,
+    NETBIOS_PORT,
+    DnsParseError,
+    Header,
+    ParseOptions,
+    accepted_opcode,
+    decode_netbios_name,
+    interpret,
+)
+from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
+from .render import LOGGED_SECTIONS, logged_answer, reply_string, ttl_seconds
 
 # Field order of dns.log (zeek_schemas/dns.tsv).
 FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
@@ -58,26 +65,26 @@ class _Info:
 
     ts: float
     trans_id: int
-    rtt: Optional[float] = None
-    query: Optional[str] = None
-    qclass: Optional[int] = None
-    qclass_name: Optional[str] = None
-    qtype: Optional[int] = None
-    qtype_name: Optional[str] = None
-    rcode: Optional[int] = None
-    rcode_name: Optional[str] = None
+    rtt: float | None = None
+    query: str | None = None
+    qclass: int | None = None
+    qclass_name: str | None = None
+    qtype: int | None = None
+    qtype_name: str | None = None
+    rcode: int | None = None
+    rcode_name: str | None = None
     AA: bool = False
     TC: bool = False
     RD: bool = False
     RA: bool = False
     Z: int = 0
-    answers: Optional[list] = None
-    TTLs: Optional[list] = None
+    answers: list | None = None
+    TTLs: list | None = None
     rejected: bool = False
-    opcode: Optional[int] = None
-    opcode_name: Optional[str] = None
-    total_answers: Optional[int] = None
-    total_replies: Optional[int] = None
+    opcode: int | None = None
+    opcode_name: str | None = None
+    total_answers: int | None = None
+    total_replies: int | None = None
     saw_query: bool = False
     saw_reply: bool = False
 
@@ -86,16 +93,16 @@ class _Info:
 class _State:
     """DNS::State: the pending_query fast path and per-id FIFO queues (insertion-ordered)."""
 
-    pending_query: Optional[_Info] = None
-    pending_queries: Optional[dict] = None
-    pending_replies: Optional[dict] = None
+    pending_query: _Info | None = None
+    pending_queries: dict | None = None
+    pending_replies: dict | None = None
 
 
 @dataclass
 class _TcpDirection:
     """One direction of a DNS-over-TCP stream: reassembly plus Zeek's 2-byte framing."""
 
-    next_seq: Optional[int] = None
+    next_seq: int | None = None
     out_of_order: dict = field(default_factory=dict)
     ooo_bytes: int = 0
     state: int = _LEN_HI
@@ -151,8 +158,8 @@ class DnsConnectionLog:
     """
 
     def __init__(self, uid: str, conn_id: Any, proto: str, *,
-                 on_flip: Optional[Callable[[], None]] = None,
-                 options: Optional[ParseOptions] = None,
+                 on_flip: Callable[[], None] | None = None,
+                 options: ParseOptions | None = None,
                  max_pending_msgs: int = MAX_PENDING_MSGS,
                  max_pending_query_ids: int = MAX_PENDING_QUERY_IDS):
         self.uid = uid
@@ -173,8 +180,8 @@ class DnsConnectionLog:
         # Zeek decides NetBIOS once, when the analyzer is created.
         self.is_netbios = NETBIOS_PORT in (int(conn_id.orig_p), int(conn_id.resp_p))
         self._first_message = True
-        self._dns: Optional[_Info] = None          # c$dns
-        self._state: Optional[_State] = None       # c$dns_state
+        self._dns: _Info | None = None          # c$dns
+        self._state: _State | None = None       # c$dns_state
         self._rows: list = []
         self._tcp = {True: _TcpDirection(), False: _TcpDirection()}
         self._removed = False
@@ -350,7 +357,7 @@ class DnsConnectionLog:
             self._service_removed = self.confirmed
 
     @property
-    def service(self) -> Optional[str]:
+    def service(self) -> str | None:
         """conn.log service contribution: "dns" when confirmed and not removed."""
         return "dns" if self.confirmed and not self._service_removed else None
 

@@ -9,8 +9,6 @@ spaces after the colon, RRSIG shows the covered type as a number).
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord, wire_bytes
 from .names import CLASS_ANY, CLASS_NONE, OPCODE_DYNAMIC_UPDATE, TYPE_ANY, qtype_name
 
@@ -23,7 +21,7 @@ def _char_strings(tag: str, strings: list) -> str:
     return " ".join(f"{tag} {len(wire_bytes(s))} {s}" for s in strings)
 
 
-def reply_string(rr: ResourceRecord, opcode: int, is_netbios: bool) -> Optional[str]:
+def reply_string(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
     """The reply string main.zeek builds for ``rr``'s event, or None when no reply hook runs.
 
     ``""`` means the hook runs (it can set ``rtt``, ``AA``, ``RA``, ``query``)
@@ -104,7 +102,7 @@ def _deletion(rr: ResourceRecord) -> str:
     return f"RRSet {qtype_name(rr.rtype)}"
 
 
-def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> Optional[str]:
+def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
     """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates).
 
     None when the RR adds nothing to ``answers``.
