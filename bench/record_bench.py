@@ -317,7 +317,8 @@ for i in range(n_tcp):
     except OSError as e:
         print("tcp error", e, file=sys.stderr)
     s.close()
-print(f"LOAD dns_sent={n_dns} dns_answered={answered} dns_seconds={dns_time:.2f} tcp_ok={ok} tcp_seconds={time.monotonic() - t1:.2f}", flush=True)
+print(f"LOAD dns_sent={n_dns} dns_answered={answered} dns_seconds={dns_time:.2f} "
+      f"tcp_ok={ok} tcp_seconds={time.monotonic() - t1:.2f}", flush=True)
 """
 
 TCP_SERVER = r"""
@@ -347,7 +348,7 @@ def bench_no_loss(lab: BenchLab, n_dns: int, dns_seconds: int, n_tcp: int) -> di
             PY, "-c", LOAD, lab.internet_ip, str(n_dns), str(dns_seconds), str(n_tcp),
             str(DNS_PORT_BASE), str(TCP_PORT_BASE), str(TCP_PORT)]
     res = lab.run(lab.runner, lab.in_cgroup(argv), timeout=dns_seconds + 300)
-    load = dict(re.findall(r"(\w+)=(\S+)", next(l for l in res.stdout.splitlines() if l.startswith("LOAD"))))
+    load = dict(re.findall(r"(\w+)=(\S+)", next(line for line in res.stdout.splitlines() if line.startswith("LOAD"))))
     conn = read_zeek(out / "conn.log")
     dns = read_zeek(out / "dns.log")
     stats = read_zeek(out / "capture_stats.log")[-1]
@@ -400,8 +401,8 @@ def bench_startup(lab: BenchLab, rounds: int) -> dict:
 # -- report ----------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.machine())
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
     return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
             "mem_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
             "python": platform.python_version()}
@@ -464,7 +465,8 @@ def main() -> int:
     ap.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
     ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup"], action="append")
     ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
-    ap.add_argument("--candidate", metavar="CLI", help="per_packet: also time this cicd-audit executable (another build)")
+    ap.add_argument("--candidate", metavar="CLI",
+                    help="per_packet: also time this cicd-audit executable (another build)")
     ap.add_argument("--no-block", action="store_true", help="per_packet: leave out the record --block rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:

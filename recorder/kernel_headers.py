@@ -17,17 +17,17 @@ import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 USR_SRC = Path("/usr/src")
 CACHE_DIR = Path(os.environ.get("CICD_AUDIT_CACHE", "/var/cache/cicd-audit"))
+_NO_HEADERS_REASON = "the running kernel has no headers; TC programs use only the stable UAPI"
 
 
 @dataclass(frozen=True)
 class HeaderChoice:
     """Where bcc should look, and why (shown in --verbose output and errors)."""
 
-    source: Optional[Path]   # value for BCC_KERNEL_SOURCE, or None for bcc's default
+    source: Path | None   # value for BCC_KERNEL_SOURCE, or None for bcc's default
     description: str
 
 
@@ -39,7 +39,7 @@ def _version_key(name: str) -> tuple:
     return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
-def find_installed_header_trees(usr_src: Path = USR_SRC) -> list[tuple[Path, Optional[Path]]]:
+def find_installed_header_trees(usr_src: Path = USR_SRC) -> list[tuple[Path, Path | None]]:
     """(arch tree, common tree or None) pairs, newest first.
 
     An arch tree is recognised by its generated autoconf.h; its -common sibling
@@ -58,7 +58,7 @@ def find_installed_header_trees(usr_src: Path = USR_SRC) -> list[tuple[Path, Opt
     return trees
 
 
-def _common_sibling(arch: Path) -> Optional[Path]:
+def _common_sibling(arch: Path) -> Path | None:
     makefile = arch / "Makefile"
     if makefile.exists():                       # Debian: "include /usr/src/linux-headers-X-common/Makefile"
         match = re.search(r"include\s+(\S+)/Makefile", makefile.read_text(errors="replace"))
@@ -112,6 +112,6 @@ def choose_headers(release: str | None = None, usr_src: Path = USR_SRC, cache_di
         return HeaderChoice(None, "no kernel headers found")
     arch, common = trees[0]
     if common is None:
-        return HeaderChoice(arch, f"{arch.name} (the running kernel has no headers; TC programs use only the stable UAPI)")
+        return HeaderChoice(arch, f"{arch.name} ({_NO_HEADERS_REASON})")
     return HeaderChoice(merged_tree(arch, common, cache_dir),
-                        f"{arch.name} + {common.name} (the running kernel has no headers; TC programs use only the stable UAPI)")
+                        f"{arch.name} + {common.name} ({_NO_HEADERS_REASON})")

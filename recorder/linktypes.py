@@ -71,4 +71,5 @@ def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
         if len(frame) < 20:
             return None
         return _ethernet(struct.unpack("!H", frame[0:2])[0], frame[20:])
-    raise UnsupportedLinkType(f"link type {linktype} is not supported (Ethernet, raw IP, loopback and Linux cooked are)")
+    raise UnsupportedLinkType(
+        f"link type {linktype} is not supported (Ethernet, raw IP, loopback and Linux cooked are)")

@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from cicd_audit.recorder import abi
 
@@ -47,16 +47,16 @@ class ProcessInfo:
 
     pid: int
     name: str
-    exe: Optional[str]
-    cmdline: Optional[str]
-    cgroup: Optional[str]
+    exe: str | None
+    cmdline: str | None
+    cgroup: str | None
 
 
 @dataclass(frozen=True)
 class _ProcData:
-    exe: Optional[str]
-    cmdline: Optional[str]
-    name: Optional[str] = None     # the process's own name: the kernel's comm is the calling thread's
+    exe: str | None
+    cmdline: str | None
+    name: str | None = None     # the process's own name: the kernel's comm is the calling thread's
 
 
 def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
@@ -75,21 +75,21 @@ def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
     return Path(mounts[0])
 
 
-def _read_exe(proc_dir: Path) -> Optional[str]:
+def _read_exe(proc_dir: Path) -> str | None:
     try:
         return os.readlink(proc_dir / "exe")
     except OSError:        # gone, a kernel thread, or not ours to read
         return None
 
 
-def _read_comm(proc_dir: Path) -> Optional[str]:
+def _read_comm(proc_dir: Path) -> str | None:
     try:
         return (proc_dir / "comm").read_text(errors="surrogateescape").rstrip("\n") or None
     except OSError:
         return None
 
 
-def _read_cmdline(proc_dir: Path) -> Optional[str]:
+def _read_cmdline(proc_dir: Path) -> str | None:
     try:
         with open(proc_dir / "cmdline", "rb") as f:
             raw = f.read(_CMDLINE_READ)
@@ -108,21 +108,21 @@ class ProcessTable:
     """The /proc data of every process a socket hook reported, and cgroup paths."""
 
     def __init__(self, keep_cmdline: bool = False, proc_root: Path = Path("/proc"),
-                 cgroup_root: Optional[Path] = None, clock: Callable[[], float] = time.monotonic):
+                 cgroup_root: Path | None = None, clock: Callable[[], float] = time.monotonic):
         self.keep_cmdline = keep_cmdline
         self.proc_root = Path(proc_root)
         self.cgroup_root = Path(cgroup_root) if cgroup_root is not None else cgroup2_root()
         self._clock = clock
         self._procs: dict[int, _ProcData] = {}
         self._cgroups: dict[int, str] = {}
-        self._last_scan: Optional[float] = None
+        self._last_scan: float | None = None
 
     def on_process_event(self, proc: abi.Process) -> None:
         """A socket hook saw ``proc.tgid`` for the first time: read /proc now, while it runs."""
         if proc.tgid:
             self._procs[proc.tgid] = self._read(proc.tgid)
 
-    def describe(self, proc: abi.Process) -> Optional[ProcessInfo]:
+    def describe(self, proc: abi.Process) -> ProcessInfo | None:
         """The proc.* values for a kernel process record; None when tgid is 0 (unknown)."""
         if not proc.tgid:
             return None
@@ -139,7 +139,7 @@ class ProcessTable:
             cgroup=self.cgroup_path(proc.cgroup_id),
         )
 
-    def cgroup_path(self, cgroup_id: int) -> Optional[str]:
+    def cgroup_path(self, cgroup_id: int) -> str | None:
         """The cgroup's path under the cgroup v2 root ("/" for the root), or None."""
         if not cgroup_id:
             return None

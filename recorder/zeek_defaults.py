@@ -112,7 +112,8 @@ def parse_likely_server_ports(spec: str) -> frozenset[tuple[int, str]]:
             ports.add((int(number), transport))
         else:
             raise LikelyServerPortsError(
-                f"{item!r} is not default, bare, a port (8080/tcp) or one of: {', '.join(sorted(ANALYZER_SERVER_PORTS))}")
+                f"{item!r} is not default, bare, a port (8080/tcp) or one of: "
+                f"{', '.join(sorted(ANALYZER_SERVER_PORTS))}")
     return frozenset(ports)
 
 

@@ -61,7 +61,7 @@ class Outcome:
     def differences(self, lines: int = 4) -> list[str]:
         if self.record_status != 0:
             return [f"record exited {self.record_status}: {self.record_stderr.strip()}"][:lines]
-        out = [l for l in self.compare_output.splitlines() if not l.startswith("OK")]
+        out = [line for line in self.compare_output.splitlines() if not line.startswith("OK")]
         return out[:lines]
 
 
@@ -135,7 +135,7 @@ def render(outcomes: list[Outcome]) -> str:
         "|---|---|---|",
     ]
     for o in outcomes:
-        diff = "<br>".join(_cell(l) for l in o.differences()) if not o.passed else ""
+        diff = "<br>".join(_cell(d) for d in o.differences()) if not o.passed else ""
         lines.append(f"| {o.case.name} | {'pass' if o.passed else 'FAIL'} | {diff} |")
     return "\n".join(lines + ["", NOTES.strip()]) + "\n"
 

@@ -29,7 +29,6 @@ import ipaddress
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
 
 from cicd_audit.recorder.dns.log import FIELDS, DnsConnectionLog
 
@@ -99,7 +98,7 @@ def read_pcap(path: str):
         yield float(sec) + float(usec) / 1e6, linktype, frame
 
 
-def decode(ts: float, linktype: int, frame: bytes) -> Optional[Packet]:
+def decode(ts: float, linktype: int, frame: bytes) -> Packet | None:
     if linktype != 1:
         return None
     off, et = 14, struct.unpack(">H", frame[12:14])[0]
@@ -144,7 +143,7 @@ class Conn:
     cid: ConnId
     start: float
     last: float
-    log: Optional[DnsConnectionLog] = None
+    log: DnsConnectionLog | None = None
     rows: list = field(default_factory=list)
 
 
@@ -252,7 +251,7 @@ def _esc(s: str, in_set: bool = False) -> str:
         if ch == 0x5C:
             out.append("\\\\")
         elif ch < 0x20 or ch > 0x7E or (in_set and ch == 0x2C):
-            out.append("\\x%02x" % ch)
+            out.append(f"\\x{ch:02x}")
         else:
             out.append(chr(ch))
     return "".join(out)
@@ -267,9 +266,9 @@ def tsv_value(name: str, v) -> str:
     if isinstance(v, bool):
         return "T" if v else "F"
     if name == "rtt":
-        return "%.6f" % v
+        return f"{v:.6f}"
     if name == "TTLs":
-        return ",".join("%.6f" % x for x in v) if v else "(empty)"
+        return ",".join(f"{x:.6f}" for x in v) if v else "(empty)"
     if name == "answers":
         return ",".join(_esc(x, True) for x in v) if v else "(empty)"
     if isinstance(v, str):

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from frames import ether
 from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSRV
 from scapy.layers.inet import IP, UDP
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
-from frames import ether
 
 pytestmark = [pytest.mark.root]
 

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from frames import ether
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
-from frames import ether
 
 pytestmark = [pytest.mark.root]
 

@@ -10,12 +10,12 @@ families, across more than one request's worth of keys.
 from __future__ import annotations
 
 import pytest
+from frames import ether
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
-from frames import ether
 
 pytestmark = [pytest.mark.root]
 

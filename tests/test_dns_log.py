@@ -164,7 +164,7 @@ def test_only_the_first_message_can_flip():
 
 def test_netbios_query_decoding_and_opcode_names():
     log, _ = conn(orig_p=137, resp_h="10.0.0.255", resp_p=137)
-    enc = "EMEJFHEDDADDEDEDDCDDDIDDEDDBEGDEDA".encode()[:32].decode()
+    enc = b"EMEJFHEDDADDEDEDDCDDDIDDEDDBEGDEDA"[:32].decode()
     nb = W.header(id=9, rd=True, z=1, qd=1) + bytes([32]) + enc.encode() + b"\0" + struct.pack(">HH", 32, 1)
     log.message(1.0, True, nb)
     reg = W.header(id=10, opcode=5, rd=True, qd=1) + bytes([32]) + enc.encode() + b"\0" + struct.pack(">HH", 32, 1)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from cicd_audit.recorder import abi
-from cicd_audit.recorder.processes import (CMDLINE_MAX, CMDLINE_TRUNCATED, ProcessInfo, ProcessTable,
-                                           cgroup2_root)
+from cicd_audit.recorder.processes import CMDLINE_MAX, CMDLINE_TRUNCATED, ProcessInfo, ProcessTable, cgroup2_root
 
 
 def proc(tgid, comm=b"", cgroup_id=0, pid=None):
@@ -142,7 +141,7 @@ def test_cgroup_paths_from_directory_inodes(tmp_path):
 
 
 def test_the_current_process_cgroup_matches_proc_self_cgroup():
-    lines = [l for l in Path("/proc/self/cgroup").read_text().splitlines() if l.startswith("0::")]
+    lines = [line for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")]
     root = cgroup2_root()
     if not lines or not (root / "cgroup.procs").exists():
         pytest.skip("no cgroup v2 hierarchy here")

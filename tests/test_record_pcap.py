@@ -86,7 +86,7 @@ def _assert_truncation_reported(r: subprocess.CompletedProcess, out: Path, pcap:
     naming the file and the record, a weird, and complete (closed) logs."""
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    warnings = [l for l in r.stderr.splitlines() if l.startswith("cicd-audit: warning:")]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("cicd-audit: warning:")]
     assert len(warnings) == 1 and str(pcap) in warnings[0] and "packet record 127" in warnings[0], r.stderr
     names = [w["name"] for w in rows(out, "weird")]
     assert names.count("cicd_audit_pcap_truncated") == 1 and "cicd_audit_pcap_read_error" not in names, names
@@ -156,8 +156,9 @@ def test_wikipedia_as_pcapng_matches_pcap(tmp_path):
     assert record(WIKIPEDIA, tmp_path / "a").returncode == 0
     assert record(ng, tmp_path / "b").returncode == 0
     for log in ("conn", "dns"):
-        norm = lambda rs: sorted(json.dumps({k: v for k, v in r.items() if k != "uid"}, default=str, sort_keys=True)
-                                 for r in rs)  # noqa: E731
+        def norm(rs):
+            return sorted(json.dumps({k: v for k, v in r.items() if k != "uid"}, default=str, sort_keys=True)
+                                         for r in rs)  # noqa: E731
         assert norm(rows(tmp_path / "a", log)) == norm(rows(tmp_path / "b", log)), log
 
 

@@ -123,7 +123,11 @@ def test_a_full_ring_drops_and_the_reader_recovers(ring_program):
     map_fd, runner = ring_program
     got = []
     fits = PAGE // 24                    # SMALL records take 24 bytes with their header
-    with RingBuffer(map_fd, PAGE, lambda data, size: got.append(int.from_bytes(ctypes.string_at(data, 8), "little"))) as ring:
+
+    def on_record(data, size):
+        got.append(int.from_bytes(ctypes.string_at(data, 8), "little"))
+
+    with RingBuffer(map_fd, PAGE, on_record) as ring:
         marks = [4 * i for i in range(2 * fits)]         # bits 0 and 1 clear: submitted, SMALL
         for mark in marks:
             runner.run(bytes(14), 0, mark=mark)

@@ -39,7 +39,7 @@ def rnd_str(r: random.Random) -> str:
 
 def rnd_addr(r):
     if r.random() < 0.5:
-        return "%d.%d.%d.%d" % tuple(r.randrange(256) for _ in range(4))
+        return ".".join(str(r.randrange(256)) for _ in range(4))
     import ipaddress
 
     return str(ipaddress.IPv6Address(r.getrandbits(128) & ~(0xFFFF << r.choice([0, 32, 64]))))
@@ -109,7 +109,8 @@ def test_tsv_round_trip(tmp_path, seed):
     with LogWriter(again, SCHEMA) as w:
         for rec in got:
             w.write(rec)
-    strip = lambda b: [l for l in b.split(b"\n") if not l.startswith((b"#open", b"#close"))]  # noqa: E731
+    def strip(b):
+        return [line for line in b.split(b"\n") if not line.startswith((b"#open", b"#close"))]
     assert strip((again / "rt.log").read_bytes()) == strip((tmp_path / "rt.log").read_bytes())
     # the vectorized reader gives the same values
     df = read_dataframe(tmp_path / "rt.log", errors="surrogateescape")

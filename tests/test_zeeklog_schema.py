@@ -18,7 +18,7 @@ ORACLE = shared("zeek-oracle")
 
 
 def _oracle_header(name):
-    for case in sorted(ORACLE.glob("*/%s.log" % name)):
+    for case in sorted(ORACLE.glob(f"*/{name}.log")):
         meta = {}
         for line in case.read_text().splitlines():
             if line.startswith("#fields\t") or line.startswith("#types\t"):

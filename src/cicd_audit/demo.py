@@ -81,7 +81,7 @@ class NetnsLab:
         self.cgroup: Path | None = None     # made by create(): the job's own cgroup v2 directory
 
     # -- set-up / tear-down -------------------------------------------------
-    def __enter__(self) -> "NetnsLab":
+    def __enter__(self) -> NetnsLab:
         try:
             self.create()
         except BaseException:
@@ -258,8 +258,8 @@ def _head(path: Path, rows: int) -> str:
     if not path.exists():
         return f"({path.name} is missing)\n"
     lines = path.read_text().splitlines()
-    header = [l for l in lines if l.startswith("#fields")]
-    data = [l for l in lines if not l.startswith("#")]
+    header = [line for line in lines if line.startswith("#fields")]
+    data = [line for line in lines if not line.startswith("#")]
     shown = header + data[:rows]
     more = f"... ({len(data) - rows} more rows)" if len(data) > rows else ""
     return "\n".join(shown + ([more] if more else [])) + "\n"

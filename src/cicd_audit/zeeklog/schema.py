@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Iterable, Iterator, Optional, Sequence, Tuple
 
 __all__ = [
     "ATOMIC_TYPES",
@@ -71,7 +71,7 @@ class SchemaError(ValueError):
     """A schema file or field definition is invalid."""
 
 
-def parse_type(type_name: str) -> Tuple[Optional[str], str]:
+def parse_type(type_name: str) -> tuple[str | None, str]:
     """Split a Zeek type name: ``"set[string]"`` -> ``("set", "string")``,
     ``"count"`` -> ``(None, "count")``. Raises SchemaError for unknown types."""
     m = _CONTAINER_RE.match(type_name)
@@ -80,7 +80,7 @@ def parse_type(type_name: str) -> Tuple[Optional[str], str]:
     else:
         container, element = None, type_name
     if element not in ATOMIC_TYPES:
-        raise SchemaError("unknown Zeek type %r" % type_name)
+        raise SchemaError(f"unknown Zeek type {type_name!r}")
     return container, element
 
 
@@ -95,11 +95,11 @@ class Field:
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
-            raise SchemaError("invalid field name %r" % self.name)
+            raise SchemaError(f"invalid field name {self.name!r}")
         parse_type(self.type)  # validates
 
     @property
-    def container(self) -> Optional[str]:
+    def container(self) -> str | None:
         """``"set"``, ``"vector"`` or None for an atomic field."""
         return parse_type(self.type)[0]
 
@@ -114,26 +114,26 @@ class Schema:
     """A log's path (``conn``, ``dns``, ...) and its ordered fields."""
 
     path: str
-    fields: Tuple[Field, ...]
+    fields: tuple[Field, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
         seen = set()
         for f in self.fields:
             if not isinstance(f, Field):
-                raise SchemaError("schema %s: %r is not a Field" % (self.path, f))
+                raise SchemaError(f"schema {self.path}: {f!r} is not a Field")
             if f.name in seen:
-                raise SchemaError("schema %s: duplicate field %r" % (self.path, f.name))
+                raise SchemaError(f"schema {self.path}: duplicate field {f.name!r}")
             seen.add(f.name)
         if not self.path or any(c in self.path for c in "/\\\t\n"):
-            raise SchemaError("invalid log path %r" % self.path)
+            raise SchemaError(f"invalid log path {self.path!r}")
 
     @property
-    def names(self) -> Tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
     @property
-    def types(self) -> Tuple[str, ...]:
+    def types(self) -> tuple[str, ...]:
         return tuple(f.type for f in self.fields)
 
     def __len__(self) -> int:
@@ -149,18 +149,18 @@ class Schema:
         for f in self.fields:
             if f.name == name:
                 return f
-        raise KeyError("schema %s has no field %r" % (self.path, name))
+        raise KeyError(f"schema {self.path} has no field {name!r}")
 
-    def extended(self, extra_fields: Iterable[Field]) -> "Schema":
+    def extended(self, extra_fields: Iterable[Field]) -> Schema:
         """A new schema with ``extra_fields`` appended after the existing ones.
         Names must not repeat existing ones (SchemaError)."""
         return Schema(self.path, self.fields + tuple(extra_fields))
 
     @classmethod
-    def from_header(cls, path: str, names: Sequence[str], types: Sequence[str]) -> "Schema":
+    def from_header(cls, path: str, names: Sequence[str], types: Sequence[str]) -> Schema:
         """Build a schema from a log's own ``#fields``/``#types`` lines."""
         if len(names) != len(types):
-            raise SchemaError("%d field names but %d types" % (len(names), len(types)))
+            raise SchemaError(f"{len(names)} field names but {len(types)} types")
         return cls(path, tuple(Field(n, t) for n, t in zip(names, types)))
 
 
@@ -178,17 +178,17 @@ def parse_schema(text: str, source: str = "<schema>") -> Schema:
             continue
         parts = line.split("\t")
         if len(parts) < 2:
-            raise SchemaError("%s:%d: expected field<TAB>type<TAB>description" % (source, lineno))
+            raise SchemaError(f"{source}:{lineno}: expected field<TAB>type<TAB>description")
         try:
             fields.append(Field(parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
         except SchemaError as e:
-            raise SchemaError("%s:%d: %s" % (source, lineno, e)) from None
+            raise SchemaError(f"{source}:{lineno}: {e}") from None
     if path is None:
-        raise SchemaError("%s: missing '# path<TAB><name>' comment line" % source)
+        raise SchemaError(f"{source}: missing '# path<TAB><name>' comment line")
     try:
         return Schema(path, tuple(fields))
     except SchemaError as e:
-        raise SchemaError("%s: %s" % (source, e)) from None
+        raise SchemaError(f"{source}: {e}") from None
 
 
 def _schema_dir():
@@ -202,19 +202,19 @@ def available_schemas() -> list:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(path_name: str) -> Schema:
     """Load the packaged schema ``zeek_schemas/<path_name>.tsv``."""
     if not re.match(r"^[A-Za-z0-9_-]+$", path_name):
-        raise SchemaError("invalid schema name %r" % path_name)
+        raise SchemaError(f"invalid schema name {path_name!r}")
     res = _schema_dir().joinpath(path_name + ".tsv")
     if not res.is_file():
         raise SchemaError(
-            "no schema %r (available: %s)" % (path_name, ", ".join(available_schemas()))
+            "no schema {!r} (available: {})".format(path_name, ", ".join(available_schemas()))
         )
-    schema = parse_schema(res.read_text(encoding="utf-8"), "zeek_schemas/%s.tsv" % path_name)
+    schema = parse_schema(res.read_text(encoding="utf-8"), f"zeek_schemas/{path_name}.tsv")
     if schema.path != path_name:
         raise SchemaError(
-            "zeek_schemas/%s.tsv declares path %r" % (path_name, schema.path)
+            f"zeek_schemas/{path_name}.tsv declares path {schema.path!r}"
         )
     return schema
