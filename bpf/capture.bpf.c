@@ -881,8 +881,10 @@ static __always_inline void ca_sweep_keys(struct ca_sweep_request *req, __u64 no
 		c = ca_conn_lookup(&req->keys[i], &ref);
 		if (!c)
 			continue;
+		/* 0 means "not ended" for the timers; a drain ends everything, even at
+		 * time 0 (a capture whose packets all carry no timestamp). */
 		ended = req->drain ? now : ca_conn_ended(c, req->keys[i].ip_proto, now);
-		if (!ended)
+		if (!ended && !req->drain)
 			continue;
 		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
 		ca_conn_delete(&req->keys[i], &ref);

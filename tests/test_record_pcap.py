@@ -194,3 +194,42 @@ def test_json_format_writes_json_lines(tmp_path):
     dns = [json.loads(line) for line in (tmp_path / "out" / "dns.log").read_text().splitlines()]
     tsv_dns = rows(tmp_path / "tsv", "dns")
     assert sorted(d.get("query", "") for d in dns) == sorted(d["query"] or "" for d in tsv_dns)
+
+
+def _dns_exchange() -> tuple[bytes, bytes]:
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    q = DNS(id=7, rd=1, qd=DNSQR(qname="a.example"))
+    r = DNS(id=7, qr=1, qd=DNSQR(qname="a.example"), an=DNSRR(rrname="a.example", rdata="192.0.2.9"))
+    return (bytes(ether() / IP(src="192.0.2.1", dst="192.0.2.53") / UDP(sport=33333, dport=53) / q),
+            bytes(ether() / IP(src="192.0.2.53", dst="192.0.2.1") / UDP(sport=53, dport=33333) / r))
+
+
+def test_simple_packet_blocks_at_time_zero_are_recorded_and_joined(tmp_path):
+    """A pcapng Simple Packet Block has no timestamp (libpcap gives time 0): its connection
+    is still written, and the dns.log row joins it."""
+    from test_capture_file import idb, shb, spb
+    query, reply = _dns_exchange()
+    pcap = tmp_path / "spb.pcapng"
+    pcap.write_bytes(shb() + idb(1) + spb(query) + spb(reply))
+    r = record(pcap, tmp_path / "out")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    conns, dns = rows(tmp_path / "out", "conn"), rows(tmp_path / "out", "dns")
+    assert [(c["orig_pkts"], c["resp_pkts"], c["ts"]) for c in conns] == [(1, 1, 0.0)]
+    assert [d["uid"] for d in dns] == [conns[0]["uid"]]
+    assert "2 packets, 1 connections" in r.stderr
+
+
+def test_a_damaged_pcapng_block_is_reported_and_the_logs_are_complete(tmp_path):
+    from test_capture_file import epb, idb, shb
+    query, reply = _dns_exchange()
+    good = shb() + idb(1) + epb(0, 1_700_000_000_000_000, query) + epb(0, 1_700_000_000_100_000, reply)
+    pcap = tmp_path / "damaged.pcapng"
+    pcap.write_bytes(good + struct.pack("<II", 6, 13) + b"\0" * 40)
+    r = record(pcap, tmp_path / "out")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("cicd-audit: warning:")]
+    assert len(warnings) == 1 and "impossible length (13)" in warnings[0] and "packet record 3" in warnings[0]
+    assert [w["name"] for w in rows(tmp_path / "out", "weird")] == ["cicd_audit_pcap_truncated"]
+    assert len(rows(tmp_path / "out", "conn")) == 1
+    for name in LOGS:
+        assert (tmp_path / "out" / name).read_text().rstrip("\n").splitlines()[-1].startswith("#close"), name
