@@ -7,6 +7,7 @@ A malformed or unknown event is counted by the caller, never guessed at.
 from __future__ import annotations
 
 import ctypes
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from cicd_audit.recorder import abi
 _V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
+@functools.lru_cache(maxsize=65536)     # a session meets the same few addresses again and again
 def address_text(raw: bytes) -> str:
     """Zeek's text form of a key address (IPv4-mapped addresses become IPv4)."""
     if raw[:12] == _V4_MAPPED_PREFIX:
