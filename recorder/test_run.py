@@ -52,8 +52,15 @@ class TestRunner:
     def __init__(self, prog_fd: int):
         self.prog_fd = prog_fd
         self.max_data = DEFAULT_MAX_DATA
+        # One context, one data buffer and one attr for every call: per packet only the
+        # mark, the timestamp, the frame bytes and their length change.
         self._ctx = ctypes.create_string_buffer(SKB_CTX_SIZE)
-        self._attr = _TestAttr()
+        self._mark = ctypes.c_uint32.from_buffer(self._ctx, SKB_MARK)
+        self._tstamp = ctypes.c_uint64.from_buffer(self._ctx, SKB_TSTAMP)
+        self._data = ctypes.create_string_buffer(DEFAULT_MAX_DATA)
+        self._attr = _TestAttr(prog_fd=prog_fd, data_in=ctypes.addressof(self._data), repeat=1,
+                               ctx_size_in=SKB_CTX_SIZE, ctx_in=ctypes.addressof(self._ctx))
+        self._attr_ref, self._attr_size = ctypes.byref(self._attr), ctypes.sizeof(self._attr)
 
     def run(self, frame: bytes, ts_ns: int, mark: int = 0) -> int:
         """Run the program on one Ethernet frame; returns the program's verdict.
@@ -63,19 +70,13 @@ class TestRunner:
         """
         if len(frame) > self.max_data:
             frame = frame[: self.max_data]
-        ctypes.memset(self._ctx, 0, SKB_CTX_SIZE)
-        ctypes.c_uint32.from_buffer(self._ctx, SKB_MARK).value = mark
-        ctypes.c_uint64.from_buffer(self._ctx, SKB_TSTAMP).value = ts_ns
-        data = ctypes.create_string_buffer(frame, len(frame))
+        self._mark.value = mark
+        self._tstamp.value = ts_ns
+        ctypes.memmove(self._data, frame, len(frame))
         attr = self._attr
-        ctypes.memset(ctypes.addressof(attr), 0, ctypes.sizeof(attr))
-        attr.prog_fd = self.prog_fd
         attr.data_size_in = len(frame)
-        attr.data_in = ctypes.addressof(data)
-        attr.repeat = 1
-        attr.ctx_size_in = SKB_CTX_SIZE
-        attr.ctx_in = ctypes.addressof(self._ctx)
-        rc = _libc.syscall(SYS_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr))
+        attr.data_size_out = 0      # the kernel writes it back; left non-zero, it would cap the next run (ENOSPC)
+        rc = _libc.syscall(SYS_BPF, BPF_PROG_TEST_RUN, self._attr_ref, self._attr_size)
         if rc != 0:
             err = ctypes.get_errno()
             if err == errno.EINVAL and len(frame) > 1024 and self.max_data > 1024:
