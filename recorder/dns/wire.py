@@ -224,7 +224,11 @@ class Cursor:
     def short(self) -> int:
         if self.left < 2:
             return 0
-        v = (self._at(self.pos) << 8) | self._at(self.pos + 1)
+        p, buf = self.pos, self.buf
+        if 0 <= p and p + 2 <= len(buf):
+            v = (buf[p] << 8) | buf[p + 1]
+        else:                       # past the message: Zeek reads zeros there
+            v = (self._at(p) << 8) | self._at(p + 1)
         self.pos += 2
         self.left -= 2
         return v
@@ -232,9 +236,13 @@ class Cursor:
     def long(self) -> int:
         if self.left < 4:
             return 0
-        v = 0
-        for i in range(4):
-            v = (v << 8) | self._at(self.pos + i)
+        p, buf = self.pos, self.buf
+        if 0 <= p and p + 4 <= len(buf):
+            v = int.from_bytes(buf[p:p + 4], "big")
+        else:                       # past the message: Zeek reads zeros there
+            v = 0
+            for i in range(4):
+                v = (v << 8) | self._at(p + i)
         self.pos += 4
         self.left -= 4
         return v
