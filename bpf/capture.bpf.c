@@ -354,10 +354,15 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __
 	__u64 *sent = weird_counts.lookup(&idx);
 	struct ca_weird_event *ev;
 
-	if (!sent || __sync_fetch_and_add(sent, 1) >= CA_WEIRD_SEND_MAX) {
+	/* Read, then add without fetching: a used __sync_fetch_and_add() result is
+	 * BPF_ATOMIC|BPF_FETCH, which verifiers before 5.12 refuse ("BPF_STX uses
+	 * reserved fields"); a plain add is BPF_XADD, there since 4.x. CPUs racing
+	 * past the cap send at most one weird each beyond it. */
+	if (!sent || *sent >= CA_WEIRD_SEND_MAX) {
 		ca_count(CA_STAT_WEIRDS_SUPPRESSED, 1);
 		return;
 	}
+	__sync_fetch_and_add(sent, 1);
 	ca_exact_time(p);
 	ev = ca_event_new(CA_EVENT_WEIRD, sizeof(*ev), p->ts, CA_STAT_RB_DROP_WEIRD);
 	if (!ev)

@@ -66,60 +66,103 @@ static __always_inline int ca_copy_qname(struct __sk_buff *skb, __u32 off, __u32
 	return 0;
 }
 
-/* From the last byte back: fold case, hash every suffix (see struct
- * ca_name_rule), and let each '.' between labels close the suffix to its
- * right. -1 for a '.' inside a label or too many labels. */
-/* ASCII lower case without a branch (each branch here is one more state per
- * byte for the verifier): 0x20 is added exactly when 'A' <= c <= 'Z'. */
-static __always_inline __u8 ca_lower(__u8 c)
+/* Case folding and the '.' test as arithmetic, not compares. BPF has no
+ * set-on-condition instruction: every compare clang emits is a branch, and
+ * the verifiers of 5.10 and 6.1 (no range-vs-range reasoning) fork a state at
+ * each one, per byte, until "The sequence of 8193 jumps is too complex".
+ * ca_opaque() hides a value's range from clang, which would otherwise see
+ * that the shifts below are compares and emit them as such. */
+#define ca_opaque(v) asm volatile("" : "+r"(v))
+#define CA_HASH_CHUNK 8              /* bytes hashed between two length checks */
+
+/* The running state of ca_hash_qname(), in registers. */
+struct ca_hash_state {
+	__u64 h;
+	__u32 dots;                  /* '.'s hashed so far: the suffixes closed */
+};
+
+/* Byte k from the end of the name of length pos. With check, a byte before
+ * the name's start (k >= pos) changes nothing; without, k < pos is known. */
+static __always_inline void ca_hash_byte(struct ca_dns_name *n, struct ca_hash_state *st, __u32 k, __u32 pos,
+					 int check)
 {
-	__u32 v = c;
-	__u32 at_least_a = ((__u32)('A' - 1) - v) >> 31;   /* v >= 'A' */
-	__u32 at_most_z = (v - (__u32)('Z' + 1)) >> 31;    /* v <= 'Z' */
-	return v | ((at_least_a & at_most_z) << 5);
+	__u32 i = ca_bounded(pos - 1 - k, CA_NAME_MAX - 1);
+	__u32 c = n->dotted[i], valid = 1, dot, upper, at;
+
+	ca_opaque(c);
+	if (check) {
+		valid = (k - pos) >> 31;                        /* k < pos (both below 2^31) */
+		ca_opaque(valid);
+	}
+	dot = (((c ^ '.') - 1) >> 31) & valid;
+	upper = (((__u32)('A' - 1) - c) >> 31) & ((c - (__u32)('Z' + 1)) >> 31) & valid;
+	/* the slot after the last closed suffix is scratch until a '.' keeps it */
+	at = ca_bounded(st->dots, CA_NAME_LABELS_MAX - 1);
+	n->suffix_hash[at] = st->h;
+	n->suffix_start[at] = i + 1;
+	st->dots += dot;
+	c |= upper << 5;
+	n->dotted[i] = c;
+	if (check) {
+		__u64 keep = (__u64)valid - 1;                  /* all ones for a byte outside */
+		st->h = (((st->h ^ c) * CA_FNV_PRIME) & ~keep) | (st->h & keep);
+	} else {
+		st->h = (st->h ^ c) * CA_FNV_PRIME;
+	}
 }
 
+/* The '.'s between labels within the last CA_NAME_HASH_SPAN bytes of the name. */
+static __always_inline __u32 ca_separators_hashed(const struct ca_dns_name *n, __u32 pos)
+{
+	__u32 from = pos - CA_NAME_HASH_SPAN, seps = 0;
+
+	if (pos <= CA_NAME_HASH_SPAN)
+		return n->labels - 1;
+	for (__u32 l = 1; l < CA_NAME_LABELS_MAX; l++) {
+		__u32 in_name = (l - n->labels) >> 31;                       /* l < labels */
+		__u32 in_span = ((n->label_start[l] - 1 - from) >> 31) ^ 1;  /* its '.' at or after from */
+		ca_opaque(in_name);
+		seps += in_name & in_span;
+	}
+	return seps;
+}
+
+/* From the last byte back: fold case, hash every suffix (see struct
+ * ca_name_rule), and let each '.' close the suffix to its right. -1 for a
+ * '.' inside a label (more '.'s than separators) or too many labels.
+ *
+ * No byte takes a branch (ca_hash_byte); the length is checked once per
+ * CA_HASH_CHUNK bytes, so the verifier follows CA_NAME_HASH_SPAN /
+ * CA_HASH_CHUNK paths through the loop whatever the name, and a name's last
+ * chunk hashes at most CA_HASH_CHUNK - 1 bytes for nothing. */
 static __always_inline int ca_hash_qname(struct ca_dns_name *n)
 {
-	/* The suffix count and the label expected next live in memory, not in
-	 * registers: the verifier does not track map values, so both sides of
-	 * the '.' branch meet in one state and a name costs it 256 steps, not
-	 * 2^labels paths. */
-	volatile __u32 *count = &n->suffixes;
-	volatile __u32 *expect = &n->labels;
+	struct ca_hash_state st = {.h = CA_FNV_OFFSET, .dots = 0};
 	__u32 pos = n->len;
-	__u64 h = CA_FNV_OFFSET;
 
-	*count = 0;
-	*expect = *expect - 1;
-	for (__u32 k = 0; k < CA_NAME_HASH_SPAN; k++) {
-		__u32 i, e, at;
-		__u8 c;
-		if (k >= pos)
+	for (__u32 chunk = 0; chunk < CA_NAME_HASH_SPAN / CA_HASH_CHUNK; chunk++) {
+		__u32 base = chunk * CA_HASH_CHUNK;
+		if (base >= pos)
 			break;
-		i = pos - 1 - k;
-		c = n->dotted[ca_bounded(i, CA_NAME_MAX - 1)];
-		if (c == '.') {
-			e = *expect;
-			if (e == 0 || n->label_start[ca_bounded(e, CA_NAME_LABELS_MAX - 1)] != i + 1)
-				return -1;      /* a '.' inside a label */
-			at = ca_bounded(*count, CA_NAME_LABELS_MAX - 1);
-			n->suffix_hash[at] = h;
-			n->suffix_start[at] = i + 1;
-			*count = at + 1;
-			*expect = e - 1;
+		if (base + CA_HASH_CHUNK <= pos) {
+			for (__u32 j = 0; j < CA_HASH_CHUNK; j++)
+				ca_hash_byte(n, &st, base + j, pos, 0);
+		} else {
+			for (__u32 j = 0; j < CA_HASH_CHUNK; j++)
+				ca_hash_byte(n, &st, base + j, pos, 1);
+			break;
 		}
-		c = ca_lower(c);
-		n->dotted[ca_bounded(i, CA_NAME_MAX - 1)] = c;
-		h = (h ^ c) * CA_FNV_PRIME;
 	}
+	n->suffixes = st.dots;
+	if (st.dots != ca_separators_hashed(n, pos))
+		return -1;              /* a '.' inside a label */
 	if (pos > CA_NAME_HASH_SPAN)
 		return 0;               /* only "*." rules reach names this long */
-	if (*count >= CA_NAME_LABELS_MAX - 1)
+	if (st.dots >= CA_NAME_LABELS_MAX - 1)
 		return -1;
-	n->suffix_hash[ca_bounded(*count, CA_NAME_LABELS_MAX - 1)] = h;
-	n->suffix_start[ca_bounded(*count, CA_NAME_LABELS_MAX - 1)] = 0;
-	*count = *count + 1;
+	n->suffix_hash[ca_bounded(st.dots, CA_NAME_LABELS_MAX - 1)] = st.h;
+	n->suffix_start[ca_bounded(st.dots, CA_NAME_LABELS_MAX - 1)] = 0;
+	n->suffixes = st.dots + 1;
 	return 0;
 }
 
