@@ -441,10 +441,7 @@ def _load(settings: ProgramSettings, headers: kernel_headers.HeaderChoice, key: 
     try:
         maps, functions = load_into_kernel(compiled)
     except bpf_syscall.BpfError as exc:
-        if exc.errno == errno.EPERM:
-            raise EnvironmentProblem(f"the kernel refused the BPF program: {exc} "
-                                     "(needs root with CAP_BPF/CAP_SYS_ADMIN)") from exc
-        raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
+        raise EnvironmentProblem(refusal_message(settings, exc)) from exc
     path = None
     try:
         if program_key(settings, headers) == key:   # else the sources changed while bcc read them
@@ -452,6 +449,20 @@ def _load(settings: ProgramSettings, headers: kernel_headers.HeaderChoice, key: 
     except OSError as exc:   # a read-only /var/cache costs start-up time, nothing else
         problem = (problem + "; " if problem else "") + f"could not store the compiled program: {exc}"
     return maps, functions, LoadReport(key, "compiled", 0.0, problem, path)
+
+
+def variant_label(settings: ProgramSettings) -> str:
+    """The program variant in the words of the command line, for messages."""
+    return ("record --pcap" if settings.pcap_mode else "record") + (" --block" if settings.block else "")
+
+
+def refusal_message(settings: ProgramSettings, exc: bpf_syscall.BpfError) -> str:
+    """One message for a program the kernel refused: which variant, the first errno, the
+    verifier's last lines, the missing feature and what to do (VerifierError carries those)."""
+    text = f"the kernel ({platform.release()}) refused the BPF program of `{variant_label(settings)}`: {exc}"
+    if exc.errno == errno.EPERM and not isinstance(exc, bpf_syscall.VerifierError):
+        text += " (needs root with CAP_BPF and CAP_NET_ADMIN, or CAP_SYS_ADMIN)"
+    return text
 
 
 def prepare(variants: Optional[dict] = None, force: bool = False) -> list[tuple[str, LoadReport]]:

@@ -11,7 +11,8 @@ Values newer than the distribution's header (tcx, kernel 6.6) were checked
 against the running kernel's BTF (enum bpf_attach_type in /sys/kernel/btf/vmlinux).
 
 Errors are BpfError (an OSError with the command's name), and a program the
-verifier refuses is a VerifierError carrying the tail of the verifier log.
+verifier refuses is a VerifierError carrying the first errno, the verifier's
+last lines and, where the log shows one, the kernel feature that is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import resource
 import sys
 from functools import lru_cache
 from typing import NamedTuple
+
+from cicd_audit.recorder import verifier_log
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351}.get(os.uname().machine, 321)
 
@@ -78,8 +81,12 @@ INSN_SIZE = 8
 ENOTSUPP = 524                  # the kernel-internal "not supported" some bpf() paths return
 
 OBJ_NAME_LEN = 16
+# Verifier log levels (include/linux/bpf_verifier.h): LEVEL1 traces every state
+# it walks; STATS alone prints only the verdict's messages and the counts.
+BPF_LOG_LEVEL1 = 1
+BPF_LOG_STATS = 4
 VERIFIER_LOG_BYTES = 4 << 20
-VERIFIER_LOG_TAIL_LINES = 25
+STATS_LOG_BYTES = 64 << 10
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -90,12 +97,26 @@ class BpfError(OSError):
 
 
 class VerifierError(BpfError):
-    """BPF_PROG_LOAD refused the program; .log holds the end of the verifier's log."""
+    """BPF_PROG_LOAD refused the program.
+
+    errno is the first load's (the log-less one: the log retries can only add
+    ENOSPC for a log that did not fit); .log is the verifier's complete log,
+    or its messages and counts alone where the full trace did not fit;
+    .explanation the missing kernel feature and what to do, when known.
+    """
 
     def __init__(self, err: int, name: str, log: str):
-        tail = "\n".join(log.rstrip("\n").splitlines()[-VERIFIER_LOG_TAIL_LINES:])
-        super().__init__(err, f"the verifier refused {name}: {os.strerror(err)}" + (f"\n{tail}" if tail else ""))
+        self.program = name
         self.log = log
+        self.last_lines = verifier_log.last_lines(log)
+        self.explanation = verifier_log.explain(log, err)
+        text = f"the verifier refused {name}: {errno.errorcode.get(err, err)} ({os.strerror(err)})"
+        if self.last_lines:
+            text += "; its last lines:\n" + "\n".join(f"    {line}" for line in self.last_lines)
+        if self.explanation:
+            text += (f"\n  this kernel ({os.uname().release}) lacks {self.explanation.feature}"
+                     f"\n  what to do: {self.explanation.action}")
+        super().__init__(err, text)
 
 
 class _MapCreateAttr(ctypes.Structure):
@@ -263,13 +284,44 @@ def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license:
     except BpfError as exc:
         if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG, errno.ENOSPC, errno.EFAULT):
             raise
-    log = ctypes.create_string_buffer(VERIFIER_LOG_BYTES)
-    attr.log_level, attr.log_size, attr.log_buf = 1, VERIFIER_LOG_BYTES, ctypes.addressof(log)
-    fd = _bpf(BPF_PROG_LOAD, attr)
+        first_errno = exc.errno
+    fd, err, log = _load_with_log(attr, BPF_LOG_LEVEL1 | BPF_LOG_STATS, VERIFIER_LOG_BYTES)
+    if fd < 0 and err == errno.ENOSPC and first_errno != errno.ENOSPC:
+        # Before 6.4 a log that does not fit keeps its head and fails with ENOSPC
+        # (6.4 keeps the tail instead): the trace can run to 20-80 MB. The
+        # verdict's messages and counts alone fit in a few lines.
+        fd, err, log = _load_with_log(attr, BPF_LOG_STATS, STATS_LOG_BYTES)
     if fd >= 0:                         # refused once, accepted with a log: take it
         return fd
-    err = ctypes.get_errno()
-    raise VerifierError(err, name, log.value.decode(errors="replace"))
+    raise VerifierError(first_errno, name, log)
+
+
+def _load_with_log(attr: _ProgLoadAttr, level: int, size: int) -> tuple[int, int, str]:
+    """BPF_PROG_LOAD with a verifier log: (fd or -1, errno, the log's text)."""
+    log = ctypes.create_string_buffer(size)
+    attr.log_level, attr.log_size, attr.log_buf = level, size, ctypes.addressof(log)
+    fd = _bpf(BPF_PROG_LOAD, attr)
+    err = ctypes.get_errno() if fd < 0 else 0
+    return fd, err, log.value.decode(errors="replace")
+
+
+def verifier_stats(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
+                   expected_attach_type: int = 0) -> str:
+    """Load once with BPF_LOG_STATS and return its "processed N insns ..." line ("" if none).
+
+    For measuring what the verifier walks (the benchmarks and the kernel matrix);
+    the program is closed again. Raises VerifierError as prog_load does.
+    """
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // INSN_SIZE, insns=ctypes.addressof(code),
+                         license=ctypes.addressof(lic), prog_name=name.encode()[:OBJ_NAME_LEN - 1],
+                         expected_attach_type=expected_attach_type)
+    fd, err, log = _load_with_log(attr, BPF_LOG_STATS, STATS_LOG_BYTES)
+    if fd < 0:
+        raise VerifierError(err, name, log)
+    os.close(fd)
+    return next((line for line in log.splitlines() if line.startswith("processed ")), "")
 
 
 def link_create(prog_fd: int, target: int, attach_type: int, flags: int = 0) -> int:
