@@ -9,13 +9,20 @@ removes them. Other programs on the same cgroup are not touched.
 
 Links on cgroups need kernel 5.7+. On a hybrid cgroup layout (v1 controllers
 at /sys/fs/cgroup, v2 at /sys/fs/cgroup/unified) DEFAULT_CGROUP is not a v2
-directory; `cgroup2_mount()` finds the real one and the error names it.
+directory; `cgroup2_mount()` finds the real one and the error names it. Where
+no v2 mount is visible although the kernel has cgroup v2 (a fresh mount
+namespace such as `ip netns exec` makes, which remounts /sys), it mounts the
+hierarchy for this process alone: mounted on a temporary directory, opened,
+and detached at once, so nobody else sees it, and it goes away with the
+process's last reference, also on SIGKILL.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +48,67 @@ def hook_name(attach_type: int) -> str:
 
 
 def cgroup2_mount() -> Path | None:
-    """Where cgroup v2 is mounted in this mount namespace (/sys/fs/cgroup first), or None."""
+    """Where cgroup v2 is mounted in this mount namespace (/sys/fs/cgroup first); where no
+    mount is visible, this process's own detached mount (private_cgroup2_mount); else None."""
+    points = visible_cgroup2_mounts()
+    if points:
+        return DEFAULT_CGROUP if DEFAULT_CGROUP in points else points[0]
+    return private_cgroup2_mount()
+
+
+def visible_cgroup2_mounts(mounts: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """Every cgroup2 mount point in this mount namespace, in mount order."""
     points = []
-    with open("/proc/self/mounts") as f:
+    with open(mounts) as f:
         for line in f:
             fields = line.split()
             if len(fields) > 2 and fields[2] == "cgroup2":
                 points.append(Path(fields[1].replace("\\040", " ")))
-    return DEFAULT_CGROUP if DEFAULT_CGROUP in points else (points[0] if points else None)
+    return points
+
+
+def kernel_has_cgroup2(filesystems: Path = Path("/proc/filesystems")) -> bool:
+    """Whether the kernel offers the cgroup2 file system (4.5+, unless configured out)."""
+    try:
+        return any(line.split()[-1:] == ["cgroup2"] for line in filesystems.read_text().splitlines())
+    except OSError:
+        return False
+
+
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+_private_root: Path | None = None       # one per process: its fd lives as long as the process
+
+
+def private_cgroup2_mount() -> Path | None:
+    """The cgroup v2 root through a mount only this process holds; None where it cannot be had.
+
+    Mounted on a fresh temporary directory, opened, then detached (umount2
+    MNT_DETACH) and the directory removed: the mount is in no namespace's
+    tree any more, so no one sees it and nothing is left to clean up, yet
+    the open directory keeps it alive, and /proc/PID/fd/N reaches it (for
+    this process and, while it lives, for root processes it starts). The
+    hierarchy is the same one the kernel attaches programs to, whichever
+    mount shows it.
+    """
+    global _private_root
+    if _private_root is not None and _private_root.exists():
+        return _private_root
+    if os.geteuid() != 0 or not kernel_has_cgroup2():
+        return None
+    where = tempfile.mkdtemp(prefix="cicd-audit-cgroup2-")
+    try:
+        if _libc.mount(b"cgroup2", os.fsencode(where), b"cgroup2", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None) != 0:
+            return None
+        try:
+            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        finally:
+            _libc.umount2(os.fsencode(where), _MNT_DETACH)
+    finally:
+        os.rmdir(where)
+    _private_root = Path(f"/proc/{os.getpid()}/fd/{fd}")
+    return _private_root
 
 
 def check_cgroup2_dir(path: Path) -> None:
