@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""Boot Debian's own kernels with virtme-ng and run cicd-audit's smoke suite in each.
+
+    scripts/kernel_matrix.py [--kernels 5.10,6.1] [--table docs/kernels.md]
+
+For each kernel: download Debian's linux-image-*-unsigned package with a
+private apt state (the host's apt sources, lists and caches stay untouched),
+unpack it under CACHE (/var/cache/cicd-audit/kernels), boot it with
+virtme-ng against the host's root, read-only, and run `kernel_matrix.py
+--guest` inside. Nothing is installed to the host's /boot or /lib/modules.
+
+The guest suite (each check prints one `CHECK name ok|FAIL detail` line):
+  load      every program variant (pcap, pcap -C, live, live --block), compiled
+            once on the host by bcc and loaded in the guest by the syscall
+            loader: the same bytecode on every kernel, no compiler in the guest
+            (the guest's program cache is seeded with it, so `record` loads it too)
+  names     blocking's DNS name check in the kernel (tests/test_dns_name_check.py)
+  pcap      `record --pcap` of ../shared/zeek-oracle/wikipedia matches Zeek's logs
+  live      `record` in a network-namespace lab: curl's and Python's rows name their process
+  block     `record --block` there: an allowed name connects, a raw address and an
+            unlisted name are refused (NXDOMAIN from the recorder), both logged
+The checks are the repository's own tests, run by pytest inside the guest.
+
+KVM is used where /dev/kvm can boot a stock kernel (probed with a short boot),
+else TCG (--disable-kvm, about ten times slower). One guest at a time.
+The host's own kernel (--host) runs the same suite without a VM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("CICD_AUDIT_KERNEL_CACHE", "/var/cache/cicd-audit/kernels"))
+VENV = Path(os.environ.get("CICD_AUDIT_VENV", "/opt/cicd-audit/venv"))
+VNG = Path(os.environ.get("CICD_AUDIT_VNG", "/opt/cicd-audit/vng/bin/vng"))
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+GUEST_MEMORY = "2G"
+GUEST_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A kernel series and the Debian suite whose linux-image-amd64 picks it."""
+
+    series: str
+    suite: str
+    distribution: str       # for the support table
+
+
+KERNELS = {
+    "5.10": KernelSource("5.10", "bullseye", "Debian 11 (Amazon Linux 2 runs 5.10; Ubuntu 22.04 5.15)"),
+    "6.1": KernelSource("6.1", "bookworm", "Debian 12"),
+    "6.12": KernelSource("6.12", "trixie", "Debian 13"),
+}
+
+
+# -- downloading --------------------------------------------------------------------
+
+def debian_mirror() -> str:
+    """The Debian mirror the host's apt already uses (only read, never changed)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in path.read_text().splitlines():
+            if line.startswith("URIs:") and line.rstrip().endswith("/debian"):
+                return line.split(None, 1)[1].strip()
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                match = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s", line)
+                if match:
+                    return match.group(1)
+    raise SystemExit("no Debian mirror in /etc/apt: pass --mirror URL")
+
+
+def _apt_options(state: Path) -> list[str]:
+    """A private apt state under state/: sources, lists and caches of its own."""
+    return ["-o", f"Dir::Etc::sourcelist={state / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
+            "-o", f"Dir::State::Lists={state / 'lists'}", "-o", f"Dir::Cache={state / 'cache'}",
+            "-o", f"Dir::State::status={state / 'status'}", "-o", "APT::Get::List-Cleanup=0",
+            "-o", "APT::Sandbox::User=root"]
+
+
+def download_kernel(source: KernelSource, mirror: str) -> Path:
+    """Unpack the suite's current linux-image-*-amd64-unsigned under CACHE; returns its vmlinuz."""
+    state = CACHE / "apt" / source.suite
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (state / "status").touch()
+    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {source.suite} main\n")
+    apt = _apt_options(state)
+    subprocess.run(["apt-get", "-q", *apt, "update"], check=True, stdout=subprocess.DEVNULL)
+    shown = subprocess.run(["apt-cache", *apt, "depends", "linux-image-amd64"], check=True,
+                           capture_output=True, text=True).stdout
+    match = re.search(r"Depends: linux-image-(\S+-amd64)\b", shown)
+    if not match:
+        raise SystemExit(f"{source.suite}: linux-image-amd64 depends on no linux-image-*-amd64")
+    release = match.group(1)
+    root = CACHE / release
+    vmlinuz = root / "boot" / f"vmlinuz-{release}"
+    if vmlinuz.exists():
+        return vmlinuz
+    debs = state / "debs"
+    debs.mkdir(exist_ok=True)
+    package = f"linux-image-{release}-unsigned"
+    if not list(debs.glob(f"{package}_*.deb")):
+        subprocess.run(["apt-get", "-q", *apt, "download", package], check=True, cwd=debs, stdout=subprocess.DEVNULL)
+    (deb,) = debs.glob(f"{package}_*.deb")
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        unpacked = Path(tmp) / "root"
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+        # virtme-ng finds the modules next to the image (root/lib/modules/RELEASE)
+        # and needs modules.dep, which the package leaves to its postinst.
+        subprocess.run([shutil.which("depmod") or "/usr/sbin/depmod", "-b", str(unpacked), release], check=True)
+        if root.exists():
+            shutil.rmtree(root)
+        unpacked.rename(root)
+    return vmlinuz
+
+
+# -- the bytecode every guest loads ---------------------------------------------------
+
+def variant_slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def prebuild(directory: Path) -> None:
+    """Compile every prepared variant once, here, with bcc: the guests load these same instructions."""
+    from cicd_audit.recorder import bpf_program, kernel_headers, program_cache
+
+    headers = kernel_headers.choose_headers()
+    for label, settings in bpf_program.PREPARED_SETTINGS.items():
+        program_cache.store(variant_slug(label), bpf_program.compile_program(settings, headers), directory)
+
+
+# -- inside the guest --------------------------------------------------------------------
+
+def check(name: str, ok: bool, detail: str = "") -> bool:
+    line = " ".join(detail.split())[:400]
+    print(f"CHECK {name} {'ok' if ok else 'FAIL'} {line}", flush=True)
+    return ok
+
+
+def guest_load(directory: Path) -> bool:
+    """Load every function of every variant with the syscall loader; a refusal names its function."""
+    from cicd_audit.recorder import bpf_program, bpf_syscall, program_cache
+
+    all_ok = True
+    for label in bpf_program.PREPARED_SETTINGS:
+        program = program_cache.load(variant_slug(label), directory)
+        started = time.monotonic()
+        try:
+            maps, functions = bpf_program.load_into_kernel(program)
+        except bpf_syscall.BpfError as exc:
+            all_ok &= check(f"load[{label}]", False, str(exc))
+            continue
+        for fn in functions.values():
+            os.close(fn.fd)
+        for m in maps.values():
+            m.close()
+        all_ok &= check(f"load[{label}]", True,
+                        f"{len(functions)} functions in {time.monotonic() - started:.1f} s")
+    return all_ok
+
+
+def guest_stats(directory: Path) -> bool:
+    """What the verifier walks for each function of the blocking variant (the largest)."""
+    from cicd_audit.recorder import bpf_program, bpf_syscall, program_cache
+
+    program = program_cache.load(variant_slug("live --block"), directory)
+    maps = {spec.name: bpf_program.BpfMap(spec, bpf_syscall.map_create(
+        spec.type, spec.key_size, spec.value_size, spec.max_entries, spec.flags, spec.name)) for spec in program.maps}
+    all_ok = True
+    try:
+        for f in program.functions:
+            insns = bpf_syscall.patch_map_fds(f.insns, [(i, maps[name].fd) for i, name in f.map_refs])
+            prog_type, attach_type = bpf_program.FUNCTION_TYPES.get(f.name, bpf_program._SCHED_CLS)
+            if prog_type == bpf_syscall.PROG_SOCK_OPS:
+                attach_type = 0
+            try:
+                line = bpf_syscall.verifier_stats(f.name, insns, prog_type, program.license, attach_type)
+                all_ok &= check(f"verifier[{f.name}]", True, line)
+            except bpf_syscall.BpfError as exc:
+                all_ok &= check(f"verifier[{f.name}]", False, str(exc))
+    finally:
+        for m in maps.values():
+            m.close()
+    return all_ok
+
+
+def seed_program_cache(directory: Path) -> None:
+    """Store the host's compile of each variant under the key this kernel's `record` looks up,
+    so the recorder loads the shipped bytecode instead of compiling."""
+    from cicd_audit.recorder import bpf_program, kernel_headers, program_cache
+
+    headers = kernel_headers.choose_headers()
+    for label, settings in bpf_program.PREPARED_SETTINGS.items():
+        program_cache.store(bpf_program.program_key(settings, headers),
+                            program_cache.load(variant_slug(label), directory))
+
+
+# Each smoke check: the tests that make it (node ids under tests/).
+PYTEST_CHECKS = {
+    "names": ["test_dns_name_check.py"],
+    "pcap": ["test_oracle.py::test_matches_zeek[wikipedia]", "test_oracle.py::test_dns_uids_join_conn_rows[wikipedia]"],
+    "live": ["test_block_live.py::test_connections_name_their_process",
+             "test_record_live.py::test_curl_against_http_server"],
+    "block": ["test_block_live.py::test_allowed_name_connects_at_once_and_the_rest_is_refused"],
+}
+
+
+def guest_pytest(checks: list[str]) -> bool:
+    """Run the checks' tests in one pytest; one CHECK line per check."""
+    import xml.etree.ElementTree as ET
+
+    wanted = [c for c in checks if c in PYTEST_CHECKS]
+    if not wanted:
+        return True
+    report = Path(tempfile.mkdtemp(prefix="kernel-matrix-")) / "junit.xml"
+    nodes = [f"tests/{node}" for c in wanted for node in PYTEST_CHECKS[c]]
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                    *nodes], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outcome = {}
+    if report.exists():
+        for case in ET.parse(report).iter("testcase"):
+            problem = next(iter(case), None)
+            name = f"{Path(case.get('classname', '').replace('.', '/')).name}.py::{case.get('name')}"
+            outcome[name] = (problem.tag if problem is not None else "passed",
+                             (problem.get("message") or "") if problem is not None else "")
+    all_ok = True
+    for c in wanted:
+        mine = {name: result for name, result in outcome.items()
+                if any(name == node or name.startswith(node + "::") or name.startswith(node + "[")
+                       for node in PYTEST_CHECKS[c])}
+        bad = [f"{name}: {kind} {message[:200]}" for name, (kind, message) in mine.items() if kind != "passed"]
+        bad += [f"{node}: not run" for node in PYTEST_CHECKS[c]
+                if not any(name == node or name.startswith(node + "::") for name in mine)]
+        all_ok &= check(c, not bad, "; ".join(bad) if bad else f"{len(mine)} tests passed")
+    print(f"PYTEST {time.monotonic() - started:.0f} s", flush=True)
+    return all_ok
+
+
+def guest_main(directory: Path, checks: list[str]) -> int:
+    print(f"GUEST {os.uname().release}", flush=True)
+    ok = True
+    if "load" in checks:
+        ok &= guest_load(directory)
+    if "stats" in checks:
+        ok &= guest_stats(directory)
+    seed_program_cache(directory)
+    ok &= guest_pytest(checks)
+    return 0 if ok else 1
+
+
+# -- on the host: booting, and the table ---------------------------------------------------
+
+CHECKS = ("load", "names", "pcap", "live", "block")
+
+
+def kvm_boots(vmlinuz: Path) -> bool:
+    """Whether /dev/kvm boots a stock kernel here (PVM's does not: qemu fails in seconds)."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    try:
+        done = subprocess.run([str(VNG), "-r", str(vmlinuz), "--memory", "512M", "--exec", "echo kvm-boots"],
+                              capture_output=True, text=True, timeout=120, env=_vng_env())
+    except subprocess.TimeoutExpired:
+        return False
+    return "kvm-boots" in done.stdout
+
+
+def _vng_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VNG.parent}:{env.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin"
+    return env
+
+
+@dataclass
+class KernelResult:
+    series: str
+    release: str
+    distribution: str
+    accel: str
+    seconds: float
+    checks: dict            # name -> (ok, detail)
+    dns_name_insns: str = ""
+
+
+def parse_checks(output: str) -> tuple[dict, str]:
+    checks, insns = {}, ""
+    for line in output.splitlines():
+        m = re.match(r"CHECK (\S+) (ok|FAIL) ?(.*)", line)
+        if not m:
+            continue
+        name, ok, detail = m.groups()
+        if name == "verifier[ca_dns_name]":
+            insns = (re.search(r"processed (\d+) insns", detail) or [None, ""])[1]
+            continue
+        if name.startswith("verifier["):
+            continue
+        key = "load" if name.startswith("load[") else name
+        prev_ok, prev_detail = checks.get(key, (True, ""))
+        checks[key] = (prev_ok and ok == "ok", (prev_detail + "; " if prev_detail and ok != "ok" else "")
+                       + (detail if ok != "ok" else "") if (not prev_ok or ok != "ok") else "")
+    return checks, insns
+
+
+def run_guest(vmlinuz: Path, bytecode: Path, accel: str, checks: list[str], log: Path) -> tuple[str, float]:
+    guest_dir = "/tmp/kernel-matrix-bytecode"
+    argv = [str(VNG), "-r", str(vmlinuz), "--memory", GUEST_MEMORY, "--cpus", "2",
+            f"--rodir={guest_dir}={bytecode}",
+            "--exec", f"{VENV / 'bin' / 'python'} {REPO / 'scripts' / 'kernel_matrix.py'} --guest {guest_dir} "
+                      f"--checks {','.join(checks)}"]
+    if accel == "tcg":
+        argv.insert(1, "--disable-kvm")
+    started = time.monotonic()
+    try:
+        done = subprocess.run(["nice", "-n", "10", *argv], capture_output=True, text=True, timeout=GUEST_TIMEOUT_S,
+                              env=_vng_env(), cwd=REPO)
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode(errors="replace") + f"\nguest timed out after {GUEST_TIMEOUT_S} s"
+    log.write_text(output)
+    return output, time.monotonic() - started
+
+
+def run_host(bytecode: Path, checks: list[str], log: Path) -> tuple[str, float]:
+    started = time.monotonic()
+    done = subprocess.run([str(VENV / "bin" / "python"), str(REPO / "scripts" / "kernel_matrix.py"),
+                           "--guest", str(bytecode), "--checks", ",".join(checks)],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "CICD_AUDIT_CACHE": tempfile.mkdtemp(prefix="kernel-matrix-cache-")})
+    output = done.stdout + done.stderr
+    log.write_text(output)
+    return output, time.monotonic() - started
+
+
+CHECK_TITLES = {"load": "all programs load (same bytecode)", "names": "DNS name check",
+                "pcap": "`record --pcap` = Zeek", "live": "live + attribution", "block": "`--block`"}
+
+
+def write_table(results: list[KernelResult], path: Path) -> None:
+    lines = [
+        "# Kernel support",
+        "",
+        "Generated by `scripts/kernel_matrix.py` from its last run: Debian's own kernels booted",
+        "with virtme-ng against the host's root (read-only), each running the smoke suite",
+        "described in the script's header; the host's own kernel runs it without a VM.",
+        "The bytecode is compiled once, on the host, and the same instructions load on every kernel.",
+        "",
+        "| kernel | distribution | " + " | ".join(CHECK_TITLES[c] for c in CHECKS)
+        + " | ca_dns_name: insns the verifier walked | VM | time |",
+        "|---|---|" + "---|" * len(CHECKS) + "---|---|---|",
+    ]
+    for r in results:
+        cells = []
+        for c in CHECKS:
+            ok, detail = r.checks.get(c, (None, ""))
+            cells.append("not run" if ok is None else ("yes" if ok else f"**no**: {_md(detail)[:160]}"))
+        lines.append(f"| {r.release} | {r.distribution} | " + " | ".join(cells)
+                     + f" | {r.dns_name_insns or '-'} | {r.accel} | {r.seconds:.0f} s |")
+    lines += ["", f"Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
+    path.write_text("\n".join(lines))
+
+
+def _md(text: str) -> str:
+    """Log text as table-cell data: no pipes, no markup."""
+    return re.sub(r"[|`*_<>\[\]]", " ", " ".join(text.split()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", default="6.1,5.10", help="comma-separated series from: " + ", ".join(KERNELS))
+    parser.add_argument("--host", action="store_true", help="also run the suite on the running kernel, without a VM")
+    parser.add_argument("--checks", default=",".join(CHECKS))
+    parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    parser.add_argument("--table", type=Path, help="write the support table here (e.g. docs/kernels.md)")
+    parser.add_argument("--mirror", help="Debian mirror (default: the one the host's apt uses)")
+    parser.add_argument("--download-only", action="store_true")
+    parser.add_argument("--prebuild", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--guest", type=Path, metavar="DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    checks = args.checks.split(",")
+    if args.prebuild:
+        prebuild(args.prebuild)
+        return 0
+    if args.guest:
+        return guest_main(args.guest, checks)
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (loads BPF programs, creates network namespaces)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    mirror = args.mirror or debian_mirror()
+    kernels = [(KERNELS[s], download_kernel(KERNELS[s], mirror)) for s in args.kernels.split(",") if s]
+    if args.download_only:
+        for source, vmlinuz in kernels:
+            print(f"{source.series}: {vmlinuz}")
+        return 0
+    if kernels and not VNG.exists():
+        raise SystemExit(f"{VNG} is missing: python3 -m venv {VNG.parent.parent} && {VNG.parent / 'pip'} "
+                         "install virtme-ng (and apt-get install qemu-system-x86 kmod busybox-static)")
+    logs = CACHE / "logs"
+    logs.mkdir(exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bytecode-", dir=CACHE) as bytecode:
+        started = time.monotonic()
+        prebuild(Path(bytecode))
+        print(f"compiled every variant on the host in {time.monotonic() - started:.0f} s", flush=True)
+        os.chmod(bytecode, 0o755)
+        if args.host:
+            release = os.uname().release
+            output, seconds = run_host(Path(bytecode), checks + ["stats"], logs / f"{release}.log")
+            found, insns = parse_checks(output)
+            results.append(KernelResult("host", release, "this host", "none", seconds, found, insns))
+            print(f"{release}: {found} ({seconds:.0f} s)", flush=True)
+        accel = None
+        for source, vmlinuz in kernels:
+            if accel is None:
+                accel = args.accel if args.accel != "auto" else ("kvm" if kvm_boots(vmlinuz) else "tcg")
+            release = vmlinuz.name.removeprefix("vmlinuz-")
+            output, seconds = run_guest(vmlinuz, Path(bytecode), accel, checks + ["stats"], logs / f"{release}.log")
+            found, insns = parse_checks(output)
+            if "GUEST" not in output:
+                found = {c: (False, "the guest did not boot (see the log)") for c in checks}
+            results.append(KernelResult(source.series, release, source.distribution, accel, seconds, found, insns))
+            print(f"{release}: {found} ({seconds:.0f} s; log {logs / (release + '.log')})", flush=True)
+    if args.table:
+        write_table(results, args.table)
+    failed = [r.release for r in results if not all(ok for ok, _ in r.checks.values()) or
+              set(r.checks) != set(checks)]
+    print("all kernels passed" if not failed else f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
