@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 LAST_LINES = 8
 
@@ -59,7 +59,7 @@ _KNOWN = (
 )
 
 
-def explain(log: str, err: int = 0) -> Optional[Explanation]:
+def explain(log: str, err: int = 0) -> Explanation | None:
     """The missing feature and what to do, when the log or errno shows one; None otherwise."""
     for pattern, feature, action in _KNOWN:
         match = pattern.search(log)

@@ -97,13 +97,22 @@ def download_kernel(source: KernelSource, mirror: str) -> Path:
     (state / "status").touch()
     (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {source.suite} main\n")
     apt = _apt_options(state)
-    subprocess.run(["apt-get", "-q", *apt, "update"], check=True, stdout=subprocess.DEVNULL)
+    remembered = state / "release"           # the suite's kernel when last looked up
+    updated = subprocess.run(["apt-get", "-q", *apt, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    if updated.returncode != 0:
+        if remembered.exists() and (CACHE / remembered.read_text().strip()).is_dir():
+            release = remembered.read_text().strip()
+            print(f"{source.suite}: the mirror is out of reach; using the cached {release}", file=sys.stderr)
+            return CACHE / release / "boot" / f"vmlinuz-{release}"
+        raise SystemExit(f"{source.suite}: apt-get update failed: {updated.stderr.strip()}")
     shown = subprocess.run(["apt-cache", *apt, "depends", "linux-image-amd64"], check=True,
                            capture_output=True, text=True).stdout
     match = re.search(r"Depends: linux-image-(\S+-amd64)\b", shown)
     if not match:
         raise SystemExit(f"{source.suite}: linux-image-amd64 depends on no linux-image-*-amd64")
     release = match.group(1)
+    remembered.write_text(release + "\n")
     root = CACHE / release
     vmlinuz = root / "boot" / f"vmlinuz-{release}"
     if vmlinuz.exists():
@@ -160,13 +169,13 @@ def guest_load(directory: Path) -> bool:
         try:
             maps, functions = bpf_program.load_into_kernel(program)
         except bpf_syscall.BpfError as exc:
-            all_ok &= check(f"load[{label}]", False, str(exc))
+            all_ok &= check(f"load[{variant_slug(label)}]", False, str(exc))
             continue
         for fn in functions.values():
             os.close(fn.fd)
         for m in maps.values():
             m.close()
-        all_ok &= check(f"load[{label}]", True,
+        all_ok &= check(f"load[{variant_slug(label)}]", True,
                         f"{len(functions)} functions in {time.monotonic() - started:.1f} s")
     return all_ok
 
@@ -227,8 +236,9 @@ def guest_pytest(checks: list[str]) -> bool:
     report = Path(tempfile.mkdtemp(prefix="kernel-matrix-")) / "junit.xml"
     nodes = [f"tests/{node}" for c in wanted for node in PYTEST_CHECKS[c]]
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                    *nodes], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=6",
+                    f"--junitxml={report}", *nodes], cwd=REPO, stderr=subprocess.STDOUT)
     outcome = {}
     if report.exists():
         for case in ET.parse(report).iter("testcase"):
@@ -249,8 +259,23 @@ def guest_pytest(checks: list[str]) -> bool:
     return all_ok
 
 
+GUEST_MODULES = Path("/tmp/kernel-matrix-modules")
+
+
+def link_guest_modules() -> None:
+    """Point /lib/modules/RELEASE at the modules exported by run_guest(): virtme-ng links it
+    to their host path, which the guest's tmpfs over /var/cache hides (and modprobe of
+    veth, sch_ingress, ... would fail)."""
+    target = Path("/lib/modules") / os.uname().release
+    if GUEST_MODULES.is_dir() and not (target / "modules.dep").exists():
+        if target.is_symlink():
+            target.unlink()
+        target.symlink_to(GUEST_MODULES)
+
+
 def guest_main(directory: Path, checks: list[str]) -> int:
     print(f"GUEST {os.uname().release}", flush=True)
+    link_guest_modules()
     ok = True
     if "load" in checks:
         ok &= guest_load(directory)
@@ -296,21 +321,23 @@ class KernelResult:
 
 
 def parse_checks(output: str) -> tuple[dict, str]:
+    """{check: (ok, what failed)} from the guest's CHECK lines (load[VARIANT] folded into load),
+    and the instructions the verifier walked for ca_dns_name."""
     checks, insns = {}, ""
     for line in output.splitlines():
         m = re.match(r"CHECK (\S+) (ok|FAIL) ?(.*)", line)
         if not m:
             continue
-        name, ok, detail = m.groups()
-        if name == "verifier[ca_dns_name]":
-            insns = (re.search(r"processed (\d+) insns", detail) or [None, ""])[1]
-            continue
+        name, verdict, detail = m.groups()
         if name.startswith("verifier["):
+            if name == "verifier[ca_dns_name]":
+                insns = (re.search(r"processed (\d+) insns", detail) or [None, ""])[1]
             continue
         key = "load" if name.startswith("load[") else name
-        prev_ok, prev_detail = checks.get(key, (True, ""))
-        checks[key] = (prev_ok and ok == "ok", (prev_detail + "; " if prev_detail and ok != "ok" else "")
-                       + (detail if ok != "ok" else "") if (not prev_ok or ok != "ok") else "")
+        ok, failures = checks.get(key, (True, ""))
+        if verdict == "FAIL":
+            ok, failures = False, "; ".join(filter(None, [failures, f"{name}: {detail}"]))
+        checks[key] = (ok, failures)
     return checks, insns
 
 
@@ -318,6 +345,7 @@ def run_guest(vmlinuz: Path, bytecode: Path, accel: str, checks: list[str], log:
     guest_dir = "/tmp/kernel-matrix-bytecode"
     argv = [str(VNG), "-r", str(vmlinuz), "--memory", GUEST_MEMORY, "--cpus", "2",
             f"--rodir={guest_dir}={bytecode}",
+            f"--rodir={GUEST_MODULES}={vmlinuz.parent.parent / 'lib' / 'modules' / vmlinuz.name[len('vmlinuz-'):]}",
             "--exec", f"{VENV / 'bin' / 'python'} {REPO / 'scripts' / 'kernel_matrix.py'} --guest {guest_dir} "
                       f"--checks {','.join(checks)}"]
     if accel == "tcg":
@@ -377,6 +405,23 @@ def _md(text: str) -> str:
     return re.sub(r"[|`*_<>\[\]]", " ", " ".join(text.split()))
 
 
+SETUP_DEBS = ("qemu-system-x86", "kmod", "busybox-static")
+
+
+def setup() -> None:
+    """What booting needs, for a fresh machine (CI): qemu and kmod from apt, virtme-ng from PyPI
+    in a venv of its own (VNG), so the project's venv stays as it is."""
+    missing = [deb for deb in SETUP_DEBS
+               if subprocess.run(["dpkg", "-s", deb], capture_output=True).returncode != 0]
+    if missing:
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not VNG.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VNG.parent.parent)], check=True)
+        subprocess.run([str(VNG.parent / "pip"), "install", "-q", "virtme-ng"], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", default="6.1,5.10", help="comma-separated series from: " + ", ".join(KERNELS))
@@ -386,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="write the support table here (e.g. docs/kernels.md)")
     parser.add_argument("--mirror", help="Debian mirror (default: the one the host's apt uses)")
     parser.add_argument("--download-only", action="store_true")
+    parser.add_argument("--setup", action="store_true",
+                        help="first install qemu-system-x86, kmod, busybox-static (apt) and virtme-ng (its own venv)")
     parser.add_argument("--prebuild", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--guest", type=Path, metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -398,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root (loads BPF programs, creates network namespaces)")
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.setup:
+        setup()
     mirror = args.mirror or debian_mirror()
     kernels = [(KERNELS[s], download_kernel(KERNELS[s], mirror)) for s in args.kernels.split(",") if s]
     if args.download_only:

@@ -9,7 +9,6 @@ mount and no directory behind.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -18,8 +17,12 @@ from pathlib import Path
 import pytest
 
 from cicd_audit.recorder import cleanup
-from cicd_audit.recorder.cgroup_attach import (CGROUP2_SUPER_MAGIC, cgroup2_mount, kernel_has_cgroup2,
-                                               visible_cgroup2_mounts)
+from cicd_audit.recorder.cgroup_attach import (
+    CGROUP2_SUPER_MAGIC,
+    cgroup2_mount,
+    kernel_has_cgroup2,
+    visible_cgroup2_mounts,
+)
 
 HYBRID_MOUNTS = """sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
 tmpfs /sys/fs/cgroup tmpfs ro,nosuid,nodev,noexec,mode=755 0 0
@@ -56,7 +59,8 @@ CHILD = r"""
 import json, os, struct, sys
 from pathlib import Path
 from cicd_audit.recorder import bpf_syscall, cleanup
-from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount, cgroup_program_ids, visible_cgroup2_mounts
+from cicd_audit.recorder.cgroup_attach import (CgroupAttachment, cgroup2_mount, cgroup_program_ids,
+                                               visible_cgroup2_mounts)
 
 report = {"visible_before": [str(p) for p in visible_cgroup2_mounts()]}
 root = cgroup2_mount()

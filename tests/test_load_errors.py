@@ -16,6 +16,7 @@ import pytest
 
 from cicd_audit.recorder import bpf_program, bpf_syscall, verifier_log
 
+
 # A few instructions (include/uapi/linux/bpf.h encoding: opcode, dst|src<<4, off, imm).
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
     return struct.pack("<BBhi", code, dst | src << 4, off, imm)
