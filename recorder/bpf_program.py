@@ -290,6 +290,10 @@ class BpfMap:
 
     def keys(self, key_type=None) -> list[bytes]:
         """Every key, as raw bytes (key_type: a ctypes type of key_size bytes to walk with)."""
+        if not self.percpu:
+            batched = bpf_syscall.map_keys_batched(self.fd, self.spec.key_size, self.spec.value_size)
+            if batched is not None:
+                return batched
         key_type = key_type or (ctypes.c_ubyte * self.spec.key_size)
         keys, key, next_key = [], key_type(), key_type()
         previous = None

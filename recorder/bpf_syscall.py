@@ -44,6 +44,7 @@ BPF_PROG_QUERY = 16
 BPF_BTF_LOAD = 18
 BPF_LINK_CREATE = 28
 BPF_LINK_DETACH = 34
+BPF_MAP_LOOKUP_BATCH = 24           # kernel 5.6
 
 # enum bpf_map_type (only those the program declares)
 MAP_HASH = 1
@@ -135,6 +136,12 @@ class _BtfLoadAttr(ctypes.Structure):
 class _MapElemAttr(ctypes.Structure):
     _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
                 ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _BatchAttr(ctypes.Structure):        # BPF_MAP_LOOKUP_BATCH
+    _fields_ = [("in_batch", ctypes.c_uint64), ("out_batch", ctypes.c_uint64), ("keys", ctypes.c_uint64),
+                ("values", ctypes.c_uint64), ("count", ctypes.c_uint32), ("map_fd", ctypes.c_uint32),
+                ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
 class _ProgLoadAttr(ctypes.Structure):
@@ -449,6 +456,36 @@ def map_delete(map_fd: int, key) -> bool:
 def map_get_next_key(map_fd: int, key, next_key) -> bool:
     """Write the key after key (the first one when key is None) into next_key; False at the end."""
     return _found(BPF_MAP_GET_NEXT_KEY, _elem(map_fd, key, next_key), "map get_next_key")
+
+
+def map_keys_batched(map_fd: int, key_size: int, value_size: int, per_call: int = 1024) -> list[bytes] | None:
+    """Every key of a hash map through BPF_MAP_LOOKUP_BATCH: one syscall per per_call entries instead of
+    one per key. None where the kernel (before 5.6) or the map type has no batch lookup: walk the keys
+    with map_get_next_key instead. Keys added or removed meanwhile may or may not be listed, as with a
+    walk."""
+    token_in, token_out = ctypes.c_uint64(), ctypes.c_uint64()     # a hash map's token is its bucket (u32)
+    keys, count = [], per_call
+    first = True
+    while True:
+        key_buf = ctypes.create_string_buffer(key_size * count)
+        value_buf = ctypes.create_string_buffer(value_size * count)
+        attr = _BatchAttr(in_batch=0 if first else ctypes.addressof(token_in), out_batch=ctypes.addressof(token_out),
+                          keys=ctypes.addressof(key_buf), values=ctypes.addressof(value_buf), count=count,
+                          map_fd=map_fd)
+        rc = _bpf(BPF_MAP_LOOKUP_BATCH, attr)
+        err = 0 if rc == 0 else ctypes.get_errno()
+        if err in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) and first and not keys:
+            return None
+        if err == errno.ENOSPC and attr.count == 0:
+            count *= 2                  # one bucket holds more entries than fit: ask for more at once
+            continue
+        if err not in (0, errno.ENOENT):
+            raise BpfError(err, f"map lookup batch: {os.strerror(err)}")
+        raw = key_buf.raw
+        keys += [raw[i * key_size:(i + 1) * key_size] for i in range(attr.count)]
+        if err == errno.ENOENT:         # the last batch
+            return keys
+        token_in.value, first = token_out.value, False
 
 
 @lru_cache(maxsize=1)
