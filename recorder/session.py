@@ -5,6 +5,12 @@ writes conn.log, dns.log, weird.log and capture_stats.log in the output
 directory. Everything it counts (events it could not decode, DNS messages
 it could not parse) is written to the logs at the end, never dropped silently.
 
+Every log, capture_stats.log included, is created when the session starts,
+through recorder/output_dir.py (no links followed, no file reused), and never
+reopened by name. A log the disk refuses (full, quota, I/O error) keeps its
+complete rows; the failure is said once on stderr, the rows it could not take
+are counted (capture_stats.log's rows_lost), and `failures` names each.
+
 Live recording may add process attribution (a ProcessTable: conn.log gets the
 proc.* columns of zeek_schemas/conn_process.tsv) and blocking mode (conn.log
 gets ``blocked``; every refused attempt becomes a notice.log row). Without
@@ -14,16 +20,25 @@ them the output is exactly what it was before either existed.
 from __future__ import annotations
 
 import ipaddress
+import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cicd_audit.errors import UsageError
+from cicd_audit.errors import CicdAuditError
 from cicd_audit.recorder import abi, events
-from cicd_audit.recorder.conn_rows import (community_id, conn_row, is_blocked, process_columns, proto_name,
-                                           refused_connect_row)
+from cicd_audit.recorder.conn_rows import (
+    community_id,
+    conn_row,
+    is_blocked,
+    process_columns,
+    proto_name,
+    refused_connect_row,
+)
 from cicd_audit.recorder.dns.log import DnsConnectionLog
+from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.uid import UidAllocator
 from cicd_audit.recorder.weirds import weird_name
@@ -63,18 +78,19 @@ NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
 NOTICE_SUPPRESS_FOR = 0.0
 # Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
 RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process")
+STATUS_FILE = "recorder.status"
+
 # Blocking-mode kernel stats that capture_stats.log carries under the same names.
 BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
 
 
 class SessionLog:
-    def __init__(self, out_dir: Path, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
+    def __init__(self, out_dir: Path | OutputDir, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
                  add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False):
-        self.out_dir = Path(out_dir)
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create the output directory {out_dir}: {exc.strerror}") from exc
+        self._owns_output = not isinstance(out_dir, OutputDir)      # else the caller closes it
+        self.output = OutputDir(out_dir) if self._owns_output else out_dir
+        self.out_dir = self.output.path
+        self.failures: list[str] = []       # logs the disk refused, each with why
         self.fmt = fmt
         self.to_epoch = to_epoch
         self.peer = peer
@@ -92,21 +108,45 @@ class SessionLog:
         self.blocking = blocking
         if blocking:
             conn_schema = conn_schema.extended(load_schema("conn_blocked"))
-        self._conn = LogWriter(self.out_dir, conn_schema, fmt)
-        self._dns = LogWriter(self.out_dir, load_schema("dns"), fmt)
-        self._weird = LogWriter(self.out_dir, load_schema("weird"), fmt)
-        self._writers = [self._conn, self._dns, self._weird]
-        self._notice = None
-        if blocking:
-            notice_schema = load_schema("notice")
-            if processes is not None:
-                notice_schema = notice_schema.extended(load_schema("notice_process"))
-            self._notice = LogWriter(self.out_dir, notice_schema, fmt)
-            self._writers.append(self._notice)
+        self._writers: list[LogWriter] = []
+        try:
+            self._conn = self._log(conn_schema)
+            self._dns = self._log(load_schema("dns"))
+            self._weird = self._log(load_schema("weird"))
+            self._notice = None
+            if blocking:
+                notice_schema = load_schema("notice")
+                if processes is not None:
+                    notice_schema = notice_schema.extended(load_schema("notice_process"))
+                self._notice = self._log(notice_schema)
+            # Created now, written at the end: nothing is opened by name later.
+            self._stats = LogWriter(self.out_dir, load_schema("capture_stats"), fmt, opener=self.output.create,
+                                    on_failure=self._log_failed)
+        except BaseException:
+            for writer in self._writers:
+                writer.close()
+            if self._owns_output:
+                self.output.close()
+            raise
         self._blocked_conns: set[int] = set()       # kernel conn ids with a blocked packet
         self._names_by_addr: dict[str, dict] = {}    # address -> names DNS answers resolved to it (ordered)
         self.last_ts: float | None = None
         self.closed = False
+
+    def _log(self, schema) -> LogWriter:
+        writer = LogWriter(self.out_dir, schema, self.fmt, opener=self.output.create, on_failure=self._log_failed)
+        self._writers.append(writer)
+        return writer
+
+    def _log_failed(self, writer: LogWriter) -> None:
+        name = writer.schema.path + ".log"
+        self.failures.append(f"{name}: {writer.failure}")
+        print(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
+              "kept, later ones are counted as lost", file=sys.stderr, flush=True)
+
+    @property
+    def rows_lost(self) -> int:
+        return sum(w.lost_rows for w in self._writers) + self._stats.lost_rows
 
     # -- events -----------------------------------------------------------------
     def on_event(self, data, size: int) -> None:
@@ -289,11 +329,13 @@ class SessionLog:
         """Recording failed part-way: say so in weird.log and still leave every log valid."""
         if self.closed:
             return
+        self.failures.append(f"recording aborted: {reason}")
         self.write_weird(self.last_ts or time.time(), "cicd_audit_recording_aborted", reason)
         self.close({}, "aborted", 0.0)
 
-    def close(self, kernel_stats: dict, source: str, duration: float) -> dict:
-        """Flush what is pending, write capture_stats.log, close every log. Returns the stats row."""
+    def close(self, kernel_stats: dict, source: str, duration: float, command_status: int | None = None) -> dict:
+        """Flush what is pending, write capture_stats.log, close every log, and write recorder.status
+        (whether the recording is complete, and the recorded command's exit status). Returns the stats row."""
         self.closed = True
         end_ts = self.last_ts or time.time()
         for conn_key, dns_log in list(self._dns_logs.items()):
@@ -318,9 +360,25 @@ class SessionLog:
         stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
         for writer in self._writers:
             writer.close()
-        with LogWriter(self.out_dir, load_schema("capture_stats"), self.fmt) as writer:
-            writer.write(stats)
+        stats["rows_lost"] = self.rows_lost
+        self._stats.write(stats)
+        self._stats.close()
+        stats["rows_lost"] = self.rows_lost        # the stats row itself, if the disk refused it too
+        self._write_status(stats, command_status)
+        if self._owns_output:
+            self.output.close()
         return stats
+
+
+    def _write_status(self, stats: dict, command_status: int | None) -> None:
+        """recorder.status: one JSON object a CI step can read to tell a recorder failure from the job's."""
+        status = {"recording": "incomplete" if self.failures else "complete", "failures": self.failures,
+                  "rows_lost": stats["rows_lost"], "ringbuf_drops": stats["ringbuf_drops"],
+                  "command_status": command_status}
+        try:
+            self.output.write_new(STATUS_FILE, json.dumps(status) + "\n")
+        except (OSError, CicdAuditError) as exc:
+            self.failures.append(f"{STATUS_FILE}: {getattr(exc, 'strerror', None) or exc}")
 
 
 def _address_key(text) -> str | None:

@@ -3,12 +3,13 @@
 API::
 
     LogWriter(directory, schema, fmt="tsv" | "json", open_time=None,
-              flush_interval=1.0, max_buffer=65536)
+              flush_interval=1.0, max_buffer=65536, opener=None, on_failure=None)
         .write(record: Mapping[str, object]) -> None
         .flush() -> None
         .close(close_time=None) -> None          # also via ``with``
         .path                                    # <directory>/<schema.path>.log
         .rows                                    # rows written so far
+        .failure, .lost_rows                     # why writing stopped (e.g. disk full), rows not written
     format_tsv_row(schema, record) -> bytes       # one line, with the newline
     tsv_header(schema, open_time=None) -> bytes   # the 8 header lines
     format_json_row(schema, record) -> bytes      # one line, with the newline
@@ -536,6 +537,14 @@ class LogWriter:
     write; call ``flush()`` from a timer if rows can stop arriving) or when
     ``max_buffer`` bytes are pending; ``flush_interval=0`` writes every row at
     once.
+
+    ``opener(file_name) -> fd`` creates the file (default: create or truncate
+    the path); the recorder passes one that never follows or reuses a file.
+
+    When the file cannot be written (disk full, quota, I/O error) the file is
+    cut back to its last complete line, ``failure`` says why, later rows are
+    counted in ``lost_rows`` instead of written, and ``on_failure(writer)`` is
+    called once. Nothing raises: the log stays valid, only shorter.
     """
 
     def __init__(
@@ -546,6 +555,8 @@ class LogWriter:
         open_time: Optional[float] = None,
         flush_interval: float = 1.0,
         max_buffer: int = 65536,
+        opener: Optional[Callable[[str], int]] = None,
+        on_failure: Optional[Callable[["LogWriter"], None]] = None,
     ):
         if fmt not in ("tsv", "json"):
             raise ValueError("fmt must be 'tsv' or 'json', not %r" % (fmt,))
@@ -557,11 +568,17 @@ class LogWriter:
         self._max_buffer = max_buffer
         self._buf: List[bytes] = []
         self._buf_len = 0
+        self._buf_rows = 0
+        self._complete = 0          # bytes in the file that end on a whole line
+        self.failure: Optional[str] = None
+        self.lost_rows = 0
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._format = format_tsv_row if fmt == "tsv" else format_json_row
-        self._fd: Optional[int] = os.open(
-            self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644
-        )
+        if opener is not None:
+            self._fd: Optional[int] = opener(schema.path + ".log")
+        else:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         self._last_flush = time.monotonic()
         try:
             if fmt == "tsv":
@@ -582,11 +599,27 @@ class LogWriter:
     def closed(self) -> bool:
         return self._fd is None
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, data: bytes, rows: int = 0) -> None:
+        """Write whole lines; on failure cut the file back to its last whole line (see the class)."""
+        if self.failure is not None:
+            self.lost_rows += rows
+            return
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self.failure = f"{exc.strerror} (errno {exc.errno})"
+            self.lost_rows += rows
+            try:
+                os.ftruncate(self._fd, self._complete)     # no half row stays behind
+            except OSError:
+                pass
+            if self._on_failure is not None:
+                self._on_failure(self)
+            return
+        self._complete += len(data)
 
     def write(self, record: Mapping[str, object]) -> None:
         """Format and queue one row; raises on unknown fields or bad values
@@ -598,6 +631,7 @@ class LogWriter:
             self._buf.append(line)
             self._buf_len += len(line)
             self.rows += 1
+            self._buf_rows += 1
             if (
                 self._buf_len >= self._max_buffer
                 or time.monotonic() - self._last_flush >= self._flush_interval
@@ -606,10 +640,10 @@ class LogWriter:
 
     def _flush_locked(self) -> None:
         if self._buf:
-            data = b"".join(self._buf)
+            data, rows = b"".join(self._buf), self._buf_rows
             self._buf.clear()
-            self._buf_len = 0
-            self._write_all(data)
+            self._buf_len = self._buf_rows = 0
+            self._write_all(data, rows)
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
