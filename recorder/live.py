@@ -14,23 +14,24 @@ that blocking outlives a crash (`cicd-audit cleanup` removes them).
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Optional, Sequence
-
 import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-from cicd_audit.errors import EnvironmentProblem, UsageError
+from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem
 from cicd_audit.recorder import cleanup
 from cicd_audit.recorder.attach import TcAttachment
-from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
+from cicd_audit.recorder.interfaces import choose_interfaces
+from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
@@ -59,7 +60,8 @@ class _StopFlag:
 
     def __init__(self):
         self.stop = False
-        self.child: Optional[subprocess.Popen] = None
+        self.signum = 0                 # the signal that stopped the recording
+        self.child: subprocess.Popen | None = None
         self._previous = {}
 
     def install(self) -> None:
@@ -76,15 +78,32 @@ class _StopFlag:
                 self.child.terminate()      # SIGINT already reached the foreground group
             return
         self.stop = True
+        self.signum = signum
 
 
-def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command: Sequence[str] | None = None,
+def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = None,
+                command: Sequence[str] | None = None,
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
                 settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
                 community_id: bool = False, cgroup: Path | None = None, blocking: Blocking | None = None,
                 process_args: bool = False) -> LiveResult:
     """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
-    process and container on the host is covered); blocking: enforce a policy."""
+    process and container on the host is covered); blocking: enforce a policy.
+
+    SIGINT and SIGTERM stop the recording cleanly from the first line on: one
+    arriving during start-up lets the current step finish, starts no command,
+    and closes complete logs (exit 128 + the signal with a command, else 0)."""
+    flag = _StopFlag()
+    flag.install()
+    try:
+        return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
+                            community_id, cgroup, blocking, process_args)
+    finally:
+        flag.restore()
+
+
+def _record_live(flag: _StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
+                 community_id, cgroup, blocking, process_args) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)
     cgroup = cgroup or cgroup2_mount()
@@ -106,7 +125,6 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
     if likely_server_ports is not None:
         program.set_likely_server_ports(likely_server_ports)
     pin_dir = None
-    flag = _StopFlag()
     started = time.monotonic()
     exit_status = 0
     try:
@@ -115,7 +133,6 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
             if blocking.fail_closed:
                 pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
         sweeper = Sweeper(program, program.sweep_fn.fd)
-        flag.install()
         with contextlib.ExitStack() as attached:
             # The hooks first: a socket that connects before TC sees its packets still has an owner.
             _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
@@ -123,11 +140,14 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
                                                 pin_dir=pin_dir))
             if on_ready is not None:
                 on_ready()
-            if command:
+            if command and flag.stop:
+                exit_status = 128 + flag.signum     # stopped before the command could start
+            elif command:
                 try:
                     flag.child = subprocess.Popen(list(command))
                 except OSError as exc:
-                    raise UsageError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
+                    raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}",
+                                             not_found=isinstance(exc, FileNotFoundError)) from exc
             next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             while not flag.stop:
                 program.poll(POLL_MS)
@@ -142,14 +162,14 @@ def record_live(out_dir: Path, interfaces: Sequence[str] | None = None, command:
             program.poll(POLL_MS)
         sweeper.sweep(time.monotonic_ns(), drain=True)
         program.poll()
-        stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started)
+        stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started,
+                              command_status=exit_status if command else None)
         if pin_dir is not None:         # a clean stop: fail-closed has nothing left to guard
             cleanup.remove_pin_dir(pin_dir)
         return LiveResult(exit_status, stats)
     finally:
         if not session.closed:
             session.abort("recording stopped by an error")
-        flag.restore()
         if flag.child is not None and flag.child.poll() is None:
             flag.child.terminate()
         program.close()

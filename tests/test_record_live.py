@@ -9,6 +9,7 @@ the crafted packets from their scapy definition.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -17,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, UNREACHABLE_V4, V4, V6
 
 from cicd_audit.zeeklog.reader import read_log
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, UNREACHABLE_V4, V4, V6
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
 
@@ -300,9 +301,11 @@ def test_second_recorder_on_the_same_interface_is_refused_clearly(lab, tmp_path)
     assert lab.record(first, None, "--background").returncode == 0
     try:
         r = lab.record(tmp_path / "second", ["true"])
-        assert r.returncode == 3, r.stderr
+        assert r.returncode == 125, r.stderr        # the recorder's failure, never a status the command could have
         assert "already attached" in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+        status = json.loads((tmp_path / "second" / "recorder.status").read_text())
+        assert status["recording"] == "incomplete" and status["command_status"] is None
     finally:
         assert lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(first)]).returncode == 0
     assert_detached(lab)

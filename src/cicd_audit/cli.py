@@ -3,20 +3,24 @@ named errors into one clear line and an exit status."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from cicd_audit import __version__
-from cicd_audit.errors import CicdAuditError
+from cicd_audit.errors import RECORDER_FAILED, CicdAuditError, CommandNotRunnable, RecordingIncomplete
 
 FORMATS = click.Choice(["tsv", "json"])
 
 
-def _fail(exc: CicdAuditError) -> None:
+def _fail(exc: CicdAuditError, wrapping_command: bool = False) -> None:
+    """One line, and the error's exit status; 125 when a command was to be recorded, so a job's
+    own status 2 or 3 is never read as the recorder's."""
     click.echo(f"cicd-audit: {exc}", err=True)
-    sys.exit(exc.exit_code)
+    sys.exit(RECORDER_FAILED if wrapping_command else exc.exit_code)
 
 
 def _print_stats(stats: dict, out_dir: Path) -> None:
@@ -48,8 +52,15 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cicd-audit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Network audit recorder for CI/CD runners: Zeek conn.log and dns.log from the kernel."""
+    if ctx.invoked_subcommand != "record":
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # Ctrl-C interrupts as usual
+
+
+def _quiet_interrupt(signum, frame) -> None:
+    os._exit(128 + signum)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -97,7 +108,9 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
       cicd-audit record --pcap trace.pcap --out logs/
       cicd-audit record --out logs/ --block --policy egress.yml -- make test
 
-    With COMMAND, exits with the command's exit status.
+    With COMMAND, exits with the command's exit status, and with 125 when the
+    recorder itself failed (126/127: COMMAND could not be run); DIR/recorder.status
+    says which. Exit statuses: docs/exit-status.md.
     """
     try:
         ports = _parse_ports(likely_server_ports)
@@ -109,26 +122,35 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
             _print_stats(stats, out_dir)
-            return
+            sys.exit(_recording_status(stats, None))
         from cicd_audit.recorder.live import record_live
         if background:
             if command:
                 raise_usage("--background records until `cicd-audit stop`; it takes no command")
             from cicd_audit.recorder.background import start_in_background
 
-            def run(on_ready):
-                result = record_live(out_dir, interfaces, None, fmt, on_ready=on_ready,
+            def run(on_ready, output):
+                result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
                                      likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
                                      blocking=blocking, process_args=process_args)
                 _print_stats(result.stats, out_dir)
-                return result.exit_status
+                return _recording_status(result.stats, None)
             sys.exit(start_in_background(out_dir, run))
         result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
                              cgroup=cgroup, blocking=blocking, process_args=process_args)
         _print_stats(result.stats, out_dir)
-        sys.exit(result.exit_status)
+        sys.exit(_recording_status(result.stats, result.exit_status if command else None))
     except CicdAuditError as exc:
-        _fail(exc)
+        _fail(exc, wrapping_command=bool(command) and not isinstance(exc, CommandNotRunnable))
+
+
+def _recording_status(stats: dict, command_status: int | None) -> int:
+    """The exit status of a recording that ran: the command's (or 0), unless rows were lost."""
+    if stats.get("rows_lost"):
+        click.echo(f"cicd-audit: error: the recording is incomplete: {stats['rows_lost']} log rows could not be "
+                   "written (see above); the logs hold every complete row", err=True)
+        return RECORDER_FAILED if command_status is not None else RecordingIncomplete.exit_code
+    return command_status or 0
 
 
 def _blocking(block, policy_file, resolvers, fail_closed):
@@ -141,6 +163,7 @@ def _blocking(block, policy_file, resolvers, fail_closed):
     if policy_file is None:
         raise_usage("--block needs --policy FILE (the allowed domains and CIDRs)")
     import ipaddress
+
     from cicd_audit.policy import load_policy
     from cicd_audit.recorder.block_tables import detect_resolvers
     from cicd_audit.recorder.live import Blocking
@@ -217,5 +240,13 @@ def prepare(force):
         _fail(exc)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The `cicd-audit` command. Until a command sets up its own handling (record stops cleanly on
+    SIGINT and SIGTERM from its first line; the others get Python's KeyboardInterrupt back in main()),
+    Ctrl-C while the program starts ends it quietly, with no traceback from the middle of an import."""
+    signal.signal(signal.SIGINT, _quiet_interrupt)
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,219 @@
+"""The job cannot turn the recorder's output against root, and a failing recorder is told apart.
+
+The recorder runs as root; the job can write --out. Each test plants what a
+hostile job would and checks that nothing outside --out changes, that no file
+is overwritten or half-written, and that the exit status and recorder.status
+say whose failure it was. `record --pcap` drives the pcap cases (the same
+session and writer code as live); the live cases run in the netns lab.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from netns import CICD_AUDIT, DNS_NAME, V4
+from shared_data import shared
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+CLI = str(Path(sys.executable).with_name("cicd-audit"))
+WIKIPEDIA = shared("zeek-oracle", "wikipedia", "trace.pcap")
+
+
+def record_pcap(pcap: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A file outside --out that root must never touch."""
+    path = tmp_path / "victim"
+    path.write_text("precious\n")
+    return path
+
+
+def test_a_link_planted_at_out_is_refused(tmp_path, victim):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "out").symlink_to(target)
+    r = record_pcap(WIKIPEDIA, tmp_path / "out")
+    assert r.returncode == 2 and "symbolic link" in one_error_line(r)
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("planted", ["capture_stats.log", "conn.log", "recorder.status"])
+def test_a_link_planted_under_a_log_name_is_never_followed(tmp_path, victim, planted):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / planted).symlink_to(victim)
+    r = record_pcap(WIKIPEDIA, out)
+    assert r.returncode == 2 and "already holds a recording" in one_error_line(r)
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in out.iterdir()) == [planted]
+
+
+def test_existing_logs_are_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    assert record_pcap(WIKIPEDIA, out).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = record_pcap(WIKIPEDIA, out)
+    assert r.returncode == 2 and "already holds a recording" in one_error_line(r)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_complete_recording_says_so(tmp_path):
+    out = tmp_path / "out"
+    assert record_pcap(WIKIPEDIA, out).returncode == 0
+    status = json.loads((out / "recorder.status").read_text())
+    assert status == {"recording": "complete", "failures": [], "rows_lost": 0, "ringbuf_drops": 0,
+                      "command_status": None}
+
+
+# -- disk full -----------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KiB tmpfs, unmounted whatever happens."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0755", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _dns_heavy_capture(path: Path, transactions: int) -> None:
+    from frames import ether
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import wrpcap
+    packets = []
+    for i in range(transactions):
+        name = f"host-{i:05d}.example.test"
+        q = ether() / IP(src="192.0.2.1", dst="192.0.2.53") / UDP(sport=20000 + i, dport=53) / DNS(
+            id=i, rd=1, qd=DNSQR(qname=name))
+        a = ether() / IP(src="192.0.2.53", dst="192.0.2.1") / UDP(sport=53, dport=20000 + i) / DNS(
+            id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="192.0.2.9"))
+        q.time, a.time = 1_700_000_000 + i * 0.01, 1_700_000_000 + i * 0.01 + 0.001
+        packets += [q, a]
+    wrpcap(str(path), packets)
+
+
+def test_disk_full_keeps_complete_rows_and_fails_loudly(tmp_path, small_disk):
+    pcap = tmp_path / "dns.pcap"
+    _dns_heavy_capture(pcap, 1500)           # ~300 KB of logs for a 96 KiB disk
+    out = small_disk / "out"
+    r = record_pcap(pcap, out)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("cicd-audit: error:")]
+    assert any("No space left on device" in line for line in errors), r.stderr
+    assert any("the recording is incomplete" in line for line in errors), r.stderr
+    for log in out.glob("*.log"):
+        data = log.read_bytes()
+        assert not data or data.endswith(b"\n"), f"{log.name} ends inside a row"
+        if data and log.name in ("conn.log", "dns.log"):
+            read_log(log)                     # every row that is there parses
+    conn_rows = sum(1 for line in (out / "conn.log").read_text().splitlines() if not line.startswith("#"))
+    assert conn_rows < 1500                  # rows were lost, and said so above
+
+
+# -- live: the job writes into --out while it runs -------------------------------------
+
+def test_the_job_replacing_a_log_with_a_link_changes_nothing_outside(lab, tmp_path, victim):
+    out = tmp_path / "out"
+    job = (f"dig +short @{V4[1]} {DNS_NAME} >/dev/null; "
+           f"rm -f {out}/capture_stats.log {out}/conn.log; "
+           f"ln -s {victim} {out}/capture_stats.log; ln -s {victim} {out}/conn.log; exit 3")
+    r = lab.record(out, ["sh", "-c", job])
+    assert r.returncode == 3, r.stderr              # the job's own status, passed through
+    assert victim.read_text() == "precious\n"
+    assert json.loads((out / "recorder.status").read_text())["command_status"] == 3
+
+
+def test_background_start_is_idempotent_and_never_touches_the_first_recorder(lab, tmp_path):
+    out = tmp_path / "out"
+    assert lab.record(out, None, "--background").returncode == 0
+    try:
+        pid_before = (out / "recorder.pid").read_text()
+        logs_before = {p.name: p.stat().st_ino for p in out.glob("*.log")}
+        again = lab.record(out, None, "--background")
+        assert again.returncode == 0 and "already recording" in again.stderr, again.stderr
+        assert (out / "recorder.pid").read_text() == pid_before
+        assert {p.name: p.stat().st_ino for p in out.glob("*.log")} == logs_before
+    finally:
+        stop = lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(out)])
+    assert stop.returncode == 0, stop.stderr
+    assert json.loads((out / "recorder.status").read_text())["recording"] == "complete"
+
+
+def test_stop_never_signals_a_process_named_by_a_planted_pid_file(tmp_path):
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "recorder.pid").write_text(f"{bystander.pid}\n")
+        r = subprocess.run([CLI, "stop", str(out)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "does not name a running cicd-audit recorder" in one_error_line(r)
+        time.sleep(0.2)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for sig (its /proc status SigCgt mask)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+def test_a_signal_at_any_moment_of_start_up_leaves_valid_logs(lab, tmp_path):
+    """SIGTERM and SIGINT at spread-out moments of the recorder's start-up (loading the program,
+    attaching; it takes about a second), counted from when its stop handler is in place: never a
+    traceback or 'Aborted!', no command started, and every log it created ends with #close.
+    (Before that handler, the interpreter itself is starting: SIGINT ends it quietly, SIGTERM
+    before any file exists.)"""
+    for attempt, delay in enumerate([0.0, 0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2.0]):
+        out = tmp_path / f"out{attempt}"
+        marker = tmp_path / f"command-ran{attempt}"
+        sig = signal.SIGTERM if attempt % 2 else signal.SIGINT
+        proc = lab.popen(lab.client_ns, lab.record_argv(out, ["touch", str(marker)]),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not _catches(proc.pid, signal.SIGTERM) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err and "Aborted!" not in err, (delay, err)
+        if marker.exists():                  # the signal came after start-up: the command ran
+            assert proc.returncode == 0, (delay, proc.returncode, err)
+        else:
+            assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
+        for log in out.glob("*.log"):
+            assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), (delay, log.name)
+        assert not (out / "recorder.pid").exists()
+        assert json.loads((out / "recorder.status").read_text())["recording"] == "complete", (delay, err)
