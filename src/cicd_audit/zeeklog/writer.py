@@ -64,6 +64,7 @@ reader of a live file only ever sees complete lines.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import ipaddress
 import json
 import math
@@ -120,6 +121,11 @@ def format_double(d: float) -> str:
 
 def _ipv6_words(packed: bytes) -> List[int]:
     return [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _format_addr_text(text: str) -> bytes:
+    return format_addr(text).encode()
 
 
 def format_addr(value) -> str:
@@ -189,6 +195,7 @@ def format_subnet(value) -> str:
 # string escaping
 
 _PLAIN_ASCII = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")  # anything but printable, no backslash
+_PLAIN_TEXT = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # the same test for a str
 _NON_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 # Code points Zeek's UTF-8 check refuses (util.cc check_ok_utf8).
 _BAD_CODEPOINTS = re.compile("[\x00-\x1f\x7f-\x9f\ue000-\uf8ff\ufff0-\uffff]")
@@ -347,11 +354,30 @@ def _as_elements(v) -> list:
     return list(v)
 
 
+def _tsv_scalar(t: str) -> Callable[[object], bytes]:
+    """A single value of type t; the common Python types take a fast path, the rest _tsv_atomic's checks."""
+    atom = _tsv_atomic(t)
+    if t in ("string", "enum"):
+        def string(v):
+            if type(v) is str and _PLAIN_TEXT.search(v) is None and v not in ("-", "(empty)"):
+                return v.encode() if v else EMPTY_FIELD
+            return atom(v, False)
+        return string
+    if t in ("time", "interval"):
+        return lambda v: b"%.6f" % v if type(v) is float else atom(v, False)
+    if t in ("count", "port"):
+        top = 65535 if t == "port" else 2**64 - 1
+        return lambda v: b"%d" % v if type(v) is int and 0 <= v <= top else atom(v, False)
+    if t == "addr":
+        return lambda v: _format_addr_text(v) if type(v) is str else atom(v, False)
+    return lambda v: atom(v, False)
+
+
 def _tsv_field(ftype: str) -> Callable[[object], bytes]:
     container, element = parse_type(ftype)
     atom = _tsv_atomic(element)
     if container is None:
-        return lambda v: atom(v, False)
+        return _tsv_scalar(element)
 
     def fmt(v) -> bytes:
         elems = _as_elements(v)
@@ -483,10 +509,11 @@ def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
     c = _compiled(schema)
     _check_keys(c, schema, record)
     get = record.get
-    vals = []
-    for name, fn in zip(c.names, c.tsv):
-        v = get(name)
-        vals.append(UNSET_FIELD if v is None else _convert(fn, name, v))
+    try:
+        vals = [UNSET_FIELD if (v := get(name)) is None else fn(v) for name, fn in zip(c.names, c.tsv)]
+    except (TypeError, ValueError):
+        # Again field by field, to name the one that failed.
+        vals = [UNSET_FIELD if (v := get(name)) is None else _convert(fn, name, v) for name, fn in zip(c.names, c.tsv)]
     line = SEPARATOR.join(vals)
     if line[:1] == b"#":
         line = b"\\x23" + line[1:]
