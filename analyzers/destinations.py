@@ -179,7 +179,8 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     if dns is not None and not dns.empty and "id.resp_h" in dns.columns:
         rs = pd.DataFrame({"s": session_labels(dns), "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
         resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False) if a is not None}
-    t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
+    t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers
+                     for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
     t["local"] = np.array([not_a_destination(a) for a in t["address"]], dtype=bool) | t_control
     t["public"] = [is_public(a) for a in t["address"]]
     allowed, rule = [], []

@@ -105,7 +105,7 @@ FEATURE_COLUMNS = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _expected_entropy_table(alphabet_size: int, max_len: int = 256) -> np.ndarray:
     """E[plug-in Shannon entropy] of a uniform random string of length n (index n), in bits.
 
@@ -270,7 +270,7 @@ for _c in "+/=_":
     _B64X[ord(_c)] = True
 _KNOWN = _LOWER | _UPPER | _DIGIT | _HYPHEN | _B64X
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clogc_steps(width: int) -> np.ndarray:
     r = np.arange(width + 2, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -78,7 +78,8 @@ def generate(directory: str, rows: int, seed: int = 1) -> None:
     drip = hexa[rng.integers(0, 16, (n_drip, 40))].view("S40").ravel().astype(str).astype(object) + ".drip.example.net"
     cdn = hexa[rng.integers(0, 16, (n_cdn, 16))].view("S16").ravel().astype(str).astype(object) + ".cdn.jsdelivr.net"
     words = np.asarray(["pypi", "github", "npm", "docker", "maven", "golang", "crates", "ubuntu"], dtype=object)
-    search = words[rng.integers(0, len(words), n_search)] + rng.integers(0, 5000, n_search).astype(str).astype(object) + ".svc.cluster.local"
+    search = (words[rng.integers(0, len(words), n_search)]
+              + rng.integers(0, 5000, n_search).astype(str).astype(object) + ".svc.cluster.local")
     query = np.concatenate([ci_names, tun_names, drip, cdn, search])
     kind = np.concatenate([np.zeros(n_ci), np.ones(n_tunnel), np.full(n_drip, 2), np.full(n_cdn, 3), np.full(n_search, 4)]).astype(np.int8)
     ts = np.concatenate([

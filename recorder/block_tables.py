@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 from cicd_audit.policy import Policy, PolicyError
 from cicd_audit.recorder import abi
@@ -50,7 +51,7 @@ Ports = Optional[frozenset]
 _NONE: Ports = frozenset()
 
 
-def name_hash(name: Union[str, bytes]) -> int:
+def name_hash(name: str | bytes) -> int:
     """The kernel's key for a name in allow_names: FNV-1a 64-bit over the bytes
     of the dotted lower-case name (no trailing dot), taken from its last byte
     to its first.
@@ -73,7 +74,7 @@ def _merge(a: Ports, b: Ports) -> Ports:
     return a | b
 
 
-def _rule_ports(port: Optional[int]) -> Ports:
+def _rule_ports(port: int | None) -> Ports:
     return None if port is None else frozenset({port})
 
 
@@ -139,7 +140,7 @@ class PolicyTables:
     source: str = "<policy>"
 
     @classmethod
-    def build(cls, policy: Policy, resolvers: Iterable[IPAddress] = ()) -> "PolicyTables":
+    def build(cls, policy: Policy, resolvers: Iterable[IPAddress] = ()) -> PolicyTables:
         """Entries for ``policy``, plus each resolver allowed on port 53 only."""
         return cls(names=_name_entries(policy), cidrs=_cidr_entries(policy, resolvers), source=policy.source)
 
@@ -168,7 +169,7 @@ class PolicyTables:
                 best = (key, ports)
         return best is not None and port_allowed(best[1], int(port))
 
-    def allows_query(self, name: Union[str, bytes]) -> bool:
+    def allows_query(self, name: str | bytes) -> bool:
         """What allow_names decides for a DNS query: the full name against
         ``exact``, each proper suffix against ``under``; any port will do."""
         raw = name.encode("ascii") if isinstance(name, str) else bytes(name)
@@ -185,7 +186,7 @@ class PolicyTables:
                 return True
         return False
 
-    def _rule(self, raw: bytes) -> Optional[abi.NameRule]:
+    def _rule(self, raw: bytes) -> abi.NameRule | None:
         rule = self.names.get(name_hash(raw))
         # The kernel compares the stored name after the hash: a collision allows nothing.
         if rule is None or bytes(rule.name)[: rule.len] != raw:

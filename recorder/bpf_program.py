@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder import abi, bpf_syscall, kernel_headers, program_cache, zeek_defaults
@@ -157,7 +157,7 @@ def source_dir() -> Path:
 
 
 def program_key(settings: ProgramSettings, headers: kernel_headers.HeaderChoice,
-                src: Optional[Path] = None) -> str:
+                src: Path | None = None) -> str:
     """The cache key of this machine's compile of these settings."""
     src = src or source_dir()
     return program_cache.cache_key(src, settings.cflags(src), platform.release(),
@@ -167,7 +167,7 @@ def program_key(settings: ProgramSettings, headers: kernel_headers.HeaderChoice,
 # -- compiling (bcc) ---------------------------------------------------------------
 
 def compile_program(settings: ProgramSettings, headers: kernel_headers.HeaderChoice,
-                    src: Optional[Path] = None) -> CompiledProgram:
+                    src: Path | None = None) -> CompiledProgram:
     """Compile with bcc and return what loading needs, without loading anything.
 
     bcc creates the maps while compiling; their fds are how its instructions
@@ -266,7 +266,7 @@ class BpfMap:
             raise ValueError(f"{self.spec.name}: key of {len(raw)} bytes, expected {self.spec.key_size}")
         return (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw)
 
-    def lookup(self, key) -> Optional[bytes]:
+    def lookup(self, key) -> bytes | None:
         """The value's bytes (per-CPU maps: every possible CPU's, each padded to 8 bytes), or None."""
         value = (ctypes.c_ubyte * self._value_bytes)()
         return bytes(value) if bpf_syscall.map_lookup(self.fd, self._key(key), value) else None
@@ -346,8 +346,8 @@ class LoadReport:
     key: str
     source: str                  # "cache" or "compiled"
     seconds: float
-    cache_problem: Optional[str] = None     # why a cache entry was not used
-    cache_path: Optional[Path] = None       # where the compile was stored (None: not stored)
+    cache_problem: str | None = None     # why a cache entry was not used
+    cache_path: Path | None = None       # where the compile was stored (None: not stored)
 
 
 class CaptureProgram:
@@ -469,7 +469,7 @@ def refusal_message(settings: ProgramSettings, exc: bpf_syscall.BpfError) -> str
     return text
 
 
-def prepare(variants: Optional[dict] = None, force: bool = False) -> list[tuple[str, LoadReport]]:
+def prepare(variants: dict | None = None, force: bool = False) -> list[tuple[str, LoadReport]]:
     """Compile (unless cached) and test-load each variant: `cicd-audit prepare`, run at install time."""
     require_root()
     results = []

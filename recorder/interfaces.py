@@ -13,7 +13,7 @@ but bridges and their ports), and refuses a bridge or bridge port named with
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from cicd_audit.errors import UsageError
 

@@ -22,9 +22,9 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 from cicd_audit.recorder.kernel_headers import CACHE_DIR
 
@@ -84,7 +84,7 @@ class CompiledProgram:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "CompiledProgram":
+    def from_json(cls, data: dict) -> CompiledProgram:
         try:
             maps = tuple(MapSpec(**{k: m[k] for k in MapSpec.__dataclass_fields__}) for m in data["maps"])
             names = {m.name for m in maps}
@@ -136,7 +136,7 @@ def cache_dir() -> Path:
     return CACHE_DIR / "programs"
 
 
-def entry_path(key: str, directory: Optional[Path] = None) -> Path:
+def entry_path(key: str, directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / f"{key}.json"
 
 
@@ -144,7 +144,7 @@ def _digest(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def load(key: str, directory: Optional[Path] = None) -> Optional[CompiledProgram]:
+def load(key: str, directory: Path | None = None) -> CompiledProgram | None:
     """The cached program for key; None when there is none; CacheError when the entry is unusable."""
     path = entry_path(key, directory)
     try:
@@ -177,7 +177,7 @@ def load(key: str, directory: Optional[Path] = None) -> Optional[CompiledProgram
         raise CacheError(f"{path}: not a cache entry ({exc})") from exc
 
 
-def store(key: str, program: CompiledProgram, directory: Optional[Path] = None) -> Path:
+def store(key: str, program: CompiledProgram, directory: Path | None = None) -> Path:
     """Write the entry atomically; returns its path. Raises OSError (callers may ignore it)."""
     directory = directory or cache_dir()
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ def store(key: str, program: CompiledProgram, directory: Optional[Path] = None) 
     return path
 
 
-def remove(key: str, directory: Optional[Path] = None) -> None:
+def remove(key: str, directory: Path | None = None) -> None:
     try:
         entry_path(key, directory).unlink()
     except OSError:

@@ -323,7 +323,7 @@ class Lab:
         self._wait_listening("-lun", f"{V4[1]}:53")
         self._wait_listening("-ltn", f"{V4[1]}:53")
 
-    def udp_sink(self, address: str, port: int) -> "UdpSink":
+    def udp_sink(self, address: str, port: int) -> UdpSink:
         """A UDP server at address:port in the server namespace (an attacker's, say) that
         notes the size of every datagram it receives."""
         return UdpSink(self.popen(self.server_ns, [sys.executable, "-c", UDP_SINK, address, str(port)],

@@ -15,8 +15,8 @@ from cicd_audit.recorder.block_tables import PolicyTables, detect_resolvers, nam
 
 
 def policy(domains=(), cidrs=()):
-    text = "allowed:\n  domains: [%s]\n  cidrs: [%s]\n" % (
-        ", ".join('"%s"' % d for d in domains), ", ".join('"%s"' % c for c in cidrs))
+    text = "allowed:\n  domains: [{}]\n  cidrs: [{}]\n".format(
+        ", ".join(f'"{d}"' for d in domains), ", ".join(f'"{c}"' for c in cidrs))
     return parse_policy(text, source="test.yaml")
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.recorder.bpf_program import PREPARED_SETTINGS
 from cicd_audit.recorder import program_cache
+from cicd_audit.recorder.bpf_program import PREPARED_SETTINGS
 from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ import ipaddress
 import os
 from pathlib import Path
 
+import dns_wire
 import pytest
 
-import dns_wire
 from cicd_audit.recorder import abi
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog

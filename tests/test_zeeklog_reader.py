@@ -30,7 +30,7 @@ FAKE_TS = b"1234567890.123456"  # stands in for btest's XXXXXXXXXX.XXXXXX
 
 def need(path):
     if not path.exists():
-        pytest.skip("shared data not found: %s" % path)
+        pytest.skip(f"shared data not found: {path}")
     return path
 
 
@@ -44,11 +44,11 @@ def oracle_logs():
 
 
 def _ids(p):
-    return "%s/%s" % (p.parent.name, p.name)
+    return f"{p.parent.name}/{p.name}"
 
 
 def untimed(data: bytes):
-    return [l for l in data.split(b"\n") if not l.startswith((b"###", b"#open", b"#close"))]
+    return [line for line in data.split(b"\n") if not line.startswith((b"###", b"#open", b"#close"))]
 
 
 # ---------------------------------------------------------------- oracle
@@ -90,9 +90,9 @@ def test_zeek_compare_tool_accepts_our_logs(tmp_path):
     actual = tmp_path / "actual"
     actual.mkdir()
     for name in ("conn", "dns"):
-        shutil.copy(case / ("%s.log" % name), expected)
-        inp = tmp_path / ("%s.in" % name)
-        inp.write_bytes((case / ("%s.log" % name)).read_bytes().replace(b"XXXXXXXXXX.XXXXXX", FAKE_TS))
+        shutil.copy(case / (f"{name}.log"), expected)
+        inp = tmp_path / (f"{name}.in")
+        inp.write_bytes((case / (f"{name}.log")).read_bytes().replace(b"XXXXXXXXXX.XXXXXX", FAKE_TS))
         hdr, rows = read_log(inp)
         with LogWriter(actual, load_schema(name)) as w:
             for r in rows:

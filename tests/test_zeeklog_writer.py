@@ -34,7 +34,7 @@ SETS = Schema("test", (Field("ss", "set[string]"),))
 
 def need(path):
     if not path.exists():
-        pytest.skip("shared data not found: %s" % path)
+        pytest.skip(f"shared data not found: {path}")
     return path
 
 
@@ -47,16 +47,16 @@ def tsv(schema, **rec):
 
 @pytest.mark.parametrize("name", ["conn", "dns"])
 def test_header_lines_match_oracle(tmp_path, name):
-    oracle = need(ORACLE / "wikipedia" / ("%s.log" % name)).read_text().splitlines()
+    oracle = need(ORACLE / "wikipedia" / (f"{name}.log")).read_text().splitlines()
     with LogWriter(tmp_path, load_schema(name)):
         pass
-    mine = (tmp_path / ("%s.log" % name)).read_text().splitlines()
-    want = [l for l in oracle if l.startswith("#") and not l.startswith("###")]
+    mine = (tmp_path / (f"{name}.log")).read_text().splitlines()
+    want = [line for line in oracle if line.startswith("#") and not line.startswith("###")]
     # btest canonified #open/#close (and turned their tab into a space)
-    assert [l for l in mine if not l.startswith(("#open", "#close"))] == [
-        l for l in want if not l.startswith(("#open", "#close"))
+    assert [line for line in mine if not line.startswith(("#open", "#close"))] == [
+        line for line in want if not line.startswith(("#open", "#close"))
     ]
-    assert [l.split("\t")[0] for l in mine] == [
+    assert [line.split("\t")[0] for line in mine] == [
         "#separator \\x09", "#set_separator", "#empty_field", "#unset_field",
         "#path", "#open", "#fields", "#types", "#close",
     ]
@@ -304,7 +304,7 @@ def test_flush_interval_zero_writes_each_row(tmp_path):
 def test_json_matches_zeek_doc_example(tmp_path):
     src = need(ORACLE / "dns-tm1t-doc-json" / "dns.json")
     want = src.read_bytes()
-    records = [json.loads(l) for l in want.decode().splitlines() if l.strip()]
+    records = [json.loads(line) for line in want.decode().splitlines() if line.strip()]
     with LogWriter(tmp_path, load_schema("dns"), fmt="json") as w:
         for r in records:
             w.write(r)
@@ -340,7 +340,7 @@ def test_json_matches_zeek_doc_example(tmp_path):
 )
 def test_json_string_escaping(value, text):
     line = format_json_row(S, {"s": value}).decode("utf-8")
-    assert line == '{"s":%s}\n' % text
+    assert line == f'{{"s":{text}}}\n'
 
 
 def test_json_unset_omitted_and_types():

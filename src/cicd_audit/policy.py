@@ -36,8 +36,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Tuple, Union
+from typing import Union
 
 from .errors import InputError
 
@@ -53,7 +54,7 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 class PolicyError(InputError):
     """A policy file that cannot be used; the message says where and why."""
 
-    def __init__(self, source: str, line: Optional[int], message: str):
+    def __init__(self, source: str, line: int | None, message: str):
         self.source = source
         self.line = line
         self.reason = message
@@ -71,7 +72,7 @@ class DomainRule:
 
     pattern: str
     wildcard: bool = False
-    port: Optional[int] = None
+    port: int | None = None
     text: str = ""
 
     def matches_name(self, name: str) -> bool:
@@ -80,7 +81,7 @@ class DomainRule:
             return n.endswith("." + self.pattern)
         return n == self.pattern
 
-    def matches(self, name: str, port: Optional[int] = None) -> bool:
+    def matches(self, name: str, port: int | None = None) -> bool:
         """True when the rule allows ``name`` (and ``port``, when given)."""
         if port is not None and self.port is not None and int(port) != self.port:
             return False
@@ -92,11 +93,11 @@ class DomainRule:
 
 @dataclass(frozen=True)
 class CidrRule:
-    network: Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-    port: Optional[int] = None
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int | None = None
     text: str = ""
 
-    def matches(self, address, port: Optional[int] = None) -> bool:
+    def matches(self, address, port: int | None = None) -> bool:
         if port is not None and self.port is not None and int(port) != self.port:
             return False
         try:
@@ -118,8 +119,8 @@ def _addr(text: str) -> IPAddress:
 
 @dataclass(frozen=True)
 class Policy:
-    domains: Tuple[DomainRule, ...] = ()
-    cidrs: Tuple[CidrRule, ...] = ()
+    domains: tuple[DomainRule, ...] = ()
+    cidrs: tuple[CidrRule, ...] = ()
     source: str = "<policy>"
     _exact: dict = field(default_factory=dict, compare=False, repr=False)
     _wild: dict = field(default_factory=dict, compare=False, repr=False)
@@ -138,11 +139,11 @@ class Policy:
             out.extend(self._wild.get(".".join(labels[i:]), ()))
         return out
 
-    def allows_name(self, name: str, port: Optional[int] = None) -> bool:
+    def allows_name(self, name: str, port: int | None = None) -> bool:
         """Is ``name`` allowed (on ``port``; any port when ``port`` is None)?"""
         return any(r.port is None or port is None or r.port == int(port) for r in self.domain_rules_for(name))
 
-    def allowed_ports(self, name: str) -> Optional[frozenset]:
+    def allowed_ports(self, name: str) -> frozenset | None:
         """None when ``name`` is allowed on every port, else the set of allowed ports (empty: not allowed)."""
         ports = set()
         for r in self.domain_rules_for(name):
@@ -152,7 +153,7 @@ class Policy:
         return frozenset(ports)
 
     # -- addresses
-    def cidr_rule_for(self, address, port: Optional[int] = None) -> Optional[CidrRule]:
+    def cidr_rule_for(self, address, port: int | None = None) -> CidrRule | None:
         try:
             addr = _addr(address)
         except ValueError:
@@ -162,10 +163,10 @@ class Policy:
                 return r
         return None
 
-    def allows_address(self, address, port: Optional[int] = None) -> bool:
+    def allows_address(self, address, port: int | None = None) -> bool:
         return self.cidr_rule_for(address, port) is not None
 
-    def allows_connection(self, address, port: Optional[int], names: Iterable[str] = ()) -> bool:
+    def allows_connection(self, address, port: int | None, names: Iterable[str] = ()) -> bool:
         """Allowed by a CIDR, or by a name (that DNS resolved to ``address``) on ``port``."""
         if self.allows_address(address, port):
             return True
@@ -250,7 +251,7 @@ def parse_cidr_rule(entry, source="<policy>", line=None) -> CidrRule:
     return CidrRule(network=net, port=port, text=text)
 
 
-def _line(node) -> Optional[int]:
+def _line(node) -> int | None:
     return node.start_mark.line + 1 if node is not None and getattr(node, "start_mark", None) else None
 
 

@@ -62,8 +62,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -90,29 +90,29 @@ LOG_NAMES = ("conn", "dns", "weird", "capture_stats", "notice")
 class LogFormatError(InputError):
     """A malformed Zeek log: the message names the file and the line."""
 
-    def __init__(self, filename, lineno: Optional[int], message: str):
+    def __init__(self, filename, lineno: int | None, message: str):
         self.filename = os.fspath(filename)
         self.lineno = lineno
         self.reason = message
         where = self.filename if lineno is None else "%s, line %d" % (self.filename, lineno)
-        super().__init__("%s: %s" % (where, message))
+        super().__init__(f"{where}: {message}")
 
 
 @dataclass
 class LogHeader:
     """What a log says about itself (TSV header lines; JSON: from the schema)."""
 
-    path: Optional[str]
-    fields: Tuple[str, ...]
-    types: Tuple[str, ...]
+    path: str | None
+    fields: tuple[str, ...]
+    types: tuple[str, ...]
     separator: str = "\t"
     set_separator: str = ","
     empty_field: str = "(empty)"
     unset_field: str = "-"
-    open: Optional[str] = None
-    close: Optional[str] = None
+    open: str | None = None
+    close: str | None = None
     format: str = "tsv"
-    meta: Dict[str, str] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> Schema:
@@ -133,7 +133,7 @@ def _read_bytes(path) -> bytes:
                 with gzip.GzipFile(fileobj=f) as g:
                     return g.read()
             except (OSError, EOFError) as e:
-                raise LogFormatError(p, None, "bad gzip data (%s)" % e) from None
+                raise LogFormatError(p, None, f"bad gzip data ({e})") from None
         return f.read()
 
 
@@ -162,7 +162,7 @@ def unescape(text: str, errors: str = "backslashreplace") -> str:
 
 
 def _bad(name, ztype, text):
-    return ValueError("column %s (%s): bad value %r" % (name, ztype, text))
+    return ValueError(f"column {name} ({ztype}): bad value {text!r}")
 
 
 def _atom_parser(ztype: str, name: str, errors: str, empty_field: str):
@@ -240,7 +240,7 @@ def _decode_header_value(v: str) -> str:
     return _UNESC_B.sub(_unesc_repl, v.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
 
-def _parse_meta_line(line: str, sep: str) -> Tuple[str, str]:
+def _parse_meta_line(line: str, sep: str) -> tuple[str, str]:
     body = line[1:]
     if body.startswith("separator "):
         return "separator", body[len("separator "):]
@@ -250,15 +250,15 @@ def _parse_meta_line(line: str, sep: str) -> Tuple[str, str]:
     return key, value
 
 
-def _segments(data: bytes, filename, schema: Optional[Schema]) -> List[_Segment]:
+def _segments(data: bytes, filename, schema: Schema | None) -> list[_Segment]:
     """Split a TSV log into header blocks and the data bodies they describe."""
-    segs: List[_Segment] = []
+    segs: list[_Segment] = []
     n = len(data)
     pos = 0
     lineno = 1
-    hdr: Optional[LogHeader] = None
+    hdr: LogHeader | None = None
     sep = "\t"
-    meta: Dict[str, str] = {}
+    meta: dict[str, str] = {}
     seg_open = False  # inside a header block that has not started a body yet
 
     def finish_header(at_lineno):
@@ -281,7 +281,7 @@ def _segments(data: bytes, filename, schema: Optional[Schema]) -> List[_Segment]
             try:
                 parse_type(t)
             except SchemaError as e:
-                raise LogFormatError(filename, at_lineno, "bad #types header: %s" % e) from None
+                raise LogFormatError(filename, at_lineno, f"bad #types header: {e}") from None
         if len(set(names)) != len(names):
             raise LogFormatError(filename, at_lineno, "#fields repeats a name")
         hdr = LogHeader(
@@ -389,7 +389,7 @@ def _find_bad_line(data: bytes, seg: _Segment, filename) -> int:
 # read_log: records
 
 
-def read_log(path, schema: Optional[Schema] = None, errors: str = "backslashreplace"):
+def read_log(path, schema: Schema | None = None, errors: str = "backslashreplace"):
     """Return ``(LogHeader, iterator of dict)`` for a TSV or JSON log, plain or
     gzip. The file is parsed completely before returning (so format errors
     raise here, not mid-iteration); the records are produced lazily."""
@@ -397,7 +397,7 @@ def read_log(path, schema: Optional[Schema] = None, errors: str = "backslashrepl
     if _is_json(data):
         return _read_json_records(data, path, schema)
     segs = _segments(data, path, schema)
-    records: List = []
+    records: list = []
     for seg in segs:
         _check_columns(data, seg, path)
         records.append(_tsv_records(data, seg, path, errors))
@@ -436,7 +436,7 @@ def _is_json(data: bytes) -> bool:
     return data.lstrip()[:1] == b"{"
 
 
-def _json_schema(path, schema: Optional[Schema]) -> Optional[Schema]:
+def _json_schema(path, schema: Schema | None) -> Schema | None:
     if schema is not None:
         return schema
     try:
@@ -445,7 +445,7 @@ def _json_schema(path, schema: Optional[Schema]) -> Optional[Schema]:
         return None
 
 
-def _json_value(v, ztype: Optional[str], name: str):
+def _json_value(v, ztype: str | None, name: str):
     """Check/convert a JSON value against the Zeek type; returns Python value."""
     if v is None or ztype is None:
         return v
@@ -480,10 +480,10 @@ def _json_atom(v, t: str, name: str):
     return v
 
 
-def _json_rows(data: bytes, filename, schema: Optional[Schema]):
+def _json_rows(data: bytes, filename, schema: Schema | None):
     """Parse JSON lines -> (field names, types, list of dicts)."""
-    types: Dict[str, Optional[str]] = {}
-    order: List[str] = []
+    types: dict[str, str | None] = {}
+    order: list[str] = []
     if schema is not None:
         for f in schema.fields:
             types[f.name] = f.type
@@ -496,7 +496,7 @@ def _json_rows(data: bytes, filename, schema: Optional[Schema]):
         try:
             obj = json.loads(line)
         except ValueError as e:
-            raise LogFormatError(filename, i, "bad JSON (%s)" % e) from None
+            raise LogFormatError(filename, i, f"bad JSON ({e})") from None
         if not isinstance(obj, dict):
             raise LogFormatError(filename, i, "JSON line is not an object")
         rec = {}
@@ -513,7 +513,7 @@ def _json_rows(data: bytes, filename, schema: Optional[Schema]):
     return order, types, rows
 
 
-def _read_json_records(data: bytes, filename, schema: Optional[Schema]):
+def _read_json_records(data: bytes, filename, schema: Schema | None):
     schema = _json_schema(filename, schema)
     order, types, rows = _json_rows(data, filename, schema)
     hdr = LogHeader(
@@ -701,7 +701,7 @@ def _convert_container(vals, unset, element, name, hdr, errors):
                 if flat and (min(flat) < lo or max(flat) > hi):
                     lists = None
     if lists is None:  # exact path
-        parse = _field_parser("vector[%s]" % element, name, hdr, errors)
+        parse = _field_parser(f"vector[{element}]", name, hdr, errors)
         lists = []
         for j, x in enumerate(sel):
             try:
@@ -773,7 +773,7 @@ def _convert_float_column(f: np.ndarray, ztype: str, name: str, exact_text):
         return pd.arrays.FloatingArray(np.where(unset, 0.0, f), unset)
     finite = np.isfinite(f) | unset
     if not finite.all():
-        raise _ColumnError(_first_bad(finite), "column %s (%s): bad value %r" % (name, ztype, f[_first_bad(finite)]))
+        raise _ColumnError(_first_bad(finite), f"column {name} ({ztype}): bad value {f[_first_bad(finite)]!r}")
     g = np.where(unset, 0.0, f)
     if ztype == "time":
         ns = np.where(unset, np.iinfo(np.int64).min, np.round(g * 1e6).astype(np.int64) * 1000)
@@ -785,7 +785,7 @@ def _convert_float_column(f: np.ndarray, ztype: str, name: str, exact_text):
     ok = (g == np.floor(g)) & (g >= lo) & (g <= hi)
     if not ok.all():
         i = _first_bad(ok)
-        raise _ColumnError(i, "column %s (%s): bad value %r" % (name, ztype, f[i]))
+        raise _ColumnError(i, f"column {name} ({ztype}): bad value {f[i]!r}")
     if (np.abs(g) >= _EXACT_FLOAT_LIMIT).any():
         vals = exact_text()
         np_type = np.uint64 if ztype == "count" else np.int64
@@ -835,11 +835,11 @@ def _segment_frame(data: bytes, seg: _Segment, filename, errors: str) -> pd.Data
     return pd.DataFrame(cols, copy=False)
 
 
-def _concat(frames: List[pd.DataFrame]) -> pd.DataFrame:
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if f is not None]
     if len(frames) == 1:
         return frames[0]
-    cols: List[str] = []
+    cols: list[str] = []
     dtypes = {}
     for f in frames:
         for c in f.columns:
@@ -852,12 +852,12 @@ def _concat(frames: List[pd.DataFrame]) -> pd.DataFrame:
         if missing:
             f = f.copy()
             for c in missing:
-                f[c] = pd.Series([None] * len(f), dtype=dtypes[c], index=f.index) if dtypes[c] != object else pd.Series([None] * len(f), dtype=object, index=f.index)
+                f[c] = pd.Series([None] * len(f), dtype=dtypes[c], index=f.index)
         fixed.append(f[cols])
     return pd.concat(fixed, ignore_index=True)
 
 
-def read_dataframe(path, schema: Optional[Schema] = None, errors: str = "backslashreplace") -> pd.DataFrame:
+def read_dataframe(path, schema: Schema | None = None, errors: str = "backslashreplace") -> pd.DataFrame:
     """Read one log (TSV or JSON, plain or gzip) into a typed DataFrame.
     ``frame.attrs["zeek_header"]`` holds the LogHeader."""
     data = _read_bytes(path)
@@ -873,7 +873,7 @@ def read_dataframe(path, schema: Optional[Schema] = None, errors: str = "backsla
     return df
 
 
-def _records_frame(hdr: LogHeader, records: List[dict]) -> pd.DataFrame:
+def _records_frame(hdr: LogHeader, records: list[dict]) -> pd.DataFrame:
     """Python-value records (as read_log yields) -> typed frame."""
     cols = {}
     n = len(records)
@@ -923,7 +923,7 @@ class LoadedLogs:
 _SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
 
 
-def _find_log(directory: str, name: str) -> List[str]:
+def _find_log(directory: str, name: str) -> list[str]:
     for suf in _SUFFIXES:
         p = os.path.join(directory, name + suf)
         if os.path.isfile(p):
@@ -932,7 +932,7 @@ def _find_log(directory: str, name: str) -> List[str]:
     try:
         entries = sorted(os.listdir(directory))
     except OSError as e:
-        raise InputError("cannot read session directory %s: %s" % (directory, e)) from None
+        raise InputError(f"cannot read session directory {directory}: {e}") from None
     return [
         os.path.join(directory, e)
         for e in entries
@@ -940,7 +940,7 @@ def _find_log(directory: str, name: str) -> List[str]:
     ]
 
 
-def _session_labels(dirs: List[str]) -> List[str]:
+def _session_labels(dirs: list[str]) -> list[str]:
     base = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
     return base if len(set(base)) == len(base) else [os.path.normpath(d) for d in dirs]
 
@@ -959,7 +959,7 @@ def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2)
     dirs = [os.fspath(d) for d in session_dirs]
     for d in dirs:
         if not os.path.isdir(d):
-            raise InputError("not a session directory: %s" % d)
+            raise InputError(f"not a session directory: {d}")
     labels = _session_labels(dirs)
     jobs = []  # (log name, dir index, path): biggest first keeps threads busy
     for name in LOG_NAMES:
@@ -979,7 +979,7 @@ def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2)
             results = list(pool.map(run, jobs))
     else:
         results = [run(j) for j in jobs]
-    by_key: Dict[Tuple[str, int], List[pd.DataFrame]] = {}
+    by_key: dict[tuple[str, int], list[pd.DataFrame]] = {}
     for job, frame in sorted(zip(jobs, results), key=lambda jr: jr[0][2]):
         by_key.setdefault((job[0], job[1]), []).append(frame)
     out = {}

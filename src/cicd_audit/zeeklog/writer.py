@@ -72,7 +72,8 @@ import os
 import re
 import threading
 import time
-from typing import Callable, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import Callable
 
 from .schema import Schema, parse_type
 
@@ -98,7 +99,7 @@ UNSET_FIELD = b"-"
 
 def format_time(seconds: float) -> str:
     """time and interval: ``std::to_chars(fixed, 6)``, i.e. ``%.6f``."""
-    return "%.6f" % seconds
+    return f"{seconds:.6f}"
 
 
 def format_double(d: float) -> str:
@@ -109,7 +110,7 @@ def format_double(d: float) -> str:
     a = abs(d)  # -0.0 prints as 0.0 (double_to_str drops its sign)
     if math.isinf(a):
         return sign + "inf"
-    s = "%.6f" % a
+    s = f"{a:.6f}"
     s = s.rstrip("0")
     if s.endswith("."):
         s = s[:-1]
@@ -119,7 +120,7 @@ def format_double(d: float) -> str:
     return s
 
 
-def _ipv6_words(packed: bytes) -> List[int]:
+def _ipv6_words(packed: bytes) -> list[int]:
     return [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
 
 
@@ -137,11 +138,11 @@ def format_addr(value) -> str:
     if isinstance(value, ipaddress.IPv4Address):
         return str(value)
     if not isinstance(value, ipaddress.IPv6Address):
-        raise TypeError("not an address: %r" % (value,))
+        raise TypeError(f"not an address: {value!r}")
     if value.ipv4_mapped is not None:  # Zeek stores IPv4 this way
         return str(value.ipv4_mapped)
     if value.scope_id:
-        raise ValueError("Zeek addresses carry no scope id: %r" % str(value))
+        raise ValueError(f"Zeek addresses carry no scope id: {str(value)!r}")
     words = _ipv6_words(value.packed)
     # longest run of zero words (first one on ties), at least 2 long
     best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
@@ -177,7 +178,7 @@ def format_addr(value) -> str:
         ):
             out.append(str(ipaddress.IPv4Address(value.packed[12:])))
             break
-        out.append("%x" % words[i])
+        out.append(f"{words[i]:x}")
         i += 1
     else:
         if best_base != -1 and best_base + best_len == 8:
@@ -231,7 +232,7 @@ def _to_bytes(value) -> bytes:
             return value.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             return value.encode("utf-8", "surrogatepass")
-    raise TypeError("expected str or bytes, got %s" % type(value).__name__)
+    raise TypeError(f"expected str or bytes, got {type(value).__name__}")
 
 
 def escape_tsv_string(data: bytes, in_container: bool = False) -> bytes:
@@ -291,17 +292,17 @@ def _num_seconds(v) -> float:
 
 def _int(v, lo: int, hi: int, tname: str) -> int:
     if isinstance(v, bool) or isinstance(v, float):
-        raise TypeError("%s expects an integer, got %r" % (tname, v))
+        raise TypeError(f"{tname} expects an integer, got {v!r}")
     i = int(v)  # accepts numpy integers
     if not lo <= i <= hi:
-        raise ValueError("%s out of range: %r" % (tname, v))
+        raise ValueError(f"{tname} out of range: {v!r}")
     return i
 
 
 def _bool(v) -> bool:
     if isinstance(v, bool) or type(v).__name__ == "bool_":
         return bool(v)
-    raise TypeError("bool expects True/False, got %r" % (v,))
+    raise TypeError(f"bool expects True/False, got {v!r}")
 
 
 def _tsv_atomic(t: str) -> Callable[[object, bool], bytes]:
@@ -323,7 +324,7 @@ def _tsv_atomic(t: str) -> Callable[[object, bool], bytes]:
         return lambda v, c: format_addr(v).encode()
     if t == "subnet":
         return lambda v, c: format_subnet(v).encode()
-    raise ValueError("unsupported type %s" % t)
+    raise ValueError(f"unsupported type {t}")
 
 
 def _json_atomic(t: str) -> Callable[[object], object]:
@@ -345,12 +346,12 @@ def _json_atomic(t: str) -> Callable[[object], object]:
         return format_addr
     if t == "subnet":
         return format_subnet
-    raise ValueError("unsupported type %s" % t)
+    raise ValueError(f"unsupported type {t}")
 
 
 def _as_elements(v) -> list:
     if isinstance(v, (str, bytes, bytearray)) or not hasattr(v, "__iter__"):
-        raise TypeError("set/vector expects a list, tuple or set, got %r" % (v,))
+        raise TypeError(f"set/vector expects a list, tuple or set, got {v!r}")
     return list(v)
 
 
@@ -494,14 +495,14 @@ def _compiled(schema: Schema) -> _Compiled:
 def _check_keys(c: _Compiled, schema: Schema, record: Mapping) -> None:
     unknown = [k for k in record if k not in c.nameset]
     if unknown:
-        raise ValueError("%s.log has no field(s) %s" % (schema.path, ", ".join(map(repr, unknown))))
+        raise ValueError("{}.log has no field(s) {}".format(schema.path, ", ".join(map(repr, unknown))))
 
 
 def _convert(fn, name, v):
     try:
         return fn(v)
     except (TypeError, ValueError) as e:
-        raise type(e)("field %r: %s" % (name, e)) from None
+        raise type(e)(f"field {name!r}: {e}") from None
 
 
 def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
@@ -534,7 +535,7 @@ def format_json_row(schema: Schema, record: Mapping[str, object]) -> bytes:
     return ("{" + ",".join(parts) + "}\n").encode("utf-8", "surrogatepass")
 
 
-def open_close_timestamp(t: Optional[float] = None) -> str:
+def open_close_timestamp(t: float | None = None) -> str:
     """``#open``/``#close`` value: local time, ``%Y-%m-%d-%H-%M-%S`` (as Zeek's
     ``localtime_r``; seconds truncated). ``None`` means now."""
     if t is None:
@@ -542,7 +543,7 @@ def open_close_timestamp(t: Optional[float] = None) -> str:
     return time.strftime("%Y-%m-%d-%H-%M-%S", time.localtime(int(t)))
 
 
-def tsv_header(schema: Schema, open_time: Optional[float] = None) -> bytes:
+def tsv_header(schema: Schema, open_time: float | None = None) -> bytes:
     lines = [
         "#separator \\x09",
         "#set_separator\t,",
@@ -579,31 +580,31 @@ class LogWriter:
         directory,
         schema: Schema,
         fmt: str = "tsv",
-        open_time: Optional[float] = None,
+        open_time: float | None = None,
         flush_interval: float = 1.0,
         max_buffer: int = 65536,
-        opener: Optional[Callable[[str], int]] = None,
-        on_failure: Optional[Callable[["LogWriter"], None]] = None,
+        opener: Callable[[str], int] | None = None,
+        on_failure: Callable[[LogWriter], None] | None = None,
     ):
         if fmt not in ("tsv", "json"):
-            raise ValueError("fmt must be 'tsv' or 'json', not %r" % (fmt,))
+            raise ValueError(f"fmt must be 'tsv' or 'json', not {fmt!r}")
         self.schema = schema
         self.fmt = fmt
         self.path = os.path.join(os.fspath(directory), schema.path + ".log")
         self.rows = 0
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
-        self._buf: List[bytes] = []
+        self._buf: list[bytes] = []
         self._buf_len = 0
         self._buf_rows = 0
         self._complete = 0          # bytes in the file that end on a whole line
-        self.failure: Optional[str] = None
+        self.failure: str | None = None
         self.lost_rows = 0
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._format = format_tsv_row if fmt == "tsv" else format_json_row
         if opener is not None:
-            self._fd: Optional[int] = opener(schema.path + ".log")
+            self._fd: int | None = opener(schema.path + ".log")
         else:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         self._last_flush = time.monotonic()
@@ -616,7 +617,7 @@ class LogWriter:
             raise
 
     # -- context manager
-    def __enter__(self) -> "LogWriter":
+    def __enter__(self) -> LogWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -654,7 +655,7 @@ class LogWriter:
         line = self._format(self.schema, record)
         with self._lock:
             if self._fd is None:
-                raise ValueError("write to closed log %s" % self.path)
+                raise ValueError(f"write to closed log {self.path}")
             self._buf.append(line)
             self._buf_len += len(line)
             self.rows += 1
@@ -679,7 +680,7 @@ class LogWriter:
             if self._fd is not None:
                 self._flush_locked()
 
-    def close(self, close_time: Optional[float] = None) -> None:
+    def close(self, close_time: float | None = None) -> None:
         """Flush, write ``#close`` (TSV) and close. Idempotent."""
         with self._lock:
             if self._fd is None:
@@ -687,7 +688,7 @@ class LogWriter:
             try:
                 self._flush_locked()
                 if self.fmt == "tsv":
-                    self._write_all(("#close\t%s\n" % open_close_timestamp(close_time)).encode())
+                    self._write_all((f"#close\t{open_close_timestamp(close_time)}\n").encode())
             finally:
                 os.close(self._fd)
                 self._fd = None
