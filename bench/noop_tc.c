@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The baseline for bench/record_bench.py: a TC classifier that does nothing.
  * Its run time per packet is the cost of merely having a BPF program attached
  * (call overhead, plus the bpf_stats timing itself); ours is compared to it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* capture.bpf.c: cicd-audit's TC program: Zeek-style connection tracking in the kernel.
  *
  * Attached to clsact ingress and egress of the recorded interfaces (live), or

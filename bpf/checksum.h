@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* checksum.h: Internet checksums, validated only where they are known to be complete.
  *
  * Compiled in only for pcap input (CA_VALIDATE_CHECKSUMS=1), the way Zeek

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* cicd_audit.h: every struct and constant shared by the kernel program and Python.
  *
  * Python mirrors this file in exactly one module (recorder/abi.py); the test

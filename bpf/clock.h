@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* clock.h: packet time.
  *
  * pcap input: the capture time the driver put in skb->tstamp, always.

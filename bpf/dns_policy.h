@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* dns_policy.h: blocking mode's DNS stage, tail-called for each DNS message
  * on a connection to port 53 (CA_BLOCK=1).
  *

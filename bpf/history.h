@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* history.h: Zeek's connection history string, built in the kernel.
  *
  * Upper-case letters are the originator's, lower-case the responder's. Most

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* packet.h: parse one skb into the fields connection tracking needs.
  *
  * Headers are read by direct packet access, every read bounds-checked against

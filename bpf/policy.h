@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* policy.h: blocking mode: the allowlist, enforced in the kernel (CA_BLOCK=1).
  *
  * A destination is allowed when

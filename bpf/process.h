@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* process.h: which process opened a connection (live capture only).
  *
  * TC sees packets, not processes. The cgroup socket hooks here run in the

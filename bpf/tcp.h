@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* tcp.h: Zeek's TCP endpoint model, per packet, in the kernel.
  *
  * Mirrors the behaviour of Zeek's TCP session adapter (TCPSessionAdapter.cc,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* timers.h: when a connection ends, by Zeek's timers, evaluated lazily.
  *
  * Zeek fires timers as packet time advances. Between two packets of a
