@@ -24,7 +24,7 @@ from scapy.all import DNS, DNSQR, IP, UDP, Ether
 
 from cicd_audit.policy import parse_policy
 from cicd_audit.recorder import bpf_program, kernel_headers
-from cicd_audit.recorder import test_run as tr
+from cicd_audit.recorder import packet_runner as tr
 from cicd_audit.recorder.block_tables import PolicyTables
 
 REPO = Path(__file__).resolve().parent.parent

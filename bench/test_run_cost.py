@@ -22,7 +22,7 @@ from scapy.all import IP, TCP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
 from cicd_audit.recorder import kernel_headers
-from cicd_audit.recorder import test_run as tr
+from cicd_audit.recorder import packet_runner as tr
 from cicd_audit.recorder.block_tables import PolicyTables
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, import_bcc
 

@@ -17,9 +17,9 @@ from cicd_audit.errors import InputError
 from cicd_audit.recorder import linktypes
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.capture_file import CaptureFile
+from cicd_audit.recorder.packet_runner import FrameRejected, PacketRunner
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.sweeper import Sweeper
-from cicd_audit.recorder.test_run import FrameRejected, TestRunner
 
 SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
 PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
@@ -50,7 +50,7 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     try:
         if likely_server_ports is not None:
             program.set_likely_server_ports(likely_server_ports)
-        runner = TestRunner(program.packet_fn.fd)
+        runner = PacketRunner(program.packet_fn.fd)
         sweeper = Sweeper(program, program.sweep_fn.fd)
         bar = _progress_bar(pcap, progress)
         next_sweep = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 
 from cicd_audit.recorder import abi
-from cicd_audit.recorder.test_run import TestRunner
+from cicd_audit.recorder.packet_runner import PacketRunner
 
 _DUMMY_ETHERNET = bytes(14)
 
@@ -18,7 +18,7 @@ _DUMMY_ETHERNET = bytes(14)
 class Sweeper:
     def __init__(self, program, sweep_fd: int):
         self.program = program
-        self.runner = TestRunner(sweep_fd)
+        self.runner = PacketRunner(sweep_fd)
 
     def sweep(self, now_ns: int, drain: bool = False) -> None:
         v4_keys, v6_keys = self.program.conn_keys()

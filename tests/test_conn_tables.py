@@ -58,8 +58,8 @@ def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path)
 def test_the_timer_sweep_ends_idle_connections_of_both_families():
     from cicd_audit.recorder import abi, events
     from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.packet_runner import PacketRunner
     from cicd_audit.recorder.sweeper import Sweeper
-    from cicd_audit.recorder.test_run import TestRunner
 
     ended = []
 
@@ -71,7 +71,7 @@ def test_the_timer_sweep_ends_idle_connections_of_both_families():
     flows = abi.SWEEP_KEYS_MAX + 8          # per family: more than one sweep request holds
     program = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), on_event)
     try:
-        runner, sweeper = TestRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
+        runner, sweeper = PacketRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
         t0 = 1_700_000_000 * 10**9
         for frame in _frames(flows):
             runner.run(bytes(frame), t0)

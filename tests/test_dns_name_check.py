@@ -18,7 +18,7 @@ import pytest
 from scapy.all import IP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
-from cicd_audit.recorder import test_run as tr
+from cicd_audit.recorder import packet_runner as tr
 from cicd_audit.recorder.block_tables import PolicyTables
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
 

@@ -21,8 +21,8 @@ import pytest
 from shared_data import shared
 
 from cicd_audit.recorder import bpf_syscall
+from cicd_audit.recorder.packet_runner import PacketRunner
 from cicd_audit.recorder.ringbuf import RingBuffer
-from cicd_audit.recorder.test_run import TestRunner as PacketRunner
 
 DNS2TCP = shared("dns-tunnel-data", "pcaps", "dns2tcp_netrack", "dns2tcp_2018-03-23.pcap")
 PAGE = os.sysconf("SC_PAGE_SIZE")

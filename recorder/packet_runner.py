@@ -20,7 +20,7 @@ SKB_TSTAMP = 152
 SKB_GSO_SEGS = 164
 
 # The kernel builds the test skb in one page: headroom and skb_shared_info
-# leave about 3.7 KB for packet data (net/bpf/test_run.c).
+# leave about 3.7 KB for packet data (net/bpf/packet_runner.c).
 DEFAULT_MAX_DATA = 3712
 MIN_DATA = 14  # an Ethernet header
 
@@ -46,7 +46,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-class TestRunner:
+class PacketRunner:
     """Feeds packets to one program fd; reuses its buffers between calls."""
 
     def __init__(self, prog_fd: int):
