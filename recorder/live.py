@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
+from cicd_audit.recorder.stop_flag import StopFlag
 from cicd_audit.recorder.sweeper import Sweeper
 
 POLL_MS = 100
@@ -55,32 +55,6 @@ class LiveResult:
     stats: dict
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM set it; with a command running, they are passed on to it."""
-
-    def __init__(self):
-        self.stop = False
-        self.signum = 0                 # the signal that stopped the recording
-        self.child: subprocess.Popen | None = None
-        self._previous = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame) -> None:
-        if self.child is not None and self.child.poll() is None:
-            if signum == signal.SIGTERM:
-                self.child.terminate()      # SIGINT already reached the foreground group
-            return
-        self.stop = True
-        self.signum = signum
-
-
 def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = None,
                 command: Sequence[str] | None = None,
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
@@ -93,7 +67,7 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
     SIGINT and SIGTERM stop the recording cleanly from the first line on: one
     arriving during start-up lets the current step finish, starts no command,
     and closes complete logs (exit 128 + the signal with a command, else 0)."""
-    flag = _StopFlag()
+    flag = StopFlag()
     flag.install()
     try:
         return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
@@ -102,7 +76,7 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
         flag.restore()
 
 
-def _record_live(flag: _StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
+def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
                  community_id, cgroup, blocking, process_args) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)

@@ -19,6 +19,7 @@ from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, req
 from cicd_audit.recorder.capture_file import CaptureFile
 from cicd_audit.recorder.packet_runner import FrameRejected, PacketRunner
 from cicd_audit.recorder.session import SessionLog
+from cicd_audit.recorder.stop_flag import StopFlag
 from cicd_audit.recorder.sweeper import Sweeper
 
 SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
@@ -34,8 +35,23 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
     is not the one wanted (e.g. to match `zeek -b`). community_id: add Zeek's
     community_id column to conn.log.
+
+    SIGINT or SIGTERM ends the replay after the packet in hand: what was read
+    is drained into complete logs, recorder.status says "incomplete", and the
+    stats carry `stopped_by_signal` (the CLI exits 128 + that signal).
     """
-    pcap = Path(pcap)
+    flag = StopFlag()
+    flag.install()
+    try:
+        return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
+                            likely_server_ports, community_id)
+    finally:
+        flag.restore()
+
+
+def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
+                 progress: bool | None, settings: ProgramSettings | None, likely_server_ports: frozenset | None,
+                 community_id: bool) -> dict:
     require_root()                  # before any log file exists
     reader = CaptureFile(pcap)
     started = time.monotonic()
@@ -57,6 +73,13 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         last_ns = 0
         packets = 0
         for frame in reader:
+            if flag.stop:
+                stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
+                print(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read", file=sys.stderr)
+                session.record_failure(stopped)
+                session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
+                                    stopped)
+                break
             ts_ns = frame.ts_ns
             if next_sweep is None:
                 next_sweep = ts_ns + SWEEP_INTERVAL_NS
@@ -94,6 +117,8 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
             bar.close()
         kernel_stats = program.stats()
         stats = session.close(kernel_stats, str(pcap), time.monotonic() - started)
+        if flag.stop:
+            stats["stopped_by_signal"] = flag.signum
         _warn_if_offloaded(kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
         return stats
     finally:

@@ -144,6 +144,10 @@ class SessionLog:
         print(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
               "kept, later ones are counted as lost", file=sys.stderr, flush=True)
 
+    def record_failure(self, why: str) -> None:
+        """The recording is incomplete for a reason of the caller's (recorder.status says so)."""
+        self.failures.append(why)
+
     @property
     def rows_lost(self) -> int:
         return sum(w.lost_rows for w in self._writers) + self._stats.lost_rows

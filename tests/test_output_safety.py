@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -217,3 +218,35 @@ def test_a_signal_at_any_moment_of_start_up_leaves_valid_logs(lab, tmp_path):
             assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), (delay, log.name)
         assert not (out / "recorder.pid").exists()
         assert json.loads((out / "recorder.status").read_text())["recording"] == "complete", (delay, err)
+
+
+def test_a_signal_during_a_replay_leaves_complete_logs(tmp_path):
+    """SIGTERM or SIGINT while `record --pcap` reads: what was read is in complete logs, the
+    replay says where it stopped, and the exit status is 128 + the signal."""
+    from frames import ether
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    query = bytes(ether() / IP(src="192.0.2.1", dst="192.0.2.53") / UDP(sport=33333, dport=53)
+                  / DNS(id=1, rd=1, qd=DNSQR(qname="a.example")))
+    pcap = tmp_path / "long.pcap"
+    with open(pcap, "wb") as f:                 # long enough to take several seconds to replay
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(300_000):         # about 10 s of replay here: the signal lands well inside it
+            f.write(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000 * 1000, len(query), len(query)) + query)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        out = tmp_path / f"out-{sig}"
+        proc = subprocess.Popen([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (out / "conn.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)                         # the program is loaded and packets are flowing
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err and proc.returncode == 128 + sig, (proc.returncode, err)
+        assert f"stopped by signal {int(sig)} before packet record" in err
+        for log in out.glob("*.log"):
+            assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), log.name
+        assert "cicd_audit_pcap_interrupted" in (out / "weird.log").read_text()
+        status = json.loads((out / "recorder.status").read_text())
+        assert status["recording"] == "incomplete" and "stopped by signal" in status["failures"][0]
