@@ -9,6 +9,12 @@ alternating them round by round. A quick, quiet-machine check while changing the
 kernel code; bench/record_bench.py measures the real thing on a veth flood.
 
     sudo python bench/test_run_cost.py [--rounds 5] [--repeat 200000]
+    sudo python bench/test_run_cost.py --ab OLD/bpf NEW/bpf [--rounds 21]
+
+--ab compares two copies of the bpf/ sources (e.g. one with a previous
+commit's header): both live-mode programs run on the same frames (plain,
+VLAN-tagged, QinQ), alternated round by round; it prints each one's median
+above the no-op and the ratio NEW/OLD.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import ctypes
 import os
 import statistics
+import struct
+from pathlib import Path
 
 from scapy.all import IP, TCP, UDP, Ether, Raw
 
@@ -45,16 +53,54 @@ def ns_per_run(prog_fd: int, frame: bytes, repeat: int) -> int:
     return attr.duration
 
 
+def _vlan(frame: bytes, *tags: int) -> bytes:
+    return frame[:12] + b"".join(struct.pack("!HH", tpid, 10) for tpid in tags) + frame[12:]
+
+
+def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int) -> None:
+    """The live-mode program compiled from two source directories, alternated."""
+    from cicd_audit.recorder import bpf_program
+    programs = {}
+    real_source_dir = bpf_program.source_dir
+    for label, src in (("old", old_dir), ("new", new_dir)):
+        bpf_program.source_dir = lambda src=src: Path(src).resolve()
+        try:
+            programs[label] = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True),
+                                             lambda data, size: None, use_cache=False)
+        finally:
+            bpf_program.source_dir = real_source_dir
+    frames = dict(FRAMES)
+    for name, frame in FRAMES.items():
+        frames[name + "-vlan"] = _vlan(frame, 0x8100)
+        frames[name + "-qinq"] = _vlan(frame, 0x88A8, 0x8100)
+    for name, frame in frames.items():
+        base, old, new = [], [], []
+        for i in range(rounds):
+            base.append(ns_per_run(noop_fd, frame, repeat))
+            order = ("old", "new") if i % 2 == 0 else ("new", "old")
+            for label in order:
+                (old if label == "old" else new).append(ns_per_run(programs[label].egress_fn.fd, frame, repeat))
+        b, o, n = statistics.median(base), statistics.median(old), statistics.median(new)
+        ratios = sorted(y / x for x, y in zip(old, new))
+        print(f"{name:18s} no-op {b:4.0f} ns   old {o:5.0f} ns ({o - b:+4.0f})   new {n:5.0f} ns ({n - b:+4.0f})   "
+              f"new/old median {statistics.median(ratios):.3f} (range {ratios[0]:.3f}..{ratios[-1]:.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=200_000)
+    parser.add_argument("--ab", nargs=2, metavar=("OLD_BPF_DIR", "NEW_BPF_DIR"),
+                        help="compare the programs compiled from two bpf/ source directories")
     args = parser.parse_args()
     bcc = import_bcc()
     headers = kernel_headers.choose_headers()
     if headers.source:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     noop = bcc.BPF(text=NOOP).load_func(b"noop", bcc.BPF.SCHED_CLS)
+    if args.ab:
+        ab(noop.fd, args.ab[0], args.ab[1], args.rounds, args.repeat)
+        return
     ours = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
     blocking = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=True),
                               lambda data, size: None)
