@@ -12,6 +12,7 @@ import pytest
 
 from cicd_audit.errors import InputError
 from cicd_audit.zeeklog.reader import (
+    STRING_DTYPE,
     LogFormatError,
     empty_frame,
     load_logs,
@@ -134,7 +135,7 @@ def test_benign_real_zeek_logs(name, rows, ncols):
     hdr = df.attrs["zeek_header"]
     assert hdr.path == "dns" and len(hdr.fields) == ncols
     assert df["ts"].notna().all()
-    assert df["query"].dtype == pd.StringDtype()
+    assert df["query"].dtype == STRING_DTYPE
     assert df["id.resp_p"].dtype == "UInt16"
     # record reader agrees value for value on a sample
     _, recs = read_log(p)

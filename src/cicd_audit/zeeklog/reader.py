@@ -529,6 +529,13 @@ def _read_json_records(data: bytes, filename, schema: Schema | None):
 # DataFrames
 
 
+# Python-backed strings, whatever pandas' default storage is: with
+# errors="surrogateescape" a value may hold lone surrogates, which Arrow
+# strings refuse, and the dtype must not depend on whether pyarrow happens
+# to be installed.
+STRING_DTYPE = pd.StringDtype(storage="python")
+
+
 def dtype_for(ztype: str):
     """pandas dtype used for a Zeek type."""
     container, element = parse_type(ztype)
@@ -542,7 +549,7 @@ def dtype_for(ztype: str):
         "port": pd.UInt16Dtype(),
         "double": pd.Float64Dtype(),
         "bool": pd.BooleanDtype(),
-    }.get(element, pd.StringDtype())
+    }.get(element, STRING_DTYPE)
 
 
 def empty_frame(schema: Schema) -> pd.DataFrame:
@@ -661,7 +668,7 @@ def _convert_column(vals: np.ndarray, ztype: str, name: str, hdr: LogHeader, err
     if unset.any():
         out = out.copy() if out is vals else out
         out[unset] = None
-    return pd.array(out, dtype=pd.StringDtype())
+    return pd.array(out, dtype=STRING_DTYPE)
 
 
 def _convert_container(vals, unset, element, name, hdr, errors):
