@@ -37,7 +37,7 @@ fi
 /usr/bin/python3 -m venv --system-site-packages "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 if [ "$with_test" = 1 ]; then
-  "$VENV/bin/pip" install -q --editable "$here[test,notebook]"
+  "$VENV/bin/pip" install -q --editable "$here[test,notebook,fleet]"
 else
   "$VENV/bin/pip" install -q "$here"
 fi

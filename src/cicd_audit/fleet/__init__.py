@@ -1,0 +1,1 @@
+"""Fleet scale: a Parquet store of sessions, and analysis and queries over it on Dask."""
