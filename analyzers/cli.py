@@ -50,7 +50,7 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
     epilog="Analyzers: " + _ANALYZER_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, readable=True))
+@click.argument("dirs", nargs=-1, required=False, type=click.Path(exists=True, file_okay=False, readable=True))
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy YAML (allowed domains and CIDRs).")
 @click.option(
     "--baseline",
@@ -68,7 +68,19 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
     "--min-severity", type=click.Choice(SEVERITIES), default="info", show_default=True,
     help="Only show findings at or above this severity (the summary still counts all).",
 )
-def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity):
+@click.option("--store", "store_url", metavar="STORE",
+              help="Analyze every session of a fleet store (path or s3://...; see `cicd-audit store add`) on Dask.")
+@click.option("--scheduler", default="local", show_default=True,
+              help="With --store: 'local' (a Dask LocalCluster), 'sync' (this process) or a scheduler address.")
+@click.option("--baseline-runs", type=click.IntRange(min=0), default=10, show_default=True,
+              help="With --store: each session's baseline is this many earlier runs of its workflow.")
+def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, store_url, scheduler, baseline_runs):
+    if store_url:  # the fleet path: same analyzers, per session, partition-parallel (docs/fleet.md)
+        from ..fleet.cli import analyze_store_command
+
+        analyze_store_command(store_url, scheduler, baseline_runs, dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity)
+    if not dirs:
+        raise click.UsageError("give at least one session directory (or --store STORE)")
     from .analysis import analyze as run
     from .report import RENDERERS
 
@@ -82,7 +94,9 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity):
         baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
         result = run(logs, policy=policy, baseline=baseline, sessions=[os.path.basename(os.path.normpath(d)) for d in dirs])
     except CicdAuditError as e:
-        click.echo(f"cicd-audit analyze: error: {e}", err=True)
+        from .safe_text import for_terminal
+
+        click.echo(f"cicd-audit analyze: error: {for_terminal(e)}", err=True)  # may quote a log line
         sys.exit(EXIT_ERROR)
     click.echo(RENDERERS[fmt](result, min_severity=min_severity), nl=False)
     if fail_on and len(at_or_above(result.findings, fail_on)):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .findings import SEVERITIES, at_or_above
+from .safe_text import for_markdown, for_markdown_code, for_terminal
 
 JSON_SCHEMA_VERSION = 1
 
@@ -97,11 +98,11 @@ def _findings_line(s: dict) -> str:
     return ", ".join(f"{by[sev]} {sev}" for sev in reversed(SEVERITIES) if by.get(sev))
 
 
-def _sessions_text(s: dict) -> str:
+def _sessions_text(s: dict, safe=for_terminal) -> str:
     ss = s.get("sessions") or []
     if not ss:
         return "1 session"
-    head = ", ".join(ss[:3]) + (" ..." if len(ss) > 3 else "")
+    head = ", ".join(safe(x) for x in ss[:3]) + (" ..." if len(ss) > 3 else "")
     return f"{len(ss)} session{'s' if len(ss) != 1 else ''} ({head})"
 
 
@@ -119,8 +120,9 @@ def render_text(result, min_severity: str = "info", width: int = 100) -> str:
     if len(shown):
         lines.append("")
         for r in shown.itertuples(index=False):
-            lines.append(f"{str(r.severity).upper():<9} {r.analyzer:<23} {r.indicator}")
-            lines.append(f"{'':<9} {r.summary}")
+            # indicator and summary carry names from the logs: never let them act on the terminal
+            lines.append(f"{str(r.severity).upper():<9} {r.analyzer:<23} {for_terminal(r.indicator)}")
+            lines.append(f"{'':<9} {for_terminal(r.summary)}")
     hidden = len(result.findings) - len(shown)
     if hidden:
         lines.append("")
@@ -129,13 +131,14 @@ def render_text(result, min_severity: str = "info", width: int = 100) -> str:
 
 
 def _md_cell(text) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    """Text from a log (or built around it) as an inert table cell."""
+    return for_markdown(text)
 
 
 def render_markdown(result, min_severity: str = "info") -> str:
     s = result.summary
     out = ["## cicd-audit network audit", ""]
-    out.append(f"{_sessions_text(s)}" + (f", {_time_range(s)}" if s.get("first_seen") else ""))
+    out.append(f"{_sessions_text(s, safe=for_markdown)}" + (f", {_time_range(s)}" if s.get("first_seen") else ""))
     out.append("")
     out.append("| | |")
     out.append("|---|---|")
@@ -153,7 +156,7 @@ def render_markdown(result, min_severity: str = "info") -> str:
         out.append("|---|---|---|---|")
         for r in shown.itertuples(index=False):
             out.append(
-                f"| **{_md_cell(str(r.severity))}** | {_md_cell(r.analyzer)} | `{_md_cell(r.indicator)}` | {_md_cell(r.summary)} |"
+                f"| **{_md_cell(str(r.severity))}** | {_md_cell(r.analyzer)} | {for_markdown_code(r.indicator)} | {_md_cell(r.summary)} |"
             )
     else:
         out.append("No findings.")
