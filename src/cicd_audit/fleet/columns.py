@@ -60,7 +60,7 @@ def _type_from_dtype(s: pd.Series) -> str:
     named = {"UInt64": "count", "Int64": "int", "UInt16": "port", "Float64": "double", "boolean": "bool"}
     if str(dt) in named:
         return named[str(dt)]
-    if dt == object:
+    if isinstance(dt, np.dtype) and dt.kind == "O":
         first = next((v for v in s if isinstance(v, list) and v), None)
         if first is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in first):
             return "vector[double]"

@@ -1,0 +1,338 @@
+"""Fleet queries for an incident, over the whole store on Dask.
+
+API (each returns a pandas DataFrame; ``since``/``until``: anything pd.Timestamp reads, UTC)::
+
+    find_indicator(store_url, indicators, since=None, until=None, ...)
+        # every job that looked up, got an answer pointing to, or connected to an indicator:
+        # a domain suffix ("evil.com" matches evil.com and *.evil.com) or an IP/CIDR
+        # columns: repository, workflow, session, indicator, kind (lookup|answer|connection),
+        #          count, distinct (names or addresses), examples, first_seen, last_seen
+    new_destinations(store_url, since=None, until=None, repository=None, workflow=None, ...)
+        # registered domains each workflow looked up for the first time in its stored history,
+        # columns: repository, workflow, week (Monday), destination, first_seen, session
+    top_talkers(store_url, by="destination", n=20, since=None, until=None, ...)
+        # bytes sent and received, connections: per destination address, session or workflow
+
+Fast by reading little: only the columns a query needs, only the date
+partitions of the time range (Hive directories: pruned before any file is
+opened), and ``session IN (...)`` / ``ts`` filters pushed down to Parquet
+row-group statistics. Aggregations are tree reductions, so no worker and not
+the client ever holds more than one partition plus the (small) partial results.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UsageError
+from .cluster import compute_kwargs, dask_client
+from .store import Store
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_*-]([a-z0-9_-]{0,62})?\.)*[a-z0-9_-]{1,63}$")
+
+
+# ---- indicators ---------------------------------------------------------------
+
+
+def parse_indicators(indicators) -> tuple[list, list]:
+    """(domain suffixes, networks) from strings; a bad one is a UsageError naming it."""
+    domains, nets = [], []
+    for raw in indicators:
+        s = str(raw).strip()
+        try:
+            nets.append(ipaddress.ip_network(s, strict=False))
+            continue
+        except ValueError:
+            pass
+        d = s.lower().rstrip(".").removeprefix("*.")
+        if not _DOMAIN.match(d):
+            raise UsageError(f"indicator {raw!r}: neither a domain name nor an IP address or CIDR")
+        domains.append(d)
+    if not domains and not nets:
+        raise UsageError("give at least one indicator (a domain suffix, an IP address or a CIDR)")
+    return domains, nets
+
+
+def _suffix_match(names: pd.Series, domains: list) -> pd.Series:
+    """The indicator each name falls under ("" for none); names are compared lower-cased."""
+    low = names.astype(object).fillna("").str.lower().str.rstrip(".")
+    out = pd.Series("", index=names.index, dtype=object)
+    for d in domains:
+        hit = (low == d) | low.str.endswith("." + d)
+        out = out.where(~(hit & (out == "")), d)
+    return out
+
+
+def _network_match(addrs: pd.Series, nets: list) -> pd.Series:
+    """The network each address falls in, as text ("" for none); each distinct address parsed once."""
+    codes, uniques = pd.factorize(addrs.astype(object), use_na_sentinel=True)
+    found = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(uniques):
+        found[i] = ""
+        try:
+            a = ipaddress.ip_address(str(u))
+        except ValueError:
+            continue
+        for n in nets:
+            if a.version == n.version and a in n:
+                found[i] = str(n)
+                break
+    res = np.full(len(codes), "", dtype=object)
+    ok = codes >= 0
+    res[ok] = found[codes[ok]]
+    return pd.Series(res, index=addrs.index, dtype=object)
+
+
+def _date_filters(since, until) -> list:
+    f = []
+    if since is not None:
+        f.append(("date", ">=", pd.Timestamp(since).strftime("%Y-%m-%d")))
+    if until is not None:
+        f.append(("date", "<=", pd.Timestamp(until).strftime("%Y-%m-%d")))
+    return f
+
+
+def _in_range(df, since, until):
+    keep = pd.Series(True, index=df.index)
+    if since is not None:
+        keep &= df["ts"] >= _utc(since)
+    if until is not None:
+        keep &= df["ts"] < _utc(until)
+    return df[keep.fillna(False).to_numpy(dtype=bool)]
+
+
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _read(store: Store, log: str, columns: list, filters: list):
+    """A dask frame of one log: the columns asked for plus the job identity, only the matching partitions."""
+    import dask.dataframe as dd
+
+    if not store.fs.exists(store.path(log)):
+        return None
+    cols = list(dict.fromkeys([*columns, "session", "repository", "workflow"]))
+    return dd.read_parquet(store.url(log), columns=cols, filters=filters or None, storage_options=store.storage_options,
+                           dataset={"partitioning": "hive"}, aggregate_files=False)
+
+
+_HIT_COLUMNS = ["repository", "workflow", "session", "indicator", "kind", "count", "distinct", "examples",
+                "first_seen", "last_seen"]
+
+#: matching names or addresses shown per (session, indicator, kind): enough to recognise the pattern.
+MAX_EXAMPLES = 3
+
+
+def _summarise_hits(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (job, indicator, kind): how often, how many distinct names/addresses, a few of them, when."""
+    if df.empty:
+        return pd.DataFrame(columns=_HIT_COLUMNS)
+    df = df.sort_values(["ts", "match"], kind="stable")
+    g = df.groupby(["repository", "workflow", "session", "indicator", "kind"], sort=False, observed=True)
+    out = g.agg(count=("ts", "size"), distinct=("match", "nunique"), first_seen=("ts", "min"), last_seen=("ts", "max"),
+                examples=("match", lambda m: list(dict.fromkeys(m))[:MAX_EXAMPLES])).reset_index()
+    return out[_HIT_COLUMNS]
+
+
+def _identity_as_text(df):
+    return df.astype({"repository": object, "workflow": object, "session": object})
+
+
+def _dns_hits(part, domains, nets, since, until):
+    part = _identity_as_text(_in_range(part, since, until))
+    hits = []
+    if domains:
+        ind = _suffix_match(part["query"], domains)
+        m = part[(ind != "").to_numpy()]
+        hits.append(m.assign(indicator=ind[ind != ""], kind="lookup", match=m["query"].astype(object)))
+    if nets:
+        ans = part[["repository", "workflow", "session", "ts", "answers"]].explode("answers")
+        ans = ans[ans["answers"].notna()]
+        ind = _network_match(ans["answers"], nets)
+        m = ans[(ind != "").to_numpy()]
+        hits.append(m.assign(indicator=ind[ind != ""], kind="answer", match=m["answers"].astype(object)))
+    cols = ["repository", "workflow", "session", "indicator", "kind", "match", "ts"]
+    return pd.concat([h[cols] for h in hits], ignore_index=True) if hits else pd.DataFrame(columns=cols)
+
+
+def _conn_hits(part, nets, addr_indicator, since, until):
+    """Connections to an indicator network, or to an address a matching name resolved to in that session."""
+    part = _identity_as_text(_in_range(part, since, until))
+    ind = _network_match(part["id.resp_h"], nets) if nets else pd.Series("", index=part.index, dtype=object)
+    if addr_indicator:
+        via = pd.Series([addr_indicator.get((s, a), "") for s, a in zip(part["session"], part["id.resp_h"])],
+                        index=part.index, dtype=object)
+        ind = ind.where(ind != "", via)
+    m = part[(ind != "").to_numpy()]
+    out = m.assign(indicator=ind[ind != ""], kind="connection", match=m["id.resp_h"].astype(object))
+    return out[["repository", "workflow", "session", "indicator", "kind", "match", "ts"]]
+
+
+def _hits_meta():
+    return pd.DataFrame({"repository": pd.Series(dtype=object), "workflow": pd.Series(dtype=object),
+                         "session": pd.Series(dtype=object), "indicator": pd.Series(dtype=object),
+                         "kind": pd.Series(dtype=object), "match": pd.Series(dtype=object),
+                         "ts": pd.Series(dtype="datetime64[ns, UTC]")})
+
+
+def find_indicator(store_url, indicators, since=None, until=None, scheduler="sync", storage_options=None) -> pd.DataFrame:
+    import dask
+
+    domains, nets = parse_indicators(indicators)
+    store = Store.open(store_url, storage_options)
+    filters = _date_filters(since, until)
+    parts = []
+    with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
+        kw = compute_kwargs(client)
+        dns = _read(store, "dns", ["ts", "query", "answers"], filters)
+        dns_hits = pd.DataFrame(columns=list(_hits_meta().columns))
+        if dns is not None:
+            dns_hits = dns.map_partitions(_dns_hits, domains, nets, since, until, meta=_hits_meta()).compute(**kw)
+            parts.append(dns_hits)
+        # addresses that a matching name resolved to, per session: connections to them count as contact
+        addr_indicator = {}
+        if domains and dns is not None and not dns_hits.empty:
+            looked = dns_hits[dns_hits["kind"] == "lookup"]
+            sessions = sorted(set(looked["session"]))
+            ans = dns[dns["session"].isin(sessions)] if sessions else None
+            if ans is not None:
+                got = ans.map_partitions(_resolved, domains, meta=_resolved_meta()).compute(**kw)
+                addr_indicator = {(s, a): i for s, a, i in zip(got["session"], got["address"], got["indicator"])}
+        conn = _read(store, "conn", ["ts", "id.resp_h"], filters)
+        if conn is not None and (nets or addr_indicator):
+            if not nets:  # only sessions that looked a matching name up can have connected through it
+                conn = conn[conn["session"].isin(sorted({s for s, _ in addr_indicator}))]
+            parts.append(conn.map_partitions(_conn_hits, nets, addr_indicator, since, until, meta=_hits_meta()).compute(**kw))
+    hits = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else _hits_meta()
+    out = _summarise_hits(hits)
+    return out.sort_values(["first_seen", "session", "kind"], kind="stable").reset_index(drop=True)
+
+
+def _resolved_meta():
+    return pd.DataFrame({"session": pd.Series(dtype=object), "address": pd.Series(dtype=object),
+                         "indicator": pd.Series(dtype=object)})
+
+
+def _resolved(part, domains):
+    part = _identity_as_text(part)
+    ind = _suffix_match(part["query"], domains)
+    m = part[(ind != "").to_numpy()].assign(indicator=ind[ind != ""])
+    m = m[["session", "answers", "indicator"]].explode("answers")
+    m = m[m["answers"].notna()]
+    m = m[[_is_ip(a) for a in m["answers"]]]
+    return m.rename(columns={"answers": "address"}).astype(object).drop_duplicates()
+
+
+def _is_ip(s) -> bool:
+    try:
+        ipaddress.ip_address(str(s))
+        return True
+    except ValueError:
+        return False
+
+
+# ---- new destinations per workflow per week --------------------------------------
+
+
+_FIRST_COLUMNS = ["repository", "workflow", "destination", "first_seen", "session"]
+
+
+def _first_domains(part: pd.DataFrame) -> pd.DataFrame:
+    """Per partition: the first lookup of each (repository, workflow, registered domain)."""
+    from ..analyzers import registered_domains
+
+    part = _identity_as_text(part)
+    part = part[part["query"].notna()]
+    d = part.assign(destination=registered_domains(part["query"].astype(object)).to_numpy())
+    d = d[d["destination"] != ""]
+    return _earliest(d.rename(columns={"ts": "first_seen"})[_FIRST_COLUMNS])
+
+
+def _earliest(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.sort_values(["first_seen", "session"], kind="stable")
+    return df.drop_duplicates(["repository", "workflow", "destination"]).reset_index(drop=True)
+
+
+def _first_meta():
+    return pd.DataFrame({"repository": pd.Series(dtype=object), "workflow": pd.Series(dtype=object),
+                         "destination": pd.Series(dtype=object), "first_seen": pd.Series(dtype="datetime64[ns, UTC]"),
+                         "session": pd.Series(dtype=object)})
+
+
+def new_destinations(store_url, since=None, until=None, repository=None, workflow=None, scheduler="sync",
+                     storage_options=None) -> pd.DataFrame:
+    """Registered domains a workflow looked up for the first time in [since, until), by ISO week.
+
+    "First time" looks at the whole stored history before ``until``, so the
+    scan reads every date up to it, but only the ts and query columns.
+    """
+    import dask
+
+    store = Store.open(store_url, storage_options)
+    filters = _date_filters(None, until)
+    if repository:
+        filters.append(("repository", "==", repository))
+    if workflow:
+        filters.append(("workflow", "==", workflow))
+    with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
+        dns = _read(store, "dns", ["ts", "query"], filters)
+        if dns is None:
+            return pd.DataFrame(columns=["repository", "workflow", "week", *_FIRST_COLUMNS[2:]])
+        if until is not None:
+            dns = dns[dns["ts"] < _utc(until)]
+        first = dns.reduction(_first_domains, aggregate=_earliest, combine=_earliest, meta=_first_meta(),
+                              split_every=8).compute(**compute_kwargs(client))
+    if since is not None:
+        first = first[first["first_seen"] >= _utc(since)]
+    week = first["first_seen"].dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time.dt.strftime("%Y-%m-%d")
+    out = first.assign(week=week.to_numpy())[["repository", "workflow", "week", "destination", "first_seen", "session"]]
+    return out.sort_values(["repository", "workflow", "week", "first_seen", "destination"]).reset_index(drop=True)
+
+
+# ---- top talkers --------------------------------------------------------------------
+
+TALKER_KEYS = {"destination": ["id.resp_h"], "session": ["repository", "workflow", "session"],
+               "workflow": ["repository", "workflow"]}
+
+
+def _talker_part(part, by, since, until):
+    part = _identity_as_text(_in_range(part, since, until))
+    keys = TALKER_KEYS[by]
+    part = part.assign(sent=part["orig_bytes"].astype("Float64").fillna(0).astype("float64"),
+                       received=part["resp_bytes"].astype("Float64").fillna(0).astype("float64"),
+                       connections=1.0)
+    for k in keys:
+        part[k] = part[k].astype(object)
+    return part.groupby(keys, sort=False)[["sent", "received", "connections"]].sum().reset_index()
+
+
+def _talker_combine(df, by):
+    return df.groupby(TALKER_KEYS[by], sort=False)[["sent", "received", "connections"]].sum().reset_index()
+
+
+def top_talkers(store_url, by="destination", n=20, since=None, until=None, scheduler="sync",
+                storage_options=None) -> pd.DataFrame:
+    """The ``n`` biggest senders by bytes sent (conn.log orig_bytes), with bytes received and connections."""
+    import dask
+
+    if by not in TALKER_KEYS:
+        raise UsageError(f"--by {by}: expected one of {', '.join(TALKER_KEYS)}")
+    keys = TALKER_KEYS[by]
+    store = Store.open(store_url, storage_options)
+    meta = pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys},
+                         **{c: pd.Series(dtype="float64") for c in ("sent", "received", "connections")}})
+    with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
+        conn = _read(store, "conn", ["ts", "id.resp_h", "orig_bytes", "resp_bytes"], _date_filters(since, until))
+        if conn is None:
+            return meta
+        tot = conn.reduction(_talker_part, aggregate=_talker_combine, combine=_talker_combine, meta=meta,
+                             chunk_kwargs={"by": by, "since": since, "until": until},
+                             aggregate_kwargs={"by": by}, combine_kwargs={"by": by},
+                             split_every=8).compute(**compute_kwargs(client))
+    tot = tot.sort_values(["sent", *keys], ascending=[False] + [True] * len(keys)).head(n).reset_index(drop=True)
+    return tot.astype({"sent": "int64", "received": "int64", "connections": "int64"})
