@@ -9,7 +9,11 @@ Every log, capture_stats.log included, is created when the session starts,
 through recorder/output_dir.py (no links followed, no file reused), and never
 reopened by name. A log the disk refuses (full, quota, I/O error) keeps its
 complete rows; the failure is said once on stderr, the rows it could not take
-are counted (capture_stats.log's rows_lost), and `failures` names each.
+are counted (capture_stats.log's rows_lost; recorder.status per log), and
+`failures` names each. Disk space for #close, the stats row and the status
+is allocated at start, so a job that fills the disk cannot take it.
+Events the kernel could not hand over (ring buffer full) and connections it
+could not track (table full) make the recording incomplete too, and say so.
 
 Live recording may add process attribution (a ProcessTable: conn.log gets the
 proc.* columns of zeek_schemas/conn_process.tsv) and blocking mode (conn.log
@@ -20,14 +24,12 @@ them the output is exactly what it was before either existed.
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cicd_audit.errors import CicdAuditError
 from cicd_audit.recorder import abi, events
 from cicd_audit.recorder.conn_rows import (
     community_id,
@@ -40,6 +42,7 @@ from cicd_audit.recorder.conn_rows import (
 from cicd_audit.recorder.dns.log import DnsConnectionLog
 from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessInfo, ProcessTable
+from cicd_audit.recorder.status_file import STATUS_FILE, StatusFile
 from cicd_audit.recorder.uid import UidAllocator
 from cicd_audit.recorder.weirds import weird_name
 from cicd_audit.zeeklog.schema import load_schema
@@ -78,7 +81,10 @@ NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
 NOTICE_SUPPRESS_FOR = 0.0
 # Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
 RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process")
-STATUS_FILE = "recorder.status"
+# Disk space allocated past each log's header at start (LogWriter's reserve): capture_stats.log's
+# row and #close fit when the job has filled the disk; the other logs keep room for #close only.
+STATS_RESERVE = 4096
+CLOSE_RESERVE = 64
 
 # Blocking-mode kernel stats that capture_stats.log carries under the same names.
 BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
@@ -121,7 +127,8 @@ class SessionLog:
                 self._notice = self._log(notice_schema)
             # Created now, written at the end: nothing is opened by name later.
             self._stats = LogWriter(self.out_dir, load_schema("capture_stats"), fmt, opener=self.output.create,
-                                    on_failure=self._log_failed)
+                                    on_failure=self._log_failed, reserve=STATS_RESERVE)
+            self._status = StatusFile(self.output)
         except BaseException:
             for writer in self._writers:
                 writer.close()
@@ -134,7 +141,8 @@ class SessionLog:
         self.closed = False
 
     def _log(self, schema) -> LogWriter:
-        writer = LogWriter(self.out_dir, schema, self.fmt, opener=self.output.create, on_failure=self._log_failed)
+        writer = LogWriter(self.out_dir, schema, self.fmt, opener=self.output.create, on_failure=self._log_failed,
+                           reserve=CLOSE_RESERVE)
         self._writers.append(writer)
         return writer
 
@@ -151,6 +159,21 @@ class SessionLog:
     @property
     def rows_lost(self) -> int:
         return sum(w.lost_rows for w in self._writers) + self._stats.lost_rows
+
+    def _rows_lost_by_log(self) -> dict:
+        return {w.schema.path + ".log": w.lost_rows for w in self._writers + [self._stats] if w.lost_rows}
+
+    def _say_kernel_losses(self, drops: int, table_full: int) -> None:
+        """What the kernel could not hand over is lost as surely as a row the disk refused: said once, loudly."""
+        lost = []
+        if drops:
+            lost.append(f"{drops} kernel events lost: the ring buffer was full (conn.log, dns.log or weird.log "
+                        "rows are missing)")
+        if table_full:
+            lost.append(f"{table_full} connections not tracked: the connection table was full")
+        for why in lost:
+            self.failures.append(why)
+            print(f"cicd-audit: error: {why}", file=sys.stderr, flush=True)
 
     # -- events -----------------------------------------------------------------
     def on_event(self, data, size: int) -> None:
@@ -362,6 +385,7 @@ class SessionLog:
             "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
         }
         stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
+        self._say_kernel_losses(drops, stats["conn_table_full"])
         for writer in self._writers:
             writer.close()
         stats["rows_lost"] = self.rows_lost
@@ -369,6 +393,7 @@ class SessionLog:
         self._stats.close()
         stats["rows_lost"] = self.rows_lost        # the stats row itself, if the disk refused it too
         self._write_status(stats, command_status)
+        stats["incomplete"] = bool(self.failures)
         if self._owns_output:
             self.output.close()
         return stats
@@ -377,12 +402,14 @@ class SessionLog:
     def _write_status(self, stats: dict, command_status: int | None) -> None:
         """recorder.status: one JSON object a CI step can read to tell a recorder failure from the job's."""
         status = {"recording": "incomplete" if self.failures else "complete", "failures": self.failures,
-                  "rows_lost": stats["rows_lost"], "ringbuf_drops": stats["ringbuf_drops"],
+                  "rows_lost": stats["rows_lost"], "rows_lost_by_log": self._rows_lost_by_log(),
+                  "ringbuf_drops": stats["ringbuf_drops"], "conn_table_full": stats["conn_table_full"],
                   "command_status": command_status}
-        try:
-            self.output.write_new(STATUS_FILE, json.dumps(status) + "\n")
-        except (OSError, CicdAuditError) as exc:
-            self.failures.append(f"{STATUS_FILE}: {getattr(exc, 'strerror', None) or exc}")
+        problem = self._status.finish(status)
+        if problem is not None:
+            self.failures.append(problem)
+            print(f"cicd-audit: error: cannot write {self.out_dir / STATUS_FILE}: {problem}", file=sys.stderr,
+                  flush=True)
 
 
 def _address_key(text) -> str | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from netns import CICD_AUDIT, DNS_NAME, V4
 from shared_data import shared
+from small_disk import small_tmpfs
 
 from cicd_audit.zeeklog.reader import read_log
 
@@ -82,8 +83,8 @@ def test_a_complete_recording_says_so(tmp_path):
     out = tmp_path / "out"
     assert record_pcap(WIKIPEDIA, out).returncode == 0
     status = json.loads((out / "recorder.status").read_text())
-    assert status == {"recording": "complete", "failures": [], "rows_lost": 0, "ringbuf_drops": 0,
-                      "command_status": None}
+    assert status == {"recording": "complete", "failures": [], "rows_lost": 0, "rows_lost_by_log": {},
+                      "ringbuf_drops": 0, "conn_table_full": 0, "command_status": None}
 
 
 # -- disk full -----------------------------------------------------------------------
@@ -91,13 +92,8 @@ def test_a_complete_recording_says_so(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 96 KiB tmpfs, unmounted whatever happens."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0755", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "96k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _dns_heavy_capture(path: Path, transactions: int) -> None:
@@ -134,6 +130,37 @@ def test_disk_full_keeps_complete_rows_and_fails_loudly(tmp_path, small_disk):
             read_log(log)                     # every row that is there parses
     conn_rows = sum(1 for line in (out / "conn.log").read_text().splitlines() if not line.startswith("#"))
     assert conn_rows < 1500                  # rows were lost, and said so above
+    _closed_with_losses_counted(out)
+
+
+def _closed_with_losses_counted(out: Path) -> dict:
+    """Every log ends with #close; capture_stats.log and recorder.status count the rows lost, per log."""
+    for log in out.glob("*.log"):
+        assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), log.name
+    (stats,) = list(read_log(out / "capture_stats.log")[1])
+    status = json.loads((out / "recorder.status").read_text())
+    assert status["recording"] == "incomplete"
+    assert status["rows_lost"] == sum(status["rows_lost_by_log"].values()) == stats["rows_lost"] > 0
+    assert all("No space left on device" in why for why in status["failures"])
+    return status
+
+
+def test_a_job_filling_the_disk_leaves_closed_logs_stats_and_status(lab, tmp_path):
+    """The job fills the disk under --out while it runs, then goes on making DNS queries: the
+    recording fails loudly (125 around the job, whose own 0 is in recorder.status), and still
+    every log ends with #close and capture_stats.log and recorder.status say what was lost."""
+    with small_tmpfs(tmp_path, "256k") as disk:
+        out = disk / "out"
+        queries = f"dig +short @{V4[1]} " + " ".join([DNS_NAME] * 60) + " >/dev/null"   # > a page of rows
+        job = f"dig +short @{V4[1]} {DNS_NAME} >/dev/null; head -c 1G /dev/zero > {out}/fill; {queries}; exit 0"
+        r = lab.record(out, ["sh", "-c", job])
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 125, (r.returncode, r.stderr)
+        assert "cicd-audit: error: the recording is incomplete" in r.stderr
+        (out / "fill").unlink()                  # room to read the logs back (read_log needs none, but tidy)
+        status = _closed_with_losses_counted(out)
+        assert status["command_status"] == 0
+        assert "dns.log" in status["rows_lost_by_log"]
 
 
 # -- live: the job writes into --out while it runs -------------------------------------

@@ -358,3 +358,36 @@ def test_json_writes_no_header(tmp_path):
     with LogWriter(tmp_path, S, fmt="json") as w:
         w.write({"s": "#x"})
     assert (tmp_path / "test.log").read_bytes() == b'{"s":"#x"}\n'
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+@pytest.mark.root       # mounts a tmpfs
+@pytest.mark.parametrize("reserve", [4096, 0])
+def test_a_full_disk_keeps_whole_rows_and_still_closes(tmp_path, reserve):
+    """Something else fills the disk while the log is open: the rows already written stay, no half
+    row is left, the rows refused are counted, and with a reserve #close still fits."""
+    from small_disk import fill, small_tmpfs
+    schema = load_schema("dns")
+    with small_tmpfs(tmp_path, "64k") as disk:
+        failures = []
+        w = LogWriter(disk, schema, flush_interval=3600, max_buffer=1 << 20, reserve=reserve,
+                      on_failure=failures.append)
+        for i in range(10):
+            w.write({"ts": 1.0 + i, "uid": "C%d" % i, "query": "before-%d.example.com" % i})
+        w.flush()
+        fill(disk / "filler")
+        for i in range(2000):
+            w.write({"ts": 100.0 + i, "uid": "D%d" % i, "query": "after-%d.example.com" % i})
+        w.close()
+        data = (disk / "dns.log").read_bytes()
+    assert failures == [w] and "No space left on device" in w.failure
+    assert data.endswith(b"\n")
+    lines = data.decode().splitlines()
+    rows = [line for line in lines if not line.startswith("#")]
+    assert all(len(row.split("\t")) == len(schema.fields) for row in rows)
+    assert sum("before-" in row for row in rows) == 10
+    assert w.lost_rows == 2000 - sum("after-" in row for row in rows) > 0
+    if reserve:
+        assert lines[-1].startswith("#close\t")

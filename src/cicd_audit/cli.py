@@ -145,11 +145,15 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
 
 
 def _recording_status(stats: dict, command_status: int | None) -> int:
-    """The exit status of a recording that ran: the command's (or 0), unless rows were lost
+    """The exit status of a recording that ran: the command's (or 0), unless something was lost
+    (rows the disk refused, events the ring buffer dropped, connections the table could not hold)
     or a signal stopped a replay part-way (128 + the signal)."""
-    if stats.get("rows_lost"):
-        click.echo(f"cicd-audit: error: the recording is incomplete: {stats['rows_lost']} log rows could not be "
-                   "written (see above); the logs hold every complete row", err=True)
+    lost = [f"{stats[key]} {what}" for key, what in (
+        ("rows_lost", "log rows could not be written"), ("ringbuf_drops", "kernel events were dropped"),
+        ("conn_table_full", "connections were not tracked")) if stats.get(key)]
+    if lost:
+        click.echo(f"cicd-audit: error: the recording is incomplete: {', '.join(lost)} (see above); "
+                   "the logs hold every complete row", err=True)
         return RECORDER_FAILED if command_status is not None else RecordingIncomplete.exit_code
     if stats.get("stopped_by_signal"):
         return 128 + stats["stopped_by_signal"]

@@ -3,7 +3,8 @@
 API::
 
     LogWriter(directory, schema, fmt="tsv" | "json", open_time=None,
-              flush_interval=1.0, max_buffer=65536, opener=None, on_failure=None)
+              flush_interval=1.0, max_buffer=65536, opener=None, on_failure=None,
+              reserve=0)
         .write(record: Mapping[str, object]) -> None
         .flush() -> None
         .close(close_time=None) -> None          # also via ``with``
@@ -16,6 +17,7 @@ API::
     format_addr(value) -> str                     # Zeek's rendering of an address
     format_time(seconds) -> str                   # "%.6f" as Zeek (time/interval)
     format_double(value) -> str                   # Zeek's double rendering
+    keep_room(fd, offset, length) -> int          # allocate disk space past a file's end; 0 or errno
 
 Python values per Zeek type: time = float epoch seconds (or aware datetime),
 interval = float seconds (or timedelta), count/int = int, port = int,
@@ -64,6 +66,7 @@ reader of a live file only ever sees complete lines.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import ipaddress
 import json
@@ -79,6 +82,7 @@ from .schema import Schema, parse_type
 
 __all__ = [
     "LogWriter",
+    "keep_room",
     "format_addr",
     "format_double",
     "format_json_row",
@@ -89,12 +93,44 @@ __all__ = [
 ]
 
 SEPARATOR = b"\t"
+# fallocate(2) modes (linux/falloc.h): allocate or free blocks without changing the file's size.
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+# Room for "#close\t2026-12-05-07-30-46\n" that rows never use (see LogWriter's reserve).
+_CLOSE_ROOM = 64
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 SET_SEPARATOR = b","
 EMPTY_FIELD = b"(empty)"
 UNSET_FIELD = b"-"
 
 # --------------------------------------------------------------------------
-# scalar formatting
+# disk space held in reserve
+
+
+@functools.lru_cache(maxsize=1)
+def _fallocate():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    func = getattr(libc, "fallocate64", None) or getattr(libc, "fallocate", None)
+    if func is not None:
+        func.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    return func
+
+
+def keep_room(fd: int, offset: int, length: int, release: bool = False) -> int:
+    """Allocate (or, with release, free) the blocks of [offset, offset+length) without changing
+    the file's size, so a later write there succeeds on a full disk. Returns 0, or the errno:
+    ENOSPC/EDQUOT when the disk is full, EOPNOTSUPP where the file system cannot."""
+    func = _fallocate()
+    if func is None:
+        return errno.EOPNOTSUPP
+    if length <= 0:
+        return 0
+    import ctypes
+    mode = _FALLOC_FL_KEEP_SIZE | (_FALLOC_FL_PUNCH_HOLE if release else 0)
+    return 0 if func(fd, mode, offset, length) == 0 else ctypes.get_errno()
+
+
 
 
 def format_time(seconds: float) -> str:
@@ -572,7 +608,16 @@ class LogWriter:
     When the file cannot be written (disk full, quota, I/O error) the file is
     cut back to its last complete line, ``failure`` says why, later rows are
     counted in ``lost_rows`` instead of written, and ``on_failure(writer)`` is
-    called once. Nothing raises: the log stays valid, only shorter.
+    called once. Nothing raises: the log stays valid, only shorter, and
+    ``close()`` still tries to write ``#close``.
+
+    With ``reserve`` > 0, the disk space for each write and for the ``#close``
+    line after it is allocated before the write (fallocate), and a write that
+    cannot get it is refused as "disk full" before anything is written: so
+    ``#close`` still fits when something else fills the disk. The first
+    ``reserve`` bytes after the header are allocated at open (for a log that
+    writes little and late, such as capture_stats.log). What is held past the
+    end is freed at close. File systems without fallocate write as before.
     """
 
     def __init__(
@@ -585,6 +630,7 @@ class LogWriter:
         max_buffer: int = 65536,
         opener: Callable[[str], int] | None = None,
         on_failure: Callable[[LogWriter], None] | None = None,
+        reserve: int = 0,
     ):
         if fmt not in ("tsv", "json"):
             raise ValueError(f"fmt must be 'tsv' or 'json', not {fmt!r}")
@@ -601,6 +647,7 @@ class LogWriter:
         self.failure: str | None = None
         self.lost_rows = 0
         self._on_failure = on_failure
+        self._reserve = reserve
         self._lock = threading.Lock()
         self._format = format_tsv_row if fmt == "tsv" else format_json_row
         if opener is not None:
@@ -609,8 +656,13 @@ class LogWriter:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         self._last_flush = time.monotonic()
         try:
-            if fmt == "tsv":
-                self._write_all(tsv_header(schema, open_time))
+            header = tsv_header(schema, open_time) if fmt == "tsv" else b""
+            if reserve:
+                try:
+                    self._room_for(len(header) + reserve)
+                except OSError as exc:
+                    self._failed(exc, 0)
+            self._write_all(header)
         except BaseException:
             os.close(self._fd)
             self._fd = None
@@ -632,22 +684,54 @@ class LogWriter:
         if self.failure is not None:
             self.lost_rows += rows
             return
+        try:
+            self._room_for(len(data) + _CLOSE_ROOM)
+        except OSError as exc:
+            self._failed(exc, rows)
+            return
         view = memoryview(data)
         try:
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
         except OSError as exc:
-            self.failure = f"{exc.strerror} (errno {exc.errno})"
-            self.lost_rows += rows
-            try:
-                os.ftruncate(self._fd, self._complete)     # no half row stays behind
-            except OSError:
-                pass
-            if self._on_failure is not None:
-                self._on_failure(self)
+            self._cut_back()
+            self._failed(exc, rows)
             return
         self._complete += len(data)
+
+    def _room_for(self, length: int) -> None:
+        """Allocate the next `length` bytes (see the class); raises ENOSPC when the disk is full."""
+        if self._reserve and self._fd is not None:
+            err = keep_room(self._fd, self._complete, length)
+            if err in _DISK_FULL:
+                raise OSError(err, os.strerror(err))
+
+    def _failed(self, exc: OSError, rows: int) -> None:
+        self.failure = f"{exc.strerror} (errno {exc.errno})"
+        self.lost_rows += rows
+        if self._on_failure is not None:
+            self._on_failure(self)
+
+    def _cut_back(self) -> None:
+        """No half row stays behind."""
+        try:
+            os.ftruncate(self._fd, self._complete)
+        except OSError:
+            pass
+
+    def _write_close_line(self, line: bytes) -> None:
+        """#close, also after a failure (the rows are lost, the file still ends as Zeek's do):
+        into the room every write left for it, whole or not at all."""
+        try:
+            if os.pwrite(self._fd, line, self._complete) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            self._cut_back()
+            if self.failure is None:
+                self._failed(exc, 0)
+            return
+        self._complete += len(line)
 
     def write(self, record: Mapping[str, object]) -> None:
         """Format and queue one row; raises on unknown fields or bad values
@@ -688,8 +772,10 @@ class LogWriter:
             try:
                 self._flush_locked()
                 if self.fmt == "tsv":
-                    self._write_all((f"#close\t{open_close_timestamp(close_time)}\n").encode())
+                    self._write_close_line((f"#close\t{open_close_timestamp(close_time)}\n").encode())
             finally:
+                if self._reserve:         # what was held past the end (tmpfs would keep it)
+                    keep_room(self._fd, self._complete, self._reserve + _CLOSE_ROOM, release=True)
                 os.close(self._fd)
                 self._fd = None
 
