@@ -15,7 +15,8 @@ points:
 signal                 meaning
 =====================  ==========================================================
 ``encoded``            several distinct data labels look encoded (+2; +1 more at
-                       ``MANY_ENCODED`` labels, +1 more at ``BULK_ENCODED``)
+                       ``MANY_ENCODED`` labels, +1 more at ``BULK_ENCODED``,
+                       +1 when the domain carries nothing but data)
 ``unusual_qtypes``     most queries use record types data channels favour (TXT,
                        NULL, CNAME, MX, KEY, private types) (+2; +1 for NULL or
                        private types, which ordinary software never asks for)
@@ -23,7 +24,8 @@ signal                 meaning
                        ``VERY_MANY_UNIQUE``)
 ``nxdomain``           most answers are NXDOMAIN (+1)
 ``never_connected``    A/AAAA answers the job never connected to (+1; needs conn.log)
-``regular_timing``     queries at near-constant intervals, a polling loop (+1)
+``regular_timing``     queries at near-constant intervals, a polling loop (0
+                       points: reported as corroboration only, see below)
 ``volume``             at least ``VOLUME_BYTES`` of encoded payload (+1)
 =====================  ==========================================================
 
@@ -31,6 +33,15 @@ A domain is flagged when it scores at least ``FLAG_SCORE`` *and* one of the
 content signals (``encoded``, ``unusual_qtypes``) holds; volume, timing or
 NXDOMAIN alone never flag (search-domain floods and pollers are ordinary). Severity: ``critical`` at ``CRITICAL_BYTES`` of encoded payload,
 ``high`` at ``HIGH_SCORE`` points, else ``medium``.
+
+Stable and monotone. A pipeline gates on the severity (``--fail-on``), so
+it must not depend on noise: every point comes from a count of evidence
+(distinct encoded labels, queries of a type, answered names, bytes) crossing
+a fixed step, so replaying the same queries gives the same score, and adding
+queries of the same channel never removes a point. Timing regularity is the
+one feature that jitter moves (the same 30 queries measured coefficient of
+variation 0.2-0.4 across runs), so it is worth no points: it is reported
+in ``signals`` and the summary, never counted.
 
 Not analysed: reverse lookups (``in-addr.arpa``/``ip6.arpa``), and link-local
 name services (mDNS 5353, LLMNR 5355, NetBIOS 137) whose queries never leave
@@ -74,6 +85,13 @@ MANY_ENCODED = 20
 #: Another point at this many: bulk transfer.
 BULK_ENCODED = 200
 
+#: A point when at least ``DATA_ONLY_LABELS`` distinct encoded labels make up
+#: at least ``DATA_ONLY_SHARE`` of the domain's names: the domain is used for
+#: nothing but data. Services that embed IDs in names also answer ordinary
+#: names (``www``, ``api``, ``cdn``) from the same job.
+DATA_ONLY_LABELS = 10
+DATA_ONLY_SHARE = 0.9
+
 #: Query types data channels use because they carry large or arbitrary answers
 #: (RFC 1035, RFC 2535, RFC 6895 for the private range 65280-65534).
 UNUSUAL_QTYPES = {5: "CNAME", 10: "NULL", 15: "MX", 16: "TXT", 25: "KEY"}
@@ -101,16 +119,22 @@ MIN_ANSWERED_NAMES = 3
 
 #: ``regular_timing``: coefficient of variation of the gaps between queries at or
 #: below this, over at least ``MIN_GAPS`` gaps. Polling loops (dnscat2 asks
-#: every second) sit far below; human or build-driven lookups far above.
+#: every second) sit far below; human or build-driven lookups far above. It
+#: earns ``TIMING_POINTS`` (none): network jitter alone moves a slow drip across
+#: the line, and a verdict that flips between runs cannot gate a pipeline.
 MAX_TIMING_CV = 0.3
 MIN_GAPS = 8
+TIMING_POINTS = 0
 
 #: ``volume``: encoded payload bytes worth a point.
 VOLUME_BYTES = 1000
 
-#: Score needed to flag, and for ``high``.
+#: Score needed to flag, and for ``high``. ``high`` needs a content signal
+#: plus two independent corroborations (e.g. 20+ encoded labels and answers
+#: never connected to, or encoded names in TXT/MX queries): timing no longer
+#: counts, so the step is one point lower than when it did.
 FLAG_SCORE = 3
-HIGH_SCORE = 5
+HIGH_SCORE = 4
 
 #: Encoded payload that makes a finding ``critical``: data is clearly moving.
 CRITICAL_BYTES = 10_000
@@ -464,6 +488,7 @@ def _score(dom: pd.DataFrame) -> None:
     add(enc, 2, "encoded")
     add(enc & (encl >= MANY_ENCODED), 1, "encoded")
     add(enc & (encl >= BULK_ENCODED), 1, "encoded")
+    add(enc & (encl >= DATA_ONLY_LABELS) & (share >= DATA_ONLY_SHARE), 1, "encoded")
     unus = dom["unusual_share"].to_numpy() >= MIN_UNUSUAL_SHARE
     add(unus, 2, "unusual_qtypes")
     add(unus & (dom["rare_queries"].to_numpy() >= MIN_UNIQUE_NAMES), 1, "unusual_qtypes")
@@ -479,7 +504,7 @@ def _score(dom: pd.DataFrame) -> None:
     add(never, 1, "never_connected")
     cv = dom["timing_cv"].to_numpy(dtype=float)
     reg = (dom["gaps"].to_numpy() >= MIN_GAPS) & (np.nan_to_num(cv, nan=9) <= MAX_TIMING_CV) & (ratio >= 0.5)
-    add(reg, 1, "regular_timing")
+    add(reg, TIMING_POINTS, "regular_timing")
     add(dom["encoded_bytes"].to_numpy() >= VOLUME_BYTES, 1, "volume")
 
     content = np.array([any(s in CONTENT_SIGNALS for s in sig) for sig in signals], dtype=bool)
