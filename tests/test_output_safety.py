@@ -277,3 +277,25 @@ def test_a_signal_during_a_replay_leaves_complete_logs(tmp_path):
         assert "cicd_audit_pcap_interrupted" in (out / "weird.log").read_text()
         status = json.loads((out / "recorder.status").read_text())
         assert status["recording"] == "incomplete" and "stopped by signal" in status["failures"][0]
+
+
+def test_events_the_kernel_could_not_hand_over_make_the_recording_incomplete(tmp_path):
+    """A ring buffer too small for the final drain, and a connection table too small for the
+    capture: both lose rows as surely as a full disk, so recorder.status says incomplete and
+    names both, and the exit status is 4 (125 around a command)."""
+    from cicd_audit.cli import _recording_status
+    from cicd_audit.errors import RECORDER_FAILED, RecordingIncomplete
+    from cicd_audit.recorder import pcap_replay
+    from cicd_audit.recorder.bpf_program import ProgramSettings
+    pcap = tmp_path / "dns.pcap"
+    _dns_heavy_capture(pcap, 300)           # 300 connections, all still open when the drain ends them
+    settings = ProgramSettings(pcap_mode=True, max_conns=200, ringbuf_bytes=4096)
+    out = tmp_path / "out"
+    stats = pcap_replay.record_pcap(pcap, out, validate_checksums=False, progress=False, settings=settings)
+    assert stats["ringbuf_drops"] > 0 and stats["conn_table_full"] > 0
+    status = json.loads((out / "recorder.status").read_text())
+    assert status["recording"] == "incomplete"
+    assert any("ring buffer was full" in why for why in status["failures"])
+    assert any("connection table was full" in why for why in status["failures"])
+    assert _recording_status(stats, None) == RecordingIncomplete.exit_code
+    assert _recording_status(stats, 0) == RECORDER_FAILED
