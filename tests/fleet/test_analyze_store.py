@@ -1,0 +1,109 @@
+"""`analyze --store`: the same findings as the single-process path, per session against its workflow's history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cicd_audit.analyzers import analyze, load_logs
+from cicd_audit.cli import main
+from cicd_audit.fleet.analysis import analyze_store
+from cicd_audit.fleet.ingest import add_sessions
+from cicd_audit.fleet.jobmeta import read_job_meta
+from cicd_audit.fleet.store import Store
+
+POLICY = Path(__file__).resolve().parents[1] / "fixtures" / "analyze" / "policy.yml"
+RUNS = 2
+
+
+@pytest.fixture(scope="module")
+def store(fleet_sessions, tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "store"
+    add_sessions(Store.open(path, create=True), fleet_sessions)
+    return path
+
+
+def single_process(fleet_sessions, policy=None, runs=RUNS) -> dict:
+    """{session: (findings records, summary)} from `analyze DIR --baseline <earlier runs of its workflow>`."""
+    metas = [(d, read_job_meta(d)) for d in fleet_sessions]
+    out = {}
+    for d, m in metas:
+        same = [e for e, n in metas if (n.repository, n.workflow) == (m.repository, m.workflow)]
+        known = "unknown" not in (m.repository, m.workflow)
+        earlier = same[: same.index(d)][-runs:] if known and runs else []
+        r = analyze(load_logs(d), policy=policy, baseline=load_logs(*earlier) if earlier else None, sessions=[m.session])
+        out[m.session] = (r.findings.astype({"severity": str}).to_dict("records"), r.summary)
+    return out
+
+
+def from_store(result) -> dict:
+    f = result.findings.astype({"severity": str})
+    out = {}
+    for s in result.sessions.itertuples(index=False):
+        mine = f[f["session"] == s.session].drop(columns=["session", "repository", "workflow"])
+        out[s.session] = (mine.to_dict("records"), s.summary)
+    return out
+
+
+def test_sync_scheduler_matches_the_single_process_path(store, fleet_sessions):
+    from cicd_audit.policy import load_policy
+
+    policy = load_policy(POLICY)
+    result = analyze_store(store, policy=policy, baseline_runs=RUNS, scheduler="sync")
+    expected = single_process(fleet_sessions, policy=policy)
+    assert from_store(result) == expected
+    # the run that exfiltrates is found, against its own workflow's history
+    f = result.findings
+    tunnel = f[f["analyzer"] == "dns_tunnel"]
+    assert list(tunnel["session"]) == ["api-build-3"] and list(tunnel["indicator"]) == ["example.net"]
+    sessions = result.sessions.set_index("session")
+    assert sessions.loc["api-build-3", "baseline"] == ["api-build-1", "api-build-2"]
+    assert sessions.loc["loose-session", "baseline"] == []  # unknown workflow: no history to compare with
+    new = f[f["analyzer"].isin(["new_destination", "unexpected_destination"]) & (f["session"] == "web-deploy-2")]
+    assert list(new["indicator"]) == ["newvendor.io"] * 2
+
+
+def test_a_local_cluster_through_the_cli_gives_the_same_json(store, fleet_sessions, local_cluster):
+    r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", local_cluster.scheduler_address,
+                                  "--baseline-runs", str(RUNS), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    expected = single_process(fleet_sessions)
+    got = {}
+    for s in doc["sessions"]:
+        mine = [{k: v for k, v in f.items() if k not in ("session", "repository", "workflow")}
+                for f in doc["findings"] if f["session"] == s["session"]]
+        got[s["session"]] = (mine, s["summary"])
+    want = {k: (json.loads(json.dumps(v[0], default=str)), json.loads(json.dumps(v[1], default=str)))
+            for k, v in expected.items()}
+    assert got == want
+    assert doc["summary"]["sessions"] == 8 and doc["summary"]["workflows"] == 3
+
+
+def test_fail_on_and_the_text_report(store):
+    r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", "sync", "--fail-on", "high"])
+    assert r.exit_code == 1
+    assert "8 sessions of 3 workflows" in r.output and "acme/api build.yml api-build-3" in r.output
+    r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", "sync", "--baseline-runs", "0",
+                                  "--min-severity", "critical", "--format", "markdown"])
+    assert r.exit_code == 0 and "new_domain" not in r.output
+
+
+def test_more_history_changes_the_baseline_not_the_findings_of_the_exfiltration(store, fleet_sessions):
+    result = analyze_store(store, baseline_runs=10, scheduler="sync", repository="acme/api")
+    assert set(result.sessions["session"]) == {f"api-build-{i}" for i in range(4)}
+    assert result.sessions.set_index("session").loc["api-build-3", "baseline"] == [f"api-build-{i}" for i in range(3)]
+    assert from_store(result) == {k: v for k, v in single_process(fleet_sessions, runs=10).items() if k.startswith("api")}
+
+
+def test_errors_are_one_line(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("cicd_audit.fleet.cluster.CONNECT_TIMEOUT_S", 1)
+    r = CliRunner().invoke(main, ["analyze", "--store", str(tmp_path / "nowhere"), "--scheduler", "sync"])
+    assert r.exit_code == 2 and "not found" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", "tcp://127.0.0.1:1"])
+    assert r.exit_code == 2 and "cannot reach a Dask scheduler" in r.output
+    r = CliRunner().invoke(main, ["analyze"])
+    assert r.exit_code == 2 and "--store" in r.output
