@@ -14,9 +14,10 @@ API (each returns a pandas DataFrame; ``since``/``until``: anything pd.Timestamp
         # bytes sent and received, connections: per destination address, session or workflow
 
 Fast by reading little: only the columns a query needs, only the date
-partitions of the time range (Hive directories: pruned before any file is
-opened), and ``session IN (...)`` / ``ts`` filters pushed down to Parquet
-row-group statistics. Aggregations are tree reductions, so no worker and not
+partitions of the time range (one listing of the ``date=`` directories; files
+of other dates are never listed or opened), and ``ts``, repository/workflow
+and ``session IN (...)`` filters pushed down to the Parquet reader (row-group
+statistics). Aggregations are tree reductions, so no worker and not
 the client ever holds more than one partition plus the (small) partial results.
 """
 
@@ -87,15 +88,6 @@ def _network_match(addrs: pd.Series, nets: list) -> pd.Series:
     return pd.Series(res, index=addrs.index, dtype=object)
 
 
-def _date_filters(since, until) -> list:
-    f = []
-    if since is not None:
-        f.append(("date", ">=", pd.Timestamp(since).strftime("%Y-%m-%d")))
-    if until is not None:
-        f.append(("date", "<=", pd.Timestamp(until).strftime("%Y-%m-%d")))
-    return f
-
-
 def _in_range(df, since, until):
     keep = pd.Series(True, index=df.index)
     if since is not None:
@@ -110,15 +102,45 @@ def _utc(t) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
-def _read(store: Store, log: str, columns: list, filters: list):
-    """A dask frame of one log: the columns asked for plus the job identity, only the matching partitions."""
+def _date_dirs(store: Store, log: str, since, until) -> list:
+    """The log's date=... directories inside [since, until]: pruning by listing one level, before any file is opened."""
+    try:
+        entries = store.fs.ls(store.path(log), detail=False)
+    except FileNotFoundError:
+        return []
+    lo = _utc(since).strftime("%Y-%m-%d") if since is not None else None
+    hi = _utc(until).strftime("%Y-%m-%d") if until is not None else None
+    out = []
+    for e in entries:
+        name = e.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith("date="):
+            continue
+        d = name[len("date="):]
+        if (lo is None or d >= lo) and (hi is None or d <= hi):
+            out.append(e.rstrip("/"))
+    return sorted(out)
+
+
+def _read(store: Store, log: str, columns: list, since=None, until=None, filters=None):
+    """A dask frame of one log: the columns asked for plus the job identity, from the dates of the range only.
+
+    ``filters`` (on repository/workflow/session/ts) are pushed down to the Parquet reader.
+    """
     import dask.dataframe as dd
 
-    if not store.fs.exists(store.path(log)):
+    files = [f for d in _date_dirs(store, log, since, until) for f in sorted(store.fs.find(d)) if f.endswith(".parquet")]
+    if not files:
         return None
+    urls = [f if store.protocol in ("file", "local") else f"{store.protocol}://{f}" for f in files]
     cols = list(dict.fromkeys([*columns, "session", "repository", "workflow"]))
-    return dd.read_parquet(store.url(log), columns=cols, filters=filters or None, storage_options=store.storage_options,
-                           dataset={"partitioning": "hive"}, aggregate_files=False)
+    filters = list(filters or [])
+    # row groups whose ts statistics lie outside the range are skipped without being read
+    if since is not None:
+        filters.append(("ts", ">=", _utc(since)))
+    if until is not None:
+        filters.append(("ts", "<", _utc(until)))
+    return dd.read_parquet(urls, columns=cols, filters=filters or None, storage_options=store.storage_options,
+                           dataset={"partitioning": "hive", "partition_base_dir": store.path(log)})
 
 
 _HIT_COLUMNS = ["repository", "workflow", "session", "indicator", "kind", "count", "distinct", "examples",
@@ -185,11 +207,10 @@ def find_indicator(store_url, indicators, since=None, until=None, scheduler="syn
 
     domains, nets = parse_indicators(indicators)
     store = Store.open(store_url, storage_options)
-    filters = _date_filters(since, until)
     parts = []
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
         kw = compute_kwargs(client)
-        dns = _read(store, "dns", ["ts", "query", "answers"], filters)
+        dns = _read(store, "dns", ["ts", "query", "answers"], since, until)
         dns_hits = pd.DataFrame(columns=list(_hits_meta().columns))
         if dns is not None:
             dns_hits = dns.map_partitions(_dns_hits, domains, nets, since, until, meta=_hits_meta()).compute(**kw)
@@ -203,7 +224,7 @@ def find_indicator(store_url, indicators, since=None, until=None, scheduler="syn
             if ans is not None:
                 got = ans.map_partitions(_resolved, domains, meta=_resolved_meta()).compute(**kw)
                 addr_indicator = {(s, a): i for s, a, i in zip(got["session"], got["address"], got["indicator"])}
-        conn = _read(store, "conn", ["ts", "id.resp_h"], filters)
+        conn = _read(store, "conn", ["ts", "id.resp_h"], since, until)
         if conn is not None and (nets or addr_indicator):
             if not nets:  # only sessions that looked a matching name up can have connected through it
                 conn = conn[conn["session"].isin(sorted({s for s, _ in addr_indicator}))]
@@ -274,13 +295,13 @@ def new_destinations(store_url, since=None, until=None, repository=None, workflo
     import dask
 
     store = Store.open(store_url, storage_options)
-    filters = _date_filters(None, until)
+    filters = []
     if repository:
         filters.append(("repository", "==", repository))
     if workflow:
         filters.append(("workflow", "==", workflow))
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
-        dns = _read(store, "dns", ["ts", "query"], filters)
+        dns = _read(store, "dns", ["ts", "query"], None, until, filters)
         if dns is None:
             return pd.DataFrame(columns=["repository", "workflow", "week", *_FIRST_COLUMNS[2:]])
         if until is not None:
@@ -327,7 +348,7 @@ def top_talkers(store_url, by="destination", n=20, since=None, until=None, sched
     meta = pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys},
                          **{c: pd.Series(dtype="float64") for c in ("sent", "received", "connections")}})
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
-        conn = _read(store, "conn", ["ts", "id.resp_h", "orig_bytes", "resp_bytes"], _date_filters(since, until))
+        conn = _read(store, "conn", ["ts", "id.resp_h", "orig_bytes", "resp_bytes"], since, until)
         if conn is None:
             return meta
         tot = conn.reduction(_talker_part, aggregate=_talker_combine, combine=_talker_combine, meta=meta,
