@@ -15,14 +15,20 @@ itself. So:
   ours) is refused: one recording per directory, and no recorder ever
   touches another's files.
 
-Parent directories of `--out` are created if missing and trusted as given:
-they are the caller's choice, not the job's (see docs/exit-status.md).
+The path to the directory is walked one component at a time from `/`, each
+opened with O_NOFOLLOW through its parent's descriptor (open_directory): a
+symbolic link on the way is followed only where nobody but root can have put
+it (a root-owned link in a root-owned directory that others cannot write, or
+that is sticky), so a job that can write `$RUNNER_TEMP`'s parent cannot
+point `$RUNNER_TEMP/net` at /etc or at another job's recording. Missing
+directories are created (0755, root's) the same way.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from cicd_audit.errors import UsageError
@@ -30,26 +36,81 @@ from cicd_audit.errors import UsageError
 LOG_NAMES = ("conn.log", "dns.log", "weird.log", "notice.log", "capture_stats.log")
 CONTROL_NAMES = ("recorder.pid", "recorder.stderr", "recorder.status")
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40          # as the kernel's own path walk (MAXSYMLINKS)
+
+
+def _root_only(directory: os.stat_result, link: os.stat_result) -> bool:
+    """Whether only root can have put this link in this directory (or swap it now)."""
+    writable_by_others = directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky = directory.st_mode & stat.S_ISVTX
+    return directory.st_uid == 0 and link.st_uid == 0 and (not writable_by_others or bool(sticky))
+
+
+def open_directory(path: str | os.PathLike, create: bool) -> int:
+    """A descriptor of the directory at path, walked from / without following a link anyone but
+    root could have planted (see the module docstring); missing directories are created when
+    `create`. The last component is never a link. Raises UsageError, saying which component."""
+    path = Path(os.path.abspath(path))
+    todo = list(path.parts[1:])
+    fd = os.open("/", _DIR_FLAGS)
+    walked = Path("/")
+    links = 0
+    try:
+        while todo:
+            name = todo.pop(0)
+            last = not todo
+            try:
+                new_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise UsageError(f"{path} does not exist") from None
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass            # made meanwhile: opened (and checked) on the next round
+                todo.insert(0, name)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise UsageError(f"cannot open {walked / name}: {exc.strerror}") from None
+                link = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(link.st_mode):
+                    raise UsageError(f"{walked / name} is not a directory") from None
+                if last:
+                    raise UsageError(f"--out {path} is a symbolic link: name a real directory") from None
+                if not _root_only(os.fstat(fd), link):
+                    raise UsageError(f"{walked / name} (in --out {path}) is a symbolic link that users other than "
+                                     "root can change: name the real directory") from None
+                links += 1
+                if links > MAX_LINKS:
+                    raise UsageError(f"--out {path}: too many symbolic links") from None
+                target = os.readlink(name, dir_fd=fd)
+                todo[:0] = [part for part in Path(target).parts if part != "/"]
+                if os.path.isabs(target):
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                    walked = Path("/")
+                continue
+            os.close(fd)
+            fd = new_fd
+            walked = walked / name
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class OutputDir:
     """An output directory, validated and held open by descriptor (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, fd: int | None = None):
+        """fd: the directory already opened with open_directory (this object then owns it)."""
         self.path = Path(path)
         self._created: set[str] = set()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.mkdir(self.path, 0o755)
-            except FileExistsError:
-                pass
-            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            self.fd = open_directory(self.path, create=True) if fd is None else fd
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and self.path.is_symlink():
-                raise UsageError(f"--out {self.path} is a symbolic link: name a real directory") from None
-            if exc.errno == errno.ENOTDIR:
-                raise UsageError(f"--out {self.path} is not a directory") from None
             raise UsageError(f"cannot create the output directory {self.path}: {exc.strerror}") from None
         taken = sorted(set(os.listdir(self.fd)) & set(LOG_NAMES + CONTROL_NAMES))
         if taken:

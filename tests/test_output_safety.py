@@ -10,6 +10,7 @@ session and writer code as live); the live cases run in the netns lab.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import struct
 import subprocess
@@ -68,6 +69,49 @@ def test_a_link_planted_under_a_log_name_is_never_followed(tmp_path, victim, pla
     assert r.returncode == 2 and "already holds a recording" in one_error_line(r)
     assert victim.read_text() == "precious\n"
     assert sorted(p.name for p in out.iterdir()) == [planted]
+
+
+NOBODY = 65534
+
+
+def _job_owned_link_to(tmp_path: Path, target: Path) -> Path:
+    """$RUNNER_TEMP's parent as on a runner: a directory the job's user owns, where the job has put
+    `_temp` as a link to a directory of its choosing. Returns the path of the link."""
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, NOBODY, NOBODY)
+    link = work / "_temp"
+    link.symlink_to(target)
+    os.lchown(link, NOBODY, NOBODY)
+    return link
+
+
+def test_a_link_planted_in_a_parent_of_out_is_refused(tmp_path):
+    """The job replaced a parent of --out with a link (to /etc, or to another job's recording):
+    refused, one line naming the link, nothing created where it points."""
+    target = tmp_path / "etc"
+    target.mkdir()
+    link = _job_owned_link_to(tmp_path, target)
+    r = record_pcap(WIKIPEDIA, link / "net")
+    assert r.returncode == 2, r.stderr
+    line = one_error_line(r)
+    assert f"{link} (in --out {link / 'net'}) is a symbolic link that users other than root can change" in line
+    assert list(target.iterdir()) == []
+    stop = subprocess.run([CLI, "stop", str(link / "net")], capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 2 and "symbolic link that users other than root can change" in one_error_line(stop)
+
+
+def test_a_link_only_root_could_have_made_is_followed(tmp_path):
+    """A link in a root-owned directory nobody else can write (like /var/run -> /run) is the
+    system's, not the job's: --out through it works."""
+    real = tmp_path / "real"
+    real.mkdir()
+    system = tmp_path / "system"
+    system.mkdir(mode=0o755)
+    (system / "run").symlink_to(real)
+    r = record_pcap(WIKIPEDIA, system / "run" / "net")
+    assert r.returncode == 0, r.stderr
+    assert (real / "net" / "conn.log").exists()
 
 
 def test_existing_logs_are_never_overwritten(tmp_path):
@@ -186,6 +230,28 @@ def test_background_start_is_idempotent_and_never_touches_the_first_recorder(lab
         assert again.returncode == 0 and "already recording" in again.stderr, again.stderr
         assert (out / "recorder.pid").read_text() == pid_before
         assert {p.name: p.stat().st_ino for p in out.glob("*.log")} == logs_before
+    finally:
+        stop = lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(out)])
+    assert stop.returncode == 0, stop.stderr
+    assert json.loads((out / "recorder.status").read_text())["recording"] == "complete"
+
+
+def test_background_starts_at_the_same_moment_make_one_recorder(lab, tmp_path):
+    """A retry that comes while the first start is still loading (its logs exist, its pid file not
+    yet) waits for it and says "already recording", instead of failing on the half-made session."""
+    out = tmp_path / "out"
+    first = lab.popen(lab.client_ns, lab.record_argv(out, None, "--background"),
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "recorder.stderr").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        second = lab.record(out, None, "--background")
+        _, first_err = first.communicate(timeout=120)
+        assert first.returncode == 0, first_err
+        assert second.returncode == 0 and "already recording" in second.stderr, second.stderr
+        pid = (out / "recorder.pid").read_text().strip()
+        assert f"(pid {pid})" in first_err and f"(pid {pid})" in second.stderr
     finally:
         stop = lab.run(lab.client_ns, [CICD_AUDIT, "stop", str(out)])
     assert stop.returncode == 0, stop.stderr

@@ -213,12 +213,20 @@ def cleanup():
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def stop(out_dir):
-    """Stop a recorder started with --background and wait until its logs are complete."""
+    """Stop a recorder started with --background and wait until its logs are complete.
+
+    Exits 0 when the recording is complete, 4 when recorder.status says it is not (or there is
+    none), 2 when OUT_DIR has no running recorder (nothing is signalled)."""
     from cicd_audit.recorder.background import stop as stop_recorder
     try:
-        stop_recorder(out_dir)
+        status = stop_recorder(out_dir)
     except CicdAuditError as exc:
         _fail(exc)
+    if status is None or status.get("recording") != "complete":
+        why = "; ".join(map(str, status.get("failures") or ())) if status else "it left no recorder.status"
+        click.echo(f"cicd-audit: error: recording stopped, but it is incomplete: {why or 'unknown'}; logs in "
+                   f"{out_dir}", err=True)
+        sys.exit(RecordingIncomplete.exit_code)
     click.echo(f"cicd-audit: recording stopped; logs in {out_dir}", err=True)
 
 
