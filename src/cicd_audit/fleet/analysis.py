@@ -14,8 +14,8 @@ would analyze it, B1... being the ``baseline_runs`` sessions of the same
 called through ``cicd_audit.analyzers.analyze`` only. The sessions to analyze
 form a dask.dataframe, one partition per ``SESSIONS_PER_PARTITION`` sessions;
 a worker reads only its sessions' files (and their baselines'), one session at
-a time, so its memory is bounded by the largest session and its baseline,
-never by the store.
+a time, so its memory is bounded by the largest session and its baseline
+(``baseline_runs`` + 1 sessions), never by the store.
 """
 
 from __future__ import annotations
@@ -57,20 +57,30 @@ def select_sessions(catalog, repository=None, workflow=None, since=None, until=N
 
 
 def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict, policy, extra_baseline) -> pd.DataFrame:
-    """Runs on a worker: the sessions of one partition, one after the other."""
+    """Runs on a worker: the sessions of one partition, one after the other.
+
+    Partitions hold consecutive runs of a workflow, so a session read as one
+    run's baseline is reused for the next runs: each file is read about once,
+    and the cache keeps at most the largest baseline plus one session.
+    """
     from ..analyzers import analyze
 
     store = Store.open(store_url, storage_options)
+    cache: dict = {}
     rows = []
     for r in part.itertuples(index=False):
-        logs = session_logs(store, r.files)
-        base = [(s, session_logs(store, f)) for s, f in zip(r.baseline, r.baseline_files)] + list(extra_baseline)
-        result = analyze(logs, policy=policy, baseline=baseline_logs(base), sessions=[r.session])
+        wanted = [*r.baseline, r.session]
+        cache = {s: cache[s] for s in wanted if s in cache}  # drop what no later run of this workflow needs
+        for s, files in zip(wanted, [*r.baseline_files, r.files]):
+            if s not in cache:
+                cache[s] = session_logs(store, files)
+        base = [(s, cache[s]) for s in r.baseline] + list(extra_baseline)
+        result = analyze(cache[r.session], policy=policy, baseline=baseline_logs(base), sessions=[r.session])
         findings = result.findings.astype({"severity": str}).to_dict("records")
         rows.append({"session": r.session, "repository": r.repository, "workflow": r.workflow,
                      "first_seen": r.first_seen, "baseline": list(r.baseline), "findings": findings,
                      "summary": result.summary})
-        del logs, base, result
+        del base, result
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -93,6 +103,8 @@ def analyze_store(store_url, policy=None, baseline_runs: int = 10, scheduler: st
     todo["baseline"] = [base[s] for s in todo["session"]]
     todo["baseline_files"] = [[files[b] for b in base[s]] for s in todo["session"]]
     todo = todo[["session", "repository", "workflow", "first_seen", "files", "baseline", "baseline_files"]]
+    # a workflow's runs side by side and in order: a partition reuses what it read for the previous run
+    todo = todo.sort_values(["repository", "workflow", "first_seen", "session"], kind="stable")
     if todo.empty:
         return FleetResult(findings=_findings_frame(_meta()), sessions=_meta().drop(columns="findings"))
     nparts = max(1, math.ceil(len(todo) / SESSIONS_PER_PARTITION))

@@ -3,6 +3,7 @@
 API::
 
     add_session(store, session_dir) -> dict        # the session's manifest
+    write_session(store, job_meta, logs) -> dict   # frames already loaded (the benchmark's generator)
     add_sessions(store, dirs, progress=None) -> list[dict]
 
 Reading goes through ``load_logs`` (TSV or JSON, plain or .gz, rotated files),
@@ -57,8 +58,12 @@ def add_session(store: Store, session_dir) -> dict:
         raise InputError(f"{d}: not a session directory")
     if not _has_logs(d):
         raise InputError(f"{d}: no conn.log or dns.log in it (plain, .gz or JSON)")
-    meta = read_job_meta(d)
-    logs = load_logs(d)
+    return write_session(store, read_job_meta(d), load_logs(d))
+
+
+def write_session(store: Store, meta, logs) -> dict:
+    """Store one session's frames (``logs.conn``, ``logs.dns`` as load_logs gives them) under ``meta``
+    (a ``JobMeta``), replacing what the store held for that session."""
     old = read_manifest(store, meta.session)
     files, rows, times = [], {}, []
     for log in LOGS:
