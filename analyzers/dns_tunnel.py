@@ -43,7 +43,8 @@ one feature that jitter moves (the same 30 queries measured coefficient of
 variation 0.2-0.4 across runs), so it is worth no points: it is reported
 in ``signals`` and the summary, never counted.
 
-Not analysed: reverse lookups (``in-addr.arpa``/``ip6.arpa``), and link-local
+Not analysed: search-list expansions of another looked-up name
+(``pypi.org.ci.svc.cluster.local`` when ``pypi.org`` was asked too), reverse lookups (``in-addr.arpa``/``ip6.arpa``), and link-local
 name services (mDNS 5353, LLMNR 5355, NetBIOS 137) whose queries never leave
 the segment.
 """
@@ -55,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import domains, names
+from . import domains, label_pool, names
 from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, session_labels  # noqa: F401
 from .findings import human_bytes, human_duration, make_findings
 
@@ -207,6 +208,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     ix = index if index is not None else build_index(dns)
     if not len(ix):
         return empty
+    ix = _without_search_expansions(ix)
     d = dns.iloc[ix.rows]
     sess = ix.session
     nuniq = ix.names
@@ -275,6 +277,10 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     alpha_of_name[cand_name_idx] = nf["alphabet"].cat.codes.to_numpy()
     plen_of_name = np.zeros(len(nuniq), dtype=np.int64)
     plen_of_name[cand_name_idx] = nf["payload_len"].to_numpy()
+    dlabel_of_name = np.full(len(nuniq), "", dtype=object)
+    dlabel_of_name[cand_name_idx] = nf["data_label"].to_numpy(dtype=object)
+    mlen_of_name = np.zeros(len(nuniq), dtype=np.int64)
+    mlen_of_name[cand_name_idx] = nf["max_label_len"].to_numpy()
     dl_codes_c, _ = pd.factorize(nf["data_label"].to_numpy(dtype=object))
     dl_of_name = np.full(len(nuniq), -1, dtype=np.int64)
     dl_of_name[cand_name_idx] = dl_codes_c
@@ -353,6 +359,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
         return g
 
     _answer_features(dom, ix, group_of, conn=conn, n_groups=n_groups)
+    _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name)
 
     # timing regularity
     tsr = ts[rc]
@@ -389,6 +396,43 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     return TunnelFeatures(names=nf_out, domains=dom)
 
 
+def search_expansions(names_: np.ndarray, registered: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """True for names that are another looked-up name plus a search-list suffix.
+
+    A resolver configured with search domains (Kubernetes' ``ndots:5``,
+    ``<region>.compute.internal``) first asks for ``pypi.org.ci.svc.cluster.local``
+    and the like: the random labels of every bucket and tenant name the job
+    uses then reappear under ``cluster.local`` and looked like data there. The
+    original name is analysed under its own domain, so its expansions are not.
+    """
+    out = np.zeros(len(names_), dtype=bool)
+    known = {n: r for n, r in zip(names_[used], registered[used])}
+    for i in np.nonzero(used)[0]:
+        n = names_[i]
+        reg = registered[i]
+        p = n.find(".")
+        while p > 0:
+            p = n.find(".", p + 1)  # prefixes of at least two labels
+            if p < 0:
+                break
+            r = known.get(n[:p])
+            if r is not None and r != reg:
+                out[i] = True
+                break
+    return out
+
+
+def _without_search_expansions(ix: DnsIndex) -> DnsIndex:
+    used = np.zeros(len(ix.names), dtype=bool)
+    used[ix.name_code] = True
+    exp = search_expansions(ix.names, ix.registered, used)
+    if not exp.any():
+        return ix
+    keep = ~exp[ix.name_code]
+    return DnsIndex(rows=ix.rows[keep], session=ix.session[keep], name_code=ix.name_code[keep], names=ix.names,
+                    spelling=ix.spelling, registered=ix.registered, ts=ix.ts[keep], resolutions=ix.resolutions)
+
+
 _DOMAIN_DEFAULTS = {
     "encoded_names": 0,
     "encoded_labels": 0,
@@ -412,6 +456,14 @@ _DOMAIN_DEFAULTS = {
     "mean_gap_s": np.nan,
     "timing_cv": np.nan,
     "examples": None,
+    "pool_labels": 0,
+    "pool_chars": 0,
+    "pool_alphabet": "",
+    "pool_entropy_ratio": 0.0,
+    "pool_switch_rate": 0.0,
+    "pool_bytes": 0.0,
+    "pool_random": False,
+    "pool_decided": False,
     "score": 0,
     "signals": None,
     "flagged": False,
@@ -435,6 +487,35 @@ def _group_max(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
 def _group_nunique(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
     df = pd.DataFrame({"g": g, "v": v}).dropna().drop_duplicates()
     return np.bincount(df["g"].to_numpy(dtype=np.int64), minlength=n)
+
+
+# decimal too: random hex of 8 characters is all digits 2 % of the time
+_POOL_ALPHABETS = tuple(names.ALPHABET_ORDER.index(a) for a in ("decimal", "hex", "base32"))
+
+
+def _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name) -> None:
+    """Short-label channels (``label_pool``): a domain whose many short data labels pooled
+    together are random data counts its pooled labels and bytes as encoded."""
+    m = np.isin(alpha_of_name[pn], _POOL_ALPHABETS) & (mlen_of_name[pn] >= label_pool.POOL_MIN_LABEL_LEN)
+    if not m.any():
+        return
+    lab = pd.DataFrame({"g": pg[m], "l": dlabel_of_name[pn[m]]}).drop_duplicates()
+    counts = lab["g"].value_counts()
+    big = counts[counts >= label_pool.POOL_MIN_LABELS].index
+    groups = {int(g): list(sub) for g, sub in lab[lab["g"].isin(big)].groupby("g")["l"]} if len(big) else {}
+    pool = label_pool.pool_features(groups, dom["unique_names"].to_numpy(),
+                                    dom["connected_addresses"].to_numpy(dtype=float))
+    for c, v in pool.items():
+        dom[c] = v
+    hit = pool["pool_random"]
+    # named in the summary only where the pool, not the per-name verdict, found the channel
+    dom["pool_decided"] = hit & (dom["encoded_labels"].to_numpy() < 0.5 * pool["pool_labels"])
+    if hit.any():
+        # the pooled labels are the channel's data: count them like per-name encoded labels
+        dom.loc[hit, "encoded_labels"] = np.maximum(dom.loc[hit, "encoded_labels"], pool["pool_labels"][hit])
+        dom.loc[hit, "encoded_bytes"] = np.maximum(dom.loc[hit, "encoded_bytes"], pool["pool_bytes"][hit])
+        dom.loc[hit, "encoded_share"] = np.maximum(dom.loc[hit, "encoded_share"], pool["pool_labels"][hit] / np.maximum(dom.loc[hit, "unique_names"], 1))
+        dom.loc[hit, "encoding"] = pool["pool_alphabet"][hit]
 
 
 def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
@@ -489,6 +570,7 @@ def _score(dom: pd.DataFrame) -> None:
     add(enc & (encl >= MANY_ENCODED), 1, "encoded")
     add(enc & (encl >= BULK_ENCODED), 1, "encoded")
     add(enc & (encl >= DATA_ONLY_LABELS) & (share >= DATA_ONLY_SHARE), 1, "encoded")
+    add(dom["pool_decided"].to_numpy(dtype=bool), 0, "short_labels")
     unus = dom["unusual_share"].to_numpy() >= MIN_UNUSUAL_SHARE
     add(unus, 2, "unusual_qtypes")
     add(unus & (dom["rare_queries"].to_numpy() >= MIN_UNIQUE_NAMES), 1, "unusual_qtypes")
@@ -521,7 +603,10 @@ def _score(dom: pd.DataFrame) -> None:
 def _summary_sentence(r) -> str:
     parts = []
     enc = r.encoding or "random"
-    if "encoded" in r.signals:
+    if "short_labels" in r.signals:
+        parts.append(f"{r.encoded_labels} unique short {enc} labels in {human_duration(r.duration_s)}, random as a whole")
+        parts.append(f"{human_bytes(r.encoded_bytes)} encoded")
+    elif "encoded" in r.signals:
         parts.append(f"{r.encoded_labels} unique {enc} subdomains in {human_duration(r.duration_s)}")
         parts.append(f"{human_bytes(r.encoded_bytes)} encoded")
     else:
@@ -570,6 +655,9 @@ def _evidence(r) -> dict:
         "clients": int(r.clients),
         "resolvers": list(r.resolvers or []),
         "examples": list(r.examples or []),
+        "pooled_labels": int(r.pool_labels),
+        "pooled_entropy_ratio": num(r.pool_entropy_ratio),
+        "pooled_switch_rate": num(r.pool_switch_rate),
         "score": int(r.score),
         "signals": list(r.signals),
     }
