@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import struct
 import subprocess
@@ -290,7 +291,10 @@ def test_a_signal_at_any_moment_of_start_up_leaves_valid_logs(lab, tmp_path):
     traceback or 'Aborted!', no command started, and every log it created ends with #close.
     (Before that handler, the interpreter itself is starting: SIGINT ends it quietly, SIGTERM
     before any file exists.)"""
-    for attempt, delay in enumerate([0.0, 0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2.0]):
+    seed = time.time_ns()
+    spread = random.Random(seed)              # moments chosen anew each run (the seed is in any failure)
+    delays = [0.0, 0.05, 0.15, 0.3, 0.5, 0.8, 1.2, 2.0] + [round(spread.uniform(0, 1.5), 3) for _ in range(6)]
+    for attempt, delay in enumerate(delays):
         out = tmp_path / f"out{attempt}"
         marker = tmp_path / f"command-ran{attempt}"
         sig = signal.SIGTERM if attempt % 2 else signal.SIGINT
@@ -302,15 +306,15 @@ def test_a_signal_at_any_moment_of_start_up_leaves_valid_logs(lab, tmp_path):
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err and "Aborted!" not in err, (delay, err)
+        assert "Traceback" not in err and "Aborted!" not in err, (seed, delay, err)
         if marker.exists():                  # the signal came after start-up: the command ran
-            assert proc.returncode == 0, (delay, proc.returncode, err)
+            assert proc.returncode == 0, (seed, delay, proc.returncode, err)
         else:
-            assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
+            assert proc.returncode == 128 + sig, (seed, delay, proc.returncode, err)
         for log in out.glob("*.log"):
-            assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), (delay, log.name)
+            assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), (seed, delay, log.name)
         assert not (out / "recorder.pid").exists()
-        assert json.loads((out / "recorder.status").read_text())["recording"] == "complete", (delay, err)
+        assert json.loads((out / "recorder.status").read_text())["recording"] == "complete", (seed, delay, err)
 
 
 def test_a_signal_during_a_replay_leaves_complete_logs(tmp_path):
