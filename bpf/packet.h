@@ -13,6 +13,14 @@
 #define CA_ETH_P_IPV6   0x86DD
 #define CA_ETH_P_8021Q  0x8100
 #define CA_ETH_P_8021AD 0x88A8
+#define CA_ETH_P_QINQ1  0x9100   /* pre-standard QinQ outer tag */
+#define CA_ETH_P_MPLS   0x8847   /* MPLS unicast (RFC 3032) */
+#define CA_ETH_P_PBB    0x88E7   /* IEEE 802.1ah I-TAG */
+#define CA_ETH_P_PPPOES 0x8864   /* PPPoE session stage (RFC 2516) */
+#define CA_ETH_P_VNTAG  0x8926   /* Cisco VN-Tag (802.1Qbh) */
+#define CA_ETH_P_CFP    0x8903   /* Cisco FabricPath */
+#define CA_PPP_IP       0x0021   /* PPP protocol numbers (RFC 1332, RFC 5072) */
+#define CA_PPP_IPV6     0x0057
 
 #define CA_IPPROTO_ICMP   1
 #define CA_IPPROTO_IGMP   2
@@ -27,6 +35,8 @@
 #define CA_TH_ACK 0x10
 
 #define CA_MAX_IPV6_EXT 6
+#define CA_MAX_LINK_HDRS 8       /* link-layer headers between Ethernet and IP */
+#define CA_MAX_MPLS_LABELS 8
 
 /* What the parser learnt about one packet. Addresses and ports are in the
  * sender's order (slot 0 = source) until ca_canonicalize() orders them. */
@@ -63,6 +73,7 @@ struct ca_packet {
 	__u8 tcp_seq_underflow;
 	__u8 egress;               /* 1: seen leaving the interface (live capture) */
 	__u8 ts_exact;             /* 1: ts is from the exact clock (live capture; see ca_packet_clock) */
+	__u8 ip_len_zero;          /* 1: IPv4 total length 0 in a capture (TSO): counted as 0 IP bytes */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
 };
@@ -235,6 +246,20 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		*weird = CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;
 	}
+#if CA_PCAP_MODE
+	if (tot == 0 && p->segs <= 1) {
+		/* A capture taken where TCP segmentation offload zeroes the
+		 * length (Zeek's IP analyzer, weird ip_hdr_len_zero): without -C
+		 * Zeek drops the packet; with -C it parses the packet by its
+		 * captured length, and ConnSize adds the header's length, 0. */
+#if CA_VALIDATE_CHECKSUMS
+		*weird = CA_WEIRD_BAD_IP_LENGTH;
+		return CA_PARSE_WEIRD;
+#else
+		p->ip_len_zero = 1;
+#endif
+	}
+#endif
 	/* GSO super-packets (and BIG TCP) do not carry a usable total length. */
 	if (p->segs > 1 || tot == 0)
 		tot = p->captured;
@@ -324,7 +349,134 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 	return CA_PARSE_OK;
 }
 
-/* Parse Ethernet (with up to two VLAN tags), IP and the transport header. */
+/* Link layers between Ethernet and IP, as Zeek's packet analyzers chain them
+ * (scripts/base/packet-protocols/{ethernet,vlan,vntag}/main.zeek register which
+ * EtherType goes where; src/packet_analysis/protocol/<name>/ read each header):
+ *
+ *   Ethernet  -> VLAN (0x8100, 0x88A8, 0x9100), MPLS, PBB, PPPoE, VN-Tag, IP
+ *   VLAN      -> VLAN (0x8100 only), MPLS, PBB, PPPoE, VN-Tag, IP
+ *   VN-Tag    -> VLAN only
+ *   MPLS      -> IP, whatever the labels say (RFC 3032 does not name the payload)
+ *   PPPoE     -> IP for PPP protocols 0x0021 and 0x0057
+ *   PBB       -> a whole customer Ethernet frame after the 4-byte I-TAG
+ *   Ethernet  -> a Cisco FabricPath header (EtherType 0x8903) is skipped
+ *                (16 bytes) once, before the EtherType is read
+ *
+ * Only frames the plain path (Ethernet, up to two VLAN tags, IP) did not
+ * recognise come here, so the common path costs nothing more. Returns the IP
+ * EtherType found (network order) with *l3_off at its header, or 0. */
+#define CA_LINK_ETHERNET 0
+#define CA_LINK_VLAN     1
+#define CA_LINK_VNTAG    2
+static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_packet *p, __u32 *l3_off)
+{
+	__u32 off = 12;          /* the EtherType field being read */
+	int layer = CA_LINK_ETHERNET, cfp_allowed = 1;
+
+	for (int i = 0; i < CA_MAX_LINK_HDRS; i++) {
+		__u8 *h;
+		__u16 proto;
+
+		/* The offset goes through memory: the verifier then checks each
+		 * iteration once (an offset within CA_MAX_HDR_OFF), not once per
+		 * combination of the headers before it. */
+		p->l3_off = off;
+		off = *(volatile __u32 *)&p->l3_off;
+		if (off > CA_MAX_HDR_OFF)
+			return 0;
+		h = ca_hdr(skb, off, 2);
+		if (!h)
+			return 0;
+		proto = (__u16)h[0] << 8 | h[1];
+		if (proto == CA_ETH_P_CFP && cfp_allowed) {
+			/* FabricPath: the inner Ethernet header starts 16 bytes in. */
+			off += 16;
+			cfp_allowed = 0;
+			continue;
+		}
+		cfp_allowed = 0;
+		if (layer == CA_LINK_VNTAG && proto != CA_ETH_P_8021Q && proto != CA_ETH_P_8021AD &&
+		    proto != CA_ETH_P_QINQ1)
+			return 0;
+		switch (proto) {
+		case CA_ETH_P_IP:
+		case CA_ETH_P_IPV6:
+			*l3_off = off + 2;
+			return bpf_htons(proto);
+		case CA_ETH_P_8021AD:
+		case CA_ETH_P_QINQ1:
+			if (layer == CA_LINK_VLAN)
+				return 0;
+			/* fall through */
+		case CA_ETH_P_8021Q:
+			/* 802.1Q tag: TCI, then the next EtherType. */
+			off += 4;
+			layer = CA_LINK_VLAN;
+			break;
+		case CA_ETH_P_VNTAG:
+			/* VN-Tag: 4 bytes of tag, then the next EtherType. */
+			off += 6;
+			layer = CA_LINK_VNTAG;
+			break;
+		case CA_ETH_P_PBB:
+			/* 802.1ah: I-TAG (4 bytes), then C-DA, C-SA and the
+			 * customer EtherType, read as a new Ethernet header. */
+			off += 2 + 4 + 12;
+			layer = CA_LINK_ETHERNET;
+			cfp_allowed = 1;
+			break;
+		case CA_ETH_P_PPPOES: {
+			/* RFC 2516 session header (6 bytes), then the PPP protocol. */
+			__u8 *ppp = ca_hdr(skb, off + 2 + 6, 2);
+			__u16 pp;
+			if (!ppp)
+				return 0;
+			pp = (__u16)ppp[0] << 8 | ppp[1];
+			*l3_off = off + 2 + 8;
+			if (pp == CA_PPP_IP)
+				return bpf_htons(CA_ETH_P_IP);
+			if (pp == CA_PPP_IPV6)
+				return bpf_htons(CA_ETH_P_IPV6);
+			return 0;
+		}
+		case CA_ETH_P_MPLS: {
+			/* RFC 3032 label stack entries (4 bytes) up to the one with
+			 * the bottom-of-stack bit; the payload is taken to be IP,
+			 * its version nibble says which. */
+			__u32 lbl = off + 2;
+			__u8 *e, *v;
+			int bottom = 0;
+			for (int j = 0; j < CA_MAX_MPLS_LABELS; j++) {
+				e = ca_hdr(skb, lbl, 4);
+				if (!e)
+					return 0;
+				lbl += 4;
+				if (e[2] & 1) {
+					bottom = 1;
+					break;
+				}
+			}
+			if (!bottom)
+				return 0;
+			v = ca_hdr(skb, lbl, 1);
+			if (!v)
+				return 0;
+			*l3_off = lbl;
+			if ((v[0] >> 4) == 4)
+				return bpf_htons(CA_ETH_P_IP);
+			if ((v[0] >> 4) == 6)
+				return bpf_htons(CA_ETH_P_IPV6);
+			return 0;
+		}
+		default:
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Parse Ethernet (with up to two VLAN tags inline; other link layers in
+ * ca_parse_link), IP and the transport header. */
 static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
 	__u16 *ethertype = ca_hdr(skb, 12, 2);
@@ -345,6 +497,18 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 		proto = *ethertype;
 		off += 4;
 	}
+	if (ca_unlikely(proto != bpf_htons(CA_ETH_P_IP) && proto != bpf_htons(CA_ETH_P_IPV6))) {
+		proto = ca_parse_link(skb, p, &off);
+		if (!proto)
+			return CA_PARSE_NOT_IP;
+		/* Re-read the offset from memory: the verifier then follows one
+		 * state (an offset within CA_MAX_HDR_OFF) past this point instead
+		 * of one per way through the link layers. */
+		p->l3_off = off;
+		off = *(volatile __u32 *)&p->l3_off;
+		if (off > CA_MAX_HDR_OFF)
+			return CA_PARSE_NOT_IP;
+	}
 	p->l3_off = off;
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;
@@ -357,14 +521,12 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 
 	if (proto == bpf_htons(CA_ETH_P_IP))
 		r = ca_parse_ipv4(skb, p, weird);
-	else if (proto == bpf_htons(CA_ETH_P_IPV6))
-		r = ca_parse_ipv6(skb, p, weird);
 	else
-		return CA_PARSE_NOT_IP;
+		r = ca_parse_ipv6(skb, p, weird);
 	if (r != CA_PARSE_OK)
 		return r;
 
-	p->wire_ip_bytes = p->ip_len;
+	p->wire_ip_bytes = p->ip_len_zero ? 0 : p->ip_len;
 	r = ca_parse_l4(skb, p, weird);
 	if (r == CA_PARSE_OK && p->segs > 1) {
 		/* Each wire segment repeats the IP and transport headers. */
