@@ -3,6 +3,17 @@
 The TC program (like the kernel path it runs in) expects Ethernet. Framing is
 not packet logic: this only replaces the link-layer header, keeping the IP
 packet byte for byte.
+
+Link types read as Zeek's packet analyzers read them (src/packet_analysis/protocol/):
+Ethernet, raw IP, BSD/OpenBSD loopback, Linux cooked v1/v2, PPP (9: with or
+without HDLC framing, RFC 1662), IEEE 802.11 (105: data frames whose LLC/SNAP
+header carries an EtherType, A-MSDU subframes each on their own) and radiotap
+(127: its header skipped, then 802.11). A frame Zeek would not hand to IP
+gives None (or no frames, from to_ethernet_frames).
+
+API: to_ethernet(linktype, frame) -> bytes | None (the first IP-bearing frame);
+to_ethernet_frames(linktype, frame) -> list[bytes] (every one: an A-MSDU can
+carry several); UnsupportedLinkType.
 """
 
 from __future__ import annotations
@@ -22,6 +33,13 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PPP = 9
+LINKTYPE_IEEE802_11 = 105
+LINKTYPE_IEEE802_11_RADIOTAP = 127
+
+# PPP protocol numbers (RFC 1332, RFC 5072, RFC 3032) Zeek's PPP analyzer forwards.
+_PPP_IPV4, _PPP_IPV6, _PPP_MPLS = 0x0021, 0x0057, 0x0281
+ETHERTYPE_MPLS = 0x8847
 
 _AF_INET6 = {10, 24, 28, 30}  # Linux, OpenBSD, FreeBSD, macOS
 _FAKE_MACS = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
@@ -44,6 +62,102 @@ def _by_version(l3: bytes) -> bytes | None:
     if version == 6:
         return _ethernet(ETHERTYPE_IPV6, l3)
     return None
+
+
+def _ppp(frame: bytes) -> bytes | None:
+    """LINKTYPE_PPP (Zeek's PPP analyzer): an optional HDLC address/control
+    pair (0xff 0x03), then the 2-byte PPP protocol."""
+    if len(frame) <= 2:
+        return None
+    if frame[0] == 0xFF and frame[1] == 0x03:
+        if len(frame) <= 4:
+            return None
+        frame = frame[2:]
+    proto = struct.unpack("!H", frame[:2])[0]
+    if proto in (_PPP_IPV4, _PPP_IPV6):
+        return _by_version(frame[2:])      # Zeek's IP analyzer goes by the version nibble
+    if proto == _PPP_MPLS:
+        return _ethernet(ETHERTYPE_MPLS, frame[2:])
+    return None
+
+
+def _llc_snap(data: bytes) -> bytes | None:
+    """An 802.2 LLC/SNAP header with OUI 0 (RFC 1042 encapsulated Ethernet):
+    the EtherType and what follows, as Ethernet."""
+    if len(data) < 8 or data[:6] != b"\xaa\xaa\x03\x00\x00\x00":
+        return None
+    ethertype = struct.unpack("!H", data[6:8])[0]
+    if ethertype not in (ETHERTYPE_IPV4, ETHERTYPE_IPV6):
+        return None                      # Zeek's 802.11 analyzer forwards IP (and ARP) only
+    return _ethernet(ethertype, data[8:])
+
+
+def _ieee802_11(frame: bytes) -> list[bytes]:
+    """Data frames of IEEE 802.11 (Zeek's IEEE802_11 analyzer): management and
+    control frames, null-data subtypes and protected QoS frames carry nothing
+    Zeek reads."""
+    hdr = 24
+    if len(frame) <= hdr:
+        return []
+    fc, flags = frame[0], frame[1]
+    if not (fc >> 2) & 0x02:              # type: not data
+        return []
+    if (fc >> 4) & 0x04:                  # subtype without data (null, CF-ack/poll only)
+        return []
+    if flags & 0x03 == 0x03:              # To DS and From DS: a fourth address
+        hdr += 6
+    if len(frame) <= hdr:
+        return []
+    amsdu = False
+    if (fc >> 4) & 0x08:                  # QoS data: a 2-byte QoS control field
+        amsdu = bool(frame[hdr] & 0x80)
+        if flags & 0x40:                  # protected: encrypted payload
+            return []
+        hdr += 2
+    if len(frame) <= hdr:
+        return []
+    body = frame[hdr:]
+    if not amsdu:
+        one = _llc_snap(body)
+        return [one] if one is not None else []
+    out = []
+    while body:
+        # A-MSDU subframe: DA, SA, length, then LLC; padded to 4 bytes but the last.
+        if len(body) < 14:
+            break
+        sub_len = struct.unpack("!H", body[12:14])[0]
+        if len(body) < 14 + sub_len:
+            break
+        one = _llc_snap(body[14:14 + sub_len])
+        if one is None:
+            break
+        out.append(one)
+        body = body[14 + sub_len:]
+        pad = sub_len % 4
+        if len(body) >= pad:
+            body = body[pad:]
+    return out
+
+
+def _radiotap(frame: bytes) -> list[bytes]:
+    """Radiotap (Zeek's IEEE802_11_RADIO analyzer): skip the header by its
+    little-endian length, then 802.11."""
+    if len(frame) <= 3:
+        return []
+    rt_len = struct.unpack("<H", frame[2:4])[0]
+    if rt_len >= len(frame):
+        return []
+    return _ieee802_11(frame[rt_len:])
+
+
+def to_ethernet_frames(linktype: int, frame: bytes) -> list[bytes]:
+    """Every Ethernet frame the captured frame carries (several for an 802.11 A-MSDU)."""
+    if linktype == LINKTYPE_IEEE802_11:
+        return _ieee802_11(frame)
+    if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
+        return _radiotap(frame)
+    one = to_ethernet(linktype, frame)
+    return [one] if one is not None else []
 
 
 def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
@@ -71,5 +185,11 @@ def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
         if len(frame) < 20:
             return None
         return _ethernet(struct.unpack("!H", frame[0:2])[0], frame[20:])
+    if linktype == LINKTYPE_PPP:
+        return _ppp(frame)
+    if linktype in (LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP):
+        frames = to_ethernet_frames(linktype, frame)
+        return frames[0] if frames else None
     raise UnsupportedLinkType(
-        f"link type {linktype} is not supported (Ethernet, raw IP, loopback and Linux cooked are)")
+        f"link type {linktype} is not supported (Ethernet, raw IP, loopback, Linux cooked, PPP, "
+        "802.11 and radiotap are)")
