@@ -121,26 +121,70 @@ def _date_dirs(store: Store, log: str, since, until) -> list:
     return sorted(out)
 
 
-def _read(store: Store, log: str, columns: list, since=None, until=None, filters=None):
+#: Files per Dask task: one session's file is small (tens of KB), so a task scans a batch of them in
+#: one pyarrow dataset (C++ reads, filters and projects; Python sees only matching rows).
+FILES_PER_TASK = 250
+
+
+def _expression(filters):
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    expr = None
+    for col, op, val in filters or []:
+        f = ds.field(col)
+        e = {"==": lambda: f == val, ">=": lambda: f >= val, "<": lambda: f < val, "<=": lambda: f <= val,
+             "in": lambda: f.isin(list(val)), "suffix": lambda: _suffix_expression(pc, f, val)}[op]()
+        expr = e if expr is None else expr & e
+    return expr
+
+
+def _suffix_expression(pc, field, suffixes):
+    expr = None
+    for d in suffixes:
+        e = (field == d) | pc.ends_with(field, "." + d)
+        expr = e if expr is None else expr | e
+    return expr
+
+
+def _scan_files(files, store_url, storage_options, base, columns, filters):
+    """One task: a batch of files scanned by pyarrow with the filter pushed into the scan."""
+    import pyarrow.dataset as ds
+
+    from .columns import to_frame
+
+    store = Store.open(store_url, storage_options)
+    part = ds.partitioning(flavor="hive")
+    data = ds.dataset(files, filesystem=store.fs, format="parquet", partitioning=part, partition_base_dir=base)
+    table = data.to_table(columns=columns, filter=_expression(filters))
+    frame = to_frame(table)
+    for c in ("session", "repository", "workflow"):
+        frame[c] = frame[c].astype(object)
+    return frame
+
+
+def _read(store: Store, log: str, columns: list, since=None, until=None, filters=None, meta=None):
     """A dask frame of one log: the columns asked for plus the job identity, from the dates of the range only.
 
-    ``filters`` (on repository/workflow/session/ts) are pushed down to the Parquet reader.
+    ``filters`` ((column, op, value): ==, >=, <, <=, in, suffix) and the time range are evaluated inside
+    the Parquet scan (row groups skipped by their statistics, rows before they reach pandas).
     """
     import dask.dataframe as dd
 
     files = [f for d in _date_dirs(store, log, since, until) for f in sorted(store.fs.find(d)) if f.endswith(".parquet")]
     if not files:
         return None
-    urls = [f if store.protocol in ("file", "local") else f"{store.protocol}://{f}" for f in files]
     cols = list(dict.fromkeys([*columns, "session", "repository", "workflow"]))
     filters = list(filters or [])
-    # row groups whose ts statistics lie outside the range are skipped without being read
     if since is not None:
         filters.append(("ts", ">=", _utc(since)))
     if until is not None:
         filters.append(("ts", "<", _utc(until)))
-    return dd.read_parquet(urls, columns=cols, filters=filters or None, storage_options=store.storage_options,
-                           dataset={"partitioning": "hive", "partition_base_dir": store.path(log)})
+    groups = [files[i:i + FILES_PER_TASK] for i in range(0, len(files), FILES_PER_TASK)]
+    if meta is None:
+        meta = _scan_files(groups[0][:1], store.url(), store.storage_options, store.path(log), cols, filters).iloc[:0]
+    return dd.from_map(_scan_files, groups, store_url=store.url(), storage_options=store.storage_options,
+                       base=store.path(log), columns=cols, filters=filters, meta=meta, enforce_metadata=False)
 
 
 _HIT_COLUMNS = ["repository", "workflow", "session", "indicator", "kind", "count", "distinct", "examples",
@@ -210,7 +254,9 @@ def find_indicator(store_url, indicators, since=None, until=None, scheduler="syn
     parts = []
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
         kw = compute_kwargs(client)
-        dns = _read(store, "dns", ["ts", "query", "answers"], since, until)
+        # without networks to look for in answers, only matching names ever leave the Parquet scan
+        dns = _read(store, "dns", ["ts", "query", "answers"], since, until,
+                    filters=None if nets else [("query", "suffix", domains)])
         dns_hits = pd.DataFrame(columns=list(_hits_meta().columns))
         if dns is not None:
             dns_hits = dns.map_partitions(_dns_hits, domains, nets, since, until, meta=_hits_meta()).compute(**kw)
@@ -220,14 +266,15 @@ def find_indicator(store_url, indicators, since=None, until=None, scheduler="syn
         if domains and dns is not None and not dns_hits.empty:
             looked = dns_hits[dns_hits["kind"] == "lookup"]
             sessions = sorted(set(looked["session"]))
-            ans = dns[dns["session"].isin(sessions)] if sessions else None
+            ans = _read(store, "dns", ["ts", "query", "answers"], since, until,
+                        filters=[("session", "in", sessions), ("query", "suffix", domains)]) if sessions else None
             if ans is not None:
                 got = ans.map_partitions(_resolved, domains, meta=_resolved_meta()).compute(**kw)
                 addr_indicator = {(s, a): i for s, a, i in zip(got["session"], got["address"], got["indicator"])}
-        conn = _read(store, "conn", ["ts", "id.resp_h"], since, until)
-        if conn is not None and (nets or addr_indicator):
-            if not nets:  # only sessions that looked a matching name up can have connected through it
-                conn = conn[conn["session"].isin(sorted({s for s, _ in addr_indicator}))]
+        # without networks, only sessions that looked a matching name up can have connected through it
+        only = None if nets else [("session", "in", sorted({s for s, _ in addr_indicator}))]
+        conn = _read(store, "conn", ["ts", "id.resp_h"], since, until, filters=only) if (nets or addr_indicator) else None
+        if conn is not None:
             parts.append(conn.map_partitions(_conn_hits, nets, addr_indicator, since, until, meta=_hits_meta()).compute(**kw))
     hits = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else _hits_meta()
     out = _summarise_hits(hits)
