@@ -27,6 +27,7 @@ from typing import Callable
 from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem
 from cicd_audit.recorder import cleanup
 from cicd_audit.recorder.attach import TcAttachment
+from cicd_audit.recorder.attach_watch import AttachmentWatch
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.interfaces import choose_interfaces
@@ -112,6 +113,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
             _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
             attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
                                                 pin_dir=pin_dir))
+            watch = AttachmentWatch(interfaces, {"ingress": program.packet_fn.fd, "egress": program.egress_fn.fd})
             if on_ready is not None:
                 on_ready()
             if command and flag.stop:
@@ -130,14 +132,17 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                     break
                 if time.monotonic() >= next_sweep:
                     sweeper.sweep(time.monotonic_ns())
+                    _say_detached(watch, session)
                     session.flush()
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             # Let the kernel's last events (the command's final packets) arrive.
             program.poll(POLL_MS)
+            _say_detached(watch, session)
         sweeper.sweep(time.monotonic_ns(), drain=True)
         program.poll()
         stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started,
                               command_status=exit_status if command else None)
+        stats["programs_detached"] = watch.lost
         if pin_dir is not None:         # a clean stop: fail-closed has nothing left to guard
             cleanup.remove_pin_dir(pin_dir)
         return LiveResult(exit_status, stats)
@@ -165,6 +170,14 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
         if required:
             raise
         print(f"cicd-audit: connections will not name their processes: {exc}", file=sys.stderr)
+
+
+def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:
+    """A program that stopped running is a recorder failure: stderr, weird.log, recorder.status."""
+    for line in watch.check():
+        print(f"cicd-audit: error: {line}", file=sys.stderr, flush=True)
+        session.record_failure(line)
+        session.write_weird(time.time(), "cicd_audit_program_detached", line)
 
 
 def _exit_status(returncode: int) -> int:

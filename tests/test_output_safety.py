@@ -369,3 +369,23 @@ def test_events_the_kernel_could_not_hand_over_make_the_recording_incomplete(tmp
     assert any("connection table was full" in why for why in status["failures"])
     assert _recording_status(stats, None) == RecordingIncomplete.exit_code
     assert _recording_status(stats, 0) == RECORDER_FAILED
+
+
+def test_an_interface_the_job_deletes_is_a_loud_recorder_failure(lab, tmp_path):
+    """The job deletes the interface being recorded: its programs stop running, so the recording
+    is incomplete: an error line, a weird, recorder.status, and 125 around the job's own 0."""
+    for argv in (["ip", "link", "add", "cadummy0", "type", "veth", "peer", "name", "cadummy1"],
+                 ["ip", "link", "set", "cadummy0", "up"], ["ip", "link", "set", "cadummy1", "up"]):
+        assert lab.run(lab.client_ns, argv).returncode == 0, argv
+    out = tmp_path / "out"
+    r = lab.record(out, ["sh", "-c", "ip link del cadummy0"], iface="cadummy0")
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 125, (r.returncode, r.stderr)
+    assert ("cicd-audit: error: cadummy0: the ingress and egress programs were detached (the interface is gone); "
+            "its packets are no longer recorded" in r.stderr.splitlines()), r.stderr
+    status = json.loads((out / "recorder.status").read_text())
+    assert status["recording"] == "incomplete" and status["command_status"] == 0
+    assert any(why.startswith("cadummy0: the ingress and egress programs were") for why in status["failures"])
+    assert "cicd_audit_program_detached" in (out / "weird.log").read_text()
+    for log in out.glob("*.log"):
+        assert log.read_text().rstrip("\n").splitlines()[-1].startswith("#close"), log.name

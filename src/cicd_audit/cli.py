@@ -150,7 +150,8 @@ def _recording_status(stats: dict, command_status: int | None) -> int:
     or a signal stopped a replay part-way (128 + the signal)."""
     lost = [f"{stats[key]} {what}" for key, what in (
         ("rows_lost", "log rows could not be written"), ("ringbuf_drops", "kernel events were dropped"),
-        ("conn_table_full", "connections were not tracked")) if stats.get(key)]
+        ("conn_table_full", "connections were not tracked"),
+        ("programs_detached", "interface directions stopped being recorded")) if stats.get(key)]
     if lost:
         click.echo(f"cicd-audit: error: the recording is incomplete: {', '.join(lost)} (see above); "
                    "the logs hold every complete row", err=True)
