@@ -179,7 +179,7 @@ def stop(out_dir: Path) -> dict | None:
         try:
             pid = _recorder_in(dir_fd)
         except FileNotFoundError:
-            raise UsageError(f"no background recorder for {out_dir} ({PID_FILE} does not exist)") from None
+            raise UsageError(f"no background recorder for {out_dir} ({pid_file(out_dir)} does not exist)") from None
         if pid is None:
             raise UsageError(f"{pid_file(out_dir)} does not name a running cicd-audit recorder of {out_dir}: "
                              "nothing signalled (its logs may be incomplete)")
