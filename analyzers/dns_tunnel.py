@@ -514,7 +514,8 @@ def _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name) -> 
         # the pooled labels are the channel's data: count them like per-name encoded labels
         dom.loc[hit, "encoded_labels"] = np.maximum(dom.loc[hit, "encoded_labels"], pool["pool_labels"][hit])
         dom.loc[hit, "encoded_bytes"] = np.maximum(dom.loc[hit, "encoded_bytes"], pool["pool_bytes"][hit])
-        dom.loc[hit, "encoded_share"] = np.maximum(dom.loc[hit, "encoded_share"], pool["pool_labels"][hit] / np.maximum(dom.loc[hit, "unique_names"], 1))
+        pooled_share = pool["pool_labels"][hit] / np.maximum(dom.loc[hit, "unique_names"], 1)
+        dom.loc[hit, "encoded_share"] = np.maximum(dom.loc[hit, "encoded_share"], pooled_share)
         dom.loc[hit, "encoding"] = pool["pool_alphabet"][hit]
 
 

@@ -37,7 +37,8 @@ class _LazyGroup(click.Group):
     """Imports a subcommand's module only when that command runs, so `record`
     starts without loading pandas (which only `analyze` needs)."""
 
-    lazy = {"analyze": ("cicd_audit.analyzers.cli", "analyze"), "store": ("cicd_audit.fleet.cli", "store"), "fleet": ("cicd_audit.fleet.cli", "fleet")}
+    lazy = {"analyze": ("cicd_audit.analyzers.cli", "analyze"), "store": ("cicd_audit.fleet.cli", "store"),
+            "fleet": ("cicd_audit.fleet.cli", "fleet")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
