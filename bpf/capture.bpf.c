@@ -241,6 +241,8 @@ static __always_inline void ca_tail_call(struct __sk_buff *skb, __u32 stage)
 
 #if CA_BLOCK
 #include "policy.h"
+#include "job_scope.h"
+BPF_ARRAY(job_scope, struct ca_job_scope, 1);
 BPF_LPM_TRIE(allow_cidrs, struct ca_cidr_key, struct ca_port_set, CA_ALLOW_CIDRS_MAX);
 BPF_HASH(allow_names, __u64, struct ca_name_rule, CA_ALLOW_NAMES_MAX);
 BPF_TABLE("lru_hash", struct ca_learnt_key, struct ca_learnt_addr, allow_addrs, CA_ALLOW_ADDRS_MAX);
@@ -270,6 +272,12 @@ static __always_inline struct ca_dns_name *ca_dns_name_work(void)
 {
 	__u32 zero = 0;
 	return dns_name_scratch.lookup(&zero);
+}
+
+static __always_inline struct ca_job_scope *ca_job_scope_get(void)
+{
+	__u32 zero = 0;
+	return job_scope.lookup(&zero);
 }
 #endif
 
@@ -474,8 +482,11 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	ca_attribute(skb, p, c);
 #endif
 #if CA_BLOCK
-	if (!ca_conn_allowed(p))
-		c->flags |= CA_CONN_BLOCKED;
+	if (ca_conn_in_job(skb, c)) {
+		c->flags |= CA_CONN_IN_JOB;
+		if (!ca_conn_allowed(p))
+			c->flags |= CA_CONN_BLOCKED;
+	}
 #endif
 
 	r = ca_conn_insert(&p->key, ref, c);
@@ -629,12 +640,14 @@ static __always_inline void ca_established_timeout(struct ca_packet *p, struct c
 		c->flags &= ~CA_CONN_PORT_TIMEOUT;
 }
 
-/* Blocking mode's word on an accepted packet: drop everything of a blocked
- * connection; hand DNS messages to port 53 to the DNS stage, whose return
- * value then decides. */
+/* Blocking mode's word on an accepted packet of the job (anything else
+ * passes): drop everything of a blocked connection; hand DNS messages to
+ * port 53 to the DNS stage, whose return value then decides. */
 static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
 #if CA_BLOCK
+	if (c ? !(c->flags & CA_CONN_IN_JOB) : !ca_conn_in_job(skb, 0))
+		return CA_PASS;
 	if (c && (c->flags & CA_CONN_BLOCKED)) {
 		ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 		return CA_DROP;
@@ -778,7 +791,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
 #if CA_BLOCK
 		/* Fragments are not reassembled, so only their address can be judged. */
-		if (egress && !ca_addr_allowed(p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
+		if (egress && ca_conn_in_job(skb, 0) && !ca_addr_allowed(p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
 			ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 			return CA_DROP;
 		}

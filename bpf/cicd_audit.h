@@ -160,8 +160,12 @@ struct ca_process {
 	__u32 tgid;                /* process id; 0: unknown */
 	__u32 pid;                 /* thread id */
 	__u64 cgroup_id;           /* cgroup v2 id: the inode number of the cgroup's directory */
+	__u32 flags;               /* CA_PROC_* */
+	__u32 pad;
 	char comm[CA_COMM_LEN];    /* task name, NUL-padded */
 };
+
+#define CA_PROC_IN_JOB     (1 << 0)  /* blocking mode: one of the job's processes (job_scope.h) */
 
 struct ca_conn {
 	__u64 id;                  /* unique per capture; Python derives the uid from it */
@@ -194,6 +198,7 @@ struct ca_conn {
 #define CA_CONN_NTP_FLIPPED (1 << 10) /* the NTP analyzer has flipped the roles (once only) */
 #define CA_CONN_BLOCKED    (1 << 11) /* blocking mode drops every packet of it */
 #define CA_CONN_DNS_BLOCKED (1 << 12) /* blocking mode dropped at least one of its DNS queries */
+#define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: the job's, so its packets are judged */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;
@@ -301,6 +306,14 @@ struct ca_flow_key {
 	__u16 sport;
 	__u8 ip_proto;
 	__u8 pad[3];
+};
+
+/* Blocking mode's job scope (job_scope.h), one entry filled by user space
+ * (recorder/job_scope.py). All zero: the whole host is the job. */
+struct ca_job_scope {
+	__u64 cgroup_id;           /* the job's cgroup v2 id */
+	__u32 level;               /* its depth below the cgroup v2 root (the root is 0) */
+	__u32 job_only;            /* 1: judge only the job's sockets and flows; 0: the whole host */
 };
 
 /* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep.

@@ -18,7 +18,7 @@
  * The first hook call of each process sends a CA_EVENT_PROCESS, so user
  * space can read /proc/<tgid> while the (often short-lived) process runs.
  *
- * Needs: ca_count(), and in blocking mode policy.h; the maps' accessors are
+ * Needs: ca_count(), and in blocking mode policy.h and job_scope.h; the maps' accessors are
  * declared below and defined in capture.bpf.c, which holds the entry points.
  */
 #ifndef CA_PROCESS_H
@@ -93,8 +93,8 @@ static __always_inline int ca_is_loopback(const __u8 *addr)
 	       (w[3] == bpf_htonl(1) || w[3] == 0);           /* ::1, :: */
 }
 
-/* connect() and sendmsg(): note the owner; in blocking mode refuse an
- * address the policy does not allow (the caller gets EPERM). Returns 1 to let
+/* connect() and sendmsg(): note the owner; in blocking mode refuse the job
+ * an address the policy does not allow (the caller gets EPERM). Returns 1 to let
  * the call go on, 0 to refuse it. */
 static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const int is_sendmsg, const int is_v6)
 {
@@ -108,6 +108,10 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 	if (ctx->type != CA_SOCK_STREAM && ctx->type != 2 /* SOCK_DGRAM */)
 		return 1;
 	ca_current_process(&proc);
+#if CA_BLOCK
+	if (ca_current_in_job())
+		proc.flags |= CA_PROC_IN_JOB;
+#endif
 	ca_note_owner(cookie, &proc, now);
 	ca_sock_addr_dest(ctx, flow.daddr, &flow.dport, is_v6);
 	flow.ip_proto = ip_proto;
@@ -117,7 +121,8 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 		ca_flow_owner_update(&flow, &proc);
 	}
 #if CA_BLOCK
-	if (!ca_is_loopback(flow.daddr) && !ca_dest_allowed(flow.daddr, flow.dport, ip_proto, now)) {
+	if ((proc.flags & CA_PROC_IN_JOB) && !ca_is_loopback(flow.daddr) &&
+	    !ca_dest_allowed(flow.daddr, flow.dport, ip_proto, now)) {
 		struct ca_conn_key key = {};
 		if (!is_v6)
 			ca_set_v4mapped(key.addr[0], sk ? sk->src_ip4 : 0);

@@ -109,6 +109,8 @@ CONN_DNS = 1 << 0
 CONN_FLIPPED = 1 << 1
 CONN_BLOCKED = 1 << 11
 CONN_DNS_BLOCKED = 1 << 12
+CONN_IN_JOB = 1 << 13
+PROC_IN_JOB = 1 << 0
 
 
 class EventHeader(ctypes.Structure):
@@ -151,7 +153,8 @@ class Endpoint(ctypes.Structure):
 
 
 class Process(ctypes.Structure):
-    _fields_ = [("tgid", c_u32), ("pid", c_u32), ("cgroup_id", c_u64), ("comm", ctypes.c_char * COMM_LEN)]
+    _fields_ = [("tgid", c_u32), ("pid", c_u32), ("cgroup_id", c_u64), ("flags", c_u32), ("pad", c_u32),
+                ("comm", ctypes.c_char * COMM_LEN)]
 
 
 class Conn(ctypes.Structure):
@@ -220,6 +223,10 @@ class FlowKey(ctypes.Structure):
     _fields_ = [("daddr", c_u8 * 16), ("dport", c_u16), ("sport", c_u16), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
 
 
+class JobScope(ctypes.Structure):
+    _fields_ = [("cgroup_id", c_u64), ("level", c_u32), ("job_only", c_u32)]
+
+
 class SweepRequest(ctypes.Structure):
     _fields_ = [("count", c_u32), ("drain", c_u32), ("v4", c_u32), ("pad", c_u32),
                 ("keys", ConnKey * SWEEP_KEYS_MAX)]
@@ -245,4 +252,5 @@ MIRRORED_STRUCTS = {
     "ca_learnt_key": LearntKey,
     "ca_learnt_addr": LearntAddr,
     "ca_flow_key": FlowKey,
+    "ca_job_scope": JobScope,
 }

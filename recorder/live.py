@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem
+from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem, UsageError
 from cicd_audit.recorder import cleanup
 from cicd_audit.recorder.attach import TcAttachment
 from cicd_audit.recorder.attach_watch import AttachmentWatch
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.interfaces import choose_interfaces
+from cicd_audit.recorder.job_scope import CgroupEntry, JobCgroup, JobScope
 from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
@@ -43,11 +44,13 @@ SWEEP_INTERVAL_S = 1.0
 
 @dataclass
 class Blocking:
-    """What blocking mode enforces: the policy, and the resolvers DNS may go to."""
+    """What blocking mode enforces: the policy, and the resolvers DNS may go to;
+    on whom: the job (the command's cgroup, or --cgroup), or the whole host."""
 
     policy: object                       # cicd_audit.policy.Policy
     resolvers: Sequence = ()             # addresses allowed on port 53
     fail_closed: bool = False            # keep blocking if the recorder dies
+    whole_host: bool = False             # --block-host: every process is judged
 
 
 @dataclass
@@ -81,10 +84,15 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                  community_id, cgroup, blocking, process_args) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)
-    cgroup = cgroup or cgroup2_mount()
+    job_cgroup = cgroup
+    v2_root = cgroup2_mount()
+    cgroup = cgroup or v2_root
     if cgroup is None and blocking is not None:
         raise EnvironmentProblem("blocking mode needs cgroup v2 (mount it, or name a cgroup v2 directory "
                                  "with --cgroup)")
+    if blocking is not None and not blocking.whole_host and job_cgroup is None and not command:
+        raise UsageError("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
+                         "--block-host judges every process on the host")
     for line in cleanup.remove_stale():
         print(f"cicd-audit: removed what a killed recorder left: {line}", file=sys.stderr)
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
@@ -103,12 +111,18 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
     started = time.monotonic()
     exit_status = 0
     try:
-        if blocking is not None:
-            _load_policy(program, blocking)
-            if blocking.fail_closed:
-                pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
         sweeper = Sweeper(program, program.sweep_fn.fd)
         with contextlib.ExitStack() as attached:
+            enter_job = None            # run in the command's process before exec: joins the job
+            if blocking is not None:
+                scope, enter_job = _job_scope(attached, blocking, job_cgroup, v2_root, command)
+                _load_policy(program, blocking)
+                scope.fill(program.maps["job_scope"])
+                print(f"cicd-audit: blocking judges {scope.describe()}", file=sys.stderr)
+                if blocking.fail_closed:
+                    pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
+                if scope.cgroup is not None:
+                    cgroup = scope.cgroup           # the hooks watch the job
             # The hooks first: a socket that connects before TC sees its packets still has an owner.
             _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
             attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
@@ -120,7 +134,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                 exit_status = 128 + flag.signum     # stopped before the command could start
             elif command:
                 try:
-                    flag.child = subprocess.Popen(list(command))
+                    flag.child = subprocess.Popen(list(command), preexec_fn=enter_job)
                 except OSError as exc:
                     raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}",
                                              not_found=isinstance(exc, FileNotFoundError)) from exc
@@ -152,6 +166,22 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
         if flag.child is not None and flag.child.poll() is None:
             flag.child.terminate()
         program.close()
+
+
+def _job_scope(stack: contextlib.ExitStack, blocking: Blocking, job_cgroup: Path | None, v2_root: Path,
+               command: Sequence[str] | None) -> tuple[JobScope, Callable[[], None] | None]:
+    """Whom blocking judges, and the step that puts the command among them (None: no command,
+    or the whole host).
+
+    A cgroup made for the command is removed when the recording ends (after
+    the command's exit), and what the job left running in it is killed."""
+    if blocking.whole_host:
+        return JobScope.whole_host(), None
+    if job_cgroup is not None:
+        scope = JobScope.of_cgroup(job_cgroup, v2_root)
+        return scope, stack.enter_context(CgroupEntry(job_cgroup)).enter if command else None
+    job = stack.enter_context(JobCgroup(v2_root))
+    return job.scope(), job.enter
 
 
 def _load_policy(program: CaptureProgram, blocking: Blocking) -> None:

@@ -23,7 +23,16 @@ def _fail(exc: CicdAuditError, wrapping_command: bool = False) -> None:
     sys.exit(RECORDER_FAILED if wrapping_command else exc.exit_code)
 
 
-def _print_stats(stats: dict, out_dir: Path) -> None:
+def _ignore_late_signals() -> None:
+    """The recording is over and its logs are complete: a SIGINT or SIGTERM from now on (the
+    interpreter resets its handlers while it shuts down) must not turn that into a death by signal.
+    Blocked, they stay pending and die with the process."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _finish_recording(stats: dict, out_dir: Path) -> None:
+    """The logs are complete: late signals change nothing now; the one-line summary."""
+    _ignore_late_signals()
     click.echo(
         f"cicd-audit: {stats['packets']} packets, {stats['connections']} connections, "
         f"{stats['dns_messages']} DNS messages ({stats['dns_rows']} dns.log rows), "
@@ -84,7 +93,14 @@ def _quiet_interrupt(signum, frame) -> None:
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
 @click.option("--block", is_flag=True,
-              help="Enforce --policy in the kernel: refuse connections and DNS queries it does not allow.")
+              help="Enforce --policy in the kernel on the job (COMMAND and what it starts, or --cgroup): "
+                   "refuse connections and DNS queries the policy does not allow. Other processes are only recorded.")
+@click.option("--block-host", is_flag=True,
+              help="Like --block, but judge every process on the host (a dedicated single-job runner); "
+                   "the CI runner's own endpoints stay allowed (--runner-endpoints).")
+@click.option("--runner-endpoints", "runner_endpoints", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --block-host: the CI runner's endpoints to keep allowed (YAML like a policy). "
+                   "Default: the shipped list for GitHub Actions and GitLab runners.")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Egress policy YAML (allowed domains and CIDRs); required with --block.")
 @click.option("--resolver", "resolvers", multiple=True, metavar="ADDR",
@@ -93,13 +109,15 @@ def _quiet_interrupt(signum, frame) -> None:
 @click.option("--fail-closed", is_flag=True,
               help="With --block: keep blocking if the recorder is killed, until `cicd-audit cleanup`.")
 @click.option("--cgroup", type=click.Path(file_okay=False, path_type=Path),
-              help="cgroup v2 directory whose processes' sockets are watched (and, with --block, refused). "
-                   "Default: the cgroup v2 root: every process and container on the host.")
+              help="cgroup v2 directory of the job: its processes' sockets are watched and, with --block, judged. "
+                   "Default: watch every process and container on the host; with --block and COMMAND, "
+                   "judge COMMAND's own cgroup, made for it.")
 @click.option("--process-args", is_flag=True,
               help="Fill conn.log's proc.cmdline column. Off by default: command lines can carry secrets.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, community_id,
-           likely_server_ports, block, policy_file, resolvers, fail_closed, cgroup, process_args, command):
+           likely_server_ports, block, block_host, runner_endpoints, policy_file, resolvers, fail_closed, cgroup,
+           process_args, command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -108,6 +126,7 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
       cicd-audit record --out logs/ --background     # until `cicd-audit stop logs/`
       cicd-audit record --pcap trace.pcap --out logs/
       cicd-audit record --out logs/ --block --policy egress.yml -- make test
+      cicd-audit record --out logs/ --block --policy egress.yml --cgroup /sys/fs/cgroup/ci/job-42 --background
 
     With COMMAND, exits with the command's exit status, and with 125 when the
     recorder itself failed (126/127: COMMAND could not be run); DIR/recorder.status
@@ -115,14 +134,20 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
     """
     try:
         ports = _parse_ports(likely_server_ports)
-        blocking = _blocking(block, policy_file, resolvers, fail_closed)
+        blocking = _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_closed)
+        if block and not block_host and pcap is None and not command and cgroup is None:
+            raise_usage("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
+                        "--block-host judges every process on the host")
+        if block_host and (block or cgroup is not None):
+            raise_usage("--block-host judges the whole host: it takes neither --block nor --cgroup")
         if pcap is not None:
-            if interfaces or command or background or blocking or cgroup:
-                raise_usage("--pcap cannot be combined with --iface, --background, --block, --cgroup or a command")
+            if interfaces or command or background or blocking or cgroup or runner_endpoints:
+                raise_usage("--pcap cannot be combined with --iface, --background, --block, --block-host, --cgroup "
+                            "or a command")
             from cicd_audit.recorder.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
-            _print_stats(stats, out_dir)
+            _finish_recording(stats, out_dir)
             sys.exit(_recording_status(stats, None))
         from cicd_audit.recorder.live import record_live
         if background:
@@ -134,12 +159,12 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
                 result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
                                      likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
                                      blocking=blocking, process_args=process_args)
-                _print_stats(result.stats, out_dir)
+                _finish_recording(result.stats, out_dir)
                 return _recording_status(result.stats, None)
             sys.exit(start_in_background(out_dir, run))
         result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
                              cgroup=cgroup, blocking=blocking, process_args=process_args)
-        _print_stats(result.stats, out_dir)
+        _finish_recording(result.stats, out_dir)
         sys.exit(_recording_status(result.stats, result.exit_status if command else None))
     except CicdAuditError as exc:
         _fail(exc, wrapping_command=bool(command) and not isinstance(exc, CommandNotRunnable))
@@ -162,15 +187,18 @@ def _recording_status(stats: dict, command_status: int | None) -> int:
     return command_status or 0
 
 
-def _blocking(block, policy_file, resolvers, fail_closed):
-    """The Blocking settings from the command line, or None without --block."""
-    if not block:
+def _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_closed):
+    """The Blocking settings from the command line, or None without --block/--block-host."""
+    if runner_endpoints and not block_host:
+        raise_usage("--runner-endpoints goes with --block-host (with --block the runner is not judged)")
+    if not block and not block_host:
         if policy_file or resolvers or fail_closed:
             raise_usage("--policy, --resolver and --fail-closed go with --block "
                         "(to check logs against a policy, use `cicd-audit analyze --policy`)")
         return None
+    option = "--block-host" if block_host else "--block"
     if policy_file is None:
-        raise_usage("--block needs --policy FILE (the allowed domains and CIDRs)")
+        raise_usage(f"{option} needs --policy FILE (the allowed domains and CIDRs)")
     import ipaddress
 
     from cicd_audit.policy import load_policy
@@ -180,7 +208,11 @@ def _blocking(block, policy_file, resolvers, fail_closed):
         addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
     except ValueError as exc:
         raise_usage(f"--resolver: {exc}")
-    return Blocking(load_policy(policy_file), addresses, fail_closed)
+    policy = load_policy(policy_file)
+    if block_host:
+        from cicd_audit.recorder.runner_endpoints import with_runner_endpoints
+        policy = with_runner_endpoints(policy, runner_endpoints)
+    return Blocking(policy, addresses, fail_closed, whole_host=block_host)
 
 
 def _parse_ports(text):
