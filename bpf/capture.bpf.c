@@ -288,6 +288,27 @@ BPF_TABLE("lru_hash", struct ca_flow_key, struct ca_process, flow_owner, CA_OWNE
 BPF_TABLE("lru_hash", __u32, __u8, seen_tgids, CA_OWNER_ENTRIES / 4);
 /* Per connected UDP socket: the flow ca_udp_egress last filed for it. */
 BPF_SK_STORAGE(udp_filed, struct ca_flow_key);
+#if CA_BLOCK
+/* Local stub resolver -> the upstream the job's DNS goes to instead (user space fills it). */
+BPF_HASH(dns_stubs, struct ca_dns_endpoint, struct ca_dns_endpoint, CA_DNS_STUBS_MAX);
+/* Socket cookie -> where its DNS was sent instead (cookies are never reused; LRU forgets). */
+BPF_TABLE("lru_hash", __u64, struct ca_dns_redirect, dns_redirected, CA_OWNER_ENTRIES / 4);
+
+static __always_inline struct ca_dns_endpoint *ca_dns_stub_lookup(struct ca_dns_endpoint *stub)
+{
+	return dns_stubs.lookup(stub);
+}
+
+static __always_inline void ca_dns_redirected_update(__u64 *cookie, struct ca_dns_redirect *r)
+{
+	dns_redirected.update(cookie, r);
+}
+
+static __always_inline struct ca_dns_redirect *ca_dns_redirected_lookup(__u64 *cookie)
+{
+	return dns_redirected.lookup(cookie);
+}
+#endif
 
 static __always_inline struct ca_process *ca_sock_owner_lookup(__u64 *cookie)
 {
@@ -345,6 +366,18 @@ int ca_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return ca_sock_addr_hook(ctx, 1, 1);
 }
+
+#if CA_BLOCK
+int ca_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return ca_recvmsg_hook(ctx, 0);
+}
+
+int ca_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return ca_recvmsg_hook(ctx, 1);
+}
+#endif
 
 int ca_sockops(struct bpf_sock_ops *skops)
 {

@@ -316,6 +316,20 @@ struct ca_job_scope {
 	__u32 job_only;            /* 1: judge only the job's sockets and flows; 0: the whole host */
 };
 
+/* Blocking mode: the job's DNS to a local stub resolver (systemd-resolved's
+ * 127.0.0.53, say) goes to an upstream resolver instead (process.h). */
+struct ca_dns_endpoint {
+	__u8 addr[16];             /* IPv4-mapped for IPv4 */
+	__u16 port;                /* host order */
+	__u16 pad;
+};
+
+/* A job socket whose DNS was sent elsewhere: replies from upstream read as the stub's. */
+struct ca_dns_redirect {
+	struct ca_dns_endpoint stub;
+	struct ca_dns_endpoint upstream;
+};
+
 /* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep.
  * Its keys are of one address family, so the verifier follows one
  * connection map per loop instead of both in every iteration. */

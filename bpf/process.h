@@ -29,6 +29,7 @@
 #define CA_AF_INET6 10
 #define CA_SOCK_STREAM 1
 #define CA_SOCK_OPS_TCP_CONNECT 3   /* BPF_SOCK_OPS_TCP_CONNECT_CB */
+#define CA_DNS_STUBS_MAX 8
 
 /* The maps, defined in capture.bpf.c (bcc rewrites map operations only there). */
 static __always_inline struct ca_process *ca_sock_owner_lookup(__u64 *cookie);
@@ -38,6 +39,11 @@ static __always_inline void ca_flow_owner_update(struct ca_flow_key *flow, struc
 static __always_inline int ca_first_sight(__u32 *tgid);
 static __always_inline void ca_forget_sight(__u32 *tgid);
 static __always_inline struct ca_flow_key *ca_udp_filed(struct bpf_sock *sk, int create);
+#if CA_BLOCK
+static __always_inline struct ca_dns_endpoint *ca_dns_stub_lookup(struct ca_dns_endpoint *stub);
+static __always_inline void ca_dns_redirected_update(__u64 *cookie, struct ca_dns_redirect *r);
+static __always_inline struct ca_dns_redirect *ca_dns_redirected_lookup(__u64 *cookie);
+#endif
 
 static __always_inline void ca_current_process(struct ca_process *proc)
 {
@@ -83,6 +89,72 @@ static __always_inline void ca_sock_addr_dest(struct bpf_sock_addr *ctx, __u8 *a
 	*port = bpf_ntohs((__u16)ctx->user_port);
 }
 
+/* Point a sock_addr call at addr (key form) and a host-order port. */
+static __always_inline void ca_sock_addr_set(struct bpf_sock_addr *ctx, const __u8 *addr, __u16 port, const int is_v6)
+{
+	const __u32 *w = (const __u32 *)addr;
+
+	if (!is_v6) {
+		ctx->user_ip4 = w[3];
+	} else {
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+	}
+	ctx->user_port = bpf_htons(port);
+}
+
+static __always_inline int ca_same_endpoint(const __u8 *addr, __u16 port, const struct ca_dns_endpoint *e)
+{
+	const __u32 *a = (const __u32 *)addr, *b = (const __u32 *)e->addr;
+
+	return port == e->port && a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+#if CA_BLOCK
+/* The job's DNS to a local stub resolver goes to the stub's upstream instead,
+ * from the job's own socket: TC judges its names and learns its answers, and
+ * the stub, which serves the whole host, never carries the job's queries.
+ * The socket is remembered, so its replies read as the stub's (recvmsg). */
+static __always_inline void ca_redirect_dns(struct bpf_sock_addr *ctx, __u64 cookie, struct ca_flow_key *flow,
+					    const int is_v6)
+{
+	struct ca_dns_endpoint stub = {};
+	struct ca_dns_redirect sent = {};
+	struct ca_dns_endpoint *upstream;
+
+	__builtin_memcpy(stub.addr, flow->daddr, 16);
+	stub.port = flow->dport;
+	upstream = ca_dns_stub_lookup(&stub);
+	if (!upstream)
+		return;
+	__builtin_memcpy(&sent.stub, &stub, sizeof(stub));
+	__builtin_memcpy(&sent.upstream, upstream, sizeof(*upstream));
+	ca_dns_redirected_update(&cookie, &sent);
+	ca_sock_addr_set(ctx, sent.upstream.addr, sent.upstream.port, is_v6);
+	__builtin_memcpy(flow->daddr, sent.upstream.addr, 16);
+	flow->dport = sent.upstream.port;
+}
+
+/* recvmsg() on a redirected socket: a reply from the upstream reads as the stub's
+ * (resolvers check that the answer came from the server they asked). Returns 1. */
+static __always_inline int ca_recvmsg_hook(struct bpf_sock_addr *ctx, const int is_v6)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct ca_dns_redirect *sent = ca_dns_redirected_lookup(&cookie);
+	__u8 from[16] __attribute__((aligned(4)));
+	__u16 port;
+
+	if (!sent)
+		return 1;
+	ca_sock_addr_dest(ctx, from, &port, is_v6);
+	if (ca_same_endpoint(from, port, &sent->upstream))
+		ca_sock_addr_set(ctx, sent->stub.addr, sent->stub.port, is_v6);
+	return 1;
+}
+#endif
+
 static __always_inline int ca_is_loopback(const __u8 *addr)
 {
 	const __u32 *w = (const __u32 *)addr;
@@ -115,6 +187,10 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 	ca_note_owner(cookie, &proc, now);
 	ca_sock_addr_dest(ctx, flow.daddr, &flow.dport, is_v6);
 	flow.ip_proto = ip_proto;
+#if CA_BLOCK
+	if ((proc.flags & CA_PROC_IN_JOB) && flow.dport == 53)
+		ca_redirect_dns(ctx, cookie, &flow, is_v6);
+#endif
 	/* sendmsg() on an unconnected UDP socket runs after its port was bound. */
 	if (is_sendmsg && sk && sk->src_port) {
 		flow.sport = sk->src_port;

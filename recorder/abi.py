@@ -223,6 +223,14 @@ class FlowKey(ctypes.Structure):
     _fields_ = [("daddr", c_u8 * 16), ("dport", c_u16), ("sport", c_u16), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
 
 
+class DnsEndpoint(ctypes.Structure):
+    _fields_ = [("addr", c_u8 * 16), ("port", c_u16), ("pad", c_u16)]
+
+
+class DnsRedirect(ctypes.Structure):
+    _fields_ = [("stub", DnsEndpoint), ("upstream", DnsEndpoint)]
+
+
 class JobScope(ctypes.Structure):
     _fields_ = [("cgroup_id", c_u64), ("level", c_u32), ("job_only", c_u32)]
 
@@ -253,4 +261,6 @@ MIRRORED_STRUCTS = {
     "ca_learnt_addr": LearntAddr,
     "ca_flow_key": FlowKey,
     "ca_job_scope": JobScope,
+    "ca_dns_endpoint": DnsEndpoint,
+    "ca_dns_redirect": DnsRedirect,
 }

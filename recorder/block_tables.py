@@ -277,6 +277,11 @@ def _nameservers(path: Path) -> list:
     return found
 
 
+def system_nameservers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list:
+    """resolv.conf's nameserver lines: what the job's resolver library asks."""
+    return _nameservers(Path(resolv_conf))
+
+
 def detect_resolvers(resolv_conf: Path = Path("/etc/resolv.conf"),
                      resolved_conf: Path = RESOLVED_UPSTREAM_CONF) -> list:
     """The DNS servers this host's processes use: resolv.conf's nameserver

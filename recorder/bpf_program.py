@@ -50,10 +50,13 @@ FUNCTION_TYPES = {
     "ca_connect6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_INET6_CONNECT),
     "ca_sendmsg4": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP4_SENDMSG),
     "ca_sendmsg6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP6_SENDMSG),
+    "ca_recvmsg4": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP4_RECVMSG),
+    "ca_recvmsg6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP6_RECVMSG),
     "ca_sockops": (bpf_syscall.PROG_SOCK_OPS, bpf_syscall.ATTACH_CGROUP_SOCK_OPS),
     "ca_udp_egress": (bpf_syscall.PROG_CGROUP_SKB, bpf_syscall.ATTACH_CGROUP_INET_EGRESS),
 }
-CGROUP_HOOKS = ("ca_connect4", "ca_connect6", "ca_sendmsg4", "ca_sendmsg6", "ca_sockops", "ca_udp_egress")
+CGROUP_HOOKS = ("ca_connect4", "ca_connect6", "ca_sendmsg4", "ca_sendmsg6", "ca_sockops", "ca_udp_egress",
+                "ca_recvmsg4", "ca_recvmsg6")          # the last two: blocking mode only
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
 # not see the system site-packages (a plain venv, a pyenv Python).

