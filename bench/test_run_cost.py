@@ -9,7 +9,7 @@ alternating them round by round. A quick, quiet-machine check while changing the
 kernel code; bench/record_bench.py measures the real thing on a veth flood.
 
     sudo python bench/test_run_cost.py [--rounds 5] [--repeat 200000]
-    sudo python bench/test_run_cost.py --ab OLD/bpf NEW/bpf [--rounds 21]
+    sudo python bench/test_run_cost.py --ab OLD/bpf NEW/bpf [--block] [--rounds 21]
 
 --ab compares two copies of the bpf/ sources (e.g. one with a previous
 commit's header): both live-mode programs run on the same frames (plain,
@@ -57,18 +57,21 @@ def _vlan(frame: bytes, *tags: int) -> bytes:
     return frame[:12] + b"".join(struct.pack("!HH", tpid, 10) for tpid in tags) + frame[12:]
 
 
-def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int) -> None:
-    """The live-mode program compiled from two source directories, alternated."""
+def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block: bool = False) -> None:
+    """The live-mode program (with block: the blocking variant, a CIDR policy, every packet
+    judged) compiled from two source directories, alternated."""
     from cicd_audit.recorder import bpf_program
     programs = {}
     real_source_dir = bpf_program.source_dir
     for label, src in (("old", old_dir), ("new", new_dir)):
         bpf_program.source_dir = lambda src=src: Path(src).resolve()
         try:
-            programs[label] = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True),
+            programs[label] = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=block),
                                              lambda data, size: None, use_cache=False)
         finally:
             bpf_program.source_dir = real_source_dir
+        if block:
+            PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(programs[label].maps)
     frames = dict(FRAMES)
     for name, frame in FRAMES.items():
         frames[name + "-vlan"] = _vlan(frame, 0x8100)
@@ -90,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=200_000)
+    parser.add_argument("--block", action="store_true", help="with --ab: compare the blocking variants")
     parser.add_argument("--ab", nargs=2, metavar=("OLD_BPF_DIR", "NEW_BPF_DIR"),
                         help="compare the programs compiled from two bpf/ source directories")
     args = parser.parse_args()
@@ -99,7 +103,7 @@ def main() -> None:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     noop = bcc.BPF(text=NOOP).load_func(b"noop", bcc.BPF.SCHED_CLS)
     if args.ab:
-        ab(noop.fd, args.ab[0], args.ab[1], args.rounds, args.repeat)
+        ab(noop.fd, args.ab[0], args.ab[1], args.rounds, args.repeat, block=args.block)
         return
     ours = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
     blocking = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=True),
