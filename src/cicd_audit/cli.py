@@ -47,7 +47,8 @@ class _LazyGroup(click.Group):
     starts without loading pandas (which only `analyze` needs)."""
 
     lazy = {"analyze": ("cicd_audit.analyzers.cli", "analyze"), "store": ("cicd_audit.fleet.cli", "store"),
-            "fleet": ("cicd_audit.fleet.cli", "fleet")}
+            "fleet": ("cicd_audit.fleet.cli", "fleet"), "agent": ("cicd_audit.agent_cli", "agent"),
+            "job": ("cicd_audit.agent_cli", "job")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

@@ -1,0 +1,160 @@
+"""The runner agent (recorder/agent.py): one long-lived recorder, one session per job.
+
+In the lab (tests/netns.py) the agent records the client namespace; a
+simulated runner marks two jobs with `cicd-audit job start/end`, as its
+job-started and job-completed hooks would, with traffic in each and between
+them. Each session must hold exactly its job's rows, its identity and its
+analysis; nothing between jobs is written; an unprivileged user cannot drive
+the agent; a stopped agent leaves nothing attached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
+
+CURL = ["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code}"]
+
+
+class RunningAgent:
+    def __init__(self, lab, out: Path, sock: Path) -> None:
+        self.lab, self.out, self.sock = lab, out, sock
+        argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
+                "--socket", str(sock)]
+        self.proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        if "jobs through" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"the agent did not start: {line}{self.proc.stderr.read()}")
+
+    def job(self, *args: str, env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
+        argv = [CICD_AUDIT, "job", *args, "--socket", str(self.sock)]
+        if user:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+    def traffic(self, argv: list[str]) -> str:
+        return self.lab.run(self.lab.client_ns, self.lab.in_cgroup(argv)).stdout
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, err
+
+
+def rows(session: Path, name: str) -> list[dict]:
+    return list(read_log(session / f"{name}.log")[1])
+
+
+def web_peers(session: Path) -> set[str]:
+    return {c["id.resp_h"] for c in rows(session, "conn") if c["id.resp_p"] == HTTP_PORT}
+
+
+def test_two_jobs_two_sessions_each_with_its_own_rows_identity_and_analysis(lab, tmp_path):
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    agent = RunningAgent(lab, out, sock)
+    try:
+        github = {"GITHUB_REPOSITORY": "org/app", "GITHUB_WORKFLOW": "ci", "GITHUB_RUN_ID": "77",
+                  "GITHUB_JOB": "build", "RUNNER_NAME": "runner-1"}
+        started = agent.job("start", "--label", "step=all", env=github)
+        assert started.returncode == 0, started.stderr
+        first = Path(started.stdout.strip())
+        assert agent.traffic([*CURL, "-4", f"http://{DNS_NAME}:{HTTP_PORT}/"]) == "200"
+        ended = agent.job("end")
+        assert ended.returncode == 0, ended.stderr
+        assert Path(ended.stdout.strip()) == first
+
+        assert agent.traffic([*CURL, f"http://[fd00:ca::5]:{HTTP_PORT}/"]) == "200"    # between jobs
+
+        started = agent.job("start", env={"CI_PROJECT_PATH": "group/lib", "CI_JOB_ID": "9", "CI_JOB_NAME": "test"})
+        assert started.returncode == 0, started.stderr
+        second = Path(started.stdout.strip())
+        assert agent.traffic([*CURL, f"http://{OTHER_V4}:{HTTP_PORT}/"]) == "200"
+        status = json.loads(agent.job("status").stdout)
+        assert status["job"] == str(second) and status["jobs_started"] == 2 and status["events_outside_jobs"] >= 1
+        assert agent.job("end").returncode == 0
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
+    assert first.parent == out and second.parent == out
+
+    assert web_peers(first) == {V4[1]}, "the first session holds exactly the first job's connections"
+    assert web_peers(second) == {OTHER_V4}, "the second session holds exactly the second job's connections"
+    assert any(d["query"] == DNS_NAME for d in rows(first, "dns"))
+    assert not any(r["id.resp_h"] == "fd00:ca::5" for s in (first, second) for r in rows(s, "conn"))
+
+    meta = json.loads((first / "job.json").read_text())
+    assert meta["job"] == {"repository": "org/app", "workflow": "ci", "run_id": "77", "job": "build",
+                           "runner": "runner-1", "step": "all"}
+    assert meta["status"] == "complete" and meta["start"] < meta["end"]
+    assert json.loads((second / "job.json").read_text())["job"] == {"repository": "group/lib", "job_id": "9",
+                                                                   "job": "test"}
+    for session in (first, second):
+        analysis = json.loads((session / "analysis.json").read_text())
+        assert analysis["summary"]["connections"] >= 1, analysis["summary"]
+        assert (session / "summary.md").read_text().strip()
+        assert (session / "capture_stats.log").exists() and (session / "recorder.status").exists()
+    assert lab.tc_filters() == "", "the stopped agent left programs attached"
+    assert not sock.exists()
+
+
+def test_an_open_job_is_ended_when_the_agent_stops_or_a_new_job_starts(lab, tmp_path):
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    agent = RunningAgent(lab, out, sock)
+    try:
+        first = Path(agent.job("start").stdout.strip())
+        second_start = agent.job("start")
+        second = Path(second_start.stdout.strip())
+        assert agent.traffic([*CURL, f"http://{V4[1]}:{HTTP_PORT}/"]) == "200"
+        assert agent.job("end").returncode == 0
+        again = agent.job("end")
+        assert again.returncode == 2 and "no job is open" in again.stderr
+        third = Path(agent.job("start").stdout.strip())
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+    assert json.loads((first / "job.json").read_text())["status"].startswith("superseded")
+    assert json.loads((second / "job.json").read_text())["status"] == "complete"
+    assert json.loads((third / "job.json").read_text())["status"].startswith("interrupted")
+    assert web_peers(second) == {V4[1]} and web_peers(first) == set()
+
+
+def test_only_root_or_the_socket_group_drives_the_agent(lab, tmp_path):
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    tmp_path.chmod(0o755)
+    agent = RunningAgent(lab, out, sock)
+    try:
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+        refused = agent.job("start", user="65534")
+        assert refused.returncode == 3 and "permission denied" in refused.stderr, refused.stderr
+        assert json.loads(agent.job("status").stdout)["jobs_started"] == 0
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+    assert list(out.iterdir()) == []
+
+
+def test_a_second_agent_on_the_same_socket_is_refused(lab, tmp_path):
+    sock = tmp_path / "agent.sock"
+    agent = RunningAgent(lab, tmp_path / "a", sock)
+    try:
+        argv = [CICD_AUDIT, "agent", "--out", str(tmp_path / "b"), "--iface", lab.client_if,
+                "--cgroup", str(lab.cgroup), "--socket", str(sock)]
+        second = lab.run(lab.client_ns, lab.in_cgroup(argv), timeout=60)
+        assert second.returncode == 2 and "already listening" in second.stderr, second.stderr
+        assert json.loads(agent.job("status").stdout)["jobs_started"] == 0     # the first one still answers
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+
