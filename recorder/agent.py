@@ -103,6 +103,7 @@ class Agent:
                 server = stack.enter_context(ControlServer(self.socket_path, self.socket_group, self._request))
                 self.program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), self._on_event)
                 self._sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
+                self.program.wake_on(server.sock.fileno())      # a hook's request is answered at once
                 cgroup = self.cgroup or cgroup2_mount()
                 if cgroup is not None:
                     stack.enter_context(CgroupAttachment(cgroup, self.program.cgroup_programs))

@@ -399,6 +399,10 @@ class CaptureProgram:
         for port, transport in ports:
             table.update(port | _IP_PROTO[transport] << 16, 1)
 
+    def wake_on(self, fd: int) -> None:
+        """poll() also returns when fd becomes readable."""
+        self.ring.wake_on(fd)
+
     def poll(self, timeout_ms: int = 0) -> None:
         """Deliver pending ring-buffer events to on_event (waiting up to timeout_ms for the first)."""
         if timeout_ms:

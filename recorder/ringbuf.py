@@ -125,6 +125,10 @@ class RingBuffer:
             if not got_new:
                 return delivered
 
+    def wake_on(self, fd: int) -> None:
+        """Also end poll()'s wait when fd becomes readable (the agent's control socket)."""
+        self._epoll.register(fd, select.EPOLLIN)
+
     def poll(self, timeout_ms: int) -> int:
         """Wait up to timeout_ms for data (-1: forever), then consume; returns records delivered."""
         delivered = self.consume()

@@ -158,3 +158,44 @@ def test_a_second_agent_on_the_same_socket_is_refused(lab, tmp_path):
         code, err = agent.stop()
     assert code == 0, err
 
+
+
+def test_github_hook_scripts_record_a_job_and_write_its_step_summary(lab, tmp_path):
+    """The scripts `job install-hooks github` installs, run as the runner runs them: the job's
+    session opens and closes, and its summary lands in the job's step summary."""
+    from click.testing import CliRunner
+
+    from cicd_audit.cli import main
+    runner_dir = tmp_path / "runner"
+    runner_dir.mkdir()
+    sock = tmp_path / "agent.sock"
+    assert CliRunner().invoke(main, ["job", "install-hooks", "github", str(runner_dir), "--socket", str(sock)]).exit_code == 0
+    env = dict(line.split("=", 1) for line in (runner_dir / ".env").read_text().splitlines())
+    summary = tmp_path / "step_summary.md"
+    hook_env = {**os.environ, "PATH": f"{Path(CICD_AUDIT).parent}:{os.environ['PATH']}", "CICD_AUDIT_SOCKET": str(sock),
+                "GITHUB_REPOSITORY": "org/app", "GITHUB_JOB": "build", "GITHUB_STEP_SUMMARY": str(summary)}
+    agent = RunningAgent(lab, tmp_path / "sessions", sock)
+    try:
+        started = subprocess.run([env["ACTIONS_RUNNER_HOOK_JOB_STARTED"]], capture_output=True, text=True, env=hook_env)
+        assert started.returncode == 0 and "recording this job's network activity" in started.stdout, started
+        assert agent.traffic([*CURL, f"http://{V4[1]}:{HTTP_PORT}/"]) == "200"
+        done = subprocess.run([env["ACTIONS_RUNNER_HOOK_JOB_COMPLETED"]], capture_output=True, text=True, env=hook_env)
+        assert done.returncode == 0, done
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+    session = Path(done.stdout.strip().rsplit(" ", 1)[1])
+    assert json.loads((session / "job.json").read_text())["job"] == {"repository": "org/app", "job": "build"}
+    assert summary.read_text() == (session / "summary.md").read_text() != ""
+
+
+def test_hook_scripts_never_fail_the_job_when_no_agent_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from cicd_audit.cli import main
+    assert CliRunner().invoke(main, ["job", "install-hooks", "github", str(tmp_path)]).exit_code == 0
+    env = {**os.environ, "PATH": f"{Path(CICD_AUDIT).parent}:{os.environ['PATH']}",
+           "CICD_AUDIT_SOCKET": str(tmp_path / "nobody.sock")}
+    for script in ("job-started.sh", "job-completed.sh"):
+        r = subprocess.run([str(tmp_path / "cicd-audit-hooks" / script)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r

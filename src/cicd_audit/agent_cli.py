@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from cicd_audit import job_client
 from cicd_audit.errors import CicdAuditError
 from cicd_audit.recorder.control import DEFAULT_SOCKET
-
-# The job's identity, read by `job start` from the environment the CI platform gives its hooks.
-IDENTITY_FROM_ENV = {
-    "repository": ("GITHUB_REPOSITORY", "CI_PROJECT_PATH"),
-    "workflow": ("GITHUB_WORKFLOW", "CI_PIPELINE_SOURCE"),
-    "run_id": ("GITHUB_RUN_ID", "CI_PIPELINE_ID"),
-    "run_attempt": ("GITHUB_RUN_ATTEMPT",),
-    "job": ("GITHUB_JOB", "CI_JOB_NAME"),
-    "job_id": ("CI_JOB_ID",),
-    "runner": ("RUNNER_NAME", "CI_RUNNER_DESCRIPTION"),
-}
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
                              default=DEFAULT_SOCKET, show_default=True, help="The agent's control socket.")
@@ -70,50 +59,50 @@ def job():
 @SOCKET_OPTION
 def job_start(labels, socket_path):
     """Begin a job's session; prints its directory."""
-    identity = {key: os.environ[name] for key, names in IDENTITY_FROM_ENV.items()
-                for name in names if os.environ.get(name)}
-    for label in labels:
-        key, sep, value = label.partition("=")
-        if not sep or not key:
-            _fail(_usage(f"--label {label!r}: expected KEY=VALUE"))
-        identity[key] = value
-    reply = _ask(socket_path, {"op": "start", "labels": identity})
-    click.echo(reply["session"])
+    sys.exit(job_client.main(["start", "--socket", str(socket_path), *(f"--label={x}" for x in labels)]))
 
 
 @job.command("end")
 @SOCKET_OPTION
 def job_end(socket_path):
     """End the current job: its logs are closed and analyzed; prints the session's directory."""
-    reply = _ask(socket_path, {"op": "end"})
-    if reply.get("analysis") not in (None, "done"):
-        click.echo(f"cicd-audit: the session's analysis failed: {reply['analysis']}", err=True)
-    click.echo(reply["session"])
+    sys.exit(job_client.main(["end", "--socket", str(socket_path)]))
 
 
 @job.command("status")
 @SOCKET_OPTION
 def job_status(socket_path):
     """The agent's current job (or none) and counters, as JSON."""
-    import json
-    reply = _ask(socket_path, {"op": "status"})
-    reply.pop("ok", None)
-    click.echo(json.dumps(reply, sort_keys=True))
+    sys.exit(job_client.main(["status", "--socket", str(socket_path)]))
 
 
-def _usage(message: str) -> CicdAuditError:
-    from cicd_audit.errors import UsageError
-    return UsageError(message)
+HOOK_VARIABLES = {"ACTIONS_RUNNER_HOOK_JOB_STARTED": "job-started.sh",
+                  "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": "job-completed.sh"}
 
 
-def _ask(socket_path: Path, message: dict) -> dict:
-    from cicd_audit.recorder.control import request
-    try:
-        reply = request(socket_path, message)
-    except CicdAuditError as exc:
-        _fail(exc)
-    if not reply.get("ok"):
-        from cicd_audit.analyzers.safe_text import for_terminal
-        click.echo(f"cicd-audit: the agent refused: {for_terminal(reply.get('error', 'no reason given'))}", err=True)
-        sys.exit(2)
-    return reply
+@job.command("install-hooks")
+@click.argument("platform", type=click.Choice(["github"]))
+@click.argument("runner_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@SOCKET_OPTION
+def install_hooks(platform, runner_dir, socket_path):
+    """Install the job hooks into a self-hosted runner's directory: the scripts under
+    RUNNER_DIR/cicd-audit-hooks/ and their variables in RUNNER_DIR/.env (other lines kept).
+    Restart the runner afterwards. (GitLab: see the snippet in docs/agent.md.)"""
+    from importlib import resources
+    hooks = runner_dir / "cicd-audit-hooks"
+    hooks.mkdir(exist_ok=True)
+    settings = {}
+    for variable, script in HOOK_VARIABLES.items():
+        text = resources.files("cicd_audit.integrations").joinpath(platform, script).read_text()
+        target = hooks / script
+        target.write_text(text)
+        target.chmod(0o755)
+        settings[variable] = str(target.resolve())
+    if socket_path != DEFAULT_SOCKET:
+        settings["CICD_AUDIT_SOCKET"] = str(socket_path)
+    env_file = runner_dir / ".env"
+    kept = [line for line in (env_file.read_text().splitlines() if env_file.exists() else [])
+            if line.partition("=")[0].strip() not in settings]
+    env_file.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in settings.items())]) + "\n")
+    click.echo(f"cicd-audit: hooks installed in {hooks} and {env_file}; restart the runner, and make sure its user "
+               f"may use {socket_path} (the agent's --socket-group)", err=True)

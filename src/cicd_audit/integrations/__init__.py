@@ -1,0 +1,1 @@
+"""Hook scripts and snippets for CI platforms, installed by `cicd-audit job install-hooks`."""
