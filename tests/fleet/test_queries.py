@@ -92,3 +92,18 @@ def test_cli_queries_and_their_errors(store, local_cluster):
     assert r.exit_code == 2 and "neither a domain name nor an IP" in r.output
     r = CliRunner().invoke(main, ["fleet", "top-talkers", "--store", str(store), "--since", "yesterday-ish"])
     assert r.exit_code == 2 and "not a date" in r.output
+
+
+def test_names_match_an_indicator_whatever_their_case_or_trailing_dot(tmp_path):
+    """DNS names are case-insensitive (RFC 4343) and a tunnel may randomise case: the scan must not miss them,
+    with or without a network among the indicators (two different code paths: pushed-down filter or not)."""
+    from fleet_data import T0, job, write_session
+
+    d = write_session(tmp_path / "s", T0, seed=3, job=job("mixed-case", "acme/api", "build.yml"),
+                      extra_names=[("WWW.Bad-Actor.ORG", "198.51.100.7"), ("cdn.bad-actor.org.", "198.51.100.8")])
+    path = tmp_path / "store"
+    add_sessions(Store.open(path, create=True), [d])
+    for indicators in (["bad-actor.org"], ["Bad-Actor.org", "192.0.2.0/24"]):
+        hits = find_indicator(path, indicators)
+        assert list(zip(hits["kind"], hits["count"])) == [("lookup", 2), ("connection", 2)], indicators
+        assert hits["examples"].tolist() == [["WWW.Bad-Actor.ORG", "cdn.bad-actor.org."], ["198.51.100.7", "198.51.100.8"]]

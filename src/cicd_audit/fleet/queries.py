@@ -140,9 +140,15 @@ def _expression(filters):
 
 
 def _suffix_expression(pc, field, suffixes):
+    """The scan-side twin of ``_suffix_match``: names compared lower-cased and without a trailing dot.
+
+    DNS names are case-insensitive (RFC 4343) and resolvers or tunnels may randomise case (0x20
+    encoding): a case-sensitive scan would let "WWW.Evil.COM" slip past the indicator "evil.com".
+    """
+    name = pc.utf8_rtrim(pc.utf8_lower(field), characters=".")
     expr = None
     for d in suffixes:
-        e = (field == d) | pc.ends_with(field, "." + d)
+        e = (name == d) | pc.ends_with(name, "." + d)
         expr = e if expr is None else expr | e
     return expr
 
