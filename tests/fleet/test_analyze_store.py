@@ -107,3 +107,13 @@ def test_errors_are_one_line(store, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "cannot reach a Dask scheduler" in r.output
     r = CliRunner().invoke(main, ["analyze"])
     assert r.exit_code == 2 and "--store" in r.output
+
+
+def test_a_time_range_selects_sessions_by_their_start_with_their_full_history(store, fleet_sessions):
+    """since/until as the notebook and the CLI give them (text, naive = UTC), compared with tz-aware start times."""
+    result = analyze_store(store, baseline_runs=RUNS, scheduler="sync", since="2025-10-11", until="2025-10-12")
+    assert set(result.sessions["session"]) == {"api-build-2", "web-deploy-2"}
+    # the baseline still comes from before the range
+    assert result.sessions.set_index("session").loc["api-build-2", "baseline"] == ["api-build-0", "api-build-1"]
+    want = single_process(fleet_sessions)
+    assert from_store(result) == {k: want[k] for k in ("api-build-2", "web-deploy-2")}

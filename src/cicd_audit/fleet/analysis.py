@@ -50,10 +50,16 @@ def select_sessions(catalog, repository=None, workflow=None, since=None, until=N
     if workflow:
         sel = sel[sel["workflow"] == workflow]
     if since is not None:
-        sel = sel[sel["first_seen"] >= pd.Timestamp(since)]
+        sel = sel[sel["first_seen"] >= _utc(since)]
     if until is not None:
-        sel = sel[sel["first_seen"] < pd.Timestamp(until)]
+        sel = sel[sel["first_seen"] < _utc(until)]
     return sel
+
+
+def _utc(t) -> pd.Timestamp:
+    """A bound as UTC: first_seen is tz-aware, and comparing it with a naive time raises."""
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict, policy, extra_baseline) -> pd.DataFrame:
