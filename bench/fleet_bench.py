@@ -154,8 +154,13 @@ def phase_generate(a):
     t = time.perf_counter()
     step = 250
     chunks = [(store, lo, min(lo + step, a.sessions), a.dns_rows, a.conn_rows, a.repos) for lo in range(0, a.sessions, step)]
+    rows = 0
     with ProcessPoolExecutor(a.workers) as pool:
-        rows = sum(pool.map(_generate_chunk, chunks))
+        for k, n in enumerate(pool.map(_generate_chunk, chunks), 1):
+            rows += n
+            if k % 4 == 0 or k == len(chunks):  # progress on stderr: 10,000 sessions take many minutes
+                print(f"generate: {k * step:,}/{a.sessions:,} sessions, {rows:,} rows, {time.perf_counter() - t:.0f} s",
+                      file=sys.stderr, flush=True)
     dt = time.perf_counter() - t
     size = sum(f.stat().st_size for f in Path(store).rglob("*.parquet"))
     return {"phase": "generate", "sessions": a.sessions, "dns_rows": a.sessions * a.dns_rows, "rows": rows,
@@ -209,6 +214,15 @@ def _records(frame: pd.DataFrame):
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM of its own address space.
+
+    Not getrusage's ru_maxrss: Linux carries it across fork and execve, so a Dask worker or a child
+    spawned by a process that had grown to 500 MB would report the parent's peak as its own.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -234,8 +248,7 @@ def phase_search(a):
         t = time.perf_counter()
         find_indicator(store, inds, scheduler=cluster.scheduler_address)
         out["whole_store_cluster_s"] = round(time.perf_counter() - t, 1)
-        out["cluster_peak_rss_mb_per_worker"] = sorted(round(v / 1024) for v in client.run(
-            lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+        out["cluster_peak_rss_mb_per_worker"] = sorted(round(v) for v in client.run(_peak_rss_mb).values())
     out["client_peak_rss_mb"] = round(_peak_rss_mb())
     return out
 
@@ -276,10 +289,10 @@ def phase_analyze(a):
             n += len(res.sessions)
             f += len(res.findings)
         dt = time.perf_counter() - t
-        rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        rss = client.run(_peak_rss_mb)
     out["local_cluster"] = {"workers": a.workers, "seconds": round(dt, 1), "sessions": n, "findings": f,
                             "s_per_session": round(dt / max(1, n), 3),
-                            "peak_rss_mb_per_worker": sorted(round(v / 1024) for v in rss.values())}
+                            "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values())}
     total = a.sessions
     out["extrapolated_to_store_s"] = {"single_process": round(out["single_process"]["s_per_session"] * total),
                                       "local_cluster": round(out["local_cluster"]["s_per_session"] * total)}
@@ -306,8 +319,10 @@ def main():
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pandas": pd.__version__,
                                   "load_avg": os.getloadavg()}}), flush=True)
     for name in phases:
-        print(json.dumps({"generate": phase_generate, "ingest": phase_ingest, "search": phase_search,
-                          "analyze": phase_analyze}[name](a), default=str), flush=True)
+        print(f"{name}: started {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
+        out = {"generate": phase_generate, "ingest": phase_ingest, "search": phase_search, "analyze": phase_analyze}[name](a)
+        # other work on the machine slows every phase: the load average says how much there was
+        print(json.dumps({**out, "load_avg_after": [round(x, 2) for x in os.getloadavg()]}, default=str), flush=True)
 
 
 if __name__ == "__main__":
