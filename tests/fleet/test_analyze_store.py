@@ -117,3 +117,14 @@ def test_a_time_range_selects_sessions_by_their_start_with_their_full_history(st
     assert result.sessions.set_index("session").loc["api-build-2", "baseline"] == ["api-build-0", "api-build-1"]
     want = single_process(fleet_sessions)
     assert from_store(result) == {k: want[k] for k in ("api-build-2", "web-deploy-2")}
+
+
+def test_a_client_the_caller_holds_is_used_and_left_open(store, local_cluster):
+    """The Python API takes a Client (dask-gateway's cluster.get_client()): same results, the client still usable."""
+    from distributed import Client
+
+    with Client(local_cluster) as client:
+        on_client = analyze_store(store, baseline_runs=RUNS, scheduler=client)
+        assert client.status == "running" and client.submit(sum, [1, 2]).result() == 3
+    sync = analyze_store(store, baseline_runs=RUNS, scheduler="sync")
+    assert from_store(on_client) == from_store(sync) and len(on_client.sessions) == 8

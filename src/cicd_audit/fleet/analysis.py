@@ -95,7 +95,7 @@ def _meta() -> pd.DataFrame:
         {"first_seen": "datetime64[ns, UTC]"})
 
 
-def analyze_store(store_url, policy=None, baseline_runs: int = 10, scheduler: str | None = "local",
+def analyze_store(store_url, policy=None, baseline_runs: int = 10, scheduler="local",
                   repository=None, workflow=None, since=None, until=None, storage_options=None,
                   extra_baseline=(), workers: int | None = None) -> FleetResult:
     import dask

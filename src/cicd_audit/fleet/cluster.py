@@ -6,6 +6,10 @@ API::
     with dask_client("local") as client:    # client is None for "sync"
         frame.compute(**compute_kwargs(client))
 
+``scheduler`` may also be a ``distributed.Client`` the caller already holds (the Python API only):
+a dask-gateway cluster is reached through ``cluster.get_client()``, whose TLS credentials an
+address string cannot carry. Such a client is used as it is and left open.
+
 A LocalCluster listens on 127.0.0.1 only, without a dashboard, one
 single-threaded worker process per core: the analyzers hold the GIL in
 Python code, so processes, not threads, give parallelism.
@@ -26,6 +30,9 @@ CONNECT_TIMEOUT_S = 20
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None = None, memory_limit: str | None = None):
     scheduler = scheduler or "local"
+    if not isinstance(scheduler, str):  # a Client the caller holds (and closes)
+        yield scheduler
+        return
     if scheduler == "sync":
         yield None
         return
