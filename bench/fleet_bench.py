@@ -162,9 +162,11 @@ def phase_generate(a):
                 print(f"generate: {k * step:,}/{a.sessions:,} sessions, {rows:,} rows, {time.perf_counter() - t:.0f} s",
                       file=sys.stderr, flush=True)
     dt = time.perf_counter() - t
+    cpu = _children_cpu_s()  # the pool's processes, joined when it closed
     size = sum(f.stat().st_size for f in Path(store).rglob("*.parquet"))
     return {"phase": "generate", "sessions": a.sessions, "dns_rows": a.sessions * a.dns_rows, "rows": rows,
             "seconds": round(dt, 1), "rows_per_s_all_workers": round(rows / dt), "processes": a.workers,
+            "cpu_s": round(cpu, 1), "rows_per_cpu_s": round(rows / cpu),
             "store_bytes": size, "note": "generation and frames->Parquet together"}
 
 
@@ -188,14 +190,15 @@ def phase_ingest(a):
                         w.write(rec)
         dirs.append(d)
     store = Store.open(Path(a.out) / "ingest-store", create=True)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     rows = 0
     for d in dirs:
         m = add_session(store, d)
         rows += m["rows"]["conn"] + m["rows"]["dns"]
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     return {"phase": "ingest", "sessions": len(dirs), "rows": rows, "seconds": round(dt, 2),
-            "rows_per_s_one_process": round(rows / dt), "note": "Zeek TSV parse (load_logs) + Parquet write + manifest"}
+            "rows_per_s_one_process": round(rows / dt), "rows_per_cpu_s": round(rows / cpu),
+            "note": "Zeek TSV parse (load_logs) + Parquet write + manifest"}
 
 
 def _records(frame: pd.DataFrame):
@@ -226,15 +229,26 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process: with other work on the machine, wall time alone overstates the cost."""
+    return time.process_time()
+
+
 def phase_search(a):
     from cicd_audit.fleet.queries import find_indicator
 
     store = str(Path(a.out) / "store")
     inds = ["exfil-bench.net", "203.0.113.0/24", "151.101.17.0/24"]
     out = {"phase": "search", "indicators": inds}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     hits = find_indicator(store, inds, scheduler="sync")
     out["whole_store_sync_s"] = round(time.perf_counter() - t, 1)
+    out["whole_store_sync_cpu_s"] = round(_cpu_s() - c, 1)
     out["hits"] = int(len(hits))
     out["jobs"] = int(hits["session"].nunique()) if len(hits) else 0
     day = pd.Timestamp(T0, unit="s", tz="UTC") + pd.Timedelta(days=30)
@@ -245,9 +259,11 @@ def phase_search(a):
 
     with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
         find_indicator(store, inds, scheduler=cluster.scheduler_address)
         out["whole_store_cluster_s"] = round(time.perf_counter() - t, 1)
+        out["whole_store_cluster_worker_cpu_s"] = round(sum(client.run(_cpu_s).values()) - c, 1)
         out["cluster_peak_rss_mb_per_worker"] = sorted(round(v) for v in client.run(_peak_rss_mb).values())
     out["client_peak_rss_mb"] = round(_peak_rss_mb())
     return out
@@ -257,10 +273,10 @@ def _analyze_child(a):
     """Runs in a fresh process: analyze_store on the sync scheduler, its own peak RSS."""
     from cicd_audit.fleet.analysis import analyze_store
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     res = analyze_store(str(Path(a.out) / "store"), scheduler="sync", repository=a.only_repo)
-    return {"seconds": time.perf_counter() - t, "sessions": len(res.sessions), "findings": len(res.findings),
-            "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": time.perf_counter() - t, "cpu_s": _cpu_s() - c, "sessions": len(res.sessions),
+            "findings": len(res.findings), "peak_rss_mb": _peak_rss_mb()}
 
 
 def phase_analyze(a):
@@ -270,18 +286,20 @@ def phase_analyze(a):
 
     repos = [f"bench/repo{r:03d}" for r in range(a.analyze_repos)]
     out = {"phase": "analyze", "repositories": repos}
-    single = {"seconds": 0.0, "sessions": 0, "findings": 0, "peak_rss_mb": 0.0}
+    single = {"seconds": 0.0, "cpu_s": 0.0, "sessions": 0, "findings": 0, "peak_rss_mb": 0.0}
     for repo in repos:
         r = subprocess.run([sys.executable, __file__, "--out", a.out, "--phases", "analyze-child", "--only-repo", repo],
                            capture_output=True, text=True, check=True)
         got = json.loads(r.stdout.strip().splitlines()[-1])
-        for k in ("seconds", "sessions", "findings"):
+        for k in ("seconds", "cpu_s", "sessions", "findings"):
             single[k] += got[k]
         single["peak_rss_mb"] = max(single["peak_rss_mb"], got["peak_rss_mb"])
-    out["single_process"] = {**single, "seconds": round(single["seconds"], 1), "peak_rss_mb": round(single["peak_rss_mb"]),
+    out["single_process"] = {**single, "seconds": round(single["seconds"], 1), "cpu_s": round(single["cpu_s"], 1),
+                             "peak_rss_mb": round(single["peak_rss_mb"]),
                              "s_per_session": round(single["seconds"] / max(1, single["sessions"]), 3)}
     with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
         n = f = 0
         for repo in repos:
@@ -289,8 +307,10 @@ def phase_analyze(a):
             n += len(res.sessions)
             f += len(res.findings)
         dt = time.perf_counter() - t
+        cpu = sum(client.run(_cpu_s).values()) - c
         rss = client.run(_peak_rss_mb)
-    out["local_cluster"] = {"workers": a.workers, "seconds": round(dt, 1), "sessions": n, "findings": f,
+    out["local_cluster"] = {"workers": a.workers, "seconds": round(dt, 1), "worker_cpu_s": round(cpu, 1), "sessions": n,
+                            "findings": f,
                             "s_per_session": round(dt / max(1, n), 3),
                             "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values())}
     total = a.sessions
