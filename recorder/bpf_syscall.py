@@ -465,7 +465,10 @@ def map_keys_batched(map_fd: int, key_size: int, value_size: int, per_call: int 
     one per key. None where the kernel (before 5.6) or the map type has no batch lookup: walk the keys
     with map_get_next_key instead. Keys added or removed meanwhile may or may not be listed, as with a
     walk."""
-    token_in, token_out = ctypes.c_uint64(), ctypes.c_uint64()     # a hash map's token is its bucket (u32)
+    # A hash map's token is its bucket (u32); other maps' generic batch uses a key as its token:
+    # room for either, or the kernel writes past the buffer.
+    token_size = max(8, key_size)
+    token_in, token_out = ctypes.create_string_buffer(token_size), ctypes.create_string_buffer(token_size)
     keys, count = [], per_call
     first = True
     while True:
@@ -487,7 +490,8 @@ def map_keys_batched(map_fd: int, key_size: int, value_size: int, per_call: int 
         keys += [raw[i * key_size:(i + 1) * key_size] for i in range(attr.count)]
         if err == errno.ENOENT:         # the last batch
             return keys
-        token_in.value, first = token_out.value, False
+        ctypes.memmove(token_in, token_out, token_size)
+        first = False
 
 
 @lru_cache(maxsize=1)

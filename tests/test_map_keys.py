@@ -52,3 +52,23 @@ def test_batched_keys_are_the_walked_keys(hash_map, count):
 def test_a_batch_smaller_than_a_bucket_grows_instead_of_failing(hash_map):
     added = _fill(hash_map, 3000)
     assert set(bpf_syscall.map_keys_batched(hash_map, KEY, VALUE, per_call=1)) == added
+
+
+def test_an_lpm_trie_lists_its_keys_in_batches_without_overrunning_the_token():
+    """An LPM trie's batch token is a whole key (20 bytes here), not a bucket number: a token
+    buffer sized for a hash map let the kernel write past it (the agent crashed clearing its
+    allowed CIDRs between jobs)."""
+    key_size, value_size = 20, 14                    # struct ca_cidr_key, struct ca_port_set
+    fd = bpf_syscall.map_create(bpf_syscall.MAP_LPM_TRIE, key_size, value_size, 4096, flags=1)  # BPF_F_NO_PREALLOC
+    try:
+        key, value = (ctypes.c_ubyte * key_size)(), (ctypes.c_ubyte * value_size)()
+        added = set()
+        for i in range(300):
+            raw = (128).to_bytes(4, "little") + i.to_bytes(16, "big")
+            ctypes.memmove(key, raw, key_size)
+            bpf_syscall.map_update(fd, key, value)
+            added.add(raw)
+        batched = bpf_syscall.map_keys_batched(fd, key_size, value_size, per_call=7)
+        assert batched is None or set(batched) == added, "batched or walked, every key once"
+    finally:
+        os.close(fd)
