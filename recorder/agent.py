@@ -37,12 +37,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cicd_audit.errors import UsageError
+from cicd_audit.policy import PolicyError
 from cicd_audit.recorder import abi, events
+from cicd_audit.recorder.agent_policy import JobPolicy, PolicyDirectory
 from cicd_audit.recorder.attach import TcAttachment
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.control import ControlServer
 from cicd_audit.recorder.interfaces import choose_interfaces
+from cicd_audit.recorder.job_scope import JobScope, JoinedCgroup
 from cicd_audit.recorder.output_dir import OutputDir, open_directory
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
@@ -67,13 +70,28 @@ class JobSession:
     started: float                      # monotonic
     kernel_stats_at_start: dict
     meta: dict = field(default_factory=dict)
+    cgroup: JoinedCgroup | None = None  # blocking: the job's cgroup, its worker moved in
+
+
+@dataclass
+class AgentBlocking:
+    """Per-job blocking: the admin's policy directory, the resolvers DNS may go to, the
+    runner's endpoints (its worker, which starts the steps, is in the job), and the local
+    stub resolvers the job's lookups are taken from."""
+
+    policies: PolicyDirectory
+    resolvers: Sequence = ()
+    runner_endpoints: Path | None = None
+    stub_redirects: Sequence = ()
 
 
 class Agent:
     def __init__(self, out_dir: Path, interfaces: Sequence[str] | None, cgroup: Path | None, fmt: str,
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
-                 analyze: bool = True) -> None:
+                 analyze: bool = True, blocking: AgentBlocking | None = None) -> None:
         self.out_dir = out_dir
+        self.blocking = blocking
+        self.v2_root: Path | None = None
         self.interfaces = interfaces
         self.cgroup = cgroup
         self.fmt = fmt
@@ -101,10 +119,16 @@ class Agent:
             with contextlib.ExitStack() as stack:
                 # The socket first: a second agent is refused before it loads or attaches anything.
                 server = stack.enter_context(ControlServer(self.socket_path, self.socket_group, self._request))
-                self.program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), self._on_event)
+                self.program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True,
+                                                              block=self.blocking is not None), self._on_event)
                 self._sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
+                self.v2_root = cgroup2_mount()
+                if self.blocking is not None:
+                    JobScope.nobody().fill(self.program.maps["job_scope"])      # until a job starts
+                    for redirect in self.blocking.stub_redirects:
+                        redirect.fill(self.program.maps["dns_stubs"])
                 self.program.wake_on(server.sock.fileno())      # a hook's request is answered at once
-                cgroup = self.cgroup or cgroup2_mount()
+                cgroup = self.cgroup or self.v2_root
                 if cgroup is not None:
                     stack.enter_context(CgroupAttachment(cgroup, self.program.cgroup_programs))
                 else:
@@ -151,10 +175,10 @@ class Agent:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _request(self, request: dict) -> dict:
+    def _request(self, request: dict, peer_pid: int) -> dict:
         op = request.get("op")
         if op == "start":
-            return self._start_job(request.get("labels") or {})
+            return self._start_job(request.get("labels") or {}, request.get("join"), peer_pid)
         if op == "end":
             if self.job is None:
                 raise UsageError("no job is open")
@@ -164,8 +188,11 @@ class Agent:
                     "jobs_started": self.jobs_started, "events_outside_jobs": self.outside_events}
         raise UsageError(f"unknown request {op!r}")
 
-    def _start_job(self, labels: dict) -> dict:
+    def _start_job(self, labels: dict, join, peer_pid: int) -> dict:
         identity = _clean_labels(labels)
+        job_policy = self._policy_for(identity)
+        if join is not None and (not isinstance(join, int) or not _is_ancestor(join, peer_pid)):
+            raise UsageError(f"--join {join}: not a process that started this request")
         superseded = None
         if self.job is not None:
             superseded = self._end_job("superseded: a new job started before this one ended")["session"]
@@ -176,17 +203,26 @@ class Agent:
         started_wall = time.time()
         path = self._new_session_path(started_wall)
         output = OutputDir(path)
+        blocked = job_policy is not None and job_policy.policy is not None and join is not None
         try:
             log = SessionLog(output, self.fmt, to_epoch=lambda ns: (ns + self._epoch_offset_ns) / 1e9,
-                             processes=self.processes)
+                             processes=self.processes, blocking=blocked)
         except BaseException:
             output.close()
             raise
         self.job = JobSession(self.jobs_started, output, log, identity, started_wall, time.monotonic(),
                               self.program.stats())
         self.job.meta = {"job": identity, "session": path.name, "start": started_wall, "end": None,
-                         "status": "recording"}
+                         "status": "recording", "policy": None}
         reply = {"session": str(path)}
+        if job_policy is not None:
+            if blocked:
+                self._block_job(job_policy, join)
+            else:
+                reply["warning"] = ("not blocked: " + job_policy.source if job_policy.policy is None else
+                                    "not blocked: `job start` was given no --join PID (the process that starts "
+                                    "the job's steps)")
+                self.job.meta["not_blocked"] = reply["warning"]
         if superseded:
             reply["superseded"] = superseded
         return reply
@@ -198,11 +234,40 @@ class Agent:
             n += 1
         return self.out_dir / f"{stamp}-job{n}"
 
+    def _policy_for(self, identity: dict) -> JobPolicy | None:
+        """The job's policy; a broken file leaves the job recorded, not blocked, and says why."""
+        if self.blocking is None:
+            return None
+        try:
+            return self.blocking.policies.for_job(identity)
+        except PolicyError as exc:
+            return JobPolicy(None, f"the policy cannot be used: {exc}")
+
+    def _block_job(self, job_policy: JobPolicy, join: int) -> None:
+        """The job's policy into the kernel (the last job's, learnt addresses included, out), and
+        the joining process, with every step it starts, into a cgroup of the job's own."""
+        from cicd_audit.recorder.block_tables import PolicyTables
+        from cicd_audit.recorder.runner_endpoints import with_runner_endpoints
+        maps = self.program.maps
+        for name in ("allow_names", "allow_cidrs", "allow_addrs"):
+            for key in maps[name].keys():
+                maps[name].delete(key)
+        policy = with_runner_endpoints(job_policy.policy, self.blocking.runner_endpoints)
+        PolicyTables.build(policy, list(self.blocking.resolvers)).fill(maps)
+        self.job.cgroup = JoinedCgroup(join, self.v2_root, f"cicd-audit-job-{self.job.number}")
+        self.job.cgroup.__enter__()
+        self.job.cgroup.scope().fill(maps["job_scope"])
+        self.job.meta["policy"] = job_policy.source
+
     def _end_job(self, status: str) -> dict:
         job = self.job
+        if job.cgroup is not None:
+            JobScope.nobody().fill(self.program.maps["job_scope"])     # from now on, nobody is judged
         self._sweeper.sweep(time.monotonic_ns(), drain=True)
         self.program.poll(0)            # the drained connections' events are this job's
         self.job = None
+        if job.cgroup is not None:
+            job.cgroup.release()
         now = self.program.stats()
         delta = {k: v - job.kernel_stats_at_start.get(k, 0) for k, v in now.items()}
         stats = job.log.close(delta, ",".join(self.interfaces or ()) or "agent", time.monotonic() - job.started)
@@ -213,6 +278,26 @@ class Agent:
             reply["analysis"] = _analyze(job.output)
         job.output.close()
         return reply
+
+
+def _is_ancestor(pid: int, of: int) -> bool:
+    """Whether pid (not init) started `of`, directly or not: `job start --join` may only move
+    a process the requester runs under, never any process of the host."""
+    current = of
+    for _ in range(64):
+        current = _parent_pid(current)
+        if current <= 1:
+            return False
+        if current == pid:
+            return True
+    return False
+
+
+def _parent_pid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _clean_labels(labels: dict) -> dict:

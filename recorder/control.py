@@ -6,7 +6,8 @@ run as. Every connection's peer is checked again with SO_PEERCRED (root, or
 a member of that group), so a socket file made reachable by mistake still
 refuses the job's unprivileged user.
 
-Requests: {"op": "start", "labels": {...}}, {"op": "end"}, {"op": "status"}.
+Requests: {"op": "start", "labels": {...}, "join": PID}, {"op": "end"}, {"op": "status"};
+the handler also gets the requesting process's pid.
 Replies: {"ok": true, ...} or {"ok": false, "error": "..."}.
 """
 
@@ -32,7 +33,7 @@ REPLY_TIMEOUT_S = 900.0         # `job end` runs the analysis before it replies
 class ControlServer:
     """Listens on socket_path for the `with` block; serve_pending() answers waiting clients."""
 
-    def __init__(self, socket_path: Path, group: str | None, handle: Callable[[dict], dict]) -> None:
+    def __init__(self, socket_path: Path, group: str | None, handle: Callable[[dict, int], dict]) -> None:
         self.path = Path(socket_path)
         self.gid = _group_id(group) if group else None
         self.handle = handle
@@ -93,21 +94,16 @@ class ControlServer:
                     pass                      # the client went away; the job's state is what it is
 
     def _answer(self, conn: socket.socket) -> dict:
-        if not self._allowed(conn):
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if not (uid == 0 or self.gid is not None and (gid == self.gid or self.gid in _groups_of(pid))):
             return {"ok": False, "error": "permission denied: root or the agent's socket group only"}
         request = json.loads(_read_line(conn))
         if not isinstance(request, dict):
             raise ValueError("a request is a JSON object")
         try:
-            return {"ok": True, **self.handle(request)}
+            return {"ok": True, **self.handle(request, pid)}
         except CicdAuditError as exc:
             return {"ok": False, "error": str(exc)}
-
-    def _allowed(self, conn: socket.socket) -> bool:
-        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        if uid == 0:
-            return True
-        return self.gid is not None and (gid == self.gid or self.gid in _groups_of(pid))
 
 
 def request(socket_path: Path, message: dict) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from cicd_audit.recorder import abi
 from cicd_audit.recorder.cgroup_attach import check_cgroup2_dir
 
 KILL_WAIT_S = 5.0
+NO_CGROUP = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ class JobScope:
         return cls(None)
 
     @classmethod
+    def nobody(cls) -> JobScope:
+        """A job no process or packet belongs to (the agent between jobs): nothing is judged.
+        The id is one no cgroup has, and never 0, which a packet without a socket reads."""
+        return cls(Path("/nonexistent"), NO_CGROUP, 0)
+
+    @classmethod
     def of_cgroup(cls, path: Path, v2_root: Path) -> JobScope:
         """The subtree of a cgroup v2 directory below the hierarchy mounted at v2_root."""
         check_cgroup2_dir(path)
@@ -58,6 +66,8 @@ class JobScope:
         return cls(path, os.stat(path).st_ino, _mount_depth(v2_root) + len(relative.parts))
 
     def describe(self) -> str:
+        if self.cgroup_id == NO_CGROUP:
+            return "no one"
         return "the whole host" if self.cgroup is None else f"cgroup {self.cgroup}"
 
     def fill(self, scope_map) -> None:
@@ -167,6 +177,69 @@ class JobCgroup(CgroupEntry):
                                          f"survived SIGKILL; remove it once they have gone")
             _kill_members(self.path)
             time.sleep(0.02)
+
+
+class JoinedCgroup:
+    """A job's cgroup made below a running process's own, with that process moved in (the
+    agent's jobs: the CI runner's per-job worker, which starts every step). Nothing is killed
+    at the end: the worker still runs the job-completed hook. What is left inside moves back to
+    the parent cgroup, and the job's cgroup is removed."""
+
+    def __init__(self, pid: int, v2_root: Path, name: str) -> None:
+        self.pid = pid
+        self.parent = process_cgroup(pid, v2_root)
+        self.path = self.parent / name
+        self.v2_root = v2_root
+
+    def __enter__(self) -> JoinedCgroup:
+        try:
+            self.path.mkdir()
+            (self.path / "cgroup.procs").write_text(str(self.pid))
+        except OSError as exc:
+            self.release()
+            raise EnvironmentProblem(f"cannot move process {self.pid} into a job cgroup at {self.path}: "
+                                     f"{exc.strerror}") from exc
+        return self
+
+    def scope(self) -> JobScope:
+        return JobScope.of_cgroup(self.path, self.v2_root)
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Move every process left in the job's cgroup (and below) back to the parent; remove it."""
+        for _ in range(3):
+            if not self.path.exists():
+                return
+            for procs in [*self.path.glob("**/cgroup.procs")]:
+                for pid in _read_pids(procs):
+                    try:
+                        (self.parent / "cgroup.procs").write_text(pid)
+                    except OSError:
+                        pass            # gone meanwhile
+            try:
+                _remove_tree(self.path)
+                return
+            except OSError:
+                time.sleep(0.02)
+        print(f"cicd-audit: the job cgroup {self.path} could not be removed (processes keep arriving)",
+              file=sys.stderr)
+
+
+def process_cgroup(pid: int, v2_root: Path) -> Path:
+    """A process's cgroup v2 directory."""
+    try:
+        return own_cgroup(v2_root, Path(f"/proc/{pid}/cgroup"))
+    except OSError:
+        raise EnvironmentProblem(f"no process {pid}") from None
+
+
+def _read_pids(procs: Path) -> list[str]:
+    try:
+        return procs.read_text().split()
+    except OSError:
+        return []
 
 
 def _remove_tree(path: Path) -> None:

@@ -199,3 +199,57 @@ def test_hook_scripts_never_fail_the_job_when_no_agent_runs(tmp_path):
     for script in ("job-started.sh", "job-completed.sh"):
         r = subprocess.run([str(tmp_path / "cicd-audit-hooks" / script)], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r
+
+
+def test_an_agent_with_a_policy_directory_blocks_each_job_by_its_own_policy(lab, tmp_path):
+    """Jobs of two repositories, each blocked by its policy (read at its start); the runner's
+    listener beside them, polling every 100 ms, never fails; a job started without --join is
+    recorded but not blocked, and says so."""
+    from test_job_scope import Agent as RunnerListener
+
+    policies = tmp_path / "policies"
+    (policies / "repos" / "org").mkdir(parents=True)
+    (policies / "default.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n")
+    (policies / "repos" / "org" / "open.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n  cidrs: [{OTHER_V4}]\n")
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
+            "--socket", str(sock), "--policy-dir", str(policies), "--resolver", V4[1], "--no-analysis"]
+    proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
+    assert "jobs through" in proc.stderr.readline()
+    listener = RunnerListener(lab.cmd(lab.client_ns, lab.in_cgroup([])), tmp_path / "stop")
+
+    def job(repository: str, join: bool = True) -> dict[str, str]:
+        start = f"{CICD_AUDIT} job start --socket {sock}" + (" --join $$" if join else "")
+        script = "; ".join([
+            f"echo session $({start})",
+            f"echo allowed $({' '.join(CURL)} -4 http://{DNS_NAME}:{HTTP_PORT}/)",
+            f"echo raw $({' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/)",
+            "echo unlisted $(dig +tries=1 +time=1 control.example.test | grep -oE 'status: [A-Z]+')",
+            f"{CICD_AUDIT} job end --socket {sock} >/dev/null",
+        ])
+        done = lab.run(lab.client_ns, lab.in_cgroup(["sh", "-c", script]), env={**os.environ, "GITHUB_REPOSITORY": repository})
+        assert done.returncode == 0, done.stderr
+        seen = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+        seen["stderr"] = done.stderr
+        return seen
+
+    try:
+        strict, opened, unjoined = job("org/app"), job("org/open"), job("org/app", join=False)
+    finally:
+        ok, failures = listener.stop()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert (strict["allowed"], strict["raw"], strict["unlisted"]) == ("200", "000", "status: NXDOMAIN"), strict
+    assert (opened["allowed"], opened["raw"], opened["unlisted"]) == ("200", "200", "status: NXDOMAIN"), opened
+    assert (unjoined["raw"], unjoined["unlisted"]) == ("200", "status: NOERROR"), unjoined
+    assert "not blocked" in unjoined["stderr"]
+    assert failures == [] and ok >= 20, (ok, failures)
+
+    first, second, third = (Path(j["session"]) for j in (strict, opened, unjoined))
+    assert json.loads((first / "job.json").read_text())["policy"] == str(policies / "default.yml")
+    assert json.loads((second / "job.json").read_text())["policy"] == str(policies / "repos" / "org" / "open.yml")
+    assert "not_blocked" in json.loads((third / "job.json").read_text())
+    notes = [n["note"] for n in rows(first, "notice")]
+    assert "CicdAudit::Blocked_Connection" in notes and "CicdAudit::Blocked_DNS_Query" in notes
+    assert not list(lab.cgroup.glob("cicd-audit-job-*")), "a job's cgroup was left behind"

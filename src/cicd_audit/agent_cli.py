@@ -31,7 +31,16 @@ def _fail(exc: CicdAuditError) -> None:
 @click.option("--socket-group", help="Group allowed to use the socket besides root (the runner's hooks' group).")
 @click.option("--process-args", is_flag=True, help="Fill conn.log's proc.cmdline column (command lines can carry secrets).")
 @click.option("--no-analysis", is_flag=True, help="Do not run `cicd-audit analyze` into each session at its end.")
-def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis):
+@click.option("--policy-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Block each job by its policy: DIR/repos/OWNER/REPO.yml, else DIR/default.yml (read at every job "
+                   "start). The job is the process `job start --join` names and what it starts.")
+@click.option("--resolver", "resolvers", multiple=True, metavar="ADDR",
+              help="With --policy-dir: a DNS resolver queries may go to (repeatable). Default: the system's.")
+@click.option("--runner-endpoints", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="With --policy-dir: the runner's own endpoints, allowed in every job (its worker is in the job). "
+                   "Default: the shipped GitHub/GitLab list.")
+def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
+          resolvers, runner_endpoints):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -41,11 +50,36 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
     """
     from cicd_audit.recorder.agent import Agent
     try:
+        blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints)
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
-                       analyze=not no_analysis)
+                       analyze=not no_analysis, blocking=blocking)
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)
+
+
+def _agent_blocking(policy_dir, resolvers, runner_endpoints):
+    if policy_dir is None:
+        if resolvers or runner_endpoints:
+            raise _usage("--resolver and --runner-endpoints go with --policy-dir")
+        return None
+    import ipaddress
+
+    from cicd_audit.recorder.agent import AgentBlocking
+    from cicd_audit.recorder.agent_policy import PolicyDirectory
+    from cicd_audit.recorder.block_tables import detect_resolvers, system_nameservers
+    from cicd_audit.recorder.dns_stubs import stub_redirects
+    try:
+        addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
+    except ValueError as exc:
+        raise _usage(f"--resolver: {exc}") from None
+    return AgentBlocking(PolicyDirectory(policy_dir), addresses, runner_endpoints,
+                         stub_redirects(system_nameservers(), addresses))
+
+
+def _usage(message: str) -> CicdAuditError:
+    from cicd_audit.errors import UsageError
+    return UsageError(message)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,10 +90,14 @@ def job():
 @job.command("start")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
               help="Part of the job's identity (repeatable); GitHub's and GitLab's own variables are read too.")
+@click.option("--join", type=int, metavar="PID",
+              help="With an agent that blocks: the process that starts the job's steps (an ancestor of this "
+                   "command, e.g. the hook's $PPID); it and its children become the job.")
 @SOCKET_OPTION
-def job_start(labels, socket_path):
+def job_start(labels, join, socket_path):
     """Begin a job's session; prints its directory."""
-    sys.exit(job_client.main(["start", "--socket", str(socket_path), *(f"--label={x}" for x in labels)]))
+    extra = [f"--join={join}"] if join is not None else []
+    sys.exit(job_client.main(["start", "--socket", str(socket_path), *extra, *(f"--label={x}" for x in labels)]))
 
 
 @job.command("end")

@@ -43,8 +43,11 @@ def identity(labels: list[str], environ=os.environ) -> dict:
     return found
 
 
-def start(socket_path: Path, labels: list[str]) -> dict:
-    return _ask(socket_path, {"op": "start", "labels": identity(labels)})
+def start(socket_path: Path, labels: list[str], join: int | None = None) -> dict:
+    request = {"op": "start", "labels": identity(labels)}
+    if join is not None:
+        request["join"] = join
+    return _ask(socket_path, request)
 
 
 def end(socket_path: Path) -> dict:
@@ -75,12 +78,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--socket", type=Path, default=DEFAULT_SOCKET)
     parser.add_argument("--label", action="append", default=[])
+    parser.add_argument("--join", type=int)
     args = parser.parse_args(argv)
-    if args.label and args.command != "start":
-        parser.error("--label goes with start")
+    if (args.label or args.join is not None) and args.command != "start":
+        parser.error("--label and --join go with start")
     try:
         if args.command == "start":
-            print(start(args.socket, args.label)["session"])
+            reply = start(args.socket, args.label, args.join)
+            if reply.get("warning"):
+                print(f"cicd-audit: warning: {_printable(reply['warning'])}", file=sys.stderr)
+            print(reply["session"])
         elif args.command == "end":
             reply = end(args.socket)
             if reply.get("analysis") not in (None, "done"):

@@ -5,7 +5,9 @@
 # is read from the environment the runner gives this hook.
 # Installed by `cicd-audit job install-hooks github RUNNER_DIR`.
 set -eu
-session=$(cicd-audit job start --socket "${CICD_AUDIT_SOCKET:-/run/cicd-audit/agent.sock}") || {
+# --join "$PPID": the runner's worker, which starts every step of this job, becomes
+# the job (what an agent with --policy-dir blocks).
+session=$(cicd-audit job start --join "$PPID" --socket "${CICD_AUDIT_SOCKET:-/run/cicd-audit/agent.sock}") || {
     echo "cicd-audit: this job is not being recorded (is the agent running?)" >&2
     exit 0          # a recorder problem must not fail the job; the agent's own log says why
 }
