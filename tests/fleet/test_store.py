@@ -141,3 +141,19 @@ def test_a_directory_without_logs_and_two_sessions_of_one_name_are_refused(tmp_p
     r = CliRunner().invoke(main, ["store", "add", str(a), str(b), "--to", str(tmp_path / "store2")])
     assert r.exit_code == 2 and "both session 'net'" in r.output
     assert not (tmp_path / "store2" / "dns").exists()  # refused before anything was written
+
+
+def test_the_runner_agents_job_json_gives_the_identity_and_a_session_unique_across_runners(tmp_path):
+    """docs/agent.md: identity under "job", the agent's directory name as "session" (the same on two runners)."""
+    store = Store.open(tmp_path / "store", create=True)
+    made = []
+    for runner, repo in (("runner-1", "org/app"), ("runner-2", "org/lib")):
+        d = write_session(tmp_path / runner / "20251009T085320Z-job1", T0, seed=1)
+        (d / "job.json").write_text(json.dumps({
+            "job": {"repository": repo, "workflow": "ci", "run_id": "77", "job": "build", "runner": runner},
+            "session": "20251009T085320Z-job1", "start": T0, "end": T0 + 60, "status": "complete"}))
+        made.append(add_session(store, d))
+    assert [(m["session"], m["repository"], m["workflow"]) for m in made] == [
+        ("runner-1/20251009T085320Z-job1", "org/app", "ci"), ("runner-2/20251009T085320Z-job1", "org/lib", "ci")]
+    assert len(read_catalog(store)) == 2  # neither replaced the other
+    assert made[0]["job"]["job"]["run_id"] == "77"

@@ -17,6 +17,12 @@ manifest; docs/fleet.md has the table)::
 
 ``session`` must be unique across the store: it names the session's files, and
 adding a session with a name the store already holds replaces it.
+
+The runner agent's ``job.json`` (``cicd-audit agent``, docs/agent.md) is read too: its
+identity is nested, ``{"job": {"repository", "workflow", "runner", ...}, "session":
+"<UTC start>-job<N>", "start", "end", "status"}``. Its session is the agent's directory
+name, which agents on two runners can both choose, so it is qualified by the runner:
+``runner-17/20251011T101500Z-job3``.
 """
 
 from __future__ import annotations
@@ -64,9 +70,24 @@ def read_job_meta(session_dir) -> JobMeta:
         raise InputError(f"{path}: not a JSON object ({e})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a JSON object")
+    if isinstance(data.get("job"), dict) and "repository" not in data and "workflow" not in data:
+        return _agent_meta(data, path, name)
     return JobMeta(
         session=_identity(data.get("session"), "session", path, name),
         repository=_identity(data.get("repository"), "repository", path, UNKNOWN),
         workflow=_identity(data.get("workflow"), "workflow", path, UNKNOWN),
+        fields=data,
+    )
+
+
+def _agent_meta(data: dict, path: str, name: str) -> JobMeta:
+    """The agent's job.json: identity under "job", the session named by the agent's directory."""
+    job = data["job"]
+    session = _identity(data.get("session"), "session", path, name)
+    runner = _identity(job.get("runner"), "job.runner", path, "")
+    return JobMeta(
+        session=_identity(f"{runner}/{session}" if runner else session, "session", path, name),
+        repository=_identity(job.get("repository"), "job.repository", path, UNKNOWN),
+        workflow=_identity(job.get("workflow"), "job.workflow", path, UNKNOWN),
         fields=data,
     )
