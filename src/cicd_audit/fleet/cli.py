@@ -29,8 +29,9 @@ def _fail(command: str, e: Exception) -> None:
 
 
 def _missing_extra(e: ImportError) -> UsageError:
-    return UsageError(f"the fleet commands need the 'fleet' extra ({e.name} is missing): "
-                      "pip install 'cicd-audit[fleet]'")
+    # setup.cfg declares no 'fleet' extra yet: name the packages themselves
+    return UsageError(f"the fleet commands need Dask and pyarrow ({e.name} is missing): "
+                      "pip install 'dask[dataframe]' distributed pyarrow fsspec (and s3fs, gcsfs or adlfs for object storage)")
 
 
 # ---- cicd-audit store ----------------------------------------------------------------
