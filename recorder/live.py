@@ -153,6 +153,12 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                     _say_detached(watch, session)
                     session.flush()
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+            if command and flag.stop and flag.child is not None and flag.child.poll() is None:
+                # Stopped by a signal that came while the command was being started (before the
+                # handler could know it): the command is stopped too, and the status says so.
+                flag.child.terminate()
+                flag.child.wait()
+                exit_status = 128 + flag.signum
             # Let the kernel's last events (the command's final packets) arrive.
             program.poll(POLL_MS)
             _say_detached(watch, session)
