@@ -158,7 +158,7 @@ def refused_connect_row(event: abi.BlockedEvent, uid: str, ts: float) -> dict:
     }
 
 
-PROCESS_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.cgroup")
+PROCESS_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.cgroup", "proc.step")
 
 
 def process_columns(info) -> dict:
@@ -166,7 +166,7 @@ def process_columns(info) -> dict:
     if info is None:
         return dict.fromkeys(PROCESS_COLUMNS)
     return {"proc.pid": info.pid, "proc.name": info.name, "proc.exe": info.exe,
-            "proc.cmdline": info.cmdline, "proc.cgroup": info.cgroup}
+            "proc.cmdline": info.cmdline, "proc.cgroup": info.cgroup, "proc.step": info.step}
 
 
 def is_blocked(conn: abi.Conn) -> bool:

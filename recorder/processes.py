@@ -17,7 +17,7 @@ API::
     ProcessTable(keep_cmdline=False, proc_root=Path("/proc"), cgroup_root=None)
         .on_process_event(proc: abi.Process) -> None
         .describe(proc: abi.Process) -> ProcessInfo | None
-    ProcessInfo(pid, name, exe, cmdline, cgroup)
+    ProcessInfo(pid, name, exe, cmdline, cgroup, step)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from cicd_audit.recorder import abi
+from cicd_audit.recorder.ci_steps import step_of
 
 CMDLINE_MAX = 1024                 # characters kept of a command line, marker included
 CMDLINE_TRUNCATED = "...[truncated]"
@@ -50,6 +51,7 @@ class ProcessInfo:
     exe: str | None
     cmdline: str | None
     cgroup: str | None
+    step: str | None = None     # the CI step (ci_steps.py), where the platform names one
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class _ProcData:
     exe: str | None
     cmdline: str | None
     name: str | None = None     # the process's own name: the kernel's comm is the calling thread's
+    step: str | None = None
 
 
 def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
@@ -137,6 +140,7 @@ class ProcessTable:
             exe=data.exe,
             cmdline=data.cmdline,
             cgroup=self.cgroup_path(proc.cgroup_id),
+            step=data.step,
         )
 
     def cgroup_path(self, cgroup_id: int) -> str | None:
@@ -154,9 +158,10 @@ class ProcessTable:
 
     def _read(self, tgid: int) -> _ProcData:
         proc_dir = self.proc_root / str(tgid)
+        step = step_of(tgid, self.proc_root)
         return _ProcData(exe=_read_exe(proc_dir),
                          cmdline=_read_cmdline(proc_dir) if self.keep_cmdline else None,
-                         name=_read_comm(proc_dir))
+                         name=_read_comm(proc_dir), step=str(step) if step else None)
 
     def _scan_cgroups(self) -> dict[int, str]:
         """Directory inode -> path, for every cgroup. The kernel's cgroup id is that inode number."""

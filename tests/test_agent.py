@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,8 @@ class RunningAgent:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 
-    def traffic(self, argv: list[str]) -> str:
-        return self.lab.run(self.lab.client_ns, self.lab.in_cgroup(argv)).stdout
+    def traffic(self, argv: list[str], env: dict | None = None) -> str:
+        return self.lab.run(self.lab.client_ns, self.lab.in_cgroup(argv), env={**os.environ, **(env or {})}).stdout
 
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
@@ -69,7 +70,11 @@ def test_two_jobs_two_sessions_each_with_its_own_rows_identity_and_analysis(lab,
         started = agent.job("start", "--label", "step=all", env=github)
         assert started.returncode == 0, started.stderr
         first = Path(started.stdout.strip())
-        assert agent.traffic([*CURL, "-4", f"http://{DNS_NAME}:{HTTP_PORT}/"]) == "200"
+        # A step's process that lives on after its request (the agent reads /proc while it runs).
+        step = {"GITHUB_ACTION": "__actions_fetch", "GITHUB_ACTION_REPOSITORY": "actions/fetch", "GITHUB_ACTION_REF": "v1"}
+        fetch = (f"import time, urllib.request; print(urllib.request.urlopen('http://{V4[1]}:{HTTP_PORT}/').status);"
+                 "time.sleep(1)")
+        assert agent.traffic([sys.executable, "-c", fetch], env=step).strip() == "200"
         ended = agent.job("end")
         assert ended.returncode == 0, ended.stderr
         assert Path(ended.stdout.strip()) == first
@@ -90,8 +95,10 @@ def test_two_jobs_two_sessions_each_with_its_own_rows_identity_and_analysis(lab,
     assert first.parent == out and second.parent == out
 
     assert web_peers(first) == {V4[1]}, "the first session holds exactly the first job's connections"
+    web = [c for c in rows(first, "conn") if c["id.resp_p"] == HTTP_PORT]
+    assert {(c["proc.exe"], c["proc.step"]) for c in web} == {(os.path.realpath(sys.executable),
+                                                                "__actions_fetch (actions/fetch@v1)")}
     assert web_peers(second) == {OTHER_V4}, "the second session holds exactly the second job's connections"
-    assert any(d["query"] == DNS_NAME for d in rows(first, "dns"))
     assert not any(r["id.resp_h"] == "fd00:ca::5" for s in (first, second) for r in rows(s, "conn"))
 
     meta = json.loads((first / "job.json").read_text())

@@ -112,7 +112,7 @@ def host(tmp_path):
     return table, job
 
 
-CONN_EXTRA = ("proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.cgroup", "blocked")
+CONN_EXTRA = ("proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.cgroup", "proc.step", "blocked")
 
 
 def conn_schema():
@@ -176,9 +176,9 @@ def test_blocking_session_logs(tmp_path, host, fmt):
     assert [c["uid"] is not None for c in conn] == [True] * 4
     refused, dns, syn, dig = conn
     curl_cols = {"proc.pid": 4242, "proc.name": "curl", "proc.exe": "/usr/bin/curl",
-                 "proc.cmdline": "curl -s https://cdn.example/", "proc.cgroup": "/ci/job-1"}
+                 "proc.cmdline": "curl -s https://cdn.example/", "proc.cgroup": "/ci/job-1", "proc.step": None}
     dig_cols = {"proc.pid": 17, "proc.name": "dig", "proc.exe": "/usr/bin/dig", "proc.cmdline": "dig evil.example",
-                "proc.cgroup": "/ci/job-1"}
+                "proc.cgroup": "/ci/job-1", "proc.step": None}
     assert refused == {
         "ts": pytest.approx((T0 + 5_000_000) / 1e9), "uid": refused["uid"],
         "id.orig_h": "0.0.0.0", "id.orig_p": 0, "id.resp_h": "198.51.100.7", "id.resp_p": 22,
@@ -186,7 +186,7 @@ def test_blocking_session_logs(tmp_path, host, fmt):
         "conn_state": "OTH", "local_orig": True, "local_resp": True, "missed_bytes": 0, "history": None,
         "orig_pkts": 0, "orig_ip_bytes": 0, "resp_pkts": 0, "resp_ip_bytes": 0, "tunnel_parents": None,
         "ip_proto": 6,
-        "proc.pid": 99, "proc.name": "python3", "proc.exe": None, "proc.cmdline": None, "proc.cgroup": "/ci/job-1",
+        "proc.pid": 99, "proc.name": "python3", "proc.exe": None, "proc.cmdline": None, "proc.cgroup": "/ci/job-1", "proc.step": None,
         "blocked": True,
     }
     assert {k: dns[k] for k in ("id.orig_h", "id.resp_p", "service", "conn_state") + CONN_EXTRA} == {
@@ -217,13 +217,14 @@ def test_blocking_session_logs(tmp_path, host, fmt):
          "proto": "tcp", "note": "CicdAudit::Blocked_Connection",
          "msg": "python3 (pid 99) tried to connect to 198.51.100.7:22/tcp: not allowed by the policy",
          "sub": None, "src": "0.0.0.0", "dst": "198.51.100.7", "p": 22, **ZEEK_NOTICE_DEFAULTS,
-         "proc.pid": 99, "proc.name": "python3", "proc.exe": None, "proc.cmdline": None, "proc.cgroup": "/ci/job-1"},
+         "proc.pid": 99, "proc.name": "python3", "proc.exe": None, "proc.cmdline": None, "proc.cgroup": "/ci/job-1",
+         "proc.step": None},
         {"ts": pytest.approx((T0 + 6_000_000) / 1e9), "uid": notices[3]["uid"],
          "id.orig_h": "2001:db8::5", "id.orig_p": 50000, "id.resp_h": "2001:db8::1", "id.resp_p": 443,
          "proto": "udp", "note": "CicdAudit::Blocked_Connection",
          "msg": "unknown process tried to send to [2001:db8::1]:443/udp: not allowed by the policy",
          "sub": None, "src": "2001:db8::5", "dst": "2001:db8::1", "p": 443, **ZEEK_NOTICE_DEFAULTS,
-         "proc.pid": None, "proc.name": None, "proc.exe": None, "proc.cmdline": None, "proc.cgroup": None},
+         "proc.pid": None, "proc.name": None, "proc.exe": None, "proc.cmdline": None, "proc.cgroup": None, "proc.step": None},
     ]
     assert notices[3]["uid"] not in {c["uid"] for c in conn}     # its connection has not ended yet
 
@@ -241,7 +242,7 @@ def test_tsv_headers_put_the_extra_columns_after_zeeks(tmp_path, host):
     hdr, _ = read_log(tmp_path / "conn.log")
     zeek = load_schema("conn").names
     assert hdr.fields == zeek + CONN_EXTRA
-    assert hdr.types[len(zeek):] == ("count", "string", "string", "string", "string", "bool")
+    assert hdr.types[len(zeek):] == ("count", "string", "string", "string", "string", "string", "bool")
     hdr, _ = read_log(tmp_path / "notice.log")
     assert hdr.path == "notice" and hdr.fields == notice_schema().names
 
