@@ -87,6 +87,17 @@ enum ca_parse_result {
 #define CA_MAX_HDR_OFF 256          /* no header we read starts later than this */
 #define CA_LINEAR_HEADROOM 192      /* bytes of headers ca_packet() makes linear */
 
+/* An offset read back from memory, bounded in the very register later added
+ * to a packet pointer. ca_hdr()'s bounds check may be made on a copy (or on
+ * the 32-bit half), which verifiers before about 6.3 do not carry over: the
+ * pointer then looks unbounded and gets no range ("offset is outside of the
+ * packet"). The mask changes nothing for an offset within CA_MAX_HDR_OFF. */
+static __always_inline __u32 ca_bounded_off(__u32 off)
+{
+	asm volatile("%0 &= 511" : "+r"(off));
+	return off;
+}
+
 /* A pointer to len bytes at off in the packet, or 0 if they are not there. */
 static __always_inline void *ca_hdr(struct __sk_buff *skb, __u32 off, __u32 len)
 {
@@ -381,7 +392,7 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 		 * iteration once (an offset within CA_MAX_HDR_OFF), not once per
 		 * combination of the headers before it. */
 		p->l3_off = off;
-		off = *(volatile __u32 *)&p->l3_off;
+		off = ca_bounded_off(*(volatile __u32 *)&p->l3_off);
 		if (off > CA_MAX_HDR_OFF)
 			return 0;
 		h = ca_hdr(skb, off, 2);
@@ -505,7 +516,7 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 		 * state (an offset within CA_MAX_HDR_OFF) past this point instead
 		 * of one per way through the link layers. */
 		p->l3_off = off;
-		off = *(volatile __u32 *)&p->l3_off;
+		off = ca_bounded_off(*(volatile __u32 *)&p->l3_off);
 		if (off > CA_MAX_HDR_OFF)
 			return CA_PARSE_NOT_IP;
 	}
