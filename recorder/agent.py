@@ -113,6 +113,8 @@ class Agent:
         interfaces = choose_interfaces(self.interfaces or (), False)
         root_fd = open_directory(self.out_dir, create=True)    # refuses links the job could plant
         os.close(root_fd)
+        for line in mark_orphaned_sessions(self.out_dir):
+            print(f"cicd-audit agent: {line}", file=sys.stderr)
         flag = StopFlag()
         flag.install()
         try:
@@ -278,6 +280,30 @@ class Agent:
             reply["analysis"] = _analyze(job.output)
         job.output.close()
         return reply
+
+
+def mark_orphaned_sessions(out_dir: Path) -> list[str]:
+    """Sessions a killed agent left open (no job.json) get one saying so: the logs hold what was
+    recorded up to the kill, without #close. Returns a line per session marked."""
+    marked = []
+    for session in sorted(out_dir.iterdir()):
+        if not session.is_dir() or session.is_symlink() or (session / JOB_FILE).exists():
+            continue
+        if not (session / "conn.log").exists():
+            continue
+        try:
+            output = OutputDir(session, recorded=True)
+        except UsageError:
+            continue
+        try:
+            meta = {"job": None, "session": session.name, "start": None, "end": None,
+                    "status": "interrupted: the agent stopped without ending the job (killed or crashed); "
+                              "the logs end where it stopped"}
+            output.write_new(JOB_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            marked.append(f"session {session.name} was left open by an agent that died: marked interrupted")
+        finally:
+            output.close()
+    return marked
 
 
 def _is_ancestor(pid: int, of: int) -> bool:

@@ -104,16 +104,18 @@ def open_directory(path: str | os.PathLike, create: bool) -> int:
 class OutputDir:
     """An output directory, validated and held open by descriptor (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike, fd: int | None = None):
-        """fd: the directory already opened with open_directory (this object then owns it)."""
+    def __init__(self, path: str | os.PathLike, fd: int | None = None, recorded: bool = False):
+        """fd: the directory already opened with open_directory (this object then owns it).
+        recorded: the directory holds a recording already, and files are added beside it
+        (still only new ones); else it must hold none."""
         self.path = Path(path)
         self._created: set[str] = set()
         try:
-            self.fd = open_directory(self.path, create=True) if fd is None else fd
+            self.fd = open_directory(self.path, create=not recorded) if fd is None else fd
         except OSError as exc:
             raise UsageError(f"cannot create the output directory {self.path}: {exc.strerror}") from None
         taken = sorted(set(os.listdir(self.fd)) & set(LOG_NAMES + CONTROL_NAMES))
-        if taken:
+        if taken and not recorded:
             os.close(self.fd)
             raise UsageError(f"{self.path} already holds a recording ({', '.join(taken)}); "
                              "give each recording a new directory")

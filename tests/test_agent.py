@@ -33,10 +33,14 @@ class RunningAgent:
         argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
                 "--socket", str(sock)]
         self.proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        if "jobs through" not in line:
+        self.said = []                                   # what it said before it was ready
+        for line in self.proc.stderr:
+            if "jobs through" in line:
+                break
+            self.said.append(line)
+        else:
             self.proc.kill()
-            raise RuntimeError(f"the agent did not start: {line}{self.proc.stderr.read()}")
+            raise RuntimeError(f"the agent did not start: {''.join(self.said)}")
 
     def job(self, *args: str, env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
         argv = [CICD_AUDIT, "job", *args, "--socket", str(self.sock)]
@@ -260,3 +264,23 @@ def test_an_agent_with_a_policy_directory_blocks_each_job_by_its_own_policy(lab,
     notes = [n["note"] for n in rows(first, "notice")]
     assert "CicdAudit::Blocked_Connection" in notes and "CicdAudit::Blocked_DNS_Query" in notes
     assert not list(lab.cgroup.glob("cicd-audit-job-*")), "a job's cgroup was left behind"
+
+
+def test_a_restarted_agent_marks_the_session_a_killed_one_left_open(lab, tmp_path):
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    agent = RunningAgent(lab, out, sock)
+    open_session = Path(agent.job("start").stdout.strip())
+    agent.proc.kill()
+    agent.proc.wait(30)
+    assert lab.tc_filters() == "", "a killed agent leaves nothing attached (links die with it)"
+    again = RunningAgent(lab, out, sock)                  # the stale socket is replaced
+    assert any("marked interrupted" in line for line in again.said), again.said
+    try:
+        assert json.loads(again.job("status").stdout)["jobs_started"] == 0
+        assert again.job("end").returncode == 2            # the old job is not the new agent's
+    finally:
+        code, err = again.stop()
+    assert code == 0, err
+    meta = json.loads((open_session / "job.json").read_text())
+    assert meta["status"].startswith("interrupted")
+    assert (open_session / "conn.log").exists()
