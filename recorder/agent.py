@@ -43,6 +43,7 @@ from cicd_audit.recorder.agent_policy import JobPolicy, PolicyDirectory
 from cicd_audit.recorder.attach import TcAttachment
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
+from cicd_audit.recorder.ci_steps import parent_pid
 from cicd_audit.recorder.control import ControlServer
 from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.job_scope import JobScope, JoinedCgroup
@@ -311,19 +312,12 @@ def _is_ancestor(pid: int, of: int) -> bool:
     a process the requester runs under, never any process of the host."""
     current = of
     for _ in range(64):
-        current = _parent_pid(current)
+        current = parent_pid(current)
         if current <= 1:
             return False
         if current == pid:
             return True
     return False
-
-
-def _parent_pid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 def _clean_labels(labels: dict) -> dict:

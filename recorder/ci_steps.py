@@ -41,7 +41,7 @@ def step_of(pid: int, proc_root: Path = Path("/proc")) -> Step | None:
         found = _step_variables(proc_root / str(pid))
         if found.get(b"GITHUB_ACTION"):
             return _step(found)
-        pid = _parent(proc_root / str(pid))
+        pid = parent_pid(pid, proc_root)
     return None
 
 
@@ -66,10 +66,11 @@ def _step_variables(proc_dir: Path) -> dict[bytes, str]:
     return found
 
 
-def _parent(proc_dir: Path) -> int:
-    """The parent's pid from /proc/<pid>/stat (after the comm, which may hold spaces and parentheses)."""
+def parent_pid(pid: int, proc_root: Path = Path("/proc")) -> int:
+    """The parent's pid from /proc/<pid>/stat (after the comm, which may hold spaces and
+    parentheses); 0 for a process that is gone."""
     try:
-        stat = (proc_dir / "stat").read_bytes()
+        stat = (proc_root / str(pid) / "stat").read_bytes()
         return int(stat.rsplit(b")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return 0
