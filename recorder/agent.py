@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -89,8 +90,9 @@ class AgentBlocking:
 class Agent:
     def __init__(self, out_dir: Path, interfaces: Sequence[str] | None, cgroup: Path | None, fmt: str,
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
-                 analyze: bool = True, blocking: AgentBlocking | None = None) -> None:
+                 analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None) -> None:
         self.out_dir = out_dir
+        self.retain = retain                # keep the newest N sessions (None: all)
         self.blocking = blocking
         self.v2_root: Path | None = None
         self.interfaces = interfaces
@@ -280,7 +282,22 @@ class Agent:
         if self.analyze:
             reply["analysis"] = _analyze(job.output)
         job.output.close()
+        if self.retain is not None:
+            for line in prune_sessions(self.out_dir, self.retain):
+                print(f"cicd-audit agent: {line}", file=sys.stderr)
         return reply
+
+
+def prune_sessions(out_dir: Path, keep: int) -> list[str]:
+    """Remove the oldest finished sessions (with a job.json) beyond the newest `keep`.
+    Session names start with their UTC start time, so name order is age order."""
+    finished = sorted(p for p in out_dir.iterdir()
+                      if p.is_dir() and not p.is_symlink() and (p / JOB_FILE).exists())
+    removed = []
+    for session in finished[:max(0, len(finished) - keep)]:
+        shutil.rmtree(session, ignore_errors=True)       # fd-based: never follows a link out
+        removed.append(f"removed session {session.name} (--retain {keep})")
+    return removed
 
 
 def mark_orphaned_sessions(out_dir: Path) -> list[str]:

@@ -39,3 +39,20 @@ def test_unknown_platform_or_missing_directory_is_a_usage_error(tmp_path):
     assert install(tmp_path / "missing").exit_code == 2
     result = CliRunner().invoke(main, ["job", "install-hooks", "jenkins", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_retention_removes_the_oldest_finished_sessions_only(tmp_path):
+    from cicd_audit.recorder.agent import prune_sessions
+    for name in ("20261201T000000Z-job1", "20261202T000000Z-job2", "20261203T000000Z-job3", "20261204T000000Z-job4"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "job.json").write_text("{}")
+    (tmp_path / "20261130T000000Z-job0").mkdir()              # still recording: no job.json
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (tmp_path / "20261101T000000Z-link").symlink_to(outside)
+    removed = prune_sessions(tmp_path, 2)
+    assert len(removed) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20261101T000000Z-link", "20261130T000000Z-job0",
+                                                          "20261203T000000Z-job3", "20261204T000000Z-job4"]
+    assert (outside / "keep").exists()

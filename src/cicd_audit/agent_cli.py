@@ -39,8 +39,10 @@ def _fail(exc: CicdAuditError) -> None:
 @click.option("--runner-endpoints", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="With --policy-dir: the runner's own endpoints, allowed in every job (its worker is in the job). "
                    "Default: the shipped GitHub/GitLab list.")
+@click.option("--retain", type=click.IntRange(min=1), metavar="N",
+              help="Keep the newest N finished sessions; older ones are removed at each job end. Default: all.")
 def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
-          resolvers, runner_endpoints):
+          resolvers, runner_endpoints, retain):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -52,7 +54,7 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
     try:
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints)
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
-                       analyze=not no_analysis, blocking=blocking)
+                       analyze=not no_analysis, blocking=blocking, retain=retain)
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)
