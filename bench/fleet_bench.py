@@ -1,8 +1,9 @@
 """Fleet benchmark: ingest rate, analyze --store (single process vs Dask LocalCluster) and an
 indicator search over a generated store. Numbers go to docs/fleet.md.
 
-    python bench/fleet_bench.py --out /tmp/fleetbench                       # 10,000 sessions x 1,000 DNS rows
-    python bench/fleet_bench.py --out /tmp/fleetbench50 --dns-rows 5000     # 50M DNS rows
+    python bench/fleet_bench.py --out /tmp/fleet-bench/10m --dns-rows 1000 --ingest-sample 50 --analyze-repos 1  # 10M DNS rows
+    python bench/fleet_bench.py --out /tmp/fleet-bench/20m --dns-rows 2000 --ingest-sample 20 --analyze-repos 1  # 20M
+    python bench/fleet_bench.py --out /tmp/fleet-bench/50m --dns-rows 5000     # 50M (over an hour to generate on 2 cores)
 
 Phases (each prints one JSON line; --phases picks some):
   generate   sessions built in memory (vectorised numpy; a busy runner's mix: registry and GitHub
