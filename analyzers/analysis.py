@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import beacons, callbacks, dns_tunnel, encrypted_dns, icmp_payload, secret_names, services, uploads
 from . import destinations as _dest
-from . import dns_tunnel
 from .dnsindex import build_index
 from .findings import SEVERITIES, concat_findings
+from .processes import attach_processes
 
 
 @dataclass
@@ -39,12 +40,27 @@ def _frame(logs, name):
     return df
 
 
-def analyze(logs, policy=None, baseline=None, sessions=None) -> AnalysisResult:
+def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, baseline_lookups=None) -> list:
+    """The audit-mode detectors: each pure, each a DataFrame of findings (see docs/analyze.md)."""
+    return [
+        services.known_services(lookups, dest, service_list),
+        secret_names.secrets_in_queries(lookups),
+        callbacks.dns_callbacks(lookups, baseline_lookups),
+        encrypted_dns.encrypted_dns(dest),
+        icmp_payload.icmp_payloads(conn),
+        uploads.upload_volume(dest, baseline_dest),
+        beacons.beaconing(conn, dest, baseline_dest),
+    ]
+
+
+def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None) -> AnalysisResult:
     """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
 
     ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
     earlier runs of the same job, or None. ``sessions``: names to report when
-    the logs carry no session column.
+    the logs carry no session column. ``services_list``: a
+    ``services.ServiceList`` (default: the packaged list of known
+    exfiltration and out-of-band services).
     """
     conn = _frame(logs, "conn")
     dns = _frame(logs, "dns")
@@ -63,7 +79,19 @@ def analyze(logs, policy=None, baseline=None, sessions=None) -> AnalysisResult:
         dest_findings = dest_findings[
             ~((dest_findings["analyzer"] == "unexpected_lookup") & dest_findings["indicator"].isin(tunnel_domains))
         ]
-    findings = concat_findings([tunnel_findings, dest_findings])
+    bdest = blook = None
+    if baseline is not None:
+        bconn, bdns = _frame(baseline, "conn"), _frame(baseline, "dns")
+        bix = build_index(bdns)
+        bdest = _dest.destination_table(bconn, bdns, None, bix)
+        blook = _dest.lookup_table(bdns, bix)
+    audit = audit_findings(conn, dns, dest, lookups, services_list or services.load_services(), bdest, blook)
+    # a few-name tunnel is also a callback: report it once, as the tunnel
+    if not tunnel_findings.empty:
+        tunnel_domains = set(tunnel_findings["indicator"])
+        audit = [a[~((a["analyzer"] == callbacks.ANALYZER) & a["indicator"].isin(tunnel_domains))] for a in audit]
+    findings = concat_findings([tunnel_findings, dest_findings, *audit])
+    findings = attach_processes(findings, conn, dns, index)
     if sessions and len(sessions) == 1 and "session" not in dns.columns and "session" not in conn.columns and len(findings):
         findings["sessions"] = [list(s) if s else list(sessions) for s in findings["sessions"]]
     summary = summarize(conn, dns, dest, lookups, findings, policy, baseline, sessions)

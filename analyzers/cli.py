@@ -68,13 +68,18 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
     "--min-severity", type=click.Choice(SEVERITIES), default="info", show_default=True,
     help="Only show findings at or above this severity (the summary still counts all).",
 )
+@click.option(
+    "--services", "services_files", multiple=True, type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="Your own list of exfiltration/out-of-band service domains (repeatable; format of analyzers/data/exfil_services.yml), "
+    "added to the packaged list.",
+)
 @click.option("--store", "store_url", metavar="STORE",
               help="Analyze every session of a fleet store (path or s3://...; see `cicd-audit store add`) on Dask.")
 @click.option("--scheduler", default="local", show_default=True,
               help="With --store: 'local' (a Dask LocalCluster), 'sync' (this process) or a scheduler address.")
 @click.option("--baseline-runs", type=click.IntRange(min=0), default=10, show_default=True,
               help="With --store: each session's baseline is this many earlier runs of its workflow.")
-def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, store_url, scheduler, baseline_runs):
+def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, services_files, store_url, scheduler, baseline_runs):
     if store_url:  # the fleet path: same analyzers, per session, partition-parallel (docs/fleet.md)
         from ..fleet.cli import analyze_store_command
 
@@ -90,9 +95,13 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, store_
             from ..policy import load_policy
 
             policy = load_policy(policy_path)
+        from .services import load_services
+
+        services_list = load_services(extra=services_files)
         logs = _load(dirs, "session")
         baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
-        result = run(logs, policy=policy, baseline=baseline, sessions=[os.path.basename(os.path.normpath(d)) for d in dirs])
+        result = run(logs, policy=policy, baseline=baseline, sessions=[os.path.basename(os.path.normpath(d)) for d in dirs],
+                     services_list=services_list)
     except CicdAuditError as e:
         from .safe_text import for_terminal
 

@@ -31,6 +31,13 @@ ANALYZERS = {
     "unexpected_lookup": "lookups of names outside the policy that no connection followed",
     "new_destination": "a destination (domain or address) never contacted in the baseline sessions",
     "new_domain": "a registered domain looked up but never looked up in the baseline sessions",
+    "known_service": "lookups of or connections to a known exfiltration/out-of-band service (OAST, webhook, paste, tunnel, dynamic DNS)",
+    "secret_in_query": "a credential-shaped string (cloud/CI token formats) in query names, raw or hex/base32/base64",
+    "dns_callback": "one to a few lookups whose labels decode to host data (dependency-confusion style callbacks)",
+    "encrypted_dns": "DNS-over-TLS/QUIC (port 853) or DNS-over-HTTPS to a known resolver: lookups hidden from dns.log",
+    "icmp_payload": "data in ICMP echo payloads beyond what ping needs, or in IP protocols other than TCP/UDP/ICMP",
+    "upload_volume": "far more bytes sent to a destination than in any baseline run",
+    "beaconing": "connections at near-constant intervals and sizes (RITA-style beacon score)",
 }
 
 

@@ -1,0 +1,100 @@
+"""Who did it: the processes behind each finding, from conn.log's ``proc.*`` columns.
+
+The recorder (``--processes``; schema ``zeek_schemas/conn_process.tsv``) names
+the process that opened each connection: ``proc.pid``, ``proc.name``,
+``proc.exe`` and ``proc.cgroup`` (which, on a shared runner, names the job's
+container or service). A DNS transaction's dns.log row shares its ``uid``
+with the conn.log row of the DNS flow, so lookups are attributed through it.
+
+``attach_processes(findings, conn, dns, index)`` adds ``evidence["processes"]``
+(up to ``MAX_PROCESSES`` of them, most bytes sent first) and ends the
+summary with "by NAME (pid N)". A finding is tied to rows by its indicator:
+DNS rows whose name is the indicator or under it, and conn rows to the
+indicator address or to the addresses in its evidence. Logs without
+``proc.*`` columns leave findings unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .dnsindex import DnsIndex, canon_ip, session_labels
+
+PROC_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cgroup")
+
+#: Processes listed per finding: the culprits, not the whole process table.
+MAX_PROCESSES = 5
+
+
+def _proc_frame(conn: pd.DataFrame) -> pd.DataFrame | None:
+    if conn is None or conn.empty or "proc.pid" not in conn.columns:
+        return None
+    n = len(conn)
+    cols = {c.split(".", 1)[1]: (conn[c].to_numpy(dtype=object, na_value=None) if c in conn.columns else np.full(n, None))
+            for c in PROC_COLUMNS}
+    df = pd.DataFrame({
+        "session": session_labels(conn),
+        "uid": conn["uid"].to_numpy(dtype=object, na_value=None) if "uid" in conn.columns else np.full(n, None),
+        "address": [canon_ip(a) or a for a in conn["id.resp_h"].to_numpy(dtype=object, na_value=None)],
+        "orig_bytes": conn["orig_bytes"].to_numpy(dtype="float64", na_value=0) if "orig_bytes" in conn.columns else np.zeros(n),
+        **cols,
+    })
+    return df[df["pid"].notna()]
+
+
+def _describe(rows: pd.DataFrame) -> list[dict]:
+    """Processes, the one that sent the most bytes first (an upload's sender before the tool that looked the name up)."""
+    g = rows.fillna({"name": "", "exe": "", "cgroup": ""}).groupby(["pid", "name", "exe", "cgroup"]).agg(
+        n=("orig_bytes", "size"), sent=("orig_bytes", "sum"))
+    g = g.sort_values(["sent", "n"], ascending=False, kind="stable").head(MAX_PROCESSES)
+    out = []
+    for (pid, name, exe, cg), k in zip(g.index, g["n"]):
+        d = {"pid": int(pid), "name": name or None, "exe": exe or None, "connections": int(k)}
+        if cg:
+            d["cgroup"] = cg
+        out.append(d)
+    return out
+
+
+def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFrame, index: DnsIndex) -> pd.DataFrame:
+    procs = _proc_frame(conn)
+    if procs is None or procs.empty or findings.empty:
+        return findings
+    by_uid = procs.dropna(subset=["uid"]).drop_duplicates("uid").set_index("uid")
+    dns_uid = (dns["uid"].to_numpy(dtype=object, na_value=None)[index.rows]
+               if dns is not None and "uid" in dns.columns and len(index) else np.empty(0, dtype=object))
+    names = pd.Series(index.names) if len(index) else pd.Series([], dtype=object)
+    evidence, summaries = [], []
+    for r in findings.itertuples(index=False):
+        ind = str(r.indicator).lower()
+        ev = dict(r.evidence) if isinstance(r.evidence, dict) else {}
+        sess = set(r.sessions or [])
+        rows = []
+        if len(names) and not ind.replace(".", "").replace(":", "").isdigit():
+            hit = np.nonzero(((names == ind) | names.str.endswith("." + ind)).to_numpy())[0]
+            if len(hit):
+                m = np.isin(index.name_code, hit)
+                if sess:
+                    m &= np.isin(index.session, list(sess))
+                uids = [u for u in dns_uid[m] if u is not None]
+                rows.append(by_uid.reindex(pd.unique(np.asarray(uids, dtype=object))).dropna(subset=["pid"]))
+        addrs = {canon_ip(ind) or ind} | {canon_ip(a) or a for a in (ev.get("addresses") or []) + [ev.get("address")] if a}
+        pm = procs["address"].isin(addrs)
+        if sess:
+            pm &= procs["session"].isin(sess)
+        rows.append(procs[pm])
+        rows = [x for x in rows if not x.empty]
+        if rows:
+            who = _describe(pd.concat(rows, ignore_index=True)[["pid", "name", "exe", "cgroup", "orig_bytes"]])
+            ev["processes"] = who
+            first = who[0]
+            more = f" and {len(who) - 1} more" if len(who) > 1 else ""
+            summaries.append(f"{r.summary}; by {first['name'] or first['exe'] or '?'} (pid {first['pid']}){more}")
+        else:
+            summaries.append(r.summary)
+        evidence.append(ev)
+    out = findings.copy()
+    out["evidence"] = evidence
+    out["summary"] = summaries
+    return out
