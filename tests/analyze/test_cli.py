@@ -162,3 +162,18 @@ def test_analyze_imports_nothing_from_bcc():
         "sys.exit(1 if any(m == 'bcc' or m.startswith('bcc.') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_own_services_file(exfil_session, tmp_path):
+    # paste.example.org is in the exfil session; the packaged list does not know it
+    assert "known_service" not in run(exfil_session, "--format", "json").output
+    own = tmp_path / "services.yml"
+    own.write_text("version: 2\ncategories:\n  paste:\n    - paste.example.org\n")
+    r = run(exfil_session, "--format", "json", "--services", own)
+    assert r.exit_code == 0, r.output
+    found = [f for f in json.loads(r.output)["findings"] if f["analyzer"] == "known_service"]
+    assert [f["indicator"] for f in found] == ["paste.example.org"] and found[0]["severity"] == "high"
+    bad = tmp_path / "bad.yml"
+    bad.write_text("categories: [oops]\n")
+    r = run(exfil_session, "--services", bad)
+    assert r.exit_code == 2 and "bad.yml" in r.output
