@@ -52,8 +52,12 @@ def icmp_payloads(conn):
         "proto": proto[m], "type": get("id.orig_p", np.nan),
         "ob": get("orig_bytes"), "rb": get("resp_bytes"), "op": get("orig_pkts"), "rp": get("resp_pkts"),
     })
-    df = df[[not not_a_destination(a) for a in df["address"]]]
-    df = df[[not icmp_control(p, t, a) for p, t, a in zip(df["proto"], df["type"], df["address"])]]
+    # Boolean arrays, not lists: an empty list would select no columns instead of no rows.
+    df = df.loc[np.array([not not_a_destination(a) for a in df["address"]], dtype=bool)]
+    df = df.loc[np.array([not icmp_control(p, t, a) for p, t, a in zip(df["proto"], df["type"], df["address"])],
+                         dtype=bool)]
+    if df.empty:
+        return make_findings([])
     recs = []
     for (sess, addr, pr), g in df.groupby(["session", "address", "proto"], sort=True):
         ob, rb = float(g["ob"].sum()), float(g["rb"].sum())

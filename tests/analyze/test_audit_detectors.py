@@ -307,6 +307,15 @@ def test_ordinary_ping_and_an_mtu_probe_are_not_payload(session_builder, tmp_pat
         assert f.empty, f["summary"].tolist()
 
 
+def test_a_session_whose_only_icmp_is_not_to_a_destination_analyzes():
+    """Only ICMP to addresses that are no destination (multicast, as IPv6 neighbour discovery
+    sends): the detector had an empty list select no columns and crashed `analyze`."""
+    from cicd_audit.analyzers.icmp_payload import icmp_payloads
+    conn = pd.DataFrame({"proto": ["icmp"], "id.orig_h": ["fe80::1"], "id.orig_p": [135], "id.resp_h": ["ff02::1"],
+                         "id.resp_p": [136], "orig_bytes": [900], "resp_bytes": [0], "orig_pkts": [3], "resp_pkts": [0]})
+    assert icmp_payloads(conn).empty
+
+
 # ---- upload_volume --------------------------------------------------------------------------------
 
 ARTIFACTS = "artifacts.example-store.com"
