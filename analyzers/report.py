@@ -65,6 +65,11 @@ def _n(x) -> str:
     return f"{x:,}"
 
 
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """"1 destination", "2 destinations": a count with its noun in the right number."""
+    return f"{_n(n)} {singular if n == 1 else plural or singular + 's'}"
+
+
 def _time_range(s: dict) -> str:
     a, b = s.get("first_seen"), s.get("last_seen")
     if not a:
@@ -76,7 +81,7 @@ def _time_range(s: dict) -> str:
 
 
 def _connections_line(s: dict) -> str:
-    line = f"{_n(s['connections'])} connections to {_n(s['unique_destinations'])} destinations"
+    line = f"{_count(s['connections'], 'connection')} to {_count(s['unique_destinations'], 'destination')}"
     parts = []
     if s.get("allowed_destinations") is not None:
         parts.append(f"{_n(s['allowed_destinations'])} allowed")
@@ -88,7 +93,8 @@ def _connections_line(s: dict) -> str:
 
 
 def _dns_line(s: dict) -> str:
-    return f"{_n(s['dns_queries'])} queries, {_n(s['dns_names'])} names, {_n(s['registered_domains'])} registered domains"
+    return (f"{_count(s['dns_queries'], 'query', 'queries')}, {_count(s['dns_names'], 'name')}, "
+            f"{_count(s['registered_domains'], 'registered domain')}")
 
 
 def _findings_line(s: dict) -> str:
