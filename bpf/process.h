@@ -336,7 +336,11 @@ static __always_inline void ca_attribute(struct __sk_buff *skb, struct ca_packet
 	cookie = bpf_get_socket_cookie(skb);
 	if (cookie)
 		owner = ca_sock_owner_lookup(&cookie);
-	if (!owner && (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)) {
+	/* The flow only for a packet without a local socket (forwarded from a
+	 * container): a local socket the hooks never saw (a process outside the
+	 * watched cgroup) must not inherit the owner of another socket that
+	 * happened to use the same destination and source port. */
+	else if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP) {
 		__builtin_memcpy(flow.daddr, ca_key_addr(&p->key, dst), 16);
 		flow.dport = ca_key_port(&p->key, dst);
 		flow.sport = ca_key_port(&p->key, !dst);
