@@ -20,19 +20,11 @@ EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 
 
-def _has_logs(d: str) -> bool:
-    try:
-        entries = os.listdir(d)
-    except OSError:
-        return False
-    return any(e.startswith(("conn.", "dns.")) and (".log" in e or ".json" in e) for e in entries)
-
-
 def _load(dirs, what):
-    from ..zeeklog.reader import load_logs
+    from ..zeeklog.reader import has_logs, load_logs
 
     for d in dirs:
-        if not _has_logs(d):
+        if not has_logs(d):
             raise InputError(f"{what} {d}: no conn.log or dns.log in it (plain, .gz or JSON)")
     return load_logs(*dirs)
 

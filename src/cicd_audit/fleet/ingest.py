@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError
-from ..zeeklog.reader import load_logs
+from ..zeeklog.reader import has_logs, load_logs
 from .catalog import MANIFEST_FORMAT, read_manifest, write_manifest
 from .columns import to_arrow, zeek_types
 from .jobmeta import read_job_meta
@@ -38,14 +38,6 @@ COMPRESSION = "zstd"
 NO_DATE = "1970-01-01"
 
 
-def _has_logs(d: str) -> bool:
-    try:
-        entries = os.listdir(d)
-    except OSError:
-        return False
-    return any(e.startswith(("conn.", "dns.")) and (".log" in e or ".json" in e) for e in entries)
-
-
 def _dates(ts: pd.Series) -> pd.Series:
     if ts.empty:
         return pd.Series([], dtype=object)
@@ -56,7 +48,7 @@ def add_session(store: Store, session_dir) -> dict:
     d = os.fspath(session_dir)
     if not os.path.isdir(d):
         raise InputError(f"{d}: not a session directory")
-    if not _has_logs(d):
+    if not has_logs(d):
         raise InputError(f"{d}: no conn.log or dns.log in it (plain, .gz or JSON)")
     return write_session(store, read_job_meta(d), load_logs(d))
 

@@ -952,6 +952,15 @@ def _session_labels(dirs: list[str]) -> list[str]:
     return base if len(set(base)) == len(base) else [os.path.normpath(d) for d in dirs]
 
 
+def has_logs(directory) -> bool:
+    """Whether a directory holds a conn or dns log (TSV or JSON, plain or gzipped): a session."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return False
+    return any(e.startswith(("conn.", "dns.")) and (".log" in e or ".json" in e) for e in entries)
+
+
 def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2) -> LoadedLogs:
     """Load conn, dns, weird, capture_stats and notice logs from session directories.
 
