@@ -26,7 +26,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   python3 python3-venv python3-pip python3-bpfcc iproute2 gcc libc6-dev \
-  dnsmasq dnsutils curl iperf3 tshark tcpreplay iodine dns2tcp >/dev/null
+  dnsmasq dnsutils curl iperf3 tshark tcpreplay iodine dns2tcp nodejs >/dev/null
 # Headers for the running kernel if the distribution has them, else its generic ones.
 if ! apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" >/dev/null 2>&1; then
   arch=$(dpkg --print-architecture)
