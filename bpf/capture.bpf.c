@@ -100,6 +100,7 @@ struct ca_scratch {
 	struct ca_clock clock;
 	struct ca_conn conn;
 	struct ca_dns_event dns;
+	struct ca_fragment_event frag;
 	struct ca_sweep_request sweep;
 	struct ca_csum_scratch csum;
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
@@ -597,6 +598,38 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 		ca_count(CA_STAT_DNS_MESSAGES, 1);
 }
 
+/* Send a fragment up whole, frame and all, for user space to reassemble
+ * (recorder/fragments.py); the datagram then comes back through this program.
+ * Fragments are rare, so the copy costs nothing on the common path. */
+static __always_inline void ca_emit_fragment(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p)
+{
+	struct ca_fragment_event *ev = &s->frag;
+	__u32 n = skb->len;
+
+	if (n > CA_FRAGMENT_MAX)
+		n = CA_FRAGMENT_MAX;
+	ev->hdr.type = CA_EVENT_FRAGMENT;
+	ev->hdr.ts_ns = p->ts;
+	ev->l3_off = p->l3_off;
+	ev->frame_len = p->l3_off + p->caplen > skb->len ? p->l3_off + p->caplen : skb->len;
+	ev->egress = p->egress;
+	/* The datagram runs later without a socket: its owner is found through this. */
+	ev->sock_cookie = p->egress ? bpf_get_socket_cookie(skb) : 0;
+	ev->captured_len = 0;
+	if (n > 0 && bpf_skb_load_bytes(skb, 0, ev->frame, ((n - 1) & (CA_FRAGMENT_MAX - 1)) + 1) == 0)
+		ev->captured_len = n;
+	n = offsetof(struct ca_fragment_event, frame) + (ev->captured_len & (2 * CA_FRAGMENT_MAX - 1));
+	if (n > sizeof(*ev))
+		n = sizeof(*ev);
+	ev->hdr.size = n;
+	if (events.ringbuf_output(ev, n, 0) != 0) {
+		ca_count(CA_STAT_RB_DROP_FRAGMENT, 1);
+		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
+	} else {
+		ca_count(CA_STAT_FRAGMENTS, 1);
+	}
+}
+
 /* Zeek's DNS analyzer on one message (for TCP: the connection's first
  * payload segment, which starts with the message). An opcode it does not
  * know adds 'X' and leaves the first message still to come; the first
@@ -819,16 +852,19 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 		return CA_PASS;
 	}
 	if (ca_unlikely(p->fragment)) {
+		/* Counted here as wire packets; the datagram they make up comes back
+		 * through this program, and user space does not count it twice. */
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
-		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
 #if CA_BLOCK
-		/* Fragments are not reassembled, so only their address can be judged. */
+		/* A fragment leaves before its datagram is whole: only its address
+		 * can be judged. Refused fragments never left: nothing to reassemble. */
 		if (egress && ca_conn_in_job(skb, 0) && !ca_addr_allowed(p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
 			ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 			return CA_DROP;
 		}
 #endif
+		ca_emit_fragment(skb, s, p);
 		return CA_PASS;
 	}
 #if CA_VALIDATE_CHECKSUMS

@@ -18,6 +18,7 @@
 #define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
 #define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
 #define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
+#define CA_FRAGMENT_MAX 16384      /* power of two: bytes of a fragment's frame sent up (jumbo frames fit) */
 
 enum ca_event_type {
 	CA_EVENT_CONN_END = 1,     /* a connection ended; carries its final state */
@@ -25,6 +26,7 @@ enum ca_event_type {
 	CA_EVENT_WEIRD = 3,        /* a malformed or unexpected packet */
 	CA_EVENT_PROCESS = 4,      /* a socket hook saw a process for the first time */
 	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
+	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/fragments.py) */
 };
 
 /* Why a connection ended. */
@@ -55,7 +57,7 @@ enum ca_weird_code {
 	CA_WEIRD_BAD_TCP_CHECKSUM = 4,
 	CA_WEIRD_BAD_UDP_CHECKSUM = 5,
 	CA_WEIRD_BAD_ICMP_CHECKSUM = 6,
-	CA_WEIRD_IP_FRAGMENT = 7,          /* fragments are not reassembled */
+	CA_WEIRD_IP_FRAGMENT = 7,          /* a fragment could not be sent up for reassembly */
 	CA_WEIRD_UNKNOWN_IP_VERSION = 8,
 	CA_WEIRD_TOO_MANY_EXT_HEADERS = 9,
 	CA_WEIRD_DNS_TRUNCATED = 10,       /* DNS payload larger than CA_DNS_PAYLOAD_MAX */
@@ -84,6 +86,8 @@ enum ca_stat {
 	CA_STAT_RB_DROP_BLOCKED = 16,  /* ring buffer full: blocked-attempt event lost */
 	CA_STAT_RB_DROP_PROCESS = 17,  /* ring buffer full: process event lost */
 	CA_STAT_ALLOW_TABLE_FULL = 18, /* blocking: a learnt address found no room (fails closed) */
+	CA_STAT_RB_DROP_FRAGMENT = 19, /* ring buffer full: a fragment lost (its datagram is never reassembled) */
+	CA_STAT_FRAGMENTS = 20,        /* IP fragments sent up for reassembly */
 	CA_STAT_MAX = 24,
 };
 
@@ -227,6 +231,20 @@ struct ca_weird_event {
 	__u64 conn_id;             /* 0 when no connection is known */
 	__u32 code;                /* enum ca_weird_code */
 	__u32 detail;              /* code-specific number (e.g. a length) */
+};
+
+/* One IP fragment as it was seen, from the frame's first byte: user space
+ * reassembles its datagram as Zeek does and runs that through the same
+ * program (BPF_PROG_TEST_RUN), so one parser judges every packet. */
+struct ca_fragment_event {
+	struct ca_event_header hdr;
+	__u32 l3_off;              /* where the IP header starts in frame[] */
+	__u32 frame_len;           /* the frame's length (pcap input: as captured) */
+	__u32 captured_len;        /* bytes in frame[] (<= CA_FRAGMENT_MAX) */
+	__u8 egress;               /* 1: seen leaving the interface (run it through ca_egress) */
+	__u8 pad[3];
+	__u64 sock_cookie;         /* egress: the sending socket's cookie (its owner goes to the datagram); else 0 */
+	__u8 frame[CA_FRAGMENT_MAX];
 };
 
 /* First sight of a process in a socket hook; user space reads /proc/<tgid> then. */

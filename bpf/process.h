@@ -321,6 +321,14 @@ static __always_inline int ca_udp_egress_hook(struct __sk_buff *skb)
 	return 1;
 }
 
+static __always_inline int ca_skb_has_inet_socket(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+
+	/* The test-run skb's dummy socket takes the packet's family but has no port. */
+	return sk && (sk->family == CA_AF_INET || sk->family == CA_AF_INET6) && sk->src_port != 0;
+}
+
 /* TC, once per new connection: copy its owner in, if a hook saw it. Also for
  * a connection opened by an ingress packet: on the host's end of a container's
  * veth (or its bridge) the container's packets arrive as ingress, without a
@@ -337,10 +345,12 @@ static __always_inline void ca_attribute(struct __sk_buff *skb, struct ca_packet
 	if (cookie)
 		owner = ca_sock_owner_lookup(&cookie);
 	/* The flow only for a packet without a local socket (forwarded from a
-	 * container): a local socket the hooks never saw (a process outside the
-	 * watched cgroup) must not inherit the owner of another socket that
-	 * happened to use the same destination and source port. */
-	else if (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP) {
+	 * container, or a reassembled datagram run with BPF_PROG_TEST_RUN, whose
+	 * skb holds a dummy socket bound to no port): a local socket the hooks never
+	 * saw (a process outside the watched cgroup) must not inherit the owner of
+	 * another socket that happened to use the same destination and source port. */
+	if (!owner && !ca_skb_has_inet_socket(skb) &&
+	    (p->key.ip_proto == CA_IPPROTO_TCP || p->key.ip_proto == CA_IPPROTO_UDP)) {
 		__builtin_memcpy(flow.daddr, ca_key_addr(&p->key, dst), 16);
 		flow.dport = ca_key_port(&p->key, dst);
 		flow.sport = ca_key_port(&p->key, !dst);

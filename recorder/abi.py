@@ -19,6 +19,7 @@ SWEEP_KEYS_MAX = 32
 COMM_LEN = 16
 NAME_MAX = 256
 POLICY_PORTS_MAX = 6
+FRAGMENT_MAX = 16384
 
 
 class EventType(enum.IntEnum):
@@ -27,6 +28,7 @@ class EventType(enum.IntEnum):
     WEIRD = 3
     PROCESS = 4
     BLOCKED = 5
+    FRAGMENT = 6
 
 
 class BlockReason(enum.IntEnum):
@@ -97,6 +99,8 @@ class Stat(enum.IntEnum):
     RB_DROP_BLOCKED = 16
     RB_DROP_PROCESS = 17
     ALLOW_TABLE_FULL = 18
+    RB_DROP_FRAGMENT = 19
+    FRAGMENTS = 20
 
 
 STAT_MAX = 24
@@ -182,6 +186,13 @@ class DnsEvent(ctypes.Structure):
     ]
 
 
+class FragmentEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", EventHeader), ("l3_off", c_u32), ("frame_len", c_u32), ("captured_len", c_u32),
+        ("egress", c_u8), ("pad", c_u8 * 3), ("sock_cookie", c_u64), ("frame", c_u8 * FRAGMENT_MAX),
+    ]
+
+
 class WeirdEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
 
@@ -250,6 +261,7 @@ MIRRORED_STRUCTS = {
     "ca_conn_end_event": ConnEndEvent,
     "ca_dns_event": DnsEvent,
     "ca_weird_event": WeirdEvent,
+    "ca_fragment_event": FragmentEvent,
     "ca_sweep_request": SweepRequest,
     "ca_process": Process,
     "ca_process_event": ProcessEvent,

@@ -49,6 +49,7 @@ from cicd_audit.recorder.control import ControlServer
 from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.job_scope import JobScope, JoinedCgroup
 from cicd_audit.recorder.output_dir import OutputDir, open_directory
+from cicd_audit.recorder.packet_runner import DatagramRunner
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.stop_flag import StopFlag
@@ -212,6 +213,7 @@ class Agent:
         try:
             log = SessionLog(output, self.fmt, to_epoch=lambda ns: (ns + self._epoch_offset_ns) / 1e9,
                              processes=self.processes, blocking=blocked)
+            log.run_datagram = DatagramRunner.for_program(self.program)
         except BaseException:
             output.close()
             raise

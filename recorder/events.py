@@ -58,7 +58,7 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
-    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, or (DnsEvent, payload)."""
+    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, Fragment, or (DnsEvent, payload)."""
     buf = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size])
     if len(buf) < ctypes.sizeof(abi.EventHeader):
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
@@ -83,7 +83,33 @@ def decode(data: int | bytes, size: int):
         if len(payload) != event.captured_len:
             raise EventFormatError("DNS event payload is shorter than its captured length")
         return event, payload
+    if header.type == abi.EventType.FRAGMENT:
+        return _fragment(buf)
     raise EventFormatError(f"unknown event type {header.type}")
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """A FRAGMENT event: one IP fragment and the frame it came in."""
+
+    ts_ns: int
+    frame: bytes           # the frame from its first byte, as far as it was copied
+    frame_len: int         # the frame's whole length
+    l3_off: int            # where its IP header starts
+    egress: bool
+    sock_cookie: int = 0   # egress: the sending socket's cookie, 0 if none
+
+
+def _fragment(buf: bytes) -> Fragment:
+    fixed = abi.FragmentEvent.frame.offset
+    if len(buf) < fixed:
+        raise EventFormatError(f"fragment event of {len(buf)} bytes is shorter than its fixed part")
+    event = abi.FragmentEvent.from_buffer_copy(buf[:fixed] + bytes(ctypes.sizeof(abi.FragmentEvent) - fixed))
+    frame = buf[fixed:fixed + event.captured_len]
+    if len(frame) != event.captured_len or event.l3_off >= max(event.captured_len, 1):
+        raise EventFormatError("fragment event is shorter than its captured length, or its IP header is outside it")
+    return Fragment(event.hdr.ts_ns, frame, max(event.frame_len, len(frame)), event.l3_off, bool(event.egress),
+                    event.sock_cookie)
 
 
 def _exact(struct_type, buf: bytes):

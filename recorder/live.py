@@ -33,6 +33,7 @@ from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.interfaces import choose_interfaces
 from cicd_audit.recorder.job_scope import CgroupEntry, JobCgroup, JobScope
 from cicd_audit.recorder.output_dir import OutputDir
+from cicd_audit.recorder.packet_runner import DatagramRunner
 from cicd_audit.recorder.processes import ProcessTable
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.stop_flag import StopFlag
@@ -113,6 +114,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
     exit_status = 0
     try:
         sweeper = Sweeper(program, program.sweep_fn.fd)
+        session.run_datagram = DatagramRunner.for_program(program)
         with contextlib.ExitStack() as attached:
             enter_job = None            # run in the command's process before exec: joins the job
             if blocking is not None:

@@ -17,7 +17,7 @@ from cicd_audit.errors import InputError
 from cicd_audit.recorder import linktypes
 from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.capture_file import CaptureFile
-from cicd_audit.recorder.packet_runner import FrameRejected, PacketRunner
+from cicd_audit.recorder.packet_runner import DatagramRunner, FrameRejected, PacketRunner
 from cicd_audit.recorder.session import SessionLog
 from cicd_audit.recorder.stop_flag import StopFlag
 from cicd_audit.recorder.sweeper import Sweeper
@@ -67,6 +67,7 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
         if likely_server_ports is not None:
             program.set_likely_server_ports(likely_server_ports)
         runner = PacketRunner(program.packet_fn.fd)
+        session.run_datagram = DatagramRunner.for_program(program)
         sweeper = Sweeper(program, program.sweep_fn.fd)
         bar = _progress_bar(pcap, progress)
         next_sweep = None

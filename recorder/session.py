@@ -40,6 +40,7 @@ from cicd_audit.recorder.conn_rows import (
     refused_connect_row,
 )
 from cicd_audit.recorder.dns.log import DnsConnectionLog
+from cicd_audit.recorder.fragments import Datagram, FragmentTable
 from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.status_file import STATUS_FILE, StatusFile
@@ -71,6 +72,8 @@ class SessionCounters:
     conn_ip_bytes: int = 0
     notices: int = 0
     refused_connects: int = 0   # conn.log rows written for a connect() refused before any packet
+    datagrams_run: int = 0      # reassembled datagrams run through the kernel program: counted once
+    datagram_ip_bytes: int = 0  # already, as their fragments
     end_reasons: dict = field(default_factory=dict)
 
 
@@ -80,7 +83,8 @@ NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
 # suppression interval Zeek would write (1 hour by default) would mislead.
 NOTICE_SUPPRESS_FOR = 0.0
 # Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
-RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process")
+RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process",
+                      "rb_drop_fragment")
 # Disk space allocated past each log's header at start (LogWriter's reserve): capture_stats.log's
 # row and #close fit when the job has filled the disk; the other logs keep room for #close only.
 STATS_RESERVE = 4096
@@ -103,6 +107,9 @@ class SessionLog:
         self.uids = UidAllocator()
         self.counters = SessionCounters()
         self._dns_logs: dict[int, DnsConnectionLog] = {}
+        self.fragments = FragmentTable()
+        # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
+        self.run_datagram: Callable[[Datagram], bool] | None = None
         conn_schema = load_schema("conn")
         # Zeek's policy/protocols/conn/community-id-logging.zeek: one more column after Zeek's own.
         self.add_community_id = add_community_id
@@ -192,6 +199,8 @@ class SessionLog:
                 self.processes.on_process_event(event.proc)
         elif isinstance(event, abi.BlockedEvent):
             self._blocked(event)
+        elif isinstance(event, events.Fragment):
+            self._fragment(event)
         else:
             self._dns_message(*event)
 
@@ -327,6 +336,18 @@ class SessionLog:
             row.update(process_columns(info))
         return row
 
+    def _fragment(self, frag: events.Fragment) -> None:
+        datagram, weirds = self.fragments.add(frag)
+        for weird in self.fragments.to_log(weirds):
+            self.write_weird(self.to_epoch(weird.ts_ns), weird.name, conn_id=weird.conn_id)
+        if datagram is None:
+            return
+        if self.run_datagram is not None and self.run_datagram(datagram):
+            self.counters.datagrams_run += 1
+            self.counters.datagram_ip_bytes += datagram.ip_len
+        else:
+            self.fragments.counts.lost += datagram.fragments
+
     def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
         uid = self.uids.for_conn(ev.conn_id) if ev.conn_id else None
@@ -369,12 +390,15 @@ class SessionLog:
             self._write_dns_rows(dns_log.flush(end_ts), dns_log)
         self._dns_logs.clear()
         drops = sum(kernel_stats.get(name, 0) for name in RINGBUF_DROP_STATS)
+        self.fragments.expire(0, everything=True)
+        c = self.counters
         stats = {
             "ts": time.time(),
             "source": source,
             "duration": duration,
-            "packets": kernel_stats.get("packets", 0) + self.counters.conn_packets,
-            "ip_bytes": kernel_stats.get("ip_bytes", 0) + self.counters.conn_ip_bytes,
+            # A reassembled datagram's fragments were counted as they passed; the datagram is not counted again.
+            "packets": kernel_stats.get("packets", 0) + c.conn_packets - c.datagrams_run,
+            "ip_bytes": kernel_stats.get("ip_bytes", 0) + c.conn_ip_bytes - c.datagram_ip_bytes,
             "connections": self.counters.connections,
             "dns_messages": self.counters.dns_messages,
             "dns_rows": self.counters.dns_rows,
@@ -383,6 +407,8 @@ class SessionLog:
             "parse_errors": kernel_stats.get("parse_errors", 0) + self.counters.bad_events,
             "dns_parse_errors": self.counters.dns_parse_errors,
             "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
+            "fragments": kernel_stats.get("fragments", 0) + kernel_stats.get("rb_drop_fragment", 0),
+            "fragments_lost": self.fragments.counts.lost + kernel_stats.get("rb_drop_fragment", 0),
         }
         stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
         self._say_kernel_losses(drops, stats["conn_table_full"])
