@@ -8,6 +8,10 @@ as a CI hook sees it:
 - `job start` latency;
 - `job end` latency, with the analysis (the default) and without
   (--no-analysis), since the analysis is `cicd-audit analyze` in a child;
+- both through `cicd-audit job` (the command on PATH) and through the
+  `cicd-audit-job` client `job install-hooks` writes beside the hook scripts
+  (the same module without site-packages), in turn with the agent's own
+  share (a request from this process);
 - the agent's RSS after every --every jobs (it should stay flat).
 
     sudo python bench/agent_bench.py [--jobs 1000] [--every 100] [--analysis]
@@ -22,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cicd_audit.control_protocol import request
 from cicd_audit.demo import NetnsLab
-from cicd_audit.recorder.control import request
 
 VENV_BIN = Path(sys.executable).parent
 CICD_AUDIT = str(VENV_BIN / "cicd-audit")
@@ -66,32 +70,37 @@ def main() -> None:
         time.sleep(1)
         curl = lab.cmd(lab.runner, ["curl", "-s", "-o", "/dev/null", "--retry", "5", "--retry-connrefused",
                                     f"http://{lab.internet_ip}:8080/"])
-        # Odd jobs through the command a hook runs (an interpreter start included), even ones
-        # through the socket from here: the agent's own share.
-        cli = {"start": [], "end": []}
-        socket_only = {"start": [], "end": []}
-        print(f"{'jobs':>6} {'agent RSS':>10} | {'hook command: start':>20} {'end':>7} | "
-              f"{'agent round trip: start':>24} {'end':>7}   (p50 / p95, ms)")
+        # Jobs in turn through the command on PATH, through the hook client (an interpreter start
+        # included in both), and through the socket from here: the agent's own share.
+        hooks_dir = work / "runner"
+        hooks_dir.mkdir()
+        subprocess.run([CICD_AUDIT, "job", "install-hooks", "github", str(hooks_dir)], check=True, capture_output=True)
+        hook_client = str(hooks_dir / "cicd-audit-hooks" / "cicd-audit-job")
+        ways = {"command": {"start": [], "end": []}, "hook client": {"start": [], "end": []},
+                "socket": {"start": [], "end": []}}
+        print(f"{'jobs':>6} {'agent RSS':>10} | " + " | ".join(f"{w + ': start':>20} {'end':>7}" for w in ways)
+              + "   (p50 / p95, ms)")
         for n in range(1, args.jobs + 1):
+            way = list(ways)[n % 3]
             for op in ("start", "end"):
                 if op == "end":
                     subprocess.run(curl, check=True)
-                if n % 2:
-                    ms, _ = timed([CICD_AUDIT, "job", op, "--socket", str(sock)])
-                    cli[op].append(ms)
-                else:
+                if way == "socket":
                     t0 = time.perf_counter()
                     reply = request(sock, {"op": op, "labels": {"n": str(n)}} if op == "start" else {"op": op})
                     assert reply["ok"], reply
-                    socket_only[op].append((time.perf_counter() - t0) * 1000)
+                    ways[way][op].append((time.perf_counter() - t0) * 1000)
+                else:
+                    argv = [CICD_AUDIT, "job"] if way == "command" else [hook_client]
+                    ms, _ = timed([*argv, op, "--socket", str(sock)])
+                    ways[way][op].append(ms)
             if n % args.every == 0:
                 def q(xs, p):
-                    xs = sorted(xs[-args.every // 2:])
+                    xs = sorted(xs[-args.every // 3:])
                     return xs[min(len(xs) - 1, int(p * len(xs)))]
-                cells = " ".join(f"{q(d[op], 0.5):6.1f}/{q(d[op], 0.95):6.1f}" for d in (cli,) for op in ("start", "end"))
-                own = " ".join(f"{q(d[op], 0.5):6.1f}/{q(d[op], 0.95):6.1f}" for d in (socket_only,)
-                               for op in ("start", "end"))
-                print(f"{n:6d} {rss_kib(agent_pid(lab, agent)) / 1024:7.1f} MB | {cells:>28} | {own:>32}", flush=True)
+                cells = " | ".join(" ".join(f"{q(d[op], 0.5):6.1f}/{q(d[op], 0.95):6.1f}" for op in ("start", "end"))
+                                   for d in ways.values())
+                print(f"{n:6d} {rss_kib(agent_pid(lab, agent)) / 1024:7.1f} MB | {cells}", flush=True)
         agent.terminate()
         agent.wait(60)
         server.terminate()

@@ -22,12 +22,10 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from cicd_audit.control_protocol import read_line
 from cicd_audit.errors import CicdAuditError, EnvironmentProblem, UsageError
 
-DEFAULT_SOCKET = Path("/run/cicd-audit/agent.sock")
-REQUEST_MAX = 64 * 1024
 CLIENT_TIMEOUT_S = 1.0          # a client that stalls cannot hold the agent's loop longer
-REPLY_TIMEOUT_S = 900.0         # `job end` runs the analysis before it replies
 
 
 class ControlServer:
@@ -97,46 +95,13 @@ class ControlServer:
         pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if not (uid == 0 or self.gid is not None and (gid == self.gid or self.gid in _groups_of(pid))):
             return {"ok": False, "error": "permission denied: root or the agent's socket group only"}
-        request = json.loads(_read_line(conn))
+        request = json.loads(read_line(conn))
         if not isinstance(request, dict):
             raise ValueError("a request is a JSON object")
         try:
             return {"ok": True, **self.handle(request, pid)}
         except CicdAuditError as exc:
             return {"ok": False, "error": str(exc)}
-
-
-def request(socket_path: Path, message: dict) -> dict:
-    """Send one request to the agent; its reply. EnvironmentProblem when no agent answers."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(REPLY_TIMEOUT_S)
-    try:
-        sock.connect(str(socket_path))
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        reply = json.loads(_read_line(sock))
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise EnvironmentProblem(f"no agent is listening on {socket_path} (start `cicd-audit agent`)") from exc
-    except PermissionError as exc:
-        raise EnvironmentProblem(f"{socket_path}: permission denied (root or the agent's socket group)") from exc
-    except (OSError, ValueError) as exc:
-        raise EnvironmentProblem(f"the agent on {socket_path} did not answer: {exc}") from exc
-    finally:
-        sock.close()
-    if not isinstance(reply, dict):
-        raise EnvironmentProblem(f"the agent on {socket_path} answered nonsense")
-    return reply
-
-
-def _read_line(sock: socket.socket) -> str:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > REQUEST_MAX:
-            raise ValueError("message too long")
-    return data.decode()
 
 
 def _answers(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cicd_audit.cli import main
@@ -56,3 +57,70 @@ def test_retention_removes_the_oldest_finished_sessions_only(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["20261101T000000Z-link", "20261130T000000Z-job0",
                                                           "20261203T000000Z-job3", "20261204T000000Z-job4"]
     assert (outside / "keep").exists()
+
+
+def test_the_hook_client_runs_without_site_packages_and_talks_to_the_agent(tmp_path):
+    """`cicd-audit-job`, beside the scripts: `python3 -SI`, this package's job client only,
+    and the same request on the wire as `cicd-audit job`."""
+    import json
+    import socket
+    import subprocess
+    import threading
+
+    assert install(tmp_path).exit_code == 0
+    client = tmp_path / "cicd-audit-hooks" / "cicd-audit-job"
+    assert os.access(client, os.X_OK) and client.read_text().splitlines()[0].endswith(" -SI")
+    sock_path = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    seen = []
+
+    def answer_once():
+        conn, _ = server.accept()
+        with conn:
+            seen.append(json.loads(conn.makefile().readline()))
+            conn.sendall(b'{"ok": true, "session": "/sessions/job1"}\n')
+
+    thread = threading.Thread(target=answer_once)
+    thread.start()
+    env = {"PATH": os.environ["PATH"], "GITHUB_REPOSITORY": "octo/repo"}
+    r = subprocess.run([str(client), "start", "--socket", str(sock_path), "--label", "k=v"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    thread.join(10)
+    server.close()
+    assert (r.returncode, r.stdout, r.stderr) == (0, "/sessions/job1\n", "")
+    assert seen == [{"op": "start", "labels": {"repository": "octo/repo", "k": "v"}}]
+    # What it imports: the standard library and two modules of this package, no site.
+    probe = client.read_text().replace("from cicd_audit.job_client import main\nsys.exit(main(sys.argv[1:]))\n",
+                                       "import cicd_audit.job_client\n"
+                                       "print(sorted(m for m in sys.modules if m.startswith(('cicd_audit', 'site'))))\n")
+    shebang, _, body = probe.partition("\n")
+    out = subprocess.run([*shebang[2:].split(), "-c", body], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == str(["cicd_audit", "cicd_audit.control_protocol", "cicd_audit.errors",
+                                      "cicd_audit.job_client"]), out.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "expected one of start, end, status"),
+    (["stop"], "expected one of start, end, status"),
+    (["start", "--sock", "/x"], "unrecognized argument '--sock'"),
+    (["start", "--socket"], "--socket needs a value"),
+    (["start", "--join", "abc"], "--join 'abc': not a process id"),
+    (["end", "--label", "a=b"], "--label and --join go with start"),
+    (["start", "--socket=/nonexistent.sock", "--label", "\x1b]0;pwned\x07"], "expected KEY=VALUE"),
+])
+def test_job_client_usage_errors_are_one_clear_line(capsys, argv, message):
+    from cicd_audit.job_client import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err and "\x1b" not in err, err
+
+
+def test_job_client_takes_both_option_forms(monkeypatch):
+    from cicd_audit import job_client
+    sent = []
+    monkeypatch.setattr(job_client, "request", lambda path, msg: sent.append((path, msg)) or {"ok": True, "session": "s"})
+    assert job_client.main(["start", "--socket=/a.sock", "--join", "42", "--label=x=1", "--label", "y=2"]) == 0
+    assert sent[0][0] == "/a.sock" and sent[0][1]["join"] == 42
+    assert {"x": "1", "y": "2"}.items() <= sent[0][1]["labels"].items()

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from cicd_audit import job_client
+from cicd_audit.control_protocol import DEFAULT_SOCKET
 from cicd_audit.errors import CicdAuditError
-from cicd_audit.recorder.control import DEFAULT_SOCKET
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
-                             default=DEFAULT_SOCKET, show_default=True, help="The agent's control socket.")
+                             default=Path(DEFAULT_SOCKET), show_default=True, help="The agent's control socket.")
 
 
 def _fail(exc: CicdAuditError) -> None:
@@ -118,6 +118,7 @@ def job_status(socket_path):
 
 HOOK_VARIABLES = {"ACTIONS_RUNNER_HOOK_JOB_STARTED": "job-started.sh",
                   "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": "job-completed.sh"}
+HOOK_CLIENT = "cicd-audit-job"      # beside the scripts: `cicd-audit job` without site-packages (job_client.py)
 
 
 @job.command("install-hooks")
@@ -131,6 +132,9 @@ def install_hooks(platform, runner_dir, socket_path):
     from importlib import resources
     hooks = runner_dir / "cicd-audit-hooks"
     hooks.mkdir(exist_ok=True)
+    client = hooks / HOOK_CLIENT
+    client.write_text(job_client.hook_client_script())
+    client.chmod(0o755)
     settings = {}
     for variable, script in HOOK_VARIABLES.items():
         text = resources.files("cicd_audit.integrations").joinpath(platform, script).read_text()
@@ -138,7 +142,7 @@ def install_hooks(platform, runner_dir, socket_path):
         target.write_text(text)
         target.chmod(0o755)
         settings[variable] = str(target.resolve())
-    if socket_path != DEFAULT_SOCKET:
+    if socket_path != Path(DEFAULT_SOCKET):
         settings["CICD_AUDIT_SOCKET"] = str(socket_path)
     env_file = runner_dir / ".env"
     kept = [line for line in (env_file.read_text().splitlines() if env_file.exists() else [])

@@ -4,19 +4,22 @@ Standard library only, and reached before the full command line loads
 (cicd_audit.launcher), so a hook costs an interpreter start and one round
 trip to the agent, not the import of the whole tool. `cicd-audit job --help`
 and `job install-hooks` go through the full command line (agent_cli.py).
+
+`job install-hooks` also writes `cicd-audit-job` beside the hook scripts
+(hook_client_script): this module run by `python3 -SI`, which skips
+site-packages and its .pth files (an editable install's finder, distro
+hooks): interpreter start up is then about a fifth of a plain one's.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
-from pathlib import Path
 
+from cicd_audit.control_protocol import DEFAULT_SOCKET, request
 from cicd_audit.errors import CicdAuditError, UsageError
-from cicd_audit.recorder.control import DEFAULT_SOCKET, request
 
 # The job's identity, read from the environment the CI platform gives its hooks.
 IDENTITY_FROM_ENV = {
@@ -43,24 +46,24 @@ def identity(labels: list[str], environ=os.environ) -> dict:
     return found
 
 
-def start(socket_path: Path, labels: list[str], join: int | None = None) -> dict:
+def start(socket_path, labels: list[str], join: int | None = None) -> dict:
     request = {"op": "start", "labels": identity(labels)}
     if join is not None:
         request["join"] = join
     return _ask(socket_path, request)
 
 
-def end(socket_path: Path) -> dict:
+def end(socket_path) -> dict:
     return _ask(socket_path, {"op": "end"})
 
 
-def status(socket_path: Path) -> dict:
+def status(socket_path) -> dict:
     reply = _ask(socket_path, {"op": "status"})
     reply.pop("ok", None)
     return reply
 
 
-def _ask(socket_path: Path, message: dict) -> dict:
+def _ask(socket_path, message: dict) -> dict:
     reply = request(socket_path, message)
     if not reply.get("ok"):
         raise UsageError(f"the agent refused: {_printable(reply.get('error', 'no reason given'))}")
@@ -74,28 +77,67 @@ def _printable(text) -> str:
 
 def main(argv: list[str]) -> int:
     """argv: what follows `cicd-audit job`. Prints what the full command line would."""
-    parser = argparse.ArgumentParser(prog="cicd-audit job")
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--socket", type=Path, default=DEFAULT_SOCKET)
-    parser.add_argument("--label", action="append", default=[])
-    parser.add_argument("--join", type=int)
-    args = parser.parse_args(argv)
-    if (args.label or args.join is not None) and args.command != "start":
-        parser.error("--label and --join go with start")
     try:
-        if args.command == "start":
-            reply = start(args.socket, args.label, args.join)
+        command, socket_path, labels, join = _parse(argv)
+    except UsageError as exc:
+        print(f"cicd-audit job: error: {exc} (usage: cicd-audit job {{{','.join(COMMANDS)}}} [--socket PATH] "
+              "[--label KEY=VALUE]... [--join PID])", file=sys.stderr)
+        return exc.exit_code
+    try:
+        if command == "start":
+            reply = start(socket_path, labels, join)
             if reply.get("warning"):
                 print(f"cicd-audit: warning: {_printable(reply['warning'])}", file=sys.stderr)
             print(reply["session"])
-        elif args.command == "end":
-            reply = end(args.socket)
+        elif command == "end":
+            reply = end(socket_path)
             if reply.get("analysis") not in (None, "done"):
                 print(f"cicd-audit: the session's analysis failed: {_printable(reply['analysis'])}", file=sys.stderr)
             print(reply["session"])
         else:
-            print(json.dumps(status(args.socket), sort_keys=True))
+            print(json.dumps(status(socket_path), sort_keys=True))
     except CicdAuditError as exc:
         print(f"cicd-audit: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
+
+
+def _parse(argv: list[str]) -> tuple[str, str, list[str], int | None]:
+    """(command, socket, labels, join) from `COMMAND [--socket PATH] [--label K=V]... [--join PID]`,
+    each option as `--opt VALUE` or `--opt=VALUE`. By hand: argparse alone would double the start-up."""
+    if not argv or argv[0] not in COMMANDS:
+        raise UsageError(f"expected one of {', '.join(COMMANDS)}")
+    command, socket_path, labels, join = argv[0], DEFAULT_SOCKET, [], None
+    rest = iter(argv[1:])
+    for arg in rest:
+        name, eq, value = arg.partition("=")
+        if name not in ("--socket", "--label", "--join"):
+            raise UsageError(f"unrecognized argument {_printable(arg)!r}")
+        if not eq:
+            value = next(rest, None)
+            if value is None:
+                raise UsageError(f"{name} needs a value")
+        if name == "--socket":
+            socket_path = value
+        elif name == "--label":
+            labels.append(value)
+        else:
+            try:
+                join = int(value)
+            except ValueError:
+                raise UsageError(f"--join {_printable(value)!r}: not a process id") from None
+    if (labels or join is not None) and command != "start":
+        raise UsageError("--label and --join go with start")
+    return command, socket_path, labels, join
+
+
+def hook_client_script() -> str:
+    """An executable that runs this module without site-packages: this interpreter, and the
+    directory this package is imported from (it needs nothing else)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    return (f"#!{sys.executable} -SI\n"
+            "# Written by `cicd-audit job install-hooks`: `cicd-audit job` for CI hooks, without site-packages.\n"
+            "import sys\n"
+            f"sys.path.insert(0, {package_root!r})\n"
+            "from cicd_audit.job_client import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
