@@ -347,7 +347,7 @@ class LoadReport:
     """How the program got loaded (for --verbose output, prepare and tests)."""
 
     key: str
-    source: str                  # "cache" or "compiled"
+    source: str                  # "prebuilt", "cache" or "compiled"
     seconds: float
     cache_problem: str | None = None     # why a cache entry was not used
     cache_path: Path | None = None       # where the compile was stored (None: not stored)
@@ -359,11 +359,20 @@ class CaptureProgram:
     def __init__(self, settings: ProgramSettings, on_event: Callable[[int, int], None], *, use_cache: bool = True):
         require_root()
         started = time.monotonic()
-        headers = kernel_headers.choose_headers()
-        self.headers = headers
         self.settings = settings
-        key = program_key(settings, headers)
-        self.maps, functions, self.load_report = _load(settings, headers, key, use_cache)
+        prebuilt_problem = None
+        loaded = None
+        if use_cache:
+            loaded, prebuilt_problem = _load_prebuilt(settings)
+        if loaded is None:
+            headers = kernel_headers.choose_headers()
+            try:
+                loaded = _load(settings, headers, program_key(settings, headers), use_cache)
+            except EnvironmentProblem as exc:
+                if prebuilt_problem:
+                    raise EnvironmentProblem(f"{exc} (the prebuilt program: {prebuilt_problem})") from exc
+                raise
+        self.maps, functions, self.load_report = loaded
         self.load_report.seconds = time.monotonic() - started
         self._functions = functions
         try:
@@ -434,6 +443,26 @@ class CaptureProgram:
             m.close()
 
 
+def _load_prebuilt(settings: ProgramSettings, directories: list[Path] | None = None):
+    """((maps, functions, report), None) from a prebuilt program for these settings, or (None, why not)
+    when there is none or this kernel refuses it (the caller compiles then). Needs neither bcc nor headers."""
+    src = source_dir()
+    key = program_cache.portable_key(src, settings.cflags(src))
+    problem = None
+    for directory in directories or program_cache.prebuilt_dirs():
+        try:
+            compiled = program_cache.load(key, directory)
+            if compiled is None:
+                continue
+            maps, functions = load_into_kernel(compiled)
+        except (CacheError, bpf_syscall.BpfError) as exc:
+            problem = f"{program_cache.entry_path(key, directory)}: {exc}"
+            continue
+        return (maps, functions, LoadReport(key, "prebuilt", 0.0, cache_path=program_cache.entry_path(key, directory))
+                ), None
+    return None, problem
+
+
 def _load(settings: ProgramSettings, headers: kernel_headers.HeaderChoice, key: str, use_cache: bool):
     """(maps, functions, report): from the cache if it has a loadable entry, else compiled and cached."""
     problem = None
@@ -476,13 +505,35 @@ def refusal_message(settings: ProgramSettings, exc: bpf_syscall.BpfError) -> str
     return text
 
 
-def prepare(variants: dict | None = None, force: bool = False) -> list[tuple[str, LoadReport]]:
-    """Compile (unless cached) and test-load each variant: `cicd-audit prepare`, run at install time."""
+def prepare(variants: dict | None = None, force: bool = False,
+            prebuilt: Path | None = None) -> list[tuple[str, LoadReport]]:
+    """Compile (unless cached) and test-load each variant: `cicd-audit prepare`, run at install time.
+
+    prebuilt: also write each variant's bytecode there under its portable key
+    (program_cache.portable_key): when the package or image is built, for
+    runners without clang or kernel headers."""
     require_root()
     results = []
     for label, settings in (variants or PREPARED_SETTINGS).items():
+        headers = kernel_headers.choose_headers()
         if force:
-            program_cache.remove(program_key(settings, kernel_headers.choose_headers()))
+            program_cache.remove(program_key(settings, headers))
+        if prebuilt is not None:
+            src = source_dir()
+            program_cache.store(program_cache.portable_key(src, settings.cflags(src)),
+                                compile_program(settings, headers), prebuilt)
+            started = time.monotonic()
+            loaded, problem = _load_prebuilt(settings, [prebuilt])      # it loads from there
+            if loaded is None:
+                raise EnvironmentProblem(f"{label}: the prebuilt program does not load: {problem}")
+            maps, functions, report = loaded
+            report.seconds = time.monotonic() - started
+            for fn in functions.values():
+                os.close(fn.fd)
+            for m in maps.values():
+                m.close()
+            results.append((label, report))
+            continue
         program = CaptureProgram(settings, lambda data, size: None)
         try:
             results.append((label, program.load_report))

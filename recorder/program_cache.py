@@ -7,7 +7,9 @@ which map (BPF_LD_IMM64 of a map fd, patched with the new fd at load time).
 
 An entry is keyed by everything that changes the compiled code: the bytes of
 every file in bpf/, the compiler flags (the settings), the kernel release,
-the kernel headers bcc compiled against, and bcc's version. Entries live in
+the kernel headers bcc compiled against, and bcc's version. A prebuilt entry
+(portable_key) is keyed by the sources and flags only: compiled once when the
+package or image is built, it loads on any kernel, with no compiler at all. Entries live in
 CACHE_DIR/programs (/var/cache/cicd-audit/programs), one JSON file each,
 written atomically (temporary file + rename); a file that is unreadable,
 malformed, fails its digest, or is not owned by us with safe permissions is
@@ -30,6 +32,9 @@ from cicd_audit.recorder.kernel_headers import CACHE_DIR
 
 FORMAT = 1
 KEEP_ENTRIES = 24            # the newest entries kept: 3 variants x several source versions
+# Programs compiled when the package or image was built (`cicd-audit prepare --prebuilt DIR`):
+# a runner then needs neither clang (bcc) nor kernel headers.
+PREBUILT_DIR = Path("/usr/lib/cicd-audit/programs")
 
 
 class CacheError(ValueError):
@@ -128,6 +133,26 @@ def cache_key(src_dir: Path, cflags: Iterable[str], kernel_release: str, headers
         h.update(f"flag {flag.replace(src, '<src>')}\0".encode())
     h.update(f"kernel {kernel_release}\0headers {headers}\0bcc {bcc_version}\0".encode())
     return h.hexdigest()
+
+
+def portable_key(src_dir: Path, cflags: Iterable[str]) -> str:
+    """The key of a prebuilt program: the sources and flags only.
+
+    The program reads only stable UAPI structures (__sk_buff, bpf_sock, ...),
+    so its bytecode does not depend on the kernel or the headers it was
+    compiled against: scripts/kernel_matrix.py's `load` check loads the same
+    bytecode on every kernel of the matrix.
+    """
+    return cache_key(src_dir, cflags, "portable", "portable", "portable")
+
+
+def prebuilt_dirs() -> list[Path]:
+    """Where prebuilt programs are looked for: $CICD_AUDIT_PROGRAMS (directories separated by ':'),
+    else PREBUILT_DIR."""
+    configured = os.environ.get("CICD_AUDIT_PROGRAMS")
+    if configured:
+        return [Path(d) for d in configured.split(":") if d]
+    return [PREBUILT_DIR]
 
 
 # -- the store -------------------------------------------------------------------

@@ -289,3 +289,53 @@ def test_prepare_fills_the_cache_for_every_variant(tmp_path):
     assert len(list((tmp_path / "programs").glob("*.json"))) == len(PREPARED_SETTINGS)
     second = subprocess.run([CLI, "prepare"], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and second.stderr.count("already cached") == len(PREPARED_SETTINGS), second.stderr
+
+
+def test_the_portable_key_follows_sources_and_flags_only(tmp_path):
+    src = tmp_path / "bpf"
+    src.mkdir()
+    (src / "capture.bpf.c").write_text("int x;\n")
+    key = program_cache.portable_key(src, ["-DA=1"])
+    assert key == program_cache.portable_key(src, ["-DA=1"])
+    assert key != program_cache.portable_key(src, ["-DA=2"])
+    assert key not in {program_cache.cache_key(src, ["-DA=1"], k, h, b)
+                       for k, h, b in (("6.18.0", "x", "0.26"), ("5.10.0", "y", "0.18"))}
+    (src / "capture.bpf.c").write_text("int y;\n")
+    assert key != program_cache.portable_key(src, ["-DA=1"])
+
+
+NO_COMPILER = r"""
+import sys
+sys.modules["bcc"] = None           # `import bcc` fails: no compiler on this "runner"
+from cicd_audit.recorder import kernel_headers
+def no_headers():
+    raise SystemExit("kernel headers were looked for")
+kernel_headers.choose_headers = no_headers
+from cicd_audit.recorder.pcap_replay import record_pcap
+record_pcap(sys.argv[1], sys.argv[2], progress=False)
+print("loaded without bcc or headers")
+"""
+
+
+@pytest.mark.root
+def test_prebuilt_programs_record_without_bcc_or_kernel_headers(tmp_path):
+    """A runner image: bytecode built once (`prepare --prebuilt`), then a recorder that cannot import
+    bcc nor find kernel headers writes the same logs as one that compiles."""
+    from cicd_audit.recorder.bpf_program import prepare
+    prebuilt = tmp_path / "prebuilt"
+    [(_, report)] = prepare({"pcap": PREPARED_SETTINGS["pcap"]}, prebuilt=prebuilt)
+    assert report.source == "prebuilt" and report.cache_path.parent == prebuilt
+    env = dict(os.environ, CICD_AUDIT_PROGRAMS=str(prebuilt), CICD_AUDIT_CACHE=str(tmp_path / "empty-cache"))
+    r = subprocess.run([sys.executable, "-c", NO_COMPILER, str(WIKIPEDIA), str(tmp_path / "prebuilt-run")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "loaded without bcc or headers" in r.stdout, r.stderr
+    normal = subprocess.run([CLI, "record", "--pcap", str(WIKIPEDIA), "--out", str(tmp_path / "normal"),
+                             "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert normal.returncode == 0, normal.stderr
+    for log in ("conn", "dns"):
+        assert _rows(tmp_path / "prebuilt-run", log) == _rows(tmp_path / "normal", log)
+    # Without the prebuilt program the same "runner" cannot record, and says why.
+    env["CICD_AUDIT_PROGRAMS"] = str(tmp_path / "nothing-here")
+    r = subprocess.run([sys.executable, "-c", NO_COMPILER, str(WIKIPEDIA), str(tmp_path / "no-prebuilt")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "kernel headers were looked for" in r.stderr

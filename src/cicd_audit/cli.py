@@ -279,13 +279,18 @@ def demo(out_dir):
 
 @main.command(hidden=True)
 @click.option("--force", is_flag=True, help="Compile again even when the cache has the program.")
-def prepare(force):
+@click.option("--prebuilt", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each variant's bytecode here, for runners without clang or kernel headers "
+                   "(package and image builds; the recorder looks in /usr/lib/cicd-audit/programs, or "
+                   "$CICD_AUDIT_PROGRAMS).")
+def prepare(force, prebuilt):
     """Compile the BPF program variants into the machine's cache (install time), so `record` starts in
     well under a second. Without it, the first `record` of each kind compiles once (1.5-4 s)."""
     from cicd_audit.recorder.bpf_program import prepare as prepare_programs
     try:
-        for label, report in prepare_programs(force=force):
+        for label, report in prepare_programs(force=force, prebuilt=prebuilt):
             how = ("already cached" if report.source == "cache"
+                   else f"prebuilt in {report.cache_path}" if report.source == "prebuilt"
                    else f"compiled and cached in {report.cache_path}" if report.cache_path
                    else f"compiled, NOT cached ({report.cache_problem})")
             click.echo(f"cicd-audit: {label} program: {how}; loaded in {report.seconds:.2f} s", err=True)
