@@ -111,9 +111,9 @@ class CompiledProgram:
 # -- the key ---------------------------------------------------------------------
 
 def source_files(src_dir: Path) -> list[Path]:
-    """Every file that can reach the compiler: all regular files in bpf/ (not Python's caches)."""
-    return sorted(p for p in Path(src_dir).iterdir()
-                  if p.is_file() and not p.name.endswith((".pyc", ".pyo")))
+    """Every file that can reach the compiler: the C sources and headers in bpf/ (what the package
+    ships of it: the license texts beside them in the repository must not change the key)."""
+    return sorted(p for p in Path(src_dir).iterdir() if p.is_file() and p.suffix in (".c", ".h"))
 
 
 def cache_key(src_dir: Path, cflags: Iterable[str], kernel_release: str, headers: str, bcc_version: str) -> str:

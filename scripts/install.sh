@@ -42,6 +42,16 @@ else
   "$VENV/bin/pip" install -q "$here"
 fi
 ln -sf "$VENV/bin/cicd-audit" /usr/local/bin/cicd-audit
+if [ "$with_test" = 1 ]; then
+  # The container image test (tests/test_container_image.py) builds offline: a Debian base image made
+  # from Debian's packages (no image registry needed) and a wheelhouse of the package's dependencies.
+  apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
+  if ! podman image exists localhost/cicd-audit-base:bookworm; then
+    "$here/deploy/container/debian-base.sh" --tag localhost/cicd-audit-base:bookworm
+  fi
+  "$VENV/bin/pip" wheel -q -w /var/cache/cicd-audit/wheelhouse "$here"
+  rm -f /var/cache/cicd-audit/wheelhouse/cicd_audit-*.whl     # the image builds its own from the tree
+fi
 # Compile the BPF program now (live, and pcap with/without -C) into /var/cache/cicd-audit/programs,
 # so `record` loads it in ~0.1 s instead of compiling for 1.5-4 s. Needs BPF privileges (not in a
 # container build): if it cannot run here, the first record of each kind compiles and caches instead.

@@ -64,8 +64,10 @@ def test_key_changes_with_any_source_file(tmp_path):
         assert key(src) != before, f"a change to {name} must change the key"
         path.write_bytes(original)
         assert key(src) == before
+    (src / "LICENSE.extra").write_text("not compiled\n")
+    assert key(src) == before, "a file the compiler never reads (and the package does not ship) changes nothing"
     (src / "new.h").write_text("#define NEW 1\n")
-    assert key(src) != before, "a new file in bpf/ must change the key"
+    assert key(src) != before, "a new header in bpf/ must change the key"
 
 
 def test_key_ignores_where_the_sources_are(tmp_path):
