@@ -89,6 +89,18 @@ def _apt_options(state: Path) -> list[str]:
             "-o", "APT::Sandbox::User=root"]
 
 
+def cached_kernel(source: KernelSource) -> Path:
+    """The suite's kernel as last downloaded (no network: for tests); SystemExit if there is none."""
+    remembered = CACHE / "apt" / source.suite / "release"
+    if remembered.exists():
+        release = remembered.read_text().strip()
+        vmlinuz = CACHE / release / "boot" / f"vmlinuz-{release}"
+        if vmlinuz.exists():
+            return vmlinuz
+    raise SystemExit(f"{source.suite}: no kernel downloaded yet: run scripts/kernel_matrix.py --download-only "
+                     f"--kernels {source.series} (scripts/install.sh --test does)")
+
+
 def download_kernel(source: KernelSource, mirror: str) -> Path:
     """Unpack the suite's current linux-image-*-amd64-unsigned under CACHE; returns its vmlinuz."""
     state = CACHE / "apt" / source.suite
@@ -524,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, help="write the support table here (e.g. docs/kernels.md)")
     parser.add_argument("--mirror", help="Debian mirror (default: the one the host's apt uses)")
     parser.add_argument("--download-only", action="store_true")
+    parser.add_argument("--offline", action="store_true",
+                        help="boot the kernels downloaded before, without asking the mirror (tests)")
     parser.add_argument("--setup", action="store_true",
                         help="first install qemu-system-x86, kmod, busybox-static (apt) and virtme-ng (its own venv)")
     parser.add_argument("--prebuild", type=Path, metavar="DIR", help=argparse.SUPPRESS)
@@ -540,8 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.setup:
         setup()
-    mirror = args.mirror or debian_mirror()
-    kernels = [(KERNELS[s], download_kernel(KERNELS[s], mirror)) for s in args.kernels.split(",") if s]
+    series = [s for s in args.kernels.split(",") if s]
+    if args.offline:
+        kernels = [(KERNELS[s], cached_kernel(KERNELS[s])) for s in series]
+    else:
+        mirror = args.mirror or debian_mirror()
+        kernels = [(KERNELS[s], download_kernel(KERNELS[s], mirror)) for s in series]
     if args.download_only:
         for source, vmlinuz in kernels:
             print(f"{source.series}: {vmlinuz}")

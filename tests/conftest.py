@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from click_compat import keep_stderr_apart
 from netns import Lab
+
+keep_stderr_apart()
 
 
 def _root_skip_reason() -> str | None:
