@@ -48,7 +48,7 @@ class _LazyGroup(click.Group):
 
     lazy = {"analyze": ("cicd_audit.analyzers.cli", "analyze"), "store": ("cicd_audit.fleet.cli", "store"),
             "fleet": ("cicd_audit.fleet.cli", "fleet"), "agent": ("cicd_audit.agent_cli", "agent"),
-            "job": ("cicd_audit.agent_cli", "job")}
+            "job": ("cicd_audit.agent_cli", "job"), "policy": ("cicd_audit.policy_cli", "policy")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
