@@ -2,8 +2,9 @@
 
 The recorder (``--processes``; schema ``zeek_schemas/conn_process.tsv``) names
 the process that opened each connection: ``proc.pid``, ``proc.name``,
-``proc.exe`` and ``proc.cgroup`` (which, on a shared runner, names the job's
-container or service). A DNS transaction's dns.log row shares its ``uid``
+``proc.exe``, ``proc.cgroup`` (which, on a shared runner, names the job's
+container or service) and ``proc.step`` (the CI step and action that ran it,
+where the platform says: GitHub's ``GITHUB_ACTION``). A DNS transaction's dns.log row shares its ``uid``
 with the conn.log row of the DNS flow, so lookups are attributed through it.
 
 ``attach_processes(findings, conn, dns, index)`` adds ``evidence["processes"]``
@@ -21,7 +22,7 @@ import pandas as pd
 
 from .dnsindex import DnsIndex, canon_ip, session_labels
 
-PROC_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cgroup")
+PROC_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cgroup", "proc.step")
 
 #: Processes listed per finding: the culprits, not the whole process table.
 MAX_PROCESSES = 5
@@ -45,14 +46,16 @@ def _proc_frame(conn: pd.DataFrame) -> pd.DataFrame | None:
 
 def _describe(rows: pd.DataFrame) -> list[dict]:
     """Processes, the one that sent the most bytes first (an upload's sender before the tool that looked the name up)."""
-    g = rows.fillna({"name": "", "exe": "", "cgroup": ""}).groupby(["pid", "name", "exe", "cgroup"]).agg(
-        n=("orig_bytes", "size"), sent=("orig_bytes", "sum"))
+    g = rows.fillna({"name": "", "exe": "", "cgroup": "", "step": ""}).groupby(
+        ["pid", "name", "exe", "cgroup", "step"]).agg(n=("orig_bytes", "size"), sent=("orig_bytes", "sum"))
     g = g.sort_values(["sent", "n"], ascending=False, kind="stable").head(MAX_PROCESSES)
     out = []
-    for (pid, name, exe, cg), k in zip(g.index, g["n"]):
+    for (pid, name, exe, cg, step), k in zip(g.index, g["n"]):
         d = {"pid": int(pid), "name": name or None, "exe": exe or None, "connections": int(k)}
         if cg:
             d["cgroup"] = cg
+        if step:
+            d["step"] = step
         out.append(d)
     return out
 
@@ -86,11 +89,12 @@ def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFra
         rows.append(procs[pm])
         rows = [x for x in rows if not x.empty]
         if rows:
-            who = _describe(pd.concat(rows, ignore_index=True)[["pid", "name", "exe", "cgroup", "orig_bytes"]])
+            who = _describe(pd.concat(rows, ignore_index=True)[["pid", "name", "exe", "cgroup", "step", "orig_bytes"]])
             ev["processes"] = who
             first = who[0]
             more = f" and {len(who) - 1} more" if len(who) > 1 else ""
-            summaries.append(f"{r.summary}; by {first['name'] or first['exe'] or '?'} (pid {first['pid']}){more}")
+            step = f" in CI step {first['step']}" if first.get("step") else ""
+            summaries.append(f"{r.summary}; by {first['name'] or first['exe'] or '?'} (pid {first['pid']}){step}{more}")
         else:
             summaries.append(r.summary)
         evidence.append(ev)

@@ -23,8 +23,9 @@ from cicd_audit.analyzers.services import ServiceListError, load_services
 AUDIT = {"known_service", "secret_in_query", "dns_callback", "encrypted_dns", "icmp_payload", "upload_volume", "beaconing"}
 
 #: the process every scenario's malicious rows belong to; every other row is the build tool's
-EVIL = {"proc.pid": 4242, "proc.name": "node", "proc.exe": "/usr/bin/node"}
-BUILD = {"proc.pid": 1000, "proc.name": "make", "proc.exe": "/usr/bin/make"}
+EVIL = {"proc.pid": 4242, "proc.name": "node", "proc.exe": "/usr/bin/node",
+        "proc.step": "__actions_setup-node (actions/setup-node@v4)"}
+BUILD = {"proc.pid": 1000, "proc.name": "make", "proc.exe": "/usr/bin/make", "proc.step": "build"}
 
 
 class Job:
@@ -80,13 +81,14 @@ def run_both(job, tmp_path, baseline, analyzer):
 
 
 def assert_names_process(f):
-    """The finding names the EVIL process: pid, name and executable, in evidence and summary."""
+    """The finding names the EVIL process: pid, name, executable and CI step, in evidence and summary."""
     assert len(f), "no finding"
     for r in f.itertuples(index=False):
         procs = r.evidence.get("processes")
         assert procs, r.summary
-        assert {"pid": 4242, "name": "node", "exe": "/usr/bin/node"}.items() <= procs[0].items(), procs
-        assert "by node (pid 4242)" in r.summary
+        assert {"pid": 4242, "name": "node", "exe": "/usr/bin/node",
+                "step": EVIL["proc.step"]}.items() <= procs[0].items(), procs
+        assert f"by node (pid 4242) in CI step {EVIL['proc.step']}" in r.summary
 
 
 # ---- negatives ----------------------------------------------------------------------------------
