@@ -341,10 +341,15 @@ def _rebuild(d: _Datagram, payload: bytes) -> bytes:
     return bytes(hdr) + payload
 
 
-def _checksum(data: bytes) -> int:
+def ones_complement_sum(data: bytes) -> int:
+    """The 16-bit one's complement sum of the Internet checksum (RFC 1071), not yet inverted."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return total
+
+
+def _checksum(data: bytes) -> int:
+    return ~ones_complement_sum(data) & 0xFFFF

@@ -31,6 +31,7 @@ import struct
 from dataclasses import dataclass, field
 
 from cicd_audit.recorder.dns.log import FIELDS, DnsConnectionLog
+from cicd_audit.recorder.fragments import ones_complement_sum
 
 DNS_UDP_PORTS = {53, 137, 5353, 5355}
 DNS_TCP_PORTS = {53}
@@ -67,15 +68,6 @@ class Packet:
     seq: int = 0
 
 
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f">{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
 def read_pcap(path: str):
     """Yield (ts, linktype, frame) from a classic pcap file."""
     data = open(path, "rb").read()
@@ -109,7 +101,7 @@ def decode(ts: float, linktype: int, frame: bytes) -> Packet | None:
     if et == 0x0800 and len(ip) >= 20:
         ihl = (ip[0] & 15) * 4
         total = struct.unpack(">H", ip[2:4])[0]
-        ip_ok = _csum(ip[:ihl]) == 0xFFFF
+        ip_ok = ones_complement_sum(ip[:ihl]) == 0xFFFF
         if struct.unpack(">H", ip[6:8])[0] & 0x3FFF:
             return None     # fragments: not needed by the DNS cases
         proto, seg = ip[9], ip[ihl:total]
@@ -126,12 +118,12 @@ def decode(ts: float, linktype: int, frame: bytes) -> Packet | None:
         return None
     if proto == 17 and len(seg) >= 8:
         sport, dport, _ulen, ck = struct.unpack(">HHHH", seg[:8])
-        ok = (ck == 0 and not v6) or _csum(pseudo + seg) == 0xFFFF
+        ok = (ck == 0 and not v6) or ones_complement_sum(pseudo + seg) == 0xFFFF
         return Packet(ts, src, sport, dst, dport, "udp", seg[8:], ok, ip_ok)
     if proto == 6 and len(seg) >= 20:
         sport, dport, seq = struct.unpack(">HHI", seg[:8])
         doff = (seg[12] >> 4) * 4
-        ok = _csum(pseudo + seg) == 0xFFFF
+        ok = ones_complement_sum(pseudo + seg) == 0xFFFF
         return Packet(ts, src, sport, dst, dport, "tcp", seg[doff:], ok, ip_ok, seg[13], seq)
     return None
 
