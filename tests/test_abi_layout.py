@@ -14,6 +14,7 @@ import ctypes
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,15 @@ def test_enums_cover_the_header():
 
 def test_constants(c_layout):
     assert {n: c_layout[f"value {n}"] for n in CONSTANTS} == CONSTANTS
+
+
+def test_an_ipv4_table_key_becomes_the_ipv4_mapped_conn_key():
+    k4 = abi.ConnKey4()
+    k4.addr[0] = int.from_bytes(bytes([192, 0, 2, 1]), sys.byteorder)      # network-order bytes, as stored
+    k4.addr[1] = int.from_bytes(bytes([198, 51, 100, 7]), sys.byteorder)
+    k4.port[:] = [40000, 443]
+    k4.ip_proto = 6
+    key = abi.ConnKey.from_buffer_copy(abi.conn_key_from_v4(bytes(k4)))
+    assert bytes(key.addr[0]) == bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])
+    assert bytes(key.addr[1]) == bytes(10) + b"\xff\xff" + bytes([198, 51, 100, 7])
+    assert (list(key.port), key.ip_proto) == ([40000, 443], 6)
