@@ -132,3 +132,38 @@ def test_the_agent_in_its_container_records_a_job_of_the_runner_container_beside
     while lab.tc_filters() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert lab.tc_filters() == "", "the stopped agent left programs attached"
+
+
+BLOCKED_JOB = """
+import socket, urllib.request
+print(len(urllib.request.urlopen("http://%s:%d/", timeout=10).read()))
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("%s", 9999))
+    print("connected")
+except OSError as exc:
+    print("refused", exc.errno)
+"""
+
+
+def test_the_image_records_and_blocks_a_job_without_a_compiler(image, lab, tmp_path):
+    """`record --block -- COMMAND` inside the image: the allowed destination answers, another port
+    of the same host is refused (EPERM at connect), and both are in conn.log."""
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "policy.yml").write_text(f'allowed:\n  cidrs: ["{V4[1]}/32:{HTTP_PORT}"]\n')
+    server = lab.popen(lab.server_ns, [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", V4[1]],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    try:
+        r = podman("run", "--rm", *RUN_OPTIONS, f"--network=ns:/run/netns/{lab.client_ns}", "--privileged",
+                   "-v", f"{work}:/w", image, "record", "--out", "/w/session", "--iface", lab.client_if,
+                   "--block", "--policy", "/w/policy.yml", "--",
+                   "/opt/cicd-audit/venv/bin/python", "-c", BLOCKED_JOB % (V4[1], HTTP_PORT, V4[1]), timeout=300)
+    finally:
+        server.terminate()
+    fetched, refused = r.stdout.splitlines()
+    assert int(fetched) > 0 and refused == "refused 1", r.stdout + r.stderr[-2000:]
+    conns = list(read_log(work / "session" / "conn.log")[1])
+    by_port = {c["id.resp_p"]: c for c in conns if c["id.resp_h"] == V4[1]}
+    assert by_port[HTTP_PORT]["blocked"] is False and by_port[9999]["blocked"] is True, conns
