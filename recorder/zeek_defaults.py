@@ -73,6 +73,9 @@ ANALYZER_SERVER_PORTS: dict[str, frozenset[tuple[int, str]]] = {
         "xmpp": "5222/tcp 5269/tcp",
     }.items()
 }
+# Protocol scripts that register no ports (their analyzers attach by DPD signature or from another
+# analyzer): loading them adds nothing to likely_server_ports, but a configuration may name them.
+ANALYZERS_WITHOUT_SERVER_PORTS = frozenset({"conn", "ntlm", "pop3", "rfb", "tunnels", "websocket"})
 # Tunnel packet analyzers (gtpv1, teredo, gre, vxlan, ayiya, geneve): in every configuration.
 PACKET_PROTOCOL_SERVER_PORTS = frozenset({
     (2152, "udp"), (2123, "udp"), (3544, "udp"), (4754, "udp"), (4789, "udp"), (5072, "udp"), (6081, "udp"),
@@ -105,6 +108,8 @@ def parse_likely_server_ports(spec: str) -> frozenset[tuple[int, str]]:
             ports |= PACKET_PROTOCOL_SERVER_PORTS
         elif item in ANALYZER_SERVER_PORTS:
             ports |= ANALYZER_SERVER_PORTS[item]
+        elif item in ANALYZERS_WITHOUT_SERVER_PORTS:
+            pass
         elif "/" in item:
             number, _, transport = item.partition("/")
             if not number.isdigit() or not 0 <= int(number) <= 65535 or transport not in ("tcp", "udp"):
@@ -113,7 +118,7 @@ def parse_likely_server_ports(spec: str) -> frozenset[tuple[int, str]]:
         else:
             raise LikelyServerPortsError(
                 f"{item!r} is not default, bare, a port (8080/tcp) or one of: "
-                f"{', '.join(sorted(ANALYZER_SERVER_PORTS))}")
+                f"{', '.join(sorted(ANALYZER_SERVER_PORTS.keys() | ANALYZERS_WITHOUT_SERVER_PORTS))}")
     return frozenset(ports)
 
 

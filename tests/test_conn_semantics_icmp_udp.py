@@ -156,6 +156,9 @@ def test_parse_likely_server_ports():
         (8888, "tcp"), (40190, "udp")}
     assert len([p for p in DEFAULT_LIKELY_SERVER_PORTS if p[1] == "tcp"]) == 49
     assert len([p for p in DEFAULT_LIKELY_SERVER_PORTS if p[1] == "udp"]) == 24
+    # Protocol scripts Zeek loads that register no ports (POP3, NTLM, RFB, WebSocket: DPD only)
+    # are accepted and add nothing: `zeek -b` with base/protocols/pop3 loaded is plain bare.
+    assert parse_likely_server_ports("bare,pop3,ntlm,rfb,websocket") == bare
     for bad in ("", "htp", "80", "80/sctp", "70000/tcp"):
         with pytest.raises(LikelyServerPortsError):
             parse_likely_server_ports(bad)
