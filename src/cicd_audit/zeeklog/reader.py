@@ -42,6 +42,11 @@ an undecodable byte as the text ``\\xff`` (safe to print, like Zeek's JSON);
 JSON strings are kept as Zeek wrote them (its JSON ``\\xHH`` text is not
 decoded: it cannot be told apart from a literal backslash).
 
+Limits: every reader takes ``limits`` (``ReadLimits`` from ``.limits``:
+line length, decompressed size, gzip ratio); a log over one raises
+LogLimitError, an InputError naming the file and the limit, before it is
+held in memory whole.
+
 Errors: a line with the wrong number of columns, a value that is not valid for
 its column's type, or a bad header raises LogFormatError naming the file and
 the 1-based line number. No row is ever dropped silently. Lines starting with
