@@ -373,3 +373,66 @@ def test_fixture_with_escapes():
     assert recs[1]["query"] == "-" and recs[2]["query"] == "#hash"
     assert recs[1]["answers"] == ["x,y", "-", ""]
     assert df["answers"][1] == ["x,y", "-", ""]
+
+
+# ---------------------------------------------------------------- size limits
+
+
+def _limits(**kw):
+    from cicd_audit.zeeklog.limits import ReadLimits
+
+    return ReadLimits(**kw)
+
+
+def test_line_over_limit_is_a_one_line_error(tmp_path):
+    from cicd_audit.zeeklog.limits import LogLimitError
+
+    p = tmp_path / "conn.log"
+    p.write_text(HEADER + GOOD)
+    longest = max(len(line) for line in (HEADER + GOOD).encode().split(b"\n"))
+    read_dataframe(p, limits=_limits(max_line_bytes=longest))  # at the limit: fine
+    p.write_bytes((HEADER + GOOD).encode() + b"x" * (longest + 1) + b"\n")
+    expected = r"conn.log: a line is longer than %d bytes \(limit max_line_bytes=%d\)" % (longest, longest)
+    with pytest.raises(LogLimitError, match=expected) as e:
+        read_dataframe(p, limits=_limits(max_line_bytes=longest))
+    assert "\n" not in str(e.value)
+
+
+def test_line_limit_spans_read_windows(tmp_path, monkeypatch):
+    from cicd_audit.zeeklog import limits as L
+
+    monkeypatch.setattr(L, "_WINDOW", 7)  # a line crosses many windows
+    p = tmp_path / "conn.log"
+    p.write_bytes(b"a" * 30 + b"\n" + b"b" * 50 + b"\n" + b"c" * 10)
+    assert len(L.read_bounded(p, _limits(max_line_bytes=50))) == 92
+    with pytest.raises(L.LogLimitError, match="max_line_bytes=49"):
+        L.read_bounded(p, _limits(max_line_bytes=49))
+    p.write_bytes(b"a" * 30 + b"\n" + b"c" * 51)  # an unterminated last line counts too
+    with pytest.raises(L.LogLimitError, match="max_line_bytes=50"):
+        L.read_bounded(p, _limits(max_line_bytes=50))
+
+
+def test_gzip_bomb_and_size_caps(tmp_path):
+    from cicd_audit.zeeklog.limits import LogLimitError
+
+    bomb = tmp_path / "dns.log.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (4 << 20)))  # 4 MiB of newlines, ~4 KB packed
+    with pytest.raises(LogLimitError, match=r"decompress to over \d+ bytes: a gzip bomb\? \(limit max_gzip_ratio=200\)"):
+        read_dataframe(bomb, limits=_limits(gzip_ratio_floor_bytes=1 << 20))
+    with pytest.raises(LogLimitError, match=r"decompresses to more than 1000 bytes \(limit max_log_bytes=1000\)"):
+        read_dataframe(bomb, limits=_limits(max_log_bytes=1000))
+    plain = tmp_path / "conn.log"
+    plain.write_text(HEADER + GOOD)
+    with pytest.raises(LogLimitError, match=r"limit max_log_bytes=100\)"):
+        read_dataframe(plain, limits=_limits(max_log_bytes=100))
+    gz = tmp_path / "conn.log.gz"
+    gz.write_bytes(gzip.compress((HEADER + GOOD).encode()))
+    assert read_dataframe(gz, limits=_limits(gzip_ratio_floor_bytes=0, max_gzip_ratio=50)).equals(read_dataframe(plain))
+
+
+def test_load_logs_passes_limits(tmp_path):
+    from cicd_audit.zeeklog.limits import LogLimitError
+
+    (tmp_path / "conn.log").write_text(HEADER + GOOD)
+    with pytest.raises(LogLimitError, match="max_line_bytes=10"):
+        load_logs(tmp_path, limits=_limits(max_line_bytes=10))

@@ -11,6 +11,8 @@ Modules (import what you need; the writer does not import pandas):
   records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
   ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``.
   Never imports bcc.
+* ``cicd_audit.zeeklog.limits`` -- ``ReadLimits`` (line length,
+  decompressed size, gzip ratio) the reader enforces, ``LogLimitError``.
 
 See docs/log-format.md for the format rules and the dtypes.
 """

@@ -42,6 +42,11 @@ an undecodable byte as the text ``\\xff`` (safe to print, like Zeek's JSON);
 JSON strings are kept as Zeek wrote them (its JSON ``\\xHH`` text is not
 decoded: it cannot be told apart from a literal backslash).
 
+Limits: every reader takes ``limits`` (``ReadLimits`` from ``.limits``:
+line length, decompressed size, gzip ratio); a log over one raises
+LogLimitError, an InputError naming the file and the limit, before it is
+held in memory whole.
+
 Errors: a line with the wrong number of columns, a value that is not valid for
 its column's type, or a bad header raises LogFormatError naming the file and
 the 1-based line number. No row is ever dropped silently. Lines starting with
@@ -56,7 +61,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
-import gzip
 import io
 import json
 import math
@@ -69,6 +73,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .limits import DEFAULT_LIMITS, CorruptGzip, ReadLimits, read_bounded
 from .schema import Schema, SchemaError, load_schema, parse_type
 
 __all__ = [
@@ -123,18 +128,11 @@ class LogHeader:
 # file access
 
 
-def _read_bytes(path) -> bytes:
-    p = os.fspath(path)
-    with open(p, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        if head == b"\x1f\x8b":
-            try:
-                with gzip.GzipFile(fileobj=f) as g:
-                    return g.read()
-            except (OSError, EOFError) as e:
-                raise LogFormatError(p, None, f"bad gzip data ({e})") from None
-        return f.read()
+def _read_bytes(path, limits: ReadLimits | None = None) -> bytes:
+    try:
+        return read_bounded(path, limits or DEFAULT_LIMITS)
+    except CorruptGzip as e:
+        raise LogFormatError(os.fspath(path), None, f"bad gzip data ({e})") from None
 
 
 def _path_from_filename(path) -> str:
@@ -389,11 +387,11 @@ def _find_bad_line(data: bytes, seg: _Segment, filename) -> int:
 # read_log: records
 
 
-def read_log(path, schema: Schema | None = None, errors: str = "backslashreplace"):
+def read_log(path, schema: Schema | None = None, errors: str = "backslashreplace", limits: ReadLimits | None = None):
     """Return ``(LogHeader, iterator of dict)`` for a TSV or JSON log, plain or
     gzip. The file is parsed completely before returning (so format errors
     raise here, not mid-iteration); the records are produced lazily."""
-    data = _read_bytes(path)
+    data = _read_bytes(path, limits)
     if _is_json(data):
         return _read_json_records(data, path, schema)
     segs = _segments(data, path, schema)
@@ -864,10 +862,12 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(fixed, ignore_index=True)
 
 
-def read_dataframe(path, schema: Schema | None = None, errors: str = "backslashreplace") -> pd.DataFrame:
+def read_dataframe(
+    path, schema: Schema | None = None, errors: str = "backslashreplace", limits: ReadLimits | None = None
+) -> pd.DataFrame:
     """Read one log (TSV or JSON, plain or gzip) into a typed DataFrame.
     ``frame.attrs["zeek_header"]`` holds the LogHeader."""
-    data = _read_bytes(path)
+    data = _read_bytes(path, limits)
     if _is_json(data):
         hdr, records = _read_json_records(data, path, schema)
         df = _records_frame(hdr, list(records))
@@ -961,7 +961,9 @@ def has_logs(directory) -> bool:
     return any(e.startswith(("conn.", "dns.")) and (".log" in e or ".json" in e) for e in entries)
 
 
-def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2) -> LoadedLogs:
+def load_logs(
+    *session_dirs, errors: str = "backslashreplace", workers: int = 2, limits: ReadLimits | None = None
+) -> LoadedLogs:
     """Load conn, dns, weird, capture_stats and notice logs from session directories.
 
     Each log is read with its own header; columns of our schema that a file
@@ -986,7 +988,7 @@ def load_logs(*session_dirs, errors: str = "backslashreplace", workers: int = 2)
 
     def run(job):
         name, _, p = job
-        return read_dataframe(p, schema=load_schema(name), errors=errors)
+        return read_dataframe(p, schema=load_schema(name), errors=errors, limits=limits)
 
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ThreadPoolExecutor
