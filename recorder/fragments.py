@@ -24,7 +24,10 @@ Zeek's rules, kept here:
   first fragment; Zeek does so silently, this counts it.
 
 Beyond Zeek: the bytes held are capped (HELD_BYTES_MAX); above it the oldest
-datagram is given up and counted, so a fragment flood cannot grow memory.
+datagram is given up and counted, so a fragment flood cannot grow memory; and
+a datagram of more than FRAGMENTS_PER_DATAGRAM_MAX fragments is given up
+(``cicd_audit_too_many_fragments``), so a flood of tiny overlapping pieces
+cannot make each insertion slower without bound.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ FRAG_TIMEOUT_NS = 300 * 1_000_000_000      # Zeek's frag_timeout
 MIN_ACCEPTABLE_FRAG_SIZE = 64               # src/Frag.cc
 MAX_ACCEPTABLE_FRAG_SIZE = 64000
 HELD_BYTES_MAX = 64 * 1024 * 1024
+# A real datagram has at most about 45 fragments (64 KB in 1,480-byte pieces); thousands of tiny
+# overlapping ones would only make each insertion slower (a job could use that to slow the recorder).
+FRAGMENTS_PER_DATAGRAM_MAX = 256
+PER_ORIG_MEMORY_MAX = 65536      # originators remembered for once-per-originator weirds, then forgotten
 
 # Zeek logs these once per originator address (Weird::actions, ACTION_LOG_PER_ORIG).
 _ONCE_PER_ORIG = frozenset({
@@ -150,6 +157,11 @@ class FragmentTable:
                 d.first.next_proto if hdr.version == 4 else d.next_proto):
             weird("fragment_protocol_inconsistency")
         d.fragments += 1
+        if d.fragments > FRAGMENTS_PER_DATAGRAM_MAX:
+            weird("cicd_audit_too_many_fragments")
+            self._forget(d)
+            self.counts.lost += d.fragments
+            return None, weirds
         if hdr.dont_fragment:
             weird("fragment_with_DF")           # Linux path MTU discovery for UDP does this
         if hdr.total_len < hdr.hdr_len:
@@ -274,6 +286,8 @@ class FragmentTable:
             if w.name in _ONCE_PER_ORIG:
                 if (w.name, w.conn_id.orig_h) in self._logged_per_orig:
                     continue
+                if len(self._logged_per_orig) >= PER_ORIG_MEMORY_MAX:
+                    self._logged_per_orig.clear()       # spoofed sources must not grow memory
                 self._logged_per_orig.add((w.name, w.conn_id.orig_h))
             logged.append(w)
         return logged

@@ -163,3 +163,14 @@ def test_an_unreadable_ip_header_is_counted_not_raised(frame):
     whole = bytes(14) + frame
     assert table.add(Fragment(0, whole, len(whole), 14, False)) == (None, [])
     assert table.counts.lost == 1
+
+
+def test_a_datagram_of_too_many_fragments_is_given_up(udp_datagram):
+    from cicd_audit.recorder.fragments import FRAGMENTS_PER_DATAGRAM_MAX
+    table = FragmentTable()
+    names = []
+    for i in range(FRAGMENTS_PER_DATAGRAM_MAX + 1):
+        _, weirds = table.add(frag(v4(8 * (i % 4), udp_datagram[:8], True)))   # the same few bytes, again and again
+        names += [w.name for w in weirds]
+    assert names.count("cicd_audit_too_many_fragments") == 1
+    assert table.pending == 0 and table.counts.lost == FRAGMENTS_PER_DATAGRAM_MAX + 1
