@@ -315,7 +315,10 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 	__builtin_memcpy(p->key.addr[0], &ip6->saddr, 16);
 	__builtin_memcpy(p->key.addr[1], &ip6->daddr, 16);
 	plen = bpf_ntohs(ip6->payload_len);
-	if (p->segs > 1 || plen == 0)
+	/* Only a GSO super-packet (BIG TCP) carries no usable length. A payload
+	 * length of 0 otherwise means 0, as for Zeek: what follows in the frame is
+	 * link-layer padding, not IP bytes. */
+	if (p->segs > 1)
 		plen = p->captured - sizeof(*ip6);
 	p->ip_version = 6;
 	p->ip_len = plen + sizeof(*ip6);
