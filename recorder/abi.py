@@ -130,7 +130,12 @@ class ConnKey4(ctypes.Structure):
     _fields_ = [("addr", c_u32 * 2), ("port", c_u16 * 2), ("ip_proto", c_u8), ("pad", c_u8 * 3)]
 
 
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"      # ::ffff:0:0/96: how keys hold an IPv4 address
+
+
+def v4_mapped(addr: bytes) -> bytes:
+    """A 4- or 16-byte address as the 16 bytes keys hold (IPv4 mapped into IPv6)."""
+    return addr if len(addr) == 16 else V4_MAPPED_PREFIX + addr
 
 
 def conn_key_from_v4(raw: bytes) -> bytes:
@@ -138,7 +143,7 @@ def conn_key_from_v4(raw: bytes) -> bytes:
 
     By slicing: the addresses are network-order bytes in both, and ports, protocol and
     padding follow them alike (the sweep converts every IPv4 key once a second)."""
-    return _V4_MAPPED_PREFIX + raw[0:4] + _V4_MAPPED_PREFIX + raw[4:8] + raw[8:16]
+    return V4_MAPPED_PREFIX + raw[0:4] + V4_MAPPED_PREFIX + raw[4:8] + raw[8:16]
 
 
 class Endpoint(ctypes.Structure):

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 
 from cicd_audit.recorder import abi
 
-_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
-
 
 @functools.lru_cache(maxsize=65536)     # a session meets the same few addresses again and again
 def address_text(raw: bytes) -> str:
     """Zeek's text form of a key address (IPv4-mapped addresses become IPv4)."""
-    if raw[:12] == _V4_MAPPED_PREFIX:
+    if raw[:12] == abi.V4_MAPPED_PREFIX:
         return str(ipaddress.IPv4Address(raw[12:16]))
     return str(ipaddress.IPv6Address(raw))
 

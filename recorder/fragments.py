@@ -36,6 +36,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from cicd_audit.recorder.abi import v4_mapped
 from cicd_audit.recorder.events import ConnId, Fragment, address_text
 
 FRAG_TIMEOUT_NS = 300 * 1_000_000_000      # Zeek's frag_timeout
@@ -73,14 +74,12 @@ class Datagram:
     egress: bool
     ip_len: int                 # the whole IP datagram's length
     fragments: int              # how many fragments it was made of
-    l3_off: int = 14            # where its IP header starts in frame
-    sock_cookie: int = 0        # egress: the sending socket's cookie (to find its owner), else 0
+    sock_cookie: int            # egress: the sending socket's cookie (to find its owner), else 0
+    flow: tuple | None          # TCP/UDP: (destination, 16 bytes IPv4-mapped; dport; sport; protocol)
 
 
 @dataclass
 class FragmentCounts:
-    fragments: int = 0          # fragments taken in
-    datagrams: int = 0          # datagrams made whole
     lost: int = 0               # fragments whose datagram was never made whole, or could not be read
     expired: int = 0            # datagrams given up unfinished: frag_timeout, or the end of the capture
     evicted: int = 0            # datagrams given up to stay under HELD_BYTES_MAX
@@ -131,7 +130,6 @@ class FragmentTable:
     def add(self, frag: Fragment) -> tuple[Datagram | None, list[FlowWeird]]:
         """Take one fragment; returns the datagram it completed (or None) and its weirds
         (every one, as Zeek's flow_weird events; `to_log` picks those weird.log gets)."""
-        self.counts.fragments += 1
         weirds: list[FlowWeird] = []
         self.expire(frag.ts_ns)
         hdr = _parse(frag.frame, frag.l3_off)
@@ -192,10 +190,9 @@ class FragmentTable:
             self._evict_over_cap(keep=key)
             return None, weirds
         self._forget(d)
-        self.counts.datagrams += 1
         packet = _rebuild(d, whole)
-        return Datagram(frag.ts_ns, d.l2 + packet, d.egress, len(packet), d.fragments, len(d.l2),
-                        d.sock_cookie or frag.sock_cookie), weirds
+        return Datagram(frag.ts_ns, d.l2 + packet, d.egress, len(packet), d.fragments,
+                        d.sock_cookie or frag.sock_cookie, _flow(d, whole)), weirds
 
     def expire(self, now_ns: int, everything: bool = False) -> int:
         """Give up datagrams past frag_timeout (every one, at the end of a capture); returns how many."""
@@ -294,12 +291,16 @@ class FragmentTable:
 
     @staticmethod
     def _weird(weirds: list, ts_ns: int, name: str, hdr: _Header) -> None:
-        weirds.append(FlowWeird(ts_ns, name, ConnId(address_text(_as16(hdr.src)), 0,
-                                                     address_text(_as16(hdr.dst)), 0, 0)))
+        weirds.append(FlowWeird(ts_ns, name, ConnId(address_text(v4_mapped(hdr.src)), 0,
+                                                     address_text(v4_mapped(hdr.dst)), 0, 0)))
 
 
-def _as16(addr: bytes) -> bytes:
-    return addr if len(addr) == 16 else b"\x00" * 10 + b"\xff\xff" + addr
+def _flow(d: _Datagram, payload: bytes) -> tuple | None:
+    """What TC's flow table keys a TCP or UDP datagram by (its transport header opens the payload)."""
+    if d.next_proto not in (6, 17) or len(payload) < 4:
+        return None
+    sport, dport = struct.unpack_from("!HH", payload)
+    return v4_mapped(d.first.dst), dport, sport, d.next_proto
 
 
 def _parse(frame: bytes, l3: int) -> _Header | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import struct
 
 from cicd_audit.recorder import abi
 
@@ -127,25 +126,8 @@ class DatagramRunner:
     def _file_owner(self, datagram) -> None:
         sock_owner, flow_owner = self._owner_maps
         owner = sock_owner.lookup(datagram.sock_cookie)
-        flow = _flow_key(datagram.frame, datagram.l3_off)
-        if owner is not None and flow is not None:
-            flow_owner.update(flow, owner)
-
-
-def _flow_key(frame: bytes, l3: int) -> bytes | None:
-    """struct ca_flow_key of an outgoing TCP or UDP datagram: destination address (IPv4-mapped),
-    destination and source port in host order, protocol."""
-    version = frame[l3] >> 4 if len(frame) > l3 else 0
-    if version == 4:
-        proto, l4 = frame[l3 + 9], l3 + (frame[l3] & 0x0F) * 4
-        daddr = b"\x00" * 10 + b"\xff\xff" + frame[l3 + 16:l3 + 20]
-    elif version == 6:
-        proto, l4, daddr = frame[l3 + 6], l3 + 40, frame[l3 + 24:l3 + 40]
-    else:
-        return None
-    if proto not in (6, 17) or len(frame) < l4 + 4:
-        return None         # an IPv6 datagram with extension headers is left to the flow table as it is
-    sport, dport = struct.unpack_from("!HH", frame, l4)
-    key = abi.FlowKey(dport=dport, sport=sport, ip_proto=proto)
-    key.daddr[:] = daddr
-    return bytes(key)
+        if owner is not None and datagram.flow is not None:
+            daddr, dport, sport, proto = datagram.flow
+            key = abi.FlowKey(dport=dport, sport=sport, ip_proto=proto)
+            key.daddr[:] = daddr
+            flow_owner.update(bytes(key), owner)
