@@ -611,7 +611,6 @@ static __always_inline void ca_emit_fragment(struct __sk_buff *skb, struct ca_sc
 	ev->hdr.type = CA_EVENT_FRAGMENT;
 	ev->hdr.ts_ns = p->ts;
 	ev->l3_off = p->l3_off;
-	ev->frame_len = p->l3_off + p->caplen > skb->len ? p->l3_off + p->caplen : skb->len;
 	ev->egress = p->egress;
 	/* The datagram runs later without a socket: its owner is found through this. */
 	ev->sock_cookie = p->egress ? bpf_get_socket_cookie(skb) : 0;

@@ -239,10 +239,9 @@ struct ca_weird_event {
 struct ca_fragment_event {
 	struct ca_event_header hdr;
 	__u32 l3_off;              /* where the IP header starts in frame[] */
-	__u32 frame_len;           /* the frame's length (pcap input: as captured) */
 	__u32 captured_len;        /* bytes in frame[] (<= CA_FRAGMENT_MAX) */
 	__u8 egress;               /* 1: seen leaving the interface (run it through ca_egress) */
-	__u8 pad[3];
+	__u8 pad[7];
 	__u64 sock_cookie;         /* egress: the sending socket's cookie (its owner goes to the datagram); else 0 */
 	__u8 frame[CA_FRAGMENT_MAX];
 };

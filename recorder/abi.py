@@ -189,8 +189,8 @@ class DnsEvent(ctypes.Structure):
 
 class FragmentEvent(ctypes.Structure):
     _fields_ = [
-        ("hdr", EventHeader), ("l3_off", c_u32), ("frame_len", c_u32), ("captured_len", c_u32),
-        ("egress", c_u8), ("pad", c_u8 * 3), ("sock_cookie", c_u64), ("frame", c_u8 * FRAGMENT_MAX),
+        ("hdr", EventHeader), ("l3_off", c_u32), ("captured_len", c_u32),
+        ("egress", c_u8), ("pad", c_u8 * 7), ("sock_cookie", c_u64), ("frame", c_u8 * FRAGMENT_MAX),
     ]
 
 

@@ -92,7 +92,6 @@ class Fragment:
 
     ts_ns: int
     frame: bytes           # the frame from its first byte, as far as it was copied
-    frame_len: int         # the frame's whole length
     l3_off: int            # where its IP header starts
     egress: bool
     sock_cookie: int = 0   # egress: the sending socket's cookie, 0 if none
@@ -106,8 +105,7 @@ def _fragment(buf: bytes) -> Fragment:
     frame = buf[fixed:fixed + event.captured_len]
     if len(frame) != event.captured_len or event.l3_off >= max(event.captured_len, 1):
         raise EventFormatError("fragment event is shorter than its captured length, or its IP header is outside it")
-    return Fragment(event.hdr.ts_ns, frame, max(event.frame_len, len(frame)), event.l3_off, bool(event.egress),
-                    event.sock_cookie)
+    return Fragment(event.hdr.ts_ns, frame, event.l3_off, bool(event.egress), event.sock_cookie)
 
 
 def _exact(struct_type, buf: bytes):

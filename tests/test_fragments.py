@@ -36,7 +36,7 @@ def v6(offset: int, data: bytes, more: bool, ident: int = 7, nh: int = 17, ext: 
 
 
 def frag(frame: bytes, t: float = 0.0, egress: bool = False) -> Fragment:
-    return Fragment(int(t * SECOND), frame, len(frame), 14, egress)
+    return Fragment(int(t * SECOND), frame, 14, egress)
 
 
 def feed(table: FragmentTable, frames, t: float = 0.0):
@@ -132,7 +132,7 @@ def test_unfinished_datagrams_expire_after_zeeks_frag_timeout_and_are_counted(ud
 def test_a_fragment_not_captured_in_full_is_a_weird_and_lost(udp_datagram):
     frame = v4(0, udp_datagram[:1000], True)
     table = FragmentTable()
-    datagram, weirds = table.add(Fragment(0, frame[:500], len(frame), 14, False))
+    datagram, weirds = table.add(Fragment(0, frame[:500], 14, False))
     assert datagram is None and [w.name for w in weirds] == ["incompletely_captured_fragment"]
     assert table.counts.lost == 1 and table.pending == 0
 
@@ -152,8 +152,8 @@ def test_the_datagram_keeps_the_first_fragments_link_layer_and_direction(udp_dat
     first = vlan + v4(0, udp_datagram[:1000], True)[14:]
     last = vlan + v4(1000, udp_datagram[1000:], False)[14:]
     table = FragmentTable()
-    table.add(Fragment(0, first, len(first), 18, True))
-    datagram, _ = table.add(Fragment(SECOND, last, len(last), 18, True))
+    table.add(Fragment(0, first, 18, True))
+    datagram, _ = table.add(Fragment(SECOND, last, 18, True))
     assert datagram.frame[:18] == vlan and datagram.egress and datagram.ts_ns == SECOND
 
 
@@ -161,7 +161,7 @@ def test_the_datagram_keeps_the_first_fragments_link_layer_and_direction(udp_dat
 def test_an_unreadable_ip_header_is_counted_not_raised(frame):
     table = FragmentTable()
     whole = bytes(14) + frame
-    assert table.add(Fragment(0, whole, len(whole), 14, False)) == (None, [])
+    assert table.add(Fragment(0, whole, 14, False)) == (None, [])
     assert table.counts.lost == 1
 
 
