@@ -334,12 +334,19 @@ def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[
         if missing:
             raise bpf_syscall.BpfError(0, f"the program has no function {', '.join(missing)}")
     except BaseException:
-        for fn in functions.values():
-            os.close(fn.fd)
-        for m in maps.values():
-            m.close()
+        unload(maps, functions)
         raise
     return maps, functions
+
+
+def unload(maps: dict, functions: dict) -> None:
+    """Close what load_into_kernel returned (each descriptor once)."""
+    for fn in functions.values():
+        if fn.fd >= 0:
+            os.close(fn.fd)
+            fn.fd = -1
+    for m in maps.values():
+        m.close()
 
 
 @dataclass
@@ -435,12 +442,7 @@ class CaptureProgram:
         ring = getattr(self, "ring", None)
         if ring is not None:
             ring.close()
-        for fn in getattr(self, "_functions", {}).values():
-            if fn.fd >= 0:
-                os.close(fn.fd)
-                fn.fd = -1
-        for m in getattr(self, "maps", {}).values():
-            m.close()
+        unload(getattr(self, "maps", {}), getattr(self, "_functions", {}))
 
 
 def _load_prebuilt(settings: ProgramSettings, directories: list[Path] | None = None):
@@ -515,23 +517,19 @@ def prepare(variants: dict | None = None, force: bool = False,
     require_root()
     results = []
     for label, settings in (variants or PREPARED_SETTINGS).items():
-        headers = kernel_headers.choose_headers()
         if force:
-            program_cache.remove(program_key(settings, headers))
+            program_cache.remove(program_key(settings, kernel_headers.choose_headers()))
         if prebuilt is not None:
             src = source_dir()
             program_cache.store(program_cache.portable_key(src, settings.cflags(src)),
-                                compile_program(settings, headers), prebuilt)
+                                compile_program(settings, kernel_headers.choose_headers()), prebuilt)
             started = time.monotonic()
             loaded, problem = _load_prebuilt(settings, [prebuilt])      # it loads from there
             if loaded is None:
                 raise EnvironmentProblem(f"{label}: the prebuilt program does not load: {problem}")
             maps, functions, report = loaded
             report.seconds = time.monotonic() - started
-            for fn in functions.values():
-                os.close(fn.fd)
-            for m in maps.values():
-                m.close()
+            unload(maps, functions)
             results.append((label, report))
             continue
         program = CaptureProgram(settings, lambda data, size: None)
