@@ -84,6 +84,11 @@ def at_or_above(df: pd.DataFrame, severity: str) -> pd.DataFrame:
     return df[df["severity"].cat.codes >= SEVERITY_RANK[severity]]
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """"1 destination", "2 destinations", "1,234 queries": a count with its noun in the right number."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
 def human_bytes(n: float) -> str:
     """1234 -> '1.2 KB' (powers of 1000, as people read them in a summary)."""
     n = float(n)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .findings import SEVERITIES, at_or_above
+from .findings import SEVERITIES, at_or_above, counted
 from .safe_text import for_markdown, for_markdown_code, for_terminal
 
 JSON_SCHEMA_VERSION = 1
@@ -65,11 +65,6 @@ def _n(x) -> str:
     return f"{x:,}"
 
 
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    """"1 destination", "2 destinations": a count with its noun in the right number."""
-    return f"{_n(n)} {singular if n == 1 else plural or singular + 's'}"
-
-
 def _time_range(s: dict) -> str:
     a, b = s.get("first_seen"), s.get("last_seen")
     if not a:
@@ -81,7 +76,7 @@ def _time_range(s: dict) -> str:
 
 
 def _connections_line(s: dict) -> str:
-    line = f"{_count(s['connections'], 'connection')} to {_count(s['unique_destinations'], 'destination')}"
+    line = f"{counted(s['connections'], 'connection')} to {counted(s['unique_destinations'], 'destination')}"
     parts = []
     if s.get("allowed_destinations") is not None:
         parts.append(f"{_n(s['allowed_destinations'])} allowed")
@@ -93,8 +88,8 @@ def _connections_line(s: dict) -> str:
 
 
 def _dns_line(s: dict) -> str:
-    return (f"{_count(s['dns_queries'], 'query', 'queries')}, {_count(s['dns_names'], 'name')}, "
-            f"{_count(s['registered_domains'], 'registered domain')}")
+    return (f"{counted(s['dns_queries'], 'query', 'queries')}, {counted(s['dns_names'], 'name')}, "
+            f"{counted(s['registered_domains'], 'registered domain')}")
 
 
 def _findings_line(s: dict) -> str:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from cicd_audit.analyzers.findings import counted, human_bytes
 from cicd_audit.policy import PolicyError, parse_domain_rule, parse_policy
 
 #: More distinct ports than this for one rule: the rule allows any port.
@@ -51,7 +52,6 @@ class _Use:
     orig_bytes: int = 0
     ports: set = field(default_factory=set)
     names: set = field(default_factory=set)
-    sessions: set = field(default_factory=set)
     processes: set = field(default_factory=set)
 
 
@@ -74,7 +74,6 @@ def suggest_policy(logs, sessions: list[str], services_list=None) -> str:
         for use, domain in targets:
             use.connections += int(row.connections)
             use.orig_bytes += int(row.orig_bytes or 0)
-            use.sessions.add(str(row.session))
             use.processes |= processes.get(str(row.address), set())
             if port is not None:
                 use.ports.add(port)
@@ -87,8 +86,7 @@ def suggest_policy(logs, sessions: list[str], services_list=None) -> str:
             continue
         use = by_domain[domain] if domain in by_domain else looked_up[domain]
         use.names.add(row.name)         # a lookup a blocked job makes must be allowed too (else NXDOMAIN)
-        use.sessions.add(str(row.session))
-    lines = [f"# Suggested by `cicd-audit policy suggest` from {_count(len(sessions), 'session')}: "
+    lines = [f"# Suggested by `cicd-audit policy suggest` from {counted(len(sessions), 'session')}: "
              + ", ".join(_comment(s) for s in sessions[:5]) + (" ..." if len(sessions) > 5 else ""),
              "# Review every line before enforcing it (cicd-audit record --block --policy FILE).",
              "allowed:", "  domains:"]
@@ -138,12 +136,9 @@ def _domain_rules(domain: str, use: _Use, flagged_names: dict) -> list[str]:
         patterns = names or [domain]
     else:               # several names under one registered domain: its subdomains, and itself if used
         patterns = ([domain] if domain in names else []) + [f"*.{domain}"]
-    note = (f"{_count(use.connections, 'connection')}, {_bytes(use.orig_bytes)} sent"
-            + (f", by {', '.join(_comment(p) for p in sorted(use.processes)[:3])}" if use.processes else "")
-            + (f"; names: {', '.join(_comment(n) for n in names[:3])}{' ...' if len(names) > 3 else ''}"
-               if len(names) > 1 else ""))
-    ports = sorted(use.ports) if 0 < len(use.ports) <= MAX_PORTS_PER_RULE else [None]
-    return [_domain_entry(p if port is None else f"{p}:{port}", note) for p in patterns for port in ports]
+    note = _usage(use) + (f"; names: {', '.join(_comment(n) for n in names[:3])}{' ...' if len(names) > 3 else ''}"
+                          if len(names) > 1 else "")
+    return [_domain_entry(p if port is None else f"{p}:{port}", note) for p in patterns for port in _ports(use)]
 
 
 def _domain_entry(entry: str, note: str) -> str:
@@ -158,10 +153,19 @@ def _domain_entry(entry: str, note: str) -> str:
 def _cidr_rules(address: str, use: _Use) -> list[str]:
     ip = ipaddress.ip_address(address)
     prefix = f"{ip}/{ip.max_prefixlen}"
-    note = (f"no DNS answer explains it; {_count(use.connections, 'connection')}, {_bytes(use.orig_bytes)} sent"
-            + (f", by {', '.join(_comment(p) for p in sorted(use.processes)[:3])}" if use.processes else ""))
-    ports = sorted(use.ports) if 0 < len(use.ports) <= MAX_PORTS_PER_RULE else [None]
-    return [f"    - {_quote(prefix if port is None else f'{prefix}:{port}')}  # {note}" for port in ports]
+    note = "no DNS answer explains it; " + _usage(use)
+    return [f"    - {_quote(prefix if port is None else f'{prefix}:{port}')}  # {note}" for port in _ports(use)]
+
+
+def _usage(use: _Use) -> str:
+    """What a rule's comment says the job did: connections, bytes sent, by which processes."""
+    by = f", by {', '.join(_comment(p) for p in sorted(use.processes)[:3])}" if use.processes else ""
+    return f"{counted(use.connections, 'connection')}, {human_bytes(use.orig_bytes)} sent{by}"
+
+
+def _ports(use: _Use) -> list:
+    """The ports a rule names: those the job used, or None (any) past MAX_PORTS_PER_RULE."""
+    return sorted(use.ports) if 0 < len(use.ports) <= MAX_PORTS_PER_RULE else [None]
 
 
 def _flagged(findings: pd.DataFrame) -> dict[str, str]:
@@ -201,12 +205,3 @@ def _comment(text) -> str:
     return json.dumps(str(text), ensure_ascii=True)[1:-1]
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
