@@ -45,7 +45,8 @@ ln -sf "$VENV/bin/cicd-audit" /usr/local/bin/cicd-audit
 if [ "$with_test" = 1 ]; then
   # The container image test (tests/test_container_image.py) builds offline: a Debian base image made
   # from Debian's packages (no image registry needed) and a wheelhouse of the package's dependencies.
-  apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
+  # debian-archive-keyring: Debian's packages (base image, kernels) verify on Ubuntu hosts too.
+  apt-get install -y -qq --no-install-recommends podman runc debootstrap debian-archive-keyring >/dev/null
   if ! podman image exists localhost/cicd-audit-base:bookworm; then
     "$here/deploy/container/debian-base.sh" --tag localhost/cicd-audit-base:bookworm
   fi
