@@ -78,6 +78,7 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 
 #include "checksum.h"
 #include "packet.h"
+#include "tunnel.h"
 
 /* Tail-call stages (filled by recorder/bpf_program.py). */
 #define CA_STAGE_PACKET 1          /* ca_packet itself: parse again after pulling headers */
@@ -103,6 +104,7 @@ struct ca_scratch {
 	struct ca_fragment_event frag;
 	struct ca_sweep_request sweep;
 	struct ca_csum_scratch csum;
+	struct ca_encap encap;     /* an inner packet for the next run on this skb (tunnel.h) */
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
@@ -501,6 +503,10 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	c->first_ns = p->ts;
 	c->last_ns = p->ts;
 	c->orig_slot = p->src_slot;
+	c->tunnel_parents[0] = p->tunnel_parent;
+	c->tunnel_current = p->tunnel_parent ? 1 : 0;
+	if (ca_unlikely(ca_is_ip_tunnel_proto(p->key.ip_proto)))
+		c->flags |= CA_CONN_IP_TUNNEL;
 	/* Zeek's reassembler starts at relative sequence 1 in both directions. */
 	c->ep[0].reassem_seq = c->ep[0].trim_seq = 1;
 	c->ep[1].reassem_seq = c->ep[1].trim_seq = 1;
@@ -536,6 +542,36 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	return ca_conn_lookup(&p->key, ref);
 }
 
+/* Zeek's Connection::CheckEncapsulation for a packet whose innermost tunnel
+ * is not its connection's last one: a tunnel_changed event adds the new
+ * tunnel to the parents, up to Tunnel::max_changes_per_connection, then 'X'.
+ * Two parents are kept: the first and the latest. */
+static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn *c)
+{
+	__u64 now = p->tunnel_parent;
+	__u64 last = c->tunnel_current ? c->tunnel_parents[(c->tunnel_current - 1) & 1] : 0;
+
+	if (now == last)
+		return;
+	if (c->tunnel_changes >= CA_TUNNEL_MAX_CHANGES) {
+		if (!ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X'))
+			ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_CHANGES, CA_TUNNEL_MAX_CHANGES);
+		if (now != c->tunnel_parents[0] && now != c->tunnel_parents[1])
+			return;        /* not added to the parents: its change is not followed */
+	} else {
+		c->tunnel_changes++;
+	}
+	if (!now)
+		c->tunnel_current = 0;
+	else if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
+		c->tunnel_parents[0] = now;
+		c->tunnel_current = 1;
+	} else {
+		c->tunnel_parents[1] = now;
+		c->tunnel_current = 2;
+	}
+}
+
 /* Find the packet's connection, ending it first if its timers have run out. */
 static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, struct ca_packet *p)
 {
@@ -549,8 +585,11 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
 		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
-		if (ca_likely(!ended))
+		if (ca_likely(!ended)) {
+			if (ca_unlikely(p->tunnel_parent | c->tunnel_current))
+				ca_tunnel_check(p, c);
 			return c;
+		}
 		ca_emit_end(&p->key, c, ended, CA_END_REUSED);
 		ca_conn_delete(&p->key, &ref);
 	}
@@ -731,6 +770,62 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 	return CA_PASS;
 }
 
+/* Run the program again on this skb from the inner packet at inner, whose
+ * tunnel is c (tunnel.h). Returns only if that could not happen. */
+static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c,
+					   int link, __u32 inner)
+{
+	__u32 zero = 0;
+	struct ca_scratch *s;
+
+#if CA_BLOCK
+	if (c->flags & CA_CONN_BLOCKED)
+		return;                    /* the outer packet is dropped: nothing inside goes anywhere */
+#endif
+	if (p->depth >= CA_TUNNEL_MAX_DEPTH) {
+		if (p->key.ip_proto == CA_IPPROTO_UDP)
+			ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
+		ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_DEPTH, 0);
+		return;
+	}
+	s = scratch.lookup(&zero);
+	if (!s || link == CA_INNER_NONE)
+		return;
+	c->flags |= CA_CONN_TUNNEL;
+	s->encap.parent_id = c->id;
+	s->encap.off = inner;
+	s->encap.link = link;
+	s->encap.depth = p->depth + 1;
+	stages.call(skb, p->egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
+	s->encap.link = CA_INNER_NONE;
+}
+
+/* A UDP connection whose responder port is a tunnel's: its payload. */
+static __always_inline void ca_udp_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+{
+	__u32 inner = 0, weird = 0;
+	int link = ca_udp_tunnel(skb, p, ca_key_port(&p->key, !c->orig_slot), &inner, &weird);
+
+	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
+		ca_decapsulate(skb, p, c, link, inner);
+	else if (weird)
+		ca_emit_weird(p, c->id, weird, 0);
+}
+
+/* An IP tunnel (IP-in-IP, GRE): the packet after its IP header. */
+static __always_inline void ca_ip_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+{
+	__u32 inner = p->l4_off, weird = 0;
+	int link = CA_INNER_IP;
+
+	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH)
+		link = ca_gre(skb, p->l4_off, p->l4_len, &inner, &weird);
+	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
+		ca_decapsulate(skb, p, c, link, inner);
+	else if (weird)
+		ca_emit_weird(p, c->id, weird, 0);
+}
+
 /* Find or create the packet's connection and update it. is_tcp is a
  * compile-time constant at each call site, so each program holds one path.
  * Returns the TC verdict. */
@@ -786,6 +881,8 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		if ((c->flags & CA_CONN_NTP) && ca_ntp_message(skb, p, c, from_orig))
 			ca_flip_roles_udp(c);
 		ca_finish_packet(skb, p, c, from_orig);
+		if (ca_unlikely(ca_is_udp_tunnel_port(ca_key_port(&p->key, !c->orig_slot))))
+			ca_udp_decapsulate(skb, p, c);
 		return ca_verdict(skb, p, c);
 	}
 	/* ICMP and unknown IP protocols: no letters, no DNS. */
@@ -801,6 +898,8 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 			e->ip_bytes += p->wire_ip_bytes;
 		}
 	}
+	if (ca_unlikely(c->flags & CA_CONN_IP_TUNNEL))
+		ca_ip_decapsulate(skb, p, c);
 	return ca_verdict(skb, p, c);
 }
 
@@ -818,27 +917,39 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	struct ca_scratch *s = scratch.lookup(&zero);
 	struct ca_packet *p;
 	__u32 weird = 0;
+	struct ca_encap encap;
 	int r, pulled;
 
 	if (ca_unlikely(!s))
 		return CA_PASS;
 	pulled = s->pulled;
 	s->pulled = 0;
+	/* A tunnel's inner packet, if the run before on this skb left one. */
+	encap = s->encap;
+	s->encap.link = CA_INNER_NONE;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
 	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
-	r = ca_parse(skb, p, &weird);
+	if (ca_unlikely(encap.link != CA_INNER_NONE)) {
+		p->tunnel_parent = encap.parent_id;
+		p->depth = encap.depth;
+		r = ca_parse(skb, p, &weird, encap.off, encap.link == CA_INNER_IP);
+	} else {
+		r = ca_parse(skb, p, &weird, 0, 0);
+	}
 	if (ca_unlikely(r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
 		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
 		 * keep their headers linear): pull them in and parse again. Pulling
 		 * unconditionally would copy payload into every GSO skb's head. */
 		s->pulled = 1;
+		s->encap = encap;
 		if (bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM) == 0)
 			stages.call(skb, egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
 		s->pulled = 0;
+		s->encap.link = CA_INNER_NONE;
 	}
 	if (ca_unlikely(r == CA_PARSE_NOT_IP)) {
 		ca_count(CA_STAT_NON_IP, 1);

@@ -62,6 +62,10 @@ enum ca_weird_code {
 	CA_WEIRD_TOO_MANY_EXT_HEADERS = 9,
 	CA_WEIRD_DNS_TRUNCATED = 10,       /* DNS payload larger than CA_DNS_PAYLOAD_MAX */
 	CA_WEIRD_BAD_IP_LENGTH = 11,       /* IP total length larger than the packet */
+	CA_WEIRD_TUNNEL_MAX_DEPTH = 12,    /* a tunnel deeper than Tunnel::max_depth */
+	CA_WEIRD_TRUNCATED_GRE = 13,
+	CA_WEIRD_GRE_UNSUPPORTED = 14,     /* GRE version, flags or payload Zeek does not decapsulate */
+	CA_WEIRD_TUNNEL_MAX_CHANGES = 15,  /* Tunnel::max_changes_per_connection reached */
 	CA_WEIRD_MAX = 16,
 };
 
@@ -181,10 +185,15 @@ struct ca_conn {
 	__u64 expire_deadline;     /* tcp_session_timer checks after one side closed */
 	struct ca_endpoint ep[2];  /* [0] originator, [1] responder */
 	__u64 history_seen;        /* bit per history letter already recorded */
+	/* Ids of the tunnels that carried it (tunnel.h), innermost layer only, 0 = none:
+	 * the first, and the latest when it changed (Zeek's tunnel_changed). */
+	__u64 tunnel_parents[2];
 	__u8 orig_slot;            /* which key slot (0/1) holds the originator */
 	__u8 history_len;
 	__u16 flags;               /* CA_CONN_* */
-	__u8 pad[4];
+	__u8 tunnel_current;       /* the tunnel of its last packet: 0 none, 1 or 2 tunnel_parents[0 or 1] */
+	__u8 tunnel_changes;       /* Zeek's tunnel_changed events so far */
+	__u8 pad[2];
 	char history[CA_HISTORY_MAX];
 	struct ca_process proc;    /* live capture: the local process that opened it, if known */
 };
@@ -203,6 +212,8 @@ struct ca_conn {
 #define CA_CONN_BLOCKED    (1 << 11) /* blocking mode drops every packet of it */
 #define CA_CONN_DNS_BLOCKED (1 << 12) /* blocking mode dropped at least one of its DNS queries */
 #define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: the job's, so its packets are judged */
+#define CA_CONN_TUNNEL     (1 << 14) /* carried a tunnelled packet: inner rows name its uid */
+#define CA_CONN_IP_TUNNEL  (1 << 15) /* an IP tunnel (GRE, IP-in-IP): a tunnel, not a connection */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;

@@ -76,6 +76,8 @@ struct ca_packet {
 	__u8 ip_len_zero;          /* 1: IPv4 total length 0 in a capture (TSO): counted as 0 IP bytes */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
+	__u64 tunnel_parent;       /* id of the innermost tunnel around it (tunnel.h), 0: none */
+	__u8 depth;                /* tunnel layers around it */
 };
 
 enum ca_parse_result {
@@ -382,9 +384,9 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 #define CA_LINK_ETHERNET 0
 #define CA_LINK_VLAN     1
 #define CA_LINK_VNTAG    2
-static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_packet *p, __u32 *l3_off)
+static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_packet *p, __u32 base, __u32 *l3_off)
 {
-	__u32 off = 12;          /* the EtherType field being read */
+	__u32 off = base + 12;   /* the EtherType field being read */
 	int layer = CA_LINK_ETHERNET, cfp_allowed = 1;
 
 	for (int i = 0; i < CA_MAX_LINK_HDRS; i++) {
@@ -490,14 +492,29 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 }
 
 /* Parse Ethernet (with up to two VLAN tags inline; other link layers in
- * ca_parse_link), IP and the transport header. */
-static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+ * ca_parse_link) from base, or IP at base when raw_ip (a tunnel's inner
+ * packet), then IP and the transport header. */
+static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird,
+				    __u32 base, int raw_ip)
 {
-	__u16 *ethertype = ca_hdr(skb, 12, 2);
+	__u16 *ethertype;
 	__u16 proto;
-	__u32 off = 14;
+	__u32 off = base + 14;
 	int r;
 
+	if (ca_unlikely(raw_ip)) {
+		__u8 *v = ca_hdr(skb, base, 1);
+		if (!v)
+			return CA_PARSE_NOT_IP;
+		if ((v[0] >> 4) != 4 && (v[0] >> 4) != 6) {
+			*weird = CA_WEIRD_UNKNOWN_IP_VERSION;
+			return CA_PARSE_WEIRD;
+		}
+		proto = (v[0] >> 4) == 4 ? bpf_htons(CA_ETH_P_IP) : bpf_htons(CA_ETH_P_IPV6);
+		off = base;
+		goto ip;
+	}
+	ethertype = ca_hdr(skb, base + 12, 2);
 	if (!ethertype)
 		return CA_PARSE_NOT_IP;
 	proto = *ethertype;
@@ -512,7 +529,7 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 		off += 4;
 	}
 	if (ca_unlikely(proto != bpf_htons(CA_ETH_P_IP) && proto != bpf_htons(CA_ETH_P_IPV6))) {
-		proto = ca_parse_link(skb, p, &off);
+		proto = ca_parse_link(skb, p, base, &off);
 		if (!proto)
 			return CA_PARSE_NOT_IP;
 		/* Re-read the offset from memory: the verifier then follows one
@@ -523,6 +540,13 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 		if (off > CA_MAX_HDR_OFF)
 			return CA_PARSE_NOT_IP;
 	}
+ip:
+	/* Through memory, bounded: a tunnel's inner packet starts at an offset
+	 * the verifier cannot follow. */
+	p->l3_off = off;
+	off = ca_bounded_off(*(volatile __u32 *)&p->l3_off);
+	if (off > CA_MAX_HDR_OFF)
+		return CA_PARSE_NOT_IP;
 	p->l3_off = off;
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;

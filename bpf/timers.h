@@ -13,6 +13,9 @@
 #ifndef CA_TCP_SYN_TIMEOUT_NS
 #define CA_TCP_SYN_TIMEOUT_NS 5000000000ULL          /* tcp_SYN_timeout */
 #endif
+#ifndef CA_IP_TUNNEL_TIMEOUT_NS
+#define CA_IP_TUNNEL_TIMEOUT_NS 86400000000000ULL    /* Tunnel::ip_tunnel_timeout */
+#endif
 #ifndef CA_TCP_PORT_INACTIVITY_NS
 #define CA_TCP_PORT_INACTIVITY_NS 3600000000000ULL   /* Conn::port_inactivity_timeouts */
 #endif
@@ -33,7 +36,7 @@ static __always_inline __u64 ca_inactivity_timeout(struct ca_conn *c, __u8 proto
 	case CA_IPPROTO_ICMP:
 	case CA_IPPROTO_ICMPV6: return CA_ICMP_INACTIVITY_NS;
 	}
-	return CA_UNKNOWN_IP_INACTIVITY_NS;
+	return (c->flags & CA_CONN_IP_TUNNEL) ? CA_IP_TUNNEL_TIMEOUT_NS : CA_UNKNOWN_IP_INACTIVITY_NS;
 }
 
 /* First firing of the DNS analyzer's periodic expiry check (every

@@ -73,6 +73,10 @@ class WeirdCode(enum.IntEnum):
     TOO_MANY_EXT_HEADERS = 9
     DNS_TRUNCATED = 10
     BAD_IP_LENGTH = 11
+    TUNNEL_MAX_DEPTH = 12
+    TRUNCATED_GRE = 13
+    GRE_UNSUPPORTED = 14
+    TUNNEL_MAX_CHANGES = 15
 
 
 WEIRD_MAX = 16
@@ -113,6 +117,8 @@ CONN_FLIPPED = 1 << 1
 CONN_BLOCKED = 1 << 11
 CONN_DNS_BLOCKED = 1 << 12
 CONN_IN_JOB = 1 << 13
+CONN_TUNNEL = 1 << 14
+CONN_IP_TUNNEL = 1 << 15
 PROC_IN_JOB = 1 << 0
 
 
@@ -167,8 +173,9 @@ class Conn(ctypes.Structure):
         ("id", c_u64), ("first_ns", c_u64), ("last_ns", c_u64),
         ("attempt_deadline", c_u64), ("close_deadline", c_u64),
         ("expire_deadline", c_u64),
-        ("ep", Endpoint * 2), ("history_seen", c_u64),
-        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16), ("pad", c_u8 * 4),
+        ("ep", Endpoint * 2), ("history_seen", c_u64), ("tunnel_parents", c_u64 * 2),
+        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16),
+        ("tunnel_current", c_u8), ("tunnel_changes", c_u8), ("pad", c_u8 * 2),
         ("history", ctypes.c_char * HISTORY_MAX),
         ("proc", Process),
     ]

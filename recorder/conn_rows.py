@@ -83,8 +83,10 @@ def udp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint) -> str:
     return "SHR" if resp.state == abi.UDP_ACTIVE else "OTH"
 
 
-def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None) -> dict:
-    """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds."""
+def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None,
+             tunnel_parents: list[str] | None = None) -> dict:
+    """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds;
+    tunnel_parents are the uids of the tunnels that carried it."""
     c = event.conn
     cid = conn_id(event.key, c.orig_slot)
     orig, resp = c.ep[0], c.ep[1]
@@ -121,7 +123,7 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "orig_ip_bytes": orig.ip_bytes,
         "resp_pkts": resp.pkts,
         "resp_ip_bytes": resp.ip_bytes,
-        "tunnel_parents": None,
+        "tunnel_parents": tunnel_parents or None,
         "ip_proto": proto,
     }
     return row

@@ -214,18 +214,23 @@ class SessionLog:
             self._write_dns_rows(dns_log.flush(ts_end), dns_log)
             if dns_log.service:
                 services.append(dns_log.service)
-        row = conn_row(ev, uid, self.to_epoch, services)
+        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(ev.conn.tunnel_parents) if pid]
+        if not parents:
+            # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
+            self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
+            self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
+        self.uids.forget(cid, tunnel=bool(ev.conn.flags & abi.CONN_TUNNEL))
+        if ev.conn.flags & abi.CONN_IP_TUNNEL:
+            return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection
+        row = conn_row(ev, uid, self.to_epoch, services, parents)
         self._add_columns(row, self._describe(ev.conn.proc))
         if self.blocking:
             row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
             self._blocked_conns.discard(cid)
         self._conn.write(row)
         self.counters.connections += 1
-        self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
-        self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
         reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
         self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
-        self.uids.forget(cid)
 
     def _add_columns(self, row: dict, info: ProcessInfo | None) -> None:
         """The optional columns after Zeek's, in schema order: community_id, then proc.*."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
+
+# Uids of ended tunnels kept for the inner connections that end after them.
+TUNNEL_UIDS_KEPT = 65536
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -22,9 +26,10 @@ class UidAllocator:
         self.prefix = prefix
         self._by_conn: dict[int, str] = {}
         self._issued: set[str] = set()
+        self._ended_tunnels: OrderedDict[int, str] = OrderedDict()
 
     def for_conn(self, conn_id: int) -> str:
-        uid = self._by_conn.get(conn_id)
+        uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
         if uid is None:
             while True:
                 uid = self.prefix + _base62(secrets.randbits(64)) + _base62(secrets.randbits(32))
@@ -34,6 +39,11 @@ class UidAllocator:
             self._by_conn[conn_id] = uid
         return uid
 
-    def forget(self, conn_id: int) -> None:
-        """The connection ended; its id will not be seen again."""
-        self._by_conn.pop(conn_id, None)
+    def forget(self, conn_id: int, tunnel: bool = False) -> None:
+        """The connection ended. A tunnel's uid is kept a while longer: the
+        connections it carried may end after it and name it as their parent."""
+        uid = self._by_conn.pop(conn_id, None)
+        if tunnel and uid is not None:
+            self._ended_tunnels[conn_id] = uid
+            if len(self._ended_tunnels) > TUNNEL_UIDS_KEPT:
+                self._ended_tunnels.popitem(last=False)

@@ -16,6 +16,10 @@ WEIRD_NAMES = {
     WeirdCode.TOO_MANY_EXT_HEADERS: "cicd_audit_too_many_ipv6_ext_headers",
     WeirdCode.DNS_TRUNCATED: "cicd_audit_dns_message_truncated",
     WeirdCode.BAD_IP_LENGTH: "truncated_IP",
+    WeirdCode.TUNNEL_MAX_DEPTH: "exceeded_tunnel_max_depth",
+    WeirdCode.TRUNCATED_GRE: "truncated_GRE",
+    WeirdCode.GRE_UNSUPPORTED: "unknown_gre_version",
+    WeirdCode.TUNNEL_MAX_CHANGES: "tunnel_max_changes_per_connection_exceeded",
 }
 
 

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Tunnels, decapsulated as Zeek's packet analyzers do by default
+ * (src/packet_analysis/protocol/{udp,vxlan,geneve,gre,iptunnel}):
+ *
+ *   UDP to the connection's responder port 4789  -> VXLAN  -> Ethernet
+ *                                            6081  -> Geneve -> Ethernet or IP
+ *                                            4754  -> GRE (as below)
+ *   IP protocol 4 or 41 (IP-in-IP, 6in4, 4in6)    -> IP
+ *   IP protocol 47, GRE version 0                 -> IP; Ethernet for transparent
+ *                                                    bridging and ERSPAN I/II/III
+ *                   GRE version 1 (PPTP)          -> PPP -> IP
+ *
+ * The outer packet is tracked first: a UDP tunnel is a connection of its own,
+ * an IP tunnel is tracked like one (one per address pair and protocol) but
+ * written to tunnel.log instead of conn.log. Then the program runs again on
+ * the same skb from the inner header (a tail call to itself, with the inner
+ * offset left in the per-CPU scratch), so the inner packet goes through the
+ * very same parser and state machines, and its connection remembers the
+ * tunnel's id as its tunnel parent. Up to Tunnel::max_depth layers. */
+#ifndef CA_TUNNEL_H
+#define CA_TUNNEL_H
+
+#define CA_TUNNEL_MAX_DEPTH 4      /* Tunnel::max_depth */
+#define CA_TUNNEL_MAX_CHANGES 5    /* Tunnel::max_changes_per_connection */
+#define CA_PORT_VXLAN 4789
+#define CA_PORT_GENEVE 6081
+#define CA_PORT_GRE_UDP 4754
+#define CA_IPPROTO_IPIP 4
+#define CA_IPPROTO_IPV6 41
+#define CA_IPPROTO_GRE 47
+
+/* What the inner packet starts with. */
+#define CA_INNER_NONE 0
+#define CA_INNER_ETHERNET 1
+#define CA_INNER_IP 2
+
+/* Left in the scratch for the program's next run on the same skb. */
+struct ca_encap {
+	__u64 parent_id;           /* the tunnel's connection id */
+	__u32 off;                 /* where the inner packet starts */
+	__u8 link;                 /* CA_INNER_*; CA_INNER_NONE: nothing pending */
+	__u8 depth;                /* tunnel layers around the inner packet */
+	__u8 pad[2];
+};
+
+static __always_inline int ca_is_udp_tunnel_port(__u16 port)
+{
+	return port == CA_PORT_VXLAN || port == CA_PORT_GENEVE || port == CA_PORT_GRE_UDP;
+}
+
+static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
+{
+	return proto == CA_IPPROTO_IPIP || proto == CA_IPPROTO_IPV6 || proto == CA_IPPROTO_GRE;
+}
+
+/* GRE (RFC 2784, RFC 2637 for version 1) at off, len bytes: the inner link
+ * type with *inner at its start, or CA_INNER_NONE with *weird set. */
+static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
+{
+	__u8 *g = ca_hdr(skb, off, 4);
+	__u16 flags, proto;
+	__u32 hlen = 4;
+	int link = CA_INNER_IP;
+
+	if (!g || len < 4) {
+		*weird = CA_WEIRD_TRUNCATED_GRE;
+		return CA_INNER_NONE;
+	}
+	flags = (__u16)g[0] << 8 | g[1];
+	proto = (__u16)g[2] << 8 | g[3];
+	if (flags & 0x8000)
+		hlen += 4;         /* checksum and reserved */
+	if (flags & 0x2000)
+		hlen += 4;         /* key */
+	if (flags & 0x1000)
+		hlen += 4;         /* sequence number */
+	if (flags & 0x0080)
+		hlen += 4;         /* acknowledgement (version 1) */
+	if ((flags & 7) > 1 || (flags & 0x4000) || (flags & 0x0078)) {
+		*weird = CA_WEIRD_GRE_UNSUPPORTED;   /* version, routing, reserved flags */
+		return CA_INNER_NONE;
+	}
+	if ((flags & 7) == 1) {
+		/* PPTP: PPP address, control, then the protocol. */
+		__u8 *ppp = ca_hdr(skb, off + hlen + 2, 2);
+		__u16 pp;
+		if (proto != 0x880b) {
+			*weird = CA_WEIRD_GRE_UNSUPPORTED;
+			return CA_INNER_NONE;
+		}
+		if (!ppp || len < hlen + 4) {
+			*weird = CA_WEIRD_TRUNCATED_GRE;
+			return CA_INNER_NONE;
+		}
+		pp = (__u16)ppp[0] << 8 | ppp[1];
+		if (pp != CA_PPP_IP && pp != CA_PPP_IPV6) {
+			*weird = CA_WEIRD_GRE_UNSUPPORTED;
+			return CA_INNER_NONE;
+		}
+		hlen += 4;
+	} else if (proto == 0x6558) {
+		link = CA_INNER_ETHERNET;          /* transparent Ethernet bridging */
+	} else if (proto == 0x88be) {
+		link = CA_INNER_ETHERNET;          /* ERSPAN I; II has a sequence number and 8 bytes */
+		if (flags & 0x1000)
+			hlen += 8;
+	} else if (proto == 0x22eb) {
+		__u8 *e = ca_hdr(skb, off + hlen + 11, 1);
+		link = CA_INNER_ETHERNET;          /* ERSPAN III: 12 bytes, 8 more with the O flag */
+		if (!e || len <= hlen + 12 + 14) {
+			*weird = CA_WEIRD_TRUNCATED_GRE;
+			return CA_INNER_NONE;
+		}
+		hlen += (e[0] & 1) ? 20 : 12;
+	}
+	if (len < hlen + (link == CA_INNER_ETHERNET ? 14 : 1)) {
+		*weird = CA_WEIRD_TRUNCATED_GRE;
+		return CA_INNER_NONE;
+	}
+	*inner = off + hlen;
+	return link;
+}
+
+/* The inner packet of a UDP tunnel on responder port port (payload at
+ * p->payload_off): its link type with *inner set, or CA_INNER_NONE. */
+static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet *p, __u16 port,
+					 __u32 *inner, __u32 *weird)
+{
+	__u32 off = p->payload_off, len = p->payload_len;
+	__u8 *h = ca_hdr(skb, off, 8);
+
+	if (port == CA_PORT_GRE_UDP)
+		return ca_gre(skb, off, len, inner, weird);
+	if (!h || len <= 8)
+		return CA_INNER_NONE;
+	if (port == CA_PORT_VXLAN) {
+		if (!(h[0] & 0x08))        /* the I flag: a valid VNI follows */
+			return CA_INNER_NONE;
+		*inner = off + 8;
+		return CA_INNER_ETHERNET;
+	} else {
+		__u32 hlen = 8 + (h[0] & 0x3f) * 4;
+		__u16 next = (__u16)h[2] << 8 | h[3];
+		if ((h[0] >> 6) != 0 || len <= hlen)
+			return CA_INNER_NONE;
+		*inner = off + hlen;
+		if (next == 0x6558)
+			return CA_INNER_ETHERNET;
+		if (next == CA_ETH_P_IP || next == CA_ETH_P_IPV6)
+			return CA_INNER_IP;
+		return CA_INNER_NONE;
+	}
+}
+
+#endif /* CA_TUNNEL_H */
