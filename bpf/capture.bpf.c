@@ -773,7 +773,7 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 /* Run the program again on this skb from the inner packet at inner, whose
  * tunnel is c (tunnel.h). Returns only if that could not happen. */
 static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c,
-					   int link, __u32 inner)
+					   __u64 tunnel_id, int link, __u32 inner)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s;
@@ -792,7 +792,7 @@ static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_pack
 	if (!s || link == CA_INNER_NONE)
 		return;
 	c->flags |= CA_CONN_TUNNEL;
-	s->encap.parent_id = c->id;
+	s->encap.parent_id = tunnel_id;
 	s->encap.off = inner;
 	s->encap.link = link;
 	s->encap.depth = p->depth + 1;
@@ -804,10 +804,11 @@ static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_pack
 static __always_inline void ca_udp_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
 	__u32 inner = 0, weird = 0;
-	int link = ca_udp_tunnel(skb, p, ca_key_port(&p->key, !c->orig_slot), &inner, &weird);
+	__u16 port = ca_key_port(&p->key, !c->orig_slot);
+	int link = ca_udp_tunnel(skb, p, port, &inner, &weird);
 
 	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, link, inner);
+		ca_decapsulate(skb, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id, link, inner);
 	else if (weird)
 		ca_emit_weird(p, c->id, weird, 0);
 }
@@ -821,7 +822,7 @@ static __always_inline void ca_ip_decapsulate(struct __sk_buff *skb, struct ca_p
 	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH)
 		link = ca_gre(skb, p->l4_off, p->l4_len, &inner, &weird);
 	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, link, inner);
+		ca_decapsulate(skb, p, c, c->id, link, inner);
 	else if (weird)
 		ca_emit_weird(p, c->id, weird, 0);
 }

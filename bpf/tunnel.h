@@ -4,7 +4,10 @@
  *
  *   UDP to the connection's responder port 4789  -> VXLAN  -> Ethernet
  *                                            6081  -> Geneve -> Ethernet or IP
- *                                            4754  -> GRE (as below)
+ *                                            2152, 2123 -> GTPv1 G-PDU -> IP
+ *                                            5072  -> AYIYA (forward) -> IP
+ *                                            4754  -> GRE (as below), whose tunnel
+ *                                                     is the address pair's, as for GRE over IP
  *   IP protocol 4 or 41 (IP-in-IP, 6in4, 4in6)    -> IP
  *   IP protocol 47, GRE version 0                 -> IP; Ethernet for transparent
  *                                                    bridging and ERSPAN I/II/III
@@ -25,6 +28,13 @@
 #define CA_PORT_VXLAN 4789
 #define CA_PORT_GENEVE 6081
 #define CA_PORT_GRE_UDP 4754
+#define CA_PORT_GTP_U 2152
+#define CA_PORT_GTP_C 2123
+#define CA_PORT_AYIYA 5072
+#define CA_GTP_MAX_EXT_HDRS 4
+/* An IP tunnel that is no connection of ours (GRE over UDP) is named by its
+ * address pair: ids with this bit never come from the connection counter. */
+#define CA_PAIR_TUNNEL_ID (1ULL << 63)
 #define CA_IPPROTO_IPIP 4
 #define CA_IPPROTO_IPV6 41
 #define CA_IPPROTO_GRE 47
@@ -45,7 +55,73 @@ struct ca_encap {
 
 static __always_inline int ca_is_udp_tunnel_port(__u16 port)
 {
-	return port == CA_PORT_VXLAN || port == CA_PORT_GENEVE || port == CA_PORT_GRE_UDP;
+	return port == CA_PORT_VXLAN || port == CA_PORT_GENEVE || port == CA_PORT_GRE_UDP ||
+	       port == CA_PORT_GTP_U || port == CA_PORT_GTP_C || port == CA_PORT_AYIYA;
+}
+
+/* Zeek's IP tunnels are one per address pair (IPTunnelAnalyzer's IPPair):
+ * FNV-1a of the canonical key's addresses. */
+static __always_inline __u64 ca_pair_tunnel_id(const struct ca_packet *p)
+{
+	const __u32 *w = (const __u32 *)p->key.addr;
+	__u64 h = 0xcbf29ce484222325ULL;
+
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		h = (h ^ w[i]) * 0x100000001b3ULL;
+	return h | CA_PAIR_TUNNEL_ID;
+}
+
+/* GTPv1-U (3GPP TS 29.281) G-PDU at off, len bytes: *inner at the user's IP packet. */
+static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
+{
+	__u8 *g = ca_hdr(skb, off, 12);
+	__u32 hlen = 8;
+	__u8 *v;
+
+	if (!g || (g[0] >> 5) != 1 || !(g[0] & 0x10) || g[1] != 0xff)
+		return CA_INNER_NONE;      /* not version 1, not GTP (GTP'), not user data */
+	if (g[0] & 0x07) {
+		__u8 next = g[11];         /* sequence number, N-PDU number, next extension type */
+		hlen = 12;
+		if (g[0] & 0x04) {
+			for (int i = 0; i < CA_GTP_MAX_EXT_HDRS && next; i++) {
+				__u8 *e = ca_hdr(skb, off + hlen, 1);
+				__u8 *n;
+				if (!e || !e[0])
+					return CA_INNER_NONE;
+				hlen += e[0] * 4;  /* length in 4-byte units, the next type last */
+				if (hlen > 64)
+					return CA_INNER_NONE;
+				n = ca_hdr(skb, off + hlen - 1, 1);
+				if (!n)
+					return CA_INNER_NONE;
+				next = n[0];
+			}
+			if (next)
+				return CA_INNER_NONE;
+		}
+	}
+	v = ca_hdr(skb, off + hlen, 1);
+	if (!v || len < hlen + 20 || ((v[0] >> 4) != 4 && (v[0] >> 4) != 6))
+		return CA_INNER_NONE;
+	*inner = off + hlen;
+	return CA_INNER_IP;
+}
+
+/* AYIYA (draft-massar-v6ops-ayiya) at off, len bytes: a forwarded IP packet. */
+static __always_inline int ca_ayiya(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
+{
+	__u8 *a = ca_hdr(skb, off, 8);
+	__u32 hlen;
+
+	if (!a)
+		return CA_INNER_NONE;
+	hlen = 8 + (1u << (a[0] >> 4)) + (a[1] >> 4) * 4;   /* identity, signature */
+	if ((a[2] & 0x0f) != 1 || (a[3] != CA_IPPROTO_IPIP && a[3] != CA_IPPROTO_IPV6) || len <= hlen)
+		return CA_INNER_NONE;
+	*inner = off + hlen;
+	return CA_INNER_IP;
 }
 
 static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
@@ -131,6 +207,10 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 
 	if (port == CA_PORT_GRE_UDP)
 		return ca_gre(skb, off, len, inner, weird);
+	if (port == CA_PORT_GTP_U || port == CA_PORT_GTP_C)
+		return ca_gtp(skb, off, len, inner);
+	if (port == CA_PORT_AYIYA)
+		return ca_ayiya(skb, off, len, inner);
 	if (!h || len <= 8)
 		return CA_INNER_NONE;
 	if (port == CA_PORT_VXLAN) {

@@ -7,6 +7,8 @@ from collections import OrderedDict
 
 # Uids of ended tunnels kept for the inner connections that end after them.
 TUNNEL_UIDS_KEPT = 65536
+# bpf/tunnel.h CA_PAIR_TUNNEL_ID: an IP tunnel named by its address pair, not a connection.
+PAIR_TUNNEL_ID = 1 << 63
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -36,14 +38,20 @@ class UidAllocator:
                 if uid not in self._issued:
                     break
             self._issued.add(uid)
-            self._by_conn[conn_id] = uid
+            if conn_id & PAIR_TUNNEL_ID:
+                self._keep_tunnel(conn_id, uid)   # never ends: kept as long as there is room
+            else:
+                self._by_conn[conn_id] = uid
         return uid
+
+    def _keep_tunnel(self, conn_id: int, uid: str) -> None:
+        self._ended_tunnels[conn_id] = uid
+        if len(self._ended_tunnels) > TUNNEL_UIDS_KEPT:
+            self._ended_tunnels.popitem(last=False)
 
     def forget(self, conn_id: int, tunnel: bool = False) -> None:
         """The connection ended. A tunnel's uid is kept a while longer: the
         connections it carried may end after it and name it as their parent."""
         uid = self._by_conn.pop(conn_id, None)
         if tunnel and uid is not None:
-            self._ended_tunnels[conn_id] = uid
-            if len(self._ended_tunnels) > TUNNEL_UIDS_KEPT:
-                self._ended_tunnels.popitem(last=False)
+            self._keep_tunnel(conn_id, uid)
