@@ -822,7 +822,7 @@ static __always_inline void ca_ip_decapsulate(struct __sk_buff *skb, struct ca_p
 	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH)
 		link = ca_gre(skb, p->l4_off, p->l4_len, &inner, &weird);
 	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, c->id, link, inner);
+		ca_decapsulate(skb, p, c, ca_pair_tunnel_id(p), link, inner);
 	else if (weird)
 		ca_emit_weird(p, c->id, weird, 0);
 }

@@ -32,8 +32,8 @@
 #define CA_PORT_GTP_C 2123
 #define CA_PORT_AYIYA 5072
 #define CA_GTP_MAX_EXT_HDRS 4
-/* An IP tunnel that is no connection of ours (GRE over UDP) is named by its
- * address pair: ids with this bit never come from the connection counter. */
+/* An IP tunnel is named by its address pair, whatever carries it (IP-in-IP,
+ * GRE, GRE over UDP): ids with this bit never come from the connection counter. */
 #define CA_PAIR_TUNNEL_ID (1ULL << 63)
 #define CA_IPPROTO_IPIP 4
 #define CA_IPPROTO_IPV6 41

@@ -1,0 +1,191 @@
+"""Tunnels (bpf/tunnel.h), run through the kernel program by `record --pcap`.
+
+The exchange of tests/test_link_layers.py is sent through each tunnel Zeek
+decapsulates by default. The inner connections must be recorded exactly as
+the same packets on plain Ethernet, plus `tunnel_parents` naming the tunnel:
+the outer UDP connection's uid (VXLAN, Geneve, GTP-U, AYIYA), or the uid of an
+IP tunnel (IP-in-IP, GRE, GRE over UDP), which Zeek keeps out of conn.log.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from test_link_layers import MACS, _ethertype, _exchange, write_pcap
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+CLI = str(Path(sys.executable).with_name("cicd-audit"))
+A, B = "192.0.2.1", "192.0.2.2"          # the tunnel endpoints
+
+
+def _outer_udp(payload: bytes, sport: int, dport: int) -> bytes:
+    return MACS + b"\x08\x00" + bytes(IP(src=A, dst=B) / UDP(sport=sport, dport=dport) / payload)
+
+
+def _outer_ip(proto: int, payload: bytes) -> bytes:
+    return MACS + b"\x08\x00" + bytes(IP(src=A, dst=B, proto=proto) / payload)
+
+
+def _inner_frame(ip: bytes) -> bytes:
+    return MACS + _ethertype(ip) + ip
+
+
+def _vxlan(ip: bytes) -> bytes:
+    return _outer_udp(struct.pack("!BBHI", 0x08, 0, 0, 42 << 8) + _inner_frame(ip), 50000, 4789)
+
+
+def _geneve(ip: bytes, option_words: int = 2) -> bytes:
+    """Geneve with options, carrying the IP packet directly (protocol 0x0800 / 0x86DD)."""
+    proto = 0x0800 if ip[0] >> 4 == 4 else 0x86DD
+    hdr = struct.pack("!BBHI", option_words, 0, proto, 7 << 8) + b"\x00" * (4 * option_words)
+    return _outer_udp(hdr + ip, 50001, 6081)
+
+
+def _gtp(ip: bytes) -> bytes:
+    """A GTPv1-U G-PDU with sequence number and one extension header (PDU session container)."""
+    ext = bytes([1, 0x10, 0x09, 0])              # 4 bytes: length 1, contents, next type 0
+    hdr = struct.pack("!BBHIHBB", 0x36, 0xFF, len(ip) + 4 + len(ext), 0x1234, 1, 0, 0x85) + ext
+    return _outer_udp(hdr + ip, 2152, 2152)
+
+
+def _ayiya(ip: bytes) -> bytes:
+    nxt = 4 if ip[0] >> 4 == 4 else 41
+    hdr = bytes([0x41, 0x52, 0x11, nxt]) + struct.pack("!I", 0) + b"\x20\x01" + b"\x00" * 14 + b"\x00" * 20
+    return _outer_udp(hdr + ip, 50002, 5072)
+
+
+def _gre(ip: bytes, key: bool = True) -> bytes:
+    proto = 0x0800 if ip[0] >> 4 == 4 else 0x86DD
+    hdr = struct.pack("!HH", 0x2000 if key else 0, proto) + (struct.pack("!I", 99) if key else b"")
+    return _outer_ip(47, hdr + ip)
+
+
+def _gre_teb(ip: bytes) -> bytes:
+    """Transparent Ethernet bridging: a whole Ethernet frame in GRE."""
+    return _outer_ip(47, struct.pack("!HH", 0, 0x6558) + _inner_frame(ip))
+
+
+def _ipip(ip: bytes) -> bytes:
+    return _outer_ip(4 if ip[0] >> 4 == 4 else 41, ip)
+
+
+def _gre_udp(ip: bytes) -> bytes:
+    proto = 0x0800 if ip[0] >> 4 == 4 else 0x86DD
+    return _outer_udp(struct.pack("!HH", 0, proto) + ip, 50003, 4754)
+
+
+UDP_TUNNELS = {"vxlan": _vxlan, "geneve": _geneve, "gtp-u": _gtp, "ayiya": _ayiya}
+IP_TUNNELS = {"gre": _gre, "gre-teb": _gre_teb, "ip-in-ip": _ipip, "gre-over-udp": _gre_udp}
+
+
+def record(frames: list[bytes], tmp: Path, *extra: str) -> tuple[list[dict], Path]:
+    out = tmp / "out"
+    tmp.mkdir(exist_ok=True)
+    r = subprocess.run([CLI, "record", "--pcap", str(write_pcap(tmp / "t.pcap", frames)), "--out", str(out),
+                        "--no-progress", *extra], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return list(read_log(out / "conn.log")[1]), out
+
+
+def _inner(rows: list[dict]) -> list[dict]:
+    """The exchange's rows without uid and tunnel_parents, in a stable order."""
+    return sorted(({k: v for k, v in r.items() if k not in ("uid", "tunnel_parents")}
+                   for r in rows if str(r["id.orig_h"]) not in (A, B)),
+                  key=lambda r: (str(r["id.orig_h"]), r["id.orig_p"]))
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    rows, _ = record([_inner_frame(ip) for ip in _exchange()], tmp_path_factory.mktemp("plain"))
+    assert len(rows) == 3 and all(r["tunnel_parents"] is None for r in rows)
+    return _inner(rows)
+
+
+@pytest.mark.parametrize("name", sorted(UDP_TUNNELS))
+def test_udp_tunnel_rows_name_the_outer_connection(tmp_path, plain, name):
+    rows, _ = record([UDP_TUNNELS[name](ip) for ip in _exchange()], tmp_path)
+    assert _inner(rows) == plain
+    outer = [r for r in rows if str(r["id.orig_h"]) == A]
+    assert len(outer) == 1 and outer[0]["proto"] == "udp" and outer[0]["orig_pkts"] == 12
+    assert outer[0]["tunnel_parents"] is None
+    for r in rows:
+        if r is not outer[0]:
+            assert list(r["tunnel_parents"]) == [outer[0]["uid"]], r
+
+
+@pytest.mark.parametrize("name", sorted(IP_TUNNELS))
+def test_ip_tunnel_rows_name_a_tunnel_that_is_no_connection(tmp_path, plain, name):
+    rows, _ = record([IP_TUNNELS[name](ip) for ip in _exchange()], tmp_path)
+    assert _inner(rows) == plain
+    assert not [r for r in rows if r["proto"] == "unknown_transport"]    # no GRE / IP-in-IP rows
+    inner = [r for r in rows if str(r["id.orig_h"]) != A]
+    parents = {p for r in inner for p in r["tunnel_parents"]}
+    assert len(parents) == 1                                              # one tunnel: the address pair's
+    assert parents.isdisjoint(r["uid"] for r in rows)
+
+
+def test_nesting_beyond_max_depth_is_a_weird_and_an_X(tmp_path):
+    """Tunnel::max_depth is 4: a fifth VXLAN layer is not opened."""
+    def nest(ip: bytes, layers: int) -> bytes:
+        frame = _inner_frame(ip)
+        for i in range(layers):
+            udp = IP(src=f"10.9.{i}.1", dst=f"10.9.{i}.2") / UDP(sport=40000 + i, dport=4789)
+            frame = MACS + b"\x08\x00" + bytes(udp / (struct.pack("!BBHI", 8, 0, 0, 0) + frame))
+        return frame
+
+    dns = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=40100, dport=9000) / b"hello")
+    rows, out = record([nest(dns, 4)], tmp_path / "four")
+    assert any(str(r["id.orig_h"]) == "10.1.0.1" for r in rows)
+    rows, out = record([nest(dns, 5)], tmp_path / "five")
+    assert not any(str(r["id.orig_h"]) == "10.1.0.1" for r in rows)
+    deepest = next(r for r in rows if str(r["id.orig_h"]) == "10.9.0.1")   # the innermost VXLAN layer
+    assert deepest["history"] == "DX"
+    weirds = [w["name"] for w in list(read_log(out / "weird.log")[1])]
+    assert weirds == ["exceeded_tunnel_max_depth"]
+
+
+def test_a_connection_that_changes_tunnels_collects_parents_then_X(tmp_path):
+    """Requests through one VXLAN connection, replies through another: each
+    packet changes the tunnel. Zeek follows 5 changes, then marks history X
+    and logs tunnel_max_changes_per_connection_exceeded."""
+    c, s = "10.1.0.1", "10.1.0.2"
+    frames = []
+    for i in range(8):
+        req = bytes(IP(src=c, dst=s) / UDP(sport=7000, dport=7001) / b"q")
+        rep = bytes(IP(src=s, dst=c) / UDP(sport=7001, dport=7000) / b"r")
+        frames.append(_outer_udp(struct.pack("!BBHI", 8, 0, 0, 0) + _inner_frame(req), 50000, 4789))
+        frames.append(MACS + b"\x08\x00" + bytes(IP(src=B, dst=A) / UDP(sport=50001, dport=4789)
+                                                 / (struct.pack("!BBHI", 8, 0, 0, 0) + _inner_frame(rep))))
+    rows, out = record(frames, tmp_path)
+    inner = next(r for r in rows if str(r["id.orig_h"]) == c)
+    outers = {r["uid"] for r in rows if r["id.resp_p"] == 4789}
+    assert len(outers) == 2 and set(inner["tunnel_parents"]) == outers
+    assert inner["history"] == "DdX"
+    assert [w["name"] for w in list(read_log(out / "weird.log")[1])] == ["tunnel_max_changes_per_connection_exceeded"]
+
+
+def test_ipv6_outer_and_inner(tmp_path):
+    """IPv6 in IPv6 (next header 41) and IPv4 in a VXLAN over IPv6."""
+    inner6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1000, dport=2000) / b"x")
+    inner4 = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=1000, dport=2000) / b"x")
+    six_in_six = MACS + b"\x86\xdd" + bytes(IPv6(src="2001:db8::1", dst="2001:db8::2", nh=41) / inner6)
+    vxlan6 = MACS + b"\x86\xdd" + bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=4789)
+                                        / (struct.pack("!BBHI", 8, 0, 0, 0) + _inner_frame(inner4)))
+    rows, _ = record([six_in_six, vxlan6], tmp_path)
+    got = {(str(r["id.orig_h"]), r["proto"], r["tunnel_parents"] is not None) for r in rows}
+    assert got == {("fd00::1", "udp", True), ("10.1.0.1", "udp", True), ("2001:db8::1", "udp", False)}
+
+
+def test_capture_stats_count_a_tunnelled_packet_once(tmp_path):
+    rows, out = record([_vxlan(ip) for ip in _exchange()], tmp_path)
+    stats = list(read_log(out / "capture_stats.log")[1])[-1]
+    assert stats["packets"] == len(_exchange())
