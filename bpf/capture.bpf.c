@@ -586,7 +586,9 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
 		if (ca_likely(!ended)) {
-			if (ca_unlikely(p->tunnel_parent | c->tunnel_current))
+			/* Only tunnelled packets are checked: a connection that leaves
+			 * its tunnel for the plain network is not a change here. */
+			if (ca_unlikely(p->tunnel_parent))
 				ca_tunnel_check(p, c);
 			return c;
 		}
@@ -772,8 +774,22 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 
 /* Run the program again on this skb from the inner packet at inner, whose
  * tunnel is c (tunnel.h). Returns only if that could not happen. */
+static __always_inline void ca_emit_tunnel(struct ca_packet *p, struct ca_conn *c, __u64 tunnel_id, __u8 type)
+{
+	struct ca_tunnel_event *ev = ca_event_new(CA_EVENT_TUNNEL, sizeof(*ev), p->ts, CA_STAT_RB_DROP_TUNNEL);
+
+	if (!ev)
+		return;
+	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
+	ev->tunnel_id = tunnel_id;
+	ev->orig_slot = c->orig_slot;
+	ev->type = type;
+	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
+	ca_event_submit(ev);
+}
+
 static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c,
-					   __u64 tunnel_id, int link, __u32 inner)
+					   __u64 tunnel_id, __u8 type, int link, __u32 inner)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s;
@@ -791,7 +807,10 @@ static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_pack
 	s = scratch.lookup(&zero);
 	if (!s || link == CA_INNER_NONE)
 		return;
-	c->flags |= CA_CONN_TUNNEL;
+	if (!(c->flags & CA_CONN_TUNNEL)) {
+		c->flags |= CA_CONN_TUNNEL;
+		ca_emit_tunnel(p, c, tunnel_id, type);
+	}
 	s->encap.parent_id = tunnel_id;
 	s->encap.off = inner;
 	s->encap.link = link;
@@ -808,7 +827,8 @@ static __always_inline void ca_udp_decapsulate(struct __sk_buff *skb, struct ca_
 	int link = ca_udp_tunnel(skb, p, port, &inner, &weird);
 
 	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id, link, inner);
+		ca_decapsulate(skb, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
+			       ca_udp_tunnel_type(port), link, inner);
 	else if (weird)
 		ca_emit_weird(p, c->id, weird, 0);
 }
@@ -822,7 +842,8 @@ static __always_inline void ca_ip_decapsulate(struct __sk_buff *skb, struct ca_p
 	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH)
 		link = ca_gre(skb, p->l4_off, p->l4_len, &inner, &weird);
 	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, ca_pair_tunnel_id(p), link, inner);
+		ca_decapsulate(skb, p, c, ca_pair_tunnel_id(p),
+			       p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link, inner);
 	else if (weird)
 		ca_emit_weird(p, c->id, weird, 0);
 }
@@ -918,35 +939,35 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	struct ca_scratch *s = scratch.lookup(&zero);
 	struct ca_packet *p;
 	__u32 weird = 0;
-	struct ca_encap encap;
+	__u32 inner_link = CA_INNER_NONE;
 	int r, pulled;
 
 	if (ca_unlikely(!s))
 		return CA_PASS;
 	pulled = s->pulled;
 	s->pulled = 0;
-	/* A tunnel's inner packet, if the run before on this skb left one. */
-	encap = s->encap;
-	s->encap.link = CA_INNER_NONE;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
 	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
-	if (ca_unlikely(encap.link != CA_INNER_NONE)) {
-		p->tunnel_parent = encap.parent_id;
-		p->depth = encap.depth;
-		r = ca_parse(skb, p, &weird, encap.off, encap.link == CA_INNER_IP);
+	if (ca_unlikely(s->encap.link != CA_INNER_NONE)) {
+		/* A tunnel's inner packet, left by the run before on this skb. */
+		inner_link = s->encap.link;
+		s->encap.link = CA_INNER_NONE;
+		p->tunnel_parent = s->encap.parent_id;
+		p->depth = s->encap.depth;
+		r = ca_parse(skb, p, &weird, 1, s->encap.off, inner_link == CA_INNER_IP);
 	} else {
-		r = ca_parse(skb, p, &weird, 0, 0);
+		r = ca_parse(skb, p, &weird, 0, 0, 0);
 	}
 	if (ca_unlikely(r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
 		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
 		 * keep their headers linear): pull them in and parse again. Pulling
 		 * unconditionally would copy payload into every GSO skb's head. */
 		s->pulled = 1;
-		s->encap = encap;
+		s->encap.link = inner_link;   /* parse the same inner packet again */
 		if (bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM) == 0)
 			stages.call(skb, egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
 		s->pulled = 0;

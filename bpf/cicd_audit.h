@@ -18,6 +18,10 @@
 #define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
 #define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
 #define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
+/* An IP tunnel is named by its address pair, whatever carries it (IP-in-IP,
+ * GRE, GRE over UDP): tunnel ids with this bit never come from the
+ * connection counter (bpf/tunnel.h). */
+#define CA_PAIR_TUNNEL_ID (1ULL << 63)
 #define CA_FRAGMENT_MAX 16384      /* power of two: bytes of a fragment's frame sent up (jumbo frames fit) */
 
 enum ca_event_type {
@@ -27,6 +31,17 @@ enum ca_event_type {
 	CA_EVENT_PROCESS = 4,      /* a socket hook saw a process for the first time */
 	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
 	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/fragments.py) */
+	CA_EVENT_TUNNEL = 7,       /* a tunnel carried its first packet (tunnel.log's DISCOVER) */
+};
+
+/* Zeek's Tunnel::Type, as far as decapsulated here (bpf/tunnel.h). */
+enum ca_tunnel_type {
+	CA_TUNNEL_IP = 1,          /* IP-in-IP, 6in4, 4in6 */
+	CA_TUNNEL_GRE = 2,
+	CA_TUNNEL_VXLAN = 3,
+	CA_TUNNEL_GENEVE = 4,
+	CA_TUNNEL_GTPV1 = 5,
+	CA_TUNNEL_AYIYA = 6,
 };
 
 /* Why a connection ended. */
@@ -92,6 +107,7 @@ enum ca_stat {
 	CA_STAT_ALLOW_TABLE_FULL = 18, /* blocking: a learnt address found no room (fails closed) */
 	CA_STAT_RB_DROP_FRAGMENT = 19, /* ring buffer full: a fragment lost (its datagram is never reassembled) */
 	CA_STAT_FRAGMENTS = 20,        /* IP fragments sent up for reassembly */
+	CA_STAT_RB_DROP_TUNNEL = 21,   /* ring buffer full: a tunnel's discovery lost (no tunnel.log row) */
 	CA_STAT_MAX = 24,
 };
 
@@ -234,6 +250,17 @@ struct ca_dns_event {
 	__u32 payload_len;         /* message bytes on the wire */
 	__u32 captured_len;        /* bytes in payload[] (<= CA_DNS_PAYLOAD_MAX) */
 	__u8 payload[CA_DNS_PAYLOAD_MAX];
+};
+
+/* The first packet a tunnel carried. key is the outer packet's (canonical)
+ * key: a UDP tunnel's connection, or, for an IP tunnel, its address pair. */
+struct ca_tunnel_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;
+	__u64 tunnel_id;           /* what inner connections name in tunnel_parents */
+	__u8 orig_slot;            /* key slot of the tunnel's originator */
+	__u8 type;                 /* enum ca_tunnel_type */
+	__u8 pad[6];
 };
 
 struct ca_weird_event {

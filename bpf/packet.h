@@ -492,10 +492,12 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 }
 
 /* Parse Ethernet (with up to two VLAN tags inline; other link layers in
- * ca_parse_link) from base, or IP at base when raw_ip (a tunnel's inner
- * packet), then IP and the transport header. */
+ * ca_parse_link), then IP and the transport header. inner is a compile-time
+ * constant: 1 for a tunnel's inner packet, which starts at base, with IP
+ * when raw_ip; 0 for the packet itself (base 0, Ethernet), whose copy of
+ * this code is then what it was before tunnels. */
 static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird,
-				    __u32 base, int raw_ip)
+				    const int inner, __u32 base, int raw_ip)
 {
 	__u16 *ethertype;
 	__u16 proto;
@@ -541,12 +543,14 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 			return CA_PARSE_NOT_IP;
 	}
 ip:
-	/* Through memory, bounded: a tunnel's inner packet starts at an offset
-	 * the verifier cannot follow. */
-	p->l3_off = off;
-	off = ca_bounded_off(*(volatile __u32 *)&p->l3_off);
-	if (off > CA_MAX_HDR_OFF)
-		return CA_PARSE_NOT_IP;
+	if (inner) {
+		/* Through memory, bounded: a tunnel's inner packet starts at an
+		 * offset the verifier cannot follow. */
+		p->l3_off = off;
+		off = ca_bounded_off(*(volatile __u32 *)&p->l3_off);
+		if (off > CA_MAX_HDR_OFF)
+			return CA_PARSE_NOT_IP;
+	}
 	p->l3_off = off;
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;

@@ -32,9 +32,6 @@
 #define CA_PORT_GTP_C 2123
 #define CA_PORT_AYIYA 5072
 #define CA_GTP_MAX_EXT_HDRS 4
-/* An IP tunnel is named by its address pair, whatever carries it (IP-in-IP,
- * GRE, GRE over UDP): ids with this bit never come from the connection counter. */
-#define CA_PAIR_TUNNEL_ID (1ULL << 63)
 #define CA_IPPROTO_IPIP 4
 #define CA_IPPROTO_IPV6 41
 #define CA_IPPROTO_GRE 47
@@ -55,6 +52,9 @@ struct ca_encap {
 
 static __always_inline int ca_is_udp_tunnel_port(__u16 port)
 {
+	/* One comparison for most ports (53, 443, ephemeral ones): the range first. */
+	if (port < CA_PORT_GTP_C || port > CA_PORT_GENEVE)
+		return 0;
 	return port == CA_PORT_VXLAN || port == CA_PORT_GENEVE || port == CA_PORT_GRE_UDP ||
 	       port == CA_PORT_GTP_U || port == CA_PORT_GTP_C || port == CA_PORT_AYIYA;
 }
@@ -199,6 +199,17 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 
 /* The inner packet of a UDP tunnel on responder port port (payload at
  * p->payload_off): its link type with *inner set, or CA_INNER_NONE. */
+static __always_inline __u8 ca_udp_tunnel_type(__u16 port)
+{
+	switch (port) {
+	case CA_PORT_VXLAN: return CA_TUNNEL_VXLAN;
+	case CA_PORT_GENEVE: return CA_TUNNEL_GENEVE;
+	case CA_PORT_AYIYA: return CA_TUNNEL_AYIYA;
+	case CA_PORT_GRE_UDP: return CA_TUNNEL_GRE;
+	}
+	return CA_TUNNEL_GTPV1;
+}
+
 static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet *p, __u16 port,
 					 __u32 *inner, __u32 *weird)
 {

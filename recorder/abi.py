@@ -19,6 +19,7 @@ COMM_LEN = 16
 NAME_MAX = 256
 POLICY_PORTS_MAX = 6
 FRAGMENT_MAX = 16384
+PAIR_TUNNEL_ID = 1 << 63     # an IP tunnel's id: its address pair's, not a connection's
 
 
 class EventType(enum.IntEnum):
@@ -28,6 +29,7 @@ class EventType(enum.IntEnum):
     PROCESS = 4
     BLOCKED = 5
     FRAGMENT = 6
+    TUNNEL = 7
 
 
 class BlockReason(enum.IntEnum):
@@ -104,6 +106,7 @@ class Stat(enum.IntEnum):
     ALLOW_TABLE_FULL = 18
     RB_DROP_FRAGMENT = 19
     FRAGMENTS = 20
+    RB_DROP_TUNNEL = 21
 
 
 STAT_MAX = 24
@@ -201,6 +204,20 @@ class FragmentEvent(ctypes.Structure):
     ]
 
 
+class TunnelType(enum.IntEnum):
+    IP = 1
+    GRE = 2
+    VXLAN = 3
+    GENEVE = 4
+    GTPV1 = 5
+    AYIYA = 6
+
+
+class TunnelEvent(ctypes.Structure):
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("tunnel_id", c_u64), ("orig_slot", c_u8),
+                ("type", c_u8), ("pad", c_u8 * 6)]
+
+
 class WeirdEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
 
@@ -270,6 +287,7 @@ MIRRORED_STRUCTS = {
     "ca_dns_event": DnsEvent,
     "ca_weird_event": WeirdEvent,
     "ca_fragment_event": FragmentEvent,
+    "ca_tunnel_event": TunnelEvent,
     "ca_sweep_request": SweepRequest,
     "ca_process": Process,
     "ca_process_event": ProcessEvent,

@@ -56,7 +56,7 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
-    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, Fragment, or (DnsEvent, payload)."""
+    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsEvent, payload)."""
     buf = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size])
     if len(buf) < ctypes.sizeof(abi.EventHeader):
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
@@ -83,6 +83,8 @@ def decode(data: int | bytes, size: int):
         return event, payload
     if header.type == abi.EventType.FRAGMENT:
         return _fragment(buf)
+    if header.type == abi.EventType.TUNNEL:
+        return _exact(abi.TunnelEvent, buf)
     raise EventFormatError(f"unknown event type {header.type}")
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cicd_audit.errors import UsageError
 
-LOG_NAMES = ("conn.log", "dns.log", "weird.log", "notice.log", "capture_stats.log")
+LOG_NAMES = ("conn.log", "dns.log", "weird.log", "notice.log", "tunnel.log", "capture_stats.log")
 CONTROL_NAMES = ("recorder.pid", "recorder.stderr", "recorder.status")
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

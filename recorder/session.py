@@ -44,6 +44,7 @@ from cicd_audit.recorder.fragments import Datagram, FragmentTable
 from cicd_audit.recorder.output_dir import OutputDir
 from cicd_audit.recorder.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.status_file import STATUS_FILE, StatusFile
+from cicd_audit.recorder.tunnels import TunnelLog
 from cicd_audit.recorder.uid import UidAllocator
 from cicd_audit.recorder.weirds import weird_name
 from cicd_audit.zeeklog.schema import load_schema
@@ -84,7 +85,7 @@ NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
 NOTICE_SUPPRESS_FOR = 0.0
 # Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
 RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process",
-                      "rb_drop_fragment")
+                      "rb_drop_fragment", "rb_drop_tunnel")
 # Disk space allocated past each log's header at start (LogWriter's reserve): capture_stats.log's
 # row and #close fit when the job has filled the disk; the other logs keep room for #close only.
 STATS_RESERVE = 4096
@@ -108,6 +109,7 @@ class SessionLog:
         self.counters = SessionCounters()
         self._dns_logs: dict[int, DnsConnectionLog] = {}
         self.fragments = FragmentTable()
+        self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
         self.run_datagram: Callable[[Datagram], bool] | None = None
         conn_schema = load_schema("conn")
@@ -126,6 +128,7 @@ class SessionLog:
             self._conn = self._log(conn_schema)
             self._dns = self._log(load_schema("dns"))
             self._weird = self._log(load_schema("weird"))
+            self._tunnel = self._log(load_schema("tunnel"))
             self._notice = None
             if blocking:
                 notice_schema = load_schema("notice")
@@ -201,6 +204,10 @@ class SessionLog:
             self._blocked(event)
         elif isinstance(event, events.Fragment):
             self._fragment(event)
+        elif isinstance(event, abi.TunnelEvent):
+            row = self.tunnels.discovered(event, self.to_epoch(event.hdr.ts_ns))
+            if row is not None:
+                self._tunnel.write(row)
         else:
             self._dns_message(*event)
 
@@ -219,6 +226,10 @@ class SessionLog:
             # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
             self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
             self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
+        if ev.conn.flags & abi.CONN_TUNNEL:
+            closed = self.tunnels.closed(cid, ts_end)
+            if closed is not None:
+                self._tunnel.write(closed)
         self.uids.forget(cid, tunnel=bool(ev.conn.flags & abi.CONN_TUNNEL))
         if ev.conn.flags & abi.CONN_IP_TUNNEL:
             return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection

@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 
+from cicd_audit.recorder.abi import PAIR_TUNNEL_ID
+
 # Uids of ended tunnels kept for the inner connections that end after them.
 TUNNEL_UIDS_KEPT = 65536
-# bpf/tunnel.h CA_PAIR_TUNNEL_ID: an IP tunnel named by its address pair, not a connection.
-PAIR_TUNNEL_ID = 1 << 63
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

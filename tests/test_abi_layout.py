@@ -33,12 +33,14 @@ ENUMS = {
     abi.TcpState: "CA_TCP_",
     abi.BlockReason: "CA_BLOCKED_",
     abi.BlockWhere: "CA_BLOCK_AT_",
+    abi.TunnelType: "CA_TUNNEL_",
 }
 CONSTANTS = {
     "CA_HISTORY_MAX": abi.HISTORY_MAX,
     "CA_DNS_PAYLOAD_MAX": abi.DNS_PAYLOAD_MAX,
     "CA_FRAGMENT_MAX": abi.FRAGMENT_MAX,
     "CA_SWEEP_KEYS_MAX": abi.SWEEP_KEYS_MAX,
+    "CA_PAIR_TUNNEL_ID": abi.PAIR_TUNNEL_ID,
     "CA_WEIRD_MAX": abi.WEIRD_MAX,
     "CA_STAT_MAX": abi.STAT_MAX,
     "CA_UDP_ACTIVE": abi.UDP_ACTIVE,
@@ -69,7 +71,7 @@ def _probe_source() -> str:
         for member in enum:
             lines.append(f'printf("value {prefix}{member.name} %lld\\n", (long long){prefix}{member.name});')
     for name in CONSTANTS:
-        lines.append(f'printf("value {name} %lld\\n", (long long)({name}));')
+        lines.append(f'printf("value {name} %llu\\n", (unsigned long long)({name}));')
     lines += ["return 0;", "}"]
     return "\n".join(lines) + "\n"
 

@@ -189,3 +189,22 @@ def test_capture_stats_count_a_tunnelled_packet_once(tmp_path):
     rows, out = record([_vxlan(ip) for ip in _exchange()], tmp_path)
     stats = list(read_log(out / "capture_stats.log")[1])[-1]
     assert stats["packets"] == len(_exchange())
+
+
+def test_tunnel_log_discovers_each_tunnel_and_closes_udp_ones(tmp_path):
+    """tunnel.log as Zeek's tunnels framework writes it: DISCOVER when a tunnel
+    carries its first connection, CLOSE when a UDP tunnel's connection ends;
+    an IP tunnel is its address pair, ports 0."""
+    frames = [_vxlan(ip) for ip in _exchange()] + [_gre(ip) for ip in _exchange()] + \
+        [_ipip(ip) for ip in _exchange()]
+    rows, out = record(frames, tmp_path)
+    tunnels = list(read_log(out / "tunnel.log")[1])
+    got = sorted((t["tunnel_type"], t["action"], str(t["id.orig_h"]), t["id.orig_p"], t["id.resp_p"])
+                 for t in tunnels)
+    assert got == [("Tunnel::GRE", "Tunnel::DISCOVER", A, 0, 0),
+                   ("Tunnel::VXLAN", "Tunnel::CLOSE", A, 50000, 4789),
+                   ("Tunnel::VXLAN", "Tunnel::DISCOVER", A, 50000, 4789)]
+    vxlan_uid = next(r["uid"] for r in rows if r["id.resp_p"] == 4789)
+    gre_uid = next(t["uid"] for t in tunnels if t["tunnel_type"] == "Tunnel::GRE")
+    parents = {p for r in rows if r["tunnel_parents"] for p in r["tunnel_parents"]}
+    assert parents == {vxlan_uid, gre_uid}     # IP-in-IP between the same pair is the GRE tunnel, as in Zeek
