@@ -87,6 +87,7 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #define CA_STAGE_DNS_POLICY 4      /* blocking mode: judge a DNS message */
 #define CA_STAGE_DNS_NAME 5        /* blocking mode: judge a DNS question name */
 #define CA_STAGE_DNS_LEARN 6       /* blocking mode: allow the addresses of an answer */
+#define CA_STAGE_DECAP 7           /* a tunnel's packet: find the inner one (tunnel.h) */
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
 BPF_PROG_ARRAY(stages, 8);
 
@@ -104,7 +105,7 @@ struct ca_scratch {
 	struct ca_fragment_event frag;
 	struct ca_sweep_request sweep;
 	struct ca_csum_scratch csum;
-	struct ca_encap encap;     /* an inner packet for the next run on this skb (tunnel.h) */
+	__u64 tunnel_parent;       /* the innermost tunnel of pkt when pkt.depth > 0 (tunnel.h) */
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
@@ -503,8 +504,10 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	c->first_ns = p->ts;
 	c->last_ns = p->ts;
 	c->orig_slot = p->src_slot;
-	c->tunnel_parents[0] = p->tunnel_parent;
-	c->tunnel_current = p->tunnel_parent ? 1 : 0;
+	if (ca_unlikely(p->depth)) {
+		c->tunnel_parents[0] = s->tunnel_parent;
+		c->tunnel_current = 1;
+	}
 	if (ca_unlikely(ca_is_ip_tunnel_proto(p->key.ip_proto)))
 		c->flags |= CA_CONN_IP_TUNNEL;
 	/* Zeek's reassembler starts at relative sequence 1 in both directions. */
@@ -518,6 +521,8 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 		c->flags |= CA_CONN_DNS;
 	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_key_port(&p->key, !c->orig_slot) == 123)
 		c->flags |= CA_CONN_NTP;
+	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_is_udp_tunnel_port(ca_key_port(&p->key, !c->orig_slot)))
+		c->flags |= CA_CONN_UDP_TUNNEL;
 #if CA_ATTRIBUTION
 	ca_attribute(skb, p, c);
 #endif
@@ -542,15 +547,20 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	return ca_conn_lookup(&p->key, ref);
 }
 
-/* Zeek's Connection::CheckEncapsulation for a packet whose innermost tunnel
- * is not its connection's last one: a tunnel_changed event adds the new
- * tunnel to the parents, up to Tunnel::max_changes_per_connection, then 'X'.
- * Two parents are kept: the first and the latest. */
+/* Zeek's Connection::CheckEncapsulation for a tunnelled packet whose
+ * innermost tunnel is not its connection's last one: a tunnel_changed event
+ * adds the new tunnel to the parents, up to Tunnel::max_changes_per_connection,
+ * then 'X'. Two parents are kept: the first and the latest. A connection that
+ * leaves its tunnel for the plain network is not checked (not a change here). */
 static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn *c)
 {
-	__u64 now = p->tunnel_parent;
-	__u64 last = c->tunnel_current ? c->tunnel_parents[(c->tunnel_current - 1) & 1] : 0;
+	__u32 zero = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	__u64 now, last = c->tunnel_current ? c->tunnel_parents[(c->tunnel_current - 1) & 1] : 0;
 
+	if (!s)
+		return;
+	now = s->tunnel_parent;
 	if (now == last)
 		return;
 	if (c->tunnel_changes >= CA_TUNNEL_MAX_CHANGES) {
@@ -561,9 +571,7 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 	} else {
 		c->tunnel_changes++;
 	}
-	if (!now)
-		c->tunnel_current = 0;
-	else if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
+	if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
 		c->tunnel_parents[0] = now;
 		c->tunnel_current = 1;
 	} else {
@@ -586,9 +594,7 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
 		if (ca_likely(!ended)) {
-			/* Only tunnelled packets are checked: a connection that leaves
-			 * its tunnel for the plain network is not a change here. */
-			if (ca_unlikely(p->tunnel_parent))
+			if (ca_unlikely(p->depth))
 				ca_tunnel_check(p, c);
 			return c;
 		}
@@ -772,8 +778,7 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 	return CA_PASS;
 }
 
-/* Run the program again on this skb from the inner packet at inner, whose
- * tunnel is c (tunnel.h). Returns only if that could not happen. */
+/* tunnel.log's DISCOVER: the first packet this tunnel carries. */
 static __always_inline void ca_emit_tunnel(struct ca_packet *p, struct ca_conn *c, __u64 tunnel_id, __u8 type)
 {
 	struct ca_tunnel_event *ev = ca_event_new(CA_EVENT_TUNNEL, sizeof(*ev), p->ts, CA_STAT_RB_DROP_TUNNEL);
@@ -788,64 +793,76 @@ static __always_inline void ca_emit_tunnel(struct ca_packet *p, struct ca_conn *
 	ca_event_submit(ev);
 }
 
-static __always_inline void ca_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c,
-					   __u64 tunnel_id, __u8 type, int link, __u32 inner)
+/* Whether the inner packet (of link type link) is opened: not beyond
+ * Tunnel::max_depth. Its tunnel is left in the scratch for the connection the
+ * inner packet makes. */
+static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet *p, struct ca_conn *c,
+					  __u64 tunnel_id, __u8 type, int link)
 {
-	__u32 zero = 0;
-	struct ca_scratch *s;
-
-#if CA_BLOCK
-	if (c->flags & CA_CONN_BLOCKED)
-		return;                    /* the outer packet is dropped: nothing inside goes anywhere */
-#endif
 	if (p->depth >= CA_TUNNEL_MAX_DEPTH) {
 		if (p->key.ip_proto == CA_IPPROTO_UDP)
 			ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
 		ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_DEPTH, 0);
-		return;
+		return CA_INNER_NONE;
 	}
-	s = scratch.lookup(&zero);
-	if (!s || link == CA_INNER_NONE)
-		return;
+	if (link == CA_INNER_NONE)
+		return CA_INNER_NONE;
 	if (!(c->flags & CA_CONN_TUNNEL)) {
 		c->flags |= CA_CONN_TUNNEL;
 		ca_emit_tunnel(p, c, tunnel_id, type);
 	}
-	s->encap.parent_id = tunnel_id;
-	s->encap.off = inner;
-	s->encap.link = link;
-	s->encap.depth = p->depth + 1;
-	stages.call(skb, p->egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
-	s->encap.link = CA_INNER_NONE;
+	s->tunnel_parent = tunnel_id;
+	return link;
 }
 
 /* A UDP connection whose responder port is a tunnel's: its payload. */
-static __always_inline void ca_udp_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p,
+					      struct ca_conn *c, __u32 *inner)
 {
-	__u32 inner = 0, weird = 0;
+	__u32 weird = 0;
 	__u16 port = ca_key_port(&p->key, !c->orig_slot);
-	int link = ca_udp_tunnel(skb, p, port, &inner, &weird);
+	int link = ca_udp_tunnel(skb, p, port, inner, &weird);
 
-	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
-			       ca_udp_tunnel_type(port), link, inner);
-	else if (weird)
+	if (link == CA_INNER_NONE && weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
 		ca_emit_weird(p, c->id, weird, 0);
+		return CA_INNER_NONE;
+	}
+	return ca_decapsulate(s, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
+			      ca_udp_tunnel_type(port), link);
 }
 
 /* An IP tunnel (IP-in-IP, GRE): the packet after its IP header. */
-static __always_inline void ca_ip_decapsulate(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
+static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p,
+					     struct ca_conn *c, __u32 *inner)
 {
-	__u32 inner = p->l4_off, weird = 0;
+	__u32 weird = 0;
 	int link = CA_INNER_IP;
 
-	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH)
-		link = ca_gre(skb, p->l4_off, p->l4_len, &inner, &weird);
-	if (link != CA_INNER_NONE || p->depth >= CA_TUNNEL_MAX_DEPTH)
-		ca_decapsulate(skb, p, c, ca_pair_tunnel_id(p),
-			       p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link, inner);
-	else if (weird)
-		ca_emit_weird(p, c->id, weird, 0);
+	*inner = p->l4_off;
+	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH) {
+		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird);
+		if (link == CA_INNER_NONE) {
+			if (weird)
+				ca_emit_weird(p, c->id, weird, 0);
+			return CA_INNER_NONE;
+		}
+	}
+	return ca_decapsulate(s, p, c, ca_pair_tunnel_id(p),
+			      p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link);
+}
+
+/* A tunnel's packet, its connection updated: the inner packet is found in a
+ * stage of its own (ca_decap), whose code then weighs nothing on every other
+ * packet's path. A blocked connection's packets go nowhere, inner ones
+ * neither; for any other the verdict is the inner packet's. Returns only if
+ * the stage could not run. */
+static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_conn *c)
+{
+#if CA_BLOCK
+	if (c->flags & CA_CONN_BLOCKED)
+		return;
+#endif
+	stages.call(skb, CA_STAGE_DECAP);
 }
 
 /* Find or create the packet's connection and update it. is_tcp is a
@@ -877,7 +894,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		return CA_PASS;
 	}
 	if (is_tcp) {
-		__u16 had_port_timeout = c->flags & CA_CONN_PORT_TIMEOUT;
+		__u32 had_port_timeout = c->flags & CA_CONN_PORT_TIMEOUT;
 		ca_tcp_packet(c, p);
 		ca_tcp_packet_finish(c, p);
 		if ((c->flags & CA_CONN_PORT_TIMEOUT) && !had_port_timeout)
@@ -903,8 +920,8 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		if ((c->flags & CA_CONN_NTP) && ca_ntp_message(skb, p, c, from_orig))
 			ca_flip_roles_udp(c);
 		ca_finish_packet(skb, p, c, from_orig);
-		if (ca_unlikely(ca_is_udp_tunnel_port(ca_key_port(&p->key, !c->orig_slot))))
-			ca_udp_decapsulate(skb, p, c);
+		if (ca_unlikely(c->flags & CA_CONN_UDP_TUNNEL))
+			ca_decap_stage(skb, c);
 		return ca_verdict(skb, p, c);
 	}
 	/* ICMP and unknown IP protocols: no letters, no DNS. */
@@ -921,7 +938,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		}
 	}
 	if (ca_unlikely(c->flags & CA_CONN_IP_TUNNEL))
-		ca_ip_decapsulate(skb, p, c);
+		ca_decap_stage(skb, c);
 	return ca_verdict(skb, p, c);
 }
 
@@ -933,13 +950,13 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
  * The hot path keeps no global counters: packets are counted in their
  * connection, and user space adds those up; only packets no connection
  * holds (unparsable, fragments, bad checksums, table full) are counted here. */
-static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
+static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, const int inner, __u32 base,
+				    int raw_ip, __u8 depth)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
 	struct ca_packet *p;
 	__u32 weird = 0;
-	__u32 inner_link = CA_INNER_NONE;
 	int r, pulled;
 
 	if (ca_unlikely(!s))
@@ -950,35 +967,27 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	__builtin_memset(p, 0, sizeof(*p));
 	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
+	p->depth = depth;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
-	if (ca_unlikely(s->encap.link != CA_INNER_NONE)) {
-		/* A tunnel's inner packet, left by the run before on this skb. */
-		inner_link = s->encap.link;
-		s->encap.link = CA_INNER_NONE;
-		p->tunnel_parent = s->encap.parent_id;
-		p->depth = s->encap.depth;
-		r = ca_parse(skb, p, &weird, 1, s->encap.off, inner_link == CA_INNER_IP);
-	} else {
-		r = ca_parse(skb, p, &weird, 0, 0, 0);
-	}
-	if (ca_unlikely(r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
+	r = ca_parse(skb, p, &weird, inner, base, raw_ip);
+	if (ca_unlikely(!inner && r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
 		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
 		 * keep their headers linear): pull them in and parse again. Pulling
-		 * unconditionally would copy payload into every GSO skb's head. */
+		 * unconditionally would copy payload into every GSO skb's head.
+		 * (ca_decap pulls a tunnel's inner headers itself.) */
 		s->pulled = 1;
-		s->encap.link = inner_link;   /* parse the same inner packet again */
 		if (bpf_skb_pull_data(skb, skb->len < CA_LINEAR_HEADROOM ? skb->len : CA_LINEAR_HEADROOM) == 0)
 			stages.call(skb, egress ? CA_STAGE_EGRESS : CA_STAGE_PACKET);
 		s->pulled = 0;
-		s->encap.link = CA_INNER_NONE;
 	}
 	if (ca_unlikely(r == CA_PARSE_NOT_IP)) {
 		ca_count(CA_STAT_NON_IP, 1);
 		return CA_PASS;
 	}
 	if (ca_unlikely(r == CA_PARSE_WEIRD)) {
-		ca_count(CA_STAT_PACKETS, p->segs);
+		if (!inner)     /* an inner packet is counted in its tunnel */
+			ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		ca_emit_weird(p, 0, weird, 0);
 		return CA_PASS;
@@ -986,8 +995,10 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 	if (ca_unlikely(p->fragment)) {
 		/* Counted here as wire packets; the datagram they make up comes back
 		 * through this program, and user space does not count it twice. */
-		ca_count(CA_STAT_PACKETS, p->segs);
-		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		if (!inner) {
+			ca_count(CA_STAT_PACKETS, p->segs);
+			ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		}
 #if CA_BLOCK
 		/* A fragment leaves before its datagram is whole: only its address
 		 * can be judged. Refused fragments never left: nothing to reassemble. */
@@ -1006,8 +1017,10 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 #endif
 	if (ca_unlikely(p->key.ip_proto == CA_IPPROTO_IGMP)) {
 		/* Zeek hands IGMP to a packet analyzer that makes no connection. */
-		ca_count(CA_STAT_PACKETS, p->segs);
-		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		if (!inner) {
+			ca_count(CA_STAT_PACKETS, p->segs);
+			ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		}
 		return CA_PASS;
 	}
 	if (p->key.ip_proto != CA_IPPROTO_TCP && p->key.ip_proto != CA_IPPROTO_UDP &&
@@ -1027,13 +1040,13 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress)
 
 int ca_packet(struct __sk_buff *skb)
 {
-	return ca_entry(skb, 0);
+	return ca_entry(skb, 0, 0, 0, 0, 0);
 }
 
 #if !CA_PCAP_MODE
 int ca_egress(struct __sk_buff *skb)
 {
-	return ca_entry(skb, 1);
+	return ca_entry(skb, 1, 0, 0, 0, 0);
 }
 #endif
 
@@ -1048,7 +1061,6 @@ int ca_tcp(struct __sk_buff *skb)
 	return ca_track(skb, &s->pkt, 1);
 }
 
-#if CA_BLOCK
 static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key)
 {
 	struct ca_conn_ref ref;
@@ -1056,6 +1068,42 @@ static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key)
 	ca_conn_ref(key, &ref);
 	return ca_conn_lookup(key, &ref);
 }
+
+/* A tunnel's packet, its connection (or IP tunnel) just updated by ca_track:
+ * the inner packet goes through the very same parser and state machines, as
+ * a packet of its own. The outer packet passes if nothing is inside (what
+ * ca_track decides for a connection that is not blocked); otherwise the
+ * inner packet's verdict is the packet's. */
+int ca_decap(struct __sk_buff *skb)
+{
+	__u32 zero = 0, inner = 0;
+	struct ca_scratch *s = scratch.lookup(&zero);
+	struct ca_packet *p;
+	struct ca_conn *c;
+	int link, egress;
+	__u8 depth;
+
+	if (!s)
+		return CA_PASS;
+	p = &s->pkt;
+	c = ca_conn_find(&p->key);
+	if (!c)
+		return CA_PASS;
+	if (p->key.ip_proto == CA_IPPROTO_UDP)
+		link = ca_udp_decapsulate(skb, s, p, c, &inner);
+	else
+		link = ca_ip_decapsulate(skb, s, p, c, &inner);
+	if (link == CA_INNER_NONE)
+		return CA_PASS;
+	egress = p->egress;
+	depth = p->depth + 1;
+	/* The inner headers must be in the linear area, as the outer ones are. */
+	if (skb->len > skb->data_end - skb->data)
+		bpf_skb_pull_data(skb, skb->len < inner + CA_LINEAR_HEADROOM ? skb->len : inner + CA_LINEAR_HEADROOM);
+	return ca_entry(skb, egress, 1, inner, link == CA_INNER_IP, depth);
+}
+
+#if CA_BLOCK
 
 static __always_inline struct ca_scratch *ca_scratch_get(void)
 {

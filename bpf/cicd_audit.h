@@ -201,17 +201,17 @@ struct ca_conn {
 	__u64 expire_deadline;     /* tcp_session_timer checks after one side closed */
 	struct ca_endpoint ep[2];  /* [0] originator, [1] responder */
 	__u64 history_seen;        /* bit per history letter already recorded */
-	/* Ids of the tunnels that carried it (tunnel.h), innermost layer only, 0 = none:
-	 * the first, and the latest when it changed (Zeek's tunnel_changed). */
-	__u64 tunnel_parents[2];
 	__u8 orig_slot;            /* which key slot (0/1) holds the originator */
 	__u8 history_len;
-	__u16 flags;               /* CA_CONN_* */
 	__u8 tunnel_current;       /* the tunnel of its last packet: 0 none, 1 or 2 tunnel_parents[0 or 1] */
 	__u8 tunnel_changes;       /* Zeek's tunnel_changed events so far */
-	__u8 pad[2];
+	__u32 flags;               /* CA_CONN_* */
 	char history[CA_HISTORY_MAX];
 	struct ca_process proc;    /* live capture: the local process that opened it, if known */
+	/* Ids of the tunnels that carried it (tunnel.h), innermost layer only, 0 = none:
+	 * the first, and the latest when it changed (Zeek's tunnel_changed). Last:
+	 * the fields every packet touches keep their cache lines. */
+	__u64 tunnel_parents[2];
 };
 
 #define CA_CONN_DNS        (1 << 0)  /* carried at least one DNS message */
@@ -230,6 +230,7 @@ struct ca_conn {
 #define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: the job's, so its packets are judged */
 #define CA_CONN_TUNNEL     (1 << 14) /* carried a tunnelled packet: inner rows name its uid */
 #define CA_CONN_IP_TUNNEL  (1 << 15) /* an IP tunnel (GRE, IP-in-IP): a tunnel, not a connection */
+#define CA_CONN_UDP_TUNNEL (1 << 16) /* its responder port is a UDP tunnel's (VXLAN, Geneve, ...) */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;

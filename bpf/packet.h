@@ -74,10 +74,10 @@ struct ca_packet {
 	__u8 egress;               /* 1: seen leaving the interface (live capture) */
 	__u8 ts_exact;             /* 1: ts is from the exact clock (live capture; see ca_packet_clock) */
 	__u8 ip_len_zero;          /* 1: IPv4 total length 0 in a capture (TSO): counted as 0 IP bytes */
+	__u8 depth;                /* tunnel layers around it; the innermost one's id is the scratch's
+				    * tunnel_parent (tunnel.h). In padding: the struct to clear stays as it was */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
-	__u64 tunnel_parent;       /* id of the innermost tunnel around it (tunnel.h), 0: none */
-	__u8 depth;                /* tunnel layers around it */
 };
 
 enum ca_parse_result {

@@ -13,13 +13,14 @@
  *                                                    bridging and ERSPAN I/II/III
  *                   GRE version 1 (PPTP)          -> PPP -> IP
  *
- * The outer packet is tracked first: a UDP tunnel is a connection of its own,
- * an IP tunnel is tracked like one (one per address pair and protocol) but
- * written to tunnel.log instead of conn.log. Then the program runs again on
- * the same skb from the inner header (a tail call to itself, with the inner
- * offset left in the per-CPU scratch), so the inner packet goes through the
- * very same parser and state machines, and its connection remembers the
- * tunnel's id as its tunnel parent. Up to Tunnel::max_depth layers. */
+ * The outer packet is tracked first: a UDP tunnel is a connection of its own;
+ * an IP tunnel is tracked like one (per address pair and protocol) but is no
+ * row of conn.log, and its id is its address pair's. Then a stage of its own
+ * (ca_decap, tail-called only for a tunnel's packets, so nothing of this
+ * weighs on any other packet) finds the inner packet and runs it through the
+ * very same parser and state machines; its connection remembers the tunnel's
+ * id as its tunnel parent. Up to Tunnel::max_depth layers (ca_decap calls
+ * itself for a tunnel in a tunnel). */
 #ifndef CA_TUNNEL_H
 #define CA_TUNNEL_H
 
@@ -40,15 +41,6 @@
 #define CA_INNER_NONE 0
 #define CA_INNER_ETHERNET 1
 #define CA_INNER_IP 2
-
-/* Left in the scratch for the program's next run on the same skb. */
-struct ca_encap {
-	__u64 parent_id;           /* the tunnel's connection id */
-	__u32 off;                 /* where the inner packet starts */
-	__u8 link;                 /* CA_INNER_*; CA_INNER_NONE: nothing pending */
-	__u8 depth;                /* tunnel layers around the inner packet */
-	__u8 pad[2];
-};
 
 static __always_inline int ca_is_udp_tunnel_port(__u16 port)
 {

@@ -122,6 +122,7 @@ CONN_DNS_BLOCKED = 1 << 12
 CONN_IN_JOB = 1 << 13
 CONN_TUNNEL = 1 << 14
 CONN_IP_TUNNEL = 1 << 15
+CONN_UDP_TUNNEL = 1 << 16
 PROC_IN_JOB = 1 << 0
 
 
@@ -176,11 +177,12 @@ class Conn(ctypes.Structure):
         ("id", c_u64), ("first_ns", c_u64), ("last_ns", c_u64),
         ("attempt_deadline", c_u64), ("close_deadline", c_u64),
         ("expire_deadline", c_u64),
-        ("ep", Endpoint * 2), ("history_seen", c_u64), ("tunnel_parents", c_u64 * 2),
-        ("orig_slot", c_u8), ("history_len", c_u8), ("flags", c_u16),
-        ("tunnel_current", c_u8), ("tunnel_changes", c_u8), ("pad", c_u8 * 2),
+        ("ep", Endpoint * 2), ("history_seen", c_u64),
+        ("orig_slot", c_u8), ("history_len", c_u8),
+        ("tunnel_current", c_u8), ("tunnel_changes", c_u8), ("flags", c_u32),
         ("history", ctypes.c_char * HISTORY_MAX),
         ("proc", Process),
+        ("tunnel_parents", c_u64 * 2),
     ]
 
 

@@ -36,15 +36,17 @@ from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, Funct
 from cicd_audit.recorder.ringbuf import RingBuffer
 
 # Tail-call stages: CA_STAGE_* in capture.bpf.c, and the function each one runs.
-STAGES = {1: "ca_packet", 2: "ca_tcp", 3: "ca_egress", 4: "ca_dns_policy", 5: "ca_dns_name", 6: "ca_dns_learn"}
-STAGE_PACKET, STAGE_TCP = 1, 2
+STAGES = {1: "ca_packet", 2: "ca_tcp", 3: "ca_egress", 4: "ca_dns_policy", 5: "ca_dns_name", 6: "ca_dns_learn",
+          7: "ca_decap"}
+STAGE_PACKET, STAGE_TCP, STAGE_DECAP = 1, 2, 7
 _IP_PROTO = {"tcp": 6, "udp": 17}
-FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp")   # in every variant
+FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp", "ca_decap")   # in every variant
 
 # Each function's program type and, for cgroup hooks, the hook it is loaded for.
 _SCHED_CLS = (bpf_syscall.PROG_SCHED_CLS, 0)
 FUNCTION_TYPES = {
-    "ca_packet": _SCHED_CLS, "ca_egress": _SCHED_CLS, "ca_tcp": _SCHED_CLS, "ca_sweep": _SCHED_CLS,
+    "ca_packet": _SCHED_CLS, "ca_egress": _SCHED_CLS, "ca_tcp": _SCHED_CLS, "ca_decap": _SCHED_CLS,
+    "ca_sweep": _SCHED_CLS,
     "ca_dns_policy": _SCHED_CLS, "ca_dns_name": _SCHED_CLS, "ca_dns_learn": _SCHED_CLS,
     "ca_connect4": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_INET4_CONNECT),
     "ca_connect6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_INET6_CONNECT),
@@ -564,6 +566,8 @@ class BccLoadedProgram:
             self.tcp_fn = self.bpf.load_func(b"ca_tcp", bcc.BPF.SCHED_CLS)
             self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
             self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_PACKET)] = ctypes.c_int(self.packet_fn.fd)
+            self.decap_fn = self.bpf.load_func(b"ca_decap", bcc.BPF.SCHED_CLS)
+            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_DECAP)] = ctypes.c_int(self.decap_fn.fd)
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self._libbcc = bcc.libbcc.lib
