@@ -1015,8 +1015,9 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 	    p->key.ip_proto == CA_IPPROTO_ICMP || p->key.ip_proto == CA_IPPROTO_ICMPV6)
 		p->bad_checksum = ca_l4_checksum_ok(skb, &s->csum, p) == 0;
 #endif
-	if (ca_unlikely(p->key.ip_proto == CA_IPPROTO_IGMP)) {
-		/* Zeek hands IGMP to a packet analyzer that makes no connection. */
+	if (ca_unlikely(p->key.ip_proto == CA_IPPROTO_IGMP || p->key.ip_proto == CA_IPPROTO_NONE)) {
+		/* Zeek hands IGMP to a packet analyzer that makes no connection,
+		 * and "no next header" (a Teredo bubble) to none. */
 		if (!inner) {
 			ca_count(CA_STAT_PACKETS, p->segs);
 			ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);

@@ -42,6 +42,7 @@ enum ca_tunnel_type {
 	CA_TUNNEL_GENEVE = 4,
 	CA_TUNNEL_GTPV1 = 5,
 	CA_TUNNEL_AYIYA = 6,
+	CA_TUNNEL_TEREDO = 7,
 };
 
 /* Why a connection ended. */

@@ -27,6 +27,7 @@
 #define CA_IPPROTO_TCP    6
 #define CA_IPPROTO_UDP    17
 #define CA_IPPROTO_ICMPV6 58
+#define CA_IPPROTO_NONE   59       /* IPv6 no next header */
 
 #define CA_TH_FIN 0x01
 #define CA_TH_SYN 0x02

@@ -6,6 +6,7 @@
  *                                            6081  -> Geneve -> Ethernet or IP
  *                                            2152, 2123 -> GTPv1 G-PDU -> IP
  *                                            5072  -> AYIYA (forward) -> IP
+ *                                            3544  -> Teredo -> IPv6
  *                                            4754  -> GRE (as below), whose tunnel
  *                                                     is the address pair's, as for GRE over IP
  *   IP protocol 4 or 41 (IP-in-IP, 6in4, 4in6)    -> IP
@@ -32,6 +33,7 @@
 #define CA_PORT_GTP_U 2152
 #define CA_PORT_GTP_C 2123
 #define CA_PORT_AYIYA 5072
+#define CA_PORT_TEREDO 3544
 #define CA_GTP_MAX_EXT_HDRS 4
 #define CA_IPPROTO_IPIP 4
 #define CA_IPPROTO_IPV6 41
@@ -48,7 +50,7 @@ static __always_inline int ca_is_udp_tunnel_port(__u16 port)
 	if (port < CA_PORT_GTP_C || port > CA_PORT_GENEVE)
 		return 0;
 	return port == CA_PORT_VXLAN || port == CA_PORT_GENEVE || port == CA_PORT_GRE_UDP ||
-	       port == CA_PORT_GTP_U || port == CA_PORT_GTP_C || port == CA_PORT_AYIYA;
+	       port == CA_PORT_GTP_U || port == CA_PORT_GTP_C || port == CA_PORT_AYIYA || port == CA_PORT_TEREDO;
 }
 
 /* Zeek's IP tunnels are one per address pair (IPTunnelAnalyzer's IPPair):
@@ -97,6 +99,46 @@ static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, _
 	v = ca_hdr(skb, off + hlen, 1);
 	if (!v || len < hlen + 20 || ((v[0] >> 4) != 4 && (v[0] >> 4) != 6))
 		return CA_INNER_NONE;
+	*inner = off + hlen;
+	return CA_INNER_IP;
+}
+
+/* Teredo (RFC 4380) at off, len bytes: an origin indication and an
+ * authentication header, each at most once (origin last), then IPv6 whose
+ * length is the rest of the datagram; a bubble (no next header, no payload)
+ * may have bytes after it (Zeek's Teredo_bubble_with_payload). */
+static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
+{
+	__u32 hlen = 0, plen;
+	int origin = 0, auth = 0;
+	__u8 *v6;
+
+	for (int i = 0; i < 3; i++) {
+		__u8 *h = ca_hdr(skb, off + hlen, 4);
+		if (!h || len < hlen + 2)
+			return CA_INNER_NONE;
+		if (h[0] == 0 && h[1] == 0 && !origin) {
+			hlen += 8;                          /* origin indication */
+			origin = 1;
+		} else if (h[0] == 0 && h[1] == 1 && !origin && !auth) {
+			hlen += 4 + h[2] + h[3] + 8 + 1;    /* ids, nonce, confirmation byte */
+			auth = 1;
+		} else if ((h[0] >> 4) == 6) {
+			break;
+		} else {
+			return CA_INNER_NONE;
+		}
+		if (hlen > 128)
+			return CA_INNER_NONE;
+	}
+	v6 = ca_hdr(skb, off + hlen, 40);
+	if (!v6 || (v6[0] >> 4) != 6 || len < hlen + 40)
+		return CA_INNER_NONE;
+	plen = (__u32)v6[4] << 8 | v6[5];
+	if (len - hlen < 40 + plen)
+		return CA_INNER_NONE;                    /* truncated */
+	if (len - hlen > 40 + plen && !(v6[6] == 59 && plen == 0))
+		return CA_INNER_NONE;                    /* a payload length that is not the datagram's */
 	*inner = off + hlen;
 	return CA_INNER_IP;
 }
@@ -198,6 +240,7 @@ static __always_inline __u8 ca_udp_tunnel_type(__u16 port)
 	case CA_PORT_GENEVE: return CA_TUNNEL_GENEVE;
 	case CA_PORT_AYIYA: return CA_TUNNEL_AYIYA;
 	case CA_PORT_GRE_UDP: return CA_TUNNEL_GRE;
+	case CA_PORT_TEREDO: return CA_TUNNEL_TEREDO;
 	}
 	return CA_TUNNEL_GTPV1;
 }
@@ -214,6 +257,8 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 		return ca_gtp(skb, off, len, inner);
 	if (port == CA_PORT_AYIYA)
 		return ca_ayiya(skb, off, len, inner);
+	if (port == CA_PORT_TEREDO)
+		return ca_teredo(skb, off, len, inner);
 	if (!h || len <= 8)
 		return CA_INNER_NONE;
 	if (port == CA_PORT_VXLAN) {

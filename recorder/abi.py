@@ -213,6 +213,7 @@ class TunnelType(enum.IntEnum):
     GENEVE = 4
     GTPV1 = 5
     AYIYA = 6
+    TEREDO = 7
 
 
 class TunnelEvent(ctypes.Structure):

@@ -19,6 +19,7 @@ TYPE_NAMES = {
     abi.TunnelType.GENEVE: "Tunnel::GENEVE",
     abi.TunnelType.GTPV1: "Tunnel::GTPv1",
     abi.TunnelType.AYIYA: "Tunnel::AYIYA",
+    abi.TunnelType.TEREDO: "Tunnel::TEREDO",
 }
 IP_TUNNELS = (abi.TunnelType.IP, abi.TunnelType.GRE)
 ACTIVE_MAX = 65536       # tunnels remembered for their CLOSE row; beyond it the oldest gets none

@@ -83,6 +83,12 @@ def _gre_udp(ip: bytes) -> bytes:
     return _outer_udp(struct.pack("!HH", 0, proto) + ip, 50003, 4754)
 
 
+def _teredo(ip: bytes) -> bytes:
+    """Teredo with an origin indication; IPv6 only (the exchange's IPv4 packets are not Teredo)."""
+    origin = struct.pack("!HHI", 0, 0xFFFF ^ 40000, 0xFFFFFFFF ^ 0xC0000201)
+    return _outer_udp(origin + ip, 50004, 3544) if ip[0] >> 4 == 6 else _vxlan(ip)
+
+
 UDP_TUNNELS = {"vxlan": _vxlan, "geneve": _geneve, "gtp-u": _gtp, "ayiya": _ayiya}
 IP_TUNNELS = {"gre": _gre, "gre-teb": _gre_teb, "ip-in-ip": _ipip, "gre-over-udp": _gre_udp}
 
@@ -208,3 +214,26 @@ def test_tunnel_log_discovers_each_tunnel_and_closes_udp_ones(tmp_path):
     gre_uid = next(t["uid"] for t in tunnels if t["tunnel_type"] == "Tunnel::GRE")
     parents = {p for r in rows if r["tunnel_parents"] for p in r["tunnel_parents"]}
     assert parents == {vxlan_uid, gre_uid}     # IP-in-IP between the same pair is the GRE tunnel, as in Zeek
+
+
+def test_teredo_carries_ipv6_and_its_bubbles_make_no_connection(tmp_path):
+    """Teredo (UDP 3544): IPv6 after an origin indication. A bubble (an IPv6
+    header with no next header and no payload) keeps the NAT mapping open and
+    is no connection, for Zeek either."""
+    six = [ip for ip in _exchange() if ip[0] >> 4 == 6]
+    bubble = bytes(IPv6(src="2001:0:4137:9e50::1", dst="2001:0:4137:9e50::2", nh=59))
+    rows, out = record([_teredo(ip) for ip in six] + [_teredo(bubble)], tmp_path)
+    outer = [r for r in rows if r["id.resp_p"] == 3544]
+    inner = [r for r in rows if r is not outer[0]]
+    assert len(outer) == 1 and outer[0]["orig_pkts"] == 3
+    assert [(str(r["id.orig_h"]), r["proto"]) for r in inner] == [("fd00::1", "udp")]
+    assert list(inner[0]["tunnel_parents"]) == [outer[0]["uid"]]
+    assert [t["tunnel_type"] for t in read_log(out / "tunnel.log")[1]] == ["Tunnel::TEREDO", "Tunnel::TEREDO"]
+
+
+def test_ipv6_no_next_header_is_no_connection(tmp_path):
+    """Zeek's IP analyzer makes no connection of IPv6 with no next header (59)."""
+    lone = MACS + b"\x86\xdd" + bytes(IPv6(src="fd00::1", dst="fd00::2", nh=59))
+    rows, out = record([lone], tmp_path)
+    assert rows == []
+    assert list(read_log(out / "capture_stats.log")[1])[-1]["packets"] == 1
