@@ -550,8 +550,8 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 /* Zeek's Connection::CheckEncapsulation for a tunnelled packet whose
  * innermost tunnel is not its connection's last one: a tunnel_changed event
  * adds the new tunnel to the parents, up to Tunnel::max_changes_per_connection,
- * then 'X'. Two parents are kept: the first and the latest. A connection that
- * leaves its tunnel for the plain network is not checked (not a change here). */
+ * then 'X'. Two parents are kept: the first and the latest. A packet of a
+ * tunnelled connection that comes without its tunnel is a change too. */
 static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn *c)
 {
 	__u32 zero = 0;
@@ -560,18 +560,20 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 
 	if (!s)
 		return;
-	now = s->tunnel_parent;
+	now = p->depth ? s->tunnel_parent : 0;
 	if (now == last)
 		return;
 	if (c->tunnel_changes >= CA_TUNNEL_MAX_CHANGES) {
 		if (!ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X'))
 			ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_CHANGES, CA_TUNNEL_MAX_CHANGES);
-		if (now != c->tunnel_parents[0] && now != c->tunnel_parents[1])
+		if (now && now != c->tunnel_parents[0] && now != c->tunnel_parents[1])
 			return;        /* not added to the parents: its change is not followed */
 	} else {
 		c->tunnel_changes++;
 	}
-	if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
+	if (!now)
+		c->tunnel_current = 0;     /* out of its tunnel: a change, and no parent */
+	else if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
 		c->tunnel_parents[0] = now;
 		c->tunnel_current = 1;
 	} else {
@@ -594,7 +596,7 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
 		if (ca_likely(!ended)) {
-			if (ca_unlikely(p->depth))
+			if (ca_unlikely(p->depth | c->tunnel_current))
 				ca_tunnel_check(p, c);
 			return c;
 		}

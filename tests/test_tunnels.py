@@ -237,3 +237,19 @@ def test_ipv6_no_next_header_is_no_connection(tmp_path):
     rows, out = record([lone], tmp_path)
     assert rows == []
     assert list(read_log(out / "capture_stats.log")[1])[-1]["packets"] == 1
+
+
+def test_a_connection_in_and_out_of_its_tunnel_counts_each_change(tmp_path):
+    """Requests through VXLAN, replies straight: leaving the tunnel is a change
+    too (Zeek's tunnel_changed with an empty encapsulation), with no parent."""
+    c, s = "10.1.0.1", "10.1.0.2"
+    frames = []
+    for _ in range(4):
+        req = bytes(IP(src=c, dst=s) / UDP(sport=7000, dport=7001) / b"q")
+        rep = bytes(IP(src=s, dst=c) / UDP(sport=7001, dport=7000) / b"r")
+        frames += [_vxlan(req), _inner_frame(rep)]
+    rows, out = record(frames, tmp_path)
+    inner = next(r for r in rows if str(r["id.orig_h"]) == c)
+    vxlan = next(r for r in rows if r["id.resp_p"] == 4789)
+    assert list(inner["tunnel_parents"]) == [vxlan["uid"]]
+    assert inner["history"] == "DdX"
