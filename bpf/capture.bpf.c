@@ -521,8 +521,14 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 		c->flags |= CA_CONN_DNS;
 	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_key_port(&p->key, !c->orig_slot) == 123)
 		c->flags |= CA_CONN_NTP;
-	if (p->key.ip_proto == CA_IPPROTO_UDP && ca_is_udp_tunnel_port(ca_key_port(&p->key, !c->orig_slot)))
-		c->flags |= CA_CONN_UDP_TUNNEL;
+	if (p->key.ip_proto == CA_IPPROTO_UDP) {
+		if (ca_is_udp_tunnel_port(ca_key_port(&p->key, !c->orig_slot)))
+			c->flags |= CA_CONN_UDP_TUNNEL;
+		else if (ca_detect_teredo(skb, p->payload_off, p->payload_len))
+			c->flags |= CA_CONN_UDP_TUNNEL | CA_CONN_TEREDO;
+		else if (ca_detect_ayiya(skb, p->payload_off, p->payload_len))
+			c->flags |= CA_CONN_UDP_TUNNEL | CA_CONN_AYIYA;
+	}
 #if CA_ATTRIBUTION
 	ca_attribute(skb, p, c);
 #endif
@@ -822,7 +828,8 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 					      struct ca_conn *c, __u32 *inner)
 {
 	__u32 weird = 0;
-	__u16 port = ca_key_port(&p->key, !c->orig_slot);
+	__u16 port = (c->flags & CA_CONN_TEREDO) ? CA_PORT_TEREDO :
+		     (c->flags & CA_CONN_AYIYA) ? CA_PORT_AYIYA : ca_key_port(&p->key, !c->orig_slot);
 	int link = ca_udp_tunnel(skb, p, port, inner, &weird);
 
 	if (link == CA_INNER_NONE && weird && p->depth < CA_TUNNEL_MAX_DEPTH) {

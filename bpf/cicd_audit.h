@@ -232,6 +232,8 @@ struct ca_conn {
 #define CA_CONN_TUNNEL     (1 << 14) /* carried a tunnelled packet: inner rows name its uid */
 #define CA_CONN_IP_TUNNEL  (1 << 15) /* an IP tunnel (GRE, IP-in-IP): a tunnel, not a connection */
 #define CA_CONN_UDP_TUNNEL (1 << 16) /* its responder port is a UDP tunnel's (VXLAN, Geneve, ...) */
+#define CA_CONN_TEREDO     (1 << 17) /* Teredo found by its content on another port (tunnel.h) */
+#define CA_CONN_AYIYA      (1 << 18) /* AYIYA found by its content on another port */
 
 struct ca_conn_end_event {
 	struct ca_event_header hdr;

@@ -9,6 +9,8 @@
  *                                            3544  -> Teredo -> IPv6
  *                                            4754  -> GRE (as below), whose tunnel
  *                                                     is the address pair's, as for GRE over IP
+ *   UDP on another port whose content is Teredo or AYIYA (Zeek's protocol
+ *   detection; here on a connection's first packet) -> as on their ports
  *   IP protocol 4 or 41 (IP-in-IP, 6in4, 4in6)    -> IP
  *   IP protocol 47, GRE version 0                 -> IP; Ethernet for transparent
  *                                                    bridging and ERSPAN I/II/III
@@ -141,6 +143,47 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
 		return CA_INNER_NONE;                    /* a payload length that is not the datagram's */
 	*inner = off + hlen;
 	return CA_INNER_IP;
+}
+
+/* Zeek's TeredoAnalyzer::DetectProtocol on a UDP payload at off, len bytes:
+ * a bare IPv6 header (a bubble) with a Teredo address, or an origin
+ * indication (after an authentication header, if any) before IPv6. */
+static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 *d = ca_hdr(skb, off, 40);
+	__u8 *o;
+	__u32 skip = 0;
+
+	if (!d || len < 40)
+		return 0;
+	if ((d[0] >> 4) != 6 && !(d[0] == 0 && (d[1] == 0 || d[1] == 1)))
+		return 0;
+	if (len == 40 && (d[0] >> 4) == 6 &&
+	    ((d[8] == 0x20 && d[9] == 0x01 && d[10] == 0 && d[11] == 0) ||
+	     (d[24] == 0x20 && d[25] == 0x01 && d[26] == 0 && d[27] == 0)))
+		return 1;
+	if (d[1] == 1) {
+		skip = 13 + d[2] + d[3];       /* authentication header */
+		if (len < skip + 40)
+			return 0;
+		o = ca_hdr(skb, off + skip, 2);
+		if (!o || o[0] != 0 || o[1] != 0)
+			return 0;
+	} else if (d[1] != 0) {
+		return 0;
+	}
+	if (len < skip + 8 + 40)
+		return 0;
+	o = ca_hdr(skb, off + skip + 8, 1);    /* after the origin indication */
+	return o && (o[0] >> 4) == 6;
+}
+
+/* Zeek's AYIYAAnalyzer::DetectProtocol. */
+static __always_inline int ca_detect_ayiya(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	__u8 *d = ca_hdr(skb, off, 3);
+
+	return d && len >= 3 && d[1] == 0x52 && d[2] == 0x11;
 }
 
 /* AYIYA (draft-massar-v6ops-ayiya) at off, len bytes: a forwarded IP packet. */

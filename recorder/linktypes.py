@@ -5,7 +5,8 @@ not packet logic: this only replaces the link-layer header, keeping the IP
 packet byte for byte.
 
 Link types read as Zeek's packet analyzers read them (src/packet_analysis/protocol/):
-Ethernet, raw IP, BSD/OpenBSD loopback, Linux cooked v1/v2, PPP (9: with or
+Ethernet, raw IP, BSD/OpenBSD loopback, Linux cooked v1/v2, FDDI (10: its 13-byte
+header and 8 bytes of LLC/SNAP skipped, the rest read as IP), PPP (9: with or
 without HDLC framing, RFC 1662), IEEE 802.11 (105: data frames whose LLC/SNAP
 header carries an EtherType, A-MSDU subframes each on their own) and radiotap
 (127: its header skipped, then 802.11). A frame Zeek would not hand to IP
@@ -34,6 +35,8 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 LINKTYPE_PPP = 9
+LINKTYPE_FDDI = 10
+FDDI_HEADERS = 13 + 8        # frame control, addresses; LLC and SNAP (Zeek's FDDI analyzer skips both)
 LINKTYPE_IEEE802_11 = 105
 LINKTYPE_IEEE802_11_RADIOTAP = 127
 
@@ -187,9 +190,11 @@ def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
         return _ethernet(struct.unpack("!H", frame[0:2])[0], frame[20:])
     if linktype == LINKTYPE_PPP:
         return _ppp(frame)
+    if linktype == LINKTYPE_FDDI:
+        return _by_version(frame[FDDI_HEADERS:]) if len(frame) > FDDI_HEADERS else None
     if linktype in (LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP):
         frames = to_ethernet_frames(linktype, frame)
         return frames[0] if frames else None
     raise UnsupportedLinkType(
-        f"link type {linktype} is not supported (Ethernet, raw IP, loopback, Linux cooked, PPP, "
+        f"link type {linktype} is not supported (Ethernet, raw IP, loopback, Linux cooked, FDDI, PPP, "
         "802.11 and radiotap are)")

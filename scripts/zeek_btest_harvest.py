@@ -457,12 +457,18 @@ def judge(case: Case, cdir: Path, options: list[str], timeout: int) -> Outcome:
 
 
 _TUNNELS = ("GRE", "IP-in-IP", "VXLAN", "Geneve", "Teredo", "AYIYA", "GTP-U", "GRE over UDP")
+# Zeek script settings that decide which packets are analysed and how: packet filters the script
+# installs, bytes it skips, checksum exceptions, the tunnel depth. The recorder has no option for them.
+_PACKET_PROCESSING = re.compile(r"PacketFilter::|NetControl::|capture_filters|restrict_filters|"
+                                r"PacketAnalyzer::SKIP|checksums_ignore_nets|Tunnel::max_depth")
 
 
 def classify(case: Case, feats: collections.Counter, lines: list[str]) -> str:
     text = "\n".join(lines)
     if "header #fields differs" in text or "lacks columns" in text or "header #" in text:
         return "log columns: the test's script or options change the log's fields"
+    if _PACKET_PROCESSING.search(case.script):
+        return "the test's script changes how packets are processed (no record option says the same)"
     tunnels = [t for t in _TUNNELS if feats.get(t)]
     if tunnels:
         return "tunnel: " + ", ".join(tunnels)

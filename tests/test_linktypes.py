@@ -36,6 +36,13 @@ def data_frame(ip: bytes, **kw) -> bytes:
 # --- PPP (RFC 1661/1662, Zeek's PPP analyzer) ---------------------------------
 
 @pytest.mark.parametrize("ip", [IP4, IP6])
+def test_fddi_skips_its_header_and_llc_snap(ip):
+    fddi = b"\x50" + bytes(range(12)) + b"\xaa\xaa\x03\x00\x00\x00" + (b"\x08\x00" if ip is IP4 else b"\x86\xdd")
+    assert to_ethernet(linktypes.LINKTYPE_FDDI, fddi + ip) == eth(ip)
+    assert to_ethernet(linktypes.LINKTYPE_FDDI, fddi) is None
+
+
+@pytest.mark.parametrize("ip", [IP4, IP6])
 def test_ppp_without_framing(ip):
     proto = b"\x00\x21" if ip is IP4 else b"\x00\x57"
     assert to_ethernet(linktypes.LINKTYPE_PPP, proto + ip) == eth(ip)
