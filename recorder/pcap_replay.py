@@ -49,6 +49,13 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
         flag.restore()
 
 
+def as_zeek_reads_it(ts_ns: int) -> int:
+    """The capture time Zeek analyses: libpcap opens a capture at microsecond
+    precision and truncates finer timestamps (nanosecond pcap, pcapng with a
+    finer if_tsresol) to the microsecond below."""
+    return ts_ns - ts_ns % 1000
+
+
 def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
                  progress: bool | None, settings: ProgramSettings | None, likely_server_ports: frozenset | None,
                  community_id: bool) -> dict:
@@ -81,7 +88,7 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
                 session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
                                     stopped)
                 break
-            ts_ns = frame.ts_ns
+            ts_ns = as_zeek_reads_it(frame.ts_ns)
             if next_sweep is None:
                 next_sweep = ts_ns + SWEEP_INTERVAL_NS
             elif ts_ns >= next_sweep:

@@ -233,3 +233,19 @@ def test_a_damaged_pcapng_block_is_reported_and_the_logs_are_complete(tmp_path):
     assert len(rows(tmp_path / "out", "conn")) == 1
     for name in LOGS:
         assert (tmp_path / "out" / name).read_text().rstrip("\n").splitlines()[-1].startswith("#close"), name
+
+
+def test_nanosecond_timestamps_are_read_at_microseconds_as_zeek_reads_them(tmp_path):
+    """libpcap opens a capture for Zeek at microsecond precision, truncating
+    finer timestamps: 240 ns across a microsecond boundary is Zeek's 1 us."""
+    frame = bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=99) / (b"x" * 20))
+    pcap = tmp_path / "nano.pcap"
+    with pcap.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))   # nanosecond pcap
+        for ns in (729_856_830, 729_856_950, 729_857_070):
+            f.write(struct.pack("<IIII", 1_342_606_813, ns, len(frame), len(frame)) + frame)
+    out = tmp_path / "out"
+    assert record(pcap, out).returncode == 0
+    (row,) = rows(out, "conn")
+    assert row["ts"] == pytest.approx(1_342_606_813.729856, abs=1e-7)
+    assert row["duration"] == pytest.approx(0.000001, abs=1e-8)
