@@ -506,14 +506,6 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 	int r;
 
 	if (ca_unlikely(raw_ip)) {
-		__u8 *v = ca_hdr(skb, base, 1);
-		if (!v)
-			return CA_PARSE_NOT_IP;
-		if ((v[0] >> 4) != 4 && (v[0] >> 4) != 6) {
-			*weird = CA_WEIRD_UNKNOWN_IP_VERSION;
-			return CA_PARSE_WEIRD;
-		}
-		proto = (v[0] >> 4) == 4 ? bpf_htons(CA_ETH_P_IP) : bpf_htons(CA_ETH_P_IPV6);
 		off = base;
 		goto ip;
 	}
@@ -553,6 +545,23 @@ ip:
 			return CA_PARSE_NOT_IP;
 	}
 	p->l3_off = off;
+	{
+		/* Zeek's IP analyzer goes by the header's version, not by the type
+		 * the link layer gave (a 0x86DD frame may hold IPv4, or junk). */
+		__u8 *v = ca_hdr(skb, off, 1);
+		if (!v) {
+			*weird = CA_WEIRD_TRUNCATED_IP;
+			return CA_PARSE_WEIRD;
+		}
+		if ((v[0] >> 4) == 4) {
+			proto = bpf_htons(CA_ETH_P_IP);
+		} else if ((v[0] >> 4) == 6) {
+			proto = bpf_htons(CA_ETH_P_IPV6);
+		} else {
+			*weird = CA_WEIRD_UNKNOWN_IP_VERSION;
+			return CA_PARSE_WEIRD;
+		}
+	}
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;
 #if CA_PCAP_MODE

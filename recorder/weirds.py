@@ -12,7 +12,7 @@ WEIRD_NAMES = {
     WeirdCode.BAD_UDP_CHECKSUM: "bad_UDP_checksum",
     WeirdCode.BAD_ICMP_CHECKSUM: "bad_ICMP_checksum",
     WeirdCode.IP_FRAGMENT: "cicd_audit_unreassembled_fragment",
-    WeirdCode.UNKNOWN_IP_VERSION: "unknown_protocol",
+    WeirdCode.UNKNOWN_IP_VERSION: "unknown_ip_version",
     WeirdCode.TOO_MANY_EXT_HEADERS: "cicd_audit_too_many_ipv6_ext_headers",
     WeirdCode.DNS_TRUNCATED: "cicd_audit_dns_message_truncated",
     WeirdCode.BAD_IP_LENGTH: "truncated_IP",
