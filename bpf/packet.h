@@ -168,6 +168,16 @@ static __always_inline __u16 ca_icmp6_counterpart(__u8 type, __u8 code, int *one
 	return code;
 }
 
+/* ca_hdr for an offset the verifier cannot bound (computed from header
+ * fields, as a tunnel's are): bounded first in the register used, which
+ * verifiers before about 6.3 need (see ca_bounded_off). */
+static __always_inline void *ca_hdr_at(struct __sk_buff *skb, __u32 off, __u32 len)
+{
+	if (off > CA_MAX_HDR_OFF)
+		return 0;
+	return ca_hdr(skb, ca_bounded_off(off), len);
+}
+
 static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
 	__u32 off = p->l4_off;

@@ -71,7 +71,7 @@ static __always_inline __u64 ca_pair_tunnel_id(const struct ca_packet *p)
 /* GTPv1-U (3GPP TS 29.281) G-PDU at off, len bytes: *inner at the user's IP packet. */
 static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
 {
-	__u8 *g = ca_hdr(skb, off, 12);
+	__u8 *g = ca_hdr_at(skb, off, 12);
 	__u32 hlen = 8;
 	__u8 *v;
 
@@ -82,14 +82,14 @@ static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, _
 		hlen = 12;
 		if (g[0] & 0x04) {
 			for (int i = 0; i < CA_GTP_MAX_EXT_HDRS && next; i++) {
-				__u8 *e = ca_hdr(skb, off + hlen, 1);
+				__u8 *e = ca_hdr_at(skb, off + hlen, 1);
 				__u8 *n;
 				if (!e || !e[0])
 					return CA_INNER_NONE;
 				hlen += e[0] * 4;  /* length in 4-byte units, the next type last */
 				if (hlen > 64)
 					return CA_INNER_NONE;
-				n = ca_hdr(skb, off + hlen - 1, 1);
+				n = ca_hdr_at(skb, off + hlen - 1, 1);
 				if (!n)
 					return CA_INNER_NONE;
 				next = n[0];
@@ -98,7 +98,7 @@ static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, _
 				return CA_INNER_NONE;
 		}
 	}
-	v = ca_hdr(skb, off + hlen, 1);
+	v = ca_hdr_at(skb, off + hlen, 1);
 	if (!v || len < hlen + 20 || ((v[0] >> 4) != 4 && (v[0] >> 4) != 6))
 		return CA_INNER_NONE;
 	*inner = off + hlen;
@@ -116,7 +116,7 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
 	__u8 *v6;
 
 	for (int i = 0; i < 3; i++) {
-		__u8 *h = ca_hdr(skb, off + hlen, 4);
+		__u8 *h = ca_hdr_at(skb, off + hlen, 4);
 		if (!h || len < hlen + 2)
 			return CA_INNER_NONE;
 		if (h[0] == 0 && h[1] == 0 && !origin) {
@@ -133,7 +133,7 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
 		if (hlen > 128)
 			return CA_INNER_NONE;
 	}
-	v6 = ca_hdr(skb, off + hlen, 40);
+	v6 = ca_hdr_at(skb, off + hlen, 40);
 	if (!v6 || (v6[0] >> 4) != 6 || len < hlen + 40)
 		return CA_INNER_NONE;
 	plen = (__u32)v6[4] << 8 | v6[5];
@@ -150,7 +150,7 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
  * indication (after an authentication header, if any) before IPv6. */
 static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __u32 len)
 {
-	__u8 *d = ca_hdr(skb, off, 40);
+	__u8 *d = ca_hdr_at(skb, off, 40);
 	__u8 *o;
 	__u32 skip = 0;
 
@@ -166,7 +166,7 @@ static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __
 		skip = 13 + d[2] + d[3];       /* authentication header */
 		if (len < skip + 40)
 			return 0;
-		o = ca_hdr(skb, off + skip, 2);
+		o = ca_hdr_at(skb, off + skip, 2);
 		if (!o || o[0] != 0 || o[1] != 0)
 			return 0;
 	} else if (d[1] != 0) {
@@ -174,14 +174,14 @@ static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __
 	}
 	if (len < skip + 8 + 40)
 		return 0;
-	o = ca_hdr(skb, off + skip + 8, 1);    /* after the origin indication */
+	o = ca_hdr_at(skb, off + skip + 8, 1);    /* after the origin indication */
 	return o && (o[0] >> 4) == 6;
 }
 
 /* Zeek's AYIYAAnalyzer::DetectProtocol. */
 static __always_inline int ca_detect_ayiya(struct __sk_buff *skb, __u32 off, __u32 len)
 {
-	__u8 *d = ca_hdr(skb, off, 3);
+	__u8 *d = ca_hdr_at(skb, off, 3);
 
 	return d && len >= 3 && d[1] == 0x52 && d[2] == 0x11;
 }
@@ -189,7 +189,7 @@ static __always_inline int ca_detect_ayiya(struct __sk_buff *skb, __u32 off, __u
 /* AYIYA (draft-massar-v6ops-ayiya) at off, len bytes: a forwarded IP packet. */
 static __always_inline int ca_ayiya(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
 {
-	__u8 *a = ca_hdr(skb, off, 8);
+	__u8 *a = ca_hdr_at(skb, off, 8);
 	__u32 hlen;
 
 	if (!a)
@@ -210,7 +210,7 @@ static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
  * type with *inner at its start, or CA_INNER_NONE with *weird set. */
 static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
 {
-	__u8 *g = ca_hdr(skb, off, 4);
+	__u8 *g = ca_hdr_at(skb, off, 4);
 	__u16 flags, proto;
 	__u32 hlen = 4;
 	int link = CA_INNER_IP;
@@ -235,7 +235,7 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 	}
 	if ((flags & 7) == 1) {
 		/* PPTP: PPP address, control, then the protocol. */
-		__u8 *ppp = ca_hdr(skb, off + hlen + 2, 2);
+		__u8 *ppp = ca_hdr_at(skb, off + hlen + 2, 2);
 		__u16 pp;
 		if (proto != 0x880b) {
 			*weird = CA_WEIRD_GRE_UNSUPPORTED;
@@ -258,7 +258,7 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 		if (flags & 0x1000)
 			hlen += 8;
 	} else if (proto == 0x22eb) {
-		__u8 *e = ca_hdr(skb, off + hlen + 11, 1);
+		__u8 *e = ca_hdr_at(skb, off + hlen + 11, 1);
 		link = CA_INNER_ETHERNET;          /* ERSPAN III: 12 bytes, 8 more with the O flag */
 		if (!e || len <= hlen + 12 + 14) {
 			*weird = CA_WEIRD_TRUNCATED_GRE;
@@ -292,7 +292,7 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 					 __u32 *inner, __u32 *weird)
 {
 	__u32 off = p->payload_off, len = p->payload_len;
-	__u8 *h = ca_hdr(skb, off, 8);
+	__u8 *h = ca_hdr_at(skb, off, 8);
 
 	if (port == CA_PORT_GRE_UDP)
 		return ca_gre(skb, off, len, inner, weird);
