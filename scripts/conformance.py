@@ -161,6 +161,11 @@ All agree once these documented differences between the two tools are taken into
   (`TXT <bytes> <text>`); replies with other record types are checked on qtype and rcode only,
   because Zeek renders them in its own forms (RRSIG, DNSKEY, NAPTR, ...) or not at all.
 
+**Capture times.** Zeek reads a capture through libpcap at microsecond precision: a nanosecond pcap
+or a pcapng with a finer `if_tsresol` is truncated to the microsecond below, so `record --pcap` does
+the same (`recorder/pcap_replay.py`); 240 ns across a microsecond boundary is a duration of 1 us, as
+in Zeek's `core.vntag` btest.
+
 **Where the recorder approximates Zeek** (none of it shows in the oracle cases):
 
 - Content gaps: the kernel keeps one block received above a hole per direction; Zeek keeps any
@@ -172,6 +177,104 @@ All agree once these documented differences between the two tools are taken into
   the DNS session timer, dns.log) stay attached by port as in Zeek's default configuration.
 - The 1-hour inactivity timeout for SSH/FTP after protocol detection on other ports
   (`Conn::analyzer_inactivity_timeouts`) needs protocol detection and is not applied.
+- Live packet times (pcap input is exact, from the capture): reading the exact clock costs
+  as much as the rest of a packet's tracking, so each CPU reads it once per kernel tick and
+  stamps the rest of that tick's packets with it (`bpf/clock.h`). A packet whose time can reach
+  the logs is stamped exactly: a connection's first packet and the first in each direction,
+  TCP SYN/FIN/RST and everything after a side closed, DNS messages and anything reported (weirds,
+  blocks). So `ts`, DNS `rtt`, request/reply durations and TCP close times are exact; only a
+  flow that ends on a mid-stream packet (a one-way UDP stream, a TCP connection cut by a
+  timeout) can show a `duration` up to one tick (4 ms at HZ=250) short.
+
+**Beyond the shared oracle.** `scripts/zeek_btest_harvest.py` runs every btest of Zeek's own suite
+that reads a trace and has a conn.log, dns.log or tunnel.log baseline (`docs/zeek-btest.md`,
+2026-12-05): 207 of 266 pass. 51 of the failures are out of scope by construction: 31 whose test
+script or options change the log's columns, 15 with history `X` from a protocol analyzer, 1 whose
+script edits the rows (among those, `dnssec` appends algorithm names to `answers`, which Zeek's own
+scripts never do: the recorder writes `DNSKEY 15` as Zeek does by default), and 4 whose script
+changes which packets Zeek analyses in a way no record option expresses (packet filters it
+installs, bytes it skips, `Tunnel::max_depth`). So **207 of the 215 in scope pass (96%)**; before
+tunnels were decapsulated, 140 of 186 (75%). The rest: an 802.11 frame inside GRE (Aruba), an AYIYA
+identity longer than the parser's reach, GTP inside fragmented outer packets, a Teredo relay whose
+first packet is a bubble with trailing bytes, a lone SYN-ACK behind VN-Tag, and 3 tests whose
+scripts change what is analysed in ways the harvester does not recognise (`checksums_ignore_nets`
+per subnet, a dynamic packet filter, GridFTP's data-channel detection).
+
+**IP fragments.** Reassembly follows Zeek's `src/Frag.cc` and `src/Reassem.cc` in
+`recorder/fragments.py`: a datagram is keyed by source, destination and IP ID; the first fragment
+to arrive gives the header, bytes already held win over later ones for the same offsets; the
+datagram is whole once its bytes run from 0 to the end a last fragment set, and is analysed at the
+time of the fragment that completed it, as one packet of its whole length (so `*_pkts` and
+`*_ip_bytes` are Zeek's); unfinished datagrams are given up after `frag_timeout` (5 min). The weirds
+are Zeek's flow weirds (ports 0): `fragment_overlap`, `fragment_inconsistency`,
+`fragment_size_inconsistency`, `fragment_with_DF`, `excessively_small_fragment`,
+`excessively_large_fragment`, `fragment_protocol_inconsistency`, `incompletely_captured_fragment`,
+the `*_PER_ORIG` ones once per originator as Zeek's weird framework logs them. On the four IPv4
+traces of Zeek's `core.reassembly` btest the weird sequence is Zeek's, event for event, and the
+IPv6-fragmented DNS answer of `core.ipv6-frag` matches its dns.log. Where it is placed, and why:
+fragments are rare, so the kernel keeps no per-datagram buffers (a 64 KB datagram per key would
+not fit the verifier's limits on 5.10 anyway); it copies each fragment into the ring buffer, and the
+reassembled datagram comes back through the same program with `BPF_PROG_TEST_RUN`. The fast path
+for every non-fragment is unchanged. Beyond Zeek, reassembly memory is capped (64 MiB, oldest
+datagram given up first, counted in `fragments_lost`), and a datagram of more than 256 fragments
+is given up with the weird `cicd_audit_too_many_fragments` (a real one has at most about 45; a
+job sending thousands of tiny overlapping pieces would otherwise slow the recorder down). A datagram longer than a test-run skb
+(about 3.7 KB) is counted whole but parsed in its first 3.7 KB only (a DNS answer beyond that is
+cut, with a weird). With `--block`, a fragment leaves before its datagram is whole, so each
+fragment is judged by its destination address, and the reassembled datagram is then judged like
+any packet: its connection's later packets follow that verdict.
+
+**Tunnels.** The kernel program decapsulates what Zeek's packet analyzers decapsulate by default
+(`bpf/tunnel.h`): VXLAN (UDP to responder port 4789, the I flag set), Geneve (6081; Ethernet, IPv4
+or IPv6 inside), GTPv1-U G-PDUs (2152 and 2123, with sequence numbers and extension headers), AYIYA
+(5072, forward operations), Teredo (3544: IPv6 after an origin indication and an authentication
+header; bubbles, IPv6 with no next header, make no connection, as for Zeek), GRE version 0
+(IP, transparent Ethernet bridging, ERSPAN I, II and III)
+and version 1 (PPTP's PPP with IP), GRE over UDP (4754), and IP in IP (protocols 4 and 41: IPv4 and
+IPv6 either way). As in Zeek:
+
+- the outer packet is a packet of its own first: a UDP tunnel is a conn.log row like any UDP
+  connection; an IP tunnel (IP-in-IP, GRE, GRE over UDP) is no row, and is named by its address
+  pair whatever carries it (Zeek's `IPTunnelAnalyzer` keys by `IPPair`);
+- the inner packet then goes through the same parser and state machines, and its connection's
+  `tunnel_parents` names the innermost tunnel's uid: the outer connection's uid, or the IP
+  tunnel's, which tunnel.log carries;
+- a connection whose packets arrive through a different tunnel (a request through one VXLAN
+  connection, its reply through another, as the kernel's vxlan device sends them) gets each new
+  tunnel added to its parents (`tunnel_changed`) up to `Tunnel::max_changes_per_connection` (5),
+  then history `X` and the weird `tunnel_max_changes_per_connection_exceeded`;
+- a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers; one more gives the weird
+  `exceeded_tunnel_max_depth` and, on a UDP tunnel's connection, history `X`;
+- tunnel.log: `Tunnel::DISCOVER` when a tunnel carries its first packet, `Tunnel::CLOSE` when a UDP
+  tunnel's connection ends; an IP tunnel's ports are 0.
+
+Where it differs: two parents are kept per connection (the first and the latest; Zeek keeps every
+one it was told of, at most 6); tunnel.log's DISCOVER comes with the tunnel's first packet, also when that
+carries no IP (an ARP request inside VXLAN), where Zeek waits for the first inner connection; an IP
+tunnel's `Tunnel::EXPIRE` (an hour without a new inner connection) is not written; inner headers
+must start within the first 256 bytes of the frame (an AYIYA identity of more than about 180 bytes
+is not opened); Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
+analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
+connection's first packet only, so no work is added to any other packet (a relay connection whose
+first packet is not recognisable, such as a bubble with trailing bytes, stays one UDP connection).
+Live capture sees the same tunnels
+(`tests/test_tunnels_live.py`: the kernel's vxlan devices in two namespaces, as a Kubernetes node's
+uplink carries pod traffic); a GSO super-packet of a UDP tunnel counts its outer connection's IP
+bytes without the repeated inner headers of each segment. Cost: the program's code for a plain
+packet is what it was (decapsulation is a tail-called stage of its own, `ca_decap`); one flag test
+per UDP packet and one per connection lookup remain; measured, TCP +1-2 % and UDP +4-6 % per packet
+in isolation, the UDP part still to be won back (`docs/benchmarks.md`, "Tunnels").
+
+**Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one
+of its application-layer analyzers gives up on a connection's content (`Analyzer::Weird` on, for
+example, an FTP command or a Gnutella/login line longer than its limit, an SSH or MIME parse
+error). The recorder tracks connections and parses DNS only, so it cannot know when FTP, SSH,
+HTTP/MIME, login or NCP parsing would have failed; rows of such connections match Zeek's except
+for that letter. The DNS analyzer's own `X` (more queries than `dns_max_queries`, too deep name
+compression) is different: the recorder parses DNS, so those are open work, not out of scope.
+`docs/zeek-btest.md` (generated by
+`scripts/zeek_btest_harvest.py` over Zeek's own btests) lists these cases under "history X from a
+protocol analyzer".
 """
 
 
