@@ -862,13 +862,16 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 
 /* A tunnel's packet, its connection updated: the inner packet is found in a
  * stage of its own (ca_decap), whose code then weighs nothing on every other
- * packet's path. A blocked connection's packets go nowhere, inner ones
- * neither; for any other the verdict is the inner packet's. Returns only if
- * the stage could not run. */
-static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_conn *c)
+ * packet's path. The stage's verdict is the inner packet's, so with blocking
+ * it may only add to the outer one's: a blocked connection's packets go
+ * nowhere, and a DNS message of the job's is judged by its name, never read
+ * as a tunnel (content that looks like AYIYA or Teredo must not carry a query
+ * past the policy). Returns only if the stage did not run. */
+static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
 #if CA_BLOCK
-	if (c->flags & CA_CONN_BLOCKED)
+	if ((c->flags & CA_CONN_BLOCKED) ||
+	    ((c->flags & CA_CONN_IN_JOB) && ca_key_port(&p->key, !c->orig_slot) == 53))
 		return;
 #endif
 	stages.call(skb, CA_STAGE_DECAP);
@@ -930,7 +933,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 			ca_flip_roles_udp(c);
 		ca_finish_packet(skb, p, c, from_orig);
 		if (ca_unlikely(c->flags & CA_CONN_UDP_TUNNEL))
-			ca_decap_stage(skb, c);
+			ca_decap_stage(skb, p, c);
 		return ca_verdict(skb, p, c);
 	}
 	/* ICMP and unknown IP protocols: no letters, no DNS. */
@@ -947,7 +950,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		}
 	}
 	if (ca_unlikely(c->flags & CA_CONN_IP_TUNNEL))
-		ca_decap_stage(skb, c);
+		ca_decap_stage(skb, p, c);
 	return ca_verdict(skb, p, c);
 }
 

@@ -189,3 +189,21 @@ def _wait_blocking(lab, raw: list[str], timeout: float = 30) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("blocking never became active")
+
+
+# A DNS query whose first bytes read as AYIYA (Zeek's content test: bytes 1-2 = 52 11):
+# id 0x4152, flags 0x1100, one question for smuggled.evil.test, type A.
+AYIYA_LOOKING_QUERY = ("import socket; q = bytes.fromhex('41521100000100000000000008736d7567676c6564046576696c0474657374"
+                       "0000010001'); s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); "
+                       "s.sendto(q, ('{server}', 53)); print('answered', len(s.recv(512)))")
+
+
+def test_a_query_that_looks_like_a_tunnel_is_still_judged_by_its_name(lab, tmp_path, policy):
+    """Content that Zeek's detection reads as AYIYA must not turn a job's DNS query into a
+    tunnel whose packets pass on the inner packet's verdict."""
+    send = AYIYA_LOOKING_QUERY.format(server=V4[1])
+    r = record_block(lab, tmp_path / "logs", policy, f"{sys.executable} -c \"{send}\"; echo sent $?")
+    assert r.returncode == 0, r.stderr
+    assert "answered" not in r.stdout, r.stdout
+    notes = rows(tmp_path / "logs", "notice")
+    assert [n["sub"] for n in notes if n["note"] == "CicdAudit::Blocked_DNS_Query"] == ["smuggled.evil.test"]
