@@ -21,7 +21,6 @@ TYPE_NAMES = {
     abi.TunnelType.AYIYA: "Tunnel::AYIYA",
     abi.TunnelType.TEREDO: "Tunnel::TEREDO",
 }
-IP_TUNNELS = (abi.TunnelType.IP, abi.TunnelType.GRE)
 ACTIVE_MAX = 65536       # tunnels remembered for their CLOSE row; beyond it the oldest gets none
 
 
@@ -40,7 +39,7 @@ class TunnelLog:
             kind = abi.TunnelType(ev.type)
         except ValueError:
             kind = None
-        ip_tunnel = kind in IP_TUNNELS or ev.tunnel_id & abi.PAIR_TUNNEL_ID
+        ip_tunnel = bool(ev.tunnel_id & abi.PAIR_TUNNEL_ID)    # every IP tunnel is its address pair's
         if ev.tunnel_id in self._active or ev.tunnel_id in self._discovered_pairs:
             return None
         cid = conn_id(ev.key, ev.orig_slot)
