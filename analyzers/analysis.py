@@ -18,6 +18,7 @@ from . import beacons, callbacks, dns_tunnel, encrypted_dns, icmp_payload, secre
 from . import destinations as _dest
 from .dnsindex import build_index
 from .findings import SEVERITIES, concat_findings
+from .jobs import attach_jobs
 from .processes import attach_processes
 
 
@@ -53,14 +54,15 @@ def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, b
     ]
 
 
-def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None) -> AnalysisResult:
+def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None, jobs=None) -> AnalysisResult:
     """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
 
     ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
     earlier runs of the same job, or None. ``sessions``: names to report when
     the logs carry no session column. ``services_list``: a
     ``services.ServiceList`` (default: the packaged list of known
-    exfiltration and out-of-band services).
+    exfiltration and out-of-band services). ``jobs``: {session name: the job's
+    identity} (``jobs.session_jobs``), named in the findings of those sessions.
     """
     conn = _frame(logs, "conn")
     dns = _frame(logs, "dns")
@@ -94,11 +96,14 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None)
     findings = attach_processes(findings, conn, dns, index)
     if sessions and len(sessions) == 1 and "session" not in dns.columns and "session" not in conn.columns and len(findings):
         findings["sessions"] = [list(s) if s else list(sessions) for s in findings["sessions"]]
+    findings = attach_jobs(findings, jobs)
     summary = summarize(conn, dns, dest, lookups, findings, policy, baseline, sessions)
     return AnalysisResult(findings=findings, summary=summary, tunnel=tunnel, destinations=dest, lookups=lookups)
 
 
-def _sessions(conn, dns, given):
+def session_names(conn, dns, given):
+    """The sessions of loaded logs, in the order they were given (given: the names when the
+    logs carry no session column, as for a single directory)."""
     names = []
     for df in (conn, dns):
         if df is not None and "session" in df.columns:
@@ -129,11 +134,11 @@ def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, se
     if not findings.empty:
         for s, n in findings["severity"].astype(str).value_counts().items():
             by_sev[s] = int(n)
-    n_base = len(_sessions(getattr(baseline, "conn", None), getattr(baseline, "dns", None), None)) if baseline is not None else 0
+    n_base = len(session_names(getattr(baseline, "conn", None), getattr(baseline, "dns", None), None)) if baseline is not None else 0
     if baseline is not None and n_base == 0:
         n_base = 1
     return {
-        "sessions": _sessions(conn, dns, sessions),
+        "sessions": session_names(conn, dns, sessions),
         "first_seen": min(ts).isoformat() if ts else None,
         "last_seen": max(ts).isoformat() if ts else None,
         "connections": int(len(conn)) if conn is not None else 0,

@@ -79,6 +79,8 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, servic
     if not dirs:
         raise click.UsageError("give at least one session directory (or --store STORE)")
     from .analysis import analyze as run
+    from .analysis import session_names
+    from .jobs import session_jobs
     from .report import RENDERERS
 
     try:
@@ -92,8 +94,9 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, servic
         services_list = load_services(extra=services_files)
         logs = _load(dirs, "session")
         baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
-        result = run(logs, policy=policy, baseline=baseline, sessions=[os.path.basename(os.path.normpath(d)) for d in dirs],
-                     services_list=services_list)
+        names = session_names(logs.conn, logs.dns, [os.path.basename(os.path.normpath(d)) for d in dirs])
+        result = run(logs, policy=policy, baseline=baseline, sessions=names, services_list=services_list,
+                     jobs=session_jobs(dirs, names))
     except CicdAuditError as e:
         from .safe_text import for_terminal
 
