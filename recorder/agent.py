@@ -184,7 +184,8 @@ class Agent:
     def _request(self, request: dict, peer_pid: int) -> dict:
         op = request.get("op")
         if op == "start":
-            return self._start_job(request.get("labels") or {}, request.get("join"), peer_pid)
+            return self._start_job(request.get("labels") or {}, request.get("join"), peer_pid,
+                                   request.get("repo_policy"))
         if op == "end":
             if self.job is None:
                 raise UsageError("no job is open")
@@ -194,9 +195,11 @@ class Agent:
                     "jobs_started": self.jobs_started, "events_outside_jobs": self.outside_events}
         raise UsageError(f"unknown request {op!r}")
 
-    def _start_job(self, labels: dict, join, peer_pid: int) -> dict:
+    def _start_job(self, labels: dict, join, peer_pid: int, repo_policy=None) -> dict:
         identity = _clean_labels(labels)
-        job_policy = self._policy_for(identity)
+        if repo_policy is not None and not isinstance(repo_policy, str):
+            raise UsageError("repo_policy must be the policy file's text")
+        job_policy = self._policy_for(identity, repo_policy)
         if join is not None and (not isinstance(join, int) or not _is_ancestor(join, peer_pid)):
             raise UsageError(f"--join {join}: not a process that started this request")
         superseded = None
@@ -222,6 +225,10 @@ class Agent:
         self.job.meta = {"job": identity, "session": path.name, "start": started_wall, "end": None,
                          "status": "recording", "policy": None}
         reply = {"session": str(path)}
+        note = job_policy.note if job_policy is not None else (
+            "the repository's policy was not used: the agent does not block (no --policy-dir)" if repo_policy else None)
+        if note:
+            reply["note"] = self.job.meta["policy_note"] = note
         if job_policy is not None:
             if blocked:
                 self._block_job(job_policy, join)
@@ -241,12 +248,12 @@ class Agent:
             n += 1
         return self.out_dir / f"{stamp}-job{n}"
 
-    def _policy_for(self, identity: dict) -> JobPolicy | None:
+    def _policy_for(self, identity: dict, repo_policy: str | None) -> JobPolicy | None:
         """The job's policy; a broken file leaves the job recorded, not blocked, and says why."""
         if self.blocking is None:
             return None
         try:
-            return self.blocking.policies.for_job(identity)
+            return self.blocking.policies.for_job_with(identity, repo_policy)
         except PolicyError as exc:
             return JobPolicy(None, f"the policy cannot be used: {exc}")
 

@@ -107,7 +107,8 @@ def test_the_hook_client_runs_without_site_packages_and_talks_to_the_agent(tmp_p
     (["start", "--sock", "/x"], "unrecognized argument '--sock'"),
     (["start", "--socket"], "--socket needs a value"),
     (["start", "--join", "abc"], "--join 'abc': not a process id"),
-    (["end", "--label", "a=b"], "--label and --join go with start"),
+    (["end", "--label", "a=b"], "--label, --join and --repo-policy go with start"),
+    (["status", "--repo-policy", "p.yml"], "--label, --join and --repo-policy go with start"),
     (["start", "--socket=/nonexistent.sock", "--label", "\x1b]0;pwned\x07"], "expected KEY=VALUE"),
 ])
 def test_job_client_usage_errors_are_one_clear_line(capsys, argv, message):
@@ -124,3 +125,31 @@ def test_job_client_takes_both_option_forms(monkeypatch):
     assert job_client.main(["start", "--socket=/a.sock", "--join", "42", "--label=x=1", "--label", "y=2"]) == 0
     assert sent[0][0] == "/a.sock" and sent[0][1]["join"] == 42
     assert {"x": "1", "y": "2"}.items() <= sent[0][1]["labels"].items()
+
+
+def test_job_start_sends_the_repository_policy_as_text(monkeypatch, tmp_path, capsys):
+    from cicd_audit import job_client
+    sent = []
+    monkeypatch.setattr(job_client, "request", lambda path, msg: sent.append(msg) or
+                        {"ok": True, "session": "s", "note": "the repository's policy was ignored\x1b[2J"})
+    (tmp_path / "egress.yml").write_text("allowed:\n  domains: [pypi.org]\n")
+    assert job_client.main(["start", "--socket=/a.sock", "--repo-policy", str(tmp_path / "egress.yml")]) == 0
+    assert sent[0]["repo_policy"] == "allowed:\n  domains: [pypi.org]\n"
+    err = capsys.readouterr().err
+    assert "note: the repository's policy was ignored" in err and "\x1b" not in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "No such file"),
+    (b"x" * (32 * 1024 + 1), "larger than 32 KiB"),
+    (b"allowed: \xff\n", "not UTF-8"),
+])
+def test_a_repository_policy_the_client_cannot_send_is_one_clear_line(monkeypatch, tmp_path, capsys, content, message):
+    from cicd_audit import job_client
+    monkeypatch.setattr(job_client, "request", lambda path, msg: pytest.fail("nothing may be sent"))
+    path = tmp_path / "egress.yml"
+    if content is not None:
+        path.write_bytes(content)
+    assert job_client.main(["start", "--socket=/a.sock", "--repo-policy", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err, err

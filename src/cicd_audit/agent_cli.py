@@ -39,10 +39,14 @@ def _fail(exc: CicdAuditError) -> None:
 @click.option("--runner-endpoints", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="With --policy-dir: the runner's own endpoints, allowed in every job (its worker is in the job). "
                    "Default: the shipped GitHub/GitLab list.")
+@click.option("--repository-policies", type=click.Choice(["ignore", "narrow", "extend"]), default="ignore",
+              show_default=True,
+              help="With --policy-dir: what a policy a job sends (`job start --repo-policy FILE`) does to the admin's: "
+                   "narrow (only what both allow), extend (what either allows; a pull request can change the file).")
 @click.option("--retain", type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N finished sessions; older ones are removed at each job end. Default: all.")
 def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
-          resolvers, runner_endpoints, retain):
+          resolvers, runner_endpoints, repository_policies, retain):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -52,7 +56,7 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
     """
     from cicd_audit.recorder.agent import Agent
     try:
-        blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints)
+        blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
                        analyze=not no_analysis, blocking=blocking, retain=retain)
         sys.exit(runner.run())
@@ -60,10 +64,10 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
         _fail(exc)
 
 
-def _agent_blocking(policy_dir, resolvers, runner_endpoints):
+def _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies="ignore"):
     if policy_dir is None:
-        if resolvers or runner_endpoints:
-            raise _usage("--resolver and --runner-endpoints go with --policy-dir")
+        if resolvers or runner_endpoints or repository_policies != "ignore":
+            raise _usage("--resolver, --runner-endpoints and --repository-policies go with --policy-dir")
         return None
     import ipaddress
 
@@ -75,7 +79,7 @@ def _agent_blocking(policy_dir, resolvers, runner_endpoints):
         addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
     except ValueError as exc:
         raise _usage(f"--resolver: {exc}") from None
-    return AgentBlocking(PolicyDirectory(policy_dir), addresses, runner_endpoints,
+    return AgentBlocking(PolicyDirectory(policy_dir, repository_policies), addresses, runner_endpoints,
                          stub_redirects(system_nameservers(), addresses))
 
 
@@ -95,10 +99,14 @@ def job():
 @click.option("--join", type=int, metavar="PID",
               help="With an agent that blocks: the process that starts the job's steps (an ancestor of this "
                    "command, e.g. the hook's $PPID); it and its children become the job.")
+@click.option("--repo-policy", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The repository's own policy file (e.g. .github/egress.yml in the checkout), combined with the "
+                   "admin's as the agent's --repository-policies says.")
 @SOCKET_OPTION
-def job_start(labels, join, socket_path):
+def job_start(labels, join, repo_policy, socket_path):
     """Begin a job's session; prints its directory."""
     extra = [f"--join={join}"] if join is not None else []
+    extra += [f"--repo-policy={repo_policy}"] if repo_policy is not None else []
     sys.exit(job_client.main(["start", "--socket", str(socket_path), *extra, *(f"--label={x}" for x in labels)]))
 
 

@@ -32,6 +32,7 @@ IDENTITY_FROM_ENV = {
     "runner": ("RUNNER_NAME", "CI_RUNNER_DESCRIPTION"),
 }
 COMMANDS = ("start", "end", "status")
+REPO_POLICY_MAX = 32 * 1024     # a policy is a list of names; the request must fit the socket's message limit
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -46,11 +47,29 @@ def identity(labels: list[str], environ=os.environ) -> dict:
     return found
 
 
-def start(socket_path, labels: list[str], join: int | None = None) -> dict:
+def start(socket_path, labels: list[str], join: int | None = None, repo_policy: str | None = None) -> dict:
     request = {"op": "start", "labels": identity(labels)}
     if join is not None:
         request["join"] = join
+    if repo_policy is not None:
+        request["repo_policy"] = read_repo_policy(repo_policy)
     return _ask(socket_path, request)
+
+
+def read_repo_policy(path: str) -> str:
+    """The repository's policy file, as text: read here, with the hook's own rights, so the
+    agent (root) never opens a path a job chose."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(REPO_POLICY_MAX + 1)
+    except OSError as exc:
+        raise UsageError(f"--repo-policy {_printable(path)}: {exc.strerror}") from None
+    if len(data) > REPO_POLICY_MAX:
+        raise UsageError(f"--repo-policy {_printable(path)}: larger than {REPO_POLICY_MAX // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--repo-policy {_printable(path)}: not UTF-8 text") from None
 
 
 def end(socket_path) -> dict:
@@ -78,16 +97,17 @@ def _printable(text) -> str:
 def main(argv: list[str]) -> int:
     """argv: what follows `cicd-audit job`. Prints what the full command line would."""
     try:
-        command, socket_path, labels, join = _parse(argv)
+        command, socket_path, labels, join, repo_policy = _parse(argv)
     except UsageError as exc:
         print(f"cicd-audit job: error: {exc} (usage: cicd-audit job {{{','.join(COMMANDS)}}} [--socket PATH] "
-              "[--label KEY=VALUE]... [--join PID])", file=sys.stderr)
+              "[--label KEY=VALUE]... [--join PID] [--repo-policy FILE])", file=sys.stderr)
         return exc.exit_code
     try:
         if command == "start":
-            reply = start(socket_path, labels, join)
-            if reply.get("warning"):
-                print(f"cicd-audit: warning: {_printable(reply['warning'])}", file=sys.stderr)
+            reply = start(socket_path, labels, join, repo_policy)
+            for kind in ("warning", "note"):
+                if reply.get(kind):
+                    print(f"cicd-audit: {kind}: {_printable(reply[kind])}", file=sys.stderr)
             print(reply["session"])
         elif command == "end":
             reply = end(socket_path)
@@ -102,16 +122,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _parse(argv: list[str]) -> tuple[str, str, list[str], int | None]:
-    """(command, socket, labels, join) from `COMMAND [--socket PATH] [--label K=V]... [--join PID]`,
+def _parse(argv: list[str]) -> tuple[str, str, list[str], int | None, str | None]:
+    """(command, socket, labels, join, repo_policy) from `COMMAND [--socket PATH] [--label K=V]...
+    [--join PID] [--repo-policy FILE]`,
     each option as `--opt VALUE` or `--opt=VALUE`. By hand: argparse alone would double the start-up."""
     if not argv or argv[0] not in COMMANDS:
         raise UsageError(f"expected one of {', '.join(COMMANDS)}")
-    command, socket_path, labels, join = argv[0], DEFAULT_SOCKET, [], None
+    command, socket_path, labels, join, repo_policy = argv[0], DEFAULT_SOCKET, [], None, None
     rest = iter(argv[1:])
     for arg in rest:
         name, eq, value = arg.partition("=")
-        if name not in ("--socket", "--label", "--join"):
+        if name not in ("--socket", "--label", "--join", "--repo-policy"):
             raise UsageError(f"unrecognized argument {_printable(arg)!r}")
         if not eq:
             value = next(rest, None)
@@ -121,14 +142,16 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], int | None]:
             socket_path = value
         elif name == "--label":
             labels.append(value)
+        elif name == "--repo-policy":
+            repo_policy = value
         else:
             try:
                 join = int(value)
             except ValueError:
                 raise UsageError(f"--join {_printable(value)!r}: not a process id") from None
-    if (labels or join is not None) and command != "start":
-        raise UsageError("--label and --join go with start")
-    return command, socket_path, labels, join
+    if (labels or join is not None or repo_policy is not None) and command != "start":
+        raise UsageError("--label, --join and --repo-policy go with start")
+    return command, socket_path, labels, join, repo_policy
 
 
 def hook_client_script() -> str:
