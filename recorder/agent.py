@@ -51,7 +51,7 @@ from cicd_audit.recorder.job_scope import JobScope, JoinedCgroup
 from cicd_audit.recorder.output_dir import OutputDir, open_directory
 from cicd_audit.recorder.packet_runner import DatagramRunner
 from cicd_audit.recorder.processes import ProcessTable
-from cicd_audit.recorder.session import SessionLog
+from cicd_audit.recorder.session import Rotation, SessionLog
 from cicd_audit.recorder.stop_flag import StopFlag
 from cicd_audit.recorder.sweeper import Sweeper
 
@@ -91,8 +91,10 @@ class AgentBlocking:
 class Agent:
     def __init__(self, out_dir: Path, interfaces: Sequence[str] | None, cgroup: Path | None, fmt: str,
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
-                 analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None) -> None:
+                 analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None,
+                 rotation: Rotation | None = None) -> None:
         self.out_dir = out_dir
+        self.rotation = rotation            # within each job's session (None: one file per log)
         self.retain = retain                # keep the newest N sessions (None: all)
         self.blocking = blocking
         self.v2_root: Path | None = None
@@ -215,7 +217,7 @@ class Agent:
         blocked = job_policy is not None and job_policy.policy is not None and join is not None
         try:
             log = SessionLog(output, self.fmt, to_epoch=lambda ns: (ns + self._epoch_offset_ns) / 1e9,
-                             processes=self.processes, blocking=blocked)
+                             processes=self.processes, blocking=blocked, rotation=self.rotation)
             log.run_datagram = DatagramRunner.for_program(self.program)
         except BaseException:
             output.close()

@@ -138,6 +138,25 @@ class OutputDir:
         finally:
             os.close(fd)
 
+    def rename_new(self, name: str, new_name: str) -> str:
+        """Give a file this object created a new name that nothing holds (new_name, else
+        new_name with -2, -3, ... before its suffix); returns the name used. Never replaces a
+        file: the new name is made with link(), which fails on any existing name or link."""
+        if name not in self._created:
+            raise UsageError(f"{self.path / name}: not a file of this recording")
+        stem, dot, suffix = new_name.rpartition(".")
+        for n in range(1, 1000):
+            candidate = new_name if n == 1 else f"{stem}-{n}{dot}{suffix}"
+            try:
+                os.link(name, candidate, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            os.unlink(name, dir_fd=self.fd)
+            self._created.discard(name)
+            self._created.add(candidate)
+            return candidate
+        raise UsageError(f"{self.path}: no free name for {new_name}")
+
     def remove(self, name: str) -> None:
         """Remove a file this object created (never anything else)."""
         if name in self._created:

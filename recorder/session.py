@@ -95,9 +95,25 @@ CLOSE_RESERVE = 64
 BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """When a log of a long recording is rotated, as Zeek rotates its logs: after `seconds`
+    since it was opened, or once it holds `size` bytes (checked at each flush, about every
+    second). The rotated file is <log>.<open time>.log beside the current one; readers
+    (zeeklog.reader, zeek-cut on a glob, log shippers) read them all."""
+
+    seconds: float | None = None
+    size: int | None = None
+
+    def due(self, writer: LogWriter, now: float) -> bool:
+        return ((self.seconds is not None and now - writer.opened >= self.seconds)
+                or (self.size is not None and writer.size >= self.size))
+
+
 class SessionLog:
     def __init__(self, out_dir: Path | OutputDir, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
-                 add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False):
+                 add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False,
+                 rotation: Rotation | None = None):
         self._owns_output = not isinstance(out_dir, OutputDir)      # else the caller closes it
         self.output = OutputDir(out_dir) if self._owns_output else out_dir
         self.out_dir = self.output.path
@@ -121,6 +137,8 @@ class SessionLog:
         if processes is not None:
             conn_schema = conn_schema.extended(load_schema("conn_process"))
         self.blocking = blocking
+        self.rotation = rotation
+        self.rotated: list[str] = []        # the rotated files' names, oldest first
         if blocking:
             conn_schema = conn_schema.extended(load_schema("conn_blocked"))
         self._writers: list[LogWriter] = []
@@ -384,9 +402,15 @@ class SessionLog:
         self.counters.bad_events += 1
 
     def flush(self) -> None:
-        """Put every complete row on disk, so the logs can be read while recording."""
+        """Put every complete row on disk, so the logs can be read while recording; rotate the
+        logs whose time or size is up."""
+        now = time.monotonic()
         for writer in self._writers:
             writer.flush()
+            if self.rotation is not None and self.rotation.due(writer, now):
+                rotated = writer.rotate(self.output.rename_new, close_time=time.time())
+                if rotated:
+                    self.rotated.append(rotated)
 
     # -- end --------------------------------------------------------------------
     def abort(self, reason: str) -> None:

@@ -10,6 +10,7 @@ import click
 from cicd_audit import job_client
 from cicd_audit.control_protocol import DEFAULT_SOCKET
 from cicd_audit.errors import CicdAuditError
+from cicd_audit.quantities import Quantity
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
                              default=Path(DEFAULT_SOCKET), show_default=True, help="The agent's control socket.")
@@ -45,8 +46,13 @@ def _fail(exc: CicdAuditError) -> None:
                    "narrow (only what both allow), extend (what either allows; a pull request can change the file).")
 @click.option("--retain", type=click.IntRange(min=1), metavar="N",
               help="Keep the newest N finished sessions; older ones are removed at each job end. Default: all.")
+@click.option("--rotate-interval", type=Quantity("duration"), metavar="DURATION",
+              help="Within a job's session, rotate each log after this long (e.g. 30m, 1h), as Zeek does: "
+                   "conn.<open time>.log beside conn.log.")
+@click.option("--rotate-size", type=Quantity("size"), metavar="SIZE",
+              help="Within a job's session, rotate each log once it holds this much (e.g. 100M, 1G).")
 def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
-          resolvers, runner_endpoints, repository_policies, retain):
+          resolvers, runner_endpoints, repository_policies, retain, rotate_interval, rotate_size):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -55,10 +61,12 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
       cicd-audit job end                                  # in its job-completed hook
     """
     from cicd_audit.recorder.agent import Agent
+    from cicd_audit.recorder.session import Rotation
     try:
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
+        rotation = Rotation(rotate_interval, rotate_size) if rotate_interval or rotate_size else None
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
-                       analyze=not no_analysis, blocking=blocking, retain=retain)
+                       analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation)
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)

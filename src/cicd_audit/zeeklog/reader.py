@@ -930,21 +930,31 @@ class LoadedLogs:
 _SUFFIXES = (".log", ".log.gz", ".json", ".json.gz")
 
 
+_SECOND_ROTATION = re.compile(r"^(.*\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)-(\d+)$")
+
+
+def _rotation_order(file_name: str) -> tuple[str, int]:
+    """conn.<stamp>.log before conn.<stamp>-2.log (two rotations in one second)."""
+    stem = file_name.split(".")[1]
+    m = _SECOND_ROTATION.match(stem)
+    return (m.group(1), int(m.group(2))) if m else (stem, 1)
+
+
 def _find_log(directory: str, name: str) -> list[str]:
-    for suf in _SUFFIXES:
-        p = os.path.join(directory, name + suf)
-        if os.path.isfile(p):
-            return [p]
-    # rotated Zeek logs: conn.2024-01-01-10-00-00.log, dns.16:00:00-17:00:00.log.gz
+    """The files of one log: the rotated ones (conn.2024-01-01-10-00-00.log,
+    dns.16:00:00-17:00:00.log.gz), oldest first, then the current one."""
     try:
         entries = sorted(os.listdir(directory))
     except OSError as e:
         raise InputError(f"cannot read session directory {directory}: {e}") from None
-    return [
-        os.path.join(directory, e)
-        for e in entries
-        if e.startswith(name + ".") and e.endswith(_SUFFIXES) and e.count(".") >= 2
-    ]
+    rotated = sorted(
+        (e for e in entries
+         if e.startswith(name + ".") and e.endswith(_SUFFIXES) and e.count(".") >= 2 and e[len(name):] not in _SUFFIXES),
+        key=_rotation_order)
+    rotated = [os.path.join(directory, e) for e in rotated]
+    current = [os.path.join(directory, name + suf) for suf in _SUFFIXES
+               if os.path.isfile(os.path.join(directory, name + suf))]
+    return rotated + current[:1]
 
 
 def _session_labels(dirs: list[str]) -> list[str]:
@@ -979,15 +989,15 @@ def load_logs(
         if not os.path.isdir(d):
             raise InputError(f"not a session directory: {d}")
     labels = _session_labels(dirs)
-    jobs = []  # (log name, dir index, path): biggest first keeps threads busy
+    jobs = []  # (log name, dir index, path, place among the log's files): biggest first keeps threads busy
     for name in LOG_NAMES:
         for k, d in enumerate(dirs):
-            for p in _find_log(d, name):
-                jobs.append((name, k, p))
+            for i, p in enumerate(_find_log(d, name)):
+                jobs.append((name, k, p, i))
     jobs.sort(key=lambda j: -os.path.getsize(j[2]))
 
     def run(job):
-        name, _, p = job
+        name, _, p, _ = job
         return read_dataframe(p, schema=load_schema(name), errors=errors, limits=limits)
 
     if workers > 1 and len(jobs) > 1:
@@ -998,7 +1008,7 @@ def load_logs(
     else:
         results = [run(j) for j in jobs]
     by_key: dict[tuple[str, int], list[pd.DataFrame]] = {}
-    for job, frame in sorted(zip(jobs, results), key=lambda jr: jr[0][2]):
+    for job, frame in sorted(zip(jobs, results), key=lambda jr: jr[0][3]):
         by_key.setdefault((job[0], job[1]), []).append(frame)
     out = {}
     for name in LOG_NAMES:

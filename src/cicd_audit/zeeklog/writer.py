@@ -8,6 +8,8 @@ API::
         .write(record: Mapping[str, object]) -> None
         .flush() -> None
         .close(close_time=None) -> None          # also via ``with``
+        .rotate(rename) -> str | None            # #close, renamed <path>.<open time>.log, a new file in its place
+        .size, .opened                           # bytes in the current file (and pending); when it was opened
         .path                                    # <directory>/<schema.path>.log
         .rows                                    # rows written so far
         .failure, .lost_rows                     # why writing stopped (e.g. disk full), rows not written
@@ -605,6 +607,11 @@ class LogWriter:
     ``opener(file_name) -> fd`` creates the file (default: create or truncate
     the path); the recorder passes one that never follows or reuses a file.
 
+    ``rotate(rename)`` ends the file as Zeek's log rotation does: ``#close``,
+    then ``rename(name, rotated_name(open time))`` (the caller's: it may pick
+    another free name, and returns the one it used), and a new file with its
+    own header in its place.
+
     When the file cannot be written (disk full, quota, I/O error) the file is
     cut back to its last complete line, ``failure`` says why, later rows are
     counted in ``lost_rows`` instead of written, and ``on_failure(writer)`` is
@@ -643,23 +650,31 @@ class LogWriter:
         self._buf: list[bytes] = []
         self._buf_len = 0
         self._buf_rows = 0
-        self._complete = 0          # bytes in the file that end on a whole line
         self.failure: str | None = None
         self.lost_rows = 0
         self._on_failure = on_failure
         self._reserve = reserve
         self._lock = threading.Lock()
         self._format = format_tsv_row if fmt == "tsv" else format_json_row
-        if opener is not None:
-            self._fd: int | None = opener(schema.path + ".log")
+        self._opener = opener
+        self._fd: int | None = None
+        self._open(open_time)
+
+    def _open(self, open_time: float | None) -> None:
+        """Create the file and write its header (see the class for reserve)."""
+        name = self.schema.path + ".log"
+        if self._opener is not None:
+            self._fd = self._opener(name)
         else:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-        self._last_flush = time.monotonic()
+        self.open_time = time.time() if open_time is None else open_time
+        self.opened = self._last_flush = time.monotonic()
+        self._complete = 0          # bytes in the file that end on a whole line
         try:
-            header = tsv_header(schema, open_time) if fmt == "tsv" else b""
-            if reserve:
+            header = tsv_header(self.schema, self.open_time) if self.fmt == "tsv" else b""
+            if self._reserve:
                 try:
-                    self._room_for(len(header) + reserve)
+                    self._room_for(len(header) + self._reserve)
                 except OSError as exc:
                     self._failed(exc, 0)
             self._write_all(header)
@@ -678,6 +693,26 @@ class LogWriter:
     @property
     def closed(self) -> bool:
         return self._fd is None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the current file, with the rows still pending."""
+        return self._complete + self._buf_len
+
+    def rotated_name(self) -> str:
+        """Zeek's default name for a rotated log: <path>.<its #open time>.log."""
+        return f"{self.schema.path}.{open_close_timestamp(self.open_time)}.log"
+
+    def rotate(self, rename: Callable[[str, str], str], close_time: float | None = None) -> str | None:
+        """End this file and go on in a new one (see the class). Returns the rotated file's name;
+        None, and nothing done, when the log is closed or has failed (its file stays as it is)."""
+        with self._lock:
+            if self._fd is None or self.failure is not None:
+                return None
+            self._close_locked(close_time)
+            rotated = rename(self.schema.path + ".log", self.rotated_name())
+            self._open(close_time)
+            return rotated
 
     def _write_all(self, data: bytes, rows: int = 0) -> None:
         """Write whole lines; on failure cut the file back to its last whole line (see the class)."""
@@ -767,17 +802,19 @@ class LogWriter:
     def close(self, close_time: float | None = None) -> None:
         """Flush, write ``#close`` (TSV) and close. Idempotent."""
         with self._lock:
-            if self._fd is None:
-                return
-            try:
-                self._flush_locked()
-                if self.fmt == "tsv":
-                    self._write_close_line((f"#close\t{open_close_timestamp(close_time)}\n").encode())
-            finally:
-                if self._reserve:         # what was held past the end (tmpfs would keep it)
-                    keep_room(self._fd, self._complete, self._reserve + _CLOSE_ROOM, release=True)
-                os.close(self._fd)
-                self._fd = None
+            if self._fd is not None:
+                self._close_locked(close_time)
+
+    def _close_locked(self, close_time: float | None) -> None:
+        try:
+            self._flush_locked()
+            if self.fmt == "tsv":
+                self._write_close_line((f"#close\t{open_close_timestamp(close_time)}\n").encode())
+        finally:
+            if self._reserve:         # what was held past the end (tmpfs would keep it)
+                keep_room(self._fd, self._complete, self._reserve + _CLOSE_ROOM, release=True)
+            os.close(self._fd)
+            self._fd = None
 
     def __del__(self):  # pragma: no cover - safety net only
         try:
