@@ -80,16 +80,8 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #include "packet.h"
 #include "tunnel.h"
 
-/* Tail-call stages (filled by recorder/bpf_program.py). */
-#define CA_STAGE_PACKET 1          /* ca_packet itself: parse again after pulling headers */
-#define CA_STAGE_TCP 2
-#define CA_STAGE_EGRESS 3          /* ca_egress itself, likewise */
-#define CA_STAGE_DNS_POLICY 4      /* blocking mode: judge a DNS message */
-#define CA_STAGE_DNS_NAME 5        /* blocking mode: judge a DNS question name */
-#define CA_STAGE_DNS_LEARN 6       /* blocking mode: allow the addresses of an answer */
-#define CA_STAGE_DECAP 7           /* a tunnel's packet: find the inner one (tunnel.h) */
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
-BPF_PROG_ARRAY(stages, 8);
+BPF_PROG_ARRAY(stages, CA_STAGE_MAX);      /* enum ca_stage, filled by recorder/bpf_program.py */
 
 /* Live capture's per-CPU clock (clock.h). */
 struct ca_clock {

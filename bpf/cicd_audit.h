@@ -34,6 +34,19 @@ enum ca_event_type {
 	CA_EVENT_TUNNEL = 7,       /* a tunnel carried its first packet (tunnel.log's DISCOVER) */
 };
 
+/* Tail-call stages: the slot of each program in the stages array, which user
+ * space fills (recorder/bpf_program.py: abi.Stage -> function). */
+enum ca_stage {
+	CA_STAGE_PACKET = 1,       /* ca_packet itself: parse again after pulling headers */
+	CA_STAGE_TCP = 2,          /* ca_tcp: the connection and Zeek's TCP state machine */
+	CA_STAGE_EGRESS = 3,       /* ca_egress itself, likewise */
+	CA_STAGE_DNS_POLICY = 4,   /* blocking mode: judge a DNS message */
+	CA_STAGE_DNS_NAME = 5,     /* blocking mode: judge a DNS question name */
+	CA_STAGE_DNS_LEARN = 6,    /* blocking mode: allow the addresses of an answer */
+	CA_STAGE_DECAP = 7,        /* a tunnel's packet: find the inner one (tunnel.h) */
+};
+#define CA_STAGE_MAX 8
+
 /* Zeek's Tunnel::Type, as far as decapsulated here (bpf/tunnel.h). */
 enum ca_tunnel_type {
 	CA_TUNNEL_IP = 1,          /* IP-in-IP, 6in4, 4in6 */

@@ -208,6 +208,21 @@ class FragmentEvent(ctypes.Structure):
     ]
 
 
+class Stage(enum.IntEnum):
+    """enum ca_stage: a tail-called program's slot in the stages array."""
+
+    PACKET = 1
+    TCP = 2
+    EGRESS = 3
+    DNS_POLICY = 4
+    DNS_NAME = 5
+    DNS_LEARN = 6
+    DECAP = 7
+
+
+STAGE_MAX = 8
+
+
 class TunnelType(enum.IntEnum):
     IP = 1
     GRE = 2

@@ -35,10 +35,10 @@ from cicd_audit.recorder import abi, bpf_syscall, kernel_headers, program_cache,
 from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 from cicd_audit.recorder.ringbuf import RingBuffer
 
-# Tail-call stages: CA_STAGE_* in capture.bpf.c, and the function each one runs.
-STAGES = {1: "ca_packet", 2: "ca_tcp", 3: "ca_egress", 4: "ca_dns_policy", 5: "ca_dns_name", 6: "ca_dns_learn",
-          7: "ca_decap"}
-STAGE_PACKET, STAGE_TCP, STAGE_DECAP = 1, 2, 7
+# Tail-call stages (enum ca_stage) and the function each one runs.
+STAGES = {abi.Stage.PACKET: "ca_packet", abi.Stage.TCP: "ca_tcp", abi.Stage.EGRESS: "ca_egress",
+          abi.Stage.DNS_POLICY: "ca_dns_policy", abi.Stage.DNS_NAME: "ca_dns_name",
+          abi.Stage.DNS_LEARN: "ca_dns_learn", abi.Stage.DECAP: "ca_decap"}
 _IP_PROTO = {"tcp": 6, "udp": 17}
 FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp", "ca_decap")   # in every variant
 
@@ -564,10 +564,10 @@ class BccLoadedProgram:
             self.packet_fn = self.bpf.load_func(b"ca_packet", bcc.BPF.SCHED_CLS)
             self.sweep_fn = self.bpf.load_func(b"ca_sweep", bcc.BPF.SCHED_CLS)
             self.tcp_fn = self.bpf.load_func(b"ca_tcp", bcc.BPF.SCHED_CLS)
-            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_TCP)] = ctypes.c_int(self.tcp_fn.fd)
-            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_PACKET)] = ctypes.c_int(self.packet_fn.fd)
             self.decap_fn = self.bpf.load_func(b"ca_decap", bcc.BPF.SCHED_CLS)
-            self.bpf.get_table(b"stages")[ctypes.c_int(STAGE_DECAP)] = ctypes.c_int(self.decap_fn.fd)
+            for stage, fn in ((abi.Stage.TCP, self.tcp_fn), (abi.Stage.PACKET, self.packet_fn),
+                              (abi.Stage.DECAP, self.decap_fn)):
+                self.bpf.get_table(b"stages")[ctypes.c_int(stage)] = ctypes.c_int(fn.fd)
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self._libbcc = bcc.libbcc.lib

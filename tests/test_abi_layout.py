@@ -34,6 +34,7 @@ ENUMS = {
     abi.BlockReason: "CA_BLOCKED_",
     abi.BlockWhere: "CA_BLOCK_AT_",
     abi.TunnelType: "CA_TUNNEL_",
+    abi.Stage: "CA_STAGE_",
 }
 CONSTANTS = {
     "CA_HISTORY_MAX": abi.HISTORY_MAX,
@@ -43,6 +44,7 @@ CONSTANTS = {
     "CA_PAIR_TUNNEL_ID": abi.PAIR_TUNNEL_ID,
     "CA_WEIRD_MAX": abi.WEIRD_MAX,
     "CA_STAT_MAX": abi.STAT_MAX,
+    "CA_STAGE_MAX": abi.STAGE_MAX,
     "CA_UDP_ACTIVE": abi.UDP_ACTIVE,
     "CA_EP_SEQ_VALID": abi.EP_SEQ_VALID,
     "CA_EP_DID_CLOSE": abi.EP_DID_CLOSE,
@@ -152,3 +154,8 @@ def test_an_ipv4_table_key_becomes_the_ipv4_mapped_conn_key():
     assert bytes(key.addr[0]) == bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])
     assert bytes(key.addr[1]) == bytes(10) + b"\xff\xff" + bytes([198, 51, 100, 7])
     assert (list(key.port), key.ip_proto) == ([40000, 443], 6)
+
+
+def test_every_stage_has_its_program():
+    from cicd_audit.recorder.bpf_program import STAGES
+    assert set(STAGES) == set(abi.Stage) and max(abi.Stage) < abi.STAGE_MAX
