@@ -46,3 +46,19 @@ def test_cdn_shards_the_job_downloads_from_are_not_a_channel():
                          "id.resp_p": pd.array([443] * len(d), dtype="UInt16"), "proto": ["tcp"] * len(d)})
     assert dns_tunnel.detect_dns_tunnels(d, conn).empty
     assert not dns_tunnel.detect_dns_tunnels(d).empty  # without conn.log nothing says they were fetched
+
+
+@pytest.mark.parametrize("encoding", ["hex", "base32"])
+def test_a_large_channels_pool_is_sampled_without_bias(encoding):
+    """Past ~50,000 labels the first ones in sorted order all begin alike: the sample must not
+    be those (a 1 MB channel in 8-character labels went unflagged)."""
+    labels = [n.split(".")[0] for n in short_label_names(400_000, 8, encoding, seed=3)]
+    chars, alphabet, ratio, switch = label_pool.pooled_stats(labels)
+    assert chars >= label_pool.POOL_SAMPLE_CHARS and alphabet == encoding
+    assert ratio >= label_pool.POOL_MIN_ENTROPY_RATIO and switch >= label_pool.POOL_MIN_SWITCH_RATE
+
+
+def test_a_large_short_label_channel_is_flagged():
+    qn = short_label_names(300_000, 8, "hex", seed=8)          # 75,000 names
+    f = dns_tunnel.detect_dns_tunnels(dns_frame(qn, answers=["192.0.2.9"], gap=0.7))
+    assert f.set_index("indicator").loc["cdn-metrics.example", "severity"] == "critical"
