@@ -26,8 +26,10 @@ ANALYZER = "secret_in_query"
 #: Credential formats, from each issuer's documentation of its token format.
 #: Matched case-insensitively: Zeek and our recorder lower-case query names.
 CREDENTIAL_PATTERNS = {
-    # AWS access key IDs: 4-letter type prefix + 16 characters (AWS IAM "unique identifiers").
-    "aws_access_key_id": r"(?:akia|asia|agpa|aida|aroa|anpa|anva|aipa)[a-z0-9]{16}",
+    # AWS access key IDs: 4-letter type prefix + 16 base32 characters (AWS IAM "unique identifiers"),
+    # a token of its own: inside a longer random label (cache keys, tenant hashes) these 20
+    # characters turn up by chance, about once in 300 generated CI jobs' names.
+    "aws_access_key_id": r"(?<![a-z0-9])(?:akia|asia|agpa|aida|aroa|anpa|anva|aipa)[a-z2-7]{16}(?![a-z0-9])",
     # GitHub tokens: ghp_/gho_/ghu_/ghs_/ghr_ + 36 characters; fine-grained github_pat_ (GitHub docs, token formats).
     "github_token": r"gh[pousr]_[a-z0-9]{36}|github_pat_[a-z0-9_]{60,}",
     # GitLab personal/project/group access tokens: glpat- + 20 (GitLab docs, token prefixes).
