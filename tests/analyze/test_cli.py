@@ -25,7 +25,8 @@ def test_help_lists_exit_codes_and_analyzers():
 def test_text_summary_then_findings(exfil_session, policy_file):
     r = run(exfil_session, "--policy", policy_file)
     assert r.exit_code == EXIT_CLEAN, r.output
-    lines = r.output.splitlines()
+    verdict, *lines = r.output.splitlines()
+    assert verdict.startswith("PASS: no --fail-on given (")  # the verdict comes first
     assert lines[0].startswith("cicd-audit analyze: 1 session (ci-exfil)")
     assert "connections" in lines[1] and "allowed" in lines[1] and "unexpected" in lines[1] and "direct-to-IP" in lines[1]
     assert "DNS" in lines[2] and "registered domains" in lines[2]
