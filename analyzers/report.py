@@ -166,7 +166,7 @@ def render_text(result, min_severity: str = "info", report: Report | None = None
         lines.append(_hidden_note(hidden, min_severity))
     if r.domains:
         lines.append("")
-        lines.append(f"Contacted: {counted(len(r.domains), 'registered domain')}, most data sent first")
+        lines.append(f"Contacted: {counted(len(r.domains), 'registered domain')}, blocked first, then most data sent")
         for g in r.domains[:TEXT_DOMAINS]:
             who = ", ".join(g.processes[:2])
             lines.append(f"  {t(g.domain):<32} {counted(g.connections, 'connection'):>16}  "
@@ -232,7 +232,7 @@ def _markdown_destinations(r: Report) -> list[str]:
         return ["The job contacted no destination outside its host."]
     many = r.multi_session
     out = ["### What the job contacted", "",
-           f"{counted(len(r.domains), 'registered domain')}, most data sent first"
+           f"{counted(len(r.domains), 'registered domain')}, blocked first, then most data sent"
            + (f" (the first {MARKDOWN_DOMAINS}; the HTML report lists every one)" if len(r.domains) > MARKDOWN_DOMAINS else "")
            + ".", ""]
     out.append("| Domain | Addresses | Process | Sent | Received | Connections | Status |" + (" Session |" if many else ""))

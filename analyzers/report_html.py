@@ -140,7 +140,7 @@ def _destinations(r: Report) -> str:
         return "".join(out)
     total = sum(len(g.destinations) for g in r.domains)
     out.append(f"<p>{_h(counted(total, 'destination'))} in {_h(counted(len(r.domains), 'registered domain'))}, "
-               "most data sent first.</p>")
+               "blocked first, then most data sent.</p>")
     head = ["Address", "Names", "Process"] + (["Session"] if r.multi_session else []) + ["Sent", "Received", "Connections", "Status"]
     rows, budget = [], MAX_DESTINATIONS
     for g in r.domains:

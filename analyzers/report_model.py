@@ -268,8 +268,8 @@ def _group_by_domain(dests: list[Destination], regs: dict) -> tuple[DomainGroup,
     for d in dests:
         groups.setdefault(regs.get((d.session, d.address)) or DIRECT_TO_IP, []).append(d)
     out = [DomainGroup(k, tuple(sorted(v, key=lambda d: (-d.bytes_sent, d.address, d.port or 0)))) for k, v in groups.items()]
-    # most data sent first: the place an upload shows; blocked groups next to it
-    return tuple(sorted(out, key=lambda g: (-g.bytes_sent, -g.blocked, g.domain)))
+    # what blocking refused first (a reader's first question), then most data sent: where an upload shows
+    return tuple(sorted(out, key=lambda g: (-(g.blocked > 0), -g.bytes_sent, g.domain)))
 
 
 def _timeline(rows: pd.DataFrame) -> Timeline:
