@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cicd_audit.analyzers import analyze, load_logs
 from cicd_audit.analyzers.cli import EXIT_CLEAN, EXIT_FINDINGS
 from cicd_audit.analyzers.cli import analyze as analyze_cmd
+from cicd_audit.analyzers.findings import every
 from cicd_audit.analyzers.report import render_html, render_markdown, render_text
 from cicd_audit.analyzers.report_model import DIRECT_TO_IP, REPEATED_BLOCKED_ATTEMPTS, build_report
 from cicd_audit.analyzers.report_wording import share
@@ -249,3 +250,27 @@ def test_report_builds_fast_on_the_ci_job(exfil_session):
     build_report(result, logs, fail_on="high")
     # a fraction of the analysis itself (about 0.1 s here): the report must not be the slow part
     assert time.perf_counter() - t0 < 2.0
+
+
+@pytest.mark.parametrize("gap,text", [
+    (19.7, "one query every 20 s"), (1.0, "one query every 1.0 s"), (0.8, "one query a second"),
+    (0.025, "40 queries a second"), (0.0, "queries with no gap between them"), (300.0, "one query every 5 min"),
+])
+def test_rates_read_naturally(gap, text):
+    assert every(gap, "query", "queries") == text
+
+
+def test_no_finding_says_every_zero_seconds(session_builder, tmp_path):
+    """A tunnel polling faster than every 0.05 s: the summary gives a rate, not 'every 0.0 s'."""
+    import base64
+    import random
+
+    b = session_builder["SessionBuilder"](seed=4)
+    t0 = b.t
+    data = random.Random(2).randbytes(20 * 60)
+    for i in range(60):
+        label = base64.b32encode(data[20 * i: 20 * i + 20]).decode().rstrip("=").lower()
+        b.lookup(f"{label}.q.fast-tunnel.test", "TXT", rcode=3, t=t0 + i * 0.02)
+    result, _ = report_of(b.write(tmp_path / "fast"))
+    (summary,) = result.findings[result.findings["analyzer"] == "dns_tunnel"]["summary"]
+    assert "every 0.0 s" not in summary and "queries a second" in summary, summary
