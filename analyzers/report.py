@@ -147,9 +147,8 @@ def render_text(result, min_severity: str = "info", report: Report | None = None
     by_label = {label: value for label, value, _ in metric_rows(r)}
     lines.append(f"  blocked      {by_label['Blocked vs allowed']}")
     m = r.metrics
-    lines.append(f"  risk         {counted(m.exfiltration_attempts, 'potential exfiltration')}, "
-                 f"{m.unauthorized_access:,} unauthorized access, {m.repeated_attempts:,} repeated, "
-                 f"{m.known_malicious:,} known-malicious")
+    lines.append(f"  risk         potential exfiltration {m.exfiltration_attempts:,}, unauthorized access "
+                 f"{m.unauthorized_access:,}, repeated attempts {m.repeated_attempts:,}, known-malicious {m.known_malicious:,}")
     lines.append(f"  data         {by_label['Data']}")
     shown = r.shown_findings(min_severity)
     if shown:

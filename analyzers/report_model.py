@@ -240,24 +240,34 @@ def _is_destination(rows: pd.DataFrame, dest: pd.DataFrame) -> np.ndarray:
                     dtype=bool)
 
 
+def _per_destination(rows: pd.DataFrame) -> dict:
+    """(session, address, port or -1, proto) -> [blocked connections, {process: None} in order of appearance]."""
+    acc: dict = {}
+    ports = rows["port"].fillna(-1).to_numpy(dtype="float64")
+    for key_s, key_a, key_p, key_pr, blocked, proc in zip(rows["session"].tolist(), rows["address"].tolist(), ports.tolist(),
+                                                          rows["proto"].tolist(), rows["blocked"].tolist(), rows["process"].tolist()):
+        entry = acc.get((key_s, key_a, key_p, key_pr))
+        if entry is None:
+            entry = acc[(key_s, key_a, key_p, key_pr)] = [0, {}]
+        entry[0] += bool(blocked)
+        if proc != UNKNOWN_PROCESS:
+            entry[1][proc] = None
+    return acc
+
+
 def _destinations(rows: pd.DataFrame, dest: pd.DataFrame) -> list[Destination]:
     if dest.empty:
         return []
     ext = dest[~dest["resolver"] & ~dest["local"]]
-    by_key = {}
-    if not rows.empty:
-        g = rows.assign(port=rows["port"].fillna(-1)).groupby(["session", "address", "port", "proto"], sort=False)
-        blocked = g["blocked"].sum()
-        procs = g["process"].agg(lambda s: tuple(p for p in dict.fromkeys(s) if p != UNKNOWN_PROCESS))
-        by_key = {k: (int(blocked[k]), procs[k]) for k in blocked.index}
+    by_key = _per_destination(rows) if not rows.empty else {}
     out = []
     for r in ext.itertuples(index=False):
         port = None if pd.isna(r.port) else int(r.port)
-        nblocked, procs = by_key.get((str(r.session), r.address, float(-1 if port is None else port), r.proto), (0, ()))
+        nblocked, procs = by_key.get((str(r.session), r.address, float(-1 if port is None else port), r.proto), (0, {}))
         allowed = None if r.allowed is None or r.allowed is pd.NA else bool(r.allowed)
         out.append(Destination(
             session=str(r.session), address=str(r.address), port=port, proto=str(r.proto), names=tuple(r.names),
-            processes=procs, connections=int(r.connections), blocked=nblocked, bytes_sent=int(r.orig_bytes),
+            processes=tuple(procs), connections=int(r.connections), blocked=int(nblocked), bytes_sent=int(r.orig_bytes),
             bytes_received=int(r.resp_bytes), allowed=allowed,
         ))
     return out
@@ -273,30 +283,37 @@ def _group_by_domain(dests: list[Destination], regs: dict) -> tuple[DomainGroup,
 
 
 def _timeline(rows: pd.DataFrame) -> Timeline:
-    ts = rows["ts"] if not rows.empty else pd.Series([], dtype="datetime64[ns, UTC]")
-    ts = pd.to_datetime(ts, utc=True)
+    ts = pd.to_datetime(rows["ts"] if not rows.empty else pd.Series([], dtype="datetime64[ns, UTC]"), utc=True)
     if ts.isna().all():
         return Timeline(None, None, 0.0, ())
     start, end = ts.min(), ts.max()
-    span = max((end - start).total_seconds(), 1e-9)
-    bucket_s = span / TIMELINE_BUCKETS
+    bucket_s = max((end - start).total_seconds(), 1e-9) / TIMELINE_BUCKETS
     pos = ((ts - start).dt.total_seconds() / bucket_s).fillna(0).astype(int).clip(0, TIMELINE_BUCKETS - 1).to_numpy()
-    frame = rows.assign(_b=pos, _step=rows["step"].fillna(""))
-    sizes = frame.groupby("process")["_b"].size().sort_values(ascending=False, kind="stable")
-    keep = list(sizes.index[:MAX_TIMELINE_PROCESSES])
-    if len(sizes) > MAX_TIMELINE_PROCESSES:
-        rest = f"{len(sizes) - MAX_TIMELINE_PROCESSES} other processes"
-        frame = frame.assign(process=frame["process"].where(frame["process"].isin(keep), rest))
-        keep.append(rest)
+    codes, procs = pd.factorize(rows["process"])
+    sizes = np.bincount(codes, minlength=len(procs))
+    order = np.argsort(-sizes, kind="stable")
+    if len(procs) > MAX_TIMELINE_PROCESSES:  # the quiet processes share one row
+        rest = order[MAX_TIMELINE_PROCESSES - 1:]
+        codes = np.where(np.isin(codes, rest), len(procs), codes)
+        procs = [*procs, f"{len(rest)} other processes"]
+        order = [*order[:MAX_TIMELINE_PROCESSES - 1], len(procs) - 1]
+    n = len(procs)
+    cell = codes * TIMELINE_BUCKETS + pos
+    blocked = rows["blocked"].to_numpy(dtype=bool)
+    counts = np.bincount(cell, minlength=n * TIMELINE_BUCKETS).reshape(n, TIMELINE_BUCKETS)
+    bcounts = np.bincount(cell[blocked], minlength=n * TIMELINE_BUCKETS).reshape(n, TIMELINE_BUCKETS)
+    sent = np.bincount(codes, weights=rows["orig_bytes"].to_numpy(dtype="float64"), minlength=n)
+    steps: dict = {}
+    for c, st in zip(codes.tolist(), rows["step"].tolist()):
+        if st:
+            steps.setdefault(c, {})[st] = None
     out = []
-    for proc in keep:
-        g = frame[frame["process"] == proc]
-        steps = [s for s in dict.fromkeys(g["_step"]) if s]
+    for c in order:
+        st = list(steps.get(c, ()))
         out.append(ProcessActivity(
-            process=proc, step=steps[0] if len(steps) == 1 else (", ".join(steps[:3]) if steps else None),
-            connections=len(g), blocked=int(g["blocked"].sum()), bytes_sent=int(g["orig_bytes"].sum()),
-            counts=tuple(np.bincount(g["_b"], minlength=TIMELINE_BUCKETS).tolist()),
-            blocked_counts=tuple(np.bincount(g["_b"][g["blocked"].astype(bool)], minlength=TIMELINE_BUCKETS).tolist()),
+            process=str(procs[c]), step=", ".join(st[:3]) + (" ..." if len(st) > 3 else "") if st else None,
+            connections=int(counts[c].sum()), blocked=int(bcounts[c].sum()), bytes_sent=int(sent[c]),
+            counts=tuple(counts[c].tolist()), blocked_counts=tuple(bcounts[c].tolist()),
         ))
     return Timeline(start, end, bucket_s, tuple(out))
 
