@@ -215,7 +215,7 @@ def _conn_rows(conn: pd.DataFrame | None) -> pd.DataFrame:
 
     pid = col("proc.pid", "float64", np.nan)
     pname = col("proc.name", object, None)
-    labels = [_process_label(a, b) for a, b in zip(pname, pid)]
+    labels = [_process_label(a, b) for a, b in zip(pname.tolist(), pid.tolist())]
     return pd.DataFrame({
         "session": session_labels(conn),
         "address": address,
@@ -226,7 +226,7 @@ def _conn_rows(conn: pd.DataFrame | None) -> pd.DataFrame:
         "blocked": col("blocked", bool, False) if "blocked" in conn.columns else np.zeros(n, dtype=bool),
         "process": labels,
         "step": col("proc.step", object, None),
-        "ts": conn["ts"].to_numpy() if "ts" in conn.columns else np.full(n, np.datetime64("NaT")),
+        "ts": conn["ts"].array if "ts" in conn.columns else pd.array(np.full(n, np.datetime64("NaT", "ns"))),
     })
 
 
@@ -235,9 +235,11 @@ def _is_destination(rows: pd.DataFrame, dest: pd.DataFrame) -> np.ndarray:
     if rows.empty or dest.empty:
         return np.zeros(len(rows), dtype=bool)
     ext = dest[~dest["resolver"] & ~dest["local"]]
-    keys = set(zip(ext["session"].astype(str), ext["address"], ext["port"].astype("float64").fillna(-1), ext["proto"]))
-    return np.array([k in keys for k in zip(rows["session"], rows["address"], rows["port"].fillna(-1), rows["proto"])],
-                    dtype=bool)
+    keys = set(zip(ext["session"].astype(str).tolist(), ext["address"].tolist(),
+                   ext["port"].astype("float64").fillna(-1).tolist(), ext["proto"].tolist()))
+    # plain lists: iterating pandas' (possibly Arrow-backed) columns element by element is slow
+    return np.array([k in keys for k in zip(rows["session"].tolist(), rows["address"].tolist(),
+                                            rows["port"].fillna(-1).tolist(), rows["proto"].tolist())], dtype=bool)
 
 
 def _per_destination(rows: pd.DataFrame) -> dict:
