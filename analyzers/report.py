@@ -228,7 +228,7 @@ def render_markdown(result, min_severity: str = "info", report: Report | None = 
 
 def _markdown_destinations(r: Report) -> list[str]:
     if not r.domains:
-        return ["The job contacted no destination outside its host."]
+        return ["conn.log has no connection to a destination outside the host."]
     many = r.multi_session
     out = ["### What the job contacted", "",
            f"{counted(len(r.domains), 'registered domain')}, blocked first, then most data sent"

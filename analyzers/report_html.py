@@ -119,7 +119,7 @@ def _group_rows(g: DomainGroup, many: bool, budget: int) -> list[str]:
         port = f":{d.port}" if d.port is not None else ""
         names = ", ".join(d.names[:3]) + (f" and {len(d.names) - 3} more" if len(d.names) > 3 else "")
         cells = [f"<td class=addr><code>{_h(d.address + port)}</code> {_h(d.proto)}</td>", f"<td>{_h(names) or '-'}</td>",
-                 f"<td>{_h(', '.join(d.processes)) or '-'}</td>"]
+                 f"<td class=st>{_h(', '.join(d.processes)) or '-'}</td>"]
         if many:
             cells.append(f"<td>{_h(d.session)}</td>")
         cells += [f"<td class=n>{human_bytes(d.bytes_sent)}</td>", f"<td class=n>{human_bytes(d.bytes_received)}</td>",
@@ -136,7 +136,7 @@ def _blocked_text(n: int) -> str:
 def _destinations(r: Report) -> str:
     out = ["<section id=destinations><h2>What the job contacted</h2>"]
     if not r.domains:
-        out.append("<p>The job contacted no destination outside its host.</p></section>")
+        out.append("<p>conn.log has no connection to a destination outside the host.</p></section>")
         return "".join(out)
     total = sum(len(g.destinations) for g in r.domains)
     out.append(f"<p>{_h(counted(total, 'destination'))} in {_h(counted(len(r.domains), 'registered domain'))}, "
@@ -182,7 +182,6 @@ def _timeline(r: Report) -> str:
         return "".join(out)
     n_buckets = len(t.rows[0].counts)
     bw = PLOT_W / n_buckets
-    peak = max(max(p.counts) for p in t.rows) or 1
     height = AXIS_H + ROW_H * len(t.rows)
     svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{LABEL_W + PLOT_W + 10}' height='{height}' "
            f"role='img' aria-label='connections per process over time'>"]
@@ -192,6 +191,7 @@ def _timeline(r: Report) -> str:
         svg.append(f"<text x='4' y='{y + 15}'><title>{_h(p.process)}{_h(' / step ' + p.step) if p.step else ''}</title>"
                    f"{_h(label)}</text>")
         svg.append(f"<line x1='{LABEL_W}' x2='{LABEL_W + PLOT_W}' y1='{y + ROW_H - 2}' y2='{y + ROW_H - 2}' stroke='#d0d7de'/>")
+        peak = max(p.counts) or 1  # each row to its own scale: a quiet process's bursts stay visible
         for b, (c, cb) in enumerate(zip(p.counts, p.blocked_counts)):
             if not c:
                 continue
@@ -208,7 +208,7 @@ def _timeline(r: Report) -> str:
     svg.append("</svg>")
     out.append("".join(svg))
     out.append(f"<p class=hint>Connections per {_h(_bucket_text(t.bucket_seconds))}, UTC, blue allowed, red with a blocked "
-               f"attempt; bar height relative to the busiest bucket ({_num(peak)}).</p>")
+               "attempt; each row's bars relative to that process's busiest moment (hover a bar for its count).</p>")
     summary_rows = [f"<tr><td>{_h(p.process)}</td><td>{_h(p.step or '-')}</td><td class=n>{_num(p.connections)}</td>"
                     f"<td class=n>{_num(p.blocked)}</td><td class=n>{human_bytes(p.bytes_sent)}</td></tr>" for p in t.rows]
     out.append(_table(["Process", "CI step", "Connections", "Blocked", "Sent"], summary_rows))
