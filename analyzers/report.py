@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .findings import SEVERITIES, at_or_above, counted, human_bytes
-from .report_model import Report, as_dict, build_report
+from .report_model import UNKNOWN_PROCESS, Report, as_dict, build_report
 from .report_wording import metric_rows, sessions_text, time_range, verdict_line
 from .safe_text import for_markdown, for_markdown_code, for_terminal
 
@@ -33,6 +33,7 @@ JSON_SCHEMA_VERSION = 1
 #: a step summary a person reads, not an inventory; the rest are counted.
 TEXT_DOMAINS = 10
 MARKDOWN_DOMAINS = 40
+MARKDOWN_PROCESSES = 10
 
 
 def _jsonable(o):
@@ -222,8 +223,30 @@ def render_markdown(result, min_severity: str = "info", report: Report | None = 
         out.append(_md_cell(_hidden_note(len(r.findings), min_severity)))
     else:
         out.append(f"No findings. The job contacted {counted(len(r.domains), 'registered domain')}, listed below.")
-    out += ["", *_markdown_destinations(r)]
+    out += ["", *_markdown_destinations(r), *_markdown_processes(r)]
     return "\n".join(out) + "\n"
+
+
+def _markdown_processes(r: Report) -> list[str]:
+    """Who made the traffic: the timeline's rows as a table (the HTML page draws them), when the logs name processes."""
+    rows = [p for p in r.timeline.rows if p.process != UNKNOWN_PROCESS]
+    if not rows:
+        return []
+    out = ["", "### Processes", "", "| Process | CI step | Connections | Blocked | Sent | Active |", "|---|---|---|---|---|---|"]
+    for p in rows[:MARKDOWN_PROCESSES]:
+        out.append(f"| {_md_cell(p.process)} | {_md_cell(p.step or '-')} | {p.connections:,} | {p.blocked:,} | "
+                   f"{human_bytes(p.bytes_sent)} | {_md_cell(_active_span(r, p))} |")
+    return out
+
+
+def _active_span(r: Report, p) -> str:
+    """'08:53:20-08:55:30': from the process's first to its last busy time bucket."""
+    busy = [i for i, c in enumerate(p.counts) if c]
+    if not busy or r.timeline.start is None:
+        return "-"
+    step = pd.Timedelta(seconds=r.timeline.bucket_seconds)
+    a, b = r.timeline.start + step * busy[0], r.timeline.start + step * (busy[-1] + 1)
+    return f"{a:%H:%M:%S}-{min(b, r.timeline.end):%H:%M:%S}"
 
 
 def _markdown_destinations(r: Report) -> list[str]:

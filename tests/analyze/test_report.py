@@ -274,3 +274,11 @@ def test_no_finding_says_every_zero_seconds(session_builder, tmp_path):
     result, _ = report_of(b.write(tmp_path / "fast"))
     (summary,) = result.findings[result.findings["analyzer"] == "dns_tunnel"]["summary"]
     assert "every 0.0 s" not in summary and "queries a second" in summary, summary
+
+
+def test_markdown_names_the_processes_when_recorded(blocked_session, ci_session):
+    md = run(blocked_session, "--format", "markdown").output
+    assert "### Processes" in md
+    (curl,) = [ln for ln in md.splitlines() if ln.startswith("| curl")]
+    assert "| deploy | 4 | 4 | 0 B |" in curl
+    assert "### Processes" not in run(ci_session, "--format", "markdown").output  # nothing to name: no table
