@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .dnsindex import canon_ip, session_labels, ts_ns
-from .findings import make_findings
+from .findings import every, make_findings
 
 ANALYZER = "beaconing"
 
@@ -115,8 +115,8 @@ def beaconing(conn, dest, baseline_dest=None):
             "analyzer": ANALYZER,
             "severity": "medium" if reasons else "low",
             "indicator": ident,
-            "summary": (f"{len(g)} connections from {client} to {ident} (port {int(port)}) every "
-                        f"{sc['median_interval_s']:.1f} s, beacon score {sc['score']:.2f}"
+            "summary": (f"{len(g)} connections from {client} to {ident} (port {int(port)}), "
+                        f"{every(sc['median_interval_s'], 'connection')}, beacon score {sc['score']:.2f}"
                         + (f"; {', '.join(reasons)}" if reasons else "")),
             "evidence": {"client": client, "address": addr, "port": int(port), "names": names[:5], "connections": int(len(g)),
                          **sc, "reasons": reasons},

@@ -52,8 +52,12 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
     help="Session directory of an earlier run of the same job (repeatable); report what is new.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-    help="text for a terminal, json for machines, markdown for $GITHUB_STEP_SUMMARY.",
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True,
+    help="text for a terminal, json for machines, markdown for $GITHUB_STEP_SUMMARY, html for one self-contained page.",
+)
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report as one self-contained HTML page (no network fetches) to this file: a CI artifact.",
 )
 @click.option("--fail-on", type=click.Choice(SEVERITIES), help="Exit 1 when a finding is at or above this severity.")
 @click.option(
@@ -71,8 +75,10 @@ _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
               help="With --store: 'local' (a Dask LocalCluster), 'sync' (this process) or a scheduler address.")
 @click.option("--baseline-runs", type=click.IntRange(min=0), default=10, show_default=True,
               help="With --store: each session's baseline is this many earlier runs of its workflow.")
-def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, services_files, store_url, scheduler, baseline_runs):
+def analyze(dirs, policy_path, baseline_dirs, fmt, html_path, fail_on, min_severity, services_files, store_url, scheduler, baseline_runs):
     if store_url:  # the fleet path: same analyzers, per session, partition-parallel (docs/fleet.md)
+        if fmt == "html" or html_path:
+            raise click.UsageError("the HTML report is per session: give session directories, not --store")
         from ..fleet.cli import analyze_store_command
 
         analyze_store_command(store_url, scheduler, baseline_runs, dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity)
@@ -82,6 +88,7 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, servic
     from .analysis import session_names
     from .jobs import session_jobs
     from .report import RENDERERS
+    from .report_model import build_report
 
     try:
         policy = None
@@ -102,10 +109,22 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, fail_on, min_severity, servic
 
         click.echo(f"cicd-audit analyze: error: {for_terminal(e)}", err=True)  # may quote a log line
         sys.exit(EXIT_ERROR)
-    click.echo(RENDERERS[fmt](result, min_severity=min_severity), nl=False)
+    report = build_report(result, logs, fail_on=fail_on)  # computed once, rendered as often as asked
+    if html_path:
+        _write_html(html_path, RENDERERS["html"](result, min_severity=min_severity, report=report))
+    click.echo(RENDERERS[fmt](result, min_severity=min_severity, report=report), nl=False)
     if fail_on and len(at_or_above(result.findings, fail_on)):
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_CLEAN)
+
+
+def _write_html(path, page: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(page)
+    except OSError as e:
+        click.echo(f"cicd-audit analyze: error: cannot write {path}: {e.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
 
 
 main = analyze

@@ -58,7 +58,7 @@ import pandas as pd
 
 from . import domains, label_pool, names
 from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, session_labels  # noqa: F401
-from .findings import human_bytes, human_duration, make_findings
+from .findings import every, human_bytes, human_duration, make_findings
 
 ANALYZER = "dns_tunnel"
 
@@ -621,7 +621,7 @@ def _summary_sentence(r) -> str:
     if "never_connected" in r.signals:
         parts.append("answers never connected to")
     if "regular_timing" in r.signals:
-        parts.append(f"one query every {r.mean_gap_s:.1f} s")
+        parts.append(every(r.mean_gap_s, "query", "queries"))
     if "many_unique" in r.signals and "encoded" in r.signals:
         parts.append(f"{r.unique_names} distinct names")
     return ", ".join(parts)

@@ -110,3 +110,15 @@ def human_duration(seconds: float) -> str:
     if s < 7200:
         return f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h"
+
+
+def every(seconds: float, singular: str, plural: str | None = None) -> str:
+    """'one query every 20 s', '40 queries a second': a rate as a person says it, never 'every 0.0 s'."""
+    s = float(seconds)
+    many = plural or singular + "s"
+    if s >= 1:
+        return f"one {singular} every {human_duration(s)}"
+    if s <= 0:
+        return f"{many} with no gap between them"
+    per_second = 1.0 / s
+    return f"one {singular} a second" if per_second < 1.5 else f"{per_second:,.0f} {many} a second"

@@ -1,9 +1,16 @@
-"""Render an analysis as terminal text, JSON or Markdown (for $GITHUB_STEP_SUMMARY).
+"""Render an analysis as terminal text, JSON, Markdown (for $GITHUB_STEP_SUMMARY) or one HTML page.
+
+Every renderer takes the ``AnalysisResult`` and, optionally, the
+``report_model.Report`` built from it and the logs (``build_report``; the CLI
+builds it once, with ``--fail-on``); without one it builds it from the result
+alone. Order, in each: the verdict, the key metrics, the findings with their
+process and step, then what the job contacted. HTML: ``report_html``.
 
 JSON shape (stable; fields are only ever added)::
 
     {"findings": [{"analyzer", "severity", "indicator", "summary", "evidence", "sessions"}, ...],
-     "summary": {"schema_version": 1, "sessions", "connections", "unique_destinations", ...}}
+     "summary": {"schema_version": 1, "sessions", "connections", "unique_destinations", ...,
+                 "report": {"verdict", "metrics", "domains", "timeline"}}}
 """
 
 from __future__ import annotations
@@ -15,10 +22,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from .findings import SEVERITIES, at_or_above, counted
+from .findings import SEVERITIES, at_or_above, counted, human_bytes
+from .report_model import UNKNOWN_PROCESS, Report, as_dict, build_report
+from .report_wording import metric_rows, sessions_text, time_range, verdict_line
 from .safe_text import for_markdown, for_markdown_code, for_terminal
 
 JSON_SCHEMA_VERSION = 1
+
+#: Registered domains listed in the terminal and Markdown reports (the HTML page lists all of them):
+#: a step summary a person reads, not an inventory; the rest are counted.
+TEXT_DOMAINS = 10
+MARKDOWN_DOMAINS = 40
+MARKDOWN_PROCESSES = 10
 
 
 def _jsonable(o):
@@ -39,6 +54,11 @@ def _jsonable(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def to_json(obj, indent: int | None = 2) -> str:
+    """``obj`` as JSON, numpy and pandas values included (non-ASCII kept, control characters escaped)."""
+    return json.dumps(obj, indent=indent, default=_jsonable, ensure_ascii=False)
+
+
 def findings_records(findings: pd.DataFrame) -> list[dict]:
     out = []
     for r in findings.itertuples(index=False):
@@ -55,24 +75,18 @@ def findings_records(findings: pd.DataFrame) -> list[dict]:
     return out
 
 
-def render_json(result, min_severity: str = "info") -> str:
-    summary = {"schema_version": JSON_SCHEMA_VERSION, **result.summary}
+def _report(result, report: Report | None) -> Report:
+    return report if report is not None else build_report(result)
+
+
+def render_json(result, min_severity: str = "info", report: Report | None = None) -> str:
+    summary = {"schema_version": JSON_SCHEMA_VERSION, **result.summary, "report": as_dict(_report(result, report))}
     doc = {"findings": findings_records(at_or_above(result.findings, min_severity)), "summary": summary}
-    return json.dumps(doc, indent=2, default=_jsonable, ensure_ascii=False) + "\n"
+    return to_json(doc) + "\n"
 
 
 def _n(x) -> str:
     return f"{x:,}"
-
-
-def _time_range(s: dict) -> str:
-    a, b = s.get("first_seen"), s.get("last_seen")
-    if not a:
-        return ""
-    ta, tb = pd.Timestamp(a), pd.Timestamp(b)
-    if ta.date() == tb.date():
-        return f"{ta:%Y-%m-%d %H:%M:%S}-{tb:%H:%M:%S} UTC"
-    return f"{ta:%Y-%m-%d %H:%M:%S} - {tb:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _connections_line(s: dict) -> str:
@@ -99,36 +113,72 @@ def _findings_line(s: dict) -> str:
     return ", ".join(f"{by[sev]} {sev}" for sev in reversed(SEVERITIES) if by.get(sev))
 
 
-def _sessions_text(s: dict, safe=for_terminal) -> str:
-    ss = s.get("sessions") or []
-    if not ss:
-        return "1 session"
-    head = ", ".join(safe(x) for x in ss[:3]) + (" ..." if len(ss) > 3 else "")
-    return f"{len(ss)} session{'s' if len(ss) != 1 else ''} ({head})"
+def _who(processes, steps) -> str:
+    """'by curl (pid 12), python3 (pid 9) in CI step build' (empty when the logs name no process)."""
+    if not processes:
+        return ""
+    more = f" and {len(processes) - 3} more" if len(processes) > 3 else ""
+    where = f" in CI step {', '.join(steps[:2])}" if steps else ""
+    return f"by {', '.join(processes[:3])}{more}{where}"
 
 
-def render_text(result, min_severity: str = "info", width: int = 100) -> str:
+def _group_status(g) -> str:
+    states = sorted({d.status for d in g.destinations})
+    return "/".join(states)
+
+
+def _hidden_note(hidden: int, min_severity: str) -> str:
+    return f"({counted(hidden, 'finding')} below {min_severity} not shown)"
+
+
+def render_text(result, min_severity: str = "info", report: Report | None = None, width: int = 100) -> str:
+    r = _report(result, report)
     s = result.summary
-    lines = [f"cicd-audit analyze: {_sessions_text(s)}" + (f", {_time_range(s)}" if s.get("first_seen") else "")]
-    if s.get("baseline_sessions"):
-        lines[0] += f", against {s['baseline_sessions']} baseline session{'s' if s['baseline_sessions'] != 1 else ''}"
+    t = for_terminal  # every string from a log goes through it
+    lines = [verdict_line_text(r)]
+    head = f"cicd-audit analyze: {t(sessions_text(r))}" + (f", {time_range(r)}" if r.first_seen is not None else "")
+    if r.baseline_sessions:
+        head += f", against {counted(r.baseline_sessions, 'baseline session')}"
+    lines.append(head)
     lines += [
         f"  connections  {_connections_line(s)}",
         f"  DNS          {_dns_line(s)}",
         f"  findings     {_findings_line(s)}",
     ]
-    shown = at_or_above(result.findings, min_severity)
-    if len(shown):
+    by_label = {label: value for label, value, _ in metric_rows(r)}
+    lines.append(f"  blocked      {by_label['Blocked vs allowed']}")
+    m = r.metrics
+    lines.append(f"  risk         potential exfiltration {m.exfiltration_attempts:,}, unauthorized access "
+                 f"{m.unauthorized_access:,}, repeated attempts {m.repeated_attempts:,}, known-malicious {m.known_malicious:,}")
+    lines.append(f"  data         {by_label['Data']}")
+    shown = r.shown_findings(min_severity)
+    if shown:
         lines.append("")
-        for r in shown.itertuples(index=False):
+        for f in shown:
             # indicator and summary carry names from the logs: never let them act on the terminal
-            lines.append(f"{str(r.severity).upper():<9} {r.analyzer:<23} {for_terminal(r.indicator)}")
-            lines.append(f"{'':<9} {for_terminal(r.summary)}")
-    hidden = len(result.findings) - len(shown)
+            lines.append(f"{f.severity.upper():<9} {f.analyzer:<23} {t(f.indicator)}")
+            lines.append(f"{'':<9} {t(f.summary)}")
+            if r.multi_session and f.sessions:
+                lines.append(f"{'':<9} in {t(', '.join(f.sessions[:3]))}{' ...' if len(f.sessions) > 3 else ''}")
+    hidden = len(r.findings) - len(shown)
     if hidden:
         lines.append("")
-        lines.append(f"({hidden} finding{'s' if hidden != 1 else ''} below {min_severity} not shown)")
+        lines.append(_hidden_note(hidden, min_severity))
+    if r.domains:
+        lines.append("")
+        lines.append(f"Contacted: {counted(len(r.domains), 'registered domain')}, blocked first, then most data sent")
+        for g in r.domains[:TEXT_DOMAINS]:
+            who = ", ".join(g.processes[:2])
+            lines.append(f"  {t(g.domain):<32} {counted(g.connections, 'connection'):>16}  "
+                         f"{human_bytes(g.bytes_sent):>8} sent  {human_bytes(g.bytes_received):>8} received  "
+                         f"{_group_status(g)}" + (f"  {t(who)}" if who else ""))
+        if len(r.domains) > TEXT_DOMAINS:
+            lines.append(f"  ... {counted(len(r.domains) - TEXT_DOMAINS, 'more domain')}: --format html lists every one")
     return "\n".join(lines) + "\n"
+
+
+def verdict_line_text(r: Report) -> str:
+    return for_terminal(verdict_line(r))
 
 
 def _md_cell(text) -> str:
@@ -136,32 +186,95 @@ def _md_cell(text) -> str:
     return for_markdown(text)
 
 
-def render_markdown(result, min_severity: str = "info") -> str:
-    s = result.summary
+def _md_sessions(sessions) -> str:
+    return _md_cell(", ".join(sessions[:3]) + (" ..." if len(sessions) > 3 else ""))
+
+
+def render_markdown(result, min_severity: str = "info", report: Report | None = None) -> str:
+    r = _report(result, report)
+    icon = ":white_check_mark:" if r.verdict.passed else ":x:"
     out = ["## cicd-audit network audit", ""]
-    out.append(f"{_sessions_text(s, safe=for_markdown)}" + (f", {_time_range(s)}" if s.get("first_seen") else ""))
+    out.append(f"{icon} **{_md_cell(verdict_line(r))}**")
     out.append("")
-    out.append("| | |")
-    out.append("|---|---|")
-    out.append(f"| Connections | {_md_cell(_connections_line(s))} |")
-    out.append(f"| DNS | {_md_cell(_dns_line(s))} |")
-    out.append(f"| Findings | {_md_cell(_findings_line(s))} |")
-    if s.get("baseline_sessions"):
-        out.append(f"| Baseline | {s['baseline_sessions']} earlier sessions |")
-    shown = at_or_above(result.findings, min_severity)
+    out.append(_md_cell(sessions_text(r)) + (f", {_md_cell(time_range(r))}" if r.first_seen is not None else ""))
     out.append("")
-    if len(shown):
+    out.append("| Metric | Value | What it may mean |")
+    out.append("|---|---|---|")
+    for label, value, hint in metric_rows(r):
+        out.append(f"| {_md_cell(label)} | {_md_cell(value)} | {_md_cell(hint)} |")
+    if r.baseline_sessions:
+        out.append(f"| Baseline | {_md_cell(counted(r.baseline_sessions, 'earlier session'))} | |")
+    shown = r.shown_findings(min_severity)
+    out.append("")
+    many = r.multi_session
+    if shown:
         out.append("### Findings")
         out.append("")
-        out.append("| Severity | Analyzer | Indicator | Summary |")
-        out.append("|---|---|---|---|")
-        for r in shown.itertuples(index=False):
-            out.append(
-                f"| **{_md_cell(str(r.severity))}** | {_md_cell(r.analyzer)} | {for_markdown_code(r.indicator)} | {_md_cell(r.summary)} |"
-            )
+        out.append("| Severity | Analyzer | Indicator | Summary | Process and step |" + (" Session |" if many else ""))
+        out.append("|---|---|---|---|---|" + ("---|" if many else ""))
+        for f in shown:
+            row = (f"| **{_md_cell(f.severity)}** | {_md_cell(f.analyzer)} | {for_markdown_code(f.indicator)} | "
+                   f"{_md_cell(f.summary)} | {_md_cell(_who(f.processes, f.steps)) or '-'} |")
+            out.append(row + (f" {_md_sessions(f.sessions)} |" if many else ""))
+        hidden = len(r.findings) - len(shown)
+        if hidden:
+            out += ["", _md_cell(_hidden_note(hidden, min_severity))]
+    elif r.findings:
+        out.append(_md_cell(_hidden_note(len(r.findings), min_severity)))
     else:
-        out.append("No findings.")
+        out.append(f"No findings. The job contacted {counted(len(r.domains), 'registered domain')}, listed below.")
+    out += ["", *_markdown_destinations(r), *_markdown_processes(r)]
     return "\n".join(out) + "\n"
 
 
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}
+def _markdown_processes(r: Report) -> list[str]:
+    """Who made the traffic: the timeline's rows as a table (the HTML page draws them), when the logs name processes."""
+    rows = [p for p in r.timeline.rows if p.process != UNKNOWN_PROCESS]
+    if not rows:
+        return []
+    out = ["", "### Processes", "", "| Process | CI step | Connections | Blocked | Sent | Active |", "|---|---|---|---|---|---|"]
+    for p in rows[:MARKDOWN_PROCESSES]:
+        out.append(f"| {_md_cell(p.process)} | {_md_cell(p.step or '-')} | {p.connections:,} | {p.blocked:,} | "
+                   f"{human_bytes(p.bytes_sent)} | {_md_cell(_active_span(r, p))} |")
+    return out
+
+
+def _active_span(r: Report, p) -> str:
+    """'08:53:20-08:55:30': from the process's first to its last busy time bucket."""
+    busy = [i for i, c in enumerate(p.counts) if c]
+    if not busy or r.timeline.start is None:
+        return "-"
+    step = pd.Timedelta(seconds=r.timeline.bucket_seconds)
+    a, b = r.timeline.start + step * busy[0], r.timeline.start + step * (busy[-1] + 1)
+    return f"{a:%H:%M:%S}-{min(b, r.timeline.end):%H:%M:%S}"
+
+
+def _markdown_destinations(r: Report) -> list[str]:
+    if not r.domains:
+        return ["conn.log has no connection to a destination outside the host."]
+    many = r.multi_session
+    out = ["### What the job contacted", "",
+           f"{counted(len(r.domains), 'registered domain')}, blocked first, then most data sent"
+           + (f" (the first {MARKDOWN_DOMAINS}; the HTML report lists every one)" if len(r.domains) > MARKDOWN_DOMAINS else "")
+           + ".", ""]
+    out.append("| Domain | Addresses | Process | Sent | Received | Connections | Status |" + (" Session |" if many else ""))
+    out.append("|---|---|---|---|---|---|---|" + ("---|" if many else ""))
+    for g in r.domains[:MARKDOWN_DOMAINS]:
+        addrs = [d.address for d in g.destinations]
+        addr_text = ", ".join(dict.fromkeys(addrs[:3])) + (f" and {len(set(addrs)) - 3} more" if len(set(addrs)) > 3 else "")
+        procs = ", ".join(g.processes[:3]) or "-"
+        row = (f"| {for_markdown_code(g.domain)} | {_md_cell(addr_text)} | {_md_cell(procs)} | {human_bytes(g.bytes_sent)} | "
+               f"{human_bytes(g.bytes_received)} | {g.connections:,} | {_md_cell(_group_status(g))} |")
+        if many:
+            row += f" {_md_sessions(list(dict.fromkeys(d.session for d in g.destinations)))} |"
+        out.append(row)
+    return out
+
+
+def render_html(result, min_severity: str = "info", report: Report | None = None) -> str:
+    from .report_html import render_page
+
+    return render_page(_report(result, report), min_severity=min_severity)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown, "html": render_html}

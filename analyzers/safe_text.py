@@ -21,12 +21,20 @@ traffic, so a report must never let them act as markup:
     The same text inside a code span whose backtick fence is longer than any
     run of backticks in ``s``: it cannot close early.
 
+``for_html(s)``
+    The terminal escaping (so control and bidi characters show as visible
+    escapes instead of reordering the page), then ``html.escape`` with
+    ``quote=True``: no tag, entity or attribute boundary survives, in text or
+    in a quoted attribute value. Never put the result in a URL, a ``<script>``
+    or a ``<style>``: the HTML report has no place where log text goes there.
+
 JSON output needs none of this: ``json.dumps`` escapes control characters,
 and consumers treat strings as data.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
 #: Unicode format characters that change how surrounding text is displayed
@@ -76,3 +84,8 @@ def for_markdown_code(s) -> str:
     fence = "`" * (max(runs, default=0) + 1)
     pad = " " if t.startswith("`") or t.endswith("`") or not t else ""
     return f"{fence}{pad}{t}{pad}{fence}"
+
+
+def for_html(s) -> str:
+    """``s`` as inert HTML text or quoted attribute value: controls and bidi made visible, markup escaped."""
+    return html.escape(for_terminal(s), quote=True)

@@ -47,6 +47,8 @@ if [ "$with_test" = 1 ]; then
   # from Debian's packages (no image registry needed) and a wheelhouse of the package's dependencies.
   # debian-archive-keyring: Debian's packages (base image, kernels) verify on Ubuntu hosts too.
   apt-get install -y -qq --no-install-recommends podman runc debootstrap debian-archive-keyring >/dev/null
+  # The HTML report's browser tests (tests/analyze/test_report_browser.py) open it in headless chromium.
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
   if ! podman image exists localhost/cicd-audit-base:bookworm; then
     "$here/deploy/container/debian-base.sh" --tag localhost/cicd-audit-base:bookworm
   fi

@@ -25,7 +25,8 @@ def test_help_lists_exit_codes_and_analyzers():
 def test_text_summary_then_findings(exfil_session, policy_file):
     r = run(exfil_session, "--policy", policy_file)
     assert r.exit_code == EXIT_CLEAN, r.output
-    lines = r.output.splitlines()
+    verdict, *lines = r.output.splitlines()
+    assert verdict.startswith("PASS: no --fail-on given (")  # the verdict comes first
     assert lines[0].startswith("cicd-audit analyze: 1 session (ci-exfil)")
     assert "connections" in lines[1] and "allowed" in lines[1] and "unexpected" in lines[1] and "direct-to-IP" in lines[1]
     assert "DNS" in lines[2] and "registered domains" in lines[2]
@@ -177,3 +178,19 @@ def test_own_services_file(exfil_session, tmp_path):
     bad.write_text("categories: [oops]\n")
     r = run(exfil_session, "--services", bad)
     assert r.exit_code == 2 and "bad.yml" in r.output
+
+
+def test_html_format_and_file(exfil_session, tmp_path):
+    page = run(exfil_session, "--format", "html", "--fail-on", "high")
+    assert page.exit_code == EXIT_FINDINGS and page.output.startswith("<!DOCTYPE html>")
+    out = tmp_path / "audit.html"
+    r = run(exfil_session, "--format", "markdown", "--html", out)
+    assert r.exit_code == EXIT_CLEAN and r.output.startswith("## cicd-audit network audit")
+    assert out.read_text() == run(exfil_session, "--format", "html").output  # the same report, either way
+
+
+def test_html_errors(exfil_session, tmp_path):
+    r = run(exfil_session, "--html", tmp_path / "no-such-dir" / "audit.html")
+    assert r.exit_code == EXIT_ERROR and "cannot write" in r.output and "Traceback" not in r.output
+    r = run("--store", tmp_path / "store", "--format", "html")
+    assert r.exit_code == EXIT_ERROR and "HTML report is per session" in r.output
