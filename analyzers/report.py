@@ -89,8 +89,9 @@ def _n(x) -> str:
     return f"{x:,}"
 
 
-def _connections_line(s: dict) -> str:
-    line = f"{counted(s['connections'], 'connection')} to {counted(s['unique_destinations'], 'destination')}"
+def _connections_line(s: dict, attempts: int) -> str:
+    """The model's attempts (what the HTML and markdown count), and conn.log's rows when they differ."""
+    line = f"{counted(attempts, 'attempt')} to {counted(s['unique_destinations'], 'destination')}"
     parts = []
     if s.get("allowed_destinations") is not None:
         parts.append(f"{_n(s['allowed_destinations'])} allowed")
@@ -98,7 +99,9 @@ def _connections_line(s: dict) -> str:
     else:
         parts.append("no policy given")
     parts.append(f"{_n(s['direct_ip_destinations'])} direct-to-IP")
-    return f"{line} ({', '.join(parts)})"
+    rows = "" if s["connections"] == attempts else (
+        f"; {counted(s['connections'], 'row')} in conn.log with DNS to the resolver and local traffic")
+    return f"{line} ({', '.join(parts)}){rows}"
 
 
 def _dns_line(s: dict) -> str:
@@ -141,7 +144,7 @@ def render_text(result, min_severity: str = "info", report: Report | None = None
         head += f", against {counted(r.baseline_sessions, 'baseline session')}"
     lines.append(head)
     lines += [
-        f"  connections  {_connections_line(s)}",
+        f"  connections  {_connections_line(s, r.metrics.connection_attempts)}",
         f"  DNS          {_dns_line(s)}",
         f"  findings     {_findings_line(s)}",
     ]

@@ -99,7 +99,7 @@ def test_one_is_singular_everywhere(session_builder, tmp_path):
     result, r = report_of(d)
     assert r.metrics.connection_attempts == 1 and r.metrics.unique_destinations == 1
     text = render_text(result, report=r)
-    assert "connections to 1 destination (" in text and "Contacted: 1 registered domain," in text
+    assert "1 attempt to 1 destination (" in text and "Contacted: 1 registered domain," in text
     for out in (text, render_markdown(result, report=r), render_html(result, report=r)):
         assert not PLURAL_AFTER_ONE.search(out), PLURAL_AFTER_ONE.search(out).group(0)
         assert out is text or "1 attempt to 1 destination" in out
