@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

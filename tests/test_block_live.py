@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 
+from cicd_audit.lab import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
