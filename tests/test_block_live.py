@@ -1,5 +1,5 @@
 """Blocking mode and process attribution, live, in a lab of their own
-(tests/netns.py): the recorder's socket hooks sit on the lab's cgroup, TC on
+(cicd_audit.lab): the recorder's socket hooks sit on the lab's cgroup, TC on
 the client's veth; dnsmasq in the server namespace resolves *.example.test
 to the server, and a second server address (OTHER_V4/OTHER_V6) is reachable
 only by raw address.

@@ -1,6 +1,6 @@
 """Process attribution and blocking for a container on the same host, live.
 
-The lab's container (tests/netns.py, `Lab.add_container()`) has a network
+The lab's container (cicd_audit.lab, `Lab.add_container()`) has a network
 namespace of its own, routed (no NAT) through the client namespace, where the
 recorder runs with TC on the client's uplink veth only, and its processes sit
 in a child of the lab's cgroup, the one the recorder's socket hooks are on.

@@ -146,7 +146,7 @@ class Holder:
 
 @pytest.fixture
 def netlab():
-    """The client/server namespace pair, without servers (tests/netns.py)."""
+    """The client/server namespace pair, without servers (cicd_audit.lab)."""
     from cicd_audit.lab import Lab
     the_lab = Lab()
     holders: list[Holder] = []

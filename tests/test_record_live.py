@@ -1,4 +1,4 @@
-"""Live recording at TC inside a fresh namespace pair (tests/netns.py), against
+"""Live recording at TC inside a fresh namespace pair (cicd_audit.lab), against
 real clients (dig, curl, scapy) and servers (dnsmasq, http.server).
 
 Every expected number is derived from what was put on the wire: the DNS sizes
