@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.control_protocol import request
-from cicd_audit.demo import NetnsLab
+from cicd_audit.lab import V4, Lab
 
 VENV_BIN = Path(sys.executable).parent
 CICD_AUDIT = str(VENV_BIN / "cicd-audit")
@@ -40,7 +40,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def agent_pid(lab: NetnsLab, proc: subprocess.Popen) -> int:
+def agent_pid(lab: Lab, proc: subprocess.Popen) -> int:
     """The agent's own pid: the lab's wrappers exec into it, so it is the Popen's."""
     return proc.pid
 
@@ -59,17 +59,17 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agent-bench-"))
     sock = work / "agent.sock"
-    with NetnsLab("agentbench") as lab:
-        server = lab.start(lab.internet, [sys.executable, "-m", "http.server", "8080", "--bind", lab.internet_ip],
+    with Lab() as lab:
+        server = lab.popen(lab.server_ns, [sys.executable, "-m", "http.server", "8080", "--bind", V4[1]],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
-        argv = [CICD_AUDIT, "agent", "--out", str(work / "sessions"), "--iface", lab.runner_if, *lab.record_args(),
+        argv = [CICD_AUDIT, "agent", "--out", str(work / "sessions"), "--iface", lab.client_if, *lab.cgroup_option(),
                 "--socket", str(sock)] + ([] if args.analysis else ["--no-analysis"])
-        agent = lab.start(lab.runner, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
+        agent = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
         if "jobs through" not in agent.stderr.readline():
             raise SystemExit("the agent did not start")
         time.sleep(1)
-        curl = lab.cmd(lab.runner, ["curl", "-s", "-o", "/dev/null", "--retry", "5", "--retry-connrefused",
-                                    f"http://{lab.internet_ip}:8080/"])
+        curl = lab.cmd(lab.client_ns, ["curl", "-s", "-o", "/dev/null", "--retry", "5", "--retry-connrefused",
+                                       f"http://{V4[1]}:8080/"])
         # Jobs in turn through the command on PATH, through the hook client (an interpreter start
         # included in both), and through the socket from here: the agent's own share.
         hooks_dir = work / "runner"

@@ -4,12 +4,13 @@
 Usage (root; dnsmasq, iodine/iodined, dns2tcpc/dns2tcpd, dig, curl installed):
     python bench/ci_lab.py [--out DIR] [--short] [--keep]
 
-What it builds. Two network namespaces joined by one veth pair, nothing else:
+What it builds. The lab of cicd_audit.lab, two network namespaces joined by
+one veth pair, nothing else:
 
-    runner  ca-cilab-runner-<pid>  10.214.0.2/24  fd00:214::2/64   the CI job, recorded here
-    service ca-cilab-inet-<pid>    10.214.0.1/24  fd00:214::1/64   dnsmasq (the job's resolver),
-                        10.214.0.3, .4                   HTTP "registries" on :80,
-                                                          iodined (.3), dns2tcpd (.4)
+    runner  (the lab's client)  10.99.0.1/24  fd00:ca::1/64   the CI job, recorded here
+    service (the lab's server)  10.99.0.2/24  fd00:ca::2/64   dnsmasq (the job's resolver),
+                                10.99.0.13, .14                HTTP "registries" on :80,
+                                                               iodined (.13), dns2tcpd (.14)
 
 The runner has no route beyond the veth and the service namespace none beyond
 its own addresses, so no packet can leave the lab. dnsmasq answers every name
@@ -20,7 +21,7 @@ two unlisted domains: ``t.tunnel.example`` to iodined and
 (/etc/netns/<ns>/resolv.conf) points at dnsmasq.
 
 The job (this file with ``--job``, run under ``cicd-audit record --iface
-<runner veth> --``): getaddrinfo and dig for every CI host name, HTTP
+<runner veth> --``, in the lab's cgroup): getaddrinfo and dig for every CI host name, HTTP
 downloads from the registry hosts over IPv4 and IPv6, ``pip download`` of
 wheels from the fake PyPI (pypi.org / files.pythonhosted.org), a real iodine
 tunnel (-r: through the resolver only) carrying an upload and a download over
@@ -37,9 +38,9 @@ line) and a Markdown table.
 Overhead and limits: a full run takes ~4 minutes (the drip is the slowest
 part: 40 queries, 5 s apart), ``--short`` ~1.5 minutes (12 queries, 2 s
 apart, smaller transfers). Every loop is bounded in count and time; every
-step has a timeout. Namespaces, /etc/netns/<ns>/ and every process started
-are removed in ``finally``, also on errors and SIGTERM; namespaces left by a
-killed run (dead pid in the name) are removed at the next start.
+step has a timeout. Namespaces, /etc/netns/<ns>/, the cgroup and every
+process started are removed in ``finally``, also on errors and SIGTERM; what a
+killed run left (dead pid in the name) is removed by the next lab.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ import io
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -63,18 +63,17 @@ import time
 import zipfile
 from pathlib import Path
 
-from cicd_audit.demo import NetnsLab
+from cicd_audit.lab import V4, V6, Lab, server_v4
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTNAMES = REPO / "tests" / "fixtures" / "analyze" / "ci_hostnames.txt"
 
-LAB4, LAB6 = "10.214.0", "fd00:214:"   # the service ("internet") side is .1, the runner .2
-SVC4, RUN4 = f"{LAB4}.1", f"{LAB4}.2"
-SVC6, RUN6 = f"{LAB6}:1", f"{LAB6}:2"
-IODINED4, DNS2TCPD4 = "10.214.0.3", "10.214.0.4"
-TUN_NET = "10.214.1.1/27"          # iodine's tunnel network (server .1, first client .2)
-TUN_SERVER = "10.214.1.1"
-DRIP_ANSWER = "10.214.0.66"        # nobody listens there; the job never connects to it
+SVC4, SVC6 = V4[1], V6[1]          # the service ("internet") side: the lab's server
+IODINED4, DNS2TCPD4 = server_v4(13), server_v4(14)
+TUN_PREFIX = "10.97.1."            # iodine's tunnel network (server .1, first client .2)
+TUN_NET = f"{TUN_PREFIX}1/27"
+TUN_SERVER = f"{TUN_PREFIX}1"
+DRIP_ANSWER = server_v4(66)        # nobody listens there; the job never connects to it
 SINK_PORT = 9000                   # TCP sink in the service namespace (tunnel uploads land here)
 HTTP_PORT = 80
 
@@ -113,101 +112,46 @@ def ci_hostnames() -> list[str]:
     return [ln.strip() for ln in HOSTNAMES.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
-def sh(argv, timeout=60, check=True, **kw) -> subprocess.CompletedProcess:
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(argv, timeout=timeout, check=check, **kw)
-
-
 # ---------------------------------------------------------------------------------------------
-# the lab
+# the lab's services
 
 
-class CiLab(NetnsLab):
-    """The shared two-namespace lab (src/cicd_audit/demo.py), with the tunnel
-    servers' extra addresses, per-service log files and readiness checks."""
-
-    TAG = "cilab"
-
-    def __init__(self, work: Path):
-        super().__init__(self.TAG, v4_prefix=LAB4, v6_prefix=LAB6)
-        self.work = work
-        self.names: dict[int, str] = {}            # pid -> service name, for error messages
-
-    @classmethod
-    def remove_stale(cls) -> None:
-        """Namespaces of an earlier run whose process is gone (e.g. killed)."""
-        out = sh(["ip", "netns", "list"], check=False).stdout
-        for line in out.splitlines():
-            m = re.match(rf"^ca-{cls.TAG}-(?:runner|inet)-(\d+)\b", line)
-            if m and not Path(f"/proc/{m.group(1)}").exists():
-                sh(["ip", "netns", "delete", line.split()[0]], check=False)
-                shutil.rmtree(f"/etc/netns/{line.split()[0]}", ignore_errors=True)
-
-    def build(self) -> None:
-        self.create()
-        for address in (IODINED4, DNS2TCPD4):
-            self.add_address(self.internet, f"{address}/24")
-        self.set_resolver(self.runner, SVC4, options="timeout:2 attempts:2")
-
-    def start_service(self, ns: str, name: str, argv: list[str], **kw) -> subprocess.Popen:
-        logf = open(self.work / f"{name}.log", "wb")
-        kw.setdefault("stdout", logf)
-        kw.setdefault("stderr", subprocess.STDOUT)
-        p = self.start(ns, argv, **kw)
-        self.names[p.pid] = name
-        return p
-
-    def wait_for(self, what: str, ok, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ok():
-                return
-            for p in self._procs:
-                if p.poll() is not None:
-                    name = self.names.get(p.pid, "?")
-                    raise RuntimeError(f"{name} exited with {p.returncode} (see {self.work / (name + '.log')})")
-            time.sleep(0.2)
-        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-    def listening(self, ns: str, flags: str, local: str) -> bool:
-        return local in self.run(ns, ["ss", "-H", flags], check=False).stdout
-
-    def start_services(self, names: list[str]) -> None:
-        webroot = self.work / "www"
-        make_webroot(webroot, PROFILE["blob"])
-        conf = self.work / "dnsmasq.conf"
-        conf.write_text(dnsmasq_config(names))
-        self.start_service(self.internet, "dnsmasq", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon",
-                                         f"--conf-file={conf}"])
-        for addr in (SVC4, SVC6):
-            self.start_service(self.internet, f"http-{addr.replace(':', '_')}",
-                       [sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", addr, "--directory", str(webroot)])
-        self.start_service(self.internet, "sink", [sys.executable, __file__, "--sink", "0.0.0.0", str(SINK_PORT)])
-        self.start_service(self.internet, "iodined", ["iodined", "-f", "-c", "-l", IODINED4, "-p", "53", "-P", "cilabpass",
-                                         "-d", "cildns0", TUN_NET, IODINE_DOMAIN])
-        d2t = self.work / "dns2tcpd.conf"
-        d2t.write_text(f"listen = {DNS2TCPD4}\nport = 53\nuser = nobody\ndomain = {DNS2TCP_DOMAIN}\n"
-                       f"resources = sink:{SVC4}:{SINK_PORT}\n")
-        self.start_service(self.internet, "dns2tcpd", ["dns2tcpd", "-F", "-f", str(d2t)])
-        self.wait_for("dnsmasq", lambda: self.listening(self.internet, "-lun", f"{SVC4}:53"))
-        self.wait_for("http.server", lambda: self.listening(self.internet, "-ltn", f"{SVC4}:{HTTP_PORT}")
-                      and self.listening(self.internet, "-ltn", f"[{SVC6}]:{HTTP_PORT}"))
-        self.wait_for("sink", lambda: self.listening(self.internet, "-ltn", f":{SINK_PORT}"))
-        self.wait_for("iodined", lambda: self.listening(self.internet, "-lun", f"{IODINED4}:53"))
-        self.wait_for("dns2tcpd", lambda: self.listening(self.internet, "-lun", f"{DNS2TCPD4}:53"))
-        # the tunnel's HTTP server lives on iodined's tun address
-        self.wait_for("iodined's tun device", lambda: TUN_SERVER in self.run(self.internet, ["ip", "-4", "addr"]).stdout)
-        self.start_service(self.internet, "http-tun", [sys.executable, "-m", "http.server", "8000", "--bind", TUN_SERVER,
-                                          "--directory", str(webroot)])
-        self.wait_for("tunnel http.server", lambda: self.listening(self.internet, "-ltn", f"{TUN_SERVER}:8000"))
+def start_logged(lab: Lab, work: Path, name: str, argv: list[str]) -> subprocess.Popen:
+    """A server in the service namespace, its output in work/<name>.log."""
+    return lab.popen(lab.server_ns, argv, stdout=open(work / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
 
 
-def dnsmasq_config(names: list[str]) -> str:
-    lines = ["no-resolv", "no-hosts", "bind-interfaces", f"listen-address={SVC4},{SVC6}", "except-interface=lo",
-             "user=root", "pid-file=", "cache-size=1000", "log-facility=-",
-             f"server=/{IODINE_DOMAIN}/{IODINED4}", f"server=/{DNS2TCP_DOMAIN}/{DNS2TCPD4}",
-             f"address=/drip.example/{DRIP_ANSWER}"]
+def start_services(lab: Lab, work: Path, names: list[str]) -> None:
+    """dnsmasq, the registries, the sink and the tunnel servers, each ready when this returns."""
+    webroot = work / "www"
+    make_webroot(webroot, PROFILE["blob"])
+    lab.start_dnsmasq(dnsmasq_answers(), dnsmasq_records(names), stderr=open(work / "dnsmasq.log", "wb"))
+    lab.start_http(HTTP_PORT, (SVC4, SVC6), webroot)
+    start_logged(lab, work, "sink", [sys.executable, __file__, "--sink", "0.0.0.0", str(SINK_PORT)])
+    start_logged(lab, work, "iodined", ["iodined", "-f", "-c", "-l", IODINED4, "-p", "53", "-P", "cilabpass",
+                                        "-d", "cildns0", TUN_NET, IODINE_DOMAIN])
+    d2t = work / "dns2tcpd.conf"
+    d2t.write_text(f"listen = {DNS2TCPD4}\nport = 53\nuser = nobody\ndomain = {DNS2TCP_DOMAIN}\n"
+                   f"resources = sink:{SVC4}:{SINK_PORT}\n")
+    start_logged(lab, work, "dns2tcpd", ["dns2tcpd", "-F", "-f", str(d2t)])
+    lab.wait_listening("-ltn", f":{SINK_PORT}", timeout=20)
+    lab.wait_listening("-lun", f"{IODINED4}:53", timeout=20)
+    lab.wait_listening("-lun", f"{DNS2TCPD4}:53", timeout=20)
+    # the tunnel's HTTP server lives on iodined's tun address
+    lab.wait_until("iodined's tun device",
+                   lambda: TUN_SERVER in lab.run(lab.server_ns, ["ip", "-4", "addr"]).stdout, timeout=20)
+    lab.start_http(8000, (TUN_SERVER,), webroot)
+
+
+def dnsmasq_answers() -> dict[str, tuple[str, ...]]:
+    # the drip's names, and the jsDelivr cache keys under their parent
+    return {"drip.example": (DRIP_ANSWER,), "jsdelivr.net": (SVC4, SVC6)}
+
+
+def dnsmasq_records(names: list[str]) -> list[str]:
+    """dnsmasq.conf lines: the two delegated tunnel domains, then a record for every CI host name."""
+    lines = ["cache-size=1000", "log-facility=-",
+             f"server=/{IODINE_DOMAIN}/{IODINED4}", f"server=/{DNS2TCP_DOMAIN}/{DNS2TCPD4}"]
     for n in names:
         if n.endswith(".arpa"):
             lines.append(f"ptr-record={n},dns.google")
@@ -217,9 +161,7 @@ def dnsmasq_config(names: list[str]) -> str:
             lines.append(f'txt-record={n},"v=lab1; token={hashlib.sha1(n.encode()).hexdigest()[:20]}"')
         else:
             lines.append(f"host-record={n},{SVC4},{SVC6}")
-    # the PyPI-lookalike's hosts and the jsDelivr cache keys resolve under their parents too
-    lines += [f"address=/jsdelivr.net/{SVC4}", f"address=/jsdelivr.net/{SVC6}"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _wheel(name: str, version: str) -> tuple[str, bytes]:
@@ -332,7 +274,7 @@ def run_job(cfg: dict) -> int:
         up = False
         while time.monotonic() < deadline and procs[-1].poll() is None:
             r = subprocess.run(["ip", "-4", "addr", "show", "dev", "cildns0"], capture_output=True, text=True)
-            if r.returncode == 0 and "inet 10.214.1." in r.stdout:
+            if r.returncode == 0 and f"inet {TUN_PREFIX}" in r.stdout:
                 up = True
                 break
             time.sleep(0.5)
@@ -512,24 +454,24 @@ def main(argv=None) -> int:
     session = out / "session"
     if session.exists():
         shutil.rmtree(session)
-    CiLab.remove_stale()
-    lab = CiLab(work)
+    lab = Lab()
     old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     t0 = time.monotonic()
     try:
-        lab.build()
-        lab.start_services(ci_hostnames())
-        log(f"lab up: {lab.runner} <-> {lab.internet}; recording the job")
+        for address in (IODINED4, DNS2TCPD4):
+            lab.add_server_address(address)
+        lab.set_resolver(lab.client_ns, options="timeout:2 attempts:2")
+        try:
+            start_services(lab, work, ci_hostnames())
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} (the services' logs are in {work})") from exc
+        log(f"lab up: {lab.client_ns} <-> {lab.server_ns}; recording the job")
         cfg = work / "job.cfg.json"
         cfg.write_text(json.dumps({"profile": PROFILE, "work": str(work)}))
-        exe = Path(sys.executable).with_name("cicd-audit")
-        rec = [str(exe)] if exe.exists() else [sys.executable, "-m", "cicd_audit.cli"]
-        if a.recorder:
-            rec = a.recorder.split()
+        rec = a.recorder.split() if a.recorder else None
         budget = 120 + PROFILE["drip_queries"] * (PROFILE["drip_gap"] + 12) + 300
-        r = sh(lab.cmd(lab.runner, rec + ["record", "--out", str(session), "--iface", lab.runner_if, "--",
-                                         sys.executable, os.path.abspath(__file__), "--job", str(cfg)]),
-               timeout=budget, check=False)
+        r = lab.record(session, [sys.executable, os.path.abspath(__file__), "--job", str(cfg)], cli=rec,
+                       timeout=budget)
         job = json.loads((work / "job.json").read_text()) if (work / "job.json").exists() else {"failures": ["no job.json"]}
         log(f"job finished in {time.monotonic() - t0:.0f} s (record exit {r.returncode}); "
             f"{len(job['failures'])} step failure(s)")

@@ -25,8 +25,9 @@
    (its first packet is then checked to be in conn.log). Goal: <= 1 s.
    Peak memory: max RSS of the recorder (/usr/bin/time), in the no-loss run.
 
-Traffic only ever flows inside the two namespaces created here; they are deleted
-(with everything running in them) at the end, also after errors.
+Traffic only ever flows inside the lab's two namespaces (cicd_audit.lab: the
+client 10.99.0.1 <-veth-> the server 10.99.0.2); they are deleted (with
+everything running in them) at the end, also after errors.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-from cicd_audit.demo import NetnsLab, _cicd_audit_cmd, wait_for_tcp  # noqa: E402
+from cicd_audit.lab import CICD_AUDIT, SUBNET_V4, V4, Lab
 
-CLI = _cicd_audit_cmd()
+HERE = Path(__file__).resolve().parent
+CLI = [CICD_AUDIT]
+SERVER = V4[1]
 PY = sys.executable
 IPERF_PORT = 5201
 TCP_PORT = 8080
@@ -104,35 +105,31 @@ def prog_stats(pid: int) -> dict[str, tuple[int, int]]:
 
 # -- the lab ------------------------------------------------------------------
 
-class BenchLab(NetnsLab):
-    """client (runner ns, 10.213.0.2) -- veth -- server (internet ns, 10.213.0.1)."""
+class BenchLab(Lab):
+    """The lab (client 10.99.0.1 -- veth -- server 10.99.0.2), with what only this benchmark needs:
+    a client port range kept clear of the load generator's, and background recorders."""
 
     def __init__(self):
-        super().__init__("bench")
-        self.tmp = Path(tempfile.mkdtemp(prefix="cicd-audit-bench-"))
-
-    def create(self) -> None:
-        super().create()
-        # Keep the kernel's own ephemeral ports out of the ranges the load generator binds.
-        self.sh(self.runner, "sysctl -qw net.ipv4.ip_local_port_range='50000 60999'")
-
-    def close(self) -> None:
-        super().close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().__init__()
+        try:
+            # Keep the kernel's own ephemeral ports out of the ranges the load generator binds.
+            self.sysctl(self.client_ns, "net.ipv4.ip_local_port_range=50000 60999")
+        except BaseException:
+            self.close()
+            raise
 
     def out_dir(self, name: str) -> Path:
-        d = self.tmp / name
+        d = self.workdir / name
         shutil.rmtree(d, ignore_errors=True)
         return d
 
     def start_recorder_background(self, out: Path, *extra: str, cli: list[str] = CLI) -> int:
         # The socket hooks go on the lab's cgroup, never the host's root (with --block they refuse connects).
-        self.run(self.runner, [*cli, "record", "--out", str(out), "--iface", self.runner_if, "--background",
-                               *self.record_args(), *extra])
+        self.run(self.client_ns, self.record_argv(out, None, "--background", *extra, cli=cli), check=True)
         return int((out / "recorder.pid").read_text())
 
     def stop_recorder(self, out: Path, cli: list[str] = CLI) -> None:
-        self.run(self.runner, [*cli, "stop", str(out)])
+        self.run(self.client_ns, [*cli, "stop", str(out)], check=True)
 
     def start_noop(self) -> subprocess.Popen:
         helper = f"""
@@ -145,7 +142,7 @@ from bcc import BPF
 from pyroute2 import IPRoute
 b = BPF(src_file={str(HERE / 'noop_tc.c')!r})
 fn = b.load_func(b"noop", BPF.SCHED_CLS)
-ipr = IPRoute(); idx = ipr.link_lookup(ifname={self.runner_if!r})[0]
+ipr = IPRoute(); idx = ipr.link_lookup(ifname={self.client_if!r})[0]
 ipr.tc("add", "clsact", idx)
 for parent in (0xFFFFFFF2, 0xFFFFFFF3):
     ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="noop", parent=parent, classid=1, direct_action=True)
@@ -153,7 +150,7 @@ print("ready", flush=True)
 sys.stdin.read()
 ipr.tc("del", "clsact", idx)
 """
-        proc = self.start(self.runner, [PY, "-c", helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = self.popen(self.client_ns, [PY, "-c", helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the no-op TC program did not load")
         return proc
@@ -162,12 +159,12 @@ ipr.tc("del", "clsact", idx)
 # -- 1. kernel cost per packet -------------------------------------------------
 
 def flood(lab: BenchLab, seconds: float) -> None:
-    lab.run(lab.runner, lab.in_cgroup(["iperf3", "-c", lab.internet_ip, "-p", str(IPERF_PORT), "-u", "-b", "0",
-                                       "-l", "22", "-t", str(seconds)]), timeout=seconds + 30)
+    lab.run(lab.client_ns, lab.in_cgroup(["iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-u", "-b", "0",
+                                          "-l", "22", "-t", str(seconds)]), timeout=seconds + 30, check=True)
 
 
 ENTRY_PROGRAMS = ("ca_packet", "ca_egress")   # tail-called stages run inside these and are timed with them
-FLOOD_POLICY = "allowed:\n  cidrs: [10.213.0.0/24]\n"   # block mode: the flood's destination is allowed
+FLOOD_POLICY = f"allowed:\n  cidrs: [{SUBNET_V4}]\n"   # block mode: the flood's destination is allowed
 
 
 def bench_per_packet(lab: BenchLab, rounds: int, seconds: float, *, block: bool = True,
@@ -175,7 +172,7 @@ def bench_per_packet(lab: BenchLab, rounds: int, seconds: float, *, block: bool 
     """No-op, recorder, recorder --block and a candidate build, alternated round by round on the same flood."""
     old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
-    policy = lab.tmp / "flood-policy.yml"
+    policy = lab.workdir / "flood-policy.yml"
     policy.write_text(FLOOD_POLICY)
     kinds = {"noop": (), "ours": ()}
     if block:
@@ -241,7 +238,7 @@ def bench_throughput(lab: BenchLab, rounds: int, seconds: int) -> dict:
     rounds, so its programs' run time can be read around the transfer), alternated.
     Besides the ratio, which this VM's noise swamps, the CPU time the recorder's
     programs took per second of transfer bounds what recording can cost."""
-    iperf = ["iperf3", "-c", lab.internet_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-O", "1",
+    iperf = ["iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-t", str(seconds), "-O", "1",
              "-A", "0,1", "-J"]
     off, on, cpu_share = [], [], []
     old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
@@ -254,7 +251,7 @@ def bench_throughput(lab: BenchLab, rounds: int, seconds: int) -> dict:
                     pid = lab.start_recorder_background(out)
                     before = prog_stats(pid)
                 t0 = time.monotonic()
-                res = lab.run(lab.runner, lab.in_cgroup(iperf), timeout=seconds + 60)
+                res = lab.run(lab.client_ns, lab.in_cgroup(iperf), timeout=seconds + 60, check=True)
                 elapsed = time.monotonic() - t0
                 if kind == "on":
                     after = prog_stats(pid)
@@ -342,12 +339,11 @@ def read_zeek(path: Path) -> list[dict]:
 
 def bench_no_loss(lab: BenchLab, n_dns: int, dns_seconds: int, n_tcp: int) -> dict:
     out = lab.out_dir("noloss")
-    rss_file = lab.tmp / "rss.txt"
-    argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file),
-            *CLI, "record", "--out", str(out), "--iface", lab.runner_if, *lab.record_args(), "--",
-            PY, "-c", LOAD, lab.internet_ip, str(n_dns), str(dns_seconds), str(n_tcp),
+    rss_file = lab.workdir / "rss.txt"
+    load = [PY, "-c", LOAD, SERVER, str(n_dns), str(dns_seconds), str(n_tcp),
             str(DNS_PORT_BASE), str(TCP_PORT_BASE), str(TCP_PORT)]
-    res = lab.run(lab.runner, lab.in_cgroup(argv), timeout=dns_seconds + 300)
+    res = lab.record(out, load, cli=["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *CLI],
+                     timeout=dns_seconds + 300, check=True)
     load = dict(re.findall(r"(\w+)=(\S+)", next(line for line in res.stdout.splitlines() if line.startswith("LOAD"))))
     conn = read_zeek(out / "conn.log")
     dns = read_zeek(out / "dns.log")
@@ -382,10 +378,9 @@ def bench_startup(lab: BenchLab, rounds: int) -> dict:
     times, idle_rss = [], []
     for r in range(rounds):
         out = lab.out_dir(f"startup{r}")
-        rss_file = lab.tmp / "rss-idle.txt"
-        argv = lab.cmd(lab.runner, lab.in_cgroup([
-            "/usr/bin/time", "-f", "%M", "-o", str(rss_file), *CLI, "record", "--out", str(out),
-            "--iface", lab.runner_if, *lab.record_args(), "--", PY, "-c", FIRST_PACKET, lab.internet_ip]))
+        rss_file = lab.workdir / "rss-idle.txt"
+        argv = lab.cmd(lab.client_ns, lab.record_argv(out, [PY, "-c", FIRST_PACKET, SERVER],
+                                                      cli=["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *CLI]))
         t0 = time.time()
         res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         start = float(re.search(r"CMD_START (\S+)", res.stdout).group(1))
@@ -478,12 +473,13 @@ def main() -> int:
     res = {"machine": machine(), "quick": q}
     print(f"machine: {res['machine']}", flush=True)
     with BenchLab() as lab:
-        lab.start(lab.internet, ["iperf3", "-s", "-B", lab.internet_ip, "-p", str(IPERF_PORT)],
+        lab.popen(lab.server_ns, ["iperf3", "-s", "-B", SERVER, "-p", str(IPERF_PORT)],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lab.start_dnsmasq(lab.internet, lab.internet_ip, {"bench.test": lab.internet_ip})
-        lab.start(lab.internet, [PY, "-c", TCP_SERVER, lab.internet_ip, str(TCP_PORT)])
-        wait_for_tcp(lab, lab.internet, lab.internet_ip, IPERF_PORT)
-        wait_for_tcp(lab, lab.internet, lab.internet_ip, TCP_PORT)
+        # no cache: every query of the no-loss run is a new name anyway
+        lab.start_dnsmasq({"bench.test": (SERVER,)}, ["cache-size=0", "dns-forward-max=5000"])
+        lab.popen(lab.server_ns, [PY, "-c", TCP_SERVER, SERVER, str(TCP_PORT)])
+        lab.wait_listening("-ltn", f"{SERVER}:{IPERF_PORT}")
+        lab.wait_listening("-ltn", f"{SERVER}:{TCP_PORT}")
         if "startup" in only:
             print("4. start-up", flush=True)
             res["startup"] = bench_startup(lab, 2 if q else 5)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-packet cost of the connected-UDP socket hook (ca_udp_egress, cgroup_skb egress).
 
-A recorder runs in the netns lab (tests/netns.py) with its socket hooks on the
+A recorder runs in the netns lab (cicd_audit.lab) with its socket hooks on the
 lab's cgroup; a no-op cgroup_skb program is attached next to ca_udp_egress on
 the same cgroup, so both see the same packets. A container (its own namespace,
 a child cgroup) then sends, round by round: 100,000 22-byte datagrams on one
@@ -26,11 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from netns import V4, Lab  # noqa: E402
-
-from cicd_audit.recorder import bpf_syscall  # noqa: E402
-from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup_program_ids  # noqa: E402
+from cicd_audit.lab import V4, Lab
+from cicd_audit.recorder import bpf_syscall
+from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup_program_ids
 
 NOOP = bytes([0xb7, 0, 0, 0, 1, 0, 0, 0]) + bytes([0x95, 0, 0, 0, 0, 0, 0, 0])   # r0 = 1; exit
 UDP_PORT, TCP_PORT = 9999, 9998

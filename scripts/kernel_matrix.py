@@ -236,7 +236,7 @@ PYTEST_CHECKS = {
 
 # live and block run here, not through tests/test_*_live.py: those time their servers'
 # start-up (15 s) and the blocking verdicts (< 0.5 s) for a real machine, and a guest
-# without KVM runs ten times slower. The lab is the demo's (cicd_audit.demo.NetnsLab);
+# without KVM runs ten times slower. The lab is the demo's and the tests' (cicd_audit.lab);
 # the servers are busybox httpd and dnsmasq, which start in a second even there.
 SERVER_START_S = 90
 ALLOWED_NAME, REFUSED_NAME, HTTP_PORT = "allowed.matrix.test", "refused.matrix.test", 8080
@@ -244,18 +244,20 @@ ALLOWED_NAME, REFUSED_NAME, HTTP_PORT = "allowed.matrix.test", "refused.matrix.t
 
 def _lab_servers(lab, other_ip: str) -> None:
     """busybox httpd on the internet side's two addresses, dnsmasq answering *.matrix.test."""
+    from cicd_audit.lab import V4
+
     www = Path(tempfile.mkdtemp(prefix="kernel-matrix-www-"))
     (www / "index.html").write_text("ok\n")
-    for ip in (lab.internet_ip, other_ip):
-        lab.start(lab.internet, ["busybox", "httpd", "-f", "-p", f"{ip}:{HTTP_PORT}", "-h", str(www)])
-    lab.start(lab.internet, ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-                             "--pid-file=", "--bind-interfaces", f"--listen-address={lab.internet_ip}",
+    for ip in (V4[1], other_ip):
+        lab.popen(lab.server_ns, ["busybox", "httpd", "-f", "-p", f"{ip}:{HTTP_PORT}", "-h", str(www)])
+    lab.popen(lab.server_ns, ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                             "--pid-file=", "--bind-interfaces", f"--listen-address={V4[1]}",
                              "--except-interface=lo", "--user=root", "--group=root",
-                             f"--address=/matrix.test/{lab.internet_ip}"])
+                             f"--address=/matrix.test/{V4[1]}"])
     deadline = time.monotonic() + SERVER_START_S
-    want = [f"{lab.internet_ip}:{HTTP_PORT}", f"{other_ip}:{HTTP_PORT}", f"{lab.internet_ip}:53"]
+    want = [f"{V4[1]}:{HTTP_PORT}", f"{other_ip}:{HTTP_PORT}", f"{V4[1]}:53"]
     while time.monotonic() < deadline:
-        listening = lab.run(lab.internet, ["ss", "-H", "-ltn"], capture_output=True, text=True).stdout
+        listening = lab.run(lab.server_ns, ["ss", "-H", "-ltn"]).stdout
         if all(w in listening for w in want):
             return
         time.sleep(0.5)
@@ -264,9 +266,9 @@ def _lab_servers(lab, other_ip: str) -> None:
 
 def _record(lab, out: Path, script: str, *extra: str) -> subprocess.CompletedProcess:
     cli = str(VENV / "bin" / "cicd-audit")
-    argv = [cli, "record", "--out", str(out), "--iface", lab.runner_if, *lab.record_args(), *extra, "--",
+    argv = [cli, "record", "--out", str(out), "--iface", lab.client_if, *lab.cgroup_option(), *extra, "--",
             *lab.in_cgroup(["sh", "-c", script])]
-    return lab.run(lab.runner, argv, capture_output=True, text=True, check=False, timeout=600)
+    return lab.run(lab.client_ns, argv, timeout=600)
 
 
 def _rows(out: Path, name: str) -> list[dict]:
@@ -278,19 +280,19 @@ def _rows(out: Path, name: str) -> list[dict]:
 def guest_live_and_block(checks: list[str]) -> bool:
     """live: curl's connection is in conn.log with its process; block: an allowed name
     connects, a raw address and an unlisted name are refused, and notice.log says so."""
-    from cicd_audit.demo import NetnsLab
+    from cicd_audit.lab import V4, Lab, server_v4
 
     all_ok = True
-    with NetnsLab("km") as lab:
-        other_ip = lab.internet_ip.rsplit(".", 1)[0] + ".9"
-        lab.add_address(lab.internet, f"{other_ip}/24")
-        lab.set_resolver(lab.runner, lab.internet_ip, "timeout:5 attempts:2")
+    with Lab() as lab:
+        other_ip = server_v4(9)
+        lab.add_server_address(other_ip)
+        lab.set_resolver(lab.client_ns, "timeout:5 attempts:2")
         _lab_servers(lab, other_ip)
         def curl(host: str) -> str:
             return f"curl -s -o /dev/null --max-time 20 -w %{{http_code}} http://{host}:{HTTP_PORT}/"
         work = Path(tempfile.mkdtemp(prefix="kernel-matrix-logs-"))
         if "live" in checks:
-            done = _record(lab, work / "live", "echo $(" + curl(lab.internet_ip) + ")")
+            done = _record(lab, work / "live", "echo $(" + curl(V4[1]) + ")")
             web = [c for c in _rows(work / "live", "conn") if c["id.resp_p"] == HTTP_PORT]
             problems = [] if done.returncode == 0 else [f"record exited {done.returncode}: {done.stderr[-300:]}"]
             if done.stdout.strip() != "200":
@@ -304,7 +306,7 @@ def guest_live_and_block(checks: list[str]) -> bool:
             script = "; ".join([f"echo allowed $({curl(ALLOWED_NAME)})", f"echo raw $({curl(other_ip)})",
                                 f"echo unlisted $(dig +tries=1 +time=5 {REFUSED_NAME} | grep -oE 'status: [A-Z]+')"])
             done = _record(lab, work / "block", script, "--block", "--policy", str(policy),
-                           "--resolver", lab.internet_ip)
+                           "--resolver", V4[1])
             seen = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines() if " " in line)
             notes = {n["note"] for n in _rows(work / "block", "notice")}
             problems = [] if done.returncode == 0 else [f"record exited {done.returncode}: {done.stderr[-300:]}"]

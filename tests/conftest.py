@@ -6,8 +6,9 @@ veth pairs. A root/netns test is skipped only when this process is not root
 or bcc cannot be imported, and the skip says which. On the project's CI VM
 both hold, so nothing is skipped there.
 
-`lab` (tests/netns.py) is two namespaces joined by a veth pair, torn down
-after the test whatever happened.
+`lab` is the lab of `cicd_audit.lab` (the one the demo and the benchmarks
+use too): two namespaces joined by a veth pair, with dnsmasq and http.server
+in the server's, torn down after the test whatever happened.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import os
 
 import pytest
 from click_compat import keep_stderr_apart
-from netns import Lab
+
+from cicd_audit.lab import Lab
 
 keep_stderr_apart()
 

@@ -1,6 +1,6 @@
 """The runner agent (recorder/agent.py): one long-lived recorder, one session per job.
 
-In the lab (tests/netns.py) the agent records the client namespace; a
+In the lab (cicd_audit.lab) the agent records the client namespace; a
 simulated runner marks two jobs with `cicd-audit job start/end`, as its
 job-started and job-completed hooks would, with traffic in each and between
 them. Each session must hold exactly its job's rows, its identity and its
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -1,5 +1,5 @@
 """Blocking mode and process attribution, live, in a lab of their own
-(tests/netns.py): the recorder's socket hooks sit on the lab's cgroup, TC on
+(cicd_audit.lab): the recorder's socket hooks sit on the lab's cgroup, TC on
 the client's veth; dnsmasq in the server namespace resolves *.example.test
 to the server, and a second server address (OTHER_V4/OTHER_V6) is reachable
 only by raw address.
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, HTTP_PORT, V4
 
+from cicd_audit.lab import CICD_AUDIT, HTTP_PORT, V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -1,6 +1,6 @@
 """Process attribution and blocking for a container on the same host, live.
 
-The lab's container (tests/netns.py, `Lab.add_container()`) has a network
+The lab's container (cicd_audit.lab, `Lab.add_container()`) has a network
 namespace of its own, routed (no NAT) through the client namespace, where the
 recorder runs with TC on the client's uplink veth only, and its processes sit
 in a child of the lab's cgroup, the one the recorder's socket hooks are on.
@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 
+from cicd_audit.lab import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from frames import ether
-from netns import CICD_AUDIT, V4, V6
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.utils import wrpcap
 
+from cicd_audit.lab import CICD_AUDIT, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netns import CICD_AUDIT, HTTP_PORT, OTHER_V4
 
+from cicd_audit.lab import CICD_AUDIT, HTTP_PORT, OTHER_V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cicd_audit.demo import in_netns
+from cicd_audit.lab import in_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 

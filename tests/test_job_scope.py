@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, CONTAINER_V4, HTTP_PORT, OTHER_V4, V4, in_cgroup, in_netns
 
+from cicd_audit.lab import CICD_AUDIT, CONTAINER_V4, HTTP_PORT, OTHER_V4, V4, in_cgroup, in_netns
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]

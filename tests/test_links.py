@@ -146,8 +146,8 @@ class Holder:
 
 @pytest.fixture
 def netlab():
-    """The client/server namespace pair, without servers (tests/netns.py)."""
-    from netns import Lab
+    """The client/server namespace pair, without servers (cicd_audit.lab)."""
+    from cicd_audit.lab import Lab
     the_lab = Lab()
     holders: list[Holder] = []
     the_lab.holders = holders
@@ -208,11 +208,11 @@ def test_cgroup():
 
 def _server(lab) -> tuple[str, int]:
     """A listener in the server namespace; returns its address."""
-    from netns import HTTP_PORT, V4
+    from cicd_audit.lab import HTTP_PORT, V4
     serve = (f"import socket\ns = socket.create_server(('{V4[1]}', {HTTP_PORT}))\n"
              "while True: s.accept()[0].close()\n")
     lab.popen(lab.server_ns, [sys.executable, "-c", serve], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    lab._wait_listening("-ltn", f"{V4[1]}:{HTTP_PORT}")
+    lab.wait_listening("-ltn", f"{V4[1]}:{HTTP_PORT}")
     return V4[1], HTTP_PORT
 
 

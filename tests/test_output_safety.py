@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, V4
 from shared_data import shared
 from small_disk import small_tmpfs
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root]

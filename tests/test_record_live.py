@@ -1,4 +1,4 @@
-"""Live recording at TC inside a fresh namespace pair (tests/netns.py), against
+"""Live recording at TC inside a fresh namespace pair (cicd_audit.lab), against
 real clients (dig, curl, scapy) and servers (dnsmasq, http.server).
 
 Every expected number is derived from what was put on the wire: the DNS sizes
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, UNREACHABLE_V4, V4, V6
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, UNREACHABLE_V4, V4, V6
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
@@ -313,7 +313,7 @@ def test_second_recorder_on_the_same_interface_is_refused_clearly(lab, tmp_path)
 
 def test_lab_teardown_removes_namespaces_and_servers(lab):
     names = (lab.client_ns, lab.server_ns)
-    servers = list(lab._procs)
+    servers = lab.processes
     assert len(servers) == 5 and all(p.poll() is None for p in servers)   # dnsmasq, 4 http.server
     lab.close()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout

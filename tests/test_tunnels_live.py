@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from netns import V4, Lab
 
+from cicd_audit.lab import V4, Lab
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root]
@@ -36,7 +36,7 @@ def vxlan_lab():
             _ip("-n", ns, "link", "set", "vx0", "up")
         lab.popen(lab.server_ns, [sys.executable, "-m", "http.server", str(PORT), "--bind", POD[1]],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/usr/share")
-        lab._wait_listening("-ltn", f"{POD[1]}:{PORT}")
+        lab.wait_listening("-ltn", f"{POD[1]}:{PORT}")
         yield lab
     finally:
         lab.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cicd_audit.lab import naming
+
 LAB = Path(__file__).resolve().parents[2] / "bench" / "ci_lab.py"
 TOOLS = ("dnsmasq", "iodine", "iodined", "dns2tcpc", "dns2tcpd", "dig", "curl")
 
@@ -32,11 +34,11 @@ def test_live_ci_job_with_real_tunnels(tmp_path):
         proc.terminate()  # the lab tears down on SIGTERM
         out, err = proc.communicate(timeout=60)
         pytest.fail(f"ci_lab.py timed out:\n{err[-3000:]}")
-    # the lab removed everything it made
-    ours = {f"ca-cilab-runner-{proc.pid}", f"ca-cilab-inet-{proc.pid}"}
-    left = [ln.split()[0] for ln in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()]
-    assert not ours & set(left)
-    assert not any(Path("/etc/netns", n).exists() for n in ours)
+    # the lab removed everything it made (its names carry ci_lab.py's pid)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+    left = [name for name in [*(ln.split()[0] for ln in listed), *(p.name for p in Path("/etc/netns").glob("cat*"))]
+            if (m := naming.NAMESPACE.match(name)) and int(m.group(1)) == proc.pid]
+    assert not left
     assert proc.returncode == 0, err[-3000:]
     r = json.loads(out.strip().splitlines()[-1])
     assert r["job_failures"] == [], r["job_failures"]
@@ -46,5 +48,5 @@ def test_live_ci_job_with_real_tunnels(tmp_path):
     sev = {t["indicator"]: t["severity"] for t in r["tunnel_findings"]}
     assert sev["tunnel.example"] in ("high", "critical") and sev["dns2tcp.example"] in ("high", "critical")
     # every connection is explained by a DNS answer or is the resolver; the runner's neighbour
-    # discovery, router solicitations and MLD reports on fd00:214::/64 are not destinations
+    # discovery, router solicitations and MLD reports on the lab's fd00:ca::/64 are not destinations
     assert r["other_findings"] == [], r["other_findings"]
