@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
+
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from netns import CICD_AUDIT, DNS_NAME, V4
 
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, V4
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
