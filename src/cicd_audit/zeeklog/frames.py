@@ -2,17 +2,21 @@
 
 API::
 
-    read_dataframe(path, schema=None, errors="backslashreplace", limits=None) -> DataFrame
+    read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
+                   chunk_bytes=CHUNK_BYTES) -> DataFrame
     concat_frames(frames) -> DataFrame        # union of columns, in first-seen order
 
 TSV bodies go through pandas' C parser with quoting, comments and default NA
-off; numeric columns are parsed to float64 in C when they can be exact.
+off; numeric columns are parsed to float64 in C when they can be exact. The text
+is read in line-aligned chunks (``source.line_chunks``), each converted to
+typed columns at once, and the chunks' columns joined at the end.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -22,8 +26,8 @@ from .header import LogFormatError, LogHeader
 from .jsonlog import is_json, read_json_records
 from .limits import ReadLimits
 from .schema import Schema
-from .segments import Segment, check_columns, find_bad_line, split_segments
-from .source import read_bytes
+from .segments import Segment, SegmentScanner, check_columns, find_bad_line
+from .source import CHUNK_BYTES, drain, line_chunks
 
 _NUMERIC = frozenset({"time", "interval", "double", "count", "int", "port"})
 
@@ -63,12 +67,14 @@ def _read_csv(body, hdr: LogHeader, numeric_fast: bool, usecols=None) -> pd.Data
     )
 
 
-def _segment_frame(data: bytes, seg: Segment, filename, errors: str) -> pd.DataFrame:
+def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
+    """One body (or the part of it in this chunk) -> {column name: typed array}."""
     hdr = seg.header
     rows = check_columns(data, seg, filename)
     names = list(hdr.fields)
     if rows == 0:
-        return empty_frame(hdr.schema)
+        empty = empty_frame(hdr.schema)
+        return {name: empty[name] for name in empty.columns}
     body = memoryview(data)[seg.body_start:seg.body_end]
     fast = True
     try:
@@ -100,7 +106,7 @@ def _segment_frame(data: bytes, seg: Segment, filename, errors: str) -> pd.DataF
         except ColumnError as e:
             raise LogFormatError(filename, seg.first_lineno + e.row, e.message) from None
         del raw[name]
-    return pd.DataFrame(cols, copy=False)
+    return cols
 
 
 def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -126,21 +132,75 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def read_dataframe(
-    path, schema: Schema | None = None, errors: str = "backslashreplace", limits: ReadLimits | None = None
+    path,
+    schema: Schema | None = None,
+    errors: str = "backslashreplace",
+    limits: ReadLimits | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> pd.DataFrame:
     """Read one log (TSV or JSON, plain or gzip) into a typed DataFrame.
-    ``frame.attrs["zeek_header"]`` holds the LogHeader."""
-    data = read_bytes(path, limits)
-    if is_json(data):
-        hdr, records = read_json_records(data, path, schema)
+    ``frame.attrs["zeek_header"]`` holds the LogHeader.
+
+    A TSV log is parsed ``chunk_bytes`` of text at a time, each chunk
+    straight to typed columns, so the text and its Python objects are never
+    held whole: memory is the frame's plus one chunk's. The frame does not
+    depend on ``chunk_bytes``."""
+    chunks = line_chunks(path, limits, chunk_bytes)
+    first = next(chunks, b"")
+    while first and not first.strip():  # blank lines before the first: JSON or TSV is told by what follows
+        more = next(chunks, b"")
+        if not more:
+            break
+        first += more
+    if is_json(first):
+        # JSON lines become one dict per row before typing (read_log's
+        # values): read whole, as before
+        hdr, records = read_json_records(first + b"".join(chunks), path, schema)
         df = _records_frame(hdr, list(records))
     else:
-        segs = split_segments(data, path, schema)
-        hdr = segs[0].header
-        with gc_paused():  # millions of new objects, no cycles among them
-            df = concat_frames([_segment_frame(data, s, path, errors) for s in segs])
+        scanner = SegmentScanner(path, schema)
+        pieces: list[tuple[LogHeader, dict]] = []
+        try:
+            with gc_paused():  # millions of new objects, no cycles among them
+                for chunk in itertools.chain([first], chunks):
+                    for seg in scanner.scan(chunk):
+                        pieces.append((seg.header, _segment_columns(chunk, seg, path, errors)))
+                    del chunk
+                for seg in scanner.finish():
+                    pieces.append((seg.header, _segment_columns(b"", seg, path, errors)))
+        except LogFormatError:
+            drain(chunks)
+            raise
+        hdr = pieces[0][0]
+        df = _join_pieces(pieces)
     df.attrs["zeek_header"] = hdr
     return df
+
+
+def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:
+    """Chunks' columns -> one frame: the pieces of one header block are
+    joined column by column (each piece released as soon as its column is
+    copied, so the peak is the frame plus one column); several header
+    blocks (concatenated logs) are then joined by ``concat_frames``."""
+    groups: list[tuple[LogHeader, list[dict]]] = []
+    for hdr, cols in pieces:
+        if groups and groups[-1][0] is hdr:
+            groups[-1][1].append(cols)
+        else:
+            groups.append((hdr, [cols]))
+    pieces.clear()
+    frames = []
+    for hdr, parts in groups:
+        joined = {}
+        for name in hdr.fields:
+            column = [part.pop(name) for part in parts]
+            if len(column) == 1:
+                joined[name] = column[0]
+            else:
+                joined[name] = pd.concat([pd.Series(a, copy=False) for a in column], ignore_index=True)
+            del column
+        frames.append(pd.DataFrame(joined, copy=False))
+    return concat_frames(frames)
 
 
 def _records_frame(hdr: LogHeader, records: list[dict]) -> pd.DataFrame:

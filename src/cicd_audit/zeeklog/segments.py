@@ -3,6 +3,7 @@
 API::
 
     split_segments(data, filename, schema) -> list[Segment]
+    SegmentScanner(filename, schema)   # .scan(chunk) -> segments, .finish(): the same, chunk by chunk
     Segment(header, body_start, body_end, first_lineno, rows)
     check_columns(data, segment, filename) -> rows    # LogFormatError on a bad line
     find_bad_line(data, segment, filename)            # the exact line, as LogFormatError
@@ -39,19 +40,24 @@ def _parse_meta_line(line: str, sep: str) -> tuple[str, str]:
     return key, value
 
 
-def split_segments(data: bytes, filename, schema: Schema | None) -> list[Segment]:
-    """Split a TSV log into header blocks and the data bodies they describe."""
-    segs: list[Segment] = []
-    n = len(data)
-    pos = 0
-    lineno = 1
-    hdr: LogHeader | None = None
-    sep = "\t"
-    meta: dict[str, str] = {}
-    seg_open = False  # inside a header block that has not started a body yet
+class SegmentScanner:
+    """Splits a TSV log into segments chunk by chunk: each chunk must start
+    at a line start (only the last may end without a newline). The state
+    between chunks (current header, separator, line number) is kept here, so
+    a body split across chunks gives one segment per chunk, all with the same
+    LogHeader object (whose ``close`` a later ``#close`` line sets)."""
 
-    def finish_header(at_lineno):
-        nonlocal hdr
+    def __init__(self, filename, schema: Schema | None):
+        self.filename, self.schema = filename, schema
+        self.lineno = 1
+        self.hdr: LogHeader | None = None
+        self.sep = "\t"
+        self.meta: dict[str, str] = {}
+        self.seg_open = False  # inside a header block that has not started a body yet
+        self.bodies = 0
+
+    def _finish_header(self, at_lineno):
+        filename, schema, meta, sep = self.filename, self.schema, self.meta, self.sep
         if "fields" not in meta:
             if schema is None:
                 raise LogFormatError(filename, at_lineno, "data line before any #fields header")
@@ -73,7 +79,7 @@ def split_segments(data: bytes, filename, schema: Schema | None) -> list[Segment
                 raise LogFormatError(filename, at_lineno, f"bad #types header: {e}") from None
         if len(set(names)) != len(names):
             raise LogFormatError(filename, at_lineno, "#fields repeats a name")
-        hdr = LogHeader(
+        self.hdr = LogHeader(
             path=meta.get("path", schema.path if schema else None),
             fields=tuple(names),
             types=tuple(types),
@@ -86,54 +92,72 @@ def split_segments(data: bytes, filename, schema: Schema | None) -> list[Segment
             format="tsv",
             meta=dict(meta),
         )
-        if len(hdr.set_separator) != 1:
+        if len(self.hdr.set_separator) != 1:
             raise LogFormatError(filename, at_lineno, "set separator must be one character")
 
-    while pos < n:
-        if data[pos:pos + 1] == b"#":
-            nl = data.find(b"\n", pos)
-            end = n if nl < 0 else nl
-            line = data[pos:end].decode("utf-8", "surrogateescape")
-            if seg_open is False and hdr is not None and not line.startswith("#close"):
-                # a new header block after data: concatenated logs
-                meta = {}
-                hdr = None
-            key, value = _parse_meta_line(line, sep)
-            if key == "separator":
-                sep = unescape_header(value.strip())
-                if not sep:
-                    raise LogFormatError(filename, lineno, "empty #separator")
-            elif key == "close":
-                if hdr is not None:
-                    hdr.close = value
-                else:
-                    meta["close"] = value
+    def _meta_line(self, line: str) -> None:
+        if self.seg_open is False and self.hdr is not None and not line.startswith("#close"):
+            # a new header block after data: concatenated logs
+            self.meta = {}
+            self.hdr = None
+        key, value = _parse_meta_line(line, self.sep)
+        if key == "separator":
+            self.sep = unescape_header(value.strip())
+            if not self.sep:
+                raise LogFormatError(self.filename, self.lineno, "empty #separator")
+        elif key == "close":
+            if self.hdr is not None:
+                self.hdr.close = value
             else:
-                meta[key] = value
-            seg_open = key != "close" and hdr is None
-            pos = end + 1
-            lineno += 1
-            continue
-        # data: runs until the next line starting with '#'
-        if hdr is None:
-            finish_header(lineno)
-        nxt = data.find(b"\n#", pos)
-        body_end = n if nxt < 0 else nxt + 1
-        rows = data.count(b"\n", pos, body_end)
-        if body_end == n and not data.endswith(b"\n"):
-            rows += 1
-        segs.append(Segment(hdr, pos, body_end, lineno, rows))
-        lineno += rows
-        pos = body_end
-        seg_open = False
-    if hdr is None and (meta or not segs):
-        # header only (no rows) or an empty file
-        if meta or schema is not None:
-            finish_header(lineno)
-            segs.append(Segment(hdr, n, n, lineno))
+                self.meta["close"] = value
         else:
-            raise LogFormatError(filename, None, "empty file: no Zeek header")
-    return segs
+            self.meta[key] = value
+        self.seg_open = key != "close" and self.hdr is None
+
+    def scan(self, data: bytes) -> list[Segment]:
+        """The segments of one chunk (offsets into ``data``)."""
+        segs: list[Segment] = []
+        n = len(data)
+        pos = 0
+        while pos < n:
+            if data[pos:pos + 1] == b"#":
+                nl = data.find(b"\n", pos)
+                end = n if nl < 0 else nl
+                self._meta_line(data[pos:end].decode("utf-8", "surrogateescape"))
+                pos = end + 1
+                self.lineno += 1
+                continue
+            # data: runs until the next line starting with '#'
+            if self.hdr is None:
+                self._finish_header(self.lineno)
+            nxt = data.find(b"\n#", pos)
+            body_end = n if nxt < 0 else nxt + 1
+            rows = data.count(b"\n", pos, body_end)
+            if body_end == n and not data.endswith(b"\n"):
+                rows += 1
+            segs.append(Segment(self.hdr, pos, body_end, self.lineno, rows))
+            self.bodies += 1
+            self.lineno += rows
+            pos = body_end
+            self.seg_open = False
+        return segs
+
+    def finish(self) -> list[Segment]:
+        """After the last chunk: a header with no rows gives one empty segment."""
+        if self.hdr is None and (self.meta or not self.bodies):
+            # header only (no rows) or an empty file
+            if self.meta or self.schema is not None:
+                self._finish_header(self.lineno)
+                self.bodies += 1
+                return [Segment(self.hdr, 0, 0, self.lineno)]
+            raise LogFormatError(self.filename, None, "empty file: no Zeek header")
+        return []
+
+
+def split_segments(data: bytes, filename, schema: Schema | None) -> list[Segment]:
+    """Split a whole TSV log into header blocks and the data bodies they describe."""
+    scanner = SegmentScanner(filename, schema)
+    return scanner.scan(data) + scanner.finish()
 
 
 def check_columns(data: bytes, seg: Segment, filename) -> int:
