@@ -188,7 +188,11 @@ def _convert_container(vals, unset, element, name, hdr, errors):
     joined = sset + sset.join(sel) + sset
     special = (sset + u + sset) in joined or e in joined or "\\" in joined
     if element in ("string", "enum", "addr", "subnet", "pattern", "file", "func"):
-        lists = [x.split(sset) for x in sel] if not special else None
+        # one object per distinct element: the same address recurs in many
+        # answer sets; a str per occurrence was the largest column cost in a
+        # dns.log frame (bench/reader_memory.py)
+        pool: dict = {}
+        lists = [[pool.setdefault(v, v) for v in x.split(sset)] for x in sel] if not special else None
     else:
         conv = {"time": float, "interval": float, "double": float,
                 "count": int, "int": int, "port": int, "bool": None}[element]
