@@ -4,7 +4,8 @@ API::
 
     read_log(path, schema=None, errors="backslashreplace")
         -> (LogHeader, iterator of dict)      # TSV or JSON lines, plain or .gz
-    read_dataframe(path, schema=None, errors="backslashreplace") -> DataFrame
+    read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
+                   chunk_bytes=16 MiB) -> DataFrame
     load_logs(*session_dirs, errors="backslashreplace") -> LoadedLogs
         # LoadedLogs(conn, dns, weird, capture_stats, notice): one DataFrame each
     LogHeader(path, fields, types, separator, set_separator, empty_field,
@@ -36,8 +37,11 @@ the Python values the writer accepts: time/interval/double -> float seconds,
 count/int/port -> int, bool -> bool, addr/subnet/string/enum -> str,
 set/vector -> list, unset (``-``) -> None, ``(empty)`` -> "" or [].
 
-``read_dataframe`` converts whole columns at once (pandas C parser with
-quoting and comments off, then vectorized conversions), typed from the header:
+``read_dataframe`` reads a TSV log ``chunk_bytes`` of text at a time, cut at
+line ends, and converts each chunk's columns at once (pandas C parser with
+quoting and comments off, then vectorized conversions), so neither the text
+nor its parse is ever held whole; the frame does not depend on the chunk
+size. Columns are typed from the header:
 
     time -> datetime64[ns, UTC] (rounded to the microsecond)
     interval -> timedelta64[ns]   count -> UInt64   int -> Int64
@@ -57,7 +61,8 @@ decoded: it cannot be told apart from a literal backslash).
 Limits: every reader takes ``limits`` (``ReadLimits`` from ``.limits``:
 line length, decompressed size, gzip ratio); a log over one raises
 LogLimitError, an InputError naming the file and the limit, before it is
-held in memory whole.
+held in memory whole (a limit error later in the file wins over a format
+error in an earlier chunk, as when the file was checked before parsing).
 
 Errors: a line with the wrong number of columns, a value that is not valid for
 its column's type, or a bad header raises LogFormatError naming the file and
