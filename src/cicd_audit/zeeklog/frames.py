@@ -21,6 +21,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from .allocator import release_free_memory
 from .columns import ColumnError, convert_column, convert_float_column, empty_frame, gc_paused, python_column
 from .header import LogFormatError, LogHeader
 from .jsonlog import is_json, read_json_records
@@ -166,6 +167,7 @@ def read_dataframe(
                     for seg in scanner.scan(chunk):
                         pieces.append((seg.header, _segment_columns(chunk, seg, path, errors)))
                     del chunk
+                    release_free_memory()  # the chunk's parse, freed: its pages back before the next
                 for seg in scanner.finish():
                     pieces.append((seg.header, _segment_columns(b"", seg, path, errors)))
         except LogFormatError:
@@ -199,6 +201,7 @@ def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:
             else:
                 joined[name] = pd.concat([pd.Series(a, copy=False) for a in column], ignore_index=True)
             del column
+            release_free_memory()
         frames.append(pd.DataFrame(joined, copy=False))
     return concat_frames(frames)
 
