@@ -6,6 +6,7 @@ API::
                gzip_ratio_floor_bytes)                       # frozen
     DEFAULT_LIMITS
     read_bounded(path, limits) -> bytes     # plain or gzip, limits checked
+    iter_bounded(path, limits) -> iterator of bytes   # the same, window by window
     CorruptGzip(Exception)                  # a gzip file that does not decompress
     LogLimitError(InputError)               # names the file and the limit
 
@@ -20,13 +21,14 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["CorruptGzip", "DEFAULT_LIMITS", "LogLimitError", "ReadLimits", "read_bounded"]
+__all__ = ["CorruptGzip", "DEFAULT_LIMITS", "LogLimitError", "ReadLimits", "iter_bounded", "read_bounded"]
 
 #: Bytes decompressed or checked at a time: small next to any limit below.
 _WINDOW = 16 << 20
@@ -87,9 +89,11 @@ class _LineCheck:
             raise LogLimitError(self.path, f"max_line_bytes={self.limit}", f"a line is longer than {self.limit} bytes")
 
 
-def read_bounded(path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
-    """The file's bytes (gunzipped if gzip); LogLimitError over a limit,
-    CorruptGzip for a gzip file that does not decompress."""
+def iter_bounded(path, limits: ReadLimits = DEFAULT_LIMITS, window: int = _WINDOW) -> Iterator[bytes]:
+    """The file's bytes (gunzipped if gzip) in windows of up to ``window``
+    bytes, each checked before it is yielded: LogLimitError over a limit,
+    CorruptGzip for a gzip file that does not decompress. A reader that
+    keeps only a window at a time stays bounded whatever the file's size."""
     p = os.fspath(path)
     lines = _LineCheck(p, limits)
     with open(p, "rb") as f:
@@ -98,21 +102,18 @@ def read_bounded(path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
             if size > limits.max_log_bytes:
                 raise LogLimitError(p, f"max_log_bytes={limits.max_log_bytes}", f"{size} bytes")
             f.seek(0)
-            # check window by window first, so a refused file never sits in
-            # memory whole; the second read comes from the page cache
-            for chunk in iter(lambda: f.read(_WINDOW), b""):
+            for chunk in iter(lambda: f.read(window), b""):
                 lines.feed(chunk)
-            f.seek(0)
-            return f.read()
+                yield chunk
+            return
         f.seek(0)
         cap = limits.max_log_bytes
         ratio_cap = max(limits.gzip_ratio_floor_bytes, limits.max_gzip_ratio * size)
-        parts: list[bytes] = []
         total = 0
         g = gzip.GzipFile(fileobj=f)
         while True:
             try:
-                chunk = g.read(_WINDOW)
+                chunk = g.read(window)
             except (OSError, EOFError, zlib.error) as e:
                 raise CorruptGzip(str(e)) from None
             if not chunk:
@@ -127,6 +128,20 @@ def read_bounded(path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
                     f"{size} compressed bytes decompress to over {total} bytes: a gzip bomb?",
                 )
             lines.feed(chunk)
-            parts.append(chunk)
-        return b"".join(parts)
+            yield chunk
 
+
+def read_bounded(path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
+    """The file's bytes (gunzipped if gzip); LogLimitError over a limit,
+    CorruptGzip for a gzip file that does not decompress."""
+    p = os.fspath(path)
+    with open(p, "rb") as f:
+        plain = f.read(2) != b"\x1f\x8b"
+    if plain:
+        # check window by window first, so a refused file never sits in
+        # memory whole; the second read comes from the page cache
+        for _ in iter_bounded(p, limits):
+            pass
+        with open(p, "rb") as f:
+            return f.read()
+    return b"".join(iter_bounded(p, limits))

@@ -1,0 +1,216 @@
+"""``read_dataframe``: one log (TSV or JSON, plain or gzip) as a typed DataFrame.
+
+API::
+
+    read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
+                   chunk_bytes=CHUNK_BYTES) -> DataFrame
+    concat_frames(frames) -> DataFrame        # union of columns, in first-seen order
+
+TSV bodies go through pandas' C parser with quoting, comments and default NA
+off; numeric columns are parsed to float64 in C when they can be exact. The text
+is read in line-aligned chunks (``source.line_chunks``), each converted to
+typed columns at once, and the chunks' columns joined at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from .allocator import release_free_memory
+from .columns import ColumnError, convert_column, convert_float_column, empty_frame, gc_paused, python_column
+from .header import LogFormatError, LogHeader
+from .jsonlog import is_json, read_json_records
+from .limits import ReadLimits
+from .schema import Schema
+from .segments import Segment, SegmentScanner, check_columns, find_bad_line
+from .source import CHUNK_BYTES, drain, line_chunks
+
+_NUMERIC = frozenset({"time", "interval", "double", "count", "int", "port"})
+
+
+def _read_csv(body, hdr: LogHeader, numeric_fast: bool, usecols=None) -> pd.DataFrame:
+    """The pandas C parser with quoting, comments and default NA off. With
+    ``numeric_fast`` numeric columns are parsed to float64 in C (the unset
+    marker becomes NaN; anything else unparsable raises ValueError)."""
+    names = list(hdr.fields)
+    sep = hdr.separator
+    if numeric_fast:
+        dtype = {n: (np.float64 if t in _NUMERIC else object) for n, t in zip(names, hdr.types)}
+        na_values = {n: [hdr.unset_field] for n, t in zip(names, hdr.types) if t in _NUMERIC}
+    else:
+        dtype, na_values = object, None
+    return pd.read_csv(
+        io.BytesIO(body),
+        sep=sep,
+        header=None,
+        names=names,
+        usecols=usecols,
+        dtype=dtype,
+        quoting=csv.QUOTE_NONE,
+        na_filter=bool(na_values),
+        na_values=na_values,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        lineterminator="\n" if len(sep) == 1 else None,
+        doublequote=False,
+        escapechar=None,
+        comment=None,
+        engine="c" if len(sep) == 1 else "python",
+        encoding="utf-8",
+        encoding_errors="strict" if numeric_fast else "surrogateescape",
+        index_col=False,
+        low_memory=True,
+    )
+
+
+def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
+    """One body (or the part of it in this chunk) -> {column name: typed array}."""
+    hdr = seg.header
+    rows = check_columns(data, seg, filename)
+    names = list(hdr.fields)
+    if rows == 0:
+        empty = empty_frame(hdr.schema)
+        return {name: empty[name] for name in empty.columns}
+    body = memoryview(data)[seg.body_start:seg.body_end]
+    fast = True
+    try:
+        raw = _read_csv(body, hdr, numeric_fast=True)
+    except (ValueError, UnicodeDecodeError):
+        fast = False  # a bad number or raw non-UTF-8: the exact path names it
+    if not fast:
+        try:
+            raw = _read_csv(body, hdr, numeric_fast=False)
+        except (pd.errors.ParserError, ValueError):
+            find_bad_line(data, seg, filename)
+            raise
+    if len(raw) != rows:
+        find_bad_line(data, seg, filename)
+        raise LogFormatError(filename, seg.first_lineno, "parsed %d rows, expected %d" % (len(raw), rows))
+    has_backslash = data.find(b"\\", seg.body_start, seg.body_end) >= 0
+    cols = {}
+    for name, ztype in zip(names, hdr.types):
+        try:
+            if fast and ztype in _NUMERIC:
+                f = raw[name].to_numpy(dtype=np.float64)
+                cols[name] = convert_float_column(
+                    f, ztype, name,
+                    lambda n=name: _read_csv(body, hdr, False, usecols=[n])[n].to_numpy(dtype=object),
+                )
+            else:
+                vals = raw[name].to_numpy(dtype=object)
+                cols[name] = convert_column(vals, ztype, name, hdr, errors, has_backslash)
+        except ColumnError as e:
+            raise LogFormatError(filename, seg.first_lineno + e.row, e.message) from None
+        del raw[name]
+    return cols
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None]
+    if len(frames) == 1:
+        return frames[0]
+    cols: list[str] = []
+    dtypes = {}
+    for f in frames:
+        for c in f.columns:
+            if c not in dtypes:
+                cols.append(c)
+                dtypes[c] = f[c].dtype
+    fixed = []
+    for f in frames:
+        missing = [c for c in cols if c not in f.columns]
+        if missing:
+            f = f.copy()
+            for c in missing:
+                f[c] = pd.Series([None] * len(f), dtype=dtypes[c], index=f.index)
+        fixed.append(f[cols])
+    return pd.concat(fixed, ignore_index=True)
+
+
+def read_dataframe(
+    path,
+    schema: Schema | None = None,
+    errors: str = "backslashreplace",
+    limits: ReadLimits | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> pd.DataFrame:
+    """Read one log (TSV or JSON, plain or gzip) into a typed DataFrame.
+    ``frame.attrs["zeek_header"]`` holds the LogHeader.
+
+    A TSV log is parsed ``chunk_bytes`` of text at a time, each chunk
+    straight to typed columns, so the text and its Python objects are never
+    held whole: memory is the frame's plus one chunk's. The frame does not
+    depend on ``chunk_bytes``."""
+    chunks = line_chunks(path, limits, chunk_bytes)
+    first = next(chunks, b"")
+    while first and not first.strip():  # blank lines before the first: JSON or TSV is told by what follows
+        more = next(chunks, b"")
+        if not more:
+            break
+        first += more
+    if is_json(first):
+        # JSON lines become one dict per row before typing (read_log's
+        # values): read whole, as before
+        hdr, records = read_json_records(first + b"".join(chunks), path, schema)
+        df = _records_frame(hdr, list(records))
+    else:
+        scanner = SegmentScanner(path, schema)
+        pieces: list[tuple[LogHeader, dict]] = []
+        try:
+            with gc_paused():  # millions of new objects, no cycles among them
+                for chunk in itertools.chain([first], chunks):
+                    for seg in scanner.scan(chunk):
+                        pieces.append((seg.header, _segment_columns(chunk, seg, path, errors)))
+                    del chunk
+                    release_free_memory()  # the chunk's parse, freed: its pages back before the next
+                for seg in scanner.finish():
+                    pieces.append((seg.header, _segment_columns(b"", seg, path, errors)))
+        except LogFormatError:
+            drain(chunks)
+            raise
+        hdr = pieces[0][0]
+        df = _join_pieces(pieces)
+    df.attrs["zeek_header"] = hdr
+    return df
+
+
+def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:
+    """Chunks' columns -> one frame: the pieces of one header block are
+    joined column by column (each piece released as soon as its column is
+    copied, so the peak is the frame plus one column); several header
+    blocks (concatenated logs) are then joined by ``concat_frames``."""
+    groups: list[tuple[LogHeader, list[dict]]] = []
+    for hdr, cols in pieces:
+        if groups and groups[-1][0] is hdr:
+            groups[-1][1].append(cols)
+        else:
+            groups.append((hdr, [cols]))
+    pieces.clear()
+    frames = []
+    for hdr, parts in groups:
+        joined = {}
+        for name in hdr.fields:
+            column = [part.pop(name) for part in parts]
+            if len(column) == 1:
+                joined[name] = column[0]
+            else:
+                joined[name] = pd.concat([pd.Series(a, copy=False) for a in column], ignore_index=True)
+            del column
+            release_free_memory()
+        frames.append(pd.DataFrame(joined, copy=False))
+    return concat_frames(frames)
+
+
+def _records_frame(hdr: LogHeader, records: list[dict]) -> pd.DataFrame:
+    """Python-value records (as read_log yields) -> typed frame."""
+    cols = {}
+    n = len(records)
+    for name, ztype in zip(hdr.fields, hdr.types):
+        vals = [r.get(name) for r in records]
+        cols[name] = python_column(vals, ztype, n)
+    return pd.DataFrame(cols) if cols else pd.DataFrame(index=range(n))
