@@ -255,12 +255,13 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 	return CA_PARSE_OK;
 }
 
-static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
+/* ip: the header, its 20 bytes already checked to be in the packet (ca_parse). */
+static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird,
+					 struct iphdr *ip)
 {
-	struct iphdr *ip = ca_hdr(skb, p->l3_off, sizeof(*ip));
 	__u32 hlen, tot;
 
-	if (!ip || p->captured < sizeof(*ip)) {
+	if (p->captured < sizeof(*ip)) {
 		*weird = CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;
 	}
@@ -513,6 +514,8 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 	__u16 *ethertype;
 	__u16 proto;
 	__u32 off = base + 14;
+	struct iphdr *ip4;
+	__u8 version;
 	int r;
 
 	if (ca_unlikely(raw_ip)) {
@@ -555,22 +558,22 @@ ip:
 			return CA_PARSE_NOT_IP;
 	}
 	p->l3_off = off;
-	{
-		/* Zeek's IP analyzer goes by the header's version, not by the type
-		 * the link layer gave (a 0x86DD frame may hold IPv4, or junk). */
+	/* Zeek's IP analyzer goes by the header's version, not by the type the
+	 * link layer gave (a 0x86DD frame may hold IPv4, or junk). Both versions
+	 * have at least 20 bytes of header: read once, that check is the IPv4
+	 * parser's too. */
+	ip4 = ca_hdr(skb, off, sizeof(*ip4));
+	if (ca_likely(ip4)) {
+		version = ip4->version;
+	} else {
 		__u8 *v = ca_hdr(skb, off, 1);
-		if (!v) {
-			*weird = CA_WEIRD_TRUNCATED_IP;
-			return CA_PARSE_WEIRD;
-		}
-		if ((v[0] >> 4) == 4) {
-			proto = bpf_htons(CA_ETH_P_IP);
-		} else if ((v[0] >> 4) == 6) {
-			proto = bpf_htons(CA_ETH_P_IPV6);
-		} else {
-			*weird = CA_WEIRD_UNKNOWN_IP_VERSION;
-			return CA_PARSE_WEIRD;
-		}
+		version = v ? v[0] >> 4 : 0;
+		*weird = (v && version != 4 && version != 6) ? CA_WEIRD_UNKNOWN_IP_VERSION : CA_WEIRD_TRUNCATED_IP;
+		return CA_PARSE_WEIRD;
+	}
+	if (ca_unlikely(version != 4 && version != 6)) {
+		*weird = CA_WEIRD_UNKNOWN_IP_VERSION;
+		return CA_PARSE_WEIRD;
 	}
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;
@@ -581,8 +584,8 @@ ip:
 	p->caplen = p->captured;
 #endif
 
-	if (proto == bpf_htons(CA_ETH_P_IP))
-		r = ca_parse_ipv4(skb, p, weird);
+	if (version == 4)
+		r = ca_parse_ipv4(skb, p, weird, ip4);
 	else
 		r = ca_parse_ipv6(skb, p, weird);
 	if (r != CA_PARSE_OK)
