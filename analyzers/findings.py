@@ -75,6 +75,22 @@ def concat_findings(frames) -> pd.DataFrame:
     return sort_findings(df)
 
 
+def annotate_findings(findings: pd.DataFrame, add) -> pd.DataFrame:
+    """Each finding with what ``add(row, evidence)`` knows of it: it adds keys to ``evidence``
+    (the finding's own, copied) and returns a clause the summary ends with ("by node (pid
+    4211)"), or None."""
+    evidence, summaries = [], []
+    for r in findings.itertuples(index=False):
+        ev = dict(r.evidence) if isinstance(r.evidence, dict) else {}
+        clause = add(r, ev)
+        summaries.append(f"{r.summary}; {clause}" if clause else r.summary)
+        evidence.append(ev)
+    out = findings.copy()
+    out["evidence"] = evidence
+    out["summary"] = summaries
+    return out
+
+
 def at_or_above(df: pd.DataFrame, severity: str) -> pd.DataFrame:
     """Findings whose severity is at least ``severity``."""
     if severity not in SEVERITY_RANK:

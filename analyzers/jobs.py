@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..fleet.jobmeta import JOB_FILE, read_job_meta
 from ..fleet.store import UNKNOWN
+from .findings import annotate_findings
 
 #: The identity fields a finding carries, in the order a person reads them.
 JOB_FIELDS = ("repository", "workflow", "job", "run_id", "run_attempt", "job_id", "runner")
@@ -66,19 +67,14 @@ def attach_jobs(findings: pd.DataFrame, jobs: Mapping[str, dict] | None) -> pd.D
     """Each finding with the identities of its sessions (all sessions when it names none)."""
     if not jobs or findings.empty:
         return findings
-    evidence, summaries = [], []
-    for r in findings.itertuples(index=False):
-        ev = dict(r.evidence) if isinstance(r.evidence, dict) else {}
+
+    def add(r, ev: dict) -> str | None:
         sessions = [s for s in (r.sessions or []) if s in jobs] or (list(jobs) if not r.sessions else [])
-        if sessions:
-            ev["jobs"] = [{"session": s, **jobs[s]} for s in sessions]
-            first = describe(jobs[sessions[0]])
-            more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
-            summaries.append(f"{r.summary}; in job {first}{more}" if first else r.summary)
-        else:
-            summaries.append(r.summary)
-        evidence.append(ev)
-    out = findings.copy()
-    out["evidence"] = evidence
-    out["summary"] = summaries
-    return out
+        if not sessions:
+            return None
+        ev["jobs"] = [{"session": s, **jobs[s]} for s in sessions]
+        first = describe(jobs[sessions[0]])
+        more = f" and {len(sessions) - 1} more" if len(sessions) > 1 else ""
+        return f"in job {first}{more}" if first else None
+
+    return annotate_findings(findings, add)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .dnsindex import DnsIndex, canon_ip, session_labels
+from .findings import annotate_findings
 
 PROC_COLUMNS = ("proc.pid", "proc.name", "proc.exe", "proc.cgroup", "proc.step")
 
@@ -68,10 +69,8 @@ def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFra
     dns_uid = (dns["uid"].to_numpy(dtype=object, na_value=None)[index.rows]
                if dns is not None and "uid" in dns.columns and len(index) else np.empty(0, dtype=object))
     names = pd.Series(index.names) if len(index) else pd.Series([], dtype=object)
-    evidence, summaries = [], []
-    for r in findings.itertuples(index=False):
+    def add(r, ev: dict) -> str | None:
         ind = str(r.indicator).lower()
-        ev = dict(r.evidence) if isinstance(r.evidence, dict) else {}
         sess = set(r.sessions or [])
         rows = []
         if len(names) and not ind.replace(".", "").replace(":", "").isdigit():
@@ -88,17 +87,13 @@ def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFra
             pm &= procs["session"].isin(sess)
         rows.append(procs[pm])
         rows = [x for x in rows if not x.empty]
-        if rows:
-            who = _describe(pd.concat(rows, ignore_index=True)[["pid", "name", "exe", "cgroup", "step", "orig_bytes"]])
-            ev["processes"] = who
-            first = who[0]
-            more = f" and {len(who) - 1} more" if len(who) > 1 else ""
-            step = f" in CI step {first['step']}" if first.get("step") else ""
-            summaries.append(f"{r.summary}; by {first['name'] or first['exe'] or '?'} (pid {first['pid']}){step}{more}")
-        else:
-            summaries.append(r.summary)
-        evidence.append(ev)
-    out = findings.copy()
-    out["evidence"] = evidence
-    out["summary"] = summaries
-    return out
+        if not rows:
+            return None
+        who = _describe(pd.concat(rows, ignore_index=True)[["pid", "name", "exe", "cgroup", "step", "orig_bytes"]])
+        ev["processes"] = who
+        first = who[0]
+        more = f" and {len(who) - 1} more" if len(who) > 1 else ""
+        step = f" in CI step {first['step']}" if first.get("step") else ""
+        return f"by {first['name'] or first['exe'] or '?'} (pid {first['pid']}){step}{more}"
+
+    return annotate_findings(findings, add)
