@@ -1,8 +1,9 @@
 """``cicd-audit analyze``: the thin command over ``analysis.analyze``.
 
 Exit status: 0 clean (no finding at or above ``--fail-on``, or no ``--fail-on``);
-1 findings at or above ``--fail-on``; 2 usage or input error (missing
-directory, malformed log, bad policy file).
+1 findings at or above ``--fail-on``; otherwise the error's own status, as for
+every command (``cicd_audit.errors``): 2 usage or input error (missing
+directory, malformed log, bad policy file), 3 the machine lacks something.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, html_path, fail_on, min_sever
         from .safe_text import for_terminal
 
         click.echo(f"cicd-audit analyze: error: {for_terminal(e)}", err=True)  # may quote a log line
-        sys.exit(EXIT_ERROR)
+        sys.exit(e.exit_code)
     report = build_report(result, logs, fail_on=fail_on)  # computed once, rendered as often as asked
     if html_path:
         _write_html(html_path, RENDERERS["html"](result, min_severity=min_severity, report=report))

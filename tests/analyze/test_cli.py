@@ -194,3 +194,16 @@ def test_html_errors(exfil_session, tmp_path):
     assert r.exit_code == EXIT_ERROR and "cannot write" in r.output and "Traceback" not in r.output
     r = run("--store", tmp_path / "store", "--format", "html")
     assert r.exit_code == EXIT_ERROR and "HTML report is per session" in r.output
+
+
+def test_an_error_exits_with_its_own_status_as_every_command_does(ci_session, monkeypatch):
+    """2 for usage and input (above), 3 when the machine lacks something: the same statuses as `record`."""
+    from cicd_audit.analyzers import analysis
+    from cicd_audit.errors import EnvironmentProblem
+
+    def lacking(*args, **kwargs):
+        raise EnvironmentProblem("this machine lacks \x1b[31mit")
+
+    monkeypatch.setattr(analysis, "analyze", lacking)
+    r = run(ci_session)
+    assert r.exit_code == 3 and "lacks" in r.output and "\x1b" not in r.output

@@ -13,7 +13,7 @@ import sys
 import click
 import pandas as pd
 
-from ..errors import CicdAuditError, UsageError
+from ..errors import CicdAuditError, EnvironmentProblem, UsageError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 _CTX = {"help_option_names": ["-h", "--help"]}
@@ -25,12 +25,12 @@ def _fail(command: str, e: Exception) -> None:
 
     # the message may quote a log line, a job.json value or a store key: data, never terminal control
     click.echo(f"cicd-audit {command}: error: {for_terminal(e)}", err=True)
-    sys.exit(EXIT_ERROR)
+    sys.exit(getattr(e, "exit_code", EXIT_ERROR))
 
 
-def _missing_extra(e: ImportError) -> UsageError:
-    # setup.cfg declares no 'fleet' extra yet: name the packages themselves
-    return UsageError(f"the fleet commands need Dask and pyarrow ({e.name} is missing): "
+def _missing_extra(e: ImportError) -> EnvironmentProblem:
+    # the machine lacks them (exit 3); setup.cfg declares no 'fleet' extra yet: name the packages themselves
+    return EnvironmentProblem(f"the fleet commands need Dask and pyarrow ({e.name} is missing): "
                       "pip install 'dask[dataframe]' distributed pyarrow fsspec (and s3fs, gcsfs or adlfs for object storage)")
 
 
