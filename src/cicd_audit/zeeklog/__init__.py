@@ -11,8 +11,8 @@ Modules (import what you need; the writer does not import pandas):
   records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
   ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``.
   Never imports bcc. It is the public face of the reader's parts, in the
-  order data flows: ``source`` (bytes, gzip, bounded windows), ``header``
-  (the ``#`` lines), ``segments`` and ``values`` (fields to Python values),
+  order data flows: ``source`` (bytes, gzip, the limits), ``header``
+  (the ``#`` lines), ``segments`` (header blocks and their bodies), ``values`` (fields to Python values),
   ``records`` (rows), ``jsonlog`` (JSON lines), ``columns`` (dtypes),
   ``frames`` (chunked TSV to typed DataFrames) and ``sessions`` (a session
   directory's logs, rotated files included).
