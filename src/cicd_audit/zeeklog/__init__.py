@@ -11,11 +11,11 @@ Modules (import what you need; the writer does not import pandas):
   records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
   ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``.
   Never imports bcc. It is the public face of the reader's parts, in the
-  order data flows: ``source`` (bytes, gzip, the limits), ``header``
-  (the ``#`` lines), ``segments`` (header blocks and their bodies), ``values`` (fields to Python values),
-  ``records`` (rows), ``jsonlog`` (JSON lines), ``columns`` (dtypes),
-  ``frames`` (chunked TSV to typed DataFrames) and ``sessions`` (a session
-  directory's logs, rotated files included).
+  order data flows: ``source`` (bytes, gzip, the limits), ``header`` (the
+  ``#`` lines), ``segments`` (header blocks and their bodies), ``values``
+  (fields to Python values), ``records`` (rows), ``jsonlog`` (JSON lines),
+  ``columns`` (dtypes), ``frames`` (chunked TSV to typed DataFrames) and
+  ``sessions`` (a session directory's logs, rotated files included).
 * ``LogWriter.rotate(rename)`` ends a file as Zeek's rotation does (agent's
   ``--rotate-interval``/``--rotate-size``).
 * ``cicd_audit.zeeklog.limits`` -- ``ReadLimits`` (line length,
