@@ -230,11 +230,10 @@ def _conn_rows(conn: pd.DataFrame | None) -> pd.DataFrame:
     })
 
 
-def _is_destination(rows: pd.DataFrame, dest: pd.DataFrame) -> np.ndarray:
-    """Rows whose (session, address, port, proto) is an external destination of the destination table."""
-    if rows.empty or dest.empty:
+def _is_destination(rows: pd.DataFrame, ext: pd.DataFrame) -> np.ndarray:
+    """Rows whose (session, address, port, proto) is one of the external destinations ``ext``."""
+    if rows.empty or ext.empty:
         return np.zeros(len(rows), dtype=bool)
-    ext = dest[~dest["resolver"] & ~dest["local"]]
     keys = set(zip(ext["session"].astype(str).tolist(), ext["address"].tolist(),
                    ext["port"].astype("float64").fillna(-1).tolist(), ext["proto"].tolist()))
     # plain lists: iterating pandas' (possibly Arrow-backed) columns element by element is slow
@@ -257,10 +256,9 @@ def _per_destination(rows: pd.DataFrame) -> dict:
     return acc
 
 
-def _destinations(rows: pd.DataFrame, dest: pd.DataFrame) -> list[Destination]:
-    if dest.empty:
+def _destinations(rows: pd.DataFrame, ext: pd.DataFrame) -> list[Destination]:
+    if ext.empty:
         return []
-    ext = dest[~dest["resolver"] & ~dest["local"]]
     by_key = _per_destination(rows) if not rows.empty else {}
     out = []
     for r in ext.itertuples(index=False):
@@ -350,14 +348,14 @@ def build_report(result, logs=None, fail_on: str | None = None) -> Report:
     notice = getattr(logs, "notice", None) if logs is not None else None
     rows = _conn_rows(conn)
     dest = result.destinations
-    is_dest = _is_destination(rows, dest)
-    dest_rows = rows[is_dest]
+    ext = dest[~dest["resolver"] & ~dest["local"]] if not dest.empty else dest   # the job's external destinations
+    dest_rows = rows[_is_destination(rows, ext)]
     regs = {}
     if not dest.empty:
         for s, a, rd in zip(dest["session"].astype(str), dest["address"], dest["registered_domains"]):
             if rd:
                 regs.setdefault((s, a), rd[0])
-    dests = _destinations(dest_rows, dest)
+    dests = _destinations(dest_rows, ext)
     domains = _group_by_domain(dests, regs)
 
     findings = result.findings
