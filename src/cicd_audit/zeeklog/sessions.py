@@ -55,20 +55,24 @@ def _rotation_order(file_name: str) -> tuple[str, int]:
     return (m.group(1), int(m.group(2))) if m else (stem, 1)
 
 
-def _find_log(directory: str, name: str) -> list[str]:
-    """The files of one log: the rotated ones (conn.2024-01-01-10-00-00.log,
-    dns.16:00:00-17:00:00.log.gz), oldest first, then the current one."""
+def _entries(directory: str) -> list[str]:
     try:
-        entries = sorted(os.listdir(directory))
+        return sorted(os.listdir(directory))
     except OSError as e:
         raise InputError(f"cannot read session directory {directory}: {e}") from None
+
+
+def _find_log(directory: str, name: str, entries: list[str]) -> list[str]:
+    """The files of one log among the directory's entries: the rotated ones
+    (conn.2024-01-01-10-00-00.log, dns.16:00:00-17:00:00.log.gz), oldest
+    first, then the current one."""
     rotated = sorted(
         (e for e in entries
          if e.startswith(name + ".") and e.endswith(_SUFFIXES) and e.count(".") >= 2 and e[len(name):] not in _SUFFIXES),
         key=_rotation_order)
     rotated = [os.path.join(directory, e) for e in rotated]
     current = [os.path.join(directory, name + suf) for suf in _SUFFIXES
-               if os.path.isfile(os.path.join(directory, name + suf))]
+               if name + suf in entries and os.path.isfile(os.path.join(directory, name + suf))]
     return rotated + current[:1]
 
 
@@ -105,9 +109,10 @@ def load_logs(
             raise InputError(f"not a session directory: {d}")
     labels = _session_labels(dirs)
     jobs = []  # (log name, dir index, path, place among the log's files): biggest first keeps threads busy
+    entries = [_entries(d) for d in dirs]      # each directory listed once, for every log
     for name in LOG_NAMES:
         for k, d in enumerate(dirs):
-            for i, p in enumerate(_find_log(d, name)):
+            for i, p in enumerate(_find_log(d, name, entries[k])):
                 jobs.append((name, k, p, i))
     jobs.sort(key=lambda j: -os.path.getsize(j[2]))
 
