@@ -23,9 +23,9 @@ from pathlib import Path
 from scapy.all import DNS, DNSQR, IP, UDP, Ether
 
 from cicd_audit.policy import parse_policy
-from cicd_audit.recorder import bpf_program, kernel_headers
-from cicd_audit.recorder import packet_runner as tr
-from cicd_audit.recorder.block_tables import PolicyTables
+from cicd_audit.recorder.kernel import bpf_program, kernel_headers
+from cicd_audit.recorder.kernel import packet_runner as tr
+from cicd_audit.recorder.kernel.block_tables import PolicyTables
 
 REPO = Path(__file__).resolve().parent.parent
 RESOLVER = "10.0.0.53"

@@ -134,7 +134,7 @@ class BenchLab(Lab):
     def start_noop(self) -> subprocess.Popen:
         helper = f"""
 import os, sys
-from cicd_audit.recorder import kernel_headers
+from cicd_audit.recorder.kernel import kernel_headers
 h = kernel_headers.choose_headers()
 if h.source is not None:
     os.environ["BCC_KERNEL_SOURCE"] = str(h.source)

@@ -29,10 +29,10 @@ from pathlib import Path
 from scapy.all import IP, TCP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
-from cicd_audit.recorder import kernel_headers
-from cicd_audit.recorder import packet_runner as tr
-from cicd_audit.recorder.block_tables import PolicyTables
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings, import_bcc
+from cicd_audit.recorder.kernel import kernel_headers
+from cicd_audit.recorder.kernel import packet_runner as tr
+from cicd_audit.recorder.kernel.block_tables import PolicyTables
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, import_bcc
 
 NOOP = b"#include <uapi/linux/pkt_cls.h>\nint noop(struct __sk_buff *skb) { return TC_ACT_OK; }\n"
 
@@ -69,7 +69,7 @@ def _vlan(frame: bytes, *tags: int) -> bytes:
 def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block: bool = False) -> None:
     """The live-mode program (with block: the blocking variant, a CIDR policy, every packet
     judged) compiled from two source directories, alternated."""
-    from cicd_audit.recorder import bpf_program
+    from cicd_audit.recorder.kernel import bpf_program
     programs = {}
     real_source_dir = bpf_program.source_dir
     for label, src in (("old", old_dir), ("new", new_dir)):

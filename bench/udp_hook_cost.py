@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from cicd_audit.lab import V4, Lab
-from cicd_audit.recorder import bpf_syscall
-from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup_program_ids
+from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup_program_ids
+from cicd_audit.recorder.kernel import bpf_syscall
 
 NOOP = bytes([0xb7, 0, 0, 0, 1, 0, 0, 0]) + bytes([0x95, 0, 0, 0, 0, 0, 0, 0])   # r0 = 1; exit
 UDP_PORT, TCP_PORT = 9999, 9998

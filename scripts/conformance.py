@@ -83,7 +83,7 @@ def zeek_configuration(case: Case) -> list[str]:
     expected community_id column means Zeek loaded its community-id script."""
     options = []
     if case.scripts.startswith("bare"):
-        from cicd_audit.recorder.zeek_defaults import ANALYZER_SERVER_PORTS
+        from cicd_audit.recorder.kernel.zeek_defaults import ANALYZER_SERVER_PORTS
         words = set(re.findall(r"[a-z0-9-]+", case.scripts.split(":", 1)[1]))
         ports = re.findall(r"\b\d+/(?:tcp|udp)\b", case.scripts)
         options += ["--likely-server-ports", ",".join(["bare", *sorted(words & set(ANALYZER_SERVER_PORTS)), *ports])]
@@ -163,7 +163,7 @@ All agree once these documented differences between the two tools are taken into
 
 **Capture times.** Zeek reads a capture through libpcap at microsecond precision: a nanosecond pcap
 or a pcapng with a finer `if_tsresol` is truncated to the microsecond below, so `record --pcap` does
-the same (`recorder/pcap_replay.py`); 240 ns across a microsecond boundary is a duration of 1 us, as
+the same (`recorder/drivers/pcap_replay.py`); 240 ns across a microsecond boundary is a duration of 1 us, as
 in Zeek's `core.vntag` btest.
 
 **Where the recorder approximates Zeek** (none of it shows in the oracle cases):
@@ -201,7 +201,7 @@ scripts change what is analysed in ways the harvester does not recognise (`check
 per subnet, a dynamic packet filter, GridFTP's data-channel detection).
 
 **IP fragments.** Reassembly follows Zeek's `src/Frag.cc` and `src/Reassem.cc` in
-`recorder/fragments.py`: a datagram is keyed by source, destination and IP ID; the first fragment
+`recorder/logs/fragments.py`: a datagram is keyed by source, destination and IP ID; the first fragment
 to arrive gives the header, bytes already held win over later ones for the same offsets; the
 datagram is whole once its bytes run from 0 to the end a last fragment set, and is analysed at the
 time of the fragment that completed it, as one packet of its whole length (so `*_pkts` and

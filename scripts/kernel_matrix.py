@@ -155,7 +155,7 @@ def variant_slug(label: str) -> str:
 
 def prebuild(directory: Path) -> None:
     """Compile every prepared variant once, here, with bcc: the guests load these same instructions."""
-    from cicd_audit.recorder import bpf_program, kernel_headers, program_cache
+    from cicd_audit.recorder.kernel import bpf_program, kernel_headers, program_cache
 
     headers = kernel_headers.choose_headers()
     for label, settings in bpf_program.PREPARED_SETTINGS.items():
@@ -172,7 +172,7 @@ def check(name: str, ok: bool, detail: str = "") -> bool:
 
 def guest_load(directory: Path) -> bool:
     """Load every function of every variant with the syscall loader; a refusal names its function."""
-    from cicd_audit.recorder import bpf_program, bpf_syscall, program_cache
+    from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, program_cache
 
     all_ok = True
     for label in bpf_program.PREPARED_SETTINGS:
@@ -194,7 +194,7 @@ def guest_load(directory: Path) -> bool:
 
 def guest_stats(directory: Path) -> bool:
     """What the verifier walks for each function of the blocking variant (the largest)."""
-    from cicd_audit.recorder import bpf_program, bpf_syscall, program_cache
+    from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, program_cache
 
     program = program_cache.load(variant_slug("live --block"), directory)
     maps = {spec.name: bpf_program.BpfMap(spec, bpf_syscall.map_create(
@@ -220,7 +220,7 @@ def guest_stats(directory: Path) -> bool:
 def seed_program_cache(directory: Path) -> None:
     """Store the host's compile of each variant under the key this kernel's `record` looks up,
     so the recorder loads the shipped bytecode instead of compiling."""
-    from cicd_audit.recorder import bpf_program, kernel_headers, program_cache
+    from cicd_audit.recorder.kernel import bpf_program, kernel_headers, program_cache
 
     headers = kernel_headers.choose_headers()
     for label, settings in bpf_program.PREPARED_SETTINGS.items():

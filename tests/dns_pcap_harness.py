@@ -30,8 +30,8 @@ import json
 import struct
 from dataclasses import dataclass, field
 
-from cicd_audit.recorder.dns.log import FIELDS, DnsConnectionLog
-from cicd_audit.recorder.fragments import ones_complement_sum
+from cicd_audit.recorder.logs.dns.log import FIELDS, DnsConnectionLog
+from cicd_audit.recorder.logs.fragments import ones_complement_sum
 
 DNS_UDP_PORTS = {53, 137, 5353, 5355}
 DNS_TCP_PORTS = {53}

@@ -1,4 +1,4 @@
-"""recorder/abi.py against bpf/cicd_audit.h, as the C compiler lays it out.
+"""recorder/kernel/abi.py against bpf/cicd_audit.h, as the C compiler lays it out.
 
 A probe is generated from the ctypes mirror (every member of every struct in
 MIRRORED_STRUCTS, every member of every mirrored enum), compiled with gcc
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.recorder import abi
+from cicd_audit.recorder.kernel import abi
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = REPO / "bpf" / "cicd_audit.h"
@@ -157,5 +157,5 @@ def test_an_ipv4_table_key_becomes_the_ipv4_mapped_conn_key():
 
 
 def test_every_stage_has_its_program():
-    from cicd_audit.recorder.bpf_program import STAGES
+    from cicd_audit.recorder.kernel.bpf_program import STAGES
     assert set(STAGES) == set(abi.Stage) and max(abi.Stage) < abi.STAGE_MAX

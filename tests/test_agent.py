@@ -1,4 +1,4 @@
-"""The runner agent (recorder/agent.py): one long-lived recorder, one session per job.
+"""The runner agent (recorder/agent/agent.py): one long-lived recorder, one session per job.
 
 In the lab (cicd_audit.lab) the agent records the client namespace; a
 simulated runner marks two jobs with `cicd-audit job start/end`, as its

@@ -43,7 +43,7 @@ def test_unknown_platform_or_missing_directory_is_a_usage_error(tmp_path):
 
 
 def test_retention_removes_the_oldest_finished_sessions_only(tmp_path):
-    from cicd_audit.recorder.agent import prune_sessions
+    from cicd_audit.recorder.agent.agent import prune_sessions
     for name in ("20261201T000000Z-job1", "20261202T000000Z-job2", "20261203T000000Z-job3", "20261204T000000Z-job4"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "job.json").write_text("{}")

@@ -1,11 +1,11 @@
-"""recorder/agent_policy.py: which policy file a job gets."""
+"""recorder/agent/agent_policy.py: which policy file a job gets."""
 
 from __future__ import annotations
 
 import pytest
 
 from cicd_audit.policy import PolicyError
-from cicd_audit.recorder.agent_policy import PolicyDirectory
+from cicd_audit.recorder.agent.agent_policy import PolicyDirectory
 
 ALLOW = "allowed:\n  domains: [{}]\n"
 

@@ -1,4 +1,4 @@
-"""recorder/block_tables.py: a policy as the kernel's allow-map entries. Pure: no root."""
+"""recorder/kernel/block_tables.py: a policy as the kernel's allow-map entries. Pure: no root."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from cicd_audit.policy import PolicyError, parse_policy
-from cicd_audit.recorder import abi, block_tables
-from cicd_audit.recorder.block_tables import PolicyTables, detect_resolvers, name_hash
+from cicd_audit.recorder.kernel import abi, block_tables
+from cicd_audit.recorder.kernel.block_tables import PolicyTables, detect_resolvers, name_hash
 
 
 def policy(domains=(), cidrs=()):

@@ -1,4 +1,4 @@
-"""recorder/capture_file.py: pcap and pcapng read as libpcap reads them, every problem said.
+"""recorder/drivers/capture_file.py: pcap and pcapng read as libpcap reads them, every problem said.
 
 Files are built byte by byte here, so each case is exactly the layout it names.
 """
@@ -12,7 +12,7 @@ import pytest
 from shared_data import shared
 
 from cicd_audit.errors import InputError
-from cicd_audit.recorder.capture_file import MAX_RECORD_BYTES, CaptureFile
+from cicd_audit.recorder.drivers.capture_file import MAX_RECORD_BYTES, CaptureFile
 
 FRAME = bytes(range(60))
 

@@ -2,7 +2,7 @@
 
 `ip netns exec` gives its command a fresh mount namespace with a fresh /sys,
 so no cgroup mount is visible there: the recorder then mounts the hierarchy
-for itself (recorder/cgroup_attach.py), attaches through it, and leaves no
+for itself (recorder/attach/cgroup_attach.py), attaches through it, and leaves no
 mount and no directory behind.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.recorder import cleanup
-from cicd_audit.recorder.cgroup_attach import (
+from cicd_audit.recorder.attach import cleanup
+from cicd_audit.recorder.attach.cgroup_attach import (
     CGROUP2_SUPER_MAGIC,
     cgroup2_mount,
     kernel_has_cgroup2,
@@ -58,8 +58,9 @@ def test_this_host_has_a_visible_cgroup2_mount():
 CHILD = r"""
 import json, os, struct, sys
 from pathlib import Path
-from cicd_audit.recorder import bpf_syscall, cleanup
-from cicd_audit.recorder.cgroup_attach import (CgroupAttachment, cgroup2_mount, cgroup_program_ids,
+from cicd_audit.recorder.attach import cleanup
+from cicd_audit.recorder.kernel import bpf_syscall
+from cicd_audit.recorder.attach.cgroup_attach import (CgroupAttachment, cgroup2_mount, cgroup_program_ids,
                                                visible_cgroup2_mounts)
 
 report = {"visible_before": [str(p) for p in visible_cgroup2_mounts()]}
@@ -121,7 +122,7 @@ def test_no_visible_mount_is_mounted_privately_and_attaches(netns):
 @pytest.mark.netns
 def test_a_killed_process_leaves_no_mount(netns):
     before = _leftovers()
-    script = ("import os, signal\nfrom cicd_audit.recorder.cgroup_attach import cgroup2_mount\n"
+    script = ("import os, signal\nfrom cicd_audit.recorder.attach.cgroup_attach import cgroup2_mount\n"
               "assert cgroup2_mount() is not None\nos.kill(os.getpid(), signal.SIGKILL)\n")
     done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""recorder/ci_steps.py on a fake /proc: the step from the process or its nearest ancestor, secrets left alone."""
+"""recorder/logs/ci_steps.py on a fake /proc: the step from the process or its nearest ancestor, secrets left alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from cicd_audit.recorder.ci_steps import Step, step_of
+from cicd_audit.recorder.logs.ci_steps import Step, step_of
 
 
 def fake_process(root: Path, pid: int, ppid: int, env: dict[str, str] | None, comm: str = "sh") -> None:

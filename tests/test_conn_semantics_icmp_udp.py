@@ -23,12 +23,12 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 from shared_data import shared
 
-from cicd_audit.recorder.conn_rows import community_id
-from cicd_audit.recorder.zeek_defaults import (
+from cicd_audit.recorder.kernel.zeek_defaults import (
     DEFAULT_LIKELY_SERVER_PORTS,
     LikelyServerPortsError,
     parse_likely_server_ports,
 )
+from cicd_audit.recorder.logs.conn_rows import community_id
 from cicd_audit.zeeklog.reader import read_log
 
 CLI = str(Path(sys.executable).with_name("cicd-audit"))

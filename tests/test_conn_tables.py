@@ -35,8 +35,8 @@ def _frames(flows: int = FLOWS) -> list:
 
 
 def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path):
-    from cicd_audit.recorder import pcap_replay
-    from cicd_audit.recorder.bpf_program import ProgramSettings
+    from cicd_audit.recorder.drivers import pcap_replay
+    from cicd_audit.recorder.kernel.bpf_program import ProgramSettings
 
     pcap = tmp_path / "flows.pcap"
     wrpcap(str(pcap), _frames())
@@ -56,10 +56,11 @@ def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path)
 
 
 def test_the_timer_sweep_ends_idle_connections_of_both_families():
-    from cicd_audit.recorder import abi, events
-    from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
-    from cicd_audit.recorder.packet_runner import PacketRunner
-    from cicd_audit.recorder.sweeper import Sweeper
+    from cicd_audit.recorder.kernel import abi
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+    from cicd_audit.recorder.kernel.sweeper import Sweeper
+    from cicd_audit.recorder.logs import events
 
     ended = []
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import dns_wire as W
 
-from cicd_audit.recorder.dns.log import FIELDS, DnsConnectionLog  # noqa: E402
+from cicd_audit.recorder.logs.dns.log import FIELDS, DnsConnectionLog  # noqa: E402
 
 A = W.rr("a.example", 1, bytes([192, 0, 2, 1]), ttl=30)
 

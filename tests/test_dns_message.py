@@ -5,7 +5,7 @@ import struct
 import dns_wire as W
 import pytest
 
-from cicd_audit.recorder.dns.message import (  # noqa: E402
+from cicd_audit.recorder.logs.dns.message import (  # noqa: E402
     DnsParseError,
     ParseOptions,
     decode_netbios_name,

@@ -18,9 +18,9 @@ import pytest
 from scapy.all import IP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
-from cicd_audit.recorder import packet_runner as tr
-from cicd_audit.recorder.block_tables import PolicyTables
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.kernel import packet_runner as tr
+from cicd_audit.recorder.kernel.block_tables import PolicyTables
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 
 pytestmark = [pytest.mark.root]
 

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import dns_wire as W
 import pytest
 
-from cicd_audit.recorder.dns.log import DnsConnectionLog
-from cicd_audit.recorder.dns.message import wire_bytes
+from cicd_audit.recorder.logs.dns.log import DnsConnectionLog
+from cicd_audit.recorder.logs.dns.message import wire_bytes
 
 
 def answers_for(*rrs, qtype=1, opcode=0, resp_p=53):

@@ -1,4 +1,4 @@
-"""Which local stub resolvers the job's lookups are taken away from, and to where (recorder/dns_stubs.py)."""
+"""Which local stub resolvers the job's lookups are taken away from, and to where (recorder/attach/dns_stubs.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from cicd_audit.errors import EnvironmentProblem
-from cicd_audit.recorder import abi
-from cicd_audit.recorder.dns_stubs import stub_redirects
+from cicd_audit.recorder.attach.dns_stubs import stub_redirects
+from cicd_audit.recorder.kernel import abi
 
 A = ipaddress.ip_address
 

@@ -1,4 +1,4 @@
-"""IP fragment reassembly (recorder/fragments.py) against Zeek's rules (src/Frag.cc, src/Reassem.cc).
+"""IP fragment reassembly (recorder/logs/fragments.py) against Zeek's rules (src/Frag.cc, src/Reassem.cc).
 
 Pure: fragments are crafted with scapy and handed over as the kernel's
 FRAGMENT events would be. The weird sequences are the ones Zeek raises as
@@ -15,8 +15,8 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from cicd_audit.recorder.events import Fragment
-from cicd_audit.recorder.fragments import FRAG_TIMEOUT_NS, FragmentTable
+from cicd_audit.recorder.logs.events import Fragment
+from cicd_audit.recorder.logs.fragments import FRAG_TIMEOUT_NS, FragmentTable
 
 SECOND = 1_000_000_000
 PAYLOAD = bytes(range(256)) * 8            # 2048 bytes, every offset distinct
@@ -166,7 +166,7 @@ def test_an_unreadable_ip_header_is_counted_not_raised(frame):
 
 
 def test_a_datagram_of_too_many_fragments_is_given_up(udp_datagram):
-    from cicd_audit.recorder.fragments import FRAGMENTS_PER_DATAGRAM_MAX
+    from cicd_audit.recorder.logs.fragments import FRAGMENTS_PER_DATAGRAM_MAX
     table = FragmentTable()
     names = []
     for i in range(FRAGMENTS_PER_DATAGRAM_MAX + 1):

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 CHOOSE = """
 import sys
 from cicd_audit.errors import UsageError
-from cicd_audit.recorder.interfaces import choose_interfaces
+from cicd_audit.recorder.attach.interfaces import choose_interfaces
 requested, blocking = sys.argv[1:-1], sys.argv[-1] == "block"
 try:
     print(" ".join(sorted(choose_interfaces(requested, blocking))))

@@ -1,4 +1,4 @@
-"""Blocking judges the job and nothing else (recorder/job_scope.py, bpf/job_scope.h).
+"""Blocking judges the job and nothing else (recorder/attach/job_scope.py, bpf/job_scope.h).
 
 A "runner agent" shares the host with the job, as on a self-hosted runner:
 in the job's network namespace and in another one whose traffic crosses the
@@ -209,7 +209,7 @@ def test_blocking_without_a_scope_is_a_usage_error(lab, tmp_path, policy, option
 
 def test_shipped_runner_endpoints_parse_and_widen_the_policy(tmp_path):
     from cicd_audit.policy import load_policy
-    from cicd_audit.recorder.runner_endpoints import runner_endpoints, with_runner_endpoints
+    from cicd_audit.recorder.agent.runner_endpoints import runner_endpoints, with_runner_endpoints
 
     shipped = runner_endpoints()
     names = {r.text for r in shipped.domains}

@@ -16,10 +16,10 @@ from scapy.all import IP, TCP, UDP, Ether, Raw
 from test_dns_name_check import verdict
 
 from cicd_audit.policy import parse_policy
-from cicd_audit.recorder import abi
-from cicd_audit.recorder.block_tables import PolicyTables
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
-from cicd_audit.recorder.job_scope import JobScope
+from cicd_audit.recorder.attach.job_scope import JobScope
+from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.kernel.block_tables import PolicyTables
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 
 pytestmark = [pytest.mark.root]
 

@@ -1,4 +1,4 @@
-"""BPF links: tcx on a veth, cgroup socket hooks, pins, and cleanup (recorder/attach.py,
+"""BPF links: tcx on a veth, cgroup socket hooks, pins, and cleanup (recorder/attach/attach.py,
 cgroup_attach.py, cleanup.py, the link commands of bpf_syscall.py).
 
 The programs are hand-assembled two-instruction ones: `r0 = -1; exit` at TC
@@ -33,8 +33,9 @@ from pathlib import Path
 import pytest
 
 from cicd_audit.errors import CicdAuditError, EnvironmentProblem, UsageError
-from cicd_audit.recorder import bpf_syscall, cleanup
-from cicd_audit.recorder.cgroup_attach import CgroupAttachment, cgroup2_mount, cgroup_program_ids
+from cicd_audit.recorder.attach import cleanup
+from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount, cgroup_program_ids
+from cicd_audit.recorder.kernel import bpf_syscall
 
 HERE = Path(__file__).resolve()
 _counter = itertools.count()
@@ -59,7 +60,7 @@ CONNECT_ALLOW = return_program(1)
 
 def _child(command: str, args: dict) -> int:
     """Commands for the child process; prints one JSON line, and with "hold" waits for stdin to close."""
-    from cicd_audit.recorder import attach
+    from cicd_audit.recorder.attach import attach
     if command == "attach":
         if args.get("no_tcx"):          # a kernel without tcx, as the probe sees it
             def refuse(*_a, **_k):
@@ -303,7 +304,7 @@ def test_cleanup_all_detaches_a_live_recorders_pinned_links(netlab, pin_root):
 def test_no_pins_in_a_bpffs_that_would_die_with_ip_netns_exec(netlab):
     """`ip netns exec` gives a mount namespace of its own with a fresh /sys: a bpffs mounted there
     vanishes with it, pins included, so --fail-closed would silently fail open. Refused instead."""
-    code = ("from cicd_audit.recorder import cleanup\n"
+    code = ("from cicd_audit.recorder.attach import cleanup\n"
             "cleanup.make_pin_dir(cleanup.BPFFS / 'cicd-audit-never')\n")
     r = subprocess.run(["ip", "netns", "exec", netlab.client_ns, sys.executable, "-c", code],
                        capture_output=True, text=True, timeout=60)

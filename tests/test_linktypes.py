@@ -1,5 +1,5 @@
 """Link types PPP (9), IEEE 802.11 (105) and radiotap (127) in
-recorder/linktypes.py: crafted frames (scapy) dissected offline, and one
+recorder/drivers/linktypes.py: crafted frames (scapy) dissected offline, and one
 capture of each recorded through the kernel program, which must give the
 conn.log of the same packets over Ethernet."""
 
@@ -15,8 +15,8 @@ from scapy.layers.l2 import LLC, SNAP
 from scapy.layers.ppp import HDLC, PPP
 from test_link_layers import MACS, _exchange, record, write_pcap
 
-from cicd_audit.recorder import linktypes
-from cicd_audit.recorder.linktypes import to_ethernet, to_ethernet_frames
+from cicd_audit.recorder.drivers import linktypes
+from cicd_audit.recorder.drivers.linktypes import to_ethernet, to_ethernet_frames
 
 IP4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=53) / b"hello")
 IP6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1000, dport=53) / b"hello")

@@ -14,7 +14,7 @@ import struct
 
 import pytest
 
-from cicd_audit.recorder import bpf_program, bpf_syscall, verifier_log
+from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, verifier_log
 
 
 # A few instructions (include/uapi/linux/bpf.h encoding: opcode, dst|src<<4, off, imm).

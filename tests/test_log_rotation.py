@@ -10,8 +10,8 @@ import pytest
 
 from cicd_audit.errors import UsageError
 from cicd_audit.quantities import parse_quantity
-from cicd_audit.recorder.output_dir import OutputDir
-from cicd_audit.recorder.session import Rotation
+from cicd_audit.recorder.logs.output_dir import OutputDir
+from cicd_audit.recorder.logs.session import Rotation
 from cicd_audit.zeeklog.reader import read_log
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.writer import LogWriter, open_close_timestamp

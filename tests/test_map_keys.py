@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cicd_audit.recorder import bpf_syscall
+from cicd_audit.recorder.kernel import bpf_syscall
 
 pytestmark = [pytest.mark.root]
 

@@ -357,8 +357,8 @@ def test_events_the_kernel_could_not_hand_over_make_the_recording_incomplete(tmp
     names both, and the exit status is 4 (125 around a command)."""
     from cicd_audit.cli import _recording_status
     from cicd_audit.errors import RECORDER_FAILED, RecordingIncomplete
-    from cicd_audit.recorder import pcap_replay
-    from cicd_audit.recorder.bpf_program import ProgramSettings
+    from cicd_audit.recorder.drivers import pcap_replay
+    from cicd_audit.recorder.kernel.bpf_program import ProgramSettings
     pcap = tmp_path / "dns.pcap"
     _dns_heavy_capture(pcap, 300)           # 300 connections, all still open when the drain ends them
     settings = ProgramSettings(pcap_mode=True, max_conns=200, ringbuf_bytes=4096)

@@ -1,4 +1,4 @@
-"""recorder/processes.py: /proc and cgroup v2 lookups for process attribution. Pure: no root."""
+"""recorder/logs/processes.py: /proc and cgroup v2 lookups for process attribution. Pure: no root."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.recorder import abi
-from cicd_audit.recorder.processes import CMDLINE_MAX, CMDLINE_TRUNCATED, ProcessInfo, ProcessTable, cgroup2_root
+from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.logs.processes import CMDLINE_MAX, CMDLINE_TRUNCATED, ProcessInfo, ProcessTable, cgroup2_root
 
 
 def proc(tgid, comm=b"", cgroup_id=0, pid=None):

@@ -1,4 +1,4 @@
-"""recorder/program_cache.py and the cached load path of recorder/bpf_program.py.
+"""recorder/kernel/program_cache.py and the cached load path of recorder/kernel/bpf_program.py.
 
 Pure: the key covers every source file's bytes (and not the directory's
 path), the flags, the kernel, headers and bcc; entries round-trip; damaged,
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.recorder import program_cache
-from cicd_audit.recorder.bpf_program import PREPARED_SETTINGS
-from cicd_audit.recorder.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
+from cicd_audit.recorder.kernel import program_cache
+from cicd_audit.recorder.kernel.bpf_program import PREPARED_SETTINGS
+from cicd_audit.recorder.kernel.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # The program's sources; CICD_AUDIT_TEST_BPF_DIR: test the loader on another copy (e.g. the last commit's
@@ -84,15 +84,15 @@ def test_key_changes_with_flags_kernel_headers_bcc(change):
 
 
 def test_key_of_the_installed_settings_covers_the_settings():
-    from cicd_audit.recorder import kernel_headers
-    from cicd_audit.recorder.bpf_program import PREPARED_SETTINGS, program_key
+    from cicd_audit.recorder.kernel import kernel_headers
+    from cicd_audit.recorder.kernel.bpf_program import PREPARED_SETTINGS, program_key
     headers = kernel_headers.HeaderChoice(None, "test")
     keys = {program_key(s, headers) for s in PREPARED_SETTINGS.values()}
     assert len(keys) == len(PREPARED_SETTINGS)
 
 
 def test_program_key_follows_a_monkeypatched_source_dir(tmp_path, monkeypatch):
-    from cicd_audit.recorder import bpf_program, kernel_headers
+    from cicd_audit.recorder.kernel import bpf_program, kernel_headers
     src = tmp_path / "bpf"
     shutil.copytree(BPF_DIR, src, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(bpf_program, "source_dir", lambda: src)
@@ -158,7 +158,7 @@ def test_old_entries_are_pruned(tmp_path):
 def cache_dir(tmp_path, monkeypatch):
     """An empty cache, and a snapshot of bpf/: every loader in the test compiles the same sources,
     even while someone edits bpf/."""
-    from cicd_audit.recorder import bpf_program
+    from cicd_audit.recorder.kernel import bpf_program
     d = tmp_path / "programs"
     monkeypatch.setattr(program_cache, "cache_dir", lambda: d)
     src = tmp_path / "bpf"
@@ -173,14 +173,14 @@ class _Recorded:
     reports: list = []
 
     def __new__(cls, settings, on_event):
-        from cicd_audit.recorder.bpf_program import CaptureProgram
+        from cicd_audit.recorder.kernel.bpf_program import CaptureProgram
         program = CaptureProgram(settings, on_event)
         cls.reports.append(program.load_report)
         return program
 
 
 def _record(pcap: Path, out: Path, loader, monkeypatch, **kw) -> dict:
-    from cicd_audit.recorder import pcap_replay
+    from cicd_audit.recorder.drivers import pcap_replay
     monkeypatch.setattr(pcap_replay, "CaptureProgram", loader)
     return pcap_replay.record_pcap(pcap, out, progress=False, **kw)
 
@@ -195,7 +195,7 @@ def _rows(out: Path, name: str) -> list[dict]:
 
 @pytest.mark.root
 def test_warm_cache_writes_the_same_logs_as_bcc(tmp_path, cache_dir, monkeypatch):
-    from cicd_audit.recorder.bpf_program import BccLoadedProgram
+    from cicd_audit.recorder.kernel.bpf_program import BccLoadedProgram
     _Recorded.reports = []
     _record(WIKIPEDIA, tmp_path / "bcc", BccLoadedProgram, monkeypatch)
     _record(WIKIPEDIA, tmp_path / "cold", _Recorded, monkeypatch)
@@ -231,7 +231,7 @@ DAMAGES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_broken_entry_falls_back_to_compiling(tmp_path, cache_dir, monkeypatch, damage):
-    from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
     settings = ProgramSettings(pcap_mode=True, validate_checksums=True)
     first = CaptureProgram(settings, lambda data, size: None)
     first.close()
@@ -249,7 +249,7 @@ def test_a_broken_entry_falls_back_to_compiling(tmp_path, cache_dir, monkeypatch
 
 @pytest.mark.root
 def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
-    from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
     (tmp_path / "file").write_text("")
     monkeypatch.setattr(program_cache, "cache_dir", lambda: tmp_path / "file" / "programs")
     program = CaptureProgram(ProgramSettings(pcap_mode=True), lambda data, size: None)
@@ -263,7 +263,7 @@ def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
 
 WARM_START = r"""
 import sys
-from cicd_audit.recorder.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 p = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), lambda data, size: None)
 print(p.load_report.source, "bcc-imported" if "bcc" in sys.modules else "bcc-not-imported")
 p.close()
@@ -309,11 +309,11 @@ def test_the_portable_key_follows_sources_and_flags_only(tmp_path):
 NO_COMPILER = r"""
 import sys
 sys.modules["bcc"] = None           # `import bcc` fails: no compiler on this "runner"
-from cicd_audit.recorder import kernel_headers
+from cicd_audit.recorder.kernel import kernel_headers
 def no_headers():
     raise SystemExit("kernel headers were looked for")
 kernel_headers.choose_headers = no_headers
-from cicd_audit.recorder.pcap_replay import record_pcap
+from cicd_audit.recorder.drivers.pcap_replay import record_pcap
 record_pcap(sys.argv[1], sys.argv[2], progress=False)
 print("loaded without bcc or headers")
 """
@@ -323,7 +323,7 @@ print("loaded without bcc or headers")
 def test_prebuilt_programs_record_without_bcc_or_kernel_headers(tmp_path):
     """A runner image: bytecode built once (`prepare --prebuilt`), then a recorder that cannot import
     bcc nor find kernel headers writes the same logs as one that compiles."""
-    from cicd_audit.recorder.bpf_program import prepare
+    from cicd_audit.recorder.kernel.bpf_program import prepare
     prebuilt = tmp_path / "prebuilt"
     [(_, report)] = prepare({"pcap": PREPARED_SETTINGS["pcap"]}, prebuilt=prebuilt)
     assert report.source == "prebuilt" and report.cache_path.parent == prebuilt

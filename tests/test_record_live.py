@@ -73,7 +73,7 @@ def test_dig_against_dnsmasq_exact_rows(lab, tmp_path):
 def test_live_community_id_and_likely_server_ports(lab, tmp_path):
     """The Zeek configuration options work live too: the extra column is there
     and matches the pcap path's computation of the same 5-tuple."""
-    from cicd_audit.recorder.conn_rows import community_id
+    from cicd_audit.recorder.logs.conn_rows import community_id
     r = lab.record(tmp_path, [*DIG, f"@{V4[1]}", DNS_NAME], "--community-id", "--likely-server-ports", "bare,dns")
     assert r.returncode == 0, r.stderr
     conn = only(logs(tmp_path, "conn"), proto="udp", **{"id.resp_p": 53})

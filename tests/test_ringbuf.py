@@ -1,4 +1,4 @@
-"""recorder/ringbuf.py: the mmap ring-buffer reader, without bcc.
+"""recorder/kernel/ringbuf.py: the mmap ring-buffer reader, without bcc.
 
 1. A hand-assembled TC program (below) reserves one record per run, with its
    skb->mark in it, and submits or discards it by the mark's low bit; with a
@@ -20,9 +20,9 @@ import struct
 import pytest
 from shared_data import shared
 
-from cicd_audit.recorder import bpf_syscall
-from cicd_audit.recorder.packet_runner import PacketRunner
-from cicd_audit.recorder.ringbuf import RingBuffer
+from cicd_audit.recorder.kernel import bpf_syscall
+from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+from cicd_audit.recorder.kernel.ringbuf import RingBuffer
 
 DNS2TCP = shared("dns-tunnel-data", "pcaps", "dns2tcp_netrack", "dns2tcp_2018-03-23.pcap")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -155,7 +155,8 @@ def test_poll_waits_for_data_and_times_out(ring_program):
 @pytest.mark.root
 @pytest.mark.slow
 def test_dns_heavy_capture_same_dns_log_as_bcc(tmp_path, monkeypatch):
-    from cicd_audit.recorder import bpf_program, pcap_replay
+    from cicd_audit.recorder.drivers import pcap_replay
+    from cicd_audit.recorder.kernel import bpf_program
     from cicd_audit.zeeklog.reader import read_log
     settings = bpf_program.ProgramSettings(pcap_mode=True, validate_checksums=False, ringbuf_bytes=64 * 1024)
     results = {}
@@ -175,8 +176,8 @@ def test_map_elements_through_syscalls():
     """The element commands the recorder uses, on a small hash map and a per-CPU array."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates BPF maps")
-    from cicd_audit.recorder.bpf_program import BpfMap
-    from cicd_audit.recorder.program_cache import MapSpec
+    from cicd_audit.recorder.kernel.bpf_program import BpfMap
+    from cicd_audit.recorder.kernel.program_cache import MapSpec
     table = BpfMap(MapSpec("t", bpf_syscall.MAP_HASH, 4, 1, 64), bpf_syscall.map_create(bpf_syscall.MAP_HASH, 4, 1, 64))
     percpu = BpfMap(MapSpec("p", bpf_syscall.MAP_PERCPU_ARRAY, 4, 8, 4),
                     bpf_syscall.map_create(bpf_syscall.MAP_PERCPU_ARRAY, 4, 8, 4))

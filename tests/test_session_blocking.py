@@ -14,9 +14,9 @@ from pathlib import Path
 import dns_wire
 import pytest
 
-from cicd_audit.recorder import abi
-from cicd_audit.recorder.processes import ProcessTable
-from cicd_audit.recorder.session import SessionLog
+from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.logs.processes import ProcessTable
+from cicd_audit.recorder.logs.session import SessionLog
 from cicd_audit.zeeklog.reader import read_log
 from cicd_audit.zeeklog.schema import load_schema
 

@@ -1,4 +1,4 @@
-"""`cicd-audit agent` and `cicd-audit job start|end|status` (recorder/agent.py, recorder/control.py)."""
+"""`cicd-audit agent` and `cicd-audit job start|end|status` (recorder/agent/agent.py, recorder/agent/control.py)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
       cicd-audit job start --label repository=org/app    # in the runner's job-started hook
       cicd-audit job end                                  # in its job-completed hook
     """
-    from cicd_audit.recorder.agent import Agent
-    from cicd_audit.recorder.session import Rotation
+    from cicd_audit.recorder.agent.agent import Agent
+    from cicd_audit.recorder.logs.session import Rotation
     try:
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
         rotation = Rotation(rotate_interval, rotate_size) if rotate_interval or rotate_size else None
@@ -79,10 +79,10 @@ def _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies
         return None
     import ipaddress
 
-    from cicd_audit.recorder.agent import AgentBlocking
-    from cicd_audit.recorder.agent_policy import PolicyDirectory
-    from cicd_audit.recorder.block_tables import detect_resolvers, system_nameservers
-    from cicd_audit.recorder.dns_stubs import stub_redirects
+    from cicd_audit.recorder.agent.agent import AgentBlocking
+    from cicd_audit.recorder.agent.agent_policy import PolicyDirectory
+    from cicd_audit.recorder.attach.dns_stubs import stub_redirects
+    from cicd_audit.recorder.kernel.block_tables import detect_resolvers, system_nameservers
     try:
         addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
     except ValueError as exc:

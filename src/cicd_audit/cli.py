@@ -145,16 +145,16 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             if interfaces or command or background or blocking or cgroup or runner_endpoints:
                 raise_usage("--pcap cannot be combined with --iface, --background, --block, --block-host, --cgroup "
                             "or a command")
-            from cicd_audit.recorder.pcap_replay import record_pcap
+            from cicd_audit.recorder.drivers.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
             _finish_recording(stats, out_dir)
             sys.exit(_recording_status(stats, None))
-        from cicd_audit.recorder.live import record_live
+        from cicd_audit.recorder.drivers.live import record_live
         if background:
             if command:
                 raise_usage("--background records until `cicd-audit stop`; it takes no command")
-            from cicd_audit.recorder.background import start_in_background
+            from cicd_audit.recorder.drivers.background import start_in_background
 
             def run(on_ready, output):
                 result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
@@ -203,16 +203,16 @@ def _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_
     import ipaddress
 
     from cicd_audit.policy import load_policy
-    from cicd_audit.recorder.block_tables import detect_resolvers, system_nameservers
-    from cicd_audit.recorder.dns_stubs import stub_redirects
-    from cicd_audit.recorder.live import Blocking
+    from cicd_audit.recorder.attach.dns_stubs import stub_redirects
+    from cicd_audit.recorder.drivers.live import Blocking
+    from cicd_audit.recorder.kernel.block_tables import detect_resolvers, system_nameservers
     try:
         addresses = [ipaddress.ip_address(r) for r in resolvers] if resolvers else detect_resolvers()
     except ValueError as exc:
         raise_usage(f"--resolver: {exc}")
     policy = load_policy(policy_file)
     if block_host:
-        from cicd_audit.recorder.runner_endpoints import with_runner_endpoints
+        from cicd_audit.recorder.agent.runner_endpoints import with_runner_endpoints
         policy = with_runner_endpoints(policy, runner_endpoints)
         return Blocking(policy, addresses, fail_closed, whole_host=True)
     # The job's lookups through a local stub go to a resolver given, or to one found behind the stub.
@@ -222,7 +222,7 @@ def _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_
 def _parse_ports(text):
     if text is None:
         return None
-    from cicd_audit.recorder.zeek_defaults import LikelyServerPortsError, parse_likely_server_ports
+    from cicd_audit.recorder.kernel.zeek_defaults import LikelyServerPortsError, parse_likely_server_ports
     try:
         return parse_likely_server_ports(text)
     except LikelyServerPortsError as exc:
@@ -237,7 +237,7 @@ def raise_usage(message: str) -> None:
 @main.command()
 def cleanup():
     """Remove what recorders left attached: --fail-closed pins, and filters of killed recorders on old kernels."""
-    from cicd_audit.recorder import cleanup as cleanup_module
+    from cicd_audit.recorder.attach import cleanup as cleanup_module
     try:
         removed = cleanup_module.cleanup_all()
     except CicdAuditError as exc:
@@ -255,7 +255,7 @@ def stop(out_dir):
 
     Exits 0 when the recording is complete, 4 when recorder.status says it is not (or there is
     none), 2 when OUT_DIR has no running recorder (nothing is signalled)."""
-    from cicd_audit.recorder.background import stop as stop_recorder
+    from cicd_audit.recorder.drivers.background import stop as stop_recorder
     try:
         status = stop_recorder(out_dir)
     except CicdAuditError as exc:
@@ -286,7 +286,7 @@ def demo(out_dir):
 def prepare(force, prebuilt):
     """Compile the BPF program variants into the machine's cache (install time), so `record` starts in
     well under a second. Without it, the first `record` of each kind compiles once (1.5-4 s)."""
-    from cicd_audit.recorder.bpf_program import prepare as prepare_programs
+    from cicd_audit.recorder.kernel.bpf_program import prepare as prepare_programs
     try:
         for label, report in prepare_programs(force=force, prebuilt=prebuilt):
             how = ("already cached" if report.source == "cache"

@@ -1,4 +1,4 @@
-"""The client side of the agent's control socket (recorder/control.py serves it).
+"""The client side of the agent's control socket (recorder/agent/control.py serves it).
 
 One JSON request line, one JSON reply line, over a Unix stream socket.
 Standard library only (and cicd_audit.errors), and no more of it than

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def cgroup_root() -> Path:
-    from cicd_audit.recorder.cgroup_attach import cgroup2_mount
+    from cicd_audit.recorder.attach.cgroup_attach import cgroup2_mount
     root = cgroup2_mount()
     if root is None:
         raise RuntimeError("no cgroup v2 hierarchy is mounted")

@@ -191,7 +191,7 @@ class Lab:
         for direction in ("ingress", "egress"):
             out.append(self.run(self.client_ns, ["tc", "filter", "show", "dev", self.client_if, direction]).stdout)
         query = ("import socket, sys\n"
-                 "from cicd_audit.recorder.attach import tcx_program_ids\n"
+                 "from cicd_audit.recorder.attach.attach import tcx_program_ids\n"
                  "for direction, ids in tcx_program_ids(socket.if_nametoindex(sys.argv[1])).items():\n"
                  "    if ids:\n"
                  "        print('tcx', direction, 'prog ids', *ids)\n")

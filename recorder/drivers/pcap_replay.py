@@ -1,0 +1,155 @@
+"""Record a pcap or pcapng file: every packet goes through the kernel program.
+
+Each packet runs through ca_packet with BPF_PROG_TEST_RUN, its capture time
+as the skb timestamp, exactly as a live packet would at TC. Timers are swept
+as packet time advances, and at the end every remaining connection is
+drained, like Zeek at the end of a trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from cicd_audit.errors import InputError
+from cicd_audit.recorder.drivers import linktypes
+from cicd_audit.recorder.drivers.capture_file import CaptureFile
+from cicd_audit.recorder.drivers.stop_flag import StopFlag
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
+from cicd_audit.recorder.kernel.packet_runner import DatagramRunner, FrameRejected, PacketRunner
+from cicd_audit.recorder.kernel.sweeper import Sweeper
+from cicd_audit.recorder.logs.session import SessionLog
+
+SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
+PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
+
+
+def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
+                progress: bool | None = None, settings: ProgramSettings | None = None,
+                likely_server_ports: frozenset | None = None, community_id: bool = False) -> dict:
+    """Write Zeek logs for a capture file into out_dir; returns the capture stats.
+
+    likely_server_ports: Zeek's likely_server_ports as (port, "tcp"|"udp")
+    pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
+    is not the one wanted (e.g. to match `zeek -b`). community_id: add Zeek's
+    community_id column to conn.log.
+
+    SIGINT or SIGTERM ends the replay after the packet in hand: what was read
+    is drained into complete logs, recorder.status says "incomplete", and the
+    stats carry `stopped_by_signal` (the CLI exits 128 + that signal).
+    """
+    flag = StopFlag()
+    flag.install()
+    try:
+        return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
+                            likely_server_ports, community_id)
+    finally:
+        flag.restore()
+
+
+def as_zeek_reads_it(ts_ns: int) -> int:
+    """The capture time Zeek analyses: libpcap opens a capture at microsecond
+    precision and truncates finer timestamps (nanosecond pcap, pcapng with a
+    finer if_tsresol) to the microsecond below."""
+    return ts_ns - ts_ns % 1000
+
+
+def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
+                 progress: bool | None, settings: ProgramSettings | None, likely_server_ports: frozenset | None,
+                 community_id: bool) -> dict:
+    require_root()                  # before any log file exists
+    reader = CaptureFile(pcap)
+    started = time.monotonic()
+    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id)
+    settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
+    try:
+        program = CaptureProgram(settings, session.on_event)
+    except BaseException:
+        session.abort("the BPF program could not be loaded")
+        reader.close()
+        raise
+    try:
+        if likely_server_ports is not None:
+            program.set_likely_server_ports(likely_server_ports)
+        runner = PacketRunner(program.packet_fn.fd)
+        session.run_datagram = DatagramRunner.for_program(program)
+        sweeper = Sweeper(program, program.sweep_fn.fd)
+        bar = _progress_bar(pcap, progress)
+        next_sweep = None
+        last_ns = 0
+        packets = 0
+        for frame in reader:
+            if flag.stop:
+                stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
+                print(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read", file=sys.stderr)
+                session.record_failure(stopped)
+                session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
+                                    stopped)
+                break
+            ts_ns = as_zeek_reads_it(frame.ts_ns)
+            if next_sweep is None:
+                next_sweep = ts_ns + SWEEP_INTERVAL_NS
+            elif ts_ns >= next_sweep:
+                sweeper.sweep(ts_ns)
+                next_sweep = ts_ns + SWEEP_INTERVAL_NS
+            last_ns = max(last_ns, ts_ns)
+            try:
+                ether = linktypes.to_ethernet(frame.linktype, frame.data)
+            except linktypes.UnsupportedLinkType as exc:
+                raise InputError(f"{pcap}: {exc}") from exc
+            if ether is None or len(ether) < 14:
+                continue        # nothing IP in it (e.g. a loopback frame of another family)
+            try:
+                # The mark carries the frame's captured length: a frame longer than a
+                # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
+                runner.run(ether, ts_ns, mark=len(ether))
+            except FrameRejected as exc:
+                session.count_unparsable()
+                session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {frame.number}: {exc}")
+                continue
+            program.poll()
+            packets += 1
+            if bar is not None and packets % 1000 == 0:
+                bar.update(reader.position - bar.n)
+        if reader.problem is not None:
+            # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
+            print(f"cicd-audit: warning: {reader.problem}", file=sys.stderr)
+            session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated",
+                                reader.problem)
+        sweeper.sweep(last_ns, drain=True)
+        program.poll()
+        if bar is not None:
+            bar.update(bar.total - bar.n)
+            bar.close()
+        kernel_stats = program.stats()
+        stats = session.close(kernel_stats, str(pcap), time.monotonic() - started)
+        if flag.stop:
+            stats["stopped_by_signal"] = flag.signum
+        _warn_if_offloaded(kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
+        return stats
+    finally:
+        if not session.closed:
+            session.abort("the capture file could not be processed to the end")
+        reader.close()
+        program.close()
+
+
+def _progress_bar(pcap: Path, progress: bool | None):
+    size = os.path.getsize(pcap)
+    if progress is None:
+        progress = sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=size, unit="B", unit_scale=True, desc=pcap.name, file=sys.stderr)
+
+
+def _warn_if_offloaded(bad: int, packets: int, validate_checksums: bool) -> None:
+    """Like Zeek, say so when most checksums are bad: the capture was probably
+    taken on the sending host, before the NIC filled them in."""
+    if validate_checksums and packets and bad * 2 > packets:
+        print(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
+              "does; the capture was probably taken with checksum offloading: rerun with -C to keep them",
+              file=sys.stderr)

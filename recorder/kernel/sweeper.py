@@ -1,0 +1,34 @@
+"""Ask the kernel which connections have timed out, or end them all.
+
+The expiry rules live in the BPF program (timers.h); user space only lists
+the connection keys and runs the ca_sweep entry point over them in batches,
+one address family per batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+
+_DUMMY_ETHERNET = bytes(14)
+
+
+class Sweeper:
+    def __init__(self, program, sweep_fd: int):
+        self.program = program
+        self.runner = PacketRunner(sweep_fd)
+
+    def sweep(self, now_ns: int, drain: bool = False) -> None:
+        v4_keys, v6_keys = self.program.conn_keys()
+        for keys, v4 in ((v4_keys, True), (v6_keys, False)):
+            for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
+                self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)
+
+    def _sweep_batch(self, batch: list[bytes], v4: bool, now_ns: int, drain: bool) -> None:
+        request = abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4))
+        for i, raw in enumerate(batch):
+            ctypes.memmove(ctypes.addressof(request.keys[i]), raw, ctypes.sizeof(abi.ConnKey))
+        self.runner.run(_DUMMY_ETHERNET + bytes(request), now_ns)
+        self.program.poll()

@@ -1,0 +1,546 @@
+"""dns.log rows for one connection, as Zeek 9.1's base/protocols/dns/main.zeek writes them.
+
+:class:`DnsConnectionLog` plays the part of Zeek's DNS analyzer plus the DNS
+script for one connection: it walks each message with
+:func:`~cicd_audit.recorder.logs.dns.message.interpret`, replays the events Zeek
+would raise (dns_message, dns_request, dns_rejected, the RR reply events,
+dns_end) through a transcription of main.zeek's state machine (one
+``pending_query`` fast path, queues of pending queries and replies per
+transaction id, per-message rows for multicast destinations) and returns each
+row when Zeek would write it. docs/dns.md has the rules and what the caller
+(connection tracking) must do around it: orientation flips, the
+dns_session_timeout timer, TCP close.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from cicd_audit.zeeklog.schema import load_schema
+
+from .message import (
+    HEADER_LEN,
+    NETBIOS_PORT,
+    DnsParseError,
+    Header,
+    ParseOptions,
+    accepted_opcode,
+    decode_netbios_name,
+    interpret,
+)
+from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
+from .render import LOGGED_SECTIONS, logged_answer, reply_string, ttl_seconds
+
+# Field order of dns.log (zeek_schemas/dns.tsv).
+FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
+
+# main.zeek tracks only these opcodes (RFC 1035 QUERY, RFC 1996 NOTIFY, RFC 2136 UPDATE).
+TRACKED_OPCODES = (OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_DYNAMIC_UPDATE)
+
+# DNS::multicast_subnets: messages to these destinations are logged one row
+# each, never paired, because replies come back on other connections.
+MULTICAST_SUBNETS = (ipaddress.ip_network("224.0.0.0/4"), ipaddress.ip_network("ff00::/8"))
+
+# DNS::max_pending_msgs / DNS::max_pending_query_ids: give up pairing (log and
+# drop the unmatched entries) past these many, as a broken resolver or an
+# AXFR would otherwise grow the state without bound.
+MAX_PENDING_MSGS = 50
+MAX_PENDING_QUERY_IDS = 50
+
+# DPD::ignore_violations_after: a protocol violation only disables the
+# analyzer while the connection has carried at most this many payload bytes.
+IGNORE_VIOLATIONS_AFTER = 10 * 1024
+
+# Zeek's TCP DNS framing states (Contents_DNS).
+_LEN_HI, _LEN_LO, _MESSAGE = 0, 1, 2
+
+# Bytes of out-of-order TCP data kept per direction while waiting for a hole to fill.
+MAX_TCP_OUT_OF_ORDER = 256 * 1024
+
+
+@dataclass
+class _Info:
+    """DNS::Info in main.zeek (the id/uid/proto columns are read at write time)."""
+
+    ts: float
+    trans_id: int
+    rtt: float | None = None
+    query: str | None = None
+    qclass: int | None = None
+    qclass_name: str | None = None
+    qtype: int | None = None
+    qtype_name: str | None = None
+    rcode: int | None = None
+    rcode_name: str | None = None
+    AA: bool = False
+    TC: bool = False
+    RD: bool = False
+    RA: bool = False
+    Z: int = 0
+    answers: list | None = None
+    TTLs: list | None = None
+    rejected: bool = False
+    opcode: int | None = None
+    opcode_name: str | None = None
+    total_answers: int | None = None
+    total_replies: int | None = None
+    saw_query: bool = False
+    saw_reply: bool = False
+
+
+@dataclass
+class _State:
+    """DNS::State: the pending_query fast path and per-id FIFO queues (insertion-ordered)."""
+
+    pending_query: _Info | None = None
+    pending_queries: dict | None = None
+    pending_replies: dict | None = None
+
+
+@dataclass
+class _TcpDirection:
+    """One direction of a DNS-over-TCP stream: reassembly plus Zeek's 2-byte framing."""
+
+    next_seq: int | None = None
+    out_of_order: dict = field(default_factory=dict)
+    ooo_bytes: int = 0
+    state: int = _LEN_HI
+    msg_size: int = 0
+    buf: bytearray = field(default_factory=bytearray)
+
+
+def _is_multicast_subnet(addr: Any) -> bool:
+    try:
+        a = ipaddress.ip_address(str(addr))
+    except ValueError:
+        return False
+    return any(a.version == n.version and a in n for n in MULTICAST_SUBNETS)
+
+
+def _zeek_is_multicast(addr: Any) -> bool:
+    """Zeek's IPAddr::IsMulticast: first octet 224 for IPv4 (not all of 224/4), ff00::/8 for IPv6."""
+    try:
+        a = ipaddress.ip_address(str(addr))
+    except ValueError:
+        return False
+    if a.version == 6 and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    if a.version == 4:
+        return a.packed[0] == 224
+    return a.packed[0] == 0xFF
+
+
+class DnsConnectionLog:
+    """dns.log rows for one connection.
+
+    ``conn_id`` is any object with ``orig_h``, ``orig_p``, ``resp_h``,
+    ``resp_p`` holding the connection's current orientation; it is read when
+    a row is written (Zeek's DNS::Info shares the connection's conn_id
+    record, so a later flip shows in rows written later).
+
+    ``on_flip``: called with no arguments when Zeek's DNS analyzer flips the
+    connection's roles (the first message is a response sent by the
+    originator, and the responder address is not multicast). The callee must
+    swap ``conn_id`` (and conn.log state); later calls must pass ``is_orig``
+    in the new orientation. Without a callback the flip is only counted in
+    ``flips``.
+
+    ``weirds`` collects ``(ts, name, addl)`` with Zeek's weird names.
+    ``limit_reached`` tells conn.log to add ``X`` to history.
+    ``analyzer_disabled`` is set after a protocol violation that Zeek's DPD
+    framework answers by removing the DNS analyzer; later messages are ignored
+    (and for UDP the dns_session_timeout timer is gone with it).
+    ``service`` is what the DNS analyzer contributes to conn.log's service
+    column: ``"dns"`` once a message parsed through its answer section
+    (AnalyzerConfirmation), ``None`` before that or after a violation removed
+    a confirmed analyzer.
+    """
+
+    def __init__(self, uid: str, conn_id: Any, proto: str, *,
+                 on_flip: Callable[[], None] | None = None,
+                 options: ParseOptions | None = None,
+                 max_pending_msgs: int = MAX_PENDING_MSGS,
+                 max_pending_query_ids: int = MAX_PENDING_QUERY_IDS):
+        self.uid = uid
+        self.conn_id = conn_id
+        self.proto = proto
+        self.on_flip = on_flip
+        self.options = options or ParseOptions()
+        self.max_pending_msgs = max_pending_msgs
+        self.max_pending_query_ids = max_pending_query_ids
+        self.weirds: list = []
+        self.limit_reached = False
+        self.analyzer_disabled = False
+        self.confirmed = False
+        self._service_removed = False
+        self.flips = 0
+        self.messages = 0
+        self.payload_bytes = 0
+        # Zeek decides NetBIOS once, when the analyzer is created.
+        self.is_netbios = NETBIOS_PORT in (int(conn_id.orig_p), int(conn_id.resp_p))
+        self._first_message = True
+        self._dns: _Info | None = None          # c$dns
+        self._state: _State | None = None       # c$dns_state
+        self._rows: list = []
+        self._tcp = {True: _TcpDirection(), False: _TcpDirection()}
+        self._removed = False
+
+    # ------------------------------------------------------------------ input
+    def message(self, ts: float, is_orig: bool, payload: bytes) -> list:
+        """One UDP datagram, or one complete DNS-over-TCP message (no length prefix)."""
+        self.payload_bytes += len(payload)
+        return self._take(self._deliver(ts, 1 if is_orig else 0, bytes(payload)))
+
+    def tcp_segment(self, ts: float, is_orig: bool, seq: int, payload: bytes) -> list:
+        """A TCP segment's payload; ``seq`` is the sequence number of its first byte.
+
+        The first call per direction fixes the stream start, so pass the SYN
+        as ``tcp_segment(ts, is_orig, isn + 1, b"")`` when it is seen.
+        Retransmitted and overlapping bytes are delivered once; out-of-order
+        segments wait (up to MAX_TCP_OUT_OF_ORDER bytes) for the gap to fill.
+        """
+        d = self._tcp[bool(is_orig)]
+        payload = bytes(payload)
+        seq &= 0xFFFFFFFF
+        if d.next_seq is None:
+            d.next_seq = seq
+        if not payload:
+            return self._take(None)
+        self.payload_bytes += len(payload)
+        rel = (seq - d.next_seq) & 0xFFFFFFFF
+        if rel >= 0x80000000:                    # starts before next_seq
+            behind = 0x100000000 - rel
+            if behind >= len(payload):
+                return self._take(None)          # pure retransmission
+            payload = payload[behind:]
+            rel = 0
+        if rel > 0:
+            if d.ooo_bytes + len(payload) <= MAX_TCP_OUT_OF_ORDER:
+                old = d.out_of_order.get(seq)
+                if old is None or len(old) < len(payload):
+                    d.ooo_bytes += len(payload) - (len(old) if old else 0)
+                    d.out_of_order[seq] = payload
+            return self._take(None)
+        self._stream(ts, d, bool(is_orig), payload)
+        while d.out_of_order:
+            progressed = False
+            for s in list(d.out_of_order):
+                r = (s - d.next_seq) & 0xFFFFFFFF
+                data = d.out_of_order[s]
+                if r >= 0x80000000 or r == 0:
+                    del d.out_of_order[s]
+                    d.ooo_bytes -= len(data)
+                    behind = (0x100000000 - r) & 0xFFFFFFFF
+                    if behind < len(data):
+                        self._stream(ts, d, bool(is_orig), data[behind:])
+                        progressed = True
+            if not progressed:
+                break
+        return self._take(None)
+
+    def tcp_closed(self, ts: float) -> list:
+        """A FIN or RST was processed (Zeek's ConnectionClosed): parse partial TCP messages.
+
+        Zeek calls this for every closing packet and does not clear the
+        partial buffer, so a partial message can be parsed more than once;
+        that is reproduced.
+        """
+        for d in (self._tcp[True], self._tcp[False]):
+            if d.buf:
+                d.msg_size = 0
+                self._deliver(ts, 2, bytes(d.buf))
+        return self._take(None)
+
+    def flush(self, ts: float) -> list:
+        """The connection is removed (connection_state_remove): log everything still pending."""
+        if self._removed:
+            return []
+        self._removed = True
+        st = self._state
+        if st is not None:
+            if st.pending_query is not None:
+                self._write(st.pending_query)
+            if st.pending_queries is not None:
+                self._log_unmatched(st.pending_queries)
+            if st.pending_replies is not None:
+                self._log_unmatched(st.pending_replies)
+        return self._take(None)
+
+    # --------------------------------------------------------------- TCP framing
+    def _stream(self, ts: float, d: _TcpDirection, orig: bool, data: bytes) -> None:
+        d.next_seq = (d.next_seq + len(data)) & 0xFFFFFFFF
+        i, n = 0, len(data)
+        while i < n:
+            # Zeek's Contents_DNS::ProcessChunk, state by state.
+            if d.state == _LEN_HI:
+                d.msg_size = data[i] << 8
+                d.state = _LEN_LO
+                i += 1
+                if i == n:
+                    return
+            if d.state == _LEN_LO:
+                d.msg_size += data[i]
+                d.state = _MESSAGE
+                d.buf = bytearray()
+                i += 1
+                if i == n:
+                    return
+            take = max(0, min(d.msg_size - len(d.buf), n - i))
+            d.buf += data[i:i + take]
+            i += take
+            if len(d.buf) < d.msg_size:
+                return
+            msg = bytes(d.buf[:d.msg_size])
+            d.buf = bytearray()
+            d.state = _LEN_HI
+            # The direction captured here is used even if this message flips roles.
+            self._deliver(ts, 1 if orig else 0, msg)
+
+    # ---------------------------------------------------------- the analyzer
+    def _deliver(self, ts: float, is_query: int, data: bytes) -> None:
+        """DNS_Interpreter::ParseMessage plus the script handlers for its events."""
+        if self.analyzer_disabled or self._removed:
+            return
+        self.messages += 1
+        if len(data) < HEADER_LEN:
+            self._weird(ts, "DNS_truncated_len_lt_hdr_len")
+            return
+        header = Header.from_bytes(data)
+        if not accepted_opcode(header.opcode, self.is_netbios):
+            self._weird(ts, "DNS_unknown_opcode", str(header.opcode))
+            self.limit_reached = True
+            return
+        if self._first_message and header.qr and is_query == 1:
+            is_query = 0
+            if not _zeek_is_multicast(self.conn_id.resp_h):
+                self._flip()
+        self._first_message = False
+
+        try:
+            msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self.conn_id.resp_p),
+                            transport=self.proto, server=str(self.conn_id.resp_h),
+                            options=self.options)
+        except DnsParseError as e:      # cannot happen after the checks above; keep the promise
+            self._weird(ts, e.weird or e.reason, e.addl)
+            return
+        for name, addl in msg.weirds:
+            self._weird(ts, name, addl)
+        if msg.limit_reached:
+            self.limit_reached = True
+        if msg.confirmed:
+            self.confirmed = True
+
+        h = msg.header
+        # event dns_message
+        if h.opcode in TRACKED_OPCODES:
+            self._set_session(ts, msg, not h.qr)
+        # question events
+        for q in msg.questions:
+            if q.event == "dns_request":
+                self._dns_request(msg, q)
+            elif q.event == "dns_rejected" and self._dns is not None:
+                self._dns.rejected = True
+        # RR events, in wire order
+        for rr in msg.records:
+            if rr.event is None:
+                continue
+            reply = reply_string(rr, h.opcode, msg.is_netbios)
+            if reply is not None:
+                self._do_reply(ts, msg, rr)
+        # event dns_end
+        if msg.ended:
+            self._dns_end(msg)
+        if msg.violation and self.payload_bytes <= IGNORE_VIOLATIONS_AFTER:
+            # DPD disables the analyzer; analyzer_failed drops a confirmed "dns" service.
+            self.analyzer_disabled = True
+            self._service_removed = self.confirmed
+
+    @property
+    def service(self) -> str | None:
+        """conn.log service contribution: "dns" when confirmed and not removed."""
+        return "dns" if self.confirmed and not self._service_removed else None
+
+    def _flip(self) -> None:
+        self.flips += 1
+        self._tcp[True], self._tcp[False] = self._tcp[False], self._tcp[True]
+        if self.on_flip is not None:
+            self.on_flip()
+
+    # ------------------------------------------------------- main.zeek logic
+    def _new_session(self, ts: float, trans_id: int) -> _Info:
+        return _Info(ts=ts, trans_id=trans_id)
+
+    def _set_session(self, ts: float, msg, is_query: bool) -> None:
+        h = msg.header
+        if self._state is None:
+            self._state = _State()
+        st = self._state
+        if _is_multicast_subnet(self.conn_id.resp_h):
+            self._dns = self._new_session(ts, h.id)
+            self._dns.saw_query = True
+            self._dns.saw_reply = True
+        elif is_query:
+            if st.pending_replies and st.pending_replies.get(h.id):
+                self._dns = self._pop(st.pending_replies, h.id)
+            else:
+                self._dns = self._new_session(ts, h.id)
+                if st.pending_query is None:
+                    st.pending_query = self._dns
+                else:
+                    if st.pending_queries is None:
+                        st.pending_queries = {}
+                    self._enqueue(st.pending_queries, h.id, self._dns)
+        else:
+            if st.pending_query is not None and st.pending_query.trans_id == h.id:
+                self._dns = st.pending_query
+                st.pending_query = None
+                if st.pending_queries is not None:
+                    if st.pending_queries.get(h.id):
+                        st.pending_query = self._pop(st.pending_queries, h.id)
+                    else:
+                        # main.zeek takes "an arbitrary" queue (table order); we take the oldest id.
+                        for tid, q in st.pending_queries.items():
+                            if q:
+                                st.pending_query = self._pop(st.pending_queries, tid)
+                                break
+            elif st.pending_queries and st.pending_queries.get(h.id):
+                self._dns = self._pop(st.pending_queries, h.id)
+            else:
+                self._dns = self._new_session(ts, h.id)
+                if st.pending_replies is None:
+                    st.pending_replies = {}
+                self._enqueue(st.pending_replies, h.id, self._dns)
+
+        info = self._dns
+        if not is_query:
+            info.rcode = h.rcode
+            info.rcode_name = rcode_name(h.rcode)
+            if info.total_answers is None:
+                info.total_answers = h.ancount
+            if info.total_replies is None:
+                info.total_replies = h.ancount + h.arcount + h.nscount
+            if h.rcode != 0 and h.qdcount == 0:
+                info.rejected = True
+        info.opcode = h.opcode
+        info.opcode_name = opcode_name(h.opcode, msg.is_netbios)
+
+    def _enqueue(self, msgs: dict, tid: int, info: _Info) -> None:
+        if tid not in msgs:
+            if len(msgs) > self.max_pending_query_ids:
+                self._log_unmatched(msgs)
+            msgs[tid] = []
+        elif len(msgs[tid]) > self.max_pending_msgs:
+            for i in msgs[tid]:
+                self._write(i)
+            msgs[tid] = []
+        msgs[tid].append(info)
+
+    @staticmethod
+    def _pop(msgs: dict, tid: int) -> _Info:
+        info = msgs[tid].pop(0)
+        if not msgs[tid]:
+            del msgs[tid]
+        return info
+
+    def _log_unmatched(self, msgs: dict) -> None:
+        for q in msgs.values():
+            for info in q:
+                self._write(info)
+        msgs.clear()
+
+    def _dns_request(self, msg, q) -> None:
+        h = msg.header
+        if h.opcode not in TRACKED_OPCODES or self._dns is None:
+            return
+        info = self._dns
+        info.RD = h.rd
+        info.TC = h.tc
+        info.qclass = q.qclass
+        info.qclass_name = qclass_name(q.qclass)
+        info.qtype = q.qtype
+        info.qtype_name = qtype_name(q.qtype)
+        info.Z = h.z
+        query = q.name
+        if self.proto == "udp" and int(self.conn_id.resp_p) == NETBIOS_PORT:
+            decoded = decode_netbios_name(query)
+            if decoded:
+                query = decoded
+            if info.qtype_name == "SRV":
+                info.qtype_name = "NBSTAT"   # RFC 1002 4.2.1.3: type 0x21 is NBSTAT there
+        info.query = query
+
+    def _do_reply(self, ts: float, msg, rr) -> None:
+        h = msg.header
+        if h.opcode not in TRACKED_OPCODES or not h.qr or rr.section not in LOGGED_SECTIONS:
+            return
+        info = self._dns
+        if info is None:
+            return
+        if info.query is None:
+            info.query = rr.name
+        info.AA = h.aa
+        info.RA = h.ra
+        if info.rtt is None:
+            rtt = ts - info.ts
+            info.rtt = rtt if rtt != 0 else None
+        entry = logged_answer(rr, h.opcode, msg.is_netbios)
+        if entry is not None:
+            if info.answers is None:
+                info.answers = []
+            info.answers.append(entry)
+            if info.TTLs is None:
+                info.TTLs = []
+            info.TTLs.append(ttl_seconds(rr))
+
+    def _dns_end(self, msg) -> None:
+        info = self._dns
+        if info is None:
+            return
+        if msg.header.qr:
+            info.saw_reply = True
+        else:
+            info.saw_query = True
+        if info.saw_reply and info.saw_query:
+            self._write(info)
+            self._dns = None
+
+    # ------------------------------------------------------------------ output
+    def _write(self, info: _Info) -> None:
+        cid = self.conn_id
+        self._rows.append({
+            "ts": info.ts,
+            "uid": self.uid,
+            "id.orig_h": str(cid.orig_h),
+            "id.orig_p": int(cid.orig_p),
+            "id.resp_h": str(cid.resp_h),
+            "id.resp_p": int(cid.resp_p),
+            "proto": self.proto,
+            "trans_id": info.trans_id,
+            "rtt": info.rtt,
+            "query": info.query,
+            "qclass": info.qclass,
+            "qclass_name": info.qclass_name,
+            "qtype": info.qtype,
+            "qtype_name": info.qtype_name,
+            "rcode": info.rcode,
+            "rcode_name": info.rcode_name,
+            "AA": info.AA,
+            "TC": info.TC,
+            "RD": info.RD,
+            "RA": info.RA,
+            "Z": info.Z,
+            "answers": list(info.answers) if info.answers is not None else None,
+            "TTLs": list(info.TTLs) if info.TTLs is not None else None,
+            "rejected": info.rejected,
+            "opcode": info.opcode,
+            "opcode_name": info.opcode_name,
+        })
+
+    def _weird(self, ts: float, name: str, addl: str = "") -> None:
+        self.weirds.append((ts, name, addl))
+
+    def _take(self, _unused) -> list:
+        rows, self._rows = self._rows, []
+        return rows

@@ -1,0 +1,506 @@
+"""A recording session's logs: kernel events in, Zeek logs out.
+
+Receives decoded ring-buffer events, keeps per-connection DNS state, and
+writes conn.log, dns.log, weird.log and capture_stats.log in the output
+directory. Everything it counts (events it could not decode, DNS messages
+it could not parse) is written to the logs at the end, never dropped silently.
+
+Every log, capture_stats.log included, is created when the session starts,
+through recorder/logs/output_dir.py (no links followed, no file reused), and never
+reopened by name. A log the disk refuses (full, quota, I/O error) keeps its
+complete rows; the failure is said once on stderr, the rows it could not take
+are counted (capture_stats.log's rows_lost; recorder.status per log), and
+`failures` names each. Disk space for #close, the stats row and the status
+is allocated at start, so a job that fills the disk cannot take it.
+Events the kernel could not hand over (ring buffer full) and connections it
+could not track (table full) make the recording incomplete too, and say so.
+
+Live recording may add process attribution (a ProcessTable: conn.log gets the
+proc.* columns of zeek_schemas/conn_process.tsv) and blocking mode (conn.log
+gets ``blocked``; every refused attempt becomes a notice.log row). Without
+them the output is exactly what it was before either existed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.logs import events
+from cicd_audit.recorder.logs.conn_rows import (
+    community_id,
+    conn_row,
+    is_blocked,
+    process_columns,
+    proto_name,
+    refused_connect_row,
+)
+from cicd_audit.recorder.logs.dns.log import DnsConnectionLog
+from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
+from cicd_audit.recorder.logs.output_dir import OutputDir
+from cicd_audit.recorder.logs.processes import ProcessInfo, ProcessTable
+from cicd_audit.recorder.logs.status_file import STATUS_FILE, StatusFile
+from cicd_audit.recorder.logs.tunnels import TunnelLog
+from cicd_audit.recorder.logs.uid import UidAllocator
+from cicd_audit.recorder.logs.weirds import weird_name
+from cicd_audit.zeeklog.schema import load_schema
+from cicd_audit.zeeklog.writer import LogWriter
+
+
+@dataclass
+class _MutableConnId:
+    """The conn_id a DnsConnectionLog reads when it writes a row (orientation can flip)."""
+
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+
+
+@dataclass
+class SessionCounters:
+    connections: int = 0
+    dns_messages: int = 0
+    dns_rows: int = 0
+    dns_parse_errors: int = 0
+    weirds: int = 0
+    bad_events: int = 0
+    conn_packets: int = 0       # the kernel counts packets in their connection: summed here
+    conn_ip_bytes: int = 0
+    notices: int = 0
+    refused_connects: int = 0   # conn.log rows written for a connect() refused before any packet
+    datagrams_run: int = 0      # reassembled datagrams run through the kernel program: counted once
+    datagram_ip_bytes: int = 0  # already, as their fragments
+    end_reasons: dict = field(default_factory=dict)
+
+
+NOTE_BLOCKED_CONNECTION = "CicdAudit::Blocked_Connection"
+NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
+# Every refused attempt gets its row: nothing is suppressed, so the
+# suppression interval Zeek would write (1 hour by default) would mislead.
+NOTICE_SUPPRESS_FOR = 0.0
+# Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
+RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process",
+                      "rb_drop_fragment", "rb_drop_tunnel")
+# Disk space allocated past each log's header at start (LogWriter's reserve): capture_stats.log's
+# row and #close fit when the job has filled the disk; the other logs keep room for #close only.
+STATS_RESERVE = 4096
+CLOSE_RESERVE = 64
+
+# Blocking-mode kernel stats that capture_stats.log carries under the same names.
+BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """When a log of a long recording is rotated, as Zeek rotates its logs: after `seconds`
+    since it was opened, or once it holds `size` bytes (checked at each flush, about every
+    second). The rotated file is <log>.<open time>.log beside the current one; readers
+    (zeeklog.reader, zeek-cut on a glob, log shippers) read them all."""
+
+    seconds: float | None = None
+    size: int | None = None
+
+    def due(self, writer: LogWriter, now: float) -> bool:
+        return ((self.seconds is not None and now - writer.opened >= self.seconds)
+                or (self.size is not None and writer.size >= self.size))
+
+
+class SessionLog:
+    def __init__(self, out_dir: Path | OutputDir, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
+                 add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False,
+                 rotation: Rotation | None = None):
+        self._owns_output = not isinstance(out_dir, OutputDir)      # else the caller closes it
+        self.output = OutputDir(out_dir) if self._owns_output else out_dir
+        self.out_dir = self.output.path
+        self.failures: list[str] = []       # logs the disk refused, each with why
+        self.fmt = fmt
+        self.to_epoch = to_epoch
+        self.peer = peer
+        self.uids = UidAllocator()
+        self.counters = SessionCounters()
+        self._dns_logs: dict[int, DnsConnectionLog] = {}
+        self.fragments = FragmentTable()
+        self.tunnels = TunnelLog(self.uids.for_conn)
+        # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
+        self.run_datagram: Callable[[Datagram], bool] | None = None
+        conn_schema = load_schema("conn")
+        # Zeek's policy/protocols/conn/community-id-logging.zeek: one more column after Zeek's own.
+        self.add_community_id = add_community_id
+        if add_community_id:
+            conn_schema = conn_schema.extended(load_schema("conn_community_id"))
+        self.processes = processes
+        if processes is not None:
+            conn_schema = conn_schema.extended(load_schema("conn_process"))
+        self.blocking = blocking
+        self.rotation = rotation
+        self.rotated: list[str] = []        # the rotated files' names, oldest first
+        if blocking:
+            conn_schema = conn_schema.extended(load_schema("conn_blocked"))
+        self._writers: list[LogWriter] = []
+        try:
+            self._conn = self._log(conn_schema)
+            self._dns = self._log(load_schema("dns"))
+            self._weird = self._log(load_schema("weird"))
+            self._tunnel = self._log(load_schema("tunnel"))
+            self._notice = None
+            if blocking:
+                notice_schema = load_schema("notice")
+                if processes is not None:
+                    notice_schema = notice_schema.extended(load_schema("notice_process"))
+                self._notice = self._log(notice_schema)
+            # Created now, written at the end: nothing is opened by name later.
+            self._stats = LogWriter(self.out_dir, load_schema("capture_stats"), fmt, opener=self.output.create,
+                                    on_failure=self._log_failed, reserve=STATS_RESERVE)
+            self._status = StatusFile(self.output)
+        except BaseException:
+            for writer in self._writers:
+                writer.close()
+            if self._owns_output:
+                self.output.close()
+            raise
+        self._blocked_conns: set[int] = set()       # kernel conn ids with a blocked packet
+        self._names_by_addr: dict[str, dict] = {}    # address -> names DNS answers resolved to it (ordered)
+        self.last_ts: float | None = None
+        self.closed = False
+
+    def _log(self, schema) -> LogWriter:
+        writer = LogWriter(self.out_dir, schema, self.fmt, opener=self.output.create, on_failure=self._log_failed,
+                           reserve=CLOSE_RESERVE)
+        self._writers.append(writer)
+        return writer
+
+    def _log_failed(self, writer: LogWriter) -> None:
+        name = writer.schema.path + ".log"
+        self.failures.append(f"{name}: {writer.failure}")
+        print(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
+              "kept, later ones are counted as lost", file=sys.stderr, flush=True)
+
+    def record_failure(self, why: str) -> None:
+        """The recording is incomplete for a reason of the caller's (recorder.status says so)."""
+        self.failures.append(why)
+
+    @property
+    def rows_lost(self) -> int:
+        return sum(w.lost_rows for w in self._writers) + self._stats.lost_rows
+
+    def _rows_lost_by_log(self) -> dict:
+        return {w.schema.path + ".log": w.lost_rows for w in self._writers + [self._stats] if w.lost_rows}
+
+    def _say_kernel_losses(self, drops: int, table_full: int) -> None:
+        """What the kernel could not hand over is lost as surely as a row the disk refused: said once, loudly."""
+        lost = []
+        if drops:
+            lost.append(f"{drops} kernel events lost: the ring buffer was full (conn.log, dns.log or weird.log "
+                        "rows are missing)")
+        if table_full:
+            lost.append(f"{table_full} connections not tracked: the connection table was full")
+        for why in lost:
+            self.failures.append(why)
+            print(f"cicd-audit: error: {why}", file=sys.stderr, flush=True)
+
+    # -- events -----------------------------------------------------------------
+    def on_event(self, data, size: int) -> None:
+        try:
+            event = events.decode(data, size)
+        except events.EventFormatError as exc:
+            self.counters.bad_events += 1
+            self.write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+            return
+        if isinstance(event, abi.ConnEndEvent):
+            self._conn_end(event)
+        elif isinstance(event, abi.WeirdEvent):
+            self._kernel_weird(event)
+        elif isinstance(event, abi.ProcessEvent):
+            if self.processes is not None:
+                self.processes.on_process_event(event.proc)
+        elif isinstance(event, abi.BlockedEvent):
+            self._blocked(event)
+        elif isinstance(event, events.Fragment):
+            self._fragment(event)
+        elif isinstance(event, abi.TunnelEvent):
+            row = self.tunnels.discovered(event, self.to_epoch(event.hdr.ts_ns))
+            if row is not None:
+                self._tunnel.write(row)
+        else:
+            self._dns_message(*event)
+
+    def _conn_end(self, ev: abi.ConnEndEvent) -> None:
+        cid = ev.conn.id
+        uid = self.uids.for_conn(cid)
+        ts_end = self.to_epoch(ev.hdr.ts_ns)
+        dns_log = self._dns_logs.pop(cid, None)
+        services = []
+        if dns_log is not None:
+            self._write_dns_rows(dns_log.flush(ts_end), dns_log)
+            if dns_log.service:
+                services.append(dns_log.service)
+        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(ev.conn.tunnel_parents) if pid]
+        if not parents:
+            # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
+            self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
+            self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
+        if ev.conn.flags & abi.CONN_TUNNEL:
+            closed = self.tunnels.closed(cid, ts_end)
+            if closed is not None:
+                self._tunnel.write(closed)
+        self.uids.forget(cid, tunnel=bool(ev.conn.flags & abi.CONN_TUNNEL))
+        if ev.conn.flags & abi.CONN_IP_TUNNEL:
+            return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection
+        row = conn_row(ev, uid, self.to_epoch, services, parents)
+        self._add_columns(row, self._describe(ev.conn.proc))
+        if self.blocking:
+            row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
+            self._blocked_conns.discard(cid)
+        self._conn.write(row)
+        self.counters.connections += 1
+        reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
+        self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
+
+    def _add_columns(self, row: dict, info: ProcessInfo | None) -> None:
+        """The optional columns after Zeek's, in schema order: community_id, then proc.*."""
+        if self.add_community_id:
+            row["community_id"] = community_id(row["id.orig_h"], row["id.orig_p"], row["id.resp_h"],
+                                               row["id.resp_p"], row["ip_proto"])
+        if self.processes is not None:
+            row.update(process_columns(info))
+
+    def _describe(self, proc: abi.Process) -> ProcessInfo | None:
+        return self.processes.describe(proc) if self.processes is not None else None
+
+    def _dns_message(self, ev: abi.DnsEvent, payload: bytes) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        self.last_ts = ts
+        cid = events.conn_id(ev.key, ev.orig_slot)
+        dns_log = self._dns_logs.get(ev.conn_id)
+        if dns_log is None:
+            uid = self.uids.for_conn(ev.conn_id)
+            holder = _MutableConnId(cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p)
+            dns_log = DnsConnectionLog(uid, holder, "tcp" if cid.ip_proto == 6 else "udp", on_flip=lambda: None)
+            self._dns_logs[ev.conn_id] = dns_log
+        else:
+            holder = dns_log.conn_id
+            holder.orig_h, holder.orig_p, holder.resp_h, holder.resp_p = cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p
+        self.counters.dns_messages += 1
+        if cid.ip_proto == 6:
+            rows = dns_log.tcp_segment(ts, bool(ev.from_orig), ev.tcp_seq, payload)
+        else:
+            rows = dns_log.message(ts, bool(ev.from_orig), payload)
+        self._write_dns_rows(rows, dns_log)
+
+    def _write_dns_rows(self, rows: list, dns_log: DnsConnectionLog) -> None:
+        for row in rows:
+            self._dns.write(row)
+            self.counters.dns_rows += 1
+            if self.blocking:
+                self._remember_answers(row)
+        for ts, name, addl in dns_log.weirds:
+            self.counters.dns_parse_errors += 1
+            self.write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
+        dns_log.weirds.clear()
+
+    def _remember_answers(self, row: dict) -> None:
+        """Which names this session's DNS answers resolved each address from (for notices)."""
+        query = row.get("query")
+        if not query:
+            return
+        for answer in row.get("answers") or ():
+            address = _address_key(answer)      # A/AAAA answers; names and other records are skipped
+            if address is not None:
+                self._names_by_addr.setdefault(address, {})[query] = None
+
+    # -- blocking mode ------------------------------------------------------------
+    def _blocked(self, ev: abi.BlockedEvent) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        self.last_ts = ts
+        if self._notice is None:
+            self.counters.bad_events += 1
+            self.write_weird(ts, "cicd_audit_bad_event", "blocked-attempt event while not in blocking mode")
+            return
+        info = self._describe(ev.proc)
+        if ev.conn_id:
+            uid = self.uids.for_conn(ev.conn_id)
+            self._blocked_conns.add(ev.conn_id)
+        elif ev.where == abi.BlockWhere.CONNECT:
+            uid = self._refused_connect(ev, ts, info)
+        else:
+            uid = None      # dropped at TC with no connection entry (e.g. the table was full)
+        self._notice.write(self._notice_row(ev, ts, uid, info))
+        self.counters.notices += 1
+
+    def _refused_connect(self, ev: abi.BlockedEvent, ts: float, info: ProcessInfo | None) -> str:
+        """Write the conn.log row of a refused connect(); returns its new uid."""
+        self.counters.refused_connects += 1
+        # Kernel connection ids are never negative: this key gets a uid no kernel connection has.
+        key = -self.counters.refused_connects
+        uid = self.uids.for_conn(key)
+        self.uids.forget(key)
+        row = refused_connect_row(ev, uid, ts)
+        self._add_columns(row, info)
+        row["blocked"] = True
+        self._conn.write(row)
+        self.counters.connections += 1
+        return uid
+
+    def _notice_row(self, ev: abi.BlockedEvent, ts: float, uid: str | None, info: ProcessInfo | None) -> dict:
+        cid = events.conn_id(ev.key, ev.src_slot)      # the side that tried to send is the originator
+        proto = proto_name(cid.ip_proto)
+        who = _who(ev.proc, info)
+        if ev.reason == abi.BlockReason.DNS_NAME:
+            name = events.blocked_name(ev)
+            note, msg, sub = NOTE_BLOCKED_DNS, f"{who} queried {name}: name not in the policy", name
+        else:
+            verb = "connect to" if proto == "tcp" else "send to"
+            names = self._names_by_addr.get(cid.resp_h)
+            note = NOTE_BLOCKED_CONNECTION
+            msg = f"{who} tried to {verb} {_endpoint(cid, proto)}: not allowed by the policy"
+            sub = ",".join(sorted(names)) if names else None
+        row = {
+            "ts": ts, "uid": uid,
+            "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
+            "proto": proto, "note": note, "msg": msg, "sub": sub,
+            "src": cid.orig_h, "dst": cid.resp_h, "p": cid.resp_p,      # as Zeek fills them from id
+            "actions": ["Notice::ACTION_LOG"], "email_dest": [], "suppress_for": NOTICE_SUPPRESS_FOR,
+        }
+        if self.processes is not None:
+            row.update(process_columns(info))
+        return row
+
+    def _fragment(self, frag: events.Fragment) -> None:
+        datagram, weirds = self.fragments.add(frag)
+        for weird in self.fragments.to_log(weirds):
+            self.write_weird(self.to_epoch(weird.ts_ns), weird.name, conn_id=weird.conn_id)
+        if datagram is None:
+            return
+        if self.run_datagram is not None and self.run_datagram(datagram):
+            self.counters.datagrams_run += 1
+            self.counters.datagram_ip_bytes += datagram.ip_len
+        else:
+            self.fragments.counts.lost += datagram.fragments
+
+    def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
+        ts = self.to_epoch(ev.hdr.ts_ns)
+        uid = self.uids.for_conn(ev.conn_id) if ev.conn_id else None
+        cid = events.conn_id(ev.key, 0) if ev.key.ip_proto else None
+        self.write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid)
+
+    def write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
+        self.counters.weirds += 1
+        self._weird.write({
+            "ts": ts, "uid": uid,
+            "id.orig_h": getattr(conn_id, "orig_h", None), "id.orig_p": getattr(conn_id, "orig_p", None),
+            "id.resp_h": getattr(conn_id, "resp_h", None), "id.resp_p": getattr(conn_id, "resp_p", None),
+            "name": name, "addl": addl, "notice": False, "peer": self.peer, "source": source,
+        })
+
+    def count_unparsable(self) -> None:
+        """A packet that never reached the kernel program (user space could not hand it over)."""
+        self.counters.bad_events += 1
+
+    def flush(self) -> None:
+        """Put every complete row on disk, so the logs can be read while recording; rotate the
+        logs whose time or size is up."""
+        now = time.monotonic()
+        for writer in self._writers:
+            writer.flush()
+            if self.rotation is not None and self.rotation.due(writer, now):
+                rotated = writer.rotate(self.output.rename_new, close_time=time.time())
+                if rotated:
+                    self.rotated.append(rotated)
+
+    # -- end --------------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        """Recording failed part-way: say so in weird.log and still leave every log valid."""
+        if self.closed:
+            return
+        self.failures.append(f"recording aborted: {reason}")
+        self.write_weird(self.last_ts or time.time(), "cicd_audit_recording_aborted", reason)
+        self.close({}, "aborted", 0.0)
+
+    def close(self, kernel_stats: dict, source: str, duration: float, command_status: int | None = None) -> dict:
+        """Flush what is pending, write capture_stats.log, close every log, and write recorder.status
+        (whether the recording is complete, and the recorded command's exit status). Returns the stats row."""
+        self.closed = True
+        end_ts = self.last_ts or time.time()
+        for conn_key, dns_log in list(self._dns_logs.items()):
+            self._write_dns_rows(dns_log.flush(end_ts), dns_log)
+        self._dns_logs.clear()
+        drops = sum(kernel_stats.get(name, 0) for name in RINGBUF_DROP_STATS)
+        self.fragments.expire(0, everything=True)
+        c = self.counters
+        stats = {
+            "ts": time.time(),
+            "source": source,
+            "duration": duration,
+            # A reassembled datagram's fragments were counted as they passed; the datagram is not counted again.
+            "packets": kernel_stats.get("packets", 0) + c.conn_packets - c.datagrams_run,
+            "ip_bytes": kernel_stats.get("ip_bytes", 0) + c.conn_ip_bytes - c.datagram_ip_bytes,
+            "connections": self.counters.connections,
+            "dns_messages": self.counters.dns_messages,
+            "dns_rows": self.counters.dns_rows,
+            "ringbuf_drops": drops,
+            "conn_table_full": kernel_stats.get("conn_table_full", 0),
+            "parse_errors": kernel_stats.get("parse_errors", 0) + self.counters.bad_events,
+            "dns_parse_errors": self.counters.dns_parse_errors,
+            "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
+            "fragments": kernel_stats.get("fragments", 0) + kernel_stats.get("rb_drop_fragment", 0),
+            "fragments_lost": self.fragments.counts.lost + kernel_stats.get("rb_drop_fragment", 0),
+        }
+        stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
+        self._say_kernel_losses(drops, stats["conn_table_full"])
+        for writer in self._writers:
+            writer.close()
+        stats["rows_lost"] = self.rows_lost
+        self._stats.write(stats)
+        self._stats.close()
+        stats["rows_lost"] = self.rows_lost        # the stats row itself, if the disk refused it too
+        self._write_status(stats, command_status)
+        stats["incomplete"] = bool(self.failures)
+        if self._owns_output:
+            self.output.close()
+        return stats
+
+
+    def _write_status(self, stats: dict, command_status: int | None) -> None:
+        """recorder.status: one JSON object a CI step can read to tell a recorder failure from the job's."""
+        status = {"recording": "incomplete" if self.failures else "complete", "failures": self.failures,
+                  "rows_lost": stats["rows_lost"], "rows_lost_by_log": self._rows_lost_by_log(),
+                  "ringbuf_drops": stats["ringbuf_drops"], "conn_table_full": stats["conn_table_full"],
+                  "command_status": command_status}
+        problem = self._status.finish(status)
+        if problem is not None:
+            self.failures.append(problem)
+            print(f"cicd-audit: error: cannot write {self.out_dir / STATUS_FILE}: {problem}", file=sys.stderr,
+                  flush=True)
+
+
+def _address_key(text) -> str | None:
+    """An address as events.address_text writes it (IPv4-mapped as IPv4), or None if not an address."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
+def _who(proc: abi.Process, info: ProcessInfo | None) -> str:
+    """The process in a notice's message: "curl (pid 4242)"."""
+    if not proc.tgid:
+        return "unknown process"
+    name = info.name if info is not None else proc.comm.decode("utf-8", "backslashreplace")
+    return f"{name} (pid {proc.tgid})" if name else f"pid {proc.tgid}"
+
+
+def _endpoint(cid: events.ConnId, proto: str) -> str:
+    """203.0.113.9:443/tcp, [2001:db8::1]:443/tcp; ICMP and others have no port."""
+    host = f"[{cid.resp_h}]" if ":" in cid.resp_h else cid.resp_h
+    if proto in ("tcp", "udp"):
+        return f"{host}:{cid.resp_p}/{proto}"
+    return f"{cid.resp_h} ({proto})"

@@ -1,0 +1,57 @@
+"""Connection uids in Zeek's form: "C" followed by base62 digits of 96 random bits."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+
+from cicd_audit.recorder.kernel.abi import PAIR_TUNNEL_ID
+
+# Uids of ended tunnels kept for the inner connections that end after them.
+TUNNEL_UIDS_KEPT = 65536
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(n: int) -> str:
+    digits = []
+    while n:
+        n, r = divmod(n, 62)
+        digits.append(_ALPHABET[r])
+    return "".join(reversed(digits)) or "0"
+
+
+class UidAllocator:
+    """One uid per kernel connection id, unique within a run."""
+
+    def __init__(self, prefix: str = "C"):
+        self.prefix = prefix
+        self._by_conn: dict[int, str] = {}
+        self._issued: set[str] = set()
+        self._ended_tunnels: OrderedDict[int, str] = OrderedDict()
+
+    def for_conn(self, conn_id: int) -> str:
+        uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
+        if uid is None:
+            while True:
+                uid = self.prefix + _base62(secrets.randbits(64)) + _base62(secrets.randbits(32))
+                if uid not in self._issued:
+                    break
+            self._issued.add(uid)
+            if conn_id & PAIR_TUNNEL_ID:
+                self._keep_tunnel(conn_id, uid)   # never ends: kept as long as there is room
+            else:
+                self._by_conn[conn_id] = uid
+        return uid
+
+    def _keep_tunnel(self, conn_id: int, uid: str) -> None:
+        self._ended_tunnels[conn_id] = uid
+        if len(self._ended_tunnels) > TUNNEL_UIDS_KEPT:
+            self._ended_tunnels.popitem(last=False)
+
+    def forget(self, conn_id: int, tunnel: bool = False) -> None:
+        """The connection ended. A tunnel's uid is kept a while longer: the
+        connections it carried may end after it and name it as their parent."""
+        uid = self._by_conn.pop(conn_id, None)
+        if tunnel and uid is not None:
+            self._keep_tunnel(conn_id, uid)

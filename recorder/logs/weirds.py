@@ -1,0 +1,30 @@
+"""Names for the kernel's weird codes: Zeek's weird names where Zeek has one."""
+
+from __future__ import annotations
+
+from cicd_audit.recorder.kernel.abi import WeirdCode
+
+WEIRD_NAMES = {
+    WeirdCode.TRUNCATED_IP: "truncated_IP",
+    WeirdCode.BAD_IP_CHECKSUM: "bad_IP_checksum",
+    WeirdCode.TRUNCATED_HEADER: "truncated_header",
+    WeirdCode.BAD_TCP_CHECKSUM: "bad_TCP_checksum",
+    WeirdCode.BAD_UDP_CHECKSUM: "bad_UDP_checksum",
+    WeirdCode.BAD_ICMP_CHECKSUM: "bad_ICMP_checksum",
+    WeirdCode.IP_FRAGMENT: "cicd_audit_unreassembled_fragment",
+    WeirdCode.UNKNOWN_IP_VERSION: "unknown_ip_version",
+    WeirdCode.TOO_MANY_EXT_HEADERS: "cicd_audit_too_many_ipv6_ext_headers",
+    WeirdCode.DNS_TRUNCATED: "cicd_audit_dns_message_truncated",
+    WeirdCode.BAD_IP_LENGTH: "truncated_IP",
+    WeirdCode.TUNNEL_MAX_DEPTH: "exceeded_tunnel_max_depth",
+    WeirdCode.TRUNCATED_GRE: "truncated_GRE",
+    WeirdCode.GRE_UNSUPPORTED: "unknown_gre_version",
+    WeirdCode.TUNNEL_MAX_CHANGES: "tunnel_max_changes_per_connection_exceeded",
+}
+
+
+def weird_name(code: int) -> str:
+    try:
+        return WEIRD_NAMES[WeirdCode(code)]
+    except (ValueError, KeyError):
+        return f"cicd_audit_weird_{code}"
