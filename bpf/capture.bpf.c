@@ -625,6 +625,7 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 	ev->hdr.ts_ns = p->ts;
 	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
 	ev->conn_id = c->id;
+	ev->owner_cgroup_id = c->proc.cgroup_id;
 	ev->orig_slot = c->orig_slot;
 	ev->from_orig = from_orig;
 	ev->tcp_seq = p->seq;

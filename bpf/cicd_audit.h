@@ -260,6 +260,8 @@ struct ca_dns_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;
 	__u64 conn_id;
+	__u64 owner_cgroup_id;     /* the connection's process's cgroup (ca_process), 0 if unknown:
+				    * an agent with several jobs open files the message by it */
 	__u8 orig_slot;            /* orientation when the message was seen */
 	__u8 from_orig;            /* 1 if the originator sent it */
 	__u8 pad[2];
