@@ -286,6 +286,7 @@ struct ca_weird_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;    /* as far as it could be parsed; zero otherwise */
 	__u64 conn_id;             /* 0 when no connection is known */
+	__u64 owner_cgroup_id;     /* its connection's process's cgroup, as in ca_dns_event; 0 if unknown */
 	__u32 code;                /* enum ca_weird_code */
 	__u32 detail;              /* code-specific number (e.g. a length) */
 };

@@ -239,7 +239,8 @@ class TunnelEvent(ctypes.Structure):
 
 
 class WeirdEvent(ctypes.Structure):
-    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
+                ("code", c_u32), ("detail", c_u32)]
 
 
 class ProcessEvent(ctypes.Structure):
