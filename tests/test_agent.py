@@ -284,3 +284,70 @@ def test_a_restarted_agent_marks_the_session_a_killed_one_left_open(lab, tmp_pat
     meta = json.loads((open_session / "job.json").read_text())
     assert meta["status"].startswith("interrupted")
     assert (open_session / "conn.log").exists()
+
+
+def test_two_runners_on_one_host_each_job_in_its_own_session_at_the_same_time(lab, tmp_path):
+    """Two runner services, each in a cgroup of its own (as systemd gives each runner unit),
+    share one agent. Their jobs overlap: each session holds exactly its job's connections and
+    lookups, each `job end` ends its own runner's job, and a job that ends first leaves the
+    other's connections running."""
+    from cicd_audit.lab.cgroups import in_cgroup
+
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    runners = {name: lab.cgroup / name for name in ("runner-a", "runner-b")}
+    for cgroup in runners.values():
+        cgroup.mkdir()
+    agent = RunningAgent(lab, out, sock)
+
+    def hook(runner: str, *args: str) -> subprocess.CompletedProcess:
+        argv = in_cgroup(runners[runner], [CICD_AUDIT, "job", *args, "--socket", str(sock)])
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RUNNER_NAME": runner, "GITHUB_REPOSITORY": f"org/{runner}"})
+
+    def step(runner: str, command: str) -> str:
+        return lab.run(lab.client_ns, in_cgroup(runners[runner], ["sh", "-c", command])).stdout
+
+    def fetch(address: str) -> str:
+        return " ".join(CURL) + f" http://{address}:{HTTP_PORT}/"
+    try:
+        a = hook("runner-a", "start")
+        assert a.returncode == 0, a.stderr
+        b = hook("runner-b", "start")
+        assert b.returncode == 0, b.stderr
+        session_a, session_b = Path(a.stdout.strip()), Path(b.stdout.strip())
+        assert session_a != session_b
+        status = json.loads(hook("runner-b", "status").stdout)
+        assert status["job"] == str(session_b) and set(status["jobs"]) == {"runner-a", "runner-b"}
+
+        # b keeps a connection open across a's end: it must stay b's, whole.
+        slow = lab.popen(lab.client_ns, in_cgroup(runners["runner-b"], [
+            sys.executable, "-c", f"import socket, time; s = socket.create_connection(('{OTHER_V4}', {HTTP_PORT}));"
+                                  "time.sleep(3); s.close()"]))
+        assert step("runner-a", fetch(V4[1]) + f"; dig +short +tries=1 +time=2 @{V4[1]} a.{DNS_NAME}") \
+            .startswith("200")
+        assert step("runner-b", fetch(OTHER_V4) + f"; dig +short +tries=1 +time=2 @{V4[1]} b.{DNS_NAME}") \
+            .startswith("200")
+        either = agent.job("end")                      # no runner named, two jobs open: refused
+        assert either.returncode == 2 and "name the runner" in either.stderr, either.stderr
+        ended = hook("runner-a", "end")
+        assert ended.returncode == 0, ended.stderr
+        assert Path(ended.stdout.strip()) == session_a
+        assert slow.wait(timeout=30) == 0
+        assert step("runner-b", fetch(OTHER_V4)).startswith("200")
+        ended = hook("runner-b", "end")
+        assert ended.returncode == 0, ended.stderr
+        assert Path(ended.stdout.strip()) == session_b
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+
+    assert web_peers(session_a) == {V4[1]}
+    assert web_peers(session_b) == {OTHER_V4}
+    assert {r["query"] for r in rows(session_a, "dns")} == {f"a.{DNS_NAME}"}
+    assert {r["query"] for r in rows(session_b, "dns")} == {f"b.{DNS_NAME}"}
+    held = [c for c in rows(session_b, "conn") if c["id.resp_p"] == HTTP_PORT and c["duration"] is not None
+            and c["duration"] >= 2.5]
+    assert len(held) == 1 and held[0]["history"].startswith("Sh"), "b's open connection was cut at a's end"
+    for session, runner in ((session_a, "runner-a"), (session_b, "runner-b")):
+        meta = json.loads((session / "job.json").read_text())
+        assert meta["job"]["runner"] == runner and meta["status"] == "complete"
