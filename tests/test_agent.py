@@ -351,3 +351,47 @@ def test_two_runners_on_one_host_each_job_in_its_own_session_at_the_same_time(la
     for session, runner in ((session_a, "runner-a"), (session_b, "runner-b")):
         meta = json.loads((session / "job.json").read_text())
         assert meta["job"]["runner"] == runner and meta["status"] == "complete"
+
+
+def test_two_runners_with_blocking_one_job_is_blocked_at_a_time_and_the_other_says_so(lab, tmp_path):
+    """The kernel holds one job's policy: runner a's job is blocked; runner b's job, started while
+    a's is open, is recorded and not blocked, and its hook says why; b's end leaves a blocked."""
+    from cicd_audit.lab.cgroups import in_cgroup
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "default.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n")
+    out, sock, go = tmp_path / "sessions", tmp_path / "agent.sock", tmp_path / "go"
+    runners = {name: lab.cgroup / name for name in ("runner-a", "runner-b")}
+    for cgroup in runners.values():
+        cgroup.mkdir()
+    argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
+            "--socket", str(sock), "--policy-dir", str(policies), "--resolver", V4[1], "--no-analysis"]
+    proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
+    assert "jobs through" in proc.stderr.readline()
+    raw = f"{' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/"
+    job = f"{CICD_AUDIT} job start --socket {sock} --join $$"
+    env = {**os.environ, "GITHUB_REPOSITORY": "org/app"}
+    try:
+        a = lab.popen(lab.client_ns, in_cgroup(runners["runner-a"], ["sh", "-c", "; ".join([
+            f"echo session $({job})", f"echo before $({raw})",
+            f"while [ ! -e {go} ]; do sleep 0.1; done", f"echo after $({raw})",
+            f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "RUNNER_NAME": "runner-a"})
+        first = [a.stdout.readline().strip() for _ in range(2)]
+        b = lab.run(lab.client_ns, in_cgroup(runners["runner-b"], ["sh", "-c", "; ".join([
+            f"echo session $({job})", f"echo raw $({raw})", f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
+            env={**env, "RUNNER_NAME": "runner-b"})
+        go.touch()
+        rest, a_err = a.communicate(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert first[1] == "before 000" and rest.strip() == "after 000", (first, rest, a_err)
+    assert b.returncode == 0 and "raw 200" in b.stdout, (b.stdout, b.stderr)
+    assert "not blocked: runner 'runner-a''s job is blocked now" in b.stderr, b.stderr
+    session_b = Path(next(line for line in b.stdout.splitlines() if line.startswith("session ")).split(" ", 1)[1])
+    meta = json.loads((session_b / "job.json").read_text())
+    assert meta["not_blocked"].startswith("not blocked: runner 'runner-a'") and meta["policy"] is None
+    assert web_peers(session_b) == {OTHER_V4}

@@ -18,9 +18,14 @@ session (as at the end of a recording), and at a job's start every
 connection opened before it is ended outside any session; one that lives on
 (a runner's long poll) is seen afresh, as a connection first seen
 mid-stream. Between jobs nothing is written; the events are counted
-(`status`). A `job start` while a job is open ends that one first, marked
-"superseded" (a completed-hook that never ran); stopping the agent ends an
-open job marked "interrupted".
+(`status`). A `job start` while the same runner's job is open ends that one
+first, marked "superseded" (a completed-hook that never ran); stopping the
+agent ends an open job marked "interrupted".
+
+Several runners on one host: open jobs are keyed by runner, and while more
+than one is open each event goes to the job whose cgroup holds the process
+behind it (job_router.py); a job's start and end then touch only its own
+connections. See docs/agent.md, "Several runners on one host".
 """
 
 from __future__ import annotations
