@@ -14,12 +14,18 @@ as a CI hook sees it:
   share (a request from this process);
 - the agent's RSS after every --every jobs (it should stay flat).
 
-    sudo python bench/agent_bench.py [--jobs 1000] [--every 100] [--analysis]
+With --runners 2 a second runner, in a cgroup of its own, keeps a job open
+the whole time and fetches every 0.2 s: the measured runner's jobs then go
+through the agent's several-runner path (events filed by cgroup, a job's end
+draining only its own connections).
+
+    sudo python bench/agent_bench.py [--jobs 1000] [--every 100] [--analysis] [--runners 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,7 @@ from pathlib import Path
 
 from cicd_audit.control_protocol import request
 from cicd_audit.lab import V4, Lab
+from cicd_audit.lab.cgroups import in_cgroup
 
 VENV_BIN = Path(sys.executable).parent
 CICD_AUDIT = str(VENV_BIN / "cicd-audit")
@@ -45,9 +52,12 @@ def agent_pid(lab: Lab, proc: subprocess.Popen) -> int:
     return proc.pid
 
 
+RUNNER = "bench"
+
+
 def timed(argv: list[str]) -> tuple[float, str]:
     t0 = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, "RUNNER_NAME": RUNNER})
     return (time.perf_counter() - t0) * 1000, done.stdout.strip()
 
 
@@ -56,6 +66,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--analysis", action="store_true", help="keep the per-job analysis (slower: ~1 s a job)")
+    parser.add_argument("--runners", type=int, choices=(1, 2), default=1,
+                        help="2: another runner's job stays open beside the measured ones")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agent-bench-"))
     sock = work / "agent.sock"
@@ -70,6 +82,7 @@ def main() -> None:
         time.sleep(1)
         curl = lab.cmd(lab.client_ns, ["curl", "-s", "-o", "/dev/null", "--retry", "5", "--retry-connrefused",
                                        f"http://{V4[1]}:8080/"])
+        neighbour = start_neighbour(lab, sock, curl) if args.runners == 2 else None
         # Jobs in turn through the command on PATH, through the hook client (an interpreter start
         # included in both), and through the socket from here: the agent's own share.
         hooks_dir = work / "runner"
@@ -87,7 +100,8 @@ def main() -> None:
                     subprocess.run(curl, check=True)
                 if way == "socket":
                     t0 = time.perf_counter()
-                    reply = request(sock, {"op": op, "labels": {"n": str(n)}} if op == "start" else {"op": op})
+                    reply = request(sock, {"op": op, "labels": {"n": str(n), "runner": RUNNER}} if op == "start"
+                                    else {"op": op, "runner": RUNNER})
                     assert reply["ok"], reply
                     ways[way][op].append((time.perf_counter() - t0) * 1000)
                 else:
@@ -101,10 +115,24 @@ def main() -> None:
                 cells = " | ".join(" ".join(f"{q(d[op], 0.5):6.1f}/{q(d[op], 0.95):6.1f}" for op in ("start", "end"))
                                    for d in ways.values())
                 print(f"{n:6d} {rss_kib(agent_pid(lab, agent)) / 1024:7.1f} MB | {cells}", flush=True)
+        if neighbour is not None:
+            neighbour.terminate()
+            neighbour.wait(10)
         agent.terminate()
         agent.wait(60)
         server.terminate()
     subprocess.run(["rm", "-rf", str(work)])
+
+
+def start_neighbour(lab: Lab, sock: Path, curl: list[str]) -> subprocess.Popen:
+    """Another runner (its own cgroup) whose job stays open, fetching every 0.2 s."""
+    cgroup = lab.cgroup / "neighbour"
+    cgroup.mkdir()
+    env = {**os.environ, "RUNNER_NAME": "neighbour"}
+    subprocess.run(in_cgroup(cgroup, [CICD_AUDIT, "job", "start", "--socket", str(sock)]), check=True,
+                   capture_output=True, env=env)
+    loop = f"while true; do {' '.join(curl)}; sleep 0.2; done"
+    return subprocess.Popen(in_cgroup(cgroup, ["sh", "-c", loop]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

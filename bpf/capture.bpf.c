@@ -386,7 +386,8 @@ int ca_udp_egress(struct __sk_buff *skb)
 }
 #endif
 
-static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __u32 code, __u32 detail)
+/* c: the packet's connection, or 0 when none is known. */
+static __always_inline void ca_emit_weird(struct ca_packet *p, struct ca_conn *c, __u32 code, __u32 detail)
 {
 	__u32 idx = code;
 	__u64 *sent = weird_counts.lookup(&idx);
@@ -406,7 +407,8 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, __u64 conn_id, __
 	if (!ev)
 		return;
 	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
-	ev->conn_id = conn_id;
+	ev->conn_id = c ? c->id : 0;
+	ev->owner_cgroup_id = c ? c->proc.cgroup_id : 0;
 	ev->code = code;
 	ev->detail = detail;
 	ca_event_submit(ev);
@@ -563,7 +565,7 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 		return;
 	if (c->tunnel_changes >= CA_TUNNEL_MAX_CHANGES) {
 		if (!ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X'))
-			ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_CHANGES, CA_TUNNEL_MAX_CHANGES);
+			ca_emit_weird(p, c, CA_WEIRD_TUNNEL_MAX_CHANGES, CA_TUNNEL_MAX_CHANGES);
 		if (now && now != c->tunnel_parents[0] && now != c->tunnel_parents[1])
 			return;        /* not added to the parents: its change is not followed */
 	} else {
@@ -618,13 +620,14 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 	avail = p->captured + p->l3_off > p->payload_off ? p->captured + p->l3_off - p->payload_off : 0;
 	n = len < avail ? len : avail;
 	if (n > CA_DNS_PAYLOAD_MAX) {
-		ca_emit_weird(p, c->id, CA_WEIRD_DNS_TRUNCATED, len);
+		ca_emit_weird(p, c, CA_WEIRD_DNS_TRUNCATED, len);
 		n = CA_DNS_PAYLOAD_MAX;
 	}
 	ev->hdr.type = CA_EVENT_DNS;
 	ev->hdr.ts_ns = p->ts;
 	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
 	ev->conn_id = c->id;
+	ev->owner_cgroup_id = c->proc.cgroup_id;
 	ev->orig_slot = c->orig_slot;
 	ev->from_orig = from_orig;
 	ev->tcp_seq = p->seq;
@@ -802,7 +805,7 @@ static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet
 	if (p->depth >= CA_TUNNEL_MAX_DEPTH) {
 		if (p->key.ip_proto == CA_IPPROTO_UDP)
 			ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
-		ca_emit_weird(p, c->id, CA_WEIRD_TUNNEL_MAX_DEPTH, 0);
+		ca_emit_weird(p, c, CA_WEIRD_TUNNEL_MAX_DEPTH, 0);
 		return CA_INNER_NONE;
 	}
 	if (link == CA_INNER_NONE)
@@ -825,7 +828,7 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 	int link = ca_udp_tunnel(skb, p, port, inner, &weird);
 
 	if (link == CA_INNER_NONE && weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
-		ca_emit_weird(p, c->id, weird, 0);
+		ca_emit_weird(p, c, weird, 0);
 		return CA_INNER_NONE;
 	}
 	return ca_decapsulate(s, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
@@ -844,7 +847,7 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird);
 		if (link == CA_INNER_NONE) {
 			if (weird)
-				ca_emit_weird(p, c->id, weird, 0);
+				ca_emit_weird(p, c, weird, 0);
 			return CA_INNER_NONE;
 		}
 	}
@@ -894,7 +897,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		ca_count(CA_STAT_BAD_CHECKSUMS, 1);
 		ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
-		ca_emit_weird(p, c->id, code, 0);
+		ca_emit_weird(p, c, code, 0);
 		return CA_PASS;
 	}
 	if (is_tcp) {

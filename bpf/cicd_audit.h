@@ -260,6 +260,8 @@ struct ca_dns_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;
 	__u64 conn_id;
+	__u64 owner_cgroup_id;     /* the connection's process's cgroup (ca_process), 0 if unknown:
+				    * an agent with several jobs open files the message by it */
 	__u8 orig_slot;            /* orientation when the message was seen */
 	__u8 from_orig;            /* 1 if the originator sent it */
 	__u8 pad[2];
@@ -284,6 +286,7 @@ struct ca_weird_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;    /* as far as it could be parsed; zero otherwise */
 	__u64 conn_id;             /* 0 when no connection is known */
+	__u64 owner_cgroup_id;     /* its connection's process's cgroup, as in ca_dns_event; 0 if unknown */
 	__u32 code;                /* enum ca_weird_code */
 	__u32 detail;              /* code-specific number (e.g. a length) */
 };

@@ -284,3 +284,114 @@ def test_a_restarted_agent_marks_the_session_a_killed_one_left_open(lab, tmp_pat
     meta = json.loads((open_session / "job.json").read_text())
     assert meta["status"].startswith("interrupted")
     assert (open_session / "conn.log").exists()
+
+
+def test_two_runners_on_one_host_each_job_in_its_own_session_at_the_same_time(lab, tmp_path):
+    """Two runner services, each in a cgroup of its own (as systemd gives each runner unit),
+    share one agent. Their jobs overlap: each session holds exactly its job's connections and
+    lookups, each `job end` ends its own runner's job, and a job that ends first leaves the
+    other's connections running."""
+    from cicd_audit.lab.cgroups import in_cgroup
+
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    runners = {name: lab.cgroup / name for name in ("runner-a", "runner-b")}
+    for cgroup in runners.values():
+        cgroup.mkdir()
+    agent = RunningAgent(lab, out, sock)
+
+    def hook(runner: str, *args: str) -> subprocess.CompletedProcess:
+        argv = in_cgroup(runners[runner], [CICD_AUDIT, "job", *args, "--socket", str(sock)])
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RUNNER_NAME": runner, "GITHUB_REPOSITORY": f"org/{runner}"})
+
+    def step(runner: str, command: str) -> str:
+        return lab.run(lab.client_ns, in_cgroup(runners[runner], ["sh", "-c", command])).stdout
+
+    def fetch(address: str) -> str:
+        return " ".join(CURL) + f" http://{address}:{HTTP_PORT}/"
+    try:
+        a = hook("runner-a", "start")
+        assert a.returncode == 0, a.stderr
+        b = hook("runner-b", "start")
+        assert b.returncode == 0, b.stderr
+        session_a, session_b = Path(a.stdout.strip()), Path(b.stdout.strip())
+        assert session_a != session_b
+        status = json.loads(hook("runner-b", "status").stdout)
+        assert status["job"] == str(session_b) and set(status["jobs"]) == {"runner-a", "runner-b"}
+
+        # b keeps a connection open across a's end: it must stay b's, whole.
+        slow = lab.popen(lab.client_ns, in_cgroup(runners["runner-b"], [
+            sys.executable, "-c", f"import socket, time; s = socket.create_connection(('{OTHER_V4}', {HTTP_PORT}));"
+                                  "time.sleep(3); s.close()"]))
+        assert step("runner-a", fetch(V4[1]) + f"; dig +short +tries=1 +time=2 @{V4[1]} a.{DNS_NAME}") \
+            .startswith("200")
+        assert step("runner-b", fetch(OTHER_V4) + f"; dig +short +tries=1 +time=2 @{V4[1]} b.{DNS_NAME}") \
+            .startswith("200")
+        either = agent.job("end")                      # no runner named, two jobs open: refused
+        assert either.returncode == 2 and "name the runner" in either.stderr, either.stderr
+        ended = hook("runner-a", "end")
+        assert ended.returncode == 0, ended.stderr
+        assert Path(ended.stdout.strip()) == session_a
+        assert slow.wait(timeout=30) == 0
+        assert step("runner-b", fetch(OTHER_V4)).startswith("200")
+        ended = hook("runner-b", "end")
+        assert ended.returncode == 0, ended.stderr
+        assert Path(ended.stdout.strip()) == session_b
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+
+    assert web_peers(session_a) == {V4[1]}
+    assert web_peers(session_b) == {OTHER_V4}
+    assert {r["query"] for r in rows(session_a, "dns")} == {f"a.{DNS_NAME}"}
+    assert {r["query"] for r in rows(session_b, "dns")} == {f"b.{DNS_NAME}"}
+    held = [c for c in rows(session_b, "conn") if c["id.resp_p"] == HTTP_PORT and c["duration"] is not None
+            and c["duration"] >= 2.5]
+    assert len(held) == 1 and held[0]["history"].startswith("Sh"), "b's open connection was cut at a's end"
+    for session, runner in ((session_a, "runner-a"), (session_b, "runner-b")):
+        meta = json.loads((session / "job.json").read_text())
+        assert meta["job"]["runner"] == runner and meta["status"] == "complete"
+
+
+def test_two_runners_with_blocking_one_job_is_blocked_at_a_time_and_the_other_says_so(lab, tmp_path):
+    """The kernel holds one job's policy: runner a's job is blocked; runner b's job, started while
+    a's is open, is recorded and not blocked, and its hook says why; b's end leaves a blocked."""
+    from cicd_audit.lab.cgroups import in_cgroup
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "default.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n")
+    out, sock, go = tmp_path / "sessions", tmp_path / "agent.sock", tmp_path / "go"
+    runners = {name: lab.cgroup / name for name in ("runner-a", "runner-b")}
+    for cgroup in runners.values():
+        cgroup.mkdir()
+    argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
+            "--socket", str(sock), "--policy-dir", str(policies), "--resolver", V4[1], "--no-analysis"]
+    proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
+    assert "jobs through" in proc.stderr.readline()
+    raw = f"{' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/"
+    job = f"{CICD_AUDIT} job start --socket {sock} --join $$"
+    env = {**os.environ, "GITHUB_REPOSITORY": "org/app"}
+    try:
+        a = lab.popen(lab.client_ns, in_cgroup(runners["runner-a"], ["sh", "-c", "; ".join([
+            f"echo session $({job})", f"echo before $({raw})",
+            f"while [ ! -e {go} ]; do sleep 0.1; done", f"echo after $({raw})",
+            f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "RUNNER_NAME": "runner-a"})
+        first = [a.stdout.readline().strip() for _ in range(2)]
+        b = lab.run(lab.client_ns, in_cgroup(runners["runner-b"], ["sh", "-c", "; ".join([
+            f"echo session $({job})", f"echo raw $({raw})", f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
+            env={**env, "RUNNER_NAME": "runner-b"})
+        go.touch()
+        rest, a_err = a.communicate(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert first[1] == "before 000" and rest.strip() == "after 000", (first, rest, a_err)
+    assert b.returncode == 0 and "raw 200" in b.stdout, (b.stdout, b.stderr)
+    assert "not blocked: runner 'runner-a''s job is blocked now" in b.stderr, b.stderr
+    session_b = Path(next(line for line in b.stdout.splitlines() if line.startswith("session ")).split(" ", 1)[1])
+    meta = json.loads((session_b / "job.json").read_text())
+    assert meta["not_blocked"].startswith("not blocked: runner 'runner-a'") and meta["policy"] is None
+    assert web_peers(session_b) == {OTHER_V4}

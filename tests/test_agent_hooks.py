@@ -107,8 +107,8 @@ def test_the_hook_client_runs_without_site_packages_and_talks_to_the_agent(tmp_p
     (["start", "--sock", "/x"], "unrecognized argument '--sock'"),
     (["start", "--socket"], "--socket needs a value"),
     (["start", "--join", "abc"], "--join 'abc': not a process id"),
-    (["end", "--label", "a=b"], "--label, --join and --repo-policy go with start"),
-    (["status", "--repo-policy", "p.yml"], "--label, --join and --repo-policy go with start"),
+    (["end", "--join", "1"], "--join and --repo-policy go with start"),
+    (["status", "--repo-policy", "p.yml"], "--join and --repo-policy go with start"),
     (["start", "--socket=/nonexistent.sock", "--label", "\x1b]0;pwned\x07"], "expected KEY=VALUE"),
 ])
 def test_job_client_usage_errors_are_one_clear_line(capsys, argv, message):

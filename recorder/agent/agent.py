@@ -18,9 +18,14 @@ session (as at the end of a recording), and at a job's start every
 connection opened before it is ended outside any session; one that lives on
 (a runner's long poll) is seen afresh, as a connection first seen
 mid-stream. Between jobs nothing is written; the events are counted
-(`status`). A `job start` while a job is open ends that one first, marked
-"superseded" (a completed-hook that never ran); stopping the agent ends an
-open job marked "interrupted".
+(`status`). A `job start` while the same runner's job is open ends that one
+first, marked "superseded" (a completed-hook that never ran); stopping the
+agent ends an open job marked "interrupted".
+
+Several runners on one host: open jobs are keyed by runner, and while more
+than one is open each event goes to the job whose cgroup holds the process
+behind it (job_router.py); a job's start and end then touch only its own
+connections. See docs/agent.md, "Several runners on one host".
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cicd_audit.errors import UsageError
+from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.policy import PolicyError
 from cicd_audit.recorder.agent.agent_policy import JobPolicy, PolicyDirectory
 from cicd_audit.recorder.agent.control import ControlServer
+from cicd_audit.recorder.agent.job_router import JobRouter, owner_cgroup
 from cicd_audit.recorder.attach.attach import TcAttachment
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
-from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup
+from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, process_cgroup
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
@@ -73,8 +79,11 @@ class JobSession:
     started_wall: float
     started: float                      # monotonic
     kernel_stats_at_start: dict
+    runner: str = ""                    # the runner it runs on: open jobs are keyed by it
     meta: dict = field(default_factory=dict)
     cgroup: JoinedCgroup | None = None  # blocking: the job's cgroup, its worker moved in
+    scope: Path | None = None           # the cgroup its events are filed by when other jobs are open
+    events_not_filed: int = 0           # events of no open job's scope while others were open
 
 
 @dataclass
@@ -106,7 +115,8 @@ class Agent:
         self.socket_group = socket_group
         self.analyze = analyze
         self.processes = ProcessTable(keep_cmdline=process_args)
-        self.job: JobSession | None = None
+        self.jobs: dict[str, JobSession] = {}   # open jobs by runner, in start order
+        self.router = JobRouter()
         self.jobs_started = 0
         self.outside_events = 0          # events between jobs, not written anywhere
         self._epoch_offset_ns = time.time_ns() - time.monotonic_ns()
@@ -155,32 +165,53 @@ class Agent:
                     server.serve_pending()
                     if time.monotonic() >= next_sweep:
                         self._sweeper.sweep(time.monotonic_ns())
-                        if self.job is not None:
-                            self.job.log.flush()
+                        for job in self.jobs.values():
+                            job.log.flush()
                         next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-                if self.job is not None:
-                    self._end_job("interrupted: the agent stopped during the job")
+                for runner in list(self.jobs):
+                    self._end_job(runner, "interrupted: the agent stopped during the job")
             return 0
         finally:
             flag.restore()
-            if self.job is not None and not self.job.log.closed:
-                self.job.log.abort("the agent failed during the job")
-                self.job.output.close()
+            for job in self.jobs.values():
+                if not job.log.closed:
+                    job.log.abort("the agent failed during the job")
+                    job.output.close()
             if self.program is not None:
                 self.program.close()
 
     def _on_event(self, data, size: int) -> None:
-        if self.job is not None:
-            self.job.log.on_event(data, size)
+        if len(self.jobs) == 1:
+            next(iter(self.jobs.values())).log.on_event(data, size)     # all of it: one job, one runner
             return
         try:
             event = events.decode(data, size)
-        except events.EventFormatError:
-            event = None
+        except events.EventFormatError as exc:
+            if self.jobs:
+                next(iter(self.jobs.values())).log.on_bad_event(exc)
+            else:
+                self.outside_events += 1
+            return
         if isinstance(event, abi.ProcessEvent):
-            self.processes.on_process_event(event.proc)      # a process the next job may use
-        else:
+            self.processes.on_process_event(event.proc)      # a process any job may use
+        elif not self.jobs:
             self.outside_events += 1
+        else:
+            self._file(event)
+
+    def _file(self, event) -> None:
+        """Several jobs open: the event goes to the job whose cgroup holds its owner's."""
+        job = self.jobs.get(self.router.job_of(owner_cgroup(event)))
+        if job is None and isinstance(event, events.Fragment):
+            # Only reassembled here: its datagram runs through the program again, and the
+            # events that come of it are filed by their owner like any other.
+            job = next(iter(self.jobs.values()))
+        if job is None:
+            self.outside_events += 1
+            for open_job in self.jobs.values():
+                open_job.events_not_filed += 1
+            return
+        job.log.on_decoded(event)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -190,13 +221,28 @@ class Agent:
             return self._start_job(request.get("labels") or {}, request.get("join"), peer_pid,
                                    request.get("repo_policy"))
         if op == "end":
-            if self.job is None:
-                raise UsageError("no job is open")
-            return self._end_job("complete")
+            return self._end_job(self._runner_of(request.get("runner")), "complete")
         if op == "status":
-            return {"job": None if self.job is None else str(self.job.output.path),
+            runner = request.get("runner")
+            mine = self.jobs.get(runner) if runner is not None else (
+                next(iter(self.jobs.values())) if len(self.jobs) == 1 else None)
+            return {"job": None if mine is None else str(mine.output.path),
+                    "jobs": {name: str(job.output.path) for name, job in self.jobs.items()},
                     "jobs_started": self.jobs_started, "events_outside_jobs": self.outside_events}
         raise UsageError(f"unknown request {op!r}")
+
+    def _runner_of(self, runner) -> str:
+        """The open job a request names by its runner; without one, the only open job."""
+        if runner is not None and not isinstance(runner, str):
+            raise UsageError("runner must be a string")
+        if runner is not None and runner[:LABEL_MAX] in self.jobs:
+            return runner[:LABEL_MAX]
+        if not self.jobs:
+            raise UsageError("no job is open")
+        if len(self.jobs) == 1:
+            return next(iter(self.jobs))
+        raise UsageError(f"{len(self.jobs)} jobs are open (runners {', '.join(map(repr, self.jobs))}): "
+                         "name the runner (RUNNER_NAME, or --label runner=NAME)")
 
     def _start_job(self, labels: dict, join, peer_pid: int, repo_policy=None) -> dict:
         identity = _clean_labels(labels)
@@ -205,12 +251,15 @@ class Agent:
         job_policy = self._policy_for(identity, repo_policy)
         if join is not None and (not isinstance(join, int) or not _is_ancestor(join, peer_pid)):
             raise UsageError(f"--join {join}: not a process that started this request")
+        runner = identity.get("runner", "")
         superseded = None
-        if self.job is not None:
-            superseded = self._end_job("superseded: a new job started before this one ended")["session"]
-        # What opened before the job is not the job's: ended now, outside any session.
-        self._sweeper.sweep(time.monotonic_ns(), drain=True)
-        self.program.poll(0)
+        if runner in self.jobs:
+            superseded = self._end_job(runner, "superseded: a new job started before this one ended")["session"]
+        if not self.jobs:
+            # What opened before the job is not the job's: ended now, outside any session. (With
+            # another runner's job open, nothing is ended: its connections are its own.)
+            self._sweeper.sweep(time.monotonic_ns(), drain=True)
+            self.program.poll(0)
         self.jobs_started += 1
         started_wall = time.time()
         path = self._new_session_path(started_wall)
@@ -223,26 +272,53 @@ class Agent:
         except BaseException:
             output.close()
             raise
-        self.job = JobSession(self.jobs_started, output, log, identity, started_wall, time.monotonic(),
-                              self.program.stats())
-        self.job.meta = {"job": identity, "session": path.name, "start": started_wall, "end": None,
+        job = JobSession(self.jobs_started, output, log, identity, started_wall, time.monotonic(),
+                         self.program.stats(), runner=runner)
+        self.jobs[runner] = job
+        job.meta = {"job": identity, "session": path.name, "start": started_wall, "end": None,
                          "status": "recording", "policy": None}
         reply = {"session": str(path)}
         note = job_policy.note if job_policy is not None else (
             "the repository's policy was not used: the agent does not block (no --policy-dir)" if repo_policy else None)
         if note:
-            reply["note"] = self.job.meta["policy_note"] = note
-        if job_policy is not None:
+            reply["note"] = job.meta["policy_note"] = note
+        blocking_other = next((other.runner for other in self.jobs.values() if other.cgroup is not None), None)
+        if blocked and blocking_other is not None:
+            blocked = False
+            reply["warning"] = job.meta["not_blocked"] = (
+                f"not blocked: runner {blocking_other!r}'s job is blocked now, and the kernel holds one "
+                "job's policy at a time")
+        elif job_policy is not None:
             if blocked:
-                self._block_job(job_policy, join)
+                self._block_job(job, job_policy, join)
             else:
                 reply["warning"] = ("not blocked: " + job_policy.source if job_policy.policy is None else
                                     "not blocked: `job start` was given no --join PID (the process that starts "
                                     "the job's steps)")
-                self.job.meta["not_blocked"] = reply["warning"]
+                job.meta["not_blocked"] = reply["warning"]
+        self._set_scope(job, peer_pid, reply)
         if superseded:
             reply["superseded"] = superseded
         return reply
+
+    def _set_scope(self, job: JobSession, peer_pid: int, reply: dict) -> None:
+        """The cgroup the job's events are filed by when other runners' jobs are open: its own
+        (blocking), else the cgroup of the runner whose hook asked (a runner service's unit)."""
+        if job.cgroup is not None:
+            job.scope = job.cgroup.path
+        elif self.v2_root is not None:
+            try:
+                job.scope = process_cgroup(peer_pid, self.v2_root)
+            except EnvironmentProblem:
+                job.scope = None                   # the hook is gone already: filed as nobody's
+        if job.scope is None:
+            return
+        self.router.add(job.runner, job.scope)
+        shared = self.router.sharing(job.runner)
+        if shared:
+            reply["warning"] = job.meta["scope_shared"] = (
+                f"runner {', '.join(map(repr, shared))} runs in the same cgroup ({job.scope}): while both "
+                "have a job open, their connections cannot be told apart and go to the earlier job")
 
     def _new_session_path(self, started_wall: float) -> Path:
         stamp = datetime.fromtimestamp(started_wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -260,7 +336,7 @@ class Agent:
         except PolicyError as exc:
             return JobPolicy(None, f"the policy cannot be used: {exc}")
 
-    def _block_job(self, job_policy: JobPolicy, join: int) -> None:
+    def _block_job(self, job: JobSession, job_policy: JobPolicy, join: int) -> None:
         """The job's policy into the kernel (the last job's, learnt addresses included, out), and
         the joining process, with every step it starts, into a cgroup of the job's own."""
         from cicd_audit.recorder.agent.runner_endpoints import with_runner_endpoints
@@ -271,20 +347,27 @@ class Agent:
                 maps[name].delete(key)
         policy = with_runner_endpoints(job_policy.policy, self.blocking.runner_endpoints)
         PolicyTables.build(policy, list(self.blocking.resolvers)).fill(maps)
-        self.job.cgroup = JoinedCgroup(join, self.v2_root, f"cicd-audit-job-{self.job.number}")
-        self.job.cgroup.__enter__()
-        self.job.cgroup.scope().fill(maps["job_scope"])
-        self.job.meta["policy"] = job_policy.source
+        job.cgroup = JoinedCgroup(join, self.v2_root, f"cicd-audit-job-{job.number}")
+        job.cgroup.__enter__()
+        job.cgroup.scope().fill(maps["job_scope"])
+        job.meta["policy"] = job_policy.source
 
-    def _end_job(self, status: str) -> dict:
-        job = self.job
+    def _end_job(self, runner: str, status: str) -> dict:
+        job = self.jobs[runner]
         if job.cgroup is not None:
             JobScope.nobody().fill(self.program.maps["job_scope"])     # from now on, nobody is judged
-        self._sweeper.sweep(time.monotonic_ns(), drain=True)
+        if len(self.jobs) == 1:
+            self._sweeper.sweep(time.monotonic_ns(), drain=True)
+        elif job.scope is not None:
+            owned = {cg for cg, key in self.router.owned_cgroups().items() if key == runner}
+            self._sweeper.sweep(time.monotonic_ns(), drain=True, only=lambda conn: conn.proc.cgroup_id in owned)
         self.program.poll(0)            # the drained connections' events are this job's
-        self.job = None
+        del self.jobs[runner]
+        self.router.remove(runner)
         if job.cgroup is not None:
             job.cgroup.release()
+        if job.events_not_filed:
+            job.meta["events_not_filed"] = job.events_not_filed
         now = self.program.stats()
         delta = {k: v - job.kernel_stats_at_start.get(k, 0) for k, v in now.items()}
         stats = job.log.close(delta, ",".join(self.interfaces or ()) or "agent", time.monotonic() - job.started)

@@ -194,7 +194,7 @@ class ConnEndEvent(ctypes.Structure):
 
 class DnsEvent(ctypes.Structure):
     _fields_ = [
-        ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64),
+        ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
         ("orig_slot", c_u8), ("from_orig", c_u8), ("pad", c_u8 * 2),
         ("tcp_seq", c_u32), ("payload_len", c_u32), ("captured_len", c_u32),
         ("payload", c_u8 * DNS_PAYLOAD_MAX),
@@ -239,7 +239,8 @@ class TunnelEvent(ctypes.Structure):
 
 
 class WeirdEvent(ctypes.Structure):
-    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("code", c_u32), ("detail", c_u32)]
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
+                ("code", c_u32), ("detail", c_u32)]
 
 
 class ProcessEvent(ctypes.Structure):

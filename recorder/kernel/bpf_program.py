@@ -434,6 +434,14 @@ class CaptureProgram:
         return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
                 self.conns6.keys(abi.ConnKey))
 
+    def conn_keys_where(self, keep: Callable[[abi.Conn], bool]) -> tuple[list[bytes], list[bytes]]:
+        """conn_keys() of the connections whose state keep() accepts (one lookup each)."""
+        def kept(table, raw: bytes) -> bool:
+            value = table.lookup(raw)
+            return value is not None and keep(abi.Conn.from_buffer_copy(value))
+        return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4) if kept(self.conns4, raw)],
+                [raw for raw in self.conns6.keys(abi.ConnKey) if kept(self.conns6, raw)])
+
     def stats(self) -> dict[str, int]:
         totals = {}
         for stat in abi.Stat:

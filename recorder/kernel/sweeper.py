@@ -8,6 +8,7 @@ one address family per batch.
 from __future__ import annotations
 
 import ctypes
+from typing import Callable
 
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.packet_runner import PacketRunner
@@ -20,8 +21,9 @@ class Sweeper:
         self.program = program
         self.runner = PacketRunner(sweep_fd)
 
-    def sweep(self, now_ns: int, drain: bool = False) -> None:
-        v4_keys, v6_keys = self.program.conn_keys()
+    def sweep(self, now_ns: int, drain: bool = False, only: Callable[[abi.Conn], bool] | None = None) -> None:
+        """only: sweep just the connections it accepts (an agent ending one of several jobs)."""
+        v4_keys, v6_keys = self.program.conn_keys() if only is None else self.program.conn_keys_where(only)
         for keys, v4 in ((v4_keys, True), (v6_keys, False)):
             for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
                 self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)

@@ -209,9 +209,16 @@ class SessionLog:
         try:
             event = events.decode(data, size)
         except events.EventFormatError as exc:
-            self.counters.bad_events += 1
-            self.write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+            self.on_bad_event(exc)
             return
+        self.on_decoded(event)
+
+    def on_bad_event(self, exc: events.EventFormatError) -> None:
+        self.counters.bad_events += 1
+        self.write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+
+    def on_decoded(self, event) -> None:
+        """One event as events.decode gives it (an agent decodes first to file it by job)."""
         if isinstance(event, abi.ConnEndEvent):
             self._conn_end(event)
         elif isinstance(event, abi.WeirdEvent):

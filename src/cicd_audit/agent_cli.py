@@ -118,18 +118,26 @@ def job_start(labels, join, repo_policy, socket_path):
     sys.exit(job_client.main(["start", "--socket", str(socket_path), *extra, *(f"--label={x}" for x in labels)]))
 
 
+RUNNER_LABEL = click.option(
+    "--label", "labels", multiple=True, metavar="runner=NAME",
+    help="Which runner's job, where several runners share the agent (RUNNER_NAME and GitLab's "
+         "CI_RUNNER_DESCRIPTION are read too).")
+
+
 @job.command("end")
+@RUNNER_LABEL
 @SOCKET_OPTION
-def job_end(socket_path):
-    """End the current job: its logs are closed and analyzed; prints the session's directory."""
-    sys.exit(job_client.main(["end", "--socket", str(socket_path)]))
+def job_end(labels, socket_path):
+    """End this runner's job: its logs are closed and analyzed; prints the session's directory."""
+    sys.exit(job_client.main(["end", "--socket", str(socket_path), *(f"--label={x}" for x in labels)]))
 
 
 @job.command("status")
+@RUNNER_LABEL
 @SOCKET_OPTION
-def job_status(socket_path):
-    """The agent's current job (or none) and counters, as JSON."""
-    sys.exit(job_client.main(["status", "--socket", str(socket_path)]))
+def job_status(labels, socket_path):
+    """The agent's open jobs (this runner's as "job") and counters, as JSON."""
+    sys.exit(job_client.main(["status", "--socket", str(socket_path), *(f"--label={x}" for x in labels)]))
 
 
 HOOK_VARIABLES = {"ACTIONS_RUNNER_HOOK_JOB_STARTED": "job-started.sh",

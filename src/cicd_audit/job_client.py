@@ -72,14 +72,22 @@ def read_repo_policy(path: str) -> str:
         raise UsageError(f"--repo-policy {_printable(path)}: not UTF-8 text") from None
 
 
-def end(socket_path) -> dict:
-    return _ask(socket_path, {"op": "end"})
+def end(socket_path, labels: list[str] = ()) -> dict:
+    return _ask(socket_path, _with_runner({"op": "end"}, labels))
 
 
-def status(socket_path) -> dict:
-    reply = _ask(socket_path, {"op": "status"})
+def status(socket_path, labels: list[str] = ()) -> dict:
+    reply = _ask(socket_path, _with_runner({"op": "status"}, labels))
     reply.pop("ok", None)
     return reply
+
+
+def _with_runner(message: dict, labels: list[str]) -> dict:
+    """Several runners on one host share one agent: a request names its runner's job."""
+    runner = identity(labels).get("runner")
+    if runner is not None:
+        message["runner"] = runner
+    return message
 
 
 def _ask(socket_path, message: dict) -> dict:
@@ -110,12 +118,12 @@ def main(argv: list[str]) -> int:
                     print(f"cicd-audit: {kind}: {_printable(reply[kind])}", file=sys.stderr)
             print(reply["session"])
         elif command == "end":
-            reply = end(socket_path)
+            reply = end(socket_path, labels)
             if reply.get("analysis") not in (None, "done"):
                 print(f"cicd-audit: the session's analysis failed: {_printable(reply['analysis'])}", file=sys.stderr)
             print(reply["session"])
         else:
-            print(json.dumps(status(socket_path), sort_keys=True))
+            print(json.dumps(status(socket_path, labels), sort_keys=True))
     except CicdAuditError as exc:
         print(f"cicd-audit: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -149,8 +157,8 @@ def _parse(argv: list[str]) -> tuple[str, str, list[str], int | None, str | None
                 join = int(value)
             except ValueError:
                 raise UsageError(f"--join {_printable(value)!r}: not a process id") from None
-    if (labels or join is not None or repo_policy is not None) and command != "start":
-        raise UsageError("--label, --join and --repo-policy go with start")
+    if (join is not None or repo_policy is not None) and command != "start":
+        raise UsageError("--join and --repo-policy go with start")
     return command, socket_path, labels, join, repo_policy
 
 
