@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from cicd_audit import notices
 from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem, UsageError
 from cicd_audit.recorder.attach.attach import TcAttachment, cleanup
 from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
@@ -90,7 +90,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
         raise UsageError("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
                          "--block-host judges every process on the host")
     for line in cleanup.remove_stale():
-        print(f"cicd-audit: removed what a killed recorder left: {line}", file=sys.stderr)
+        notices.say(f"cicd-audit: removed what a killed recorder left: {line}")
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9,
                          add_community_id=community_id, processes=ProcessTable(keep_cmdline=process_args),
@@ -121,7 +121,7 @@ def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: S
             if scope.cgroup is not None:
                 for redirect in blocking.stub_redirects:
                     redirect.fill(program.maps["dns_stubs"])
-            print(f"cicd-audit: blocking judges {scope.describe()}", file=sys.stderr)
+            notices.say(f"cicd-audit: blocking judges {scope.describe()}")
             if blocking.fail_closed:
                 pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
             if scope.cgroup is not None:
@@ -200,13 +200,13 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
     except EnvironmentProblem as exc:
         if required:
             raise
-        print(f"cicd-audit: connections will not name their processes: {exc}", file=sys.stderr)
+        notices.say(f"cicd-audit: connections will not name their processes: {exc}")
 
 
 def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:
     """A program that stopped running is a recorder failure: stderr, weird.log, recorder.status."""
     for line in watch.check():
-        print(f"cicd-audit: error: {line}", file=sys.stderr, flush=True)
+        notices.say(f"cicd-audit: error: {line}")
         session.record_failure(line)
         session.write_weird(time.time(), "cicd_audit_program_detached", line)
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from cicd_audit import notices
 from cicd_audit.errors import InputError
 from cicd_audit.recorder.drivers import linktypes
 from cicd_audit.recorder.drivers.capture_file import CaptureFile
@@ -85,7 +86,7 @@ def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recordin
     for frame in reader:
         if flag.stop:
             stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
-            print(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read", file=sys.stderr)
+            notices.say(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read")
             session.record_failure(stopped)
             session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
                                 stopped)
@@ -117,7 +118,7 @@ def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recordin
             bar.update(reader.position - bar.n)
     if reader.problem is not None:
         # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
-        print(f"cicd-audit: warning: {reader.problem}", file=sys.stderr)
+        notices.say(f"cicd-audit: warning: {reader.problem}")
         session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated",
                             reader.problem)
     if bar is not None:
@@ -140,6 +141,5 @@ def _warn_if_offloaded(bad: int, packets: int, validate_checksums: bool) -> None
     """Like Zeek, say so when most checksums are bad: the capture was probably
     taken on the sending host, before the NIC filled them in."""
     if validate_checksums and packets and bad * 2 > packets:
-        print(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
-              "does; the capture was probably taken with checksum offloading: rerun with -C to keep them",
-              file=sys.stderr)
+        notices.say(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
+                    "does; the capture was probably taken with checksum offloading: rerun with -C to keep them")
