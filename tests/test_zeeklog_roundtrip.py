@@ -136,7 +136,9 @@ def test_json_round_trip(tmp_path, seed):
             w.write(rec)
     hdr, got = read_log(tmp_path / "rt.log", schema=SCHEMA)
     got = list(got)
-    from cicd_audit.zeeklog.writer import _escape_json_text, _to_bytes, format_addr
+    from cicd_audit.zeeklog.formatting import format_addr
+    from cicd_audit.zeeklog.formatting import to_bytes as _to_bytes
+    from cicd_audit.zeeklog.json_format import _escape_json_text
 
     def text(v):
         return None if v is None else _escape_json_text(_to_bytes(v))

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cicd_audit import notices
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.policy import PolicyError
 from cicd_audit.recorder.agent.agent_policy import JobPolicy, PolicyDirectory
@@ -131,7 +132,7 @@ class Agent:
         root_fd = open_directory(self.out_dir, create=True)    # refuses links the job could plant
         os.close(root_fd)
         for line in mark_orphaned_sessions(self.out_dir):
-            print(f"cicd-audit agent: {line}", file=sys.stderr)
+            notices.say(f"cicd-audit agent: {line}")
         flag = StopFlag()
         flag.install()
         try:
@@ -151,12 +152,10 @@ class Agent:
                 if cgroup is not None:
                     stack.enter_context(CgroupAttachment(cgroup, self.program.cgroup_programs))
                 else:
-                    print("cicd-audit agent: connections will not name their processes: no cgroup v2",
-                          file=sys.stderr)
+                    notices.say("cicd-audit agent: connections will not name their processes: no cgroup v2")
                 stack.enter_context(TcAttachment(interfaces, self.program.packet_fn.fd,
                                                  egress_fd=self.program.egress_fn.fd))
-                print(f"cicd-audit agent: recording {','.join(interfaces)}; jobs through {self.socket_path}",
-                      file=sys.stderr, flush=True)
+                notices.say(f"cicd-audit agent: recording {','.join(interfaces)}; jobs through {self.socket_path}")
                 if on_ready is not None:
                     on_ready()
                 next_sweep = time.monotonic() + SWEEP_INTERVAL_S
@@ -379,7 +378,7 @@ class Agent:
         job.output.close()
         if self.retain is not None:
             for line in prune_sessions(self.out_dir, self.retain):
-                print(f"cicd-audit agent: {line}", file=sys.stderr)
+                notices.say(f"cicd-audit agent: {line}")
         return reply
 
 

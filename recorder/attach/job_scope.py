@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cicd_audit import notices
 from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder.attach.cgroup_attach import check_cgroup2_dir
 from cicd_audit.recorder.kernel import abi
@@ -223,8 +223,7 @@ class JoinedCgroup:
                 return
             except OSError:
                 time.sleep(0.02)
-        print(f"cicd-audit: the job cgroup {self.path} could not be removed (processes keep arriving)",
-              file=sys.stderr)
+        notices.say(f"cicd-audit: the job cgroup {self.path} could not be removed (processes keep arriving)")
 
 
 def process_cgroup(pid: int, v2_root: Path) -> Path:

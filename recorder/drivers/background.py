@@ -26,11 +26,11 @@ import fcntl
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+from cicd_audit import notices
 from cicd_audit.errors import CicdAuditError, UsageError
 from cicd_audit.recorder.logs.output_dir import OutputDir, open_directory
 from cicd_audit.recorder.logs.status_file import STATUS_FILE
@@ -126,8 +126,7 @@ def start_in_background(out_dir: Path, run: Callable[[Callable[[], None], Output
     0 at once when a recorder of out_dir is already running."""
     pid, output = _claim(out_dir)
     if pid is not None:
-        print(f"cicd-audit: already recording in the background (pid {pid}); stop with: cicd-audit stop {out_dir}",
-              file=sys.stderr)
+        notices.say(f"cicd-audit: already recording in the background (pid {pid}); stop with: cicd-audit stop {out_dir}")
         return 0
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -137,11 +136,10 @@ def start_in_background(out_dir: Path, run: Callable[[Callable[[], None], Output
         with os.fdopen(read_fd, "rb") as pipe:
             message = pipe.read().decode(errors="replace")
         if message == "ready":
-            print(f"cicd-audit: recording in the background (pid {pid}); stop with: cicd-audit stop {out_dir}",
-                  file=sys.stderr)
+            notices.say(f"cicd-audit: recording in the background (pid {pid}); stop with: cicd-audit stop {out_dir}")
             return 0
         os.waitpid(pid, 0)
-        print(f"cicd-audit: {message or 'the background recorder exited before capture started'}", file=sys.stderr)
+        notices.say(f"cicd-audit: {message or 'the background recorder exited before capture started'}")
         return 2
 
     os.close(read_fd)
@@ -165,7 +163,7 @@ def start_in_background(out_dir: Path, run: Callable[[Callable[[], None], Output
             os.write(write_fd, str(exc).encode())
         except OSError:
             pass
-        print(f"cicd-audit: {exc}", file=sys.stderr)
+        notices.say(f"cicd-audit: {exc}")
     finally:
         output.remove(PID_FILE)               # only the one this recorder wrote
         os._exit(status)

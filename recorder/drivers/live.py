@@ -17,23 +17,22 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from cicd_audit import notices
 from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem, UsageError
 from cicd_audit.recorder.attach.attach import TcAttachment, cleanup
 from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import CgroupEntry, JobCgroup, JobScope
+from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
-from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
-from cicd_audit.recorder.kernel.sweeper import Sweeper
 from cicd_audit.recorder.logs.output_dir import OutputDir
 from cicd_audit.recorder.logs.processes import ProcessTable
 from cicd_audit.recorder.logs.session import SessionLog
@@ -72,13 +71,9 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
     SIGINT and SIGTERM stop the recording cleanly from the first line on: one
     arriving during start-up lets the current step finish, starts no command,
     and closes complete logs (exit 128 + the signal with a command, else 0)."""
-    flag = StopFlag()
-    flag.install()
-    try:
+    with StopFlag() as flag:
         return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
                             community_id, cgroup, blocking, process_args)
-    finally:
-        flag.restore()
 
 
 def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
@@ -95,88 +90,83 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
         raise UsageError("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
                          "--block-host judges every process on the host")
     for line in cleanup.remove_stale():
-        print(f"cicd-audit: removed what a killed recorder left: {line}", file=sys.stderr)
+        notices.say(f"cicd-audit: removed what a killed recorder left: {line}")
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9,
                          add_community_id=community_id, processes=ProcessTable(keep_cmdline=process_args),
                          blocking=blocking is not None)
     settings = settings or ProgramSettings(pcap_mode=False, attribution=True, block=blocking is not None)
-    try:
-        program = CaptureProgram(settings, session.on_event)
-    except BaseException:
-        session.abort("the BPF program could not be loaded")
-        raise
-    if likely_server_ports is not None:
-        program.set_likely_server_ports(likely_server_ports)
+    with Recording(session, settings, likely_server_ports, unfinished="recording stopped by an error") as recording:
+        try:
+            return _run(flag, recording, interfaces, command, on_ready, cgroup, job_cgroup, v2_root, blocking)
+        finally:
+            if flag.child is not None and flag.child.poll() is None:
+                flag.child.terminate()
+
+
+def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: Sequence[str] | None,
+         on_ready: Callable[[], None] | None, cgroup: Path | None, job_cgroup: Path | None, v2_root: Path | None,
+         blocking: Blocking | None) -> LiveResult:
+    """Attach, start the command, record until it exits or a signal comes, detach, and close the logs."""
+    session, program = recording.session, recording.program
     pin_dir = None
     started = time.monotonic()
     exit_status = 0
-    try:
-        sweeper = Sweeper(program, program.sweep_fn.fd)
-        session.run_datagram = DatagramRunner.for_program(program)
-        with contextlib.ExitStack() as attached:
-            enter_job = None            # run in the command's process before exec: joins the job
-            if blocking is not None:
-                scope, enter_job = _job_scope(attached, blocking, job_cgroup, v2_root, command)
-                _load_policy(program, blocking)
-                scope.fill(program.maps["job_scope"])
-                if scope.cgroup is not None:
-                    for redirect in blocking.stub_redirects:
-                        redirect.fill(program.maps["dns_stubs"])
-                print(f"cicd-audit: blocking judges {scope.describe()}", file=sys.stderr)
-                if blocking.fail_closed:
-                    pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
-                if scope.cgroup is not None:
-                    cgroup = scope.cgroup           # the hooks watch the job
-            # The hooks first: a socket that connects before TC sees its packets still has an owner.
-            _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
-            attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
-                                                pin_dir=pin_dir))
-            watch = AttachmentWatch(interfaces, {"ingress": program.packet_fn.fd, "egress": program.egress_fn.fd})
-            if on_ready is not None:
-                on_ready()
-            if command and flag.stop:
-                exit_status = 128 + flag.signum     # stopped before the command could start
-            elif command:
-                try:
-                    flag.child = subprocess.Popen(list(command), preexec_fn=enter_job)
-                except OSError as exc:
-                    raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}",
-                                             not_found=isinstance(exc, FileNotFoundError)) from exc
-            next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-            while not flag.stop:
-                program.poll(POLL_MS)
-                if flag.child is not None and flag.child.poll() is not None:
-                    exit_status = _exit_status(flag.child.returncode)
-                    break
-                if time.monotonic() >= next_sweep:
-                    sweeper.sweep(time.monotonic_ns())
-                    _say_detached(watch, session)
-                    session.flush()
-                    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-            if command and flag.stop and flag.child is not None and flag.child.poll() is None:
-                # Stopped by a signal that came while the command was being started (before the
-                # handler could know it): the command is stopped too, and the status says so.
-                flag.child.terminate()
-                flag.child.wait()
-                exit_status = 128 + flag.signum
-            # Let the kernel's last events (the command's final packets) arrive.
+    with contextlib.ExitStack() as attached:
+        enter_job = None            # run in the command's process before exec: joins the job
+        if blocking is not None:
+            scope, enter_job = _job_scope(attached, blocking, job_cgroup, v2_root, command)
+            _load_policy(program, blocking)
+            scope.fill(program.maps["job_scope"])
+            if scope.cgroup is not None:
+                for redirect in blocking.stub_redirects:
+                    redirect.fill(program.maps["dns_stubs"])
+            notices.say(f"cicd-audit: blocking judges {scope.describe()}")
+            if blocking.fail_closed:
+                pin_dir = cleanup.make_pin_dir(cleanup.pin_dir_for(os.getpid()))
+            if scope.cgroup is not None:
+                cgroup = scope.cgroup           # the hooks watch the job
+        # The hooks first: a socket that connects before TC sees its packets still has an owner.
+        _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
+        attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
+                                            pin_dir=pin_dir))
+        watch = AttachmentWatch(interfaces, {"ingress": program.packet_fn.fd, "egress": program.egress_fn.fd})
+        if on_ready is not None:
+            on_ready()
+        if command and flag.stop:
+            exit_status = 128 + flag.signum     # stopped before the command could start
+        elif command:
+            try:
+                flag.child = subprocess.Popen(list(command), preexec_fn=enter_job)
+            except OSError as exc:
+                raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}",
+                                         not_found=isinstance(exc, FileNotFoundError)) from exc
+        next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        while not flag.stop:
             program.poll(POLL_MS)
-            _say_detached(watch, session)
-        sweeper.sweep(time.monotonic_ns(), drain=True)
-        program.poll()
-        stats = session.close(program.stats(), ",".join(interfaces), time.monotonic() - started,
-                              command_status=exit_status if command else None)
-        stats["programs_detached"] = watch.lost
-        if pin_dir is not None:         # a clean stop: fail-closed has nothing left to guard
-            cleanup.remove_pin_dir(pin_dir)
-        return LiveResult(exit_status, stats)
-    finally:
-        if not session.closed:
-            session.abort("recording stopped by an error")
-        if flag.child is not None and flag.child.poll() is None:
+            if flag.child is not None and flag.child.poll() is not None:
+                exit_status = _exit_status(flag.child.returncode)
+                break
+            if time.monotonic() >= next_sweep:
+                recording.sweeper.sweep(time.monotonic_ns())
+                _say_detached(watch, session)
+                session.flush()
+                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        if command and flag.stop and flag.child is not None and flag.child.poll() is None:
+            # Stopped by a signal that came while the command was being started (before the
+            # handler could know it): the command is stopped too, and the status says so.
             flag.child.terminate()
-        program.close()
+            flag.child.wait()
+            exit_status = 128 + flag.signum
+        # Let the kernel's last events (the command's final packets) arrive.
+        program.poll(POLL_MS)
+        _say_detached(watch, session)
+    stats = recording.finish(time.monotonic_ns(), ",".join(interfaces), time.monotonic() - started,
+                             command_status=exit_status if command else None)
+    stats["programs_detached"] = watch.lost
+    if pin_dir is not None:         # a clean stop: fail-closed has nothing left to guard
+        cleanup.remove_pin_dir(pin_dir)
+    return LiveResult(exit_status, stats)
 
 
 def _job_scope(stack: contextlib.ExitStack, blocking: Blocking, job_cgroup: Path | None, v2_root: Path,
@@ -210,13 +200,13 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
     except EnvironmentProblem as exc:
         if required:
             raise
-        print(f"cicd-audit: connections will not name their processes: {exc}", file=sys.stderr)
+        notices.say(f"cicd-audit: connections will not name their processes: {exc}")
 
 
 def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:
     """A program that stopped running is a recorder failure: stderr, weird.log, recorder.status."""
     for line in watch.check():
-        print(f"cicd-audit: error: {line}", file=sys.stderr, flush=True)
+        notices.say(f"cicd-audit: error: {line}")
         session.record_failure(line)
         session.write_weird(time.time(), "cicd_audit_program_detached", line)
 

@@ -13,13 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+from cicd_audit import notices
 from cicd_audit.errors import InputError
 from cicd_audit.recorder.drivers import linktypes
 from cicd_audit.recorder.drivers.capture_file import CaptureFile
+from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
-from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
-from cicd_audit.recorder.kernel.packet_runner import DatagramRunner, FrameRejected, PacketRunner
-from cicd_audit.recorder.kernel.sweeper import Sweeper
+from cicd_audit.recorder.kernel.bpf_program import ProgramSettings, require_root
+from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
 from cicd_audit.recorder.logs.session import SessionLog
 
 SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
@@ -40,13 +41,9 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     is drained into complete logs, recorder.status says "incomplete", and the
     stats carry `stopped_by_signal` (the CLI exits 128 + that signal).
     """
-    flag = StopFlag()
-    flag.install()
-    try:
+    with StopFlag() as flag:
         return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
                             likely_server_ports, community_id)
-    finally:
-        flag.restore()
 
 
 def as_zeek_reads_it(ts_ns: int) -> int:
@@ -61,79 +58,73 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
                  community_id: bool) -> dict:
     require_root()                  # before any log file exists
     reader = CaptureFile(pcap)
-    started = time.monotonic()
-    session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id)
-    settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
     try:
-        program = CaptureProgram(settings, session.on_event)
-    except BaseException:
-        session.abort("the BPF program could not be loaded")
-        reader.close()
-        raise
-    try:
-        if likely_server_ports is not None:
-            program.set_likely_server_ports(likely_server_ports)
-        runner = PacketRunner(program.packet_fn.fd)
-        session.run_datagram = DatagramRunner.for_program(program)
-        sweeper = Sweeper(program, program.sweep_fn.fd)
-        bar = _progress_bar(pcap, progress)
-        next_sweep = None
-        last_ns = 0
-        packets = 0
-        for frame in reader:
-            if flag.stop:
-                stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
-                print(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read", file=sys.stderr)
-                session.record_failure(stopped)
-                session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
-                                    stopped)
-                break
-            ts_ns = as_zeek_reads_it(frame.ts_ns)
-            if next_sweep is None:
-                next_sweep = ts_ns + SWEEP_INTERVAL_NS
-            elif ts_ns >= next_sweep:
-                sweeper.sweep(ts_ns)
-                next_sweep = ts_ns + SWEEP_INTERVAL_NS
-            last_ns = max(last_ns, ts_ns)
-            try:
-                ether = linktypes.to_ethernet(frame.linktype, frame.data)
-            except linktypes.UnsupportedLinkType as exc:
-                raise InputError(f"{pcap}: {exc}") from exc
-            if ether is None or len(ether) < 14:
-                continue        # nothing IP in it (e.g. a loopback frame of another family)
-            try:
-                # The mark carries the frame's captured length: a frame longer than a
-                # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
-                runner.run(ether, ts_ns, mark=len(ether))
-            except FrameRejected as exc:
-                session.count_unparsable()
-                session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {frame.number}: {exc}")
-                continue
-            program.poll()
-            packets += 1
-            if bar is not None and packets % 1000 == 0:
-                bar.update(reader.position - bar.n)
-        if reader.problem is not None:
-            # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
-            print(f"cicd-audit: warning: {reader.problem}", file=sys.stderr)
-            session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated",
-                                reader.problem)
-        sweeper.sweep(last_ns, drain=True)
-        program.poll()
-        if bar is not None:
-            bar.update(bar.total - bar.n)
-            bar.close()
-        kernel_stats = program.stats()
-        stats = session.close(kernel_stats, str(pcap), time.monotonic() - started)
-        if flag.stop:
-            stats["stopped_by_signal"] = flag.signum
-        _warn_if_offloaded(kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
-        return stats
+        started = time.monotonic()
+        session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id)
+        settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
+        with Recording(session, settings, likely_server_ports,
+                       unfinished="the capture file could not be processed to the end") as recording:
+            last_ns = _replay(flag, pcap, reader, recording, progress)
+            stats = recording.finish(last_ns, str(pcap), time.monotonic() - started)
     finally:
-        if not session.closed:
-            session.abort("the capture file could not be processed to the end")
         reader.close()
-        program.close()
+    if flag.stop:
+        stats["stopped_by_signal"] = flag.signum
+    _warn_if_offloaded(recording.kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
+    return stats
+
+
+def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recording, progress: bool | None) -> int:
+    """Every packet of the file through the program, timers swept as packet time advances;
+    returns the last packet time (ns), where the drain at the end happens."""
+    session, program, sweeper = recording.session, recording.program, recording.sweeper
+    runner = PacketRunner(program.packet_fn.fd)
+    bar = _progress_bar(pcap, progress)
+    next_sweep = None
+    last_ns = 0
+    packets = 0
+    for frame in reader:
+        if flag.stop:
+            stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
+            notices.say(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read")
+            session.record_failure(stopped)
+            session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
+                                stopped)
+            break
+        ts_ns = as_zeek_reads_it(frame.ts_ns)
+        if next_sweep is None:
+            next_sweep = ts_ns + SWEEP_INTERVAL_NS
+        elif ts_ns >= next_sweep:
+            sweeper.sweep(ts_ns)
+            next_sweep = ts_ns + SWEEP_INTERVAL_NS
+        last_ns = max(last_ns, ts_ns)
+        try:
+            ether = linktypes.to_ethernet(frame.linktype, frame.data)
+        except linktypes.UnsupportedLinkType as exc:
+            raise InputError(f"{pcap}: {exc}") from exc
+        if ether is None or len(ether) < 14:
+            continue        # nothing IP in it (e.g. a loopback frame of another family)
+        try:
+            # The mark carries the frame's captured length: a frame longer than a
+            # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
+            runner.run(ether, ts_ns, mark=len(ether))
+        except FrameRejected as exc:
+            session.count_unparsable()
+            session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {frame.number}: {exc}")
+            continue
+        program.poll()
+        packets += 1
+        if bar is not None and packets % 1000 == 0:
+            bar.update(reader.position - bar.n)
+    if reader.problem is not None:
+        # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
+        notices.say(f"cicd-audit: warning: {reader.problem}")
+        session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated",
+                            reader.problem)
+    if bar is not None:
+        bar.update(bar.total - bar.n)
+        bar.close()
+    return last_ns
 
 
 def _progress_bar(pcap: Path, progress: bool | None):
@@ -150,6 +141,5 @@ def _warn_if_offloaded(bad: int, packets: int, validate_checksums: bool) -> None
     """Like Zeek, say so when most checksums are bad: the capture was probably
     taken on the sending host, before the NIC filled them in."""
     if validate_checksums and packets and bad * 2 > packets:
-        print(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
-              "does; the capture was probably taken with checksum offloading: rerun with -C to keep them",
-              file=sys.stderr)
+        notices.say(f"cicd-audit: warning: {bad} of {packets} packets had bad checksums and were dropped, as Zeek "
+                    "does; the capture was probably taken with checksum offloading: rerun with -C to keep them")

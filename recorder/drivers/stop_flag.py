@@ -29,6 +29,13 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def __enter__(self) -> StopFlag:
+        self.install()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.restore()
+
     def _handle(self, signum, frame) -> None:
         if self.child is not None and self.child.poll() is None:
             if signum == signal.SIGTERM:

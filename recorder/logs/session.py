@@ -24,12 +24,12 @@ them the output is exactly what it was before either existed.
 from __future__ import annotations
 
 import ipaddress
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from cicd_audit import notices
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import events
 from cicd_audit.recorder.logs.conn_rows import (
@@ -178,8 +178,8 @@ class SessionLog:
     def _log_failed(self, writer: LogWriter) -> None:
         name = writer.schema.path + ".log"
         self.failures.append(f"{name}: {writer.failure}")
-        print(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
-              "kept, later ones are counted as lost", file=sys.stderr, flush=True)
+        notices.say(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
+                    "kept, later ones are counted as lost")
 
     def record_failure(self, why: str) -> None:
         """The recording is incomplete for a reason of the caller's (recorder.status says so)."""
@@ -202,7 +202,7 @@ class SessionLog:
             lost.append(f"{table_full} connections not tracked: the connection table was full")
         for why in lost:
             self.failures.append(why)
-            print(f"cicd-audit: error: {why}", file=sys.stderr, flush=True)
+            notices.say(f"cicd-audit: error: {why}")
 
     # -- events -----------------------------------------------------------------
     def on_event(self, data, size: int) -> None:
@@ -482,8 +482,7 @@ class SessionLog:
         problem = self._status.finish(status)
         if problem is not None:
             self.failures.append(problem)
-            print(f"cicd-audit: error: cannot write {self.out_dir / STATUS_FILE}: {problem}", file=sys.stderr,
-                  flush=True)
+            notices.say(f"cicd-audit: error: cannot write {self.out_dir / STATUS_FILE}: {problem}")
 
 
 def _address_key(text) -> str | None:

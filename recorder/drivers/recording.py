@@ -1,0 +1,62 @@
+"""One recording's session and program, set up and torn down the same way live and from a capture file.
+
+The session (its log files) exists before the program is loaded, so a
+program the kernel refuses still leaves closed logs and a recorder.status
+that says why. Whatever ends the recording early (an error, a signal
+between steps) aborts the session with the driver's reason and closes the
+program, so the logs are complete and nothing stays loaded.
+
+API::
+
+    with Recording(session, settings, likely_server_ports, unfinished="why, if not finished") as recording:
+        recording.program, recording.sweeper        # poll, run packets, sweep timers
+        stats = recording.finish(end_ns, source, duration, command_status=None)
+        recording.kernel_stats                      # the program's counters read by finish
+"""
+
+from __future__ import annotations
+
+from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
+from cicd_audit.recorder.kernel.sweeper import Sweeper
+from cicd_audit.recorder.logs.session import SessionLog
+
+
+class Recording:
+    """The program whose events the session writes, and the sweeper that ends its connections."""
+
+    def __init__(self, session: SessionLog, settings: ProgramSettings, likely_server_ports: frozenset | None,
+                 unfinished: str):
+        self.session = session
+        self.unfinished = unfinished        # weird.log's reason when the recording ends before finish()
+        self.kernel_stats: dict = {}
+        try:
+            self.program = CaptureProgram(settings, session.on_event)
+        except BaseException:
+            session.abort("the BPF program could not be loaded")
+            raise
+        try:
+            if likely_server_ports is not None:
+                self.program.set_likely_server_ports(likely_server_ports)
+            self.sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
+            # IP fragments come back reassembled and run through the program as one datagram.
+            session.run_datagram = DatagramRunner.for_program(self.program)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if not self.session.closed:
+            self.session.abort(self.unfinished)
+        self.program.close()
+
+    def finish(self, end_ns: int, source: str, duration: float, command_status: int | None = None) -> dict:
+        """End every connection still open at end_ns (as Zeek does at the end of a trace or at
+        shutdown), take the last events, and close the session. Returns its stats row."""
+        self.sweeper.sweep(end_ns, drain=True)
+        self.program.poll()
+        self.kernel_stats = self.program.stats()
+        return self.session.close(self.kernel_stats, source, duration, command_status=command_status)

@@ -1,0 +1,35 @@
+"""The one channel for what library code tells the person running cicd-audit.
+
+Warnings, errors the recorder recovers from, and progress lines go through
+`say(line)`; library code never prints. The command line owns where they go
+(`set_sink`); by default each line goes to stderr at once, so it is seen
+before the recorder blocks on a job. Errors that end a command are raised
+instead, and the CLI prints them (errors.py).
+
+API::
+
+    say(line)                   # one line, without its newline
+    set_sink(sink) -> previous  # sink(line) receives every line; None: back to stderr
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)     # sys.stderr at call time: the CLI or a test may swap it
+
+
+_sink: Callable[[str], None] = _to_stderr
+
+
+def say(line: str) -> None:
+    _sink(line)
+
+
+def set_sink(sink: Callable[[str], None] | None) -> Callable[[str], None]:
+    global _sink
+    previous, _sink = _sink, sink or _to_stderr
+    return previous
