@@ -305,7 +305,7 @@ def _timeline(rows: pd.DataFrame) -> Timeline:
     sent = np.bincount(codes, weights=rows["orig_bytes"].to_numpy(dtype="float64"), minlength=n)
     steps: dict = {}
     for c, st in zip(codes.tolist(), rows["step"].tolist()):
-        if st:
+        if isinstance(st, str) and st:      # a missing step can come as NaN (a float), which is truthy
             steps.setdefault(c, {})[st] = None
     out = []
     for c in order:

@@ -74,6 +74,19 @@ def test_timeline_accounts_for_every_connection(blocked_session):
     assert make.blocked == 0 and make.connections > 400
 
 
+def test_timeline_takes_a_missing_step_as_none_whatever_its_null():
+    """Rows joined from sessions with and without steps carry NaN where a step is missing."""
+    import pandas as pd
+
+    from cicd_audit.analyzers.report_model import _timeline
+    rows = pd.DataFrame({"ts": pd.to_datetime([1.0, 2.0, 3.0], unit="s", utc=True),
+                         "process": ["make (pid 1)", "make (pid 1)", "curl (pid 2)"],
+                         "blocked": [False, False, True], "orig_bytes": [1.0, 2.0, 3.0],
+                         "step": ["build", float("nan"), None]})
+    t = _timeline(rows)
+    assert {p.process: p.step for p in t.rows} == {"make (pid 1)": "build", "curl (pid 2)": None}
+
+
 def test_every_destination_is_listed_once(ci_session):
     logs = load_logs(ci_session)
     result, r = report_of(ci_session)
