@@ -7,7 +7,7 @@
  * "conns4" or "conns6" map, and only rare events cross the ring buffer to user space:
  * a connection's end (with its final state), DNS messages, and weirds.
  *
- * Settings arrive as -D flags from recorder/bpf_program.py:
+ * Settings arrive as -D flags from recorder/kernel/bpf_program.py:
  *   CA_PCAP_MODE            1: packet time is skb->tstamp (set per packet by the
  *                           pcap driver), and ctx mark carries the captured length
  *   CA_VALIDATE_CHECKSUMS   1: drop packets with bad checksums, as Zeek without -C
@@ -81,7 +81,7 @@ BPF_PERCPU_ARRAY(id_counter, __u64, 1);
 #include "tunnel.h"
 
 #define CA_GSO_MIN_LEN 1600        /* smaller skbs are single wire packets */
-BPF_PROG_ARRAY(stages, CA_STAGE_MAX);      /* enum ca_stage, filled by recorder/bpf_program.py */
+BPF_PROG_ARRAY(stages, CA_STAGE_MAX);      /* enum ca_stage, filled by recorder/kernel/bpf_program.py */
 
 /* Live capture's per-CPU clock (clock.h). */
 struct ca_clock {
@@ -649,7 +649,7 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 }
 
 /* Send a fragment up whole, frame and all, for user space to reassemble
- * (recorder/fragments.py); the datagram then comes back through this program.
+ * (recorder/logs/fragments.py); the datagram then comes back through this program.
  * Fragments are rare, so the copy costs nothing on the common path. */
 static __always_inline void ca_emit_fragment(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* cicd_audit.h: every struct and constant shared by the kernel program and Python.
  *
- * Python mirrors this file in exactly one module (recorder/abi.py); the test
+ * Python mirrors this file in exactly one module (recorder/kernel/abi.py); the test
  * tests/test_abi_layout.py compiles a probe against this header and fails on any
  * drift in size or offset. Padding is explicit so both sides agree without
  * relying on compiler defaults. Integers are host byte order unless the name
@@ -30,12 +30,12 @@ enum ca_event_type {
 	CA_EVENT_WEIRD = 3,        /* a malformed or unexpected packet */
 	CA_EVENT_PROCESS = 4,      /* a socket hook saw a process for the first time */
 	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
-	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/fragments.py) */
+	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/logs/fragments.py) */
 	CA_EVENT_TUNNEL = 7,       /* a tunnel carried its first packet (tunnel.log's DISCOVER) */
 };
 
 /* Tail-call stages: the slot of each program in the stages array, which user
- * space fills (recorder/bpf_program.py: abi.Stage -> function). */
+ * space fills (recorder/kernel/bpf_program.py: abi.Stage -> function). */
 enum ca_stage {
 	CA_STAGE_PACKET = 1,       /* ca_packet itself: parse again after pulling headers */
 	CA_STAGE_TCP = 2,          /* ca_tcp: the connection and Zeek's TCP state machine */
@@ -78,7 +78,7 @@ enum ca_endpoint_state {
 	CA_UDP_ACTIVE = 1,
 };
 
-/* Weird codes; recorder/weirds.py maps each to Zeek's weird name. */
+/* Weird codes; recorder/logs/weirds.py maps each to Zeek's weird name. */
 enum ca_weird_code {
 	CA_WEIRD_TRUNCATED_IP = 1,
 	CA_WEIRD_BAD_IP_CHECKSUM = 2,
@@ -98,7 +98,7 @@ enum ca_weird_code {
 	CA_WEIRD_MAX = 16,
 };
 
-/* Per-CPU counters (map "stats"); recorder/abi.py names them. */
+/* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */
 enum ca_stat {
 	CA_STAT_PACKETS = 0,           /* wire packets outside any connection (GSO per segment); */
 	CA_STAT_IP_BYTES = 1,          /* user space adds the packets and bytes of every connection */
@@ -334,7 +334,7 @@ struct ca_blocked_event {
 	char name[CA_NAME_MAX];    /* CA_BLOCKED_DNS_NAME: the query name, dotted, lower case */
 };
 
-/* Blocking-mode policy maps, filled by user space (recorder/block_tables.py). */
+/* Blocking-mode policy maps, filled by user space (recorder/kernel/block_tables.py). */
 
 /* Destination ports: every port, or a short list; neither means "none". */
 struct ca_port_set {
@@ -384,7 +384,7 @@ struct ca_flow_key {
 };
 
 /* Blocking mode's job scope (job_scope.h), one entry filled by user space
- * (recorder/job_scope.py). All zero: the whole host is the job. */
+ * (recorder/attach/job_scope.py). All zero: the whole host is the job. */
 struct ca_job_scope {
 	__u64 cgroup_id;           /* the job's cgroup v2 id */
 	__u32 level;               /* its depth below the cgroup v2 root (the root is 0) */

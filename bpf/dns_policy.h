@@ -182,7 +182,7 @@ static __always_inline int ca_name_equal(const struct ca_name_rule *r, const str
 
 /* Does a rule allow the name? The most specific rule decides: the name's own
  * entry, else the nearest parent with a "*." rule. User space folds every
- * broader rule's ports into the narrower entries (recorder/block_tables.py),
+ * broader rule's ports into the narrower entries (recorder/kernel/block_tables.py),
  * so the first real match holds every port the policy allows; it goes to
  * n->ports. Hashes pick candidates; candidates are compared in full. */
 static __always_inline int ca_name_allowed(struct ca_dns_name *n)
