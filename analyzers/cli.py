@@ -106,7 +106,7 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, html_path, fail_on, min_sever
         result = run(logs, policy=policy, baseline=baseline, sessions=names, services_list=services_list,
                      jobs=session_jobs(dirs, names))
     except CicdAuditError as e:
-        from .safe_text import for_terminal
+        from ..safe_text import for_terminal
 
         click.echo(f"cicd-audit analyze: error: {for_terminal(e)}", err=True)  # may quote a log line
         sys.exit(e.exit_code)

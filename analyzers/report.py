@@ -22,10 +22,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..safe_text import for_markdown, for_markdown_code, for_terminal
 from .findings import SEVERITIES, at_or_above, counted, human_bytes
 from .report_model import UNKNOWN_PROCESS, Report, as_dict, build_report
 from .report_wording import metric_rows, sessions_text, time_range, verdict_line
-from .safe_text import for_markdown, for_markdown_code, for_terminal
 
 JSON_SCHEMA_VERSION = 1
 

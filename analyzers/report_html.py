@@ -14,10 +14,10 @@ contacted, grouped by registered domain.
 
 from __future__ import annotations
 
+from ..safe_text import for_html as _h
 from .findings import counted, human_bytes
 from .report_model import DomainGroup, FindingView, Report, Timeline
 from .report_wording import metric_rows, sessions_text, time_range, ts_text, verdict_line, verdict_word
-from .safe_text import for_html as _h
 
 #: Destinations listed on the page; beyond it the page says how many are left out
 #: (a tunnel capture with hundreds of thousands of them would make a page no one opens).

@@ -25,3 +25,10 @@ def test_setting_no_sink_goes_back_to_stderr(capsys):
     notices.set_sink(None)
     notices.say("back")
     assert capsys.readouterr().err == "back\n"
+
+
+def test_a_notice_cannot_drive_the_terminal(capsys):
+    """A session name or a capture's text can reach a notice: escapes arrive as visible text."""
+    notices.say("cicd-audit agent: session \x1b]0;owned\x07job1\u202e was left open")
+    err = capsys.readouterr().err
+    assert err == "cicd-audit agent: session \\x1b]0;owned\\x07job1\\u202e was left open\n"

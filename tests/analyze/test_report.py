@@ -17,7 +17,7 @@ from cicd_audit.analyzers.findings import every
 from cicd_audit.analyzers.report import render_html, render_markdown, render_text
 from cicd_audit.analyzers.report_model import DIRECT_TO_IP, REPEATED_BLOCKED_ATTEMPTS, build_report
 from cicd_audit.analyzers.report_wording import share
-from cicd_audit.analyzers.safe_text import for_html
+from cicd_audit.safe_text import for_html
 
 from .report_sessions import BLOCKED_ADDRESS, CURL_TRIES, HOSTILE_NAMES, HOSTILE_PROCESS, HOSTILE_STEP, REFUSED_NAMES, blocked_job
 

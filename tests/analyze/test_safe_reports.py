@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cicd_audit.analyzers import analyze, load_logs
 from cicd_audit.analyzers.cli import analyze as analyze_cmd
 from cicd_audit.analyzers.report import render_json, render_markdown, render_text
-from cicd_audit.analyzers.safe_text import for_markdown, for_markdown_code, for_terminal
+from cicd_audit.safe_text import for_markdown, for_markdown_code, for_terminal
 
 # What an attacker would put in a query name: an OSC 8 terminal hyperlink, a
 # window-title change, a carriage return that overwrites the line with a fake

@@ -21,7 +21,7 @@ _SCHEDULER_HELP = "Dask scheduler: 'local' (a LocalCluster on this machine), 'sy
 
 
 def _fail(command: str, e: Exception) -> None:
-    from ..analyzers.safe_text import for_terminal
+    from ..safe_text import for_terminal
 
     # the message may quote a log line, a job.json value or a store key: data, never terminal control
     click.echo(f"cicd-audit {command}: error: {for_terminal(e)}", err=True)

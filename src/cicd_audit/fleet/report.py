@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..analyzers.findings import SEVERITIES, at_or_above
-from ..analyzers.safe_text import for_markdown, for_terminal
+from ..safe_text import for_markdown, for_terminal
 
 JSON_SCHEMA_VERSION = 1
 _terminal = for_terminal
