@@ -180,8 +180,8 @@ class _Recorded:
 
 
 def _record(pcap: Path, out: Path, loader, monkeypatch, **kw) -> dict:
-    from cicd_audit.recorder.drivers import pcap_replay
-    monkeypatch.setattr(pcap_replay, "CaptureProgram", loader)
+    from cicd_audit.recorder.drivers import pcap_replay, recording
+    monkeypatch.setattr(recording, "CaptureProgram", loader)
     return pcap_replay.record_pcap(pcap, out, progress=False, **kw)
 
 
@@ -195,7 +195,7 @@ def _rows(out: Path, name: str) -> list[dict]:
 
 @pytest.mark.root
 def test_warm_cache_writes_the_same_logs_as_bcc(tmp_path, cache_dir, monkeypatch):
-    from cicd_audit.recorder.kernel.bpf_program import BccLoadedProgram
+    from cicd_audit.recorder.kernel.bcc_reference import BccLoadedProgram
     _Recorded.reports = []
     _record(WIKIPEDIA, tmp_path / "bcc", BccLoadedProgram, monkeypatch)
     _record(WIKIPEDIA, tmp_path / "cold", _Recorded, monkeypatch)

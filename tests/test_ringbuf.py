@@ -155,13 +155,13 @@ def test_poll_waits_for_data_and_times_out(ring_program):
 @pytest.mark.root
 @pytest.mark.slow
 def test_dns_heavy_capture_same_dns_log_as_bcc(tmp_path, monkeypatch):
-    from cicd_audit.recorder.drivers import pcap_replay
-    from cicd_audit.recorder.kernel import bpf_program
+    from cicd_audit.recorder.drivers import pcap_replay, recording
+    from cicd_audit.recorder.kernel import bcc_reference, bpf_program
     from cicd_audit.zeeklog.reader import read_log
     settings = bpf_program.ProgramSettings(pcap_mode=True, validate_checksums=False, ringbuf_bytes=64 * 1024)
     results = {}
-    for name, loader in (("bcc", bpf_program.BccLoadedProgram), ("syscalls", bpf_program.CaptureProgram)):
-        monkeypatch.setattr(pcap_replay, "CaptureProgram", loader)
+    for name, loader in (("bcc", bcc_reference.BccLoadedProgram), ("syscalls", bpf_program.CaptureProgram)):
+        monkeypatch.setattr(recording, "CaptureProgram", loader)
         out = tmp_path / name
         stats = pcap_replay.record_pcap(DNS2TCP, out, validate_checksums=False, progress=False, settings=settings)
         rows = [{k: v for k, v in r.items() if k != "uid"} for r in read_log(out / "dns.log")[1]]
