@@ -75,7 +75,7 @@ are the union, in header order.
 
 from __future__ import annotations
 
-from .columns import STRING_DTYPE, dtype_for, empty_frame
+from .columns import ARROW, STRING_DTYPE, dtype_for, empty_frame, python_lists
 from .frames import read_dataframe
 from .header import LogFormatError, LogHeader
 from .records import read_log
@@ -83,6 +83,7 @@ from .sessions import LOG_NAMES, LoadedLogs, has_logs, load_logs
 from .values import unescape
 
 __all__ = [
+    "ARROW",
     "LOG_NAMES",
     "STRING_DTYPE",
     "LoadedLogs",
@@ -92,6 +93,7 @@ __all__ = [
     "empty_frame",
     "has_logs",
     "load_logs",
+    "python_lists",
     "read_dataframe",
     "read_log",
     "unescape",
