@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from .allocator import release_free_memory
+from .allocator import arrow_on_system_heap, release_free_memory
 from .columns import (
     ColumnError,
     convert_column,
@@ -158,7 +158,9 @@ def read_dataframe(
     A TSV log is parsed ``chunk_bytes`` of text at a time, each chunk
     straight to typed columns, so the text and its Python objects are never
     held whole: memory is the frame's plus one chunk's. The frame does not
-    depend on ``chunk_bytes``."""
+    depend on ``chunk_bytes``. Arrow's buffers come from malloc
+    (``allocator.arrow_on_system_heap``), so freed ones are given back."""
+    arrow_on_system_heap()
     chunks = line_chunks(path, limits, chunk_bytes)
     first = next(chunks, b"")
     while first and not first.strip():  # blank lines before the first: JSON or TSV is told by what follows
