@@ -442,3 +442,20 @@ def test_load_logs_passes_limits(tmp_path):
     (tmp_path / "conn.log").write_text(HEADER + GOOD)
     with pytest.raises(LogLimitError, match="max_line_bytes=10"):
         load_logs(tmp_path, limits=_limits(max_line_bytes=10))
+
+
+def test_without_pyarrow_strings_are_python_and_vectors_lists(tmp_path):
+    """pyarrow is optional (the fleet extra): without it the reader gives the
+    same values in python-backed strings and object columns of lists."""
+    with LogWriter(tmp_path, ALL) as w:
+        w.write({"s": "x", "ss": ["a", "b"], "vi": [60.0], "vc": [1, 2]})
+        w.write({"ss": []})
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"  # as if not installed: its import raises ImportError
+        "from cicd_audit.zeeklog.reader import ARROW, read_dataframe\n"
+        f"df = read_dataframe({str(tmp_path / 'all.log')!r})\n"
+        "print(ARROW, df['s'].dtype.storage, df['ss'].dtype, df['ss'].tolist(), df['vi'].tolist(), df['vc'].tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split(" ", 3)[:3] == ["False", "python", "object"]
+    assert out.split(" ", 3)[3].strip() == "[['a', 'b'], []] [[60.0], None] [[1, 2], None]"
