@@ -127,26 +127,13 @@ def build_index(dns: pd.DataFrame | None) -> DnsIndex:
 def _resolutions(dns, rows, session, name_code) -> pd.DataFrame:
     if "answers" not in dns.columns:
         return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    ans = dns["answers"].to_numpy(dtype=object)[rows]
-    # answers are lists (or NA); flatten them with plain Python, once, instead of Series.map + explode
-    lens = np.zeros(len(ans), dtype=np.int64)
-    present = ~pd.isna(ans)
-    try:  # the loader gives a list or NA per row: len() through map() runs at C speed
-        lens[present] = np.fromiter(map(len, ans[present]), dtype=np.int64, count=int(present.sum()))
-    except TypeError:  # something else (a bare string?) slipped in: only lists and tuples are answers
-        lens[:] = [len(a) if isinstance(a, (list, tuple)) else 0 for a in ans]
-    if not lens.any():
+    column = dns["answers"].array
+    if isinstance(column.dtype, getattr(pd, "ArrowDtype", ())):
+        r_idx, acodes, auniq = _arrow_answers(column, rows)
+    else:
+        r_idx, acodes, auniq = _list_answers(column, rows)
+    if r_idx is None:
         return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    has = np.nonzero(lens)[0]
-    sub = ans[has].tolist()
-    if not all(type(a) is list or type(a) is tuple for a in sub):
-        keep = [isinstance(a, (list, tuple)) for a in sub]
-        lens[has[~np.asarray(keep, dtype=bool)]] = 0
-        has = np.nonzero(lens)[0]
-        sub = ans[has].tolist()
-    flat = [x for a in sub for x in a]
-    r_idx = np.repeat(has, lens[has])
-    acodes, auniq = pd.factorize(np.asarray(flat, dtype=object))
     canon = np.array([canon_ip(a) for a in auniq], dtype=object)
     is_ip = np.array([c is not None for c in canon], dtype=bool)
     m = is_ip[acodes]
@@ -158,3 +145,49 @@ def _resolutions(dns, rows, session, name_code) -> pd.DataFrame:
     return pd.DataFrame(
         {"session": np.asarray(suniq, dtype=object)[scodes[r_idx]], "name_code": name_code[r_idx], "address": canon[acodes]}
     )
+
+
+def _arrow_answers(column, rows):
+    """The loader's Arrow list column: (each answer's place in ``rows``, its
+    code, the distinct answers), or Nones when there are none. Flattened and
+    dictionary-encoded in Arrow: no Python object per row or per answer."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pa.array(column).take(pa.array(rows))  # the column's chunks (pandas gives a ChunkedArray)
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    lens = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not lens.any():
+        return None, None, None
+    r_idx = np.repeat(np.arange(len(rows)), lens)
+    encoded = pc.dictionary_encode(pc.list_flatten(lists))
+    codes = encoded.indices
+    present = pc.is_valid(codes).to_numpy(zero_copy_only=False)  # an unset element inside a vector: no answer
+    acodes = codes.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return r_idx[present], acodes[present], np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+
+
+def _list_answers(column, rows):
+    """The same from an object column of Python lists (the loader without pyarrow)."""
+    ans = np.asarray(column, dtype=object)[rows]
+    # answers are lists (or NA); flatten them with plain Python, once, instead of Series.map + explode
+    lens = np.zeros(len(ans), dtype=np.int64)
+    present = ~pd.isna(ans)
+    try:  # the loader gives a list or NA per row: len() through map() runs at C speed
+        lens[present] = np.fromiter(map(len, ans[present]), dtype=np.int64, count=int(present.sum()))
+    except TypeError:  # something else (a bare string?) slipped in: only lists and tuples are answers
+        lens[:] = [len(a) if isinstance(a, (list, tuple)) else 0 for a in ans]
+    if not lens.any():
+        return None, None, None
+    has = np.nonzero(lens)[0]
+    sub = ans[has].tolist()
+    if not all(type(a) is list or type(a) is tuple for a in sub):
+        keep = [isinstance(a, (list, tuple)) for a in sub]
+        lens[has[~np.asarray(keep, dtype=bool)]] = 0
+        has = np.nonzero(lens)[0]
+        sub = ans[has].tolist()
+    flat = [x for a in sub for x in a]
+    r_idx = np.repeat(has, lens[has])
+    acodes, auniq = pd.factorize(np.asarray(flat, dtype=object))
+    return r_idx, acodes, auniq

@@ -5,8 +5,9 @@ import gzip
 import pandas as pd
 import pytest
 
+from cicd_audit.zeeklog.columns import PYTHON_STRING_DTYPE
 from cicd_audit.zeeklog.limits import LogLimitError, ReadLimits
-from cicd_audit.zeeklog.reader import LogFormatError, read_dataframe
+from cicd_audit.zeeklog.reader import ARROW, STRING_DTYPE, LogFormatError, python_lists, read_dataframe
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.source import line_chunks
 from cicd_audit.zeeklog.writer import LogWriter
@@ -72,7 +73,7 @@ def test_chunks_split_a_vector_field_and_the_close_line(tmp_path):
     # the windows really cut where the test says
     assert data[inside_vector - 1:inside_vector + 1] == b"0."
     assert data[inside_close - 3:inside_close] == b"#cl"
-    assert whole["answers"][4] == ["192.0.2.4", "198.51.100.4"] and whole["TTLs"][2] is None
+    assert whole["answers"][4] == ["192.0.2.4", "198.51.100.4"] and pd.isna(whole["TTLs"][2])
     assert whole["query"][2] == "tab\there.example" and str(whole["ts"].dtype) == "datetime64[ns, UTC]"
 
 
@@ -119,3 +120,30 @@ def test_a_limit_further_on_wins_over_an_earlier_format_error(tmp_path):
     with pytest.raises(LogFormatError, match="columns") as e:
         read_dataframe(tmp_path / "dns.log", limits=limits, chunk_bytes=64)
     assert e.value.lineno == first_data + 1
+
+
+def test_a_column_arrow_refuses_in_one_chunk_is_python_in_all(tmp_path):
+    """With errors="surrogateescape" an undecodable byte stays a lone surrogate,
+    which Arrow strings refuse: that chunk falls back to python storage and
+    Python lists, and the other chunks of the column follow, so the frame has
+    one dtype per column and equals the whole read value for value."""
+    rows = [_dns_row(i) for i in range(400)]
+    rows[350]["query"] = "bin\udcff.example"
+    rows[350]["answers"] = ["tx\udcfet"]
+    with LogWriter(tmp_path, load_schema("dns"), open_time=1764928800.0) as w:
+        for r in rows:
+            w.write(r)
+    path = tmp_path / "dns.log"
+    whole = read_dataframe(path, errors="surrogateescape", chunk_bytes=WHOLE)
+    chunked = read_dataframe(path, errors="surrogateescape", chunk_bytes=4096)
+    _assert_same(chunked, whole)
+    assert whole["query"].dtype == PYTHON_STRING_DTYPE and whole["query"][350] == "bin\udcff.example"
+    assert python_lists(whole["answers"])[350] == ["tx\udcfet"]
+    assert python_lists(whole["answers"])[2] is None and python_lists(whole["answers"])[0] == ["192.0.2.0", "198.51.100.0"]
+    if ARROW:  # the columns without such a value keep the compact forms
+        assert whole["uid"].dtype == STRING_DTYPE and STRING_DTYPE.storage == "pyarrow"
+        assert isinstance(whole["TTLs"].dtype, pd.ArrowDtype) and whole["answers"].dtype == object
+    # the default (backslashreplace) shows the byte as text: Arrow everywhere
+    shown = read_dataframe(path, chunk_bytes=4096)
+    assert shown["query"][350] == "bin\\xff.example" and shown["query"].dtype == STRING_DTYPE
+    assert python_lists(shown["answers"])[350] == ["tx\\xfet"]

@@ -13,10 +13,12 @@ from shared_data import SHARED, shared
 
 from cicd_audit.errors import InputError
 from cicd_audit.zeeklog.reader import (
+    ARROW,
     STRING_DTYPE,
     LogFormatError,
     empty_frame,
     load_logs,
+    python_lists,
     read_dataframe,
     read_log,
 )
@@ -142,7 +144,7 @@ def test_benign_real_zeek_logs(name, rows, ncols):
         r = recs[i]
         assert df["query"][i] == (r["query"] if r["query"] is not None else df["query"][i])
         assert df["ts"][i] == pd.Timestamp(round(r["ts"] * 1e6) * 1000, tz="UTC")
-        assert (df["answers"][i] is None) == (r["answers"] is None)
+        assert (df["answers"].isna()[i]) == (r["answers"] is None)
         if r["answers"] is not None:
             assert df["answers"][i] == r["answers"] and df["TTLs"][i] == r["TTLs"]
 
@@ -182,6 +184,10 @@ def test_dtypes_and_values(tmp_path):
         "p": "UInt16", "d": "Float64", "b": "boolean", "a": "string", "s": "string", "e": "string",
         "n": "string", "ss": "object", "vi": "object", "vc": "object",
     }
+    if ARROW:  # one Arrow list array per column, elements as read_log gives them
+        want.update({"ss": "list<item: string>[pyarrow]", "vi": "list<item: double>[pyarrow]",
+                     "vc": "list<item: uint64>[pyarrow]"})
+        assert df["s"].dtype.storage == "pyarrow"
     assert {k: str(v) for k, v in df.dtypes.items()} == want
     r0 = df.iloc[0]
     assert r0["ts"] == pd.Timestamp("2013-09-15 23:44:27.631940", tz="UTC")
@@ -191,7 +197,7 @@ def test_dtypes_and_values(tmp_path):
     assert r0["s"] == "x#y" and r0["ss"] == ["a", "b"] and r0["vi"] == [60.0, 0.5] and r0["vc"] == [1, 2]
     r1 = df.iloc[1]
     assert r1["s"] == "" and r1["ss"] == [] and r1["vi"] == [] and r1["b"] == False  # noqa: E712
-    assert pd.isna(r1["ts"]) and pd.isna(r1["c"]) and pd.isna(r1["a"]) and r1["vc"] is None
+    assert pd.isna(r1["ts"]) and pd.isna(r1["c"]) and pd.isna(r1["a"]) and pd.isna(r1["vc"])
     assert df.iloc[2].isna().all()
 
 
@@ -330,7 +336,7 @@ def test_load_logs_sessions(tmp_path):
     assert logs.dns["session"].tolist() == ["job1", "job2"]
     assert logs.conn["session"].tolist() == ["job1"]
     assert list(logs.dns["session"].cat.categories) == ["job1", "job2", "job3"]
-    assert logs.dns["answers"].tolist() == [None, ["1.2.3.4"]]
+    assert python_lists(logs.dns["answers"]).tolist() == [None, ["1.2.3.4"]]
     assert str(logs.dns["ts"].dtype) == "datetime64[ns, UTC]"
     assert logs["capture_stats"].empty and logs.notice.empty
     with pytest.raises(InputError):
@@ -436,3 +442,20 @@ def test_load_logs_passes_limits(tmp_path):
     (tmp_path / "conn.log").write_text(HEADER + GOOD)
     with pytest.raises(LogLimitError, match="max_line_bytes=10"):
         load_logs(tmp_path, limits=_limits(max_line_bytes=10))
+
+
+def test_without_pyarrow_strings_are_python_and_vectors_lists(tmp_path):
+    """pyarrow is optional (the fleet extra): without it the reader gives the
+    same values in python-backed strings and object columns of lists."""
+    with LogWriter(tmp_path, ALL) as w:
+        w.write({"s": "x", "ss": ["a", "b"], "vi": [60.0], "vc": [1, 2]})
+        w.write({"ss": []})
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"  # as if not installed: its import raises ImportError
+        "from cicd_audit.zeeklog.reader import ARROW, read_dataframe\n"
+        f"df = read_dataframe({str(tmp_path / 'all.log')!r})\n"
+        "print(ARROW, df['s'].dtype.storage, df['ss'].dtype, df['ss'].tolist(), df['vi'].tolist(), df['vc'].tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split(" ", 3)[:3] == ["False", "python", "object"]
+    assert out.split(" ", 3)[3].strip() == "[['a', 'b'], []] [[60.0], None] [[1, 2], None]"

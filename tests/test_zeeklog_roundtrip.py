@@ -6,7 +6,7 @@ import random
 import pandas as pd
 import pytest
 
-from cicd_audit.zeeklog.reader import read_dataframe, read_log
+from cicd_audit.zeeklog.reader import python_lists, read_dataframe, read_log
 from cicd_audit.zeeklog.schema import Field, Schema
 from cicd_audit.zeeklog.writer import LogWriter
 
@@ -117,7 +117,7 @@ def test_tsv_round_trip(tmp_path, seed):
     for col in ("s", "e", "a"):
         assert [None if pd.isna(v) else v for v in df[col]] == [x[col] for x in got]
     for col in ("ss", "vs", "vi", "vc"):
-        assert df[col].tolist() == [x[col] for x in got]
+        assert python_lists(df[col]).tolist() == [x[col] for x in got]
     for col in ("c", "i", "p"):
         assert [None if pd.isna(v) else int(v) for v in df[col]] == [x[col] for x in got]
     assert [None if pd.isna(v) else v for v in df["b"]] == [x["b"] for x in got]

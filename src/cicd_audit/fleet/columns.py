@@ -4,7 +4,8 @@ API::
 
     zeek_types(frame, log_name) -> {column: zeek type}
     to_arrow(frame, zeek_types) -> pyarrow.Table        # each field's metadata: {"zeek_type": ...}
-    to_frame(table) -> DataFrame                        # the dtypes load_logs gives (reader.dtype_for)
+    to_frame(table) -> DataFrame                        # the dtypes load_logs gives (reader.dtype_for:
+                                                        # lists as Arrow lists when pyarrow is there)
 
 Mapping (the Zeek type is also written to the field's metadata, so a reader
 tells an ``addr`` from a ``string`` and a ``port`` from a ``count``)::
@@ -60,6 +61,9 @@ def _type_from_dtype(s: pd.Series) -> str:
     named = {"UInt64": "count", "Int64": "int", "UInt16": "port", "Float64": "double", "boolean": "bool"}
     if str(dt) in named:
         return named[str(dt)]
+    if isinstance(dt, getattr(pd, "ArrowDtype", ())) and pa.types.is_list(dt.pyarrow_dtype):
+        floats = pa.types.is_floating(dt.pyarrow_dtype.value_type)
+        return "vector[double]" if floats else "vector[string]"
     if isinstance(dt, np.dtype) and dt.kind == "O":
         first = next((v for v in s if isinstance(v, list) and v), None)
         if first is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in first):
@@ -90,10 +94,17 @@ def _column_values(s: pd.Series, ztype: str):
     return s
 
 
+def _arrow_column(s: pd.Series, ztype: str, arrow: pa.DataType):
+    if isinstance(s.dtype, getattr(pd, "ArrowDtype", ())):  # load_logs' lists: already Arrow, no Python objects
+        arr = pa.array(s.array)
+        return (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr).cast(arrow)
+    return pa.array(_column_values(s, ztype), type=arrow, from_pandas=True)
+
+
 def to_arrow(frame: pd.DataFrame, types: dict) -> pa.Table:
     """An Arrow table of ``frame`` whose fields carry their Zeek types."""
     schema = arrow_schema(types)
-    arrays = [pa.array(_column_values(frame[f.name], types[f.name]), type=f.type, from_pandas=True) for f in schema]
+    arrays = [_arrow_column(frame[f.name], types[f.name], f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -116,7 +127,11 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
             continue
         container, _ = parse_type(ztype)
         if container is not None:
-            cols[field.name] = pd.Series(col.to_pylist(), dtype=object)
+            dtype = dtype_for(ztype)  # an Arrow list, as load_logs holds it (object lists without pyarrow's dtype)
+            if isinstance(dtype, pd.ArrowDtype):
+                cols[field.name] = pd.Series(dtype.construct_array_type()(col.cast(dtype.pyarrow_dtype)))
+            else:
+                cols[field.name] = pd.Series(col.to_pylist(), dtype=object)
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             cols[field.name] = pd.Series(pd.array(col.to_pylist(), dtype=dtype_for(ztype)))
         else:

@@ -9,7 +9,9 @@ Modules (import what you need; the writer does not import pandas):
   ``close(close_time=None)``; output is byte-identical to Zeek 9.1's.
 * ``cicd_audit.zeeklog.reader`` -- ``read_log(path)`` -> (LogHeader,
   records), ``read_dataframe(path)``, ``load_logs(*session_dirs)`` ->
-  ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``.
+  ``LoadedLogs(conn, dns, weird, capture_stats, notice)``, ``LogFormatError``,
+  ``python_lists(column)`` (a set/vector column, Arrow-backed when pyarrow is
+  installed, as Python lists).
   Never imports bcc. It is the public face of the reader's parts, in the
   order data flows: ``source`` (bytes, gzip, the limits), ``header`` (the
   ``#`` lines), ``segments`` (header blocks and their bodies), ``values``

@@ -2,8 +2,13 @@
 
 API::
 
-    STRING_DTYPE                              # pandas' python-backed StringDtype
+    STRING_DTYPE                              # StringDtype, Arrow storage when pyarrow is there
+    PYTHON_STRING_DTYPE                       # StringDtype, python storage (text Arrow refuses)
+    ARROW                                     # whether pyarrow is importable: the compact dtypes
     dtype_for(ztype) -> dtype                 # the dtype a Zeek type reads as
+    container_dtype(element) -> dtype         # set/vector: Arrow list, or object without pyarrow
+    unify_dtypes(arrays) -> arrays            # pieces of one column, cast to one dtype
+    python_lists(column) -> object array      # a set/vector column as Python lists, None where unset
     empty_frame(schema) -> DataFrame          # no rows, the schema's dtypes
     convert_column(vals, ztype, name, header, errors, has_backslash) -> array
     convert_float_column(floats, ztype, name, exact_text) -> array
@@ -25,18 +30,42 @@ from .header import LogHeader
 from .schema import Schema, parse_type
 from .values import bad_value, field_parser, unescape
 
-# Python-backed strings, whatever pandas' default storage is: with
-# errors="surrogateescape" a value may hold lone surrogates, which Arrow
-# strings refuse, and the dtype must not depend on whether pyarrow happens
-# to be installed.
-STRING_DTYPE = pd.StringDtype(storage="python")
+try:  # optional (the fleet extra); without it the frame takes ~2x the memory
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - the project's machines have it
+    pa = None
+
+#: Strings and vectors are held in Arrow buffers when pyarrow is installed: a
+#: Python str per uid and a Python list per answers/TTLs cell were two thirds
+#: of a dns.log frame (docs/benchmarks.md, chunked reading). Same dtype
+#: ("string", NA for unset) either way; only the storage differs.
+ARROW = pa is not None and hasattr(pd, "ArrowDtype")
+PYTHON_STRING_DTYPE = pd.StringDtype(storage="python")
+STRING_DTYPE = pd.StringDtype(storage="pyarrow") if ARROW else PYTHON_STRING_DTYPE
+
+_STRING_ELEMENTS = ("string", "enum", "addr", "subnet", "pattern", "file", "func")
+
+
+def _arrow_element(element: str):
+    """Arrow type of a vector's elements: read_log's values (float seconds for
+    time/interval, as the fleet store keeps them: fleet/columns.py)."""
+    return {"time": pa.float64(), "interval": pa.float64(), "double": pa.float64(), "int": pa.int64(),
+            "count": pa.uint64(), "port": pa.uint64(), "bool": pa.bool_()}.get(element, pa.string())
+
+
+def container_dtype(element: str):
+    """dtype of a set/vector column: an Arrow list of the elements, or (no
+    pyarrow) an object column of Python lists."""
+    if not ARROW:
+        return np.dtype(object)
+    return pd.ArrowDtype(pa.list_(_arrow_element(element)))
 
 
 def dtype_for(ztype: str):
     """pandas dtype used for a Zeek type."""
     container, element = parse_type(ztype)
     if container is not None:
-        return np.dtype(object)
+        return container_dtype(element)
     return {
         "time": pd.DatetimeTZDtype("ns", "UTC"),
         "interval": np.dtype("timedelta64[ns]"),
@@ -164,14 +193,69 @@ def convert_column(vals: np.ndarray, ztype: str, name: str, hdr: LogHeader, erro
     if unset.any():
         out = out.copy() if out is vals else out
         out[unset] = None
-    return pd.array(out, dtype=STRING_DTYPE)
+    return string_array(out)
+
+
+def string_array(values):
+    """str/None values -> a StringDtype array: Arrow storage unless a value
+    holds lone surrogates (undecodable bytes kept with errors="surrogateescape"),
+    which Arrow's UTF-8 refuses; then python storage, for that column only."""
+    if STRING_DTYPE is not PYTHON_STRING_DTYPE:
+        try:
+            return pd.array(values, dtype=STRING_DTYPE)
+        except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+    return pd.array(values, dtype=PYTHON_STRING_DTYPE)
+
+
+def _arrow_lists(lists: list, codes: np.ndarray, idx: np.ndarray, n: int, element: str):
+    """One Arrow list per row, taken from the distinct texts' lists (null where
+    unset): offsets into shared buffers instead of a Python list per row.
+    None when Arrow refuses an element (lone surrogates): then Python lists."""
+    dtype = container_dtype(element)
+    try:
+        distinct = pa.array(lists, type=dtype.pyarrow_dtype)
+    except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    take = np.full(n, -1, dtype=np.int64)
+    take[idx] = codes
+    rows = distinct.take(pa.array(take, mask=take < 0))
+    return dtype.construct_array_type()(rows)
+
+
+def python_lists(array) -> np.ndarray:
+    """An Arrow list column -> object array of Python lists, None where unset
+    (the form without pyarrow; also what a caller needing lists gets)."""
+    array = getattr(array, "array", array)  # a Series: its array
+    if not (ARROW and isinstance(array.dtype, pd.ArrowDtype)):
+        return np.asarray(array, dtype=object)
+    values = pa.array(array).to_pylist()
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def unify_dtypes(arrays: list) -> list:
+    """Pieces of one column (chunks, files) with one dtype, so concatenating
+    keeps it: where one piece fell back to python storage (see string_array,
+    _arrow_lists) the others follow."""
+    if len({a.dtype for a in arrays}) < 2:
+        return arrays
+    if any(isinstance(a.dtype, np.dtype) and a.dtype == object for a in arrays):
+        return [a if isinstance(a.dtype, np.dtype) else python_lists(a) for a in arrays]
+    if any(a.dtype == PYTHON_STRING_DTYPE for a in arrays):
+        return [pd.array(np.asarray(a, dtype=object), dtype=PYTHON_STRING_DTYPE)
+                if isinstance(a.dtype, pd.StringDtype) else a for a in arrays]
+    return arrays
 
 
 def _convert_container(vals, unset, element, name, hdr, errors):
-    """set/vector column -> object array of lists (None for unset).
+    """set/vector column -> Arrow list array (null for unset), or without
+    pyarrow an object array of lists (None for unset).
 
     Each distinct text is converted once (logs repeat the same answers and
-    TTLs a lot), then every row gets its own copy of the list (rows never
+    TTLs a lot), then each row takes its distinct text's list (Arrow: a copy
+    into one buffer; Python lists: every row its own copy, so rows never
     share a mutable list; the immutable elements are shared). Conversion of
     the distinct texts: one ``str.split`` each and ``map(float|int)`` in C;
     texts with unset/empty elements, escapes or bad values go through the
@@ -182,7 +266,7 @@ def _convert_container(vals, unset, element, name, hdr, errors):
     sset, u, e = hdr.set_separator, hdr.unset_field, hdr.empty_field
     idx = np.flatnonzero(~unset)
     if not len(idx):
-        return out
+        return _arrow_lists([], idx, idx, n, element) if ARROW else out
     codes, uniq = pd.factorize(vals[idx])
     sel = [str(x) for x in uniq]
     joined = sset + sset.join(sel) + sset
@@ -216,6 +300,10 @@ def _convert_container(vals, unset, element, name, hdr, errors):
             except ValueError as ex:
                 row = int(np.flatnonzero(codes == j)[0])
                 raise ColumnError(int(idx[row]), str(ex)) from None
+    if ARROW:
+        arrow = _arrow_lists(lists, codes, idx, n, element)
+        if arrow is not None:
+            return arrow
     rows = map(list.copy, map(lists.__getitem__, codes.tolist()))
     with gc_paused():  # a million new lists would trigger many full GC passes
         out[idx] = np.fromiter(rows, dtype=object, count=len(idx))
@@ -269,9 +357,17 @@ def convert_float_column(f: np.ndarray, ztype: str, name: str, exact_text):
 def python_column(vals: list, ztype: str, n: int):
     container, element = parse_type(ztype)
     if container is not None:
+        if ARROW:
+            dtype = container_dtype(element)
+            try:
+                return dtype.construct_array_type()(pa.array(vals, type=dtype.pyarrow_dtype))
+            except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                pass  # Python lists, as string_array falls back
         out = np.empty(n, dtype=object)
         out[:] = vals
         return out
+    if dtype_for(ztype) == STRING_DTYPE:
+        return string_array(vals)
     mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
     if element in ("time", "interval"):
         f = np.array([math.nan if v is None else v for v in vals], dtype=np.float64)

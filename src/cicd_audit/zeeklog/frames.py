@@ -21,8 +21,16 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from .allocator import release_free_memory
-from .columns import ColumnError, convert_column, convert_float_column, empty_frame, gc_paused, python_column
+from .allocator import arrow_on_system_heap, release_free_memory
+from .columns import (
+    ColumnError,
+    convert_column,
+    convert_float_column,
+    empty_frame,
+    gc_paused,
+    python_column,
+    unify_dtypes,
+)
 from .header import LogFormatError, LogHeader
 from .jsonlog import is_json, read_json_records
 from .limits import ReadLimits
@@ -129,6 +137,11 @@ def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
             for c in missing:
                 f[c] = pd.Series([None] * len(f), dtype=dtypes[c], index=f.index)
         fixed.append(f[cols])
+    for c in cols:  # one file's column in python storage (see unify_dtypes): all follow
+        pieces = [f[c].array for f in fixed]
+        unified = unify_dtypes(pieces)
+        if unified is not pieces:
+            fixed = [f.assign(**{c: a}) for f, a in zip(fixed, unified)]
     return pd.concat(fixed, ignore_index=True)
 
 
@@ -145,7 +158,9 @@ def read_dataframe(
     A TSV log is parsed ``chunk_bytes`` of text at a time, each chunk
     straight to typed columns, so the text and its Python objects are never
     held whole: memory is the frame's plus one chunk's. The frame does not
-    depend on ``chunk_bytes``."""
+    depend on ``chunk_bytes``. Arrow's buffers come from malloc
+    (``allocator.arrow_on_system_heap``), so freed ones are given back."""
+    arrow_on_system_heap()
     chunks = line_chunks(path, limits, chunk_bytes)
     first = next(chunks, b"")
     while first and not first.strip():  # blank lines before the first: JSON or TSV is told by what follows
@@ -195,7 +210,7 @@ def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:
     for hdr, parts in groups:
         joined = {}
         for name in hdr.fields:
-            column = [part.pop(name) for part in parts]
+            column = unify_dtypes([part.pop(name) for part in parts])
             if len(column) == 1:
                 joined[name] = column[0]
             else:

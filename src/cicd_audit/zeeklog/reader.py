@@ -8,6 +8,8 @@ API::
                    chunk_bytes=16 MiB) -> DataFrame
     load_logs(*session_dirs, errors="backslashreplace") -> LoadedLogs
         # LoadedLogs(conn, dns, weird, capture_stats, notice): one DataFrame each
+    python_lists(column) -> object array      # a set/vector column as lists, None for unset
+    ARROW                                     # whether strings/vectors are Arrow-backed
     LogHeader(path, fields, types, separator, set_separator, empty_field,
               unset_field, open, close, format, meta)   # .schema
     LogFormatError(InputError)                # .filename, .lineno
@@ -46,9 +48,17 @@ size. Columns are typed from the header:
     time -> datetime64[ns, UTC] (rounded to the microsecond)
     interval -> timedelta64[ns]   count -> UInt64   int -> Int64
     port -> UInt16   double -> Float64   bool -> boolean
-    addr/subnet/string/enum -> string (pandas StringDtype, <NA> for unset)
-    set[...]/vector[...] -> object column of Python lists (elements as in
-        read_log), None for unset, [] for (empty)
+    addr/subnet/string/enum -> string (pandas StringDtype, <NA> for unset;
+        Arrow storage, python storage for a column Arrow refuses: lone
+        surrogates from errors="surrogateescape")
+    set[...]/vector[...] -> Arrow list column (pd.ArrowDtype(pa.list_(T)):
+        T string, double seconds for time/interval/double, int64, uint64 for
+        count/port, bool), <NA> for unset, [] for (empty); python_lists(col)
+        gives read_log's lists (None for unset)
+
+Without pyarrow (``ARROW`` False) strings use python storage and vectors
+are object columns of Python lists (None for unset), as before: the Arrow
+forms hold a dns.log frame in about 70% of the memory (docs/benchmarks.md).
 
 Strings: Zeek's ``\\xHH`` and ``\\\\`` escapes are decoded to bytes, then the
 bytes are decoded as UTF-8 with ``errors``: "backslashreplace" (default) shows
@@ -75,7 +85,7 @@ are the union, in header order.
 
 from __future__ import annotations
 
-from .columns import STRING_DTYPE, dtype_for, empty_frame
+from .columns import ARROW, STRING_DTYPE, dtype_for, empty_frame, python_lists
 from .frames import read_dataframe
 from .header import LogFormatError, LogHeader
 from .records import read_log
@@ -83,6 +93,7 @@ from .sessions import LOG_NAMES, LoadedLogs, has_logs, load_logs
 from .values import unescape
 
 __all__ = [
+    "ARROW",
     "LOG_NAMES",
     "STRING_DTYPE",
     "LoadedLogs",
@@ -92,6 +103,7 @@ __all__ = [
     "empty_frame",
     "has_logs",
     "load_logs",
+    "python_lists",
     "read_dataframe",
     "read_log",
     "unescape",
