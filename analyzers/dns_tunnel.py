@@ -1,5 +1,9 @@
 """DNS-tunnel and DNS-exfiltration detector: which registered domains carry data in their query names?
 
+Why one module of ~700 lines: the thresholds below, the features they read, the
+score and the finding's wording change together; kept in one file, each
+threshold's effect can be read from its definition to the sentence it produces.
+
 Input: a dns.log DataFrame (and optionally conn.log), as ``load_logs`` returns
 them. Output: one finding per (session, registered domain) that looks like a
 tunnel, with the numbers that convinced us.

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Boot Debian's own kernels with virtme-ng and run cicd-audit's smoke suite in each.
 
+One script of ~600 lines on purpose: the host side (download, boot) and the guest
+side (the checks) run as the same file, from the host's root mounted read-only.
+
     scripts/kernel_matrix.py [--kernels 5.10,6.1] [--table docs/kernels.md]
 
 For each kernel: download Debian's linux-image-*-unsigned package with a

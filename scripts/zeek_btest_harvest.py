@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Measure the recorder against Zeek's own btest suite, beyond ../shared/zeek-oracle.
 
+One script of ~600 lines on purpose: it reads Zeek's btest format (test lines,
+baselines, zeek-cut tables) end to end, and nothing else in the project does.
+
 Finds every btest (testing/btest/...) of a Zeek source tree that runs zeek on a
 trace (`zeek ... -r $TRACES/...`) and has a conn.log, dns.log or tunnel.log baseline
 (testing/btest/Baseline/<test>/conn*.log, dns*.log, tunnel*.log: the log itself, a copy
