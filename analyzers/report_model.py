@@ -50,7 +50,7 @@ TIMELINE_BUCKETS = 120
 #: Processes shown in the timeline, most connections first; the rest are summed in one row.
 MAX_TIMELINE_PROCESSES = 25
 
-NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"  # recorder/logs/session.py writes it; read here as data
+NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"  # recorder/logs/notice_rows.py writes it; read here as data
 UNKNOWN_PROCESS = "(process not recorded)"
 DIRECT_TO_IP = "(no DNS name: direct to IP)"
 

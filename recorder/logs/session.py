@@ -23,7 +23,6 @@ them the output is exactly what it was before either existed.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +31,17 @@ from typing import Callable
 from cicd_audit import notices
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import events
+from cicd_audit.recorder.logs.capture_stats import capture_stats_row
 from cicd_audit.recorder.logs.conn_rows import (
     community_id,
     conn_row,
     is_blocked,
     process_columns,
-    proto_name,
     refused_connect_row,
 )
 from cicd_audit.recorder.logs.dns.log import DnsConnectionLog
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
+from cicd_audit.recorder.logs.notice_rows import AnswerNames, notice_row
 from cicd_audit.recorder.logs.output_dir import OutputDir
 from cicd_audit.recorder.logs.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.logs.status_file import STATUS_FILE, StatusFile
@@ -79,21 +79,10 @@ class SessionCounters:
     end_reasons: dict = field(default_factory=dict)
 
 
-NOTE_BLOCKED_CONNECTION = "CicdAudit::Blocked_Connection"
-NOTE_BLOCKED_DNS = "CicdAudit::Blocked_DNS_Query"
-# Every refused attempt gets its row: nothing is suppressed, so the
-# suppression interval Zeek would write (1 hour by default) would mislead.
-NOTICE_SUPPRESS_FOR = 0.0
-# Kernel stats summed into capture_stats' ringbuf_drops: one per event kind.
-RINGBUF_DROP_STATS = ("rb_drop_conn", "rb_drop_dns", "rb_drop_weird", "rb_drop_blocked", "rb_drop_process",
-                      "rb_drop_fragment", "rb_drop_tunnel")
 # Disk space allocated past each log's header at start (LogWriter's reserve): capture_stats.log's
 # row and #close fit when the job has filled the disk; the other logs keep room for #close only.
 STATS_RESERVE = 4096
 CLOSE_RESERVE = 64
-
-# Blocking-mode kernel stats that capture_stats.log carries under the same names.
-BLOCKING_STATS = ("blocked_connects", "blocked_packets", "blocked_dns", "addrs_learnt", "allow_table_full")
 
 
 @dataclass(frozen=True)
@@ -165,7 +154,7 @@ class SessionLog:
                 self.output.close()
             raise
         self._blocked_conns: set[int] = set()       # kernel conn ids with a blocked packet
-        self._names_by_addr: dict[str, dict] = {}    # address -> names DNS answers resolved to it (ordered)
+        self._answer_names = AnswerNames()           # for notices: the names an address was looked up as
         self.last_ts: float | None = None
         self.closed = False
 
@@ -305,21 +294,11 @@ class SessionLog:
             self._dns.write(row)
             self.counters.dns_rows += 1
             if self.blocking:
-                self._remember_answers(row)
+                self._answer_names.remember(row)
         for ts, name, addl in dns_log.weirds:
             self.counters.dns_parse_errors += 1
             self.write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
         dns_log.weirds.clear()
-
-    def _remember_answers(self, row: dict) -> None:
-        """Which names this session's DNS answers resolved each address from (for notices)."""
-        query = row.get("query")
-        if not query:
-            return
-        for answer in row.get("answers") or ():
-            address = _address_key(answer)      # A/AAAA answers; names and other records are skipped
-            if address is not None:
-                self._names_by_addr.setdefault(address, {})[query] = None
 
     # -- blocking mode ------------------------------------------------------------
     def _blocked(self, ev: abi.BlockedEvent) -> None:
@@ -337,7 +316,7 @@ class SessionLog:
             uid = self._refused_connect(ev, ts, info)
         else:
             uid = None      # dropped at TC with no connection entry (e.g. the table was full)
-        self._notice.write(self._notice_row(ev, ts, uid, info))
+        self._notice.write(notice_row(ev, ts, uid, info, self._answer_names, self.processes is not None))
         self.counters.notices += 1
 
     def _refused_connect(self, ev: abi.BlockedEvent, ts: float, info: ProcessInfo | None) -> str:
@@ -353,30 +332,6 @@ class SessionLog:
         self._conn.write(row)
         self.counters.connections += 1
         return uid
-
-    def _notice_row(self, ev: abi.BlockedEvent, ts: float, uid: str | None, info: ProcessInfo | None) -> dict:
-        cid = events.conn_id(ev.key, ev.src_slot)      # the side that tried to send is the originator
-        proto = proto_name(cid.ip_proto)
-        who = _who(ev.proc, info)
-        if ev.reason == abi.BlockReason.DNS_NAME:
-            name = events.blocked_name(ev)
-            note, msg, sub = NOTE_BLOCKED_DNS, f"{who} queried {name}: name not in the policy", name
-        else:
-            verb = "connect to" if proto == "tcp" else "send to"
-            names = self._names_by_addr.get(cid.resp_h)
-            note = NOTE_BLOCKED_CONNECTION
-            msg = f"{who} tried to {verb} {_endpoint(cid, proto)}: not allowed by the policy"
-            sub = ",".join(sorted(names)) if names else None
-        row = {
-            "ts": ts, "uid": uid,
-            "id.orig_h": cid.orig_h, "id.orig_p": cid.orig_p, "id.resp_h": cid.resp_h, "id.resp_p": cid.resp_p,
-            "proto": proto, "note": note, "msg": msg, "sub": sub,
-            "src": cid.orig_h, "dst": cid.resp_h, "p": cid.resp_p,      # as Zeek fills them from id
-            "actions": ["Notice::ACTION_LOG"], "email_dest": [], "suppress_for": NOTICE_SUPPRESS_FOR,
-        }
-        if self.processes is not None:
-            row.update(process_columns(info))
-        return row
 
     def _fragment(self, frag: events.Fragment) -> None:
         datagram, weirds = self.fragments.add(frag)
@@ -437,29 +392,9 @@ class SessionLog:
         for conn_key, dns_log in list(self._dns_logs.items()):
             self._write_dns_rows(dns_log.flush(end_ts), dns_log)
         self._dns_logs.clear()
-        drops = sum(kernel_stats.get(name, 0) for name in RINGBUF_DROP_STATS)
         self.fragments.expire(0, everything=True)
-        c = self.counters
-        stats = {
-            "ts": time.time(),
-            "source": source,
-            "duration": duration,
-            # A reassembled datagram's fragments were counted as they passed; the datagram is not counted again.
-            "packets": kernel_stats.get("packets", 0) + c.conn_packets - c.datagrams_run,
-            "ip_bytes": kernel_stats.get("ip_bytes", 0) + c.conn_ip_bytes - c.datagram_ip_bytes,
-            "connections": self.counters.connections,
-            "dns_messages": self.counters.dns_messages,
-            "dns_rows": self.counters.dns_rows,
-            "ringbuf_drops": drops,
-            "conn_table_full": kernel_stats.get("conn_table_full", 0),
-            "parse_errors": kernel_stats.get("parse_errors", 0) + self.counters.bad_events,
-            "dns_parse_errors": self.counters.dns_parse_errors,
-            "weirds": self.counters.weirds + kernel_stats.get("weirds_suppressed", 0),
-            "fragments": kernel_stats.get("fragments", 0) + kernel_stats.get("rb_drop_fragment", 0),
-            "fragments_lost": self.fragments.counts.lost + kernel_stats.get("rb_drop_fragment", 0),
-        }
-        stats.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
-        self._say_kernel_losses(drops, stats["conn_table_full"])
+        stats = capture_stats_row(kernel_stats, self.counters, self.fragments.counts.lost, source, duration)
+        self._say_kernel_losses(stats["ringbuf_drops"], stats["conn_table_full"])
         for writer in self._writers:
             writer.close()
         stats["rows_lost"] = self.rows_lost
@@ -483,30 +418,3 @@ class SessionLog:
         if problem is not None:
             self.failures.append(problem)
             notices.say(f"cicd-audit: error: cannot write {self.out_dir / STATUS_FILE}: {problem}")
-
-
-def _address_key(text) -> str | None:
-    """An address as events.address_text writes it (IPv4-mapped as IPv4), or None if not an address."""
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return str(addr)
-
-
-def _who(proc: abi.Process, info: ProcessInfo | None) -> str:
-    """The process in a notice's message: "curl (pid 4242)"."""
-    if not proc.tgid:
-        return "unknown process"
-    name = info.name if info is not None else proc.comm.decode("utf-8", "backslashreplace")
-    return f"{name} (pid {proc.tgid})" if name else f"pid {proc.tgid}"
-
-
-def _endpoint(cid: events.ConnId, proto: str) -> str:
-    """203.0.113.9:443/tcp, [2001:db8::1]:443/tcp; ICMP and others have no port."""
-    host = f"[{cid.resp_h}]" if ":" in cid.resp_h else cid.resp_h
-    if proto in ("tcp", "udp"):
-        return f"{host}:{cid.resp_p}/{proto}"
-    return f"{cid.resp_h} ({proto})"
