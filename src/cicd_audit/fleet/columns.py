@@ -82,18 +82,35 @@ def arrow_schema(types: dict) -> pa.Schema:
     return pa.schema([pa.field(c, arrow_type(t), metadata={ZEEK_TYPE_KEY: t.encode()}) for c, t in types.items()])
 
 
-def _column_values(s: pd.Series, ztype: str):
-    container, _ = parse_type(ztype)
-    if container is not None:
-        # lists as load_logs holds them: Python lists, None for unset
-        return [None if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v)) else list(v) for v in s]
-    return s
+def _list_array(s: pd.Series, type_: pa.DataType) -> pa.Array:
+    """A set/vector column (Python lists, None for unset, as load_logs holds them) as an Arrow list array.
+
+    pyarrow walks the object array in C++; only a column it refuses (an element of another
+    type) goes through the per-row normalisation, which then raises the same error with its value.
+    """
+    values = s.to_numpy(dtype=object)
+    try:
+        return pa.array(values, type=type_, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        rows = [None if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v)) else list(v)
+                for v in values]
+        return pa.array(rows, type=type_, from_pandas=True)
 
 
 def to_arrow(frame: pd.DataFrame, types: dict) -> pa.Table:
     """An Arrow table of ``frame`` whose fields carry their Zeek types."""
     schema = arrow_schema(types)
-    arrays = [pa.array(_column_values(frame[f.name], types[f.name]), type=f.type, from_pandas=True) for f in schema]
+    # a frame from the reader carries its LogHeader in attrs, which pandas deep-copies into every
+    # column it hands out: a shallow copy without attrs makes that copy once, not once per column
+    frame = frame.copy(deep=False)
+    frame.attrs = {}
+    arrays = []
+    for f in schema:
+        column = frame[f.name]
+        if parse_type(types[f.name])[0] is not None:
+            arrays.append(_list_array(column, f.type))
+        else:
+            arrays.append(pa.array(column, type=f.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
