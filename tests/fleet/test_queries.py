@@ -107,3 +107,16 @@ def test_names_match_an_indicator_whatever_their_case_or_trailing_dot(tmp_path):
         hits = find_indicator(path, indicators)
         assert list(zip(hits["kind"], hits["count"])) == [("lookup", 2), ("connection", 2)], indicators
         assert hits["examples"].tolist() == [["WWW.Bad-Actor.ORG", "cdn.bad-actor.org."], ["198.51.100.7", "198.51.100.8"]]
+
+
+def test_identity_partitions_stay_text_even_when_they_look_like_numbers(tmp_path):
+    """The scan types the Hive partitions as strings: inferred, a workflow named "2024" would come back as an int."""
+    from fleet_data import T0, job, write_session
+
+    d = write_session(tmp_path / "s", T0, seed=4, job=job("numeric-names", "1234", "2024"),
+                      extra_names=[("cdn.bad-actor.org", "198.51.100.9")])
+    path = tmp_path / "store"
+    add_sessions(Store.open(path, create=True), [d])
+    hits = find_indicator(path, ["bad-actor.org", "198.51.100.0/24"])
+    assert sorted(set(hits["kind"])) == ["answer", "connection", "lookup"]
+    assert hits["repository"].tolist() == ["1234"] * 3 and hits["workflow"].tolist() == ["2024"] * 3

@@ -86,24 +86,37 @@ def arrow_schema(types: dict) -> pa.Schema:
     return pa.schema([pa.field(c, arrow_type(t), metadata={ZEEK_TYPE_KEY: t.encode()}) for c, t in types.items()])
 
 
-def _column_values(s: pd.Series, ztype: str):
-    container, _ = parse_type(ztype)
-    if container is not None:
-        # lists as load_logs holds them: Python lists, None for unset
-        return [None if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v)) else list(v) for v in s]
-    return s
+def _list_array(s: pd.Series, type_: pa.DataType) -> pa.Array:
+    """A set/vector column (Python lists, None for unset, as load_logs holds them) as an Arrow list array.
+
+    pyarrow walks the object array in C++; only a column it refuses (an element of another
+    type) goes through the per-row normalisation, which then raises the same error with its value.
+    """
+    values = s.to_numpy(dtype=object)
+    try:
+        return pa.array(values, type=type_, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        rows = [None if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v)) else list(v)
+                for v in values]
+        return pa.array(rows, type=type_, from_pandas=True)
 
 
 def _arrow_column(s: pd.Series, ztype: str, arrow: pa.DataType):
     if isinstance(s.dtype, getattr(pd, "ArrowDtype", ())):  # load_logs' lists: already Arrow, no Python objects
         arr = pa.array(s.array)
         return (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr).cast(arrow)
-    return pa.array(_column_values(s, ztype), type=arrow, from_pandas=True)
+    if parse_type(ztype)[0] is not None:
+        return _list_array(s, arrow)
+    return pa.array(s, type=arrow, from_pandas=True)
 
 
 def to_arrow(frame: pd.DataFrame, types: dict) -> pa.Table:
     """An Arrow table of ``frame`` whose fields carry their Zeek types."""
     schema = arrow_schema(types)
+    # a frame from the reader carries its LogHeader in attrs, which pandas deep-copies into every
+    # column it hands out: a shallow copy without attrs makes that copy once, not once per column
+    frame = frame.copy(deep=False)
+    frame.attrs = {}
     arrays = [_arrow_column(frame[f.name], types[f.name], f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 

@@ -38,10 +38,22 @@ COMPRESSION = "zstd"
 NO_DATE = "1970-01-01"
 
 
-def _dates(ts: pd.Series) -> pd.Series:
-    if ts.empty:
-        return pd.Series([], dtype=object)
-    return ts.dt.strftime("%Y-%m-%d").fillna(NO_DATE).astype(object)
+def _date_rows(ts: pd.Series) -> list:
+    """[(date, row positions)] in date order: each row's UTC date (NO_DATE when it has no time).
+
+    Days are computed on the int64 nanoseconds and formatted once per distinct day,
+    not once per row.
+    """
+    days = ts.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT")).astype("datetime64[D]")
+    uniq, where = np.unique(days, return_inverse=True)
+    labels = [NO_DATE if np.isnat(d) else str(d) for d in uniq]
+    if len(set(labels)) == 1:
+        return [(labels[0], None)]  # the common case: one date, every row, no selection to make
+    out = []
+    for date in sorted(set(labels)):
+        codes = [k for k, label in enumerate(labels) if label == date]
+        out.append((date, np.flatnonzero(np.isin(where, codes))))
+    return out
 
 
 def add_session(store: Store, session_dir) -> dict:
@@ -63,17 +75,18 @@ def write_session(store: Store, meta, logs) -> dict:
         rows[log] = int(len(frame))
         if frame.empty:
             continue
-        types = zeek_types(frame, log)
         ts = frame["ts"] if "ts" in frame.columns else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
         times += [t for t in (ts.min(), ts.max()) if pd.notna(t)]
-        dates = _dates(ts)
-        for date in sorted(dates.unique()):
-            part = frame[(dates == date).to_numpy()]
-            table = to_arrow(part, types)
+        whole = to_arrow(frame, zeek_types(frame, log))  # converted once; a date's rows are taken in Arrow
+        for date, positions in _date_rows(ts):
+            if positions is None:
+                table, positions = whole, np.arange(len(frame))
+            else:
+                table = whole.take(pa.array(positions))
             # the session names each row, for fleet queries over many sessions at once
-            table = table.append_column("session", _session_column(meta.session, len(part)))
+            table = table.append_column("session", pa.repeat(pa.scalar(meta.session, pa.string()), table.num_rows))
             # the row's place in its log: a session read back from several dates keeps load_logs' order
-            table = table.append_column(ROW_COLUMN, pa.array(np.flatnonzero((dates == date).to_numpy()), type=pa.uint32()))
+            table = table.append_column(ROW_COLUMN, pa.array(positions, type=pa.uint32()))
             rel = log_file(log, date, meta.repository, meta.workflow, meta.session)
             path = store.path(rel)
             store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
@@ -94,10 +107,6 @@ def write_session(store: Store, meta, logs) -> dict:
     }
     write_manifest(store, manifest)
     return manifest
-
-
-def _session_column(session: str, n: int):
-    return pa.array([session] * n, type=pa.string())
 
 
 def add_sessions(store: Store, dirs, progress=None) -> list:

@@ -17,8 +17,10 @@ Fast by reading little: only the columns a query needs, only the date
 partitions of the time range (one listing of the ``date=`` directories; files
 of other dates are never listed or opened), and ``ts``, repository/workflow
 and ``session IN (...)`` filters pushed down to the Parquet reader (row-group
-statistics). Aggregations are tree reductions, so no worker and not
-the client ever holds more than one partition plus the (small) partial results.
+statistics). The indicator search matches inside Arrow (``indicator_scan``):
+only matching rows become pandas. Aggregations are tree reductions, so no
+worker and not the client ever holds more than one partition plus the (small)
+partial results.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
 from .cluster import compute_kwargs, dask_client
+from .indicator_scan import RESOLVED, arrow_dataset, hits_meta, scan_conn, scan_dns, suffix_expression
 from .store import Store
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_*-]([a-z0-9_-]{0,62})?\.)*[a-z0-9_-]{1,63}$")
@@ -56,36 +58,6 @@ def parse_indicators(indicators) -> tuple[list, list]:
     if not domains and not nets:
         raise UsageError("give at least one indicator (a domain suffix, an IP address or a CIDR)")
     return domains, nets
-
-
-def _suffix_match(names: pd.Series, domains: list) -> pd.Series:
-    """The indicator each name falls under ("" for none); names are compared lower-cased."""
-    low = names.astype(object).fillna("").str.lower().str.rstrip(".")
-    out = pd.Series("", index=names.index, dtype=object)
-    for d in domains:
-        hit = (low == d) | low.str.endswith("." + d)
-        out = out.where(~(hit & (out == "")), d)
-    return out
-
-
-def _network_match(addrs: pd.Series, nets: list) -> pd.Series:
-    """The network each address falls in, as text ("" for none); each distinct address parsed once."""
-    codes, uniques = pd.factorize(addrs.astype(object), use_na_sentinel=True)
-    found = np.empty(len(uniques), dtype=object)
-    for i, u in enumerate(uniques):
-        found[i] = ""
-        try:
-            a = ipaddress.ip_address(str(u))
-        except ValueError:
-            continue
-        for n in nets:
-            if a.version == n.version and a in n:
-                found[i] = str(n)
-                break
-    res = np.full(len(codes), "", dtype=object)
-    ok = codes >= 0
-    res[ok] = found[codes[ok]]
-    return pd.Series(res, index=addrs.index, dtype=object)
 
 
 def _in_range(df, since, until):
@@ -121,48 +93,34 @@ def _date_dirs(store: Store, log: str, since, until) -> list:
     return sorted(out)
 
 
+def _files(store: Store, log: str, since, until) -> list:
+    """The log's Parquet files in the date directories of the range, in a stable order."""
+    return [f for d in _date_dirs(store, log, since, until) for f in sorted(store.fs.find(d)) if f.endswith(".parquet")]
+
+
 #: Files per Dask task: one session's file is small (tens of KB), so a task scans a batch of them in
 #: one pyarrow dataset (C++ reads, filters and projects; Python sees only matching rows).
 FILES_PER_TASK = 250
 
 
 def _expression(filters):
-    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     expr = None
     for col, op, val in filters or []:
         f = ds.field(col)
         e = {"==": lambda: f == val, ">=": lambda: f >= val, "<": lambda: f < val, "<=": lambda: f <= val,
-             "in": lambda: f.isin(list(val)), "suffix": lambda: _suffix_expression(pc, f, val)}[op]()
+             "in": lambda: f.isin(list(val)), "suffix": lambda: suffix_expression(f, val)}[op]()
         expr = e if expr is None else expr & e
-    return expr
-
-
-def _suffix_expression(pc, field, suffixes):
-    """The scan-side twin of ``_suffix_match``: names compared lower-cased and without a trailing dot.
-
-    DNS names are case-insensitive (RFC 4343) and resolvers or tunnels may randomise case (0x20
-    encoding): a case-sensitive scan would let "WWW.Evil.COM" slip past the indicator "evil.com".
-    """
-    name = pc.utf8_rtrim(pc.utf8_lower(field), characters=".")
-    expr = None
-    for d in suffixes:
-        e = (name == d) | pc.ends_with(name, "." + d)
-        expr = e if expr is None else expr | e
     return expr
 
 
 def _scan_files(files, store_url, storage_options, base, columns, filters):
     """One task: a batch of files scanned by pyarrow with the filter pushed into the scan."""
-    import pyarrow.dataset as ds
-
     from .columns import to_frame
 
     store = Store.open(store_url, storage_options)
-    part = ds.partitioning(flavor="hive")
-    data = ds.dataset(files, filesystem=store.fs, format="parquet", partitioning=part, partition_base_dir=base)
-    table = data.to_table(columns=columns, filter=_expression(filters))
+    table = arrow_dataset(files, store, base).to_table(columns=columns, filter=_expression(filters))
     frame = to_frame(table)
     for c in ("session", "repository", "workflow"):
         frame[c] = frame[c].astype(object)
@@ -177,7 +135,7 @@ def _read(store: Store, log: str, columns: list, since=None, until=None, filters
     """
     import dask.dataframe as dd
 
-    files = [f for d in _date_dirs(store, log, since, until) for f in sorted(store.fs.find(d)) if f.endswith(".parquet")]
+    files = _files(store, log, since, until)
     if not files:
         return None
     cols = list(dict.fromkeys([*columns, "session", "repository", "workflow"]))
@@ -215,99 +173,43 @@ def _identity_as_text(df):
     return df.astype({"repository": object, "workflow": object, "session": object})
 
 
-def _dns_hits(part, domains, nets, since, until):
-    part = _identity_as_text(_in_range(part, since, until))
-    hits = []
-    if domains:
-        ind = _suffix_match(part["query"], domains)
-        m = part[(ind != "").to_numpy()]
-        hits.append(m.assign(indicator=ind[ind != ""], kind="lookup", match=m["query"].astype(object)))
-    if nets:
-        ans = part[["repository", "workflow", "session", "ts", "answers"]].explode("answers")
-        ans = ans[ans["answers"].notna()]
-        ind = _network_match(ans["answers"], nets)
-        m = ans[(ind != "").to_numpy()]
-        hits.append(m.assign(indicator=ind[ind != ""], kind="answer", match=m["answers"].astype(object)))
-    cols = ["repository", "workflow", "session", "indicator", "kind", "match", "ts"]
-    return pd.concat([h[cols] for h in hits], ignore_index=True) if hits else pd.DataFrame(columns=cols)
+def _scan(store: Store, log: str, task, since, until, **kwargs):
+    """A dask frame of hits: ``task`` over the log's files of the range, FILES_PER_TASK at a time."""
+    import dask.dataframe as dd
 
-
-def _conn_hits(part, nets, addr_indicator, since, until):
-    """Connections to an indicator network, or to an address a matching name resolved to in that session."""
-    part = _identity_as_text(_in_range(part, since, until))
-    ind = _network_match(part["id.resp_h"], nets) if nets else pd.Series("", index=part.index, dtype=object)
-    if addr_indicator:
-        via = pd.Series([addr_indicator.get((s, a), "") for s, a in zip(part["session"], part["id.resp_h"])],
-                        index=part.index, dtype=object)
-        ind = ind.where(ind != "", via)
-    m = part[(ind != "").to_numpy()]
-    out = m.assign(indicator=ind[ind != ""], kind="connection", match=m["id.resp_h"].astype(object))
-    return out[["repository", "workflow", "session", "indicator", "kind", "match", "ts"]]
-
-
-def _hits_meta():
-    return pd.DataFrame({"repository": pd.Series(dtype=object), "workflow": pd.Series(dtype=object),
-                         "session": pd.Series(dtype=object), "indicator": pd.Series(dtype=object),
-                         "kind": pd.Series(dtype=object), "match": pd.Series(dtype=object),
-                         "ts": pd.Series(dtype="datetime64[ns, UTC]")})
+    files = _files(store, log, since, until)
+    if not files:
+        return None
+    groups = [files[i:i + FILES_PER_TASK] for i in range(0, len(files), FILES_PER_TASK)]
+    return dd.from_map(task, groups, store_url=store.url(), storage_options=store.storage_options,
+                       base=store.path(log), since=since, until=until, meta=hits_meta(), enforce_metadata=False,
+                       **kwargs)
 
 
 def find_indicator(store_url, indicators, since=None, until=None, scheduler="sync", storage_options=None) -> pd.DataFrame:
+    """Two passes over the range's files, each matched in Arrow (indicator_scan): dns.log (lookups, answers, and
+    the addresses matching names resolved to), then conn.log (connections to indicator networks or to those
+    addresses)."""
     import dask
 
     domains, nets = parse_indicators(indicators)
     store = Store.open(store_url, storage_options)
-    parts = []
+    since, until = (None if t is None else _utc(t) for t in (since, until))
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler) as client:
         kw = compute_kwargs(client)
-        # without networks to look for in answers, only matching names ever leave the Parquet scan
-        dns = _read(store, "dns", ["ts", "query", "answers"], since, until,
-                    filters=None if nets else [("query", "suffix", domains)])
-        dns_hits = pd.DataFrame(columns=list(_hits_meta().columns))
-        if dns is not None:
-            dns_hits = dns.map_partitions(_dns_hits, domains, nets, since, until, meta=_hits_meta()).compute(**kw)
-            parts.append(dns_hits)
-        # addresses that a matching name resolved to, per session: connections to them count as contact
-        addr_indicator = {}
-        if domains and dns is not None and not dns_hits.empty:
-            looked = dns_hits[dns_hits["kind"] == "lookup"]
-            sessions = sorted(set(looked["session"]))
-            ans = _read(store, "dns", ["ts", "query", "answers"], since, until,
-                        filters=[("session", "in", sessions), ("query", "suffix", domains)]) if sessions else None
-            if ans is not None:
-                got = ans.map_partitions(_resolved, domains, meta=_resolved_meta()).compute(**kw)
-                addr_indicator = {(s, a): i for s, a, i in zip(got["session"], got["address"], got["indicator"])}
-        # without networks, only sessions that looked a matching name up can have connected through it
-        only = None if nets else [("session", "in", sorted({s for s, _ in addr_indicator}))]
-        conn = _read(store, "conn", ["ts", "id.resp_h"], since, until, filters=only) if (nets or addr_indicator) else None
+        dns = _scan(store, "dns", scan_dns, since, until, domains=domains, nets=nets)
+        found = dns.compute(**kw) if dns is not None else hits_meta()
+        is_resolved = (found["kind"] == RESOLVED).to_numpy(dtype=bool)
+        resolved = {(s, a): i for s, a, i in zip(found["session"][is_resolved], found["match"][is_resolved],
+                                                 found["indicator"][is_resolved])}
+        parts = [found[~is_resolved]]
+        conn = _scan(store, "conn", scan_conn, since, until, nets=nets, resolved=resolved) if (nets or resolved) else None
         if conn is not None:
-            parts.append(conn.map_partitions(_conn_hits, nets, addr_indicator, since, until, meta=_hits_meta()).compute(**kw))
-    hits = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) else _hits_meta()
+            parts.append(conn.compute(**kw))
+    parts = [p for p in parts if not p.empty]
+    hits = pd.concat(parts, ignore_index=True) if parts else hits_meta()
     out = _summarise_hits(hits)
     return out.sort_values(["first_seen", "session", "kind"], kind="stable").reset_index(drop=True)
-
-
-def _resolved_meta():
-    return pd.DataFrame({"session": pd.Series(dtype=object), "address": pd.Series(dtype=object),
-                         "indicator": pd.Series(dtype=object)})
-
-
-def _resolved(part, domains):
-    part = _identity_as_text(part)
-    ind = _suffix_match(part["query"], domains)
-    m = part[(ind != "").to_numpy()].assign(indicator=ind[ind != ""])
-    m = m[["session", "answers", "indicator"]].explode("answers")
-    m = m[m["answers"].notna()]
-    m = m[[_is_ip(a) for a in m["answers"]]]
-    return m.rename(columns={"answers": "address"}).astype(object).drop_duplicates()
-
-
-def _is_ip(s) -> bool:
-    try:
-        ipaddress.ip_address(str(s))
-        return True
-    except ValueError:
-        return False
 
 
 # ---- new destinations per workflow per week --------------------------------------
