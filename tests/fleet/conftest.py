@@ -12,10 +12,7 @@ import sys
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fleet_data, beside this file
-
-from fleet_data import DAY, T0, job, write_session  # noqa: E402
+from fleet_data import DAY, T0, job, write_session
 
 
 @pytest.fixture(scope="session")
