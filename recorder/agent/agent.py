@@ -315,9 +315,11 @@ class Agent:
         self.router.add(job.runner, job.scope)
         shared = self.router.sharing(job.runner)
         if shared:
-            reply["warning"] = job.meta["scope_shared"] = (
+            job.meta["scope_shared"] = (
                 f"runner {', '.join(map(repr, shared))} runs in the same cgroup ({job.scope}): while both "
                 "have a job open, their connections cannot be told apart and go to the earlier job")
+            # beside a not-blocked warning, not instead of it
+            reply["warning"] = "; ".join(filter(None, (reply.get("warning"), job.meta["scope_shared"])))
 
     def _new_session_path(self, started_wall: float) -> Path:
         stamp = datetime.fromtimestamp(started_wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")

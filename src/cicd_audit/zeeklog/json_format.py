@@ -17,6 +17,7 @@ becomes the text ``\\xHH``, which JSON then writes as ``\\\\xHH``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -167,14 +168,7 @@ class _JsonRow:
         self.keys = [_JSON_STR.encode(n) + ":" for n in self.names]
 
 
-_ROWS: dict = {}
-
-
-def _row_format(schema: Schema) -> _JsonRow:
-    c = _ROWS.get(schema)
-    if c is None:
-        c = _ROWS[schema] = _JsonRow(schema)
-    return c
+_row_format = functools.cache(_JsonRow)     # one per schema, made on its first row
 
 
 def format_json_row(schema: Schema, record: Mapping[str, object]) -> bytes:

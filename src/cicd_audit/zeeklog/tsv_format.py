@@ -29,6 +29,7 @@ Rules (Zeek 9.1: logging/writers/ascii/Ascii.cc, threading/formatters/Ascii.cc, 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -163,14 +164,7 @@ class _TsvRow:
         self.fields = [_tsv_field(f.type) for f in schema.fields]
 
 
-_ROWS: dict = {}
-
-
-def _row_format(schema: Schema) -> _TsvRow:
-    c = _ROWS.get(schema)
-    if c is None:
-        c = _ROWS[schema] = _TsvRow(schema)
-    return c
+_row_format = functools.cache(_TsvRow)     # one per schema, made on its first row
 
 
 def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
