@@ -23,6 +23,7 @@ from pathlib import Path
 from scapy.all import DNS, DNSQR, IP, UDP, Ether
 
 from cicd_audit.policy import parse_policy
+from cicd_audit.recorder.attach.job_scope import JobScope
 from cicd_audit.recorder.kernel import bpf_program, kernel_headers
 from cicd_audit.recorder.kernel import packet_runner as tr
 from cicd_audit.recorder.kernel.block_tables import PolicyTables
@@ -75,7 +76,8 @@ def load(src: Path):
     for stage, name in bpf_program.STAGES.items():
         if name in functions:
             maps["stages"].update(stage, functions[name].fd)
-    PolicyTables.build(parse_policy(POLICY), resolvers=[__import__("ipaddress").ip_address(RESOLVER)]).fill(maps)
+    PolicyTables.build(parse_policy(POLICY), resolvers=[__import__("ipaddress").ip_address(RESOLVER)]).fill(maps, 1)
+    JobScope.whole_host().fill(maps["job_scope"], 0)        # job 1: a test-run packet has no socket
     return maps, functions
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from scapy.all import IP, TCP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
+from cicd_audit.recorder.attach.job_scope import JobScope
 from cicd_audit.recorder.kernel import kernel_headers
 from cicd_audit.recorder.kernel import packet_runner as tr
 from cicd_audit.recorder.kernel.block_tables import PolicyTables
@@ -50,6 +51,12 @@ TUNNEL_FRAMES = {
     "gre-udp-64B": bytes(Ether() / IP(src="10.200.0.1", dst="10.200.0.2", proto=47)
                          / Raw(struct.pack("!HH", 0, 0x0800) + FRAMES["udp-64B"][14:])),
 }
+
+
+def judge_whole_host(maps) -> None:
+    """Blocking with the whole host as job 1 (a test-run packet has no socket) and its policy."""
+    PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(maps, 1)
+    JobScope.whole_host().fill(maps["job_scope"], 0)
 
 
 def ns_per_run(prog_fd: int, frame: bytes, repeat: int) -> int:
@@ -80,7 +87,7 @@ def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block
         finally:
             bpf_program.source_dir = real_source_dir
         if block:
-            PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(programs[label].maps)
+            judge_whole_host(programs[label].maps)
     frames = dict(FRAMES)
     for name, frame in FRAMES.items():
         frames[name + "-vlan"] = _vlan(frame, 0x8100)
@@ -118,7 +125,7 @@ def main() -> None:
     ours = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
     blocking = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=True),
                               lambda data, size: None)
-    PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(blocking.maps)
+    judge_whole_host(blocking.maps)
     for name, frame in {**FRAMES, **TUNNEL_FRAMES}.items():
         base, mine, block = [], [], []
         for _ in range(args.rounds):

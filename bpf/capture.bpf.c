@@ -238,9 +238,9 @@ static __always_inline void ca_tail_call(struct __sk_buff *skb, __u32 stage)
 #if CA_BLOCK
 #include "policy.h"
 #include "job_scope.h"
-BPF_ARRAY(job_scope, struct ca_job_scope, 1);
+BPF_ARRAY(job_scope, struct ca_job_scope, CA_JOB_SLOTS);
 BPF_LPM_TRIE(allow_cidrs, struct ca_cidr_key, struct ca_port_set, CA_ALLOW_CIDRS_MAX);
-BPF_HASH(allow_names, __u64, struct ca_name_rule, CA_ALLOW_NAMES_MAX);
+BPF_HASH(allow_names, struct ca_name_key, struct ca_name_rule, CA_ALLOW_NAMES_MAX);
 BPF_TABLE("lru_hash", struct ca_learnt_key, struct ca_learnt_addr, allow_addrs, CA_ALLOW_ADDRS_MAX);
 BPF_PERCPU_ARRAY(dns_name_scratch, struct ca_dns_name, 1);
 
@@ -249,9 +249,9 @@ static __always_inline struct ca_port_set *ca_allow_cidrs_lookup(struct ca_cidr_
 	return allow_cidrs.lookup(k);
 }
 
-static __always_inline struct ca_name_rule *ca_allow_names_lookup(__u64 *hash)
+static __always_inline struct ca_name_rule *ca_allow_names_lookup(struct ca_name_key *key)
 {
-	return allow_names.lookup(hash);
+	return allow_names.lookup(key);
 }
 
 static __always_inline struct ca_learnt_addr *ca_allow_addrs_lookup(struct ca_learnt_key *key)
@@ -270,10 +270,9 @@ static __always_inline struct ca_dns_name *ca_dns_name_work(void)
 	return dns_name_scratch.lookup(&zero);
 }
 
-static __always_inline struct ca_job_scope *ca_job_scope_get(void)
+static __always_inline struct ca_job_scope *ca_job_scope_get(__u32 slot)
 {
-	__u32 zero = 0;
-	return job_scope.lookup(&zero);
+	return job_scope.lookup(&slot);
 }
 #endif
 
@@ -527,9 +526,10 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	ca_attribute(skb, p, c);
 #endif
 #if CA_BLOCK
-	if (ca_conn_in_job(skb, c)) {
+	c->proc.job = ca_conn_job(skb, c);
+	if (c->proc.job) {
 		c->flags |= CA_CONN_IN_JOB;
-		if (!ca_conn_allowed(p))
+		if (!ca_conn_allowed(p, c->proc.job))
 			c->flags |= CA_CONN_BLOCKED;
 	}
 #endif
@@ -761,13 +761,16 @@ static __always_inline void ca_established_timeout(struct ca_packet *p, struct c
 static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c)
 {
 #if CA_BLOCK
-	if (c ? !(c->flags & CA_CONN_IN_JOB) : !ca_conn_in_job(skb, 0))
+	if (c && !(c->flags & CA_CONN_IN_JOB))
+		return CA_PASS;
+	p->job = c ? c->proc.job : ca_conn_job(skb, 0);   /* the DNS stages judge by its policy */
+	if (!p->job)
 		return CA_PASS;
 	if (c && (c->flags & CA_CONN_BLOCKED)) {
 		ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 		return CA_DROP;
 	}
-	if (!c && !ca_conn_allowed(p)) {        /* table full: judged without state */
+	if (!c && !ca_conn_allowed(p, p->job)) {        /* table full: judged without state */
 		ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 		return CA_DROP;
 	}
@@ -1009,7 +1012,9 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 #if CA_BLOCK
 		/* A fragment leaves before its datagram is whole: only its address
 		 * can be judged. Refused fragments never left: nothing to reassemble. */
-		if (egress && ca_conn_in_job(skb, 0) && !ca_addr_allowed(p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
+		__u32 job = egress ? ca_conn_job(skb, 0) : 0;
+
+		if (job && !ca_addr_allowed(job, p->key.addr[1], 0, CA_MATCH_SOME, p->ts)) {
 			ca_count(CA_STAT_BLOCKED_PACKETS, p->segs);
 			return CA_DROP;
 		}

@@ -18,6 +18,7 @@
 #define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
 #define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
 #define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
+#define CA_JOB_SLOTS 8             /* jobs blocking mode judges at once, each by its own policy */
 /* An IP tunnel is named by its address pair, whatever carries it (IP-in-IP,
  * GRE, GRE over UDP): tunnel ids with this bit never come from the
  * connection counter (bpf/tunnel.h). */
@@ -198,12 +199,10 @@ struct ca_process {
 	__u32 tgid;                /* process id; 0: unknown */
 	__u32 pid;                 /* thread id */
 	__u64 cgroup_id;           /* cgroup v2 id: the inode number of the cgroup's directory */
-	__u32 flags;               /* CA_PROC_* */
-	__u32 pad;
+	__u32 flags;               /* reserved, 0 */
+	__u32 job;                 /* blocking mode: its job's slot in job_scope + 1; 0: no job's (job_scope.h) */
 	char comm[CA_COMM_LEN];    /* task name, NUL-padded */
 };
-
-#define CA_PROC_IN_JOB     (1 << 0)  /* blocking mode: one of the job's processes (job_scope.h) */
 
 struct ca_conn {
 	__u64 id;                  /* unique per capture; Python derives the uid from it */
@@ -241,7 +240,7 @@ struct ca_conn {
 #define CA_CONN_NTP_FLIPPED (1 << 10) /* the NTP analyzer has flipped the roles (once only) */
 #define CA_CONN_BLOCKED    (1 << 11) /* blocking mode drops every packet of it */
 #define CA_CONN_DNS_BLOCKED (1 << 12) /* blocking mode dropped at least one of its DNS queries */
-#define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: the job's, so its packets are judged */
+#define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: a job's (proc.job says which), so its packets are judged */
 #define CA_CONN_TUNNEL     (1 << 14) /* carried a tunnelled packet: inner rows name its uid */
 #define CA_CONN_IP_TUNNEL  (1 << 15) /* an IP tunnel (GRE, IP-in-IP): a tunnel, not a connection */
 #define CA_CONN_UDP_TUNNEL (1 << 16) /* its responder port is a UDP tunnel's (VXLAN, Geneve, ...) */
@@ -343,15 +342,29 @@ struct ca_port_set {
 	__u16 ports[CA_POLICY_PORTS_MAX];   /* host order */
 };
 
-/* allow_cidrs (LPM trie) key: IPv4 as IPv4-mapped IPv6, its prefix length + 96. */
+/* Every policy entry belongs to one job (its slot + 1, as in ca_process.job):
+ * one job's policy allows nothing to another job. */
+
+/* allow_cidrs (LPM trie) key: the job, then the address (IPv4 as IPv4-mapped
+ * IPv6); prefixlen counts the job's 8 bits, so it is the address's + 8 (an
+ * IPv4 prefix's + 104). */
 struct ca_cidr_key {
 	__u32 prefixlen;
+	__u8 job;
 	__u8 addr[16];
+	__u8 pad[3];
 };
 
-/* allow_names value, keyed by ca_name_hash() of the name: FNV-1a 64 over the
- * dotted lower-case name read from its last byte to its first. name[] is
- * compared in full after the hash matches, so a collision allows nothing. */
+/* allow_names key: ca_name_hash() of the name (FNV-1a 64 over the dotted
+ * lower-case name read from its last byte to its first), and the job. */
+struct ca_name_key {
+	__u64 hash;
+	__u32 job;
+	__u32 pad;
+};
+
+/* allow_names value. name[] is compared in full after the hash matches, so a
+ * collision allows nothing. */
 struct ca_name_rule {
 	struct ca_port_set exact;  /* ports allowed for the name itself */
 	struct ca_port_set under;  /* ports allowed for names under it ("*.name") */
@@ -366,7 +379,8 @@ struct ca_name_rule {
 struct ca_learnt_key {
 	__u8 addr[16];
 	__u16 port;
-	__u16 pad;
+	__u8 job;                  /* the job whose query the answer came back to */
+	__u8 pad;
 };
 
 /* allow_addrs value. */
@@ -383,12 +397,18 @@ struct ca_flow_key {
 	__u8 pad[3];
 };
 
-/* Blocking mode's job scope (job_scope.h), one entry filled by user space
- * (recorder/attach/job_scope.py). All zero: the whole host is the job. */
+/* Blocking mode's jobs (job_scope.h): job_scope holds CA_JOB_SLOTS of these,
+ * filled by user space (recorder/attach/job_scope.py). All zero: no job. */
+enum ca_scope_mode {
+	CA_SCOPE_EMPTY = 0,        /* a free slot: nothing is this job's */
+	CA_SCOPE_CGROUP = 1,       /* the job is a cgroup v2 subtree */
+	CA_SCOPE_HOST = 2,         /* the job is the whole host (--block-host) */
+};
+
 struct ca_job_scope {
 	__u64 cgroup_id;           /* the job's cgroup v2 id */
 	__u32 level;               /* its depth below the cgroup v2 root (the root is 0) */
-	__u32 job_only;            /* 1: judge only the job's sockets and flows; 0: the whole host */
+	__u32 mode;                /* enum ca_scope_mode */
 };
 
 /* Blocking mode: the job's DNS to a local stub resolver (systemd-resolved's

@@ -185,32 +185,31 @@ static __always_inline int ca_name_equal(const struct ca_name_rule *r, const str
  * broader rule's ports into the narrower entries (recorder/kernel/block_tables.py),
  * so the first real match holds every port the policy allows; it goes to
  * n->ports. Hashes pick candidates; candidates are compared in full. */
-static __always_inline int ca_name_allowed(struct ca_dns_name *n)
+static __always_inline int ca_name_allowed(struct ca_dns_name *n, __u32 job)
 {
+	struct ca_name_key key = { .job = job };
 	__u32 found = 0;
 
 	__builtin_memset(&n->ports, 0, sizeof(n->ports));
 	for (__u32 k = 0; k < CA_NAME_LABELS_MAX; k++) {
 		__u32 s;
-		__u64 h;
 		if (k >= n->suffixes || found >= CA_NAME_CANDIDATES)
 			break;
 		s = n->suffixes - 1 - k;             /* the whole name first */
-		h = n->suffix_hash[ca_bounded(s, CA_NAME_LABELS_MAX - 1)];
-		if (ca_allow_names_lookup(&h))
+		key.hash = n->suffix_hash[ca_bounded(s, CA_NAME_LABELS_MAX - 1)];
+		if (ca_allow_names_lookup(&key))
 			n->candidate[ca_bounded(found++, CA_NAME_CANDIDATES - 1)] = s;
 	}
 	for (__u32 i = 0; i < CA_NAME_CANDIDATES; i++) {
 		struct ca_name_rule *r;
 		struct ca_port_set *ports;
 		__u32 s, start;
-		__u64 h;
 		if (i >= found)
 			break;
 		s = ca_bounded(n->candidate[i], CA_NAME_LABELS_MAX - 1);
-		h = n->suffix_hash[s];
+		key.hash = n->suffix_hash[s];
 		start = n->suffix_start[s];
-		r = ca_allow_names_lookup(&h);
+		r = ca_allow_names_lookup(&key);
 		if (!r)
 			continue;
 		ports = start == 0 ? &r->exact : &r->under;
@@ -268,7 +267,7 @@ static __always_inline int ca_dns_learn_stage(struct __sk_buff *skb)
 	off = n->answers_off;
 	end = n->answers_end;
 	for (__u32 a = 0; a < CA_DNS_ANSWERS_MAX; a++) {
-		struct ca_learnt_key key = {};
+		struct ca_learnt_key key = { .job = s->pkt.job };
 		__u8 rr[10];
 		__u16 type, rdlen;
 		__u32 ttl;
@@ -420,7 +419,7 @@ static __always_inline int ca_dns_name_stage(struct __sk_buff *skb)
 	if (!s || !n)
 		return CA_DROP;
 	p = &s->pkt;
-	if (ca_hash_qname(n) < 0 || !ca_name_allowed(n))
+	if (ca_hash_qname(n) < 0 || !ca_name_allowed(n, p->job))
 		return p->egress ? ca_refuse_query(skb, p, n) : CA_PASS;
 	if (!p->egress)
 		ca_tail_call(skb, CA_STAGE_DNS_LEARN);

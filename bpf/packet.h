@@ -77,6 +77,8 @@ struct ca_packet {
 	__u8 ip_len_zero;          /* 1: IPv4 total length 0 in a capture (TSO): counted as 0 IP bytes */
 	__u8 depth;                /* tunnel layers around it; the innermost one's id is the scratch's
 				    * tunnel_parent (tunnel.h). In padding: the struct to clear stays as it was */
+	__u8 job;                  /* blocking mode: the job judging it (job_scope.h), for the DNS stages.
+				    * In padding too; set before it is read */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
 };

@@ -17,6 +17,9 @@
  * Names are matched without trusting a hash: allow_names is keyed by a hash
  * of each candidate suffix, and a hit is confirmed by comparing the name.
  *
+ * Each job (job_scope.h) has a policy of its own: every entry of the three
+ * maps names its job, and every lookup asks for the job being judged.
+ *
  * Needs: ca_count() and struct ca_packet; the maps' accessors are declared
  * below and defined in capture.bpf.c.
  */
@@ -69,7 +72,7 @@ struct ca_dns_name {
 static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u32 drop_stat);
 static __always_inline void ca_event_submit(void *ev);
 static __always_inline struct ca_port_set *ca_allow_cidrs_lookup(struct ca_cidr_key *k);
-static __always_inline struct ca_name_rule *ca_allow_names_lookup(__u64 *hash);
+static __always_inline struct ca_name_rule *ca_allow_names_lookup(struct ca_name_key *key);
 static __always_inline struct ca_learnt_addr *ca_allow_addrs_lookup(struct ca_learnt_key *key);
 static __always_inline int ca_allow_addrs_update(struct ca_learnt_key *key, struct ca_learnt_addr *v);
 static __always_inline struct ca_dns_name *ca_dns_name_work(void);
@@ -123,13 +126,14 @@ static __always_inline int ca_learnt(struct ca_learnt_key *key, __u16 port, __u6
 	return v && v->expires_ns > now;
 }
 
-/* Is addr allowed by a CIDR or by a learnt answer that has not expired?
- * (CA_MATCH_SOME cannot see a learnt port other than the one asked about:
- * a peer that spoke first is judged by CIDRs and every-port answers.) */
-static __always_inline int ca_addr_allowed(const __u8 *addr, __u16 port, int how, __u64 now)
+/* Does the job's policy allow addr, by a CIDR or by a learnt answer that has
+ * not expired? (CA_MATCH_SOME cannot see a learnt port other than the one
+ * asked about: a peer that spoke first is judged by CIDRs and every-port
+ * answers.) */
+static __always_inline int ca_addr_allowed(__u32 job, const __u8 *addr, __u16 port, int how, __u64 now)
 {
-	struct ca_cidr_key key = { .prefixlen = 128 };
-	struct ca_learnt_key learnt = {};
+	struct ca_cidr_key key = { .prefixlen = 8 + 128, .job = job };
+	struct ca_learnt_key learnt = { .job = job };
 	struct ca_port_set *cidr;
 
 	__builtin_memcpy(key.addr, addr, 16);
@@ -144,10 +148,10 @@ static __always_inline int ca_addr_allowed(const __u8 *addr, __u16 port, int how
 
 /* A destination of a local process. Ports mean something for TCP and UDP;
  * other protocols need a rule that allows every port. */
-static __always_inline int ca_dest_allowed(const __u8 *addr, __u16 port, __u8 ip_proto, __u64 now)
+static __always_inline int ca_dest_allowed(__u32 job, const __u8 *addr, __u16 port, __u8 ip_proto, __u64 now)
 {
 	int how = ip_proto == CA_IPPROTO_TCP || ip_proto == CA_IPPROTO_UDP ? CA_MATCH_PORT : CA_MATCH_ANY;
-	return ca_addr_allowed(addr, port, how, now);
+	return ca_addr_allowed(job, addr, port, how, now);
 }
 
 static __always_inline void ca_emit_blocked(struct ca_conn_key *key, __u8 src_slot, __u64 conn_id,
@@ -199,7 +203,7 @@ static __always_inline int ca_infrastructure(struct ca_packet *p)
  * one (address only). A TCP connection first seen mid-stream began before
  * the recorder did, or was judged when it began: the local stack sends no
  * such packet otherwise. */
-static __always_inline int ca_conn_allowed(struct ca_packet *p)
+static __always_inline int ca_conn_allowed(struct ca_packet *p, __u32 job)
 {
 	int remote = p->egress ? !p->src_slot : p->src_slot;
 	const __u8 *addr = p->key.addr[remote & 1];
@@ -209,8 +213,8 @@ static __always_inline int ca_conn_allowed(struct ca_packet *p)
 	if (p->key.ip_proto == CA_IPPROTO_TCP && !(p->tcp_flags & CA_TH_SYN))
 		return 1;
 	if (p->egress)
-		return ca_dest_allowed(addr, p->key.port[remote & 1], p->key.ip_proto, p->ts);
-	return ca_addr_allowed(addr, 0, CA_MATCH_SOME, p->ts);
+		return ca_dest_allowed(job, addr, p->key.port[remote & 1], p->key.ip_proto, p->ts);
+	return ca_addr_allowed(job, addr, 0, CA_MATCH_SOME, p->ts);
 }
 
 #endif /* CA_POLICY_H */

@@ -181,14 +181,13 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 		return 1;
 	ca_current_process(&proc);
 #if CA_BLOCK
-	if (ca_current_in_job())
-		proc.flags |= CA_PROC_IN_JOB;
+	proc.job = ca_current_job();
 #endif
 	ca_note_owner(cookie, &proc, now);
 	ca_sock_addr_dest(ctx, flow.daddr, &flow.dport, is_v6);
 	flow.ip_proto = ip_proto;
 #if CA_BLOCK
-	if ((proc.flags & CA_PROC_IN_JOB) && flow.dport == 53)
+	if (proc.job && flow.dport == 53)
 		ca_redirect_dns(ctx, cookie, &flow, is_v6);
 #endif
 	/* sendmsg() on an unconnected UDP socket runs after its port was bound. */
@@ -197,8 +196,8 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 		ca_flow_owner_update(&flow, &proc);
 	}
 #if CA_BLOCK
-	if ((proc.flags & CA_PROC_IN_JOB) && !ca_is_loopback(flow.daddr) &&
-	    !ca_dest_allowed(flow.daddr, flow.dport, ip_proto, now)) {
+	if (proc.job && !ca_is_loopback(flow.daddr) &&
+	    !ca_dest_allowed(proc.job, flow.daddr, flow.dport, ip_proto, now)) {
 		struct ca_conn_key key = {};
 		if (!is_v6)
 			ca_set_v4mapped(key.addr[0], sk ? sk->src_ip4 : 0);

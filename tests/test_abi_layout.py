@@ -35,6 +35,7 @@ ENUMS = {
     abi.BlockWhere: "CA_BLOCK_AT_",
     abi.TunnelType: "CA_TUNNEL_",
     abi.Stage: "CA_STAGE_",
+    abi.ScopeMode: "CA_SCOPE_",
 }
 CONSTANTS = {
     "CA_HISTORY_MAX": abi.HISTORY_MAX,
@@ -58,7 +59,7 @@ CONSTANTS = {
     "CA_CONN_UDP_TUNNEL": abi.CONN_UDP_TUNNEL,
     "CA_CONN_TEREDO": abi.CONN_TEREDO,
     "CA_CONN_AYIYA": abi.CONN_AYIYA,
-    "CA_PROC_IN_JOB": abi.PROC_IN_JOB,
+    "CA_JOB_SLOTS": abi.JOB_SLOTS,
     "CA_COMM_LEN": abi.COMM_LEN,
     "CA_NAME_MAX": abi.NAME_MAX,
     "CA_POLICY_PORTS_MAX": abi.POLICY_PORTS_MAX,

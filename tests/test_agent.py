@@ -353,14 +353,16 @@ def test_two_runners_on_one_host_each_job_in_its_own_session_at_the_same_time(la
         assert meta["job"]["runner"] == runner and meta["status"] == "complete"
 
 
-def test_two_runners_with_blocking_one_job_is_blocked_at_a_time_and_the_other_says_so(lab, tmp_path):
-    """The kernel holds one job's policy: runner a's job is blocked; runner b's job, started while
-    a's is open, is recorded and not blocked, and its hook says why; b's end leaves a blocked."""
+def test_two_runners_blocked_at_once_each_job_by_its_own_policy(lab, tmp_path):
+    """Runner a's job (org/app: the default policy, DNS_NAME only) and runner b's (org/open: also
+    OTHER_V4) are blocked at the same time. b reaches OTHER_V4 while a, before and after, is
+    refused it; b's unlisted lookup is refused too; b's end leaves a blocked by a's policy."""
     from cicd_audit.lab.cgroups import in_cgroup
 
     policies = tmp_path / "policies"
-    policies.mkdir()
+    (policies / "repos" / "org").mkdir(parents=True)
     (policies / "default.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n")
+    (policies / "repos" / "org" / "open.yml").write_text(f"allowed:\n  domains: [{DNS_NAME}]\n  cidrs: [{OTHER_V4}]\n")
     out, sock, go = tmp_path / "sessions", tmp_path / "agent.sock", tmp_path / "go"
     runners = {name: lab.cgroup / name for name in ("runner-a", "runner-b")}
     for cgroup in runners.values():
@@ -370,28 +372,38 @@ def test_two_runners_with_blocking_one_job_is_blocked_at_a_time_and_the_other_sa
     proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
     assert "jobs through" in proc.stderr.readline()
     raw = f"{' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/"
+    allowed = f"{' '.join(CURL)} -4 http://{DNS_NAME}:{HTTP_PORT}/"
+    unlisted = "dig +tries=1 +time=1 control.example.test | grep -oE 'status: [A-Z]+'"
     job = f"{CICD_AUDIT} job start --socket {sock} --join $$"
-    env = {**os.environ, "GITHUB_REPOSITORY": "org/app"}
     try:
         a = lab.popen(lab.client_ns, in_cgroup(runners["runner-a"], ["sh", "-c", "; ".join([
             f"echo session $({job})", f"echo before $({raw})",
-            f"while [ ! -e {go} ]; do sleep 0.1; done", f"echo after $({raw})",
+            f"while [ ! -e {go} ]; do sleep 0.1; done", f"echo after $({raw}) $({allowed})",
             f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "RUNNER_NAME": "runner-a"})
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RUNNER_NAME": "runner-a", "GITHUB_REPOSITORY": "org/app"})
         first = [a.stdout.readline().strip() for _ in range(2)]
         b = lab.run(lab.client_ns, in_cgroup(runners["runner-b"], ["sh", "-c", "; ".join([
-            f"echo session $({job})", f"echo raw $({raw})", f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
-            env={**env, "RUNNER_NAME": "runner-b"})
+            f"echo session $({job})", f"echo raw $({raw})", f"echo unlisted $({unlisted})",
+            f"{CICD_AUDIT} job end --socket {sock} >/dev/null"])]),
+            env={**os.environ, "RUNNER_NAME": "runner-b", "GITHUB_REPOSITORY": "org/open"})
         go.touch()
         rest, a_err = a.communicate(timeout=60)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert first[1] == "before 000" and rest.strip() == "after 000", (first, rest, a_err)
-    assert b.returncode == 0 and "raw 200" in b.stdout, (b.stdout, b.stderr)
-    assert "not blocked: runner 'runner-a''s job is blocked now" in b.stderr, b.stderr
+    assert first[1] == "before 000" and rest.strip() == "after 000 200", (first, rest, a_err)
+    assert b.returncode == 0 and "raw 200" in b.stdout and "unlisted status: NXDOMAIN" in b.stdout, \
+        (b.stdout, b.stderr)
+    assert "not blocked" not in b.stderr + a_err, (b.stderr, a_err)
+    session_a = Path(first[0].split(" ", 1)[1])
     session_b = Path(next(line for line in b.stdout.splitlines() if line.startswith("session ")).split(" ", 1)[1])
-    meta = json.loads((session_b / "job.json").read_text())
-    assert meta["not_blocked"].startswith("not blocked: runner 'runner-a'") and meta["policy"] is None
+    meta_a, meta_b = (json.loads((s / "job.json").read_text()) for s in (session_a, session_b))
+    assert meta_a["policy"] == str(policies / "default.yml")
+    assert meta_b["policy"] == str(policies / "repos" / "org" / "open.yml")
+    assert "not_blocked" not in meta_a and "not_blocked" not in meta_b
+    assert {n["note"] for n in rows(session_a, "notice")} == {"CicdAudit::Blocked_Connection"}
+    assert {n["note"] for n in rows(session_b, "notice")} == {"CicdAudit::Blocked_DNS_Query"}
     assert web_peers(session_b) == {OTHER_V4}
+    assert not list(lab.cgroup.glob("**/cicd-audit-job-*")), "a job's cgroup was left behind"

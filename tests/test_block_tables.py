@@ -11,7 +11,7 @@ import pytest
 
 from cicd_audit.policy import PolicyError, parse_policy
 from cicd_audit.recorder.kernel import abi, block_tables
-from cicd_audit.recorder.kernel.block_tables import PolicyTables, detect_resolvers, name_hash
+from cicd_audit.recorder.kernel.block_tables import PolicyTables, cidr_key, detect_resolvers, name_hash
 
 
 def policy(domains=(), cidrs=()):
@@ -27,8 +27,8 @@ def ports(ps: abi.PortSet):
 
 def cidr_table(tables):
     out = {}
-    for key, ps in tables.cidrs:
-        out[ipaddress.IPv6Network((bytes(key.addr), key.prefixlen))] = ports(ps)
+    for net, ps in tables.cidrs:
+        out[net] = ports(ps)
     return out
 
 
@@ -140,9 +140,9 @@ def test_allows_query_ignores_an_entry_whose_name_differs(monkeypatch):
 
 def test_ipv4_is_keyed_ipv4_mapped():
     t = PolicyTables.build(policy(cidrs=["192.0.2.0/24:53", "2001:db8::/32"]))
-    keys = {(k.prefixlen, bytes(k.addr)) for k, _ in t.cidrs}
-    assert keys == {(120, bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 0])),
-                    (32, ipaddress.IPv6Address("2001:db8::").packed)}
+    keys = {(k.prefixlen, k.job, bytes(k.addr)) for k in (cidr_key(net, 3) for net, _ in t.cidrs)}
+    assert keys == {(8 + 120, 3, bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 0])),
+                    (8 + 32, 3, ipaddress.IPv6Address("2001:db8::").packed)}
 
 
 def test_an_entry_carries_the_ports_of_every_network_containing_it():
@@ -228,21 +228,45 @@ class FakeMap:
 
 def test_fill_writes_every_entry_as_the_kernel_structs():
     t = PolicyTables.build(policy(["pypi.org:443"], ["10.0.0.0/8"]))
-    maps = {"allow_names": FakeMap(8, ctypes.sizeof(abi.NameRule)),
+    maps = {"allow_names": FakeMap(ctypes.sizeof(abi.NameKey), ctypes.sizeof(abi.NameRule)),
             "allow_cidrs": FakeMap(ctypes.sizeof(abi.CidrKey), ctypes.sizeof(abi.PortSet))}
-    t.fill(maps)
+    t.fill(maps, 2)
     (key, value), = maps["allow_names"].entries.items()
-    assert int.from_bytes(key, "little") == name_hash("pypi.org")       # host order (x86, arm64: little)
+    assert int.from_bytes(key[:8], "little") == name_hash("pypi.org")   # host order (x86, arm64: little)
+    assert abi.NameKey.from_buffer_copy(key).job == 2
     rule = abi.NameRule.from_buffer_copy(value)
     assert rule.name == b"pypi.org" and ports(rule.exact) == {443}
     (key, value), = maps["allow_cidrs"].entries.items()
     k = abi.CidrKey.from_buffer_copy(key)
-    assert k.prefixlen == 104 and ports(abi.PortSet.from_buffer_copy(value)) is None
+    assert (k.prefixlen, k.job) == (8 + 104, 2) and ports(abi.PortSet.from_buffer_copy(value)) is None
 
 
 def test_fill_refuses_more_entries_than_the_map_holds():
     t = PolicyTables.build(policy(cidrs=["10.%d.0.0/16" % i for i in range(5)]))
-    maps = {"allow_names": FakeMap(8, ctypes.sizeof(abi.NameRule)),
+    maps = {"allow_names": FakeMap(ctypes.sizeof(abi.NameKey), ctypes.sizeof(abi.NameRule)),
             "allow_cidrs": FakeMap(ctypes.sizeof(abi.CidrKey), ctypes.sizeof(abi.PortSet), max_entries=4)}
     with pytest.raises(PolicyError, match="5 allowed CIDRs, but the kernel's table holds 4"):
-        t.fill(maps)
+        t.fill(maps, 1)
+
+
+class ListedMap(FakeMap):
+    def keys(self):
+        return list(self.entries)
+
+    def delete(self, key):
+        del self.entries[key]
+
+
+def test_clear_job_removes_that_jobs_entries_and_no_other():
+    maps = {"allow_names": ListedMap(ctypes.sizeof(abi.NameKey), ctypes.sizeof(abi.NameRule)),
+            "allow_cidrs": ListedMap(ctypes.sizeof(abi.CidrKey), ctypes.sizeof(abi.PortSet)),
+            "allow_addrs": ListedMap(ctypes.sizeof(abi.LearntKey), ctypes.sizeof(abi.LearntAddr))}
+    t = PolicyTables.build(policy(["pypi.org:443"], ["10.0.0.0/8"]))
+    t.fill(maps, 1)
+    t.fill(maps, 2)
+    for job in (1, 2):
+        maps["allow_addrs"].update(bytes(abi.LearntKey(port=443, job=job)), bytes(abi.LearntAddr()))
+    assert block_tables.clear_job(maps, 2) == 3
+    for name, key_type in (("allow_names", abi.NameKey), ("allow_cidrs", abi.CidrKey),
+                           ("allow_addrs", abi.LearntKey)):
+        assert [key_type.from_buffer_copy(k).job for k in maps[name].keys()] == [1], name

@@ -18,6 +18,7 @@ import pytest
 from scapy.all import IP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
+from cicd_audit.recorder.attach.job_scope import JobScope
 from cicd_audit.recorder.kernel import packet_runner as tr
 from cicd_audit.recorder.kernel.block_tables import PolicyTables
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
@@ -39,7 +40,8 @@ POLICY = """allowed:
 def egress_fd():
     program = CaptureProgram(ProgramSettings(attribution=True, block=True), lambda data, size: None)
     try:
-        PolicyTables.build(parse_policy(POLICY), resolvers=[ipaddress.ip_address(RESOLVER)]).fill(program.maps)
+        PolicyTables.build(parse_policy(POLICY), resolvers=[ipaddress.ip_address(RESOLVER)]).fill(program.maps, 1)
+        JobScope.whole_host().fill(program.maps["job_scope"], 0)       # job 1: a test-run packet has no socket
         yield program.egress_fn.fd
     finally:
         program.close()

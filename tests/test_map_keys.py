@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cicd_audit.recorder.kernel import bpf_syscall
+from cicd_audit.recorder.kernel import abi, bpf_syscall
 
 pytestmark = [pytest.mark.root]
 
@@ -55,16 +55,16 @@ def test_a_batch_smaller_than_a_bucket_grows_instead_of_failing(hash_map):
 
 
 def test_an_lpm_trie_lists_its_keys_in_batches_without_overrunning_the_token():
-    """An LPM trie's batch token is a whole key (20 bytes here), not a bucket number: a token
+    """An LPM trie's batch token is a whole key (24 bytes here), not a bucket number: a token
     buffer sized for a hash map let the kernel write past it (the agent crashed clearing its
     allowed CIDRs between jobs)."""
-    key_size, value_size = 20, 14                    # struct ca_cidr_key, struct ca_port_set
+    key_size, value_size = ctypes.sizeof(abi.CidrKey), ctypes.sizeof(abi.PortSet)
     fd = bpf_syscall.map_create(bpf_syscall.MAP_LPM_TRIE, key_size, value_size, 4096, flags=1)  # BPF_F_NO_PREALLOC
     try:
         key, value = (ctypes.c_ubyte * key_size)(), (ctypes.c_ubyte * value_size)()
         added = set()
         for i in range(300):
-            raw = (128).to_bytes(4, "little") + i.to_bytes(16, "big")
+            raw = (8 + 128).to_bytes(4, "little") + bytes([1]) + i.to_bytes(16, "big") + bytes(3)
             ctypes.memmove(key, raw, key_size)
             bpf_syscall.map_update(fd, key, value)
             added.add(raw)

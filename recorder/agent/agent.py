@@ -48,10 +48,11 @@ from cicd_audit.policy import PolicyError
 from cicd_audit.recorder.agent.agent_policy import JobPolicy, PolicyDirectory
 from cicd_audit.recorder.agent.control import ControlServer
 from cicd_audit.recorder.agent.job_router import JobRouter, owner_cgroup
+from cicd_audit.recorder.agent.job_slots import JobSlots
 from cicd_audit.recorder.attach.attach import TcAttachment
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
-from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, process_cgroup
+from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, job_of_slot, process_cgroup
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
@@ -83,6 +84,7 @@ class JobSession:
     runner: str = ""                    # the runner it runs on: open jobs are keyed by it
     meta: dict = field(default_factory=dict)
     cgroup: JoinedCgroup | None = None  # blocking: the job's cgroup, its worker moved in
+    slot: int | None = None             # blocking: its slot in the kernel's job_scope
     scope: Path | None = None           # the cgroup its events are filed by when other jobs are open
     events_not_filed: int = 0           # events of no open job's scope while others were open
 
@@ -118,6 +120,7 @@ class Agent:
         self.processes = ProcessTable(keep_cmdline=process_args)
         self.jobs: dict[str, JobSession] = {}   # open jobs by runner, in start order
         self.router = JobRouter()
+        self.slots = JobSlots()
         self.jobs_started = 0
         self.outside_events = 0          # events between jobs, not written anywhere
         self._epoch_offset_ns = time.time_ns() - time.monotonic_ns()
@@ -143,8 +146,7 @@ class Agent:
                                                               block=self.blocking is not None), self._on_event)
                 self._sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
                 self.v2_root = cgroup2_mount()
-                if self.blocking is not None:
-                    JobScope.nobody().fill(self.program.maps["job_scope"])      # until a job starts
+                if self.blocking is not None:           # no job is judged until one starts
                     for redirect in self.blocking.stub_redirects:
                         redirect.fill(self.program.maps["dns_stubs"])
                 self.program.wake_on(server.sock.fileno())      # a hook's request is answered at once
@@ -281,15 +283,14 @@ class Agent:
             "the repository's policy was not used: the agent does not block (no --policy-dir)" if repo_policy else None)
         if note:
             reply["note"] = job.meta["policy_note"] = note
-        blocking_other = next((other.runner for other in self.jobs.values() if other.cgroup is not None), None)
-        if blocked and blocking_other is not None:
-            blocked = False
+        slot = self.slots.take() if blocked else None
+        if blocked and slot is None:
             reply["warning"] = job.meta["not_blocked"] = (
-                f"not blocked: runner {blocking_other!r}'s job is blocked now, and the kernel holds one "
-                "job's policy at a time")
+                f"not blocked: the kernel judges {abi.JOB_SLOTS} jobs at once, and runners "
+                f"{', '.join(repr(j.runner) for j in self.jobs.values() if j.slot is not None)} have them")
         elif job_policy is not None:
             if blocked:
-                self._block_job(job, job_policy, join)
+                self._block_job(job, job_policy, join, slot)
             else:
                 reply["warning"] = ("not blocked: " + job_policy.source if job_policy.policy is None else
                                     "not blocked: `job start` was given no --join PID (the process that starts "
@@ -337,26 +338,31 @@ class Agent:
         except PolicyError as exc:
             return JobPolicy(None, f"the policy cannot be used: {exc}")
 
-    def _block_job(self, job: JobSession, job_policy: JobPolicy, join: int) -> None:
-        """The job's policy into the kernel (the last job's, learnt addresses included, out), and
-        the joining process, with every step it starts, into a cgroup of the job's own."""
+    def _block_job(self, job: JobSession, job_policy: JobPolicy, join: int, slot: int) -> None:
+        """The job's policy into the kernel under its slot (anything a job before it left
+        there out), and the joining process, with every step it starts, into a cgroup of the
+        job's own. Other runners' blocked jobs keep their slots and policies."""
         from cicd_audit.recorder.agent.runner_endpoints import with_runner_endpoints
-        from cicd_audit.recorder.kernel.block_tables import PolicyTables
+        from cicd_audit.recorder.kernel.block_tables import PolicyTables, clear_job
         maps = self.program.maps
-        for name in ("allow_names", "allow_cidrs", "allow_addrs"):
-            for key in maps[name].keys():
-                maps[name].delete(key)
-        policy = with_runner_endpoints(job_policy.policy, self.blocking.runner_endpoints)
-        PolicyTables.build(policy, list(self.blocking.resolvers)).fill(maps)
-        job.cgroup = JoinedCgroup(join, self.v2_root, f"cicd-audit-job-{job.number}")
-        job.cgroup.__enter__()
-        job.cgroup.scope().fill(maps["job_scope"])
+        try:
+            clear_job(maps, job_of_slot(slot))
+            policy = with_runner_endpoints(job_policy.policy, self.blocking.runner_endpoints)
+            PolicyTables.build(policy, list(self.blocking.resolvers)).fill(maps, job_of_slot(slot))
+            cgroup = JoinedCgroup(join, self.v2_root, f"cicd-audit-job-{job.number}")
+            cgroup.__enter__()
+        except BaseException:
+            clear_job(maps, job_of_slot(slot))
+            self.slots.give(slot)
+            raise
+        job.cgroup, job.slot = cgroup, slot
+        cgroup.scope().fill(maps["job_scope"], slot)
         job.meta["policy"] = job_policy.source
 
     def _end_job(self, runner: str, status: str) -> dict:
         job = self.jobs[runner]
-        if job.cgroup is not None:
-            JobScope.nobody().fill(self.program.maps["job_scope"])     # from now on, nobody is judged
+        if job.slot is not None:
+            JobScope.clear(self.program.maps["job_scope"], job.slot)     # from now on, nothing is judged as this job's
         if len(self.jobs) == 1:
             self._sweeper.sweep(time.monotonic_ns(), drain=True)
         elif job.scope is not None:
@@ -367,6 +373,10 @@ class Agent:
         self.router.remove(runner)
         if job.cgroup is not None:
             job.cgroup.release()
+        if job.slot is not None:
+            from cicd_audit.recorder.kernel.block_tables import clear_job
+            clear_job(self.program.maps, job_of_slot(job.slot))
+            self.slots.give(job.slot)
         if job.events_not_filed:
             job.meta["events_not_filed"] = job.events_not_filed
         now = self.program.stats()

@@ -1,9 +1,11 @@
-"""The job that blocking mode judges: a cgroup v2 subtree, or (asked for by name) the whole host.
+"""The jobs that blocking mode judges: each a cgroup v2 subtree, or (asked for by name) the whole host.
 
 On a runner host the job shares its interfaces, and usually its network
 namespace, with the runner agent, the host's daemons and other jobs. The
 kernel side (bpf/job_scope.h) judges a socket or connection only when it
-belongs to the job's cgroup subtree; everything else is recorded and passes.
+belongs to a job's cgroup subtree, by that job's policy; everything else is
+recorded and passes. The kernel holds abi.JOB_SLOTS jobs at once: `record`
+uses the first slot, a runner agent one per blocked job.
 
 - `record --block -- CMD`: the recorder makes a cgroup for CMD below its own
   (JobCgroup); CMD and everything it starts, containers the job starts below
@@ -37,12 +39,17 @@ from cicd_audit.recorder.attach.cgroup_attach import check_cgroup2_dir
 from cicd_audit.recorder.kernel import abi
 
 KILL_WAIT_S = 5.0
-NO_CGROUP = (1 << 64) - 1
+RECORD_SLOT = 0            # `record --block`'s one job
+
+
+def job_of_slot(slot: int) -> int:
+    """The number the kernel names a job by, in ca_process.job and the allow maps' keys."""
+    return slot + 1
 
 
 @dataclass(frozen=True)
 class JobScope:
-    """What ca_job_scope holds: the job's cgroup (id and depth), or the whole host."""
+    """What a ca_job_scope slot holds: the job's cgroup (id and depth), or the whole host."""
 
     cgroup: Path | None           # None: the whole host
     cgroup_id: int = 0
@@ -53,12 +60,6 @@ class JobScope:
         return cls(None)
 
     @classmethod
-    def nobody(cls) -> JobScope:
-        """A job no process or packet belongs to (the agent between jobs): nothing is judged.
-        The id is one no cgroup has, and never 0, which a packet without a socket reads."""
-        return cls(Path("/nonexistent"), NO_CGROUP, 0)
-
-    @classmethod
     def of_cgroup(cls, path: Path, v2_root: Path) -> JobScope:
         """The subtree of a cgroup v2 directory below the hierarchy mounted at v2_root."""
         check_cgroup2_dir(path)
@@ -66,14 +67,23 @@ class JobScope:
         return cls(path, os.stat(path).st_ino, _mount_depth(v2_root) + len(relative.parts))
 
     def describe(self) -> str:
-        if self.cgroup_id == NO_CGROUP:
-            return "no one"
         return "the whole host" if self.cgroup is None else f"cgroup {self.cgroup}"
 
-    def fill(self, scope_map) -> None:
-        """Write the scope into the program's job_scope map (one entry)."""
-        value = abi.JobScope(cgroup_id=self.cgroup_id, level=self.level, job_only=int(self.cgroup is not None))
-        scope_map.update(0, bytes(value))
+    def fill(self, scope_map, slot: int) -> None:
+        """Write the scope into a slot of the program's job_scope map."""
+        mode = abi.ScopeMode.HOST if self.cgroup is None else abi.ScopeMode.CGROUP
+        scope_map.update(_slot_key(slot), bytes(abi.JobScope(cgroup_id=self.cgroup_id, level=self.level, mode=mode)))
+
+    @staticmethod
+    def clear(scope_map, slot: int) -> None:
+        """Free a slot: from now on nothing is that job's, so nothing is judged by its policy."""
+        scope_map.update(_slot_key(slot), bytes(abi.JobScope()))
+
+
+def _slot_key(slot: int) -> int:
+    if not 0 <= slot < abi.JOB_SLOTS:
+        raise ValueError(f"job slot {slot} out of range (the kernel holds {abi.JOB_SLOTS})")
+    return slot
 
 
 def _relative_to_root(path: Path, v2_root: Path) -> Path:

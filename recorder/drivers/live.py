@@ -29,7 +29,7 @@ from cicd_audit.recorder.attach.attach import TcAttachment, cleanup
 from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
-from cicd_audit.recorder.attach.job_scope import CgroupEntry, JobCgroup, JobScope
+from cicd_audit.recorder.attach.job_scope import RECORD_SLOT, CgroupEntry, JobCgroup, JobScope, job_of_slot
 from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
@@ -117,7 +117,7 @@ def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: S
         if blocking is not None:
             scope, enter_job = _job_scope(attached, blocking, job_cgroup, v2_root, command)
             _load_policy(program, blocking)
-            scope.fill(program.maps["job_scope"])
+            scope.fill(program.maps["job_scope"], RECORD_SLOT)
             if scope.cgroup is not None:
                 for redirect in blocking.stub_redirects:
                     redirect.fill(program.maps["dns_stubs"])
@@ -187,7 +187,7 @@ def _job_scope(stack: contextlib.ExitStack, blocking: Blocking, job_cgroup: Path
 
 def _load_policy(program: CaptureProgram, blocking: Blocking) -> None:
     from cicd_audit.recorder.kernel.block_tables import PolicyTables
-    PolicyTables.build(blocking.policy, list(blocking.resolvers)).fill(program.maps)
+    PolicyTables.build(blocking.policy, list(blocking.resolvers)).fill(program.maps, job_of_slot(RECORD_SLOT))
 
 
 def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, cgroup: Path | None,

@@ -125,7 +125,15 @@ CONN_IP_TUNNEL = 1 << 15
 CONN_UDP_TUNNEL = 1 << 16
 CONN_TEREDO = 1 << 17
 CONN_AYIYA = 1 << 18
-PROC_IN_JOB = 1 << 0
+
+# Blocking mode: jobs judged at once (job_scope slots); a job is named by its slot + 1.
+JOB_SLOTS = 8
+
+
+class ScopeMode(enum.IntEnum):
+    EMPTY = 0
+    CGROUP = 1
+    HOST = 2
 
 
 class EventHeader(ctypes.Structure):
@@ -170,7 +178,7 @@ class Endpoint(ctypes.Structure):
 
 
 class Process(ctypes.Structure):
-    _fields_ = [("tgid", c_u32), ("pid", c_u32), ("cgroup_id", c_u64), ("flags", c_u32), ("pad", c_u32),
+    _fields_ = [("tgid", c_u32), ("pid", c_u32), ("cgroup_id", c_u64), ("flags", c_u32), ("job", c_u32),
                 ("comm", ctypes.c_char * COMM_LEN)]
 
 
@@ -260,7 +268,11 @@ class PortSet(ctypes.Structure):
 
 
 class CidrKey(ctypes.Structure):
-    _fields_ = [("prefixlen", c_u32), ("addr", c_u8 * 16)]
+    _fields_ = [("prefixlen", c_u32), ("job", c_u8), ("addr", c_u8 * 16), ("pad", c_u8 * 3)]
+
+
+class NameKey(ctypes.Structure):
+    _fields_ = [("hash", c_u64), ("job", c_u32), ("pad", c_u32)]
 
 
 class NameRule(ctypes.Structure):
@@ -269,7 +281,7 @@ class NameRule(ctypes.Structure):
 
 
 class LearntKey(ctypes.Structure):
-    _fields_ = [("addr", c_u8 * 16), ("port", c_u16), ("pad", c_u16)]
+    _fields_ = [("addr", c_u8 * 16), ("port", c_u16), ("job", c_u8), ("pad", c_u8)]
 
 
 class LearntAddr(ctypes.Structure):
@@ -289,7 +301,7 @@ class DnsRedirect(ctypes.Structure):
 
 
 class JobScope(ctypes.Structure):
-    _fields_ = [("cgroup_id", c_u64), ("level", c_u32), ("job_only", c_u32)]
+    _fields_ = [("cgroup_id", c_u64), ("level", c_u32), ("mode", c_u32)]
 
 
 class SweepRequest(ctypes.Structure):
@@ -315,6 +327,7 @@ MIRRORED_STRUCTS = {
     "ca_blocked_event": BlockedEvent,
     "ca_port_set": PortSet,
     "ca_cidr_key": CidrKey,
+    "ca_name_key": NameKey,
     "ca_name_rule": NameRule,
     "ca_learnt_key": LearntKey,
     "ca_learnt_addr": LearntAddr,

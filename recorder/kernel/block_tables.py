@@ -1,11 +1,16 @@
 """Blocking mode: turn a policy file into the kernel's allow-map entries.
 
-The kernel decides with two maps that user space fills once at start
-(bpf/cicd_audit.h):
+The kernel decides with two maps that user space fills when a job starts
+(bpf/cicd_audit.h); every entry names its job (the job's slot in job_scope
++ 1), so several jobs are judged at once, each by its own policy:
 
-* ``allow_names`` (hash): name_hash(name) -> NameRule, the ports allowed for
-  the name itself (``exact``) and for names under it (``under``);
-* ``allow_cidrs`` (LPM trie): CidrKey -> PortSet, IPv4 as IPv4-mapped IPv6.
+* ``allow_names`` (hash): NameKey(name_hash(name), job) -> NameRule, the ports
+  allowed for the name itself (``exact``) and for names under it (``under``);
+* ``allow_cidrs`` (LPM trie): CidrKey(job, network) -> PortSet, IPv4 as
+  IPv4-mapped IPv6.
+
+A third, ``allow_addrs``, the kernel fills itself from the DNS answers to a
+job's allowed queries; ``clear_job`` empties all three of one job's entries.
 
 ``PolicyTables.allows`` and ``allows_query`` decide from these same entries
 in pure Python, as the kernel does, so tests can cross-check the kernel.
@@ -13,17 +18,18 @@ in pure Python, as the kernel does, so tests can cross-check the kernel.
 API::
 
     name_hash(name) -> int
+    name_key(name_or_hash, job) -> abi.NameKey      cidr_key(network, job) -> abi.CidrKey
+    clear_job(maps, job) -> int                      # entries removed
     detect_resolvers(resolv_conf=Path("/etc/resolv.conf")) -> list[ip_address]
     PolicyTables.build(policy, resolvers=()) -> PolicyTables
-        .names: dict[int, abi.NameRule]      .cidrs: list[(abi.CidrKey, abi.PortSet)]
-        .fill(maps)                           # maps["allow_names"], maps["allow_cidrs"]
+        .names: dict[int, abi.NameRule]      .cidrs: list[(IPv6Network, abi.PortSet)]
+        .fill(maps, job)                      # maps["allow_names"], maps["allow_cidrs"]
         .allows(address, port) -> bool        # the CIDR decision (learnt addresses aside)
         .allows_query(name) -> bool
 """
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,15 +126,35 @@ def _as_v6_address(address) -> ipaddress.IPv6Address:
     return addr
 
 
-def _cidr_key(network: ipaddress.IPv6Network) -> abi.CidrKey:
-    key = abi.CidrKey()
-    key.prefixlen = network.prefixlen
+# allow_cidrs' prefix lengths count the job's byte before the address.
+_JOB_BITS = 8
+
+
+def cidr_key(network: ipaddress.IPv6Network, job: int) -> abi.CidrKey:
+    """The kernel's allow_cidrs key for a network of a job's policy."""
+    key = abi.CidrKey(prefixlen=_JOB_BITS + network.prefixlen, job=job)
     key.addr[:] = network.network_address.packed
     return key
 
 
-def _key_network(key: abi.CidrKey) -> ipaddress.IPv6Network:
-    return ipaddress.IPv6Network((bytes(key.addr), key.prefixlen))
+def name_key(name_or_hash: str | bytes | int, job: int) -> abi.NameKey:
+    """The kernel's allow_names key for a name (or its name_hash) of a job's policy."""
+    h = name_or_hash if isinstance(name_or_hash, int) else name_hash(name_or_hash)
+    return abi.NameKey(hash=h, job=job)
+
+
+def clear_job(maps, job: int) -> int:
+    """Remove a job's entries from the three allow maps (its policy, and what its
+    DNS answers taught); returns how many went. Other jobs' entries stay."""
+    removed = 0
+    for name, key_type in (("allow_names", abi.NameKey), ("allow_cidrs", abi.CidrKey),
+                           ("allow_addrs", abi.LearntKey)):
+        bpf_map = maps[name]
+        for raw in list(bpf_map.keys()):
+            if key_type.from_buffer_copy(bytes(raw)).job == job:
+                bpf_map.delete(raw)
+                removed += 1
+    return removed
 
 
 @dataclass
@@ -136,7 +162,7 @@ class PolicyTables:
     """The allow-map entries for one policy (see the module docstring)."""
 
     names: dict = field(default_factory=dict)     # name_hash -> abi.NameRule
-    cidrs: list = field(default_factory=list)     # (abi.CidrKey, abi.PortSet), shortest prefix first
+    cidrs: list = field(default_factory=list)     # (IPv6Network, abi.PortSet), shortest prefix first
     source: str = "<policy>"
 
     @classmethod
@@ -144,8 +170,9 @@ class PolicyTables:
         """Entries for ``policy``, plus each resolver allowed on port 53 only."""
         return cls(names=_name_entries(policy), cidrs=_cidr_entries(policy, resolvers), source=policy.source)
 
-    def fill(self, maps) -> None:
-        """Write every entry into maps["allow_names"] and maps["allow_cidrs"]."""
+    def fill(self, maps, job: int) -> None:
+        """Write every entry into maps["allow_names"] and maps["allow_cidrs"], as job's
+        (its job_scope slot + 1). The tables' capacity is shared by every job."""
         names_map, cidrs_map = maps["allow_names"], maps["allow_cidrs"]
         for what, bpf_map, count in (("names", names_map, len(self.names)),
                                      ("CIDRs", cidrs_map, len(self.cidrs))):
@@ -154,9 +181,9 @@ class PolicyTables:
                 raise PolicyError(self.source, None, (
                     f"{count} allowed {what}, but the kernel's table holds {capacity}; shorten the policy"))
         for h, rule in self.names.items():
-            names_map.update(bytes(ctypes.c_uint64(h)), bytes(rule))
-        for key, ports in self.cidrs:
-            cidrs_map.update(bytes(key), bytes(ports))
+            names_map.update(bytes(name_key(h, job)), bytes(rule))
+        for net, ports in self.cidrs:
+            cidrs_map.update(bytes(cidr_key(net, job)), bytes(ports))
 
     # -- the kernel's decisions, in Python ------------------------------------------
     def allows(self, address, port: int) -> bool:
@@ -164,9 +191,9 @@ class PolicyTables:
         (Addresses learnt from DNS answers live in another map, not here.)"""
         addr = _as_v6_address(address)
         best = None
-        for key, ports in self.cidrs:
-            if addr in _key_network(key) and (best is None or key.prefixlen > best[0].prefixlen):
-                best = (key, ports)
+        for net, ports in self.cidrs:
+            if addr in net and (best is None or net.prefixlen > best[0].prefixlen):
+                best = (net, ports)
         return best is not None and port_allowed(best[1], int(port))
 
     def allows_query(self, name: str | bytes) -> bool:
@@ -256,7 +283,7 @@ def _cidr_entries(policy: Policy, resolvers: Iterable[IPAddress]) -> list:
             if net.subnet_of(outer):
                 ports = _merge(ports, outer_ports)
                 entry.extend(texts[outer])
-        entries.append((_cidr_key(net), port_set(ports, ", ".join(entry), policy.source)))
+        entries.append((net, port_set(ports, ", ".join(entry), policy.source)))
     return entries
 
 
