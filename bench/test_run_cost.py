@@ -30,7 +30,7 @@ from scapy.all import IP, TCP, UDP, Ether, Raw
 
 from cicd_audit.policy import parse_policy
 from cicd_audit.recorder.attach.job_scope import JobScope
-from cicd_audit.recorder.kernel import kernel_headers
+from cicd_audit.recorder.kernel import abi, kernel_headers
 from cicd_audit.recorder.kernel import packet_runner as tr
 from cicd_audit.recorder.kernel.block_tables import PolicyTables
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, import_bcc
@@ -55,8 +55,21 @@ TUNNEL_FRAMES = {
 
 def judge_whole_host(maps) -> None:
     """Blocking with the whole host as job 1 (a test-run packet has no socket) and its policy."""
+    if maps["allow_cidrs"].spec.key_size == _ONE_JOB_CIDR_KEY_SIZE:
+        _judge_whole_host_one_job(maps)
+        return
     PolicyTables.build(parse_policy("allowed:\n  cidrs: [10.0.0.0/8]\n")).fill(maps, 1)
     JobScope.whole_host().fill(maps["job_scope"], 0)
+
+
+# Sources from before per-job slots (an --ab baseline) key allow_cidrs by prefix and address
+# only, and their all-zero job scope is the whole host.
+_ONE_JOB_CIDR_KEY_SIZE = 20
+
+
+def _judge_whole_host_one_job(maps) -> None:
+    key = (96 + 8).to_bytes(4, "little") + bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 0])
+    maps["allow_cidrs"].update(key, bytes(abi.PortSet(any=1)))
 
 
 def ns_per_run(prog_fd: int, frame: bytes, repeat: int) -> int:
