@@ -71,22 +71,17 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     index = build_index(dns)
     tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
+    bdest = blook = None
+    if baseline is not None:
+        bdest, blook = _dest.baseline_tables(_frame(baseline, "conn"), _frame(baseline, "dns"))
     dest_findings, dest, lookups = _dest.analyze_destinations(
-        conn, dns, policy, _frame(baseline, "conn") if baseline is not None else None,
-        _frame(baseline, "dns") if baseline is not None else None, index=index,
-    )
+        conn, dns, policy, index=index, baseline=(bdest, blook) if baseline is not None else None)
     # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
     if not tunnel_findings.empty and not dest_findings.empty:
         tunnel_domains = set(tunnel_findings["indicator"])
         dest_findings = dest_findings[
             ~((dest_findings["analyzer"] == "unexpected_lookup") & dest_findings["indicator"].isin(tunnel_domains))
         ]
-    bdest = blook = None
-    if baseline is not None:
-        bconn, bdns = _frame(baseline, "conn"), _frame(baseline, "dns")
-        bix = build_index(bdns)
-        bdest = _dest.destination_table(bconn, bdns, None, bix)
-        blook = _dest.lookup_table(bdns, bix)
     audit = audit_findings(conn, dns, dest, lookups, services_list or services.load_services(), bdest, blook)
     # a few-name tunnel is also a callback: report it once, as the tunnel
     if not tunnel_findings.empty:

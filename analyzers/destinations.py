@@ -459,17 +459,25 @@ def baseline_drift(dest: pd.DataFrame, lookups: pd.DataFrame, base_dest: pd.Data
     return make_findings(recs)
 
 
-def analyze_destinations(conn, dns, policy=None, baseline_conn=None, baseline_dns=None, index: DnsIndex | None = None):
-    """All destination findings, plus the tables behind them: (findings, dest, lookups)."""
+def baseline_tables(baseline_conn, baseline_dns) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline's destination and lookup tables (no policy): what drift is measured against."""
+    bix = build_index(baseline_dns)
+    return destination_table(baseline_conn, baseline_dns, None, bix), lookup_table(baseline_dns, bix)
+
+
+def analyze_destinations(conn, dns, policy=None, baseline_conn=None, baseline_dns=None, index: DnsIndex | None = None,
+                         baseline: tuple[pd.DataFrame, pd.DataFrame] | None = None):
+    """All destination findings, plus the tables behind them: (findings, dest, lookups).
+
+    The baseline comes as its logs, or as its ``baseline_tables`` already made (``baseline``)."""
     ix = index if index is not None else build_index(dns)
     dest = destination_table(conn, dns, policy, ix)
     lookups = lookup_table(dns, ix)
     frames = [direct_ip(dest, policy)]
     if policy is not None:
         frames += [unexpected_destinations(dest, policy), unexpected_lookups(lookups, dest, policy)]
-    if baseline_conn is not None or baseline_dns is not None:
-        bix = build_index(baseline_dns)
-        bdest = destination_table(baseline_conn, baseline_dns, None, bix)
-        blook = lookup_table(baseline_dns, bix)
-        frames.append(baseline_drift(dest, lookups, bdest, blook))
+    if baseline is None and (baseline_conn is not None or baseline_dns is not None):
+        baseline = baseline_tables(baseline_conn, baseline_dns)
+    if baseline is not None:
+        frames.append(baseline_drift(dest, lookups, *baseline))
     return concat_findings(frames), dest, lookups

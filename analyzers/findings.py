@@ -15,6 +15,8 @@ docs/analyze.md); fields are only ever added, never renamed or removed.
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -43,9 +45,9 @@ ANALYZERS = {
 
 def make_findings(records: list[dict]) -> pd.DataFrame:
     """A findings DataFrame (columns ``FINDING_COLUMNS``) from a list of dicts, most severe first."""
+    if not records:
+        return _no_findings().copy()
     df = pd.DataFrame(records, columns=FINDING_COLUMNS)
-    if df.empty:
-        df = pd.DataFrame({c: pd.Series(dtype=object) for c in FINDING_COLUMNS})
     df["severity"] = df["severity"].astype(SEVERITY_DTYPE)
     if df["severity"].isna().any():
         bad = sorted(set(r.get("severity") for r in records) - set(SEVERITIES))
@@ -55,6 +57,14 @@ def make_findings(records: list[dict]) -> pd.DataFrame:
 
 def empty_findings() -> pd.DataFrame:
     return make_findings([])
+
+
+@functools.cache
+def _no_findings() -> pd.DataFrame:
+    """Built once: most analyzers find nothing in most sessions, and a DataFrame costs ms to make."""
+    df = pd.DataFrame({c: pd.Series(dtype=object) for c in FINDING_COLUMNS})
+    df["severity"] = df["severity"].astype(SEVERITY_DTYPE)
+    return df
 
 
 def sort_findings(df: pd.DataFrame) -> pd.DataFrame:

@@ -105,32 +105,51 @@ FEATURE_COLUMNS = [
 ]
 
 
-@functools.cache
-def _expected_entropy_table(alphabet_size: int, max_len: int = 256) -> np.ndarray:
-    """E[plug-in Shannon entropy] of a uniform random string of length n (index n), in bits.
+NAME_TABLE_LEN = 256     # every DNS name and label is shorter: one table per alphabet covers them
 
-    Exact: each symbol's count is Binomial(n, 1/A); by linearity
-    E[H] = -A * sum_k P(X=k) (k/n) log2(k/n).
-    """
-    A = alphabet_size
+
+@functools.cache
+def _expected_entropy_table(alphabet_size: int, max_len: int = NAME_TABLE_LEN) -> np.ndarray:
+    """E[plug-in Shannon entropy] of a uniform random string of length n (index n), in bits."""
     out = np.zeros(max_len + 1)
-    if A <= 1:
+    if alphabet_size <= 1:
         return out
-    p = 1.0 / A
-    lg = np.array([math.lgamma(i + 1) for i in range(max_len + 1)])
+    lg = _log_factorials(max_len)
     for n in range(1, max_len + 1):
-        k = np.arange(1, n + 1)
-        logpmf = lg[n] - lg[k] - lg[n - k] + k * math.log(p) + (n - k) * math.log1p(-p)
-        q = k / n
-        out[n] = -A * np.sum(np.exp(logpmf) * q * np.log2(q))
+        out[n] = _expected_entropy_at(alphabet_size, n, lg)
     return out
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    return np.array([math.lgamma(i + 1) for i in range(n + 1)])
+
+
+def _expected_entropy_at(alphabet_size: int, n: int, lg: np.ndarray) -> float:
+    """Exact: each symbol's count is Binomial(n, 1/A); by linearity
+    E[H] = -A * sum_k P(X=k) (k/n) log2(k/n). lg[i] = log(i!) for i <= n."""
+    A, p = alphabet_size, 1.0 / alphabet_size
+    k = np.arange(1, n + 1)
+    logpmf = lg[n] - lg[k] - lg[n - k] + k * math.log(p) + (n - k) * math.log1p(-p)
+    q = k / n
+    return -A * np.sum(np.exp(logpmf) * q * np.log2(q))
+
+
+@functools.lru_cache(maxsize=4096)
+def _expected_entropy_long(alphabet_size: int, length: int) -> float:
+    """One value past the table (pooled label text): O(length), where a table to that length
+    would be O(length**2) for every new length."""
+    if alphabet_size <= 1:
+        return 0.0
+    return float(_expected_entropy_at(alphabet_size, length, _log_factorials(length)))
 
 
 def expected_entropy(length: int, alphabet_size: int) -> float:
     """Expected entropy (bits/char) of a random string of ``length`` over ``alphabet_size`` symbols."""
     if length <= 0:
         return 0.0
-    return float(_expected_entropy_table(alphabet_size, max(256, length))[length])
+    if length > NAME_TABLE_LEN:
+        return _expected_entropy_long(alphabet_size, length)
+    return float(_expected_entropy_table(alphabet_size)[length])
 
 
 _ESCAPED_BYTE = re.compile(r"\\x([0-9a-fA-F]{2})")
@@ -378,7 +397,7 @@ def _chunk_features(strs: list[str], lens: np.ndarray, idx: np.ndarray, out: dic
     H = np.maximum(H, 0.0)
     exp = np.zeros(len(strs))
     for a_code in np.unique(code):
-        table = _expected_entropy_table(int(ALPHABETS[ALPHABET_ORDER[a_code]][0]), max(256, width))
+        table = _expected_entropy_table(int(ALPHABETS[ALPHABET_ORDER[a_code]][0]), max(NAME_TABLE_LEN, width))
         m = code == a_code
         exp[m] = table[lens[m]]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -123,6 +123,8 @@ def session_frames(i: int, dns_rows: int, conn_rows: int):
             dt = dtype_for(f.type)
             if isinstance(dt, np.dtype) and dt.kind == "O":
                 frame[f.name] = pd.Series(v if isinstance(v, list) else [None] * n, dtype=object)
+            elif isinstance(v, list):       # a set or vector column: Arrow lists, as load_logs gives them
+                frame[f.name] = pd.Series(pd.array(v, dtype=dt))
             elif v is None:
                 frame[f.name] = pd.Series(pd.array([None] * n, dtype=dt))
             else:
