@@ -14,7 +14,7 @@ Modules: ``names`` (per-name features), ``domains`` (registered domains),
 """
 
 from ..zeeklog.reader import LoadedLogs, LogFormatError, load_logs, read_dataframe
-from .analysis import AnalysisResult, analyze
+from .analysis import AnalysisResult, Baseline, analyze
 from .destinations import analyze_destinations, destination_table
 from .dns_tunnel import TunnelFeatures, detect_dns_tunnels, tunnel_features
 from .domains import registered_domain, registered_domains
@@ -24,6 +24,7 @@ from .names import name_features
 __all__ = [
     "ANALYZERS",
     "AnalysisResult",
+    "Baseline",
     "FINDING_COLUMNS",
     "LoadedLogs",
     "LogFormatError",

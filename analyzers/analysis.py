@@ -32,6 +32,49 @@ class AnalysisResult:
     notes: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """Earlier runs of the same job as the analyzers compare a run with them: their destination
+    and lookup tables (``destinations.baseline_tables``) and how many runs they are.
+
+    ``analyze(baseline=...)`` takes logs (made into this) or this, made once: a fleet of runs
+    each compared with its last N makes each run's tables once, not N times.
+    """
+
+    destinations: pd.DataFrame
+    lookups: pd.DataFrame
+    runs: int
+
+    @classmethod
+    def of_logs(cls, logs) -> Baseline:
+        dest, lookups = _dest.baseline_tables(_frame(logs, "conn"), _frame(logs, "dns"))
+        return cls(dest, lookups, _runs(logs))
+
+    @classmethod
+    def joined(cls, parts: list[Baseline]) -> Baseline:
+        """Several baselines as one, as if their logs had been loaded together. Each part's tables
+        must name their sessions (a session column in its logs), as ``load_logs`` of several
+        directories does; their rows are per session, so joining the tables joins the logs."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(_concat_tables([p.destinations for p in parts]), _concat_tables([p.lookups for p in parts]),
+                   sum(p.runs for p in parts))
+
+
+def _runs(baseline) -> int:
+    """Runs in a baseline (logs without a session column are one run); 0 without one."""
+    if baseline is None:
+        return 0
+    if isinstance(baseline, Baseline):
+        return baseline.runs
+    return len(session_names(_frame(baseline, "conn"), _frame(baseline, "dns"), None)) or 1
+
+
+def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    filled = [t for t in tables if not t.empty]
+    return pd.concat(filled, ignore_index=True) if filled else tables[0]
+
+
 def _frame(logs, name):
     if logs is None:
         return None
@@ -71,9 +114,10 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     index = build_index(dns)
     tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
-    bdest = blook = None
-    if baseline is not None:
-        bdest, blook = _dest.baseline_tables(_frame(baseline, "conn"), _frame(baseline, "dns"))
+    if baseline is not None and not isinstance(baseline, Baseline):
+        baseline = Baseline.of_logs(baseline)
+    bdest = baseline.destinations if baseline is not None else None
+    blook = baseline.lookups if baseline is not None else None
     dest_findings, dest, lookups = _dest.analyze_destinations(
         conn, dns, policy, index=index, baseline=(bdest, blook) if baseline is not None else None)
     # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
@@ -129,9 +173,7 @@ def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, se
     if not findings.empty:
         for s, n in findings["severity"].astype(str).value_counts().items():
             by_sev[s] = int(n)
-    n_base = len(session_names(getattr(baseline, "conn", None), getattr(baseline, "dns", None), None)) if baseline is not None else 0
-    if baseline is not None and n_base == 0:
-        n_base = 1
+    n_base = _runs(baseline)
     return {
         "sessions": session_names(conn, dns, sessions),
         "first_seen": min(ts).isoformat() if ts else None,

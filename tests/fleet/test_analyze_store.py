@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cicd_audit.analyzers import analyze, load_logs
+from cicd_audit.analyzers import Baseline, analyze, load_logs
 from cicd_audit.cli import main
 from cicd_audit.fleet.analysis import analyze_store
 from cicd_audit.fleet.ingest import add_sessions
 from cicd_audit.fleet.jobmeta import read_job_meta
+from cicd_audit.fleet.reading import SessionLogs, labelled_logs
 from cicd_audit.fleet.store import Store
 
 POLICY = Path(__file__).resolve().parents[1] / "fixtures" / "analyze" / "policy.yml"
@@ -128,3 +130,19 @@ def test_a_client_the_caller_holds_is_used_and_left_open(store, local_cluster):
         assert client.status == "running" and client.submit(sum, [1, 2]).result() == 3
     sync = analyze_store(store, baseline_runs=RUNS, scheduler="sync")
     assert from_store(on_client) == from_store(sync) and len(on_client.sessions) == 8
+
+
+def test_a_baseline_joined_from_its_runs_equals_the_runs_loaded_together(fleet_sessions):
+    """What lets the fleet path make each run's baseline tables once: per-session rows."""
+    dirs = fleet_sessions[:3]
+    together = load_logs(*dirs)
+    labels = list(together.dns["session"].cat.categories)
+    parts = []
+    for label, d in zip(labels, dirs):
+        one = load_logs(d)
+        parts.append(Baseline.of_logs(labelled_logs(label, SessionLogs(conn=one.conn, dns=one.dns))))
+    joined, whole = Baseline.joined(parts), Baseline.of_logs(together)
+    assert joined.runs == whole.runs == 3
+    assert len(whole.destinations) and len(whole.lookups)
+    pd.testing.assert_frame_equal(joined.destinations, whole.destinations)
+    pd.testing.assert_frame_equal(joined.lookups, whole.lookups)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .catalog import baselines, read_catalog
 from .cluster import compute_kwargs, dask_client
-from .reading import baseline_logs, session_logs
+from .reading import labelled_logs, session_logs
 from .store import Store
 
 #: Sessions per Dask partition: a few hundred tasks for 10,000 sessions keep
@@ -65,29 +65,43 @@ def _utc(t) -> pd.Timestamp:
 def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict, policy, extra_baseline) -> pd.DataFrame:
     """Runs on a worker: the sessions of one partition, one after the other.
 
-    Partitions hold consecutive runs of a workflow, so a session read as one
-    run's baseline is reused for the next runs: each file is read about once,
-    and the cache keeps at most the largest baseline plus one session.
+    Partitions hold consecutive runs of a workflow, so a run analyzed now is
+    the baseline of the next ones: what a baseline needs of it (its
+    destination and lookup tables, ``analyzers.Baseline``) is made once and
+    kept while a later run of the partition needs it, and its logs are read
+    once. The cache holds at most a baseline's tables, never its logs.
     """
-    from ..analyzers import analyze
+    from ..analyzers import Baseline, analyze
 
     store = Store.open(store_url, storage_options)
-    cache: dict = {}
+    extra = [_as_baseline(label, logs) for label, logs in extra_baseline]
+    runs: dict = {}           # session -> its Baseline part
+    later_baselines = {s for base in part["baseline"] for s in base}
     rows = []
     for r in part.itertuples(index=False):
-        wanted = [*r.baseline, r.session]
-        cache = {s: cache[s] for s in wanted if s in cache}  # drop what no later run of this workflow needs
-        for s, files in zip(wanted, [*r.baseline_files, r.files]):
-            if s not in cache:
-                cache[s] = session_logs(store, files)
-        base = [(s, cache[s]) for s in r.baseline] + list(extra_baseline)
-        result = analyze(cache[r.session], policy=policy, baseline=baseline_logs(base), sessions=[r.session])
+        runs = {s: runs[s] for s in r.baseline if s in runs}   # drop what no later run of this workflow needs
+        for s, files in zip(r.baseline, r.baseline_files):
+            if s not in runs:
+                runs[s] = _as_baseline(s, session_logs(store, files))
+        parts = [runs[s] for s in r.baseline] + extra
+        logs = session_logs(store, r.files)
+        result = analyze(logs, policy=policy, baseline=Baseline.joined(parts) if parts else None,
+                         sessions=[r.session])
+        if r.session in later_baselines:
+            runs[r.session] = _as_baseline(r.session, logs)
+        del logs
         findings = result.findings.astype({"severity": str}).to_dict("records")
         rows.append({"session": r.session, "repository": r.repository, "workflow": r.workflow,
                      "first_seen": r.first_seen, "baseline": list(r.baseline), "findings": findings,
                      "summary": result.summary})
-        del base, result
+        del result
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _as_baseline(label: str, logs):
+    """One run as a part of a baseline: its tables, their rows naming its session."""
+    from ..analyzers import Baseline
+    return Baseline.of_logs(labelled_logs(label, logs))
 
 
 def _meta() -> pd.DataFrame:

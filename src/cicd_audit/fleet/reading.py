@@ -4,6 +4,7 @@ API::
 
     session_logs(store, files) -> SessionLogs(conn, dns)      # one session (files: its manifest's list)
     baseline_logs([(label, SessionLogs), ...]) -> SessionLogs  # several, with load_logs' ``session`` column
+    labelled_logs(label, SessionLogs) -> SessionLogs          # one, with that column
 
 Only the named files are opened (no listing), so reading one session costs the
 same in a store of ten sessions or of a million.
@@ -63,12 +64,18 @@ def baseline_logs(labelled: list) -> SessionLogs | None:
     labels = [label for label, _ in labelled]
     out = {}
     for log in LOGS:
-        frames = []
-        for label, logs in labelled:
-            f = logs[log].copy()
-            f.insert(0, "session", label)
-            frames.append(f)
-        df = pd.concat(frames, ignore_index=True)
+        df = pd.concat([_with_session(logs[log], label) for label, logs in labelled], ignore_index=True)
         df["session"] = pd.Categorical(df["session"], categories=labels)
         out[log] = df
     return SessionLogs(**out)
+
+
+def labelled_logs(label: str, logs: SessionLogs) -> SessionLogs:
+    """One session's logs with the ``session`` column they have among several."""
+    return SessionLogs(**{log: _with_session(logs[log], label) for log in LOGS})
+
+
+def _with_session(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    f = frame.copy()
+    f.insert(0, "session", label)
+    return f
