@@ -15,6 +15,7 @@ Phases (each prints one JSON line; --phases picks some):
   ingest     a sample of sessions written as Zeek TSV with the project's LogWriter, then
              `store add`'s add_session (TSV parse + Parquet): rows/s end to end
   search     find_indicator over the whole store, and over one day, sync and on the cluster
+  analyze-all  analyze_store over the whole store on a LocalCluster (--workers), in one call
   analyze    analyze_store on --analyze-repos repositories (every run of their workflows, each against
              its last 10 runs): single process (a fresh child, peak RSS) vs LocalCluster (2 workers x
              1 thread, peak RSS per worker). Only those sessions are analyzed: the output says how
@@ -324,6 +325,29 @@ def phase_analyze(a):
     return out
 
 
+def phase_analyze_all(a):
+    """analyze_store over the whole store in one call on a LocalCluster: every stored session
+    against its last 10 runs, as `cicd-audit analyze --store STORE --scheduler local` runs it."""
+    from distributed import Client, LocalCluster
+
+    from cicd_audit.fleet.analysis import analyze_store
+
+    with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        c = sum(client.run(_cpu_s).values())
+        t = time.perf_counter()
+        res = analyze_store(str(Path(a.out) / "store"), scheduler=cluster.scheduler_address)
+        dt = time.perf_counter() - t
+        cpu = sum(client.run(_cpu_s).values()) - c
+        rss = client.run(_peak_rss_mb)
+    n = len(res.sessions)
+    severities = res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
+    return {"phase": "analyze-all", "workers": a.workers, "sessions": n, "store_sessions": _stored_sessions(a.out),
+            "seconds": round(dt, 1), "worker_cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
+            "findings": len(res.findings), "findings_by_severity": severities,
+            "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values())}
+
+
 def _stored_sessions(out_dir) -> int:
     return sum(1 for p in (Path(out_dir) / "store" / "sessions").glob("*.json"))
 
@@ -349,7 +373,8 @@ def main():
                                   "load_avg": os.getloadavg()}}), flush=True)
     for name in phases:
         print(f"{name}: started {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
-        out = {"generate": phase_generate, "ingest": phase_ingest, "search": phase_search, "analyze": phase_analyze}[name](a)
+        out = {"generate": phase_generate, "ingest": phase_ingest, "search": phase_search, "analyze": phase_analyze,
+           "analyze-all": phase_analyze_all}[name](a)
         # other work on the machine slows every phase: the load average says how much there was
         print(json.dumps({**out, "load_avg_after": [round(x, 2) for x in os.getloadavg()]}, default=str), flush=True)
 
