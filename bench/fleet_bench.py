@@ -167,7 +167,7 @@ def phase_generate(a):
         for k, n in enumerate(pool.map(_generate_chunk, chunks), 1):
             rows += n
             if k % 4 == 0 or k == len(chunks):  # progress on stderr: 10,000 sessions take many minutes
-                print(f"generate: {k * step:,}/{a.sessions:,} sessions, {rows:,} rows, {time.perf_counter() - t:.0f} s",
+                print(f"generate: {min(k * step, a.sessions):,}/{a.sessions:,} sessions, {rows:,} rows, {time.perf_counter() - t:.0f} s",
                       file=sys.stderr, flush=True)
     dt = time.perf_counter() - t
     cpu = _children_cpu_s()  # the pool's processes, joined when it closed
