@@ -40,6 +40,9 @@ from .source import CHUNK_BYTES, drain, line_chunks
 
 _NUMERIC = frozenset({"time", "interval", "double", "count", "int", "port"})
 
+#: Parsed chunks of at least this many rows give back each column's memory as it is converted.
+FREE_AS_WE_GO_ROWS = 20_000
+
 
 def _read_csv(body, hdr: LogHeader, numeric_fast: bool, usecols=None) -> pd.DataFrame:
     """The pandas C parser with quoting, comments and default NA off. With
@@ -100,6 +103,9 @@ def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
         find_bad_line(data, seg, filename)
         raise LogFormatError(filename, seg.first_lineno, "parsed %d rows, expected %d" % (len(raw), rows))
     has_backslash = data.find(b"\\", seg.body_start, seg.body_end) >= 0
+    # Each parsed column is dropped once converted, so a big chunk's text objects go as its typed
+    # columns come; dropping one copies the rest, which for a small log costs half its read.
+    free_as_we_go = rows >= FREE_AS_WE_GO_ROWS
     cols = {}
     for name, ztype in zip(names, hdr.types):
         try:
@@ -114,7 +120,8 @@ def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
                 cols[name] = convert_column(vals, ztype, name, hdr, errors, has_backslash)
         except ColumnError as e:
             raise LogFormatError(filename, seg.first_lineno + e.row, e.message) from None
-        del raw[name]
+        if free_as_we_go:
+            del raw[name]
     return cols
 
 
