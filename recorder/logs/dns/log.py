@@ -32,7 +32,7 @@ from .message import (
     interpret,
 )
 from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
-from .render import LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
+from .render import ADDRESS_EVENTS, LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
 
 # Field order of dns.log (zeek_schemas/dns.tsv).
 FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
@@ -394,7 +394,7 @@ class DnsConnectionLog:
                 continue
             reply = reply_string(rr, h.opcode, msg.is_netbios)
             if reply is not None:
-                self._do_reply(ts, msg, rr)
+                self._do_reply(ts, msg, rr, reply)
         # event dns_end
         if msg.ended:
             self._dns_end(msg)
@@ -519,7 +519,7 @@ class DnsConnectionLog:
                 info.qtype_name = "NBSTAT"   # RFC 1002 4.2.1.3: type 0x21 is NBSTAT there
         info.query = query
 
-    def _do_reply(self, ts: float, msg, rr) -> None:
+    def _do_reply(self, ts: float, msg, rr, reply: str) -> None:
         h = msg.header
         if h.opcode not in TRACKED_OPCODES or not h.qr or rr.section not in LOGGED_SECTIONS:
             return
@@ -533,7 +533,7 @@ class DnsConnectionLog:
         if info.rtt is None:
             rtt = ts - info.ts
             info.rtt = rtt if rtt != 0 else None
-        entry = logged_answer(rr, h.opcode, msg.is_netbios)
+        entry = logged_answer(rr, h.opcode, reply)
         if entry is not None:
             if info.answers is None:
                 info.answers = []
@@ -541,11 +541,12 @@ class DnsConnectionLog:
             if info.TTLs is None:
                 info.TTLs = []
             info.TTLs.append(ttl_seconds(rr))
-            address = resolved_address(rr, h.opcode, msg.is_netbios)
-            if address is not None:
-                if info.addresses is None:
-                    info.addresses = []
-                info.addresses.append(address)
+            if rr.event in ADDRESS_EVENTS:
+                address = resolved_address(rr, h.opcode, msg.is_netbios)
+                if address is not None:
+                    if info.addresses is None:
+                        info.addresses = []
+                    info.addresses.append(address)
 
     def _dns_end(self, msg) -> None:
         info = self._dns
@@ -601,5 +602,10 @@ class DnsConnectionLog:
         if not (self._rows or self._weirds or self._flipped):
             return NO_OUTPUT
         out = DnsOutput(tuple(self._rows), tuple(self._weirds), tuple(self._resolved), self._flipped)
-        self._rows, self._weirds, self._resolved, self._flipped = [], [], [], False
+        self._rows.clear()
+        if out.weirds:
+            self._weirds.clear()
+        if out.resolved:
+            self._resolved.clear()
+        self._flipped = False
         return out

@@ -107,12 +107,12 @@ def _deletion(rr: ResourceRecord) -> str:
     return f"RRSet {qtype_name(rr.rtype)}"
 
 
-def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
-    """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates).
+def logged_answer(rr: ResourceRecord, opcode: int, reply: str | None) -> str | None:
+    """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates), given its
+    :func:`reply_string` (the caller has it already: computed once per RR).
 
     None when the RR adds nothing to ``answers``.
     """
-    reply = reply_string(rr, opcode, is_netbios)
     if not reply:
         return None
     if opcode == OPCODE_DYNAMIC_UPDATE and rr.section == UPDATE and not reply.startswith("del:"):
@@ -126,7 +126,7 @@ def ttl_seconds(rr: ResourceRecord) -> float:
 
 
 # The events whose RDATA is an address (RFC 1035 3.4.1; RFC 3596; RFC 2874).
-_ADDRESS_EVENTS = frozenset(("dns_A_reply", "dns_AAAA_reply", "dns_A6_reply"))
+ADDRESS_EVENTS = frozenset(("dns_A_reply", "dns_AAAA_reply", "dns_A6_reply"))
 
 
 def resolved_address(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
@@ -138,7 +138,7 @@ def resolved_address(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str |
     only where Zeek writes an embedded IPv4 address (``::1.2.3.4``; IPv4-mapped
     addresses are plain IPv4 in both).
     """
-    if rr.event not in _ADDRESS_EVENTS or (opcode == OPCODE_DYNAMIC_UPDATE and not is_netbios):
+    if rr.event not in ADDRESS_EVENTS or (opcode == OPCODE_DYNAMIC_UPDATE and not is_netbios):
         return None
     address = rr.rdata["address"]
     if "." in address and ":" in address:
