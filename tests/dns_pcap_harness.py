@@ -19,7 +19,8 @@ after Zeek:
   (dns_session_timeout = 10 s, checked every 10 s, "idle >= 9 s"), which
   splits repeated transactions on one 5-tuple hours apart; everything else
   is removed at the end of the trace.
-* The DNS analyzer's role flip swaps the connection's conn_id.
+* The DNS analyzer's role flip (DnsOutput.flipped) swaps the connection's
+  orientation, which every later call passes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 
-from cicd_audit.recorder.logs.dns.log import FIELDS, DnsConnectionLog
+from cicd_audit.recorder.logs.dns.log import FIELDS, DnsConnectionLog, DnsOutput, Orientation
 from cicd_audit.recorder.logs.fragments import ones_complement_sum
 
 DNS_UDP_PORTS = {53, 137, 5353, 5355}
@@ -39,18 +40,6 @@ DNS_TCP_PORTS = {53}
 # packet-protocol (tunnel) ports Zeek always registers.
 LIKELY_SERVER_PORTS = DNS_UDP_PORTS | {2152, 2123, 3544, 4754, 4789, 5072, 6081}
 DNS_SESSION_TIMEOUT = 10.0
-
-
-@dataclass
-class ConnId:
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
-
-    def flip(self) -> None:
-        self.orig_h, self.resp_h = self.resp_h, self.orig_h
-        self.orig_p, self.resp_p = self.resp_p, self.orig_p
 
 
 @dataclass
@@ -132,7 +121,7 @@ def decode(ts: float, linktype: int, frame: bytes) -> Packet | None:
 class Conn:
     key: tuple
     proto: str
-    cid: ConnId
+    cid: Orientation
     start: float
     last: float
     log: DnsConnectionLog | None = None
@@ -149,7 +138,7 @@ class Harness:
         self.n = 0
 
     def _new_conn(self, p: Packet) -> Conn:
-        cid = ConnId(p.src, p.sport, p.dst, p.dport)
+        cid = Orientation(p.src, p.sport, p.dst, p.dport)
         if p.proto == "tcp":
             # TCPAnalyzer::WantConnection: a plain SYN keeps its sender as originator;
             # otherwise guess from the ports (both plausible: flip only a non-SYN-ACK
@@ -164,12 +153,12 @@ class Harness:
         else:
             flip = p.sport in LIKELY_SERVER_PORTS and p.dport not in LIKELY_SERVER_PORTS
         if flip and p.dst != "255.255.255.255":
-            cid.flip()
+            cid = cid.swapped()
         self.n += 1
         c = Conn(self._key(p), p.proto, cid, p.ts, p.ts)
         ports = DNS_UDP_PORTS if p.proto == "udp" else DNS_TCP_PORTS
         if cid.resp_p in ports:
-            c.log = DnsConnectionLog(f"C{self.n}", cid, p.proto, on_flip=cid.flip)
+            c.log = DnsConnectionLog(f"C{self.n}", cid, p.proto)
             if p.proto == "udp":
                 heapq.heappush(self.timers, (p.ts + DNS_SESSION_TIMEOUT, self.n, c))
         return c
@@ -183,8 +172,7 @@ class Harness:
         if self.conns.get(c.key) is c:
             del self.conns[c.key]
             if c.log is not None:
-                self.rows += c.log.flush(ts)
-                self.weirds += c.log.weirds
+                self._take(c, c.log.flush(c.cid, ts))
 
     def _run_timers(self, now: float) -> None:
         while self.timers and self.timers[0][0] <= now:
@@ -211,14 +199,20 @@ class Harness:
         if c.log is None:
             return
         if p.proto == "udp":
-            self.rows += c.log.message(p.ts, is_orig, p.payload)
+            self._take(c, c.log.message(c.cid, p.ts, is_orig, p.payload))
         else:
             if p.tcp_flags & 0x02:
-                self.rows += c.log.tcp_segment(p.ts, is_orig, p.seq + 1, b"")
+                self._take(c, c.log.tcp_segment(c.cid, p.ts, is_orig, p.seq + 1, b""))
             else:
-                self.rows += c.log.tcp_segment(p.ts, is_orig, p.seq, p.payload)
-            if p.tcp_flags & 0x05:        # FIN or RST
-                self.rows += c.log.tcp_closed(p.ts)
+                self._take(c, c.log.tcp_segment(c.cid, p.ts, is_orig, p.seq, p.payload))
+            if p.tcp_flags & 0x05:        # FIN or RST: after a flip in the segment, in the new orientation
+                self._take(c, c.log.tcp_closed(c.cid, p.ts))
+
+    def _take(self, c: Conn, out: DnsOutput) -> None:
+        self.rows += out.rows
+        self.weirds += out.weirds
+        if out.flipped:
+            c.cid = c.cid.swapped()      # Zeek's FlipRoles: our conn state, swapped by us
 
     def finish(self) -> list:
         end = max((c.last for c in self.conns.values()), default=0.0)

@@ -1,22 +1,21 @@
 """The ``answers``/``TTLs`` text Zeek writes for each RR type (recorder.dns.render via DnsConnectionLog)."""
 
 import struct
-from types import SimpleNamespace
 
 import dns_wire as W
 import pytest
 
-from cicd_audit.recorder.logs.dns.log import DnsConnectionLog
+from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, Orientation
 from cicd_audit.recorder.logs.dns.message import wire_bytes
 
 
 def answers_for(*rrs, qtype=1, opcode=0, resp_p=53):
     """Send a query then a reply carrying ``rrs``; return the single logged row."""
-    cid = SimpleNamespace(orig_h="10.0.0.1", orig_p=40000, resp_h="10.0.0.53", resp_p=resp_p)
+    cid = Orientation("10.0.0.1", 40000, "10.0.0.53", resp_p)
     log = DnsConnectionLog("C1", cid, "udp")
-    assert log.message(1.0, True, W.query("Host.Example.com", qtype, opcode=opcode)) == []
-    rows = log.message(1.5, False, W.reply("host.example.com", rrs, qtype, opcode=opcode))
-    rows += log.flush(2.0)
+    assert log.message(cid, 1.0, True, W.query("Host.Example.com", qtype, opcode=opcode)).rows == ()
+    rows = log.message(cid, 1.5, False, W.reply("host.example.com", rrs, qtype, opcode=opcode)).rows
+    rows += log.flush(cid, 2.0).rows
     assert len(rows) == 1
     return rows[0]
 

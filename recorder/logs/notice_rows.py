@@ -8,8 +8,6 @@ job had looked up for it.
 
 from __future__ import annotations
 
-import ipaddress
-
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import events
 from cicd_audit.recorder.logs.conn_rows import process_columns, proto_name
@@ -28,14 +26,12 @@ class AnswerNames:
     def __init__(self) -> None:
         self._by_addr: dict[str, dict] = {}
 
-    def remember(self, dns_row: dict) -> None:
-        query = dns_row.get("query")
+    def remember(self, query: str | None, addresses) -> None:
+        """A dns.log row's query and the addresses its A/AAAA answers resolved (DnsOutput.resolved)."""
         if not query:
             return
-        for answer in dns_row.get("answers") or ():
-            address = _address_key(answer)      # A/AAAA answers; names and other records are skipped
-            if address is not None:
-                self._by_addr.setdefault(address, {})[query] = None
+        for address in addresses:
+            self._by_addr.setdefault(address, {})[query] = None
 
     def names_for(self, address: str) -> list[str]:
         return list(self._by_addr.get(address, ()))
@@ -65,17 +61,6 @@ def notice_row(ev: abi.BlockedEvent, ts: float, uid: str | None, info: ProcessIn
     if with_process:
         row.update(process_columns(info))
     return row
-
-
-def _address_key(text) -> str | None:
-    """An address as events.address_text writes it (IPv4-mapped as IPv4), or None if not an address."""
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return str(addr)
 
 
 def _who(proc: abi.Process, info: ProcessInfo | None) -> str:

@@ -39,7 +39,7 @@ from cicd_audit.recorder.logs.conn_rows import (
     process_columns,
     refused_connect_row,
 )
-from cicd_audit.recorder.logs.dns.log import DnsConnectionLog
+from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, DnsOutput
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
 from cicd_audit.recorder.logs.notice_rows import AnswerNames, notice_row
 from cicd_audit.recorder.logs.output_dir import OutputDir
@@ -50,16 +50,6 @@ from cicd_audit.recorder.logs.uid import UidAllocator
 from cicd_audit.recorder.logs.weirds import weird_name
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.writer import LogWriter
-
-
-@dataclass
-class _MutableConnId:
-    """The conn_id a DnsConnectionLog reads when it writes a row (orientation can flip)."""
-
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
 
 
 @dataclass
@@ -113,7 +103,8 @@ class SessionLog:
         self.peer = peer
         self.uids = UidAllocator()
         self.counters = SessionCounters()
-        self._dns_logs: dict[int, DnsConnectionLog] = {}
+        # Per kernel connection with DNS: its log and its orientation at the last DNS event.
+        self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId]] = {}
         self.fragments = FragmentTable()
         self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
@@ -230,10 +221,12 @@ class SessionLog:
         cid = ev.conn.id
         uid = self.uids.for_conn(cid)
         ts_end = self.to_epoch(ev.hdr.ts_ns)
-        dns_log = self._dns_logs.pop(cid, None)
+        dns = self._dns_logs.pop(cid, None)
         services = []
-        if dns_log is not None:
-            self._write_dns_rows(dns_log.flush(ts_end), dns_log)
+        if dns is not None:
+            dns_log = dns[0]
+            end_cid = events.conn_id(ev.key, ev.conn.orig_slot)     # the roles as the connection ends
+            self._write_dns_output(dns_log.flush(end_cid, ts_end), dns_log.uid, end_cid)
             if dns_log.service:
                 services.append(dns_log.service)
         parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(ev.conn.tunnel_parents) if pid]
@@ -272,33 +265,33 @@ class SessionLog:
     def _dns_message(self, ev: abi.DnsEvent, payload: bytes) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
         self.last_ts = ts
+        # The kernel's orientation for this event: it has already flipped the roles for a reply sent by the
+        # originator (ca_dns_message), so DnsOutput.flipped needs nothing here; the next event says the roles.
         cid = events.conn_id(ev.key, ev.orig_slot)
-        dns_log = self._dns_logs.get(ev.conn_id)
-        if dns_log is None:
+        dns = self._dns_logs.get(ev.conn_id)
+        if dns is None:
             uid = self.uids.for_conn(ev.conn_id)
-            holder = _MutableConnId(cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p)
-            dns_log = DnsConnectionLog(uid, holder, "tcp" if cid.ip_proto == 6 else "udp", on_flip=lambda: None)
-            self._dns_logs[ev.conn_id] = dns_log
+            dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp")
         else:
-            holder = dns_log.conn_id
-            holder.orig_h, holder.orig_p, holder.resp_h, holder.resp_p = cid.orig_h, cid.orig_p, cid.resp_h, cid.resp_p
+            dns_log = dns[0]
+        self._dns_logs[ev.conn_id] = (dns_log, cid)
         self.counters.dns_messages += 1
         if cid.ip_proto == 6:
-            rows = dns_log.tcp_segment(ts, bool(ev.from_orig), ev.tcp_seq, payload)
+            out = dns_log.tcp_segment(cid, ts, bool(ev.from_orig), ev.tcp_seq, payload)
         else:
-            rows = dns_log.message(ts, bool(ev.from_orig), payload)
-        self._write_dns_rows(rows, dns_log)
+            out = dns_log.message(cid, ts, bool(ev.from_orig), payload)
+        self._write_dns_output(out, dns_log.uid, cid)
 
-    def _write_dns_rows(self, rows: list, dns_log: DnsConnectionLog) -> None:
-        for row in rows:
+    def _write_dns_output(self, out: DnsOutput, uid: str, cid: events.ConnId) -> None:
+        for row in out.rows:
             self._dns.write(row)
-            self.counters.dns_rows += 1
-            if self.blocking:
-                self._answer_names.remember(row)
-        for ts, name, addl in dns_log.weirds:
+        self.counters.dns_rows += len(out.rows)
+        if self.blocking:
+            for query, addresses in out.resolved:
+                self._answer_names.remember(query, addresses)
+        for ts, name, addl in out.weirds:
             self.counters.dns_parse_errors += 1
-            self.write_weird(ts, name, addl, uid=dns_log.uid, conn_id=dns_log.conn_id, source="DNS")
-        dns_log.weirds.clear()
+            self.write_weird(ts, name, addl, uid=uid, conn_id=cid, source="DNS")
 
     # -- blocking mode ------------------------------------------------------------
     def _blocked(self, ev: abi.BlockedEvent) -> None:
@@ -389,8 +382,8 @@ class SessionLog:
         (whether the recording is complete, and the recorded command's exit status). Returns the stats row."""
         self.closed = True
         end_ts = self.last_ts or time.time()
-        for conn_key, dns_log in list(self._dns_logs.items()):
-            self._write_dns_rows(dns_log.flush(end_ts), dns_log)
+        for dns_log, cid in list(self._dns_logs.values()):
+            self._write_dns_output(dns_log.flush(cid, end_ts), dns_log.uid, cid)
         self._dns_logs.clear()
         self.fragments.expire(0, everything=True)
         stats = capture_stats_row(kernel_stats, self.counters, self.fragments.counts.lost, source, duration)

@@ -7,16 +7,17 @@ would raise (dns_message, dns_request, dns_rejected, the RR reply events,
 dns_end) through a transcription of main.zeek's state machine (one
 ``pending_query`` fast path, queues of pending queries and replies per
 transaction id, per-message rows for multicast destinations) and returns each
-row when Zeek would write it. docs/dns.md has the rules and what the caller
-(connection tracking) must do around it: orientation flips, the
-dns_session_timeout timer, TCP close.
+row when Zeek would write it. Nothing is shared with the caller: each call
+takes the connection's current orientation and returns one DnsOutput.
+docs/dns.md has the rules and what the caller (connection tracking) must do
+around it: orientation flips, the dns_session_timeout timer, TCP close.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 from cicd_audit.zeeklog.schema import load_schema
 
@@ -31,7 +32,7 @@ from .message import (
     interpret,
 )
 from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
-from .render import LOGGED_SECTIONS, logged_answer, reply_string, ttl_seconds
+from .render import ADDRESS_EVENTS, LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
 
 # Field order of dns.log (zeek_schemas/dns.tsv).
 FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
@@ -58,6 +59,41 @@ _LEN_HI, _LEN_LO, _MESSAGE = 0, 1, 2
 
 # Bytes of out-of-order TCP data kept per direction while waiting for a hole to fill.
 MAX_TCP_OUT_OF_ORDER = 256 * 1024
+
+
+class Orientation(NamedTuple):
+    """A connection's endpoints as the DNS log writes them: who is the originator, who the responder."""
+
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+
+    def swapped(self) -> Orientation:
+        return Orientation(self.resp_h, self.resp_p, self.orig_h, self.orig_p)
+
+
+class DnsOutput(NamedTuple):
+    """What one call of DnsConnectionLog produced.
+
+    ``rows``: the dns.log rows completed by the call. ``weirds``: ``(ts, name,
+    addl)`` raised by the call, with Zeek's weird names. ``resolved``: one
+    ``(query, addresses)`` per row in ``rows`` whose answers held A/AAAA
+    records, the addresses as events.address_text writes them (taken from the
+    records, never from the ``answers`` text). ``flipped``: the analyzer
+    flipped the connection's roles during the call; rows written after the
+    flip carry the swapped orientation, and the caller must swap its own
+    connection state (later calls pass the new orientation and ``is_orig``).
+    """
+
+    rows: tuple = ()
+    weirds: tuple = ()
+    resolved: tuple = ()
+    flipped: bool = False
+
+
+# Most calls complete nothing: one shared empty result (a tuple, so nobody can change it).
+NO_OUTPUT = DnsOutput()
 
 
 @dataclass
@@ -88,6 +124,7 @@ class _Info:
     total_replies: int | None = None
     saw_query: bool = False
     saw_reply: bool = False
+    addresses: list | None = None   # what its A/AAAA answers resolved (DnsOutput.resolved)
 
 
 @dataclass
@@ -135,19 +172,22 @@ def _zeek_is_multicast(addr: Any) -> bool:
 class DnsConnectionLog:
     """dns.log rows for one connection.
 
-    ``conn_id`` is any object with ``orig_h``, ``orig_p``, ``resp_h``,
-    ``resp_p`` holding the connection's current orientation; it is read when
-    a row is written (Zeek's DNS::Info shares the connection's conn_id
-    record, so a later flip shows in rows written later).
+    Every call (``message``, ``tcp_segment``, ``tcp_closed``, ``flush``) takes
+    ``conn``, the connection's orientation now: any object with ``orig_h``,
+    ``orig_p``, ``resp_h``, ``resp_p`` (``events.ConnId``, ``Orientation``).
+    Rows written during the call carry it, as Zeek's DNS::Info shares the
+    connection's conn_id record: a row written after a flip shows the flipped
+    ``id`` even if its query came before. ``conn`` is only read, and only
+    during the call. The constructor's ``conn`` decides NetBIOS, once, as Zeek
+    does when it creates the analyzer.
 
-    ``on_flip``: called with no arguments when Zeek's DNS analyzer flips the
+    Each call returns a DnsOutput: the rows it completed, the weirds it raised,
+    the addresses those rows resolved, and whether the analyzer flipped the
     connection's roles (the first message is a response sent by the
-    originator, and the responder address is not multicast). The callee must
-    swap ``conn_id`` (and conn.log state); later calls must pass ``is_orig``
-    in the new orientation. Without a callback the flip is only counted in
-    ``flips``.
+    originator, and the responder address is not multicast). After a flip the
+    call goes on with the swapped orientation, and the caller swaps its own.
+    ``flips`` counts them.
 
-    ``weirds`` collects ``(ts, name, addl)`` with Zeek's weird names.
     ``limit_reached`` tells conn.log to add ``X`` to history.
     ``analyzer_disabled`` is set after a protocol violation that Zeek's DPD
     framework answers by removing the DNS analyzer; later messages are ignored
@@ -158,19 +198,15 @@ class DnsConnectionLog:
     a confirmed analyzer.
     """
 
-    def __init__(self, uid: str, conn_id: Any, proto: str, *,
-                 on_flip: Callable[[], None] | None = None,
+    def __init__(self, uid: str, conn: Any, proto: str, *,
                  options: ParseOptions | None = None,
                  max_pending_msgs: int = MAX_PENDING_MSGS,
                  max_pending_query_ids: int = MAX_PENDING_QUERY_IDS):
         self.uid = uid
-        self.conn_id = conn_id
         self.proto = proto
-        self.on_flip = on_flip
         self.options = options or ParseOptions()
         self.max_pending_msgs = max_pending_msgs
         self.max_pending_query_ids = max_pending_query_ids
-        self.weirds: list = []
         self.limit_reached = False
         self.analyzer_disabled = False
         self.confirmed = False
@@ -179,41 +215,49 @@ class DnsConnectionLog:
         self.messages = 0
         self.payload_bytes = 0
         # Zeek decides NetBIOS once, when the analyzer is created.
-        self.is_netbios = NETBIOS_PORT in (int(conn_id.orig_p), int(conn_id.resp_p))
+        self.is_netbios = NETBIOS_PORT in (int(conn.orig_p), int(conn.resp_p))
         self._first_message = True
         self._dns: _Info | None = None          # c$dns
         self._state: _State | None = None       # c$dns_state
+        # The call in progress: the orientation it was given (swapped by a flip) and what it produced (_end).
+        self._conn: Any = None
         self._rows: list = []
+        self._weirds: list = []
+        self._resolved: list = []
+        self._flipped = False
         self._tcp = {True: _TcpDirection(), False: _TcpDirection()}
         self._removed = False
 
     # ------------------------------------------------------------------ input
-    def message(self, ts: float, is_orig: bool, payload: bytes) -> list:
+    def message(self, conn: Any, ts: float, is_orig: bool, payload: bytes) -> DnsOutput:
         """One UDP datagram, or one complete DNS-over-TCP message (no length prefix)."""
+        self._conn = conn
         self.payload_bytes += len(payload)
-        return self._take(self._deliver(ts, 1 if is_orig else 0, bytes(payload)))
+        self._deliver(ts, 1 if is_orig else 0, bytes(payload))
+        return self._end()
 
-    def tcp_segment(self, ts: float, is_orig: bool, seq: int, payload: bytes) -> list:
+    def tcp_segment(self, conn: Any, ts: float, is_orig: bool, seq: int, payload: bytes) -> DnsOutput:
         """A TCP segment's payload; ``seq`` is the sequence number of its first byte.
 
         The first call per direction fixes the stream start, so pass the SYN
-        as ``tcp_segment(ts, is_orig, isn + 1, b"")`` when it is seen.
+        as ``tcp_segment(conn, ts, is_orig, isn + 1, b"")`` when it is seen.
         Retransmitted and overlapping bytes are delivered once; out-of-order
         segments wait (up to MAX_TCP_OUT_OF_ORDER bytes) for the gap to fill.
         """
+        self._conn = conn
         d = self._tcp[bool(is_orig)]
         payload = bytes(payload)
         seq &= 0xFFFFFFFF
         if d.next_seq is None:
             d.next_seq = seq
         if not payload:
-            return self._take(None)
+            return self._end()
         self.payload_bytes += len(payload)
         rel = (seq - d.next_seq) & 0xFFFFFFFF
         if rel >= 0x80000000:                    # starts before next_seq
             behind = 0x100000000 - rel
             if behind >= len(payload):
-                return self._take(None)          # pure retransmission
+                return self._end()          # pure retransmission
             payload = payload[behind:]
             rel = 0
         if rel > 0:
@@ -222,7 +266,7 @@ class DnsConnectionLog:
                 if old is None or len(old) < len(payload):
                     d.ooo_bytes += len(payload) - (len(old) if old else 0)
                     d.out_of_order[seq] = payload
-            return self._take(None)
+            return self._end()
         self._stream(ts, d, bool(is_orig), payload)
         while d.out_of_order:
             progressed = False
@@ -238,25 +282,27 @@ class DnsConnectionLog:
                         progressed = True
             if not progressed:
                 break
-        return self._take(None)
+        return self._end()
 
-    def tcp_closed(self, ts: float) -> list:
+    def tcp_closed(self, conn: Any, ts: float) -> DnsOutput:
         """A FIN or RST was processed (Zeek's ConnectionClosed): parse partial TCP messages.
 
         Zeek calls this for every closing packet and does not clear the
         partial buffer, so a partial message can be parsed more than once;
         that is reproduced.
         """
+        self._conn = conn
         for d in (self._tcp[True], self._tcp[False]):
             if d.buf:
                 d.msg_size = 0
                 self._deliver(ts, 2, bytes(d.buf))
-        return self._take(None)
+        return self._end()
 
-    def flush(self, ts: float) -> list:
+    def flush(self, conn: Any, ts: float) -> DnsOutput:
         """The connection is removed (connection_state_remove): log everything still pending."""
         if self._removed:
-            return []
+            return NO_OUTPUT
+        self._conn = conn
         self._removed = True
         st = self._state
         if st is not None:
@@ -266,7 +312,7 @@ class DnsConnectionLog:
                 self._log_unmatched(st.pending_queries)
             if st.pending_replies is not None:
                 self._log_unmatched(st.pending_replies)
-        return self._take(None)
+        return self._end()
 
     # --------------------------------------------------------------- TCP framing
     def _stream(self, ts: float, d: _TcpDirection, orig: bool, data: bytes) -> None:
@@ -314,13 +360,13 @@ class DnsConnectionLog:
             return
         if self._first_message and header.qr and is_query == 1:
             is_query = 0
-            if not _zeek_is_multicast(self.conn_id.resp_h):
+            if not _zeek_is_multicast(self._conn.resp_h):
                 self._flip()
         self._first_message = False
 
         try:
-            msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self.conn_id.resp_p),
-                            transport=self.proto, server=str(self.conn_id.resp_h),
+            msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
+                            transport=self.proto, server=str(self._conn.resp_h),
                             options=self.options)
         except DnsParseError as e:      # cannot happen after the checks above; keep the promise
             self._weird(ts, e.weird or e.reason, e.addl)
@@ -348,7 +394,7 @@ class DnsConnectionLog:
                 continue
             reply = reply_string(rr, h.opcode, msg.is_netbios)
             if reply is not None:
-                self._do_reply(ts, msg, rr)
+                self._do_reply(ts, msg, rr, reply)
         # event dns_end
         if msg.ended:
             self._dns_end(msg)
@@ -363,10 +409,12 @@ class DnsConnectionLog:
         return "dns" if self.confirmed and not self._service_removed else None
 
     def _flip(self) -> None:
+        # The rest of this call writes the swapped orientation; the caller learns it from DnsOutput.flipped.
         self.flips += 1
+        self._flipped = True
+        c = self._conn
+        self._conn = Orientation(c.resp_h, c.resp_p, c.orig_h, c.orig_p)
         self._tcp[True], self._tcp[False] = self._tcp[False], self._tcp[True]
-        if self.on_flip is not None:
-            self.on_flip()
 
     # ------------------------------------------------------- main.zeek logic
     def _new_session(self, ts: float, trans_id: int) -> _Info:
@@ -377,7 +425,7 @@ class DnsConnectionLog:
         if self._state is None:
             self._state = _State()
         st = self._state
-        if _is_multicast_subnet(self.conn_id.resp_h):
+        if _is_multicast_subnet(self._conn.resp_h):
             self._dns = self._new_session(ts, h.id)
             self._dns.saw_query = True
             self._dns.saw_reply = True
@@ -463,7 +511,7 @@ class DnsConnectionLog:
         info.qtype_name = qtype_name(q.qtype)
         info.Z = h.z
         query = q.name
-        if self.proto == "udp" and int(self.conn_id.resp_p) == NETBIOS_PORT:
+        if self.proto == "udp" and int(self._conn.resp_p) == NETBIOS_PORT:
             decoded = decode_netbios_name(query)
             if decoded:
                 query = decoded
@@ -471,7 +519,7 @@ class DnsConnectionLog:
                 info.qtype_name = "NBSTAT"   # RFC 1002 4.2.1.3: type 0x21 is NBSTAT there
         info.query = query
 
-    def _do_reply(self, ts: float, msg, rr) -> None:
+    def _do_reply(self, ts: float, msg, rr, reply: str) -> None:
         h = msg.header
         if h.opcode not in TRACKED_OPCODES or not h.qr or rr.section not in LOGGED_SECTIONS:
             return
@@ -485,7 +533,7 @@ class DnsConnectionLog:
         if info.rtt is None:
             rtt = ts - info.ts
             info.rtt = rtt if rtt != 0 else None
-        entry = logged_answer(rr, h.opcode, msg.is_netbios)
+        entry = logged_answer(rr, h.opcode, reply)
         if entry is not None:
             if info.answers is None:
                 info.answers = []
@@ -493,6 +541,12 @@ class DnsConnectionLog:
             if info.TTLs is None:
                 info.TTLs = []
             info.TTLs.append(ttl_seconds(rr))
+            if rr.event in ADDRESS_EVENTS:
+                address = resolved_address(rr, h.opcode, msg.is_netbios)
+                if address is not None:
+                    if info.addresses is None:
+                        info.addresses = []
+                    info.addresses.append(address)
 
     def _dns_end(self, msg) -> None:
         info = self._dns
@@ -508,7 +562,9 @@ class DnsConnectionLog:
 
     # ------------------------------------------------------------------ output
     def _write(self, info: _Info) -> None:
-        cid = self.conn_id
+        cid = self._conn
+        if info.addresses is not None:
+            self._resolved.append((info.query, tuple(info.addresses)))
         self._rows.append({
             "ts": info.ts,
             "uid": self.uid,
@@ -539,8 +595,17 @@ class DnsConnectionLog:
         })
 
     def _weird(self, ts: float, name: str, addl: str = "") -> None:
-        self.weirds.append((ts, name, addl))
+        self._weirds.append((ts, name, addl))
 
-    def _take(self, _unused) -> list:
-        rows, self._rows = self._rows, []
-        return rows
+    def _end(self) -> DnsOutput:
+        """The call's result; the next call starts from nothing."""
+        if not (self._rows or self._weirds or self._flipped):
+            return NO_OUTPUT
+        out = DnsOutput(tuple(self._rows), tuple(self._weirds), tuple(self._resolved), self._flipped)
+        self._rows.clear()
+        if out.weirds:
+            self._weirds.clear()
+        if out.resolved:
+            self._resolved.clear()
+        self._flipped = False
+        return out

@@ -5,9 +5,14 @@ string and appends it to ``answers`` (with the RR's TTL in ``TTLs``) unless
 the string is empty. The formats are Zeek's, including its oddities (MX and
 SRV show only the host, TXT strings carry their byte length, LOC has two
 spaces after the colon, RRSIG shows the covered type as a number).
+:func:`resolved_address` gives the address an A/AAAA answer resolved, from
+the record itself, for what the text of ``answers`` cannot say reliably (a
+CNAME target can read like an address).
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord, wire_bytes
 from .names import CLASS_ANY, CLASS_NONE, OPCODE_DYNAMIC_UPDATE, TYPE_ANY, qtype_name
@@ -102,12 +107,12 @@ def _deletion(rr: ResourceRecord) -> str:
     return f"RRSet {qtype_name(rr.rtype)}"
 
 
-def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
-    """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates).
+def logged_answer(rr: ResourceRecord, opcode: int, reply: str | None) -> str | None:
+    """The exact ``answers`` entry for ``rr`` (with the ``add: `` prefix of updates), given its
+    :func:`reply_string` (the caller has it already: computed once per RR).
 
     None when the RR adds nothing to ``answers``.
     """
-    reply = reply_string(rr, opcode, is_netbios)
     if not reply:
         return None
     if opcode == OPCODE_DYNAMIC_UPDATE and rr.section == UPDATE and not reply.startswith("del:"):
@@ -118,3 +123,24 @@ def logged_answer(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | No
 def ttl_seconds(rr: ResourceRecord) -> float:
     """The ``TTLs`` entry for ``rr``: the 32-bit TTL as an interval in seconds."""
     return float(rr.ttl)
+
+
+# The events whose RDATA is an address (RFC 1035 3.4.1; RFC 3596; RFC 2874).
+ADDRESS_EVENTS = frozenset(("dns_A_reply", "dns_AAAA_reply", "dns_A6_reply"))
+
+
+def resolved_address(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str | None:
+    """The address ``rr`` resolved its name to, as events.address_text writes a connection's; else None.
+
+    Only A, AAAA and A6 records count, and not in a dynamic update (it adds
+    records, it resolves nothing). Notices look the text up by a refused
+    connection's address, so it is Python's form, not Zeek's: the two differ
+    only where Zeek writes an embedded IPv4 address (``::1.2.3.4``; IPv4-mapped
+    addresses are plain IPv4 in both).
+    """
+    if rr.event not in ADDRESS_EVENTS or (opcode == OPCODE_DYNAMIC_UPDATE and not is_netbios):
+        return None
+    address = rr.rdata["address"]
+    if "." in address and ":" in address:
+        return str(ipaddress.IPv6Address(address))
+    return address
