@@ -13,12 +13,20 @@ TUNNEL_UIDS_KEPT = 65536
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+# Two digits per divmod: a uid's 96 bits take 9 steps instead of 17.
+_DIGIT_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_PAIR_BASE = 62 * 62
+
+
 def _base62(n: int) -> str:
-    digits = []
-    while n:
-        n, r = divmod(n, 62)
-        digits.append(_ALPHABET[r])
-    return "".join(reversed(digits)) or "0"
+    if n < 62:
+        return _ALPHABET[n]
+    pairs = []
+    while n >= _PAIR_BASE:
+        n, r = divmod(n, _PAIR_BASE)
+        pairs.append(_DIGIT_PAIRS[r])
+    pairs.append(_DIGIT_PAIRS[n] if n >= 62 else _ALPHABET[n])   # no leading zero
+    return "".join(reversed(pairs))
 
 
 class UidAllocator:
@@ -34,7 +42,9 @@ class UidAllocator:
         uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
         if uid is None:
             while True:
-                uid = self.prefix + _base62(secrets.randbits(64)) + _base62(secrets.randbits(32))
+                # One draw of 96 bits (one getrandom call), split as Zeek's 64 + 32.
+                bits = secrets.randbits(96)
+                uid = self.prefix + _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
                 if uid not in self._issued:
                     break
             self._issued.add(uid)
