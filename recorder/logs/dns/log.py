@@ -15,6 +15,7 @@ around it: orientation flips, the dns_session_timeout timer, TCP close.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -148,18 +149,32 @@ class _TcpDirection:
     buf: bytearray = field(default_factory=bytearray)
 
 
+# Asked about the responder of every message; a session has few responders (its resolvers).
+_ADDRESS_CACHE = 4096
+
+
 def _is_multicast_subnet(addr: Any) -> bool:
+    return _multicast_subnet_text(str(addr))
+
+
+def _zeek_is_multicast(addr: Any) -> bool:
+    return _zeek_multicast_text(str(addr))
+
+
+@functools.lru_cache(maxsize=_ADDRESS_CACHE)
+def _multicast_subnet_text(text: str) -> bool:
     try:
-        a = ipaddress.ip_address(str(addr))
+        a = ipaddress.ip_address(text)
     except ValueError:
         return False
     return any(a.version == n.version and a in n for n in MULTICAST_SUBNETS)
 
 
-def _zeek_is_multicast(addr: Any) -> bool:
+@functools.lru_cache(maxsize=_ADDRESS_CACHE)
+def _zeek_multicast_text(text: str) -> bool:
     """Zeek's IPAddr::IsMulticast: first octet 224 for IPv4 (not all of 224/4), ff00::/8 for IPv6."""
     try:
-        a = ipaddress.ip_address(str(addr))
+        a = ipaddress.ip_address(text)
     except ValueError:
         return False
     if a.version == 6 and a.ipv4_mapped is not None:

@@ -127,6 +127,11 @@ class Schema:
             seen.add(f.name)
         if not self.path or any(c in self.path for c in "/\\\t\n"):
             raise SchemaError(f"invalid log path {self.path!r}")
+        # Computed once: the writers look a schema up per row, and the generated hash walks every field.
+        object.__setattr__(self, "_hash", hash((self.path, self.fields)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def names(self) -> tuple[str, ...]:
