@@ -209,6 +209,15 @@ def phase_ingest(a):
             "note": "Zeek TSV parse (load_logs) + Parquet write + manifest"}
 
 
+def _cell(v):
+    """A cell as the writer takes it: None for unset; a list column's Arrow cell as a list."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if v is None or (not isinstance(v, list) and pd.isna(v)):
+        return None
+    return v
+
+
 def _records(frame: pd.DataFrame):
     cols = list(frame.columns)
     conv = {}
@@ -219,7 +228,7 @@ def _records(frame: pd.DataFrame):
         elif str(s.dtype).startswith("timedelta"):
             conv[c] = [None if pd.isna(v) else v.total_seconds() for v in s]
         else:
-            conv[c] = [None if (v is None or (not isinstance(v, list) and pd.isna(v))) else v for v in s.astype(object)]
+            conv[c] = [_cell(v) for v in s.astype(object)]
     for k in range(len(frame)):
         yield {c: conv[c][k] for c in cols}
 
