@@ -19,6 +19,7 @@ from cicd_audit.recorder.drivers import linktypes
 from cicd_audit.recorder.drivers.capture_file import CaptureFile
 from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
+from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.bpf_program import ProgramSettings, require_root
 from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
 from cicd_audit.recorder.logs.session import SessionLog
@@ -70,7 +71,7 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
         reader.close()
     if flag.stop:
         stats["stopped_by_signal"] = flag.signum
-    _warn_if_offloaded(recording.kernel_stats.get("bad_checksums", 0), stats["packets"], validate_checksums)
+    _warn_if_offloaded(recording.kernel_stats.get(abi.stat_key(abi.Stat.BAD_CHECKSUMS), 0), stats["packets"], validate_checksums)
     return stats
 
 

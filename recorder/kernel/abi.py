@@ -111,6 +111,12 @@ class Stat(enum.IntEnum):
 
 STAT_MAX = 24
 
+
+def stat_key(stat: Stat) -> str:
+    """A counter's key in CaptureProgram.stats(): its name, lower case. Readers name the counter
+    through Stat (a renamed member fails at import) rather than spelling the key."""
+    return stat.name.lower()
+
 # Endpoint flags (CA_EP_*) and connection flags (CA_CONN_*).
 EP_SEQ_VALID = 1 << 0
 EP_SAW_FIN = 1 << 2

@@ -445,7 +445,7 @@ class CaptureProgram:
     def stats(self) -> dict[str, int]:
         totals = {}
         for stat in abi.Stat:
-            totals[stat.name.lower()] = sum(self.stats_table.lookup_percpu_u64(stat.value))
+            totals[abi.stat_key(stat)] = sum(self.stats_table.lookup_percpu_u64(stat.value))
         return totals
 
     def close(self) -> None:
