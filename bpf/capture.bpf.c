@@ -435,7 +435,7 @@ static __always_inline int ca_likely_server(__u16 port, __u8 proto)
 
 static __always_inline int ca_is_dns_port(__u16 port)
 {
-	return port == 53 || port == 5353 || port == 5355 || port == 137;
+	return port == CA_DNS_PORT || port == 5353 || port == 5355 || port == 137;
 }
 
 static __always_inline int ca_is_broadcast(const __u8 *addr)
@@ -775,7 +775,7 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 		return CA_DROP;
 	}
 	if (p->payload_len > 0 && (p->key.ip_proto == CA_IPPROTO_UDP || p->key.ip_proto == CA_IPPROTO_TCP) &&
-	    ca_key_port(&p->key, c ? !c->orig_slot : (p->egress ? !p->src_slot : p->src_slot)) == 53) {
+	    ca_key_port(&p->key, c ? !c->orig_slot : (p->egress ? !p->src_slot : p->src_slot)) == CA_DNS_PORT) {
 		ca_exact_time(p);     /* answers are learnt with their TTL from now */
 		stages.call(skb, CA_STAGE_DNS_POLICY);
 		return p->egress ? CA_DROP : CA_PASS;   /* the stage could not run: fail closed */
@@ -869,7 +869,7 @@ static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_pack
 {
 #if CA_BLOCK
 	if ((c->flags & CA_CONN_BLOCKED) ||
-	    ((c->flags & CA_CONN_IN_JOB) && ca_key_port(&p->key, !c->orig_slot) == 53))
+	    ((c->flags & CA_CONN_IN_JOB) && ca_key_port(&p->key, !c->orig_slot) == CA_DNS_PORT))
 		return;
 #endif
 	stages.call(skb, CA_STAGE_DECAP);

@@ -18,6 +18,7 @@
 #define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
 #define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
 #define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
+#define CA_DNS_PORT 53             /* DNS's port: blocking judges what goes to it by name */
 #define CA_JOB_SLOTS 8             /* jobs blocking mode judges at once, each by its own policy */
 /* An IP tunnel is named by its address pair, whatever carries it (IP-in-IP,
  * GRE, GRE over UDP): tunnel ids with this bit never come from the

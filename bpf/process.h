@@ -187,7 +187,7 @@ static __always_inline int ca_sock_addr_hook(struct bpf_sock_addr *ctx, const in
 	ca_sock_addr_dest(ctx, flow.daddr, &flow.dport, is_v6);
 	flow.ip_proto = ip_proto;
 #if CA_BLOCK
-	if (proc.job && flow.dport == 53)
+	if (proc.job && flow.dport == CA_DNS_PORT)
 		ca_redirect_dns(ctx, cookie, &flow, is_v6);
 #endif
 	/* sendmsg() on an unconnected UDP socket runs after its port was bound. */

@@ -23,7 +23,7 @@ from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.block_tables import RESOLVED_STUBS, _as_v6_address
 
-DNS_PORT = 53
+DNS_PORT = abi.DNS_PORT
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,8 @@ CONN_UDP_TUNNEL = 1 << 16
 CONN_TEREDO = 1 << 17
 CONN_AYIYA = 1 << 18
 
+DNS_PORT = 53
+
 # Blocking mode: jobs judged at once (job_scope slots); a job is named by its slot + 1.
 JOB_SLOTS = 8
 

@@ -43,7 +43,7 @@ FNV64_OFFSET = 0xCBF29CE484222325
 FNV64_PRIME = 0x100000001B3
 _U64 = (1 << 64) - 1
 
-DNS_PORT = 53
+DNS_PORT = abi.DNS_PORT
 # systemd-resolved's stub listeners; the servers it forwards to are listed in
 # RESOLVED_UPSTREAM_CONF, and those need allowing too.
 RESOLVED_STUBS = frozenset({ipaddress.ip_address("127.0.0.53"), ipaddress.ip_address("127.0.0.54")})
