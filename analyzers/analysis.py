@@ -101,7 +101,7 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
 
     ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
-    earlier runs of the same job, or None. ``sessions``: names to report when
+    earlier runs of the same job, or their ``Baseline``, or None. ``sessions``: names to report when
     the logs carry no session column. ``services_list``: a
     ``services.ServiceList`` (default: the packaged list of known
     exfiltration and out-of-band services). ``jobs``: {session name: the job's
@@ -116,10 +116,9 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
     if baseline is not None and not isinstance(baseline, Baseline):
         baseline = Baseline.of_logs(baseline)
-    bdest = baseline.destinations if baseline is not None else None
-    blook = baseline.lookups if baseline is not None else None
-    dest_findings, dest, lookups = _dest.analyze_destinations(
-        conn, dns, policy, index=index, baseline=(bdest, blook) if baseline is not None else None)
+    base_tables = (baseline.destinations, baseline.lookups) if baseline is not None else None
+    bdest, blook = base_tables or (None, None)
+    dest_findings, dest, lookups = _dest.analyze_destinations(conn, dns, policy, index=index, baseline=base_tables)
     # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
     if not tunnel_findings.empty and not dest_findings.empty:
         tunnel_domains = set(tunnel_findings["indicator"])

@@ -55,6 +55,7 @@ from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, job_of_slot, process_cgroup
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.kernel.block_tables import PolicyTables, clear_job
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
 from cicd_audit.recorder.kernel.sweeper import Sweeper
@@ -343,7 +344,6 @@ class Agent:
         there out), and the joining process, with every step it starts, into a cgroup of the
         job's own. Other runners' blocked jobs keep their slots and policies."""
         from cicd_audit.recorder.agent.runner_endpoints import with_runner_endpoints
-        from cicd_audit.recorder.kernel.block_tables import PolicyTables, clear_job
         maps = self.program.maps
         try:
             clear_job(maps, job_of_slot(slot))
@@ -374,7 +374,6 @@ class Agent:
         if job.cgroup is not None:
             job.cgroup.release()
         if job.slot is not None:
-            from cicd_audit.recorder.kernel.block_tables import clear_job
             clear_job(self.program.maps, job_of_slot(job.slot))
             self.slots.give(job.slot)
         if job.events_not_filed:

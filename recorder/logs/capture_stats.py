@@ -23,23 +23,27 @@ BLOCKING_STATS = tuple(stat_key(s) for s in (Stat.BLOCKED_CONNECTS, Stat.BLOCKED
 def capture_stats_row(kernel_stats: dict, counters, fragments_lost: int, source: str, duration: float) -> dict:
     """counters: the session's SessionCounters."""
     c = counters
+
+    def kernel(stat: Stat) -> int:
+        return kernel_stats.get(stat_key(stat), 0)
+
     row = {
         "ts": time.time(),
         "source": source,
         "duration": duration,
         # A reassembled datagram's fragments were counted as they passed; the datagram is not counted again.
-        "packets": kernel_stats.get(stat_key(Stat.PACKETS), 0) + c.conn_packets - c.datagrams_run,
-        "ip_bytes": kernel_stats.get(stat_key(Stat.IP_BYTES), 0) + c.conn_ip_bytes - c.datagram_ip_bytes,
+        "packets": kernel(Stat.PACKETS) + c.conn_packets - c.datagrams_run,
+        "ip_bytes": kernel(Stat.IP_BYTES) + c.conn_ip_bytes - c.datagram_ip_bytes,
         "connections": c.connections,
         "dns_messages": c.dns_messages,
         "dns_rows": c.dns_rows,
         "ringbuf_drops": sum(kernel_stats.get(name, 0) for name in RINGBUF_DROP_STATS),
-        "conn_table_full": kernel_stats.get(stat_key(Stat.CONN_TABLE_FULL), 0),
-        "parse_errors": kernel_stats.get(stat_key(Stat.PARSE_ERRORS), 0) + c.bad_events,
+        "conn_table_full": kernel(Stat.CONN_TABLE_FULL),
+        "parse_errors": kernel(Stat.PARSE_ERRORS) + c.bad_events,
         "dns_parse_errors": c.dns_parse_errors,
-        "weirds": c.weirds + kernel_stats.get(stat_key(Stat.WEIRDS_SUPPRESSED), 0),
-        "fragments": kernel_stats.get(stat_key(Stat.FRAGMENTS), 0) + kernel_stats.get(stat_key(Stat.RB_DROP_FRAGMENT), 0),
-        "fragments_lost": fragments_lost + kernel_stats.get(stat_key(Stat.RB_DROP_FRAGMENT), 0),
+        "weirds": c.weirds + kernel(Stat.WEIRDS_SUPPRESSED),
+        "fragments": kernel(Stat.FRAGMENTS) + kernel(Stat.RB_DROP_FRAGMENT),
+        "fragments_lost": fragments_lost + kernel(Stat.RB_DROP_FRAGMENT),
     }
     row.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
     return row
