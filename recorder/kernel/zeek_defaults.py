@@ -121,6 +121,3 @@ def parse_likely_server_ports(spec: str) -> frozenset[tuple[int, str]]:
                 f"{', '.join(sorted(ANALYZER_SERVER_PORTS.keys() | ANALYZERS_WITHOUT_SERVER_PORTS))}")
     return frozenset(ports)
 
-
-# DNS analyzer ports (Zeek's DNS scripts): UDP/TCP 53, NetBIOS-NS 137, mDNS 5353, LLMNR 5355.
-DNS_PORTS = frozenset({53, 137, 5353, 5355})
