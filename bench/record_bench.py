@@ -21,6 +21,13 @@
 3. No loss: 20,000 DNS queries in 10 s against dnsmasq (each from its own source
    port, unique names) and 5,000 short TCP connections: every one must be in
    conn.log / dns.log, and capture_stats.log must show ringbuf_drops 0.
+5. A DNS flood through the recorder (--only dns_rate): the job sends queries to
+   dnsmasq at a fixed rate (15,000/s: 30,000 DNS messages/s with the answers)
+   while one of its processes does CPU-bound work, once without the recorder
+   and once under `record` (and once under `record --nice 0`), alternated.
+   The job is slowed by the share of its work it lost, and of its queries
+   that went unanswered; the recorder must still log every message (0 drops),
+   catching up from its backlog after the job. Goal: the job slowed <= 5 %.
 4. Start-up: from launching `cicd-audit record --out D -- CMD` until CMD runs
    (its first packet is then checked to be in conn.log). Goal: <= 1 s.
    Peak memory: max RSS of the recorder (/usr/bin/time), in the no-loss run.
@@ -364,6 +371,103 @@ def bench_no_loss(lab: BenchLab, n_dns: int, dns_seconds: int, n_tcp: int) -> di
             "peak_rss_mb": int(rss_file.read_text().split()[-1]) / 1024}
 
 
+# -- 5. a DNS flood -----------------------------------------------------------------
+
+DNS_FLOOD_JOB = r"""
+import os, select, socket, sys, time
+server, rate, seconds, nsock = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+worker = os.fork()
+if worker == 0:                 # the job's CPU-bound half: as many loops as it gets CPU for
+    end, loops = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        for _ in range(1000):
+            loops += 1
+    print(f"JOB work_per_s={loops / seconds:.0f}", flush=True)
+    os._exit(0)
+def query(i):
+    name = b"".join(len(x).to_bytes(1, "big") + x for x in f"f{i}.bench.test".encode().split(b".")) + b"\0"
+    return (i & 0xFFFF).to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
+ep, socks = select.epoll(), []
+for _ in range(nsock):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False); s.connect((server, 53))
+    socks.append(s); ep.register(s.fileno(), select.EPOLLIN)
+by_fd = {s.fileno(): s for s in socks}
+n, sent, answered = int(rate * seconds), 0, 0
+def drain(timeout):
+    global answered
+    for fd, _ in ep.poll(timeout):
+        while True:
+            try:
+                by_fd[fd].recv(2048); answered += 1
+            except BlockingIOError:
+                break
+start = time.monotonic()
+while sent < n:
+    due = min(n, int((time.monotonic() - start) * rate) + 1)
+    while sent < due:
+        try:
+            socks[sent % nsock].send(query(sent))
+        except BlockingIOError:
+            pass
+        sent += 1
+    drain(0.0005)
+sending = time.monotonic() - start
+late = time.monotonic() + 1
+while answered < n and time.monotonic() < late:
+    drain(0.05)
+os.waitpid(worker, 0)
+print(f"JOB sent={n} answered={answered} send_seconds={sending:.3f} end={time.time():.3f}", flush=True)
+"""
+
+
+def _job_figures(stdout: str) -> dict:
+    return {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", " ".join(
+        line for line in stdout.splitlines() if line.startswith("JOB")))}
+
+
+def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sockets: int = 64) -> dict:
+    """The job alone and under the recorder (default nice, and --nice 0), alternated round by round."""
+    job = [PY, "-c", DNS_FLOOD_JOB, SERVER, str(rate), str(seconds), str(sockets)]
+    kinds = {"off": None, "on": (), "nice0": ("--nice", "0")}
+    runs = {k: [] for k in kinds}
+    for r in range(rounds):
+        for kind, extra in kinds.items():
+            if extra is None:
+                res = lab.run(lab.client_ns, lab.in_cgroup(job), timeout=seconds + 60, check=True)
+                runs[kind].append(_job_figures(res.stdout))
+            else:
+                out = lab.out_dir(f"dnsrate-{kind}{r}")
+                usage = lab.workdir / "usage.txt"
+                res = lab.record(out, job, *extra, timeout=seconds + 900,
+                                 cli=["/usr/bin/time", "-f", "%U %S %M", "-o", str(usage), *CLI])
+                done = time.time()
+                fig = _job_figures(res.stdout)
+                user, system, rss_kb = usage.read_text().split()[-3:]
+                stats = read_zeek(out / "capture_stats.log")[-1]
+                fig |= {"status": res.returncode, "drops": int(stats["ringbuf_drops"]),
+                        "dns_rows": sum(1 for row in read_zeek(out / "dns.log") if row["query"].endswith(".bench.test")),
+                        "recorder_cpu_s": float(user) + float(system), "peak_rss_mb": int(rss_kb) / 1024,
+                        "catch_up_s": done - fig["end"]}
+                runs[kind].append(fig)
+            fig = runs[kind][-1]
+            print(f"  dns-rate round {r + 1} {kind:5}: work {fig['work_per_s'] / 1e6:.2f} M loops/s, "
+                  f"answered {fig['answered']:.0f}/{fig['sent']:.0f}"
+                  + (f", dns.log {fig['dns_rows']}, drops {fig['drops']}, recorder {fig['recorder_cpu_s']:.1f} CPU s, "
+                     f"done {fig['catch_up_s']:.1f} s after the job, {fig['peak_rss_mb']:.0f} MB"
+                     if kind != "off" else ""), flush=True)
+    res = {"rate": rate, "messages_per_s": 2 * rate, "seconds": seconds, "rounds": rounds, "runs": runs}
+    for kind in ("on", "nice0"):
+        res[kind] = {
+            "work_ratio": statistics.median(o["work_per_s"] / b["work_per_s"] for o, b in zip(runs[kind], runs["off"])),
+            "answered_ratio": statistics.median(o["answered"] / b["answered"] for o, b in zip(runs[kind], runs["off"])),
+            "drops": max(o["drops"] for o in runs[kind]),
+            "all_logged": all(o["dns_rows"] == o["sent"] for o in runs[kind]),
+            "recorder_cpu_s": statistics.median(o["recorder_cpu_s"] for o in runs[kind]),
+            "catch_up_s": statistics.median(o["catch_up_s"] for o in runs[kind]),
+            "peak_rss_mb": max(o["peak_rss_mb"] for o in runs[kind])}
+    return res
+
+
 # -- 4. start-up -------------------------------------------------------------------
 
 FIRST_PACKET = r"""
@@ -437,6 +541,17 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
                      f"conn.log {n['dns_conn_rows']}/{n['n_dns']} DNS, {n['tcp_conn_rows']}/{n['n_tcp']} TCP; "
                      f"dns.log {n['dns_log_names']}/{n['n_dns']}; ringbuf_drops {n['ringbuf_drops']}",
                      "all, 0 drops", "met" if ok else "MISSED"))
+    d = res.get("dns_rate")
+    if d:
+        for kind, label in (("on", "record"), ("nice0", "record --nice 0")):
+            k = d[kind]
+            slowed = 1 - min(k["work_ratio"], k["answered_ratio"])
+            rows.append((f"DNS flood {d['messages_per_s']:,.0f} messages/s for {d['seconds']:.0f} s, {label}: job slowed",
+                         f"{slowed * 100:.1f} % (work {k['work_ratio'] * 100:.1f} %, answered "
+                         f"{k['answered_ratio'] * 100:.1f} % of alone); drops {k['drops']}, "
+                         f"{'every' if k['all_logged'] else 'NOT every'} query logged, recorder "
+                         f"{k['recorder_cpu_s']:.1f} CPU s, done {k['catch_up_s']:.1f} s after the job, "
+                         f"{k['peak_rss_mb']:.0f} MB", "<= 5 %", "met" if slowed <= 0.05 else "MISSED"))
     s = res.get("startup")
     if s:
         rows.append(("Start-up until capture is active (median)", f"{s['median_s']:.2f} s", "<= 1 s",
@@ -458,7 +573,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, smaller load")
     ap.add_argument("--json", metavar="PATH", help="also save the raw results as JSON")
-    ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup"], action="append")
+    ap.add_argument("--only", choices=["per_packet", "throughput", "no_loss", "startup", "dns_rate"], action="append",
+                    help="run only these (repeatable); dns_rate runs only when named")
+    ap.add_argument("--dns-rate", type=float, default=15000, metavar="QPS",
+                    help="dns_rate: queries per second (each answered: twice the DNS messages)")
     ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
     ap.add_argument("--candidate", metavar="CLI",
                     help="per_packet: also time this cicd-audit executable (another build)")
@@ -490,6 +608,9 @@ def main() -> int:
         if "throughput" in only:
             print("2. TCP throughput", flush=True)
             res["throughput"] = bench_throughput(lab, rounds, 2 if q else 5)
+        if "dns_rate" in only:
+            print("5. a DNS flood", flush=True)
+            res["dns_rate"] = bench_dns_rate(lab, rounds, args.dns_rate, 3 if q else 8)
         if "no_loss" in only:
             print("3. no loss", flush=True)
             res["no_loss"] = (bench_no_loss(lab, 2000, 2, 500) if q else bench_no_loss(lab, 20000, 10, 5000))

@@ -10,6 +10,7 @@ the crafted packets from their scapy definition.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -319,3 +320,25 @@ def test_lab_teardown_removes_namespaces_and_servers(lab):
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert not any(line.split()[0] in names for line in listed.splitlines())
     assert all(p.poll() is not None for p in servers)
+
+
+PRIORITIES = """
+import os, time
+me = os.getpriority(os.PRIO_PROCESS, 0)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and os.getpriority(os.PRIO_PROCESS, os.getppid()) == me:
+    time.sleep(0.01)
+print(me, os.getpriority(os.PRIO_PROCESS, os.getppid()))
+"""
+
+
+@pytest.mark.parametrize("nice", [None, "3"])
+def test_the_recorder_gives_way_to_the_command_not_the_reverse(lab, tmp_path, nice):
+    """The recorder's nice value goes up once the command runs; the command keeps the one it was given."""
+    extra = () if nice is None else ("--nice", nice)
+    r = lab.record(tmp_path, [sys.executable, "-c", PRIORITIES], *extra)
+    assert r.returncode == 0, r.stderr
+    command, recorder = map(int, r.stdout.split())
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert command == ours
+    assert recorder == min(19, ours + (10 if nice is None else int(nice)))

@@ -53,8 +53,10 @@ from cicd_audit.recorder.attach.attach import TcAttachment
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, job_of_slot, process_cgroup
+from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT, yield_to_job
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.kernel.backlog import HANDLE_BUDGET_S
 from cicd_audit.recorder.kernel.block_tables import PolicyTables, clear_job
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
@@ -106,8 +108,9 @@ class Agent:
     def __init__(self, out_dir: Path, interfaces: Sequence[str] | None, cgroup: Path | None, fmt: str,
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
                  analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None,
-                 rotation: Rotation | None = None) -> None:
+                 rotation: Rotation | None = None, nice: int = DEFAULT_NICE_INCREMENT) -> None:
         self.out_dir = out_dir
+        self.nice = nice                    # how far the agent's CPU priority goes below the jobs' (cpu_priority.py)
         self.rotation = rotation            # within each job's session (None: one file per log)
         self.retain = retain                # keep the newest N sessions (None: all)
         self.blocking = blocking
@@ -161,9 +164,10 @@ class Agent:
                 notices.say(f"cicd-audit agent: recording {','.join(interfaces)}; jobs through {self.socket_path}")
                 if on_ready is not None:
                     on_ready()
+                yield_to_job(self.nice)
                 next_sweep = time.monotonic() + SWEEP_INTERVAL_S
                 while not flag.stop:
-                    self.program.poll(POLL_MS)
+                    self.program.poll(POLL_MS, budget_s=HANDLE_BUDGET_S)
                     server.serve_pending()
                     if time.monotonic() >= next_sweep:
                         self._sweeper.sweep(time.monotonic_ns())

@@ -30,8 +30,10 @@ from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import RECORD_SLOT, CgroupEntry, JobCgroup, JobScope, job_of_slot
+from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT, yield_to_job
 from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
+from cicd_audit.recorder.kernel.backlog import HANDLE_BUDGET_S
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
 from cicd_audit.recorder.logs.output_dir import OutputDir
 from cicd_audit.recorder.logs.processes import ProcessTable
@@ -39,6 +41,7 @@ from cicd_audit.recorder.logs.session import SessionLog
 
 POLL_MS = 100
 SWEEP_INTERVAL_S = 1.0
+CATCH_UP_NOTICE_EVENTS = 10_000      # events left to handle at the end worth a line (about a second of work)
 
 
 @dataclass
@@ -64,20 +67,21 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
                 settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
                 community_id: bool = False, cgroup: Path | None = None, blocking: Blocking | None = None,
-                process_args: bool = False) -> LiveResult:
+                process_args: bool = False, nice: int = DEFAULT_NICE_INCREMENT) -> LiveResult:
     """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
-    process and container on the host is covered); blocking: enforce a policy.
+    process and container on the host is covered); blocking: enforce a policy;
+    nice: how far below the job's the recorder's CPU priority goes once the job runs.
 
     SIGINT and SIGTERM stop the recording cleanly from the first line on: one
     arriving during start-up lets the current step finish, starts no command,
     and closes complete logs (exit 128 + the signal with a command, else 0)."""
     with StopFlag() as flag:
         return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                            community_id, cgroup, blocking, process_args)
+                            community_id, cgroup, blocking, process_args, nice)
 
 
 def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                 community_id, cgroup, blocking, process_args) -> LiveResult:
+                 community_id, cgroup, blocking, process_args, nice) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)
     job_cgroup = cgroup
@@ -98,7 +102,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
     settings = settings or ProgramSettings(pcap_mode=False, attribution=True, block=blocking is not None)
     with Recording(session, settings, likely_server_ports, unfinished="recording stopped by an error") as recording:
         try:
-            return _run(flag, recording, interfaces, command, on_ready, cgroup, job_cgroup, v2_root, blocking)
+            return _run(flag, recording, interfaces, command, on_ready, cgroup, job_cgroup, v2_root, blocking, nice)
         finally:
             if flag.child is not None and flag.child.poll() is None:
                 flag.child.terminate()
@@ -106,7 +110,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
 
 def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: Sequence[str] | None,
          on_ready: Callable[[], None] | None, cgroup: Path | None, job_cgroup: Path | None, v2_root: Path | None,
-         blocking: Blocking | None) -> LiveResult:
+         blocking: Blocking | None, nice: int) -> LiveResult:
     """Attach, start the command, record until it exits or a signal comes, detach, and close the logs."""
     session, program = recording.session, recording.program
     pin_dir = None
@@ -141,9 +145,10 @@ def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: S
             except OSError as exc:
                 raise CommandNotRunnable(f"cannot run {command[0]!r}: {exc.strerror}",
                                          not_found=isinstance(exc, FileNotFoundError)) from exc
+        yield_to_job(nice)              # after the command started: it keeps the priority it had
         next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         while not flag.stop:
-            program.poll(POLL_MS)
+            program.poll(POLL_MS, budget_s=HANDLE_BUDGET_S)
             if flag.child is not None and flag.child.poll() is not None:
                 exit_status = _exit_status(flag.child.returncode)
                 break
@@ -161,6 +166,10 @@ def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: S
         # Let the kernel's last events (the command's final packets) arrive.
         program.poll(POLL_MS)
         _say_detached(watch, session)
+    waiting = program.backlog.events
+    if waiting >= CATCH_UP_NOTICE_EVENTS:
+        notices.say(f"cicd-audit: writing the {waiting:,} events still waiting from a burst "
+                    f"(at most {program.backlog.peak_events:,} waited at once)")
     stats = recording.finish(time.monotonic_ns(), ",".join(interfaces), time.monotonic() - started,
                              command_status=exit_status if command else None)
     stats["programs_detached"] = watch.lost

@@ -63,11 +63,15 @@ class BccLoadedProgram:
         self._on_event(data, size)
         return 0
 
-    def poll(self, timeout_ms: int = 0) -> None:
+    def poll(self, timeout_ms: int = 0, budget_s: float | None = None) -> None:
+        """As CaptureProgram.poll, without its backlog: every event is handled as it is taken."""
         if timeout_ms:
             self.bpf.ring_buffer_poll(timeout_ms)
         else:
             self.bpf.ring_buffer_consume()
+
+    def take_events(self) -> None:
+        self.poll()
 
     def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
         return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)],

@@ -32,6 +32,7 @@ from typing import Callable
 
 from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder.kernel import abi, bpf_syscall, kernel_headers, program_cache, zeek_defaults
+from cicd_audit.recorder.kernel.backlog import TAKE_EVERY_S, EventBacklog
 from cicd_audit.recorder.kernel.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 from cicd_audit.recorder.kernel.ringbuf import RingBuffer
 
@@ -401,7 +402,8 @@ class CaptureProgram:
             self._fill_likely_server_ports()
             events = self.maps["events"]
             self._on_event = on_event
-            self.ring = RingBuffer(events.fd, events.spec.max_entries, on_event)
+            self.backlog = EventBacklog(on_event)
+            self.ring = RingBuffer(events.fd, events.spec.max_entries, self.backlog.take)
         except (KeyError, OSError) as exc:
             self.close()
             raise EnvironmentProblem(f"the kernel refused the BPF program's set-up: {exc}") from exc
@@ -421,12 +423,28 @@ class CaptureProgram:
         """poll() also returns when fd becomes readable."""
         self.ring.wake_on(fd)
 
-    def poll(self, timeout_ms: int = 0) -> None:
-        """Deliver pending ring-buffer events to on_event (waiting up to timeout_ms for the first)."""
-        if timeout_ms:
+    def poll(self, timeout_ms: int = 0, budget_s: float | None = None) -> None:
+        """Take every event the ring buffer holds (waiting up to timeout_ms for one when nothing is
+        pending), then hand them to on_event: all of them, or for about budget_s (the rest stay in
+        the backlog for the next poll, and the ring is free again either way)."""
+        if timeout_ms and not self.backlog.events:
             self.ring.poll(timeout_ms)
         else:
             self.ring.consume()
+        if budget_s is not None:
+            # In slices, taking what arrived in between, so the ring never waits on the handlers.
+            deadline = time.monotonic() + budget_s
+            while not self.backlog.handle_for(min(TAKE_EVERY_S, budget_s)) and time.monotonic() < deadline:
+                self.ring.consume()
+            return
+        # Handling can add events (a reassembled datagram runs through the program): until none are left.
+        self.backlog.handle_all()
+        while self.ring.consume():
+            self.backlog.handle_all()
+
+    def take_events(self) -> None:
+        """Empty the ring buffer into the backlog without handling anything (between sweep batches)."""
+        self.ring.consume()
 
     def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
         """Keys of every live connection, as raw bytes of struct ca_conn_key:

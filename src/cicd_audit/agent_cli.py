@@ -11,6 +11,7 @@ from cicd_audit import job_client
 from cicd_audit.control_protocol import DEFAULT_SOCKET
 from cicd_audit.errors import CicdAuditError
 from cicd_audit.quantities import Quantity
+from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
                              default=Path(DEFAULT_SOCKET), show_default=True, help="The agent's control socket.")
@@ -51,8 +52,11 @@ def _fail(exc: CicdAuditError) -> None:
                    "conn.<open time>.log beside conn.log.")
 @click.option("--rotate-size", type=Quantity("size"), metavar="SIZE",
               help="Within a job's session, rotate each log once it holds this much (e.g. 100M, 1G).")
+@click.option("--nice", type=click.IntRange(0, 19), default=DEFAULT_NICE_INCREMENT, show_default=True, metavar="N",
+              help="Once recording, the agent's nice value goes N above its own, so busy jobs keep their CPUs and "
+                   "the agent catches up from memory (0: same priority).")
 def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
-          resolvers, runner_endpoints, repository_policies, retain, rotate_interval, rotate_size):
+          resolvers, runner_endpoints, repository_policies, retain, rotate_interval, rotate_size, nice):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -66,7 +70,7 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
         rotation = Rotation(rotate_interval, rotate_size) if rotate_interval or rotate_size else None
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
-                       analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation)
+                       analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation, nice=nice)
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)

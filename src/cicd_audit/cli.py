@@ -115,10 +115,13 @@ def _quiet_interrupt(signum, frame) -> None:
                    "judge COMMAND's own cgroup, made for it.")
 @click.option("--process-args", is_flag=True,
               help="Fill conn.log's proc.cmdline column. Off by default: command lines can carry secrets.")
+@click.option("--nice", type=click.IntRange(0, 19), metavar="N",
+              help="Once the job runs, the recorder's nice value goes N above its own, so a busy job keeps "
+                   "its CPUs and the recorder catches up from memory (default 10; 0: same priority).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, community_id,
            likely_server_ports, block, block_host, runner_endpoints, policy_file, resolvers, fail_closed, cgroup,
-           process_args, command):
+           process_args, nice, command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -142,15 +145,17 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
         if block_host and (block or cgroup is not None):
             raise_usage("--block-host judges the whole host: it takes neither --block nor --cgroup")
         if pcap is not None:
-            if interfaces or command or background or blocking or cgroup or runner_endpoints:
-                raise_usage("--pcap cannot be combined with --iface, --background, --block, --block-host, --cgroup "
-                            "or a command")
+            if interfaces or command or background or blocking or cgroup or runner_endpoints or nice is not None:
+                raise_usage("--pcap cannot be combined with --iface, --background, --block, --block-host, --cgroup, "
+                            "--nice or a command")
             from cicd_audit.recorder.drivers.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
                                 likely_server_ports=ports, community_id=community_id)
             _finish_recording(stats, out_dir)
             sys.exit(_recording_status(stats, None))
+        from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
         from cicd_audit.recorder.drivers.live import record_live
+        nice = DEFAULT_NICE_INCREMENT if nice is None else nice
         if background:
             if command:
                 raise_usage("--background records until `cicd-audit stop`; it takes no command")
@@ -159,12 +164,12 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             def run(on_ready, output):
                 result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
                                      likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
-                                     blocking=blocking, process_args=process_args)
+                                     blocking=blocking, process_args=process_args, nice=nice)
                 _finish_recording(result.stats, out_dir)
                 return _recording_status(result.stats, None)
             sys.exit(start_in_background(out_dir, run))
         result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
-                             cgroup=cgroup, blocking=blocking, process_args=process_args)
+                             cgroup=cgroup, blocking=blocking, process_args=process_args, nice=nice)
         _finish_recording(result.stats, out_dir)
         sys.exit(_recording_status(result.stats, result.exit_status if command else None))
     except CicdAuditError as exc:
