@@ -386,7 +386,7 @@ if worker == 0:                 # the job's CPU-bound half: as many loops as it 
     os._exit(0)
 def query(i):
     name = b"".join(len(x).to_bytes(1, "big") + x for x in f"f{i}.bench.test".encode().split(b".")) + b"\0"
-    return (i & 0xFFFF).to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
+    return (i // nsock & 0xFFFF).to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01"
 ep, socks = select.epoll(), []
 for _ in range(nsock):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setblocking(False); s.connect((server, 53))
@@ -445,14 +445,15 @@ def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sock
                 user, system, rss_kb = usage.read_text().split()[-3:]
                 stats = read_zeek(out / "capture_stats.log")[-1]
                 fig |= {"status": res.returncode, "drops": int(stats["ringbuf_drops"]),
-                        "dns_rows": sum(1 for row in read_zeek(out / "dns.log") if row["query"].endswith(".bench.test")),
+                        "dns_rows": len({row["query"] for row in read_zeek(out / "dns.log")
+                                         if row["query"].endswith(".bench.test")}),
                         "recorder_cpu_s": float(user) + float(system), "peak_rss_mb": int(rss_kb) / 1024,
                         "catch_up_s": done - fig["end"]}
                 runs[kind].append(fig)
             fig = runs[kind][-1]
             print(f"  dns-rate round {r + 1} {kind:5}: work {fig['work_per_s'] / 1e6:.2f} M loops/s, "
                   f"answered {fig['answered']:.0f}/{fig['sent']:.0f}"
-                  + (f", dns.log {fig['dns_rows']}, drops {fig['drops']}, recorder {fig['recorder_cpu_s']:.1f} CPU s, "
+                  + (f", dns.log names {fig['dns_rows']}, drops {fig['drops']}, recorder {fig['recorder_cpu_s']:.1f} CPU s, "
                      f"done {fig['catch_up_s']:.1f} s after the job, {fig['peak_rss_mb']:.0f} MB"
                      if kind != "off" else ""), flush=True)
     res = {"rate": rate, "messages_per_s": 2 * rate, "seconds": seconds, "rounds": rounds, "runs": runs}

@@ -57,7 +57,10 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
     ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsEvent, payload)."""
-    buf = ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size])
+    if isinstance(data, int):
+        buf = ctypes.string_at(data, size)
+    else:
+        buf = data if type(data) is bytes and len(data) == size else bytes(data[:size])
     if len(buf) < ctypes.sizeof(abi.EventHeader):
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
     header = abi.EventHeader.from_buffer_copy(buf)
