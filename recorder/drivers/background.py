@@ -37,7 +37,10 @@ from cicd_audit.recorder.logs.status_file import STATUS_FILE
 
 PID_FILE = "recorder.pid"
 STDERR_FILE = "recorder.stderr"
-STOP_TIMEOUT_S = 60
+# A recorder behind a burst writes what it holds in memory before it exits (at most a few minutes
+# at the backlog's cap, kernel/backlog.py); stop says so after a few seconds instead of looking hung.
+STOP_TIMEOUT_S = 600
+STOP_PATIENCE_NOTICE_S = 5
 START_TIMEOUT_S = 120     # a retry waits this long for the first start's recorder to be ready
 
 
@@ -189,12 +192,16 @@ def stop(out_dir: Path) -> dict | None:
 
 
 def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    said = False
+    while time.monotonic() - started < STOP_TIMEOUT_S:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
+        if not said and time.monotonic() - started >= STOP_PATIENCE_NOTICE_S:
+            notices.say(f"cicd-audit: waiting for the recorder (pid {pid}) to write the events it still holds")
+            said = True
         time.sleep(0.05)
     raise CicdAuditError(f"the recorder (pid {pid}) did not stop within {STOP_TIMEOUT_S} s")
 
