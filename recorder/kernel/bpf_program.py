@@ -438,9 +438,9 @@ class CaptureProgram:
                 self.ring.consume()
             return
         # Handling can add events (a reassembled datagram runs through the program): until none are left.
-        self.backlog.handle_all()
-        while self.ring.consume():
+        while self.backlog.events:
             self.backlog.handle_all()
+            self.ring.consume()
 
     def take_events(self) -> None:
         """Empty the ring buffer into the backlog without handling anything (between sweep batches)."""

@@ -110,15 +110,12 @@ class RingBuffer:
         self.discarded = 0          # skipped: the program discarded them
 
     def consume(self) -> int:
-        """Deliver every committed record; returns how many were delivered."""
-        delivered = 0
-        while True:
-            records = self._take()
-            if not records:
-                return delivered
-            delivered += len(records)
+        """Deliver every record committed when it looks (one pass); returns how many were delivered."""
+        records = self._take()
+        if records:
             self.records += len(records)
             self._callback(records)
+        return len(records)
 
     def _take(self) -> list[bytes]:
         """Copy out the committed records from consumer_pos on (up to the first one still being
