@@ -106,7 +106,20 @@ class _Interpreter:
             self.msg.limit_reached = True
             return True            # Zeek keeps what it has and carries on
         start = len(buf)
+        data = self.data
+        end = len(data)
         while True:
+            # A plain label that passes every check of extract_label, read inline (most labels are).
+            pos, left = cur.pos, cur.left
+            if left > 0 and 0 <= pos < end:
+                label_len = data[pos]
+                if 0 < label_len <= 63 and label_len < left and label_len < size - len(buf) \
+                        and pos + 1 + label_len <= end:
+                    buf += data[pos + 1:pos + 1 + label_len]
+                    buf.append(0x2E)
+                    cur.pos = pos + 1 + label_len
+                    cur.left = left - 1 - label_len
+                    continue
             status = self.extract_label(cur, buf, size, depth)
             if status is None:
                 return False
