@@ -59,6 +59,7 @@ UNSET_FIELD = b"-"
 
 _PLAIN_ASCII = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")  # anything but printable, no backslash
 _PLAIN_TEXT = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # the same test for a str
+_PLAIN_ELEMENT = re.compile(r"[^\x20-\x2b\x2d-\x5b\x5d-\x7e]")  # and no set separator, inside a set or vector
 _NON_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 
 
@@ -139,17 +140,31 @@ def _tsv_scalar(t: str) -> Callable[[object], bytes]:
     return lambda v: atom(v, False)
 
 
+def _tsv_element(t: str) -> Callable[[object], bytes]:
+    """One element of a set or vector: _tsv_scalar's fast paths, the set separator escaped too."""
+    atom = _tsv_atomic(t)
+    if t in ("string", "enum"):
+        def string(e):
+            if type(e) is str and e and _PLAIN_ELEMENT.search(e) is None and e not in ("-", "(empty)"):
+                return e.encode()
+            return atom(e, True)
+        return string
+    if t in ("time", "interval"):
+        return lambda e: b"%.6f" % e if type(e) is float else atom(e, True)
+    return lambda e: atom(e, True)
+
+
 def _tsv_field(ftype: str) -> Callable[[object], bytes]:
     container, element = parse_type(ftype)
-    atom = _tsv_atomic(element)
     if container is None:
         return _tsv_scalar(element)
+    one = _tsv_element(element)
 
     def fmt(v) -> bytes:
-        elems = as_elements(v)
+        elems = v if type(v) is list or type(v) is tuple else as_elements(v)
         if not elems:
             return EMPTY_FIELD
-        return SET_SEPARATOR.join(UNSET_FIELD if e is None else atom(e, True) for e in elems)
+        return SET_SEPARATOR.join([UNSET_FIELD if e is None else one(e) for e in elems])
 
     return fmt
 
