@@ -425,10 +425,12 @@ def _job_figures(stdout: str) -> dict:
         line for line in stdout.splitlines() if line.startswith("JOB")))}
 
 
-def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sockets: int = 64) -> dict:
-    """The job alone and under the recorder (default nice, and --nice 0), alternated round by round."""
+def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sockets: int = 64,
+                   candidate: list[str] | None = None) -> dict:
+    """The job alone and under the recorder (default nice, and --nice 0; and a candidate build's
+    recorder, as it runs by default), alternated round by round."""
     job = [PY, "-c", DNS_FLOOD_JOB, SERVER, str(rate), str(seconds), str(sockets)]
-    kinds = {"off": None, "on": (), "nice0": ("--nice", "0")}
+    kinds = {"off": None, "on": (), "nice0": ("--nice", "0")} | ({"cand": ()} if candidate else {})
     runs = {k: [] for k in kinds}
     for r in range(rounds):
         for kind, extra in kinds.items():
@@ -439,7 +441,8 @@ def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sock
                 out = lab.out_dir(f"dnsrate-{kind}{r}")
                 usage = lab.workdir / "usage.txt"
                 res = lab.record(out, job, *extra, timeout=seconds + 900,
-                                 cli=["/usr/bin/time", "-f", "%U %S %M", "-o", str(usage), *CLI])
+                                 cli=["/usr/bin/time", "-f", "%U %S %M", "-o", str(usage),
+                                      *(candidate if kind == "cand" else CLI)])
                 done = time.time()
                 fig = _job_figures(res.stdout)
                 user, system, rss_kb = usage.read_text().split()[-3:]
@@ -457,7 +460,7 @@ def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sock
                      f"done {fig['catch_up_s']:.1f} s after the job, {fig['peak_rss_mb']:.0f} MB"
                      if kind != "off" else ""), flush=True)
     res = {"rate": rate, "messages_per_s": 2 * rate, "seconds": seconds, "rounds": rounds, "runs": runs}
-    for kind in ("on", "nice0"):
+    for kind in [k for k in kinds if k != "off"]:
         res[kind] = {
             "work_ratio": statistics.median(o["work_per_s"] / b["work_per_s"] for o, b in zip(runs[kind], runs["off"])),
             "answered_ratio": statistics.median(o["answered"] / b["answered"] for o, b in zip(runs[kind], runs["off"])),
@@ -544,7 +547,9 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
                      "all, 0 drops", "met" if ok else "MISSED"))
     d = res.get("dns_rate")
     if d:
-        for kind, label in (("on", "record"), ("nice0", "record --nice 0")):
+        for kind, label in (("on", "record"), ("nice0", "record --nice 0"), ("cand", "candidate build")):
+            if kind not in d:
+                continue
             k = d[kind]
             slowed = 1 - min(k["work_ratio"], k["answered_ratio"])
             rows.append((f"DNS flood {d['messages_per_s']:,.0f} messages/s for {d['seconds']:.0f} s, {label}: job slowed",
@@ -580,7 +585,7 @@ def main() -> int:
                     help="dns_rate: queries per second (each answered: twice the DNS messages)")
     ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
     ap.add_argument("--candidate", metavar="CLI",
-                    help="per_packet: also time this cicd-audit executable (another build)")
+                    help="per_packet and dns_rate: also time this cicd-audit executable (another build)")
     ap.add_argument("--no-block", action="store_true", help="per_packet: leave out the record --block rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -611,7 +616,8 @@ def main() -> int:
             res["throughput"] = bench_throughput(lab, rounds, 2 if q else 5)
         if "dns_rate" in only:
             print("5. a DNS flood", flush=True)
-            res["dns_rate"] = bench_dns_rate(lab, rounds, args.dns_rate, 3 if q else 8)
+            res["dns_rate"] = bench_dns_rate(lab, rounds, args.dns_rate, 3 if q else 8,
+                                             candidate=[args.candidate] if args.candidate else None)
         if "no_loss" in only:
             print("3. no loss", flush=True)
             res["no_loss"] = (bench_no_loss(lab, 2000, 2, 500) if q else bench_no_loss(lab, 20000, 10, 5000))
