@@ -104,7 +104,8 @@ class SessionLog:
         self.uids = UidAllocator()
         self.counters = SessionCounters()
         # Per kernel connection with DNS: its log and its orientation at the last DNS event.
-        self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId]] = {}
+        # Per connection: its DNS log, and the conn_id of its last message with the orientation it came in.
+        self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId, int]] = {}
         self.fragments = FragmentTable()
         self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
@@ -267,14 +268,17 @@ class SessionLog:
         self.last_ts = ts
         # The kernel's orientation for this event: it has already flipped the roles for a reply sent by the
         # originator (ca_dns_message), so DnsOutput.flipped needs nothing here; the next event says the roles.
-        cid = events.conn_id(ev.key, ev.orig_slot)
         dns = self._dns_logs.get(ev.conn_id)
         if dns is None:
+            cid = events.conn_id(ev.key, ev.orig_slot)
             uid = self.uids.for_conn(ev.conn_id)
             dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp")
+            self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
+        elif dns[2] == ev.orig_slot:        # same connection, same roles: the same conn_id
+            dns_log, cid = dns[0], dns[1]
         else:
-            dns_log = dns[0]
-        self._dns_logs[ev.conn_id] = (dns_log, cid)
+            dns_log, cid = dns[0], events.conn_id(ev.key, ev.orig_slot)
+            self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
         self.counters.dns_messages += 1
         if cid.ip_proto == 6:
             out = dns_log.tcp_segment(cid, ts, bool(ev.from_orig), ev.tcp_seq, payload)
@@ -382,7 +386,7 @@ class SessionLog:
         (whether the recording is complete, and the recorded command's exit status). Returns the stats row."""
         self.closed = True
         end_ts = self.last_ts or time.time()
-        for dns_log, cid in list(self._dns_logs.values()):
+        for dns_log, cid, _ in list(self._dns_logs.values()):
             self._write_dns_output(dns_log.flush(cid, end_ts), dns_log.uid, cid)
         self._dns_logs.clear()
         self.fragments.expire(0, everything=True)
