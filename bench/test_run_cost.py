@@ -9,12 +9,14 @@ alternating them round by round. A quick, quiet-machine check while changing the
 kernel code; bench/record_bench.py measures the real thing on a veth flood.
 
     sudo python bench/test_run_cost.py [--rounds 5] [--repeat 200000]
-    sudo python bench/test_run_cost.py --ab OLD/bpf NEW/bpf [--block] [--rounds 21]
+    sudo python bench/test_run_cost.py --ab OLD/bpf NEW/bpf [--block] [--rounds 21] [--frames udp-64B,tcp-ack-1KB]
 
 --ab compares two copies of the bpf/ sources (e.g. one with a previous
 commit's header): both live-mode programs run on the same frames (plain,
 VLAN-tagged, QinQ), alternated round by round; it prints each one's median
-above the no-op and the ratio NEW/OLD.
+above the no-op and the ratio NEW/OLD. A baseline from before tunnels (no
+ca_decap, which today's loader requires) loads too. --frames runs only the
+frames named.
 """
 
 from __future__ import annotations
@@ -86,19 +88,28 @@ def _vlan(frame: bytes, *tags: int) -> bytes:
     return frame[:12] + b"".join(struct.pack("!HH", tpid, 10) for tpid in tags) + frame[12:]
 
 
-def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block: bool = False) -> None:
+def _has_function(src: str, name: str) -> bool:
+    return f"int {name}(" in (Path(src) / "capture.bpf.c").read_text()
+
+
+def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block: bool = False,
+       only: list[str] | None = None) -> None:
     """The live-mode program (with block: the blocking variant, a CIDR policy, every packet
     judged) compiled from two source directories, alternated."""
     from cicd_audit.recorder.kernel import bpf_program
     programs = {}
     real_source_dir = bpf_program.source_dir
+    real_functions = bpf_program.FUNCTIONS
     for label, src in (("old", old_dir), ("new", new_dir)):
         bpf_program.source_dir = lambda src=src: Path(src).resolve()
+        if not _has_function(src, "ca_decap"):     # sources from before tunnels
+            bpf_program.FUNCTIONS = tuple(f for f in real_functions if f != "ca_decap")
         try:
             programs[label] = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=block),
                                              lambda data, size: None, use_cache=False)
         finally:
             bpf_program.source_dir = real_source_dir
+            bpf_program.FUNCTIONS = real_functions
         if block:
             judge_whole_host(programs[label].maps)
     frames = dict(FRAMES)
@@ -106,6 +117,8 @@ def ab(noop_fd: int, old_dir: str, new_dir: str, rounds: int, repeat: int, block
         frames[name + "-vlan"] = _vlan(frame, 0x8100)
         frames[name + "-qinq"] = _vlan(frame, 0x88A8, 0x8100)
     frames.update(TUNNEL_FRAMES)
+    if only:
+        frames = {name: frames[name] for name in only}
     for name, frame in frames.items():
         base, old, new = [], [], []
         for i in range(rounds):
@@ -126,6 +139,8 @@ def main() -> None:
     parser.add_argument("--block", action="store_true", help="with --ab: compare the blocking variants")
     parser.add_argument("--ab", nargs=2, metavar=("OLD_BPF_DIR", "NEW_BPF_DIR"),
                         help="compare the programs compiled from two bpf/ source directories")
+    parser.add_argument("--frames", type=lambda text: text.split(","),
+                        help="with --ab: only these frames (comma-separated names as printed)")
     args = parser.parse_args()
     bcc = import_bcc()
     headers = kernel_headers.choose_headers()
@@ -133,7 +148,7 @@ def main() -> None:
         os.environ["BCC_KERNEL_SOURCE"] = str(headers.source)
     noop = bcc.BPF(text=NOOP).load_func(b"noop", bcc.BPF.SCHED_CLS)
     if args.ab:
-        ab(noop.fd, args.ab[0], args.ab[1], args.rounds, args.repeat, block=args.block)
+        ab(noop.fd, args.ab[0], args.ab[1], args.rounds, args.repeat, block=args.block, only=args.frames)
         return
     ours = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
     blocking = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True, block=True),
