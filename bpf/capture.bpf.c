@@ -106,15 +106,24 @@ BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
 #include "tcp.h"
 #include "timers.h"
 
-/* The conns4 key of a key known to be IPv4 (both addresses IPv4-mapped). */
+/* The conns4 key of a key known to be IPv4 (both addresses IPv4-mapped).
+ * Written as two 64-bit words, not field by field: the hash lookup reads the
+ * key right away in words, and a word load spanning several narrower stores
+ * cannot be forwarded from them, so it stalls until they reach the cache
+ * (4-5 % of a UDP packet's time). */
 static __always_inline void ca_conn_key4_of_v4(const struct ca_conn_key *key, struct ca_conn_key4 *k4)
 {
-	k4->addr[0] = ((const __u32 *)key->addr[0])[3];
-	k4->addr[1] = ((const __u32 *)key->addr[1])[3];
-	k4->port[0] = key->port[0];
-	k4->port[1] = key->port[1];
-	k4->ip_proto = key->ip_proto;
-	k4->pad[0] = k4->pad[1] = k4->pad[2] = 0;
+	__u64 *w = (__u64 *)k4;
+	__u64 a0 = ((const __u32 *)key->addr[0])[3], a1 = ((const __u32 *)key->addr[1])[3];
+	__u64 p0 = key->port[0], p1 = key->port[1], proto = key->ip_proto;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	w[0] = a0 | a1 << 32;
+	w[1] = p0 | p1 << 16 | proto << 32;          /* pad: 0 */
+#else
+	w[0] = a0 << 32 | a1;
+	w[1] = p0 << 48 | p1 << 32 | proto << 24;
+#endif
 }
 
 /* IPv4 (both addresses IPv4-mapped): its conns4 key in k4, and 1; else 0. */
