@@ -598,7 +598,13 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 	struct ca_conn *c;
 	__u64 ended;
 
-	ca_conn_ref(&p->key, &ref);
+	/* An IPv4 packet's key is IPv4-mapped by construction: not checked again. */
+	if (p->ip_version == 4) {
+		ca_conn_key4_of_v4(&p->key, &ref.k4);
+		ref.v4 = 1;
+	} else {
+		ca_conn_ref(&p->key, &ref);
+	}
 	c = ca_conn_lookup(&p->key, &ref);
 	if (ca_likely(c)) {
 		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
