@@ -591,8 +591,11 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 	}
 }
 
-/* Find the packet's connection, ending it first if its timers have run out. */
-static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, struct ca_packet *p)
+/* Find the packet's connection, ending it first if its timers have run out.
+ * proto is the packet's, read once by the caller (who may know it is not
+ * TCP); may_be_inner is 0 where the packet is known to be no tunnel's. */
+static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, struct ca_packet *p, __u8 proto,
+						      const int may_be_inner)
 {
 	struct ca_conn_ref ref;
 	struct ca_conn *c;
@@ -607,11 +610,11 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 	}
 	c = ca_conn_lookup(&p->key, &ref);
 	if (ca_likely(c)) {
-		ended = ca_conn_ended(c, p->key.ip_proto, p->ts);
-		if (!ended && p->key.ip_proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
+		ended = ca_conn_ended(c, proto, p->ts);
+		if (!ended && proto == CA_IPPROTO_TCP && ca_tcp_is_reuse(c, p))
 			ended = c->last_ns;
 		if (ca_likely(!ended)) {
-			if (ca_unlikely(p->depth | c->tunnel_current))
+			if (ca_unlikely((may_be_inner ? p->depth : 0) | c->tunnel_current))
 				ca_tunnel_check(p, c);
 			return c;
 		}
@@ -893,9 +896,13 @@ static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_pack
 /* Find or create the packet's connection and update it. is_tcp is a
  * compile-time constant at each call site, so each program holds one path.
  * Returns the TC verdict. */
-static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, const int is_tcp)
+static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, const int is_tcp,
+				    const int may_be_inner)
 {
-	struct ca_conn *c = ca_lookup_conn(skb, p);
+	/* Read once: where the entry program tail-calls TCP away, the compiler
+	 * then knows that it is not TCP, and drops the TCP tests. */
+	__u8 proto = is_tcp ? CA_IPPROTO_TCP : p->key.ip_proto;
+	struct ca_conn *c = ca_lookup_conn(skb, p, proto, may_be_inner);
 	int from_orig;
 
 	if (ca_unlikely(!c)) {
@@ -904,7 +911,7 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		return ca_verdict(skb, p, 0);
 	}
 	from_orig = p->src_slot == c->orig_slot;
-	if (ca_time_matters(p, c, from_orig))
+	if (ca_time_matters(p, c, from_orig, proto))
 		ca_exact_time(p);
 	if (ca_unlikely(p->bad_checksum)) {
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
@@ -932,12 +939,18 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		ca_finish_packet(skb, p, c, from_orig);
 		return ca_verdict(skb, p, c);
 	}
-	if (p->key.ip_proto == CA_IPPROTO_UDP) {
+	if (proto == CA_IPPROTO_UDP) {
 		struct ca_endpoint *e = &c->ep[from_orig ? 0 : 1];
 		ca_hist_once(c, from_orig, CA_HIST_DATA, 'D');
 		e->state = CA_UDP_ACTIVE;
 		e->payload_bytes += p->payload_len;
 		ca_touch(c, p);
+		/* Most UDP connections carry no DNS, NTP or tunnel: one test for all three. */
+		if (ca_likely(!(c->flags & (CA_CONN_DNS | CA_CONN_NTP | CA_CONN_UDP_TUNNEL)))) {
+			e->pkts += p->segs;
+			e->ip_bytes += p->wire_ip_bytes;
+			return ca_verdict(skb, p, c);
+		}
 		/* Analyzers see the packet after the UDP adapter, then ConnSize
 		 * counts it with the role it arrived in. */
 		if ((c->flags & CA_CONN_DNS) && p->payload_len > 0 && ca_dns_message(skb, p, c, from_orig))
@@ -992,7 +1005,8 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 	__builtin_memset(p, 0, sizeof(*p));
 	ca_packet_clock(skb, &s->clock, p);
 	p->egress = egress;
-	p->depth = depth;
+	if (inner)              /* else 0 already */
+		p->depth = depth;
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird, inner, base, raw_ip);
@@ -1063,7 +1077,7 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		return CA_BLOCK && egress ? CA_DROP : CA_PASS;
 	}
-	return ca_track(skb, p, 0);
+	return ca_track(skb, p, 0, inner);
 }
 
 int ca_packet(struct __sk_buff *skb)
@@ -1086,7 +1100,7 @@ int ca_tcp(struct __sk_buff *skb)
 
 	if (!s)
 		return CA_PASS;
-	return ca_track(skb, &s->pkt, 1);
+	return ca_track(skb, &s->pkt, 1, 1);
 }
 
 static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key)
