@@ -70,11 +70,11 @@ static __always_inline void ca_touch(struct ca_conn *c, struct ca_packet *p)
  * close times, and a duration that ends on the last ACK), and DNS messages
  * (dns.log ts and rtt). The bulk of a long flow only moves last_ns, by less
  * than a tick. */
-static __always_inline int ca_time_matters(struct ca_packet *p, struct ca_conn *c, int from_orig)
+static __always_inline int ca_time_matters(struct ca_packet *p, struct ca_conn *c, int from_orig, __u8 proto)
 {
 	if (!c->ep[from_orig ? 0 : 1].pkts)
 		return 1;
-	if (p->key.ip_proto == CA_IPPROTO_TCP &&
+	if (proto == CA_IPPROTO_TCP &&
 	    ((p->tcp_flags & (CA_TH_SYN | CA_TH_FIN | CA_TH_RST)) ||
 	     ((c->ep[0].flags | c->ep[1].flags) & (CA_EP_SAW_FIN | CA_EP_SAW_RST))))
 		return 1;

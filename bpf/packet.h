@@ -603,18 +603,30 @@ ip:
 	return r;
 }
 
-/* Order the key's endpoints so both directions share one map entry. */
+/* Order the key's endpoints so both directions share one map entry. An
+ * IPv4 packet's addresses are IPv4-mapped, so only their last words can
+ * differ: only those are compared and swapped. Words are moved as words, as
+ * the parser stored them (a wider load spanning them would stall: see
+ * ca_conn_key4_of_v4). */
 static __always_inline void ca_canonicalize(struct ca_packet *p)
 {
 	__u32 *a = (__u32 *)p->key.addr[0];
 	__u32 *b = (__u32 *)p->key.addr[1];
+	const int v4 = p->ip_version == 4;
 	int swap = 0, decided = 0;
 
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		if (!decided && a[i] != b[i]) {
-			swap = bpf_ntohl(a[i]) > bpf_ntohl(b[i]);
+	if (v4) {
+		if (a[3] != b[3]) {
+			swap = bpf_ntohl(a[3]) > bpf_ntohl(b[3]);
 			decided = 1;
+		}
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (!decided && a[i] != b[i]) {
+				swap = bpf_ntohl(a[i]) > bpf_ntohl(b[i]);
+				decided = 1;
+			}
 		}
 	}
 	if (!decided)
@@ -623,11 +635,15 @@ static __always_inline void ca_canonicalize(struct ca_packet *p)
 	/* Zeek keys one-way ICMP messages as sent: the reverse direction is
 	 * a different connection. */
 	if (swap && !p->icmp_one_way) {
-		__u8 tmp[16];
 		__u16 port = p->key.port[0];
-		__builtin_memcpy(tmp, p->key.addr[0], 16);
-		__builtin_memcpy(p->key.addr[0], p->key.addr[1], 16);
-		__builtin_memcpy(p->key.addr[1], tmp, 16);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (v4 && i < 3)
+				continue;
+			__u32 t = a[i];
+			a[i] = b[i];
+			b[i] = t;
+		}
 		p->key.port[0] = p->key.port[1];
 		p->key.port[1] = port;
 		p->src_slot = 1;
