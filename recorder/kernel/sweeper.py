@@ -22,7 +22,10 @@ class Sweeper:
         self.runner = PacketRunner(sweep_fd)
 
     def sweep(self, now_ns: int, drain: bool = False, only: Callable[[abi.Conn], bool] | None = None) -> None:
-        """only: sweep just the connections it accepts (an agent ending one of several jobs)."""
+        """only: sweep just the connections it accepts (an agent ending one of several jobs).
+
+        The events of the connections it ends are taken out of the ring buffer, not handled:
+        the caller's next program.poll() handles them, after what was taken before."""
         v4_keys, v6_keys = self.program.conn_keys() if only is None else self.program.conn_keys_where(only)
         for keys, v4 in ((v4_keys, True), (v6_keys, False)):
             for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
