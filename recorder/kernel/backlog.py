@@ -20,6 +20,7 @@ API::
 
     EventBacklog(handle, limit_bytes=DEFAULT_LIMIT_BYTES)
         .take(records)                # the ring buffer's callback
+        .handle_now(records)          # when nothing waits: no queueing at all
         .handle_for(budget_s) -> bool # True when nothing is left
         .handle_all()
         .events, .bytes, .peak_events, .peak_bytes
@@ -73,6 +74,13 @@ class EventBacklog:
         self.bytes += cost
         if self.bytes > self.peak_bytes:
             self.peak_bytes, self.peak_events = self.bytes, self.events
+
+    def handle_now(self, records: list[bytes]) -> None:
+        """Handle records at once, in order: only when nothing waits (else they would pass it)."""
+        assert not self._queue, "records handled at once would pass those waiting"
+        handle = self._handle
+        for record in records:
+            handle(record, len(record))
 
     def handle_for(self, budget_s: float) -> bool:
         """Handle events, oldest first, for about budget_s; True when the backlog is empty."""

@@ -424,22 +424,25 @@ class CaptureProgram:
         self.ring.wake_on(fd)
 
     def poll(self, timeout_ms: int = 0, budget_s: float | None = None) -> None:
-        """Take every event the ring buffer holds (waiting up to timeout_ms for one when nothing is
-        pending), then hand them to on_event: all of them, or for about budget_s (the rest stay in
-        the backlog for the next poll, and the ring is free again either way)."""
+        """Hand on_event what the ring buffer holds (waiting up to timeout_ms for it when nothing is
+        pending): all of it, or, with budget_s, what the handlers get through in about that time,
+        after taking everything into the backlog so that the ring is free either way."""
+        if budget_s is None:
+            # What waited goes first; then the ring's records are handled as taken, pass after pass,
+            # since handling can add events (a reassembled datagram runs through the program).
+            self.backlog.handle_all()
+            if timeout_ms:
+                self.ring.poll(timeout_ms, self.backlog.handle_now)
+            while self.ring.consume(self.backlog.handle_now):
+                pass
+            return
         if timeout_ms and not self.backlog.events:
             self.ring.poll(timeout_ms)
         else:
             self.ring.consume()
-        if budget_s is not None:
-            # In slices, taking what arrived in between, so the ring never waits on the handlers.
-            deadline = time.monotonic() + budget_s
-            while not self.backlog.handle_for(min(TAKE_EVERY_S, budget_s)) and time.monotonic() < deadline:
-                self.ring.consume()
-            return
-        # Handling can add events (a reassembled datagram runs through the program): until none are left.
-        while self.backlog.events:
-            self.backlog.handle_all()
+        # In slices, taking what arrived in between, so the ring never waits on the handlers.
+        deadline = time.monotonic() + budget_s
+        while not self.backlog.handle_for(min(TAKE_EVERY_S, budget_s)) and time.monotonic() < deadline:
             self.ring.consume()
 
     def take_events(self) -> None:

@@ -109,12 +109,13 @@ class RingBuffer:
         self.records = 0            # delivered
         self.discarded = 0          # skipped: the program discarded them
 
-    def consume(self) -> int:
-        """Deliver every record committed when it looks (one pass); returns how many were delivered."""
+    def consume(self, callback: Callable[[list[bytes]], object] | None = None) -> int:
+        """Deliver every record committed when it looks (one pass) to callback (default: the
+        constructor's); returns how many were delivered."""
         records = self._take()
         if records:
             self.records += len(records)
-            self._callback(records)
+            (callback or self._callback)(records)
         return len(records)
 
     def _take(self) -> list[bytes]:
@@ -148,13 +149,13 @@ class RingBuffer:
         """Also end poll()'s wait when fd becomes readable (the agent's control socket)."""
         self._epoll.register(fd, select.EPOLLIN)
 
-    def poll(self, timeout_ms: int) -> int:
+    def poll(self, timeout_ms: int, callback: Callable[[list[bytes]], object] | None = None) -> int:
         """Wait up to timeout_ms for data (-1: forever), then consume; returns records delivered."""
-        delivered = self.consume()
+        delivered = self.consume(callback)
         if delivered:
             return delivered
         self._epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1)
-        return self.consume()
+        return self.consume(callback)
 
     def close(self) -> None:
         if self._epoll is None:
