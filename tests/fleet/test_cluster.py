@@ -4,7 +4,7 @@ from distributed import Client
 
 
 def test_local_workers_keep_no_call_tree_per_second(local_cluster):
-    """A Dask worker's profiler keeps each second's call tree for 1,000 seconds: about 0.6 MB a second
+    """A Dask worker's profiler keeps each second's call tree for 1,000 seconds: about 0.5 MB a second
     of the analyzers' work, so a worker grew to 1 GB over a whole store (docs/fleet.md)."""
     # nested, so that cloudpickle sends them by value: the workers cannot import this test module
     def busy(seconds):

@@ -19,7 +19,7 @@ Python code, so processes, not threads, give parallelism.
 Its workers do not profile (``WORKER_CONFIG``): a Dask worker samples the
 stack of its running task every 10 ms and keeps each second's call tree for
 the last 1,000 seconds (twice: all tasks, and per task name). The analyzers'
-pandas stacks made those trees cost about 0.6 MB of RSS per second of work,
+pandas stacks made those trees cost about 0.5 MB of RSS per second of work,
 so a worker grew from 220 MB to about 1 GB over a whole store whatever the
 sessions held (docs/fleet.md, "Memory per worker over a whole store"). The
 profile only feeds the dashboard, which a LocalCluster here does not serve.
