@@ -28,12 +28,13 @@ the numbers: run it with `nice` on an otherwise idle machine for clean figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import logging
 import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -272,10 +273,11 @@ def phase_search(a):
     t = time.perf_counter()
     find_indicator(store, inds, since=day, until=day + pd.Timedelta(days=1), scheduler="sync")
     out["one_day_sync_s"] = round(time.perf_counter() - t, 2)
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    from cicd_audit.fleet.cluster import local_cluster
+
+    with local_cluster(a.workers) as cluster, Client(cluster) as client:
         c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
         find_indicator(store, inds, scheduler=cluster.scheduler_address)
@@ -297,9 +299,10 @@ def _analyze_child(a):
 
 
 def phase_analyze(a):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from cicd_audit.fleet.analysis import analyze_store
+    from cicd_audit.fleet.cluster import local_cluster
 
     repos = [f"bench/repo{r:03d}" for r in range(a.analyze_repos)]
     out = {"phase": "analyze", "repositories": repos}
@@ -314,8 +317,7 @@ def phase_analyze(a):
     out["single_process"] = {**single, "seconds": round(single["seconds"], 1), "cpu_s": round(single["cpu_s"], 1),
                              "peak_rss_mb": round(single["peak_rss_mb"]),
                              "s_per_session": round(single["seconds"] / max(1, single["sessions"]), 3)}
-    with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with local_cluster(a.workers) as cluster, Client(cluster) as client:
         c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
         n = f = 0
@@ -337,15 +339,16 @@ def phase_analyze(a):
 def phase_analyze_all(a):
     """analyze_store over the whole store in one call on a LocalCluster: every stored session
     against its last 10 runs, as `cicd-audit analyze --store STORE --scheduler local` runs it."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from cicd_audit.fleet.analysis import analyze_store
+    from cicd_audit.fleet.cluster import local_cluster
 
-    with LocalCluster(n_workers=a.workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with local_cluster(a.workers) as cluster, Client(cluster) as client:
         c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
-        res = analyze_store(str(Path(a.out) / "store"), scheduler=cluster.scheduler_address)
+        with _rss_sampler(client, every_s=a.rss_every) as rss_over_time:
+            res = analyze_store(str(Path(a.out) / "store"), scheduler=cluster.scheduler_address)
         dt = time.perf_counter() - t
         cpu = sum(client.run(_cpu_s).values()) - c
         rss = client.run(_peak_rss_mb)
@@ -354,7 +357,33 @@ def phase_analyze_all(a):
     return {"phase": "analyze-all", "workers": a.workers, "sessions": n, "store_sessions": _stored_sessions(a.out),
             "seconds": round(dt, 1), "worker_cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
             "findings": len(res.findings), "findings_by_severity": severities,
-            "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values())}
+            "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values()),
+            "rss_mb_per_worker_over_time": rss_over_time}
+
+
+@contextlib.contextmanager
+def _rss_sampler(client, every_s: float):
+    """[(seconds, [RSS MB of each worker])] every ``every_s`` while the block runs: a peak alone
+    does not say whether a worker's memory grows with the sessions it has analyzed."""
+    samples, stop = [], threading.Event()
+    t0 = time.perf_counter()
+
+    def sample():
+        while not stop.wait(every_s):
+            samples.append((round(time.perf_counter() - t0), sorted(round(v) for v in client.run(_rss_mb).values())))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        th.join()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
 def _stored_sessions(out_dir) -> int:
@@ -372,6 +401,7 @@ def main():
     p.add_argument("--ingest-sample", type=int, default=100)
     p.add_argument("--analyze-repos", type=int, default=2, help="repositories whose every run is analyzed")
     p.add_argument("--only-repo")
+    p.add_argument("--rss-every", type=float, default=60, help="analyze-all: seconds between samples of worker RSS")
     p.add_argument("--phases", default="generate,ingest,search,analyze")
     a = p.parse_args()
     phases = a.phases.split(",")

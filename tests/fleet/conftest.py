@@ -74,14 +74,9 @@ def s3_server():
 
 @pytest.fixture(scope="module")
 def local_cluster():
-    """A two-worker Dask LocalCluster on 127.0.0.1, closed when the module's tests are done."""
-    import logging
+    """A two-worker Dask LocalCluster on 127.0.0.1, as `--scheduler local` starts it, closed when the
+    module's tests are done."""
+    from cicd_audit.fleet.cluster import local_cluster as start
 
-    from distributed import LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
-    try:
+    with start(workers=2) as cluster:
         yield cluster
-    finally:
-        cluster.close()

@@ -5,6 +5,8 @@ API::
 
     with dask_client("local") as client:    # client is None for "sync"
         frame.compute(**compute_kwargs(client))
+    with local_cluster(workers=2) as cluster:    # the LocalCluster "local" runs on
+        ...
 
 ``scheduler`` may also be a ``distributed.Client`` the caller already holds (the Python API only):
 a dask-gateway cluster is reached through ``cluster.get_client()``, whose TLS credentials an
@@ -13,6 +15,14 @@ address string cannot carry. Such a client is used as it is and left open.
 A LocalCluster listens on 127.0.0.1 only, without a dashboard, one
 single-threaded worker process per core: the analyzers hold the GIL in
 Python code, so processes, not threads, give parallelism.
+
+Its workers do not profile (``WORKER_CONFIG``): a Dask worker samples the
+stack of its running task every 10 ms and keeps each second's call tree for
+the last 1,000 seconds (twice: all tasks, and per task name). The analyzers'
+pandas stacks made those trees cost about 0.5 MB of RSS per second of work,
+so a worker grew from 220 MB to about 1 GB over a whole store whatever the
+sessions held (docs/fleet.md, "Memory per worker over a whole store"). The
+profile only feeds the dashboard, which a LocalCluster here does not serve.
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ from ..errors import UsageError
 #: Seconds to wait for a remote scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 20
 
+#: Dask settings of the workers a LocalCluster starts (a Nanny hands its config to its worker).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None = None, memory_limit: str | None = None):
@@ -36,13 +49,10 @@ def dask_client(scheduler: str | None, workers: int | None = None, memory_limit:
     if scheduler == "sync":
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler == "local":
-        n = workers or os.cpu_count() or 1
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, memory_limit=memory_limit or "auto",
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with local_cluster(workers, memory_limit) as cluster, Client(cluster) as client:
             yield client
         return
     try:
@@ -51,6 +61,21 @@ def dask_client(scheduler: str | None, workers: int | None = None, memory_limit:
         raise UsageError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({e})") from None
     with client:
         yield client
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int | None = None, memory_limit: str | None = None):
+    """A LocalCluster of single-threaded worker processes on 127.0.0.1 (one per core by default)."""
+    import dask
+    from distributed import LocalCluster
+
+    n = workers or os.cpu_count() or 1
+    with dask.config.set(WORKER_CONFIG):  # read when the workers start, so only around their start
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, memory_limit=memory_limit or "auto",
+                               silence_logs=logging.ERROR)
+    with cluster:
+        yield cluster
 
 
 def compute_kwargs(client) -> dict:
