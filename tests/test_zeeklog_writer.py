@@ -241,8 +241,8 @@ def test_string_escaping_in_sets():
                                    "caf\u00e9", "caf\u00e9\n", "\ue000", "\x7f", " lead", "10.99.0.2", "x" * 300])
 def test_set_and_vector_elements_escape_as_the_general_path(value):
     """The writer's shortcut for plain elements gives what escaping each element gives."""
-    from cicd_audit.zeeklog.tsv_format import escape_tsv_string
     from cicd_audit.zeeklog.formatting import to_bytes
+    from cicd_audit.zeeklog.tsv_format import escape_tsv_string
     one = escape_tsv_string(to_bytes(value), True)
     vectors = Schema("test", (Field("v", "vector[string]"), Field("t", "vector[interval]")))
     assert format_tsv_row(vectors, {"v": [value, None, value], "t": [1.5, 0.0]}) == \
