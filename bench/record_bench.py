@@ -426,11 +426,12 @@ def _job_figures(stdout: str) -> dict:
 
 
 def bench_dns_rate(lab: BenchLab, rounds: int, rate: float, seconds: float, sockets: int = 64,
-                   candidate: list[str] | None = None) -> dict:
-    """The job alone and under the recorder (default nice, and --nice 0; and a candidate build's
-    recorder, as it runs by default), alternated round by round."""
+                   nice_values: tuple[int, ...] = (10, 0), candidate: list[str] | None = None) -> dict:
+    """The job alone and under the recorder (at each --nice value; and a candidate build's recorder,
+    as it runs by default), alternated round by round."""
     job = [PY, "-c", DNS_FLOOD_JOB, SERVER, str(rate), str(seconds), str(sockets)]
-    kinds = {"off": None, "on": (), "nice0": ("--nice", "0")} | ({"cand": ()} if candidate else {})
+    kinds = ({"off": None} | {f"nice{n}": ("--nice", str(n)) for n in nice_values}
+             | ({"cand": ()} if candidate else {}))
     runs = {k: [] for k in kinds}
     for r in range(rounds):
         for kind, extra in kinds.items():
@@ -547,9 +548,8 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
                      "all, 0 drops", "met" if ok else "MISSED"))
     d = res.get("dns_rate")
     if d:
-        for kind, label in (("on", "record"), ("nice0", "record --nice 0"), ("cand", "candidate build")):
-            if kind not in d:
-                continue
+        for kind in [k for k in d if k.startswith("nice") or k == "cand"]:
+            label = "candidate build" if kind == "cand" else f"record --nice {kind[4:]}"
             k = d[kind]
             slowed = 1 - min(k["work_ratio"], k["answered_ratio"])
             rows.append((f"DNS flood {d['messages_per_s']:,.0f} messages/s for {d['seconds']:.0f} s, {label}: job slowed",
@@ -583,6 +583,8 @@ def main() -> int:
                     help="run only these (repeatable); dns_rate runs only when named")
     ap.add_argument("--dns-rate", type=float, default=15000, metavar="QPS",
                     help="dns_rate: queries per second (each answered: twice the DNS messages)")
+    ap.add_argument("--dns-nice", default="10,0", metavar="LIST",
+                    help="dns_rate: the recorder's --nice values to compare with the job alone (default 10,0)")
     ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
     ap.add_argument("--candidate", metavar="CLI",
                     help="per_packet and dns_rate: also time this cicd-audit executable (another build)")
@@ -617,6 +619,7 @@ def main() -> int:
         if "dns_rate" in only:
             print("5. a DNS flood", flush=True)
             res["dns_rate"] = bench_dns_rate(lab, rounds, args.dns_rate, 3 if q else 8,
+                                             nice_values=tuple(int(n) for n in args.dns_nice.split(",")),
                                              candidate=[args.candidate] if args.candidate else None)
         if "no_loss" in only:
             print("3. no loss", flush=True)
