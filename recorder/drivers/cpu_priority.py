@@ -17,9 +17,9 @@ DEFAULT_NICE_INCREMENT = 10
 NICE_MAX = 19
 
 
-def yield_to_job(increment: int = DEFAULT_NICE_INCREMENT) -> int:
+def yield_to_job(increment: int = DEFAULT_NICE_INCREMENT) -> None:
     """Raise the nice value of every thread of this process by increment (Linux's nice is per
-    thread; threads started later inherit it). Returns the new nice value of the calling thread."""
+    thread; threads started later inherit it)."""
     if increment > 0:
         for tid in os.listdir("/proc/self/task"):
             try:
@@ -27,4 +27,3 @@ def yield_to_job(increment: int = DEFAULT_NICE_INCREMENT) -> int:
                 os.setpriority(os.PRIO_PROCESS, int(tid), min(NICE_MAX, current + increment))
             except ProcessLookupError:      # the thread has just ended
                 continue
-    return os.getpriority(os.PRIO_PROCESS, 0)

@@ -23,7 +23,7 @@ API::
         .handle_now(records)          # when nothing waits: no queueing at all
         .handle_for(budget_s) -> bool # True when nothing is left
         .handle_all()
-        .events, .bytes, .peak_events, .peak_bytes
+        .events, .bytes, .peak_events
 """
 
 from __future__ import annotations
@@ -57,23 +57,22 @@ class EventBacklog:
         self.events = 0
         self.bytes = 0
         self.peak_events = 0
-        self.peak_bytes = 0
 
     def take(self, records: list[bytes]) -> None:
         """Records from the ring buffer, oldest first (RingBuffer's callback)."""
-        if any(record[:4] in _PROMPT_TYPES for record in records):
-            for record in records:
-                if record[:4] in _PROMPT_TYPES:
-                    self._handle(record, len(record))
-            records = [record for record in records if record[:4] not in _PROMPT_TYPES]
-        cost = sum(map(len, records)) + OVERHEAD_BYTES * len(records)
+        waiting = []
+        for record in records:
+            if record[:4] in _PROMPT_TYPES:
+                self._handle(record, len(record))
+            else:
+                waiting.append(record)
+        cost = sum(map(len, waiting)) + OVERHEAD_BYTES * len(waiting)
         while self._queue and self.bytes + cost > self.limit_bytes:
             self._handle_oldest()
-        self._queue.extend(records)
-        self.events += len(records)
+        self._queue.extend(waiting)
+        self.events += len(waiting)
         self.bytes += cost
-        if self.bytes > self.peak_bytes:
-            self.peak_bytes, self.peak_events = self.bytes, self.events
+        self.peak_events = max(self.peak_events, self.events)
 
     def handle_now(self, records: list[bytes]) -> None:
         """Handle records at once, in order: only when nothing waits (else they would pass it)."""

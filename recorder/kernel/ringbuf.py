@@ -23,7 +23,6 @@ import ctypes.util
 import mmap
 import os
 import select
-import struct
 from typing import Callable
 
 BUSY_BIT = 1 << 31
@@ -37,8 +36,6 @@ _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_
 _libc.munmap.restype = ctypes.c_int
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MAP_FAILED = ctypes.c_void_p(-1).value
-
-_U32 = struct.Struct("<I")
 
 
 # Total store order: plain aligned loads and stores already have acquire/release semantics.

@@ -121,44 +121,33 @@ def _tsv_atomic(t: str) -> Callable[[object, bool], bytes]:
     raise ValueError(f"unsupported type {t}")
 
 
-def _tsv_scalar(t: str) -> Callable[[object], bytes]:
-    """A single value of type t; the common Python types take a fast path, the rest _tsv_atomic's checks."""
+def _tsv_scalar(t: str, in_container: bool = False) -> Callable[[object], bytes]:
+    """A single value of type t, or one element of a set or vector (where the set separator is escaped
+    too); the common Python types take a fast path, the rest _tsv_atomic's checks."""
     atom = _tsv_atomic(t)
     if t in ("string", "enum"):
+        plain = _PLAIN_ELEMENT if in_container else _PLAIN_TEXT
+
         def string(v):
-            if type(v) is str and _PLAIN_TEXT.search(v) is None and v not in ("-", "(empty)"):
-                return v.encode() if v else EMPTY_FIELD
-            return atom(v, False)
+            if type(v) is str and v and plain.search(v) is None and v not in ("-", "(empty)"):
+                return v.encode()
+            return atom(v, in_container)
         return string
     if t in ("time", "interval"):
-        return lambda v: b"%.6f" % v if type(v) is float else atom(v, False)
+        return lambda v: b"%.6f" % v if type(v) is float else atom(v, in_container)
     if t in ("count", "port"):
         top = 65535 if t == "port" else 2**64 - 1
-        return lambda v: b"%d" % v if type(v) is int and 0 <= v <= top else atom(v, False)
+        return lambda v: b"%d" % v if type(v) is int and 0 <= v <= top else atom(v, in_container)
     if t == "addr":
-        return lambda v: format_addr_text(v) if type(v) is str else atom(v, False)
-    return lambda v: atom(v, False)
-
-
-def _tsv_element(t: str) -> Callable[[object], bytes]:
-    """One element of a set or vector: _tsv_scalar's fast paths, the set separator escaped too."""
-    atom = _tsv_atomic(t)
-    if t in ("string", "enum"):
-        def string(e):
-            if type(e) is str and e and _PLAIN_ELEMENT.search(e) is None and e not in ("-", "(empty)"):
-                return e.encode()
-            return atom(e, True)
-        return string
-    if t in ("time", "interval"):
-        return lambda e: b"%.6f" % e if type(e) is float else atom(e, True)
-    return lambda e: atom(e, True)
+        return lambda v: format_addr_text(v) if type(v) is str else atom(v, in_container)
+    return lambda v: atom(v, in_container)
 
 
 def _tsv_field(ftype: str) -> Callable[[object], bytes]:
     container, element = parse_type(ftype)
     if container is None:
         return _tsv_scalar(element)
-    one = _tsv_element(element)
+    one = _tsv_scalar(element, in_container=True)
 
     def fmt(v) -> bytes:
         elems = v if type(v) is list or type(v) is tuple else as_elements(v)
