@@ -16,10 +16,10 @@ import pandas as pd
 
 from . import beacons, callbacks, dns_tunnel, encrypted_dns, icmp_payload, secret_names, services, uploads
 from . import destinations as _dest
-from .dnsindex import build_index
+from .dnsindex import DnsIndex, build_index
 from .findings import SEVERITIES, concat_findings
 from .jobs import attach_jobs
-from .processes import attach_processes
+from .processes import attach_processes, proc_uid_index
 
 
 @dataclass
@@ -47,7 +47,8 @@ class Baseline:
 
     @classmethod
     def of_logs(cls, logs) -> Baseline:
-        dest, lookups = _dest.baseline_tables(_frame(logs, "conn"), _frame(logs, "dns"))
+        conn = _frame(logs, "conn")
+        dest, lookups = _dest.baseline_tables(conn, None, index=dns_index(logs))
         return cls(dest, lookups, _runs(logs))
 
     @classmethod
@@ -67,7 +68,7 @@ def _runs(baseline) -> int:
         return 0
     if isinstance(baseline, Baseline):
         return baseline.runs
-    return len(session_names(_frame(baseline, "conn"), _frame(baseline, "dns"), None)) or 1
+    return len(session_names(baseline)) or 1
 
 
 def _concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -82,6 +83,15 @@ def _frame(logs, name):
     if df is None and isinstance(logs, dict):
         df = logs.get(name)
     return df
+
+
+def dns_index(logs, conn=None) -> DnsIndex:
+    """The DNS index of loaded logs: the one ``loading.load_for_analysis`` built as it read
+    dns.log, else built from the ``dns`` frame (with ``conn``'s processes to point at)."""
+    index = getattr(logs, "dns_index", None)
+    if index is not None:
+        return index
+    return build_index(_frame(logs, "dns"), proc_uid_index(conn) if conn is not None else None)
 
 
 def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, baseline_lookups=None) -> list:
@@ -108,10 +118,9 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     identity} (``jobs.session_jobs``), named in the findings of those sessions.
     """
     conn = _frame(logs, "conn")
-    dns = _frame(logs, "dns")
     conn = conn if conn is not None else pd.DataFrame()
-    dns = dns if dns is not None else pd.DataFrame()
-    index = build_index(dns)
+    index = dns_index(logs, conn)
+    dns = None  # everything the analyzers read of dns.log is in the index
     tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
     if baseline is not None and not isinstance(baseline, Baseline):
@@ -131,27 +140,32 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
         tunnel_domains = set(tunnel_findings["indicator"])
         audit = [a[~((a["analyzer"] == callbacks.ANALYZER) & a["indicator"].isin(tunnel_domains))] for a in audit]
     findings = concat_findings([tunnel_findings, dest_findings, *audit])
-    findings = attach_processes(findings, conn, dns, index)
-    if sessions and len(sessions) == 1 and "session" not in dns.columns and "session" not in conn.columns and len(findings):
+    findings = attach_processes(findings, conn, index)
+    if sessions and len(sessions) == 1 and not index.sessions and "session" not in conn.columns and len(findings):
         findings["sessions"] = [list(s) if s else list(sessions) for s in findings["sessions"]]
     findings = attach_jobs(findings, jobs)
-    summary = summarize(conn, dns, dest, lookups, findings, policy, baseline, sessions)
+    summary = summarize(conn, index, dest, lookups, findings, policy, baseline, sessions)
     return AnalysisResult(findings=findings, summary=summary, tunnel=tunnel, destinations=dest, lookups=lookups)
 
 
-def session_names(conn, dns, given):
+def session_names(logs, given=None):
     """The sessions of loaded logs, in the order they were given (given: the names when the
     logs carry no session column, as for a single directory)."""
+    return _session_names(_frame(logs, "conn"), dns_index(logs), given)
+
+
+def _session_names(conn, index: DnsIndex, given):
     names = []
-    for df in (conn, dns):
-        if df is not None and "session" in df.columns:
-            s = df["session"]
-            cats = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(set(s.dropna().astype(str)))
-            names += [str(c) for c in cats if str(c) not in names]
+    if conn is not None and "session" in conn.columns:
+        s = conn["session"]
+        cats = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(set(s.dropna().astype(str)))
+        names += [str(c) for c in cats]
+    names += [c for c in index.sessions if c not in names]
     return names or list(given or [])
 
 
-def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, sessions=None) -> dict:
+def summarize(conn, index: DnsIndex, dest, lookups, findings, policy=None, baseline=None, sessions=None) -> dict:
+    """The numbers of the report's header; ``index``: dns.log's (``dns_index``)."""
     ext = dest[~dest["resolver"] & ~dest["local"]] if not dest.empty else dest
     addrs = set(ext["address"]) if not ext.empty else set()
     allowed = unexpected = None
@@ -163,18 +177,17 @@ def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, se
     elif policy is not None:
         allowed = unexpected = 0
     direct = int(ext[ext["names"].map(len) == 0]["address"].nunique()) if not ext.empty else 0
-    ts = []
-    for df in (conn, dns):
-        if df is not None and not df.empty and "ts" in df.columns:
-            ts += [df["ts"].min(), df["ts"].max()]
-    ts = [t for t in ts if pd.notna(t)]
+    ts = [index.ts_min, index.ts_max]
+    if conn is not None and not conn.empty and "ts" in conn.columns:
+        ts += [conn["ts"].min(), conn["ts"].max()]
+    ts = [t for t in ts if t is not None and pd.notna(t)]
     by_sev = {s: 0 for s in SEVERITIES}
     if not findings.empty:
         for s, n in findings["severity"].astype(str).value_counts().items():
             by_sev[s] = int(n)
     n_base = _runs(baseline)
     return {
-        "sessions": session_names(conn, dns, sessions),
+        "sessions": _session_names(conn, index, sessions),
         "first_seen": min(ts).isoformat() if ts else None,
         "last_seen": max(ts).isoformat() if ts else None,
         "connections": int(len(conn)) if conn is not None else 0,
@@ -183,7 +196,7 @@ def summarize(conn, dns, dest, lookups, findings, policy=None, baseline=None, se
         "unexpected_destinations": unexpected,
         "direct_ip_destinations": direct,
         "bytes_sent": int(ext["orig_bytes"].sum()) if not ext.empty else 0,
-        "dns_queries": int(len(dns)) if dns is not None else 0,
+        "dns_queries": index.total_rows,
         "dns_names": int(lookups["name"].nunique()) if not lookups.empty else 0,
         "registered_domains": int(lookups["registered_domain"].nunique()) if not lookups.empty else 0,
         "policy": getattr(policy, "source", None) if policy is not None else None,

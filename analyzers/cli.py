@@ -22,12 +22,13 @@ EXIT_ERROR = 2
 
 
 def _load(dirs, what):
-    from ..zeeklog.reader import has_logs, load_logs
+    from ..zeeklog.reader import has_logs
+    from .loading import load_for_analysis
 
     for d in dirs:
         if not has_logs(d):
             raise InputError(f"{what} {d}: no conn.log or dns.log in it (plain, .gz or JSON)")
-    return load_logs(*dirs)
+    return load_for_analysis(*dirs)  # dns.log straight into the analyzers' index, chunk by chunk
 
 
 _ANALYZER_HELP = "; ".join(f"{k}: {v}" for k, v in ANALYZERS.items())
@@ -102,7 +103,7 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, html_path, fail_on, min_sever
         services_list = load_services(extra=services_files)
         logs = _load(dirs, "session")
         baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
-        names = session_names(logs.conn, logs.dns, [os.path.basename(os.path.normpath(d)) for d in dirs])
+        names = session_names(logs, [os.path.basename(os.path.normpath(d)) for d in dirs])
         result = run(logs, policy=policy, baseline=baseline, sessions=names, services_list=services_list,
                      jobs=session_jobs(dirs, names))
     except CicdAuditError as e:

@@ -175,10 +175,7 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     t["names"] = [names_of.get(k, []) for k in keys]
     t["registered_domains"] = [list(regs_of.get(k, [])) for k in keys]
 
-    resolvers = set()
-    if dns is not None and not dns.empty and "id.resp_h" in dns.columns:
-        rs = pd.DataFrame({"s": session_labels(dns), "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
-        resolvers = {(s, _canon(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False) if a is not None}
+    resolvers = ix.resolvers
     t["resolver"] = [(p == DNS_PORT or p == 853) and (s, a) in resolvers
                      for s, a, p in zip(t["session"], t["address"], t["port"].fillna(-1))]
     t["local"] = np.array([not_a_destination(a) for a in t["address"]], dtype=bool) | t_control
@@ -327,7 +324,7 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
     key = scodes.astype(np.int64) * len(ix.names) + ix.name_code
     gcodes, guniq = pd.factorize(key)
     n = len(guniq)
-    rcode = dns["rcode"].to_numpy(dtype="float64", na_value=np.nan)[ix.rows] if "rcode" in dns.columns else np.full(len(ix), np.nan)
+    rcode = ix.rcode
     first = np.full(n, np.iinfo(np.int64).max)
     np.minimum.at(first, gcodes, ix.ts)
     name_code = guniq % len(ix.names)
@@ -459,9 +456,9 @@ def baseline_drift(dest: pd.DataFrame, lookups: pd.DataFrame, base_dest: pd.Data
     return make_findings(recs)
 
 
-def baseline_tables(baseline_conn, baseline_dns) -> tuple[pd.DataFrame, pd.DataFrame]:
+def baseline_tables(baseline_conn, baseline_dns, index: DnsIndex | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The baseline's destination and lookup tables (no policy): what drift is measured against."""
-    bix = build_index(baseline_dns)
+    bix = index if index is not None else build_index(baseline_dns)
     return destination_table(baseline_conn, baseline_dns, None, bix), lookup_table(baseline_dns, bix)
 
 

@@ -207,13 +207,10 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     ``index``: a ``dnsindex.build_index(dns)`` to reuse (it is built when not given).
     """
     empty = TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=_empty_domains())
-    if dns is None or dns.empty or "query" not in dns.columns:
-        return empty
     ix = index if index is not None else build_index(dns)
     if not len(ix):
         return empty
     ix = _without_search_expansions(ix)
-    d = dns.iloc[ix.rows]
     sess = ix.session
     nuniq = ix.names
     orig_spelling = ix.spelling
@@ -309,10 +306,9 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
 
     # ---- per-row features for candidate rows
     rc = cand[gcodes]
-    rows = d.loc[rc]
     rg = gcodes[rc]
     rname = name_of_row[rc]
-    qtype = _col(rows, "qtype", dtype="float64", na=np.nan)
+    qtype = ix.qtype[rc]
     unusual = np.isin(qtype, list(UNUSUAL_QTYPES)) | ((qtype >= PRIVATE_QTYPES[0]) & (qtype <= PRIVATE_QTYPES[1]))
     # TXT/SRV-style lookups of service names (_acme-challenge, _dmarc) are ordinary
     unusual &= ~(svc_of_name[rname] & (qtype == 16))
@@ -320,16 +316,14 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["unusual_queries"] = np.bincount(rg[unusual], minlength=n_groups)
     dom["rare_queries"] = np.bincount(rg[rare], minlength=n_groups)
     dom["unusual_share"] = dom["unusual_queries"] / np.maximum(dom["queries"], 1)
-    qtn = _col(rows, "qtype_name")
-    qtn = np.where(pd.isna(qtn), None, qtn)
-    qtn = np.array([(n if n is not None else ("-" if np.isnan(t) else f"TYPE{int(t)}")) for n, t in zip(qtn, qtype)], dtype=object)
+    qtn = _qtype_labels(ix.qtype_name.take(rc), qtype)
     qt_counts = pd.DataFrame({"g": rg, "t": qtn}).value_counts().reset_index(name="n")
     qt_dict: dict[int, dict] = {}
     for g, t, nq in qt_counts.itertuples(index=False):
         qt_dict.setdefault(int(g), {})[t] = int(nq)
     dom["qtypes"] = pd.Series([qt_dict.get(i, {}) for i in range(n_groups)], dtype=object).to_numpy()
 
-    rcode = _col(rows, "rcode", dtype="float64", na=np.nan)
+    rcode = ix.rcode[rc]
     answered = ~np.isnan(rcode)
     nx = rcode == 3
     dom["answered_queries"] = np.bincount(rg[answered], minlength=n_groups)
@@ -337,10 +331,12 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["nxdomain_share"] = dom["nxdomain_queries"] / np.maximum(dom["answered_queries"], 1)
 
     # clients and resolvers
-    if "id.orig_h" in rows.columns:
-        dom["clients"] = _group_nunique(rg, _col(rows, "id.orig_h"), n_groups)
-    if "id.resp_h" in rows.columns:
-        res = pd.DataFrame({"g": rg, "r": _col(rows, "id.resp_h")}).dropna().drop_duplicates()
+    if ix.orig_h.present:
+        dom["clients"] = _group_nunique(rg, _unset_as_nan(ix.orig_h.codes[rc]), n_groups)
+    if ix.resp_h.present:
+        res = pd.DataFrame({"g": rg, "r": ix.resp_h.codes[rc]})
+        res = res[res["r"] >= 0].drop_duplicates()
+        res["r"] = ix.resp_h.values[res["r"].to_numpy()]
         rd = res.groupby("g")["r"].agg(lambda s: sorted(s)[:5])
         resolvers = np.empty(n_groups, dtype=object)
         resolvers[:] = [[] for _ in range(n_groups)]
@@ -432,9 +428,20 @@ def _without_search_expansions(ix: DnsIndex) -> DnsIndex:
     exp = search_expansions(ix.names, ix.registered, used)
     if not exp.any():
         return ix
-    keep = ~exp[ix.name_code]
-    return DnsIndex(rows=ix.rows[keep], session=ix.session[keep], name_code=ix.name_code[keep], names=ix.names,
-                    spelling=ix.spelling, registered=ix.registered, ts=ix.ts[keep], resolutions=ix.resolutions)
+    return ix.take(~exp[ix.name_code])
+
+
+def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
+    """Each row's query type as Zeek names it, else ``TYPE<n>``, else '-' (the objects shared)."""
+    combo = pd.DataFrame({"n": qtype_name.codes, "t": qtype})
+    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(combo))
+    labels = np.array([(qtype_name.values[n] if n >= 0 else ("-" if np.isnan(t) else f"TYPE{int(t)}"))
+                       for n, t in uniq], dtype=object)
+    return labels[codes] if len(codes) else np.empty(0, dtype=object)
+
+
+def _unset_as_nan(codes: np.ndarray) -> np.ndarray:
+    return np.where(codes >= 0, codes, np.nan)
 
 
 _DOMAIN_DEFAULTS = {

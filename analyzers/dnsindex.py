@@ -8,7 +8,7 @@ codes, so a million-row log costs a few factorize calls.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -69,82 +69,318 @@ def _col(df, name, dtype, na):
 
 
 @dataclass
+class Coded:
+    """A per-row text column as codes into its distinct values (-1: unset): one
+    value object per distinct text, four bytes a row."""
+
+    codes: np.ndarray  # int32
+    values: np.ndarray  # object
+    present: bool = True  # whether the log has the column at all
+
+    def take(self, keep) -> Coded:
+        return Coded(self.codes[keep], self.values, self.present)
+
+    def decoded(self, na=None) -> np.ndarray:
+        """The values per row (``na`` where unset), sharing the distinct value objects."""
+        out = np.empty(len(self.codes), dtype=object)
+        out[:] = na
+        ok = self.codes >= 0
+        out[ok] = self.values[self.codes[ok]]
+        return out
+
+
+@dataclass
 class DnsIndex:
-    rows: np.ndarray  # positions (iloc) of the analysed dns rows
+    """What the analyzers read of dns.log: the rows that carry a query name and did not go to a
+    link-local name service, as codes and numbers, and a few facts about every row.
+
+    Per indexed row: ``session``, ``name_code`` (into ``names``), ``ts`` (int64 ns), ``qtype``
+    and ``rcode`` (float, NaN unset), ``qtype_name``, ``orig_h`` and ``resp_h`` (``Coded``) and
+    ``proc_row`` (the row of conn.log's process table with the row's uid, -1 for none)."""
+
     session: np.ndarray  # session of each analysed row
-    name_code: np.ndarray  # each analysed row's index into ``names``
+    name_code: np.ndarray  # each analysed row's index into ``names`` (int32)
     names: np.ndarray  # distinct normalised names (lower case, no trailing dot)
     spelling: np.ndarray  # first spelling seen of each name (case kept, for features)
-    registered: np.ndarray  # registered domain of each name
+    registered: np.ndarray  # registered domain of each name ('' for names no analysed row uses)
     ts: np.ndarray  # int64 ns of each analysed row
+    qtype: np.ndarray  # float32
+    rcode: np.ndarray  # float32
+    qtype_name: Coded
+    orig_h: Coded
+    resp_h: Coded
+    proc_row: np.ndarray
     resolutions: pd.DataFrame  # distinct (session, name_code, address) from A/AAAA answers
+    # of every row, indexed or not
+    total_rows: int = 0
+    ts_min: pd.Timestamp | None = None
+    ts_max: pd.Timestamp | None = None
+    resolvers: frozenset = frozenset()  # (session, address) of every server a query went to
+    sessions: tuple = ()  # the log's session labels, as ``analysis.session_names`` reads a frame's
 
     def __len__(self):
-        return len(self.rows)
+        return len(self.name_code)
+
+    def take(self, keep: np.ndarray) -> DnsIndex:
+        """The same index with only the analysed rows ``keep`` selects."""
+        return replace(
+            self, session=self.session[keep], name_code=self.name_code[keep], ts=self.ts[keep],
+            qtype=self.qtype[keep], rcode=self.rcode[keep], qtype_name=self.qtype_name.take(keep),
+            orig_h=self.orig_h.take(keep), resp_h=self.resp_h.take(keep), proc_row=self.proc_row[keep],
+        )
 
 
-def build_index(dns: pd.DataFrame | None) -> DnsIndex:
-    """Index the rows that carry a query name and did not go to a link-local name service."""
-    empty = DnsIndex(
-        rows=np.empty(0, np.int64), session=np.empty(0, object), name_code=np.empty(0, np.int64),
-        names=np.empty(0, object), spelling=np.empty(0, object), registered=np.empty(0, object),
-        ts=np.empty(0, np.int64), resolutions=pd.DataFrame({"session": [], "name_code": [], "address": []}),
-    )
-    if dns is None or dns.empty or "query" not in dns.columns:
-        return empty
-    qcodes, quniq = pd.factorize(dns["query"].to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
-    quniq = np.asarray(quniq, dtype=object)
-    valid_u = np.array([isinstance(u, str) and u not in ("", ".") for u in quniq], dtype=bool)
-    keep = qcodes >= 0
-    keep[keep] = valid_u[qcodes[keep]]
-    rport = _col(dns, "id.resp_p", "float64", np.nan)
-    keep &= ~np.isin(rport, LOCAL_NAME_PORTS)
-    rows = np.nonzero(keep)[0]
-    if not len(rows):
-        return empty
-    norm = np.array([u.rstrip(".").lower() if isinstance(u, str) else "" for u in quniq], dtype=object)
-    ncodes, nuniq = pd.factorize(norm)
-    nuniq = np.asarray(nuniq, dtype=object)
-    spelling = np.empty(len(nuniq), dtype=object)
-    spelling[ncodes[::-1]] = quniq[::-1]  # first spelling wins
-    name_code = ncodes[qcodes[rows]]
-    # only names that occur in kept rows need a registered domain
-    used = np.zeros(len(nuniq), dtype=bool)
-    used[name_code] = True
-    registered = np.full(len(nuniq), "", dtype=object)
-    idx = np.nonzero(used)[0]
-    # the names are already distinct and normalised: no second factorize/normalise pass
-    registered[idx] = np.asarray(domains._registered_unique(nuniq[idx].tolist()), dtype=object)
-    sess_all = session_labels(dns)
-    session = sess_all[rows]
-    ts = ts_ns(dns)[rows]
-    return DnsIndex(
-        rows=rows, session=session, name_code=name_code, names=nuniq, spelling=spelling, registered=registered,
-        ts=ts, resolutions=_resolutions(dns, rows, session, name_code),
-    )
+def build_index(dns: pd.DataFrame | None, proc_uids: pd.Index | None = None) -> DnsIndex:
+    """The index of a whole dns.log frame: ``IndexBuilder`` given it as one piece.
+    ``proc_uids``: ``processes.proc_uid_index(conn)``, the uids ``proc_row`` points into."""
+    builder = IndexBuilder(proc_uids)
+    if dns is not None:
+        builder.add(dns)
+        builder.sessions_of(dns)
+    return builder.finish()
 
 
-def _resolutions(dns, rows, session, name_code) -> pd.DataFrame:
-    if "answers" not in dns.columns:
-        return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    column = dns["answers"].array
-    if isinstance(column.dtype, getattr(pd, "ArrowDtype", ())):
-        r_idx, acodes, auniq = _arrow_answers(column, rows)
-    else:
-        r_idx, acodes, auniq = _list_answers(column, rows)
-    if r_idx is None:
-        return pd.DataFrame({"session": [], "name_code": [], "address": []})
-    canon = np.array([canon_ip(a) for a in auniq], dtype=object)
-    is_ip = np.array([c is not None for c in canon], dtype=bool)
-    m = is_ip[acodes]
-    r_idx, acodes = r_idx[m], acodes[m]
-    scodes, suniq = pd.factorize(session)
-    key = (scodes[r_idx].astype(np.int64) * (int(name_code.max()) + 1) + name_code[r_idx]) * (len(auniq) + 1) + acodes
-    _, first = np.unique(key, return_index=True)
-    r_idx, acodes = r_idx[first], acodes[first]
-    return pd.DataFrame(
-        {"session": np.asarray(suniq, dtype=object)[scodes[r_idx]], "name_code": name_code[r_idx], "address": canon[acodes]}
-    )
+class _Interner:
+    """Distinct values in order of first appearance, each with its code."""
+
+    def __init__(self):
+        self.code: dict = {}
+        self.values: list = []
+        self.present = False  # for a column's values: whether any piece had the column
+
+    def codes_of(self, uniques) -> np.ndarray:
+        """Codes of a piece's distinct values (new ones appended in the order given)."""
+        out = np.empty(len(uniques), dtype=np.int64)
+        code, values = self.code, self.values
+        for i, v in enumerate(uniques):
+            c = code.get(v)
+            if c is None:
+                c = code[v] = len(values)
+                values.append(v)
+            out[i] = c
+        return out
+
+    def array(self) -> np.ndarray:
+        out = np.empty(len(self.values), dtype=object)
+        out[:] = self.values
+        return out
+
+
+class IndexBuilder:
+    """Builds a ``DnsIndex`` piece by piece (a log read chunk by chunk, session by session),
+    holding only the index: never the log's text or its frame. The result does not depend on
+    how the log was cut: every code is given in order of first appearance in the whole log,
+    as factorizing the whole frame would, and ``build_index`` of a frame is this with one piece.
+
+        builder = IndexBuilder(proc_uids)
+        for piece, label in pieces:     # in the log's order
+            builder.add(piece, session=label)
+        index = builder.finish()
+    """
+
+    def __init__(self, proc_uids: pd.Index | None = None):
+        self._proc_uids = proc_uids
+        self._names = _Interner()  # normalised names of every row's query, as whole-frame factorize orders them
+        self._spelling: list = []
+        self._sessions = _Interner()  # sessions of analysed rows
+        self._answers = _Interner()  # answers that are addresses, by their text
+        self._answer_canon: list = []
+        self._qtype_names, self._orig_h, self._resp_h = _Interner(), _Interner(), _Interner()
+        self._cols: dict[str, list] = {k: [] for k in
+                                       ("session", "name_code", "ts", "qtype", "rcode", "qtype_name", "orig_h",
+                                        "resp_h", "proc_row")}
+        self._triples: list[np.ndarray] = []  # (session code, name code, answer code) per distinct resolution
+        self._resolvers: set = set()
+        self._labels: list = []
+        self.total_rows = 0
+        self._ts_min = self._ts_max = None
+
+    def add(self, dns: pd.DataFrame, session: str | None = None) -> None:
+        """One piece of dns.log, after the pieces before it. ``session``: its rows' session
+        (default: the frame's ``session`` column, or '' without one)."""
+        n = len(dns)
+        if not n:
+            return
+        self.total_rows += n
+        sess_all = np.full(n, session, dtype=object) if session is not None else session_labels(dns)
+        self._note_times(dns)
+        self._note_resolvers(dns, sess_all)
+        if "query" not in dns.columns:
+            return
+        qcodes, quniq = pd.factorize(dns["query"].to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+        quniq = np.asarray(quniq, dtype=object)
+        valid_u = np.array([isinstance(u, str) and u not in ("", ".") for u in quniq], dtype=bool)
+        norm = [u.rstrip(".").lower() if isinstance(u, str) else "" for u in quniq]
+        known = len(self._names.values)
+        name_of_u = self._names.codes_of(norm)
+        fresh = name_of_u >= known  # first seen here: in quniq's order, first wins
+        first_u = {}
+        for u, c in zip(np.nonzero(fresh)[0].tolist(), name_of_u[fresh].tolist()):
+            first_u.setdefault(c, u)
+        names = self._names.values
+        for c in range(known, len(names)):
+            raw = quniq[first_u[c]]
+            self._spelling.append(names[c] if raw == names[c] else raw)  # one object when they are the same
+        keep = qcodes >= 0
+        keep[keep] = valid_u[qcodes[keep]]
+        rport = _col(dns, "id.resp_p", "float64", np.nan)
+        keep &= ~np.isin(rport, LOCAL_NAME_PORTS)
+        rows = np.nonzero(keep)[0]
+        if not len(rows):
+            return
+        session = sess_all[rows]
+        name_code = name_of_u[qcodes[rows]]
+        cols = self._cols
+        cols["session"].append(session)
+        cols["name_code"].append(name_code.astype(np.int32))
+        cols["ts"].append(ts_ns(dns)[rows])
+        cols["qtype"].append(_col(dns, "qtype", "float64", np.nan)[rows].astype(np.float32))  # exact: counts < 2**24
+        cols["rcode"].append(_col(dns, "rcode", "float64", np.nan)[rows].astype(np.float32))
+        cols["qtype_name"].append(_coded(dns, "qtype_name", rows, self._qtype_names))
+        cols["orig_h"].append(_coded(dns, "id.orig_h", rows, self._orig_h))
+        cols["resp_h"].append(_coded(dns, "id.resp_h", rows, self._resp_h))
+        cols["proc_row"].append(self._proc_rows(dns, rows))
+        self._note_resolutions(dns, rows, self._session_codes(session), name_code)
+
+    def sessions_of(self, dns: pd.DataFrame) -> None:
+        """The session labels of a whole frame, as ``analysis.session_names`` reads them."""
+        if "session" in dns.columns:
+            s = dns["session"]
+            cats = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else sorted(set(s.dropna().astype(str)))
+            self._labels = [str(c) for c in cats]
+
+    def session_labels(self, labels) -> None:
+        """The session labels of logs read session by session (several directories)."""
+        self._labels = [str(c) for c in labels]
+
+    def finish(self) -> DnsIndex:
+        cols = {k: _joined(self._cols.pop(k)) for k in list(self._cols)}  # each piece list freed once joined
+        name_code = cols["name_code"] if len(cols["name_code"]) else np.empty(0, np.int32)
+        if len(name_code):
+            names = self._names.array()
+            spelling = np.empty(len(names), dtype=object)
+            spelling[:] = self._spelling
+        else:  # nothing analysed: no names either, whatever the unanalysed rows asked
+            names = spelling = np.empty(0, dtype=object)
+        self._names = None  # its dict: the biggest thing the builder holds
+        registered = np.full(len(names), "", dtype=object)
+        used = np.zeros(len(names), dtype=bool)
+        used[name_code] = True
+        idx = np.nonzero(used)[0]
+        for at in range(0, len(idx), REGISTERED_BATCH):  # the names are already distinct and normalised
+            part = idx[at:at + REGISTERED_BATCH]
+            registered[part] = np.asarray(domains._registered_unique(names[part].tolist()), dtype=object)
+        return DnsIndex(
+            session=cols["session"] if len(name_code) else np.empty(0, object),
+            name_code=name_code, names=names, spelling=spelling, registered=registered,
+            ts=cols["ts"] if len(name_code) else np.empty(0, np.int64),
+            qtype=cols["qtype"] if len(name_code) else np.empty(0, np.float32),
+            rcode=cols["rcode"] if len(name_code) else np.empty(0, np.float32),
+            qtype_name=_coded_column(cols["qtype_name"], self._qtype_names),
+            orig_h=_coded_column(cols["orig_h"], self._orig_h),
+            resp_h=_coded_column(cols["resp_h"], self._resp_h),
+            proc_row=_codes(cols["proc_row"]),
+            resolutions=self._resolutions(len(names)),
+            total_rows=self.total_rows, ts_min=self._ts_min, ts_max=self._ts_max,
+            resolvers=frozenset(self._resolvers), sessions=tuple(self._labels),
+        )
+
+    def _note_times(self, dns) -> None:
+        if "ts" not in dns.columns:
+            return
+        lo, hi = dns["ts"].min(), dns["ts"].max()
+        if pd.notna(lo) and (self._ts_min is None or lo < self._ts_min):
+            self._ts_min = lo
+        if pd.notna(hi) and (self._ts_max is None or hi > self._ts_max):
+            self._ts_max = hi
+
+    def _note_resolvers(self, dns, sess_all) -> None:
+        if "id.resp_h" not in dns.columns:
+            return
+        rs = pd.DataFrame({"s": sess_all, "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
+        self._resolvers.update((s, canon_ip(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False)
+                               if a is not None)
+
+    def _proc_rows(self, dns, rows) -> np.ndarray:
+        if self._proc_uids is None or not len(self._proc_uids) or "uid" not in dns.columns:
+            return np.full(len(rows), -1, dtype=np.int32)
+        uid = dns["uid"].to_numpy(dtype=object, na_value=None)[rows]
+        return self._proc_uids.get_indexer(uid).astype(np.int32)
+
+    def _note_resolutions(self, dns, rows, session_code, name_code) -> None:
+        if "answers" not in dns.columns:
+            return
+        column = dns["answers"].array
+        if isinstance(column.dtype, getattr(pd, "ArrowDtype", ())):
+            r_idx, acodes, auniq = _arrow_answers(column, rows)
+        else:
+            r_idx, acodes, auniq = _list_answers(column, rows)
+        if r_idx is None:
+            return
+        canon = [canon_ip(a) for a in auniq]
+        is_ip = np.array([c is not None for c in canon], dtype=bool)
+        m = is_ip[acodes]
+        r_idx, acodes = r_idx[m], acodes[m]
+        if not len(r_idx):
+            return
+        # global codes of the addresses, in order of first appearance among the answers
+        order = np.unique(acodes, return_index=True)
+        first_at = np.full(len(auniq), len(acodes), dtype=np.int64)
+        first_at[order[0]] = order[1]
+        ip_u = np.nonzero(is_ip)[0]
+        ip_u = ip_u[np.argsort(first_at[ip_u], kind="stable")]
+        ip_u = ip_u[first_at[ip_u] < len(acodes)]
+        known = len(self._answers.values)
+        glob = np.full(len(auniq), -1, dtype=np.int64)
+        glob[ip_u] = self._answers.codes_of(auniq[ip_u].tolist())
+        self._answer_canon += [canon[u] for u, g in zip(ip_u.tolist(), glob[ip_u].tolist()) if g >= known]
+        t = np.stack([session_code[r_idx], name_code[r_idx], glob[acodes]])
+        self._triples.append(np.unique(t, axis=1))
+
+    def _session_codes(self, session) -> np.ndarray:
+        """Codes of analysed rows' sessions, in order of first appearance among them."""
+        codes, uniq = pd.factorize(session)
+        return self._sessions.codes_of(list(uniq))[codes]
+
+    def _resolutions(self, n_names: int) -> pd.DataFrame:
+        if not self._triples:
+            return pd.DataFrame({"session": [], "name_code": [], "address": []})
+        t = np.unique(np.concatenate(self._triples, axis=1), axis=1)  # sorted by session, name, answer
+        self._triples.clear()
+        sessions = self._sessions.array()
+        canon = np.empty(len(self._answer_canon), dtype=object)
+        canon[:] = self._answer_canon
+        return pd.DataFrame({"session": sessions[t[0]], "name_code": t[1], "address": canon[t[2]]})
+
+
+#: Distinct names given to the Public Suffix grouping at a time (its working lists are per name).
+REGISTERED_BATCH = 100_000
+
+
+def _coded(dns, column, rows, interner: _Interner) -> np.ndarray:
+    if column not in dns.columns:
+        return np.full(len(rows), -1, dtype=np.int32)
+    interner.present = True
+    codes, uniq = pd.factorize(dns[column].to_numpy(dtype=object, na_value=None)[rows], use_na_sentinel=True)
+    glob = interner.codes_of(list(uniq))
+    out = np.full(len(rows), -1, dtype=np.int32)
+    ok = codes >= 0
+    out[ok] = glob[codes[ok]]
+    return out
+
+
+def _coded_column(codes, interner: _Interner) -> Coded:
+    return Coded(_codes(codes), interner.array(), interner.present)
+
+
+def _joined(parts: list) -> np.ndarray:
+    if not parts:
+        return np.empty(0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _codes(a) -> np.ndarray:
+    return a.astype(np.int32, copy=False) if len(a) else np.empty(0, dtype=np.int32)
 
 
 def _arrow_answers(column, rows):

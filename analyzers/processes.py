@@ -7,7 +7,7 @@ container or service) and ``proc.step`` (the CI step and action that ran it,
 where the platform says: GitHub's ``GITHUB_ACTION``). A DNS transaction's dns.log row shares its ``uid``
 with the conn.log row of the DNS flow, so lookups are attributed through it.
 
-``attach_processes(findings, conn, dns, index)`` adds ``evidence["processes"]``
+``attach_processes(findings, conn, index)`` adds ``evidence["processes"]``
 (up to ``MAX_PROCESSES`` of them, most bytes sent first) and ends the
 summary with "by NAME (pid N)". A finding is tied to rows by its indicator:
 DNS rows whose name is the indicator or under it, and conn rows to the
@@ -45,6 +45,18 @@ def _proc_frame(conn: pd.DataFrame) -> pd.DataFrame | None:
     return df[df["pid"].notna()]
 
 
+def _by_uid(procs: pd.DataFrame) -> pd.DataFrame:
+    """The process of each uid (its first row): what a DNS row's uid names."""
+    return procs.dropna(subset=["uid"]).drop_duplicates("uid").set_index("uid")
+
+
+def proc_uid_index(conn: pd.DataFrame) -> pd.Index | None:
+    """The uids of conn.log's process table, in the order ``DnsIndex.proc_row`` counts them
+    (``dnsindex.build_index(dns, proc_uid_index(conn))``); None without process columns."""
+    procs = _proc_frame(conn)
+    return None if procs is None or procs.empty else _by_uid(procs).index
+
+
 def _describe(rows: pd.DataFrame) -> list[dict]:
     """Processes, the one that sent the most bytes first (an upload's sender before the tool that looked the name up)."""
     g = rows.fillna({"name": "", "exe": "", "cgroup": "", "step": ""}).groupby(
@@ -61,13 +73,12 @@ def _describe(rows: pd.DataFrame) -> list[dict]:
     return out
 
 
-def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFrame, index: DnsIndex) -> pd.DataFrame:
+def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, index: DnsIndex) -> pd.DataFrame:
+    """``index``: built with ``proc_uid_index(conn)``, so that its rows point into this conn's processes."""
     procs = _proc_frame(conn)
     if procs is None or procs.empty or findings.empty:
         return findings
-    by_uid = procs.dropna(subset=["uid"]).drop_duplicates("uid").set_index("uid")
-    dns_uid = (dns["uid"].to_numpy(dtype=object, na_value=None)[index.rows]
-               if dns is not None and "uid" in dns.columns and len(index) else np.empty(0, dtype=object))
+    by_uid = _by_uid(procs)
     names = pd.Series(index.names) if len(index) else pd.Series([], dtype=object)
     def add(r, ev: dict) -> str | None:
         ind = str(r.indicator).lower()
@@ -79,8 +90,8 @@ def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, dns: pd.DataFra
                 m = np.isin(index.name_code, hit)
                 if sess:
                     m &= np.isin(index.session, list(sess))
-                uids = [u for u in dns_uid[m] if u is not None]
-                rows.append(by_uid.reindex(pd.unique(np.asarray(uids, dtype=object))).dropna(subset=["pid"]))
+                at = index.proc_row[m]
+                rows.append(by_uid.iloc[pd.unique(at[at >= 0])])
         addrs = {canon_ip(ind) or ind} | {canon_ip(a) or a for a in (ev.get("addresses") or []) + [ev.get("address")] if a}
         pm = procs["address"].isin(addrs)
         if sess:

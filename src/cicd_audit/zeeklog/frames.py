@@ -4,6 +4,7 @@ API::
 
     read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
                    chunk_bytes=CHUNK_BYTES) -> DataFrame
+    iter_frames(path, ...same) -> the same frame's pieces, one chunk at a time
     concat_frames(frames) -> DataFrame        # union of columns, in first-seen order
 
 TSV bodies go through pandas' C parser with quoting, comments and default NA
@@ -167,6 +168,36 @@ def read_dataframe(
     held whole: memory is the frame's plus one chunk's. The frame does not
     depend on ``chunk_bytes``. Arrow's buffers come from malloc
     (``allocator.arrow_on_system_heap``), so freed ones are given back."""
+    pieces = list(_pieces(path, schema, errors, limits, chunk_bytes))
+    hdr = pieces[0][0]
+    if isinstance(pieces[0][1], pd.DataFrame):  # JSON: one frame
+        df = pieces[0][1]
+    else:
+        df = _join_pieces(pieces)
+    df.attrs["zeek_header"] = hdr
+    return df
+
+
+def iter_frames(
+    path,
+    schema: Schema | None = None,
+    errors: str = "backslashreplace",
+    limits: ReadLimits | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+):
+    """The frames of one log, piece by piece, in its order: what ``read_dataframe`` would join
+    (each piece typed as the joined frame would be, a piece's columns those of its own
+    header). For readers that reduce each piece as it comes and never hold the log: a TSV
+    log's memory is then one chunk's. A JSON log comes as one piece."""
+    for hdr, piece in _pieces(path, schema, errors, limits, chunk_bytes):
+        if not isinstance(piece, pd.DataFrame):
+            piece = pd.DataFrame(piece, copy=False)
+        piece.attrs["zeek_header"] = hdr
+        yield piece
+
+
+def _pieces(path, schema, errors, limits, chunk_bytes):
+    """(header, {column: typed array}) per header block of each chunk, or one (header, frame) for JSON."""
     arrow_on_system_heap()
     chunks = line_chunks(path, limits, chunk_bytes)
     first = next(chunks, b"")
@@ -179,26 +210,22 @@ def read_dataframe(
         # JSON lines become one dict per row before typing (read_log's
         # values): read whole, as before
         hdr, records = read_json_records(first + b"".join(chunks), path, schema)
-        df = _records_frame(hdr, list(records))
-    else:
-        scanner = SegmentScanner(path, schema)
-        pieces: list[tuple[LogHeader, dict]] = []
-        try:
+        yield hdr, _records_frame(hdr, list(records))
+        return
+    scanner = SegmentScanner(path, schema)
+    try:
+        for chunk in itertools.chain([first], chunks):
             with gc_paused():  # millions of new objects, no cycles among them
-                for chunk in itertools.chain([first], chunks):
-                    for seg in scanner.scan(chunk):
-                        pieces.append((seg.header, _segment_columns(chunk, seg, path, errors)))
-                    del chunk
-                    release_free_memory()  # the chunk's parse, freed: its pages back before the next
-                for seg in scanner.finish():
-                    pieces.append((seg.header, _segment_columns(b"", seg, path, errors)))
-        except LogFormatError:
-            drain(chunks)
-            raise
-        hdr = pieces[0][0]
-        df = _join_pieces(pieces)
-    df.attrs["zeek_header"] = hdr
-    return df
+                done = [(seg.header, _segment_columns(chunk, seg, path, errors)) for seg in scanner.scan(chunk)]
+            del chunk
+            release_free_memory()  # the chunk's parse, freed: its pages back before the next
+            yield from done
+            del done
+        for seg in scanner.finish():
+            yield seg.header, _segment_columns(b"", seg, path, errors)
+    except LogFormatError:
+        drain(chunks)
+        raise
 
 
 def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:

@@ -6,8 +6,11 @@ API::
         -> (LogHeader, iterator of dict)      # TSV or JSON lines, plain or .gz
     read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
                    chunk_bytes=16 MiB) -> DataFrame
-    load_logs(*session_dirs, errors="backslashreplace") -> LoadedLogs
+    iter_frames(path, ...)  -> the same frame piece by piece (one chunk at a time)
+    load_logs(*session_dirs, errors="backslashreplace", skip=()) -> LoadedLogs
         # LoadedLogs(conn, dns, weird, capture_stats, notice): one DataFrame each
+    log_pieces(session_dirs, name, ...) -> (session label, piece) of one log of every session
+    session_labels(session_dirs) -> the ``session`` each directory's rows get
     python_lists(column) -> object array      # a set/vector column as lists, None for unset
     ARROW                                     # whether strings/vectors are Arrow-backed
     LogHeader(path, fields, types, separator, set_separator, empty_field,
@@ -23,8 +26,8 @@ re-exports their public names)::
     segments.py  a TSV log's header blocks and bodies; column-count checks
     records.py   read_log (TSV), jsonlog.py (JSON lines)
     columns.py   text columns -> typed pandas arrays (dtype_for, empty_frame)
-    frames.py    read_dataframe
-    sessions.py  load_logs, LoadedLogs, has_logs
+    frames.py    read_dataframe, iter_frames
+    sessions.py  load_logs, LoadedLogs, has_logs, log_pieces
 
 Nothing here imports bcc: the analyzers and notebooks use it anywhere pandas
 runs.
@@ -86,10 +89,10 @@ are the union, in header order.
 from __future__ import annotations
 
 from .columns import ARROW, STRING_DTYPE, dtype_for, empty_frame, python_lists
-from .frames import read_dataframe
+from .frames import iter_frames, read_dataframe
 from .header import LogFormatError, LogHeader
 from .records import read_log
-from .sessions import LOG_NAMES, LoadedLogs, has_logs, load_logs
+from .sessions import LOG_NAMES, LoadedLogs, has_logs, load_logs, log_pieces, session_labels
 from .values import unescape
 
 __all__ = [
@@ -102,9 +105,12 @@ __all__ = [
     "dtype_for",
     "empty_frame",
     "has_logs",
+    "iter_frames",
     "load_logs",
+    "log_pieces",
     "python_lists",
     "read_dataframe",
     "read_log",
+    "session_labels",
     "unescape",
 ]

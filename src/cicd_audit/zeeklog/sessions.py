@@ -2,8 +2,10 @@
 
 API::
 
-    load_logs(*session_dirs, errors="backslashreplace", workers=2, limits=None) -> LoadedLogs
+    load_logs(*session_dirs, errors="backslashreplace", workers=2, limits=None, skip=()) -> LoadedLogs
     LoadedLogs(conn, dns, weird, capture_stats, notice)
+    log_pieces(session_dirs, name, errors=..., limits=None, chunk_bytes=...) -> (session label, frame piece)...
+    session_labels(session_dirs) -> the labels load_logs gives their rows
     has_logs(directory) -> bool
     LOG_NAMES
 """
@@ -18,9 +20,10 @@ import pandas as pd
 
 from ..errors import InputError
 from .columns import empty_frame
-from .frames import concat_frames, read_dataframe
+from .frames import concat_frames, iter_frames, read_dataframe
 from .limits import ReadLimits
 from .schema import Schema, load_schema
+from .source import CHUNK_BYTES
 
 #: Logs ``load_logs`` looks for in each session directory.
 LOG_NAMES = ("conn", "dns", "weird", "capture_stats", "notice")
@@ -76,7 +79,9 @@ def _find_log(directory: str, name: str, entries: list[str]) -> list[str]:
     return rotated + current[:1]
 
 
-def _session_labels(dirs: list[str]) -> list[str]:
+def session_labels(dirs) -> list[str]:
+    """Each directory's session label: its name, or its path where two names are the same."""
+    dirs = [os.fspath(d) for d in dirs]
     base = [os.path.basename(os.path.normpath(d)) or d for d in dirs]
     return base if len(set(base)) == len(base) else [os.path.normpath(d) for d in dirs]
 
@@ -91,7 +96,8 @@ def has_logs(directory) -> bool:
 
 
 def load_logs(
-    *session_dirs, errors: str = "backslashreplace", workers: int = 2, limits: ReadLimits | None = None
+    *session_dirs, errors: str = "backslashreplace", workers: int = 2, limits: ReadLimits | None = None,
+    skip: tuple[str, ...] = (),
 ) -> LoadedLogs:
     """Load conn, dns, weird, capture_stats and notice logs from session directories.
 
@@ -99,18 +105,17 @@ def load_logs(
     lacks (older Zeek versions) are added as all-NA columns of the right
     dtype, extra columns are kept. With more than one directory a
     ``session`` column (categorical) names each row's directory. Files are
-    parsed by ``workers`` threads (pandas' parser releases the GIL).
+    parsed by ``workers`` threads (pandas' parser releases the GIL). Logs named in ``skip``
+    are not read: each is an empty frame of its schema (a caller reading it with
+    ``log_pieces`` instead).
     """
-    if not session_dirs:
-        raise InputError("load_logs: give at least one session directory")
-    dirs = [os.fspath(d) for d in session_dirs]
-    for d in dirs:
-        if not os.path.isdir(d):
-            raise InputError(f"not a session directory: {d}")
-    labels = _session_labels(dirs)
+    dirs = _session_dirs(session_dirs, "load_logs")
+    labels = session_labels(dirs)
     jobs = []  # (log name, dir index, path, place among the log's files): biggest first keeps threads busy
     entries = [_entries(d) for d in dirs]      # each directory listed once, for every log
     for name in LOG_NAMES:
+        if name in skip:
+            continue
         for k, d in enumerate(dirs):
             for i, p in enumerate(_find_log(d, name, entries[k])):
                 jobs.append((name, k, p, i))
@@ -148,3 +153,25 @@ def load_logs(
             df["session"] = pd.Categorical(df["session"], categories=labels)
         out[name] = df
     return LoadedLogs(**out)
+
+
+def log_pieces(session_dirs, name: str, errors: str = "backslashreplace", limits: ReadLimits | None = None,
+               chunk_bytes: int = CHUNK_BYTES):
+    """One log of each session, piece by piece (``frames.iter_frames``), session after session
+    and each session's files oldest first, as ``load_logs`` would join them: (the session's
+    label, a piece). For readers that reduce each piece and never hold the log."""
+    dirs = _session_dirs(session_dirs, "log_pieces")
+    schema = load_schema(name)
+    for d, label in zip(dirs, session_labels(dirs)):
+        for path in _find_log(d, name, _entries(d)):
+            yield from ((label, piece) for piece in iter_frames(path, schema, errors, limits, chunk_bytes))
+
+
+def _session_dirs(session_dirs, caller: str) -> list[str]:
+    if not session_dirs:
+        raise InputError(f"{caller}: give at least one session directory")
+    dirs = [os.fspath(d) for d in session_dirs]
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise InputError(f"not a session directory: {d}")
+    return dirs
