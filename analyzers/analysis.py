@@ -107,7 +107,8 @@ def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, b
     ]
 
 
-def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None, jobs=None) -> AnalysisResult:
+def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None, jobs=None,
+            name_features: bool = True) -> AnalysisResult:
     """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
 
     ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
@@ -116,12 +117,14 @@ def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None,
     ``services.ServiceList`` (default: the packaged list of known
     exfiltration and out-of-band services). ``jobs``: {session name: the job's
     identity} (``jobs.session_jobs``), named in the findings of those sessions.
+    ``name_features``: False leaves ``result.tunnel.names`` empty (the findings are the same),
+    for a report of a log with a tunnel's million names.
     """
     conn = _frame(logs, "conn")
     conn = conn if conn is not None else pd.DataFrame()
     index = dns_index(logs, conn)
     dns = None  # everything the analyzers read of dns.log is in the index
-    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index)
+    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index, keep_names=name_features)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
     if baseline is not None and not isinstance(baseline, Baseline):
         baseline = Baseline.of_logs(baseline)

@@ -105,7 +105,7 @@ def analyze(dirs, policy_path, baseline_dirs, fmt, html_path, fail_on, min_sever
         baseline = _load(baseline_dirs, "baseline") if baseline_dirs else None
         names = session_names(logs, [os.path.basename(os.path.normpath(d)) for d in dirs])
         result = run(logs, policy=policy, baseline=baseline, sessions=names, services_list=services_list,
-                     jobs=session_jobs(dirs, names))
+                     jobs=session_jobs(dirs, names), name_features=False)  # the report shows domains, not names
     except CicdAuditError as e:
         from ..safe_text import for_terminal
 

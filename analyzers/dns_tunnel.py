@@ -201,10 +201,13 @@ def _static_labels(reg_of_name: np.ndarray, norm_names: list[str], cand_regs: se
     return out
 
 
-def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: DnsIndex | None = None) -> TunnelFeatures:
+def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: DnsIndex | None = None,
+                    keep_names: bool = True) -> TunnelFeatures:
     """Compute per-name and per-domain features (see the module docstring).
 
     ``index``: a ``dnsindex.build_index(dns)`` to reuse (it is built when not given).
+    ``keep_names``: False leaves ``names`` empty: the domains' features are the same, and a
+    tunnel's million names do not keep a row of features each (``analyze`` for a report).
     """
     empty = TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=_empty_domains())
     ix = index if index is not None else build_index(dns)
@@ -266,23 +269,29 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     cand_name_idx = np.nonzero(name_is_cand)[0]
     cand_regs = set(np.asarray(runiq, dtype=object)[cand_reg_codes].tolist())
     static = _static_labels(reg_of_name, nuniq, cand_regs)
-    nf = names.name_features(orig_spelling[cand_name_idx], registered=reg_of_name[cand_name_idx], static_labels=static)
-    nf.index = cand_name_idx
     enc_of_name = np.zeros(len(nuniq), dtype=bool)
-    enc_of_name[cand_name_idx] = nf["encoded"].to_numpy()
     bytes_of_name = np.zeros(len(nuniq))
-    bytes_of_name[cand_name_idx] = nf["encoded_bytes"].to_numpy()
     svc_of_name = np.zeros(len(nuniq), dtype=bool)
-    svc_of_name[cand_name_idx] = nf["service_name"].to_numpy()
     alpha_of_name = np.full(len(nuniq), -1, dtype=np.int16)
-    alpha_of_name[cand_name_idx] = nf["alphabet"].cat.codes.to_numpy()
     plen_of_name = np.zeros(len(nuniq), dtype=np.int64)
-    plen_of_name[cand_name_idx] = nf["payload_len"].to_numpy()
     dlabel_of_name = np.full(len(nuniq), "", dtype=object)
-    dlabel_of_name[cand_name_idx] = nf["data_label"].to_numpy(dtype=object)
     mlen_of_name = np.zeros(len(nuniq), dtype=np.int64)
-    mlen_of_name[cand_name_idx] = nf["max_label_len"].to_numpy()
-    dl_codes_c, _ = pd.factorize(nf["data_label"].to_numpy(dtype=object))
+    kept = []
+    # in batches: a tunnel's million names never have their features' frame at once
+    for at in range(0, len(cand_name_idx), NAME_BATCH):
+        part = cand_name_idx[at:at + NAME_BATCH]
+        nf = names.name_features(orig_spelling[part], registered=reg_of_name[part], static_labels=static)
+        enc_of_name[part] = nf["encoded"].to_numpy()
+        bytes_of_name[part] = nf["encoded_bytes"].to_numpy()
+        svc_of_name[part] = nf["service_name"].to_numpy()
+        alpha_of_name[part] = nf["alphabet"].cat.codes.to_numpy()
+        plen_of_name[part] = nf["payload_len"].to_numpy()
+        dlabel_of_name[part] = nf["data_label"].to_numpy(dtype=object)
+        mlen_of_name[part] = nf["max_label_len"].to_numpy()
+        if keep_names:
+            kept.append(nf)
+        del nf
+    dl_codes_c, _ = pd.factorize(dlabel_of_name[cand_name_idx])
     dl_of_name = np.full(len(nuniq), -1, dtype=np.int64)
     dl_of_name[cand_name_idx] = dl_codes_c
 
@@ -392,8 +401,9 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["examples"] = examples
 
     _score(dom)
-    nf_out = nf.reset_index(drop=True)
-    return TunnelFeatures(names=nf_out, domains=dom)
+    if not kept:
+        return TunnelFeatures(names=pd.DataFrame(columns=names.FEATURE_COLUMNS), domains=dom)
+    return TunnelFeatures(names=pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0], domains=dom)
 
 
 def search_expansions(names_: np.ndarray, registered: np.ndarray, used: np.ndarray) -> np.ndarray:
@@ -443,6 +453,9 @@ def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
 def _unset_as_nan(codes: np.ndarray) -> np.ndarray:
     return np.where(codes >= 0, codes, np.nan)
 
+
+#: Distinct names whose features are computed at a time (a frame of 16 columns per batch).
+NAME_BATCH = 200_000
 
 _DOMAIN_DEFAULTS = {
     "encoded_names": 0,

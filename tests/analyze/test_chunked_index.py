@@ -97,3 +97,23 @@ def test_a_baseline_read_in_pieces_is_the_same_baseline(sessions, ci_session):
 def test_the_loaded_logs_hold_no_dns_frame(sessions):
     logs = load_for_analysis(sessions[1], chunk_bytes=TINY_CHUNK)
     assert logs.dns.empty and logs.dns_index.total_rows == len(load_logs(sessions[1]).dns) > 100
+
+
+def test_name_features_in_batches_are_those_of_all_names_at_once(sessions, monkeypatch):
+    from cicd_audit.analyzers import dns_tunnel
+
+    logs = load_logs(sessions[1])
+    at_once = dns_tunnel.tunnel_features(logs.dns, logs.conn)
+    monkeypatch.setattr(dns_tunnel, "NAME_BATCH", 7)
+    batched = dns_tunnel.tunnel_features(logs.dns, logs.conn)
+    assert len(at_once.names) > 7 * 3, "one batch: the comparison would prove nothing"
+    pd.testing.assert_frame_equal(batched.names, at_once.names)
+    pd.testing.assert_frame_equal(batched.domains, at_once.domains)
+
+
+def test_without_name_features_the_findings_are_the_same(sessions):
+    logs = load_for_analysis(sessions[1], chunk_bytes=TINY_CHUNK)
+    full = analyze(logs)
+    lean = analyze(logs, name_features=False)
+    assert lean.tunnel.names.empty and not full.tunnel.names.empty
+    assert _result_json(lean) == _result_json(full)

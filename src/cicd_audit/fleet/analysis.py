@@ -86,7 +86,7 @@ def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict
         parts = [runs[s] for s in r.baseline] + extra
         logs = session_logs(store, r.files)
         result = analyze(logs, policy=policy, baseline=Baseline.joined(parts) if parts else None,
-                         sessions=[r.session])
+                         sessions=[r.session], name_features=False)  # findings and summary are all it keeps
         if r.session in later_baselines:
             runs[r.session] = _as_baseline(r.session, logs)
         del logs
