@@ -329,10 +329,10 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
     np.minimum.at(first, gcodes, ix.ts)
     name_code = guniq % len(ix.names)
     agg = pd.DataFrame(
-        {
-            "session": np.asarray(suniq, dtype=object)[guniq // len(ix.names)],
-            "name": ix.names[name_code],
-            "registered_domain": ix.registered[name_code],
+        {  # object columns: they share the index's strings (a string column would copy a tunnel's million names)
+            "session": pd.Series(np.asarray(suniq, dtype=object)[guniq // len(ix.names)], dtype=object),
+            "name": pd.Series(ix.names[name_code], dtype=object),
+            "registered_domain": pd.Series(ix.registered[name_code], dtype=object),
             "queries": np.bincount(gcodes, minlength=n),
             "nxdomain": np.bincount(gcodes[rcode == 3], minlength=n),
             "first_seen": pd.to_datetime(first, utc=True),

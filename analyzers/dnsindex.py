@@ -110,7 +110,7 @@ class DnsIndex:
     orig_h: Coded
     resp_h: Coded
     proc_row: np.ndarray
-    resolutions: pd.DataFrame  # distinct (session, name_code, address) from A/AAAA answers
+    resolutions: pd.DataFrame  # distinct (session, name_code, address) from A/AAAA answers (categorical, int32)
     # of every row, indexed or not
     total_rows: int = 0
     ts_min: pd.Timestamp | None = None
@@ -347,10 +347,15 @@ class IndexBuilder:
             return pd.DataFrame({"session": [], "name_code": [], "address": []})
         t = np.unique(np.concatenate(self._triples, axis=1), axis=1)  # sorted by session, name, answer
         self._triples.clear()
-        sessions = self._sessions.array()
         canon = np.empty(len(self._answer_canon), dtype=object)
         canon[:] = self._answer_canon
-        return pd.DataFrame({"session": sessions[t[0]], "name_code": t[1], "address": canon[t[2]]})
+        canon_code, canon_uniq = pd.factorize(canon)  # two spellings of an address: one category
+        # categories of Python strings: a row costs its codes, and reading a column back shares the strings
+        return pd.DataFrame({
+            "session": pd.Categorical.from_codes(t[0], categories=pd.Index(self._sessions.array(), dtype=object)),
+            "name_code": t[1].astype(np.int32),
+            "address": pd.Categorical.from_codes(canon_code[t[2]], categories=pd.Index(canon_uniq, dtype=object)),
+        })
 
 
 #: Distinct names given to the Public Suffix grouping at a time (its working lists are per name).
