@@ -392,7 +392,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["timing_cv"] = np.where((cnt > 0) & (mean > 0), cv, np.nan)
 
     # example names
-    ex = pd.DataFrame({"g": pg, "n": orig_spelling[pn], "e": enc_of_name[pn]})
+    ex = pd.DataFrame({"g": pg, "n": pd.Series(orig_spelling[pn], dtype=object), "e": enc_of_name[pn]})  # no string copy
     ex = ex.sort_values(["g", "e"], ascending=[True, False], kind="stable").groupby("g").head(3)
     examples = np.empty(n_groups, dtype=object)
     examples[:] = [[] for _ in range(n_groups)]
@@ -523,7 +523,7 @@ def _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name) -> 
     m = np.isin(alpha_of_name[pn], _POOL_ALPHABETS) & (mlen_of_name[pn] >= label_pool.POOL_MIN_LABEL_LEN)
     if not m.any():
         return
-    lab = pd.DataFrame({"g": pg[m], "l": dlabel_of_name[pn[m]]}).drop_duplicates()
+    lab = pd.DataFrame({"g": pg[m], "l": pd.Series(dlabel_of_name[pn[m]], dtype=object)}).drop_duplicates()
     counts = lab["g"].value_counts()
     big = counts[counts >= label_pool.POOL_MIN_LABELS].index
     groups = {int(g): list(sub) for g, sub in lab[lab["g"].isin(big)].groupby("g")["l"]} if len(big) else {}

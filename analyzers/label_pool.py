@@ -23,6 +23,7 @@ have and words lack.
 
 from __future__ import annotations
 
+import heapq
 import math
 import zlib
 from collections import Counter
@@ -74,8 +75,10 @@ def pooled_stats(labels: list[str]) -> tuple[int, str, float, float]:
     sample, n = [], 0
     # A sample in hash order: the same for the same labels, and unbiased. (The first labels in
     # sorted order all begin alike: past ~50,000 hex labels they all begin "00", and a channel
-    # that large read as far from random.)
-    for lab in sorted(labels, key=lambda x: (zlib.crc32(x.encode()), x)):
+    # that large read as far from random.) Only the first few are ever read: enough labels for
+    # the sample's characters, however many empty ones come first.
+    enough = POOL_SAMPLE_CHARS + sum(1 for x in labels if not x)
+    for lab in heapq.nsmallest(enough, labels, key=lambda x: (zlib.crc32(x.encode()), x)):
         sample.append(lab)
         n += len(lab)
         if n >= POOL_SAMPLE_CHARS:

@@ -299,7 +299,7 @@ def _clogc_steps(width: int) -> np.ndarray:
     return steps.astype(np.float32)
 
 
-_CHUNK_CELLS = 8_000_000  # characters per chunk: bounds the temporaries at ~150 MB
+_CHUNK_CELLS = 2_000_000  # characters per chunk: bounds the temporaries at ~40 MB
 
 
 def _payload_features(payloads: list[str]) -> dict[str, np.ndarray]:
