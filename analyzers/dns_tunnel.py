@@ -224,7 +224,10 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     scodes, suniq = pd.factorize(sess)
     n_reg = max(len(runiq), 1)
     gkey = scodes.astype(np.int64) * n_reg + reg_of_row
+    del scodes, reg_of_row  # per-row arrays: each freed as soon as it is used up
     gcodes, guniq = pd.factorize(gkey)
+    del gkey
+    gcodes = gcodes.astype(np.int32)
     n_groups = len(guniq)
     g_sess = np.asarray(suniq, dtype=object)[guniq // n_reg]
     g_reg_code = guniq % n_reg

@@ -239,7 +239,8 @@ class IndexBuilder:
         cols["qtype_name"].append(_coded(dns, "qtype_name", rows, self._qtype_names))
         cols["orig_h"].append(_coded(dns, "id.orig_h", rows, self._orig_h))
         cols["resp_h"].append(_coded(dns, "id.resp_h", rows, self._resp_h))
-        cols["proc_row"].append(self._proc_rows(dns, rows))
+        if self._proc_uids is not None and len(self._proc_uids):
+            cols["proc_row"].append(self._proc_rows(dns, rows))
         self._note_resolutions(dns, rows, self._session_codes(session), name_code)
 
     def sessions_of(self, dns: pd.DataFrame) -> None:
@@ -279,7 +280,8 @@ class IndexBuilder:
             qtype_name=_coded_column(cols["qtype_name"], self._qtype_names),
             orig_h=_coded_column(cols["orig_h"], self._orig_h),
             resp_h=_coded_column(cols["resp_h"], self._resp_h),
-            proc_row=_codes(cols["proc_row"]),
+            # no processes to point at (Zeek's logs, a replayed capture): one -1 standing for every row
+            proc_row=_codes(cols["proc_row"]) if len(cols["proc_row"]) else np.broadcast_to(np.int32(-1), name_code.shape),
             resolutions=self._resolutions(len(names)),
             total_rows=self.total_rows, ts_min=self._ts_min, ts_max=self._ts_max,
             resolvers=frozenset(self._resolvers), sessions=tuple(self._labels),
@@ -302,7 +304,7 @@ class IndexBuilder:
                                if a is not None)
 
     def _proc_rows(self, dns, rows) -> np.ndarray:
-        if self._proc_uids is None or not len(self._proc_uids) or "uid" not in dns.columns:
+        if "uid" not in dns.columns:
             return np.full(len(rows), -1, dtype=np.int32)
         uid = dns["uid"].to_numpy(dtype=object, na_value=None)[rows]
         return self._proc_uids.get_indexer(uid).astype(np.int32)
