@@ -357,15 +357,14 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
         dom["resolvers"] = resolvers
 
     # answers never connected to
-    smap = {v: i for i, v in enumerate(suniq)}
-    gmap = pd.Series(np.arange(n_groups), index=guniq)
+    sessions_index = pd.Index(np.asarray(suniq, dtype=object))
+    groups_index = pd.Index(guniq)
 
-    def group_of(sess_arr, name_codes):
+    def group_of(sessions: pd.Series, name_codes):
         """Candidate group of (session, name) pairs, -1 for none."""
-        sc = np.array([smap.get(x, -1) for x in sess_arr], dtype=np.int64)
+        sc = _positions_in(sessions_index, sessions)
         key = sc * n_reg + rcodes[name_codes]
-        g = gmap.reindex(key).to_numpy(dtype=float, na_value=np.nan)
-        g = np.where(np.isnan(g) | (sc < 0), -1, g).astype(np.int64)
+        g = np.where(sc < 0, -1, groups_index.get_indexer(key))
         ok = g >= 0
         g[ok] = np.where(cand[g[ok]], g[ok], -1)
         return g
@@ -444,6 +443,15 @@ def _without_search_expansions(ix: DnsIndex) -> DnsIndex:
     return ix.take(~exp[ix.name_code])
 
 
+def _positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Each value's position in ``index`` (-1: not in it); a categorical column by its categories."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        at = index.get_indexer(values.cat.categories)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, at[codes], -1).astype(np.int64)
+    return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
+
+
 def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
     """Each row's query type as Zeek names it, else ``TYPE<n>``, else '-' (the objects shared)."""
     combo = pd.DataFrame({"n": qtype_name.codes, "t": qtype})
@@ -458,7 +466,7 @@ def _unset_as_nan(codes: np.ndarray) -> np.ndarray:
 
 
 #: Distinct names whose features are computed at a time (a frame of 16 columns per batch).
-NAME_BATCH = 200_000
+NAME_BATCH = 100_000
 
 _DOMAIN_DEFAULTS = {
     "encoded_names": 0,
@@ -551,7 +559,7 @@ def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
     res = ix.resolutions
     if res.empty:
         return
-    g = group_of(res["session"].to_numpy(dtype=object), res["name_code"].to_numpy(dtype=np.int64))
+    g = group_of(res["session"], res["name_code"].to_numpy(dtype=np.int64))
     ok = g >= 0
     if not ok.any():
         return
