@@ -344,7 +344,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
 
     # clients and resolvers
     if ix.orig_h.present:
-        dom["clients"] = _group_nunique(rg, _unset_as_nan(ix.orig_h.codes[rc]), n_groups)
+        dom["clients"] = _group_ncodes(rg, ix.orig_h.codes[rc], n_groups)
     if ix.resp_h.present:
         res = pd.DataFrame({"g": rg, "r": ix.resp_h.codes[rc]})
         res = res[res["r"] >= 0].drop_duplicates()
@@ -454,15 +454,21 @@ def _positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
 
 def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
     """Each row's query type as Zeek names it, else ``TYPE<n>``, else '-' (the objects shared)."""
-    combo = pd.DataFrame({"n": qtype_name.codes, "t": qtype})
-    codes, uniq = pd.factorize(pd.MultiIndex.from_frame(combo))
-    labels = np.array([(qtype_name.values[n] if n >= 0 else ("-" if np.isnan(t) else f"TYPE{int(t)}"))
-                       for n, t in uniq], dtype=object)
+    tcodes, types = pd.factorize(qtype)  # NaN (unset) -> -1
+    width = len(types) + 1
+    # one integer per (name, type) pair
+    codes, uniq = pd.factorize((qtype_name.codes.astype(np.int64) + 1) * width + (tcodes + 1))
+    labels = np.array([(qtype_name.values[k // width - 1] if k // width > 0
+                        else ("-" if k % width == 0 else f"TYPE{int(types[k % width - 1])}"))
+                       for k in uniq.tolist()], dtype=object)
     return labels[codes] if len(codes) else np.empty(0, dtype=object)
 
 
-def _unset_as_nan(codes: np.ndarray) -> np.ndarray:
-    return np.where(codes >= 0, codes, np.nan)
+def _group_ncodes(g: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """Distinct codes (-1: unset, not counted) per group, on integers alone."""
+    set_ = codes >= 0
+    pairs = np.unique(g[set_].astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes[set_])
+    return np.bincount(pairs // (int(codes.max(initial=0)) + 1), minlength=n)
 
 
 #: Distinct names whose features are computed at a time (a frame of 16 columns per batch).
@@ -566,7 +572,7 @@ def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
     ad = pd.DataFrame({"g": g[ok], "a": res["address"].to_numpy(dtype=object)[ok],
                        "n": res["name_code"].to_numpy()[ok], "s": res["session"].to_numpy(dtype=object)[ok]})
     dom["answer_addresses"] = _group_nunique(ad["g"].to_numpy(), ad["a"].to_numpy(dtype=object), n_groups)
-    dom["answered_names"] = _group_nunique(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
+    dom["answered_names"] = _group_ncodes(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
     if conn is None or conn.empty or "id.resp_h" not in conn.columns:
         return
     csess = session_labels(conn)

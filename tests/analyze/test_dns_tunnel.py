@@ -172,3 +172,14 @@ def test_every_shared_capture_is_flagged(recorded_captures):
         if got != {domain}:
             missed[name] = got
     assert not missed, missed
+
+
+def test_query_types_are_named_as_zeek_names_them_else_by_number():
+    import numpy as np
+
+    from cicd_audit.analyzers.dns_tunnel import _qtype_labels
+    from cicd_audit.analyzers.dnsindex import Coded
+
+    names = Coded(np.array([0, -1, -1, 1, 0, -1], np.int32), np.array(["A", "TXT"], dtype=object))
+    types = np.array([1, 65399, np.nan, 16, 1, 65399], dtype=np.float32)
+    assert _qtype_labels(names, types).tolist() == ["A", "TYPE65399", "-", "TXT", "A", "TYPE65399"]
