@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains
-from .dnsindex import DnsIndex, build_index, canon_ip, parse_ip, session_labels, ts_ns
+from .dnsindex import DnsIndex, build_index, canon_ip, factorize_coded, parse_ip, session_labels, ts_ns
 from .findings import concat_findings, human_bytes, make_findings
 
 # ---- thresholds (named, with the reason) -------------------------------------
@@ -320,7 +320,7 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
     ix = index if index is not None else build_index(dns)
     if not len(ix):
         return pd.DataFrame(columns=cols)
-    scodes, suniq = pd.factorize(ix.session)
+    scodes, suniq = factorize_coded(ix.session)
     key = scodes.astype(np.int64) * len(ix.names) + ix.name_code
     gcodes, guniq = pd.factorize(key)
     n = len(guniq)

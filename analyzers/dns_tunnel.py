@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains, label_pool, names
-from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, session_labels  # noqa: F401
+from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, factorize_coded, session_labels  # noqa: F401
 from .findings import every, human_bytes, human_duration, make_findings
 
 ANALYZER = "dns_tunnel"
@@ -221,7 +221,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     reg_of_name = ix.registered
     rcodes, runiq = pd.factorize(reg_of_name)
     reg_of_row = rcodes[name_of_row]
-    scodes, suniq = pd.factorize(sess)
+    scodes, suniq = factorize_coded(sess)
     n_reg = max(len(runiq), 1)
     gkey = scodes.astype(np.int64) * n_reg + reg_of_row
     del scodes, reg_of_row  # per-row arrays: each freed as soon as it is used up

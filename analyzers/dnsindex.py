@@ -94,11 +94,11 @@ class DnsIndex:
     """What the analyzers read of dns.log: the rows that carry a query name and did not go to a
     link-local name service, as codes and numbers, and a few facts about every row.
 
-    Per indexed row: ``session``, ``name_code`` (into ``names``), ``ts`` (int64 ns), ``qtype``
+    Per indexed row: ``session`` (``Coded``), ``name_code`` (into ``names``), ``ts`` (int64 ns), ``qtype``
     and ``rcode`` (float, NaN unset), ``qtype_name``, ``orig_h`` and ``resp_h`` (``Coded``) and
     ``proc_row`` (the row of conn.log's process table with the row's uid, -1 for none)."""
 
-    session: np.ndarray  # session of each analysed row
+    session: Coded  # session of each analysed row
     name_code: np.ndarray  # each analysed row's index into ``names`` (int32)
     names: np.ndarray  # distinct normalised names (lower case, no trailing dot)
     spelling: np.ndarray  # first spelling seen of each name (case kept, for features)
@@ -124,7 +124,7 @@ class DnsIndex:
     def take(self, keep: np.ndarray) -> DnsIndex:
         """The same index with only the analysed rows ``keep`` selects."""
         return replace(
-            self, session=self.session[keep], name_code=self.name_code[keep], ts=self.ts[keep],
+            self, session=self.session.take(keep), name_code=self.name_code[keep], ts=self.ts[keep],
             qtype=self.qtype[keep], rcode=self.rcode[keep], qtype_name=self.qtype_name.take(keep),
             orig_h=self.orig_h.take(keep), resp_h=self.resp_h.take(keep), proc_row=self.proc_row[keep],
         )
@@ -183,6 +183,7 @@ class IndexBuilder:
         self._names = _Interner()  # normalised names of every row's query, as whole-frame factorize orders them
         self._spelling: list = []
         self._sessions = _Interner()  # sessions of analysed rows
+        self._sessions.present = True
         self._answers = _Interner()  # answers that are addresses, by their text
         self._answer_canon: list = []
         self._qtype_names, self._orig_h, self._resp_h = _Interner(), _Interner(), _Interner()
@@ -228,10 +229,10 @@ class IndexBuilder:
         rows = np.nonzero(keep)[0]
         if not len(rows):
             return
-        session = sess_all[rows]
+        session_code = self._session_codes(sess_all[rows])
         name_code = name_of_u[qcodes[rows]]
         cols = self._cols
-        cols["session"].append(session)
+        cols["session"].append(session_code.astype(np.int32))
         cols["name_code"].append(name_code.astype(np.int32))
         cols["ts"].append(ts_ns(dns)[rows])
         cols["qtype"].append(_col(dns, "qtype", "float64", np.nan)[rows].astype(np.float32))  # exact: counts < 2**24
@@ -241,7 +242,7 @@ class IndexBuilder:
         cols["resp_h"].append(_coded(dns, "id.resp_h", rows, self._resp_h))
         if self._proc_uids is not None and len(self._proc_uids):
             cols["proc_row"].append(self._proc_rows(dns, rows))
-        self._note_resolutions(dns, rows, self._session_codes(session), name_code)
+        self._note_resolutions(dns, rows, session_code, name_code)
 
     def sessions_of(self, dns: pd.DataFrame) -> None:
         """The session labels of a whole frame, as ``analysis.session_names`` reads them."""
@@ -272,7 +273,7 @@ class IndexBuilder:
             part = idx[at:at + REGISTERED_BATCH]
             registered[part] = np.asarray(domains._registered_unique(names[part].tolist()), dtype=object)
         return DnsIndex(
-            session=cols["session"] if len(name_code) else np.empty(0, object),
+            session=_coded_column(cols["session"], self._sessions),
             name_code=name_code, names=names, spelling=spelling, registered=registered,
             ts=cols["ts"] if len(name_code) else np.empty(0, np.int64),
             qtype=cols["qtype"] if len(name_code) else np.empty(0, np.float32),
@@ -387,7 +388,10 @@ def _coded(dns, column, rows, interner: _Interner) -> np.ndarray:
 
 
 def _coded_column(codes, interner: _Interner) -> Coded:
-    return Coded(_codes(codes), interner.array(), interner.present)
+    """A column's codes in the narrowest integers its distinct values need (most have a handful)."""
+    values = interner.array()
+    narrow = np.int8 if len(values) < 1 << 7 else np.int16 if len(values) < 1 << 15 else np.int32
+    return Coded(_codes(codes).astype(narrow, copy=False), values, interner.present)
 
 
 def _joined(parts: list) -> np.ndarray:
@@ -444,3 +448,10 @@ def _list_answers(column, rows):
     r_idx = np.repeat(has, lens[has])
     acodes, auniq = pd.factorize(np.asarray(flat, dtype=object))
     return r_idx, acodes, auniq
+
+
+def factorize_coded(column: Coded) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of the decoded values (codes in order of first appearance, the
+    distinct values), on the codes alone."""
+    codes, uniq = pd.factorize(column.codes)
+    return codes, column.values[uniq]

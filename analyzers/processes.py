@@ -89,7 +89,7 @@ def attach_processes(findings: pd.DataFrame, conn: pd.DataFrame, index: DnsIndex
             if len(hit):
                 m = np.isin(index.name_code, hit)
                 if sess:
-                    m &= np.isin(index.session, list(sess))
+                    m &= np.isin(index.session.codes, np.nonzero(np.isin(index.session.values, list(sess)))[0])
                 at = index.proc_row[m]
                 rows.append(by_uid.iloc[pd.unique(at[at >= 0])])
         addrs = {canon_ip(ind) or ind} | {canon_ip(a) or a for a in (ev.get("addresses") or []) + [ev.get("address")] if a}

@@ -41,9 +41,9 @@ def _cut(frame: pd.DataFrame, every: int):
 
 
 def _assert_same_index(a, b):
-    for field in ("session", "name_code", "names", "spelling", "registered", "ts", "qtype", "rcode", "proc_row"):
+    for field in ("name_code", "names", "spelling", "registered", "ts", "qtype", "rcode", "proc_row"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
-    for field in ("qtype_name", "orig_h", "resp_h"):
+    for field in ("session", "qtype_name", "orig_h", "resp_h"):
         np.testing.assert_array_equal(getattr(a, field).decoded(), getattr(b, field).decoded(), err_msg=field)
     pd.testing.assert_frame_equal(a.resolutions.reset_index(drop=True), b.resolutions.reset_index(drop=True))
     assert (a.total_rows, a.ts_min, a.ts_max, a.resolvers, a.sessions) == \
