@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains
-from .dnsindex import DnsIndex, build_index, canon_ip, factorize_coded, parse_ip, session_labels, ts_ns
+from .dnsindex import DnsIndex, build_index, canon_ip, factorize_coded, parse_ip, positions_in, session_labels, ts_ns
 from .findings import concat_findings, human_bytes, make_findings
 
 # ---- thresholds (named, with the reason) -------------------------------------
@@ -338,13 +338,36 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
             "first_seen": pd.to_datetime(first, utc=True),
         }
     )
-    amap: dict = {}
-    r = ix.resolutions
-    for s_, c_, a_ in zip(r["session"].to_numpy(dtype=object).tolist(), r["name_code"].to_numpy(dtype=np.int64).tolist(),
-                          r["address"].to_numpy(dtype=object).tolist()):
-        amap.setdefault((s_, c_), []).append(a_)
-    agg["addresses"] = [sorted(amap.get(k, ())) for k in zip(agg["session"].to_numpy(dtype=object).tolist(), name_code.tolist())]
+    agg["addresses"] = _answered_addresses(ix, suniq, guniq)
     return agg[cols]
+
+
+def _answered_addresses(ix: DnsIndex, suniq, lookup_keys) -> list:
+    """The addresses DNS answered for each lookup (keyed session code * names + name code), sorted:
+    on codes, so that a million lookups without answers cost no Python object but their list."""
+    out = [[] for _ in range(len(lookup_keys))]
+    r = ix.resolutions
+    if r.empty:
+        return out
+    sc = positions_in(pd.Index(np.asarray(suniq, dtype=object)), r["session"])
+    row = np.where(sc < 0, -1, pd.Index(lookup_keys).get_indexer(sc * len(ix.names) + r["name_code"].to_numpy(dtype=np.int64)))
+    address = r["address"]
+    if isinstance(address.dtype, pd.CategoricalDtype):
+        text, code = np.asarray(address.cat.categories, dtype=object), address.cat.codes.to_numpy().astype(np.int64)
+    else:
+        code, text = pd.factorize(address.to_numpy(dtype=object))
+        text = np.asarray(text, dtype=object)
+    rank = np.empty(len(text), dtype=np.int64)
+    rank[np.argsort(text, kind="stable")] = np.arange(len(text))  # the addresses' order as text
+    keep = row >= 0
+    row, code = row[keep], code[keep]
+    order = np.lexsort((rank[code], row))
+    row, code = row[order], code[order]
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    ends = np.r_[starts[1:], len(row)]
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        out[row[a]] = text[code[a:b]].tolist()
+    return out
 
 
 def unexpected_lookups(lookups: pd.DataFrame, dest: pd.DataFrame, policy) -> pd.DataFrame:

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains, label_pool, names
-from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, factorize_coded, session_labels  # noqa: F401
+from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, factorize_coded, positions_in, session_labels  # noqa: F401
 from .findings import every, human_bytes, human_duration, make_findings
 
 ANALYZER = "dns_tunnel"
@@ -328,11 +328,14 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["unusual_queries"] = np.bincount(rg[unusual], minlength=n_groups)
     dom["rare_queries"] = np.bincount(rg[rare], minlength=n_groups)
     dom["unusual_share"] = dom["unusual_queries"] / np.maximum(dom["queries"], 1)
-    qtn = _qtype_labels(ix.qtype_name.take(rc), qtype)
-    qt_counts = pd.DataFrame({"g": rg, "t": qtn}).value_counts().reset_index(name="n")
+    label_code, labels = _qtype_labels(ix.qtype_name.take(rc), qtype)
+    # queries per (group, type), most first, ties in order of appearance (as pandas 3's value_counts)
+    pair_code, type_pairs = pd.factorize(rg.astype(np.int64) * len(labels) + label_code)
+    counts = np.bincount(pair_code, minlength=len(type_pairs))
     qt_dict: dict[int, dict] = {}
-    for g, t, nq in qt_counts.itertuples(index=False):
-        qt_dict.setdefault(int(g), {})[t] = int(nq)
+    for k in np.argsort(-counts, kind="stable").tolist():
+        g, t = divmod(int(type_pairs[k]), len(labels))
+        qt_dict.setdefault(g, {})[labels[t]] = int(counts[k])
     dom["qtypes"] = pd.Series([qt_dict.get(i, {}) for i in range(n_groups)], dtype=object).to_numpy()
 
     rcode = ix.rcode[rc]
@@ -362,7 +365,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
 
     def group_of(sessions: pd.Series, name_codes):
         """Candidate group of (session, name) pairs, -1 for none."""
-        sc = _positions_in(sessions_index, sessions)
+        sc = positions_in(sessions_index, sessions)
         key = sc * n_reg + rcodes[name_codes]
         g = np.where(sc < 0, -1, groups_index.get_indexer(key))
         ok = g >= 0
@@ -443,17 +446,9 @@ def _without_search_expansions(ix: DnsIndex) -> DnsIndex:
     return ix.take(~exp[ix.name_code])
 
 
-def _positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
-    """Each value's position in ``index`` (-1: not in it); a categorical column by its categories."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        at = index.get_indexer(values.cat.categories)
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, at[codes], -1).astype(np.int64)
-    return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
-
-
-def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
-    """Each row's query type as Zeek names it, else ``TYPE<n>``, else '-' (the objects shared)."""
+def _qtype_labels(qtype_name, qtype: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's query type as Zeek names it, else ``TYPE<n>``, else '-': (a code per row,
+    the distinct labels)."""
     tcodes, types = pd.factorize(qtype)  # NaN (unset) -> -1
     width = len(types) + 1
     # one integer per (name, type) pair
@@ -461,7 +456,8 @@ def _qtype_labels(qtype_name, qtype: np.ndarray) -> np.ndarray:
     labels = np.array([(qtype_name.values[k // width - 1] if k // width > 0
                         else ("-" if k % width == 0 else f"TYPE{int(types[k % width - 1])}"))
                        for k in uniq.tolist()], dtype=object)
-    return labels[codes] if len(codes) else np.empty(0, dtype=object)
+    label_of_pair, distinct = pd.factorize(labels)  # a name and a number can read the same
+    return label_of_pair[codes] if len(codes) else np.empty(0, dtype=np.int64), np.asarray(distinct, dtype=object)
 
 
 def _group_ncodes(g: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:

@@ -455,3 +455,12 @@ def factorize_coded(column: Coded) -> tuple[np.ndarray, np.ndarray]:
     distinct values), on the codes alone."""
     codes, uniq = pd.factorize(column.codes)
     return codes, column.values[uniq]
+
+
+def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Each value's position in ``index`` (-1: not in it); a categorical column by its categories."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        at = index.get_indexer(values.cat.categories)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, at[codes], -1).astype(np.int64)
+    return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)

@@ -151,3 +151,17 @@ def test_icmp_echo_is_still_a_destination(session_builder, tmp_path):
     d = by(f, "direct_ip")
     assert set(d) == {"203.0.113.9", "2606:4700::6810:84e5"}
     assert d["203.0.113.9"].evidence["protos"] == ["icmp"] and d["203.0.113.9"].evidence["connections"] == 1
+
+
+def test_each_lookup_lists_the_addresses_answered_for_it_sorted(ci_session, exfil_session):
+    from cicd_audit.analyzers.destinations import lookup_table
+    from cicd_audit.analyzers.dnsindex import build_index
+
+    index = build_index(load_logs(ci_session, exfil_session).dns)
+    answered: dict = {}
+    for s, a, n in resolutions(None, index).itertuples(index=False):
+        answered.setdefault((s, n), []).append(a)
+    lookups = lookup_table(None, index)
+    for r in lookups.itertuples(index=False):
+        assert r.addresses == sorted(answered.get((r.session, r.name), [])), (r.session, r.name)
+    assert sum(len(a) > 1 for a in lookups["addresses"]) and sum(not a for a in lookups["addresses"])

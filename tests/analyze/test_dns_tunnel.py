@@ -182,4 +182,6 @@ def test_query_types_are_named_as_zeek_names_them_else_by_number():
 
     names = Coded(np.array([0, -1, -1, 1, 0, -1], np.int32), np.array(["A", "TXT"], dtype=object))
     types = np.array([1, 65399, np.nan, 16, 1, 65399], dtype=np.float32)
-    assert _qtype_labels(names, types).tolist() == ["A", "TYPE65399", "-", "TXT", "A", "TYPE65399"]
+    codes, labels = _qtype_labels(names, types)
+    assert labels[codes].tolist() == ["A", "TYPE65399", "-", "TXT", "A", "TYPE65399"]
+    assert len(labels) == 4
