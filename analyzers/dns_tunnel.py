@@ -276,9 +276,12 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     bytes_of_name = np.zeros(len(nuniq))
     svc_of_name = np.zeros(len(nuniq), dtype=bool)
     alpha_of_name = np.full(len(nuniq), -1, dtype=np.int16)
-    plen_of_name = np.zeros(len(nuniq), dtype=np.int64)
-    dlabel_of_name = np.full(len(nuniq), "", dtype=object)
-    mlen_of_name = np.zeros(len(nuniq), dtype=np.int64)
+    plen_of_name = np.zeros(len(nuniq), dtype=np.int32)
+    mlen_of_name = np.zeros(len(nuniq), dtype=np.int32)
+    # each data label as a 64-bit hash (telling distinct labels apart) and its place in the
+    # pooled sample: a tunnel's million labels are never held as strings
+    dlabel_hash = np.zeros(len(nuniq), dtype=np.uint64)
+    dlabel_order = np.zeros(len(nuniq), dtype=np.uint32)
     kept = []
     # in batches: a tunnel's million names never have their features' frame at once
     for at in range(0, len(cand_name_idx), NAME_BATCH):
@@ -289,22 +292,31 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
         svc_of_name[part] = nf["service_name"].to_numpy()
         alpha_of_name[part] = nf["alphabet"].cat.codes.to_numpy()
         plen_of_name[part] = nf["payload_len"].to_numpy()
-        dlabel_of_name[part] = nf["data_label"].to_numpy(dtype=object)
+        labels_ = nf["data_label"].to_numpy(dtype=object)
+        dlabel_hash[part] = pd.util.hash_array(labels_)
+        dlabel_order[part] = [label_pool.sample_order(x)[0] for x in labels_]
+        del labels_
         mlen_of_name[part] = nf["max_label_len"].to_numpy()
         if keep_names:
             kept.append(nf)
         del nf
-    dl_codes_c, _ = pd.factorize(dlabel_of_name[cand_name_idx])
-    dl_of_name = np.full(len(nuniq), -1, dtype=np.int64)
+    dl_codes_c, _ = pd.factorize(dlabel_hash[cand_name_idx])
+    dl_of_name = np.full(len(nuniq), -1, dtype=np.int32)
     dl_of_name[cand_name_idx] = dl_codes_c
+    del dl_codes_c
+
+    def data_labels(name_idx: np.ndarray) -> list:
+        """The data labels of these names, again (for the few a pooled sample reads)."""
+        nf = names.name_features(orig_spelling[name_idx], registered=reg_of_name[name_idx], static_labels=static)
+        return nf["data_label"].to_numpy(dtype=object).tolist()
 
     # per group over distinct names
     pc = cand[pair_g]
     pg, pn = pair_g[pc], pair_name[pc]
     enc = enc_of_name[pn]
     dom["encoded_names"] = np.bincount(pg[enc], minlength=n_groups)
-    enc_label_pairs = np.unique(pg[enc].astype(np.int64) * (len(dl_codes_c) + 1) + dl_of_name[pn[enc]])
-    dom["encoded_labels"] = np.bincount(enc_label_pairs // (len(dl_codes_c) + 1), minlength=n_groups)
+    enc_label_pairs = np.unique(pg[enc].astype(np.int64) * (len(cand_name_idx) + 1) + dl_of_name[pn[enc]])
+    dom["encoded_labels"] = np.bincount(enc_label_pairs // (len(cand_name_idx) + 1), minlength=n_groups)
     dom["encoded_bytes"] = np.bincount(pg, weights=bytes_of_name[pn], minlength=n_groups)
     dom["max_payload_len"] = _group_max(pg, plen_of_name[pn], n_groups)
     # dominant encoding among encoded names
@@ -373,7 +385,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
         return g
 
     _answer_features(dom, ix, group_of, conn=conn, n_groups=n_groups)
-    _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name)
+    _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_hash, dlabel_order, data_labels)
 
     # timing regularity
     tsr = ts[rc]
@@ -530,16 +542,39 @@ def _group_nunique(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
 _POOL_ALPHABETS = tuple(names.ALPHABET_ORDER.index(a) for a in ("decimal", "hex", "base32"))
 
 
-def _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_of_name) -> None:
+def _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_hash, dlabel_order, data_labels) -> None:
     """Short-label channels (``label_pool``): a domain whose many short data labels pooled
-    together are random data counts its pooled labels and bytes as encoded."""
+    together are random data counts its pooled labels and bytes as encoded.
+
+    Labels are told apart by ``dlabel_hash`` and sampled in ``dlabel_order``
+    (``label_pool.sample_order``, ties by hash); only a sample's labels are made into strings
+    again (``data_labels(name indices)``)."""
     m = np.isin(alpha_of_name[pn], _POOL_ALPHABETS) & (mlen_of_name[pn] >= label_pool.POOL_MIN_LABEL_LEN)
     if not m.any():
         return
-    lab = pd.DataFrame({"g": pg[m], "l": pd.Series(dlabel_of_name[pn[m]], dtype=object)}).drop_duplicates()
-    counts = lab["g"].value_counts()
-    big = counts[counts >= label_pool.POOL_MIN_LABELS].index
-    groups = {int(g): list(sub) for g, sub in lab[lab["g"].isin(big)].groupby("g")["l"]} if len(big) else {}
+    g, name = pg[m], pn[m]
+    # distinct (group, label), in sample order within each group
+    order = np.lexsort((dlabel_hash[name], dlabel_order[name], g))
+    g, name = g[order], name[order]
+    h = dlabel_hash[name]
+    first = np.r_[True, (g[1:] != g[:-1]) | (h[1:] != h[:-1])]
+    g, name = g[first], name[first]
+    counts = np.bincount(g, minlength=len(dom))
+    big = counts[g] >= label_pool.POOL_MIN_LABELS
+    g, name = g[big], name[big]
+    groups = {}
+    if len(g):
+        length = mlen_of_name[name].astype(np.int64)
+        chars = np.bincount(g, weights=length, minlength=len(dom))
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        before = np.cumsum(length) - length  # characters ahead of each label in its group
+        before -= np.repeat(before[starts], np.diff(np.r_[starts, len(g)]))
+        sampled = np.flatnonzero(before < label_pool.POOL_SAMPLE_CHARS)  # up to the label that fills the sample
+        text = data_labels(name[sampled])
+        ends = np.r_[starts[1:], len(g)]
+        cut = np.searchsorted(sampled, np.r_[starts, len(g)])  # each group's sampled labels: a run of ``text``
+        for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            groups[int(g[a])] = label_pool.LabelPool(b - a, int(chars[g[a]]), text[cut[k]:cut[k + 1]])
     pool = label_pool.pool_features(groups, dom["unique_names"].to_numpy(),
                                     dom["connected_addresses"].to_numpy(dtype=float))
     for c, v in pool.items():

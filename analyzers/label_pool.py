@@ -8,8 +8,8 @@ aggregate: many distinct labels, pooled into one sample of characters, are as
 uniformly distributed over the alphabet as random data, and the bytes they
 carry add up per domain.
 
-``pool_features(groups, labels, alphabets, connected, unique_names)`` takes,
-per (session, registered domain) group, its distinct data labels and returns
+``pool_features(groups, unique_names, connected)`` takes, per (session,
+registered domain) group, its distinct data labels (``LabelPool``) and returns
 per-group columns: ``pool_labels``, ``pool_chars``, ``pool_alphabet``,
 ``pool_entropy_ratio``, ``pool_switch_rate``, ``pool_bytes`` and the verdict
 ``pool_random``.
@@ -27,6 +27,7 @@ import heapq
 import math
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,15 +71,26 @@ POOL_FETCHED_BYTES = 10_000
 _BITS = {"hex": 4.0, "base32": 5.0}
 
 
+def sample_order(label: str) -> tuple[int, str]:
+    """Where a label comes in the pooled sample: in hash order, the same for the same labels,
+    and unbiased. (The first labels in sorted order all begin alike: past ~50,000 hex labels
+    they all begin "00", and a channel that large read as far from random.)"""
+    return zlib.crc32(label.encode()), label
+
+
 def pooled_stats(labels: list[str]) -> tuple[int, str, float, float]:
     """(characters sampled, alphabet, entropy ratio, switch rate) of a list of labels."""
-    sample, n = [], 0
-    # A sample in hash order: the same for the same labels, and unbiased. (The first labels in
-    # sorted order all begin alike: past ~50,000 hex labels they all begin "00", and a channel
-    # that large read as far from random.) Only the first few are ever read: enough labels for
-    # the sample's characters, however many empty ones come first.
+    # only the first few in sample order are ever read: enough labels for the sample's
+    # characters, however many empty ones come first
     enough = POOL_SAMPLE_CHARS + sum(1 for x in labels if not x)
-    for lab in heapq.nsmallest(enough, labels, key=lambda x: (zlib.crc32(x.encode()), x)):
+    return sample_stats(heapq.nsmallest(enough, labels, key=sample_order))
+
+
+def sample_stats(ordered: list[str]) -> tuple[int, str, float, float]:
+    """``pooled_stats`` of labels already in sample order (``sample_order``): the sample is
+    their shortest prefix of at least ``POOL_SAMPLE_CHARS`` characters (all, when fewer)."""
+    sample, n = [], 0
+    for lab in ordered:
         sample.append(lab)
         n += len(lab)
         if n >= POOL_SAMPLE_CHARS:
@@ -100,10 +112,20 @@ def pooled_stats(labels: list[str]) -> tuple[int, str, float, float]:
     return len(text), alphabet, (h / exp if exp else 0.0), (switches / total if total else 0.0)
 
 
+@dataclass(frozen=True)
+class LabelPool:
+    """One group's distinct data labels as the pool reads them: how many, their characters, and
+    the first of them in sample order (at least the sample's; ``sample_stats``)."""
+
+    labels: int
+    chars: int
+    ordered: list
+
+
 def pool_features(group_labels: dict, unique_names: np.ndarray, connected: np.ndarray) -> dict[str, np.ndarray]:
     """Per-group pooled features.
 
-    ``group_labels``: {group index: list of distinct hex/base32 data labels of
+    ``group_labels``: {group index: ``LabelPool`` of its distinct hex/base32 data labels of
     at least ``POOL_MIN_LABEL_LEN`` characters}. ``unique_names``: distinct
     names per group. ``connected``: connected answer addresses per group (NaN
     when no conn.log tells).
@@ -118,16 +140,16 @@ def pool_features(group_labels: dict, unique_names: np.ndarray, connected: np.nd
         "pool_bytes": np.zeros(n),
         "pool_random": np.zeros(n, dtype=bool),
     }
-    for g, labels in group_labels.items():
-        out["pool_labels"][g] = len(labels)
-        if len(labels) < POOL_MIN_LABELS or len(labels) < POOL_MIN_SHARE * unique_names[g]:
+    for g, pool in group_labels.items():
+        out["pool_labels"][g] = pool.labels
+        if pool.labels < POOL_MIN_LABELS or pool.labels < POOL_MIN_SHARE * unique_names[g]:
             continue
-        chars, alphabet, ratio, switch = pooled_stats(labels)
+        chars, alphabet, ratio, switch = sample_stats(pool.ordered)
         out["pool_chars"][g] = chars
         out["pool_alphabet"][g] = alphabet
         out["pool_entropy_ratio"][g] = ratio
         out["pool_switch_rate"][g] = switch
-        nbytes = sum(len(x) for x in labels) * _BITS[alphabet] / 8.0
+        nbytes = pool.chars * _BITS[alphabet] / 8.0
         out["pool_bytes"][g] = nbytes
         fetched = not np.isnan(connected[g]) and connected[g] > 0
         out["pool_random"][g] = (
