@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains
-from .dnsindex import DnsIndex, build_index, canon_ip, factorize_coded, parse_ip, positions_in, session_labels, ts_ns
+from .dnsindex import DnsIndex, build_index, canon_ip, parse_ip, positions_in, session_labels, ts_ns
 from .findings import concat_findings, human_bytes, make_findings
 
 # ---- thresholds (named, with the reason) -------------------------------------
@@ -320,9 +320,10 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
     ix = index if index is not None else build_index(dns)
     if not len(ix):
         return pd.DataFrame(columns=cols)
-    scodes, suniq = factorize_coded(ix.session)
-    key = scodes.astype(np.int64) * len(ix.names) + ix.name_code
+    suniq = ix.session.values
+    key = ix.session.codes.astype(np.int64) * len(ix.names) + ix.name_code  # (session, name) pairs in first-seen order
     gcodes, guniq = pd.factorize(key)
+    del key
     n = len(guniq)
     rcode = ix.rcode
     first = np.full(n, np.iinfo(np.int64).max)

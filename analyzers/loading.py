@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..zeeklog.allocator import release_free_memory
+from ..zeeklog.allocator import map_large_blocks, release_free_memory
 from ..zeeklog.limits import ReadLimits
 from ..zeeklog.reader import LoadedLogs, load_logs, log_pieces, session_labels
 from ..zeeklog.source import CHUNK_BYTES
@@ -28,6 +28,7 @@ class IndexedLogs(LoadedLogs):
 
 def load_for_analysis(*session_dirs, limits: ReadLimits | None = None, chunk_bytes: int = CHUNK_BYTES) -> IndexedLogs:
     """conn.log first (the DNS rows point at its processes), then dns.log into its index."""
+    map_large_blocks()  # the analysis frees big per-row arrays all along: their pages go back at once
     logs = load_logs(*session_dirs, limits=limits, skip=("dns",))
     builder = IndexBuilder(proc_uid_index(logs.conn))
     several = len(session_dirs) > 1
