@@ -8,9 +8,14 @@ here imports bcc or needs root. For scripts and notebooks::
     result = analyze(logs)                       # .findings, .summary, .tunnel
     result.tunnel.domains                        # per-domain detector features
 
+For a large dns.log, ``loading.load_for_analysis("session/")`` reads it chunk by
+chunk straight into the analyzers' index (``dnsindex.IndexBuilder``), never as a
+frame: the command's path, with the same findings.
+
 Modules: ``names`` (per-name features), ``domains`` (registered domains),
 ``dns_tunnel`` (detector), ``destinations`` (policy, direct-to-IP, baseline),
-``analysis`` (runs them all), ``report`` (text/JSON/Markdown), ``cli``.
+``analysis`` (runs them all), ``dnsindex`` (what they read of dns.log),
+``loading`` (sessions into it, chunk by chunk), ``report`` (text/JSON/Markdown), ``cli``.
 """
 
 from ..zeeklog.reader import LoadedLogs, LogFormatError, load_logs, read_dataframe

@@ -203,12 +203,13 @@ class IndexBuilder:
         if not n:
             return
         self.total_rows += n
-        sess_all = np.full(n, session, dtype=object) if session is not None else session_labels(dns)
+        sess_all = None if session is not None else session_labels(dns)
         self._note_times(dns)
-        self._note_resolvers(dns, sess_all)
+        self._note_resolvers(dns, session, sess_all)
         if "query" not in dns.columns:
             return
-        qcodes, quniq = pd.factorize(dns["query"].to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+        # on the column itself: Arrow encodes it without a Python string per row
+        qcodes, quniq = pd.factorize(dns["query"].array, use_na_sentinel=True)
         quniq = np.asarray(quniq, dtype=object)
         valid_u = np.array([isinstance(u, str) and u not in ("", ".") for u in quniq], dtype=bool)
         norm = [u.rstrip(".").lower() if isinstance(u, str) else "" for u in quniq]
@@ -229,7 +230,7 @@ class IndexBuilder:
         rows = np.nonzero(keep)[0]
         if not len(rows):
             return
-        session_code = self._session_codes(sess_all[rows])
+        session_code = self._session_codes(np.full(len(rows), session, dtype=object) if sess_all is None else sess_all[rows])
         name_code = name_of_u[qcodes[rows]]
         cols = self._cols
         cols["session"].append(session_code.astype(np.int32))
@@ -297,12 +298,19 @@ class IndexBuilder:
         if pd.notna(hi) and (self._ts_max is None or hi > self._ts_max):
             self._ts_max = hi
 
-    def _note_resolvers(self, dns, sess_all) -> None:
+    def _note_resolvers(self, dns, session, sess_all) -> None:
+        """(session, server) of every row: ``session`` for all, else each row's in ``sess_all``."""
         if "id.resp_h" not in dns.columns:
             return
-        rs = pd.DataFrame({"s": sess_all, "a": dns["id.resp_h"].to_numpy(dtype=object, na_value=None)})
-        self._resolvers.update((s, canon_ip(a) or a) for s, a in rs.drop_duplicates().itertuples(index=False)
-                               if a is not None)
+        codes, servers = pd.factorize(dns["id.resp_h"].array, use_na_sentinel=True)
+        servers = np.asarray(servers, dtype=object)
+        if session is not None:
+            pairs = [(session, a) for a in servers]
+        else:
+            scodes, sessions = pd.factorize(sess_all)
+            key = np.unique(scodes[codes >= 0].astype(np.int64) * len(servers) + codes[codes >= 0])
+            pairs = zip(np.asarray(sessions, dtype=object)[key // len(servers)], servers[key % len(servers)])
+        self._resolvers.update((s, canon_ip(a) or a) for s, a in pairs)
 
     def _proc_rows(self, dns, rows) -> np.ndarray:
         if "uid" not in dns.columns:
@@ -379,7 +387,7 @@ def _coded(dns, column, rows, interner: _Interner) -> np.ndarray:
     if column not in dns.columns:
         return np.full(len(rows), -1, dtype=np.int32)
     interner.present = True
-    codes, uniq = pd.factorize(dns[column].to_numpy(dtype=object, na_value=None)[rows], use_na_sentinel=True)
+    codes, uniq = pd.factorize(dns[column].array.take(rows), use_na_sentinel=True)
     glob = interner.codes_of(list(uniq))
     out = np.full(len(rows), -1, dtype=np.int32)
     ok = codes >= 0
