@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from . import domains
-from .dnsindex import DnsIndex, build_index, canon_ip, parse_ip, positions_in, session_labels, ts_ns
+from .dnsindex import DnsIndex, build_index, canon_ip, factorize_keys, parse_ip, positions_in, session_labels, ts_ns
 from .findings import concat_findings, human_bytes, make_findings
 
 # ---- thresholds (named, with the reason) -------------------------------------
@@ -322,7 +322,7 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
         return pd.DataFrame(columns=cols)
     suniq = ix.session.values
     key = ix.session.codes.astype(np.int64) * len(ix.names) + ix.name_code  # (session, name) pairs in first-seen order
-    gcodes, guniq = pd.factorize(key)
+    gcodes, guniq = factorize_keys(key, len(ix.session.values) * len(ix.names))
     del key
     n = len(guniq)
     rcode = ix.rcode

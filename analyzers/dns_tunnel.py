@@ -61,7 +61,16 @@ import numpy as np
 import pandas as pd
 
 from . import domains, label_pool, names
-from .dnsindex import LOCAL_NAME_PORTS, DnsIndex, build_index, canon_ip, factorize_coded, positions_in, session_labels  # noqa: F401
+from .dnsindex import (  # noqa: F401
+    LOCAL_NAME_PORTS,
+    DnsIndex,
+    build_index,
+    canon_ip,
+    factorize_coded,
+    factorize_keys,
+    positions_in,
+    session_labels,
+)
 from .findings import every, human_bytes, human_duration, make_findings
 
 ANALYZER = "dns_tunnel"
@@ -225,7 +234,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     n_reg = max(len(runiq), 1)
     gkey = scodes.astype(np.int64) * n_reg + reg_of_row
     del scodes, reg_of_row  # per-row arrays: each freed as soon as it is used up
-    gcodes, guniq = pd.factorize(gkey)
+    gcodes, guniq = factorize_keys(gkey, max(len(suniq), 1) * n_reg)
     del gkey
     gcodes = gcodes.astype(np.int32)
     n_groups = len(guniq)

@@ -472,3 +472,23 @@ def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
         codes = values.cat.codes.to_numpy()
         return np.where(codes >= 0, at[codes], -1).astype(np.int64)
     return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
+
+
+def factorize_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of integer keys in [0, ``space``): a code per key in order of first
+    appearance, and the distinct keys. When ``space`` is no larger than the keys, through an
+    array of ``space`` first positions instead of a hash table sized for every key (a tenth
+    of the memory for ten million queries of a few million names)."""
+    n = len(key)
+    if space > n:
+        codes, uniq = pd.factorize(key)
+        return codes, np.asarray(uniq)
+    first = np.full(space, n, dtype=np.int64)
+    for at in range(0, n, 1 << 20):  # positions a block at a time: no array of every position
+        np.minimum.at(first, key[at:at + (1 << 20)], np.arange(at, min(n, at + (1 << 20))))
+    uniq = np.flatnonzero(first < n)
+    uniq = uniq[np.argsort(first[uniq], kind="stable")]
+    del first
+    code_of = np.empty(space, dtype=np.int64)
+    code_of[uniq] = np.arange(len(uniq))
+    return code_of[key], uniq

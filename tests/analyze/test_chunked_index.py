@@ -117,3 +117,14 @@ def test_without_name_features_the_findings_are_the_same(sessions):
     lean = analyze(logs, name_features=False)
     assert lean.tunnel.names.empty and not full.tunnel.names.empty
     assert _result_json(lean) == _result_json(full)
+
+
+@pytest.mark.parametrize("space", [40, 400])  # as many keys as the space allows, and a hash table's case
+def test_factorize_keys_is_pandas_factorize(space):
+    from cicd_audit.analyzers.dnsindex import factorize_keys
+
+    key = np.random.default_rng(7).integers(0, space, 300)
+    codes, uniq = factorize_keys(key, space)
+    want_codes, want_uniq = pd.factorize(key)
+    np.testing.assert_array_equal(codes, want_codes)
+    np.testing.assert_array_equal(uniq, want_uniq)
