@@ -109,7 +109,8 @@ def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, b
 
 def analyze(logs, policy=None, baseline=None, sessions=None, services_list=None, jobs=None,
             name_features: bool = True) -> AnalysisResult:
-    """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``).
+    """Analyze ``logs`` (anything with ``.conn`` and ``.dns`` DataFrames, e.g. ``LoadedLogs``, or
+with ``.dns_index`` instead of a dns frame, as ``loading.load_for_analysis`` gives).
 
     ``policy``: a ``cicd_audit.policy.Policy`` or None. ``baseline``: logs of
     earlier runs of the same job, or their ``Baseline``, or None. ``sessions``: names to report when

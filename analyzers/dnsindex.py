@@ -1,8 +1,11 @@
-"""One pass over dns.log that every analyzer shares: distinct names, their registered domains, resolutions.
+"""What every analyzer reads of dns.log, made in one pass: distinct names, their registered
+domains, resolutions, and per query a few bytes of codes and numbers (``DnsIndex``).
 
-String work (lower-casing, registered domains, address parsing) is done once
-per *distinct* value, never per row, and rows are referred to by integer
-codes, so a million-row log costs a few factorize calls.
+``IndexBuilder`` takes the log piece by piece (``loading.load_for_analysis`` feeds it
+16 MiB chunks, so dns.log is never a frame), ``build_index`` a whole frame as one
+piece; both give the same index. String work (lower-casing, registered domains,
+address parsing) is done once per *distinct* value, never per row, and rows are
+referred to by integer codes.
 """
 
 from __future__ import annotations
@@ -71,9 +74,9 @@ def _col(df, name, dtype, na):
 @dataclass
 class Coded:
     """A per-row text column as codes into its distinct values (-1: unset): one
-    value object per distinct text, four bytes a row."""
+    value object per distinct text, one to four bytes a row."""
 
-    codes: np.ndarray  # int32
+    codes: np.ndarray  # int8, int16 or int32: the narrowest the values need
     values: np.ndarray  # object
     present: bool = True  # whether the log has the column at all
 
