@@ -178,15 +178,6 @@ class TunnelFeatures:
     domains: pd.DataFrame
 
 
-def _col(df: pd.DataFrame, name: str, dtype=object, na=None) -> np.ndarray:
-    if name not in df.columns:
-        return np.full(len(df), na, dtype=dtype)
-    s = df[name]
-    if dtype is object:
-        return s.to_numpy(dtype=object, na_value=na)
-    return s.to_numpy(dtype=dtype, na_value=na)
-
-
 def _static_labels(reg_of_name: np.ndarray, norm_names: list[str], cand_regs: set) -> dict:
     """{registered domain: labels in at least STATIC_LABEL_SHARE of its sampled names}."""
     by_reg: dict[str, list[int]] = {}
