@@ -156,7 +156,7 @@ def test_nothing_stays_attached_after_exit_or_kill(lab, tmp_path, policy):
     proc = lab.popen(lab.client_ns, lab.record_argv(tmp_path / "b", None, "--block", "--policy", str(policy),
                                                     "--resolver", V4[1]),
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_blocking(lab, raw)
+    _wait_blocking(lab, raw, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "200", "a killed recorder kept blocking"
@@ -171,7 +171,7 @@ def test_fail_closed_outlives_a_kill_until_cleanup(lab, tmp_path, policy):
                                                     "--resolver", V4[1], "--fail-closed"),
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_blocking(lab, raw)
+        _wait_blocking(lab, raw, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         assert lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "000", "--fail-closed let go"
@@ -182,13 +182,17 @@ def test_fail_closed_outlives_a_kill_until_cleanup(lab, tmp_path, policy):
     assert lab.tc_filters() == ""
 
 
-def _wait_blocking(lab, raw: list[str], timeout: float = 30) -> None:
+def _wait_blocking(lab, raw: list[str], recorder: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the raw address is refused; a recorder that ended or never blocked says why."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if lab.run(lab.client_ns, lab.in_cgroup(raw)).stdout.split()[0] == "000":
             return
+        if recorder.poll() is not None:
+            raise AssertionError(f"the recorder ended ({recorder.returncode}) before blocking: {recorder.stderr.read()}")
         time.sleep(0.2)
-    raise AssertionError("blocking never became active")
+    recorder.kill()
+    raise AssertionError(f"blocking never became active in {timeout:.0f} s; the recorder said: {recorder.communicate()[1]}")
 
 
 # A DNS query whose first bytes read as AYIYA (Zeek's content test: bytes 1-2 = 52 11):
