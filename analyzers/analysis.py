@@ -94,7 +94,7 @@ def dns_index(logs, conn=None) -> DnsIndex:
     return build_index(_frame(logs, "dns"), proc_uid_index(conn) if conn is not None else None)
 
 
-def audit_findings(conn, dns, dest, lookups, service_list, baseline_dest=None, baseline_lookups=None) -> list:
+def audit_findings(conn, dest, lookups, service_list, baseline_dest=None, baseline_lookups=None) -> list:
     """The audit-mode detectors: each pure, each a DataFrame of findings (see docs/analyze.md)."""
     return [
         services.known_services(lookups, dest, service_list),
@@ -123,22 +123,21 @@ with ``.dns_index`` instead of a dns frame, as ``loading.load_for_analysis`` giv
     """
     conn = _frame(logs, "conn")
     conn = conn if conn is not None else pd.DataFrame()
-    index = dns_index(logs, conn)
-    dns = None  # everything the analyzers read of dns.log is in the index
-    tunnel = dns_tunnel.tunnel_features(dns, conn if not conn.empty else None, index=index, keep_names=name_features)
+    index = dns_index(logs, conn)  # everything the analyzers read of dns.log: no frame is passed on
+    tunnel = dns_tunnel.tunnel_features(None, conn if not conn.empty else None, index=index, keep_names=name_features)
     tunnel_findings = dns_tunnel.findings_from_features(tunnel)
     if baseline is not None and not isinstance(baseline, Baseline):
         baseline = Baseline.of_logs(baseline)
     base_tables = (baseline.destinations, baseline.lookups) if baseline is not None else None
     bdest, blook = base_tables or (None, None)
-    dest_findings, dest, lookups = _dest.analyze_destinations(conn, dns, policy, index=index, baseline=base_tables)
+    dest_findings, dest, lookups = _dest.analyze_destinations(conn, None, policy, index=index, baseline=base_tables)
     # A tunnel domain is also a lookup outside the policy; report it once, as the tunnel.
     if not tunnel_findings.empty and not dest_findings.empty:
         tunnel_domains = set(tunnel_findings["indicator"])
         dest_findings = dest_findings[
             ~((dest_findings["analyzer"] == "unexpected_lookup") & dest_findings["indicator"].isin(tunnel_domains))
         ]
-    audit = audit_findings(conn, dns, dest, lookups, services_list or services.load_services(), bdest, blook)
+    audit = audit_findings(conn, dest, lookups, services_list or services.load_services(), bdest, blook)
     # a few-name tunnel is also a callback: report it once, as the tunnel
     if not tunnel_findings.empty:
         tunnel_domains = set(tunnel_findings["indicator"])

@@ -352,12 +352,7 @@ def _answered_addresses(ix: DnsIndex, suniq, lookup_keys) -> list:
         return out
     sc = positions_in(pd.Index(np.asarray(suniq, dtype=object)), r["session"])
     row = np.where(sc < 0, -1, pd.Index(lookup_keys).get_indexer(sc * len(ix.names) + r["name_code"].to_numpy(dtype=np.int64)))
-    address = r["address"]
-    if isinstance(address.dtype, pd.CategoricalDtype):
-        text, code = np.asarray(address.cat.categories, dtype=object), address.cat.codes.to_numpy().astype(np.int64)
-    else:
-        code, text = pd.factorize(address.to_numpy(dtype=object))
-        text = np.asarray(text, dtype=object)
+    text, code = np.asarray(r["address"].cat.categories, dtype=object), r["address"].cat.codes.to_numpy().astype(np.int64)
     rank = np.empty(len(text), dtype=np.int64)
     rank[np.argsort(text, kind="stable")] = np.arange(len(text))  # the addresses' order as text
     keep = row >= 0

@@ -66,7 +66,6 @@ from .dnsindex import (  # noqa: F401
     DnsIndex,
     build_index,
     canon_ip,
-    factorize_coded,
     factorize_keys,
     positions_in,
     session_labels,
@@ -221,7 +220,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     reg_of_name = ix.registered
     rcodes, runiq = pd.factorize(reg_of_name)
     reg_of_row = rcodes[name_of_row]
-    scodes, suniq = factorize_coded(sess)
+    scodes, suniq = sess.codes, sess.values  # groups come in order of first appearance whatever the codes
     n_reg = max(len(runiq), 1)
     gkey = scodes.astype(np.int64) * n_reg + reg_of_row
     del scodes, reg_of_row  # per-row arrays: each freed as soon as it is used up
@@ -533,11 +532,6 @@ def _group_max(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _group_nunique(g: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
-    df = pd.DataFrame({"g": g, "v": v}).dropna().drop_duplicates()
-    return np.bincount(df["g"].to_numpy(dtype=np.int64), minlength=n)
-
-
 # decimal too: random hex of 8 characters is all digits 2 % of the time
 _POOL_ALPHABETS = tuple(names.ALPHABET_ORDER.index(a) for a in ("decimal", "hex", "base32"))
 
@@ -602,7 +596,7 @@ def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
         return
     ad = pd.DataFrame({"g": g[ok], "a": res["address"].to_numpy(dtype=object)[ok],
                        "n": res["name_code"].to_numpy()[ok], "s": res["session"].to_numpy(dtype=object)[ok]})
-    dom["answer_addresses"] = _group_nunique(ad["g"].to_numpy(), ad["a"].to_numpy(dtype=object), n_groups)
+    dom["answer_addresses"] = _group_ncodes(ad["g"].to_numpy(), res["address"].cat.codes.to_numpy()[ok], n_groups)
     dom["answered_names"] = _group_ncodes(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
     if conn is None or conn.empty or "id.resp_h" not in conn.columns:
         return

@@ -163,6 +163,12 @@ class _Interner:
             out[i] = c
         return out
 
+    def encode(self, values) -> np.ndarray:
+        """Each of a piece's values as its code (-1: unset), through one factorize of the piece."""
+        codes, uniq = pd.factorize(values, use_na_sentinel=True)
+        glob = np.append(self.codes_of(list(uniq)), -1)  # code -1 (unset) reads the last: -1
+        return glob[codes]
+
     def array(self) -> np.ndarray:
         out = np.empty(len(self.values), dtype=object)
         out[:] = self.values
@@ -233,7 +239,8 @@ class IndexBuilder:
         rows = np.nonzero(keep)[0]
         if not len(rows):
             return
-        session_code = self._session_codes(np.full(len(rows), session, dtype=object) if sess_all is None else sess_all[rows])
+        # codes of the analysed rows' sessions, in order of first appearance among them
+        session_code = self._sessions.encode(np.full(len(rows), session, dtype=object) if sess_all is None else sess_all[rows])
         name_code = name_of_u[qcodes[rows]]
         cols = self._cols
         cols["session"].append(session_code.astype(np.int32))
@@ -337,24 +344,13 @@ class IndexBuilder:
         r_idx, acodes = r_idx[m], acodes[m]
         if not len(r_idx):
             return
-        # global codes of the addresses, in order of first appearance among the answers
-        order = np.unique(acodes, return_index=True)
-        first_at = np.full(len(auniq), len(acodes), dtype=np.int64)
-        first_at[order[0]] = order[1]
-        ip_u = np.nonzero(is_ip)[0]
-        ip_u = ip_u[np.argsort(first_at[ip_u], kind="stable")]
-        ip_u = ip_u[first_at[ip_u] < len(acodes)]
+        ip_u = pd.unique(acodes)  # the addresses answered, in order of first appearance: their global codes
         known = len(self._answers.values)
         glob = np.full(len(auniq), -1, dtype=np.int64)
         glob[ip_u] = self._answers.codes_of(auniq[ip_u].tolist())
         self._answer_canon += [canon[u] for u, g in zip(ip_u.tolist(), glob[ip_u].tolist()) if g >= known]
         t = np.stack([session_code[r_idx], name_code[r_idx], glob[acodes]])
         self._triples.append(np.unique(t, axis=1).astype(np.int32))
-
-    def _session_codes(self, session) -> np.ndarray:
-        """Codes of analysed rows' sessions, in order of first appearance among them."""
-        codes, uniq = pd.factorize(session)
-        return self._sessions.codes_of(list(uniq))[codes]
 
     def _resolutions(self, n_names: int) -> pd.DataFrame:
         if not self._triples:
@@ -390,12 +386,7 @@ def _coded(dns, column, rows, interner: _Interner) -> np.ndarray:
     if column not in dns.columns:
         return np.full(len(rows), -1, dtype=np.int32)
     interner.present = True
-    codes, uniq = pd.factorize(dns[column].array.take(rows), use_na_sentinel=True)
-    glob = interner.codes_of(list(uniq))
-    out = np.full(len(rows), -1, dtype=np.int32)
-    ok = codes >= 0
-    out[ok] = glob[codes[ok]]
-    return out
+    return interner.encode(dns[column].array.take(rows)).astype(np.int32)
 
 
 def _coded_column(codes, interner: _Interner) -> Coded:
@@ -461,20 +452,12 @@ def _list_answers(column, rows):
     return r_idx, acodes, auniq
 
 
-def factorize_coded(column: Coded) -> tuple[np.ndarray, np.ndarray]:
-    """``pd.factorize`` of the decoded values (codes in order of first appearance, the
-    distinct values), on the codes alone."""
-    codes, uniq = pd.factorize(column.codes)
-    return codes, column.values[uniq]
-
-
 def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
-    """Each value's position in ``index`` (-1: not in it); a categorical column by its categories."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        at = index.get_indexer(values.cat.categories)
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, at[codes], -1).astype(np.int64)
-    return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
+    """Each value of a categorical column's position in ``index`` (-1: not in it), looked up
+    once per category."""
+    at = index.get_indexer(values.cat.categories)
+    codes = values.cat.codes.to_numpy()
+    return np.where(codes >= 0, at[codes], -1).astype(np.int64)
 
 
 def factorize_keys(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
