@@ -287,6 +287,7 @@ static __always_inline struct ca_job_scope *ca_job_scope_get(__u32 slot)
 
 #if CA_ATTRIBUTION
 #include "process.h"
+#include "exec_paths.h"
 BPF_TABLE("lru_hash", __u64, struct ca_process, sock_owner, CA_OWNER_ENTRIES);
 BPF_TABLE("lru_hash", struct ca_flow_key, struct ca_process, flow_owner, CA_OWNER_ENTRIES);
 BPF_TABLE("lru_hash", __u32, __u8, seen_tgids, CA_OWNER_ENTRIES / 4);
@@ -391,6 +392,43 @@ int ca_sockops(struct bpf_sock_ops *skops)
 int ca_udp_egress(struct __sk_buff *skb)
 {
 	return ca_udp_egress_hook(skb);
+}
+
+/* tgid -> the binary it runs, kept past the process's exit (exec_paths.h). */
+BPF_TABLE("lru_hash", __u32, struct ca_exec_path, exec_paths, CA_EXEC_PATHS_ENTRIES);
+BPF_ARRAY(exec_layout, struct ca_exec_layout, 1);
+
+static __always_inline struct ca_exec_layout *ca_exec_layout_get(void)
+{
+	__u32 zero = 0;
+	return exec_layout.lookup(&zero);
+}
+
+static __always_inline struct ca_exec_path *ca_exec_path_lookup(__u32 *tgid)
+{
+	return exec_paths.lookup(tgid);
+}
+
+static __always_inline void ca_exec_path_update(__u32 *tgid, struct ca_exec_path *entry)
+{
+	exec_paths.update(tgid, entry);
+}
+
+static __always_inline void ca_exec_path_delete(__u32 *tgid)
+{
+	exec_paths.delete(tgid);
+}
+
+/* raw tracepoint sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
+int ca_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	return ca_exec_hook(ctx->args[2]);
+}
+
+/* raw tracepoint sched_process_fork(struct task_struct *parent, struct task_struct *child) */
+int ca_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	return ca_fork_hook(ctx->args[1]);
 }
 #endif
 

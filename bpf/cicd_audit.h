@@ -310,6 +310,26 @@ struct ca_process_event {
 	struct ca_process proc;
 };
 
+/* What a process runs, kept by the exec hooks (exec_paths.h) past its exit:
+ * a short-lived process may be gone before user space reads /proc/<tgid>/exe. */
+#define CA_EXEC_PATH_MAX 256
+#define CA_EXEC_PATH_CUT (1 << 0)  /* the path was longer than path[] holds */
+
+struct ca_exec_path {
+	__u32 len;                 /* bytes in path[], the NUL excluded */
+	__u32 flags;               /* CA_EXEC_PATH_* */
+	char path[CA_EXEC_PATH_MAX];   /* the binary exec ran (the interpreter, for a script) */
+};
+
+/* Byte offsets of the kernel fields the exec hooks read, from the running
+ * kernel's BTF (recorder/kernel/kernel_btf.py); 0: unknown, the hooks do nothing. */
+struct ca_exec_layout {
+	__u32 binprm_interp;       /* offsetof(struct linux_binprm, interp) */
+	__u32 task_pid;            /* offsetof(struct task_struct, pid) */
+	__u32 task_tgid;           /* offsetof(struct task_struct, tgid) */
+	__u32 pad;
+};
+
 enum ca_block_reason {
 	CA_BLOCKED_ADDRESS = 1,      /* destination address, or its port, not allowed */
 	CA_BLOCKED_DNS_NAME = 2,     /* DNS query for a name the policy does not allow */

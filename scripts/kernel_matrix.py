@@ -18,6 +18,8 @@ The guest suite (each check prints one `CHECK name ok|FAIL detail` line):
             loader: the same bytecode on every kernel, no compiler in the guest
             (the guest's program cache is seeded with it, so `record` loads it too)
   names     blocking's DNS name check in the kernel (tests/test_dns_name_check.py)
+  exec      the exec hooks: a process's executable is known after it exits, from
+            fields found in the guest kernel's BTF (tests/test_exec_hooks.py)
   pcap      `record --pcap` of ../shared/zeek-oracle/wikipedia matches Zeek's logs
   live      `record` in a network-namespace lab: curl's and Python's rows name their process
   block     `record --block` there: an allowed name connects, a raw address and an
@@ -234,6 +236,7 @@ def seed_program_cache(directory: Path) -> None:
 # Each smoke check made of the repository's tests: their node ids under tests/.
 PYTEST_CHECKS = {
     "names": ["test_dns_name_check.py"],
+    "exec": ["test_exec_hooks.py"],
     "pcap": ["test_oracle.py::test_matches_zeek[wikipedia]", "test_oracle.py::test_dns_uids_join_conn_rows[wikipedia]"],
 }
 
@@ -395,7 +398,7 @@ def guest_main(directory: Path, checks: list[str]) -> int:
 
 # -- on the host: booting, and the table ---------------------------------------------------
 
-CHECKS = ("load", "names", "pcap", "live", "block")
+CHECKS = ("load", "names", "exec", "pcap", "live", "block")
 
 
 def kvm_boots(vmlinuz: Path) -> bool:
@@ -480,6 +483,7 @@ def run_host(bytecode: Path, checks: list[str], log: Path) -> tuple[str, float]:
 
 
 CHECK_TITLES = {"load": "all programs load (same bytecode)", "names": "DNS name check",
+                "exec": "exec hooks (proc.exe after exit)",
                 "pcap": "`record --pcap` = Zeek", "live": "live + attribution", "block": "`--block`"}
 
 

@@ -126,10 +126,10 @@ def test_tunnel_and_webhook_to_unlisted_destinations_move_no_data(lab, tmp_path,
 
 def test_connections_name_their_process(lab, tmp_path):
     """Without blocking: TCP from curl, and UDP sent unconnected from Python, carry
-    their process; the executable is read while the process runs."""
+    their process and its executable."""
     lab.start_dnsmasq()
     lab.start_http()
-    script = (f"curl -s -o /dev/null http://{V4[1]}:{HTTP_PORT}/ & echo curl $!; wait; "
+    script = (f"/usr/bin/curl -s -o /dev/null http://{V4[1]}:{HTTP_PORT}/ & echo curl $!; wait; "
               f"exec {sys.executable} -c \"import socket,os,time; print('py', os.getpid(), flush=True); "
               f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b'x'*9, ('{V4[1]}', 9999)); "
               f"time.sleep(0.2)\"")
@@ -145,6 +145,21 @@ def test_connections_name_their_process(lab, tmp_path):
     udp = next(c for c in conns if c["id.resp_p"] == 9999)
     assert udp["proc.pid"] == pids["py"]
     assert udp["proc.exe"] == str(Path(sys.executable).resolve())
+
+
+def test_a_process_gone_before_the_recorder_looks_still_names_its_executable(lab, tmp_path):
+    """curl connects and exits while the recorder is stopped (SIGSTOP from the job, its
+    parent), so /proc has forgotten it when its process event is handled: the
+    executable comes from the exec hooks' map."""
+    lab.start_http()
+    script = (f"kill -STOP $PPID; /usr/bin/curl -s -o /dev/null http://{V4[1]}:{HTTP_PORT}/ & echo curl $!; "
+              "wait; kill -CONT $PPID")
+    out = tmp_path / "logs"
+    r = lab.record(out, ["sh", "-c", script])
+    assert r.returncode == 0, r.stderr
+    curl = int(r.stdout.split()[1])
+    web = next(c for c in rows(out, "conn") if c["id.resp_p"] == HTTP_PORT)
+    assert (web["proc.pid"], web["proc.name"], web["proc.exe"]) == (curl, "curl", "/usr/bin/curl")
 
 
 def test_nothing_stays_attached_after_exit_or_kill(lab, tmp_path, policy):

@@ -103,6 +103,18 @@ def test_describe_reads_proc_once_for_a_missed_event(tmp_path):
     assert table.describe(proc(11)).exe == "/bin/sh"
 
 
+def test_the_exec_hooks_answer_only_for_what_proc_no_longer_shows(tmp_path):
+    table = ProcessTable(proc_root=tmp_path)
+    asked = []
+    table.exec_paths = lambda tgid: asked.append(tgid) or {20: "/usr/bin/curl", 21: "/usr/bin/wget"}.get(tgid)
+    fake_proc(tmp_path, 21, "/usr/lib/wget.real", b"wget\0")
+    table.on_process_event(proc(20, b"curl"))
+    table.on_process_event(proc(21, b"wget"))
+    table.on_process_event(proc(22, b"sh"))
+    assert [table.describe(proc(t)).exe for t in (20, 21, 22)] == ["/usr/bin/curl", "/usr/lib/wget.real", None]
+    assert asked == [20, 22]
+
+
 def test_long_and_binary_command_lines(tmp_path):
     table = ProcessTable(keep_cmdline=True, proc_root=tmp_path)
     fake_proc(tmp_path, 20, "/bin/x", b"x\0" + b"a" * 5000 + b"\0")

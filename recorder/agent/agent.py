@@ -51,6 +51,7 @@ from cicd_audit.recorder.agent.job_router import JobRouter, owner_cgroup
 from cicd_audit.recorder.agent.job_slots import JobSlots
 from cicd_audit.recorder.attach.attach import TcAttachment
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
+from cicd_audit.recorder.attach.exec_hooks import attach_exec_hooks
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, job_of_slot, process_cgroup
 from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT, yield_to_job
@@ -157,6 +158,7 @@ class Agent:
                 cgroup = self.cgroup or self.v2_root
                 if cgroup is not None:
                     stack.enter_context(CgroupAttachment(cgroup, self.program.cgroup_programs))
+                    attach_exec_hooks(stack, self.program, self.processes, "cicd-audit agent")
                 else:
                     notices.say("cicd-audit agent: connections will not name their processes: no cgroup v2")
                 stack.enter_context(TcAttachment(interfaces, self.program.packet_fn.fd,

@@ -28,6 +28,7 @@ from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem, UsageError
 from cicd_audit.recorder.attach.attach import TcAttachment, cleanup
 from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
+from cicd_audit.recorder.attach.exec_hooks import attach_exec_hooks
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import RECORD_SLOT, CgroupEntry, JobCgroup, JobScope, job_of_slot
 from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT, yield_to_job
@@ -131,7 +132,8 @@ def _run(flag: StopFlag, recording: Recording, interfaces: list[str], command: S
             if scope.cgroup is not None:
                 cgroup = scope.cgroup           # the hooks watch the job
         # The hooks first: a socket that connects before TC sees its packets still has an owner.
-        _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None)
+        if _attach_cgroup_hooks(attached, program, cgroup, pin_dir, required=blocking is not None):
+            attach_exec_hooks(attached, program, session.processes, "cicd-audit")
         attached.enter_context(TcAttachment(interfaces, program.packet_fn.fd, egress_fd=program.egress_fn.fd,
                                             pin_dir=pin_dir))
         watch = AttachmentWatch(interfaces, {"ingress": program.packet_fn.fd, "egress": program.egress_fn.fd})
@@ -200,8 +202,9 @@ def _load_policy(program: CaptureProgram, blocking: Blocking) -> None:
 
 
 def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, cgroup: Path | None,
-                         pin_dir: Path | None, required: bool) -> None:
-    """The socket hooks; without them (no cgroup v2, an old kernel) recording goes on, unattributed."""
+                         pin_dir: Path | None, required: bool) -> bool:
+    """The socket hooks; without them (no cgroup v2, an old kernel) recording goes on, unattributed
+    (False)."""
     try:
         if cgroup is None:
             raise EnvironmentProblem("no cgroup v2 hierarchy is mounted")
@@ -210,6 +213,9 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
         if required:
             raise
         notices.say(f"cicd-audit: connections will not name their processes: {exc}")
+        return False
+    return True
+
 
 
 def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:

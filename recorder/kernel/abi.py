@@ -19,6 +19,8 @@ COMM_LEN = 16
 NAME_MAX = 256
 POLICY_PORTS_MAX = 6
 FRAGMENT_MAX = 16384
+EXEC_PATH_MAX = 256
+EXEC_PATH_CUT = 1 << 0
 PAIR_TUNNEL_ID = 1 << 63     # an IP tunnel's id: its address pair's, not a connection's
 
 
@@ -263,6 +265,14 @@ class ProcessEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("proc", Process)]
 
 
+class ExecPath(ctypes.Structure):        # the exec_paths map's value
+    _fields_ = [("len", c_u32), ("flags", c_u32), ("path", ctypes.c_char * EXEC_PATH_MAX)]
+
+
+class ExecLayout(ctypes.Structure):      # the exec_layout map's one value
+    _fields_ = [("binprm_interp", c_u32), ("task_pid", c_u32), ("task_tgid", c_u32), ("pad", c_u32)]
+
+
 class BlockedEvent(ctypes.Structure):
     _fields_ = [
         ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("proc", Process),
@@ -332,6 +342,8 @@ MIRRORED_STRUCTS = {
     "ca_sweep_request": SweepRequest,
     "ca_process": Process,
     "ca_process_event": ProcessEvent,
+    "ca_exec_path": ExecPath,
+    "ca_exec_layout": ExecLayout,
     "ca_blocked_event": BlockedEvent,
     "ca_port_set": PortSet,
     "ca_cidr_key": CidrKey,

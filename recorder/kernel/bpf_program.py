@@ -57,9 +57,15 @@ FUNCTION_TYPES = {
     "ca_recvmsg6": (bpf_syscall.PROG_CGROUP_SOCK_ADDR, bpf_syscall.ATTACH_CGROUP_UDP6_RECVMSG),
     "ca_sockops": (bpf_syscall.PROG_SOCK_OPS, bpf_syscall.ATTACH_CGROUP_SOCK_OPS),
     "ca_udp_egress": (bpf_syscall.PROG_CGROUP_SKB, bpf_syscall.ATTACH_CGROUP_INET_EGRESS),
+    "ca_exec": (bpf_syscall.PROG_RAW_TRACEPOINT, 0),
+    "ca_fork": (bpf_syscall.PROG_RAW_TRACEPOINT, 0),
 }
 CGROUP_HOOKS = ("ca_connect4", "ca_connect6", "ca_sendmsg4", "ca_sendmsg6", "ca_sockops", "ca_udp_egress",
                 "ca_recvmsg4", "ca_recvmsg6")          # the last two: blocking mode only
+# The exec hooks (bpf/exec_paths.h, with attribution) and the tracepoint each one is attached to.
+EXEC_HOOKS = {"ca_exec": "sched_process_exec", "ca_fork": "sched_process_fork"}
+
+EXEC_PATH_CUT_MARK = "...[truncated]"     # after an executable's path longer than the kernel keeps
 
 # Where Debian/Ubuntu's python3-bpfcc installs bcc, for interpreters that do
 # not see the system site-packages (a plain venv, a pyenv Python).
@@ -397,6 +403,8 @@ class CaptureProgram:
             # cgroup hook attach type -> program fd (attribution and blocking)
             self.cgroup_programs = {FUNCTION_TYPES[name][1]: functions[name].fd
                                     for name in CGROUP_HOOKS if name in functions}
+            # tracepoint name -> program fd (attribution)
+            self.exec_programs = {EXEC_HOOKS[name]: functions[name].fd for name in EXEC_HOOKS if name in functions}
             self.conns4, self.conns6 = self.maps["conns4"], self.maps["conns6"]
             self.stats_table = self.maps["stats"]
             self._fill_likely_server_ports()
@@ -462,6 +470,16 @@ class CaptureProgram:
             return value is not None and keep(abi.Conn.from_buffer_copy(value))
         return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4) if kept(self.conns4, raw)],
                 [raw for raw in self.conns6.keys(abi.ConnKey) if kept(self.conns6, raw)])
+
+    def exec_path(self, tgid: int) -> str | None:
+        """The binary the exec hooks saw ``tgid`` run, also after it exited (None: not seen)."""
+        raw = self.maps["exec_paths"].lookup(tgid) if "exec_paths" in self.maps else None
+        if raw is None:
+            return None
+        entry = abi.ExecPath.from_buffer_copy(raw)
+        # surrogateescape keeps non-UTF-8 bytes exact; the log writer escapes them as \xHH.
+        path = entry.path[:entry.len].decode("utf-8", "surrogateescape")
+        return path + EXEC_PATH_CUT_MARK if entry.flags & abi.EXEC_PATH_CUT else path
 
     def stats(self) -> dict[str, int]:
         totals = {}

@@ -41,6 +41,7 @@ BPF_OBJ_GET = 7
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
+BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_BTF_LOAD = 18
 BPF_LINK_CREATE = 28
 BPF_LINK_DETACH = 34
@@ -62,6 +63,7 @@ PERCPU_MAP_TYPES = frozenset({MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, 10})   # 10: LR
 PROG_SCHED_CLS = 3
 PROG_CGROUP_SKB = 8
 PROG_SOCK_OPS = 13
+PROG_RAW_TRACEPOINT = 17
 PROG_CGROUP_SOCK_ADDR = 18
 
 # enum bpf_attach_type
@@ -161,6 +163,10 @@ class _ObjAttr(ctypes.Structure):          # BPF_OBJ_PIN, BPF_OBJ_GET
 class _LinkCreateAttr(ctypes.Structure):   # target is a cgroup fd or, for tcx, an ifindex
     _fields_ = [("prog_fd", ctypes.c_uint32), ("target", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
                 ("flags", ctypes.c_uint32)]
+
+
+class _RawTracepointAttr(ctypes.Structure):   # BPF_RAW_TRACEPOINT_OPEN
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32)]
 
 
 class _ProgQueryAttr(ctypes.Structure):    # target as for BPF_LINK_CREATE
@@ -342,6 +348,14 @@ def link_create(prog_fd: int, target: int, attach_type: int, flags: int = 0) -> 
     """
     attr = _LinkCreateAttr(prog_fd=prog_fd, target=target, attach_type=attach_type, flags=flags)
     return _bpf_checked(BPF_LINK_CREATE, attr, f"creating a BPF link (attach type {attach_type})")
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attach a RAW_TRACEPOINT program to the tracepoint called name (kernel 4.17+, no
+    tracefs needed); returns the fd that holds the attachment until it is closed."""
+    tracepoint = ctypes.create_string_buffer(name.encode())
+    attr = _RawTracepointAttr(name=ctypes.addressof(tracepoint), prog_fd=prog_fd)
+    return _bpf_checked(BPF_RAW_TRACEPOINT_OPEN, attr, f"attaching to the tracepoint {name}")
 
 
 def link_detach(link_fd: int) -> None:

@@ -3,7 +3,9 @@
 The cgroup socket hooks give a tgid, a thread id, a comm and a cgroup id
 (abi.Process). The executable and command line come from /proc/<tgid>, read
 as soon as a PROCESS event says the tgid was seen, because CI processes are
-short-lived and /proc forgets them when they exit. The cgroup id is the
+short-lived and /proc forgets them when they exit. A process gone even so
+still has its executable in the exec hooks' map (exec_paths: tgid -> the
+binary it ran, kept by the kernel past its exit; attach/exec_hooks.py). The cgroup id is the
 inode number of the cgroup's directory on the cgroup v2 file system, which
 names the container or systemd unit.
 
@@ -15,6 +17,7 @@ carry secrets (tokens in arguments), so they are kept only on request.
 API::
 
     ProcessTable(keep_cmdline=False, proc_root=Path("/proc"), cgroup_root=None)
+        .exec_paths = lookup(tgid) -> str | None   # the exec hooks' map, once attached
         .on_process_event(proc: abi.Process) -> None
         .describe(proc: abi.Process) -> ProcessInfo | None
     ProcessInfo(pid, name, exe, cmdline, cgroup, step)
@@ -119,6 +122,8 @@ class ProcessTable:
         self._procs: dict[int, _ProcData] = {}
         self._cgroups: dict[int, str] = {}
         self._last_scan: float | None = None
+        # Where the executable of a process /proc no longer shows comes from (None: nowhere).
+        self.exec_paths: Callable[[int], str | None] | None = None
 
     def on_process_event(self, proc: abi.Process) -> None:
         """A socket hook saw ``proc.tgid`` for the first time: read /proc now, while it runs."""
@@ -159,7 +164,10 @@ class ProcessTable:
     def _read(self, tgid: int) -> _ProcData:
         proc_dir = self.proc_root / str(tgid)
         step = step_of(tgid, self.proc_root)
-        return _ProcData(exe=_read_exe(proc_dir),
+        exe = _read_exe(proc_dir)
+        if exe is None and self.exec_paths is not None:
+            exe = self.exec_paths(tgid)
+        return _ProcData(exe=exe,
                          cmdline=_read_cmdline(proc_dir) if self.keep_cmdline else None,
                          name=_read_comm(proc_dir), step=str(step) if step else None)
 

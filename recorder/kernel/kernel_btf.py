@@ -1,0 +1,134 @@
+"""Byte offsets of members of the running kernel's structures, read from its BTF.
+
+The exec hooks (bpf/exec_paths.h) read a few fields of kernel-internal
+structures (linux_binprm, task_struct) whose layout changes between builds.
+The kernel headers bcc compiles against may be another version's
+(install.sh borrows the newest installed ones), so the offsets come from the
+running kernel's own type information, /sys/kernel/btf/vmlinux (Debian and
+Ubuntu kernels since 5.4 carry it), and reach the program through a map.
+
+Walking the ~125,000 types takes ~0.06 s, so the answer is kept per boot in
+CACHE_DIR (the kernel, and with it its BTF, cannot change without a reboot).
+
+API::
+
+    member_offsets(wanted, btf=VMLINUX_BTF) -> {(struct, member): byte offset}
+    cached_member_offsets(wanted) -> the same, remembered for this boot
+    BtfUnavailable: no BTF, an unreadable one, or a wanted member missing
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+from cicd_audit.recorder.kernel.kernel_headers import CACHE_DIR
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+CACHE_FILE = "kernel-offsets.json"
+
+_MAGIC = 0xEB9F
+_HEADER = struct.Struct("<HBBIIIII")    # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
+_TYPE = struct.Struct("<III")           # name_off, info, size/type
+_MEMBER = struct.Struct("<III")         # name_off, type, offset
+_KIND_STRUCT = 4
+# Bytes that follow a type's 12-byte record, by kind (include/uapi/linux/btf.h):
+# a fixed size, or a size per member (vlen).
+_FIXED_EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}          # INT, ARRAY, VAR, DECL_TAG
+_PER_MEMBER_EXTRA = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}   # STRUCT, UNION, ENUM, FUNC_PROTO, DATASEC, ENUM64
+
+
+class BtfUnavailable(Exception):
+    """The offsets cannot be known on this kernel; str() says why, in a few words."""
+
+
+def member_offsets(wanted: dict[str, tuple[str, ...]], btf: Path = VMLINUX_BTF) -> dict[tuple[str, str], int]:
+    """{struct name: member names} -> {(struct, member): byte offset} for every one wanted."""
+    try:
+        data = btf.read_bytes()
+    except OSError as exc:
+        raise BtfUnavailable(f"the kernel's type information ({btf}) cannot be read: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(data)
+    except struct.error:
+        raise BtfUnavailable(f"{btf} is too short to be BTF") from None
+    if magic != _MAGIC:
+        raise BtfUnavailable(f"{btf} is not BTF (magic {magic:#x})")
+    if max(hdr_len + type_off + type_len, hdr_len + str_off + str_len) > len(data):
+        raise BtfUnavailable("the kernel's type information is malformed (cut short)")
+    types = memoryview(data)[hdr_len + type_off: hdr_len + type_off + type_len]
+    strings = data[hdr_len + str_off: hdr_len + str_off + str_len]
+    found = _scan(types, strings, wanted)
+    missing = [f"{s}.{m}" for s, members in wanted.items() for m in members if (s, m) not in found]
+    if missing:
+        raise BtfUnavailable(f"the kernel's type information has no {', '.join(missing)}")
+    return found
+
+
+def _scan(types: memoryview, strings: bytes, wanted: dict[str, tuple[str, ...]]) -> dict[tuple[str, str], int]:
+    names = {name: name.encode() + b"\0" for name in wanted}
+    found: dict[tuple[str, str], int] = {}
+    pos, end = 0, len(types)
+    try:
+        while pos < end:
+            name_off, info, _size = _TYPE.unpack_from(types, pos)
+            pos += _TYPE.size
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            struct_name = kind == _KIND_STRUCT and next(
+                (name for name, raw in names.items() if strings.startswith(raw, name_off)), None)
+            if struct_name:
+                bitfields = bool(info >> 31)      # kind_flag: offsets carry a bitfield size in the top byte
+                for i in range(vlen):
+                    member_name_off, _type, offset = _MEMBER.unpack_from(types, pos + i * _MEMBER.size)
+                    member = strings[member_name_off: strings.index(b"\0", member_name_off)].decode()
+                    if member in wanted[struct_name]:
+                        bits = offset & 0xFFFFFF if bitfields else offset
+                        found.setdefault((struct_name, member), bits // 8)
+            pos += _FIXED_EXTRA.get(kind, 0) + _PER_MEMBER_EXTRA.get(kind, 0) * vlen
+    except (struct.error, ValueError, UnicodeDecodeError):
+        raise BtfUnavailable("the kernel's type information is malformed") from None
+    return found
+
+
+def cached_member_offsets(wanted: dict[str, tuple[str, ...]], cache_dir: Path = CACHE_DIR,
+                          btf: Path = VMLINUX_BTF) -> dict[tuple[str, str], int]:
+    """member_offsets, remembered in cache_dir for this boot (a stale or foreign file is ignored)."""
+    key = _cache_key(wanted)
+    path = cache_dir / CACHE_FILE
+    try:
+        st = path.stat()
+        if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+            entry = json.loads(path.read_text())
+            if entry.get("key") == key:
+                return {tuple(k.split(".", 1)): int(v) for k, v in entry["offsets"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    offsets = member_offsets(wanted, btf)
+    _store(path, key, offsets)
+    return offsets
+
+
+def _cache_key(wanted: dict[str, tuple[str, ...]]) -> str:
+    try:
+        boot = BOOT_ID.read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{boot} {os.uname().release} " + ",".join(f"{s}.{m}" for s in sorted(wanted) for m in sorted(wanted[s]))
+
+
+def _store(path: Path, key: str, offsets: dict[tuple[str, str], int]) -> None:
+    """Written atomically; a cache that cannot be written costs only the next start 0.06 s."""
+    body = json.dumps({"key": key, "offsets": {f"{s}.{m}": v for (s, m), v in offsets.items()}})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".offsets-")
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.replace(tmp, path)
+    except OSError:
+        pass
