@@ -23,6 +23,10 @@ from . import domains
 #: never leave the segment, so they are neither tunnels nor lookups to report.
 LOCAL_NAME_PORTS = (5353, 5355, 137)
 
+#: The dns.log columns ``IndexBuilder`` reads (a reader may parse only these).
+INDEX_COLUMNS = frozenset({"ts", "uid", "id.orig_h", "id.resp_h", "id.resp_p", "query", "qtype", "qtype_name",
+                           "rcode", "answers", "session"})
+
 
 def session_labels(df: pd.DataFrame | None) -> np.ndarray:
     """The session of each row ('' when the frame has no session column)."""

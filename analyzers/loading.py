@@ -14,7 +14,7 @@ from ..zeeklog.allocator import map_large_blocks, release_free_memory
 from ..zeeklog.limits import ReadLimits
 from ..zeeklog.reader import LoadedLogs, load_logs, log_pieces, session_labels
 from ..zeeklog.source import CHUNK_BYTES
-from .dnsindex import DnsIndex, IndexBuilder
+from .dnsindex import INDEX_COLUMNS, DnsIndex, IndexBuilder
 from .processes import proc_uid_index
 
 
@@ -32,7 +32,8 @@ def load_for_analysis(*session_dirs, limits: ReadLimits | None = None, chunk_byt
     logs = load_logs(*session_dirs, limits=limits, skip=("dns",))
     builder = IndexBuilder(proc_uid_index(logs.conn))
     several = len(session_dirs) > 1
-    for label, piece in log_pieces(session_dirs, "dns", limits=limits, chunk_bytes=chunk_bytes):
+    for label, piece in log_pieces(session_dirs, "dns", limits=limits, chunk_bytes=chunk_bytes,
+                                   columns=INDEX_COLUMNS):
         builder.add(piece, session=label if several else "")
         del piece
         release_free_memory()  # the piece and its reduction's temporaries: pages back before the next

@@ -7,7 +7,7 @@ import pytest
 
 from cicd_audit.zeeklog.columns import PYTHON_STRING_DTYPE
 from cicd_audit.zeeklog.limits import LogLimitError, ReadLimits
-from cicd_audit.zeeklog.reader import ARROW, STRING_DTYPE, LogFormatError, python_lists, read_dataframe
+from cicd_audit.zeeklog.reader import ARROW, STRING_DTYPE, LogFormatError, iter_frames, python_lists, read_dataframe
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.source import line_chunks
 from cicd_audit.zeeklog.writer import LogWriter
@@ -86,6 +86,35 @@ def test_gzip_and_concatenated_logs_chunked(tmp_path):
     assert len(whole) == 18 and set(whole["qclass_name"]) == {"C_INTERNET", "C_IN"}
     for size in (1, 50, 1000):
         _assert_same(read_dataframe(path, chunk_bytes=size), whole)
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "json"])
+def test_pieces_of_a_few_columns_are_those_columns_of_the_whole(tmp_path, fmt):
+    with LogWriter(tmp_path, load_schema("dns"), fmt=fmt, open_time=1764928800.0) as w:
+        for i in range(40):
+            w.write(_dns_row(i))
+    path = tmp_path / "dns.log"
+    whole = read_dataframe(path)
+    wanted = frozenset({"answers", "query", "ts", "not.a.column"})
+    for size in (WHOLE, 500):
+        pieces = list(iter_frames(path, load_schema("dns"), chunk_bytes=size, columns=wanted))
+        assert len(pieces) > 1 or size == WHOLE or fmt == "json"      # a JSON log comes as one piece
+        joined = pd.concat(pieces, ignore_index=True)
+        assert list(joined.columns) == ["ts", "query", "answers"]     # the log's order
+        pd.testing.assert_frame_equal(joined, whole[list(joined.columns)], check_exact=True)
+
+
+def test_a_bad_value_in_a_column_not_asked_for_is_not_read(tmp_path):
+    lines = _write_dns_log(tmp_path, 5).split(b"\n")
+    row = next(i for i, line in enumerate(lines) if line and not line.startswith(b"#"))
+    fields = lines[row].split(b"\t")
+    fields[3] = b"70000"  # id.orig_p: not a port
+    lines[row] = b"\t".join(fields)
+    (tmp_path / "dns.log").write_bytes(b"\n".join(lines))
+    pieces = list(iter_frames(tmp_path / "dns.log", load_schema("dns"), columns=frozenset({"query"})))
+    assert len(pieces[0]) == 5
+    with pytest.raises(LogFormatError, match="id.orig_p"):
+        list(iter_frames(tmp_path / "dns.log", load_schema("dns"), columns=frozenset({"query", "id.orig_p"})))
 
 
 def test_errors_name_the_right_line_across_chunks(tmp_path):

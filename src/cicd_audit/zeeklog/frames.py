@@ -4,7 +4,7 @@ API::
 
     read_dataframe(path, schema=None, errors="backslashreplace", limits=None,
                    chunk_bytes=CHUNK_BYTES) -> DataFrame
-    iter_frames(path, ...same) -> the same frame's pieces, one chunk at a time
+    iter_frames(path, ...same, columns=None) -> the same frame's pieces, one chunk at a time
     concat_frames(frames) -> DataFrame        # union of columns, in first-seen order
 
 TSV bodies go through pandas' C parser with quoting, comments and default NA
@@ -80,23 +80,25 @@ def _read_csv(body, hdr: LogHeader, numeric_fast: bool, usecols=None) -> pd.Data
     )
 
 
-def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
-    """One body (or the part of it in this chunk) -> {column name: typed array}."""
+def _segment_columns(data: bytes, seg: Segment, filename, errors: str, columns=None) -> dict:
+    """One body (or the part of it in this chunk) -> {column name: typed array}; with
+    ``columns``, only those of them the header has (the others are neither converted nor checked)."""
     hdr = seg.header
     rows = check_columns(data, seg, filename)
     names = list(hdr.fields)
+    usecols = None if columns is None else [n for n in names if n in columns]
     if rows == 0:
         empty = empty_frame(hdr.schema)
-        return {name: empty[name] for name in empty.columns}
+        return {name: empty[name] for name in empty.columns if usecols is None or name in usecols}
     body = memoryview(data)[seg.body_start:seg.body_end]
     fast = True
     try:
-        raw = _read_csv(body, hdr, numeric_fast=True)
+        raw = _read_csv(body, hdr, numeric_fast=True, usecols=usecols)
     except (ValueError, UnicodeDecodeError):
         fast = False  # a bad number or raw non-UTF-8: the exact path names it
     if not fast:
         try:
-            raw = _read_csv(body, hdr, numeric_fast=False)
+            raw = _read_csv(body, hdr, numeric_fast=False, usecols=usecols)
         except (pd.errors.ParserError, ValueError):
             find_bad_line(data, seg, filename)
             raise
@@ -109,6 +111,8 @@ def _segment_columns(data: bytes, seg: Segment, filename, errors: str) -> dict:
     free_as_we_go = rows >= FREE_AS_WE_GO_ROWS
     cols = {}
     for name, ztype in zip(names, hdr.types):
+        if usecols is not None and name not in usecols:
+            continue
         try:
             if fast and ztype in _NUMERIC:
                 f = raw[name].to_numpy(dtype=np.float64)
@@ -184,19 +188,26 @@ def iter_frames(
     errors: str = "backslashreplace",
     limits: ReadLimits | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    columns=None,
 ):
     """The frames of one log, piece by piece, in its order: what ``read_dataframe`` would join
     (each piece typed as the joined frame would be, a piece's columns those of its own
     header). For readers that reduce each piece as it comes and never hold the log: a TSV
-    log's memory is then one chunk's. A JSON log comes as one piece."""
-    for hdr, piece in _pieces(path, schema, errors, limits, chunk_bytes):
+    log's memory is then one chunk's. A JSON log comes as one piece.
+
+    ``columns``: only these (those a piece's header has), for a reader that needs a few: a
+    TSV log's other columns are then not even parsed, which saves the time and the
+    short-lived objects of most of its text."""
+    for hdr, piece in _pieces(path, schema, errors, limits, chunk_bytes, columns):
         if not isinstance(piece, pd.DataFrame):
             piece = pd.DataFrame(piece, copy=False)
+        elif columns is not None:
+            piece = piece[[c for c in piece.columns if c in columns]]
         piece.attrs["zeek_header"] = hdr
         yield piece
 
 
-def _pieces(path, schema, errors, limits, chunk_bytes):
+def _pieces(path, schema, errors, limits, chunk_bytes, columns=None):
     """(header, {column: typed array}) per header block of each chunk, or one (header, frame) for JSON."""
     arrow_on_system_heap()
     chunks = line_chunks(path, limits, chunk_bytes)
@@ -216,13 +227,14 @@ def _pieces(path, schema, errors, limits, chunk_bytes):
     try:
         for chunk in itertools.chain([first], chunks):
             with gc_paused():  # millions of new objects, no cycles among them
-                done = [(seg.header, _segment_columns(chunk, seg, path, errors)) for seg in scanner.scan(chunk)]
+                done = [(seg.header, _segment_columns(chunk, seg, path, errors, columns))
+                        for seg in scanner.scan(chunk)]
             del chunk
             release_free_memory()  # the chunk's parse, freed: its pages back before the next
             yield from done
             del done
         for seg in scanner.finish():
-            yield seg.header, _segment_columns(b"", seg, path, errors)
+            yield seg.header, _segment_columns(b"", seg, path, errors, columns)
     except LogFormatError:
         drain(chunks)
         raise

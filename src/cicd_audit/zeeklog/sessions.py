@@ -4,7 +4,7 @@ API::
 
     load_logs(*session_dirs, errors="backslashreplace", workers=2, limits=None, skip=()) -> LoadedLogs
     LoadedLogs(conn, dns, weird, capture_stats, notice)
-    log_pieces(session_dirs, name, errors=..., limits=None, chunk_bytes=...) -> (session label, frame piece)...
+    log_pieces(session_dirs, name, errors=..., limits=None, chunk_bytes=..., columns=None) -> (label, piece)...
     session_labels(session_dirs) -> the labels load_logs gives their rows
     has_logs(directory) -> bool
     LOG_NAMES
@@ -156,15 +156,16 @@ def load_logs(
 
 
 def log_pieces(session_dirs, name: str, errors: str = "backslashreplace", limits: ReadLimits | None = None,
-               chunk_bytes: int = CHUNK_BYTES):
+               chunk_bytes: int = CHUNK_BYTES, columns=None):
     """One log of each session, piece by piece (``frames.iter_frames``), session after session
     and each session's files oldest first, as ``load_logs`` would join them: (the session's
-    label, a piece). For readers that reduce each piece and never hold the log."""
+    label, a piece). For readers that reduce each piece and never hold the log; ``columns``:
+    only these."""
     dirs = _session_dirs(session_dirs, "log_pieces")
     schema = load_schema(name)
     for d, label in zip(dirs, session_labels(dirs)):
         for path in _find_log(d, name, _entries(d)):
-            yield from ((label, piece) for piece in iter_frames(path, schema, errors, limits, chunk_bytes))
+            yield from ((label, piece) for piece in iter_frames(path, schema, errors, limits, chunk_bytes, columns))
 
 
 def _session_dirs(session_dirs, caller: str) -> list[str]:
