@@ -315,7 +315,8 @@ def direct_ip(dest: pd.DataFrame, policy=None) -> pd.DataFrame:
 
 
 def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFrame:
-    """Distinct (session, name) lookups with registered domain, query count, NXDOMAINs, answer addresses."""
+    """Distinct (session, name) lookups with registered domain, query count, NXDOMAINs, answer addresses
+    (a sorted tuple)."""
     cols = ["session", "name", "registered_domain", "queries", "nxdomain", "addresses", "first_seen"]
     ix = index if index is not None else build_index(dns)
     if not len(ix):
@@ -344,15 +345,21 @@ def lookup_table(dns: pd.DataFrame, index: DnsIndex | None = None) -> pd.DataFra
 
 
 def _answered_addresses(ix: DnsIndex, suniq, lookup_keys) -> list:
-    """The addresses DNS answered for each lookup (keyed session code * names + name code), sorted:
-    on codes, so that a million lookups without answers cost no Python object but their list."""
-    out = [[] for _ in range(len(lookup_keys))]
+    """The addresses DNS answered for each lookup (keyed session code * names + name code), as a
+    sorted tuple: on codes, and the lookups without answers (a tunnel's million) share the one
+    empty tuple, so they cost no Python object at all."""
+    out = [()] * len(lookup_keys)
     r = ix.resolutions
     if r.empty:
         return out
     sc = positions_in(pd.Index(np.asarray(suniq, dtype=object)), r["session"])
-    row = np.where(sc < 0, -1, pd.Index(lookup_keys).get_indexer(sc * len(ix.names) + r["name_code"].to_numpy(dtype=np.int64)))
-    text, code = np.asarray(r["address"].cat.categories, dtype=object), r["address"].cat.codes.to_numpy().astype(np.int64)
+    key = sc * len(ix.names)
+    key += r["name_code"].to_numpy()
+    row = pd.Index(lookup_keys).get_indexer(key)
+    del key
+    row[sc < 0] = -1
+    del sc
+    text, code = np.asarray(r["address"].cat.categories, dtype=object), r["address"].cat.codes.to_numpy()
     rank = np.empty(len(text), dtype=np.int64)
     rank[np.argsort(text, kind="stable")] = np.arange(len(text))  # the addresses' order as text
     keep = row >= 0
@@ -362,7 +369,7 @@ def _answered_addresses(ix: DnsIndex, suniq, lookup_keys) -> list:
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     ends = np.r_[starts[1:], len(row)]
     for a, b in zip(starts.tolist(), ends.tolist()):
-        out[row[a]] = text[code[a:b]].tolist()
+        out[row[a]] = tuple(text[code[a:b]].tolist())
     return out
 
 

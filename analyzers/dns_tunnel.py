@@ -233,9 +233,13 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     g_reg = np.asarray(runiq, dtype=object)[g_reg_code]
 
     # distinct names per group
-    pair = np.unique(gcodes.astype(np.int64) * len(nuniq) + name_of_row)
+    pair = gcodes.astype(np.int64)
+    pair *= len(nuniq)
+    pair += name_of_row
+    pair = np.unique(pair)
     pair_g = pair // len(nuniq)
     pair_name = pair % len(nuniq)
+    del pair
     uniq_names = np.bincount(pair_g, minlength=n_groups)
     queries = np.bincount(gcodes, minlength=n_groups)
     ts = ix.ts
@@ -312,6 +316,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     # per group over distinct names
     pc = cand[pair_g]
     pg, pn = pair_g[pc], pair_name[pc]
+    del pc, pair_g, pair_name
     enc = enc_of_name[pn]
     dom["encoded_names"] = np.bincount(pg[enc], minlength=n_groups)
     enc_label_pairs = np.unique(pg[enc].astype(np.int64) * (len(cand_name_idx) + 1) + dl_of_name[pn[enc]])
@@ -330,6 +335,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     # ---- per-row features for candidate rows
     rc = cand[gcodes]
     rg = gcodes[rc]
+    del gcodes
     rname = name_of_row[rc]
     qtype = ix.qtype[rc]
     unusual = np.isin(qtype, list(UNUSUAL_QTYPES)) | ((qtype >= PRIVATE_QTYPES[0]) & (qtype <= PRIVATE_QTYPES[1]))
@@ -338,11 +344,13 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     rare = np.isin(qtype, list(RARE_QTYPES)) | ((qtype >= PRIVATE_QTYPES[0]) & (qtype <= PRIVATE_QTYPES[1]))
     dom["unusual_queries"] = np.bincount(rg[unusual], minlength=n_groups)
     dom["rare_queries"] = np.bincount(rg[rare], minlength=n_groups)
+    del rname, unusual, rare  # per candidate row, as those below: each freed once used up
     dom["unusual_share"] = dom["unusual_queries"] / np.maximum(dom["queries"], 1)
     label_code, labels = _qtype_labels(ix.qtype_name.take(rc), qtype)
     # queries per (group, type), most first, ties in order of appearance (as pandas 3's value_counts)
     pair_code, type_pairs = pd.factorize(rg.astype(np.int64) * len(labels) + label_code)
     counts = np.bincount(pair_code, minlength=len(type_pairs))
+    del pair_code, label_code, qtype
     qt_dict: dict[int, dict] = {}
     for k in np.argsort(-counts, kind="stable").tolist():
         g, t = divmod(int(type_pairs[k]), len(labels))
@@ -355,6 +363,7 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     dom["answered_queries"] = np.bincount(rg[answered], minlength=n_groups)
     dom["nxdomain_queries"] = np.bincount(rg[nx], minlength=n_groups)
     dom["nxdomain_share"] = dom["nxdomain_queries"] / np.maximum(dom["answered_queries"], 1)
+    del rcode, answered, nx
 
     # clients and resolvers
     if ix.orig_h.present:
@@ -377,8 +386,12 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     def group_of(sessions: pd.Series, name_codes):
         """Candidate group of (session, name) pairs, -1 for none."""
         sc = positions_in(sessions_index, sessions)
-        key = sc * n_reg + rcodes[name_codes]
-        g = np.where(sc < 0, -1, groups_index.get_indexer(key))
+        key = sc * n_reg
+        key += rcodes[name_codes]
+        g = groups_index.get_indexer(key)
+        del key
+        g[sc < 0] = -1
+        del sc
         ok = g >= 0
         g[ok] = np.where(cand[g[ok]], g[ok], -1)
         return g
@@ -386,16 +399,19 @@ def tunnel_features(dns: pd.DataFrame, conn: pd.DataFrame | None = None, index: 
     _answer_features(dom, ix, group_of, conn=conn, n_groups=n_groups)
     _pool_features(dom, pg, pn, alpha_of_name, mlen_of_name, dlabel_hash, dlabel_order, data_labels)
 
-    # timing regularity
+    # timing regularity: the gaps between a group's queries in time order
     tsr = ts[rc]
     order = np.lexsort((tsr, rg))
-    g_sorted, t_sorted = rg[order], tsr[order]
-    same = np.empty(len(order), dtype=bool)
-    if len(order):
-        same[0] = False
-        same[1:] = g_sorted[1:] == g_sorted[:-1]
-    gaps = np.diff(t_sorted, prepend=t_sorted[:1] if len(t_sorted) else t_sorted) / 1e9
-    gg, gv = g_sorted[same], gaps[same]
+    del rc
+    t_sorted = tsr[order]
+    del tsr
+    g_sorted = rg[order]
+    del order
+    same = g_sorted[1:] == g_sorted[:-1]  # a gap within one group
+    gg = g_sorted[1:][same]
+    del g_sorted
+    gv = (np.diff(t_sorted) / 1e9)[same]
+    del t_sorted, same
     cnt = np.bincount(gg, minlength=n_groups)
     s1 = np.bincount(gg, weights=gv, minlength=n_groups)
     s2 = np.bincount(gg, weights=gv * gv, minlength=n_groups)
@@ -590,22 +606,28 @@ def _answer_features(dom, ix: DnsIndex, group_of, conn, n_groups) -> None:
     res = ix.resolutions
     if res.empty:
         return
-    g = group_of(res["session"], res["name_code"].to_numpy(dtype=np.int64))
+    g = group_of(res["session"], res["name_code"].to_numpy())
     ok = g >= 0
     if not ok.any():
         return
-    ad = pd.DataFrame({"g": g[ok], "a": res["address"].to_numpy(dtype=object)[ok],
-                       "n": res["name_code"].to_numpy()[ok], "s": res["session"].to_numpy(dtype=object)[ok]})
-    dom["answer_addresses"] = _group_ncodes(ad["g"].to_numpy(), res["address"].cat.codes.to_numpy()[ok], n_groups)
-    dom["answered_names"] = _group_ncodes(ad["g"].to_numpy(), ad["n"].to_numpy(), n_groups)
+    g = g[ok]
+    # on codes (a resolution row is three codes): the address and session text only for the
+    # distinct (group, address) pairs below
+    address = res["address"].cat.codes.to_numpy()[ok]
+    dom["answer_addresses"] = _group_ncodes(g, address, n_groups)
+    dom["answered_names"] = _group_ncodes(g, res["name_code"].to_numpy()[ok], n_groups)
     if conn is None or conn.empty or "id.resp_h" not in conn.columns:
         return
+    ad = pd.DataFrame({"g": g, "a": address, "s": res["session"].cat.codes.to_numpy()[ok]})
+    del g, address, ok
+    ad = ad.drop_duplicates(["g", "a"])  # the addresses are distinct categories: codes tell them apart
+    ad["a"] = res["address"].cat.categories.to_numpy(dtype=object)[ad["a"].to_numpy()]
+    ad["s"] = res["session"].cat.categories.to_numpy(dtype=object)[ad["s"].to_numpy()]
     csess = session_labels(conn)
     caddr = conn["id.resp_h"].to_numpy(dtype=object, na_value=None)
     cpairs = pd.DataFrame({"s": csess, "a": caddr}).drop_duplicates()
     pairs = {(s, canon_ip(a) or a) for s, a in cpairs.itertuples(index=False)}
     conn_sessions = set(cpairs["s"])
-    ad = ad.drop_duplicates(["g", "a"])
     ad["connected"] = [(s, a) in pairs for s, a in zip(ad["s"], ad["a"])]
     k = ad[ad["s"].isin(conn_sessions)]
     if k.empty:

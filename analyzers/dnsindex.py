@@ -247,7 +247,7 @@ class IndexBuilder:
         session_code = self._sessions.encode(np.full(len(rows), session, dtype=object) if sess_all is None else sess_all[rows])
         name_code = name_of_u[qcodes[rows]]
         cols = self._cols
-        cols["session"].append(session_code.astype(np.int32))
+        cols["session"].append(_narrowed(session_code, self._sessions))
         cols["name_code"].append(name_code.astype(np.int32))
         cols["ts"].append(ts_ns(dns)[rows])
         cols["qtype"].append(_col(dns, "qtype", "float64", np.nan)[rows].astype(np.float32))  # exact: counts < 2**24
@@ -363,22 +363,31 @@ class IndexBuilder:
         self._triples.clear()
         # one int64 key per triple (sorting it sorts by session, name, answer): a fraction of
         # the memory of a unique over the triples' columns
+        # the memory of a unique over the triples' columns; worked in place, each part taken off
+        # as int32 as soon as it is known (the peak of reading a big log is here)
         n_answers = len(self._answer_canon)
-        key = (t[0].astype(np.int64) * n_names + t[1]) * n_answers + t[2]
+        key = t[0].astype(np.int64)
+        key *= n_names
+        key += t[1]
+        key *= n_answers
+        key += t[2]
         del t
         key = np.unique(key)
-        answer = key % n_answers
+        answer = (key % n_answers).astype(np.int32)
         key //= n_answers
-        t = (key // n_names, key % n_names, answer)
-        del key
+        name = (key % n_names).astype(np.int32)
+        key //= n_names
+        t = (key.astype(np.int32), name, answer)
+        del key, name, answer
         canon = np.empty(len(self._answer_canon), dtype=object)
         canon[:] = self._answer_canon
         canon_code, canon_uniq = pd.factorize(canon)  # two spellings of an address: one category
         # categories of Python strings: a row costs its codes, and reading a column back shares the strings
         return pd.DataFrame({
             "session": pd.Categorical.from_codes(t[0], categories=pd.Index(self._sessions.array(), dtype=object)),
-            "name_code": t[1].astype(np.int32),
-            "address": pd.Categorical.from_codes(canon_code[t[2]], categories=pd.Index(canon_uniq, dtype=object)),
+            "name_code": t[1],
+            "address": pd.Categorical.from_codes(canon_code.astype(np.int32)[t[2]],
+                                                 categories=pd.Index(canon_uniq, dtype=object)),
         })
 
 
@@ -388,16 +397,28 @@ REGISTERED_BATCH = 100_000
 
 def _coded(dns, column, rows, interner: _Interner) -> np.ndarray:
     if column not in dns.columns:
-        return np.full(len(rows), -1, dtype=np.int32)
+        return np.full(len(rows), -1, dtype=np.int8)
     interner.present = True
-    return interner.encode(dns[column].array.take(rows)).astype(np.int32)
+    return _narrowed(interner.encode(dns[column].array.take(rows)), interner)
+
+
+def _narrow_type(count: int):
+    """The narrowest signed integer for codes below count and -1 (unset)."""
+    return np.int8 if count < 1 << 7 else np.int16 if count < 1 << 15 else np.int32
+
+
+def _narrowed(codes, interner: _Interner) -> np.ndarray:
+    """A piece's codes in the narrowest integers the values so far need: joining the pieces
+    widens them to the widest piece's, so the held pieces cost a byte a row for most columns."""
+    return codes.astype(_narrow_type(len(interner.values)))
 
 
 def _coded_column(codes, interner: _Interner) -> Coded:
     """A column's codes in the narrowest integers its distinct values need (most have a handful)."""
     values = interner.array()
-    narrow = np.int8 if len(values) < 1 << 7 else np.int16 if len(values) < 1 << 15 else np.int32
-    return Coded(_codes(codes).astype(narrow, copy=False), values, interner.present)
+    if not len(codes):
+        codes = np.empty(0, dtype=np.int8)
+    return Coded(codes.astype(_narrow_type(len(values)), copy=False), values, interner.present)
 
 
 def _joined(parts: list) -> np.ndarray:

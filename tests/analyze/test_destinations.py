@@ -163,5 +163,5 @@ def test_each_lookup_lists_the_addresses_answered_for_it_sorted(ci_session, exfi
         answered.setdefault((s, n), []).append(a)
     lookups = lookup_table(None, index)
     for r in lookups.itertuples(index=False):
-        assert r.addresses == sorted(answered.get((r.session, r.name), [])), (r.session, r.name)
+        assert r.addresses == tuple(sorted(answered.get((r.session, r.name), []))), (r.session, r.name)
     assert sum(len(a) > 1 for a in lookups["addresses"]) and sum(not a for a in lookups["addresses"])
