@@ -3,13 +3,14 @@
 
 Usage:
     python bench/reader_memory.py [--sizes 0.5,1,2] [--against REV] [--rounds 1] [--mode analyze|load]
-                                  [--dir /var/tmp]
+                                  [--format tsv|json] [--dir /var/tmp]
 
 What it does: writes one dns.log per size (GB) into a temporary directory
 under --dir (deleted at the end): a benign mix (package registries, cloud
 buckets with per-tenant names, CDN keys, telemetry ids: many distinct names,
 A/AAAA/CNAME answers) with a DNS tunnel woven in (unique base32 labels under
-one domain, TXT answers), about a quarter of the rows. Then runs
+one domain, TXT answers), about a quarter of the rows; with ``--format json``
+the same rows as Zeek's JSON lines (unset fields left out). Then runs
 ``cicd-audit analyze DIR --format json`` on each in a child process and
 reports its peak RSS (``wait4``'s ``ru_maxrss``) and wall time. With
 ``--mode load`` the child runs ``load_logs`` alone: the reader's share.
@@ -66,8 +67,30 @@ def benign_names(rng: random.Random) -> list[str]:
     return fixed * 200 + tenant + cdn + telemetry
 
 
-def write_log(path: Path, target_bytes: int, seed: int = 14) -> int:
-    """A dns.log of about ``target_bytes``; returns its row count."""
+def json_line(line: str) -> str:
+    """A TSV row of FIELDS as Zeek's JSON writer puts it: unset fields left out, typed values."""
+    row = {}
+    for name, ztype, value in zip(FIELDS, TYPES, line.split("\t")):
+        if value == "-":
+            continue
+        element = ztype[ztype.find("[") + 1:-1] if ztype.startswith("vector[") else ztype
+        values = [_json_value(v, element) for v in value.split(",")] if element != ztype else _json_value(value, ztype)
+        row[name] = values
+    return json.dumps(row, separators=(",", ":"))
+
+
+def _json_value(value: str, ztype: str):
+    if ztype in ("time", "interval", "double"):
+        return float(value)
+    if ztype in ("count", "port", "int"):
+        return int(value)
+    if ztype == "bool":
+        return value == "T"
+    return value
+
+
+def write_log(path: Path, target_bytes: int, seed: int = 14, fmt: str = "tsv") -> int:
+    """A dns.log of about ``target_bytes`` (TSV, or JSON lines); returns its row count."""
     rng = random.Random(seed)
     names = benign_names(rng)
     answers = [f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -76,7 +99,8 @@ def write_log(path: Path, target_bytes: int, seed: int = 14) -> int:
     ts = 1_764_928_800.0
     written = 0
     with open(path, "w", encoding="ascii", buffering=1 << 22) as f:
-        f.write(header())
+        if fmt == "tsv":
+            f.write(header())
         lines: list[str] = []
         while written < target_bytes:
             for _ in range(4096):
@@ -104,12 +128,13 @@ def write_log(path: Path, target_bytes: int, seed: int = 14) -> int:
                     line = (f"{ts:.6f}\t{uid}\t10.0.2.15\t{sport}\t10.0.2.3\t53\tudp\t{tid}\t0.00{rng.randrange(1000, 9999)}\t"
                             f"{q}\t1\tC_INTERNET\t{qt}\t{qn}\t{rcode}\t{rname}\tF\tF\tT\tT\t0\t{ans}\t{ttl}\tF")
                 lines.append(line)
-            chunk = "\n".join(lines) + "\n"
+            chunk = "\n".join(lines if fmt == "tsv" else map(json_line, lines)) + "\n"
             f.write(chunk)
             written += len(chunk)
             rows += len(lines)
             lines.clear()
-        f.write("#close\t2026-12-05-11-00-00\n")
+        if fmt == "tsv":
+            f.write("#close\t2026-12-05-11-00-00\n")
     return rows
 
 
@@ -184,6 +209,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--mode", choices=("analyze", "load"), default="analyze",
                         help="analyze: the whole command; load: the reader alone (load_logs)")
+    parser.add_argument("--format", choices=("tsv", "json"), default="tsv", help="the log's format")
     parser.add_argument("--dir", default="/var/tmp", help="where the temporary logs go (never the repository)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="reader-memory-", dir=args.dir))
@@ -194,9 +220,9 @@ def main() -> None:
             session = work / f"s{size:g}"
             session.mkdir()
             t0 = time.perf_counter()
-            rows = write_log(session / "dns.log", int(size * (1 << 30)))
+            rows = write_log(session / "dns.log", int(size * (1 << 30)), fmt=args.format)
             mb = (session / "dns.log").stat().st_size / (1 << 20)
-            print(f"# {size:g} GB: {mb:.0f} MiB, {rows} rows, written in {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"# {size:g} GB {args.format}: {mb:.0f} MiB, {rows} rows, written in {time.perf_counter() - t0:.0f} s", flush=True)
             for r in range(args.rounds):
                 order = codes if r % 2 == 0 else codes[::-1]
                 for label, checkout in order:

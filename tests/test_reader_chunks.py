@@ -117,6 +117,40 @@ def test_a_bad_value_in_a_column_not_asked_for_is_not_read(tmp_path):
         list(iter_frames(tmp_path / "dns.log", load_schema("dns"), columns=frozenset({"query", "id.orig_p"})))
 
 
+def _write_json_log(directory, rows: int, extra_at: int) -> bytes:
+    """A JSON dns.log whose row ``extra_at`` has a key the schema lacks."""
+    with LogWriter(directory, load_schema("dns"), fmt="json", open_time=1764928800.0) as w:
+        for i in range(rows):
+            w.write(_dns_row(i))
+    lines = (directory / "dns.log").read_bytes().split(b"\n")
+    lines[extra_at] = lines[extra_at][:-1] + b',"x.note":"late"}'
+    data = b"\n".join(lines)
+    (directory / "dns.log").write_bytes(data)
+    return data
+
+
+def test_a_json_log_chunked_reads_as_whole(tmp_path):
+    data = _write_json_log(tmp_path, 40, extra_at=30)
+    whole = read_dataframe(tmp_path / "dns.log", chunk_bytes=WHOLE)
+    assert len(whole) == 40 and list(whole.columns)[-1] == "x.note"
+    assert whole["x.note"].isna().sum() == 39 and whole["x.note"][30] == "late"
+    for size in (1, 7, 333, data.index(b'"x.note"')):
+        assert len(list(line_chunks(tmp_path / "dns.log", chunk_bytes=size))) > 1
+        _assert_same(read_dataframe(tmp_path / "dns.log", chunk_bytes=size), whole)
+    pieces = list(iter_frames(tmp_path / "dns.log", chunk_bytes=333))
+    assert len(pieces) > 1 and "x.note" not in pieces[0].columns    # a piece has the fields seen so far
+
+
+def test_a_bad_json_line_is_named_across_chunks(tmp_path):
+    lines = _write_json_log(tmp_path, 30, extra_at=3).split(b"\n")
+    lines[24] = lines[24][:-1]  # the 25th line loses its closing brace
+    (tmp_path / "dns.log").write_bytes(b"\n".join(lines))
+    for size in (1, 100, WHOLE):
+        with pytest.raises(LogFormatError) as e:
+            read_dataframe(tmp_path / "dns.log", chunk_bytes=size)
+        assert e.value.lineno == 25 and "bad JSON" in str(e.value)
+
+
 def test_errors_name_the_right_line_across_chunks(tmp_path):
     data = _write_dns_log(tmp_path, 30)
     lines = data.split(b"\n")

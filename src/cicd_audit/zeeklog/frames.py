@@ -33,7 +33,7 @@ from .columns import (
     unify_dtypes,
 )
 from .header import LogFormatError, LogHeader
-from .jsonlog import is_json, read_json_records
+from .jsonlog import JsonLines, is_json
 from .limits import ReadLimits
 from .schema import Schema
 from .segments import Segment, SegmentScanner, check_columns, find_bad_line
@@ -173,10 +173,11 @@ def read_dataframe(
     depend on ``chunk_bytes``. Arrow's buffers come from malloc
     (``allocator.arrow_on_system_heap``), so freed ones are given back."""
     pieces = list(_pieces(path, schema, errors, limits, chunk_bytes))
-    hdr = pieces[0][0]
-    if isinstance(pieces[0][1], pd.DataFrame):  # JSON: one frame
-        df = pieces[0][1]
+    if isinstance(pieces[0][1], pd.DataFrame):  # JSON: a frame a chunk, the last header the log's
+        hdr = pieces[-1][0]
+        df = concat_frames([frame for _, frame in pieces])
     else:
+        hdr = pieces[0][0]
         df = _join_pieces(pieces)
     df.attrs["zeek_header"] = hdr
     return df
@@ -192,8 +193,8 @@ def iter_frames(
 ):
     """The frames of one log, piece by piece, in its order: what ``read_dataframe`` would join
     (each piece typed as the joined frame would be, a piece's columns those of its own
-    header). For readers that reduce each piece as it comes and never hold the log: a TSV
-    log's memory is then one chunk's. A JSON log comes as one piece.
+    header: a JSON log's, the fields seen up to its chunk). For readers that reduce each
+    piece as it comes and never hold the log: the log's memory is then one chunk's.
 
     ``columns``: only these (those a piece's header has), for a reader that needs a few: a
     TSV log's other columns are then not even parsed, which saves the time and the
@@ -201,8 +202,6 @@ def iter_frames(
     for hdr, piece in _pieces(path, schema, errors, limits, chunk_bytes, columns):
         if not isinstance(piece, pd.DataFrame):
             piece = pd.DataFrame(piece, copy=False)
-        elif columns is not None:
-            piece = piece[[c for c in piece.columns if c in columns]]
         piece.attrs["zeek_header"] = hdr
         yield piece
 
@@ -218,10 +217,17 @@ def _pieces(path, schema, errors, limits, chunk_bytes, columns=None):
             break
         first += more
     if is_json(first):
-        # JSON lines become one dict per row before typing (read_log's
-        # values): read whole, as before
-        hdr, records = read_json_records(first + b"".join(chunks), path, schema)
-        yield hdr, _records_frame(hdr, list(records))
+        # JSON lines become one dict per row before typing (read_log's values), chunk by chunk
+        lines = JsonLines(path, schema)
+        try:
+            for chunk in itertools.chain([first], chunks):
+                hdr, records = lines.parse(chunk)
+                del chunk
+                yield hdr, _records_frame(hdr, records, columns)
+                del records
+        except LogFormatError:
+            drain(chunks)
+            raise
         return
     scanner = SegmentScanner(path, schema)
     try:
@@ -267,11 +273,14 @@ def _join_pieces(pieces: list[tuple[LogHeader, dict]]) -> pd.DataFrame:
     return concat_frames(frames)
 
 
-def _records_frame(hdr: LogHeader, records: list[dict]) -> pd.DataFrame:
-    """Python-value records (as read_log yields) -> typed frame."""
+def _records_frame(hdr: LogHeader, records: list[dict], columns=None) -> pd.DataFrame:
+    """Python-value records (as read_log yields; a field a record lacks is unset) -> typed frame
+    (of ``columns`` only, when given)."""
     cols = {}
     n = len(records)
     for name, ztype in zip(hdr.fields, hdr.types):
+        if columns is not None and name not in columns:
+            continue
         vals = [r.get(name) for r in records]
         cols[name] = python_column(vals, ztype, n)
     return pd.DataFrame(cols) if cols else pd.DataFrame(index=range(n))

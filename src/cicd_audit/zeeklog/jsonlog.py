@@ -4,6 +4,7 @@ API::
 
     is_json(data) -> bool
     read_json_records(data, filename, schema) -> (LogHeader, iterator of dict)
+    JsonLines(filename, schema).parse(chunk) -> (LogHeader, list of dict)   # chunk by chunk
 
 Keys the schema lacks are kept with their JSON values (typed ``string``).
 """
@@ -68,46 +69,59 @@ def _json_atom(v, t: str, name: str):
     return v
 
 
-def _json_rows(data: bytes, filename, schema: Schema | None):
-    """Parse JSON lines -> (field names, types, list of dicts)."""
-    types: dict[str, str | None] = {}
-    order: list[str] = []
-    if schema is not None:
-        for f in schema.fields:
-            types[f.name] = f.type
-            order.append(f.name)
-    known = set(order)
-    rows = []
-    for i, line in enumerate(data.decode("utf-8", "surrogateescape").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise LogFormatError(filename, i, f"bad JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise LogFormatError(filename, i, "JSON line is not an object")
-        rec = {}
-        for k, v in obj.items():
-            if k not in known:
-                known.add(k)
-                order.append(k)
-                types[k] = None
+class JsonLines:
+    """A JSON log parsed chunk by chunk (each chunk whole lines): the rows of each, with the
+    fields known so far (the schema's, then other keys in order of first appearance) and
+    line numbers counted from the file's start. The last chunk's header is the whole log's."""
+
+    def __init__(self, filename, schema: Schema | None):
+        self.filename = filename
+        self.schema = _json_schema(filename, schema)
+        self.types: dict[str, str | None] = {}
+        self.order: list[str] = []
+        if self.schema is not None:
+            for f in self.schema.fields:
+                self.types[f.name] = f.type
+                self.order.append(f.name)
+        self.lines = 0
+
+    def header(self) -> LogHeader:
+        return LogHeader(
+            path=self.schema.path if self.schema else log_name_from_path(self.filename),
+            fields=tuple(self.order),
+            types=tuple(self.types[k] or "string" for k in self.order),
+            format="json",
+        )
+
+    def parse(self, data: bytes) -> tuple[LogHeader, list[dict]]:
+        """One chunk's rows (each a dict of the fields it has), and the header so far."""
+        types, order = self.types, self.order
+        rows = []
+        text = data.decode("utf-8", "surrogateescape").split("\n")
+        for i, line in enumerate(text, self.lines + 1):
+            if not line.strip():
+                continue
             try:
-                rec[k] = _json_value(v, types.get(k), k)
+                obj = json.loads(line)
             except ValueError as e:
-                raise LogFormatError(filename, i, str(e)) from None
-        rows.append(rec)
-    return order, types, rows
+                raise LogFormatError(self.filename, i, f"bad JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise LogFormatError(self.filename, i, "JSON line is not an object")
+            rec = {}
+            for k, v in obj.items():
+                if k not in types:
+                    order.append(k)
+                    types[k] = None
+                try:
+                    rec[k] = _json_value(v, types[k], k)
+                except ValueError as e:
+                    raise LogFormatError(self.filename, i, str(e)) from None
+            rows.append(rec)
+        self.lines += len(text) - 1  # whole lines: what follows the last newline is empty
+        return self.header(), rows
 
 
 def read_json_records(data: bytes, filename, schema: Schema | None):
-    schema = _json_schema(filename, schema)
-    order, types, rows = _json_rows(data, filename, schema)
-    hdr = LogHeader(
-        path=schema.path if schema else log_name_from_path(filename),
-        fields=tuple(order),
-        types=tuple(types[k] or "string" for k in order),
-        format="json",
-    )
-    return hdr, iter({k: r.get(k) for k in order} for r in rows)
+    """A whole JSON log: its header, and each row with every field (None where it has none)."""
+    hdr, rows = JsonLines(filename, schema).parse(data)
+    return hdr, iter({k: r.get(k) for k in hdr.fields} for r in rows)
