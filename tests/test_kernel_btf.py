@@ -121,6 +121,39 @@ def test_a_cache_others_could_write_is_ignored(tmp_path):
         kernel_btf.cached_member_offsets(WANTED, tmp_path, btf)
 
 
+class ProgramWithoutBtf:
+    """What attach_exec_hooks needs of a CaptureProgram, on a kernel whose BTF cannot be read."""
+
+    exec_programs = {"sched_process_exec": 3, "sched_process_fork": 4}
+
+    def __init__(self):
+        self.maps = {"exec_layout": self}
+        self.updates = []
+
+    def update(self, key, value):
+        self.updates.append((key, value))
+
+    def exec_path(self, tgid):
+        raise AssertionError("never asked: the hooks are not attached")
+
+
+def test_without_btf_the_recording_goes_on_and_says_why_in_one_line(tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    from cicd_audit.recorder.attach import exec_hooks
+    from cicd_audit.recorder.logs.processes import ProcessTable
+
+    monkeypatch.setattr(kernel_btf, "VMLINUX_BTF", tmp_path / "vmlinux")
+    monkeypatch.setattr(kernel_btf, "CACHE_DIR", tmp_path)
+    program, table = ProgramWithoutBtf(), ProcessTable(proc_root=tmp_path)
+    with contextlib.ExitStack() as stack:
+        exec_hooks.attach_exec_hooks(stack, program, table, "cicd-audit")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cicd-audit: a process that exits before /proc/<pid> is read")
+    assert "vmlinux" in err and "cannot be read" in err
+    assert table.exec_paths is None and program.updates == []
+
+
 @pytest.mark.skipif(not kernel_btf.VMLINUX_BTF.exists(), reason="this kernel has no BTF")
 def test_this_kernels_btf_has_the_fields():
     found = kernel_btf.member_offsets(WANTED)

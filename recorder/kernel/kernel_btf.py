@@ -19,6 +19,7 @@ API::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -46,8 +47,10 @@ class BtfUnavailable(Exception):
     """The offsets cannot be known on this kernel; str() says why, in a few words."""
 
 
-def member_offsets(wanted: dict[str, tuple[str, ...]], btf: Path = VMLINUX_BTF) -> dict[tuple[str, str], int]:
-    """{struct name: member names} -> {(struct, member): byte offset} for every one wanted."""
+def member_offsets(wanted: dict[str, tuple[str, ...]], btf: Path | None = None) -> dict[tuple[str, str], int]:
+    """{struct name: member names} -> {(struct, member): byte offset} for every one wanted, from
+    ``btf`` (default: the running kernel's)."""
+    btf = btf or VMLINUX_BTF
     try:
         data = btf.read_bytes()
     except OSError as exc:
@@ -95,11 +98,12 @@ def _scan(types: memoryview, strings: bytes, wanted: dict[str, tuple[str, ...]])
     return found
 
 
-def cached_member_offsets(wanted: dict[str, tuple[str, ...]], cache_dir: Path = CACHE_DIR,
-                          btf: Path = VMLINUX_BTF) -> dict[tuple[str, str], int]:
-    """member_offsets, remembered in cache_dir for this boot (a stale or foreign file is ignored)."""
+def cached_member_offsets(wanted: dict[str, tuple[str, ...]], cache_dir: Path | None = None,
+                          btf: Path | None = None) -> dict[tuple[str, str], int]:
+    """member_offsets, remembered in cache_dir (default: CACHE_DIR) for this boot (a stale or
+    foreign file is ignored)."""
     key = _cache_key(wanted)
-    path = cache_dir / CACHE_FILE
+    path = (cache_dir or CACHE_DIR) / CACHE_FILE
     try:
         st = path.stat()
         if st.st_uid == os.geteuid() and not st.st_mode & 0o022:
@@ -127,8 +131,12 @@ def _store(path: Path, key: str, offsets: dict[tuple[str, str], int]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".offsets-")
+    except OSError:
+        return
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(body)
         os.replace(tmp, path)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
