@@ -362,7 +362,6 @@ class IndexBuilder:
         t = np.concatenate(self._triples, axis=1)
         self._triples.clear()
         # one int64 key per triple (sorting it sorts by session, name, answer): a fraction of
-        # the memory of a unique over the triples' columns
         # the memory of a unique over the triples' columns; worked in place, each part taken off
         # as int32 as soon as it is known (the peak of reading a big log is here)
         n_answers = len(self._answer_canon)

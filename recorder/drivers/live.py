@@ -217,7 +217,6 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
     return True
 
 
-
 def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:
     """A program that stopped running is a recorder failure: stderr, weird.log, recorder.status."""
     for line in watch.check():
