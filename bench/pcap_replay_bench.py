@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """`cicd-audit record --pcap` against tshark on the same capture, in alternated rounds.
 
-    bench/pcap_replay_bench.py [--transactions N] [--rounds R] [--pcap FILE] [--candidate PYTHONPATH]
+    bench/pcap_replay_bench.py [--transactions N] [--rounds R] [--pcap FILE [-C]] [--candidate PYTHONPATH]...
 
 Without --pcap it writes a DNS-heavy capture of its own (N query/answer pairs,
 one connection each: the per-message path at its most expensive) to a
 temporary directory. Each round times, one after the other, the recorder
 (this tree), tshark reading the same file (`-q -z conv,udp`: every packet
-dissected, nothing printed per packet) and, with --candidate, another build
-of the recorder (a directory put first on PYTHONPATH, e.g. an older release
-installed with `pip install --target`). It prints each run's wall and CPU
+dissected, nothing printed per packet) and, with --candidate (repeatable),
+other builds of the recorder (a directory put first on PYTHONPATH, e.g. an
+older release installed with `pip install --target`). This tree runs through
+the venv's editable install, whose import hook costs start-up time: to compare
+two builds, install both with `--target` and give both as candidates. -C
+passes `-C` to the recorder (a capture with offloaded checksums, such as
+../shared's dns2tcp_netrack: without it those packets are not analysed).
+It prints each run's wall and CPU
 time, the medians, and the ratios to tshark, and checks that every recorder
 run wrote the same conn.log and dns.log rows (uids aside).
 
@@ -79,7 +84,9 @@ def main() -> None:
     ap.add_argument("--transactions", type=int, default=60000, help="DNS query/answer pairs in the generated capture")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pcap", type=Path, help="time this capture instead of a generated one")
-    ap.add_argument("--candidate", metavar="PYTHONPATH", help="also time the recorder found first on this path")
+    ap.add_argument("--candidate", metavar="PYTHONPATH", action="append", default=[],
+                    help="also time the recorder found first on this path (repeatable)")
+    ap.add_argument("-C", dest="no_checksums", action="store_true", help="pass -C: ignore bad checksums")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the recorder loads its BPF program")
@@ -90,9 +97,11 @@ def main() -> None:
         print(f"writing {args.transactions} DNS transactions to {pcap} ...", flush=True)
         write_dns_capture(pcap, args.transactions)
     record = [sys.executable, "-m", "cicd_audit.cli", "record", "--pcap", str(pcap), "--no-progress"]
+    if args.no_checksums:
+        record.append("-C")
     contenders = {"recorder": None, "tshark": None}
-    if args.candidate:
-        contenders["candidate"] = {**os.environ, "PYTHONPATH": args.candidate}
+    for i, path in enumerate(args.candidate, 1):
+        contenders[f"cand{i}" if len(args.candidate) > 1 else "candidate"] = {**os.environ, "PYTHONPATH": path}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     outputs = []
     for round_ in range(1, args.rounds + 1):

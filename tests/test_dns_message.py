@@ -325,3 +325,13 @@ def test_scapy_built_message_dissects():
     m = parse_message(bytes(pkt))
     assert m.header.id == 7 and m.answers[0].rdata["address"] == "192.0.78.150"
     assert m.answers[0].ttl == 60
+
+
+def test_ascii_lower_is_c_locale_tolower_on_the_range_only():
+    from cicd_audit.recorder.logs.dns.wire import ascii_lower
+
+    every_byte = bytes(range(256))
+    buf = bytearray(b"KEEP" + every_byte + b"KEEP")
+    ascii_lower(buf, 4, 4 + 256)
+    expected = bytes(b + 32 if 0x41 <= b <= 0x5A else b for b in every_byte)
+    assert buf == b"KEEP" + expected + b"KEEP"
