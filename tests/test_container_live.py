@@ -36,9 +36,10 @@ def announced(name: str, argv: list[str]) -> list[str]:
     return ["sh", "-c", f'echo {name} $$; exec "$@"', "sh", *argv]
 
 
-# Clients that stay alive a moment after their exchange: the recorder reads a
-# process's executable from /proc when it first sees it, and curl or dig can be
-# gone by then on a busy machine (README: short-lived processes).
+# Clients that stay alive a moment after their exchange, so that the recorder reads
+# their executable from /proc, symlinks resolved, as these tests expect it; one
+# already gone is named by the exec hooks as exec was given it (the venv's python
+# symlink), which test_block_live checks on its own.
 HTTP_GET = """
 import http.client, socket, sys, time
 name, host, port, family = sys.argv[1:]
