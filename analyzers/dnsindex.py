@@ -243,8 +243,10 @@ class IndexBuilder:
         rows = np.nonzero(keep)[0]
         if not len(rows):
             return
-        # codes of the analysed rows' sessions, in order of first appearance among them
-        session_code = self._sessions.encode(np.full(len(rows), session, dtype=object) if sess_all is None else sess_all[rows])
+        if sess_all is None:  # one session for the whole piece: one code
+            session_code = np.full(len(rows), self._sessions.codes_of([session])[0])
+        else:  # codes of the analysed rows' sessions, in order of first appearance among them
+            session_code = self._sessions.encode(sess_all[rows])
         name_code = name_of_u[qcodes[rows]]
         cols = self._cols
         cols["session"].append(_narrowed(session_code, self._sessions))

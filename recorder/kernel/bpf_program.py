@@ -473,7 +473,7 @@ class CaptureProgram:
 
     def exec_path(self, tgid: int) -> str | None:
         """The binary the exec hooks saw ``tgid`` run, also after it exited (None: not seen)."""
-        raw = self.maps["exec_paths"].lookup(tgid) if "exec_paths" in self.maps else None
+        raw = self.maps["exec_paths"].lookup(tgid)
         if raw is None:
             return None
         entry = abi.ExecPath.from_buffer_copy(raw)

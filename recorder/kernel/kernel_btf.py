@@ -26,13 +26,13 @@ import struct
 import tempfile
 from pathlib import Path
 
+from cicd_audit.recorder.kernel.bpf_syscall import BTF_MAGIC
 from cicd_audit.recorder.kernel.kernel_headers import CACHE_DIR
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 CACHE_FILE = "kernel-offsets.json"
 
-_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")    # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
 _TYPE = struct.Struct("<III")           # name_off, info, size/type
 _MEMBER = struct.Struct("<III")         # name_off, type, offset
@@ -60,7 +60,7 @@ def member_offsets(wanted: dict[str, tuple[str, ...]], btf: Path | None = None) 
         magic, _version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(data)
     except struct.error:
         raise BtfUnavailable(f"{btf} is too short to be BTF") from None
-    if magic != _MAGIC:
+    if magic != BTF_MAGIC:
         raise BtfUnavailable(f"{btf} is not BTF (magic {magic:#x})")
     if max(hdr_len + type_off + type_len, hdr_len + str_off + str_len) > len(data):
         raise BtfUnavailable("the kernel's type information is malformed (cut short)")
