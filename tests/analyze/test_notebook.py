@@ -30,7 +30,10 @@ def this_python_kernel(tmp_path: Path):
             "display_name": "cicd-audit tests", "language": "python"}
     (kdir / KERNEL_NAME / "kernel.json").write_text(json.dumps(spec))
     ksm = KernelSpecManager(kernel_dirs=[str(kdir)])
-    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
+    # The connection file (ports and the kernel's key) in tmp_path: jupyter_client's default, a mkstemp file
+    # in /tmp, outlived every run.
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
+                         connection_file=str(tmp_path / "kernel-connection.json"))
 
 
 def execute(session: Path | None, policy: Path | None, tmp_path: Path, nb=None):

@@ -29,7 +29,8 @@ def this_python_kernel(tmp_path: Path):
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "cicd-audit tests", "language": "python"}
     (kdir / KERNEL_NAME / "kernel.json").write_text(json.dumps(spec))
-    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kdir)]))
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kdir)]),
+                         connection_file=str(tmp_path / "kernel-connection.json"))     # not a mkstemp file in /tmp
 
 
 def test_notebook_is_stored_without_outputs():
