@@ -24,8 +24,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# gcc and python3-dev build the per-message path's C parts (setup.py); without them it runs in pure Python.
 apt-get install -y -qq --no-install-recommends \
-  python3 python3-venv python3-pip python3-bpfcc iproute2 gcc libc6-dev \
+  python3 python3-venv python3-pip python3-dev python3-bpfcc iproute2 gcc libc6-dev \
   dnsmasq dnsutils curl iperf3 tshark tcpreplay iodine dns2tcp nodejs >/dev/null
 # Headers for the running kernel if the distribution has them, else its generic ones.
 if ! apt-get install -y -qq --no-install-recommends "linux-headers-$(uname -r)" >/dev/null 2>&1; then

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cicd_audit import notices
+from cicd_audit import compiled, notices
 from cicd_audit.errors import EnvironmentProblem, UsageError
 from cicd_audit.policy import PolicyError
 from cicd_audit.recorder.agent.agent_policy import JobPolicy, PolicyDirectory
@@ -164,6 +164,7 @@ class Agent:
                 stack.enter_context(TcAttachment(interfaces, self.program.packet_fn.fd,
                                                  egress_fd=self.program.egress_fn.fd))
                 notices.say(f"cicd-audit agent: recording {','.join(interfaces)}; jobs through {self.socket_path}")
+                compiled.announce("cicd-audit agent")
                 if on_ready is not None:
                     on_ready()
                 yield_to_job(self.nice)

@@ -16,6 +16,7 @@ API::
 
 from __future__ import annotations
 
+from cicd_audit import compiled
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
 from cicd_audit.recorder.kernel.sweeper import Sweeper
@@ -41,6 +42,7 @@ class Recording:
             self.sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
             # IP fragments come back reassembled and run through the program as one datagram.
             session.run_datagram = DatagramRunner.for_program(self.program)
+            compiled.announce()
         except BaseException:
             self.__exit__(None, None, None)
             raise

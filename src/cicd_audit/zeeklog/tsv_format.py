@@ -33,7 +33,10 @@ import functools
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Callable
+
+from cicd_audit import compiled
 
 from .formatting import (
     BAD_CODEPOINTS,
@@ -56,6 +59,9 @@ SEPARATOR = b"\t"
 SET_SEPARATOR = b","
 EMPTY_FIELD = b"(empty)"
 UNSET_FIELD = b"-"
+
+# The row loop in C (_tsvrow.c) when it is built; this module's converters are its reference.
+_compiled = compiled.load("cicd_audit.zeeklog._tsvrow", Path(__file__).with_name("_tsvrow.c"))
 
 _PLAIN_ASCII = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")  # anything but printable, no backslash
 _PLAIN_TEXT = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # the same test for a str
@@ -158,14 +164,26 @@ def _tsv_field(ftype: str) -> Callable[[object], bytes]:
     return fmt
 
 
+# The values _tsvrow.c writes itself, by field type: those _tsv_scalar's fast paths take, and bool.
+_COMPILED_KINDS = {"string": 1, "enum": 1, "time": 2, "interval": 2, "count": 3, "port": 4, "bool": 5}
+_COMPILED_CONTAINER = 0x10
+
+
+def _compiled_kind(ftype: str) -> int:
+    container, element = parse_type(ftype)
+    kind = _COMPILED_KINDS.get(element, 0)
+    return kind | _COMPILED_CONTAINER if container is not None and kind else kind
+
+
 class _TsvRow:
     """A schema's field names and one converter per field, made once per schema."""
-    __slots__ = ("names", "nameset", "fields")
+    __slots__ = ("names", "nameset", "fields", "kinds")
 
     def __init__(self, schema: Schema):
-        self.names = schema.names
+        self.names = tuple(schema.names)
         self.nameset = frozenset(self.names)
-        self.fields = [_tsv_field(f.type) for f in schema.fields]
+        self.fields = tuple(_tsv_field(f.type) for f in schema.fields)
+        self.kinds = bytes(_compiled_kind(f.type) for f in schema.fields)
 
 
 _row_format = functools.cache(_TsvRow)     # one per schema, made on its first row
@@ -175,6 +193,15 @@ def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
     """One TSV data line (with its newline) for ``record``."""
     c = _row_format(schema)
     check_fields(schema, c.nameset, record)
+    if _compiled is not None and type(record) is dict:
+        try:
+            return _compiled.tsv_line(c.names, c.kinds, c.fields, record)
+        except (TypeError, ValueError):
+            pass        # the loop below raises it again, naming the field
+    return _python_tsv_row(c, record)
+
+
+def _python_tsv_row(c: _TsvRow, record: Mapping[str, object]) -> bytes:
     get = record.get
     try:
         vals = [UNSET_FIELD if (v := get(name)) is None else fn(v) for name, fn in zip(c.names, c.fields)]

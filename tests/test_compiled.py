@@ -1,0 +1,50 @@
+"""cicd_audit.compiled: a compiled module is used only when it is built from the source beside it,
+and the recorder says in one line, once, what runs in pure Python instead."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cicd_audit import compiled, notices
+
+
+@pytest.fixture
+def own_notices(monkeypatch):
+    """compiled's record of what is not in use, empty and this test's own, nothing announced yet."""
+    monkeypatch.setattr(compiled, "_unavailable", {})
+    monkeypatch.setattr(compiled, "_announced", False)
+
+
+def test_load_refuses_a_module_built_from_another_source(tmp_path, own_notices):
+    source = tmp_path / "_tsvrow.c"
+    source.write_text("/* not the source it was built from */\n")
+    assert compiled.load("cicd_audit.zeeklog._tsvrow", source) is None
+    assert "built from another version of _tsvrow.c" in compiled.unavailable()["cicd_audit.zeeklog._tsvrow"]
+
+
+def test_load_says_when_a_module_is_missing(tmp_path, own_notices):
+    assert compiled.load("cicd_audit.zeeklog._no_such_module", tmp_path / "_no_such_module.c") is None
+    assert "not built" in compiled.unavailable()["cicd_audit.zeeklog._no_such_module"]
+
+
+def test_pure_python_on_request_and_the_notice_says_so():
+    code = ("from cicd_audit.zeeklog import tsv_format; from cicd_audit import compiled; "
+            "assert tsv_format._compiled is None; print(compiled.notice())")
+    out = subprocess.run([sys.executable, "-c", code], env={"CICD_AUDIT_PURE_PYTHON": "1"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("cicd-audit: note: parts of the per-message path run in pure Python")
+    assert "_tsvrow: CICD_AUDIT_PURE_PYTHON=1" in out
+
+
+def test_announce_says_it_once(own_notices):
+    compiled._unavailable["cicd_audit.x._part"] = "not built"
+    lines = []
+    previous = notices.set_sink(lines.append)
+    try:
+        compiled.announce("cicd-audit agent")
+        compiled.announce("cicd-audit agent")
+    finally:
+        notices.set_sink(previous)
+    assert lines == ["cicd-audit agent: note: parts of the per-message path run in pure Python, slower "
+                     "(_part: not built)"]
