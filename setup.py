@@ -15,6 +15,7 @@ from setuptools import Extension, setup
 HERE = Path(__file__).resolve().parent
 SOURCES = {
     "cicd_audit.zeeklog._tsvrow": "src/cicd_audit/zeeklog/_tsvrow.c",
+    "cicd_audit.recorder.logs.dns._wirename": "recorder/logs/dns/_wirename.c",
 }
 
 

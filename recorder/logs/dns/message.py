@@ -31,7 +31,10 @@ read is bounds-checked.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from cicd_audit import compiled
 
 from . import rdata
 from .wire import (  # noqa: F401  (the module's public API includes the message model)
@@ -60,6 +63,10 @@ from .wire import (  # noqa: F401  (the module's public API includes the message
     wire_str,
     zeek_addr_str,
 )
+
+# Plain names read in C (_wirename.c) when it is built; extract_name below is its reference.
+_compiled = compiled.load("cicd_audit.recorder.logs.dns._wirename", Path(__file__).with_name("_wirename.c"))
+_read_name = _compiled.read_name if _compiled is not None else None
 
 
 class _Interpreter:
@@ -105,6 +112,12 @@ class _Interpreter:
             self.weird("DNS_max_compression_chain_depth_exceeded", str(depth))
             self.msg.limit_reached = True
             return True            # Zeek keeps what it has and carries on
+        if _read_name is not None and not buf:
+            plain = _read_name(self.data, cur.pos, cur.left, size, downcase, depth, self.opts.max_compression_depth)
+            if plain is not None:
+                buf += plain[0]
+                cur.pos, cur.left = plain[1], plain[2]
+                return True
         start = len(buf)
         data = self.data
         end = len(data)

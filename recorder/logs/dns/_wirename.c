@@ -1,0 +1,130 @@
+/*
+ * A DNS name read from the wire as Zeek's ExtractName reads it, in C: the walk's
+ * most frequent step (message.py, _Interpreter.extract_name, is the reference).
+ *
+ * Only the plain case is read here: labels of 1-63 bytes, backward compression
+ * pointers within the depth limit, a name under 255 bytes. Anything else (a
+ * parse error, a weird to raise, NetBIOS's long labels, a read past the
+ * message) returns None before anything changes, and the Python walk reads the
+ * name itself, weirds and all. tests/test_dns_wirename.py compares the two.
+ *
+ * read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left) | None
+ *   data: the message; pos, left: the cursor (Zeek's data pointer and len);
+ *   size: the name buffer's size; downcase: lower-case the labels read
+ *   directly (those reached through a pointer always are, as in Zeek);
+ *   depth: the pointers followed so far; max_depth: dns_max_compression_chain_depth.
+ * name is the bytes Zeek's buffer holds (the trailing dot removed).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#ifndef SOURCE_SHA256
+#define SOURCE_SHA256 ""
+#endif
+
+#define NAME_MAX_BUFFER 1024    /* the largest size a caller passes is 1023 (TSIG) */
+#define NAME_TOO_LONG 255       /* from here on Zeek raises DNS_NAME_too_long */
+
+struct name {
+    uint8_t text[NAME_MAX_BUFFER];
+    Py_ssize_t len;
+};
+
+/* 1: read; 0: not the plain case (the caller's state untouched). */
+static int read_labels(const uint8_t *data, Py_ssize_t end, Py_ssize_t *pos_io, Py_ssize_t *left_io,
+                       struct name *name, Py_ssize_t size, int downcase, int depth, int max_depth)
+{
+    if (depth > max_depth)
+        return 0;                       /* Zeek's DNS_max_compression_chain_depth_exceeded */
+    Py_ssize_t pos = *pos_io, left = *left_io, start = name->len;
+    for (;;) {
+        if (left <= 0 || pos < 0 || pos >= end)
+            return 0;
+        Py_ssize_t here = pos;
+        unsigned len = data[pos];
+        if (len == 0) {
+            pos++;
+            left--;
+            break;
+        }
+        if ((len & 0xC0) == 0xC0) {
+            if (left <= 1 || pos + 1 >= end)
+                return 0;
+            Py_ssize_t target = ((Py_ssize_t)(len & 0x3F) << 8) | data[pos + 1];
+            pos += 2;
+            left -= 2;
+            if (target >= here)
+                return 0;               /* Zeek follows backward pointers only */
+            Py_ssize_t sub_pos = target, sub_left = here - target;
+            if (!read_labels(data, end, &sub_pos, &sub_left, name, size, 1, depth + 1, max_depth))
+                return 0;
+            break;
+        }
+        if (len > 63 || (Py_ssize_t)len >= left || (Py_ssize_t)len >= size - name->len ||
+            pos + 1 + (Py_ssize_t)len > end)
+            return 0;
+        memcpy(name->text + name->len, data + pos + 1, len);
+        name->len += len;
+        name->text[name->len++] = '.';
+        pos += 1 + len;
+        left -= 1 + len;
+    }
+    Py_ssize_t n = name->len - start;
+    if (n >= NAME_TOO_LONG)
+        return 0;
+    if (n >= 2 && name->text[name->len - 1] == '.')
+        name->len--;
+    if (downcase) {
+        for (Py_ssize_t i = start; i < name->len; i++) {
+            uint8_t c = name->text[i];
+            if (c >= 'A' && c <= 'Z')
+                name->text[i] = c + ('a' - 'A');
+        }
+    }
+    *pos_io = pos;
+    *left_io = left;
+    return 1;
+}
+
+static PyObject *read_name(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *data;
+    Py_ssize_t pos, left, size;
+    int downcase, depth, max_depth;
+    if (!PyArg_ParseTuple(args, "O!nnnpii:read_name", &PyBytes_Type, &data, &pos, &left, &size, &downcase, &depth,
+                          &max_depth))
+        return NULL;
+    if (size < 0 || size > NAME_MAX_BUFFER - 1)
+        Py_RETURN_NONE;
+    struct name name;
+    name.len = 0;
+    if (!read_labels((const uint8_t *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &pos, &left, &name, size,
+                     downcase, depth, max_depth))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(y#nn)", (const char *)name.text, name.len, pos, left);
+}
+
+static PyMethodDef methods[] = {
+    {"read_name", read_name, METH_VARARGS,
+     "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None if not the plain case."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_wirename", "DNS names read as Zeek reads them, in C (see message.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__wirename(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
