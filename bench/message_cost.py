@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""User-space cost per DNS message: the recorder's handlers alone, compiled parts against pure Python.
+
+    sudo python bench/message_cost.py [--pcap FILE [-C]] [--transactions N] [--rounds R]
+
+First the capture (default: N generated query/answer pairs, one connection
+each, as bench/pcap_replay_bench.py writes them) is recorded once with
+`record --pcap`'s own code, keeping every ring-buffer record the kernel
+program produced. Then each round hands those records to a fresh SessionLog
+(decode, DNS parse and pairing, conn.log and dns.log rows, written to a
+temporary directory), in a new process, once with the compiled modules and
+once with CICD_AUDIT_PURE_PYTHON=1, alternated. Per run: the CPU time of the
+handling (process time, no BPF, no packet), per DNS message and per event.
+This is what a live recorder spends per message beside a busy job (the
+kernel's share is measured by bench/record_bench.py).
+
+Needs root for the one recording (BPF_PROG_TEST_RUN); attaches nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def capture_records(pcap: Path, into: Path, validate_checksums: bool) -> None:
+    """Record pcap once, keeping every ring-buffer record handed to the session."""
+    from cicd_audit.recorder.drivers import pcap_replay
+    from cicd_audit.recorder.logs.session import SessionLog
+
+    records = []
+    handle = SessionLog.on_event
+
+    def keep(self, data, size):
+        records.append(bytes(data[:size]) if not isinstance(data, int) else __import__("ctypes").string_at(data, size))
+        handle(self, data, size)
+
+    SessionLog.on_event = keep
+    try:
+        with tempfile.TemporaryDirectory(prefix="cicd-audit-msgcost-") as out:
+            pcap_replay.record_pcap(pcap, Path(out), validate_checksums=validate_checksums, progress=False)
+    finally:
+        SessionLog.on_event = handle
+    into.write_bytes(pickle.dumps(records))
+
+
+def handle_records(path: Path) -> dict:
+    """One timed run (in this process): every record through a fresh session."""
+    from cicd_audit import compiled
+    from cicd_audit.recorder.logs.session import SessionLog
+
+    records = pickle.loads(path.read_bytes())
+    with tempfile.TemporaryDirectory(prefix="cicd-audit-msgcost-") as out:
+        session = SessionLog(Path(out), "tsv", to_epoch=lambda ns: ns / 1e9)
+        start = time.process_time()
+        for record in records:
+            session.on_event(record, len(record))
+        session.flush()
+        spent = time.process_time() - start
+        stats = session.close({}, "bench", 0.0)
+    return {"cpu_s": spent, "events": len(records), "dns_messages": stats.get("dns_messages", 0),
+            "dns_rows": stats.get("dns_rows", 0), "pure_python": sorted(compiled.unavailable())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pcap", type=Path, help="a capture to record (default: a generated DNS capture)")
+    ap.add_argument("-C", dest="no_checksums", action="store_true", help="ignore bad checksums (offloaded capture)")
+    ap.add_argument("--transactions", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--handle", type=Path, help=argparse.SUPPRESS)     # internal: one timed run
+    args = ap.parse_args()
+    if args.handle:
+        print(json.dumps(handle_records(args.handle)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="cicd-audit-msgcost-") as work:
+        work = Path(work)
+        pcap = args.pcap
+        if pcap is None:
+            sys.path.insert(0, str(HERE))
+            from pcap_replay_bench import write_dns_capture
+            pcap = work / "dns.pcap"
+            write_dns_capture(pcap, args.transactions)
+        records = work / "records.pickle"
+        capture_records(pcap, records, not args.no_checksums)
+        results = {"compiled": [], "pure": []}
+        for r in range(args.rounds):
+            for mode in ("compiled", "pure") if r % 2 == 0 else ("pure", "compiled"):
+                env = dict(os.environ, CICD_AUDIT_PURE_PYTHON="1" if mode == "pure" else "0")
+                out = subprocess.run([sys.executable, __file__, "--handle", str(records)], env=env,
+                                     capture_output=True, text=True, check=True).stdout
+                run = json.loads(out)
+                if (mode == "pure") != bool(run["pure_python"]):
+                    sys.exit(f"message_cost: the {mode} run had compiled modules off: {run['pure_python'] or 'none'}")
+                results[mode].append(run)
+                print(f"round {r + 1} {mode:8s} {run['cpu_s']:.3f} s CPU, {run['events']} events, "
+                      f"{run['dns_messages']} DNS messages: {run['cpu_s'] / max(run['dns_messages'], 1) * 1e6:.1f} us "
+                      "per message", flush=True)
+        per = {m: [x["cpu_s"] / max(x["dns_messages"], 1) * 1e6 for x in runs] for m, runs in results.items()}
+        ratios = [c["cpu_s"] / p["cpu_s"] for c, p in zip(results["compiled"], results["pure"])]
+        print(f"median per DNS message: compiled {statistics.median(per['compiled']):.1f} us, "
+              f"pure Python {statistics.median(per['pure']):.1f} us; per-round ratio compiled/pure: median "
+              f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
