@@ -382,7 +382,7 @@ class DnsConnectionLog:
         try:
             msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
                             transport=self.proto, server=str(self._conn.resp_h),
-                            options=self.options)
+                            options=self.options, header=header)
         except DnsParseError as e:      # cannot happen after the checks above; keep the promise
             self._weird(ts, e.weird or e.reason, e.addl)
             return

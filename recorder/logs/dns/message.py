@@ -360,7 +360,7 @@ def accepted_opcode(opcode: int, is_netbios: bool) -> bool:
 
 def interpret(data: bytes, *, is_netbios: bool = False, resp_port: int | None = None,
               transport: str = "udp", server: str | None = None,
-              options: ParseOptions | None = None) -> DnsMessage:
+              options: ParseOptions | None = None, header: Header | None = None) -> DnsMessage:
     """Walk one message as Zeek does and never raise (except for an unusable header).
 
     ``is_netbios``: either port of the connection is 137 (Zeek decides this
@@ -369,12 +369,14 @@ def interpret(data: bytes, *, is_netbios: bool = False, resp_port: int | None = 
     dns_skip_addl. Raises :class:`DnsParseError` only when Zeek ignores the
     message before raising any event: shorter than the header
     (``DNS_truncated_len_lt_hdr_len``) or an opcode it does not analyze
-    (``DNS_unknown_opcode``).
+    (``DNS_unknown_opcode``). ``header``: the message's header when the
+    caller has already read it.
     """
     data = bytes(data)
     if len(data) < HEADER_LEN:
         raise DnsParseError("shorter_than_header", "DNS_truncated_len_lt_hdr_len", 0, None)
-    header = Header.from_bytes(data)
+    if header is None:
+        header = Header.from_bytes(data)
     if not accepted_opcode(header.opcode, is_netbios):
         raise DnsParseError("unknown_opcode", "DNS_unknown_opcode", 2, None, str(header.opcode))
     msg = DnsMessage(header=header, is_netbios=is_netbios)
