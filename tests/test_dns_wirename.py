@@ -1,4 +1,4 @@
-"""The compiled DNS name reader (_wirename.c) walks exactly as the Python walk does.
+"""The compiled DNS name and question reader (_wirename.c) walks exactly as the Python walk does.
 
 Whole messages are interpreted twice, with the C reader and without it, and
 must give the same message: questions, records, weirds, errors, limits. The
@@ -25,14 +25,15 @@ from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 
 def walked(data: bytes, compiled_reader: bool, **kwargs):
     """interpret() with or without the C reader, as plain data (errors by their fields)."""
-    saved = dns_message._read_name
-    dns_message._read_name = saved if compiled_reader else None
+    saved = dns_message._read_name, dns_message._read_question
+    if not compiled_reader:
+        dns_message._read_name = dns_message._read_question = None
     try:
         msg = dns_message.interpret(data, **kwargs)
     except DnsParseError as exc:
         return ("refused", exc.reason, exc.weird, exc.offset, exc.addl)
     finally:
-        dns_message._read_name = saved
+        dns_message._read_name, dns_message._read_question = saved
     error = msg.error
     plain = dataclasses.asdict(dataclasses.replace(msg, error=None))
     return plain, error and (error.reason, error.weird, error.offset, error.addl)
@@ -107,7 +108,7 @@ def mutations(seed: bytes, rng: random.Random, count: int) -> list:
 
 
 def test_the_compiled_reader_is_the_one_in_use_here():
-    assert dns_message._read_name is not None, compiled.unavailable()
+    assert dns_message._read_name is not None and dns_message._read_question is not None, compiled.unavailable()
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,12 @@ def test_the_reader_alone_returns_the_cursor_zeek_would_leave():
     assert dns_message._read_name(data, 21, len(data) - 21, 512, True, 0, 0) is None    # depth 1 > 0: Python's
     assert dns_message._read_name(data, 12, 3, 512, True, 0, 20) is None                 # the label passes `left`
     assert dns_message._read_name(data, 12, len(data) - 12, 3, True, 0, 20) is None      # and the buffer
+
+
+def test_a_question_alone():
+    data = message([question("A.b", qtype=28, qclass=0x8001)])
+    assert dns_message._read_question(data, 12, len(data) - 12, 512, 20) == (b"A.b", 21, 0, 28, 0x8001)
+    assert dns_message._read_question(data[:-1], 12, len(data) - 13, 512, 20) is None    # 3 bytes after the name
 
 
 def test_a_source_tree_edit_without_a_rebuild_is_noticed(tmp_path, monkeypatch):

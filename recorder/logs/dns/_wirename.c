@@ -14,6 +14,11 @@
  *   directly (those reached through a pointer always are, as in Zeek);
  *   depth: the pointers followed so far; max_depth: dns_max_compression_chain_depth.
  * name is the bytes Zeek's buffer holds (the trailing dot removed).
+ *
+ * read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass) | None
+ *   A question entry: its name as read_name reads it without lower-casing,
+ *   then its type and class; None also when fewer than 4 bytes follow the name
+ *   (Zeek's DNS_truncated_quest_too_short, which the Python walk raises).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -106,9 +111,32 @@ static PyObject *read_name(PyObject *self, PyObject *args)
     return Py_BuildValue("(y#nn)", (const char *)name.text, name.len, pos, left);
 }
 
+static PyObject *read_question(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *data;
+    Py_ssize_t pos, left, size;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "O!nnni:read_question", &PyBytes_Type, &data, &pos, &left, &size, &max_depth))
+        return NULL;
+    if (size < 0 || size > NAME_MAX_BUFFER - 1)
+        Py_RETURN_NONE;
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
+    Py_ssize_t end = PyBytes_GET_SIZE(data);
+    struct name name;
+    name.len = 0;
+    if (!read_labels(bytes, end, &pos, &left, &name, size, 0, 0, max_depth) || left < 4 || pos + 4 > end)
+        Py_RETURN_NONE;
+    unsigned qtype = (unsigned)bytes[pos] << 8 | bytes[pos + 1];
+    unsigned qclass = (unsigned)bytes[pos + 2] << 8 | bytes[pos + 3];
+    return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos + 4, left - 4, qtype, qclass);
+}
+
 static PyMethodDef methods[] = {
     {"read_name", read_name, METH_VARARGS,
      "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None if not the plain case."},
+    {"read_question", read_question, METH_VARARGS,
+     "read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass), or None if not the plain case."},
     {NULL, NULL, 0, NULL},
 };
 

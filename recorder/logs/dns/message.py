@@ -64,9 +64,11 @@ from .wire import (  # noqa: F401  (the module's public API includes the message
     zeek_addr_str,
 )
 
-# Plain names read in C (_wirename.c) when it is built; extract_name below is its reference.
+# Plain names and questions read in C (_wirename.c) when it is built; extract_name and question
+# below are its reference.
 _compiled = compiled.load("cicd_audit.recorder.logs.dns._wirename", Path(__file__).with_name("_wirename.c"))
 _read_name = _compiled.read_name if _compiled is not None else None
+_read_question = _compiled.read_question if _compiled is not None else None
 
 
 class _Interpreter:
@@ -268,24 +270,33 @@ class _Interpreter:
         msg.ended = True
 
     def question(self, cur: Cursor) -> bool:
+        plain = _read_question and _read_question(self.data, cur.pos, cur.left, NAME_BUFFER,
+                                                  self.opts.max_compression_depth)
+        if plain:
+            raw, cur.pos, cur.left, qtype, qclass = plain
+            self.msg.questions.append(Question(wire_str(raw.lower()), wire_str(raw), qtype, qclass,
+                                               self.question_event()))
+            return True
         buf = bytearray()
         if not self.extract_name(cur, buf, NAME_BUFFER, downcase=False):
             return False
         if cur.left < 4:
             return self.fail("question_too_short", "DNS_truncated_quest_too_short", cur)
-        h = self.msg.header
-        if not h.qr:
-            event = "dns_request"
-        elif h.ancount == 0 and h.nscount == 0 and h.arcount == 0:
-            event = "dns_rejected"      # a reply with no RRs at all
-        else:
-            event = "dns_query_reply"
         original = wire_str(buf)
         ascii_lower(buf, 0, len(buf))
         qtype = cur.short()
         qclass = cur.short()
-        self.msg.questions.append(Question(wire_str(buf), original, qtype, qclass, event))
+        self.msg.questions.append(Question(wire_str(buf), original, qtype, qclass, self.question_event()))
         return True
+
+    def question_event(self) -> str:
+        """The Zeek event a question raises."""
+        h = self.msg.header
+        if not h.qr:
+            return "dns_request"
+        if h.ancount == 0 and h.nscount == 0 and h.arcount == 0:
+            return "dns_rejected"      # a reply with no RRs at all
+        return "dns_query_reply"
 
     def answers(self, cur: Cursor, n: int, section: str, out: list) -> bool:
         self.section = section
