@@ -1,4 +1,4 @@
-"""The compiled DNS name and question reader (_wirename.c) walks exactly as the Python walk does.
+"""The compiled DNS name, question and RR header reader (_wirename.c) walks exactly as the Python walk does.
 
 Whole messages are interpreted twice, with the C reader and without it, and
 must give the same message: questions, records, weirds, errors, limits. The
@@ -25,15 +25,15 @@ from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 
 def walked(data: bytes, compiled_reader: bool, **kwargs):
     """interpret() with or without the C reader, as plain data (errors by their fields)."""
-    saved = dns_message._read_name, dns_message._read_question
+    saved = dns_message._read_name, dns_message._read_question, dns_message._read_rr_header
     if not compiled_reader:
-        dns_message._read_name = dns_message._read_question = None
+        dns_message._read_name = dns_message._read_question = dns_message._read_rr_header = None
     try:
         msg = dns_message.interpret(data, **kwargs)
     except DnsParseError as exc:
         return ("refused", exc.reason, exc.weird, exc.offset, exc.addl)
     finally:
-        dns_message._read_name, dns_message._read_question = saved
+        dns_message._read_name, dns_message._read_question, dns_message._read_rr_header = saved
     error = msg.error
     plain = dataclasses.asdict(dataclasses.replace(msg, error=None))
     return plain, error and (error.reason, error.weird, error.offset, error.addl)
@@ -108,7 +108,8 @@ def mutations(seed: bytes, rng: random.Random, count: int) -> list:
 
 
 def test_the_compiled_reader_is_the_one_in_use_here():
-    assert dns_message._read_name is not None and dns_message._read_question is not None, compiled.unavailable()
+    readers = (dns_message._read_name, dns_message._read_question, dns_message._read_rr_header)
+    assert None not in readers, compiled.unavailable()
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,14 @@ def test_a_question_alone():
     data = message([question("A.b", qtype=28, qclass=0x8001)])
     assert dns_message._read_question(data, 12, len(data) - 12, 512, 20) == (b"A.b", 21, 0, 28, 0x8001)
     assert dns_message._read_question(data[:-1], 12, len(data) - 13, 512, 20) is None    # 3 bytes after the name
+
+
+def test_an_rr_header_alone():
+    data = message([], [rr("Host.Example", 1, b"\x01\x02\x03\x04", ttl=0xFFFFFFFF, rclass=0x8001)], qr=True)
+    end = len(data)
+    assert dns_message._read_rr_header(data, 12, end - 12, 512, 20) == \
+        (b"host.example", end - 4, 4, 1, 0x8001, 0xFFFFFFFF, 4)
+    assert dns_message._read_rr_header(data[:-5], 12, end - 17, 512, 20) is None    # 9 bytes after the name
 
 
 def test_a_source_tree_edit_without_a_rebuild_is_noticed(tmp_path, monkeypatch):

@@ -19,6 +19,11 @@
  *   A question entry: its name as read_name reads it without lower-casing,
  *   then its type and class; None also when fewer than 4 bytes follow the name
  *   (Zeek's DNS_truncated_quest_too_short, which the Python walk raises).
+ *
+ * read_rr_header(data, pos, left, size, max_depth) -> (name, pos, left, type, class, ttl, rdlength) | None
+ *   A resource record up to its RDATA: the owner name lower-cased, then the
+ *   fixed fields; None also when fewer than 10 bytes follow the name (Zeek's
+ *   reads of a short header have quirks the Python walk keeps).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -132,11 +137,38 @@ static PyObject *read_question(PyObject *self, PyObject *args)
     return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos + 4, left - 4, qtype, qclass);
 }
 
+static PyObject *read_rr_header(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *data;
+    Py_ssize_t pos, left, size;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "O!nnni:read_rr_header", &PyBytes_Type, &data, &pos, &left, &size, &max_depth))
+        return NULL;
+    if (size < 0 || size > NAME_MAX_BUFFER - 1)
+        Py_RETURN_NONE;
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
+    Py_ssize_t end = PyBytes_GET_SIZE(data);
+    struct name name;
+    name.len = 0;
+    if (!read_labels(bytes, end, &pos, &left, &name, size, 1, 0, max_depth) || left < 10 || pos + 10 > end)
+        Py_RETURN_NONE;
+    const uint8_t *p = bytes + pos;
+    unsigned rtype = (unsigned)p[0] << 8 | p[1];
+    unsigned rclass = (unsigned)p[2] << 8 | p[3];
+    unsigned long ttl = (unsigned long)p[4] << 24 | (unsigned long)p[5] << 16 | (unsigned long)p[6] << 8 | p[7];
+    unsigned rdlength = (unsigned)p[8] << 8 | p[9];
+    return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos + 10, left - 10, rtype, rclass, ttl,
+                         rdlength);
+}
+
 static PyMethodDef methods[] = {
     {"read_name", read_name, METH_VARARGS,
      "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None if not the plain case."},
     {"read_question", read_question, METH_VARARGS,
      "read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass), or None if not the plain case."},
+    {"read_rr_header", read_rr_header, METH_VARARGS,
+     "read_rr_header(data, pos, left, size, max_depth) -> (name, pos, left, type, class, ttl, rdlength), or None."},
     {NULL, NULL, 0, NULL},
 };
 

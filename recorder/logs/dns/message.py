@@ -64,11 +64,12 @@ from .wire import (  # noqa: F401  (the module's public API includes the message
     zeek_addr_str,
 )
 
-# Plain names and questions read in C (_wirename.c) when it is built; extract_name and question
-# below are its reference.
+# Plain names, questions and RR headers read in C (_wirename.c) when it is built; extract_name,
+# question and answer_header below are its reference.
 _compiled = compiled.load("cicd_audit.recorder.logs.dns._wirename", Path(__file__).with_name("_wirename.c"))
 _read_name = _compiled.read_name if _compiled is not None else None
 _read_question = _compiled.read_question if _compiled is not None else None
+_read_rr_header = _compiled.read_rr_header if _compiled is not None else None
 
 
 class _Interpreter:
@@ -314,12 +315,18 @@ class _Interpreter:
         return name, cur.short(), cur.short()
 
     def answer(self, cur: Cursor, out: list) -> bool:
-        hdr = self.answer_header(cur)
-        if hdr is None:
-            return False
-        name, rtype, rclass = hdr
-        ttl = cur.long()
-        rdlength = cur.short()
+        plain = _read_rr_header and _read_rr_header(self.data, cur.pos, cur.left, NAME_BUFFER,
+                                                    self.opts.max_compression_depth)
+        if plain:
+            raw, cur.pos, cur.left, rtype, rclass, ttl, rdlength = plain
+            name = wire_str(raw)
+        else:
+            hdr = self.answer_header(cur)
+            if hdr is None:
+                return False
+            name, rtype, rclass = hdr
+            ttl = cur.long()
+            rdlength = cur.short()
         rr = ResourceRecord(self.section, name, rtype, rclass, ttl, rdlength)
         if rdlength > cur.left:
             return self.fail("rdlength_past_end", "DNS_truncated_RR_rdlength_lt_len", cur)
