@@ -97,21 +97,35 @@ static int read_labels(const uint8_t *data, Py_ssize_t end, Py_ssize_t *pos_io, 
     return 1;
 }
 
+/* A name from the top level, then `fixed` bytes that must follow it: where those bytes are, with pos and left
+ * past them; NULL when not the plain case. */
+static const uint8_t *name_then_fixed(PyObject *data, Py_ssize_t *pos, Py_ssize_t *left, Py_ssize_t size,
+                                      int downcase, int depth, int max_depth, Py_ssize_t fixed, struct name *name)
+{
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
+    Py_ssize_t end = PyBytes_GET_SIZE(data);
+    name->len = 0;
+    if (size < 0 || size > NAME_MAX_BUFFER - 1 ||
+        !read_labels(bytes, end, pos, left, name, size, downcase, depth, max_depth) || *left < fixed ||
+        *pos + fixed > end)
+        return NULL;
+    const uint8_t *at = bytes + *pos;
+    *pos += fixed;
+    *left -= fixed;
+    return at;
+}
+
 static PyObject *read_name(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *data;
     Py_ssize_t pos, left, size;
     int downcase, depth, max_depth;
+    struct name name;
     if (!PyArg_ParseTuple(args, "O!nnnpii:read_name", &PyBytes_Type, &data, &pos, &left, &size, &downcase, &depth,
                           &max_depth))
         return NULL;
-    if (size < 0 || size > NAME_MAX_BUFFER - 1)
-        Py_RETURN_NONE;
-    struct name name;
-    name.len = 0;
-    if (!read_labels((const uint8_t *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &pos, &left, &name, size,
-                     downcase, depth, max_depth))
+    if (!name_then_fixed(data, &pos, &left, size, downcase, depth, max_depth, 0, &name))
         Py_RETURN_NONE;
     return Py_BuildValue("(y#nn)", (const char *)name.text, name.len, pos, left);
 }
@@ -122,19 +136,15 @@ static PyObject *read_question(PyObject *self, PyObject *args)
     PyObject *data;
     Py_ssize_t pos, left, size;
     int max_depth;
+    struct name name;
     if (!PyArg_ParseTuple(args, "O!nnni:read_question", &PyBytes_Type, &data, &pos, &left, &size, &max_depth))
         return NULL;
-    if (size < 0 || size > NAME_MAX_BUFFER - 1)
+    const uint8_t *p = name_then_fixed(data, &pos, &left, size, 0, 0, max_depth, 4, &name);
+    if (!p)
         Py_RETURN_NONE;
-    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
-    Py_ssize_t end = PyBytes_GET_SIZE(data);
-    struct name name;
-    name.len = 0;
-    if (!read_labels(bytes, end, &pos, &left, &name, size, 0, 0, max_depth) || left < 4 || pos + 4 > end)
-        Py_RETURN_NONE;
-    unsigned qtype = (unsigned)bytes[pos] << 8 | bytes[pos + 1];
-    unsigned qclass = (unsigned)bytes[pos + 2] << 8 | bytes[pos + 3];
-    return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos + 4, left - 4, qtype, qclass);
+    unsigned qtype = (unsigned)p[0] << 8 | p[1];
+    unsigned qclass = (unsigned)p[2] << 8 | p[3];
+    return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos, left, qtype, qclass);
 }
 
 static PyObject *read_rr_header(PyObject *self, PyObject *args)
@@ -143,23 +153,17 @@ static PyObject *read_rr_header(PyObject *self, PyObject *args)
     PyObject *data;
     Py_ssize_t pos, left, size;
     int max_depth;
+    struct name name;
     if (!PyArg_ParseTuple(args, "O!nnni:read_rr_header", &PyBytes_Type, &data, &pos, &left, &size, &max_depth))
         return NULL;
-    if (size < 0 || size > NAME_MAX_BUFFER - 1)
+    const uint8_t *p = name_then_fixed(data, &pos, &left, size, 1, 0, max_depth, 10, &name);
+    if (!p)
         Py_RETURN_NONE;
-    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
-    Py_ssize_t end = PyBytes_GET_SIZE(data);
-    struct name name;
-    name.len = 0;
-    if (!read_labels(bytes, end, &pos, &left, &name, size, 1, 0, max_depth) || left < 10 || pos + 10 > end)
-        Py_RETURN_NONE;
-    const uint8_t *p = bytes + pos;
     unsigned rtype = (unsigned)p[0] << 8 | p[1];
     unsigned rclass = (unsigned)p[2] << 8 | p[3];
     unsigned long ttl = (unsigned long)p[4] << 24 | (unsigned long)p[5] << 16 | (unsigned long)p[6] << 8 | p[7];
     unsigned rdlength = (unsigned)p[8] << 8 | p[9];
-    return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos + 10, left - 10, rtype, rclass, ttl,
-                         rdlength);
+    return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos, left, rtype, rclass, ttl, rdlength);
 }
 
 static PyMethodDef methods[] = {
