@@ -22,6 +22,7 @@ Needs root for the one recording (BPF_PROG_TEST_RUN); attaches nothing.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import pickle
@@ -44,7 +45,7 @@ def capture_records(pcap: Path, into: Path, validate_checksums: bool) -> None:
     handle = SessionLog.on_event
 
     def keep(self, data, size):
-        records.append(bytes(data[:size]) if not isinstance(data, int) else __import__("ctypes").string_at(data, size))
+        records.append(ctypes.string_at(data, size) if isinstance(data, int) else bytes(data[:size]))
         handle(self, data, size)
 
     SessionLog.on_event = keep

@@ -117,7 +117,7 @@ def char_string(walk, cur: Cursor, left: list) -> str | None:
 def _a(walk, cur, rr):
     if rr.rdlength != 4:
         return walk.fail("A_bad_length", "DNS_RR_bad_length", cur)
-    rr.rdata["address"] = socket.inet_ntoa(cur.long().to_bytes(4, "big"))    # str(IPv4Address), a tenth the time
+    rr.rdata["address"] = socket.inet_ntoa(cur.long().to_bytes(4, "big"))    # str(IPv4Address)'s text, no object
     return walk.event(rr, "dns_A_reply")
 
 

@@ -164,15 +164,18 @@ def _tsv_field(ftype: str) -> Callable[[object], bytes]:
     return fmt
 
 
-# The values _tsvrow.c writes itself, by field type: those _tsv_scalar's fast paths take, and bool.
-_COMPILED_KINDS = {"string": 1, "enum": 1, "time": 2, "interval": 2, "count": 3, "port": 4, "bool": 5}
-_COMPILED_CONTAINER = 0x10
+# The values _tsvrow.c writes itself, by field type (its KIND_* numbers): those _tsv_scalar's fast
+# paths take, and bool.
+_COMPILED_KINDS = {} if _compiled is None else {
+    "string": _compiled.KIND_STRING, "enum": _compiled.KIND_STRING, "time": _compiled.KIND_TIME,
+    "interval": _compiled.KIND_TIME, "count": _compiled.KIND_COUNT, "port": _compiled.KIND_PORT,
+    "bool": _compiled.KIND_BOOL}
 
 
 def _compiled_kind(ftype: str) -> int:
     container, element = parse_type(ftype)
     kind = _COMPILED_KINDS.get(element, 0)
-    return kind | _COMPILED_CONTAINER if container is not None and kind else kind
+    return kind | _compiled.KIND_CONTAINER if container is not None and kind else kind
 
 
 class _TsvRow:
