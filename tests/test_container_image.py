@@ -79,11 +79,15 @@ print(len(urllib.request.urlopen("http://%s:%d/", timeout=10).read()))
 
 
 def test_the_image_has_no_compiler_no_headers_and_the_prebuilt_programs(image):
+    # ... and the per-message path's C parts, built into the wheel on the build host.
     probe = ("import importlib.util, glob, shutil; "
+             "from cicd_audit import compiled; "
+             "from cicd_audit.recorder.logs.dns import message; from cicd_audit.zeeklog import tsv_format; "
              "print(importlib.util.find_spec('bcc') is None, shutil.which('clang') is None, "
-             "glob.glob('/usr/src/linux-headers-*') == [], len(glob.glob('/usr/lib/cicd-audit/programs/*.json')))")
+             "glob.glob('/usr/src/linux-headers-*') == [], len(glob.glob('/usr/lib/cicd-audit/programs/*.json')), "
+             "compiled.unavailable() == {})")
     r = podman("run", "--rm", *RUN_OPTIONS, "--entrypoint", "/opt/cicd-audit/venv/bin/python", image, "-c", probe)
-    assert r.stdout.split() == ["True", "True", "True", "4"], r.stdout
+    assert r.stdout.split() == ["True", "True", "True", "4", "True"], r.stdout
 
 
 def test_the_agent_in_its_container_records_a_job_of_the_runner_container_beside_it(image, lab, tmp_path):
