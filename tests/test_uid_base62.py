@@ -1,4 +1,5 @@
-"""uid._base62 writes the plain base-62 digits of a number, without leading zeros."""
+"""uid._base62 writes the plain base-62 digits of a number, without leading zeros; the allocator
+holds a uid only while its connection lives."""
 
 import random
 
@@ -31,3 +32,11 @@ def test_uids_stay_unique_and_zeek_shaped():
     uids = {alloc.for_conn(i) for i in range(2000)}
     assert len(uids) == 2000
     assert all(u[0] == "C" and u[1:].isalnum() for u in uids)
+
+
+def test_ended_connections_leave_nothing_behind():
+    alloc = uid.UidAllocator()
+    for i in range(5000):
+        assert alloc.for_conn(i) == alloc.for_conn(i)
+        alloc.forget(i)
+    assert vars(alloc) == {"prefix": "C", "_by_conn": {}, "_ended_tunnels": {}}

@@ -30,24 +30,25 @@ def _base62(n: int) -> str:
 
 
 class UidAllocator:
-    """One uid per kernel connection id, unique within a run."""
+    """One uid per kernel connection id, held while the connection lives.
+
+    As Zeek's, a uid is unique by its 96 random bits from the OS's generator:
+    a repeat among a billion uids has a chance of about 1 in 10^11. No set of
+    every uid issued is kept, so a job that makes connection after connection
+    (a lookup from a new port each time) does not grow the recorder.
+    """
 
     def __init__(self, prefix: str = "C"):
         self.prefix = prefix
         self._by_conn: dict[int, str] = {}
-        self._issued: set[str] = set()
         self._ended_tunnels: OrderedDict[int, str] = OrderedDict()
 
     def for_conn(self, conn_id: int) -> str:
         uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
         if uid is None:
-            while True:
-                # One draw of 96 bits (one getrandom call), split as Zeek's 64 + 32.
-                bits = secrets.randbits(96)
-                uid = self.prefix + _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
-                if uid not in self._issued:
-                    break
-            self._issued.add(uid)
+            # One draw of 96 bits (one getrandom call), split as Zeek's 64 + 32.
+            bits = secrets.randbits(96)
+            uid = self.prefix + _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
             if conn_id & PAIR_TUNNEL_ID:
                 self._keep_tunnel(conn_id, uid)   # never ends: kept as long as there is room
             else:
