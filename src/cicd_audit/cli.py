@@ -301,6 +301,11 @@ def prepare(force, prebuilt):
             click.echo(f"cicd-audit: {label} program: {how}; loaded in {report.seconds:.2f} s", err=True)
     except CicdAuditError as exc:
         _fail(exc)
+    # Installing is when a missing compiler or python3-dev can still be fixed: say which path runs.
+    from cicd_audit import compiled
+    from cicd_audit.recorder.logs.dns import message  # noqa: F401  (loads its compiled part)
+    from cicd_audit.zeeklog import tsv_format  # noqa: F401
+    click.echo(compiled.notice() or "cicd-audit: per-message path: compiled parts in use", err=True)
 
 
 def entry() -> None:
