@@ -48,6 +48,10 @@ class EventFormatError(ValueError):
     pass
 
 
+# A DNS event's fixed part is read into a whole DnsEvent; the payload comes from the record itself.
+_DNS_PAYLOAD_ROOM = bytes(ctypes.sizeof(abi.DnsEvent) - abi.DnsEvent.payload.offset)
+
+
 def blocked_name(ev: abi.BlockedEvent) -> str:
     """The DNS query name of a BLOCKED event (DNS_NAME), as the kernel wrote it."""
     # The kernel lower-cases and dots the name but does not vet its bytes.
@@ -79,7 +83,7 @@ def decode(data: int | bytes, size: int):
         fixed = abi.DnsEvent.payload.offset
         if len(buf) < fixed:
             raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
-        event = abi.DnsEvent.from_buffer_copy(buf[:fixed] + bytes(ctypes.sizeof(abi.DnsEvent) - fixed))
+        event = abi.DnsEvent.from_buffer_copy(buf[:fixed] + _DNS_PAYLOAD_ROOM)
         payload = buf[fixed:fixed + event.captured_len]
         if len(payload) != event.captured_len:
             raise EventFormatError("DNS event payload is shorter than its captured length")

@@ -200,7 +200,9 @@ class SessionLog:
 
     def on_decoded(self, event) -> None:
         """One event as events.decode gives it (an agent decodes first to file it by job)."""
-        if isinstance(event, abi.ConnEndEvent):
+        if type(event) is tuple:         # (DnsEvent, payload): the most frequent, tested first
+            self._dns_message(*event)
+        elif isinstance(event, abi.ConnEndEvent):
             self._conn_end(event)
         elif isinstance(event, abi.WeirdEvent):
             self._kernel_weird(event)
@@ -216,7 +218,7 @@ class SessionLog:
             if row is not None:
                 self._tunnel.write(row)
         else:
-            self._dns_message(*event)
+            raise TypeError(f"not an event from events.decode: {type(event).__name__}")
 
     def _conn_end(self, ev: abi.ConnEndEvent) -> None:
         cid = ev.conn.id
