@@ -22,7 +22,8 @@ SOURCES = {
 def extension(name: str, source: str) -> Extension:
     digest = hashlib.sha256((HERE / source).read_bytes()).hexdigest()
     return Extension(name, [source], optional=True, define_macros=[("SOURCE_SHA256", f'"{digest}"')],
-                     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror=implicit-function-declaration"])
+                     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                         "-Werror=implicit-function-declaration"])
 
 
 setup(ext_modules=[extension(name, source) for name, source in SOURCES.items()])

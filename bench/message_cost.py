@@ -79,6 +79,10 @@ def handle_records(path: Path) -> dict:
             "dns_rows": stats.get("dns_rows", 0), "pure_python": pure_python}
 
 
+def per_message_us(run: dict) -> float:
+    return run["cpu_s"] / max(run["dns_messages"], 1) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pcap", type=Path, help="a capture to record (default: a generated DNS capture)")
@@ -110,16 +114,16 @@ def main() -> None:
         for r in range(args.rounds):
             order = list(modes) if r % 2 == 0 else list(reversed(modes))
             for mode in order:
-                out = subprocess.run([sys.executable, __file__, "--handle", str(records)],
-                                     env=dict(os.environ, **modes[mode]), capture_output=True, text=True, check=True).stdout
+                env = dict(os.environ, **modes[mode])
+                out = subprocess.run([sys.executable, __file__, "--handle", str(records)], env=env,
+                                     capture_output=True, text=True, check=True).stdout
                 run = json.loads(out)
                 if mode in ("compiled", "pure") and (mode == "pure") != bool(run["pure_python"]):
                     sys.exit(f"message_cost: the {mode} run had compiled modules off: {run['pure_python'] or 'none'}")
                 results[mode].append(run)
                 print(f"round {r + 1} {mode:8s} {run['cpu_s']:.3f} s CPU, {run['events']} events, "
-                      f"{run['dns_messages']} DNS messages: {run['cpu_s'] / max(run['dns_messages'], 1) * 1e6:.1f} us "
-                      "per message", flush=True)
-        per = {m: statistics.median(x["cpu_s"] / max(x["dns_messages"], 1) * 1e6 for x in runs) for m, runs in results.items()}
+                      f"{run['dns_messages']} DNS messages: {per_message_us(run):.1f} us per message", flush=True)
+        per = {m: statistics.median(per_message_us(x) for x in runs) for m, runs in results.items()}
         print("median per DNS message: " + ", ".join(f"{m} {us:.1f} us" for m, us in per.items()))
         for mode in [m for m in modes if m != "compiled"]:
             ratios = [c["cpu_s"] / o["cpu_s"] for c, o in zip(results["compiled"], results[mode])]

@@ -168,9 +168,9 @@ static PyObject *read_rr_header(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"read_name", read_name, METH_VARARGS,
-     "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None if not the plain case."},
+     "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None."},
     {"read_question", read_question, METH_VARARGS,
-     "read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass), or None if not the plain case."},
+     "read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass), or None."},
     {"read_rr_header", read_rr_header, METH_VARARGS,
      "read_rr_header(data, pos, left, size, max_depth) -> (name, pos, left, type, class, ttl, rdlength), or None."},
     {NULL, NULL, 0, NULL},
