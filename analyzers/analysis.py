@@ -48,8 +48,19 @@ class Baseline:
     @classmethod
     def of_logs(cls, logs) -> Baseline:
         conn = _frame(logs, "conn")
-        dest, lookups = _dest.baseline_tables(conn, None, index=dns_index(logs))
-        return cls(dest, lookups, _runs(logs))
+        index = dns_index(logs)  # built once: the tables and the run count both read it
+        dest, lookups = _dest.baseline_tables(conn, None, index=index)
+        return cls(dest, lookups, len(_session_names(conn, index, None)) or 1)
+
+    @classmethod
+    def of_result(cls, result: AnalysisResult, session: str) -> Baseline:
+        """The run just analyzed as one run of a later run's baseline: ``of_logs`` of its logs with
+        a ``session`` column of ``session``, made from the tables its analysis already built
+        (the same tables but for the policy, which a baseline does not apply, and the session)."""
+        def labelled(table: pd.DataFrame) -> pd.DataFrame:
+            return table.assign(session=pd.Series([session] * len(table), index=table.index, dtype=table["session"].dtype))
+
+        return cls(labelled(_dest.without_policy(result.destinations)), labelled(result.lookups), 1)
 
     @classmethod
     def joined(cls, parts: list[Baseline]) -> Baseline:

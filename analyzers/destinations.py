@@ -207,6 +207,13 @@ def destination_table(conn: pd.DataFrame, dns: pd.DataFrame, policy=None, index:
     return t[cols]
 
 
+def without_policy(dest: pd.DataFrame) -> pd.DataFrame:
+    """A ``destination_table`` as it is made without a policy: nothing allowed, no rule."""
+    if dest.empty:
+        return dest
+    return dest.assign(allowed=pd.array([None] * len(dest), dtype="boolean"), rule=[None] * len(dest))
+
+
 def _examples(values, k=MAX_EXAMPLES):
     out = []
     for v in values:

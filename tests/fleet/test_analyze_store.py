@@ -146,3 +146,22 @@ def test_a_baseline_joined_from_its_runs_equals_the_runs_loaded_together(fleet_s
     assert len(whole.destinations) and len(whole.lookups)
     pd.testing.assert_frame_equal(joined.destinations, whole.destinations)
     pd.testing.assert_frame_equal(joined.lookups, whole.lookups)
+
+
+@pytest.mark.parametrize("with_policy", [False, True], ids=["no-policy", "policy"])
+def test_a_run_as_baseline_from_its_analysis_equals_one_made_from_its_logs(fleet_sessions, with_policy):
+    """What lets the fleet path index each run once: the run analyzed now becomes part of later
+    runs' baselines from the tables its analysis made, exactly as if made again from its logs."""
+    from cicd_audit.policy import load_policy
+
+    policy = load_policy(POLICY) if with_policy else None
+    for d in fleet_sessions:
+        one = load_logs(d)
+        logs = SessionLogs(conn=one.conn, dns=one.dns)
+        label = read_job_meta(d).session
+        from_result = Baseline.of_result(analyze(logs, policy=policy, sessions=[label]), label)
+        from_logs = Baseline.of_logs(labelled_logs(label, logs))
+        assert from_result.runs == from_logs.runs == 1
+        assert len(from_logs.destinations) and len(from_logs.lookups)
+        pd.testing.assert_frame_equal(from_result.destinations, from_logs.destinations)
+        pd.testing.assert_frame_equal(from_result.lookups, from_logs.lookups)

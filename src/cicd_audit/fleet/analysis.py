@@ -67,9 +67,9 @@ def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict
 
     Partitions hold consecutive runs of a workflow, so a run analyzed now is
     the baseline of the next ones: what a baseline needs of it (its
-    destination and lookup tables, ``analyzers.Baseline``) is made once and
-    kept while a later run of the partition needs it, and its logs are read
-    once. The cache holds at most a baseline's tables, never its logs.
+    destination and lookup tables, ``analyzers.Baseline``) is taken from its
+    analysis and kept while a later run of the partition needs it, and its
+    logs are read once. The cache holds at most a baseline's tables, never its logs.
     """
     from ..analyzers import Baseline, analyze
 
@@ -87,8 +87,8 @@ def _analyze_partition(part: pd.DataFrame, store_url: str, storage_options: dict
         logs = session_logs(store, r.files)
         result = analyze(logs, policy=policy, baseline=Baseline.joined(parts) if parts else None,
                          sessions=[r.session], name_features=False)  # findings and summary are all it keeps
-        if r.session in later_baselines:
-            runs[r.session] = _as_baseline(r.session, logs)
+        if r.session in later_baselines:  # from the tables just made: its logs are not indexed again
+            runs[r.session] = Baseline.of_result(result, r.session)
         del logs
         findings = result.findings.astype({"severity": str}).to_dict("records")
         rows.append({"session": r.session, "repository": r.repository, "workflow": r.workflow,
