@@ -19,6 +19,7 @@ Severity, by what the category means in a CI job:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -84,10 +85,17 @@ def _parse(text: str, source: str) -> tuple[str, dict]:
     return str(doc.get("version", "")), out
 
 
+@functools.lru_cache(maxsize=1)
+def _packaged() -> tuple[str, dict]:
+    """The packaged list, parsed once per process: the fleet path analyzes thousands of runs."""
+    text = resources.files(__package__).joinpath("data/exfil_services.yml").read_text(encoding="utf-8")
+    return _parse(text, "exfil_services.yml")
+
+
 def load_services(extra=()) -> ServiceList:
     """The packaged list plus every file in ``extra`` (later files win on a repeated domain)."""
-    text = resources.files(__package__).joinpath("data/exfil_services.yml").read_text(encoding="utf-8")
-    version, entries = _parse(text, "exfil_services.yml")
+    version, packaged = _packaged()
+    entries = dict(packaged)  # the cached list stays as packaged
     sources = [f"exfil_services.yml v{version}"]
     for path in extra:
         try:
