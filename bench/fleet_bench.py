@@ -15,7 +15,8 @@ Phases (each prints one JSON line; --phases picks some):
   ingest     a sample of sessions written as Zeek TSV with the project's LogWriter, then
              `store add`'s add_session (TSV parse + Parquet): rows/s end to end
   search     find_indicator over the whole store, and over one day, sync and on the cluster
-  analyze-all  analyze_store over the whole store on a LocalCluster (--workers), in one call
+  analyze-all  analyze_store over the whole store in one call: on a LocalCluster (--workers), or with
+             --scheduler sync in one fresh process; peak RSS and RSS over time either way
   analyze    analyze_store on --analyze-repos repositories (every run of their workflows, each against
              its last 10 runs): single process (a fresh child, peak RSS) vs LocalCluster (2 workers x
              1 thread, peak RSS per worker). Only those sessions are analyzed: the output says how
@@ -337,8 +338,13 @@ def phase_analyze(a):
 
 
 def phase_analyze_all(a):
-    """analyze_store over the whole store in one call on a LocalCluster: every stored session
-    against its last 10 runs, as `cicd-audit analyze --store STORE --scheduler local` runs it."""
+    """analyze_store over the whole store in one call: every stored session against its last 10
+    runs, as `cicd-audit analyze --store STORE --scheduler local` runs it (--scheduler sync: in
+    one fresh process, as `--scheduler sync` runs it)."""
+    if a.scheduler == "sync":
+        r = subprocess.run([sys.executable, __file__, "--out", a.out, "--phases", "analyze-all-child",
+                            "--rss-every", str(a.rss_every)], capture_output=True, text=True, check=True)
+        return json.loads(r.stdout.strip().splitlines()[-1])
     from distributed import Client
 
     from cicd_audit.fleet.analysis import analyze_store
@@ -354,11 +360,37 @@ def phase_analyze_all(a):
         rss = client.run(_peak_rss_mb)
     n = len(res.sessions)
     severities = res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
-    return {"phase": "analyze-all", "workers": a.workers, "sessions": n, "store_sessions": _stored_sessions(a.out),
+    return {"phase": "analyze-all", "scheduler": "local", "workers": a.workers, "sessions": n, "store_sessions": _stored_sessions(a.out),
             "seconds": round(dt, 1), "worker_cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
             "findings": len(res.findings), "findings_by_severity": severities,
             "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values()),
             "rss_mb_per_worker_over_time": rss_over_time}
+
+
+def _analyze_all_child(a):
+    """Runs in a fresh process: the whole store on the sync scheduler, its RSS over time and peak."""
+    from cicd_audit.fleet.analysis import analyze_store
+
+    samples, stop = [], threading.Event()
+    t, c = time.perf_counter(), _cpu_s()
+
+    def sample():
+        while not stop.wait(a.rss_every):
+            samples.append((round(time.perf_counter() - t), round(_rss_mb())))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        res = analyze_store(str(Path(a.out) / "store"), scheduler="sync")
+    finally:
+        stop.set()
+        th.join()
+    dt, cpu, n = time.perf_counter() - t, _cpu_s() - c, len(res.sessions)
+    severities = res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
+    return {"phase": "analyze-all", "scheduler": "sync", "sessions": n, "store_sessions": _stored_sessions(a.out),
+            "seconds": round(dt, 1), "cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
+            "findings": len(res.findings), "findings_by_severity": severities, "peak_rss_mb": round(_peak_rss_mb()),
+            "rss_mb_over_time": samples}
 
 
 @contextlib.contextmanager
@@ -402,11 +434,16 @@ def main():
     p.add_argument("--analyze-repos", type=int, default=2, help="repositories whose every run is analyzed")
     p.add_argument("--only-repo")
     p.add_argument("--rss-every", type=float, default=60, help="analyze-all: seconds between samples of worker RSS")
+    p.add_argument("--scheduler", choices=("local", "sync"), default="local",
+                   help="analyze-all: a LocalCluster of --workers, or one process")
     p.add_argument("--phases", default="generate,ingest,search,analyze")
     a = p.parse_args()
     phases = a.phases.split(",")
     if phases == ["analyze-child"]:
         print(json.dumps(_analyze_child(a)))
+        return
+    if phases == ["analyze-all-child"]:
+        print(json.dumps(_analyze_all_child(a)))
         return
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pandas": pd.__version__,
                                   "load_avg": os.getloadavg()}}), flush=True)
