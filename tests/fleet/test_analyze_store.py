@@ -72,7 +72,7 @@ def test_a_local_cluster_through_the_cli_gives_the_same_json(store, fleet_sessio
     r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", local_cluster.scheduler_address,
                                   "--baseline-runs", str(RUNS), "--format", "json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
+    doc = json.loads(r.stdout)
     expected = single_process(fleet_sessions)
     got = {}
     for s in doc["sessions"]:
@@ -165,3 +165,30 @@ def test_a_run_as_baseline_from_its_analysis_equals_one_made_from_its_logs(fleet
         assert len(from_logs.destinations) and len(from_logs.lookups)
         pd.testing.assert_frame_equal(from_result.destinations, from_logs.destinations)
         pd.testing.assert_frame_equal(from_result.lookups, from_logs.lookups)
+
+
+@pytest.mark.parametrize("on", ["sync", "cluster"])
+def test_progress_is_reported_as_each_partition_ends(store, local_cluster, monkeypatch, on):
+    import cicd_audit.fleet.analysis as fleet_analysis
+
+    monkeypatch.setattr(fleet_analysis, "SESSIONS_PER_PARTITION", 3)  # 8 sessions: 3 partitions
+    calls = []
+    scheduler = "sync" if on == "sync" else local_cluster.scheduler_address
+    result = analyze_store(store, baseline_runs=RUNS, scheduler=scheduler, progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) == 3 and {t for _, t in calls} == {8}
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == 8
+    assert from_store(result) == from_store(analyze_store(store, baseline_runs=RUNS, scheduler="sync"))
+
+
+def test_the_cli_says_how_far_it_is_on_stderr_only(store, monkeypatch):
+    import cicd_audit.fleet.analysis as fleet_analysis
+    import cicd_audit.fleet.cli as fleet_cli
+
+    monkeypatch.setattr(fleet_analysis, "SESSIONS_PER_PARTITION", 4)
+    monkeypatch.setattr(fleet_cli, "PROGRESS_EVERY_S", 0.0)  # a line for every partition
+    r = CliRunner().invoke(main, ["analyze", "--store", str(store), "--scheduler", "sync", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["summary"]["sessions"] == 8
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("cicd-audit analyze --store: 4 of 8 sessions (50 %), 0 min ")
+    assert lines[-1].startswith("cicd-audit analyze --store: 8 of 8 sessions (100 %), ")

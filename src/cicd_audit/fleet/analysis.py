@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .catalog import baselines, read_catalog
-from .cluster import compute_kwargs, dask_client
+from .cluster import dask_client
 from .reading import labelled_logs, session_logs
 from .store import Store
 
@@ -111,7 +111,8 @@ def _meta() -> pd.DataFrame:
 
 def analyze_store(store_url, policy=None, baseline_runs: int = 10, scheduler="local",
                   repository=None, workflow=None, since=None, until=None, storage_options=None,
-                  extra_baseline=(), workers: int | None = None) -> FleetResult:
+                  extra_baseline=(), workers: int | None = None, progress=None) -> FleetResult:
+    """``progress(done, total)``: called with the sessions analyzed so far as each partition ends."""
     import dask
     import dask.dataframe as dd
 
@@ -134,9 +135,29 @@ def analyze_store(store_url, policy=None, baseline_runs: int = 10, scheduler="lo
         out = ddf.map_partitions(_analyze_partition, store_url, dict(storage_options or {}), policy,
                                  list(extra_baseline), meta=_meta())
         with dask_client(scheduler, workers=workers) as client:
-            results = out.compute(**compute_kwargs(client))
+            results = _computed(out, client, progress or (lambda done, total: None), len(todo))
     results = results.sort_values(["first_seen", "session"], kind="stable").reset_index(drop=True)
     return FleetResult(findings=_findings_frame(results), sessions=results.drop(columns="findings"))
+
+
+def _computed(out, client, progress, total: int) -> pd.DataFrame:
+    """The partitions' results in partition order, saying how far it is as each one ends:
+    a whole store takes many minutes."""
+    parts = out.to_delayed()
+    results, done = [], 0
+    if client is None:
+        for part in parts:
+            results.append(part.compute(scheduler="synchronous"))
+            done += len(results[-1])
+            progress(done, total)
+        return pd.concat(results, ignore_index=True)
+    from distributed import as_completed
+
+    futures = client.compute(parts)
+    for future in as_completed(futures):
+        done += len(future.result())
+        progress(done, total)
+    return pd.concat([f.result() for f in futures], ignore_index=True)
 
 
 def _findings_frame(results: pd.DataFrame) -> pd.DataFrame:

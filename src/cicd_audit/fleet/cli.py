@@ -9,6 +9,7 @@ client and on every Dask worker alike. Errors: one line, exit 2.
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 import pandas as pd
@@ -197,7 +198,7 @@ def analyze_store_command(store_url, scheduler, baseline_runs, dirs, policy_path
             policy = load_policy(policy_path)
         extra = _extra_baseline(baseline_dirs)
         result = analyze_store(store_url, policy=policy, baseline_runs=baseline_runs, scheduler=scheduler,
-                               extra_baseline=extra)
+                               extra_baseline=extra, progress=_ProgressLine("analyze --store"))
     except ImportError as e:
         _fail("analyze", _missing_extra(e))
     except (CicdAuditError, OSError) as e:
@@ -208,6 +209,27 @@ def analyze_store_command(store_url, scheduler, baseline_runs, dirs, policy_path
     if fail_on and len(at_or_above(result.findings, fail_on)):
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_CLEAN)
+
+
+#: Seconds between two progress lines of long work (none for work that ends sooner).
+PROGRESS_EVERY_S = 10.0
+
+
+class _ProgressLine:
+    """``progress(done, total)`` for long work: a line on stderr at most every ``PROGRESS_EVERY_S``."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        elapsed = int(now - self.start)
+        click.echo(f"cicd-audit {self.what}: {done:,} of {total:,} sessions ({100 * done // max(total, 1)} %), "
+                   f"{elapsed // 60} min {elapsed % 60} s", err=True)
 
 
 def _extra_baseline(dirs) -> list:
