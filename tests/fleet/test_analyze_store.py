@@ -192,3 +192,19 @@ def test_the_cli_says_how_far_it_is_on_stderr_only(store, monkeypatch):
     lines = r.stderr.splitlines()
     assert lines[0].startswith("cicd-audit analyze --store: 4 of 8 sessions (50 %), 0 min ")
     assert lines[-1].startswith("cicd-audit analyze --store: 8 of 8 sessions (100 %), ")
+
+
+def test_a_cluster_keeps_no_result_after_it_is_read(store, local_cluster, monkeypatch):
+    """A worker would otherwise hold every result of its partitions until the last one ends:
+    memory growing with the store. At each progress call, what was read before is let go."""
+    from distributed import Client
+
+    import cicd_audit.fleet.analysis as fleet_analysis
+
+    monkeypatch.setattr(fleet_analysis, "SESSIONS_PER_PARTITION", 2)  # 8 sessions: 4 partitions
+    with Client(local_cluster) as client:
+        held = []
+        analyze_store(store, baseline_runs=RUNS, scheduler=client,
+                      progress=lambda d, t: held.append(sum(client.refcount.values())))
+        # the unread partitions, and the one just read, which as_completed lets go at its next step
+        assert held == [4, 3, 2, 1]

@@ -154,10 +154,16 @@ def _computed(out, client, progress, total: int) -> pd.DataFrame:
     from distributed import as_completed
 
     futures = client.compute(parts)
-    for future in as_completed(futures):
-        done += len(future.result())
+    position = {f.key: i for i, f in enumerate(futures)}
+    pending = as_completed(futures)
+    del futures  # a result read is released: the workers must not hold every session's result to the end
+    results = [None] * len(position)
+    for future in pending:
+        results[position[future.key]] = part = future.result()
+        del future
+        done += len(part)
         progress(done, total)
-    return pd.concat([f.result() for f in futures], ignore_index=True)
+    return pd.concat(results, ignore_index=True)
 
 
 def _findings_frame(results: pd.DataFrame) -> pd.DataFrame:
