@@ -159,9 +159,10 @@ def _computed(out, client, progress, total: int) -> pd.DataFrame:
     del futures  # a result read is released: the workers must not hold every session's result to the end
     results = [None] * len(position)
     for future in pending:
-        results[position[future.key]] = part = future.result()
+        result = future.result()
+        results[position[future.key]] = result
         del future
-        done += len(part)
+        done += len(result)
         progress(done, total)
     return pd.concat(results, ignore_index=True)
 
