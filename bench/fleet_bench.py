@@ -354,16 +354,15 @@ def phase_analyze_all(a):
     with local_cluster(a.workers) as cluster, Client(cluster) as client:
         c = sum(client.run(_cpu_s).values())
         t = time.perf_counter()
-        with _rss_sampler(client, every_s=a.rss_every) as rss_over_time:
+        with _sampled(lambda: sorted(round(v) for v in client.run(_rss_mb).values()), a.rss_every) as rss_over_time:
             res = analyze_store(str(Path(a.out) / "store"), scheduler=cluster.scheduler_address)
         dt = time.perf_counter() - t
         cpu = sum(client.run(_cpu_s).values()) - c
         rss = client.run(_peak_rss_mb)
     n = len(res.sessions)
-    severities = res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
     return {"phase": "analyze-all", "scheduler": "local", "workers": a.workers, "sessions": n, "store_sessions": _stored_sessions(a.out),
             "seconds": round(dt, 1), "worker_cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
-            "findings": len(res.findings), "findings_by_severity": severities,
+            "findings": len(res.findings), "findings_by_severity": _severities(res),
             "peak_rss_mb_per_worker": sorted(round(v) for v in rss.values()),
             "rss_mb_per_worker_over_time": rss_over_time}
 
@@ -372,38 +371,26 @@ def _analyze_all_child(a):
     """Runs in a fresh process: the whole store on the sync scheduler, its RSS over time and peak."""
     from cicd_audit.fleet.analysis import analyze_store
 
-    samples, stop = [], threading.Event()
     t, c = time.perf_counter(), _cpu_s()
-
-    def sample():
-        while not stop.wait(a.rss_every):
-            samples.append((round(time.perf_counter() - t), round(_rss_mb())))
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    try:
+    with _sampled(lambda: round(_rss_mb()), a.rss_every) as samples:
         res = analyze_store(str(Path(a.out) / "store"), scheduler="sync")
-    finally:
-        stop.set()
-        th.join()
     dt, cpu, n = time.perf_counter() - t, _cpu_s() - c, len(res.sessions)
-    severities = res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
     return {"phase": "analyze-all", "scheduler": "sync", "sessions": n, "store_sessions": _stored_sessions(a.out),
             "seconds": round(dt, 1), "cpu_s": round(cpu, 1), "cpu_s_per_session": round(cpu / max(1, n), 3),
-            "findings": len(res.findings), "findings_by_severity": severities, "peak_rss_mb": round(_peak_rss_mb()),
+            "findings": len(res.findings), "findings_by_severity": _severities(res), "peak_rss_mb": round(_peak_rss_mb()),
             "rss_mb_over_time": samples}
 
 
 @contextlib.contextmanager
-def _rss_sampler(client, every_s: float):
-    """[(seconds, [RSS MB of each worker])] every ``every_s`` while the block runs: a peak alone
-    does not say whether a worker's memory grows with the sessions it has analyzed."""
+def _sampled(read, every_s: float):
+    """[(seconds, read())] every ``every_s`` while the block runs: a peak alone does not say
+    whether memory grows with the sessions analyzed."""
     samples, stop = [], threading.Event()
     t0 = time.perf_counter()
 
     def sample():
         while not stop.wait(every_s):
-            samples.append((round(time.perf_counter() - t0), sorted(round(v) for v in client.run(_rss_mb).values())))
+            samples.append((round(time.perf_counter() - t0), read()))
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -412,6 +399,10 @@ def _rss_sampler(client, every_s: float):
     finally:
         stop.set()
         th.join()
+
+
+def _severities(res) -> dict:
+    return res.findings["severity"].astype(str).value_counts().to_dict() if len(res.findings) else {}
 
 
 def _rss_mb() -> float:
