@@ -206,5 +206,6 @@ def test_a_cluster_keeps_no_result_after_it_is_read(store, local_cluster, monkey
         held = []
         analyze_store(store, baseline_runs=RUNS, scheduler=client,
                       progress=lambda d, t: held.append(sum(client.refcount.values())))
-        # the unread partitions, and the one just read, which as_completed lets go at its next step
-        assert held == [4, 3, 2, 1]
+        # at most the unread partitions and the one just read, which as_completed may hold until
+        # its next step (when it lets go is its own business: the last one can be gone already)
+        assert len(held) == 4 and all(n <= 4 - i for i, n in enumerate(held)), held
