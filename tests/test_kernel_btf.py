@@ -1,4 +1,4 @@
-"""recorder/kernel/kernel_btf.py: member offsets from BTF, on built blobs and on this kernel's.
+"""recorder/kernel/kernel_btf.py: member offsets and function ids from BTF, on built blobs and on this kernel's.
 
 The blobs are made here, type by type, after include/uapi/linux/btf.h, so the
 walk is checked over every kind whose record has trailing data; that the
@@ -62,6 +62,10 @@ def kernel_like_blob() -> BtfBlob:
     blob.struct("linux_binprm", [("filename", 768), ("interp", 832)])
     # kind_flag: the top byte of each offset is a bitfield size
     blob.struct("task_struct", [("flags", 3 << 24 | 64), ("pid", 10112), ("tgid", 10144)], kind_flag=True)
+    blob.add(12, "ip4_datagram_connect", size=5)                    # FUNC (no trailing data): type id 13
+    blob.add(12, "ip6_datagram_connect_v6_only", size=5)            # a longer name sharing the prefix
+    blob.add(12, "ip6_datagram_connect", size=5)                    # 15
+    blob.struct("ip4_datagram_connect", [])                         # a STRUCT of that name: not it
     return blob
 
 
@@ -100,13 +104,33 @@ def test_no_btf_file_says_which(tmp_path):
         kernel_btf.member_offsets(WANTED, tmp_path / "vmlinux")
 
 
+def test_function_ids_count_every_type_from_one(tmp_path):
+    found = kernel_btf.function_ids(("ip6_datagram_connect", "ip4_datagram_connect"),
+                                    write(tmp_path, kernel_like_blob().bytes()))
+    assert found == {"ip4_datagram_connect": 13, "ip6_datagram_connect": 15}
+
+
+def test_a_missing_function_is_named(tmp_path):
+    with pytest.raises(kernel_btf.BtfUnavailable, match="has no function udp_connect"):
+        kernel_btf.function_ids(("ip4_datagram_connect", "udp_connect"), write(tmp_path, kernel_like_blob().bytes()))
+
+
+def test_offsets_and_function_ids_share_one_cache(tmp_path):
+    btf = write(tmp_path, kernel_like_blob().bytes())
+    offsets = kernel_btf.cached_member_offsets(WANTED, tmp_path, btf)
+    ids = kernel_btf.cached_function_ids(("ip4_datagram_connect",), tmp_path, btf)
+    btf.unlink()
+    assert kernel_btf.cached_member_offsets(WANTED, tmp_path, btf) == offsets
+    assert kernel_btf.cached_function_ids(("ip4_datagram_connect",), tmp_path, btf) == ids == {"ip4_datagram_connect": 13}
+
+
 def test_the_cache_answers_for_this_boot_only(tmp_path, monkeypatch):
     btf = write(tmp_path, kernel_like_blob().bytes())
     first = kernel_btf.cached_member_offsets(WANTED, tmp_path, btf)
     btf.unlink()                                        # from now on only the cache can answer
     assert kernel_btf.cached_member_offsets(WANTED, tmp_path, btf) == first
     entry = json.loads((tmp_path / kernel_btf.CACHE_FILE).read_text())
-    entry["key"] = "another boot"
+    entry["boot"] = "another boot"
     (tmp_path / kernel_btf.CACHE_FILE).write_text(json.dumps(entry))
     with pytest.raises(kernel_btf.BtfUnavailable):
         kernel_btf.cached_member_offsets(WANTED, tmp_path, btf)
@@ -152,6 +176,14 @@ def test_without_btf_the_recording_goes_on_and_says_why_in_one_line(tmp_path, mo
     assert err.count("\n") == 1 and err.startswith("cicd-audit: a process that exits before /proc/<pid> is read")
     assert "vmlinux" in err and "cannot be read" in err
     assert table.exec_paths is None and program.updates == []
+
+
+@pytest.mark.skipif(not kernel_btf.VMLINUX_BTF.exists(), reason="this kernel has no BTF")
+def test_this_kernels_btf_names_the_datagram_connects():
+    """Their ids are what /proc/kallsyms cannot give: checked live by the fentry hook attaching
+    (tests/test_container_live.py); here, that both are found and are FUNCs, not the same one."""
+    found = kernel_btf.function_ids(("ip4_datagram_connect", "ip6_datagram_connect"))
+    assert len(set(found.values())) == 2 and min(found.values()) > 0
 
 
 @pytest.mark.skipif(not kernel_btf.VMLINUX_BTF.exists(), reason="this kernel has no BTF")
