@@ -65,6 +65,7 @@ PROG_CGROUP_SKB = 8
 PROG_SOCK_OPS = 13
 PROG_RAW_TRACEPOINT = 17
 PROG_CGROUP_SOCK_ADDR = 18
+PROG_TRACING = 26
 
 # enum bpf_attach_type
 ATTACH_CGROUP_INET_EGRESS = 1
@@ -75,6 +76,7 @@ ATTACH_CGROUP_UDP4_SENDMSG = 14
 ATTACH_CGROUP_UDP6_SENDMSG = 15
 ATTACH_CGROUP_UDP4_RECVMSG = 19
 ATTACH_CGROUP_UDP6_RECVMSG = 20
+ATTACH_TRACE_FENTRY = 24
 ATTACH_TCX_INGRESS = 46             # kernel 6.6
 ATTACH_TCX_EGRESS = 47
 
@@ -153,7 +155,11 @@ class _ProgLoadAttr(ctypes.Structure):
                 ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
                 ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
                 ("prog_name", ctypes.c_char * OBJ_NAME_LEN), ("prog_ifindex", ctypes.c_uint32),
-                ("expected_attach_type", ctypes.c_uint32)]
+                ("expected_attach_type", ctypes.c_uint32), ("prog_btf_fd", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+                ("func_info_cnt", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
+                ("line_info", ctypes.c_uint64), ("line_info_cnt", ctypes.c_uint32),
+                ("attach_btf_id", ctypes.c_uint32)]      # a tracing program's target (5.5+)
 
 
 class _ObjAttr(ctypes.Structure):          # BPF_OBJ_PIN, BPF_OBJ_GET
@@ -283,17 +289,20 @@ def btf_load(blob: bytes) -> int:
 
 
 def prog_load(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
-              kern_version: int = 0, expected_attach_type: int = 0) -> int:
+              kern_version: int = 0, expected_attach_type: int = 0, attach_btf_id: int = 0) -> int:
     """Load a program; returns its fd. Without a log first (fast); if refused, again with one.
 
     expected_attach_type is required by some types: a CGROUP_SOCK_ADDR program
-    must name its hook (e.g. ATTACH_CGROUP_INET4_CONNECT) at load time.
+    must name its hook (e.g. ATTACH_CGROUP_INET4_CONNECT) at load time, a
+    TRACING one its kind (ATTACH_TRACE_FENTRY) and, as attach_btf_id, the
+    kernel function it traces (its type id in the kernel's BTF).
     """
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
     attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // INSN_SIZE, insns=ctypes.addressof(code),
                          license=ctypes.addressof(lic), kern_version=kern_version,
-                         prog_name=name.encode()[:OBJ_NAME_LEN - 1], expected_attach_type=expected_attach_type)
+                         prog_name=name.encode()[:OBJ_NAME_LEN - 1], expected_attach_type=expected_attach_type,
+                         attach_btf_id=attach_btf_id)
     try:
         return _bpf_checked(BPF_PROG_LOAD, attr, f"loading {name}")
     except BpfError as exc:
@@ -321,7 +330,7 @@ def _load_with_log(attr: _ProgLoadAttr, level: int, size: int) -> tuple[int, int
 
 
 def verifier_stats(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, license: str = "GPL",
-                   expected_attach_type: int = 0) -> str:
+                   expected_attach_type: int = 0, attach_btf_id: int = 0) -> str:
     """Load once with BPF_LOG_STATS and return its "processed N insns ..." line ("" if none).
 
     For measuring what the verifier walks (the benchmarks and the kernel matrix);
@@ -331,7 +340,7 @@ def verifier_stats(name: str, insns: bytes, prog_type: int = PROG_SCHED_CLS, lic
     lic = ctypes.create_string_buffer(license.encode())
     attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // INSN_SIZE, insns=ctypes.addressof(code),
                          license=ctypes.addressof(lic), prog_name=name.encode()[:OBJ_NAME_LEN - 1],
-                         expected_attach_type=expected_attach_type)
+                         expected_attach_type=expected_attach_type, attach_btf_id=attach_btf_id)
     fd, err, log = _load_with_log(attr, BPF_LOG_STATS, STATS_LOG_BYTES)
     if fd < 0:
         raise VerifierError(err, name, log)
@@ -350,12 +359,14 @@ def link_create(prog_fd: int, target: int, attach_type: int, flags: int = 0) -> 
     return _bpf_checked(BPF_LINK_CREATE, attr, f"creating a BPF link (attach type {attach_type})")
 
 
-def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+def raw_tracepoint_open(name: str | None, prog_fd: int) -> int:
     """Attach a RAW_TRACEPOINT program to the tracepoint called name (kernel 4.17+, no
-    tracefs needed); returns the fd that holds the attachment until it is closed."""
-    tracepoint = ctypes.create_string_buffer(name.encode())
-    attr = _RawTracepointAttr(name=ctypes.addressof(tracepoint), prog_fd=prog_fd)
-    return _bpf_checked(BPF_RAW_TRACEPOINT_OPEN, attr, f"attaching to the tracepoint {name}")
+    tracefs needed), or with name None a TRACING program to the function it was loaded
+    for (5.5+); returns the fd that holds the attachment until it is closed."""
+    tracepoint = ctypes.create_string_buffer(name.encode()) if name is not None else None
+    attr = _RawTracepointAttr(name=ctypes.addressof(tracepoint) if tracepoint else 0, prog_fd=prog_fd)
+    what = f"attaching to the tracepoint {name}" if name is not None else "attaching a tracing program"
+    return _bpf_checked(BPF_RAW_TRACEPOINT_OPEN, attr, what)
 
 
 def link_detach(link_fd: int) -> None:
