@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.control_protocol import request
-from cicd_audit.lab import V4, Lab
+from cicd_audit.lab import V4, Lab, agent_ready
 from cicd_audit.lab.cgroups import in_cgroup
 
 VENV_BIN = Path(sys.executable).parent
@@ -77,8 +77,10 @@ def main() -> None:
         argv = [CICD_AUDIT, "agent", "--out", str(work / "sessions"), "--iface", lab.client_if, *lab.cgroup_option(),
                 "--socket", str(sock)] + ([] if args.analysis else ["--no-analysis"])
         agent = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
-        if "jobs through" not in agent.stderr.readline():
-            raise SystemExit("the agent did not start")
+        try:
+            agent_ready(agent.stderr)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
         time.sleep(1)
         curl = lab.cmd(lab.client_ns, ["curl", "-s", "-o", "/dev/null", "--retry", "5", "--retry-connrefused",
                                        f"http://{V4[1]}:8080/"])

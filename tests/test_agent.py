@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4, agent_ready
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
@@ -33,14 +33,11 @@ class RunningAgent:
         argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
                 "--socket", str(sock)]
         self.proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
-        self.said = []                                   # what it said before it was ready
-        for line in self.proc.stderr:
-            if "jobs through" in line:
-                break
-            self.said.append(line)
-        else:
+        try:
+            self.said = agent_ready(self.proc.stderr)[:-1]     # what it said before it was ready
+        except RuntimeError:
             self.proc.kill()
-            raise RuntimeError(f"the agent did not start: {''.join(self.said)}")
+            raise
 
     def job(self, *args: str, env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
         argv = [CICD_AUDIT, "job", *args, "--socket", str(self.sock)]
@@ -226,7 +223,7 @@ def test_an_agent_with_a_policy_directory_blocks_each_job_by_its_own_policy(lab,
     argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
             "--socket", str(sock), "--policy-dir", str(policies), "--resolver", V4[1], "--no-analysis"]
     proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
-    assert "jobs through" in proc.stderr.readline()
+    agent_ready(proc.stderr)
     listener = RunnerListener(lab.cmd(lab.client_ns, lab.in_cgroup([])), tmp_path / "stop")
 
     def job(repository: str, join: bool = True) -> dict[str, str]:
@@ -370,7 +367,7 @@ def test_two_runners_blocked_at_once_each_job_by_its_own_policy(lab, tmp_path):
     argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
             "--socket", str(sock), "--policy-dir", str(policies), "--resolver", V4[1], "--no-analysis"]
     proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
-    assert "jobs through" in proc.stderr.readline()
+    agent_ready(proc.stderr)
     raw = f"{' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/"
     allowed = f"{' '.join(CURL)} -4 http://{DNS_NAME}:{HTTP_PORT}/"
     unlisted = "dig +tries=1 +time=1 control.example.test | grep -oE 'status: [A-Z]+'"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, HTTP_PORT, OTHER_V4, V4, agent_ready
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ def test_a_repository_policy_narrows_the_admins_for_its_job(lab, tmp_path):
             "--repository-policies", "narrow"]
     proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
     try:
-        assert "jobs through" in proc.stderr.readline()
+        agent_ready(proc.stderr)
         script = "; ".join([
             f"echo session $({CICD_AUDIT} job start --socket {sock} --join $$ --repo-policy {repo_policy})",
             f"echo allowed $({CURL} -4 http://{DNS_NAME}:{HTTP_PORT}/)",

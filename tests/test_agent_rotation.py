@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.lab import CICD_AUDIT, DNS_NAME, V4
+from cicd_audit.lab import CICD_AUDIT, DNS_NAME, V4, agent_ready
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
@@ -24,7 +24,7 @@ def test_a_long_jobs_logs_rotate_and_its_analysis_reads_every_file(lab, tmp_path
             "--socket", str(sock), "--rotate-interval", "1s"]
     proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
     try:
-        assert "jobs through" in proc.stderr.readline()
+        agent_ready(proc.stderr)
         lookups = "; ".join([f"dig +short +tries=1 +time=2 @{V4[1]} {DNS_NAME} >/dev/null; sleep 1.3"] * LOOKUPS)
         script = (f"s=$({CICD_AUDIT} job start --socket {sock}); {lookups}; "
                   f"{CICD_AUDIT} job end --socket {sock} >/dev/null; echo $s")

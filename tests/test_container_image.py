@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd_audit.lab import CICD_AUDIT, HTTP_PORT, V4
+from cicd_audit.lab import CICD_AUDIT, HTTP_PORT, V4, agent_ready
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
@@ -106,8 +106,7 @@ def test_the_agent_in_its_container_records_a_job_of_the_runner_container_beside
          image, "agent", "--out", "/var/lib/cicd-audit/sessions", "--iface", lab.client_if],
         stderr=subprocess.PIPE, text=True)
     try:
-        started = agent.stderr.readline()
-        assert "jobs through /run/cicd-audit/agent.sock" in started, started + agent.stderr.read()[-2000:]
+        assert "jobs through /run/cicd-audit/agent.sock" in agent_ready(agent.stderr)[-1]
         sock = str(work / "run" / "agent.sock")
         start = subprocess.run([CICD_AUDIT, "job", "start", "--socket", sock, "--label", "repository=octo/app"],
                                capture_output=True, text=True, timeout=60)

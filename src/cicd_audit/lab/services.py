@@ -72,3 +72,21 @@ class UdpSink:
         self._proc.wait(5)
         self._reader.join(5)
         return self._sizes
+
+
+AGENT_READY = "jobs through"      # in the line `cicd-audit agent` says once it records
+
+
+def agent_ready(stderr, max_lines: int = 10) -> list[str]:
+    """Read a started agent's stderr (a text stream) up to the line saying it records: the
+    lines read, that one last (before it, one-line notices such as a kernel feature it goes
+    without)."""
+    lines = []
+    for _ in range(max_lines):
+        line = stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if AGENT_READY in line:
+            return lines
+    raise RuntimeError(f"the agent did not say it records; it said: {lines}")
