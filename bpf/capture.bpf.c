@@ -394,6 +394,21 @@ int ca_udp_egress(struct __sk_buff *skb)
 	return ca_udp_egress_hook(skb);
 }
 
+BPF_ARRAY(sock_layout, struct ca_sock_layout, 1);
+
+static __always_inline struct ca_sock_layout *ca_sock_layout_get(void)
+{
+	__u32 zero = 0;
+	return sock_layout.lookup(&zero);
+}
+
+/* fentry on ip4_datagram_connect and ip6_datagram_connect (loaded once for each):
+ * ctx holds the traced function's arguments, sk and uaddr first. */
+int ca_udp_connect(__u64 *ctx)
+{
+	return ca_udp_connect_hook(ctx[0], ctx[1]);
+}
+
 /* tgid -> the binary it runs, kept past the process's exit (exec_paths.h). */
 BPF_TABLE("lru_hash", __u32, struct ca_exec_path, exec_paths, CA_EXEC_PATHS_ENTRIES);
 BPF_ARRAY(exec_layout, struct ca_exec_layout, 1);

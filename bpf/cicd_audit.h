@@ -330,6 +330,15 @@ struct ca_exec_layout {
 	__u32 pad;
 };
 
+/* Byte offsets of the socket fields the connected-UDP connect hook reads, from
+ * the running kernel's BTF; 0: unknown, the hook does nothing. */
+struct ca_sock_layout {
+	__u32 sock_cookie;         /* offsetof(struct sock_common, skc_cookie): struct sock starts with it */
+	__u32 sock_protocol;       /* offsetof(struct sock, sk_protocol), a __u16 since 5.6 */
+	__u32 inet_sport;          /* offsetof(struct inet_sock, inet_sport), network order */
+	__u32 pad;
+};
+
 enum ca_block_reason {
 	CA_BLOCKED_ADDRESS = 1,      /* destination address, or its port, not allowed */
 	CA_BLOCKED_DNS_NAME = 2,     /* DNS query for a name the policy does not allow */

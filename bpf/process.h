@@ -6,8 +6,10 @@
  *   - by socket cookie (sock_owner), for every connect() and sendmsg();
  *   - by flow (flow_owner), where the local port is already known: TCP at
  *     the moment it sends its SYN (sock_ops), unconnected UDP at sendmsg(),
- *     connected UDP at its first packet to each destination (cgroup_skb
- *     egress: its port is bound only after the connect hook ran).
+ *     connected UDP once per connect(), by an fentry hook on the kernel's
+ *     datagram connect (its port is bound only after the connect hook ran);
+ *     where the kernel cannot run that hook, at its first packet to each
+ *     destination (cgroup_skb egress, one storage lookup per packet).
  * When TC creates a connection from an egress packet it looks the owner up
  * once, by the skb's socket cookie (a process in the recorded namespace),
  * else by flow (a container with its own namespace: its packets reach the
@@ -39,6 +41,7 @@ static __always_inline void ca_flow_owner_update(struct ca_flow_key *flow, struc
 static __always_inline int ca_first_sight(__u32 *tgid);
 static __always_inline void ca_forget_sight(__u32 *tgid);
 static __always_inline struct ca_flow_key *ca_udp_filed(struct bpf_sock *sk, int create);
+static __always_inline struct ca_sock_layout *ca_sock_layout_get(void);
 #if CA_BLOCK
 static __always_inline struct ca_dns_endpoint *ca_dns_stub_lookup(struct ca_dns_endpoint *stub);
 static __always_inline void ca_dns_redirected_update(__u64 *cookie, struct ca_dns_redirect *r);
@@ -318,6 +321,56 @@ static __always_inline int ca_udp_egress_hook(struct __sk_buff *skb)
 	if (filed)
 		__builtin_memcpy(filed, &flow, sizeof(flow));
 	return 1;
+}
+
+/* fentry on ip4_datagram_connect / ip6_datagram_connect(struct sock *sk,
+ * struct sockaddr *uaddr, int addr_len): a UDP socket's connect(), after
+ * inet_dgram_connect ran the cgroup connect hook (which may have rewritten
+ * uaddr, the kernel's copy) and bound the source port. Files the flow under
+ * the owner that hook remembered; a socket it never saw has no cookie or no
+ * owner and costs two reads. Once per connect on the whole host, never per
+ * packet. The fields come by offset from the running kernel's BTF
+ * (sock_layout, filled by user space); with no layout it does nothing. */
+static __always_inline int ca_udp_connect_hook(__u64 sk, __u64 uaddr)
+{
+	struct ca_flow_key flow __attribute__((aligned(8))) = {};
+	struct ca_sock_layout *layout = ca_sock_layout_get();
+	struct ca_process *owner;
+	__u16 family = 0, protocol = 0;
+	__u64 cookie = 0;
+	__u32 v4 = 0;
+
+	if (!layout || !layout->sock_cookie)
+		return 0;
+	if (bpf_probe_read_kernel(&cookie, sizeof(cookie), (void *)(sk + layout->sock_cookie)) || !cookie)
+		return 0;                     /* no cookie yet: no hook of ours has seen the socket */
+	owner = ca_sock_owner_lookup(&cookie);
+	if (!owner)
+		return 0;
+	if (bpf_probe_read_kernel(&protocol, sizeof(protocol), (void *)(sk + layout->sock_protocol)) ||
+	    protocol != CA_IPPROTO_UDP)
+		return 0;                     /* ping and raw sockets connect through here too */
+	if (bpf_probe_read_kernel(&flow.sport, sizeof(flow.sport), (void *)(sk + layout->inet_sport)) ||
+	    bpf_probe_read_kernel(&family, sizeof(family), (void *)uaddr) ||
+	    bpf_probe_read_kernel(&flow.dport, sizeof(flow.dport), (void *)(uaddr + 2)))
+		return 0;
+	/* sockaddr_in: port at 2, address at 4; sockaddr_in6: port at 2, address at 8
+	 * (an IPv6 socket may connect with either; a v4-mapped address stays as it is) */
+	if (family == CA_AF_INET) {
+		if (bpf_probe_read_kernel(&v4, sizeof(v4), (void *)(uaddr + 4)))
+			return 0;
+		ca_set_v4mapped(flow.daddr, v4);
+	} else if (family != CA_AF_INET6 ||
+		   bpf_probe_read_kernel(flow.daddr, sizeof(flow.daddr), (void *)(uaddr + 8))) {
+		return 0;
+	}
+	flow.sport = bpf_ntohs(flow.sport);
+	flow.dport = bpf_ntohs(flow.dport);
+	if (!flow.dport || !flow.sport)
+		return 0;
+	flow.ip_proto = CA_IPPROTO_UDP;
+	ca_flow_owner_update(&flow, owner);
+	return 0;
 }
 
 static __always_inline int ca_skb_has_inet_socket(struct __sk_buff *skb)

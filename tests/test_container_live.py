@@ -5,9 +5,12 @@ namespace of its own, routed (no NAT) through the client namespace, where the
 recorder runs with TC on the client's uplink veth only, and its processes sit
 in a child of the lab's cgroup, the one the recorder's socket hooks are on.
 Its packets reach TC without their socket, so the process comes from the flow
-join: sock_ops for TCP, sendmsg for unconnected UDP, the cgroup_skb egress
-program for connected UDP (dig, glibc's resolver). Attribution is also checked
-with TC on the container's veth end instead, where its packets are ingress.
+join: sock_ops for TCP, sendmsg for unconnected UDP, and for connected UDP
+(dig, glibc's resolver) the per-connect fentry hook where the kernel runs it,
+else the cgroup_skb egress program at the first packet (this host's kernel
+refuses fentry programs; the kernel matrix's `udp` check covers that hook).
+Attribution is also checked with TC on the container's veth end instead,
+where its packets are ingress.
 
 Every client runs through `announced()`, which prints its name and pid and
 then execs it, so each row's process is checked against the real pid.
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from cicd_audit.lab import DNS_NAME, HTTP_PORT, OTHER_V4, OTHER_V6, V4, V6
+from cicd_audit.recorder.attach import udp_connect_hooks
 from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
@@ -249,10 +253,13 @@ def test_container_blocking(lab, container, tmp_path, policy):
     assert sorted(process_of(c) for c in lookup_conns) == sorted([ran["allowed"], ran["allowed6"]])
 
 
-def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_path):
+@pytest.mark.parametrize("filed", ["as the kernel allows", "per packet"])
+def test_a_reconnected_udp_socket_files_each_destination(lab, container, tmp_path, monkeypatch, filed):
     """One UDP socket connected to a port, used, then connected to another: the socket
     hook must file the second flow too (what it filed no longer matches the socket), so
-    both conn.log rows name the process."""
+    both conn.log rows name the process; with either hook."""
+    if filed == "per packet":
+        monkeypatch.setenv(udp_connect_hooks.PER_PACKET_ENV, "1")
     reconnect = (f"import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                  f"for port in ({UDP_PORT}, {UDP_PORT + 1}):\n"
                  f"    s.connect(('{V4[1]}', port)); s.send(b'x' * 5); s.send(b'y' * 5)\n"

@@ -304,7 +304,10 @@ def test_second_recorder_on_the_same_interface_is_refused_clearly(lab, tmp_path)
         r = lab.record(tmp_path / "second", ["true"])
         assert r.returncode == 125, r.stderr        # the recorder's failure, never a status the command could have
         assert "already attached" in r.stderr and "Traceback" not in r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1
+        # the refusal in one line, the last; before it, only the recorder's own one-line notices
+        lines = r.stderr.strip().splitlines()
+        assert [line for line in lines if "already attached" in line] == lines[-1:]
+        assert all(line.startswith("cicd-audit: ") for line in lines), lines
         status = json.loads((tmp_path / "second" / "recorder.status").read_text())
         assert status["recording"] == "incomplete" and status["command_status"] is None
     finally:

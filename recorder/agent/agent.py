@@ -49,6 +49,7 @@ from cicd_audit.recorder.agent.agent_policy import JobPolicy, PolicyDirectory
 from cicd_audit.recorder.agent.control import ControlServer
 from cicd_audit.recorder.agent.job_router import JobRouter, owner_cgroup
 from cicd_audit.recorder.agent.job_slots import JobSlots
+from cicd_audit.recorder.attach import udp_connect_hooks
 from cicd_audit.recorder.attach.attach import TcAttachment
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
 from cicd_audit.recorder.attach.exec_hooks import attach_exec_hooks
@@ -157,7 +158,8 @@ class Agent:
                 self.program.wake_on(server.sock.fileno())      # a hook's request is answered at once
                 cgroup = self.cgroup or self.v2_root
                 if cgroup is not None:
-                    stack.enter_context(CgroupAttachment(cgroup, self.program.cgroup_programs))
+                    hooks = udp_connect_hooks.cgroup_programs(stack, self.program, "cicd-audit agent")
+                    stack.enter_context(CgroupAttachment(cgroup, hooks))
                     attach_exec_hooks(stack, self.program, self.processes, "cicd-audit agent")
                 else:
                     notices.say("cicd-audit agent: connections will not name their processes: no cgroup v2")

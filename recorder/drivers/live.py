@@ -25,6 +25,7 @@ from typing import Callable
 
 from cicd_audit import notices
 from cicd_audit.errors import CommandNotRunnable, EnvironmentProblem, UsageError
+from cicd_audit.recorder.attach import udp_connect_hooks
 from cicd_audit.recorder.attach.attach import TcAttachment, cleanup
 from cicd_audit.recorder.attach.attach_watch import AttachmentWatch
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
@@ -208,7 +209,8 @@ def _attach_cgroup_hooks(stack: contextlib.ExitStack, program: CaptureProgram, c
     try:
         if cgroup is None:
             raise EnvironmentProblem("no cgroup v2 hierarchy is mounted")
-        stack.enter_context(CgroupAttachment(cgroup, program.cgroup_programs, pin_dir=pin_dir))
+        hooks = udp_connect_hooks.cgroup_programs(stack, program, "cicd-audit")
+        stack.enter_context(CgroupAttachment(cgroup, hooks, pin_dir=pin_dir))
     except EnvironmentProblem as exc:
         if required:
             raise

@@ -273,6 +273,10 @@ class ExecLayout(ctypes.Structure):      # the exec_layout map's one value
     _fields_ = [("binprm_interp", c_u32), ("task_pid", c_u32), ("task_tgid", c_u32), ("pad", c_u32)]
 
 
+class SockLayout(ctypes.Structure):      # the sock_layout map's one value
+    _fields_ = [("sock_cookie", c_u32), ("sock_protocol", c_u32), ("inet_sport", c_u32), ("pad", c_u32)]
+
+
 class BlockedEvent(ctypes.Structure):
     _fields_ = [
         ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("proc", Process),
@@ -344,6 +348,7 @@ MIRRORED_STRUCTS = {
     "ca_process_event": ProcessEvent,
     "ca_exec_path": ExecPath,
     "ca_exec_layout": ExecLayout,
+    "ca_sock_layout": SockLayout,
     "ca_blocked_event": BlockedEvent,
     "ca_port_set": PortSet,
     "ca_cidr_key": CidrKey,

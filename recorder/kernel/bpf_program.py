@@ -59,6 +59,8 @@ FUNCTION_TYPES = {
     "ca_udp_egress": (bpf_syscall.PROG_CGROUP_SKB, bpf_syscall.ATTACH_CGROUP_INET_EGRESS),
     "ca_exec": (bpf_syscall.PROG_RAW_TRACEPOINT, 0),
     "ca_fork": (bpf_syscall.PROG_RAW_TRACEPOINT, 0),
+    # Loaded when attached, once per traced function: the kernel needs that function at load time.
+    "ca_udp_connect": (bpf_syscall.PROG_TRACING, bpf_syscall.ATTACH_TRACE_FENTRY),
 }
 CGROUP_HOOKS = ("ca_connect4", "ca_connect6", "ca_sendmsg4", "ca_sendmsg6", "ca_sockops", "ca_udp_egress",
                 "ca_recvmsg4", "ca_recvmsg6")          # the last two: blocking mode only
@@ -259,7 +261,9 @@ def _extract(bcc, module) -> CompiledProgram:
 @dataclass
 class LoadedFunction:
     name: str
-    fd: int
+    fd: int                     # -1 for a tracing program, loaded when it is attached
+    insns: bytes = b""          # a tracing program's instructions, its maps filled in
+    license: str = ""
 
 
 class BpfMap:
@@ -336,6 +340,9 @@ def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[
         for f in program.functions:
             insns = bpf_syscall.patch_map_fds(f.insns, [(i, maps[name].fd) for i, name in f.map_refs])
             prog_type, attach_type = FUNCTION_TYPES.get(f.name, _SCHED_CLS)
+            if prog_type == bpf_syscall.PROG_TRACING:
+                functions[f.name] = LoadedFunction(f.name, -1, insns, program.license)
+                continue
             functions[f.name] = LoadedFunction(f.name, bpf_syscall.prog_load(
                 f.name, insns, prog_type, program.license, program.kern_version,
                 expected_attach_type=attach_type if prog_type != bpf_syscall.PROG_SOCK_OPS else 0))
@@ -405,6 +412,8 @@ class CaptureProgram:
                                     for name in CGROUP_HOOKS if name in functions}
             # tracepoint name -> program fd (attribution)
             self.exec_programs = {EXEC_HOOKS[name]: functions[name].fd for name in EXEC_HOOKS if name in functions}
+            # connected UDP's per-connect hook, loaded by attach/udp_connect_hooks.py (attribution)
+            self.udp_connect_fn = functions.get("ca_udp_connect")
             self.conns4, self.conns6 = self.maps["conns4"], self.maps["conns6"]
             self.stats_table = self.maps["stats"]
             self._fill_likely_server_ports()
