@@ -20,6 +20,8 @@ The guest suite (each check prints one `CHECK name ok|FAIL detail` line):
   names     blocking's DNS name check in the kernel (tests/test_dns_name_check.py)
   exec      the exec hooks: a process's executable is known after it exits, from
             fields found in the guest kernel's BTF (tests/test_exec_hooks.py)
+  udp       connected UDP sockets filed once per connect by the fentry hook (IPv4, IPv6,
+            an IPv4 peer of an IPv6 socket, a reconnect), the per-packet program left off
   pcap      `record --pcap` of ../shared/zeek-oracle/wikipedia matches Zeek's logs
   live      `record` in a network-namespace lab: curl's and Python's rows name their process
   block     `record --block` there: an allowed name connects, a raw address and an
@@ -188,10 +190,7 @@ def guest_load(directory: Path) -> bool:
         except bpf_syscall.BpfError as exc:
             all_ok &= check(f"load[{variant_slug(label)}]", False, str(exc))
             continue
-        for fn in functions.values():
-            os.close(fn.fd)
-        for m in maps.values():
-            m.close()
+        bpf_program.unload(maps, functions)       # the fentry hook is loaded when attached: the udp check
         all_ok &= check(f"load[{variant_slug(label)}]", True,
                         f"{len(functions)} functions in {time.monotonic() - started:.1f} s")
     return all_ok
@@ -199,7 +198,8 @@ def guest_load(directory: Path) -> bool:
 
 def guest_stats(directory: Path) -> bool:
     """What the verifier walks for each function of the blocking variant (the largest)."""
-    from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, program_cache
+    from cicd_audit.recorder.attach import udp_connect_hooks
+    from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, kernel_btf, program_cache
 
     program = program_cache.load(variant_slug("live --block"), directory)
     maps = {spec.name: bpf_program.BpfMap(spec, bpf_syscall.map_create(
@@ -212,9 +212,12 @@ def guest_stats(directory: Path) -> bool:
             if prog_type == bpf_syscall.PROG_SOCK_OPS:
                 attach_type = 0
             try:
-                line = bpf_syscall.verifier_stats(f.name, insns, prog_type, program.license, attach_type)
+                target = 0
+                if prog_type == bpf_syscall.PROG_TRACING:      # checked against the function it traces
+                    target = kernel_btf.function_ids(udp_connect_hooks.TRACED[:1])[udp_connect_hooks.TRACED[0]]
+                line = bpf_syscall.verifier_stats(f.name, insns, prog_type, program.license, attach_type, target)
                 all_ok &= check(f"verifier[{f.name}]", True, line)
-            except bpf_syscall.BpfError as exc:
+            except (bpf_syscall.BpfError, kernel_btf.BtfUnavailable) as exc:
                 all_ok &= check(f"verifier[{f.name}]", False, str(exc))
     finally:
         for m in maps.values():
@@ -362,6 +365,70 @@ def guest_pytest(checks: list[str]) -> bool:
     return all_ok
 
 
+# A child in the test cgroup: connected UDP sockets to the discard port (nothing listens; a
+# connect() sends nothing), one "family host port" line per connect with the port it was bound to.
+UDP_CONNECTS = """
+import socket, sys
+open(sys.argv[1], "w").write("0")          # into the cgroup the hooks are on
+def connect(family, host, port, s=None):
+    s = s or socket.socket(family, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    print(family.name, host, port, s.getsockname()[1], flush=True)
+    return s
+connect(socket.AF_INET, "127.0.0.1", 9)
+connect(socket.AF_INET6, "::1", 9)
+connect(socket.AF_INET6, "::ffff:127.0.0.1", 9)         # an IPv4 peer of an IPv6 socket
+s = connect(socket.AF_INET, "127.0.0.2", 9)
+connect(socket.AF_INET, "127.0.0.2", 10, s)             # the same socket, connected again
+"""
+
+
+def guest_udp_connect() -> bool:
+    """udp: the per-connect hook (fentry on the kernel's datagram connect) files each connected
+    UDP socket's flow under the process that connected it, and the per-packet cgroup_skb
+    program is then left off. Loopback only: a connect() sends nothing."""
+    import contextlib
+    import ipaddress
+
+    from cicd_audit.recorder.attach import udp_connect_hooks
+    from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
+    from cicd_audit.recorder.kernel import abi, bpf_syscall
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+
+    v2_root = cgroup2_mount()
+    if v2_root is None:
+        return check("udp", False, "no cgroup v2 hierarchy is mounted")
+    cgroup = v2_root / f"cicd-audit-matrix-udp-{os.getpid()}"
+    cgroup.mkdir()
+    program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
+    try:
+        with contextlib.ExitStack() as stack:
+            hooks = udp_connect_hooks.cgroup_programs(stack, program, "kernel-matrix")
+            if bpf_syscall.ATTACH_CGROUP_INET_EGRESS in hooks:
+                return check("udp", False, "the connect hook did not attach (see the line above)")
+            stack.enter_context(CgroupAttachment(cgroup, hooks))
+            child = subprocess.Popen([sys.executable, "-c", UDP_CONNECTS, str(cgroup / "cgroup.procs")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = child.communicate(timeout=300)
+        if child.returncode != 0:
+            return check("udp", False, f"the connecting child failed: {err.strip()[-300:]}")
+        bad, lines = [], out.splitlines()
+        for line in lines:
+            family, host, port, sport = line.split()
+            addr = ipaddress.ip_address(host)
+            mapped = addr.packed if addr.version == 6 else ipaddress.IPv6Address(f"::ffff:{host}").packed
+            key = abi.FlowKey(dport=int(port), sport=int(sport), ip_proto=17)
+            key.daddr[:] = mapped
+            raw = program.maps["flow_owner"].lookup(bytes(key))
+            owner = abi.Process.from_buffer_copy(raw).tgid if raw else None
+            if owner != child.pid:
+                bad.append(f"{family} {host}:{port} from port {sport}: filed under {owner}")
+        return check("udp", len(lines) == 5 and not bad, "; ".join(bad) or f"{len(lines)} connects filed")
+    finally:
+        program.close()
+        cgroup.rmdir()
+
+
 GUEST_MODULES = Path("/tmp/kernel-matrix-modules")
 
 
@@ -386,6 +453,8 @@ def guest_main(directory: Path, checks: list[str]) -> int:
         ok &= guest_stats(directory)
     seed_program_cache(directory)
     ok &= guest_pytest(checks)
+    if "udp" in checks:
+        ok &= guest_udp_connect()
     if "live" in checks or "block" in checks:
         try:
             ok &= guest_live_and_block(checks)
@@ -398,7 +467,7 @@ def guest_main(directory: Path, checks: list[str]) -> int:
 
 # -- on the host: booting, and the table ---------------------------------------------------
 
-CHECKS = ("load", "names", "exec", "pcap", "live", "block")
+CHECKS = ("load", "names", "exec", "udp", "pcap", "live", "block")
 
 
 def kvm_boots(vmlinuz: Path) -> bool:
@@ -483,7 +552,7 @@ def run_host(bytecode: Path, checks: list[str], log: Path) -> tuple[str, float]:
 
 
 CHECK_TITLES = {"load": "all programs load (same bytecode)", "names": "DNS name check",
-                "exec": "exec hooks (proc.exe after exit)",
+                "exec": "exec hooks (proc.exe after exit)", "udp": "connected UDP filed per connect (fentry)",
                 "pcap": "`record --pcap` = Zeek", "live": "live + attribution", "block": "`--block`"}
 
 

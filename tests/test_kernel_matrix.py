@@ -60,17 +60,19 @@ def test_every_check_in_the_suite_has_a_title_and_tests():
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_the_same_bytecode_loads_on_debians_6_1_and_5_10_kernels():
-    """The matrix's `load` check, booted for real (virtme-ng; software emulation where KVM cannot boot
-    a stock kernel): every program variant compiled once on this host loads in each guest with the
-    syscall loader. The kernels were downloaded by scripts/install.sh --test; this runs offline.
-    The fuller checks (pcap, live, blocking) are a manual run (docs/kernels.md)."""
+def test_the_same_bytecode_loads_and_files_udp_per_connect_on_debians_6_1_and_5_10_kernels():
+    """The matrix's `load` and `udp` checks, booted for real (virtme-ng; software emulation where KVM
+    cannot boot a stock kernel): every program variant compiled once on this host loads in each guest
+    with the syscall loader, and the fentry hook, which this host's kernel refuses, files connected
+    UDP sockets under their process there. The kernels were downloaded by scripts/install.sh --test;
+    this runs offline. The fuller checks (pcap, live, blocking) are a manual run (docs/kernels.md)."""
     import os
     import subprocess
 
     assert os.geteuid() == 0, "boots kernels and loads BPF programs: run the suite as root"
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "kernel_matrix.py"), "--offline",
-                        "--kernels", "6.1,5.10", "--checks", "load"], capture_output=True, text=True, timeout=1800)
+                        "--kernels", "6.1,5.10", "--checks", "load,udp"], capture_output=True, text=True,
+                       timeout=1800)
     assert r.returncode == 0 and "all kernels passed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    loaded = [line for line in r.stdout.splitlines() if "{'load': (True" in line]
-    assert [line.split(".")[0:2] for line in loaded] == [["6", "1"], ["5", "10"]], r.stdout
+    passed = [line for line in r.stdout.splitlines() if "{'load': (True, ''), 'udp': (True, '')}" in line]
+    assert [line.split(".")[0:2] for line in passed] == [["6", "1"], ["5", "10"]], r.stdout
