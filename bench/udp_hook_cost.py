@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Per-packet cost of the connected-UDP socket hook (ca_udp_egress, cgroup_skb egress).
 
+That hook runs only where the kernel cannot run the per-connect one (fentry; see
+recorder/attach/udp_connect_hooks.py): the recorder here is asked for it.
+
 A recorder runs in the netns lab (cicd_audit.lab) with its socket hooks on the
 lab's cgroup; a no-op cgroup_skb program is attached next to ca_udp_egress on
 the same cgroup, so both see the same packets. A container (its own namespace,
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.lab import V4, Lab
+from cicd_audit.recorder.attach import udp_connect_hooks
 from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup_program_ids
 from cicd_audit.recorder.kernel import bpf_syscall
 
@@ -107,7 +111,8 @@ def main() -> int:
             lab.popen(lab.server_ns, [sys.executable, "-c", sink])
         time.sleep(0.5)
         recorder = lab.popen(lab.client_ns, lab.record_argv(out / "logs"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, udp_connect_hooks.PER_PACKET_ENV: "1"})
         ours = wait_attached(lab)
         noop = bpf_syscall.prog_load("ca_noop_skb", NOOP, bpf_syscall.PROG_CGROUP_SKB,
                                      expected_attach_type=bpf_syscall.ATTACH_CGROUP_INET_EGRESS)
