@@ -18,10 +18,10 @@ API::
 from __future__ import annotations
 
 import contextlib
-import os
 
 from cicd_audit import notices
 from cicd_audit.errors import EnvironmentProblem
+from cicd_audit.recorder.attach.held_links import HeldLinks
 from cicd_audit.recorder.kernel import abi, bpf_syscall, kernel_btf
 
 # The kernel fields bpf/exec_paths.h reads, as struct ca_exec_layout names them.
@@ -32,14 +32,10 @@ KERNEL_FIELDS = {"binprm_interp": ("linux_binprm", "interp"),
 
 def exec_layout() -> abi.ExecLayout:
     """The running kernel's offsets of those fields; EnvironmentProblem when unknown."""
-    wanted: dict[str, tuple[str, ...]] = {}
-    for struct_name, member in KERNEL_FIELDS.values():
-        wanted[struct_name] = wanted.get(struct_name, ()) + (member,)
     try:
-        offsets = kernel_btf.cached_member_offsets(wanted)
+        return abi.ExecLayout(**kernel_btf.cached_field_offsets(KERNEL_FIELDS))
     except kernel_btf.BtfUnavailable as exc:
         raise EnvironmentProblem(str(exc)) from None
-    return abi.ExecLayout(**{field: offsets[key] for field, key in KERNEL_FIELDS.items()})
 
 
 class ExecHooks:
@@ -47,7 +43,7 @@ class ExecHooks:
 
     def __init__(self, program):
         self.program = program
-        self._fds: list[int] = []
+        self._links = HeldLinks()
 
     def __enter__(self) -> ExecHooks:
         if not self.program.exec_programs:
@@ -55,18 +51,14 @@ class ExecHooks:
         self.program.maps["exec_layout"].update(0, bytes(exec_layout()))
         try:
             for tracepoint, prog_fd in self.program.exec_programs.items():
-                self._fds.append(bpf_syscall.raw_tracepoint_open(tracepoint, prog_fd))
+                self._links.hold(bpf_syscall.raw_tracepoint_open(tracepoint, prog_fd), None, tracepoint)
         except bpf_syscall.BpfError as exc:
-            self._close()
+            self._links.release(failed=True)
             raise EnvironmentProblem(f"the kernel refused the exec hooks ({exc})") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        while self._fds:
-            os.close(self._fds.pop())
+        self._links.release(failed=False)
 
 
 def attach_exec_hooks(stack: contextlib.ExitStack, program, processes, who: str) -> None:

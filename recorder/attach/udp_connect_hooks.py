@@ -22,6 +22,7 @@ import os
 
 from cicd_audit import notices
 from cicd_audit.errors import EnvironmentProblem
+from cicd_audit.recorder.attach.held_links import HeldLinks
 from cicd_audit.recorder.kernel import abi, bpf_syscall, kernel_btf
 
 # Every UDP connect() of IPv4 and IPv6 sockets (a v4-mapped peer included) goes through one of these.
@@ -36,14 +37,10 @@ PER_PACKET_ENV = "CICD_AUDIT_UDP_PER_PACKET"
 
 def sock_layout() -> abi.SockLayout:
     """The running kernel's offsets of those fields; EnvironmentProblem when unknown."""
-    wanted: dict[str, tuple[str, ...]] = {}
-    for struct_name, member in KERNEL_FIELDS.values():
-        wanted[struct_name] = wanted.get(struct_name, ()) + (member,)
     try:
-        offsets = kernel_btf.cached_member_offsets(wanted)
+        return abi.SockLayout(**kernel_btf.cached_field_offsets(KERNEL_FIELDS))
     except kernel_btf.BtfUnavailable as exc:
         raise EnvironmentProblem(str(exc)) from None
-    return abi.SockLayout(**{field: offsets[key] for field, key in KERNEL_FIELDS.items()})
 
 
 class UdpConnectHooks:
@@ -52,7 +49,7 @@ class UdpConnectHooks:
 
     def __init__(self, program):
         self.program = program
-        self._fds: list[int] = []
+        self._links = HeldLinks()
 
     def __enter__(self) -> UdpConnectHooks:
         fn = self.program.udp_connect_fn
@@ -67,22 +64,25 @@ class UdpConnectHooks:
         self.program.maps["sock_layout"].update(0, bytes(sock_layout()))
         try:
             for function in TRACED:
-                prog_fd = bpf_syscall.prog_load(fn.name, fn.insns, bpf_syscall.PROG_TRACING, fn.license,
-                                                expected_attach_type=bpf_syscall.ATTACH_TRACE_FENTRY,
-                                                attach_btf_id=ids[function])
-                self._fds.append(prog_fd)
-                self._fds.append(bpf_syscall.raw_tracepoint_open(None, prog_fd))
+                self._links.hold(self._attach(fn, ids[function]), None, function)
         except bpf_syscall.BpfError as exc:
-            self._close()
+            self._links.release(failed=True)
             raise EnvironmentProblem(f"the kernel refused an fentry program ({exc})") from None
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._close()
+    @staticmethod
+    def _attach(fn, function_id: int) -> int:
+        """Load fn for one function and attach it; the attachment's fd holds the program."""
+        prog_fd = bpf_syscall.prog_load(fn.name, fn.insns, bpf_syscall.PROG_TRACING, fn.license,
+                                        expected_attach_type=bpf_syscall.ATTACH_TRACE_FENTRY,
+                                        attach_btf_id=function_id)
+        try:
+            return bpf_syscall.raw_tracepoint_open(None, prog_fd)
+        finally:
+            os.close(prog_fd)
 
-    def _close(self) -> None:
-        while self._fds:
-            os.close(self._fds.pop())
+    def __exit__(self, *exc) -> None:
+        self._links.release(failed=False)
 
 
 def cgroup_programs(stack: contextlib.ExitStack, program, who: str) -> dict[int, int]:

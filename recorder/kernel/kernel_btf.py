@@ -19,6 +19,7 @@ API::
     member_offsets(wanted, btf=VMLINUX_BTF) -> {(struct, member): byte offset}
     function_ids(names, btf=VMLINUX_BTF) -> {function: BTF type id}
     cached_member_offsets(wanted), cached_function_ids(names) -> the same, remembered for this boot
+    cached_field_offsets({field: (struct, member)}) -> {field: byte offset}, for a hook's layout
     BtfUnavailable: no BTF, an unreadable one, or a wanted member or function missing
 """
 
@@ -144,6 +145,16 @@ def cached_member_offsets(wanted: dict[str, tuple[str, ...]], cache_dir: Path | 
     key = ",".join(f"{s}.{m}" for s in sorted(wanted) for m in sorted(wanted[s]))
     found = _cached(cache_dir, key, lambda: {f"{s}.{m}": v for (s, m), v in member_offsets(wanted, btf).items()})
     return {tuple(k.split(".", 1)): v for k, v in found.items()}
+
+
+def cached_field_offsets(fields: dict[str, tuple[str, str]]) -> dict[str, int]:
+    """{field name: (struct, member)} -> {field name: byte offset}, remembered for this boot:
+    a hook's layout, named as its struct in bpf/cicd_audit.h names them."""
+    wanted: dict[str, tuple[str, ...]] = {}
+    for struct_name, member in fields.values():
+        wanted[struct_name] = wanted.get(struct_name, ()) + (member,)
+    offsets = cached_member_offsets(wanted)
+    return {name: offsets[key] for name, key in fields.items()}
 
 
 def cached_function_ids(wanted: tuple[str, ...], cache_dir: Path | None = None,
