@@ -49,7 +49,8 @@ class EventFormatError(ValueError):
 
 
 # A DNS event's fixed part is read into a whole DnsEvent; the payload comes from the record itself.
-_DNS_PAYLOAD_ROOM = bytes(ctypes.sizeof(abi.DnsEvent) - abi.DnsEvent.payload.offset)
+_DNS, _DNS_FIXED = abi.EventType.DNS.value, abi.DnsEvent.payload.offset
+_DNS_PAYLOAD_ROOM = bytes(ctypes.sizeof(abi.DnsEvent) - _DNS_FIXED)
 
 
 def blocked_name(ev: abi.BlockedEvent) -> str:
@@ -68,6 +69,8 @@ def decode(data: int | bytes, size: int):
     if len(buf) < ctypes.sizeof(abi.EventHeader):
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
     header = abi.EventHeader.from_buffer_copy(buf)
+    if header.type == _DNS:             # the most frequent by far: tested first
+        return _dns(buf)
     if header.type == abi.EventType.CONN_END:
         return _exact(abi.ConnEndEvent, buf)
     if header.type == abi.EventType.WEIRD:
@@ -79,20 +82,21 @@ def decode(data: int | bytes, size: int):
         if event.name_len >= abi.NAME_MAX:
             raise EventFormatError(f"blocked event name of {event.name_len} bytes, at most {abi.NAME_MAX - 1}")
         return event
-    if header.type == abi.EventType.DNS:
-        fixed = abi.DnsEvent.payload.offset
-        if len(buf) < fixed:
-            raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
-        event = abi.DnsEvent.from_buffer_copy(buf[:fixed] + _DNS_PAYLOAD_ROOM)
-        payload = buf[fixed:fixed + event.captured_len]
-        if len(payload) != event.captured_len:
-            raise EventFormatError("DNS event payload is shorter than its captured length")
-        return event, payload
     if header.type == abi.EventType.FRAGMENT:
         return _fragment(buf)
     if header.type == abi.EventType.TUNNEL:
         return _exact(abi.TunnelEvent, buf)
     raise EventFormatError(f"unknown event type {header.type}")
+
+
+def _dns(buf: bytes) -> tuple[abi.DnsEvent, bytes]:
+    if len(buf) < _DNS_FIXED:
+        raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
+    event = abi.DnsEvent.from_buffer_copy(buf[:_DNS_FIXED] + _DNS_PAYLOAD_ROOM)
+    payload = buf[_DNS_FIXED:_DNS_FIXED + event.captured_len]
+    if len(payload) != event.captured_len:
+        raise EventFormatError("DNS event payload is shorter than its captured length")
+    return event, payload
 
 
 @dataclass(frozen=True)

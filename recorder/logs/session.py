@@ -74,6 +74,9 @@ class SessionCounters:
 STATS_RESERVE = 4096
 CLOSE_RESERVE = 64
 
+# capture_stats.log's end-reason counts, by the kernel's enum ca_end_reason value.
+_END_REASONS = {reason.value: reason.name.lower() for reason in abi.EndReason}
+
 
 @dataclass(frozen=True)
 class Rotation:
@@ -221,37 +224,39 @@ class SessionLog:
             raise TypeError(f"not an event from events.decode: {type(event).__name__}")
 
     def _conn_end(self, ev: abi.ConnEndEvent) -> None:
-        cid = ev.conn.id
+        conn = ev.conn                  # each access to a ctypes member builds a new object: once
+        cid, flags = conn.id, conn.flags
         uid = self.uids.for_conn(cid)
         ts_end = self.to_epoch(ev.hdr.ts_ns)
         dns = self._dns_logs.pop(cid, None)
         services = []
         if dns is not None:
             dns_log = dns[0]
-            end_cid = events.conn_id(ev.key, ev.conn.orig_slot)     # the roles as the connection ends
+            end_cid = events.conn_id(ev.key, conn.orig_slot)     # the roles as the connection ends
             self._write_dns_output(dns_log.flush(end_cid, ts_end), dns_log.uid, end_cid)
             if dns_log.service:
                 services.append(dns_log.service)
-        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(ev.conn.tunnel_parents) if pid]
+        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(conn.tunnel_parents) if pid]
         if not parents:
             # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
-            self.counters.conn_packets += ev.conn.ep[0].pkts + ev.conn.ep[1].pkts
-            self.counters.conn_ip_bytes += ev.conn.ep[0].ip_bytes + ev.conn.ep[1].ip_bytes
-        if ev.conn.flags & abi.CONN_TUNNEL:
+            orig, resp = conn.ep
+            self.counters.conn_packets += orig.pkts + resp.pkts
+            self.counters.conn_ip_bytes += orig.ip_bytes + resp.ip_bytes
+        if flags & abi.CONN_TUNNEL:
             closed = self.tunnels.closed(cid, ts_end)
             if closed is not None:
                 self._tunnel.write(closed)
-        self.uids.forget(cid, tunnel=bool(ev.conn.flags & abi.CONN_TUNNEL))
-        if ev.conn.flags & abi.CONN_IP_TUNNEL:
+        self.uids.forget(cid, tunnel=bool(flags & abi.CONN_TUNNEL))
+        if flags & abi.CONN_IP_TUNNEL:
             return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection
         row = conn_row(ev, uid, self.to_epoch, services, parents)
-        self._add_columns(row, self._describe(ev.conn.proc))
+        self._add_columns(row, self._describe(conn.proc))
         if self.blocking:
-            row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
+            row["blocked"] = is_blocked(conn) or cid in self._blocked_conns
             self._blocked_conns.discard(cid)
         self._conn.write(row)
         self.counters.connections += 1
-        reason = abi.EndReason(ev.reason).name.lower() if ev.reason in abi.EndReason._value2member_map_ else "unknown"
+        reason = _END_REASONS.get(ev.reason, "unknown")
         self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
 
     def _add_columns(self, row: dict, info: ProcessInfo | None) -> None:
