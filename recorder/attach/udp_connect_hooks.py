@@ -6,8 +6,10 @@ by flow (destination, ports). A connected UDP socket's source port is bound
 only after the cgroup connect hook has run, so the flow is first known in the
 kernel's datagram connect: an fentry program there files it, once per
 connect. Where the kernel cannot run it (no BTF; BPF trampolines need x86-64
-5.5+ or arm64 6.0+), the cgroup_skb egress program files the flow at its
-first packet instead, at one socket-storage lookup in every packet of the job.
+5.5+ or arm64 6.0+; or a kernel that refuses tracing programs, as this
+project's development VM does), the cgroup_skb egress program files the flow
+at its first packet instead, at one socket-storage lookup in every packet of
+the job.
 
 API::
 
