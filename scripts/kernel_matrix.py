@@ -390,6 +390,7 @@ def guest_udp_connect() -> bool:
     import contextlib
     import ipaddress
 
+    from cicd_audit import notices
     from cicd_audit.recorder.attach import udp_connect_hooks
     from cicd_audit.recorder.attach.cgroup_attach import CgroupAttachment, cgroup2_mount
     from cicd_audit.recorder.kernel import abi, bpf_syscall
@@ -403,9 +404,14 @@ def guest_udp_connect() -> bool:
     program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True), lambda data, size: None)
     try:
         with contextlib.ExitStack() as stack:
-            hooks = udp_connect_hooks.cgroup_programs(stack, program, "kernel-matrix")
+            said: list[str] = []
+            previous = notices.set_sink(said.append)
+            try:
+                hooks = udp_connect_hooks.cgroup_programs(stack, program, "kernel-matrix")
+            finally:
+                notices.set_sink(previous)
             if bpf_syscall.ATTACH_CGROUP_INET_EGRESS in hooks:
-                return check("udp", False, "the connect hook did not attach (see the line above)")
+                return check("udp", False, "; ".join(said) or "the connect hook did not attach")
             stack.enter_context(CgroupAttachment(cgroup, hooks))
             child = subprocess.Popen([sys.executable, "-c", UDP_CONNECTS, str(cgroup / "cgroup.procs")],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
