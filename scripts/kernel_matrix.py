@@ -214,7 +214,7 @@ def guest_stats(directory: Path) -> bool:
             try:
                 target = 0
                 if prog_type == bpf_syscall.PROG_TRACING:      # checked against the function it traces
-                    target = kernel_btf.function_ids(udp_connect_hooks.TRACED[:1])[udp_connect_hooks.TRACED[0]]
+                    target = kernel_btf.cached_function_ids(udp_connect_hooks.TRACED)[udp_connect_hooks.TRACED[0]]
                 line = bpf_syscall.verifier_stats(f.name, insns, prog_type, program.license, attach_type, target)
                 all_ok &= check(f"verifier[{f.name}]", True, line)
             except (bpf_syscall.BpfError, kernel_btf.BtfUnavailable) as exc:
