@@ -60,6 +60,9 @@
 #ifndef CA_RINGBUF_PAGES
 #define CA_RINGBUF_PAGES 4096
 #endif
+/* A live event wakes the reader once in this many on its CPU (ca_wake_flags).
+ * A DNS event is at most 4 KiB: at most 256 KiB a CPU waits unannounced. */
+#define CA_WAKE_EVERY 64
 #ifndef CA_WEIRD_SEND_MAX
 #define CA_WEIRD_SEND_MAX 1000
 #endif
@@ -75,6 +78,8 @@ BPF_ARRAY(weird_counts, __u64, CA_WEIRD_MAX);
  * value 1: likely, 0: not, as if absent). */
 BPF_HASH(likely_server_ports, __u32, __u8, 1024);
 BPF_PERCPU_ARRAY(id_counter, __u64, 1);
+/* Events committed on this CPU since the last one that woke the reader. */
+BPF_PERCPU_ARRAY(events_since_wake, __u32, 1);
 
 #include "checksum.h"
 #include "packet.h"
@@ -234,9 +239,45 @@ static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u3
 	return hdr;
 }
 
+/* Whether committing an event wakes the reader. A wake-up costs an irq_work
+ * on the CPU that made the event (a job's, live) and a context switch for the
+ * reader; in a replay it tripled the test run of a frame with an event
+ * (docs/benchmarks.md). The reader polls on a timer anyway (every 100 ms live,
+ * after every frame in a replay), so a live event wakes it only once in
+ * CA_WAKE_EVERY on its CPU, which bounds what waits unannounced, and a
+ * replayed one never. */
+static __always_inline __u64 ca_wake_flags(void)
+{
+#if CA_PCAP_MODE
+	return BPF_RB_NO_WAKEUP;
+#else
+	__u32 zero = 0;
+	__u32 *unwoken = events_since_wake.lookup(&zero);
+
+	if (!unwoken || ++*unwoken >= CA_WAKE_EVERY) {
+		if (unwoken)
+			*unwoken = 0;
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+#endif
+}
+
 static __always_inline void ca_event_submit(void *ev)
 {
-	events.ringbuf_submit(ev, 0);
+	events.ringbuf_submit(ev, ca_wake_flags());
+}
+
+/* Commit an event the reader needs at once: a process is read from /proc while it runs. */
+static __always_inline void ca_event_submit_now(void *ev)
+{
+	events.ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
+}
+
+/* Copy n bytes of an event into the ring; non-zero if the ring is full. */
+static __always_inline long ca_event_output(void *ev, __u32 n)
+{
+	return events.ringbuf_output(ev, n, ca_wake_flags());
 }
 
 static __always_inline void ca_tail_call(struct __sk_buff *skb, __u32 stage)
@@ -713,7 +754,7 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 	if (n > sizeof(*ev))
 		n = sizeof(*ev);
 	ev->hdr.size = n;
-	if (events.ringbuf_output(ev, n, 0) != 0)
+	if (ca_event_output(ev, n) != 0)
 		ca_count(CA_STAT_RB_DROP_DNS, 1);
 	else
 		ca_count(CA_STAT_DNS_MESSAGES, 1);
@@ -742,7 +783,7 @@ static __always_inline void ca_emit_fragment(struct __sk_buff *skb, struct ca_sc
 	if (n > sizeof(*ev))
 		n = sizeof(*ev);
 	ev->hdr.size = n;
-	if (events.ringbuf_output(ev, n, 0) != 0) {
+	if (ca_event_output(ev, n) != 0) {
 		ca_count(CA_STAT_RB_DROP_FRAGMENT, 1);
 		ca_emit_weird(p, 0, CA_WEIRD_IP_FRAGMENT, p->ip_len);
 	} else {

@@ -72,7 +72,7 @@ static __always_inline void ca_note_owner(__u64 cookie, struct ca_process *proc,
 		return;
 	}
 	__builtin_memcpy(&ev->proc, proc, sizeof(*proc));
-	ca_event_submit(ev);
+	ca_event_submit_now(ev);
 }
 
 /* A sock_addr hook's destination as a key address (IPv4-mapped) and host-order port.
