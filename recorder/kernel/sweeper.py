@@ -7,13 +7,13 @@ one address family per batch.
 
 from __future__ import annotations
 
-import ctypes
 from typing import Callable
 
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.packet_runner import PacketRunner
 
 _DUMMY_ETHERNET = bytes(14)
+_KEYS_AT = abi.SweepRequest.keys.offset
 
 
 class Sweeper:
@@ -32,8 +32,7 @@ class Sweeper:
                 self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)
 
     def _sweep_batch(self, batch: list[bytes], v4: bool, now_ns: int, drain: bool) -> None:
-        request = abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4))
-        for i, raw in enumerate(batch):
-            ctypes.memmove(ctypes.addressof(request.keys[i]), raw, ctypes.sizeof(abi.ConnKey))
-        self.runner.run(_DUMMY_ETHERNET + bytes(request), now_ns)
+        request = bytes(abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4)))
+        keys = b"".join(batch)      # raw ConnKeys back to back, spliced over the request's empty array
+        self.runner.run(_DUMMY_ETHERNET + request[:_KEYS_AT] + keys + request[_KEYS_AT + len(keys):], now_ns)
         self.program.take_events()      # the ring is free for the next batch; the caller handles them
