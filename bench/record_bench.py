@@ -30,6 +30,7 @@
    catching up from its backlog after the job. Goal: the job slowed <= 5 %.
 4. Start-up: from launching `cicd-audit record --out D -- CMD` until CMD runs
    (its first packet is then checked to be in conn.log). Goal: <= 1 s.
+   --candidate times the other build's start in the same rounds.
    Peak memory: max RSS of the recorder (/usr/bin/time), in the no-loss run.
 
 Traffic only ever flows inside the lab's two namespaces (cicd_audit.lab: the
@@ -490,23 +491,34 @@ print(f"CMD_START {t:.6f}", flush=True)
 """
 
 
-def bench_startup(lab: BenchLab, rounds: int) -> dict:
-    times, idle_rss = [], []
+def bench_startup(lab: BenchLab, rounds: int, candidate: list[str] | None = None) -> dict:
+    """Seconds from `record -- CMD` until CMD runs (capture is active by then), and the
+    first packet must be in conn.log; with a candidate build, each round times both."""
+    builds = {"ours": CLI, **({"cand": candidate} if candidate else {})}
+    times: dict[str, list[float]] = {kind: [] for kind in builds}
+    idle_rss = []
     for r in range(rounds):
-        out = lab.out_dir(f"startup{r}")
-        rss_file = lab.workdir / "rss-idle.txt"
-        argv = lab.cmd(lab.client_ns, lab.record_argv(out, [PY, "-c", FIRST_PACKET, SERVER],
-                                                      cli=["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *CLI]))
-        t0 = time.time()
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        start = float(re.search(r"CMD_START (\S+)", res.stdout).group(1))
-        recorded = any(r["id.orig_p"] == "39999" and r["id.resp_p"] == "9" for r in read_zeek(out / "conn.log"))
-        if not recorded:
-            raise RuntimeError("the command's first packet is not in conn.log")
-        times.append(start - t0)
-        idle_rss.append(int(rss_file.read_text().split()[-1]) / 1024)
-        print(f"  start-up round {r + 1}: {start - t0:.3f} s (first packet recorded)", flush=True)
-    return {"median_s": statistics.median(times), "all_s": times, "idle_rss_mb": max(idle_rss)}
+        for kind, cli in builds.items():
+            out = lab.out_dir(f"startup{r}-{kind}")
+            rss_file = lab.workdir / "rss-idle.txt"
+            argv = lab.cmd(lab.client_ns, lab.record_argv(out, [PY, "-c", FIRST_PACKET, SERVER],
+                                                          cli=["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cli]))
+            t0 = time.time()
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            start = float(re.search(r"CMD_START (\S+)", res.stdout).group(1))
+            recorded = any(r["id.orig_p"] == "39999" and r["id.resp_p"] == "9" for r in read_zeek(out / "conn.log"))
+            if not recorded:
+                raise RuntimeError(f"{kind}: the command's first packet is not in conn.log")
+            times[kind].append(start - t0)
+            if kind == "ours":
+                idle_rss.append(int(rss_file.read_text().split()[-1]) / 1024)
+            print(f"  start-up round {r + 1} {kind}: {start - t0:.3f} s (first packet recorded)", flush=True)
+    result = {"median_s": statistics.median(times["ours"]), "all_s": times["ours"], "idle_rss_mb": max(idle_rss)}
+    if candidate:
+        result["cand_median_s"] = statistics.median(times["cand"])
+        result["cand_all_s"] = times["cand"]
+        result["ours_over_cand"] = statistics.median(o / c for o, c in zip(times["ours"], times["cand"]))
+    return result
 
 
 # -- report ----------------------------------------------------------------------
@@ -571,6 +583,9 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
     if s:
         rows.append(("Start-up until capture is active (median)", f"{s['median_s']:.2f} s", "<= 1 s",
                      "met" if s["median_s"] <= 1 else "MISSED"))
+        if "cand_median_s" in s:
+            rows.append(("Start-up, candidate build (median)", f"{s['cand_median_s']:.2f} s; ours / candidate "
+                         f"per round, median: {s['ours_over_cand']:.2f}", "-", "-"))
     if n:
         rows.append(("Recorder peak RSS (no-loss run)", f"{n['peak_rss_mb']:.0f} MB", "-", "-"))
     if s:
@@ -594,9 +609,10 @@ def main() -> int:
                     help="dns_rate: queries per second (each answered: twice the DNS messages)")
     ap.add_argument("--dns-nice", default="10,0", metavar="LIST",
                     help="dns_rate: the recorder's --nice values to compare with the job alone (default 10,0)")
-    ap.add_argument("--rounds", type=int, help="alternated rounds for per_packet and throughput (default 5, quick 2)")
+    ap.add_argument("--rounds", type=int,
+                    help="alternated rounds of per_packet, throughput, startup and dns_rate (default 5, quick 2)")
     ap.add_argument("--candidate", metavar="CLI",
-                    help="per_packet and dns_rate: also time this cicd-audit executable (another build)")
+                    help="per_packet, startup and dns_rate: also time this cicd-audit executable (another build)")
     ap.add_argument("--no-block", action="store_true", help="per_packet: leave out the record --block rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -617,7 +633,8 @@ def main() -> int:
         lab.wait_listening("-ltn", f"{SERVER}:{TCP_PORT}")
         if "startup" in only:
             print("4. start-up", flush=True)
-            res["startup"] = bench_startup(lab, 2 if q else 5)
+            res["startup"] = bench_startup(lab, args.rounds or (2 if q else 5),
+                                           candidate=[args.candidate] if args.candidate else None)
         if "per_packet" in only:
             print("1. kernel cost per packet (64-byte UDP flood)", flush=True)
             res["per_packet"] = bench_per_packet(lab, rounds, 2 if q else 5, block=not args.no_block,
