@@ -241,7 +241,7 @@ static __always_inline void *ca_event_new(__u32 type, __u32 size, __u64 ts, __u3
 
 /* Whether committing an event wakes the reader. A wake-up costs an irq_work
  * on the CPU that made the event (a job's, live) and a context switch for the
- * reader; in a replay it tripled the test run of a frame with an event
+ * reader; in a replay it doubled the test run of a frame with an event
  * (docs/benchmarks.md). The reader polls on a timer anyway (every 100 ms live,
  * after every frame in a replay), so a live event wakes it only once in
  * CA_WAKE_EVERY on its CPU, which bounds what waits unannounced, and a

@@ -335,7 +335,7 @@ def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[
     The verifier is most of a start (0.5 s for the pcap program here, a
     quarter of it the sweep's loop), and it checks each function on its own:
     as root the kernel verifies several loads at once, so the functions load
-    on up to LOAD_THREADS threads, the largest first.
+    on up to LOAD_THREADS threads.
 
     Raises bpf_syscall.BpfError (VerifierError with the log's tail) and closes
     whatever it created; never leaves a half-loaded program behind. Of several
@@ -378,9 +378,8 @@ def _load_functions(to_load: list[tuple[str, bytes, int, int]], license: str,
         except Exception as exc:        # handed back: raised below, after the others finish
             return exc
 
-    largest_first = sorted(to_load, key=lambda entry: -len(entry[1]))
     with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
-        outcome = dict(zip((entry[0] for entry in largest_first), pool.map(load, largest_first)))
+        outcome = dict(zip((entry[0] for entry in to_load), pool.map(load, to_load)))
     loaded = {name: LoadedFunction(name, fd) for name, fd in outcome.items() if isinstance(fd, int)}
     refused = [outcome[name] for name, *_ in to_load if not isinstance(outcome[name], int)]
     if refused:
