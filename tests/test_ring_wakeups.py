@@ -7,8 +7,8 @@ replayed one never. A reader thread sleeps in epoll on the real program's
 ring while DNS queries run through the program with BPF_PROG_TEST_RUN on one
 CPU (its wake count is per CPU); the test measures how long it slept.
 epoll's readiness is checked when the thread goes to sleep, so the queries
-are sent only once it sleeps: a wake-up is then the only way out before
-the timeout.
+are sent only once it sleeps in epoll_wait (its wchan says so): a wake-up is
+then the only way out before the timeout.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def _queries(n: int) -> list[bytes]:
                   / query(f"q{i}.example.test", id=i)) for i in range(n)]
 
 
-def _sleeping(tid: int) -> bool:
-    with open(f"/proc/self/task/{tid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+def _in_epoll_wait(tid: int) -> bool:
+    """The thread sleeps in epoll_wait, not merely somewhere (waiting for the GIL is a sleep too)."""
+    with open(f"/proc/self/task/{tid}/wchan") as wchan:
+        return "epoll" in wchan.read()
 
 
 def _slept(settings: ProgramSettings, frames: list[bytes]) -> tuple[float, int]:
@@ -57,8 +58,8 @@ def _slept(settings: ProgramSettings, frames: list[bytes]) -> tuple[float, int]:
     try:
         thread.start()
         deadline = time.monotonic() + 10
-        while not _sleeping(thread.native_id):
-            assert time.monotonic() < deadline, "the reader thread never went to sleep"
+        while not _in_epoll_wait(thread.native_id):
+            assert time.monotonic() < deadline, "the reader thread never went to sleep in epoll_wait"
             time.sleep(0.01)
         os.sched_setaffinity(0, {min(affinity)})
         runner = PacketRunner(program.packet_fn.fd)
