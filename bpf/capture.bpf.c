@@ -254,12 +254,12 @@ static __always_inline __u64 ca_wake_flags(void)
 	__u32 zero = 0;
 	__u32 *unwoken = events_since_wake.lookup(&zero);
 
-	if (!unwoken || ++*unwoken >= CA_WAKE_EVERY) {
-		if (unwoken)
-			*unwoken = 0;
+	if (!unwoken)
 		return BPF_RB_FORCE_WAKEUP;
-	}
-	return BPF_RB_NO_WAKEUP;
+	if (++*unwoken < CA_WAKE_EVERY)
+		return BPF_RB_NO_WAKEUP;
+	*unwoken = 0;
+	return BPF_RB_FORCE_WAKEUP;
 #endif
 }
 

@@ -379,9 +379,9 @@ def _load_functions(to_load: list[tuple[str, bytes, int, int]], license: str,
             return exc
 
     with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
-        outcome = dict(zip((entry[0] for entry in to_load), pool.map(load, to_load)))
-    loaded = {name: LoadedFunction(name, fd) for name, fd in outcome.items() if isinstance(fd, int)}
-    refused = [outcome[name] for name, *_ in to_load if not isinstance(outcome[name], int)]
+        outcomes = list(pool.map(load, to_load))        # in to_load's order
+    loaded = {name: LoadedFunction(name, fd) for (name, *_), fd in zip(to_load, outcomes) if isinstance(fd, int)}
+    refused = [outcome for outcome in outcomes if not isinstance(outcome, int)]
     if refused:
         unload({}, loaded)
         raise refused[0]
