@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """`cicd-audit record --pcap` against tshark on the same capture, in alternated rounds.
 
-    bench/pcap_replay_bench.py [--transactions N] [--rounds R] [--pcap FILE [-C]] [--candidate PYTHONPATH]...
+    bench/pcap_replay_bench.py [--workload dns|tcp] [--transactions N] [--segments N] [--rounds R]
+                               [--pcap FILE [-C]] [--tshark-stat conv,tcp] [--candidate PYTHONPATH]...
 
-Without --pcap it writes a DNS-heavy capture of its own (N query/answer pairs,
-one connection each: the per-message path at its most expensive) to a
-temporary directory. Each round times, one after the other, the recorder
-(this tree), tshark reading the same file (`-q -z conv,udp`: every packet
-dissected, nothing printed per packet) and, with --candidate (repeatable),
+Without --pcap it writes a capture of its own to a temporary directory:
+`--workload dns` (the default), N DNS query/answer pairs, one connection each:
+the per-message path at its most expensive; `--workload tcp`, bulk TCP: ten
+connections of full-size segments (1,448 bytes of payload, an ACK every
+second segment; --segments in all), where a frame seldom makes an event and
+the per-frame path is all there is. Each round times, one after the other,
+the recorder (this tree), tshark reading the same file (`-q -z conv,udp`, or
+conv,tcp for the TCP workload: every packet dissected, nothing printed per
+packet) and, with --candidate (repeatable),
 other builds of the recorder (a directory put first on PYTHONPATH, e.g. an
 older release installed with `pip install --target`). This tree runs through
 the venv's editable install, whose import hook costs start-up time: to compare
@@ -15,7 +20,8 @@ two builds, install both with `--target` and give both as candidates. -C
 passes `-C` to the recorder (a capture with offloaded checksums, such as
 ../shared's dns2tcp_netrack: without it those packets are not analysed).
 It prints each run's wall and CPU
-time, the medians, and the ratios to tshark, and checks that every recorder
+time, the medians, the ratios to tshark and the recorder's packets a second
+(the file's frames over the wall time, start-up included), and checks that every recorder
 run wrote the same conn.log and dns.log rows (uids aside).
 
 Needs root (the recorder loads its BPF program) and tshark. Attaches nothing
@@ -61,6 +67,60 @@ def write_dns_capture(path: Path, transactions: int) -> None:
             t += 0.001
 
 
+def write_bulk_tcp_capture(path: Path, segments: int, connections: int = 10) -> None:
+    """Classic pcap, Ethernet: bulk TCP to port 445, `segments` full-size data segments in all over
+    `connections` connections (handshake, data with an ACK every second segment, FIN exchange), 10 us apart.
+    Checksums are computed, so the recorder needs no -C."""
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    mac_a, mac_b = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+    payload = bytes(i * 7 & 0xFF for i in range(1448))
+    t_us = 1_700_000_000 * 1_000_000
+
+    def write(out, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int, data=b""):
+        nonlocal t_us
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+        pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp) + len(data))
+        tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp + data)) + tcp[18:] + data
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), t_us & 0xFFFF, 0x4000, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        frame = (mac_b if src == a else mac_a) + (mac_a if src == a else mac_b) + b"\x08\x00" + ip + tcp
+        out.write(struct.pack("<IIII", t_us // 1_000_000, t_us % 1_000_000, len(frame), len(frame)) + frame)
+        t_us += 10
+
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for c in range(connections):
+            port, seq, rseq = 40000 + c, 1000, 5000
+            write(out, a, b, port, 445, seq, 0, 0x02)
+            write(out, b, a, 445, port, rseq, seq + 1, 0x12)
+            seq += 1
+            write(out, a, b, port, 445, seq, rseq + 1, 0x10)
+            for i in range(segments // connections):
+                write(out, a, b, port, 445, seq, rseq + 1, 0x18 if i % 2 else 0x10, payload)
+                seq += len(payload)
+                if i % 2:
+                    write(out, b, a, 445, port, rseq + 1, seq, 0x10)
+            write(out, a, b, port, 445, seq, rseq + 1, 0x11)
+            write(out, b, a, 445, port, rseq + 1, seq + 1, 0x11)
+            write(out, a, b, port, 445, seq + 1, rseq + 2, 0x10)
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def frames_in(pcap: Path) -> int:
+    """Packet records in a capture (capinfos, which reads pcap and pcapng)."""
+    out = subprocess.run(["capinfos", "-c", "-M", str(pcap)], capture_output=True, text=True, check=True).stdout
+    return int(out.rsplit(":", 1)[1])
+
+
 def timed(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child) of one run; fails loudly if the run fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -81,7 +141,10 @@ def rows(out: Path, name: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", choices=("dns", "tcp"), default="dns", help="the capture to generate")
     ap.add_argument("--transactions", type=int, default=60000, help="DNS query/answer pairs in the generated capture")
+    ap.add_argument("--segments", type=int, default=400000, help="TCP data segments in the generated bulk capture")
+    ap.add_argument("--tshark-stat", help="tshark's -z statistic (default conv,udp; conv,tcp for --workload tcp)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pcap", type=Path, help="time this capture instead of a generated one")
     ap.add_argument("--candidate", metavar="PYTHONPATH", action="append", default=[],
@@ -92,10 +155,16 @@ def main() -> None:
         raise SystemExit("needs root: the recorder loads its BPF program")
     work = Path(tempfile.mkdtemp(prefix="cicd-audit-pcap-bench-"))
     pcap = args.pcap
-    if pcap is None:
+    if pcap is None and args.workload == "tcp":
+        pcap = work / "bulk-tcp.pcap"
+        print(f"writing {args.segments} bulk TCP segments to {pcap} ...", flush=True)
+        write_bulk_tcp_capture(pcap, args.segments)
+    elif pcap is None:
         pcap = work / "dns.pcap"
         print(f"writing {args.transactions} DNS transactions to {pcap} ...", flush=True)
         write_dns_capture(pcap, args.transactions)
+    stat = args.tshark_stat or ("conv,tcp" if args.workload == "tcp" and args.pcap is None else "conv,udp")
+    frames = frames_in(pcap)
     record = [sys.executable, "-m", "cicd_audit.cli", "record", "--pcap", str(pcap), "--no-progress"]
     if args.no_checksums:
         record.append("-C")
@@ -107,7 +176,7 @@ def main() -> None:
     for round_ in range(1, args.rounds + 1):
         for name, env in contenders.items():
             if name == "tshark":
-                argv = ["tshark", "-n", "-r", str(pcap), "-q", "-z", "conv,udp"]
+                argv = ["tshark", "-n", "-r", str(pcap), "-q", "-z", stat]
             else:
                 out = work / f"out-{name}-{round_}"
                 argv = record + ["--out", str(out)]
@@ -119,11 +188,18 @@ def main() -> None:
         if len({tuple(rows(out, name)) for out in outputs}) != 1:
             raise SystemExit(f"the recorder runs wrote different {name}.log rows")
     tshark = statistics.median(w for w, _ in times["tshark"])
-    print(f"\n{pcap} ({pcap.stat().st_size / 1e6:.1f} MB), medians of {args.rounds} alternated rounds:")
+    print(f"\n{pcap} ({pcap.stat().st_size / 1e6:.1f} MB, {frames} frames), medians of {args.rounds} alternated rounds:")
     for name, runs in times.items():
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        print(f"  {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU  ({wall / tshark:.1f}x tshark)")
+        print(f"  {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU  ({wall / tshark:.2f}x tshark, "
+              f"{frames / wall:,.0f} frames/s)")
+    recorder = [w for w, _ in times["recorder"]]
+    for name, runs in times.items():
+        if name not in ("recorder", "tshark"):
+            ratios = sorted(mine / theirs for mine, (theirs, _) in zip(recorder, runs))
+            print(f"  recorder / {name}, wall per round: median {statistics.median(ratios):.2f} "
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
     print(f"every recorder run wrote the same conn.log and dns.log rows; outputs in {work}")
 
 
