@@ -1,4 +1,4 @@
-"""The compiled parts of the per-message path (setup.cfg has everything else).
+"""The compiled parts of the per-frame and per-message paths (setup.cfg has everything else).
 
 Each C file is built as an optional extension: without a compiler or Python's
 headers the package installs and runs on its pure-Python reference, and
@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES = {
     "cicd_audit.zeeklog._tsvrow": "src/cicd_audit/zeeklog/_tsvrow.c",
     "cicd_audit.recorder.logs.dns._wirename": "recorder/logs/dns/_wirename.c",
+    "cicd_audit.recorder.drivers._replay": "recorder/drivers/_replay.c",
 }
 
 

@@ -71,7 +71,7 @@ def frames_of(pcap: Path) -> list[tuple[int, bytes]]:
     """(capture time in ns, Ethernet frame) for each frame, as record --pcap hands them over."""
     from cicd_audit.recorder.drivers import linktypes
     from cicd_audit.recorder.drivers.capture_file import CaptureFile
-    from cicd_audit.recorder.drivers.pcap_replay import as_zeek_reads_it
+    from cicd_audit.recorder.drivers.replay_loop import as_zeek_reads_it
 
     out = []
     with CaptureFile(pcap) as reader:

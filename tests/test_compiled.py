@@ -33,7 +33,7 @@ def test_pure_python_on_request_and_the_notice_says_so():
             "assert tsv_format._compiled is None; print(compiled.notice())")
     out = subprocess.run([sys.executable, "-c", code], env={"CICD_AUDIT_PURE_PYTHON": "1"},
                          capture_output=True, text=True, check=True).stdout
-    assert out.startswith("cicd-audit: note: parts of the per-message path run in pure Python")
+    assert out.startswith("cicd-audit: note: parts of the per-frame and per-message paths run in pure Python")
     assert "_tsvrow: CICD_AUDIT_PURE_PYTHON=1" in out
 
 
@@ -46,5 +46,5 @@ def test_announce_says_it_once(own_notices):
         compiled.announce("cicd-audit agent")
     finally:
         notices.set_sink(previous)
-    assert lines == ["cicd-audit agent: note: parts of the per-message path run in pure Python, slower "
+    assert lines == ["cicd-audit agent: note: parts of the per-frame and per-message paths run in pure Python, slower "
                      "(_part: not built)"]

@@ -1,4 +1,4 @@
-"""`record --pcap` writes the same logs with the compiled parts of the per-message path as without them.
+"""`record --pcap` writes the same logs with the compiled parts of the per-frame and per-message paths as without them.
 
 Every capture of ../shared (the Zeek oracle's traces and the DNS-tunnel
 captures) is recorded twice, once with CICD_AUDIT_PURE_PYTHON=1; every log
@@ -49,7 +49,7 @@ def test_the_same_logs_with_and_without_the_compiled_parts(pcap, tmp_path):
     pure_run = record(pcap, tmp_path / "pure", pure=True)
     assert compiled_run.returncode == pure_run.returncode, (compiled_run.stderr, pure_run.stderr)
     assert "pure Python" not in compiled_run.stderr
-    assert "parts of the per-message path run in pure Python" in pure_run.stderr
+    assert "parts of the per-frame and per-message paths run in pure Python" in pure_run.stderr
     logs = sorted(p.name for p in (tmp_path / "compiled").glob("*.log"))
     assert logs == sorted(p.name for p in (tmp_path / "pure").glob("*.log"))
     for name in logs:

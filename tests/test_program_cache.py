@@ -292,10 +292,10 @@ def test_prepare_fills_the_cache_for_every_variant(tmp_path):
     second = subprocess.run([CLI, "prepare"], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and second.stderr.count("already cached") == len(PREPARED_SETTINGS), second.stderr
     # It also says whether the per-message path's C parts are in use (install time is when it can be fixed).
-    assert second.stderr.endswith("cicd-audit: per-message path: compiled parts in use\n"), second.stderr
+    assert second.stderr.endswith("cicd-audit: per-frame and per-message paths: compiled parts in use\n"), second.stderr
     pure = subprocess.run([CLI, "prepare"], env=dict(env, CICD_AUDIT_PURE_PYTHON="1"), capture_output=True, text=True,
                           timeout=300)
-    assert "note: parts of the per-message path run in pure Python" in pure.stderr, pure.stderr
+    assert "note: parts of the per-frame and per-message paths run in pure Python" in pure.stderr, pure.stderr
 
 
 def test_the_portable_key_follows_sources_and_flags_only(tmp_path):

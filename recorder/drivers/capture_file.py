@@ -5,6 +5,11 @@
             ...
         capture.problem                        # why reading stopped early, or None
 
+A classic pcap file can also be taken in bulk by a compiled reader, whole
+records at a time (`classic`, `read_records`, `took`); the records it leaves,
+and any it cannot read, are yielded from where it stopped, so the two share
+one position and one record count.
+
 What libpcap (and so Zeek) reads, this reads: classic pcap in either byte
 order with micro- or nanosecond timestamps; pcapng sections in either byte
 order, several sections per file, several interfaces with their own link type,
@@ -54,6 +59,15 @@ class Frame:
     wire_len: int      # the packet's length on the wire (>= len(data))
 
 
+@dataclass(frozen=True)
+class ClassicLayout:
+    """How a classic pcap file's records are laid out, for a reader of its raw records."""
+    big_endian: bool
+    nano: bool          # nanosecond timestamps (else microseconds)
+    linktype: int
+    limit: int          # a record longer than this is damage (see MAX_RECORD_BYTES)
+
+
 @dataclass
 class _Interface:
     linktype: int
@@ -80,7 +94,9 @@ class CaptureFile:
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read it ({exc.strerror})") from exc
         self.problem: str | None = None
+        self.classic: ClassicLayout | None = None     # set when the file is classic pcap
         self._records = 0
+        self._bulk_start = 0
         head = self._f.read(4)
         if len(head) == 4 and struct.unpack("<I", head)[0] == _PCAPNG_SHB:
             self._frames = self._pcapng(head)
@@ -110,6 +126,23 @@ class CaptureFile:
         """Bytes read so far (for progress)."""
         return self._f.tell()
 
+    @property
+    def records(self) -> int:
+        """Packet records read so far, by iteration or in bulk."""
+        return self._records
+
+    def read_records(self, size: int) -> bytes:
+        """Up to size bytes of a classic pcap file from the next record on, for a bulk reader that
+        takes whole records and then says how far it got with took()."""
+        self._bulk_start = self._f.tell()
+        return self._f.read(size)
+
+    def took(self, nbytes: int, records: int) -> None:
+        """The bulk reader took the first nbytes of read_records' bytes, `records` whole records:
+        reading, in bulk or by iteration, goes on after them."""
+        self._f.seek(self._bulk_start + nbytes)
+        self._records += records
+
     def __iter__(self) -> Iterator[Frame]:
         try:
             yield from self._frames
@@ -127,6 +160,7 @@ class CaptureFile:
         linktype = network & 0xFFFF        # the upper bits describe an FCS, not the link type
         limit = max(snaplen, MAX_RECORD_BYTES)
         scale = 1 if nano else 1000
+        self.classic = ClassicLayout(endian == ">", nano, linktype, limit)
         yield None                          # the file header is good (CaptureFile.__init__ takes this)
         while True:
             number = self._records + 1

@@ -14,17 +14,15 @@ import time
 from pathlib import Path
 
 from cicd_audit import notices
-from cicd_audit.errors import InputError
-from cicd_audit.recorder.drivers import linktypes
+from cicd_audit.recorder.drivers import bulk_replay
 from cicd_audit.recorder.drivers.capture_file import CaptureFile
 from cicd_audit.recorder.drivers.recording import Recording
+from cicd_audit.recorder.drivers.replay_loop import Replay, replay_each
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.bpf_program import ProgramSettings, require_root
-from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
 from cicd_audit.recorder.logs.session import SessionLog
 
-SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
 PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
 
 
@@ -45,13 +43,6 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     with StopFlag() as flag:
         return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
                             likely_server_ports, community_id)
-
-
-def as_zeek_reads_it(ts_ns: int) -> int:
-    """The capture time Zeek analyses: libpcap opens a capture at microsecond
-    precision and truncates finer timestamps (nanosecond pcap, pcapng with a
-    finer if_tsresol) to the microsecond below."""
-    return ts_ns - ts_ns % 1000
 
 
 def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
@@ -78,54 +69,21 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
 def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recording, progress: bool | None) -> int:
     """Every packet of the file through the program, timers swept as packet time advances;
     returns the last packet time (ns), where the drain at the end happens."""
-    session, program, sweeper = recording.session, recording.program, recording.sweeper
-    runner = PacketRunner(program.packet_fn.fd)
-    bar = _progress_bar(pcap, progress)
-    next_sweep = None
-    last_ns = 0
-    packets = 0
-    for frame in reader:
-        if flag.stop:
-            stopped = f"stopped by signal {flag.signum} before packet record {frame.number}"
-            notices.say(f"cicd-audit: warning: {pcap}: {stopped}; the logs hold what was read")
-            session.record_failure(stopped)
-            session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_interrupted",
-                                stopped)
-            break
-        ts_ns = as_zeek_reads_it(frame.ts_ns)
-        if next_sweep is None:
-            next_sweep = ts_ns + SWEEP_INTERVAL_NS
-        elif ts_ns >= next_sweep:
-            sweeper.sweep(ts_ns)
-            next_sweep = ts_ns + SWEEP_INTERVAL_NS
-        last_ns = max(last_ns, ts_ns)
-        try:
-            ether = linktypes.to_ethernet(frame.linktype, frame.data)
-        except linktypes.UnsupportedLinkType as exc:
-            raise InputError(f"{pcap}: {exc}") from exc
-        if ether is None or len(ether) < 14:
-            continue        # nothing IP in it (e.g. a loopback frame of another family)
-        try:
-            # The mark carries the frame's captured length: a frame longer than a
-            # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
-            runner.run(ether, ts_ns, mark=len(ether))
-        except FrameRejected as exc:
-            session.count_unparsable()
-            session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {frame.number}: {exc}")
-            continue
-        program.poll()
-        packets += 1
-        if bar is not None and packets % 1000 == 0:
-            bar.update(reader.position - bar.n)
+    replay = Replay(flag, pcap, reader, recording, _progress_bar(pcap, progress))
+    frames = iter(reader)
+    if bulk_replay.available(reader, recording.program):
+        # The first record by the reference loop: it starts the sweep clock.
+        if replay_each(replay, frames, limit=1):
+            bulk_replay.replay_in_bulk(replay, reader, frames)
+    else:
+        replay_each(replay, frames)
     if reader.problem is not None:
         # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
         notices.say(f"cicd-audit: warning: {reader.problem}")
-        session.write_weird(last_ns / 1e9 if last_ns else time.time(), "cicd_audit_pcap_truncated",
-                            reader.problem)
-    if bar is not None:
-        bar.update(bar.total - bar.n)
-        bar.close()
-    return last_ns
+        replay.session.write_weird(replay.last_ns / 1e9 if replay.last_ns else time.time(),
+                                   "cicd_audit_pcap_truncated", reader.problem)
+    replay.finish_progress()
+    return replay.last_ns
 
 
 def _progress_bar(pcap: Path, progress: bool | None):

@@ -1,4 +1,4 @@
-"""The compiled parts of the per-message path: load one, or say why it is not used.
+"""The compiled parts of the per-frame and per-message paths: load one, or say why it is not used.
 
 Each compiled module (setup.py builds them, optionally) has a pure-Python
 reference beside it that gives the same output; the module only makes it
@@ -54,7 +54,7 @@ def notice(who: str = "cicd-audit") -> str | None:
     if not _unavailable:
         return None
     why = "; ".join(f"{name.rsplit('.', 1)[-1]}: {reason}" for name, reason in sorted(_unavailable.items()))
-    return f"{who}: note: parts of the per-message path run in pure Python, slower ({why})"
+    return f"{who}: note: parts of the per-frame and per-message paths run in pure Python, slower ({why})"
 
 
 def announce(who: str = "cicd-audit") -> None:

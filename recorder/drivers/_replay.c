@@ -1,0 +1,269 @@
+/*
+ * The replay loop of `record --pcap` in C, for classic pcap with Ethernet
+ * frames (the common case): each record's frame through the program with one
+ * BPF_PROG_TEST_RUN, as packet_runner.PacketRunner.run does it, without a
+ * Python step per frame. replay_loop.replay_each, frame by frame, is the
+ * reference; tests/test_bulk_replay.py and tests/test_compiled_recording.py
+ * hold the two to the same logs.
+ *
+ * The loop only runs frames. Whatever else a record may call for, it stops
+ * and returns for Python to do: a sweep that is due, records waiting in the
+ * ring buffer, a frame the kernel refused, a record it cannot read.
+ *
+ * Replayer(prog_fd, big_endian, nano, limit, ring_consumer, ring_producer)
+ *   prog_fd: the pcap program; big_endian, nano: the file's byte order and
+ *   timestamp resolution; limit: the largest record length that is not damage
+ *   (capture_file.py); ring_consumer, ring_producer: the addresses of the
+ *   ring buffer's two positions (ringbuf.RingBuffer.position_addresses).
+ *
+ * Replayer.run(chunk, offset, next_sweep_ns, max_records, waiting) -> (stop, offset)
+ *   Takes whole records of chunk (bytes) from offset on, until one of the
+ *   stops below. next_sweep_ns: the packet time at which a sweep is due (a
+ *   record at or past it stops the loop before it is taken); 0: none yet.
+ *   waiting: events wait to be handled outside the ring (a sweep's): stop
+ *   after the next frame that runs, as if the ring held records.
+ *   Returns why it stopped and the offset of the first record not taken.
+ *   Counters of the call: records (taken), frames (run through the program),
+ *   last_ns (the latest packet time taken, 0 for none); of the stop: stop_ts_ns
+ *   and stop_length (the record that is due a sweep or was refused).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/bpf.h>
+
+#ifndef SOURCE_SHA256
+#define SOURCE_SHA256 ""
+#endif
+
+/* Why run() stopped (mirrored by bulk_replay.Stop). */
+enum stop {
+    STOP_END = 0,       /* no whole record left in the chunk */
+    STOP_SWEEP = 1,     /* the record at offset is due a sweep first; nothing of it is taken */
+    STOP_EVENTS = 2,    /* the ring buffer holds records: hand them over before the next frame */
+    STOP_REJECTED = 3,  /* the kernel refused the frame just taken (EINVAL) */
+    STOP_DAMAGED = 4,   /* the record at offset cannot be read here: the reference reader says why */
+    STOP_BUDGET = 5,    /* max_records taken: Python's turn (signals, progress) */
+};
+
+#define RECORD_HEADER 16
+#define ETHERNET_HEADER 14
+#define DEFAULT_MAX_DATA 3712   /* as packet_runner.DEFAULT_MAX_DATA */
+
+/* struct __sk_buff offsets used as test-run context (packet_runner.py). */
+#define SKB_CTX_SIZE 192
+#define SKB_MARK 8
+#define SKB_TSTAMP 152
+
+typedef struct {
+    PyObject_HEAD
+    int prog_fd;
+    int big_endian;
+    int nano;
+    uint32_t limit;
+    uint64_t *ring_consumer;
+    uint64_t *ring_producer;
+    /* Counters of the last run() and the record it stopped at. */
+    Py_ssize_t records;
+    Py_ssize_t frames;
+    unsigned long long last_ns;
+    unsigned long long stop_ts_ns;
+    Py_ssize_t stop_length;
+    Py_ssize_t max_data;        /* the most bytes a test-run skb takes here (shrinks once, as PacketRunner's) */
+} Replayer;
+
+static uint32_t read_u32(const uint8_t *p, int big_endian)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return big_endian ? __builtin_bswap32(v) : v;
+}
+
+static int ring_has_records(const Replayer *self)
+{
+    return __atomic_load_n(self->ring_producer, __ATOMIC_ACQUIRE) !=
+           __atomic_load_n(self->ring_consumer, __ATOMIC_ACQUIRE);
+}
+
+/* One frame through the program: 0, or an errno. A frame longer than the kernel
+ * takes is cut; the mark carries its captured length (as PacketRunner.run). */
+static int run_frame(Replayer *self, const uint8_t *frame, Py_ssize_t length, uint64_t ts_ns)
+{
+    uint8_t ctx[SKB_CTX_SIZE] = {0};
+    uint32_t mark = (uint32_t)length;
+    memcpy(ctx + SKB_MARK, &mark, sizeof(mark));
+    memcpy(ctx + SKB_TSTAMP, &ts_ns, sizeof(ts_ns));
+    for (;;) {
+        Py_ssize_t size = length < self->max_data ? length : self->max_data;
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.test.prog_fd = (uint32_t)self->prog_fd;
+        attr.test.data_in = (uint64_t)(uintptr_t)frame;
+        attr.test.data_size_in = (uint32_t)size;
+        attr.test.repeat = 1;
+        attr.test.ctx_in = (uint64_t)(uintptr_t)ctx;
+        attr.test.ctx_size_in = SKB_CTX_SIZE;
+        if (syscall(__NR_bpf, BPF_PROG_TEST_RUN, &attr, sizeof(attr)) == 0)
+            return 0;
+        if (errno == EINVAL && size > 1024 && self->max_data > 1024) {
+            self->max_data = size - 256;    /* this kernel allows less: shrink and retry */
+            continue;
+        }
+        self->stop_length = size;
+        return errno;
+    }
+}
+
+static PyObject *Replayer_run(Replayer *self, PyObject *args)
+{
+    Py_buffer chunk;
+    Py_ssize_t offset, max_records;
+    unsigned long long next_sweep_ns;
+    int waiting;
+    if (!PyArg_ParseTuple(args, "y*nKnp", &chunk, &offset, &next_sweep_ns, &max_records, &waiting))
+        return NULL;
+    if (offset < 0 || offset > chunk.len) {
+        PyBuffer_Release(&chunk);
+        PyErr_SetString(PyExc_ValueError, "offset outside the chunk");
+        return NULL;
+    }
+    const uint8_t *data = chunk.buf;
+    const uint64_t scale = self->nano ? 1 : 1000;
+    enum stop stop = STOP_END;
+    int error = 0;
+    self->records = self->frames = 0;
+    self->last_ns = 0;
+
+    Py_BEGIN_ALLOW_THREADS
+    while (self->records < max_records) {
+        if (chunk.len - offset < RECORD_HEADER) {
+            stop = STOP_END;
+            break;
+        }
+        const uint8_t *header = data + offset;
+        uint32_t caplen = read_u32(header + 8, self->big_endian);
+        if (caplen > self->limit) {
+            stop = STOP_DAMAGED;
+            break;
+        }
+        if ((Py_ssize_t)caplen > chunk.len - offset - RECORD_HEADER) {
+            stop = STOP_END;
+            break;
+        }
+        uint64_t ts_ns = (uint64_t)read_u32(header, self->big_endian) * 1000000000ull +
+                         (uint64_t)read_u32(header + 4, self->big_endian) * scale;
+        ts_ns -= ts_ns % 1000;          /* as Zeek reads it: replay_loop.as_zeek_reads_it */
+        if (next_sweep_ns && ts_ns >= next_sweep_ns) {
+            self->stop_ts_ns = ts_ns;
+            stop = STOP_SWEEP;
+            break;
+        }
+        offset += RECORD_HEADER + caplen;
+        self->records++;
+        if (ts_ns > self->last_ns)
+            self->last_ns = ts_ns;
+        if (caplen < ETHERNET_HEADER)
+            continue;                   /* nothing IP in it: skipped, as the reference skips it */
+        error = run_frame(self, header + RECORD_HEADER, caplen, ts_ns);
+        if (error == EINVAL) {
+            self->stop_ts_ns = ts_ns;
+            error = 0;
+            stop = STOP_REJECTED;
+            break;
+        }
+        if (error)
+            break;
+        self->frames++;
+        if (waiting || ring_has_records(self)) {
+            stop = STOP_EVENTS;
+            break;
+        }
+    }
+    if (self->records >= max_records && stop == STOP_END && !error)
+        stop = STOP_BUDGET;
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&chunk);
+    if (error) {            /* as PacketRunner.run says it */
+        PyObject *exc = Py_BuildValue("(iN)", error, PyUnicode_FromFormat("BPF_PROG_TEST_RUN failed: %s",
+                                                                           strerror(error)));
+        if (exc) {
+            PyErr_SetObject(PyExc_OSError, exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    return Py_BuildValue("in", (int)stop, offset);
+}
+
+static int Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
+{
+    unsigned long long consumer, producer;
+    unsigned int limit;
+    if (!PyArg_ParseTuple(args, "ippIKK", &self->prog_fd, &self->big_endian, &self->nano, &limit,
+                          &consumer, &producer))
+        return -1;
+    if (!consumer || !producer) {
+        PyErr_SetString(PyExc_ValueError, "the ring buffer's positions are needed");
+        return -1;
+    }
+    self->limit = limit;
+    self->ring_consumer = (uint64_t *)(uintptr_t)consumer;
+    self->ring_producer = (uint64_t *)(uintptr_t)producer;
+    self->max_data = DEFAULT_MAX_DATA;
+    return 0;
+}
+
+static PyMethodDef Replayer_methods[] = {
+    {"run", (PyCFunction)Replayer_run, METH_VARARGS, "Take whole records from offset on; see the module's doc."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Replayer_members[] = {
+    {"records", T_PYSSIZET, offsetof(Replayer, records), READONLY, "records taken by the last run()"},
+    {"frames", T_PYSSIZET, offsetof(Replayer, frames), READONLY, "frames the last run() ran through the program"},
+    {"last_ns", T_ULONGLONG, offsetof(Replayer, last_ns), READONLY, "the latest packet time taken, 0 for none"},
+    {"stop_ts_ns", T_ULONGLONG, offsetof(Replayer, stop_ts_ns), READONLY, "packet time of the record stopped at"},
+    {"stop_length", T_PYSSIZET, offsetof(Replayer, stop_length), READONLY, "length of the frame refused"},
+    {"max_data", T_PYSSIZET, offsetof(Replayer, max_data), 0, "the most bytes a test-run skb takes"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ReplayerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_replay.Replayer",
+    .tp_basicsize = sizeof(Replayer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Classic-pcap Ethernet records through a program, one test run each (see the module's doc).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Replayer_init,
+    .tp_methods = Replayer_methods,
+    .tp_members = Replayer_members,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_replay", "The replay loop of record --pcap, in C (see bulk_replay.py).", -1, NULL,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__replay(void)
+{
+    if (PyType_Ready(&ReplayerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&ReplayerType);
+    if (PyModule_AddObject(m, "Replayer", (PyObject *)&ReplayerType) < 0 ||
+        PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
+        Py_DECREF(&ReplayerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

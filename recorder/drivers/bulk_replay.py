@@ -1,0 +1,96 @@
+"""Replay classic pcap's Ethernet frames in a compiled loop (_replay.c).
+
+Per frame the reference loop (replay_loop.replay_each) spends a few
+microseconds of Python around one BPF_PROG_TEST_RUN; on bulk TCP, where a
+frame seldom makes an event, that is most of a replay. Here the file is read
+in chunks and _replay.Replayer takes whole records from them, one test run
+each, and comes back only for what needs Python: a sweep that is due, ring
+records to handle, a refused frame, a record it cannot read (cut off or
+damaged: the reference loop reads it, and says why), and every few thousand
+records for signals and progress. The program, the steps around each record
+and so the logs are the same as the reference loop's.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from pathlib import Path
+
+from cicd_audit import compiled
+from cicd_audit.recorder.drivers.capture_file import CaptureFile, Frame
+from cicd_audit.recorder.drivers.linktypes import LINKTYPE_ETHERNET
+from cicd_audit.recorder.drivers.replay_loop import Replay, replay_each
+
+_compiled = compiled.load("cicd_audit.recorder.drivers._replay", Path(__file__).with_name("_replay.c"))
+
+CHUNK_BYTES = 4 * 1024 * 1024     # read at a time; a record that does not fit is read by the reference loop
+BUDGET_RECORDS = 2048             # records per compiled call: signals and progress are seen between calls
+
+
+class Stop(enum.IntEnum):
+    """Why Replayer.run returned (enum stop in _replay.c)."""
+    END = 0          # no whole record left in the chunk
+    SWEEP = 1        # the record at the offset is due a sweep first
+    EVENTS = 2       # the ring buffer holds records
+    REJECTED = 3     # the kernel refused the frame just taken
+    DAMAGED = 4      # the record at the offset cannot be read here
+    BUDGET = 5       # enough records for one call
+
+
+def available(reader: CaptureFile, program) -> bool:
+    """Whether this capture can be replayed in bulk: classic pcap of Ethernet frames, compiled loop built."""
+    return _compiled is not None and reader.classic is not None and reader.classic.linktype == LINKTYPE_ETHERNET \
+        and getattr(program, "ring", None) is not None
+
+
+def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame]) -> None:
+    """The rest of the file, after the sweep clock has started (replay.next_sweep is set).
+
+    frames is the reader's iterator, which reads on from wherever the bulk
+    reads stopped: the reference loop takes the records the compiled loop
+    leaves, one at a time."""
+    layout = reader.classic
+    consumer, producer = replay.program.ring.position_addresses()
+    replayer = _compiled.Replayer(replay.program.packet_fn.fd, layout.big_endian, layout.nano, layout.limit,
+                                  consumer, producer)
+    while True:
+        chunk = reader.read_records(CHUNK_BYTES)
+        stop, offset, records = _take_chunk(replay, replayer, chunk, reader.records)
+        reader.took(offset, records)
+        replay.progress()
+        if stop is Stop.END and records and len(chunk) == CHUNK_BYTES:
+            continue                       # the next chunk starts at the first record left
+        # The file's end, a damaged or cut-off record, one larger than a chunk, or a signal:
+        # the reference loop takes the next record, or says why it cannot.
+        if not replay_each(replay, frames, limit=1):
+            return
+
+
+def _take_chunk(replay: Replay, replayer, chunk: bytes, records_before: int) -> tuple[Stop | None, int, int]:
+    """Run the whole records of chunk, doing between calls what the loop stopped for.
+
+    Returns how it ended (END, DAMAGED, or None when a signal asks to stop), the
+    offset of the first record not taken and how many were taken."""
+    offset = records = 0
+    while True:
+        if replay.flag.stop:
+            return None, offset, records
+        # A sweep's events wait in the backlog: handled after the next frame, as the reference loop does.
+        waiting = bool(replay.program.backlog.events)
+        stop, offset = replayer.run(chunk, offset, replay.next_sweep, BUDGET_RECORDS, waiting)
+        stop = Stop(stop)
+        records += replayer.records
+        replay.packets += replayer.frames
+        replay.last_ns = max(replay.last_ns, replayer.last_ns)
+        if stop is Stop.SWEEP:
+            replay.clock(replayer.stop_ts_ns)
+        elif stop is Stop.EVENTS:
+            replay.program.poll()
+        elif stop is Stop.REJECTED:
+            replay.rejected(records_before + records, replayer.stop_ts_ns,
+                            f"the kernel refused a {replayer.stop_length}-byte frame")
+        elif stop is Stop.BUDGET:
+            replay.progress()
+        else:
+            return stop, offset, records

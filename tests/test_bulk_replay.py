@@ -1,0 +1,297 @@
+"""The compiled replay loop (recorder/drivers/_replay.c, bulk_replay.py) against the reference loop.
+
+First the loop itself, on records built here: a two-instruction TC program
+(returns 0) stands for the recorder's, and two counters in this process
+stand for the ring buffer's positions. Then whole `record --pcap` runs in
+this process, once through the reference loop and once in bulk with chunks
+and call budgets small enough that records straddle chunks, sweeps and ring
+records interrupt runs, and frames larger than a chunk go to the reference
+loop: the logs and warnings must be the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from frames import ether
+from scapy.layers.inet import IP, UDP
+from shared_data import shared
+
+from cicd_audit.recorder.drivers import bulk_replay, replay_loop
+from cicd_audit.recorder.drivers.bulk_replay import Stop
+from cicd_audit.recorder.drivers.pcap_replay import record_pcap
+from cicd_audit.recorder.kernel import bpf_program, bpf_syscall
+from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
+
+pytestmark = pytest.mark.root
+
+_replay = bulk_replay._compiled
+if _replay is None:
+    pytest.fail("the compiled replay loop is not built: pip install --editable . builds it", pytrace=False)
+
+FRAME = bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / b"x")
+LIMIT = 262_144
+T0 = 1_700_000_000
+
+
+@pytest.fixture
+def prog_fd():
+    insns = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)    # r0 = 0; exit
+    loaded = bpf_program._load_functions([("ca_t", insns, bpf_syscall.PROG_SCHED_CLS, 0)], "GPL", 0)
+    yield loaded["ca_t"].fd
+    bpf_program.unload({}, loaded)
+
+
+class Ring:
+    """consumer_pos and producer_pos, as the compiled loop reads them."""
+
+    def __init__(self):
+        self.consumer, self.producer = ctypes.c_uint64(0), ctypes.c_uint64(0)
+
+    def addresses(self) -> tuple[int, int]:
+        return ctypes.addressof(self.consumer), ctypes.addressof(self.producer)
+
+
+def replayer(fd: int, ring: Ring, big_endian=False, nano=False, limit=LIMIT):
+    return _replay.Replayer(fd, big_endian, nano, limit, *ring.addresses())
+
+
+def records(frames, big_endian=False, nano=False, start_s=T0, step_us=1000) -> bytes:
+    """Classic pcap records (no file header): one per frame, step_us apart."""
+    out, e = b"", ">" if big_endian else "<"
+    for i, frame in enumerate(frames):
+        us = i * step_us
+        frac = (us % 1_000_000) * 1000 + 999 if nano else us % 1_000_000     # nano: 999 ns below the next us
+        out += struct.pack(e + "IIII", start_s + us // 1_000_000, frac, len(frame), len(frame)) + frame
+    return out
+
+
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("nano", [False, True], ids=["micro", "nano"])
+def test_every_whole_record_runs_in_either_byte_order_and_resolution(prog_fd, big_endian, nano):
+    chunk = records([FRAME] * 5, big_endian, nano)
+    r = replayer(prog_fd, Ring(), big_endian, nano)
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert (r.records, r.frames) == (5, 5)
+    # The latest packet time, truncated to the microsecond as Zeek reads it.
+    assert r.last_ns == T0 * 10**9 + 4 * 1_000_000
+
+
+def test_a_cut_record_is_left_where_it_starts(prog_fd):
+    whole = records([FRAME] * 3)
+    for cut in (8, 16 + 10):            # inside its header, inside its frame
+        chunk = whole[:-(len(FRAME) + 16) + cut]
+        r = replayer(prog_fd, Ring())
+        assert r.run(chunk, 0, 0, 100, False) == (Stop.END, 2 * (16 + len(FRAME)))
+        assert r.records == 2
+
+
+def test_a_sweep_due_stops_before_the_record_it_is_due_at(prog_fd):
+    chunk = records([FRAME] * 4, step_us=400_000)          # at 0, 0.4, 0.8 and 1.2 s
+    r = replayer(prog_fd, Ring())
+    due = (T0 + 1) * 10**9
+    assert r.run(chunk, 0, due, 100, False) == (Stop.SWEEP, 3 * (16 + len(FRAME)))
+    assert (r.records, r.stop_ts_ns) == (3, due + 200_000_000)
+    # Called again past the sweep, it goes on from there.
+    assert r.run(chunk, 3 * (16 + len(FRAME)), due + 10**9, 100, False) == (Stop.END, len(chunk))
+    assert r.records == 1
+
+
+def test_a_record_longer_than_the_limit_is_damage_left_to_the_reference_reader(prog_fd):
+    chunk = records([FRAME, FRAME]) + struct.pack("<IIII", T0, 0, 70_000, 70_000) + bytes(16)
+    r = replayer(prog_fd, Ring(), limit=65_535)
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.DAMAGED, 2 * (16 + len(FRAME)))
+
+
+def test_a_frame_shorter_than_ethernet_is_taken_not_run(prog_fd):
+    chunk = records([FRAME[:10], FRAME])
+    r = replayer(prog_fd, Ring())
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert (r.records, r.frames) == (2, 1)
+
+
+def test_records_waiting_in_the_ring_stop_the_loop_after_the_frame(prog_fd):
+    ring = Ring()
+    ring.producer.value = 64
+    chunk = records([FRAME] * 3)
+    r = replayer(prog_fd, ring)
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.EVENTS, 16 + len(FRAME))
+    assert (r.records, r.frames) == (1, 1)
+    ring.consumer.value = 64
+    assert r.run(chunk, 16 + len(FRAME), 0, 100, False) == (Stop.END, len(chunk))
+
+
+def test_a_call_takes_at_most_its_budget(prog_fd):
+    chunk = records([FRAME] * 5)
+    r = replayer(prog_fd, Ring())
+    assert r.run(chunk, 0, 0, 3, False) == (Stop.BUDGET, 3 * (16 + len(FRAME)))
+    assert r.records == 3
+
+
+@pytest.mark.parametrize("length", [60, 1500])
+def test_a_refused_frame_reads_as_the_reference_runner_says_it(length, tmp_path):
+    """A file that is no BPF program: the kernel refuses every frame (EINVAL). A long frame is cut
+    and retried first, as PacketRunner retries it."""
+    with open(tmp_path / "not-a-program", "w") as not_a_program:
+        frame = FRAME + bytes(length - len(FRAME))
+        r = replayer(not_a_program.fileno(), Ring())
+        assert r.run(records([frame, FRAME]), 0, 0, 100, False) == (Stop.REJECTED, 16 + length)
+        assert (r.records, r.frames, r.stop_ts_ns) == (1, 0, T0 * 10**9)
+        with pytest.raises(FrameRejected) as refused:
+            PacketRunner(not_a_program.fileno()).run(frame, 0)
+        assert str(refused.value) == f"the kernel refused a {r.stop_length}-byte frame"
+
+
+def test_any_other_failure_is_an_os_error(prog_fd):
+    closed = os.dup(prog_fd)
+    os.close(closed)
+    with pytest.raises(OSError) as failed:
+        replayer(closed, Ring()).run(records([FRAME]), 0, 0, 100, False)
+    assert failed.value.errno == errno.EBADF and "BPF_PROG_TEST_RUN failed" in str(failed.value)
+
+
+def test_an_offset_outside_the_chunk_is_refused(prog_fd):
+    with pytest.raises(ValueError):
+        replayer(prog_fd, Ring()).run(records([FRAME]), 10_000, 0, 100, False)
+
+
+# -- whole replays: bulk against the reference -------------------------------------------------
+
+WIKIPEDIA = shared("zeek-oracle", "wikipedia", "trace.pcap")
+DNS_KEYS = shared("zeek-oracle", "udp-dns-keys", "trace.pcap")
+LOGS = ("conn.log", "dns.log", "weird.log")
+
+
+@pytest.fixture
+def small_steps(monkeypatch):
+    """Chunks of a few records and calls of a few records: every stop and hand-over happens."""
+    monkeypatch.setattr(bulk_replay, "CHUNK_BYTES", 700)
+    monkeypatch.setattr(bulk_replay, "BUDGET_RECORDS", 3)
+    taken = []
+    take = bulk_replay._take_chunk
+
+    def counting(*args):
+        result = take(*args)
+        taken.append(result[2])
+        return result
+
+    monkeypatch.setattr(bulk_replay, "_take_chunk", counting)
+    return taken
+
+
+def replay_both(pcap: Path, tmp_path: Path, monkeypatch, capsys, small_steps) -> tuple[Path, Path, str, str]:
+    """(reference logs, bulk logs, reference warnings, bulk warnings)."""
+    with monkeypatch.context() as m:
+        m.setattr(bulk_replay, "_compiled", None)
+        record_pcap(pcap, tmp_path / "reference", validate_checksums=False, progress=False)
+    reference_err = capsys.readouterr().err
+    record_pcap(pcap, tmp_path / "bulk", validate_checksums=False, progress=False)
+    bulk_err = capsys.readouterr().err
+    assert sum(small_steps) > 0, "the compiled loop took no record"
+    return tmp_path / "reference", tmp_path / "bulk", reference_err, bulk_err
+
+
+def rows_without_uids(log: Path) -> list[str]:
+    rows = []
+    for line in log.read_text(errors="surrogateescape").splitlines():
+        if not line.startswith("#"):
+            rows.append("\t".join(f for f in line.split("\t") if not (f[:1] == "C" and len(f) >= 15 and f.isalnum())))
+    return sorted(rows)
+
+
+def assert_same_logs(reference: Path, bulk: Path) -> None:
+    for name in LOGS:
+        assert rows_without_uids(bulk / name) == rows_without_uids(reference / name), name
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "warning" in line]
+
+
+@pytest.mark.parametrize("pcap", [WIKIPEDIA, DNS_KEYS], ids=["wikipedia", "udp-dns-keys"])
+def test_a_capture_in_small_chunks_writes_the_reference_logs(pcap, tmp_path, monkeypatch, capsys, small_steps):
+    reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    assert len(rows_without_uids(bulk / "conn.log")) > 0
+
+
+def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monkeypatch, capsys, small_steps):
+    data = WIKIPEDIA.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"          # little-endian, microseconds
+    major, minor, zone, sigfigs, snaplen, network = struct.unpack("<HHiIII", data[4:24])
+    out = struct.pack(">IHHiIII", 0xA1B23C4D, major, minor, zone, sigfigs, snaplen, network)
+    pos = 24
+    while pos < len(data):
+        sec, usec, caplen, wire = struct.unpack("<IIII", data[pos:pos + 16])
+        out += struct.pack(">IIII", sec, usec * 1000 + 123, caplen, wire) + data[pos + 16:pos + 16 + caplen]
+        pos += 16 + caplen
+    pcap = tmp_path / "big-nano.pcap"
+    pcap.write_bytes(out)
+    reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    # And the same as the original file's: nothing in it finer than a microsecond.
+    assert rows_without_uids(bulk / "conn.log") == rows_without_uids(
+        _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
+
+
+def _recorded(pcap: Path, out: Path) -> Path:
+    record_pcap(pcap, out, validate_checksums=False, progress=False)
+    return out
+
+
+def _record_offsets(data: bytes) -> list[int]:
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + struct.unpack("<I", data[pos + 8:pos + 12])[0]
+    return offsets
+
+
+@pytest.mark.parametrize("damage", ["cut-in-header", "cut-in-frame", "impossible-length", "short-frame"])
+def test_damage_reads_as_the_reference_reads_it(damage, tmp_path, monkeypatch, capsys, small_steps):
+    data = WIKIPEDIA.read_bytes()
+    at = _record_offsets(data)[100]
+    if damage == "cut-in-header":
+        data = data[:at + 8]
+    elif damage == "cut-in-frame":
+        data = data[:at + 16 + 30]
+    elif damage == "impossible-length":
+        data = data[:at + 8] + struct.pack("<II", 300_000, 300_000) + data[at + 16:]
+    else:                                   # a 10-byte frame between two records: taken, not run
+        data = data[:at] + struct.pack("<IIII", T0, 0, 10, 10) + bytes(10) + data[at:]
+    pcap = tmp_path / f"{damage}.pcap"
+    pcap.write_bytes(data)
+    reference, bulk, reference_err, bulk_err = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    assert warnings(bulk_err) == warnings(reference_err)
+    if damage != "short-frame":
+        assert "packet record 101" in warnings(bulk_err)[0]
+
+
+def test_a_signal_stops_the_bulk_loop_between_calls_and_says_where(tmp_path, monkeypatch, capsys, small_steps):
+    progress = replay_loop.Replay.progress
+
+    def signal_after_the_first_chunk(self):
+        progress(self)
+        self.flag.stop, self.flag.signum = True, 15
+
+    monkeypatch.setattr(replay_loop.Replay, "progress", signal_after_the_first_chunk)
+    stats = record_pcap(WIKIPEDIA, tmp_path / "out", validate_checksums=False, progress=False)
+    (warning,) = warnings(capsys.readouterr().err)
+    assert stats["stopped_by_signal"] == 15
+    # Stopped where the first chunk ended: one record by the reference loop, then the chunk's.
+    ran = 1 + small_steps[0]
+    assert f"stopped by signal 15 before packet record {ran + 1}" in warning
+    assert "cicd_audit_pcap_interrupted" in (tmp_path / "out" / "weird.log").read_text()
+    # What the logs hold is what those records make.
+    data = WIKIPEDIA.read_bytes()
+    first = tmp_path / "first.pcap"
+    first.write_bytes(data[:_record_offsets(data)[ran]])
+    monkeypatch.undo()
+    assert rows_without_uids(tmp_path / "out" / "conn.log") == rows_without_uids(
+        _recorded(first, tmp_path / "first") / "conn.log")
