@@ -643,6 +643,8 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 		return 0;
 	}
 	ca_count(CA_STAT_CONNS_CREATED, 1);
+	if (!ref->v4)
+		ca_count(CA_STAT_CONNS6_CREATED, 1);
 #if CA_BLOCK
 	if (c->flags & CA_CONN_BLOCKED)
 		ca_emit_blocked(&p->key, p->src_slot, c->id, &c->proc, CA_BLOCKED_ADDRESS, CA_BLOCK_AT_TC, p->ts, 0);

@@ -124,6 +124,7 @@ enum ca_stat {
 	CA_STAT_RB_DROP_FRAGMENT = 19, /* ring buffer full: a fragment lost (its datagram is never reassembled) */
 	CA_STAT_FRAGMENTS = 20,        /* IP fragments sent up for reassembly */
 	CA_STAT_RB_DROP_TUNNEL = 21,   /* ring buffer full: a tunnel's discovery lost (no tunnel.log row) */
+	CA_STAT_CONNS6_CREATED = 22,   /* of CONNS_CREATED, IPv6: until one is, a sweep need not list conns6 */
 	CA_STAT_MAX = 24,
 };
 

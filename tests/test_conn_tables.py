@@ -89,3 +89,25 @@ def test_the_timer_sweep_ends_idle_connections_of_both_families():
         assert program.conn_keys() == ([], [])
     finally:
         program.close()
+
+
+def test_the_ipv6_table_is_listed_from_its_first_connection_on(monkeypatch):
+    """Listing a table walks all its buckets: conns6 is spared that until an IPv6 connection exists."""
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+
+    program = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), lambda data, size: None)
+    try:
+        listings = []
+        list_keys = program.conns6.keys
+        monkeypatch.setattr(program.conns6, "keys", lambda *a: listings.append(1) or list_keys(*a))
+        runner, t0 = PacketRunner(program.packet_fn.fd), 1_700_000_000 * 10**9
+        v4_frame, v6_frame = (bytes(frame) for frame in _frames(1))
+        runner.run(v4_frame, t0)
+        v4_keys, v6_keys = program.conn_keys()
+        assert (len(v4_keys), v6_keys, listings) == (1, [], [])
+        runner.run(v6_frame, t0 + 1000)
+        v4_keys, v6_keys = program.conn_keys()
+        assert (len(v4_keys), len(v6_keys), len(listings)) == (1, 1, 1)
+    finally:
+        program.close()

@@ -109,6 +109,7 @@ class Stat(enum.IntEnum):
     RB_DROP_FRAGMENT = 19
     FRAGMENTS = 20
     RB_DROP_TUNNEL = 21
+    CONNS6_CREATED = 22
 
 
 STAT_MAX = 24
