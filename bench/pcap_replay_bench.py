@@ -20,12 +20,14 @@ two builds, install both with `--target` and give both as candidates. -C
 passes `-C` to the recorder (a capture with offloaded checksums, such as
 ../shared's dns2tcp_netrack: without it those packets are not analysed).
 It prints each run's wall and CPU
-time, the medians, the ratios to tshark and the recorder's packets a second
-(the file's frames over the wall time, start-up included), and checks that every recorder
+time, the medians, the ratios to tshark and the recorder's frames a second:
+over the whole wall time, and after start-up (each round also times the
+recorder on the capture's first record alone), and checks that every recorder
 run wrote the same conn.log and dns.log rows (uids aside).
 
-Needs root (the recorder loads its BPF program) and tshark. Attaches nothing
-and sends no packet: `--pcap` replays the file through BPF_PROG_TEST_RUN.
+Needs root (the recorder loads its BPF program) and tshark (with capinfos and
+editcap). Attaches nothing and sends no packet: `--pcap` replays the file
+through BPF_PROG_TEST_RUN.
 """
 
 from __future__ import annotations
@@ -165,13 +167,14 @@ def main() -> None:
         write_dns_capture(pcap, args.transactions)
     stat = args.tshark_stat or ("conv,tcp" if args.workload == "tcp" and args.pcap is None else "conv,udp")
     frames = frames_in(pcap)
-    record = [sys.executable, "-m", "cicd_audit.cli", "record", "--pcap", str(pcap), "--no-progress"]
-    if args.no_checksums:
-        record.append("-C")
+    first = work / "first-record.pcap"          # start-up alone: the capture's first record
+    subprocess.run(["editcap", "-r", str(pcap), str(first), "1"], check=True, capture_output=True)
+    record = [sys.executable, "-m", "cicd_audit.cli", "record", "--no-progress"] + (["-C"] if args.no_checksums else [])
     contenders = {"recorder": None, "tshark": None}
     for i, path in enumerate(args.candidate, 1):
         contenders[f"cand{i}" if len(args.candidate) > 1 else "candidate"] = {**os.environ, "PYTHONPATH": path}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    startup: dict[str, list[float]] = {name: [] for name in contenders if name != "tshark"}
     outputs = []
     for round_ in range(1, args.rounds + 1):
         for name, env in contenders.items():
@@ -179,8 +182,9 @@ def main() -> None:
                 argv = ["tshark", "-n", "-r", str(pcap), "-q", "-z", stat]
             else:
                 out = work / f"out-{name}-{round_}"
-                argv = record + ["--out", str(out)]
+                argv = record + ["--pcap", str(pcap), "--out", str(out)]
                 outputs.append(out)
+                startup[name].append(timed(record + ["--pcap", str(first), "--out", str(out) + "-first"], env)[0])
             wall, cpu = timed(argv, env)
             times[name].append((wall, cpu))
             print(f"round {round_} {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU", flush=True)
@@ -194,11 +198,15 @@ def main() -> None:
         cpu = statistics.median(c for _, c in runs)
         print(f"  {name:9s} {wall:7.2f} s wall {cpu:7.2f} s CPU  ({wall / tshark:.2f}x tshark, "
               f"{frames / wall:,.0f} frames/s)")
-    recorder = [w for w, _ in times["recorder"]]
-    for name, runs in times.items():
-        if name not in ("recorder", "tshark"):
-            ratios = sorted(mine / theirs for mine, (theirs, _) in zip(recorder, runs))
-            print(f"  recorder / {name}, wall per round: median {statistics.median(ratios):.2f} "
+        if name in startup and wall > 2 * statistics.median(startup[name]):   # else start-up is most of it
+            rates = sorted(frames / (w - s) for (w, _), s in zip(runs, startup[name]))
+            print(f"  {'':9s} start-up {statistics.median(startup[name]):.2f} s (a one-record file); after it, "
+                  f"{statistics.median(rates):,.0f} frames/s ({rates[0]:,.0f}-{rates[-1]:,.0f})")
+    builds = [name for name in times if name != "tshark"]
+    for base in builds[:2]:             # this tree and the first candidate, against each later build
+        for name in builds[builds.index(base) + 1:]:
+            ratios = sorted(w / w_base for (w, _), (w_base, _) in zip(times[name], times[base]))
+            print(f"  {name} / {base}, wall per round: median {statistics.median(ratios):.2f} "
                   f"({ratios[0]:.2f}-{ratios[-1]:.2f})")
     print(f"every recorder run wrote the same conn.log and dns.log rows; outputs in {work}")
 

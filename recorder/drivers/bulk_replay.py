@@ -59,7 +59,7 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
         stop, offset, records = _take_chunk(replay, replayer, chunk, reader.records)
         reader.took(offset, records)
         replay.progress()
-        if stop is Stop.END and records and len(chunk) == CHUNK_BYTES:
+        if stop == Stop.END and records and len(chunk) == CHUNK_BYTES:
             continue                       # the next chunk starts at the first record left
         # The file's end, a damaged or cut-off record, one larger than a chunk, or a signal:
         # the reference loop takes the next record, or says why it cannot.
@@ -79,18 +79,17 @@ def _take_chunk(replay: Replay, replayer, chunk: bytes, records_before: int) -> 
         # A sweep's events wait in the backlog: handled after the next frame, as the reference loop does.
         waiting = bool(replay.program.backlog.events)
         stop, offset = replayer.run(chunk, offset, replay.next_sweep, BUDGET_RECORDS, waiting)
-        stop = Stop(stop)
         records += replayer.records
         replay.packets += replayer.frames
         replay.last_ns = max(replay.last_ns, replayer.last_ns)
-        if stop is Stop.SWEEP:
+        if stop == Stop.SWEEP:
             replay.clock(replayer.stop_ts_ns)
-        elif stop is Stop.EVENTS:
+        elif stop == Stop.EVENTS:
             replay.program.poll()
-        elif stop is Stop.REJECTED:
+        elif stop == Stop.REJECTED:
             replay.rejected(records_before + records, replayer.stop_ts_ns,
                             f"the kernel refused a {replayer.stop_length}-byte frame")
-        elif stop is Stop.BUDGET:
+        elif stop == Stop.BUDGET:
             replay.progress()
         else:
-            return stop, offset, records
+            return Stop(stop), offset, records
