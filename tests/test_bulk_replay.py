@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from capture_builders import block, epb, idb, shb, spb
 from frames import ether
 from scapy.layers.inet import IP, UDP
 from shared_data import shared
@@ -57,8 +58,22 @@ class Ring:
         return ctypes.addressof(self.consumer), ctypes.addressof(self.producer)
 
 
+# A ring with nothing in it, alive as long as the module: the loop reads its positions by address.
+EMPTY_RING = Ring()
+
+
 def replayer(fd: int, ring: Ring, big_endian=False, nano=False, limit=LIMIT):
-    return _replay.Replayer(fd, big_endian, nano, limit, *ring.addresses())
+    """A loop reading classic pcap records."""
+    r = _replay.Replayer(fd, *ring.addresses())
+    r.classic(big_endian, nano, limit)
+    return r
+
+
+def pcapng_replayer(fd: int, ring: Ring, interfaces, big_endian=False):
+    """A loop reading a pcapng section with these interfaces: (ethernet, units_per_s, offset_s) each."""
+    r = _replay.Replayer(fd, *ring.addresses())
+    r.pcapng(big_endian, interfaces)
+    return r
 
 
 def records(frames, big_endian=False, nano=False, start_s=T0, step_us=1000) -> bytes:
@@ -75,7 +90,7 @@ def records(frames, big_endian=False, nano=False, start_s=T0, step_us=1000) -> b
 @pytest.mark.parametrize("nano", [False, True], ids=["micro", "nano"])
 def test_every_whole_record_runs_in_either_byte_order_and_resolution(prog_fd, big_endian, nano):
     chunk = records([FRAME] * 5, big_endian, nano)
-    r = replayer(prog_fd, Ring(), big_endian, nano)
+    r = replayer(prog_fd, EMPTY_RING, big_endian, nano)
     assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
     assert (r.records, r.frames) == (5, 5)
     # The latest packet time, truncated to the microsecond as Zeek reads it.
@@ -86,14 +101,14 @@ def test_a_cut_record_is_left_where_it_starts(prog_fd):
     whole = records([FRAME] * 3)
     for cut in (8, 16 + 10):            # inside its header, inside its frame
         chunk = whole[:-(len(FRAME) + 16) + cut]
-        r = replayer(prog_fd, Ring())
+        r = replayer(prog_fd, EMPTY_RING)
         assert r.run(chunk, 0, 0, 100, False) == (Stop.END, 2 * (16 + len(FRAME)))
         assert r.records == 2
 
 
 def test_a_sweep_due_stops_before_the_record_it_is_due_at(prog_fd):
     chunk = records([FRAME] * 4, step_us=400_000)          # at 0, 0.4, 0.8 and 1.2 s
-    r = replayer(prog_fd, Ring())
+    r = replayer(prog_fd, EMPTY_RING)
     due = (T0 + 1) * 10**9
     assert r.run(chunk, 0, due, 100, False) == (Stop.SWEEP, 3 * (16 + len(FRAME)))
     assert (r.records, r.stop_ts_ns) == (3, due + 200_000_000)
@@ -104,13 +119,52 @@ def test_a_sweep_due_stops_before_the_record_it_is_due_at(prog_fd):
 
 def test_a_record_longer_than_the_limit_is_damage_left_to_the_reference_reader(prog_fd):
     chunk = records([FRAME, FRAME]) + struct.pack("<IIII", T0, 0, 70_000, 70_000) + bytes(16)
-    r = replayer(prog_fd, Ring(), limit=65_535)
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.DAMAGED, 2 * (16 + len(FRAME)))
+    r = replayer(prog_fd, EMPTY_RING, limit=65_535)
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.HAND_OVER, 2 * (16 + len(FRAME)))
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_pcapng_packet_blocks_run_with_their_interface_s_clock(prog_fd, endian):
+    chunk = (epb(0, 1_500_000, FRAME, endian)                  # microseconds: 1.5 s
+             + epb(1, 2_000_000_001_999, FRAME, endian)        # nanoseconds, +100 s
+             + epb(2, 3 * 1024 + 512, FRAME, endian))          # 2^-10 s: 3.5 s
+    r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 10**6, 0), (True, 10**9, 100), (True, 1024, 0)], endian == ">")
+    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert (r.records, r.frames) == (3, 3)
+    assert r.last_ns == 2_100_000_001_000              # 2100.000001999 s, truncated to the microsecond
+    first = len(epb(0, 0, FRAME))
+    r.run(chunk, 0, 2 * 10**9, 100, False)             # the second record is due a sweep: its time, as Zeek reads it
+    assert (r.records, r.stop_ts_ns) == (1, 2_100_000_001_000)
+    assert r.run(chunk, first, 0, 100, False)[1] == len(chunk)
+
+
+@pytest.mark.parametrize("what", ["section header", "interface description", "simple packet block",
+                                  "statistics block", "another link type", "an interface never described",
+                                  "two different lengths", "captured length past the block", "cut off"])
+def test_every_other_pcapng_block_and_damage_is_handed_over_where_it_starts(prog_fd, what):
+    good = epb(0, 1, FRAME)
+    other = {"section header": shb(), "interface description": idb(1), "simple packet block": spb(FRAME),
+             "statistics block": block(5, struct.pack("<III", 0, 0, 0)), "another link type": epb(1, 1, FRAME),
+             "an interface never described": epb(2, 1, FRAME),
+             "two different lengths": good[:-4] + struct.pack("<I", len(good) + 4),
+             "captured length past the block": good[:20] + struct.pack("<I", len(FRAME) + 8) + good[24:],
+             "cut off": good[:-6]}[what]
+    r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 10**6, 0), (False, 10**6, 0)])
+    if what == "cut off":               # at the chunk's end: the rest is in the next chunk
+        assert r.run(good + other, 0, 0, 100, False) == (Stop.END, len(good))
+    else:
+        assert r.run(good + other + good, 0, 0, 100, False) == (Stop.HAND_OVER, len(good))
+    assert r.records == 1
+
+
+def test_a_packet_time_out_of_64_bits_is_handed_over(prog_fd):
+    r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 1, 0)])          # seconds: 2^64 - 1 of them
+    assert r.run(epb(0, 2**64 - 1, FRAME), 0, 0, 100, False) == (Stop.HAND_OVER, 0)
 
 
 def test_a_frame_shorter_than_ethernet_is_taken_not_run(prog_fd):
     chunk = records([FRAME[:10], FRAME])
-    r = replayer(prog_fd, Ring())
+    r = replayer(prog_fd, EMPTY_RING)
     assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
     assert (r.records, r.frames) == (2, 1)
 
@@ -128,7 +182,7 @@ def test_records_waiting_in_the_ring_stop_the_loop_after_the_frame(prog_fd):
 
 def test_a_call_takes_at_most_its_budget(prog_fd):
     chunk = records([FRAME] * 5)
-    r = replayer(prog_fd, Ring())
+    r = replayer(prog_fd, EMPTY_RING)
     assert r.run(chunk, 0, 0, 3, False) == (Stop.BUDGET, 3 * (16 + len(FRAME)))
     assert r.records == 3
 
@@ -139,7 +193,7 @@ def test_a_refused_frame_reads_as_the_reference_runner_says_it(length, tmp_path)
     and retried first, as PacketRunner retries it."""
     with open(tmp_path / "not-a-program", "w") as not_a_program:
         frame = FRAME + bytes(length - len(FRAME))
-        r = replayer(not_a_program.fileno(), Ring())
+        r = replayer(not_a_program.fileno(), EMPTY_RING)
         assert r.run(records([frame, FRAME]), 0, 0, 100, False) == (Stop.REJECTED, 16 + length)
         assert (r.records, r.frames, r.stop_ts_ns) == (1, 0, T0 * 10**9)
         with pytest.raises(FrameRejected) as refused:
@@ -151,13 +205,13 @@ def test_any_other_failure_is_an_os_error(prog_fd):
     closed = os.dup(prog_fd)
     os.close(closed)
     with pytest.raises(OSError) as failed:
-        replayer(closed, Ring()).run(records([FRAME]), 0, 0, 100, False)
+        replayer(closed, EMPTY_RING).run(records([FRAME]), 0, 0, 100, False)
     assert failed.value.errno == errno.EBADF and "BPF_PROG_TEST_RUN failed" in str(failed.value)
 
 
 def test_an_offset_outside_the_chunk_is_refused(prog_fd):
     with pytest.raises(ValueError):
-        replayer(prog_fd, Ring()).run(records([FRAME]), 10_000, 0, 100, False)
+        replayer(prog_fd, EMPTY_RING).run(records([FRAME]), 10_000, 0, 100, False)
 
 
 # -- whole replays: bulk against the reference -------------------------------------------------
@@ -237,6 +291,62 @@ def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monke
     # And the same as the original file's: nothing in it finer than a microsecond.
     assert rows_without_uids(bulk / "conn.log") == rows_without_uids(
         _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
+
+
+def _wikipedia_records() -> list[tuple[int, bytes]]:
+    """(capture time in us, frame) of every record of the wikipedia trace (classic, little-endian, us)."""
+    data, out, pos = WIKIPEDIA.read_bytes(), [], 24
+    while pos < len(data):
+        sec, usec, caplen, _ = struct.unpack("<IIII", data[pos:pos + 16])
+        out.append((sec * 10**6 + usec, data[pos + 16:pos + 16 + caplen]))
+        pos += 16 + caplen
+    return out
+
+
+def test_pcapng_with_sections_interfaces_and_other_blocks_writes_the_reference_logs(
+        tmp_path, monkeypatch, capsys, small_steps):
+    """The wikipedia trace as pcapng: microsecond and nanosecond interfaces (one with an offset), a
+    raw-IP interface, statistics and custom blocks, and a second, big-endian section: the same logs
+    by both loops, and the same connections as the classic file."""
+    recs = _wikipedia_records()
+    third = len(recs) // 3
+    isb, custom = block(5, struct.pack("<III", 0, 0, 0)), block(0x00000BAD, b"pen!")
+    content = shb() + idb(1) + idb(101, tsresol=9, tsoffset=-1000)
+    for i, (us, frame) in enumerate(recs[:third]):
+        if i % 10 == 5:             # as raw IP, on the nanosecond interface 1000 s behind
+            content += epb(1, (us + 1000 * 10**6) * 1000, frame[14:])
+        else:
+            content += epb(0, us, frame)
+    content += isb + custom + idb(1, tsresol=9, tsoffset=10)
+    content += b"".join(epb(2, (us - 10 * 10**6) * 1000 + 7, frame) for us, frame in recs[third:2 * third])
+    content += shb(">") + idb(1, endian=">")
+    content += b"".join(epb(0, us, frame, ">") for us, frame in recs[2 * third:])
+    pcap = tmp_path / "wikipedia.pcapng"
+    pcap.write_bytes(content)
+    reference, bulk, reference_err, bulk_err = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    assert warnings(bulk_err) == warnings(reference_err) == []
+    assert rows_without_uids(bulk / "conn.log") == rows_without_uids(
+        _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
+
+
+@pytest.mark.parametrize("damage", ["cut-in-block", "two-lengths", "undescribed-interface"])
+def test_damaged_pcapng_reads_as_the_reference_reads_it(damage, tmp_path, monkeypatch, capsys, small_steps):
+    recs = _wikipedia_records()
+    blocks = [epb(0, us, frame) for us, frame in recs]
+    bad = blocks[100]
+    if damage == "cut-in-block":
+        tail = [bad[:len(bad) // 2]]
+    elif damage == "two-lengths":
+        tail = [bad[:-4] + struct.pack("<I", len(bad) + 4)] + blocks[101:]
+    else:
+        tail = [epb(3, recs[100][0], recs[100][1])] + blocks[101:]
+    pcap = tmp_path / f"{damage}.pcapng"
+    pcap.write_bytes(shb() + idb(1) + b"".join(blocks[:100] + tail))
+    reference, bulk, reference_err, bulk_err = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    assert warnings(bulk_err) == warnings(reference_err)
+    assert "packet record 101" in warnings(bulk_err)[0]
 
 
 def _recorded(pcap: Path, out: Path) -> Path:

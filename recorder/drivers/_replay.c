@@ -1,20 +1,28 @@
 /*
- * The replay loop of `record --pcap` in C, for classic pcap with Ethernet
- * frames (the common case): each record's frame through the program with one
- * BPF_PROG_TEST_RUN, as packet_runner.PacketRunner.run does it, without a
- * Python step per frame. replay_loop.replay_each, frame by frame, is the
+ * The replay loop of `record --pcap` in C, for Ethernet frames (the common
+ * case): each record's frame through the program with one BPF_PROG_TEST_RUN,
+ * as packet_runner.PacketRunner.run does it, without a Python step per frame. replay_loop.replay_each, frame by frame, is the
  * reference; tests/test_bulk_replay.py and tests/test_compiled_recording.py
  * hold the two to the same logs.
  *
  * The loop only runs frames. Whatever else a record may call for, it stops
  * and returns for Python to do: a sweep that is due, records waiting in the
- * ring buffer, a frame the kernel refused, a record it cannot read.
+ * ring buffer, a frame the kernel refused, a record it does not read.
  *
- * Replayer(prog_fd, big_endian, nano, limit, ring_consumer, ring_producer)
- *   prog_fd: the pcap program; big_endian, nano: the file's byte order and
- *   timestamp resolution; limit: the largest record length that is not damage
- *   (capture_file.py); ring_consumer, ring_producer: the addresses of the
- *   ring buffer's two positions (ringbuf.RingBuffer.position_addresses).
+ * It reads classic pcap and pcapng's Enhanced Packet Blocks of Ethernet
+ * interfaces. Anything else (a section header, an interface description,
+ * another block or link type, a timestamp out of range, and every kind of
+ * damage) it hands over: capture_file.py reads it, or says why it cannot.
+ *
+ * Replayer(prog_fd, ring_consumer, ring_producer)
+ *   prog_fd: the pcap program; ring_consumer, ring_producer: the addresses
+ *   of the ring buffer's two positions (ringbuf.RingBuffer.position_addresses).
+ * Replayer.classic(big_endian, nano, limit)
+ *   Read classic pcap records: the file's byte order and timestamp
+ *   resolution, and the largest record length that is not damage.
+ * Replayer.pcapng(big_endian, interfaces)
+ *   Read a pcapng section: its byte order and its interfaces in order, each
+ *   (ethernet, units_per_s, offset_s) as capture_file.PcapngLayout has them.
  *
  * Replayer.run(chunk, offset, next_sweep_ns, max_records, waiting) -> (stop, offset)
  *   Takes whole records of chunk (bytes) from offset on, until one of the
@@ -47,27 +55,53 @@ enum stop {
     STOP_SWEEP = 1,     /* the record at offset is due a sweep first; nothing of it is taken */
     STOP_EVENTS = 2,    /* the ring buffer holds records: hand them over before the next frame */
     STOP_REJECTED = 3,  /* the kernel refused the frame just taken (EINVAL) */
-    STOP_DAMAGED = 4,   /* the record at offset cannot be read here: the reference reader says why */
+    STOP_HAND_OVER = 4, /* the record at offset is for the reference reader (see above) */
     STOP_BUDGET = 5,    /* max_records taken: Python's turn (signals, progress) */
 };
 
-#define RECORD_HEADER 16
+enum layout { LAYOUT_NONE, LAYOUT_CLASSIC, LAYOUT_PCAPNG };
+
+#define CLASSIC_HEADER 16
+#define PCAPNG_SHB 0x0A0D0D0Au          /* the same in either byte order */
+#define PCAPNG_EPB 6u
+#define PCAPNG_EPB_FIXED 20             /* interface, timestamp (2), captured and wire lengths */
+#define PCAPNG_MAX_BLOCK (16u * 1024 * 1024)
 #define ETHERNET_HEADER 14
-#define DEFAULT_MAX_DATA 3712   /* as packet_runner.DEFAULT_MAX_DATA */
+#define DEFAULT_MAX_DATA 3712           /* as packet_runner.DEFAULT_MAX_DATA */
+#define NS_PER_S 1000000000ull
 
 /* struct __sk_buff offsets used as test-run context (packet_runner.py). */
 #define SKB_CTX_SIZE 192
 #define SKB_MARK 8
 #define SKB_TSTAMP 152
 
+struct interface {
+    int ethernet;
+    uint64_t units_per_s;
+    int64_t offset_s;
+};
+
+#define RECORD_READ (-1)                /* a record reader's "read": not a stop */
+
+/* One packet record as read: its frame, its packet time, its size in the file. */
+struct record {
+    const uint8_t *frame;
+    uint32_t caplen;
+    uint64_t ts_ns;
+    Py_ssize_t size;
+};
+
 typedef struct {
     PyObject_HEAD
     int prog_fd;
-    int big_endian;
-    int nano;
-    uint32_t limit;
     uint64_t *ring_consumer;
     uint64_t *ring_producer;
+    int layout;
+    int big_endian;
+    int nano;                   /* classic */
+    uint32_t limit;             /* classic */
+    struct interface *interfaces;   /* pcapng: the section's */
+    Py_ssize_t n_interfaces;
     /* Counters of the last run() and the record it stopped at. */
     Py_ssize_t records;
     Py_ssize_t frames;
@@ -82,6 +116,56 @@ static uint32_t read_u32(const uint8_t *p, int big_endian)
     uint32_t v;
     memcpy(&v, p, 4);
     return big_endian ? __builtin_bswap32(v) : v;
+}
+
+/* RECORD_READ and *r filled, or the stop (STOP_END: not all of it in the chunk). */
+static int classic_record(const Replayer *self, const uint8_t *at, Py_ssize_t left, struct record *r)
+{
+    if (left < CLASSIC_HEADER)
+        return STOP_END;
+    uint32_t caplen = read_u32(at + 8, self->big_endian);
+    if (caplen > self->limit)
+        return STOP_HAND_OVER;          /* damage */
+    if ((Py_ssize_t)caplen > left - CLASSIC_HEADER)
+        return STOP_END;
+    r->ts_ns = (uint64_t)read_u32(at, self->big_endian) * NS_PER_S +
+               (uint64_t)read_u32(at + 4, self->big_endian) * (self->nano ? 1 : 1000);
+    r->frame = at + CLASSIC_HEADER;
+    r->caplen = caplen;
+    r->size = CLASSIC_HEADER + caplen;
+    return RECORD_READ;
+}
+
+static int pcapng_record(const Replayer *self, const uint8_t *at, Py_ssize_t left, struct record *r)
+{
+    if (left < 8)
+        return STOP_END;
+    uint32_t type, length;
+    memcpy(&type, at, 4);
+    if (type == PCAPNG_SHB)
+        return STOP_HAND_OVER;
+    type = read_u32(at, self->big_endian);
+    length = read_u32(at + 4, self->big_endian);
+    if (type != PCAPNG_EPB || length < 12 + PCAPNG_EPB_FIXED || length % 4 || length > PCAPNG_MAX_BLOCK)
+        return STOP_HAND_OVER;          /* another block, or damage */
+    if ((Py_ssize_t)length > left)
+        return STOP_END;
+    const uint8_t *body = at + 8;
+    uint32_t iface = read_u32(body, self->big_endian);
+    uint32_t caplen = read_u32(body + 12, self->big_endian);
+    if (read_u32(at + length - 4, self->big_endian) != length || iface >= self->n_interfaces ||
+        !self->interfaces[iface].ethernet || caplen > length - 12 - PCAPNG_EPB_FIXED)
+        return STOP_HAND_OVER;
+    const struct interface *in = &self->interfaces[iface];
+    uint64_t units = (uint64_t)read_u32(body + 4, self->big_endian) << 32 | read_u32(body + 8, self->big_endian);
+    __int128 ts = (__int128)((unsigned __int128)units * NS_PER_S / in->units_per_s) + (__int128)in->offset_s * NS_PER_S;
+    if (ts < 0 || ts > (__int128)UINT64_MAX)
+        return STOP_HAND_OVER;          /* the reference's arithmetic is Python's: no range to keep to */
+    r->ts_ns = (uint64_t)ts;
+    r->frame = body + PCAPNG_EPB_FIXED;
+    r->caplen = caplen;
+    r->size = length;
+    return RECORD_READ;
 }
 
 static int ring_has_records(const Replayer *self)
@@ -127,51 +211,41 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
     int waiting;
     if (!PyArg_ParseTuple(args, "y*nKnp", &chunk, &offset, &next_sweep_ns, &max_records, &waiting))
         return NULL;
-    if (offset < 0 || offset > chunk.len) {
+    if (self->layout == LAYOUT_NONE || offset < 0 || offset > chunk.len) {
         PyBuffer_Release(&chunk);
-        PyErr_SetString(PyExc_ValueError, "offset outside the chunk");
+        PyErr_SetString(PyExc_ValueError, self->layout == LAYOUT_NONE ? "no layout: call classic() or pcapng() first"
+                                                                       : "offset outside the chunk");
         return NULL;
     }
     const uint8_t *data = chunk.buf;
-    const uint64_t scale = self->nano ? 1 : 1000;
-    enum stop stop = STOP_END;
+    int stop = STOP_BUDGET;
     int error = 0;
     self->records = self->frames = 0;
     self->last_ns = 0;
 
     Py_BEGIN_ALLOW_THREADS
     while (self->records < max_records) {
-        if (chunk.len - offset < RECORD_HEADER) {
-            stop = STOP_END;
+        struct record r;
+        stop = self->layout == LAYOUT_CLASSIC ? classic_record(self, data + offset, chunk.len - offset, &r)
+                                              : pcapng_record(self, data + offset, chunk.len - offset, &r);
+        if (stop != RECORD_READ)
             break;
-        }
-        const uint8_t *header = data + offset;
-        uint32_t caplen = read_u32(header + 8, self->big_endian);
-        if (caplen > self->limit) {
-            stop = STOP_DAMAGED;
-            break;
-        }
-        if ((Py_ssize_t)caplen > chunk.len - offset - RECORD_HEADER) {
-            stop = STOP_END;
-            break;
-        }
-        uint64_t ts_ns = (uint64_t)read_u32(header, self->big_endian) * 1000000000ull +
-                         (uint64_t)read_u32(header + 4, self->big_endian) * scale;
-        ts_ns -= ts_ns % 1000;          /* as Zeek reads it: replay_loop.as_zeek_reads_it */
-        if (next_sweep_ns && ts_ns >= next_sweep_ns) {
-            self->stop_ts_ns = ts_ns;
+        r.ts_ns -= r.ts_ns % 1000;      /* as Zeek reads it: replay_loop.as_zeek_reads_it */
+        if (next_sweep_ns && r.ts_ns >= next_sweep_ns) {
+            self->stop_ts_ns = r.ts_ns;
             stop = STOP_SWEEP;
             break;
         }
-        offset += RECORD_HEADER + caplen;
+        offset += r.size;
         self->records++;
-        if (ts_ns > self->last_ns)
-            self->last_ns = ts_ns;
-        if (caplen < ETHERNET_HEADER)
+        if (r.ts_ns > self->last_ns)
+            self->last_ns = r.ts_ns;
+        stop = STOP_BUDGET;
+        if (r.caplen < ETHERNET_HEADER)
             continue;                   /* nothing IP in it: skipped, as the reference skips it */
-        error = run_frame(self, header + RECORD_HEADER, caplen, ts_ns);
+        error = run_frame(self, r.frame, r.caplen, r.ts_ns);
         if (error == EINVAL) {
-            self->stop_ts_ns = ts_ns;
+            self->stop_ts_ns = r.ts_ns;
             error = 0;
             stop = STOP_REJECTED;
             break;
@@ -184,8 +258,6 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
             break;
         }
     }
-    if (self->records >= max_records && stop == STOP_END && !error)
-        stop = STOP_BUDGET;
     Py_END_ALLOW_THREADS
 
     PyBuffer_Release(&chunk);
@@ -198,29 +270,84 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
         }
         return NULL;
     }
-    return Py_BuildValue("in", (int)stop, offset);
+    return Py_BuildValue("in", stop, offset);
+}
+
+static PyObject *Replayer_classic(Replayer *self, PyObject *args)
+{
+    unsigned int limit;
+    if (!PyArg_ParseTuple(args, "ppI", &self->big_endian, &self->nano, &limit))
+        return NULL;
+    self->limit = limit;
+    self->layout = LAYOUT_CLASSIC;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Replayer_pcapng(Replayer *self, PyObject *args)
+{
+    int big_endian;
+    PyObject *interfaces;
+    if (!PyArg_ParseTuple(args, "pO", &big_endian, &interfaces))
+        return NULL;
+    PyObject *seq = PySequence_Fast(interfaces, "interfaces must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    struct interface *table = PyMem_Calloc(n ? (size_t)n : 1, sizeof(*table));
+    if (!table) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        struct interface *in = &table[i];
+        unsigned long long units;
+        long long offset;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "pKL", &in->ethernet, &units, &offset)) {
+            PyMem_Free(table);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        /* Python's arithmetic has no limits; here an offset past about 290 years is handed over. */
+        if (units == 0 || offset > INT64_MAX / (long long)NS_PER_S || offset < INT64_MIN / (long long)NS_PER_S)
+            in->ethernet = 0;
+        in->units_per_s = units;
+        in->offset_s = offset;
+    }
+    Py_DECREF(seq);
+    PyMem_Free(self->interfaces);
+    self->interfaces = table;
+    self->n_interfaces = n;
+    self->big_endian = big_endian;
+    self->layout = LAYOUT_PCAPNG;
+    Py_RETURN_NONE;
 }
 
 static int Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
 {
     unsigned long long consumer, producer;
-    unsigned int limit;
-    if (!PyArg_ParseTuple(args, "ippIKK", &self->prog_fd, &self->big_endian, &self->nano, &limit,
-                          &consumer, &producer))
+    if (!PyArg_ParseTuple(args, "iKK", &self->prog_fd, &consumer, &producer))
         return -1;
     if (!consumer || !producer) {
         PyErr_SetString(PyExc_ValueError, "the ring buffer's positions are needed");
         return -1;
     }
-    self->limit = limit;
     self->ring_consumer = (uint64_t *)(uintptr_t)consumer;
     self->ring_producer = (uint64_t *)(uintptr_t)producer;
     self->max_data = DEFAULT_MAX_DATA;
+    self->layout = LAYOUT_NONE;
     return 0;
+}
+
+static void Replayer_dealloc(Replayer *self)
+{
+    PyMem_Free(self->interfaces);
+    Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef Replayer_methods[] = {
     {"run", (PyCFunction)Replayer_run, METH_VARARGS, "Take whole records from offset on; see the module's doc."},
+    {"classic", (PyCFunction)Replayer_classic, METH_VARARGS, "Read classic pcap records from here on."},
+    {"pcapng", (PyCFunction)Replayer_pcapng, METH_VARARGS, "Read a pcapng section's packet blocks from here on."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -239,9 +366,10 @@ static PyTypeObject ReplayerType = {
     .tp_name = "_replay.Replayer",
     .tp_basicsize = sizeof(Replayer),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Classic-pcap Ethernet records through a program, one test run each (see the module's doc).",
+    .tp_doc = "Packet records through a program, one test run each (see the module's doc).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Replayer_init,
+    .tp_dealloc = (destructor)Replayer_dealloc,
     .tp_methods = Replayer_methods,
     .tp_members = Replayer_members,
 };

@@ -1,14 +1,16 @@
-"""Replay classic pcap's Ethernet frames in a compiled loop (_replay.c).
+"""Replay a capture's Ethernet frames in a compiled loop (_replay.c).
 
 Per frame the reference loop (replay_loop.replay_each) spends a few
 microseconds of Python around one BPF_PROG_TEST_RUN; on bulk TCP, where a
 frame seldom makes an event, that is most of a replay. Here the file is read
-in chunks and _replay.Replayer takes whole records from them, one test run
+in chunks and _replay.Replayer takes whole records from them (classic pcap,
+and pcapng's Enhanced Packet Blocks of Ethernet interfaces), one test run
 each, and comes back only for what needs Python: a sweep that is due, ring
-records to handle, a refused frame, a record it cannot read (cut off or
-damaged: the reference loop reads it, and says why), and every few thousand
-records for signals and progress. The program, the steps around each record
-and so the logs are the same as the reference loop's.
+records to handle, a refused frame, a record or block it does not read
+(another block or link type, damage: the reference loop reads it, or says
+why it cannot), and every few thousand records for signals and progress.
+The program, the steps around each record and so the logs are the same as
+the reference loop's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cicd_audit import compiled
-from cicd_audit.recorder.drivers.capture_file import CaptureFile, Frame
+from cicd_audit.recorder.drivers.capture_file import CaptureFile, ClassicLayout, Frame, PcapngLayout
 from cicd_audit.recorder.drivers.linktypes import LINKTYPE_ETHERNET
 from cicd_audit.recorder.drivers.replay_loop import Replay, replay_each
 
@@ -34,14 +36,30 @@ class Stop(enum.IntEnum):
     SWEEP = 1        # the record at the offset is due a sweep first
     EVENTS = 2       # the ring buffer holds records
     REJECTED = 3     # the kernel refused the frame just taken
-    DAMAGED = 4      # the record at the offset cannot be read here
+    HAND_OVER = 4    # the record at the offset is for the reference reader
     BUDGET = 5       # enough records for one call
 
 
 def available(reader: CaptureFile, program) -> bool:
-    """Whether this capture can be replayed in bulk: classic pcap of Ethernet frames, compiled loop built."""
-    return _compiled is not None and reader.classic is not None and reader.classic.linktype == LINKTYPE_ETHERNET \
-        and getattr(program, "ring", None) is not None
+    """Whether this capture can be replayed in bulk: the compiled loop is built, and the file is pcapng
+    or classic pcap of Ethernet frames."""
+    layout = reader.layout()
+    return _compiled is not None and getattr(program, "ring", None) is not None and (
+        isinstance(layout, PcapngLayout) or layout.linktype == LINKTYPE_ETHERNET)
+
+
+def _read_as(replayer, layout: ClassicLayout | PcapngLayout) -> bool:
+    """Tell the compiled loop how the records from here on are laid out; False when it would run
+    none of them (a pcapng section without an Ethernet interface)."""
+    if isinstance(layout, ClassicLayout):
+        replayer.classic(layout.big_endian, layout.nano, layout.limit)
+        return True
+    # The loop's arithmetic is 64-bit: an interface past it is left to the reference loop.
+    interfaces = [(linktype == LINKTYPE_ETHERNET and 0 < units < 2**64 and abs(offset) < 2**62,
+                   units if 0 < units < 2**64 else 1, offset if abs(offset) < 2**62 else 0)
+                  for linktype, units, offset in layout.interfaces]
+    replayer.pcapng(layout.big_endian, interfaces)
+    return any(ethernet for ethernet, _, _ in interfaces)
 
 
 def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame]) -> None:
@@ -50,19 +68,23 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
     frames is the reader's iterator, which reads on from wherever the bulk
     reads stopped: the reference loop takes the records the compiled loop
     leaves, one at a time."""
-    layout = reader.classic
     consumer, producer = replay.program.ring.position_addresses()
-    replayer = _compiled.Replayer(replay.program.packet_fn.fd, layout.big_endian, layout.nano, layout.limit,
-                                  consumer, producer)
+    replayer = _compiled.Replayer(replay.program.packet_fn.fd, consumer, producer)
     while True:
+        if not _read_as(replayer, reader.layout()):
+            # Nothing here for the compiled loop: a stretch by the reference loop, then look again.
+            if not replay_each(replay, frames, limit=BUDGET_RECORDS):
+                return
+            continue
         chunk = reader.read_records(CHUNK_BYTES)
         stop, offset, records = _take_chunk(replay, replayer, chunk, reader.records)
         reader.took(offset, records)
         replay.progress()
         if stop == Stop.END and records and len(chunk) == CHUNK_BYTES:
             continue                       # the next chunk starts at the first record left
-        # The file's end, a damaged or cut-off record, one larger than a chunk, or a signal:
-        # the reference loop takes the next record, or says why it cannot.
+        # A record or block for the reference loop (it reads it, or says why it cannot: a pcapng
+        # section or interface, another link type, damage), the file's end, a record larger than
+        # a chunk, or a signal.
         if not replay_each(replay, frames, limit=1):
             return
 
@@ -70,7 +92,7 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
 def _take_chunk(replay: Replay, replayer, chunk: bytes, records_before: int) -> tuple[Stop | None, int, int]:
     """Run the whole records of chunk, doing between calls what the loop stopped for.
 
-    Returns how it ended (END, DAMAGED, or None when a signal asks to stop), the
+    Returns how it ended (END, HAND_OVER, or None when a signal asks to stop), the
     offset of the first record not taken and how many were taken."""
     offset = records = 0
     while True:

@@ -5,10 +5,10 @@
             ...
         capture.problem                        # why reading stopped early, or None
 
-A classic pcap file can also be taken in bulk by a compiled reader, whole
-records at a time (`classic`, `read_records`, `took`); the records it leaves,
-and any it cannot read, are yielded from where it stopped, so the two share
-one position and one record count.
+A compiled reader can also take the packet records in bulk, straight from
+the file's bytes (`layout()`, `read_records`, `took`); the records and
+blocks it leaves are yielded from where it stopped, so the two share one
+position and one record count.
 
 What libpcap (and so Zeek) reads, this reads: classic pcap in either byte
 order with micro- or nanosecond timestamps; pcapng sections in either byte
@@ -68,6 +68,14 @@ class ClassicLayout:
     limit: int          # a record longer than this is damage (see MAX_RECORD_BYTES)
 
 
+@dataclass(frozen=True)
+class PcapngLayout:
+    """The pcapng section being read: its byte order and the interfaces described so far,
+    each (linktype, units_per_s, offset_s), in order (a packet block names one by index)."""
+    big_endian: bool
+    interfaces: tuple[tuple[int, int, int], ...]
+
+
 @dataclass
 class _Interface:
     linktype: int
@@ -94,7 +102,8 @@ class CaptureFile:
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read it ({exc.strerror})") from exc
         self.problem: str | None = None
-        self.classic: ClassicLayout | None = None     # set when the file is classic pcap
+        self._classic: ClassicLayout | None = None
+        self._section: tuple[str, list[_Interface]] | None = None   # pcapng: (byte order, interfaces)
         self._records = 0
         self._bulk_start = 0
         head = self._f.read(4)
@@ -126,14 +135,22 @@ class CaptureFile:
         """Bytes read so far (for progress)."""
         return self._f.tell()
 
+    def layout(self) -> ClassicLayout | PcapngLayout:
+        """How the records from here on are laid out (a pcapng file's changes as the read meets
+        interface descriptions and sections)."""
+        if self._classic is not None:
+            return self._classic
+        endian, interfaces = self._section
+        return PcapngLayout(endian == ">", tuple((i.linktype, i.units_per_s, i.offset_s) for i in interfaces))
+
     @property
     def records(self) -> int:
         """Packet records read so far, by iteration or in bulk."""
         return self._records
 
     def read_records(self, size: int) -> bytes:
-        """Up to size bytes of a classic pcap file from the next record on, for a bulk reader that
-        takes whole records and then says how far it got with took()."""
+        """Up to size bytes of the file from the next record (or pcapng block) on, for a bulk reader
+        that takes whole records and then says how far it got with took()."""
         self._bulk_start = self._f.tell()
         return self._f.read(size)
 
@@ -160,7 +177,7 @@ class CaptureFile:
         linktype = network & 0xFFFF        # the upper bits describe an FCS, not the link type
         limit = max(snaplen, MAX_RECORD_BYTES)
         scale = 1 if nano else 1000
-        self.classic = ClassicLayout(endian == ">", nano, linktype, limit)
+        self._classic = ClassicLayout(endian == ">", nano, linktype, limit)
         yield None                          # the file header is good (CaptureFile.__init__ takes this)
         while True:
             number = self._records + 1
@@ -181,7 +198,7 @@ class CaptureFile:
 
     # -- pcapng ----------------------------------------------------------------
     def _pcapng(self, block_type: bytes) -> Iterator[Frame]:
-        endian, interfaces = self._section_header(block_type)
+        endian, interfaces = self._section = self._section_header(block_type)
         yield None                          # the first section header is good (taken by __init__)
         while True:
             head = self._f.read(8)
@@ -191,7 +208,7 @@ class CaptureFile:
             if len(head) < 8:
                 raise _Stop(f"file ends inside a block header (before packet record {number})")
             if struct.unpack("<I", head[:4])[0] == _PCAPNG_SHB:
-                endian, interfaces = self._section_header(head[:4], head[4:])
+                endian, interfaces = self._section = self._section_header(head[:4], head[4:])
                 continue
             btype, length = struct.unpack(endian + "II", head)
             body = self._block_body(endian, length, number)
