@@ -4,9 +4,9 @@
 for (once a second of packet time, as the live recorder sweeps once a second),
 what ran, the frames the kernel refused, an interruption. `replay_each` reads
 the records one by one and runs each frame through the program with
-BPF_PROG_TEST_RUN, in Python: the reference for every capture file, and the
-whole loop for pcapng and link types other than Ethernet. bulk_replay runs
-classic pcap's Ethernet frames in a compiled loop around the same steps.
+BPF_PROG_TEST_RUN, in Python: the reference for every capture file, and what
+reads the records bulk_replay's compiled loop leaves (link types other than
+Ethernet, pcapng's other blocks, damage), around the same steps.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def as_zeek_reads_it(ts_ns: int) -> int:
     precision and truncates finer timestamps (nanosecond pcap, pcapng with a
     finer if_tsresol) to the microsecond below."""
     return ts_ns - ts_ns % 1000
-
 
 
 class Replay:
