@@ -109,12 +109,9 @@ def write_bulk_tcp_capture(path: Path, segments: int, connections: int = 10) -> 
 
 def _checksum(data: bytes) -> int:
     """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    from cicd_audit.recorder.logs.fragments import ones_complement_sum
+
+    return ~ones_complement_sum(data) & 0xFFFF
 
 
 def frames_in(pcap: Path) -> int:
