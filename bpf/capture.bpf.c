@@ -36,6 +36,13 @@
 #define CA_PASS TC_ACT_UNSPEC
 #define CA_DROP TC_ACT_SHOT
 
+/* What ca_sweep holds of a request in its scratch: the head and one key. */
+struct ca_sweep_step {
+	__u32 count, drain, v4, cursor;    /* as struct ca_sweep_request's */
+	struct ca_conn_key key;
+};
+#define CA_SWEEP_HEAD offsetof(struct ca_sweep_request, keys)
+
 /* Branch hints: clang then lays the rare paths (new connections, weirds,
  * errors) out of the way, so the code a packet of a known connection runs
  * sits together in few instruction cache lines. */
@@ -100,7 +107,7 @@ struct ca_scratch {
 	struct ca_conn conn;
 	struct ca_dns_event dns;
 	struct ca_fragment_event frag;
-	struct ca_sweep_request sweep;
+	struct ca_sweep_step sweep;
 	struct ca_csum_scratch csum;
 	__u64 tunnel_parent;       /* the innermost tunnel of pkt when pkt.depth > 0 (tunnel.h) */
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
@@ -1268,53 +1275,66 @@ int ca_dns_learn(struct __sk_buff *skb)
 }
 #endif
 
-/* The sweep of one request's keys, all of one family: v4 is a constant, so
- * the verifier follows one map. IPv4 keys are taken as such (user space
- * lists them from conns4), without ca_conn_key4()'s check, whose branches
- * would multiply the loop's verifier states fivefold. */
-static __always_inline void ca_sweep_keys(struct ca_sweep_request *req, __u64 now, const int v4)
+/* One key of a sweep request, of the family v4 says (a constant, so the
+ * verifier follows one map): reported and removed when its timers have run
+ * out, or when draining. IPv4 keys are taken as such (user space lists them
+ * from conns4), without ca_conn_key4()'s check. */
+static __always_inline void ca_sweep_key(struct ca_conn_key *key, __u32 drain, __u64 now, const int v4)
 {
-	/* A bounded loop, not unrolled: the kernel verifies each iteration (5.3+). */
-	for (int i = 0; i < CA_SWEEP_KEYS_MAX; i++) {
-		struct ca_conn_ref ref;
-		struct ca_conn *c;
-		__u64 ended;
-		if (i >= req->count)
-			break;
-		if (v4)
-			ca_conn_key4_of_v4(&req->keys[i], &ref.k4);
-		ref.v4 = v4;
-		c = ca_conn_lookup(&req->keys[i], &ref);
-		if (!c)
-			continue;
-		/* 0 means "not ended" for the timers; a drain ends everything, even at
-		 * time 0 (a capture whose packets all carry no timestamp). */
-		ended = req->drain ? now : ca_conn_ended(c, req->keys[i].ip_proto, now);
-		if (!ended && !req->drain)
-			continue;
-		ca_emit_end(&req->keys[i], c, ended, req->drain ? CA_END_DRAIN : CA_END_TIMEOUT);
-		ca_conn_delete(&req->keys[i], &ref);
-	}
+	struct ca_conn_ref ref;
+	struct ca_conn *c;
+	__u64 ended;
+
+	if (v4)
+		ca_conn_key4_of_v4(key, &ref.k4);
+	ref.v4 = v4;
+	c = ca_conn_lookup(key, &ref);
+	if (!c)
+		return;
+	/* 0 means "not ended" for the timers; a drain ends everything, even at
+	 * time 0 (a capture whose packets all carry no timestamp). */
+	ended = drain ? now : ca_conn_ended(c, key->ip_proto, now);
+	if (!ended && !drain)
+		return;
+	ca_emit_end(key, c, ended, drain ? CA_END_DRAIN : CA_END_TIMEOUT);
+	ca_conn_delete(key, &ref);
 }
 
 /* User space's timer tick: the packet body is a ca_sweep_request listing
  * connection keys of one family; each one whose timers have run out (or
- * every one, when draining at the end of capture) is reported and removed. */
+ * every one, when draining at the end of capture) is reported and removed.
+ * One key a run: the program tail-calls itself for the next, the request's
+ * cursor moved on in the packet, so the verifier checks one key's work
+ * rather than a loop of CA_SWEEP_KEYS_MAX (it was the longest verification
+ * of the program). A request the tail calls could not finish returns
+ * CA_SWEEP_UNFINISHED, and user space sends it again: a key already ended
+ * is not found twice. */
 int ca_sweep(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct ca_scratch *s = scratch.lookup(&zero);
-	struct ca_sweep_request *req;
-	__u64 now = ca_now(skb);
+	struct ca_sweep_step *step;
+	__u32 at;
 
 	if (!s)
 		return CA_PASS;
-	req = &s->sweep;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, req, sizeof(*req)) < 0)
+	step = &s->sweep;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, step, CA_SWEEP_HEAD) < 0)
 		return CA_DROP;
-	if (req->v4)
-		ca_sweep_keys(req, now, 1);
+	at = step->cursor;
+	if (at >= step->count || at >= CA_SWEEP_KEYS_MAX)
+		return CA_PASS;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + CA_SWEEP_HEAD + at * sizeof(struct ca_conn_key), &step->key,
+			       sizeof(step->key)) < 0)
+		return CA_DROP;
+	if (step->v4)
+		ca_sweep_key(&step->key, step->drain, ca_now(skb), 1);
 	else
-		ca_sweep_keys(req, now, 0);
-	return CA_PASS;
+		ca_sweep_key(&step->key, step->drain, ca_now(skb), 0);
+	if (++at >= step->count)
+		return CA_PASS;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct ca_sweep_request, cursor), &at, sizeof(at), 0) < 0)
+		return CA_SWEEP_UNFINISHED;
+	stages.call(skb, CA_STAGE_SWEEP);
+	return CA_SWEEP_UNFINISHED;        /* the tail call did not happen */
 }

@@ -15,6 +15,7 @@
 #define CA_HISTORY_MAX 64          /* power of two: history index is masked */
 #define CA_DNS_PAYLOAD_MAX 4096    /* power of two: copy length is masked */
 #define CA_SWEEP_KEYS_MAX 32       /* connection keys per sweep request */
+#define CA_SWEEP_UNFINISHED 100    /* ca_sweep's verdict when its tail calls stopped short */
 #define CA_COMM_LEN 16             /* the kernel's TASK_COMM_LEN */
 #define CA_NAME_MAX 256            /* a dotted DNS name and its terminating zero */
 #define CA_POLICY_PORTS_MAX 6      /* ports one policy entry can list before it means "any" */
@@ -46,8 +47,9 @@ enum ca_stage {
 	CA_STAGE_DNS_NAME = 5,     /* blocking mode: judge a DNS question name */
 	CA_STAGE_DNS_LEARN = 6,    /* blocking mode: allow the addresses of an answer */
 	CA_STAGE_DECAP = 7,        /* a tunnel's packet: find the inner one (tunnel.h) */
+	CA_STAGE_SWEEP = 8,        /* ca_sweep itself: the next key of a sweep request */
 };
-#define CA_STAGE_MAX 8
+#define CA_STAGE_MAX 9
 
 /* Zeek's Tunnel::Type, as far as decapsulated here (bpf/tunnel.h). */
 enum ca_tunnel_type {
@@ -458,12 +460,14 @@ struct ca_dns_redirect {
 
 /* A sweep request: the payload of a BPF_PROG_TEST_RUN call to ca_sweep.
  * Its keys are of one address family, so the verifier follows one
- * connection map per loop instead of both in every iteration. */
+ * connection map instead of both. ca_sweep takes one key a run and moves
+ * the cursor on (user space sends 0); CA_SWEEP_UNFINISHED says the chain of
+ * runs stopped short, and user space sends the keys again, in halves. */
 struct ca_sweep_request {
 	__u32 count;               /* keys that follow */
 	__u32 drain;               /* 1: end every listed connection (end of capture) */
 	__u32 v4;                  /* 1: IPv4 keys (conns4); 0: IPv6 keys (conns6) */
-	__u32 pad;
+	__u32 cursor;              /* the key this run takes */
 	struct ca_conn_key keys[CA_SWEEP_KEYS_MAX];
 };
 

@@ -111,3 +111,55 @@ def test_the_ipv6_table_is_listed_from_its_first_connection_on(monkeypatch):
         assert (len(v4_keys), len(v6_keys), len(listings)) == (1, 1, 1)
     finally:
         program.close()
+
+
+def _idle_connections(program, flows: int) -> tuple[list[bytes], list[bytes]]:
+    from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+
+    runner = PacketRunner(program.packet_fn.fd)
+    for frame in _frames(flows):
+        runner.run(bytes(frame), 1_700_000_000 * 10**9)
+    program.poll()
+    return program.conn_keys()
+
+
+@pytest.mark.parametrize("kernel_finishes", [True, False], ids=["whole-requests", "requests-cut-short"])
+def test_a_sweep_request_runs_a_key_a_tail_call_and_a_request_cut_short_is_sent_again_in_halves(kernel_finishes):
+    """ca_sweep takes one key a run and tail-calls itself for the next: a full request (31 tail
+    calls) finishes on this kernel. Were a kernel to stop the chain short, the sweeper sends the keys
+    again in halves: here requests of more than 4 keys are answered "unfinished" without running."""
+    from cicd_audit.recorder.kernel import abi
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.sweeper import Sweeper
+    from cicd_audit.recorder.logs import events
+
+    ended = []
+
+    def on_event(data, size):
+        event = events.decode(data, size)
+        if isinstance(event, abi.ConnEndEvent):
+            ended.append(bytes(event.key))
+
+    program = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), on_event)
+    try:
+        v4_keys, v6_keys = _idle_connections(program, abi.SWEEP_KEYS_MAX + 8)
+        sweeper = Sweeper(program, program.sweep_fn.fd)
+        run, verdicts, sizes = sweeper.runner.run, [], []
+
+        def kernel(frame, ts_ns, mark=0):
+            count = abi.SweepRequest.from_buffer_copy(frame[14:]).count
+            sizes.append(count)
+            verdicts.append(run(frame, ts_ns, mark) if kernel_finishes or count <= 4 else abi.SWEEP_UNFINISHED)
+            return verdicts[-1]
+
+        sweeper.runner.run = kernel
+        sweeper.sweep(1_700_000_000 * 10**9, drain=True)
+        program.poll()
+        assert sorted(ended) == sorted(v4_keys + v6_keys)          # each once
+        assert program.conn_keys() == ([], [])
+        if kernel_finishes:
+            assert abi.SWEEP_UNFINISHED not in verdicts and max(sizes) == abi.SWEEP_KEYS_MAX
+        else:
+            assert max(size for size, verdict in zip(sizes, verdicts) if verdict != abi.SWEEP_UNFINISHED) <= 4
+    finally:
+        program.close()

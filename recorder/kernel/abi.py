@@ -15,6 +15,7 @@ c_u8, c_u16, c_u32, c_u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ct
 HISTORY_MAX = 64
 DNS_PAYLOAD_MAX = 4096
 SWEEP_KEYS_MAX = 32
+SWEEP_UNFINISHED = 100      # ca_sweep's verdict: the request's tail calls stopped short
 COMM_LEN = 16
 NAME_MAX = 256
 POLICY_PORTS_MAX = 6
@@ -237,9 +238,10 @@ class Stage(enum.IntEnum):
     DNS_NAME = 5
     DNS_LEARN = 6
     DECAP = 7
+    SWEEP = 8
 
 
-STAGE_MAX = 8
+STAGE_MAX = 9
 
 
 class TunnelType(enum.IntEnum):
@@ -328,7 +330,7 @@ class JobScope(ctypes.Structure):
 
 
 class SweepRequest(ctypes.Structure):
-    _fields_ = [("count", c_u32), ("drain", c_u32), ("v4", c_u32), ("pad", c_u32),
+    _fields_ = [("count", c_u32), ("drain", c_u32), ("v4", c_u32), ("cursor", c_u32),
                 ("keys", ConnKey * SWEEP_KEYS_MAX)]
 
 

@@ -43,7 +43,7 @@ LOAD_THREADS = 4
 # Tail-call stages (enum ca_stage) and the function each one runs.
 STAGES = {abi.Stage.PACKET: "ca_packet", abi.Stage.TCP: "ca_tcp", abi.Stage.EGRESS: "ca_egress",
           abi.Stage.DNS_POLICY: "ca_dns_policy", abi.Stage.DNS_NAME: "ca_dns_name",
-          abi.Stage.DNS_LEARN: "ca_dns_learn", abi.Stage.DECAP: "ca_decap"}
+          abi.Stage.DNS_LEARN: "ca_dns_learn", abi.Stage.DECAP: "ca_decap", abi.Stage.SWEEP: "ca_sweep"}
 _IP_PROTO = {"tcp": 6, "udp": 17}
 FUNCTIONS = ("ca_packet", "ca_sweep", "ca_tcp", "ca_decap")   # in every variant
 
