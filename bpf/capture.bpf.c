@@ -1307,8 +1307,8 @@ static __always_inline void ca_sweep_key(struct ca_conn_key *key, __u32 drain, _
  * cursor moved on in the packet, so the verifier checks one key's work
  * rather than a loop of CA_SWEEP_KEYS_MAX (it was the longest verification
  * of the program). A request the tail calls could not finish returns
- * CA_SWEEP_UNFINISHED, and user space sends it again: a key already ended
- * is not found twice. */
+ * CA_SWEEP_UNFINISHED, and user space sends its keys again in halves: a key
+ * already ended is not found twice. */
 int ca_sweep(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
