@@ -22,6 +22,7 @@ from capture_builders import block, epb, idb, shb, spb
 from frames import ether
 from scapy.layers.inet import IP, UDP
 from shared_data import shared
+from zeek_rows import rows_uids_masked
 
 from cicd_audit.recorder.drivers import bulk_replay, replay_loop
 from cicd_audit.recorder.drivers.bulk_replay import Stop
@@ -250,17 +251,9 @@ def replay_both(pcap: Path, tmp_path: Path, monkeypatch, capsys, small_steps) ->
     return tmp_path / "reference", tmp_path / "bulk", reference_err, bulk_err
 
 
-def rows_without_uids(log: Path) -> list[str]:
-    rows = []
-    for line in log.read_text(errors="surrogateescape").splitlines():
-        if not line.startswith("#"):
-            rows.append("\t".join(f for f in line.split("\t") if not (f[:1] == "C" and len(f) >= 15 and f.isalnum())))
-    return sorted(rows)
-
-
 def assert_same_logs(reference: Path, bulk: Path) -> None:
     for name in LOGS:
-        assert rows_without_uids(bulk / name) == rows_without_uids(reference / name), name
+        assert rows_uids_masked(bulk / name) == rows_uids_masked(reference / name), name
 
 
 def warnings(stderr: str) -> list[str]:
@@ -271,7 +264,7 @@ def warnings(stderr: str) -> list[str]:
 def test_a_capture_in_small_chunks_writes_the_reference_logs(pcap, tmp_path, monkeypatch, capsys, small_steps):
     reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
     assert_same_logs(reference, bulk)
-    assert len(rows_without_uids(bulk / "conn.log")) > 0
+    assert len(rows_uids_masked(bulk / "conn.log")) > 0
 
 
 def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monkeypatch, capsys, small_steps):
@@ -289,7 +282,7 @@ def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monke
     reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
     assert_same_logs(reference, bulk)
     # And the same as the original file's: nothing in it finer than a microsecond.
-    assert rows_without_uids(bulk / "conn.log") == rows_without_uids(
+    assert rows_uids_masked(bulk / "conn.log") == rows_uids_masked(
         _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
 
 
@@ -326,7 +319,7 @@ def test_pcapng_with_sections_interfaces_and_other_blocks_writes_the_reference_l
     reference, bulk, reference_err, bulk_err = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
     assert_same_logs(reference, bulk)
     assert warnings(bulk_err) == warnings(reference_err) == []
-    assert rows_without_uids(bulk / "conn.log") == rows_without_uids(
+    assert rows_uids_masked(bulk / "conn.log") == rows_uids_masked(
         _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
 
 
@@ -403,5 +396,5 @@ def test_a_signal_stops_the_bulk_loop_between_calls_and_says_where(tmp_path, mon
     first = tmp_path / "first.pcap"
     first.write_bytes(data[:_record_offsets(data)[ran]])
     monkeypatch.undo()
-    assert rows_without_uids(tmp_path / "out" / "conn.log") == rows_without_uids(
+    assert rows_uids_masked(tmp_path / "out" / "conn.log") == rows_uids_masked(
         _recorded(first, tmp_path / "first") / "conn.log")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import shared
+from zeek_rows import rows_uids_masked
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -34,15 +35,6 @@ def record(pcap: Path, out: Path, pure: bool) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def rows_without_uids(log: Path) -> list[str]:
-    rows = []
-    for line in log.read_text(errors="surrogateescape").splitlines():
-        if line.startswith("#"):
-            continue
-        rows.append("\t".join(f for f in line.split("\t") if not (f[:1] == "C" and len(f) >= 15 and f.isalnum())))
-    return sorted(rows)
-
-
 @pytest.mark.parametrize("pcap", captures(), ids=lambda p: p.parent.name)
 def test_the_same_logs_with_and_without_the_compiled_parts(pcap, tmp_path):
     compiled_run = record(pcap, tmp_path / "compiled", pure=False)
@@ -55,4 +47,4 @@ def test_the_same_logs_with_and_without_the_compiled_parts(pcap, tmp_path):
     for name in logs:
         if name == "capture_stats.log":
             continue        # its run-time columns differ between any two runs
-        assert rows_without_uids(tmp_path / "compiled" / name) == rows_without_uids(tmp_path / "pure" / name), name
+        assert rows_uids_masked(tmp_path / "compiled" / name) == rows_uids_masked(tmp_path / "pure" / name), name
