@@ -1,5 +1,6 @@
 """Capture files built byte by byte, so that each case is exactly the layout it names:
-classic pcap, and pcapng's blocks (draft-ietf-opsawg-pcapng)."""
+classic pcap, and pcapng's blocks (draft-ietf-opsawg-pcapng); and a classic file's
+records read back, to build variants of a real capture."""
 
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def spb(data: bytes, wire_len: int | None = None, endian="<") -> bytes:
 def opb(iface: int, ts_units: int, data: bytes, endian="<") -> bytes:
     head = struct.pack(endian + "HHIIII", iface, 0, ts_units >> 32, ts_units & 0xFFFFFFFF, len(data), len(data))
     return block(2, head + data, endian)
+
+
+def record_offsets(data: bytes) -> list[int]:
+    """Byte offsets of every packet record in a classic pcap (after the 24-byte header)."""
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+    return offsets
+
+
+def classic_records(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(seconds, fraction, frame) of every record of a little-endian classic pcap."""
+    out = []
+    for pos in record_offsets(data):
+        sec, frac, caplen, _ = struct.unpack("<IIII", data[pos:pos + 16])
+        out.append((sec, frac, data[pos + 16:pos + 16 + caplen]))
+    return out

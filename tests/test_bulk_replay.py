@@ -18,7 +18,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from capture_builders import block, epb, idb, shb, spb
+from capture_builders import block, classic_records, epb, idb, record_offsets, shb, spb
+from capture_builders import pcap as pcap_file
 from frames import ether
 from scapy.layers.inet import IP, UDP
 from shared_data import shared
@@ -268,15 +269,9 @@ def test_a_capture_in_small_chunks_writes_the_reference_logs(pcap, tmp_path, mon
 
 
 def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monkeypatch, capsys, small_steps):
-    data = WIKIPEDIA.read_bytes()
-    assert data[:4] == b"\xd4\xc3\xb2\xa1"          # little-endian, microseconds
-    major, minor, zone, sigfigs, snaplen, network = struct.unpack("<HHiIII", data[4:24])
-    out = struct.pack(">IHHiIII", 0xA1B23C4D, major, minor, zone, sigfigs, snaplen, network)
-    pos = 24
-    while pos < len(data):
-        sec, usec, caplen, wire = struct.unpack("<IIII", data[pos:pos + 16])
-        out += struct.pack(">IIII", sec, usec * 1000 + 123, caplen, wire) + data[pos + 16:pos + 16 + caplen]
-        pos += 16 + caplen
+    # Every record of the trace (little-endian, microseconds), 123 ns into its microsecond.
+    records = [(sec, usec * 1000 + 123, frame) for sec, usec, frame in classic_records(WIKIPEDIA.read_bytes())]
+    out = pcap_file(records, endian=">", nano=True)
     pcap = tmp_path / "big-nano.pcap"
     pcap.write_bytes(out)
     reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
@@ -287,13 +282,8 @@ def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monke
 
 
 def _wikipedia_records() -> list[tuple[int, bytes]]:
-    """(capture time in us, frame) of every record of the wikipedia trace (classic, little-endian, us)."""
-    data, out, pos = WIKIPEDIA.read_bytes(), [], 24
-    while pos < len(data):
-        sec, usec, caplen, _ = struct.unpack("<IIII", data[pos:pos + 16])
-        out.append((sec * 10**6 + usec, data[pos + 16:pos + 16 + caplen]))
-        pos += 16 + caplen
-    return out
+    """(capture time in us, frame) of every record of the wikipedia trace."""
+    return [(sec * 10**6 + usec, frame) for sec, usec, frame in classic_records(WIKIPEDIA.read_bytes())]
 
 
 def test_pcapng_with_sections_interfaces_and_other_blocks_writes_the_reference_logs(
@@ -347,18 +337,10 @@ def _recorded(pcap: Path, out: Path) -> Path:
     return out
 
 
-def _record_offsets(data: bytes) -> list[int]:
-    offsets, pos = [], 24
-    while pos + 16 <= len(data):
-        offsets.append(pos)
-        pos += 16 + struct.unpack("<I", data[pos + 8:pos + 12])[0]
-    return offsets
-
-
 @pytest.mark.parametrize("damage", ["cut-in-header", "cut-in-frame", "impossible-length", "short-frame"])
 def test_damage_reads_as_the_reference_reads_it(damage, tmp_path, monkeypatch, capsys, small_steps):
     data = WIKIPEDIA.read_bytes()
-    at = _record_offsets(data)[100]
+    at = record_offsets(data)[100]
     if damage == "cut-in-header":
         data = data[:at + 8]
     elif damage == "cut-in-frame":
@@ -394,7 +376,7 @@ def test_a_signal_stops_the_bulk_loop_between_calls_and_says_where(tmp_path, mon
     # What the logs hold is what those records make.
     data = WIKIPEDIA.read_bytes()
     first = tmp_path / "first.pcap"
-    first.write_bytes(data[:_record_offsets(data)[ran]])
+    first.write_bytes(data[:record_offsets(data)[ran]])
     monkeypatch.undo()
     assert rows_uids_masked(tmp_path / "out" / "conn.log") == rows_uids_masked(
         _recorded(first, tmp_path / "first") / "conn.log")

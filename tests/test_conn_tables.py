@@ -9,6 +9,8 @@ families, across more than one request's worth of keys.
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 from frames import ether
 from scapy.layers.inet import IP, UDP
@@ -147,7 +149,7 @@ def test_a_sweep_request_runs_a_key_a_tail_call_and_a_request_cut_short_is_sent_
         run, verdicts, sizes = sweeper.runner.run, [], []
 
         def kernel(frame, ts_ns, mark=0):
-            count = abi.SweepRequest.from_buffer_copy(frame[14:]).count
+            count = ctypes.c_uint32.from_buffer_copy(frame, 14 + abi.SweepRequest.count.offset).value
             sizes.append(count)
             verdicts.append(run(frame, ts_ns, mark) if kernel_finishes or count <= 4 else abi.SWEEP_UNFINISHED)
             return verdicts[-1]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from capture_builders import record_offsets
 from frames import ether
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -47,16 +48,6 @@ def assert_clean_input_error(r: subprocess.CompletedProcess, out: Path, pcap: Pa
     assert not any((out / name).exists() for name in LOGS), f"half-written logs in {out}: {list(out.iterdir())}"
 
 
-def _record_offsets(data: bytes) -> list[int]:
-    """Byte offsets of every packet record in a classic pcap (after the 24-byte header)."""
-    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    offsets, pos = [], 24
-    while pos + 16 <= len(data):
-        offsets.append(pos)
-        pos += 16 + struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
-    return offsets
-
-
 @pytest.mark.parametrize("content", [b"", b"hello, not a capture\n", b"\xd4\xc3\xb2\xa1\x02\x00"],
                          ids=["empty", "text", "truncated-file-header"])
 def test_not_a_pcap(tmp_path, content):
@@ -75,7 +66,7 @@ def test_missing_file(tmp_path):
 
 def _truncated(tmp_path: Path, cut_into_header: bool) -> Path:
     data = WIKIPEDIA.read_bytes()
-    last = _record_offsets(data)[-10]
+    last = record_offsets(data)[-10]
     pcap = tmp_path / "truncated.pcap"
     pcap.write_bytes(data[:last + 8] if cut_into_header else data[:last + 16 + 60])
     return pcap

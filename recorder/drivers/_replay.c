@@ -307,9 +307,8 @@ static PyObject *Replayer_pcapng(Replayer *self, PyObject *args)
             Py_DECREF(seq);
             return NULL;
         }
-        /* Python's arithmetic has no limits; here an offset past about 290 years is handed over. */
-        if (units == 0 || offset > INT64_MAX / (long long)NS_PER_S || offset < INT64_MIN / (long long)NS_PER_S)
-            in->ethernet = 0;
+        if (units == 0)
+            in->ethernet = 0;           /* no clock to divide by: the reference loop reads its packets */
         in->units_per_s = units;
         in->offset_s = offset;
     }

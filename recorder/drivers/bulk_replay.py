@@ -54,10 +54,11 @@ def _read_as(replayer, layout: ClassicLayout | PcapngLayout) -> bool:
     if isinstance(layout, ClassicLayout):
         replayer.classic(layout.big_endian, layout.nano, layout.limit)
         return True
-    # The loop's arithmetic is 64-bit: an interface past it is left to the reference loop.
-    interfaces = [(linktype == LINKTYPE_ETHERNET and 0 < units < 2**64 and abs(offset) < 2**62,
-                   units if 0 < units < 2**64 else 1, offset if abs(offset) < 2**62 else 0)
-                  for linktype, units, offset in layout.interfaces]
+    # The loop takes an interface's clock as 64-bit integers: one past them is left to the reference loop.
+    interfaces = []
+    for linktype, units, offset in layout.interfaces:
+        fits = 0 < units < 2**64 and -2**63 <= offset < 2**63
+        interfaces.append((linktype == LINKTYPE_ETHERNET and fits, units if fits else 1, offset if fits else 0))
     replayer.pcapng(layout.big_endian, interfaces)
     return any(ethernet for ethernet, _, _ in interfaces)
 

@@ -332,10 +332,10 @@ class BpfMap:
 def load_into_kernel(program: CompiledProgram) -> tuple[dict[str, BpfMap], dict[str, LoadedFunction]]:
     """Create the maps, point the instructions at them, load every function.
 
-    The verifier is most of a start (0.5 s for the pcap program here, a
-    quarter of it the sweep's loop), and it checks each function on its own:
-    as root the kernel verifies several loads at once, so the functions load
-    on up to LOAD_THREADS threads.
+    The verifier is a large part of a start (about 0.2 s for the pcap program
+    here), and it checks each function on its own: as root the kernel
+    verifies several loads at once, so the functions load on up to
+    LOAD_THREADS threads.
 
     Raises bpf_syscall.BpfError (VerifierError with the log's tail) and closes
     whatever it created; never leaves a half-loaded program behind. Of several

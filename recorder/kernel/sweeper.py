@@ -32,10 +32,9 @@ class Sweeper:
                 self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)
 
     def _sweep_batch(self, batch: list[bytes], v4: bool, now_ns: int, drain: bool) -> None:
-        request = bytes(abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4)))
-        keys = b"".join(batch)      # raw ConnKeys back to back, spliced over the request's empty array
-        verdict = self.runner.run(_DUMMY_ETHERNET + request[:_KEYS_AT] + keys + request[_KEYS_AT + len(keys):],
-                                  now_ns)
+        head = bytes(abi.SweepRequest(count=len(batch), drain=int(drain), v4=int(v4)))[:_KEYS_AT]
+        # The raw ConnKeys back to back after the head: ca_sweep reads the `count` it is told, no more.
+        verdict = self.runner.run(_DUMMY_ETHERNET + head + b"".join(batch), now_ns)
         self.program.take_events()      # the ring is free for the next batch; the caller handles them
         if verdict == abi.SWEEP_UNFINISHED and len(batch) > 1:
             # ca_sweep takes a key a run, tail-calling itself for the next; should a kernel allow
