@@ -24,7 +24,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# gcc and python3-dev build the per-message path's C parts (setup.py); without them it runs in pure Python.
+# gcc and python3-dev build the C parts of the per-frame and per-message paths (setup.py); without them they run in pure Python.
 apt-get install -y -qq --no-install-recommends \
   python3 python3-venv python3-pip python3-dev python3-bpfcc iproute2 gcc libc6-dev \
   dnsmasq dnsutils curl iperf3 tshark tcpreplay iodine dns2tcp nodejs >/dev/null
