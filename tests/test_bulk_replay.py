@@ -1,8 +1,8 @@
 """The compiled replay loop (recorder/drivers/_replay.c, bulk_replay.py) against the reference loop.
 
 First the loop itself, on records built here: a two-instruction TC program
-(returns 0) stands for the recorder's, and two counters in this process
-stand for the ring buffer's positions. Then whole `record --pcap` runs in
+(returns 0) stands for the recorder's, and two counters and a buffer in
+this process stand for the ring buffer's positions and records. Then whole `record --pcap` runs in
 this process, once through the reference loop and once in bulk with chunks
 and call budgets small enough that records straddle chunks, sweeps and ring
 records interrupt runs, and frames larger than a chunk go to the reference
@@ -21,14 +21,16 @@ import pytest
 from capture_builders import block, classic_records, epb, idb, record_offsets, shb, spb
 from capture_builders import pcap as pcap_file
 from frames import ether
-from scapy.layers.inet import IP, UDP
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, UDP, fragment
 from shared_data import shared
 from zeek_rows import rows_uids_masked
 
 from cicd_audit.recorder.drivers import bulk_replay, replay_loop
 from cicd_audit.recorder.drivers.bulk_replay import Stop
 from cicd_audit.recorder.drivers.pcap_replay import record_pcap
-from cicd_audit.recorder.kernel import bpf_program, bpf_syscall
+from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, ringbuf
+from cicd_audit.recorder.kernel.abi import EventType
 from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
 
 pytestmark = pytest.mark.root
@@ -51,13 +53,30 @@ def prog_fd():
 
 
 class Ring:
-    """consumer_pos and producer_pos, as the compiled loop reads them."""
+    """consumer_pos, producer_pos and the data area, as the compiled loop reads them (records are
+    written from the start and never wrap here, so one mapping of the data stands for two)."""
+
+    SIZE = 4096
 
     def __init__(self):
         self.consumer, self.producer = ctypes.c_uint64(0), ctypes.c_uint64(0)
+        self.data = ctypes.create_string_buffer(2 * self.SIZE)
 
-    def addresses(self) -> tuple[int, int]:
-        return ctypes.addressof(self.consumer), ctypes.addressof(self.producer)
+    def mapped(self) -> tuple[int, int, int, int]:
+        return ctypes.addressof(self.consumer), ctypes.addressof(self.producer), ctypes.addressof(self.data), self.SIZE
+
+    def write(self, event_type: int, size: int = 64, header_bits: int = 0) -> None:
+        """A committed record of size bytes whose event header says event_type, as the kernel writes it."""
+        at = self.producer.value
+        struct.pack_into("<II", self.data, at, size | header_bits, 0)
+        struct.pack_into("<II", self.data, at + ringbuf.HEADER_SIZE, event_type, size)
+        self.producer.value = at + ((ringbuf.HEADER_SIZE + size + 7) & ~7)
+
+    def take_all(self) -> None:
+        self.consumer.value = self.producer.value
+
+
+MAY_WAIT = sum(1 << t for t in bulk_replay.MAY_WAIT)
 
 
 # A ring with nothing in it, alive as long as the module: the loop reads its positions by address.
@@ -66,14 +85,14 @@ EMPTY_RING = Ring()
 
 def replayer(fd: int, ring: Ring, big_endian=False, nano=False, limit=LIMIT):
     """A loop reading classic pcap records."""
-    r = _replay.Replayer(fd, *ring.addresses())
+    r = _replay.Replayer(fd, *ring.mapped(), MAY_WAIT)
     r.classic(big_endian, nano, limit)
     return r
 
 
 def pcapng_replayer(fd: int, ring: Ring, interfaces, big_endian=False):
     """A loop reading a pcapng section with these interfaces: (ethernet, units_per_s, offset_s) each."""
-    r = _replay.Replayer(fd, *ring.addresses())
+    r = _replay.Replayer(fd, *ring.mapped(), MAY_WAIT)
     r.pcapng(big_endian, interfaces)
     return r
 
@@ -93,7 +112,7 @@ def records(frames, big_endian=False, nano=False, start_s=T0, step_us=1000) -> b
 def test_every_whole_record_runs_in_either_byte_order_and_resolution(prog_fd, big_endian, nano):
     chunk = records([FRAME] * 5, big_endian, nano)
     r = replayer(prog_fd, EMPTY_RING, big_endian, nano)
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))
     assert (r.records, r.frames) == (5, 5)
     # The latest packet time, truncated to the microsecond as Zeek reads it.
     assert r.last_ns == T0 * 10**9 + 4 * 1_000_000
@@ -104,7 +123,7 @@ def test_a_cut_record_is_left_where_it_starts(prog_fd):
     for cut in (8, 16 + 10):            # inside its header, inside its frame
         chunk = whole[:-(len(FRAME) + 16) + cut]
         r = replayer(prog_fd, EMPTY_RING)
-        assert r.run(chunk, 0, 0, 100, False) == (Stop.END, 2 * (16 + len(FRAME)))
+        assert r.run(chunk, 0, 0, 100) == (Stop.END, 2 * (16 + len(FRAME)))
         assert r.records == 2
 
 
@@ -112,17 +131,17 @@ def test_a_sweep_due_stops_before_the_record_it_is_due_at(prog_fd):
     chunk = records([FRAME] * 4, step_us=400_000)          # at 0, 0.4, 0.8 and 1.2 s
     r = replayer(prog_fd, EMPTY_RING)
     due = (T0 + 1) * 10**9
-    assert r.run(chunk, 0, due, 100, False) == (Stop.SWEEP, 3 * (16 + len(FRAME)))
+    assert r.run(chunk, 0, due, 100) == (Stop.SWEEP, 3 * (16 + len(FRAME)))
     assert (r.records, r.stop_ts_ns) == (3, due + 200_000_000)
     # Called again past the sweep, it goes on from there.
-    assert r.run(chunk, 3 * (16 + len(FRAME)), due + 10**9, 100, False) == (Stop.END, len(chunk))
+    assert r.run(chunk, 3 * (16 + len(FRAME)), due + 10**9, 100) == (Stop.END, len(chunk))
     assert r.records == 1
 
 
 def test_a_record_longer_than_the_limit_is_damage_left_to_the_reference_reader(prog_fd):
     chunk = records([FRAME, FRAME]) + struct.pack("<IIII", T0, 0, 70_000, 70_000) + bytes(16)
     r = replayer(prog_fd, EMPTY_RING, limit=65_535)
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.HAND_OVER, 2 * (16 + len(FRAME)))
+    assert r.run(chunk, 0, 0, 100) == (Stop.HAND_OVER, 2 * (16 + len(FRAME)))
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])
@@ -131,13 +150,13 @@ def test_pcapng_packet_blocks_run_with_their_interface_s_clock(prog_fd, endian):
              + epb(1, 2_000_000_001_999, FRAME, endian)        # nanoseconds, +100 s
              + epb(2, 3 * 1024 + 512, FRAME, endian))          # 2^-10 s: 3.5 s
     r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 10**6, 0), (True, 10**9, 100), (True, 1024, 0)], endian == ">")
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))
     assert (r.records, r.frames) == (3, 3)
     assert r.last_ns == 2_100_000_001_000              # 2100.000001999 s, truncated to the microsecond
     first = len(epb(0, 0, FRAME))
-    r.run(chunk, 0, 2 * 10**9, 100, False)             # the second record is due a sweep: its time, as Zeek reads it
+    r.run(chunk, 0, 2 * 10**9, 100)             # the second record is due a sweep: its time, as Zeek reads it
     assert (r.records, r.stop_ts_ns) == (1, 2_100_000_001_000)
-    assert r.run(chunk, first, 0, 100, False)[1] == len(chunk)
+    assert r.run(chunk, first, 0, 100)[1] == len(chunk)
 
 
 @pytest.mark.parametrize("what", ["section header", "interface description", "simple packet block",
@@ -153,39 +172,77 @@ def test_every_other_pcapng_block_and_damage_is_handed_over_where_it_starts(prog
              "cut off": good[:-6]}[what]
     r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 10**6, 0), (False, 10**6, 0)])
     if what == "cut off":               # at the chunk's end: the rest is in the next chunk
-        assert r.run(good + other, 0, 0, 100, False) == (Stop.END, len(good))
+        assert r.run(good + other, 0, 0, 100) == (Stop.END, len(good))
     else:
-        assert r.run(good + other + good, 0, 0, 100, False) == (Stop.HAND_OVER, len(good))
+        assert r.run(good + other + good, 0, 0, 100) == (Stop.HAND_OVER, len(good))
     assert r.records == 1
 
 
 def test_a_packet_time_out_of_64_bits_is_handed_over(prog_fd):
     r = pcapng_replayer(prog_fd, EMPTY_RING, [(True, 1, 0)])          # seconds: 2^64 - 1 of them
-    assert r.run(epb(0, 2**64 - 1, FRAME), 0, 0, 100, False) == (Stop.HAND_OVER, 0)
+    assert r.run(epb(0, 2**64 - 1, FRAME), 0, 0, 100) == (Stop.HAND_OVER, 0)
 
 
 def test_a_frame_shorter_than_ethernet_is_taken_not_run(prog_fd):
     chunk = records([FRAME[:10], FRAME])
     r = replayer(prog_fd, EMPTY_RING)
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.END, len(chunk))
+    assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))
     assert (r.records, r.frames) == (2, 1)
 
 
-def test_records_waiting_in_the_ring_stop_the_loop_after_the_frame(prog_fd):
+RECORD = 16 + len(FRAME)
+
+
+@pytest.mark.parametrize("urgent", [EventType.FRAGMENT, EventType.PROCESS, 31, 1000])
+def test_a_ring_record_that_cannot_wait_stops_the_loop_after_the_frame(prog_fd, urgent):
+    """A fragment (its datagram must run before the next frame) or any type not known to wait."""
     ring = Ring()
-    ring.producer.value = 64
+    chunk = records([FRAME] * 4)
+    r = replayer(prog_fd, ring)
+    ring.write(EventType.DNS)
+    ring.write(EventType.CONN_END)
+    ring.write(urgent)
+    assert r.run(chunk, 0, 0, 100) == (Stop.EVENTS, RECORD)
+    assert (r.records, r.frames) == (1, 1)
+    ring.take_all()
+    ring.write(EventType.WEIRD)
+    assert r.run(chunk, RECORD, 0, 100) == (Stop.END, len(chunk))
+    assert r.records == 3
+
+
+def test_records_that_can_wait_stay_in_the_ring_until_a_stop(prog_fd):
+    ring = Ring()
+    for event_type in bulk_replay.MAY_WAIT:
+        ring.write(event_type)
+    ring.write(EventType.FRAGMENT, header_bits=ringbuf.DISCARD_BIT)     # discarded: nothing to handle
     chunk = records([FRAME] * 3)
     r = replayer(prog_fd, ring)
-    assert r.run(chunk, 0, 0, 100, False) == (Stop.EVENTS, 16 + len(FRAME))
-    assert (r.records, r.frames) == (1, 1)
-    ring.consumer.value = 64
-    assert r.run(chunk, 16 + len(FRAME), 0, 100, False) == (Stop.END, len(chunk))
+    assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))
+    assert r.frames == 3
+
+
+def test_a_ring_a_quarter_full_stops_the_loop(prog_fd):
+    ring = Ring()
+    chunk = records([FRAME] * 3)
+    r = replayer(prog_fd, ring)
+    while ring.producer.value <= Ring.SIZE // 4 - 64:
+        ring.write(EventType.DNS)
+    assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))     # not yet more than a quarter
+    ring.write(EventType.DNS)
+    r = replayer(prog_fd, ring)
+    assert r.run(chunk, 0, 0, 100) == (Stop.EVENTS, RECORD)
+
+
+def test_a_record_still_being_written_stops_the_loop(prog_fd):
+    ring = Ring()
+    ring.write(EventType.DNS, header_bits=ringbuf.BUSY_BIT)
+    assert replayer(prog_fd, ring).run(records([FRAME] * 2), 0, 0, 100) == (Stop.EVENTS, RECORD)
 
 
 def test_a_call_takes_at_most_its_budget(prog_fd):
     chunk = records([FRAME] * 5)
     r = replayer(prog_fd, EMPTY_RING)
-    assert r.run(chunk, 0, 0, 3, False) == (Stop.BUDGET, 3 * (16 + len(FRAME)))
+    assert r.run(chunk, 0, 0, 3) == (Stop.BUDGET, 3 * (16 + len(FRAME)))
     assert r.records == 3
 
 
@@ -196,7 +253,7 @@ def test_a_refused_frame_reads_as_the_reference_runner_says_it(length, tmp_path)
     with open(tmp_path / "not-a-program", "w") as not_a_program:
         frame = FRAME + bytes(length - len(FRAME))
         r = replayer(not_a_program.fileno(), EMPTY_RING)
-        assert r.run(records([frame, FRAME]), 0, 0, 100, False) == (Stop.REJECTED, 16 + length)
+        assert r.run(records([frame, FRAME]), 0, 0, 100) == (Stop.REJECTED, 16 + length)
         assert (r.records, r.frames, r.stop_ts_ns) == (1, 0, T0 * 10**9)
         with pytest.raises(FrameRejected) as refused:
             PacketRunner(not_a_program.fileno()).run(frame, 0)
@@ -207,13 +264,13 @@ def test_any_other_failure_is_an_os_error(prog_fd):
     closed = os.dup(prog_fd)
     os.close(closed)
     with pytest.raises(OSError) as failed:
-        replayer(closed, EMPTY_RING).run(records([FRAME]), 0, 0, 100, False)
+        replayer(closed, EMPTY_RING).run(records([FRAME]), 0, 0, 100)
     assert failed.value.errno == errno.EBADF and "BPF_PROG_TEST_RUN failed" in str(failed.value)
 
 
 def test_an_offset_outside_the_chunk_is_refused(prog_fd):
     with pytest.raises(ValueError):
-        replayer(prog_fd, EMPTY_RING).run(records([FRAME]), 10_000, 0, 100, False)
+        replayer(prog_fd, EMPTY_RING).run(records([FRAME]), 10_000, 0, 100)
 
 
 # -- whole replays: bulk against the reference -------------------------------------------------
@@ -279,6 +336,27 @@ def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monke
     # And the same as the original file's: nothing in it finer than a microsecond.
     assert rows_uids_masked(bulk / "conn.log") == rows_uids_masked(
         _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
+
+
+def test_a_fragment_runs_its_datagram_before_the_next_frame(tmp_path, monkeypatch, capsys, small_steps):
+    """A fragmented DNS query answered at once: its datagram, reassembled by Python, must run before
+    the answer's frame, or the answer would open the connection (roles swapped) and find no query."""
+    name = "a" * 60 + "." + "b" * 60 + "." + "c" * 60 + ".example"
+    query = IP(src="10.0.0.1", dst="10.0.0.53", id=7) / UDP(sport=40000, dport=53) / DNS(
+        id=1, rd=1, qd=DNSQR(qname=name, qtype="TXT"))
+    answer = IP(src="10.0.0.53", dst="10.0.0.1") / UDP(sport=53, dport=40000) / DNS(
+        id=1, qr=1, qd=DNSQR(qname=name, qtype="TXT"), an=DNSRR(rrname=name, type="TXT", rdata="x"))
+    frames = [bytes(ether() / f) for f in fragment(query, fragsize=64)] + [bytes(ether() / answer)]
+    pcap = tmp_path / "fragmented-query.pcap"
+    pcap.write_bytes(pcap_file([(T0, i, frame) for i, frame in enumerate(frames)]))
+    monkeypatch.setattr(bulk_replay, "CHUNK_BYTES", 1 << 20)      # nothing but the fragment stops the loop
+    monkeypatch.setattr(bulk_replay, "BUDGET_RECORDS", 1000)
+    reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    (conn,) = rows_uids_masked(bulk / "conn.log")
+    assert "\t10.0.0.1\t40000\t10.0.0.53\t53\t" in conn
+    (dns,) = rows_uids_masked(bulk / "dns.log")
+    assert "\tTXT 1 x\t" in dns and dns.endswith("\tquery")     # the query and its answer, one row
 
 
 def _wikipedia_records() -> list[tuple[int, bytes]]:

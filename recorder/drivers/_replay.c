@@ -6,17 +6,22 @@
  * hold the two to the same logs.
  *
  * The loop only runs frames. Whatever else a record may call for, it stops
- * and returns for Python to do: a sweep that is due, records waiting in the
- * ring buffer, a frame the kernel refused, a record it does not read.
+ * and returns for Python to do: a sweep that is due, ring buffer records
+ * that cannot wait, a frame the kernel refused, a record it does not read.
+ * Records that can wait (a DNS message, a connection's end: Python keeps
+ * their state, the kernel needs nothing back) stay in the ring until the
+ * next stop, so a DNS replay is not a return to Python per message.
  *
  * It reads classic pcap and pcapng's Enhanced Packet Blocks of Ethernet
  * interfaces. Anything else (a section header, an interface description,
  * another block or link type, a timestamp out of range, and every kind of
  * damage) it hands over: capture_file.py reads it, or says why it cannot.
  *
- * Replayer(prog_fd, ring_consumer, ring_producer)
- *   prog_fd: the pcap program; ring_consumer, ring_producer: the addresses
- *   of the ring buffer's two positions (ringbuf.RingBuffer.position_addresses).
+ * Replayer(prog_fd, ring_consumer, ring_producer, ring_data, ring_size, may_wait)
+ *   prog_fd: the pcap program; the ring buffer as this process maps it
+ *   (ringbuf.RingBuffer.mapped): the addresses of its two positions and of
+ *   its data area (mapped twice in a row), and its size; may_wait: the event
+ *   types whose records can wait for the next stop, a bit per type.
  * Replayer.classic(big_endian, nano, limit)
  *   Read classic pcap records: the file's byte order and timestamp
  *   resolution, and the largest record length that is not damage.
@@ -24,12 +29,10 @@
  *   Read a pcapng section: its byte order and its interfaces in order, each
  *   (ethernet, units_per_s, offset_s) as capture_file.PcapngLayout has them.
  *
- * Replayer.run(chunk, offset, next_sweep_ns, max_records, waiting) -> (stop, offset)
+ * Replayer.run(chunk, offset, next_sweep_ns, max_records) -> (stop, offset)
  *   Takes whole records of chunk (bytes) from offset on, until one of the
  *   stops below. next_sweep_ns: the packet time at which a sweep is due (a
  *   record at or past it stops the loop before it is taken); 0: none yet.
- *   waiting: events wait to be handled outside the ring (a sweep's): stop
- *   after the next frame that runs, as if the ring held records.
  *   Returns why it stopped and the offset of the first record not taken.
  *   Counters of the call: records (taken), frames (run through the program),
  *   last_ns (the latest packet time taken, 0 for none); of the stop: stop_ts_ns
@@ -53,7 +56,7 @@
 enum stop {
     STOP_END = 0,       /* no whole record left in the chunk */
     STOP_SWEEP = 1,     /* the record at offset is due a sweep first; nothing of it is taken */
-    STOP_EVENTS = 2,    /* the ring buffer holds records: hand them over before the next frame */
+    STOP_EVENTS = 2,    /* the ring holds a record that cannot wait, or is a quarter full */
     STOP_REJECTED = 3,  /* the kernel refused the frame just taken (EINVAL) */
     STOP_HAND_OVER = 4, /* the record at offset is for the reference reader (see above) */
     STOP_BUDGET = 5,    /* max_records taken: Python's turn (signals, progress) */
@@ -69,6 +72,11 @@ enum layout { LAYOUT_NONE, LAYOUT_CLASSIC, LAYOUT_PCAPNG };
 #define ETHERNET_HEADER 14
 #define DEFAULT_MAX_DATA 3712           /* as packet_runner.DEFAULT_MAX_DATA */
 #define NS_PER_S 1000000000ull
+
+/* A BPF ring buffer record's header (ringbuf.py: BUSY_BIT, DISCARD_BIT, HEADER_SIZE). */
+#define RINGBUF_BUSY (1u << 31)
+#define RINGBUF_DISCARD (1u << 30)
+#define RINGBUF_HEADER 8
 
 /* struct __sk_buff offsets used as test-run context (packet_runner.py). */
 #define SKB_CTX_SIZE 192
@@ -96,6 +104,10 @@ typedef struct {
     int prog_fd;
     uint64_t *ring_consumer;
     uint64_t *ring_producer;
+    const uint8_t *ring_data;   /* mapped twice in a row: a record is contiguous past the end */
+    uint64_t ring_mask;         /* its size - 1 */
+    uint64_t ring_checked;      /* records before this position were looked at */
+    uint32_t may_wait;          /* event types whose records can wait, a bit per type */
     int layout;
     int big_endian;
     int nano;                   /* classic */
@@ -168,10 +180,37 @@ static int pcapng_record(const Replayer *self, const uint8_t *at, Py_ssize_t lef
     return RECORD_READ;
 }
 
-static int ring_has_records(const Replayer *self)
+/* Whether the ring's records must be handled before the next frame: one is
+ * of a type that cannot wait (a fragment: Python reassembles it and runs the
+ * datagram through the program), or the ring is a quarter full (room for
+ * what the frames up to the next stop write). Each record is looked at once. */
+static int ring_needs_handling(Replayer *self)
 {
-    return __atomic_load_n(self->ring_producer, __ATOMIC_ACQUIRE) !=
-           __atomic_load_n(self->ring_consumer, __ATOMIC_ACQUIRE);
+    uint64_t consumer = __atomic_load_n(self->ring_consumer, __ATOMIC_ACQUIRE);
+    uint64_t producer = __atomic_load_n(self->ring_producer, __ATOMIC_ACQUIRE);
+    uint64_t pos = self->ring_checked > consumer ? self->ring_checked : consumer;
+
+    if (producer - consumer > (self->ring_mask + 1) / 4)
+        return 1;
+    while (pos < producer) {
+        uint32_t header = __atomic_load_n((const uint32_t *)(self->ring_data + (pos & self->ring_mask)),
+                                          __ATOMIC_ACQUIRE);
+        uint32_t size = header & ~(RINGBUF_BUSY | RINGBUF_DISCARD);
+        if (header & RINGBUF_BUSY)
+            return 1;                   /* still being written (not after a test run): Python's to wait for */
+        if (!(header & RINGBUF_DISCARD)) {
+            uint32_t type = UINT32_MAX;
+            if (size >= sizeof(type))
+                memcpy(&type, self->ring_data + (pos & self->ring_mask) + RINGBUF_HEADER, sizeof(type));
+            if (type >= 32 || !(self->may_wait & (1u << type))) {
+                self->ring_checked = pos;
+                return 1;
+            }
+        }
+        pos += (size + RINGBUF_HEADER + 7) & ~7ull;
+    }
+    self->ring_checked = pos;
+    return 0;
 }
 
 /* One frame through the program: 0, or an errno. A frame longer than the kernel
@@ -208,8 +247,7 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
     Py_buffer chunk;
     Py_ssize_t offset, max_records;
     unsigned long long next_sweep_ns;
-    int waiting;
-    if (!PyArg_ParseTuple(args, "y*nKnp", &chunk, &offset, &next_sweep_ns, &max_records, &waiting))
+    if (!PyArg_ParseTuple(args, "y*nKn", &chunk, &offset, &next_sweep_ns, &max_records))
         return NULL;
     if (self->layout == LAYOUT_NONE || offset < 0 || offset > chunk.len) {
         PyBuffer_Release(&chunk);
@@ -253,7 +291,8 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
         if (error)
             break;
         self->frames++;
-        if (waiting || ring_has_records(self)) {
+        if (__atomic_load_n(self->ring_producer, __ATOMIC_ACQUIRE) != self->ring_checked &&
+            ring_needs_handling(self)) {
             stop = STOP_EVENTS;
             break;
         }
@@ -323,15 +362,20 @@ static PyObject *Replayer_pcapng(Replayer *self, PyObject *args)
 
 static int Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
 {
-    unsigned long long consumer, producer;
-    if (!PyArg_ParseTuple(args, "iKK", &self->prog_fd, &consumer, &producer))
+    unsigned long long consumer, producer, data, size;
+    unsigned int may_wait;
+    if (!PyArg_ParseTuple(args, "iKKKKI", &self->prog_fd, &consumer, &producer, &data, &size, &may_wait))
         return -1;
-    if (!consumer || !producer) {
-        PyErr_SetString(PyExc_ValueError, "the ring buffer's positions are needed");
+    if (!consumer || !producer || !data || size < 8 || (size & (size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "the ring buffer's positions, data and size (a power of 2) are needed");
         return -1;
     }
     self->ring_consumer = (uint64_t *)(uintptr_t)consumer;
     self->ring_producer = (uint64_t *)(uintptr_t)producer;
+    self->ring_data = (const uint8_t *)(uintptr_t)data;
+    self->ring_mask = size - 1;
+    self->ring_checked = 0;
+    self->may_wait = may_wait;
     self->max_data = DEFAULT_MAX_DATA;
     self->layout = LAYOUT_NONE;
     return 0;

@@ -5,12 +5,14 @@ microseconds of Python around one BPF_PROG_TEST_RUN; on bulk TCP, where a
 frame seldom makes an event, that is most of a replay. Here the file is read
 in chunks and _replay.Replayer takes whole records from them (classic pcap,
 and pcapng's Enhanced Packet Blocks of Ethernet interfaces), one test run
-each, and comes back only for what needs Python: a sweep that is due, ring
-records to handle, a refused frame, a record or block it does not read
-(another block or link type, damage: the reference loop reads it, or says
-why it cannot), and every few thousand records for signals and progress.
-The program, the steps around each record and so the logs are the same as
-the reference loop's.
+each, and comes back only for what needs Python: a sweep that is due, a
+ring record that cannot wait (a fragment to reassemble) or a ring a quarter
+full, a refused frame, a record or block it does not read (another block or
+link type, damage: the reference loop reads it, or says why it cannot), and
+every few thousand records for signals and progress. The events that could
+wait are handled first at every stop, in the order the kernel wrote them,
+before Python writes anything of its own. The program, the steps around
+each record and so the logs are the same as the reference loop's.
 """
 
 from __future__ import annotations
@@ -23,18 +25,22 @@ from cicd_audit import compiled
 from cicd_audit.recorder.drivers.capture_file import CaptureFile, ClassicLayout, Frame, PcapngLayout
 from cicd_audit.recorder.drivers.linktypes import LINKTYPE_ETHERNET
 from cicd_audit.recorder.drivers.replay_loop import Replay, replay_each
+from cicd_audit.recorder.kernel.abi import EventType
 
 _compiled = compiled.load("cicd_audit.recorder.drivers._replay", Path(__file__).with_name("_replay.c"))
 
 CHUNK_BYTES = 4 * 1024 * 1024     # read at a time; a record that does not fit is read by the reference loop
 BUDGET_RECORDS = 2048             # records per compiled call: signals and progress are seen between calls
+# Events the kernel needs nothing back for: handled at the next stop. A fragment cannot wait: its
+# reassembled datagram runs through the program before the next frame, as in the reference loop.
+MAY_WAIT = (EventType.DNS, EventType.CONN_END, EventType.WEIRD, EventType.TUNNEL)
 
 
 class Stop(enum.IntEnum):
     """Why Replayer.run returned (enum stop in _replay.c)."""
     END = 0          # no whole record left in the chunk
     SWEEP = 1        # the record at the offset is due a sweep first
-    EVENTS = 2       # the ring buffer holds records
+    EVENTS = 2       # the ring holds a record that cannot wait, or is a quarter full
     REJECTED = 3     # the kernel refused the frame just taken
     HAND_OVER = 4    # the record at the offset is for the reference reader
     BUDGET = 5       # enough records for one call
@@ -69,8 +75,8 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
     frames is the reader's iterator, which reads on from wherever the bulk
     reads stopped: the reference loop takes the records the compiled loop
     leaves, one at a time."""
-    consumer, producer = replay.program.ring.position_addresses()
-    replayer = _compiled.Replayer(replay.program.packet_fn.fd, consumer, producer)
+    may_wait = sum(1 << event_type for event_type in MAY_WAIT)
+    replayer = _compiled.Replayer(replay.program.packet_fn.fd, *replay.program.ring.mapped(), may_wait)
     while True:
         if not _read_as(replayer, reader.layout()):
             # Nothing here for the compiled loop: a stretch by the reference loop, then look again.
@@ -99,20 +105,18 @@ def _take_chunk(replay: Replay, replayer, chunk: bytes, records_before: int) -> 
     while True:
         if replay.flag.stop:
             return None, offset, records
-        # A sweep's events wait in the backlog: handled after the next frame, as the reference loop does.
-        waiting = bool(replay.program.backlog.events)
-        stop, offset = replayer.run(chunk, offset, replay.next_sweep, BUDGET_RECORDS, waiting)
+        stop, offset = replayer.run(chunk, offset, replay.next_sweep, BUDGET_RECORDS)
         records += replayer.records
         replay.packets += replayer.frames
         replay.last_ns = max(replay.last_ns, replayer.last_ns)
+        # What waited (a sweep's events in the backlog, then the ring's), before anything this stop writes.
+        replay.program.poll()
         if stop == Stop.SWEEP:
             replay.clock(replayer.stop_ts_ns)
-        elif stop == Stop.EVENTS:
-            replay.program.poll()
         elif stop == Stop.REJECTED:
             replay.rejected(records_before + records, replayer.stop_ts_ns,
                             f"the kernel refused a {replayer.stop_length}-byte frame")
         elif stop == Stop.BUDGET:
             replay.progress()
-        else:
+        elif stop != Stop.EVENTS:
             return Stop(stop), offset, records

@@ -142,10 +142,11 @@ class RingBuffer:
         """What the ring holds that this reader has not taken yet (records and their headers)."""
         return _load_u64(self._producer) - _load_u64(self._consumer)
 
-    def position_addresses(self) -> tuple[int, int]:
-        """Where consumer_pos and producer_pos live in this process (mapped while the ring is open):
-        a compiled loop compares them to see whether records wait, without a call per look."""
-        return self._consumer, self._producer
+    def mapped(self) -> tuple[int, int, int, int]:
+        """Where the ring lives in this process while it is open: the addresses of consumer_pos,
+        producer_pos and the data area (mapped twice in a row), and the data area's size. A
+        compiled loop reads the positions and the records' headers there, without a call per look."""
+        return self._consumer, self._producer, self._data, self.size
 
     def wake_on(self, fd: int) -> None:
         """Also end poll()'s wait when fd becomes readable (the agent's control socket)."""
