@@ -1013,6 +1013,14 @@ static __always_inline int ca_track(struct __sk_buff *skb, struct ca_packet *p, 
 		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
 		return ca_verdict(skb, p, 0);
 	}
+	if (is_tcp && ca_unlikely(p->tcp_header_weird)) {
+		/* A header Zeek's TCP analyzer refuses (ca_parse_l4): the connection
+		 * stands, the packet is counted outside it, before any checksum. */
+		ca_count(CA_STAT_PACKETS, p->segs);
+		ca_count(CA_STAT_IP_BYTES, p->wire_ip_bytes);
+		ca_emit_weird(p, c, p->tcp_header_weird, 0);
+		return ca_verdict(skb, p, c);
+	}
 	from_orig = p->src_slot == c->orig_slot;
 	if (ca_time_matters(p, c, from_orig, proto))
 		ca_exact_time(p);

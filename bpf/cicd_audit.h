@@ -99,7 +99,8 @@ enum ca_weird_code {
 	CA_WEIRD_TRUNCATED_GRE = 13,
 	CA_WEIRD_GRE_UNSUPPORTED = 14,     /* GRE version, flags or payload Zeek does not decapsulate */
 	CA_WEIRD_TUNNEL_MAX_CHANGES = 15,  /* Tunnel::max_changes_per_connection reached */
-	CA_WEIRD_MAX = 16,
+	CA_WEIRD_BAD_TCP_HEADER_LEN = 16,  /* a TCP data offset under 20 bytes */
+	CA_WEIRD_MAX = 17,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

@@ -79,6 +79,9 @@ struct ca_packet {
 				    * tunnel_parent (tunnel.h). In padding: the struct to clear stays as it was */
 	__u8 job;                  /* blocking mode: the job judging it (job_scope.h), for the DNS stages.
 				    * In padding too; set before it is read */
+	__u8 tcp_header_weird;     /* TCP: why Zeek's TCP analyzer cannot take the header (a weird code;
+				    * 0: it can). The connection is made, the packet goes no further.
+				    * The last byte of padding */
 	__u32 tcp_rel_seq;
 	__u32 tcp_rel_ack;
 };
@@ -196,17 +199,21 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 			*weird = CA_WEIRD_TRUNCATED_HEADER;
 			return CA_PARSE_WEIRD;
 		}
-		doff = th->doff * 4;
-		if (doff < sizeof(*th) || doff > avail) {
-			*weird = CA_WEIRD_TRUNCATED_HEADER;
-			return CA_PARSE_WEIRD;
-		}
 		p->key.port[0] = bpf_ntohs(th->source);
 		p->key.port[1] = bpf_ntohs(th->dest);
 		p->seq = bpf_ntohl(th->seq);
 		p->ack = bpf_ntohl(th->ack_seq);
 		p->window = bpf_ntohs(th->window);
 		p->tcp_flags = ((__u8 *)th)[13];
+		doff = th->doff * 4;
+		/* Zeek makes the connection from the first 20 bytes, then its TCP
+		 * analyzer refuses a data offset under 20 or past the IP length or
+		 * the capture (options cut off by a short snaplen): a weird, and the
+		 * packet goes no further (TCPAnalyzer::ExtractTCP_Header). */
+		if (ca_unlikely(doff < sizeof(*th) || doff > avail || doff > p->caplen - (off - p->l3_off))) {
+			p->tcp_header_weird = doff < sizeof(*th) ? CA_WEIRD_BAD_TCP_HEADER_LEN : CA_WEIRD_TRUNCATED_HEADER;
+			doff = avail;
+		}
 		p->payload_off = off + doff;
 		p->payload_len = avail - doff;
 		break;

@@ -10,6 +10,7 @@ each scenario's comment.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,46 @@ def test_interactive_port_keeps_the_connection_through_a_long_silence(conn_rows)
 def test_tcp_inactivity_timeout_splits_the_connection(conn_rows):
     rows = sorted(conn_rows[40009], key=lambda r: r["ts"])
     assert [(r["history"], r["conn_state"]) for r in rows] == [("ShAD", "S1"), ("D", "OTH")]
+
+
+# -- headers Zeek's TCP analyzer refuses ------------------------------------------------------
+
+def _cut_pcap(path: Path, frames: list[tuple[float, bytes, int]]) -> None:
+    """Classic pcap of (time, frame, captured bytes): a record cut as a short snaplen cuts it."""
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for t, frame, caplen in frames:
+        out += struct.pack("<IIII", int(t), round(t % 1 * 1e6), caplen, len(frame)) + frame[:caplen]
+    path.write_bytes(out)
+
+
+def test_a_tcp_header_zeek_cannot_take_makes_the_connection_and_goes_no_further(tmp_path):
+    """Options cut off by the snaplen (truncated_header) or a data offset under 20 bytes
+    (bad_TCP_header_len): Zeek makes the connection from the ports, logs the weird under its uid,
+    and its TCP analyzer counts nothing of the packet, not even its time."""
+    options = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None), ("WScale", 7)]
+    syn = bytes(ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=41001, dport=7101, flags="S", options=options))
+    header_cut = 14 + 20 + 24                           # 24 of its 40 TCP header bytes captured
+    short_offset = bytes(ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=41002, dport=7102, flags="S", dataofs=4))
+    established = Flow(41003, 7103, T0 + 2).handshake().send("c", "PA", b"x" * 10)
+    cut_data = bytes(ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=41003, dport=7103, flags="PA", seq=1011,
+                                                                   ack=5001, options=options) / Raw(b"y" * 10))
+    frames = [(T0, syn, header_cut), (T0 + 1, short_offset, len(short_offset))]
+    frames += [(float(p.time), bytes(p), len(bytes(p))) for p in established.packets]
+    frames += [(T0 + 30, cut_data, header_cut)]          # 28 s later: the connection's time stays
+    pcap = tmp_path / "refused-headers.pcap"
+    _cut_pcap(pcap, frames)
+    out = tmp_path / "out"
+    r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    conns = {row["id.orig_p"]: row for row in read_log(out / "conn.log")[1]}
+    for port in (41001, 41002):
+        row = conns[port]
+        assert (row["history"], row["orig_pkts"], row["resp_pkts"], row["conn_state"]) == (None, 0, 0, "OTH"), row
+        assert row["duration"] is None
+    row = conns[41003]
+    assert (row["history"], row["orig_pkts"], row["orig_bytes"]) == ("ShAD", 3, 10), row
+    assert row["duration"] < 1
+    weirds = {(w["name"], w["uid"]) for w in read_log(out / "weird.log")[1]}
+    assert weirds == {("truncated_header", conns[41001]["uid"]), ("bad_TCP_header_len", conns[41002]["uid"]),
+                      ("truncated_header", conns[41003]["uid"])}

@@ -82,9 +82,10 @@ class WeirdCode(enum.IntEnum):
     TRUNCATED_GRE = 13
     GRE_UNSUPPORTED = 14
     TUNNEL_MAX_CHANGES = 15
+    BAD_TCP_HEADER_LEN = 16
 
 
-WEIRD_MAX = 16
+WEIRD_MAX = 17
 
 
 class Stat(enum.IntEnum):

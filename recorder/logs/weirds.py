@@ -20,6 +20,7 @@ WEIRD_NAMES = {
     WeirdCode.TRUNCATED_GRE: "truncated_GRE",
     WeirdCode.GRE_UNSUPPORTED: "unknown_gre_version",
     WeirdCode.TUNNEL_MAX_CHANGES: "tunnel_max_changes_per_connection_exceeded",
+    WeirdCode.BAD_TCP_HEADER_LEN: "bad_TCP_header_len",
 }
 
 
