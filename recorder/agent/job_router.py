@@ -34,7 +34,7 @@ def owner_cgroup(event) -> int:
         return event.proc.cgroup_id
     if isinstance(event, abi.WeirdEvent):
         return event.owner_cgroup_id
-    if isinstance(event, tuple) and event and isinstance(event[0], abi.DnsEvent):
+    if isinstance(event, tuple) and event and isinstance(event[0], abi.DnsEventHead):
         return event[0].owner_cgroup_id
     return 0
 

@@ -222,6 +222,16 @@ class DnsEvent(ctypes.Structure):
     ]
 
 
+class DnsEventHead(ctypes.Structure):
+    """DnsEvent up to its payload: what a record is decoded into (the payload is sliced from the
+    record itself, not copied into a struct of DNS_PAYLOAD_MAX bytes first)."""
+
+    _fields_ = DnsEvent._fields_[:-1]
+
+
+assert ctypes.sizeof(DnsEventHead) == DnsEvent.payload.offset
+
+
 class FragmentEvent(ctypes.Structure):
     _fields_ = [
         ("hdr", EventHeader), ("l3_off", c_u32), ("captured_len", c_u32),

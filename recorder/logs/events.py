@@ -9,7 +9,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import ipaddress
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cicd_audit.recorder.kernel import abi
 
@@ -22,9 +24,8 @@ def address_text(raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
-@dataclass(frozen=True)
-class ConnId:
-    """Zeek's conn_id: the originator and responder endpoints."""
+class ConnId(NamedTuple):
+    """Zeek's conn_id: the originator and responder endpoints (a tuple: made for every event)."""
 
     orig_h: str
     orig_p: int
@@ -33,24 +34,28 @@ class ConnId:
     ip_proto: int
 
 
+# abi.ConnKey read in one step: both addresses, both ports (host order), the protocol.
+_KEY = struct.Struct(f"={abi.ConnKey.port.offset}sHHB")
+assert abi.ConnKey.ip_proto.offset == abi.ConnKey.port.offset + 4
+
+
 def conn_id(key: abi.ConnKey, orig_slot: int) -> ConnId:
-    resp_slot = orig_slot ^ 1
-    return ConnId(
-        orig_h=address_text(bytes(key.addr[orig_slot])),
-        orig_p=key.port[orig_slot],
-        resp_h=address_text(bytes(key.addr[resp_slot])),
-        resp_p=key.port[resp_slot],
-        ip_proto=key.ip_proto,
-    )
+    addrs, port0, port1, ip_proto = _KEY.unpack_from(bytes(key))
+    h0, h1 = address_text(addrs[:16]), address_text(addrs[16:])
+    if orig_slot:
+        return ConnId(h1, port1, h0, port0, ip_proto)
+    return ConnId(h0, port0, h1, port1, ip_proto)
 
 
 class EventFormatError(ValueError):
     pass
 
 
-# A DNS event's fixed part is read into a whole DnsEvent; the payload comes from the record itself.
-_DNS, _DNS_FIXED = abi.EventType.DNS.value, abi.DnsEvent.payload.offset
-_DNS_PAYLOAD_ROOM = bytes(ctypes.sizeof(abi.DnsEvent) - _DNS_FIXED)
+# A DNS event's fixed part is read into a DnsEventHead; the payload comes from the record itself.
+_DNS, _DNS_FIXED = abi.EventType.DNS.value, ctypes.sizeof(abi.DnsEventHead)
+_HEADER_SIZE = ctypes.sizeof(abi.EventHeader)
+_TYPE = struct.Struct("=I")        # ca_event_header.type, its first field
+assert abi.EventHeader.type.offset == 0
 
 
 def blocked_name(ev: abi.BlockedEvent) -> str:
@@ -61,38 +66,38 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
-    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsEvent, payload)."""
+    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsEventHead, payload)."""
     if isinstance(data, int):
         buf = ctypes.string_at(data, size)
     else:
         buf = data if type(data) is bytes and len(data) == size else bytes(data[:size])
-    if len(buf) < ctypes.sizeof(abi.EventHeader):
+    if len(buf) < _HEADER_SIZE:
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
-    header = abi.EventHeader.from_buffer_copy(buf)
-    if header.type == _DNS:             # the most frequent by far: tested first
+    (event_type,) = _TYPE.unpack_from(buf)
+    if event_type == _DNS:              # the most frequent by far: tested first
         return _dns(buf)
-    if header.type == abi.EventType.CONN_END:
+    if event_type == abi.EventType.CONN_END:
         return _exact(abi.ConnEndEvent, buf)
-    if header.type == abi.EventType.WEIRD:
+    if event_type == abi.EventType.WEIRD:
         return _exact(abi.WeirdEvent, buf)
-    if header.type == abi.EventType.PROCESS:
+    if event_type == abi.EventType.PROCESS:
         return _exact(abi.ProcessEvent, buf)
-    if header.type == abi.EventType.BLOCKED:
+    if event_type == abi.EventType.BLOCKED:
         event = _exact(abi.BlockedEvent, buf)
         if event.name_len >= abi.NAME_MAX:
             raise EventFormatError(f"blocked event name of {event.name_len} bytes, at most {abi.NAME_MAX - 1}")
         return event
-    if header.type == abi.EventType.FRAGMENT:
+    if event_type == abi.EventType.FRAGMENT:
         return _fragment(buf)
-    if header.type == abi.EventType.TUNNEL:
+    if event_type == abi.EventType.TUNNEL:
         return _exact(abi.TunnelEvent, buf)
-    raise EventFormatError(f"unknown event type {header.type}")
+    raise EventFormatError(f"unknown event type {event_type}")
 
 
-def _dns(buf: bytes) -> tuple[abi.DnsEvent, bytes]:
+def _dns(buf: bytes) -> tuple[abi.DnsEventHead, bytes]:
     if len(buf) < _DNS_FIXED:
         raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
-    event = abi.DnsEvent.from_buffer_copy(buf[:_DNS_FIXED] + _DNS_PAYLOAD_ROOM)
+    event = abi.DnsEventHead.from_buffer_copy(buf)
     payload = buf[_DNS_FIXED:_DNS_FIXED + event.captured_len]
     if len(payload) != event.captured_len:
         raise EventFormatError("DNS event payload is shorter than its captured length")

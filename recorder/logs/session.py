@@ -270,7 +270,7 @@ class SessionLog:
     def _describe(self, proc: abi.Process) -> ProcessInfo | None:
         return self.processes.describe(proc) if self.processes is not None else None
 
-    def _dns_message(self, ev: abi.DnsEvent, payload: bytes) -> None:
+    def _dns_message(self, ev: abi.DnsEventHead, payload: bytes) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
         self.last_ts = ts
         # The kernel's orientation for this event: it has already flipped the roles for a reply sent by the
