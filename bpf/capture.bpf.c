@@ -751,6 +751,7 @@ static __always_inline void ca_emit_dns(struct __sk_buff *skb, struct ca_packet 
 	ev->owner_cgroup_id = c->proc.cgroup_id;
 	ev->orig_slot = c->orig_slot;
 	ev->from_orig = from_orig;
+	ev->history_len = c->history_len;
 	ev->tcp_seq = p->seq;
 	ev->payload_len = len;
 	ev->captured_len = 0;

@@ -268,7 +268,9 @@ struct ca_dns_event {
 				    * an agent with several jobs open files the message by it */
 	__u8 orig_slot;            /* orientation when the message was seen */
 	__u8 from_orig;            /* 1 if the originator sent it */
-	__u8 pad[2];
+	__u8 history_len;          /* the connection's history letters by then: where an 'X' for a limit
+				    * the DNS parser (user space) finds in this message goes */
+	__u8 pad;
 	__u32 tcp_seq;             /* TCP: sequence number of the first payload byte */
 	__u32 payload_len;         /* message bytes on the wire */
 	__u32 captured_len;        /* bytes in payload[] (<= CA_DNS_PAYLOAD_MAX) */

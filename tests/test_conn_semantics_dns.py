@@ -9,6 +9,7 @@ intervals; the UDP connection is SF with history Dd and the service dns.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from frames import ether
 from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSRV
 from scapy.layers.inet import IP, UDP
+from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
@@ -101,3 +103,40 @@ def test_unknown_opcode_is_history_X_and_no_dns_row(tmp_path):
     conn = list(read_log(out / "conn.log")[1])
     assert [(c["history"], c["conn_state"]) for c in conn] == [("DXd", "SF")]
     assert not list(read_log(out / "dns.log")[1])
+
+
+def _record(tmp_path: Path, packets: list) -> tuple[list[dict], list[dict]]:
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    out = tmp_path / "out"
+    res = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "in.pcap"), "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return list(read_log(out / "conn.log")[1]), list(read_log(out / "weird.log")[1])
+
+
+def test_a_limit_the_dns_parser_reaches_is_history_X_where_it_happened(tmp_path):
+    """DNS.cc's LimitReachedWeird adds 'X' (once) when a message has more questions than
+    dns_max_queries (25) or a name deeper in compression pointers than
+    dns_max_compression_chain_depth (20). User space finds these while parsing; the letter goes
+    where the connection's history stood at that message: after the query's 'D' and before the
+    reply's 'd' (as in Zeek's dns max-queries btest, here with a reply), and after the '^' of the
+    flip the same message made (a response from the originator, as in its max-compression-depth
+    btest)."""
+    many = [DNSQR(qname=f"q{i}.example.com") for i in range(26)]
+    q = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41020, dport=53) / DNS(id=9, qd=many)
+    r = ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=41020) / DNS(id=9, qr=1, qd=many)
+    # A response from the client: 23 questions, each name a pointer to the one before (Zeek follows
+    # only pointers backwards), so the last ones are 21 and 22 pointers deep.
+    questions, at = b"\x01a\x00" + struct.pack("!HH", 1, 1), [12]
+    for _ in range(22):
+        questions += struct.pack("!HHH", 0xC000 | at[-1], 1, 1)
+        at.append(12 + len(questions) - 6)
+    chained = struct.pack("!6H", 10, 0x8180, 23, 0, 0, 0) + questions
+    loop = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41021, dport=53) / Raw(chained)
+    q.time, r.time, loop.time = T0, T0 + 0.001, T0 + 1
+    conn, weird = _record(tmp_path, [q, r, loop])
+    history = {(c["id.orig_p"], c["id.resp_p"]): c["history"] for c in conn}
+    assert history == {(41020, 53): "DXd", (53, 41021): "D^X"}
+    names = sorted(w["name"] for w in weird)
+    # The query's count (the reply goes unparsed: the analyzer was removed), then one per name too deep.
+    assert names == ["DNS_Conn_count_too_large"] + ["DNS_max_compression_chain_depth_exceeded"] * 2

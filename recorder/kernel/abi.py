@@ -216,7 +216,7 @@ class ConnEndEvent(ctypes.Structure):
 class DnsEvent(ctypes.Structure):
     _fields_ = [
         ("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
-        ("orig_slot", c_u8), ("from_orig", c_u8), ("pad", c_u8 * 2),
+        ("orig_slot", c_u8), ("from_orig", c_u8), ("history_len", c_u8), ("pad", c_u8),
         ("tcp_seq", c_u32), ("payload_len", c_u32), ("captured_len", c_u32),
         ("payload", c_u8 * DNS_PAYLOAD_MAX),
     ]

@@ -130,6 +130,15 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
     return row
 
 
+def with_limit_reached(history: str | None, at: int) -> str:
+    """history with Zeek's 'X' (an analyzer reached a limit: CheckHistory, once per connection) where
+    the connection's history stood when it happened; as it was if the kernel wrote an 'X' already."""
+    history = history or ""
+    if "X" in history:
+        return history
+    return history[:at] + "X" + history[at:]
+
+
 def refused_connect_row(event: abi.BlockedEvent, uid: str, ts: float) -> dict:
     """The conn.log record for a connect() a cgroup hook refused: no packet was
     ever sent, so the kernel has no connection to end and this is all there is.

@@ -38,6 +38,7 @@ from cicd_audit.recorder.logs.conn_rows import (
     is_blocked,
     process_columns,
     refused_connect_row,
+    with_limit_reached,
 )
 from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, DnsOutput
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
@@ -106,9 +107,10 @@ class SessionLog:
         self.peer = peer
         self.uids = UidAllocator()
         self.counters = SessionCounters()
-        # Per kernel connection with DNS: its log and its orientation at the last DNS event.
         # Per connection: its DNS log, and the conn_id of its last message with the orientation it came in.
         self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId, int]] = {}
+        # Per connection whose DNS parser reached a limit: where in its history Zeek's 'X' goes.
+        self._limit_at: dict[int, int] = {}
         self.fragments = FragmentTable()
         self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
@@ -229,6 +231,7 @@ class SessionLog:
         uid = self.uids.for_conn(cid)
         ts_end = self.to_epoch(ev.hdr.ts_ns)
         dns = self._dns_logs.pop(cid, None)
+        limit_at = self._limit_at.pop(cid, None)
         services = []
         if dns is not None:
             dns_log = dns[0]
@@ -250,6 +253,8 @@ class SessionLog:
         if flags & abi.CONN_IP_TUNNEL:
             return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection
         row = conn_row(ev, uid, self.to_epoch, services, parents)
+        if limit_at is not None:
+            row["history"] = with_limit_reached(row["history"], limit_at)
         self._add_columns(row, self._describe(conn.proc))
         if self.blocking:
             row["blocked"] = is_blocked(conn) or cid in self._blocked_conns
@@ -287,10 +292,14 @@ class SessionLog:
             dns_log, cid = dns[0], events.conn_id(ev.key, ev.orig_slot)
             self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
         self.counters.dns_messages += 1
+        limit_reached = dns_log.limit_reached
         if cid.ip_proto == 6:
             out = dns_log.tcp_segment(cid, ts, bool(ev.from_orig), ev.tcp_seq, payload)
         else:
             out = dns_log.message(cid, ts, bool(ev.from_orig), payload)
+        if dns_log.limit_reached and not limit_reached:
+            # The parser's limits are Zeek's DNS analyzer's (CheckHistory 'X'), after this packet's letters.
+            self._limit_at[ev.conn_id] = ev.history_len
         self._write_dns_output(out, dns_log.uid, cid)
 
     def _write_dns_output(self, out: DnsOutput, uid: str, cid: events.ConnId) -> None:
