@@ -15,7 +15,8 @@ trace (`zeek ... -r $TRACES/...`) and has a conn.log, dns.log or tunnel.log base
 2. derives the configuration Zeek ran with from the test's own lines: `-b` and
    the protocol scripts it loads (likely_server_ports, via scripts/conformance.py's
    zeek_configuration), `-C` or `redef ignore_checksums = T`, `redef
-   likely_server_ports += {...}`, the community-id script, JSON logs,
+   likely_server_ports += {...}`, the community-id script, JSON logs, the DNS
+   settings `record --redef` takes (`dns_max_queries=3` on the command line),
 3. runs `cicd-audit record --pcap` with it and compares with the oracle's
    `_tools/zeek_compare.py --ignore uid --ignore service`,
 4. prints a per-case table and the pass rate, groups failures by cause, and
@@ -52,6 +53,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import conformance  # noqa: E402  (zeek_configuration, the compare tool, the CLI path)
+
+from cicd_audit.recorder.logs.dns.redefs import REDEFS  # noqa: E402
 
 DEFAULT_ZEEK = Path("/work/.mirror/zeek+zeek/repo")
 DEFAULT_CACHE = Path("/var/cache/cicd-audit/zeek-btest")
@@ -271,6 +274,10 @@ def record_options(case: Case) -> tuple[list[str], str]:
     joined = script + " " + " ".join(run.extra)
     if re.search(r"use_json\s*=\s*T", joined):
         options += ["--format", "json"]
+    # Zeek's DNS settings, on its command line (name=value) or redef'd by the test's script.
+    for name in REDEFS:
+        for value in re.findall(rf"(?:^|\s|redef\s+){name}\s*=\s*(\w+)", joined):
+            options += ["--redef", f"{name}={value}"]
     problem = ""
     if "-f" in run.extra:
         problem = "zeek ran with a BPF capture filter (-f)"

@@ -37,6 +37,7 @@ from cicd_audit.recorder.drivers.recording import Recording
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel.backlog import HANDLE_BUDGET_S
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings, require_root
+from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.output_dir import OutputDir
 from cicd_audit.recorder.logs.processes import ProcessTable
 from cicd_audit.recorder.logs.session import SessionLog
@@ -69,21 +70,23 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
                 fmt: str = "tsv", on_ready: Callable[[], None] | None = None,
                 settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
                 community_id: bool = False, cgroup: Path | None = None, blocking: Blocking | None = None,
-                process_args: bool = False, nice: int = DEFAULT_NICE_INCREMENT) -> LiveResult:
+                process_args: bool = False, nice: int = DEFAULT_NICE_INCREMENT,
+                dns_options: ParseOptions | None = None) -> LiveResult:
     """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
     process and container on the host is covered); blocking: enforce a policy;
-    nice: how far below the job's the recorder's CPU priority goes once the job runs.
+    nice: how far below the job's the recorder's CPU priority goes once the job runs;
+    dns_options: Zeek's DNS settings, when not its defaults (dns.redefs).
 
     SIGINT and SIGTERM stop the recording cleanly from the first line on: one
     arriving during start-up lets the current step finish, starts no command,
     and closes complete logs (exit 128 + the signal with a command, else 0)."""
     with StopFlag() as flag:
         return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                            community_id, cgroup, blocking, process_args, nice)
+                            community_id, cgroup, blocking, process_args, nice, dns_options)
 
 
 def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                 community_id, cgroup, blocking, process_args, nice) -> LiveResult:
+                 community_id, cgroup, blocking, process_args, nice, dns_options) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)
     job_cgroup = cgroup
@@ -100,7 +103,7 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
     epoch_offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime_get_ns is CLOCK_MONOTONIC
     session = SessionLog(out_dir, fmt, to_epoch=lambda ns: (ns + epoch_offset_ns) / 1e9,
                          add_community_id=community_id, processes=ProcessTable(keep_cmdline=process_args),
-                         blocking=blocking is not None)
+                         blocking=blocking is not None, dns_options=dns_options)
     settings = settings or ProgramSettings(pcap_mode=False, attribution=True, block=blocking is not None)
     with Recording(session, settings, likely_server_ports, unfinished="recording stopped by an error") as recording:
         try:

@@ -21,6 +21,7 @@ from cicd_audit.recorder.drivers.replay_loop import Replay, replay_each
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.bpf_program import ProgramSettings, require_root
+from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.session import SessionLog
 
 PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waiting on
@@ -28,13 +29,15 @@ PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waitin
 
 def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
                 progress: bool | None = None, settings: ProgramSettings | None = None,
-                likely_server_ports: frozenset | None = None, community_id: bool = False) -> dict:
+                likely_server_ports: frozenset | None = None, community_id: bool = False,
+                dns_options: ParseOptions | None = None) -> dict:
     """Write Zeek logs for a capture file into out_dir; returns the capture stats.
 
     likely_server_ports: Zeek's likely_server_ports as (port, "tcp"|"udp")
     pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
     is not the one wanted (e.g. to match `zeek -b`). community_id: add Zeek's
-    community_id column to conn.log.
+    community_id column to conn.log. dns_options: Zeek's DNS settings, when not
+    its defaults (dns.redefs).
 
     SIGINT or SIGTERM ends the replay after the packet in hand: what was read
     is drained into complete logs, recorder.status says "incomplete", and the
@@ -42,17 +45,18 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     """
     with StopFlag() as flag:
         return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
-                            likely_server_ports, community_id)
+                            likely_server_ports, community_id, dns_options)
 
 
 def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
                  progress: bool | None, settings: ProgramSettings | None, likely_server_ports: frozenset | None,
-                 community_id: bool) -> dict:
+                 community_id: bool, dns_options: ParseOptions | None) -> dict:
     require_root()                  # before any log file exists
     reader = CaptureFile(pcap)
     try:
         started = time.monotonic()
-        session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id)
+        session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id,
+                             dns_options=dns_options)
         settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
         with Recording(session, settings, likely_server_ports,
                        unfinished="the capture file could not be processed to the end") as recording:

@@ -41,6 +41,7 @@ from cicd_audit.recorder.logs.conn_rows import (
     with_limit_reached,
 )
 from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, DnsOutput
+from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
 from cicd_audit.recorder.logs.notice_rows import AnswerNames, notice_row
 from cicd_audit.recorder.logs.output_dir import OutputDir
@@ -97,7 +98,7 @@ class Rotation:
 class SessionLog:
     def __init__(self, out_dir: Path | OutputDir, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
                  add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False,
-                 rotation: Rotation | None = None):
+                 rotation: Rotation | None = None, dns_options: ParseOptions | None = None):
         self._owns_output = not isinstance(out_dir, OutputDir)      # else the caller closes it
         self.output = OutputDir(out_dir) if self._owns_output else out_dir
         self.out_dir = self.output.path
@@ -111,6 +112,7 @@ class SessionLog:
         self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId, int]] = {}
         # Per connection whose DNS parser reached a limit: where in its history Zeek's 'X' goes.
         self._limit_at: dict[int, int] = {}
+        self.dns_options = dns_options or ParseOptions()     # Zeek's DNS settings (record --redef)
         self.fragments = FragmentTable()
         self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
@@ -284,7 +286,7 @@ class SessionLog:
         if dns is None:
             cid = events.conn_id(ev.key, ev.orig_slot)
             uid = self.uids.for_conn(ev.conn_id)
-            dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp")
+            dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp", options=self.dns_options)
             self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
         elif dns[2] == ev.orig_slot:        # same connection, same roles: the same conn_id
             dns_log, cid = dns[0], dns[1]

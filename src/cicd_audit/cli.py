@@ -93,6 +93,10 @@ def _quiet_interrupt(signum, frame) -> None:
               help="Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
+@click.option("--redef", "redefs", multiple=True, metavar="NAME=VALUE",
+              help="A Zeek DNS setting as Zeek takes it on its command line, to match how Zeek was run "
+                   "(repeatable): dns_max_queries, dns_max_compression_chain_depth (counts), "
+                   "dns_skip_all_auth, dns_skip_all_addl (T or F).")
 @click.option("--block", is_flag=True,
               help="Enforce --policy in the kernel on the job (COMMAND and what it starts, or --cgroup): "
                    "refuse connections and DNS queries the policy does not allow. Other processes are only recorded.")
@@ -120,8 +124,8 @@ def _quiet_interrupt(signum, frame) -> None:
                    "its CPUs and the recorder catches up from memory (default 10; 0: same priority).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progress, community_id,
-           likely_server_ports, block, block_host, runner_endpoints, policy_file, resolvers, fail_closed, cgroup,
-           process_args, nice, command):
+           likely_server_ports, redefs, block, block_host, runner_endpoints, policy_file, resolvers, fail_closed,
+           cgroup, process_args, nice, command):
     """Record traffic as Zeek logs: live (optionally around COMMAND), or from --pcap.
 
     \b
@@ -138,6 +142,7 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
     """
     try:
         ports = _parse_ports(likely_server_ports)
+        dns_options = _parse_redefs(redefs)
         blocking = _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_closed)
         if block and not block_host and pcap is None and not command and cgroup is None:
             raise_usage("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
@@ -150,7 +155,7 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
                             "--nice or a command")
             from cicd_audit.recorder.drivers.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
-                                likely_server_ports=ports, community_id=community_id)
+                                likely_server_ports=ports, community_id=community_id, dns_options=dns_options)
             _finish_recording(stats, out_dir)
             sys.exit(_recording_status(stats, None))
         from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
@@ -164,12 +169,14 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
             def run(on_ready, output):
                 result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
                                      likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
-                                     blocking=blocking, process_args=process_args, nice=nice)
+                                     blocking=blocking, process_args=process_args, nice=nice,
+                                     dns_options=dns_options)
                 _finish_recording(result.stats, out_dir)
                 return _recording_status(result.stats, None)
             sys.exit(start_in_background(out_dir, run))
         result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
-                             cgroup=cgroup, blocking=blocking, process_args=process_args, nice=nice)
+                             cgroup=cgroup, blocking=blocking, process_args=process_args, nice=nice,
+                             dns_options=dns_options)
         _finish_recording(result.stats, out_dir)
         sys.exit(_recording_status(result.stats, result.exit_status if command else None))
     except CicdAuditError as exc:
@@ -232,6 +239,16 @@ def _parse_ports(text):
         return parse_likely_server_ports(text)
     except LikelyServerPortsError as exc:
         raise_usage(f"--likely-server-ports: {exc}")
+
+
+def _parse_redefs(items):
+    if not items:
+        return None
+    from cicd_audit.recorder.logs.dns.redefs import RedefError, parse_redefs
+    try:
+        return parse_redefs(items)
+    except RedefError as exc:
+        raise_usage(f"--redef: {exc}")
 
 
 def raise_usage(message: str) -> None:
