@@ -8,10 +8,12 @@ import struct
 
 
 def pcap(records, endian="<", nano=False, linktype=1, snaplen=65535) -> bytes:
+    """Classic pcap of (sec, frac, data) records, or (sec, frac, data, wire_len) for a frame the
+    capture cut (as a short snaplen cuts it)."""
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
     out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
-    for sec, frac, data in records:
-        out += struct.pack(endian + "IIII", sec, frac, len(data), len(data)) + data
+    for sec, frac, data, *wire_len in records:
+        out += struct.pack(endian + "IIII", sec, frac, len(data), wire_len[0] if wire_len else len(data)) + data
     return out
 
 

@@ -88,6 +88,16 @@ def test_conn_rows(logs):
         assert (row["orig_pkts"], row["resp_pkts"]) == (1, 1)
 
 
+def _record(tmp_path: Path, packets: list) -> Path:
+    """Record these packets from a pcap; returns the logs' directory."""
+    wrpcap(str(tmp_path / "in.pcap"), packets)
+    out = tmp_path / "out"
+    res = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "in.pcap"), "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
 def test_unknown_opcode_is_history_X_and_no_dns_row(tmp_path):
     """DNS.cc ParseMessage: an opcode other than QUERY, NOTIFY and UPDATE (here
     STATUS, 2) is a weird and the analyzer-limit letter 'X' (connection-level,
@@ -95,23 +105,10 @@ def test_unknown_opcode_is_history_X_and_no_dns_row(tmp_path):
     q = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41010, dport=53) / DNS(id=7, opcode=2, qd=[])
     r = ether() / IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=41010) / DNS(id=7, qr=1, opcode=2, qd=[])
     q.time, r.time = T0, T0 + 0.001
-    wrpcap(str(tmp_path / "status.pcap"), [q, r])
-    out = tmp_path / "out"
-    res = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "status.pcap"), "--out", str(out), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    out = _record(tmp_path, [q, r])
     conn = list(read_log(out / "conn.log")[1])
     assert [(c["history"], c["conn_state"]) for c in conn] == [("DXd", "SF")]
     assert not list(read_log(out / "dns.log")[1])
-
-
-def _record(tmp_path: Path, packets: list) -> tuple[list[dict], list[dict]]:
-    wrpcap(str(tmp_path / "in.pcap"), packets)
-    out = tmp_path / "out"
-    res = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "in.pcap"), "--out", str(out), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    return list(read_log(out / "conn.log")[1]), list(read_log(out / "weird.log")[1])
 
 
 def test_a_limit_the_dns_parser_reaches_is_history_X_where_it_happened(tmp_path):
@@ -134,7 +131,8 @@ def test_a_limit_the_dns_parser_reaches_is_history_X_where_it_happened(tmp_path)
     chained = struct.pack("!6H", 10, 0x8180, 23, 0, 0, 0) + questions
     loop = ether() / IP(src=CLIENT, dst=RESOLVER) / UDP(sport=41021, dport=53) / Raw(chained)
     q.time, r.time, loop.time = T0, T0 + 0.001, T0 + 1
-    conn, weird = _record(tmp_path, [q, r, loop])
+    out = _record(tmp_path, [q, r, loop])
+    conn, weird = list(read_log(out / "conn.log")[1]), list(read_log(out / "weird.log")[1])
     history = {(c["id.orig_p"], c["id.resp_p"]): c["history"] for c in conn}
     assert history == {(41020, 53): "DXd", (53, 41021): "D^X"}
     names = sorted(w["name"] for w in weird)

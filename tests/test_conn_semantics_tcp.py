@@ -10,12 +10,12 @@ each scenario's comment.
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from capture_builders import pcap as pcap_file
 from frames import ether
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
@@ -180,14 +180,6 @@ def test_tcp_inactivity_timeout_splits_the_connection(conn_rows):
 
 # -- headers Zeek's TCP analyzer refuses ------------------------------------------------------
 
-def _cut_pcap(path: Path, frames: list[tuple[float, bytes, int]]) -> None:
-    """Classic pcap of (time, frame, captured bytes): a record cut as a short snaplen cuts it."""
-    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    for t, frame, caplen in frames:
-        out += struct.pack("<IIII", int(t), round(t % 1 * 1e6), caplen, len(frame)) + frame[:caplen]
-    path.write_bytes(out)
-
-
 def test_a_tcp_header_zeek_cannot_take_makes_the_connection_and_goes_no_further(tmp_path):
     """Options cut off by the snaplen (truncated_header) or a data offset under 20 bytes
     (bad_TCP_header_len): Zeek makes the connection from the ports, logs the weird under its uid,
@@ -203,7 +195,7 @@ def test_a_tcp_header_zeek_cannot_take_makes_the_connection_and_goes_no_further(
     frames += [(float(p.time), bytes(p), len(bytes(p))) for p in established.packets]
     frames += [(T0 + 30, cut_data, header_cut)]          # 28 s later: the connection's time stays
     pcap = tmp_path / "refused-headers.pcap"
-    _cut_pcap(pcap, frames)
+    pcap.write_bytes(pcap_file([(int(t), round(t % 1 * 1e6), frame[:caplen], len(frame)) for t, frame, caplen in frames]))
     out = tmp_path / "out"
     r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
                        capture_output=True, text=True, timeout=300)

@@ -1,9 +1,10 @@
 /*
  * The replay loop of `record --pcap` in C, for Ethernet frames (the common
  * case): each record's frame through the program with one BPF_PROG_TEST_RUN,
- * as packet_runner.PacketRunner.run does it, without a Python step per frame. replay_loop.replay_each, frame by frame, is the
- * reference; tests/test_bulk_replay.py and tests/test_compiled_recording.py
- * hold the two to the same logs.
+ * as packet_runner.PacketRunner.run does it, without a Python step per
+ * frame. replay_loop.replay_each, frame by frame, is the reference;
+ * tests/test_bulk_replay.py and tests/test_compiled_recording.py hold the
+ * two to the same logs.
  *
  * The loop only runs frames. Whatever else a record may call for, it stops
  * and returns for Python to do: a sweep that is due, ring buffer records
