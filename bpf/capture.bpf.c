@@ -802,10 +802,12 @@ static __always_inline void ca_emit_fragment(struct __sk_buff *skb, struct ca_sc
 }
 
 /* Zeek's DNS analyzer on one message (for TCP: the connection's first
- * payload segment, which starts with the message). An opcode it does not
- * know adds 'X' and leaves the first message still to come; the first
- * message, if it is a reply sent by the originator, flips the roles unless
- * the responder is multicast. Returns 1 if the roles must flip. */
+ * payload segment, which starts with the message), as far as the kernel
+ * needs it: the first message it analyses, if it is a reply sent by the
+ * originator, flips the roles unless the responder is multicast. An opcode
+ * it does not analyse leaves the first message still to come (its 'X', like
+ * every DNS limit's, user space adds where the event's history_len says).
+ * Returns 1 if the roles must flip. */
 static __always_inline int ca_dns_message(struct __sk_buff *skb, struct ca_packet *p, struct ca_conn *c, int is_orig)
 {
 	__u32 off = p->payload_off, min_len = 12;
@@ -821,11 +823,8 @@ static __always_inline int ca_dns_message(struct __sk_buff *skb, struct ca_packe
 		return 0;
 	opcode = (hdr[2] >> 3) & 0xf;
 	/* QUERY, NOTIFY, UPDATE; NetBIOS (port 137) uses others too. */
-	if (opcode != 0 && opcode != 4 && opcode != 5 && p->key.port[0] != 137 && p->key.port[1] != 137) {
-		ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
-		return 0;
-	}
-	if (c->flags & CA_CONN_DNS_SEEN)
+	if ((opcode != 0 && opcode != 4 && opcode != 5 && p->key.port[0] != 137 && p->key.port[1] != 137) ||
+	    (c->flags & CA_CONN_DNS_SEEN))
 		return 0;
 	c->flags |= CA_CONN_DNS_SEEN;
 	return (hdr[2] & 0x80) && is_orig && !ca_is_multicast(ca_key_addr(&p->key, !c->orig_slot));

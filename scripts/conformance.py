@@ -208,9 +208,10 @@ the weird under its uid, and the packet goes no further: no history letter, no c
 time. The recorder does the same (`ca_parse_l4`); fewer than 20 bytes make no connection, in both.
 
 **The DNS analyzer's own `X`.** Zeek adds `X` to `history` (once per connection) when its DNS
-analyzer reaches a limit: an opcode it does not analyse (the kernel sees that in the header), more
-questions than `dns_max_queries` or a name deeper in compression pointers than
-`dns_max_compression_chain_depth` (user space finds those while parsing). A DNS event carries the
+analyzer reaches a limit: an opcode it does not analyse, more questions than `dns_max_queries` or a
+name deeper in compression pointers than `dns_max_compression_chain_depth`. User space's DNS parser
+finds each of them, on every message it analyses (not after the analyzer was removed, as in Zeek);
+the kernel adds the `X` of a tunnel's limits itself. A DNS event carries the
 connection's history length when its packet was seen, and the letter goes there: after that
 packet's own letter and after a `^` the same message caused, before the letters of later packets
 (`DXd`, `D^X`). `record --redef NAME=VALUE` takes those two limits, and `dns_skip_all_auth` and
