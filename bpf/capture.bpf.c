@@ -536,6 +536,22 @@ static __always_inline void ca_emit_end(struct ca_conn_key *key, struct ca_conn 
 	ca_event_submit(ev);
 }
 
+#if CA_PCAP_MODE
+/* A replay sweeps the keys these name (with the CONN_ENDs, the table's
+ * keys) instead of walking every bucket of conns4 and conns6 once a second
+ * of packet time. Live sweeps list the tables: once a second of real time. */
+static __always_inline void ca_emit_start(struct ca_conn_key *key, __u64 ts)
+{
+	struct ca_conn_start_event *ev = ca_event_new(CA_EVENT_CONN_START, sizeof(*ev), ts,
+						      CA_STAT_RB_DROP_CONN_START);
+
+	if (!ev)
+		return;
+	__builtin_memcpy(&ev->key, key, sizeof(*key));
+	ca_event_submit(ev);
+}
+#endif
+
 static __always_inline int ca_likely_server(__u16 port, __u8 proto)
 {
 	__u32 k = port | ((__u32)proto << 16);
@@ -652,6 +668,9 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	ca_count(CA_STAT_CONNS_CREATED, 1);
 	if (!ref->v4)
 		ca_count(CA_STAT_CONNS6_CREATED, 1);
+#if CA_PCAP_MODE
+	ca_emit_start(&p->key, p->ts);
+#endif
 #if CA_BLOCK
 	if (c->flags & CA_CONN_BLOCKED)
 		ca_emit_blocked(&p->key, p->src_slot, c->id, &c->proc, CA_BLOCKED_ADDRESS, CA_BLOCK_AT_TC, p->ts, 0);

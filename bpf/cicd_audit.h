@@ -35,6 +35,7 @@ enum ca_event_type {
 	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
 	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/logs/fragments.py) */
 	CA_EVENT_TUNNEL = 7,       /* a tunnel carried its first packet (tunnel.log's DISCOVER) */
+	CA_EVENT_CONN_START = 8,   /* pcap mode: a connection entered the table (a replay's sweeps send its key) */
 };
 
 /* Tail-call stages: the slot of each program in the stages array, which user
@@ -128,6 +129,7 @@ enum ca_stat {
 	CA_STAT_FRAGMENTS = 20,        /* IP fragments sent up for reassembly */
 	CA_STAT_RB_DROP_TUNNEL = 21,   /* ring buffer full: a tunnel's discovery lost (no tunnel.log row) */
 	CA_STAT_CONNS6_CREATED = 22,   /* of CONNS_CREATED, IPv6: until one is, a sweep need not list conns6 */
+	CA_STAT_RB_DROP_CONN_START = 23, /* ring buffer full: a connection's start lost (sweeps list the tables again) */
 	CA_STAT_MAX = 24,
 };
 
@@ -279,6 +281,14 @@ struct ca_dns_event {
 
 /* The first packet a tunnel carried. key is the outer packet's (canonical)
  * key: a UDP tunnel's connection, or, for an IP tunnel, its address pair. */
+/* pcap mode only: a replay follows the table's keys from these and the
+ * CONN_END events instead of listing its buckets at every sweep
+ * (recorder/kernel/conn_keys.py). */
+struct ca_conn_start_event {
+	struct ca_event_header hdr;
+	struct ca_conn_key key;
+};
+
 struct ca_tunnel_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;

@@ -31,9 +31,10 @@ _compiled = compiled.load("cicd_audit.recorder.drivers._replay", Path(__file__).
 
 CHUNK_BYTES = 4 * 1024 * 1024     # read at a time; a record that does not fit is read by the reference loop
 BUDGET_RECORDS = 2048             # records per compiled call: signals and progress are seen between calls
-# Events the kernel needs nothing back for: handled at the next stop. A fragment cannot wait: its
-# reassembled datagram runs through the program before the next frame, as in the reference loop.
-MAY_WAIT = (EventType.DNS, EventType.CONN_END, EventType.WEIRD, EventType.TUNNEL)
+# Events the kernel needs nothing back for: handled at the next stop (a sweep's stop takes the
+# connection starts first: conn_keys.py). A fragment cannot wait: its reassembled datagram runs
+# through the program before the next frame, as in the reference loop.
+MAY_WAIT = (EventType.DNS, EventType.CONN_END, EventType.WEIRD, EventType.TUNNEL, EventType.CONN_START)
 
 
 class Stop(enum.IntEnum):

@@ -16,7 +16,7 @@ API::
 
 from __future__ import annotations
 
-from cicd_audit import compiled
+from cicd_audit import compiled, notices
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
 from cicd_audit.recorder.kernel.sweeper import Sweeper
@@ -60,5 +60,11 @@ class Recording:
         shutdown), take the last events, and close the session. Returns its stats row."""
         self.sweeper.sweep(end_ns, drain=True)
         self.program.poll()
+        untracked = self.program.untracked_conns
+        if untracked:
+            why = (f"{untracked} connections were left out of the replay's timer sweeps (a recorder bug): they "
+                   "stayed in the table until a packet or the end of the capture ended them")
+            notices.say(f"cicd-audit: error: {why}")
+            self.session.record_failure(why)
         self.kernel_stats = self.program.stats()
         return self.session.close(self.kernel_stats, source, duration, command_status=command_status)

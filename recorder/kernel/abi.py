@@ -33,6 +33,7 @@ class EventType(enum.IntEnum):
     BLOCKED = 5
     FRAGMENT = 6
     TUNNEL = 7
+    CONN_START = 8
 
 
 class BlockReason(enum.IntEnum):
@@ -112,6 +113,7 @@ class Stat(enum.IntEnum):
     FRAGMENTS = 20
     RB_DROP_TUNNEL = 21
     CONNS6_CREATED = 22
+    RB_DROP_CONN_START = 23
 
 
 STAT_MAX = 24
@@ -265,6 +267,10 @@ class TunnelType(enum.IntEnum):
     TEREDO = 7
 
 
+class ConnStartEvent(ctypes.Structure):
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey)]
+
+
 class TunnelEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("tunnel_id", c_u64), ("orig_slot", c_u8),
                 ("type", c_u8), ("pad", c_u8 * 6)]
@@ -357,6 +363,7 @@ MIRRORED_STRUCTS = {
     "ca_weird_event": WeirdEvent,
     "ca_fragment_event": FragmentEvent,
     "ca_tunnel_event": TunnelEvent,
+    "ca_conn_start_event": ConnStartEvent,
     "ca_sweep_request": SweepRequest,
     "ca_process": Process,
     "ca_process_event": ProcessEvent,

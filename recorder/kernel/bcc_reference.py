@@ -50,6 +50,7 @@ class BccLoadedProgram:
         except Exception as exc:
             raise EnvironmentProblem(f"the kernel refused the BPF program: {exc}") from exc
         self._libbcc = bcc.libbcc.lib
+        self.untracked_conns = 0            # its sweeps list the tables: no key can be missed
         self.conns4, self.conns6 = self.bpf.get_table(b"conns4"), self.bpf.get_table(b"conns6")
         self.stats_table = self.bpf.get_table(b"stats")
         ports = self.bpf.get_table(b"likely_server_ports")
@@ -60,7 +61,9 @@ class BccLoadedProgram:
         self.bpf[b"events"].open_ring_buffer(self._callback)
 
     def _callback(self, ctx, data, size):
-        self._on_event(data, size)
+        # A replay's connection starts serve CaptureProgram's sweeps; this reference lists the tables.
+        if size < 4 or ctypes.c_uint32.from_address(data).value != abi.EventType.CONN_START:
+            self._on_event(data, size)
         return 0
 
     def poll(self, timeout_ms: int = 0, budget_s: float | None = None) -> None:
@@ -73,7 +76,7 @@ class BccLoadedProgram:
     def take_events(self) -> None:
         self.poll()
 
-    def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
+    def conn_keys(self, listed: bool = True) -> tuple[list[bytes], list[bytes]]:
         return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)],
                 self._keys(self.conns6, abi.ConnKey))
 

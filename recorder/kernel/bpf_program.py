@@ -34,6 +34,7 @@ from typing import Callable
 from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder.kernel import abi, bpf_syscall, kernel_headers, program_cache, zeek_defaults
 from cicd_audit.recorder.kernel.backlog import TAKE_EVERY_S, EventBacklog
+from cicd_audit.recorder.kernel.conn_keys import ConnKeys
 from cicd_audit.recorder.kernel.program_cache import CacheError, CompiledProgram, FunctionSpec, MapSpec
 from cicd_audit.recorder.kernel.ringbuf import RingBuffer
 
@@ -454,7 +455,15 @@ class CaptureProgram:
             events = self.maps["events"]
             self._on_event = on_event
             self.backlog = EventBacklog(on_event)
-            self.ring = RingBuffer(events.fd, events.spec.max_entries, self.backlog.take)
+            # A replay's sweeps take their keys from the ring's connection events (conn_keys.py).
+            self.followed_keys = ConnKeys() if settings.pcap_mode else None
+            self._take, self._handle_now = self.backlog.take, self.backlog.handle_now
+            if self.followed_keys is not None:
+                follow = self.followed_keys.follow
+                self._take = lambda records: self.backlog.take(follow(records))
+                self._handle_now = lambda records: self.backlog.handle_now(follow(records))
+            self.untracked_conns = 0
+            self.ring = RingBuffer(events.fd, events.spec.max_entries, self._take)
         except (KeyError, OSError) as exc:
             self.close()
             raise EnvironmentProblem(f"the kernel refused the BPF program's set-up: {exc}") from exc
@@ -483,8 +492,8 @@ class CaptureProgram:
             # since handling can add events (a reassembled datagram runs through the program).
             self.backlog.handle_all()
             if timeout_ms:
-                self.ring.poll(timeout_ms, self.backlog.handle_now)
-            while self.ring.consume(self.backlog.handle_now):
+                self.ring.poll(timeout_ms, self._handle_now)
+            while self.ring.consume(self._handle_now):
                 pass
             return
         if timeout_ms and not self.backlog.events:
@@ -500,11 +509,23 @@ class CaptureProgram:
         """Empty the ring buffer into the backlog without handling anything (between sweep batches)."""
         self.ring.consume()
 
-    def conn_keys(self) -> tuple[list[bytes], list[bytes]]:
-        """Keys of every live connection, as raw bytes of struct ca_conn_key:
-        the IPv4 ones and the IPv6 ones."""
-        return ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
+    def conn_keys(self, listed: bool = False) -> tuple[list[bytes], list[bytes]]:
+        """Keys of every live connection, as raw bytes of struct ca_conn_key: the IPv4 ones and the
+        IPv6 ones. A replay takes them from the connection events (no walk of the tables) unless a
+        start was lost, or `listed` asks for the tables themselves (the final drain: then any key the
+        events did not give is counted in untracked_conns, a recorder bug)."""
+        if self.followed_keys is not None and not listed and not self._conn_starts_lost():
+            self.take_events()          # the starts of the connections made since the last look
+            return self.followed_keys.keys()
+        keys = ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
                 self.conns6.keys(abi.ConnKey) if self._any_ipv6_conn() else [])
+        if self.followed_keys is not None and not self._conn_starts_lost():
+            self.take_events()
+            self.untracked_conns += self.followed_keys.unknown(*keys)
+        return keys
+
+    def _conn_starts_lost(self) -> bool:
+        return sum(self.stats_table.lookup_percpu_u64(abi.Stat.RB_DROP_CONN_START.value)) > 0
 
     def _any_ipv6_conn(self) -> bool:
         """Whether an IPv6 connection was ever created. Listing a map walks all its buckets (about
