@@ -28,10 +28,10 @@ CURL = ["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code}"
 
 
 class RunningAgent:
-    def __init__(self, lab, out: Path, sock: Path) -> None:
+    def __init__(self, lab, out: Path, sock: Path, *options: str) -> None:
         self.lab, self.out, self.sock = lab, out, sock
         argv = [CICD_AUDIT, "agent", "--out", str(out), "--iface", lab.client_if, "--cgroup", str(lab.cgroup),
-                "--socket", str(sock)]
+                "--socket", str(sock), *options]
         self.proc = lab.popen(lab.client_ns, lab.in_cgroup(argv), stderr=subprocess.PIPE, text=True)
         try:
             self.said = agent_ready(self.proc.stderr)[:-1]     # what it said before it was ready
@@ -115,6 +115,40 @@ def test_two_jobs_two_sessions_each_with_its_own_rows_identity_and_analysis(lab,
         assert (session / "capture_stats.log").exists() and (session / "recorder.status").exists()
     assert lab.tc_filters() == "", "the stopped agent left programs attached"
     assert not sock.exists()
+
+
+# A DNS query with two questions, sent to the lab's resolver (its answer, if any, is not waited for long).
+TWO_QUESTIONS = f"""
+import socket, struct
+query = struct.pack("!6H", 0x1234, 0x0100, 2, 0, 0, 0)
+for label in (b"a", b"b"):
+    query += bytes([len(label)]) + label + b"\\x07example\\x04test\\x00" + struct.pack("!2H", 1, 1)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(1)
+    s.sendto(query, ("{V4[1]}", 53))
+    try:
+        s.recv(512)
+    except OSError:
+        pass
+"""
+
+
+def test_the_agents_redefs_reach_each_sessions_dns_analyzer(lab, tmp_path):
+    """`agent --redef dns_max_queries=1`: a query of two questions is past Zeek's limit in the job's
+    session (by default the limit is 25, and the same query is logged without a weird)."""
+    out, sock = tmp_path / "sessions", tmp_path / "agent.sock"
+    agent = RunningAgent(lab, out, sock, "--redef", "dns_max_queries=1")
+    try:
+        started = agent.job("start")
+        assert started.returncode == 0, started.stderr
+        session = Path(started.stdout.strip())
+        agent.traffic([sys.executable, "-c", TWO_QUESTIONS])
+        assert agent.job("end").returncode == 0
+    finally:
+        code, err = agent.stop()
+    assert code == 0, err
+    assert "DNS_Conn_count_too_large" in [w["name"] for w in rows(session, "weird")]
+    assert any(c["id.resp_p"] == 53 and "X" in c["history"] for c in rows(session, "conn"))
 
 
 def test_an_open_job_is_ended_when_the_agent_stops_or_a_new_job_starts(lab, tmp_path):

@@ -1,4 +1,4 @@
-"""`record --redef NAME=VALUE`: Zeek's DNS settings as Zeek takes them on its command line."""
+"""`record --redef NAME=VALUE` (and `agent --redef`): Zeek's DNS settings as Zeek takes them on its command line."""
 
 from __future__ import annotations
 
@@ -57,9 +57,10 @@ def test_a_recording_takes_the_settings_zeek_ran_with(tmp_path):
     assert [w["name"] for w in read_log(tmp_path / "redef" / "weird.log")[1]] == ["DNS_Conn_count_too_large"]
 
 
-def test_a_bad_setting_is_a_usage_error(tmp_path):
-    r = subprocess.run([CLI, "record", "--pcap", str(tmp_path / "none.pcap"), "--out", str(tmp_path / "out"),
-                        "--redef", "dns_max_queries=many"], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("command", [["record", "--pcap", "none.pcap"], ["agent"]], ids=["record", "agent"])
+def test_a_bad_setting_is_a_usage_error(tmp_path, command):
+    r = subprocess.run([CLI, *command, "--out", str(tmp_path / "out"), "--redef", "dns_max_queries=many"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 2
     assert "--redef: dns_max_queries: 'many' is not a count" in r.stderr
     assert "Traceback" not in r.stderr

@@ -65,6 +65,7 @@ from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
 from cicd_audit.recorder.kernel.sweeper import Sweeper
 from cicd_audit.recorder.logs import events
 from cicd_audit.recorder.logs.ci_steps import parent_pid
+from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.output_dir import OutputDir, open_directory
 from cicd_audit.recorder.logs.processes import ProcessTable
 from cicd_audit.recorder.logs.session import Rotation, SessionLog
@@ -110,8 +111,10 @@ class Agent:
     def __init__(self, out_dir: Path, interfaces: Sequence[str] | None, cgroup: Path | None, fmt: str,
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
                  analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None,
-                 rotation: Rotation | None = None, nice: int = DEFAULT_NICE_INCREMENT) -> None:
+                 rotation: Rotation | None = None, nice: int = DEFAULT_NICE_INCREMENT,
+                 dns_options: ParseOptions | None = None) -> None:
         self.out_dir = out_dir
+        self.dns_options = dns_options      # Zeek's DNS settings for every session (None: its defaults)
         self.nice = nice                    # how far the agent's CPU priority goes below the jobs' (cpu_priority.py)
         self.rotation = rotation            # within each job's session (None: one file per log)
         self.retain = retain                # keep the newest N sessions (None: all)
@@ -278,7 +281,8 @@ class Agent:
         blocked = job_policy is not None and job_policy.policy is not None and join is not None
         try:
             log = SessionLog(output, self.fmt, to_epoch=lambda ns: (ns + self._epoch_offset_ns) / 1e9,
-                             processes=self.processes, blocking=blocked, rotation=self.rotation)
+                             processes=self.processes, blocking=blocked, rotation=self.rotation,
+                             dns_options=self.dns_options)
             log.run_datagram = DatagramRunner.for_program(self.program)
         except BaseException:
             output.close()

@@ -12,6 +12,7 @@ from cicd_audit.control_protocol import DEFAULT_SOCKET
 from cicd_audit.errors import CicdAuditError
 from cicd_audit.quantities import Quantity
 from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
+from cicd_audit.redef_option import REDEF_OPTION, dns_parse_options
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
                              default=Path(DEFAULT_SOCKET), show_default=True, help="The agent's control socket.")
@@ -55,8 +56,9 @@ def _fail(exc: CicdAuditError) -> None:
 @click.option("--nice", type=click.IntRange(0, 19), default=DEFAULT_NICE_INCREMENT, show_default=True, metavar="N",
               help="Once recording, the agent's nice value goes N above its own, so busy jobs keep their CPUs and "
                    "the agent catches up from memory (0: same priority).")
+@REDEF_OPTION
 def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args, no_analysis, policy_dir,
-          resolvers, runner_endpoints, repository_policies, retain, rotate_interval, rotate_size, nice):
+          resolvers, runner_endpoints, repository_policies, retain, rotate_interval, rotate_size, nice, redefs):
     """Record continuously, one session per CI job; jobs begin and end with `cicd-audit job`.
 
     \b
@@ -70,7 +72,8 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
         rotation = Rotation(rotate_interval, rotate_size) if rotate_interval or rotate_size else None
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
-                       analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation, nice=nice)
+                       analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation, nice=nice,
+                       dns_options=dns_parse_options(redefs))
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)

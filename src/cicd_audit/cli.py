@@ -12,6 +12,7 @@ import click
 
 from cicd_audit import __version__
 from cicd_audit.errors import RECORDER_FAILED, CicdAuditError, CommandNotRunnable, RecordingIncomplete
+from cicd_audit.redef_option import REDEF_OPTION, dns_parse_options
 
 FORMATS = click.Choice(["tsv", "json"])
 
@@ -93,10 +94,7 @@ def _quiet_interrupt(signum, frame) -> None:
               help="Zeek's likely_server_ports, to match how Zeek was run: comma-separated "
                    "'default', 'bare' (zeek -b), protocol names whose scripts were loaded (http, dns, ...) "
                    "and ports (40190/udp). E.g. 'bare,http'. Default: Zeek's default scripts.")
-@click.option("--redef", "redefs", multiple=True, metavar="NAME=VALUE",
-              help="A Zeek DNS setting as Zeek takes it on its command line, to match how Zeek was run "
-                   "(repeatable): dns_max_queries, dns_max_compression_chain_depth (counts), "
-                   "dns_skip_all_auth, dns_skip_all_addl (T or F).")
+@REDEF_OPTION
 @click.option("--block", is_flag=True,
               help="Enforce --policy in the kernel on the job (COMMAND and what it starts, or --cgroup): "
                    "refuse connections and DNS queries the policy does not allow. Other processes are only recorded.")
@@ -142,7 +140,7 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
     """
     try:
         ports = _parse_ports(likely_server_ports)
-        dns_options = _parse_redefs(redefs)
+        dns_options = dns_parse_options(redefs)
         blocking = _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_closed)
         if block and not block_host and pcap is None and not command and cgroup is None:
             raise_usage("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
@@ -239,16 +237,6 @@ def _parse_ports(text):
         return parse_likely_server_ports(text)
     except LikelyServerPortsError as exc:
         raise_usage(f"--likely-server-ports: {exc}")
-
-
-def _parse_redefs(items):
-    if not items:
-        return None
-    from cicd_audit.recorder.logs.dns.redefs import RedefError, parse_redefs
-    try:
-        return parse_redefs(items)
-    except RedefError as exc:
-        raise_usage(f"--redef: {exc}")
 
 
 def raise_usage(message: str) -> None:

@@ -2,8 +2,9 @@
 
 A recording made to match a Zeek run needs the settings that run had: Zeek's
 own btests run, for example, ``zeek -r trace.pcap dns_max_queries=3``.
-`record --redef NAME=VALUE` takes the ones that change what the DNS analyzer
-logs; each fills a field of ParseOptions, whose defaults are init-bare.zeek's.
+`record --redef NAME=VALUE` and `agent --redef` take the ones that change what
+the DNS analyzer logs; each fills a field of ParseOptions, whose defaults are
+init-bare.zeek's.
 """
 
 from __future__ import annotations
