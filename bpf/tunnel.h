@@ -146,8 +146,10 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
 }
 
 /* Zeek's TeredoAnalyzer::DetectProtocol on a UDP payload at off, len bytes:
- * a bare IPv6 header (a bubble) with a Teredo address, or an origin
- * indication (after an authentication header, if any) before IPv6. */
+ * an IPv6 header with a Teredo address in its first 40 bytes (its pattern
+ * is anchored at the start only: a bubble with bytes after it matches too),
+ * or an origin indication (after an authentication header, if any) before
+ * IPv6. */
 static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	__u8 *d = ca_hdr_at(skb, off, 40);
@@ -158,7 +160,7 @@ static __always_inline int ca_detect_teredo(struct __sk_buff *skb, __u32 off, __
 		return 0;
 	if ((d[0] >> 4) != 6 && !(d[0] == 0 && (d[1] == 0 || d[1] == 1)))
 		return 0;
-	if (len == 40 && (d[0] >> 4) == 6 &&
+	if ((d[0] >> 4) == 6 &&
 	    ((d[8] == 0x20 && d[9] == 0x01 && d[10] == 0 && d[11] == 0) ||
 	     (d[24] == 0x20 && d[25] == 0x01 && d[26] == 0 && d[27] == 0)))
 		return 1;
