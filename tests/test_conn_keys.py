@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from frames import ether
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from frames import ether, udp_flows
+from scapy.layers.inet import IP, TCP
 from scapy.utils import wrpcap
 
 from cicd_audit.recorder.kernel import abi
@@ -67,17 +66,6 @@ def test_listed_keys_never_followed_are_counted():
     assert keys.unknown([V4_A, V4_B], [V6_A]) == 2
 
 
-def _flows(count: int, first: int = 0) -> list:
-    frames, t = [], 1_700_000_000.0
-    for i in range(first, first + count):
-        for ip in (IP(src="192.0.2.1", dst=f"198.51.100.{i + 1}"), IPv6(src="2001:db8::1", dst=f"2001:db8:1::{i + 1}")):
-            frame = ether() / ip / UDP(sport=40000 + i, dport=9000) / b"payload"
-            frame.time = t
-            t += 0.001
-            frames.append(frame)
-    return frames
-
-
 def _sorted(keys: tuple[list[bytes], list[bytes]]) -> tuple[list[bytes], list[bytes]]:
     return sorted(keys[0]), sorted(keys[1])
 
@@ -91,7 +79,7 @@ def test_a_replays_sweeps_send_the_keys_the_events_gave_without_listing_the_tabl
     program = CaptureProgram(ProgramSettings(pcap_mode=True, validate_checksums=False), lambda data, size: None)
     try:
         runner, sweeper = PacketRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
-        early, late = _flows(3), _flows(2, first=10)
+        early, late = udp_flows(3), udp_flows(2, first=10)
         for frame in early:
             runner.run(bytes(frame), T0)
         # A SYN, then after the late flows a SYN with a new initial sequence number: Zeek takes the
@@ -138,7 +126,7 @@ def test_when_a_start_is_lost_the_sweeps_list_the_tables():
     program = CaptureProgram(settings, lambda data, size: None)
     try:
         runner, sweeper = PacketRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
-        for frame in _flows(50):
+        for frame in udp_flows(50):
             runner.run(bytes(frame), T0)
         assert program.stats()[abi.stat_key(abi.Stat.RB_DROP_CONN_START)] > 0
         keys = program.conn_keys()
@@ -169,7 +157,7 @@ def test_a_connection_the_events_missed_is_reported_when_the_capture_is_drained(
 
     monkeypatch.setattr(conn_keys.ConnKeys, "follow", follow_but_forget_the_first)
     pcap = tmp_path / "flows.pcap"
-    wrpcap(str(pcap), _flows(3))
+    wrpcap(str(pcap), udp_flows(3))
     stats = pcap_replay.record_pcap(pcap, tmp_path / "out", validate_checksums=False, progress=False)
     assert stats["incomplete"]
     status = json.loads((tmp_path / "out" / "recorder.status").read_text())

@@ -12,9 +12,7 @@ from __future__ import annotations
 import ctypes
 
 import pytest
-from frames import ether
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
+from frames import udp_flows
 from scapy.utils import wrpcap
 
 from cicd_audit.zeeklog.reader import read_log
@@ -25,23 +23,12 @@ MAX_CONNS = 4
 FLOWS = 6          # per family: two more than the table holds
 
 
-def _frames(flows: int = FLOWS) -> list:
-    frames, t = [], 1_700_000_000.0
-    for i in range(flows):
-        for ip in (IP(src="192.0.2.1", dst=f"198.51.100.{i + 1}"), IPv6(src="2001:db8::1", dst=f"2001:db8:1::{i + 1}")):
-            frame = ether() / ip / UDP(sport=40000 + i, dport=9000) / b"payload"
-            frame.time = t
-            t += 0.001
-            frames.append(frame)
-    return frames
-
-
 def test_each_family_fills_its_own_table_and_every_overflow_is_counted(tmp_path):
     from cicd_audit.recorder.drivers import pcap_replay
     from cicd_audit.recorder.kernel.bpf_program import ProgramSettings
 
     pcap = tmp_path / "flows.pcap"
-    wrpcap(str(pcap), _frames())
+    wrpcap(str(pcap), udp_flows(FLOWS))
     settings = ProgramSettings(pcap_mode=True, validate_checksums=False, max_conns=MAX_CONNS)
     stats = pcap_replay.record_pcap(pcap, tmp_path / "out", validate_checksums=False, progress=False,
                                     settings=settings)
@@ -76,7 +63,7 @@ def test_the_timer_sweep_ends_idle_connections_of_both_families():
     try:
         runner, sweeper = PacketRunner(program.packet_fn.fd), Sweeper(program, program.sweep_fn.fd)
         t0 = 1_700_000_000 * 10**9
-        for frame in _frames(flows):
+        for frame in udp_flows(flows):
             runner.run(bytes(frame), t0)
         program.poll()
         v4_keys, v6_keys = program.conn_keys()
@@ -104,7 +91,7 @@ def test_the_ipv6_table_is_listed_from_its_first_connection_on(monkeypatch):
         list_keys = program.conns6.keys
         monkeypatch.setattr(program.conns6, "keys", lambda *a: listings.append(1) or list_keys(*a))
         runner, t0 = PacketRunner(program.packet_fn.fd), 1_700_000_000 * 10**9
-        v4_frame, v6_frame = (bytes(frame) for frame in _frames(1))
+        v4_frame, v6_frame = (bytes(frame) for frame in udp_flows(1))
         runner.run(v4_frame, t0)
         v4_keys, v6_keys = program.conn_keys(listed=True)
         assert (len(v4_keys), v6_keys, listings) == (1, [], [])
@@ -119,7 +106,7 @@ def _idle_connections(program, flows: int) -> tuple[list[bytes], list[bytes]]:
     from cicd_audit.recorder.kernel.packet_runner import PacketRunner
 
     runner = PacketRunner(program.packet_fn.fd)
-    for frame in _frames(flows):
+    for frame in udp_flows(flows):
         runner.run(bytes(frame), 1_700_000_000 * 10**9)
     program.poll()
     return program.conn_keys()
