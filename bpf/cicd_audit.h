@@ -279,8 +279,6 @@ struct ca_dns_event {
 	__u8 payload[CA_DNS_PAYLOAD_MAX];
 };
 
-/* The first packet a tunnel carried. key is the outer packet's (canonical)
- * key: a UDP tunnel's connection, or, for an IP tunnel, its address pair. */
 /* pcap mode only: a replay follows the table's keys from these and the
  * CONN_END events instead of listing its buckets at every sweep
  * (recorder/kernel/conn_keys.py). */
@@ -289,6 +287,8 @@ struct ca_conn_start_event {
 	struct ca_conn_key key;
 };
 
+/* The first packet a tunnel carried. key is the outer packet's (canonical)
+ * key: a UDP tunnel's connection, or, for an IP tunnel, its address pair. */
 struct ca_tunnel_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;
