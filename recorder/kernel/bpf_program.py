@@ -514,12 +514,13 @@ class CaptureProgram:
         IPv6 ones. A replay takes them from the connection events (no walk of the tables) unless a
         start was lost, or `listed` asks for the tables themselves (the final drain: then any key the
         events did not give is counted in untracked_conns, a recorder bug)."""
-        if self.followed_keys is not None and not listed and not self._conn_starts_lost():
+        followed = self.followed_keys is not None and not self._conn_starts_lost()
+        if followed and not listed:
             self.take_events()          # the starts of the connections made since the last look
             return self.followed_keys.keys()
         keys = ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
                 self.conns6.keys(abi.ConnKey) if self._any_ipv6_conn() else [])
-        if self.followed_keys is not None and not self._conn_starts_lost():
+        if followed:
             self.take_events()
             self.untracked_conns += self.followed_keys.unknown(*keys)
         return keys
