@@ -525,6 +525,8 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, struct ca_conn *c
 	ev->conn_id = c ? c->id : 0;
 	ev->owner_cgroup_id = c ? c->proc.cgroup_id : 0;
 	ev->code = code;
+	ev->orig_slot = c ? c->orig_slot : p->src_slot;
+	ev->pad = 0;
 	ev->detail = detail;
 	ca_event_submit(ev);
 }
@@ -976,9 +978,12 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 		     (c->flags & CA_CONN_AYIYA) ? CA_PORT_AYIYA : ca_key_port(&p->key, !c->orig_slot);
 	int link = ca_udp_tunnel(skb, p, port, inner, &weird);
 
-	if (link == CA_INNER_NONE && weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
+	/* A weird with an inner packet (a Teredo bubble with payload) is
+	 * raised, and the packet decapsulated all the same. */
+	if (weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
 		ca_emit_weird(p, c, weird, 0);
-		return CA_INNER_NONE;
+		if (link == CA_INNER_NONE)
+			return CA_INNER_NONE;
 	}
 	return ca_decapsulate(s, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
 			      ca_udp_tunnel_type(port), link);

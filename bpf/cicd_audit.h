@@ -101,7 +101,8 @@ enum ca_weird_code {
 	CA_WEIRD_GRE_UNSUPPORTED = 14,     /* GRE version, flags or payload Zeek does not decapsulate */
 	CA_WEIRD_TUNNEL_MAX_CHANGES = 15,  /* Tunnel::max_changes_per_connection reached */
 	CA_WEIRD_BAD_TCP_HEADER_LEN = 16,  /* a TCP data offset under 20 bytes */
-	CA_WEIRD_MAX = 17,
+	CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD = 17, /* a Teredo bubble with bytes after its IPv6 header */
+	CA_WEIRD_MAX = 18,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */
@@ -303,7 +304,9 @@ struct ca_weird_event {
 	struct ca_conn_key key;    /* as far as it could be parsed; zero otherwise */
 	__u64 conn_id;             /* 0 when no connection is known */
 	__u64 owner_cgroup_id;     /* its connection's process's cgroup, as in ca_dns_event; 0 if unknown */
-	__u32 code;                /* enum ca_weird_code */
+	__u16 code;                /* enum ca_weird_code */
+	__u8 orig_slot;            /* key slot of the connection's originator; with no connection, the sender's */
+	__u8 pad;
 	__u32 detail;              /* code-specific number (e.g. a length) */
 };
 

@@ -108,8 +108,8 @@ static __always_inline int ca_gtp(struct __sk_buff *skb, __u32 off, __u32 len, _
 /* Teredo (RFC 4380) at off, len bytes: an origin indication and an
  * authentication header, each at most once (origin last), then IPv6 whose
  * length is the rest of the datagram; a bubble (no next header, no payload)
- * may have bytes after it (Zeek's Teredo_bubble_with_payload). */
-static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner)
+ * may have bytes after it, which Zeek decapsulates with a weird (*weird). */
+static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
 {
 	__u32 hlen = 0, plen;
 	int origin = 0, auth = 0;
@@ -139,8 +139,11 @@ static __always_inline int ca_teredo(struct __sk_buff *skb, __u32 off, __u32 len
 	plen = (__u32)v6[4] << 8 | v6[5];
 	if (len - hlen < 40 + plen)
 		return CA_INNER_NONE;                    /* truncated */
-	if (len - hlen > 40 + plen && !(v6[6] == 59 && plen == 0))
-		return CA_INNER_NONE;                    /* a payload length that is not the datagram's */
+	if (len - hlen > 40 + plen) {
+		if (!(v6[6] == 59 && plen == 0))
+			return CA_INNER_NONE;            /* a payload length that is not the datagram's */
+		*weird = CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD;
+	}
 	*inner = off + hlen;
 	return CA_INNER_IP;
 }
@@ -303,7 +306,7 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 	if (port == CA_PORT_AYIYA)
 		return ca_ayiya(skb, off, len, inner);
 	if (port == CA_PORT_TEREDO)
-		return ca_teredo(skb, off, len, inner);
+		return ca_teredo(skb, off, len, inner, weird);
 	if (!h || len <= 8)
 		return CA_INNER_NONE;
 	if (port == CA_PORT_VXLAN) {

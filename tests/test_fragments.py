@@ -15,8 +15,9 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from cicd_audit.recorder.logs.events import Fragment
+from cicd_audit.recorder.logs.events import ConnId, Fragment
 from cicd_audit.recorder.logs.fragments import FRAG_TIMEOUT_NS, FragmentTable
+from cicd_audit.recorder.logs.weird_policy import WeirdPolicy
 
 SECOND = 1_000_000_000
 PAYLOAD = bytes(range(256)) * 8            # 2048 bytes, every offset distinct
@@ -107,13 +108,13 @@ def test_small_fragments_df_and_protocol_changes_are_weirds(udp_datagram):
     assert table.pending == 1
 
 
-def test_once_per_originator_weirds_are_logged_once():
-    table = FragmentTable()
+def test_once_per_originator_weirds_are_raised_each_time_and_logged_once():
+    table, policy = FragmentTable(), WeirdPolicy()
     _, weirds = table.add(frag(v4(0, b"a" * 16, True, ident=1)))
     _, more = table.add(frag(v4(0, b"b" * 16, True, ident=2)))
     assert [w.name for w in weirds + more] == ["excessively_small_fragment"] * 2
-    assert [w.name for w in table.to_log(weirds + more)] == ["excessively_small_fragment"]
-    assert weirds[0].conn_id.orig_h == "192.0.2.1" and weirds[0].conn_id.resp_h == "198.51.100.2"
+    assert [policy.logs(w.ts_ns / 1e9, w.name, None, w.conn_id) for w in weirds + more] == [True, False]
+    assert weirds[0].conn_id == ConnId("192.0.2.1", 0, "198.51.100.2", 0, 0)
 
 
 def test_unfinished_datagrams_expire_after_zeeks_frag_timeout_and_are_counted(udp_datagram):

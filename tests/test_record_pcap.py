@@ -163,12 +163,26 @@ def test_bad_ipv4_header_checksum_is_a_weird_and_no_connection(tmp_path):
     conns = rows(tmp_path / "out", "conn")
     assert [(c["id.orig_h"], c["id.orig_p"]) for c in conns] == [("192.0.2.1", 1111)]
     weirds = rows(tmp_path / "out", "weird")
-    assert [w["name"] for w in weirds] == ["bad_IP_checksum"]
-    assert weirds[0]["id.orig_h"] in ("192.0.2.3", None)
+    # Zeek's flow_weird: the packet's addresses, ports 0, from its IP analyzer.
+    assert [(w["uid"], w["id.orig_h"], w["id.orig_p"], w["id.resp_h"], w["id.resp_p"], w["name"], w["source"])
+            for w in weirds] == [(None, "192.0.2.3", 0, "192.0.2.4", 0, "bad_IP_checksum", "IP")]
     # -C (Zeek's ignore-checksums) accepts it.
     r = record(tmp_path / "t.pcap", tmp_path / "out-C", "-C")
     assert r.returncode == 0, r.stderr
     assert sorted(c["id.orig_p"] for c in rows(tmp_path / "out-C", "conn")) == [1111, 3333]
+
+
+def test_offloaded_checksums_make_the_one_weird_row_zeek_writes(tmp_path):
+    """Every client packet of Zeek's localhost-bad-chksum trace has a bad TCP checksum: Zeek raises a
+    weird for each and logs one per originator (Weird::actions). Its baseline
+    (core.checksums_ignore_nets_runtime_update/weird.log) is this row, with the first connection's uid."""
+    r = record(shared("zeek-oracle", "tcp-bad-checksums-localhost", "trace.pcap"), tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    first = rows(tmp_path / "out", "conn")[0]
+    assert [(w["uid"], w["id.orig_h"], w["id.orig_p"], w["id.resp_h"], w["id.resp_p"], w["name"], w["addl"],
+             w["notice"], w["source"]) for w in rows(tmp_path / "out", "weird")] == \
+        [(first["uid"], "192.168.1.28", 53246, "35.221.46.9", 80, "bad_TCP_checksum", None, False, "TCP")]
+    assert list(rows(tmp_path / "out", "capture_stats"))[-1]["weirds"] == 6     # raised: every bad packet
 
 
 def test_json_format_writes_json_lines(tmp_path):

@@ -229,22 +229,28 @@ def test_teredo_carries_ipv6_and_its_bubbles_make_no_connection(tmp_path):
     assert [(str(r["id.orig_h"]), r["proto"]) for r in inner] == [("fd00::1", "udp")]
     assert list(inner[0]["tunnel_parents"]) == [outer[0]["uid"]]
     assert [t["tunnel_type"] for t in read_log(out / "tunnel.log")[1]] == ["Tunnel::TEREDO", "Tunnel::TEREDO"]
+    assert list(read_log(out / "weird.log")[1]) == []
 
 
 def test_a_teredo_relay_whose_first_packet_is_a_bubble_with_bytes_after_it_is_found(tmp_path):
     """Away from port 3544 Teredo is found by Zeek's DetectProtocol, whose pattern looks at the first
     40 bytes only: a relay's first packet, a bubble with four bytes after it (Zeek's
     teredo_bubble_with_payload trace), makes the connection Teredo, and the IPv6 that follows in it is
-    decapsulated."""
+    decapsulated. Each such bubble raises Teredo_bubble_with_payload about the outer connection;
+    weird.log gets it once (Zeek's weird_ignore)."""
     client, relay = "2001:0:4137:9e50:8000:f12a:b9c8:2815", "2001:4860:0:2001::68"
     bubble = bytes(IPv6(src=client, dst=relay, nh=59)) + b"1234"
     reply = bytes(IPv6(src=relay, dst=client) / UDP(sport=80, dport=1286) / b"answer")
-    rows, _ = record([_outer_udp(bubble, 3797, 32900), _outer_udp(reply, 3797, 32900)], tmp_path)
+    rows, out = record([_outer_udp(bubble, 3797, 32900), _outer_udp(bubble, 3797, 32900),
+                        _outer_udp(reply, 3797, 32900)], tmp_path)
     outer = [r for r in rows if r["id.resp_p"] == 32900]
     inner = [r for r in rows if str(r["id.orig_h"]) not in (A, B)]
-    assert len(outer) == 1 and outer[0]["orig_pkts"] == 2
+    assert len(outer) == 1 and outer[0]["orig_pkts"] == 3
     assert [(str(r["id.resp_h"]), r["id.resp_p"]) for r in inner] == [(client, 1286)]
     assert list(inner[0]["tunnel_parents"]) == [outer[0]["uid"]]
+    weirds = [(w["uid"], str(w["id.orig_h"]), w["id.orig_p"], str(w["id.resp_h"]), w["id.resp_p"], w["name"],
+               w["source"]) for w in read_log(out / "weird.log")[1]]
+    assert weirds == [(outer[0]["uid"], A, 3797, B, 32900, "Teredo_bubble_with_payload", "TEREDO")]
 
 
 def test_ipv6_no_next_header_is_no_connection(tmp_path):

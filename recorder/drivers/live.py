@@ -227,7 +227,7 @@ def _say_detached(watch: AttachmentWatch, session: SessionLog) -> None:
     for line in watch.check():
         notices.say(f"cicd-audit: error: {line}")
         session.record_failure(line)
-        session.write_weird(time.time(), "cicd_audit_program_detached", line)
+        session.write_recorder_weird(time.time(), "cicd_audit_program_detached", line)
 
 
 def _exit_status(returncode: int) -> int:

@@ -84,8 +84,8 @@ def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recordin
     if reader.problem is not None:
         # Like libpcap, reading stops at a damaged or cut-off record: say so, once.
         notices.say(f"cicd-audit: warning: {reader.problem}")
-        replay.session.write_weird(replay.last_ns / 1e9 if replay.last_ns else time.time(),
-                                   "cicd_audit_pcap_truncated", reader.problem)
+        replay.session.write_recorder_weird(replay.last_ns / 1e9 if replay.last_ns else time.time(),
+                                            "cicd_audit_pcap_truncated", reader.problem)
     replay.finish_progress()
     return replay.last_ns
 

@@ -59,12 +59,12 @@ class Replay:
         stopped = f"stopped by signal {self.flag.signum} before packet record {number}"
         notices.say(f"cicd-audit: warning: {self.pcap}: {stopped}; the logs hold what was read")
         self.session.record_failure(stopped)
-        self.session.write_weird(self.last_ns / 1e9 if self.last_ns else time.time(), "cicd_audit_pcap_interrupted",
-                                 stopped)
+        self.session.write_recorder_weird(self.last_ns / 1e9 if self.last_ns else time.time(),
+                                          "cicd_audit_pcap_interrupted", stopped)
 
     def rejected(self, number: int, ts_ns: int, why: str) -> None:
         self.session.count_unparsable()
-        self.session.write_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {number}: {why}")
+        self.session.write_recorder_weird(ts_ns / 1e9, "cicd_audit_frame_rejected", f"packet record {number}: {why}")
 
     def progress(self) -> None:
         if self.bar is not None:

@@ -84,9 +84,10 @@ class WeirdCode(enum.IntEnum):
     GRE_UNSUPPORTED = 14
     TUNNEL_MAX_CHANGES = 15
     BAD_TCP_HEADER_LEN = 16
+    TEREDO_BUBBLE_WITH_PAYLOAD = 17
 
 
-WEIRD_MAX = 17
+WEIRD_MAX = 18
 
 
 class Stat(enum.IntEnum):
@@ -278,7 +279,7 @@ class TunnelEvent(ctypes.Structure):
 
 class WeirdEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
-                ("code", c_u32), ("detail", c_u32)]
+                ("code", c_u16), ("orig_slot", c_u8), ("pad", c_u8), ("detail", c_u32)]
 
 
 class ProcessEvent(ctypes.Structure):

@@ -47,6 +47,12 @@ def conn_id(key: abi.ConnKey, orig_slot: int) -> ConnId:
     return ConnId(h0, port0, h1, port1, ip_proto)
 
 
+def flow_id(key: abi.ConnKey, src_slot: int) -> ConnId:
+    """Zeek's id of a flow weird (a packet outside any connection): sender, then receiver, ports 0."""
+    packet = conn_id(key, src_slot)
+    return ConnId(packet.orig_h, 0, packet.resp_h, 0, packet.ip_proto)
+
+
 class EventFormatError(ValueError):
     pass
 

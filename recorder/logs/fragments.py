@@ -46,12 +46,6 @@ HELD_BYTES_MAX = 64 * 1024 * 1024
 # A real datagram has at most about 45 fragments (64 KB in 1,480-byte pieces); thousands of tiny
 # overlapping ones would only make each insertion slower (a job could use that to slow the recorder).
 FRAGMENTS_PER_DATAGRAM_MAX = 256
-PER_ORIG_MEMORY_MAX = 65536      # originators remembered for once-per-originator weirds, then forgotten
-
-# Zeek logs these once per originator address (Weird::actions, ACTION_LOG_PER_ORIG).
-_ONCE_PER_ORIG = frozenset({
-    "excessively_small_fragment", "fragment_inconsistency", "fragment_overlap", "fragment_size_inconsistency",
-})
 _IPV6_UNFRAGMENTABLE = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options before the fragment header
 _IPPROTO_FRAGMENT = 44
 
@@ -125,11 +119,10 @@ class FragmentTable:
         self.counts = FragmentCounts()
         self._datagrams: OrderedDict[tuple, _Datagram] = OrderedDict()   # oldest first
         self._held = 0
-        self._logged_per_orig: set = set()
 
     def add(self, frag: Fragment) -> tuple[Datagram | None, list[FlowWeird]]:
         """Take one fragment; returns the datagram it completed (or None) and its weirds
-        (every one, as Zeek's flow_weird events; `to_log` picks those weird.log gets)."""
+        (every one, as Zeek's flow_weird events; weird_policy picks those weird.log gets)."""
         weirds: list[FlowWeird] = []
         self.expire(frag.ts_ns)
         hdr = _parse(frag.frame, frag.l3_off)
@@ -275,19 +268,6 @@ class FragmentTable:
             self._forget(oldest)
             self.counts.lost += oldest.fragments
             self.counts.evicted += 1
-
-    def to_log(self, weirds: list[FlowWeird]) -> list[FlowWeird]:
-        """The weirds weird.log gets: Zeek logs some names once per originator (Weird::actions)."""
-        logged = []
-        for w in weirds:
-            if w.name in _ONCE_PER_ORIG:
-                if (w.name, w.conn_id.orig_h) in self._logged_per_orig:
-                    continue
-                if len(self._logged_per_orig) >= PER_ORIG_MEMORY_MAX:
-                    self._logged_per_orig.clear()       # spoofed sources must not grow memory
-                self._logged_per_orig.add((w.name, w.conn_id.orig_h))
-            logged.append(w)
-        return logged
 
     @staticmethod
     def _weird(weirds: list, ts_ns: int, name: str, hdr: _Header) -> None:

@@ -49,7 +49,8 @@ from cicd_audit.recorder.logs.processes import ProcessInfo, ProcessTable
 from cicd_audit.recorder.logs.status_file import STATUS_FILE, StatusFile
 from cicd_audit.recorder.logs.tunnels import TunnelLog
 from cicd_audit.recorder.logs.uid import UidAllocator
-from cicd_audit.recorder.logs.weirds import weird_name
+from cicd_audit.recorder.logs.weird_policy import WeirdPolicy
+from cicd_audit.recorder.logs.weirds import weird_name, weird_source
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.writer import LogWriter
 
@@ -114,6 +115,7 @@ class SessionLog:
         self._limit_at: dict[int, int] = {}
         self.dns_options = dns_options or ParseOptions()     # Zeek's DNS settings (record --redef)
         self.fragments = FragmentTable()
+        self.weird_policy = WeirdPolicy()
         self.tunnels = TunnelLog(self.uids.for_conn)
         # Set by the driver: runs a reassembled datagram through the kernel program; False if it could not.
         self.run_datagram: Callable[[Datagram], bool] | None = None
@@ -203,7 +205,7 @@ class SessionLog:
 
     def on_bad_event(self, exc: events.EventFormatError) -> None:
         self.counters.bad_events += 1
-        self.write_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
+        self.write_recorder_weird(self.last_ts or time.time(), "cicd_audit_bad_event", str(exc))
 
     def on_decoded(self, event) -> None:
         """One event as events.decode gives it (an agent decodes first to file it by job)."""
@@ -321,7 +323,7 @@ class SessionLog:
         self.last_ts = ts
         if self._notice is None:
             self.counters.bad_events += 1
-            self.write_weird(ts, "cicd_audit_bad_event", "blocked-attempt event while not in blocking mode")
+            self.write_recorder_weird(ts, "cicd_audit_bad_event", "blocked-attempt event while not in blocking mode")
             return
         info = self._describe(ev.proc)
         if ev.conn_id:
@@ -350,7 +352,7 @@ class SessionLog:
 
     def _fragment(self, frag: events.Fragment) -> None:
         datagram, weirds = self.fragments.add(frag)
-        for weird in self.fragments.to_log(weirds):
+        for weird in weirds:
             self.write_weird(self.to_epoch(weird.ts_ns), weird.name, conn_id=weird.conn_id)
         if datagram is None:
             return
@@ -362,12 +364,26 @@ class SessionLog:
 
     def _kernel_weird(self, ev: abi.WeirdEvent) -> None:
         ts = self.to_epoch(ev.hdr.ts_ns)
-        uid = self.uids.for_conn(ev.conn_id) if ev.conn_id else None
-        cid = events.conn_id(ev.key, 0) if ev.key.ip_proto else None
-        self.write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid)
+        uid, cid = None, None
+        if ev.conn_id:          # Zeek's conn_weird: the connection's id, oriented as the connection
+            uid, cid = self.uids.for_conn(ev.conn_id), events.conn_id(ev.key, ev.orig_slot)
+        elif ev.key.ip_proto:   # its flow_weird: the packet's addresses, sender first, ports 0
+            cid = events.flow_id(ev.key, ev.orig_slot)
+        self.write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid,
+                         source=weird_source(ev.code, ev.key.ip_proto))
 
     def write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
+        """A weird about the traffic: counted, and logged as Zeek's Weird framework decides (weird_policy)."""
         self.counters.weirds += 1
+        if self.weird_policy.logs(ts, name, uid, conn_id):
+            self._write_weird_row(ts, name, addl, uid, conn_id, source)
+
+    def write_recorder_weird(self, ts, name, addl=None) -> None:
+        """A weird about the recorder itself (a bad event, an interrupted capture): every one is logged."""
+        self.counters.weirds += 1
+        self._write_weird_row(ts, name, addl, None, None, None)
+
+    def _write_weird_row(self, ts, name, addl, uid, conn_id, source) -> None:
         self._weird.write({
             "ts": ts, "uid": uid,
             "id.orig_h": getattr(conn_id, "orig_h", None), "id.orig_p": getattr(conn_id, "orig_p", None),
@@ -396,7 +412,7 @@ class SessionLog:
         if self.closed:
             return
         self.failures.append(f"recording aborted: {reason}")
-        self.write_weird(self.last_ts or time.time(), "cicd_audit_recording_aborted", reason)
+        self.write_recorder_weird(self.last_ts or time.time(), "cicd_audit_recording_aborted", reason)
         self.close({}, "aborted", 0.0)
 
     def close(self, kernel_stats: dict, source: str, duration: float, command_status: int | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""Names for the kernel's weird codes: Zeek's weird names where Zeek has one."""
+"""Names for the kernel's weird codes: Zeek's weird names where Zeek has one,
+and the analyzer Zeek names as their source (weird.log's `source`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,24 @@ WEIRD_NAMES = {
     WeirdCode.GRE_UNSUPPORTED: "unknown_gre_version",
     WeirdCode.TUNNEL_MAX_CHANGES: "tunnel_max_changes_per_connection_exceeded",
     WeirdCode.BAD_TCP_HEADER_LEN: "bad_TCP_header_len",
+    WeirdCode.TEREDO_BUBBLE_WITH_PAYLOAD: "Teredo_bubble_with_payload",
 }
+
+# The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for truncated_header.
+_SOURCES = {
+    WeirdCode.TRUNCATED_IP: "IP",
+    WeirdCode.BAD_IP_CHECKSUM: "IP",
+    WeirdCode.UNKNOWN_IP_VERSION: "IP",
+    WeirdCode.BAD_IP_LENGTH: "IP",
+    WeirdCode.BAD_TCP_CHECKSUM: "TCP",
+    WeirdCode.BAD_TCP_HEADER_LEN: "TCP",
+    WeirdCode.BAD_UDP_CHECKSUM: "UDP",
+    WeirdCode.BAD_ICMP_CHECKSUM: "ICMP",
+    WeirdCode.TRUNCATED_GRE: "GRE",
+    WeirdCode.GRE_UNSUPPORTED: "GRE",
+    WeirdCode.TEREDO_BUBBLE_WITH_PAYLOAD: "TEREDO",
+}
+_TRANSPORTS = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP"}
 
 
 def weird_name(code: int) -> str:
@@ -29,3 +47,10 @@ def weird_name(code: int) -> str:
         return WEIRD_NAMES[WeirdCode(code)]
     except (ValueError, KeyError):
         return f"cicd_audit_weird_{code}"
+
+
+def weird_source(code: int, ip_proto: int) -> str | None:
+    """weird.log's `source` for a kernel weird: Zeek's analyzer name, or None where the recorder cannot tell it."""
+    if code == WeirdCode.TRUNCATED_HEADER:
+        return _TRANSPORTS.get(ip_proto)
+    return _SOURCES.get(code)
