@@ -100,6 +100,33 @@ def test_a_last_fragment_that_disagrees_on_the_size(udp_datagram):
     assert names == []
 
 
+@pytest.mark.parametrize("past", [0, 100])
+def test_a_datagram_past_64k_wraps_its_length_as_zeek_writes_it(past):
+    """Zeek writes a reassembled datagram's length in 16 bits: past 65,535 bytes it wraps. Wrapped
+    below the header, its IP analyzer refuses the packet (invalid_IP_header_size, a flow weird); above
+    it, the packet is read as far as the wrapped length. Here a destination options header (8 bytes)
+    comes before the fragment header: 65,528 bytes of data wrap the payload length to 0."""
+    chunk = bytes(1448)
+    size = 65528 + past                        # the fragments' data
+    pieces = [(off, chunk[:min(1448, size - off)], off + 1448 < size) for off in range(0, size, 1448)]
+    table = FragmentTable()
+    weirds, done = [], []
+    for offset, data, more in pieces:
+        datagram, raised = table.add(frag(v6(offset, data, more, ext=True)))
+        weirds += raised
+        done += [datagram] if datagram else []
+    names = [(w.name, w.source) for w in weirds]
+    assert names[0] == ("excessively_large_fragment", None)
+    if past == 0:
+        assert names[-1] == ("invalid_IP_header_size", "IP") and done == []
+        assert weirds[-1].conn_id == ConnId("2001:db8::1", 0, "2001:db8::2", 0, 0)
+        assert table.counts.lost == len(pieces)
+    else:
+        assert "invalid_IP_header_size" not in dict(names) and len(done) == 1
+        assert Ether(done[0].frame)[IPv6].plen == past and done[0].ip_len == 40 + past
+        assert len(done[0].frame) == 14 + 40 + past
+
+
 def test_small_fragments_df_and_protocol_changes_are_weirds(udp_datagram):
     table = FragmentTable()
     _, names = feed(table, [v4(0, udp_datagram[:16], True, df=True), v4(16, udp_datagram[16:32], True, proto=6)])

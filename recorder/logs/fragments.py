@@ -57,6 +57,7 @@ class FlowWeird:
     ts_ns: int
     name: str
     conn_id: ConnId
+    source: str | None = None       # the Zeek analyzer that raises it, when not the reassembler
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ class FragmentTable:
             self.counts.lost += 1
             return None, weirds
 
-        def weird(name: str, about: _Header = hdr) -> None:
-            self._weird(weirds, frag.ts_ns, name, about)
+        def weird(name: str, about: _Header = hdr, source: str | None = None) -> None:
+            self._weird(weirds, frag.ts_ns, name, about, source)
 
         if frag.l3_off + hdr.total_len > len(frag.frame):
             # Zeek does not try: whatever is missing can never be filled in.
@@ -184,6 +185,10 @@ class FragmentTable:
             return None, weirds
         self._forget(d)
         packet = _rebuild(d, whole)
+        if packet is None:
+            weird("invalid_IP_header_size", d.first, "IP")
+            self.counts.lost += d.fragments
+            return None, weirds
         return Datagram(frag.ts_ns, d.l2 + packet, d.egress, len(packet), d.fragments,
                         d.sock_cookie or frag.sock_cookie, _flow(d, whole)), weirds
 
@@ -270,9 +275,9 @@ class FragmentTable:
             self.counts.evicted += 1
 
     @staticmethod
-    def _weird(weirds: list, ts_ns: int, name: str, hdr: _Header) -> None:
+    def _weird(weirds: list, ts_ns: int, name: str, hdr: _Header, source: str | None = None) -> None:
         weirds.append(FlowWeird(ts_ns, name, ConnId(address_text(v4_mapped(hdr.src)), 0,
-                                                     address_text(v4_mapped(hdr.dst)), 0, 0)))
+                                                     address_text(v4_mapped(hdr.dst)), 0, 0), source))
 
 
 def _flow(d: _Datagram, payload: bytes) -> tuple | None:
@@ -316,9 +321,18 @@ def _parse(frame: bytes, l3: int) -> _Header | None:
     return None
 
 
-def _rebuild(d: _Datagram, payload: bytes) -> bytes:
-    """The whole datagram: the first fragment's header, made a non-fragment, and the payload."""
+def _rebuild(d: _Datagram, payload: bytes) -> bytes | None:
+    """The whole datagram: the first fragment's header, made a non-fragment, and the payload.
+
+    Its length is written in 16 bits as Zeek writes it (FragReassembler::BlockInserted): a datagram
+    past 65,535 bytes wraps, and Zeek's IP analyzer then reads only as far as the wrapped length, or
+    refuses the packet (invalid_IP_header_size: None here) when that is shorter than the header."""
     hdr = bytearray(d.first.header)
+    fixed = 0 if d.first.version == 4 else 40        # the bytes the length field does not count
+    total = fixed + (len(hdr) - fixed + len(payload)) % 65536
+    if total < len(hdr):
+        return None
+    payload = payload[:total - len(hdr)]
     if d.first.version == 4:
         struct.pack_into("!H", hdr, 2, len(hdr) + len(payload))
         flags_off = struct.unpack_from("!H", hdr, 6)[0]

@@ -353,7 +353,7 @@ class SessionLog:
     def _fragment(self, frag: events.Fragment) -> None:
         datagram, weirds = self.fragments.add(frag)
         for weird in weirds:
-            self.write_weird(self.to_epoch(weird.ts_ns), weird.name, conn_id=weird.conn_id)
+            self.write_weird(self.to_epoch(weird.ts_ns), weird.name, conn_id=weird.conn_id, source=weird.source)
         if datagram is None:
             return
         if self.run_datagram is not None and self.run_datagram(datagram):
