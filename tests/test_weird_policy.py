@@ -6,7 +6,9 @@ import pytest
 
 from cicd_audit.recorder.logs import weird_policy
 from cicd_audit.recorder.logs.events import ConnId
+from cicd_audit.recorder.logs.session import SessionLog
 from cicd_audit.recorder.logs.weird_policy import WeirdPolicy, identifier
+from cicd_audit.zeeklog.reader import read_log
 
 CONN = ConnId("10.0.0.1", 40000, "10.0.0.53", 53, 17)
 OTHER_CONN = ConnId("10.0.0.1", 40001, "10.0.0.53", 53, 17)
@@ -65,3 +67,17 @@ def test_once_per_originator_names_are_zeeks(name):
     policy = WeirdPolicy()
     assert policy.logs(1.0, name, "Cx", CONN)
     assert not policy.logs(2.0, name, "Cy", OTHER_CONN)
+
+
+def test_a_session_logs_traffic_weirds_by_the_policy_and_every_recorder_weird(tmp_path):
+    session = SessionLog(tmp_path / "out", "tsv", lambda ns: ns / 1e9)
+    for ts in (1.0, 2.0):
+        session.write_weird(ts, "DNS_RR_unknown_type", "", uid="Cx", conn_id=CONN, source="DNS")
+        session.write_recorder_weird(ts, "cicd_audit_frame_rejected", f"packet record {int(ts)}: too short")
+    stats = session.close({}, "pcap", 0.0)
+    rows = [(w["ts"], w["name"], w["addl"], w["source"]) for w in read_log(tmp_path / "out" / "weird.log")[1]]
+    # An empty addl is unset, as Zeek's conn_weird leaves it.
+    assert rows == [(1.0, "DNS_RR_unknown_type", None, "DNS"),
+                    (1.0, "cicd_audit_frame_rejected", "packet record 1: too short", None),
+                    (2.0, "cicd_audit_frame_rejected", "packet record 2: too short", None)]
+    assert stats["weirds"] == 4

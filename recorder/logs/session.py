@@ -388,7 +388,8 @@ class SessionLog:
             "ts": ts, "uid": uid,
             "id.orig_h": getattr(conn_id, "orig_h", None), "id.orig_p": getattr(conn_id, "orig_p", None),
             "id.resp_h": getattr(conn_id, "resp_h", None), "id.resp_p": getattr(conn_id, "resp_p", None),
-            "name": name, "addl": addl, "notice": False, "peer": self.peer, "source": source,
+            # Zeek's weird events set addl only when it is not empty.
+            "name": name, "addl": addl or None, "notice": False, "peer": self.peer, "source": source,
         })
 
     def count_unparsable(self) -> None:
