@@ -95,14 +95,16 @@ enum ca_weird_code {
 	CA_WEIRD_UNKNOWN_IP_VERSION = 8,
 	CA_WEIRD_TOO_MANY_EXT_HEADERS = 9,
 	CA_WEIRD_DNS_TRUNCATED = 10,       /* DNS payload larger than CA_DNS_PAYLOAD_MAX */
-	CA_WEIRD_BAD_IP_LENGTH = 11,       /* IP total length larger than the packet */
+	CA_WEIRD_IP_HDR_LEN_ZERO = 11,     /* IPv4 total length 0 (offloaded segmentation), checksums checked */
 	CA_WEIRD_TUNNEL_MAX_DEPTH = 12,    /* a tunnel deeper than Tunnel::max_depth */
 	CA_WEIRD_TRUNCATED_GRE = 13,
 	CA_WEIRD_GRE_UNSUPPORTED = 14,     /* GRE version, flags or payload Zeek does not decapsulate */
 	CA_WEIRD_TUNNEL_MAX_CHANGES = 15,  /* Tunnel::max_changes_per_connection reached */
 	CA_WEIRD_BAD_TCP_HEADER_LEN = 16,  /* a TCP data offset under 20 bytes */
 	CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD = 17, /* a Teredo bubble with bytes after its IPv6 header */
-	CA_WEIRD_MAX = 18,
+	CA_WEIRD_INVALID_IP_HEADER_SIZE = 18, /* the IP header (IPv6: with its chain) past the IP length */
+	CA_WEIRD_IPV4_MIN_HEADER_SIZE = 19,   /* an IPv4 header length under 20 bytes */
+	CA_WEIRD_MAX = 20,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

@@ -277,7 +277,7 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
 	if (hlen < sizeof(*ip)) {
-		*weird = CA_WEIRD_TRUNCATED_IP;
+		*weird = CA_WEIRD_IPV4_MIN_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
 	}
 #if CA_PCAP_MODE
@@ -287,7 +287,7 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		 * Zeek drops the packet; with -C it parses the packet by its
 		 * captured length, and ConnSize adds the header's length, 0. */
 #if CA_VALIDATE_CHECKSUMS
-		*weird = CA_WEIRD_BAD_IP_LENGTH;
+		*weird = CA_WEIRD_IP_HDR_LEN_ZERO;
 		return CA_PARSE_WEIRD;
 #else
 		p->ip_len_zero = 1;
@@ -298,7 +298,7 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 	if (p->segs > 1 || tot == 0)
 		tot = p->captured;
 	if (tot < hlen) {
-		*weird = CA_WEIRD_BAD_IP_LENGTH;
+		*weird = CA_WEIRD_INVALID_IP_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
 	}
 	ca_set_v4mapped(p->key.addr[0], ip->saddr);
@@ -377,7 +377,7 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 		return CA_PARSE_WEIRD;
 	}
 	if (off - p->l3_off > p->ip_len) {
-		*weird = CA_WEIRD_TRUNCATED_HEADER;
+		*weird = CA_WEIRD_INVALID_IP_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
 	}
 	p->key.ip_proto = next;

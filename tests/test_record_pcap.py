@@ -17,6 +17,7 @@ import pytest
 from capture_builders import record_offsets
 from frames import ether
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
 from shared_data import shared
@@ -170,6 +171,26 @@ def test_bad_ipv4_header_checksum_is_a_weird_and_no_connection(tmp_path):
     r = record(tmp_path / "t.pcap", tmp_path / "out-C", "-C")
     assert r.returncode == 0, r.stderr
     assert sorted(c["id.orig_p"] for c in rows(tmp_path / "out-C", "conn")) == [1111, 3333]
+
+
+def test_ip_headers_zeeks_ip_analyzer_refuses_are_its_weirds(tmp_path):
+    """Zeek's IP analyzer refuses these before it takes the addresses: weirds about no flow, from "IP"."""
+    udp = UDP(sport=1111, dport=2222) / b"payload"
+    packets = [ether() / IP(src="192.0.2.1", dst="192.0.2.2", ihl=4) / udp,        # header under 20 bytes
+               ether() / IP(src="192.0.2.1", dst="192.0.2.2", len=12) / udp,       # total length under the header
+               # an extension header longer than the payload length
+               ether() / IPv6(src="fd00::1", dst="fd00::2", plen=4) / IPv6ExtHdrDestOpt() / udp]
+    # About no flow, the two invalid_IP_header_size share one identifier: the second is logged
+    # only after weird_ignore's ten minutes.
+    for packet, t in zip(packets, (0, 1, 602)):
+        packet.time = 1_700_000_000.0 + t
+    wrpcap(str(tmp_path / "t.pcap"), packets)
+    r = record(tmp_path / "t.pcap", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert rows(tmp_path / "out", "conn") == []
+    assert [(w["uid"], w["id.orig_h"], w["name"], w["source"]) for w in rows(tmp_path / "out", "weird")] == [
+        (None, None, "IPv4_min_header_size", "IP"), (None, None, "invalid_IP_header_size", "IP"),
+        (None, None, "invalid_IP_header_size", "IP")]
 
 
 def test_offloaded_checksums_make_the_one_weird_row_zeek_writes(tmp_path):

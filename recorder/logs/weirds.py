@@ -16,13 +16,15 @@ WEIRD_NAMES = {
     WeirdCode.UNKNOWN_IP_VERSION: "unknown_ip_version",
     WeirdCode.TOO_MANY_EXT_HEADERS: "cicd_audit_too_many_ipv6_ext_headers",
     WeirdCode.DNS_TRUNCATED: "cicd_audit_dns_message_truncated",
-    WeirdCode.BAD_IP_LENGTH: "truncated_IP",
+    WeirdCode.IP_HDR_LEN_ZERO: "ip_hdr_len_zero",
     WeirdCode.TUNNEL_MAX_DEPTH: "exceeded_tunnel_max_depth",
     WeirdCode.TRUNCATED_GRE: "truncated_GRE",
     WeirdCode.GRE_UNSUPPORTED: "unknown_gre_version",
     WeirdCode.TUNNEL_MAX_CHANGES: "tunnel_max_changes_per_connection_exceeded",
     WeirdCode.BAD_TCP_HEADER_LEN: "bad_TCP_header_len",
     WeirdCode.TEREDO_BUBBLE_WITH_PAYLOAD: "Teredo_bubble_with_payload",
+    WeirdCode.INVALID_IP_HEADER_SIZE: "invalid_IP_header_size",
+    WeirdCode.IPV4_MIN_HEADER_SIZE: "IPv4_min_header_size",
 }
 
 # The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for truncated_header.
@@ -30,7 +32,9 @@ _SOURCES = {
     WeirdCode.TRUNCATED_IP: "IP",
     WeirdCode.BAD_IP_CHECKSUM: "IP",
     WeirdCode.UNKNOWN_IP_VERSION: "IP",
-    WeirdCode.BAD_IP_LENGTH: "IP",
+    WeirdCode.IP_HDR_LEN_ZERO: "IP",
+    WeirdCode.INVALID_IP_HEADER_SIZE: "IP",
+    WeirdCode.IPV4_MIN_HEADER_SIZE: "IP",
     WeirdCode.BAD_TCP_CHECKSUM: "TCP",
     WeirdCode.BAD_TCP_HEADER_LEN: "TCP",
     WeirdCode.BAD_UDP_CHECKSUM: "UDP",
