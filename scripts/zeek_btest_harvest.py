@@ -5,9 +5,9 @@ One script of ~600 lines on purpose: it reads Zeek's btest format (test lines,
 baselines, zeek-cut tables) end to end, and nothing else in the project does.
 
 Finds every btest (testing/btest/...) of a Zeek source tree that runs zeek on a
-trace (`zeek ... -r $TRACES/...`) and has a conn.log, dns.log or tunnel.log baseline
-(testing/btest/Baseline/<test>/conn*.log, dns*.log, tunnel*.log: the log itself, a copy
-(`mv`/`cp`), or a `zeek-cut -m` table of it). For each such baseline it
+trace (`zeek ... -r $TRACES/...`) and has a conn.log, dns.log, tunnel.log or weird.log
+baseline (testing/btest/Baseline/<test>/conn*.log, dns*.log, tunnel*.log, weird*.log: the
+log itself, a copy (`mv`/`cp`), or a `zeek-cut -m` table of it). For each such baseline it
 
 1. extracts the trace and the baseline into a cache directory outside the
    repository (default /var/cache/cicd-audit/zeek-btest; Zeek's traces are not
@@ -18,7 +18,12 @@ trace (`zeek ... -r $TRACES/...`) and has a conn.log, dns.log or tunnel.log base
    likely_server_ports += {...}`, the community-id script, JSON logs, the DNS
    settings `record --redef` takes (`dns_max_queries=3` on the command line),
 3. runs `cicd-audit record --pcap` with it and compares with the oracle's
-   `_tools/zeek_compare.py --ignore uid --ignore service`,
+   `_tools/zeek_compare.py --ignore uid --ignore service` (the tool itself for
+   conn.log and dns.log, its table comparison for tunnel.log and weird.log, which
+   the tool's command line does not know). weird.log is compared on the names the
+   recorder raises (WEIRD_SCOPE): Zeek's application analyzers raise the rest,
+   and the recorder's own cicd_audit_* names are not Zeek's. A weird.log case with
+   none of them on either side measures nothing and is listed as not harvested,
 4. prints a per-case table and the pass rate, groups failures by cause, and
    writes docs/zeek-btest.md.
 
@@ -55,11 +60,17 @@ sys.path.insert(0, str(REPO / "scripts"))
 import conformance  # noqa: E402  (zeek_configuration, the compare tool, the CLI path)
 
 from cicd_audit.recorder.logs.dns.redefs import REDEFS  # noqa: E402
+from cicd_audit.recorder.logs.weirds import WEIRD_NAMES  # noqa: E402
+
+sys.path.insert(0, str(conformance.COMPARE.parent))
+import zeek_compare  # noqa: E402  (its compare_tables, for the logs its command line does not take)
 
 DEFAULT_ZEEK = Path("/work/.mirror/zeek+zeek/repo")
 DEFAULT_CACHE = Path("/var/cache/cicd-audit/zeek-btest")
 BTEST = "testing/btest"
-LOG_RE = re.compile(r"^(conn|dns|tunnel)[^/]*$")
+LOG_RE = re.compile(r"^(conn|dns|tunnel|weird)[^/]*$")
+# The logs _tools/zeek_compare.py's command line compares; the others go through its compare_tables.
+COMPARED_BY_TOOL = ("conn.log", "dns.log")
 
 
 # ---------------------------------------------------------------------------
@@ -181,7 +192,7 @@ def cases_of_test(tree: ZeekTree, test_path: str, baseline_dir: str, wanted: lis
             last, last_problem = None, run
         elif run is not None:
             last, last_problem = run, ""
-            for log in ("conn.log", "dns.log", "tunnel.log"):
+            for log in ("conn.log", "dns.log", "tunnel.log", "weird.log"):
                 produced[log] = (last, log, False, "")
         m = re.match(r"^(?:mv|cp)\s+(\S+)\s+(\S+)\s*$", cmd)
         if m and m.group(1) in produced:
@@ -274,7 +285,10 @@ def record_options(case: Case) -> tuple[list[str], str]:
     joined = script + " " + " ".join(run.extra)
     if re.search(r"use_json\s*=\s*T", joined):
         options += ["--format", "json"]
-    # Zeek's DNS settings, on its command line (name=value) or redef'd by the test's script.
+    # Zeek's DNS settings, on its command line (name=value) or redef'd by the test's script, or by
+    # policy/protocols/dns/auth-addl, which the test may load.
+    if any("protocols/dns/auth-addl" in ld for ld in loads):
+        joined += " dns_skip_all_auth=F dns_skip_all_addl=F"
     for name in REDEFS:
         for value in re.findall(rf"(?:^|\s|redef\s+){name}\s*=\s*(\w+)", joined):
             options += ["--redef", f"{name}={value}"]
@@ -364,6 +378,47 @@ def _frames(data: bytes):
 
 
 # ---------------------------------------------------------------------------
+# weird.log: the names the recorder raises
+
+# The kernel's names, Zeek's DNS analyzer's (the recorder's DNS parser raises them) and its IP
+# fragment reassembler's. Other names come from analyzers the recorder does not have.
+_WEIRD_SCOPE = re.compile(r"(DNS|EDNS|DNSSEC|dns)_.*|fragment_.*|excessively_(small|large)_fragment|"
+                          r"incompletely_captured_fragment")
+_KERNEL_WEIRDS = frozenset(n for n in WEIRD_NAMES.values() if not n.startswith("cicd_audit_"))
+
+
+def in_weird_scope(name: str) -> bool:
+    return name in _KERNEL_WEIRDS or bool(_WEIRD_SCOPE.fullmatch(name))
+
+
+def weird_rows_in_scope(log: Path, into: Path, outside: collections.Counter) -> int | None:
+    """Copy weird.log (or a zeek-cut -m table of it) to `into` with only the rows whose name the
+    recorder raises; count the other names in `outside`. Returns the rows kept, None without a name column."""
+    lines = log.read_text(errors="replace").splitlines()
+    fields = next((ln.split("\t")[1:] for ln in lines if ln.startswith("#fields")), None)
+    cut = fields is None
+    if cut:
+        fields = next((ln.split("\t") for ln in lines if ln and not ln.startswith("#")), [])
+    if "name" not in fields:
+        return None
+    col, kept, out, header_seen = fields.index("name"), 0, [], not cut
+    for ln in lines:
+        if not ln or ln.startswith("#") or not header_seen:
+            header_seen = header_seen or (bool(ln) and not ln.startswith("#"))
+            out.append(ln)
+            continue
+        name = ln.split("\t")[col] if col < len(ln.split("\t")) else ""
+        if in_weird_scope(name):
+            kept += 1
+            out.append(ln)
+        elif not name.startswith("cicd_audit_"):
+            outside[name] += 1
+    into.parent.mkdir(parents=True, exist_ok=True)
+    into.write_text("\n".join(out) + "\n")
+    return kept
+
+
+# ---------------------------------------------------------------------------
 # Running and judging
 
 @dataclass
@@ -440,7 +495,29 @@ def resolve_tunnel_parents(logs: Path, into: Path) -> Path:
     return into
 
 
-def judge(case: Case, cdir: Path, options: list[str], timeout: int) -> Outcome:
+NOTHING_IN_SCOPE = "its weird.log holds no name the recorder raises, nor does the recorder's"
+
+
+def compare_log(case: Case, cdir: Path, expected: Path, actual: Path, outside: collections.Counter) -> list[str] | None:
+    """The compare tool's table comparison of a tunnel.log or weird.log (weird.log on the names in
+    scope); its problems, or None for a weird.log with nothing in scope on either side."""
+    exp, act = expected / case.expected_name, actual / case.source_log
+    if not act.exists():
+        return [f"FAIL {case.source_log} not produced"]
+    ignore = {"uid", "service"}
+    if case.source_log == "weird.log":
+        ignore.add("peer")           # the writer's name: zeek, or cicd-audit
+        kept_exp = weird_rows_in_scope(exp, cdir / "weird-scope" / "expected.log", outside)
+        kept_act = weird_rows_in_scope(act, cdir / "weird-scope" / "actual.log", collections.Counter())
+        if kept_exp is None:
+            return ["the baseline has no name column"]
+        if kept_exp == 0 and kept_act == 0:
+            return None
+        exp, act = cdir / "weird-scope" / "expected.log", cdir / "weird-scope" / "actual.log"
+    return zeek_compare.compare_tables(str(exp), str(act), ignore, False)
+
+
+def judge(case: Case, cdir: Path, options: list[str], timeout: int, outside: collections.Counter) -> Outcome:
     out = cdir / "actual"
     if out.exists():
         for f in out.iterdir():
@@ -457,11 +534,19 @@ def judge(case: Case, cdir: Path, options: list[str], timeout: int) -> Outcome:
                        [f"record exited {rec.returncode}: {msg}"])
     expected = resolve_tunnel_parents(cdir / "expected", cdir / "expected-resolved")
     actual = resolve_tunnel_parents(out, cdir / "actual-resolved")
-    cmpd = subprocess.run([sys.executable, str(conformance.COMPARE), str(expected), str(actual),
-                           "--ignore", "uid", "--ignore", "service"], capture_output=True, text=True, timeout=timeout)
-    lines = [ln.strip() for ln in (cmpd.stdout + cmpd.stderr).splitlines()
-             if ln.strip() and not ln.startswith(("OK", "WARN"))]
-    if cmpd.returncode == 0:
+    if case.source_log in COMPARED_BY_TOOL:
+        cmpd = subprocess.run([sys.executable, str(conformance.COMPARE), str(expected), str(actual),
+                               "--ignore", "uid", "--ignore", "service"], capture_output=True, text=True,
+                              timeout=timeout)
+        lines = [ln.strip() for ln in (cmpd.stdout + cmpd.stderr).splitlines()
+                 if ln.strip() and not ln.startswith(("OK", "WARN"))]
+        passed = cmpd.returncode == 0
+    else:
+        lines = compare_log(case, cdir, expected, actual, outside)
+        if lines is None:
+            return Outcome(case, False, NOTHING_IN_SCOPE, [])
+        passed = not lines
+    if passed:
         return Outcome(case, True, "", [])
     return Outcome(case, False, classify(case, feats, lines), lines)
 
@@ -471,21 +556,27 @@ _TUNNELS = ("GRE", "IP-in-IP", "VXLAN", "Geneve", "Teredo", "AYIYA", "GTP-U", "G
 # change in Zeek, and what Zeek's application-layer analyzers add. The in-scope rate leaves them out.
 LOG_COLUMNS = "log columns: the test's script or options change the log's fields"
 ANALYZER_X = "history X from a protocol analyzer"
+ANALYZER_TUNNELS = "tunnel rows of Zeek's application analyzers (HTTP CONNECT, SOCKS)"
 SCRIPT_EDITS_ROWS = "the test's script edits the log rows"
 SCRIPT_PROCESSING = "the test's script changes how packets are processed (no record option says the same)"
-OUT_OF_SCOPE = (LOG_COLUMNS, ANALYZER_X, SCRIPT_EDITS_ROWS, SCRIPT_PROCESSING)
+OUT_OF_SCOPE = (LOG_COLUMNS, ANALYZER_X, ANALYZER_TUNNELS, SCRIPT_EDITS_ROWS, SCRIPT_PROCESSING)
 # Zeek script settings that decide which packets are analysed and how: packet filters the script
 # installs, bytes it skips, checksum exceptions, the tunnel depth. The recorder has no option for them.
-_PACKET_PROCESSING = re.compile(r"PacketFilter::|NetControl::|capture_filters|restrict_filters|"
-                                r"PacketAnalyzer::SKIP|checksums_ignore_nets|Tunnel::max_depth")
+_PACKET_PROCESSING = re.compile(r"PacketFilter::|NetControl::|capture_filters|restrict_filters|Pcap::install_pcap_filter|"
+                                r"PacketAnalyzer::SKIP|ignore_checksums_nets|Tunnel::max_depth")
+# Tunnels Zeek's application analyzers find (HTTP CONNECT, SOCKS): tunnel.log rows no packet analyzer writes.
+_ANALYZER_TUNNEL = re.compile(r"Tunnel::(HTTP|SOCKS)\b")
 
 
 def classify(case: Case, feats: collections.Counter, lines: list[str]) -> str:
     text = "\n".join(lines)
     if "header #fields differs" in text or "lacks columns" in text or "header #" in text:
         return LOG_COLUMNS
-    if _PACKET_PROCESSING.search(case.script):
+    if _PACKET_PROCESSING.search(case.script + " " + " ".join(case.run.extra)):
         return SCRIPT_PROCESSING
+    differing = [ln for ln in lines if ln.startswith(("missing row", "unexpected row"))]
+    if differing and all(_ANALYZER_TUNNEL.search(ln) for ln in differing):
+        return ANALYZER_TUNNELS
     diffs = re.findall(r"(\w[\w.]*): expected '([^']*)' got '([^']*)'", text)
     if diffs and all(c == "history" for c, _, _ in diffs) and any("X" in e and "X" not in g for _, e, g in diffs):
         return ANALYZER_X
@@ -523,7 +614,8 @@ def shared_baselines() -> set[str]:
     return out
 
 
-def render(outcomes: list[Outcome], skipped: list[Case], commit: str, excluded_shared: int) -> str:
+def render(outcomes: list[Outcome], skipped: list[Case], commit: str, excluded_shared: int,
+           outside: collections.Counter) -> str:
     passed = sum(o.passed for o in outcomes)
     n = len(outcomes)
     causes = collections.Counter(o.cause for o in outcomes if not o.passed)
@@ -532,12 +624,17 @@ def render(outcomes: list[Outcome], skipped: list[Case], commit: str, excluded_s
         "# Zeek's btest suite beyond the shared oracle",
         "",
         "Generated by `scripts/zeek_btest_harvest.py`; do not edit by hand. Every btest of Zeek",
-        f"(commit `{commit[:12]}`) that runs zeek on a trace and has a conn.log, dns.log or tunnel.log baseline",
-        "is recorded with `cicd-audit record --pcap` in the configuration the test ran Zeek with",
+        f"(commit `{commit[:12]}`) that runs zeek on a trace and has a conn.log, dns.log, tunnel.log or weird.log",
+        "baseline is recorded with `cicd-audit record --pcap` in the configuration the test ran Zeek with",
         "(`-b` and loaded protocol scripts as `--likely-server-ports`, `-C`, likely_server_ports redefs,",
         "community-id, JSON) and compared by the oracle's `_tools/zeek_compare.py --ignore uid --ignore service`",
-        "(uids differ, so `tunnel_parents` is compared by the connections it names: each parent uid becomes",
-        "that row's addresses, responder port and protocol, or `tunnel` for an IP tunnel, which has no row).",
+        "(conn.log and dns.log by the tool, tunnel.log and weird.log by its table comparison, which its command",
+        "line does not offer; uids differ, so `tunnel_parents` is compared by the connections it names: each",
+        "parent uid becomes that row's addresses, responder port and protocol, or `tunnel` for an IP tunnel,",
+        "which has no row). weird.log is compared on the names the recorder raises (the kernel's, Zeek's DNS",
+        "analyzer's and its fragment reassembler's; `peer` ignored): the other names come from analyzers the",
+        "recorder does not have, and are counted at the end. A weird.log case with no such name on either",
+        "side is not counted.",
         f"Cases whose baseline is already in `../shared/zeek-oracle` are left out ({excluded_shared}).",
         "The traces and baselines are extracted to a cache outside the repository, never committed.",
         "",
@@ -563,6 +660,9 @@ def render(outcomes: list[Outcome], skipped: list[Case], commit: str, excluded_s
     for c in skipped:
         lines.append(f"| {c.name} | {_cell(c.problem)} |")
     lines += ["", "## Passing cases", "", ", ".join(o.case.name for o in outcomes if o.passed), ""]
+    lines += ["## weird.log names outside the comparison", "",
+              "Names in the weird.log baselines of the cases above that the recorder never raises, with their rows:",
+              "", ", ".join(f"{_cell(name)} ({count})" for name, count in sorted(outside.items())) or "none", ""]
     return "\n".join(lines)
 
 
@@ -612,14 +712,18 @@ def main() -> int:
             print(f"SKIP {c.name:65s} {c.problem}")
         print(f"{len(runnable)} runnable, {len(skipped)} not harvested, {len(excluded)} in ../shared")
         return 0
-    outcomes = []
+    outcomes, outside = [], collections.Counter()
     for c in runnable:
         cdir = prepare(tree, c, args.cache)
         if cdir is None:
             c.problem = f"trace {c.run.trace} is missing from the Zeek tree"
             skipped.append(c)
             continue
-        o = judge(c, cdir, c.options, args.timeout)
+        o = judge(c, cdir, c.options, args.timeout, outside)
+        if o.cause == NOTHING_IN_SCOPE:
+            c.problem = NOTHING_IN_SCOPE
+            skipped.append(c)
+            continue
         outcomes.append(o)
         print(f"{'pass' if o.passed else 'FAIL'}  {c.name:70s} {' '.join(c.options):40s} {o.cause}", flush=True)
     passed = sum(o.passed for o in outcomes)
@@ -632,7 +736,7 @@ def main() -> int:
                                           "options": o.case.options, "details": o.details[:5]}
                                          for o in outcomes], indent=1))
     if not args.only:
-        args.out.write_text(render(outcomes, skipped, commit, len(excluded)))
+        args.out.write_text(render(outcomes, skipped, commit, len(excluded), outside))
         print(f"-> {args.out}", file=sys.stderr)
     return 0
 
