@@ -116,6 +116,10 @@ struct ca_scratch {
 	struct ca_sweep_step sweep;
 	struct ca_csum_scratch csum;
 	__u64 tunnel_parent;       /* the innermost tunnel of pkt when pkt.depth > 0 (tunnel.h) */
+	/* The tunnels around pkt, by depth, that no connection has been made in yet (a bit each in
+	 * tunnels_unannounced): announced when one is (ca_announce_tunnels). */
+	struct ca_tunnel_event tunnels[CA_TUNNEL_MAX_DEPTH];
+	__u32 tunnels_unannounced;
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
@@ -612,6 +616,39 @@ static __always_inline int ca_should_flip(struct ca_packet *p)
 	return 0;
 }
 
+/* tunnel.log's DISCOVER, as Zeek's tunnels framework writes it: when a
+ * connection is first made inside a tunnel (new_connection, or tunnel_changed
+ * for one that moves into it), for each tunnel around it not announced yet.
+ * A tunnel whose packets make no connection (ARP in VXLAN, Teredo bubbles)
+ * gets no row. Its outer connection (or IP tunnel) is marked announced, which
+ * also keeps its uid for the connections it carried (CA_CONN_TUNNEL). */
+static __always_inline void ca_announce_tunnels(struct ca_scratch *s, struct ca_packet *p)
+{
+#pragma unroll
+	for (int d = 0; d < CA_TUNNEL_MAX_DEPTH; d++) {
+		struct ca_tunnel_event *t = &s->tunnels[d], *ev;
+		struct ca_conn_ref ref;
+		struct ca_conn *outer;
+
+		if (d >= p->depth || !(s->tunnels_unannounced & (1u << d)))
+			continue;
+		s->tunnels_unannounced &= ~(1u << d);
+		ca_conn_ref(&t->key, &ref);
+		outer = ca_conn_lookup(&t->key, &ref);
+		if (outer)
+			outer->flags |= CA_CONN_TUNNEL;
+		ev = ca_event_new(CA_EVENT_TUNNEL, sizeof(*ev), p->ts, CA_STAT_RB_DROP_TUNNEL);
+		if (!ev)
+			continue;
+		__builtin_memcpy(&ev->key, &t->key, sizeof(ev->key));
+		ev->tunnel_id = t->tunnel_id;
+		ev->orig_slot = t->orig_slot;
+		ev->type = t->type;
+		__builtin_memset(ev->pad, 0, sizeof(ev->pad));
+		ca_event_submit(ev);
+	}
+}
+
 static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct ca_packet *p,
 						   struct ca_conn_ref *ref)
 {
@@ -634,6 +671,7 @@ static __always_inline struct ca_conn *ca_new_conn(struct __sk_buff *skb, struct
 	if (ca_unlikely(p->depth)) {
 		c->tunnel_parents[0] = s->tunnel_parent;
 		c->tunnel_current = 1;
+		ca_announce_tunnels(s, p);
 	}
 	if (ca_unlikely(ca_is_ip_tunnel_proto(p->key.ip_proto)))
 		c->flags |= CA_CONN_IP_TUNNEL;
@@ -710,6 +748,8 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 	} else {
 		c->tunnel_changes++;
 	}
+	if (now)
+		ca_announce_tunnels(s, p);
 	if (!now)
 		c->tunnel_current = 0;     /* out of its tunnel: a change, and no parent */
 	else if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
@@ -932,19 +972,22 @@ static __always_inline int ca_verdict(struct __sk_buff *skb, struct ca_packet *p
 	return CA_PASS;
 }
 
-/* tunnel.log's DISCOVER: the first packet this tunnel carries. */
-static __always_inline void ca_emit_tunnel(struct ca_packet *p, struct ca_conn *c, __u64 tunnel_id, __u8 type)
+/* The tunnel (outer connection c) at p's depth, for ca_announce_tunnels: kept
+ * in the scratch until a connection is made inside it, unless it already was. */
+static __always_inline void ca_note_tunnel(struct ca_scratch *s, struct ca_packet *p, struct ca_conn *c,
+					   __u64 tunnel_id, __u8 type)
 {
-	struct ca_tunnel_event *ev = ca_event_new(CA_EVENT_TUNNEL, sizeof(*ev), p->ts, CA_STAT_RB_DROP_TUNNEL);
+	__u32 d = p->depth & (CA_TUNNEL_MAX_DEPTH - 1);
+	struct ca_tunnel_event *t = &s->tunnels[d];
 
-	if (!ev)
+	s->tunnels_unannounced &= (1u << d) - 1;       /* deeper levels were another packet's */
+	if (c->flags & CA_CONN_TUNNEL)
 		return;
-	__builtin_memcpy(&ev->key, &p->key, sizeof(ev->key));
-	ev->tunnel_id = tunnel_id;
-	ev->orig_slot = c->orig_slot;
-	ev->type = type;
-	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
-	ca_event_submit(ev);
+	__builtin_memcpy(&t->key, &p->key, sizeof(t->key));
+	t->tunnel_id = tunnel_id;
+	t->orig_slot = c->orig_slot;
+	t->type = type;
+	s->tunnels_unannounced |= 1u << d;
 }
 
 /* Whether the inner packet (of link type link) is opened: not beyond
@@ -961,10 +1004,7 @@ static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet
 	}
 	if (link == CA_INNER_NONE)
 		return CA_INNER_NONE;
-	if (!(c->flags & CA_CONN_TUNNEL)) {
-		c->flags |= CA_CONN_TUNNEL;
-		ca_emit_tunnel(p, c, tunnel_id, type);
-	}
+	ca_note_tunnel(s, p, c, tunnel_id, type);
 	s->tunnel_parent = tunnel_id;
 	return link;
 }

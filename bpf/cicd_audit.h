@@ -34,7 +34,7 @@ enum ca_event_type {
 	CA_EVENT_PROCESS = 4,      /* a socket hook saw a process for the first time */
 	CA_EVENT_BLOCKED = 5,      /* blocking mode refused a connection or a DNS query */
 	CA_EVENT_FRAGMENT = 6,     /* an IP fragment, whole: user space reassembles (recorder/logs/fragments.py) */
-	CA_EVENT_TUNNEL = 7,       /* a tunnel carried its first packet (tunnel.log's DISCOVER) */
+	CA_EVENT_TUNNEL = 7,       /* a first connection was made inside a tunnel (tunnel.log's DISCOVER) */
 	CA_EVENT_CONN_START = 8,   /* pcap mode: a connection entered the table (a replay's sweeps send its key) */
 };
 
@@ -251,7 +251,7 @@ struct ca_conn {
 #define CA_CONN_BLOCKED    (1 << 11) /* blocking mode drops every packet of it */
 #define CA_CONN_DNS_BLOCKED (1 << 12) /* blocking mode dropped at least one of its DNS queries */
 #define CA_CONN_IN_JOB     (1 << 13) /* blocking mode: a job's (proc.job says which), so its packets are judged */
-#define CA_CONN_TUNNEL     (1 << 14) /* carried a tunnelled packet: inner rows name its uid */
+#define CA_CONN_TUNNEL     (1 << 14) /* a connection was made inside it: inner rows name its uid */
 #define CA_CONN_IP_TUNNEL  (1 << 15) /* an IP tunnel (GRE, IP-in-IP): a tunnel, not a connection */
 #define CA_CONN_UDP_TUNNEL (1 << 16) /* its responder port is a UDP tunnel's (VXLAN, Geneve, ...) */
 #define CA_CONN_TEREDO     (1 << 17) /* Teredo found by its content on another port (tunnel.h) */

@@ -225,7 +225,10 @@ time of the fragment that completed it, as one packet of its whole length (so `*
 are Zeek's flow weirds (ports 0): `fragment_overlap`, `fragment_inconsistency`,
 `fragment_size_inconsistency`, `fragment_with_DF`, `excessively_small_fragment`,
 `excessively_large_fragment`, `fragment_protocol_inconsistency`, `incompletely_captured_fragment`,
-the `*_PER_ORIG` ones once per originator as Zeek's weird framework logs them. On the four IPv4
+the `*_PER_ORIG` ones once per originator as Zeek's weird framework logs them (weird.log below). A
+datagram of more than 65,535 bytes has its length written in 16 bits, as Zeek writes it: it wraps,
+and the datagram is read up to the wrapped length, or refused with `invalid_IP_header_size` when
+that is shorter than its header. On the four IPv4
 traces of Zeek's `core.reassembly` btest the weird sequence is Zeek's, event for event, and the
 IPv6-fragmented DNS answer of `core.ipv6-frag` matches its dns.log. Where it is placed, and why:
 fragments are rare, so the kernel keeps no per-datagram buffers (a 64 KB datagram per key would
@@ -261,20 +264,20 @@ IPv6 either way). As in Zeek:
   then history `X` and the weird `tunnel_max_changes_per_connection_exceeded`;
 - a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers; one more gives the weird
   `exceeded_tunnel_max_depth` and, on a UDP tunnel's connection, history `X`;
-- tunnel.log: `Tunnel::DISCOVER` when a tunnel carries its first packet, `Tunnel::CLOSE` when a UDP
-  tunnel's connection ends; an IP tunnel's ports are 0.
+- tunnel.log: `Tunnel::DISCOVER` when a first connection is made inside a tunnel (or moves into it),
+  for every tunnel around it, so a tunnel whose packets make no connection (ARP inside VXLAN, Teredo
+  bubbles) has no row; `Tunnel::CLOSE` when a UDP tunnel's connection ends; an IP tunnel's ports are 0.
 
 Where it differs: two parents are kept per connection (the first and the latest; Zeek keeps every
-one it was told of, at most 6); tunnel.log's DISCOVER comes with the tunnel's first packet, also when that
-carries no IP (an ARP request inside VXLAN), where Zeek waits for the first inner connection; an IP
+one it was told of, at most 6); an IP
 tunnel's `Tunnel::EXPIRE` (an hour without a new inner connection) is not written; inner headers
 must start within the first 256 bytes of the frame (an AYIYA identity of more than about 180 bytes
 is not opened); Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
 analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
 connection's first packet only, so no work is added to any other packet (a relay connection whose
 first packet is not recognisable stays one UDP connection). Teredo's test looks at the first 40 bytes,
-as Zeek's anchored pattern does, so a bubble with bytes after it is recognised; its
-`Teredo_bubble_with_payload` weird is not written.
+as Zeek's anchored pattern does, so a bubble with bytes after it is recognised, and raises Zeek's
+`Teredo_bubble_with_payload` about the outer connection.
 Live capture sees the same tunnels
 (`tests/test_tunnels_live.py`: the kernel's vxlan devices in two namespaces, as a Kubernetes node's
 uplink carries pod traffic); a GSO super-packet of a UDP tunnel counts its outer connection's IP
@@ -282,6 +285,17 @@ bytes without the repeated inner headers of each segment. Cost: the program's co
 packet is what it was (decapsulation is a tail-called stage of its own, `ca_decap`); one flag test
 per UDP packet and one per connection lookup remain; measured, TCP +1-2 % and UDP +4-6 % per packet
 in isolation, the UDP part still to be won back (`docs/benchmarks.md`, "Tunnels").
+
+**weird.log.** Weirds are logged as Zeek's Weird framework logs them
+(`recorder/logs/weird_policy.py`): a name about one connection, flow or nothing in particular is
+logged once in ten minutes of packet time (`weird_ignore`), the names `Weird::actions` logs once per
+originator once a day per originator address (`did_log`), so a capture with offloaded checksums
+has one `bad_TCP_checksum` row per client as in Zeek, not one per packet. A connection's weird has
+the connection's id as conn.log orients it; one about a packet outside any connection has the
+packet's addresses, sender first, ports 0; `source` is the Zeek analyzer's name. IP headers Zeek's
+IP analyzer refuses get its names (`IPv4_min_header_size`, `invalid_IP_header_size`,
+`ip_hdr_len_zero`). `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
+recorder raises.
 
 **Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one
 of its application-layer analyzers gives up on a connection's content (`Analyzer::Weird` on, for

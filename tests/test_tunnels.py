@@ -253,6 +253,24 @@ def test_a_teredo_relay_whose_first_packet_is_a_bubble_with_bytes_after_it_is_fo
     assert weirds == [(outer[0]["uid"], A, 3797, B, 32900, "Teredo_bubble_with_payload", "TEREDO")]
 
 
+def test_a_tunnel_is_discovered_when_a_connection_is_made_inside_it(tmp_path):
+    """Zeek's tunnels framework logs a tunnel when a connection inside it appears (new_connection):
+    a VXLAN connection that carries only ARP is a conn.log row and no tunnel.log row; another one's
+    DISCOVER has the time of the first inner packet that made a connection, not of its first packet."""
+    arp = MACS + b"\x08\x06" + bytes.fromhex("0001080006040001") + bytes(20)
+    vxlan_hdr = struct.pack("!BBHI", 0x08, 0, 0, 42 << 8)
+    inner = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=7000, dport=7001) / b"q")
+    frames = [_outer_udp(vxlan_hdr + arp, 50000, 4789),
+              _outer_udp(vxlan_hdr + arp, 50002, 4789),
+              _outer_udp(vxlan_hdr + _inner_frame(inner), 50002, 4789)]
+    rows, out = record(frames, tmp_path)
+    assert sorted(r["id.orig_p"] for r in rows if r["id.resp_p"] == 4789) == [50000, 50002]
+    carrier = next(r for r in rows if r["id.orig_p"] == 50002)
+    tunnels = [(t["ts"], t["uid"], t["action"]) for t in read_log(out / "tunnel.log")[1]]
+    assert [t[1:] for t in tunnels] == [(carrier["uid"], "Tunnel::DISCOVER"), (carrier["uid"], "Tunnel::CLOSE")]
+    assert tunnels[0][0] == pytest.approx(1_700_000_000.02)      # the third frame's time
+
+
 def test_ipv6_no_next_header_is_no_connection(tmp_path):
     """Zeek's IP analyzer makes no connection of IPv6 with no next header (59)."""
     lone = MACS + b"\x86\xdd" + bytes(IPv6(src="fd00::1", dst="fd00::2", nh=59))

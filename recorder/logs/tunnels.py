@@ -1,7 +1,10 @@
 """tunnel.log: the tunnels the kernel decapsulated (bpf/tunnel.h), as Zeek's tunnels framework logs them.
 
-A tunnel is discovered when it carries its first packet (a TUNNEL event) and,
-for a UDP tunnel, closed when its connection ends. An IP tunnel (IP-in-IP,
+A tunnel is discovered when a first connection is made inside it (a TUNNEL
+event: Zeek's tunnels framework registers it on new_connection or
+tunnel_changed, so one whose packets make no connection, ARP in VXLAN or
+Teredo bubbles, gets no row) and, for a UDP tunnel, closed when its
+connection ends. An IP tunnel (IP-in-IP,
 GRE) is no connection: it is named by its address pair, with ports 0, and
 only discovered. Zeek expires an IP tunnel after an hour in which no new
 connection appears inside it; that row is not written here.
@@ -34,7 +37,7 @@ class TunnelLog:
         self._discovered_pairs: set[int] = set()
 
     def discovered(self, ev: abi.TunnelEvent, ts: float) -> dict | None:
-        """The DISCOVER row of a tunnel's first packet, or None if it was already logged."""
+        """The DISCOVER row of a tunnel's first inner connection, or None if it was already logged."""
         try:
             kind = abi.TunnelType(ev.type)
         except ValueError:
