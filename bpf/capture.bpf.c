@@ -748,11 +748,12 @@ static __always_inline void ca_tunnel_check(struct ca_packet *p, struct ca_conn 
 	} else {
 		c->tunnel_changes++;
 	}
-	if (now)
-		ca_announce_tunnels(s, p);
-	if (!now)
+	if (!now) {
 		c->tunnel_current = 0;     /* out of its tunnel: a change, and no parent */
-	else if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
+		return;
+	}
+	ca_announce_tunnels(s, p);
+	if (now == c->tunnel_parents[0] || !c->tunnel_parents[0]) {
 		c->tunnel_parents[0] = now;
 		c->tunnel_current = 1;
 	} else {

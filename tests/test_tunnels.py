@@ -271,6 +271,17 @@ def test_a_tunnel_is_discovered_when_a_connection_is_made_inside_it(tmp_path):
     assert tunnels[0][0] == pytest.approx(1_700_000_000.02)      # the third frame's time
 
 
+def test_a_connection_that_moves_into_a_tunnel_announces_it(tmp_path):
+    """Zeek's tunnel_changed registers the new tunnel too: a connection made outside any tunnel whose
+    later packets come through VXLAN makes that tunnel's DISCOVER, at the first of them."""
+    req = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=7000, dport=7001) / b"q")
+    rows, out = record([_inner_frame(req), _vxlan(req)], tmp_path)
+    vxlan = next(r for r in rows if r["id.resp_p"] == 4789)
+    tunnels = [(t["ts"], t["uid"], t["action"]) for t in read_log(out / "tunnel.log")[1]]
+    assert [t[1:] for t in tunnels] == [(vxlan["uid"], "Tunnel::DISCOVER"), (vxlan["uid"], "Tunnel::CLOSE")]
+    assert tunnels[0][0] == pytest.approx(1_700_000_000.01)
+
+
 def test_ipv6_no_next_header_is_no_connection(tmp_path):
     """Zeek's IP analyzer makes no connection of IPv6 with no next header (59)."""
     lone = MACS + b"\x86\xdd" + bytes(IPv6(src="fd00::1", dst="fd00::2", nh=59))
