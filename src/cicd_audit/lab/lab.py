@@ -64,6 +64,18 @@ class Container:
         return netns.in_netns(self.ns, in_cgroup(self.cgroup, argv))
 
 
+BPFFS = Path("/sys/fs/bpf")
+
+
+def mount_host_bpffs() -> None:
+    """The host's bpffs, mounted if nothing is, as systemd mounts it at boot. The lab runs
+    recorders in private mount namespaces (netns.in_netns), where one they mounted would vanish
+    with them: `--fail-closed` refuses to start there without the host's."""
+    if subprocess.run(["mountpoint", "-q", str(BPFFS)]).returncode != 0:
+        subprocess.run(["mount", "-t", "bpf", "-o", "mode=0700", "bpf", str(BPFFS)], check=True,
+                       capture_output=True)
+
+
 class Lab:
     """client namespace <veth> server namespace, with a cgroup; see addresses.py for the plan."""
 
@@ -103,6 +115,7 @@ class Lab:
         self.add_server_address(OTHER_V6)
         self.set_resolver(self.client_ns)
         self.cgroup.mkdir()
+        mount_host_bpffs()
 
     def add_server_address(self, address: str) -> None:
         """One more address on the server's veth end (addresses.server_v4 picks a free one)."""
