@@ -38,6 +38,7 @@ def test_classic_pcap_in_either_byte_order_and_resolution(tmp_path, endian, nano
     assert [(f.number, f.ts_ns, f.linktype, f.data) for f in frames] == [
         (1, 1_700_000_000_000_000_000 + (frac if nano else frac * 1000), 101, FRAME),
         (2, 1_700_000_001_000_000_000, 101, FRAME[:20])]
+    assert {f.big_endian for f in frames} == {endian == ">"}       # NFLOG's TLVs are in it
 
 
 def test_the_link_type_field_keeps_only_its_link_type(tmp_path):
@@ -115,7 +116,8 @@ def test_a_second_section_starts_over_with_its_own_byte_order_and_interfaces(tmp
                + shb(">") + idb(101, tsresol=9, endian=">") + epb(0, 5, FRAME[:20], ">"))
     frames, problem = read(tmp_path, content)
     assert problem is None
-    assert [(f.ts_ns, f.linktype, len(f.data)) for f in frames] == [(1_000_000_000, 1, 60), (5, 101, 20)]
+    assert [(f.ts_ns, f.linktype, len(f.data), f.big_endian) for f in frames] == [
+        (1_000_000_000, 1, 60, False), (5, 101, 20, True)]
 
 
 @pytest.mark.parametrize("damage, expected", [

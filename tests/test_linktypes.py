@@ -1,4 +1,4 @@
-"""Link types PPP (9), IEEE 802.11 (105) and radiotap (127) in
+"""Link types PPP (9), IEEE 802.11 (105), radiotap (127) and NFLOG (239) in
 recorder/drivers/linktypes.py: crafted frames (scapy) dissected offline, and one
 capture of each recorded through the kernel program, which must give the
 conn.log of the same packets over Ethernet."""
@@ -16,7 +16,8 @@ from scapy.layers.ppp import HDLC, PPP
 from test_link_layers import MACS, _exchange, record, write_pcap
 
 from cicd_audit.recorder.drivers import linktypes
-from cicd_audit.recorder.drivers.linktypes import to_ethernet, to_ethernet_frames
+from cicd_audit.recorder.drivers.linktypes import LinkLayerWeird, to_ethernet, to_ethernet_frames
+from cicd_audit.zeeklog.reader import read_log
 
 IP4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=53) / b"hello")
 IP6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1000, dport=53) / b"hello")
@@ -127,6 +128,55 @@ def test_radiotap_cut_short(frame):
     assert to_ethernet(linktypes.LINKTYPE_IEEE802_11_RADIOTAP, frame) is None
 
 
+# --- NFLOG (Linux netfilter's log; Zeek's NFLog analyzer) -------------------------
+
+def tlv(kind: int, value: bytes, order: str = "<") -> bytes:
+    """One NFLOG TLV: its length counts the 4-byte header, not the padding to 4 bytes."""
+    return struct.pack(order + "HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+
+
+def nflog(ip: bytes, order: str = "<", family: int | None = None) -> bytes:
+    family = family if family is not None else (2 if ip[0] >> 4 == 4 else 10)
+    # NFULA_PREFIX, then NFULA_PACKET_HDR (6 bytes: padded to 8), then the payload TLV.
+    return bytes([family, 0]) + b"\x00\x01" + tlv(10, b"job\x00", order) \
+        + tlv(1, b"\x08\x00\x01\x00\x00\x00", order) + struct.pack(order + "HH", 4 + len(ip), 9) + ip
+
+
+@pytest.mark.parametrize("ip", [IP4, IP6])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_nflog_tlvs_are_walked_to_the_packet(ip, order):
+    assert to_ethernet(linktypes.LINKTYPE_NFLOG, nflog(ip, order), order == ">") == eth(ip)
+
+
+def test_nflog_of_another_family_carries_no_ip():
+    assert to_ethernet(linktypes.LINKTYPE_NFLOG, nflog(IP4, family=7)) is None
+
+
+@pytest.mark.parametrize("frame, name, addl", [
+    (b"\x02\x00\x00\x00", "truncated_nflog_header", None),
+    (b"\x02\x01\x00\x00" + tlv(9, IP4), "unknown_nflog_version", None),
+    (b"\x02\x00\x00\x00" + tlv(10, b"abcd"), "nflog_no_pcap_payload", None),
+    (b"\x02\x00\x00\x00" + struct.pack("<HH", 2, 10) + bytes(8), "nflog_bad_tlv_len", None),
+    # Zeek's own trace (core.nflog-bad-tlv-len): a 256-byte TLV in 8 bytes.
+    (bytes.fromhex("02000000" "00010100" "00000000"), "nflog_bad_tlv_len", "(256 > 8)"),
+])
+def test_nflog_frames_zeek_refuses_are_its_weirds(frame, name, addl):
+    with pytest.raises(LinkLayerWeird) as refused:
+        to_ethernet(linktypes.LINKTYPE_NFLOG, frame)
+    assert (refused.value.name, refused.value.addl, refused.value.source) == (name, addl, "NFLOG")
+
+
+@pytest.mark.root
+def test_a_refused_nflog_frame_is_a_weird_about_no_flow(tmp_path):
+    not_dns = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=9999) / b"hello")
+    frames = [nflog(not_dns), bytes.fromhex("02000000" "00010100" "00000000")]
+    out = tmp_path / "out"
+    rows = record(write_pcap(tmp_path / "nflog.pcap", frames, linktypes.LINKTYPE_NFLOG), out)
+    assert [(r["id.orig_h"], r["id.resp_p"]) for r in rows] == [("10.0.0.1", 9999)]
+    assert [(w["uid"], w["id.orig_h"], w["name"], w["addl"], w["source"]) for w in read_log(out / "weird.log")[1]] \
+        == [(None, None, "nflog_bad_tlv_len", "(256 > 8)", "NFLOG")]
+
+
 def test_other_link_types_still_refused():
     with pytest.raises(linktypes.UnsupportedLinkType):
         to_ethernet(147, b"\x00" * 40)
@@ -139,6 +189,7 @@ WRAP = {
     + (b"\x00\x21" if ip[0] >> 4 == 4 else b"\x00\x57") + ip,
     linktypes.LINKTYPE_IEEE802_11: data_frame,
     linktypes.LINKTYPE_IEEE802_11_RADIOTAP: lambda ip: bytes(RadioTap(present="Flags", Flags=0)) + data_frame(ip),
+    linktypes.LINKTYPE_NFLOG: nflog,
 }
 
 

@@ -57,6 +57,7 @@ class Frame:
     linktype: int      # LINKTYPE_* of its interface
     data: bytes        # the captured bytes
     wire_len: int      # the packet's length on the wire (>= len(data))
+    big_endian: bool = False   # the file's (section's) byte order: NFLOG's TLVs are written in it
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ class CaptureFile:
             if len(data) < caplen:
                 raise _Stop(f"file ends inside packet record {number} ({len(data)} of {caplen} bytes)")
             self._records = number
-            yield Frame(number, sec * 1_000_000_000 + frac * scale, linktype, data, max(wire_len, caplen))
+            yield Frame(number, sec * 1_000_000_000 + frac * scale, linktype, data, max(wire_len, caplen),
+                        endian == ">")
 
     # -- pcapng ----------------------------------------------------------------
     def _pcapng(self, block_type: bytes) -> Iterator[Frame]:
@@ -293,7 +295,7 @@ class CaptureFile:
             data = body[20:20 + caplen]
         ts_ns = 0 if ts_units is None else (
             ts_units * 1_000_000_000 // iface.units_per_s + iface.offset_s * 1_000_000_000)
-        return Frame(number, ts_ns, iface.linktype, bytes(data), max(wire_len, len(data)))
+        return Frame(number, ts_ns, iface.linktype, bytes(data), max(wire_len, len(data)), endian == ">")
 
 
 def _options(endian: str, raw: bytes) -> Iterator[tuple[int, bytes]]:

@@ -8,13 +8,15 @@ Link types read as Zeek's packet analyzers read them (src/packet_analysis/protoc
 Ethernet, raw IP, BSD/OpenBSD loopback, Linux cooked v1/v2, FDDI (10: its 13-byte
 header and 8 bytes of LLC/SNAP skipped, the rest read as IP), PPP (9: with or
 without HDLC framing, RFC 1662), IEEE 802.11 (105: data frames whose LLC/SNAP
-header carries an EtherType, A-MSDU subframes each on their own) and radiotap
-(127: its header skipped, then 802.11). A frame Zeek would not hand to IP
-gives None (or no frames, from to_ethernet_frames).
+header carries an EtherType, A-MSDU subframes each on their own), radiotap
+(127: its header skipped, then 802.11) and NFLOG (239: Linux netfilter's log,
+its TLVs walked to the packet). A frame Zeek would not hand to IP gives None
+(or no frames, from to_ethernet_frames); one its analyzer refuses with a weird
+raises LinkLayerWeird.
 
-API: to_ethernet(linktype, frame) -> bytes | None (the first IP-bearing frame);
-to_ethernet_frames(linktype, frame) -> list[bytes] (every one: an A-MSDU can
-carry several); UnsupportedLinkType.
+API: to_ethernet(linktype, frame, big_endian=False) -> bytes | None (the first
+IP-bearing frame); to_ethernet_frames(linktype, frame) -> list[bytes] (every
+one: an A-MSDU can carry several); UnsupportedLinkType, LinkLayerWeird.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ LINKTYPE_FDDI = 10
 FDDI_HEADERS = 13 + 8        # frame control, addresses; LLC and SNAP (Zeek's FDDI analyzer skips both)
 LINKTYPE_IEEE802_11 = 105
 LINKTYPE_IEEE802_11_RADIOTAP = 127
+LINKTYPE_NFLOG = 239
+_NFLOG_PAYLOAD = 9                  # NFULA_PAYLOAD: the packet, from its IP header
+_NFLOG_FAMILIES = (2, 10)           # AF_INET, AF_INET6: what Zeek's NFLOG analyzer hands to IP
 
 # PPP protocol numbers (RFC 1332, RFC 5072, RFC 3032) Zeek's PPP analyzer forwards.
 _PPP_IPV4, _PPP_IPV6, _PPP_MPLS = 0x0021, 0x0057, 0x0281
@@ -50,6 +55,14 @@ _FAKE_MACS = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
 
 class UnsupportedLinkType(ValueError):
     pass
+
+
+class LinkLayerWeird(ValueError):
+    """A frame Zeek's link-layer analyzer refuses with a weird: its name, addl and source."""
+
+    def __init__(self, name: str, source: str, addl: str | None = None):
+        super().__init__(name)
+        self.name, self.source, self.addl = name, source, addl
 
 
 def _ethernet(ethertype: int, l3: bytes) -> bytes:
@@ -153,6 +166,34 @@ def _radiotap(frame: bytes) -> list[bytes]:
     return _ieee802_11(frame[rt_len:])
 
 
+def _nflog(frame: bytes, big_endian: bool) -> bytes | None:
+    """LINKTYPE_NFLOG as Zeek's NFLog analyzer reads it: family, version and resource id, then
+    TLVs (length and type in the writer's byte order, each padded to 4 bytes) up to the payload's."""
+    def weird(name: str, addl: str | None = None) -> LinkLayerWeird:
+        return LinkLayerWeird(name, "NFLOG", addl)
+
+    if len(frame) <= 4:
+        raise weird("truncated_nflog_header")
+    family, version = frame[0], frame[1]
+    if version != 0:
+        raise weird("unknown_nflog_version")
+    tlv = struct.Struct(">HH" if big_endian else "<HH")
+    at = 4
+    while True:
+        if len(frame) - at <= 4:
+            raise weird("nflog_no_pcap_payload")
+        length, kind = tlv.unpack_from(frame, at)
+        if kind == _NFLOG_PAYLOAD:
+            break
+        if length < 4:
+            raise weird("nflog_bad_tlv_len")
+        skip = (length + 3) & ~3
+        if skip > len(frame) - at:
+            raise weird("nflog_bad_tlv_len", f"({skip} > {len(frame) - at})")
+        at += skip
+    return _by_version(frame[at + 4:]) if family in _NFLOG_FAMILIES else None
+
+
 def to_ethernet_frames(linktype: int, frame: bytes) -> list[bytes]:
     """Every Ethernet frame the captured frame carries (several for an 802.11 A-MSDU)."""
     if linktype == LINKTYPE_IEEE802_11:
@@ -163,8 +204,9 @@ def to_ethernet_frames(linktype: int, frame: bytes) -> list[bytes]:
     return [one] if one is not None else []
 
 
-def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
-    """The frame as Ethernet, or None when it carries nothing IP (or is cut short)."""
+def to_ethernet(linktype: int, frame: bytes, big_endian: bool = False) -> bytes | None:
+    """The frame as Ethernet, or None when it carries nothing IP (or is cut short). big_endian: the
+    capture file's byte order, which NFLOG's TLV headers are written in."""
     if linktype == LINKTYPE_ETHERNET:
         return frame
     if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6) or linktype in LINKTYPE_RAW_ALT:
@@ -195,6 +237,8 @@ def to_ethernet(linktype: int, frame: bytes) -> bytes | None:
     if linktype in (LINKTYPE_IEEE802_11, LINKTYPE_IEEE802_11_RADIOTAP):
         frames = to_ethernet_frames(linktype, frame)
         return frames[0] if frames else None
+    if linktype == LINKTYPE_NFLOG:
+        return _nflog(frame, big_endian)
     raise UnsupportedLinkType(
         f"link type {linktype} is not supported (Ethernet, raw IP, loopback, Linux cooked, FDDI, PPP, "
-        "802.11 and radiotap are)")
+        "802.11, radiotap and NFLOG are)")

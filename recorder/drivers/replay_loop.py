@@ -87,9 +87,12 @@ def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = Non
         ts_ns = as_zeek_reads_it(frame.ts_ns)
         replay.clock(ts_ns)
         try:
-            ether = linktypes.to_ethernet(frame.linktype, frame.data)
+            ether = linktypes.to_ethernet(frame.linktype, frame.data, frame.big_endian)
         except linktypes.UnsupportedLinkType as exc:
             raise InputError(f"{replay.pcap}: {exc}") from exc
+        except linktypes.LinkLayerWeird as exc:      # Zeek's weird about no flow: the frame goes no further
+            replay.session.write_weird(ts_ns / 1e9, exc.name, exc.addl, source=exc.source)
+            ether = None
         taken += 1
         if ether is not None and len(ether) >= 14:    # else nothing IP in it (e.g. a loopback frame of another family)
             try:
