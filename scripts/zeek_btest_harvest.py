@@ -380,10 +380,11 @@ def _frames(data: bytes):
 # ---------------------------------------------------------------------------
 # weird.log: the names the recorder raises
 
-# The kernel's names, Zeek's DNS analyzer's (the recorder's DNS parser raises them) and its IP
-# fragment reassembler's. Other names come from analyzers the recorder does not have.
+# The kernel's names, Zeek's DNS analyzer's (the recorder's DNS parser raises them), its IP
+# fragment reassembler's and its NFLOG analyzer's. Other names come from analyzers the recorder
+# does not have.
 _WEIRD_SCOPE = re.compile(r"(DNS|EDNS|DNSSEC|dns)_.*|fragment_.*|excessively_(small|large)_fragment|"
-                          r"incompletely_captured_fragment")
+                          r"incompletely_captured_fragment|invalid_IP_header_size|.*nflog.*")
 _KERNEL_WEIRDS = frozenset(n for n in WEIRD_NAMES.values() if not n.startswith("cicd_audit_"))
 
 
@@ -632,7 +633,7 @@ def render(outcomes: list[Outcome], skipped: list[Case], commit: str, excluded_s
         "line does not offer; uids differ, so `tunnel_parents` is compared by the connections it names: each",
         "parent uid becomes that row's addresses, responder port and protocol, or `tunnel` for an IP tunnel,",
         "which has no row). weird.log is compared on the names the recorder raises (the kernel's, Zeek's DNS",
-        "analyzer's and its fragment reassembler's; `peer` ignored): the other names come from analyzers the",
+        "analyzer's, its fragment reassembler's and its NFLOG analyzer's; `peer` ignored): the other names come from analyzers the",
         "recorder does not have, and are counted at the end. A weird.log case with no such name on either",
         "side is not counted.",
         f"Cases whose baseline is already in `../shared/zeek-oracle` are left out ({excluded_shared}).",
