@@ -264,6 +264,7 @@ def test_an_agent_with_a_policy_directory_blocks_each_job_by_its_own_policy(lab,
         start = f"{CICD_AUDIT} job start --socket {sock}" + (" --join $$" if join else "")
         script = "; ".join([
             f"echo session $({start})",
+            "sleep 0.3",        # the listener (a check every 100 ms) checks while each job is blocked
             f"echo allowed $({' '.join(CURL)} -4 http://{DNS_NAME}:{HTTP_PORT}/)",
             f"echo raw $({' '.join(CURL)} http://{OTHER_V4}:{HTTP_PORT}/)",
             "echo unlisted $(dig +tries=1 +time=1 control.example.test | grep -oE 'status: [A-Z]+')",
@@ -286,7 +287,8 @@ def test_an_agent_with_a_policy_directory_blocks_each_job_by_its_own_policy(lab,
     assert (opened["allowed"], opened["raw"], opened["unlisted"]) == ("200", "200", "status: NXDOMAIN"), opened
     assert (unjoined["raw"], unjoined["unlisted"]) == ("200", "status: NOERROR"), unjoined
     assert "not blocked" in unjoined["stderr"]
-    assert failures == [] and ok >= 10, (ok, failures)      # checked all through the three jobs
+    # Checked all through the three jobs: at least twice in each one's pause, whatever the machine's speed.
+    assert failures == [] and ok >= 6, (ok, failures)
 
     first, second, third = (Path(j["session"]) for j in (strict, opened, unjoined))
     assert json.loads((first / "job.json").read_text())["policy"] == str(policies / "default.yml")
