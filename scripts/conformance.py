@@ -302,7 +302,8 @@ has one `bad_TCP_checksum` row per client as in Zeek, not one per packet. A conn
 the connection's id as conn.log orients it; one about a packet outside any connection has the
 packet's addresses, sender first, ports 0; `source` is the Zeek analyzer's name. IP headers Zeek's
 IP analyzer refuses get its names (`IPv4_min_header_size`, `invalid_IP_header_size`,
-`ip_hdr_len_zero`). `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
+`ip_hdr_len_zero`, also raised with `-C`, where Zeek reads the packet on), about no flow, as Zeek
+raises them before it takes the packet's addresses. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
 recorder raises.
 
 **Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one

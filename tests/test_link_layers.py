@@ -165,8 +165,11 @@ def _tso(packets: list[bytes]) -> list[bytes]:
 
 def test_ipv4_total_length_zero_counts_the_packet_and_no_ip_bytes_with_C(tmp_path, reference):
     """Zeek (IP analyzer, ip_hdr_len_zero) with -C reads the packet by its
-    captured length, and ConnSize adds the header's total length: 0."""
+    captured length, and ConnSize adds the header's total length: 0. It raises the weird all the
+    same, about no flow: one row in weird.log."""
     rows = record(write_pcap(tmp_path / "tso.pcap", _tso(_exchange())), tmp_path / "out", "-C")
+    assert [(w["uid"], w["id.orig_h"], w["name"], w["source"]) for w in read_log(tmp_path / "out" / "weird.log")[1]] \
+        == [(None, None, "ip_hdr_len_zero", "IP")]
     tcp = next(r for r in rows if r["proto"] == "tcp")
     ref = next(r for r in reference if r["proto"] == "tcp")
     assert tcp["orig_pkts"] == ref["orig_pkts"]
@@ -176,8 +179,10 @@ def test_ipv4_total_length_zero_counts_the_packet_and_no_ip_bytes_with_C(tmp_pat
 
 
 def test_ipv4_total_length_zero_is_dropped_without_C(tmp_path):
-    """Without -C Zeek drops it (its checksums cannot be right either)."""
+    """Without -C Zeek drops it (its checksums cannot be right either), with the same weird."""
     rows = record(write_pcap(tmp_path / "tso.pcap", _tso(_exchange())), tmp_path / "out")
+    assert [(w["uid"], w["id.orig_h"], w["name"], w["source"]) for w in read_log(tmp_path / "out" / "weird.log")[1]] \
+        == [(None, None, "ip_hdr_len_zero", "IP")]
     tcp = next(r for r in rows if r["proto"] == "tcp")
     assert tcp["orig_pkts"] == 4
     assert tcp["orig_ip_bytes"] == 160

@@ -45,6 +45,13 @@ _SOURCES = {
 }
 _TRANSPORTS = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP"}
 
+# Raised by Zeek's IP analyzer before it takes the packet's addresses: weirds about no flow at all,
+# whatever part of the key the kernel had parsed.
+ABOUT_NO_FLOW = frozenset({
+    WeirdCode.TRUNCATED_IP, WeirdCode.UNKNOWN_IP_VERSION, WeirdCode.IP_HDR_LEN_ZERO,
+    WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE,
+})
+
 
 def weird_name(code: int) -> str:
     try:
