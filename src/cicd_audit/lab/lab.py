@@ -36,6 +36,7 @@ from cicd_audit.lab.addresses import (
 from cicd_audit.lab.cgroups import cgroup_root, in_cgroup, remove_cgroup
 from cicd_audit.lab.naming import LabNames
 from cicd_audit.lab.teardown import stop_processes, sweep_stale
+from cicd_audit.recorder.attach.cleanup import ensure_bpffs
 
 
 def _cicd_audit() -> str:
@@ -62,18 +63,6 @@ class Container:
     def cmd(self, argv: list[str]) -> list[str]:
         """argv, run in the container: its namespace, its resolv.conf, its cgroup (and argv's own pid)."""
         return netns.in_netns(self.ns, in_cgroup(self.cgroup, argv))
-
-
-BPFFS = Path("/sys/fs/bpf")
-
-
-def mount_host_bpffs() -> None:
-    """The host's bpffs, mounted if nothing is, as systemd mounts it at boot. The lab runs
-    recorders in private mount namespaces (netns.in_netns), where one they mounted would vanish
-    with them: `--fail-closed` refuses to start there without the host's."""
-    if subprocess.run(["mountpoint", "-q", str(BPFFS)]).returncode != 0:
-        subprocess.run(["mount", "-t", "bpf", "-o", "mode=0700", "bpf", str(BPFFS)], check=True,
-                       capture_output=True)
 
 
 class Lab:
@@ -115,7 +104,9 @@ class Lab:
         self.add_server_address(OTHER_V6)
         self.set_resolver(self.client_ns)
         self.cgroup.mkdir()
-        mount_host_bpffs()
+        # The lab runs recorders in private mount namespaces (netns.in_netns), where a bpffs they
+        # mounted would vanish with them (--fail-closed refuses to): the host's must be there.
+        ensure_bpffs()
 
     def add_server_address(self, address: str) -> None:
         """One more address on the server's veth end (addresses.server_v4 picks a free one)."""
