@@ -378,6 +378,17 @@ def _frames(data: bytes):
 
 
 # ---------------------------------------------------------------------------
+# Zeek logs and zeek-cut tables
+
+def log_columns(lines: list[str]) -> list[str]:
+    """A log's column names: its #fields line, or the first line of a zeek-cut -m table."""
+    fields = next((ln.split("\t")[1:] for ln in lines if ln.startswith("#fields")), None)
+    if fields is None:
+        fields = next((ln.split("\t") for ln in lines if ln and not ln.startswith("#")), [])
+    return fields
+
+
+# ---------------------------------------------------------------------------
 # weird.log: the names the recorder raises
 
 # The kernel's names, Zeek's DNS analyzer's (the recorder's DNS parser raises them), its IP
@@ -396,19 +407,16 @@ def weird_rows_in_scope(log: Path, into: Path, outside: collections.Counter) -> 
     """Copy weird.log (or a zeek-cut -m table of it) to `into` with only the rows whose name the
     recorder raises; count the other names in `outside`. Returns the rows kept, None without a name column."""
     lines = log.read_text(errors="replace").splitlines()
-    fields = next((ln.split("\t")[1:] for ln in lines if ln.startswith("#fields")), None)
-    cut = fields is None
-    if cut:
-        fields = next((ln.split("\t") for ln in lines if ln and not ln.startswith("#")), [])
+    fields = log_columns(lines)
     if "name" not in fields:
         return None
-    col, kept, out, header_seen = fields.index("name"), 0, [], not cut
+    col, kept, out = fields.index("name"), 0, []
     for ln in lines:
-        if not ln or ln.startswith("#") or not header_seen:
-            header_seen = header_seen or (bool(ln) and not ln.startswith("#"))
+        cells = ln.split("\t")
+        if not ln or ln.startswith("#") or cells == fields:      # header lines stay
             out.append(ln)
             continue
-        name = ln.split("\t")[col] if col < len(ln.split("\t")) else ""
+        name = cells[col] if col < len(cells) else ""
         if in_weird_scope(name):
             kept += 1
             out.append(ln)
@@ -461,9 +469,7 @@ def resolve_tunnel_parents(logs: Path, into: Path) -> Path:
     tables = {}
     for log in sorted(logs.glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()
-        fields = next((ln.split("\t")[1:] for ln in lines if ln.startswith("#fields")), None)
-        if fields is None:    # a zeek-cut -m table: its first line names the columns
-            fields = next((ln.split("\t") for ln in lines if ln and not ln.startswith("#")), [])
+        fields = log_columns(lines)
         if "tunnel_parents" not in fields:
             continue
         tables[log.name] = (lines, fields)
