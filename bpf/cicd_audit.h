@@ -290,8 +290,9 @@ struct ca_conn_start_event {
 	struct ca_conn_key key;
 };
 
-/* The first packet a tunnel carried. key is the outer packet's (canonical)
- * key: a UDP tunnel's connection, or, for an IP tunnel, its address pair. */
+/* A tunnel a first connection was made inside (tunnel.log's DISCOVER). key is
+ * the outer packet's (canonical) key: a UDP tunnel's connection, or, for an IP
+ * tunnel, its address pair. */
 struct ca_tunnel_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;
