@@ -56,6 +56,7 @@ from cicd_audit.recorder.attach.exec_hooks import attach_exec_hooks
 from cicd_audit.recorder.attach.interfaces import choose_interfaces
 from cicd_audit.recorder.attach.job_scope import JobScope, JoinedCgroup, job_of_slot, process_cgroup
 from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT, yield_to_job
+from cicd_audit.recorder.drivers.gc_pacing import pace_for_events
 from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.kernel.backlog import HANDLE_BUDGET_S
@@ -170,6 +171,7 @@ class Agent:
                                                  egress_fd=self.program.egress_fn.fd))
                 notices.say(f"cicd-audit agent: recording {','.join(interfaces)}; jobs through {self.socket_path}")
                 compiled.announce("cicd-audit agent")
+                pace_for_events()
                 if on_ready is not None:
                     on_ready()
                 yield_to_job(self.nice)

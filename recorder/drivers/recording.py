@@ -17,6 +17,7 @@ API::
 from __future__ import annotations
 
 from cicd_audit import compiled, notices
+from cicd_audit.recorder.drivers.gc_pacing import pace_for_events
 from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
 from cicd_audit.recorder.kernel.packet_runner import DatagramRunner
 from cicd_audit.recorder.kernel.sweeper import Sweeper
@@ -43,6 +44,7 @@ class Recording:
             # IP fragments come back reassembled and run through the program as one datagram.
             session.run_datagram = DatagramRunner.for_program(self.program)
             compiled.announce()
+            pace_for_events()
         except BaseException:
             self.__exit__(None, None, None)
             raise
