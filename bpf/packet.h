@@ -92,7 +92,7 @@ enum ca_parse_result {
 	CA_PARSE_WEIRD = 2,        /* malformed: *weird holds the code */
 };
 
-#define CA_MAX_HDR_OFF 256          /* no header we read starts later than this */
+#define CA_MAX_HDR_OFF 511          /* no header we read starts later than this (the mask below) */
 #define CA_LINEAR_HEADROOM 192      /* bytes of headers ca_packet() makes linear */
 
 /* An offset read back from memory, bounded in the very register later added

@@ -279,8 +279,8 @@ IPv6 either way). As in Zeek:
 Where it differs: two parents are kept per connection (the first and the latest; Zeek keeps every
 one it was told of, at most 6); an IP
 tunnel's `Tunnel::EXPIRE` (an hour without a new inner connection) is not written; inner headers
-must start within the first 256 bytes of the frame (an AYIYA identity of more than about 180 bytes
-is not opened); Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
+must start within the first 511 bytes of the frame (an AYIYA identity of 2^9 bytes or more is not
+opened; Zeek's ayiya-large-identity trace, 2^8, is); Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
 analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
 connection's first packet only, so no work is added to any other packet (a relay connection whose
 first packet is not recognisable stays one UDP connection). Teredo's test looks at the first 40 bytes,

@@ -139,6 +139,21 @@ def test_ip_tunnel_rows_name_a_tunnel_that_is_no_connection(tmp_path, plain, nam
     assert parents.isdisjoint(r["uid"] for r in rows)
 
 
+def test_inner_headers_far_into_the_frame_are_read(tmp_path):
+    """An AYIYA identity of 2^8 bytes (Zeek's ayiya-large-identity trace): the inner IPv6 header
+    starts 326 bytes into the frame, past the 256 the program once read headers to."""
+    inner = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=40000, dport=40001) / b"ping")
+    identity, signature = b"\x5a" * 256, b"\x00" * 20
+    ayiya = bytes([0x81, 0x52, 0x11, 41]) + struct.pack("!I", 0) + identity + signature
+    frame = _outer_udp(ayiya + inner, 12345, 5072)
+    assert len(frame) - len(inner) == 326
+    rows, _ = record([frame], tmp_path)
+    outer = next(r for r in rows if str(r["id.orig_h"]) == A)
+    tunnelled = next(r for r in rows if str(r["id.orig_h"]) == "fd00::1")
+    assert list(tunnelled["tunnel_parents"]) == [outer["uid"]]
+    assert (tunnelled["orig_ip_bytes"], tunnelled["history"]) == (len(inner), "D")
+
+
 def test_nesting_beyond_max_depth_is_a_weird_and_an_X(tmp_path):
     """Tunnel::max_depth is 4: a fifth VXLAN layer is not opened."""
     def nest(ip: bytes, layers: int) -> bytes:
