@@ -530,7 +530,7 @@ static __always_inline void ca_emit_weird(struct ca_packet *p, struct ca_conn *c
 	ev->owner_cgroup_id = c ? c->proc.cgroup_id : 0;
 	ev->code = code;
 	ev->orig_slot = c ? c->orig_slot : p->src_slot;
-	ev->pad = 0;
+	ev->depth = p->depth;
 	ev->detail = detail;
 	ca_event_submit(ev);
 }
@@ -998,9 +998,13 @@ static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet
 					  __u64 tunnel_id, __u8 type, int link)
 {
 	if (p->depth >= CA_TUNNEL_MAX_DEPTH) {
-		if (p->key.ip_proto == CA_IPPROTO_UDP)
+		/* The analyzers of VXLAN, Geneve, AYIYA and Teredo mark their
+		 * connection; GTP's and IPTunnel's (GRE over UDP) do not. */
+		if (type == CA_TUNNEL_VXLAN || type == CA_TUNNEL_GENEVE || type == CA_TUNNEL_AYIYA ||
+		    type == CA_TUNNEL_TEREDO)
 			ca_hist_once(c, 1, CA_HIST_ANALYZER_LIMIT, 'X');
-		ca_emit_weird(p, c, CA_WEIRD_TUNNEL_MAX_DEPTH, 0);
+		/* Zeek's tunnel analyzers raise it about the packet, not its connection. */
+		ca_emit_weird(p, 0, CA_WEIRD_TUNNEL_MAX_DEPTH, type);
 		return CA_INNER_NONE;
 	}
 	if (link == CA_INNER_NONE)
@@ -1014,15 +1018,16 @@ static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet
 static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p,
 					      struct ca_conn *c, __u32 *inner)
 {
-	__u32 weird = 0;
+	__u32 weird = 0, detail = 0;
 	__u16 port = (c->flags & CA_CONN_TEREDO) ? CA_PORT_TEREDO :
 		     (c->flags & CA_CONN_AYIYA) ? CA_PORT_AYIYA : ca_key_port(&p->key, !c->orig_slot);
-	int link = ca_udp_tunnel(skb, p, port, inner, &weird);
+	int link = ca_udp_tunnel(skb, p, port, inner, &weird, &detail);
 
 	/* A weird with an inner packet (a Teredo bubble with payload) is
-	 * raised, and the packet decapsulated all the same. */
+	 * raised, and the packet decapsulated all the same. Only the Teredo
+	 * analyzer's is about the connection; the others, the packet's. */
 	if (weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
-		ca_emit_weird(p, c, weird, 0);
+		ca_emit_weird(p, weird == CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD ? c : 0, weird, detail);
 		if (link == CA_INNER_NONE)
 			return CA_INNER_NONE;
 	}
@@ -1041,8 +1046,8 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH) {
 		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird);
 		if (link == CA_INNER_NONE) {
-			if (weird)
-				ca_emit_weird(p, c, weird, 0);
+			if (weird)      /* about the packet: a GRE tunnel is no connection */
+				ca_emit_weird(p, 0, weird, 0);
 			return CA_INNER_NONE;
 		}
 	}

@@ -104,7 +104,10 @@ enum ca_weird_code {
 	CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD = 17, /* a Teredo bubble with bytes after its IPv6 header */
 	CA_WEIRD_INVALID_IP_HEADER_SIZE = 18, /* the IP header (IPv6: with its chain) past the IP length */
 	CA_WEIRD_IPV4_MIN_HEADER_SIZE = 19,   /* an IPv4 header length under 20 bytes */
-	CA_WEIRD_MAX = 20,
+	CA_WEIRD_VXLAN_EMPTY_PACKET = 20,     /* a VXLAN header and nothing after it */
+	CA_WEIRD_GENEVE_EMPTY_PACKET = 21,    /* a Geneve header (with its options) and nothing after it */
+	CA_WEIRD_GENEVE_INVALID_VERSION = 22, /* detail: the version */
+	CA_WEIRD_MAX = 23,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */
@@ -309,8 +312,8 @@ struct ca_weird_event {
 	__u64 owner_cgroup_id;     /* its connection's process's cgroup, as in ca_dns_event; 0 if unknown */
 	__u16 code;                /* enum ca_weird_code */
 	__u8 orig_slot;            /* key slot of the connection's originator; with no connection, the sender's */
-	__u8 pad;
-	__u32 detail;              /* code-specific number (e.g. a length) */
+	__u8 depth;                /* tunnels around the packet (0: none) */
+	__u32 detail;              /* code-specific number (e.g. a length; the tunnel's type for TUNNEL_MAX_DEPTH) */
 };
 
 /* One IP fragment as it was seen, from the frame's first byte: user space

@@ -294,7 +294,7 @@ static __always_inline __u8 ca_udp_tunnel_type(__u16 port)
 }
 
 static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet *p, __u16 port,
-					 __u32 *inner, __u32 *weird)
+					 __u32 *inner, __u32 *weird, __u32 *detail)
 {
 	__u32 off = p->payload_off, len = p->payload_len;
 	__u8 *h = ca_hdr_at(skb, off, 8);
@@ -307,18 +307,32 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 		return ca_ayiya(skb, off, len, inner);
 	if (port == CA_PORT_TEREDO)
 		return ca_teredo(skb, off, len, inner, weird);
-	if (!h || len <= 8)
+	/* A header cut short, or a VXLAN one without its I flag (a valid VNI
+	 * follows), is an analyzer violation to Zeek: no weird. */
+	if (!h || len < 8)
 		return CA_INNER_NONE;
 	if (port == CA_PORT_VXLAN) {
-		if (!(h[0] & 0x08))        /* the I flag: a valid VNI follows */
+		if (!(h[0] & 0x08))
 			return CA_INNER_NONE;
+		if (len == 8) {
+			*weird = CA_WEIRD_VXLAN_EMPTY_PACKET;
+			return CA_INNER_NONE;
+		}
 		*inner = off + 8;
 		return CA_INNER_ETHERNET;
 	} else {
 		__u32 hlen = 8 + (h[0] & 0x3f) * 4;
 		__u16 next = (__u16)h[2] << 8 | h[3];
-		if ((h[0] >> 6) != 0 || len <= hlen)
+		if ((h[0] >> 6) != 0) {
+			*weird = CA_WEIRD_GENEVE_INVALID_VERSION;
+			*detail = h[0] >> 6;
 			return CA_INNER_NONE;
+		}
+		if (len <= hlen) {
+			if (len == hlen)
+				*weird = CA_WEIRD_GENEVE_EMPTY_PACKET;
+			return CA_INNER_NONE;
+		}
 		*inner = off + hlen;
 		if (next == 0x6558)
 			return CA_INNER_ETHERNET;

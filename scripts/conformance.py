@@ -270,8 +270,14 @@ IPv6 either way). As in Zeek:
   connection, its reply through another, as the kernel's vxlan device sends them) gets each new
   tunnel added to its parents (`tunnel_changed`) up to `Tunnel::max_changes_per_connection` (5),
   then history `X` and the weird `tunnel_max_changes_per_connection_exceeded`;
-- a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers; one more gives the weird
-  `exceeded_tunnel_max_depth` and, on a UDP tunnel's connection, history `X`;
+- a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers; one more gives Zeek's
+  weird about that packet, `exceeded_tunnel_max_depth_in_tunnel` with the analyzer that refused it as
+  `source` (GTP's is `tunnel_depth`, about nothing), and history `X` on the UDP connection of a VXLAN,
+  Geneve, AYIYA or Teredo tunnel, whose analyzers mark it (GTP's and GRE over UDP's do not);
+- a weird about a packet inside a tunnel (not about a connection) has `_in_tunnel` appended, as
+  Zeek's session manager does (`truncated_IP_in_tunnel`); GRE's weirds and the empty or unreadable
+  VXLAN and Geneve headers (`vxlan_empty_packet`, `geneve_empty_packet`, `geneve_invalid_version`)
+  are about the packet, a connection's own weirds (`bad_UDP_checksum`) keep their names;
 - tunnel.log: `Tunnel::DISCOVER` when a first connection is made inside a tunnel (or moves into it),
   for every tunnel around it, so a tunnel whose packets make no connection (ARP inside VXLAN, Teredo
   bubbles) has no row; `Tunnel::CLOSE` when a UDP tunnel's connection ends; an IP tunnel's ports are 0.

@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import conformance  # noqa: E402  (zeek_configuration, the compare tool, the CLI path)
 
 from cicd_audit.recorder.logs.dns.redefs import REDEFS  # noqa: E402
-from cicd_audit.recorder.logs.weirds import WEIRD_NAMES  # noqa: E402
+from cicd_audit.recorder.logs.weirds import IN_TUNNEL, WEIRD_NAMES  # noqa: E402
 
 sys.path.insert(0, str(conformance.COMPARE.parent))
 import zeek_compare  # noqa: E402  (its compare_tables, for the logs its command line does not take)
@@ -396,7 +396,8 @@ def log_columns(lines: list[str]) -> list[str]:
 # does not have.
 _WEIRD_SCOPE = re.compile(r"(DNS|EDNS|DNSSEC|dns)_.*|fragment_.*|excessively_(small|large)_fragment|"
                           r"incompletely_captured_fragment|invalid_IP_header_size|.*nflog.*")
-_KERNEL_WEIRDS = frozenset(n for n in WEIRD_NAMES.values() if not n.startswith("cicd_audit_"))
+_KERNEL_WEIRDS = frozenset({"tunnel_depth"} | {n + suffix for n in WEIRD_NAMES.values() if not n.startswith("cicd_audit_")
+                                                 for suffix in ("", IN_TUNNEL)})
 
 
 def in_weird_scope(name: str) -> bool:

@@ -170,8 +170,86 @@ def test_nesting_beyond_max_depth_is_a_weird_and_an_X(tmp_path):
     assert not any(str(r["id.orig_h"]) == "10.1.0.1" for r in rows)
     deepest = next(r for r in rows if str(r["id.orig_h"]) == "10.9.0.1")   # the innermost VXLAN layer
     assert deepest["history"] == "DX"
-    weirds = [w["name"] for w in list(read_log(out / "weird.log")[1])]
-    assert weirds == ["exceeded_tunnel_max_depth"]
+    # Zeek's VXLAN analyzer raises it about the packet (a flow weird: no uid, ports 0), which is
+    # inside four tunnels: "_in_tunnel" (core.tunnels.max-depth-exceeded's baseline).
+    assert _weirds(out) == [(None, "10.9.0.1", 0, "10.9.0.2", 0, "exceeded_tunnel_max_depth_in_tunnel", None,
+                             "VXLAN")]
+
+
+def _weirds(out: Path) -> list[tuple]:
+    return [(w["uid"], str(w["id.orig_h"]) if w["id.orig_h"] else None, w["id.orig_p"],
+             str(w["id.resp_h"]) if w["id.resp_h"] else None, w["id.resp_p"], w["name"], w["addl"], w["source"])
+            for w in read_log(out / "weird.log")[1]]
+
+
+def _in_vxlan(frame: bytes, sport: int = 50000) -> bytes:
+    return _outer_udp(struct.pack("!BBHI", 8, 0, 0, 42 << 8) + frame, sport, 4789)
+
+
+def test_a_packet_weird_inside_a_tunnel_is_named_in_tunnel_and_a_connection_weird_is_not(tmp_path):
+    """Zeek's session manager appends "_in_tunnel" to a weird a packet analyzer raises about a
+    packet inside a tunnel; the weirds of a connection inside it keep their names."""
+    short = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=1000, dport=2000) / b"x")[:16]
+    bad_sum = bytes(IP(src="10.1.0.3", dst="10.1.0.4") / UDP(sport=1000, dport=2000, chksum=0x1234) / b"x")
+    bad_version = bytes([0x75]) + bytes(IP(src="10.1.0.5", dst="10.1.0.6") / UDP() / (b"x" * 30))[1:]
+    frames = [_in_vxlan(_inner_frame(short)), _in_vxlan(_inner_frame(bad_sum)),
+              _in_vxlan(_inner_frame(bad_version)), MACS + b"\x08\x00" + bad_version]
+    rows, out = record(frames, tmp_path)
+    inner = next(r for r in rows if str(r["id.orig_h"]) == "10.1.0.3")
+    assert sorted(_weirds(out), key=lambda w: w[5]) == [
+        (inner["uid"], "10.1.0.3", 1000, "10.1.0.4", 2000, "bad_UDP_checksum", None, "UDP"),
+        (None, None, None, None, None, "truncated_IP_in_tunnel", None, "IP"),
+        (None, None, None, None, None, "unknown_ip_version", None, "IP"),         # on the wire: no tunnel
+        (None, None, None, None, None, "unknown_ip_version_in_tunnel", None, "IP"),
+    ]
+
+
+def test_empty_and_unreadable_vxlan_and_geneve_headers_are_zeek_s_weirds_about_the_packet(tmp_path):
+    vxlan_only = _outer_udp(struct.pack("!BBHI", 8, 0, 0, 42 << 8), 50000, 4789)
+    geneve_only = _outer_udp(struct.pack("!BBHI", 1, 0, 0x6558, 7 << 8) + bytes(4), 50001, 6081)
+    geneve_v1 = _outer_udp(struct.pack("!BBHI", 0x40, 0, 0x6558, 7 << 8) + _inner_frame(_exchange()[0]), 50002, 6081)
+    vxlan_in_vxlan = _in_vxlan(_inner_frame(bytes(IP(src="10.2.0.1", dst="10.2.0.2") / UDP(sport=9, dport=4789)
+                                                  / struct.pack("!BBHI", 8, 0, 0, 1 << 8))), 50003)
+    rows, out = record([vxlan_only, geneve_only, geneve_v1, vxlan_in_vxlan], tmp_path)
+    assert sorted(_weirds(out), key=lambda w: w[5]) == [
+        (None, A, 0, B, 0, "geneve_empty_packet", None, "GENEVE"),
+        (None, A, 0, B, 0, "geneve_invalid_version", "1", "GENEVE"),
+        (None, A, 0, B, 0, "vxlan_empty_packet", None, "VXLAN"),
+        (None, "10.2.0.1", 0, "10.2.0.2", 0, "vxlan_empty_packet_in_tunnel", None, "VXLAN"),
+    ]
+    # Only the VXLAN connection carried by the outer VXLAN was decapsulated; nothing from the empty headers.
+    assert [str(r["id.orig_h"]) for r in rows if r["tunnel_parents"]] == ["10.2.0.1"]
+
+
+def test_gre_weirds_are_about_the_packet_a_gre_tunnel_being_no_connection(tmp_path):
+    truncated = _outer_ip(47, struct.pack("!HH", 0x2000, 0x0800) + b"\x00\x00")    # the key cut short
+    version_2 = _outer_ip(47, struct.pack("!HH", 0x0002, 0x0800) + _exchange()[0])
+    rows, out = record([truncated, version_2], tmp_path)
+    assert sorted(_weirds(out), key=lambda w: w[5]) == [
+        (None, A, 0, B, 0, "truncated_GRE", None, "GRE"),
+        (None, A, 0, B, 0, "unknown_gre_version", None, "GRE"),
+    ]
+
+
+@pytest.mark.parametrize("innermost, name, source, history", [
+    ("ip-in-ip", "exceeded_tunnel_max_depth_in_tunnel", "IPTUNNEL", None),
+    ("gre-over-udp", "exceeded_tunnel_max_depth_in_tunnel", "IPTUNNEL", "D"),
+    ("gtp-u", "tunnel_depth", "GTPV1", "D"),
+    ("ayiya", "exceeded_tunnel_max_depth_in_tunnel", "AYIYA", "DX"),
+])
+def test_the_tunnel_too_deep_names_its_analyzer(tmp_path, innermost, name, source, history):
+    """Four VXLAN layers, then one more tunnel of another kind. Each analyzer raises its weird about
+    the packet (GTP's about nothing at all), and only some mark their UDP connection's history."""
+    ip = _exchange()[0]
+    frame = IP_TUNNELS[innermost](ip) if innermost in IP_TUNNELS else UDP_TUNNELS[innermost](ip)
+    for i in range(4):
+        frame = _outer_udp(struct.pack("!BBHI", 8, 0, 0, 0) + frame, 40000 + i, 4789)
+    rows, out = record([frame], tmp_path)
+    (weird,) = _weirds(out)
+    assert weird[5:] == (name, None, source)
+    assert weird[:5] == ((None,) * 5 if source == "GTPV1" else (None, A, 0, B, 0))
+    deepest = [r["history"] for r in rows if r["id.resp_p"] in (2152, 4754, 5072)]    # the fifth, a UDP tunnel
+    assert deepest == ([] if history is None else [history])
 
 
 def test_a_connection_that_changes_tunnels_collects_parents_then_X(tmp_path):

@@ -87,9 +87,12 @@ class WeirdCode(enum.IntEnum):
     TEREDO_BUBBLE_WITH_PAYLOAD = 17
     INVALID_IP_HEADER_SIZE = 18
     IPV4_MIN_HEADER_SIZE = 19
+    VXLAN_EMPTY_PACKET = 20
+    GENEVE_EMPTY_PACKET = 21
+    GENEVE_INVALID_VERSION = 22
 
 
-WEIRD_MAX = 20
+WEIRD_MAX = 23
 
 
 class Stat(enum.IntEnum):
@@ -281,7 +284,7 @@ class TunnelEvent(ctypes.Structure):
 
 class WeirdEvent(ctypes.Structure):
     _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("conn_id", c_u64), ("owner_cgroup_id", c_u64),
-                ("code", c_u16), ("orig_slot", c_u8), ("pad", c_u8), ("detail", c_u32)]
+                ("code", c_u16), ("orig_slot", c_u8), ("depth", c_u8), ("detail", c_u32)]
 
 
 class ProcessEvent(ctypes.Structure):

@@ -50,7 +50,7 @@ from cicd_audit.recorder.logs.status_file import STATUS_FILE, StatusFile
 from cicd_audit.recorder.logs.tunnels import TunnelLog
 from cicd_audit.recorder.logs.uid import UidAllocator
 from cicd_audit.recorder.logs.weird_policy import WeirdPolicy
-from cicd_audit.recorder.logs.weirds import ABOUT_NO_FLOW, weird_name, weird_source
+from cicd_audit.recorder.logs.weirds import kernel_weird
 from cicd_audit.zeeklog.schema import load_schema
 from cicd_audit.zeeklog.writer import LogWriter
 
@@ -366,13 +366,13 @@ class SessionLog:
         ts = self.to_epoch(ev.hdr.ts_ns)
         # Zeek's conn_weird has the connection's id, oriented as the connection; its flow_weird the
         # packet's addresses, sender first, ports 0; a weird about no flow has neither.
+        weird = kernel_weird(ev.code, ev.detail, ev.depth, ev.key.ip_proto, about_conn=bool(ev.conn_id))
         uid, cid = None, None
         if ev.conn_id:
             uid, cid = self.uids.for_conn(ev.conn_id), events.conn_id(ev.key, ev.orig_slot)
-        elif ev.key.ip_proto and ev.code not in ABOUT_NO_FLOW:
+        elif weird.about_flow:
             cid = events.flow_id(ev.key, ev.orig_slot)
-        self.write_weird(ts, weird_name(ev.code), str(ev.detail) if ev.detail else None, uid=uid, conn_id=cid,
-                         source=weird_source(ev.code, ev.key.ip_proto))
+        self.write_weird(ts, weird.name, weird.addl, uid=uid, conn_id=cid, source=weird.source)
 
     def write_weird(self, ts, name, addl=None, uid=None, conn_id=None, source=None) -> None:
         """A weird about the traffic: counted, and logged as Zeek's Weird framework decides (weird_policy)."""

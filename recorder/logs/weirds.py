@@ -1,9 +1,16 @@
 """Names for the kernel's weird codes: Zeek's weird names where Zeek has one,
-and the analyzer Zeek names as their source (weird.log's `source`)."""
+and the analyzer Zeek names as their source (weird.log's `source`).
+
+A weird a packet analyzer raises about a packet (not about a connection)
+inside a tunnel has "_in_tunnel" appended, as Zeek's session manager does
+(`truncated_IP_in_tunnel`); a connection's weirds keep their names.
+"""
 
 from __future__ import annotations
 
-from cicd_audit.recorder.kernel.abi import WeirdCode
+from typing import NamedTuple
+
+from cicd_audit.recorder.kernel.abi import TunnelType, WeirdCode
 
 WEIRD_NAMES = {
     WeirdCode.TRUNCATED_IP: "truncated_IP",
@@ -25,7 +32,11 @@ WEIRD_NAMES = {
     WeirdCode.TEREDO_BUBBLE_WITH_PAYLOAD: "Teredo_bubble_with_payload",
     WeirdCode.INVALID_IP_HEADER_SIZE: "invalid_IP_header_size",
     WeirdCode.IPV4_MIN_HEADER_SIZE: "IPv4_min_header_size",
+    WeirdCode.VXLAN_EMPTY_PACKET: "vxlan_empty_packet",
+    WeirdCode.GENEVE_EMPTY_PACKET: "geneve_empty_packet",
+    WeirdCode.GENEVE_INVALID_VERSION: "geneve_invalid_version",
 }
+IN_TUNNEL = "_in_tunnel"
 
 # The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for truncated_header.
 _SOURCES = {
@@ -42,6 +53,15 @@ _SOURCES = {
     WeirdCode.TRUNCATED_GRE: "GRE",
     WeirdCode.GRE_UNSUPPORTED: "GRE",
     WeirdCode.TEREDO_BUBBLE_WITH_PAYLOAD: "TEREDO",
+    WeirdCode.VXLAN_EMPTY_PACKET: "VXLAN",
+    WeirdCode.GENEVE_EMPTY_PACKET: "GENEVE",
+    WeirdCode.GENEVE_INVALID_VERSION: "GENEVE",
+}
+# exceeded_tunnel_max_depth comes from the analyzer of the tunnel that was not opened (its type in
+# the event's detail). GTP's says "tunnel_depth", and about no packet.
+_DEPTH_SOURCES = {
+    TunnelType.IP: "IPTUNNEL", TunnelType.GRE: "IPTUNNEL", TunnelType.VXLAN: "VXLAN",
+    TunnelType.GENEVE: "GENEVE", TunnelType.AYIYA: "AYIYA", TunnelType.TEREDO: "TEREDO",
 }
 _TRANSPORTS = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP"}
 
@@ -51,6 +71,31 @@ ABOUT_NO_FLOW = frozenset({
     WeirdCode.TRUNCATED_IP, WeirdCode.UNKNOWN_IP_VERSION, WeirdCode.IP_HDR_LEN_ZERO,
     WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE,
 })
+
+
+class KernelWeird(NamedTuple):
+    """A kernel weird event as Zeek would log it."""
+
+    name: str
+    addl: str | None
+    source: str | None
+    about_flow: bool        # when not about a connection: the packet's addresses (else about nothing)
+
+
+def kernel_weird(code: int, detail: int, depth: int, ip_proto: int, about_conn: bool) -> KernelWeird:
+    """Name, addl and source of a kernel weird; depth is the tunnels around its packet, about_conn
+    whether the kernel raised it about the packet's connection."""
+    name = weird_name(code)
+    addl = str(detail) if detail else None
+    source = weird_source(code, ip_proto)
+    about_flow = ip_proto != 0 and code not in ABOUT_NO_FLOW
+    if code == WeirdCode.TUNNEL_MAX_DEPTH:
+        addl, source = None, _DEPTH_SOURCES.get(detail)
+        if detail == TunnelType.GTPV1:
+            return KernelWeird("tunnel_depth", None, "GTPV1", False)
+    if depth and not about_conn and not name.startswith("cicd_audit_"):
+        name += IN_TUNNEL
+    return KernelWeird(name, addl, source, about_flow)
 
 
 def weird_name(code: int) -> str:
