@@ -1039,17 +1039,16 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p,
 					     struct ca_conn *c, __u32 *inner)
 {
-	__u32 weird = 0;
+	__u32 weird = 0, detail = 0;
 	int link = CA_INNER_IP;
 
 	*inner = p->l4_off;
 	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH) {
-		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird);
-		if (link == CA_INNER_NONE) {
-			if (weird)      /* about the packet: a GRE tunnel is no connection */
-				ca_emit_weird(p, 0, weird, 0);
+		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird, &detail);
+		if (weird)      /* about the packet: a GRE tunnel is no connection */
+			ca_emit_weird(p, 0, weird, detail);
+		if (link == CA_INNER_NONE)
 			return CA_INNER_NONE;
-		}
 	}
 	return ca_decapsulate(s, p, c, ca_pair_tunnel_id(p),
 			      p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link);

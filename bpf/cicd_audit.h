@@ -107,7 +107,13 @@ enum ca_weird_code {
 	CA_WEIRD_VXLAN_EMPTY_PACKET = 20,     /* a VXLAN header and nothing after it */
 	CA_WEIRD_GENEVE_EMPTY_PACKET = 21,    /* a Geneve header (with its options) and nothing after it */
 	CA_WEIRD_GENEVE_INVALID_VERSION = 22, /* detail: the version */
-	CA_WEIRD_MAX = 23,
+	CA_WEIRD_TRUNCATED_802_11_HEADER = 23,     /* an 802.11 frame in GRE (Aruba) ... */
+	CA_WEIRD_TRUNCATED_802_11_LLC_HEADER = 24,
+	CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER = 25,
+	CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET = 26,
+	CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET = 27,
+	CA_WEIRD_AMSDU_REST_UNREAD = 28,    /* subframes after an A-MSDU's first; detail: their bytes */
+	CA_WEIRD_MAX = 29,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

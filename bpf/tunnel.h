@@ -206,14 +206,97 @@ static __always_inline int ca_ayiya(struct __sk_buff *skb, __u32 off, __u32 len,
 	return CA_INNER_IP;
 }
 
+/* IEEE 802.11 at off, len bytes, as Zeek's IEEE802_11 analyzer reads it
+ * (after Aruba's GRE): a data frame's LLC/SNAP payload when it is IP, with
+ * *inner at the IP header; management and control frames, subtypes without
+ * data and protected frames carry nothing it reads. Of an A-MSDU only the
+ * first subframe is read (one inner packet per packet): *rest is set to the
+ * bytes after it, which the caller reports. */
+static __always_inline int ca_ieee802_11(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner,
+					 __u32 *weird, __u32 *rest)
+{
+	__u8 *f = ca_hdr_at(skb, off, 2), *b, *llc;
+	__u32 hlen = 24, body;
+	int amsdu = 0;
+	__u16 type;
+
+	if (!f || len <= hlen) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_HEADER;
+		return CA_INNER_NONE;
+	}
+	if (!((f[0] >> 2) & 0x02) || ((f[0] >> 4) & 0x04))
+		return CA_INNER_NONE;              /* not data, or a subtype without data */
+	if ((f[1] & 0x03) == 0x03)
+		hlen += 6;                         /* To DS and From DS: a fourth address */
+	if (len <= hlen) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_HEADER;
+		return CA_INNER_NONE;
+	}
+	if ((f[0] >> 4) & 0x08) {                  /* QoS data: 2 bytes of QoS control */
+		b = ca_hdr_at(skb, off + hlen, 1);
+		if (!b)
+			return CA_INNER_NONE;
+		amsdu = b[0] & 0x80;
+		if (f[1] & 0x40)
+			return CA_INNER_NONE;      /* protected: encrypted */
+		hlen += 2;
+		if (len <= hlen) {
+			*weird = CA_WEIRD_TRUNCATED_802_11_HEADER;
+			return CA_INNER_NONE;
+		}
+	}
+	body = len - hlen;
+	if (amsdu) {
+		/* A subframe: destination, source, length, then LLC. */
+		if (body < 14) {
+			*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER;
+			return CA_INNER_NONE;
+		}
+		b = ca_hdr_at(skb, off + hlen + 12, 2);
+		if (!b)
+			return CA_INNER_NONE;
+		body = (__u32)b[0] << 8 | b[1];
+		if (len - hlen < body + 14) {
+			*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET;
+			return CA_INNER_NONE;
+		}
+		hlen += 14;
+		*rest = len - hlen - body;
+	}
+	llc = ca_hdr_at(skb, off + hlen, 8);
+	if (body < 8 || !llc) {
+		*weird = amsdu ? CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET : CA_WEIRD_TRUNCATED_802_11_LLC_HEADER;
+		return CA_INNER_NONE;
+	}
+	type = (__u16)llc[6] << 8 | llc[7];
+	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) {
+		if (amsdu)
+			*weird = CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET;
+		return CA_INNER_NONE;              /* not SNAP-encapsulated Ethernet */
+	}
+	if (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6)
+		return CA_INNER_NONE;              /* ARP, or nothing Zeek forwards */
+	*inner = off + hlen + 8;
+	return CA_INNER_IP;
+}
+
+/* Aruba's GRE protocol types, as Zeek's GRE analyzer tells them: an 802.11 frame follows. */
+static __always_inline int ca_gre_is_aruba(__u16 proto)
+{
+	return ((proto & 0x8200) == 0x8200 && (proto & 0x0f) == 0) ||
+	       ((proto & 0x8300) == 0x8300 && (proto & 0x0f) == 0 && proto <= 0x8370) || proto == 0x9000;
+}
+
 static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
 {
 	return proto == CA_IPPROTO_IPIP || proto == CA_IPPROTO_IPV6 || proto == CA_IPPROTO_GRE;
 }
 
 /* GRE (RFC 2784, RFC 2637 for version 1) at off, len bytes: the inner link
- * type with *inner at its start, or CA_INNER_NONE with *weird set. */
-static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
+ * type with *inner at its start, or CA_INNER_NONE with *weird set; *detail
+ * is the weird's number (an A-MSDU's bytes left unread, with an inner packet). */
+static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird,
+				  __u32 *detail)
 {
 	__u8 *g = ca_hdr_at(skb, off, 4);
 	__u16 flags, proto;
@@ -270,6 +353,18 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 			return CA_INNER_NONE;
 		}
 		hlen += (e[0] & 1) ? 20 : 12;
+	} else if (ca_gre_is_aruba(proto)) {
+		__u32 rest = 0;
+		if (len <= hlen) {
+			*weird = CA_WEIRD_TRUNCATED_GRE;
+			return CA_INNER_NONE;
+		}
+		link = ca_ieee802_11(skb, off + hlen, len - hlen, inner, weird, &rest);
+		if (link != CA_INNER_NONE && rest) {
+			*weird = CA_WEIRD_AMSDU_REST_UNREAD;
+			*detail = rest;
+		}
+		return link;
 	}
 	if (len < hlen + (link == CA_INNER_ETHERNET ? 14 : 1)) {
 		*weird = CA_WEIRD_TRUNCATED_GRE;
@@ -300,7 +395,7 @@ static __always_inline int ca_udp_tunnel(struct __sk_buff *skb, struct ca_packet
 	__u8 *h = ca_hdr_at(skb, off, 8);
 
 	if (port == CA_PORT_GRE_UDP)
-		return ca_gre(skb, off, len, inner, weird);
+		return ca_gre(skb, off, len, inner, weird, detail);
 	if (port == CA_PORT_GTP_U || port == CA_PORT_GTP_C)
 		return ca_gtp(skb, off, len, inner);
 	if (port == CA_PORT_AYIYA)

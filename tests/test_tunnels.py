@@ -74,6 +74,33 @@ def _gre_teb(ip: bytes) -> bytes:
     return _outer_ip(47, struct.pack("!HH", 0, 0x6558) + _inner_frame(ip))
 
 
+def _wlan(payload: bytes, qos: bool = True, four_addresses: bool = False, amsdu: bool = False,
+          protected: bool = False) -> bytes:
+    """An IEEE 802.11 data frame (QoS data by default) around payload."""
+    fc0 = 0x88 if qos else 0x08
+    flags = (0x03 if four_addresses else 0x01) | (0x40 if protected else 0)
+    hdr = bytes([fc0, flags]) + bytes(2) + bytes(range(1, 19)) + bytes(2)       # duration, 3 addresses, sequence
+    if four_addresses:
+        hdr += bytes(range(30, 36))
+    if qos:
+        hdr += bytes([0x80 if amsdu else 0, 0])
+    return hdr + payload
+
+
+def _snap(ip: bytes) -> bytes:
+    return b"\xaa\xaa\x03\x00\x00\x00" + _ethertype(ip) + ip
+
+
+def _gre_aruba(ip: bytes, proto: int = 0x8200, **wlan) -> bytes:
+    """Aruba's GRE: an 802.11 frame whose LLC/SNAP payload is the packet (Zeek: DLT_IEEE802_11)."""
+    return _outer_ip(47, struct.pack("!HH", 0, proto) + _wlan(_snap(ip), **wlan))
+
+
+def _gre_aruba_wds(ip: bytes) -> bytes:
+    """Another of Aruba's protocol types, a plain (not QoS) data frame with four addresses."""
+    return _gre_aruba(ip, proto=0x8310, qos=False, four_addresses=True)
+
+
 def _ipip(ip: bytes) -> bytes:
     return _outer_ip(4 if ip[0] >> 4 == 4 else 41, ip)
 
@@ -90,7 +117,8 @@ def _teredo(ip: bytes) -> bytes:
 
 
 UDP_TUNNELS = {"vxlan": _vxlan, "geneve": _geneve, "gtp-u": _gtp, "ayiya": _ayiya}
-IP_TUNNELS = {"gre": _gre, "gre-teb": _gre_teb, "ip-in-ip": _ipip, "gre-over-udp": _gre_udp}
+IP_TUNNELS = {"gre": _gre, "gre-teb": _gre_teb, "ip-in-ip": _ipip, "gre-over-udp": _gre_udp,
+              "gre-aruba": _gre_aruba, "gre-aruba-wds": _gre_aruba_wds}
 
 
 def record(frames: list[bytes], tmp: Path, *extra: str) -> tuple[list[dict], Path]:
@@ -152,6 +180,38 @@ def test_inner_headers_far_into_the_frame_are_read(tmp_path):
     tunnelled = next(r for r in rows if str(r["id.orig_h"]) == "fd00::1")
     assert list(tunnelled["tunnel_parents"]) == [outer["uid"]]
     assert (tunnelled["orig_ip_bytes"], tunnelled["history"]) == (len(inner), "D")
+
+
+def test_an_aruba_a_msdu_s_first_subframe_is_read_and_the_rest_reported(tmp_path):
+    """One inner packet per packet: an A-MSDU's first subframe is read, and the bytes of the others
+    are a recorder weird (Zeek reads every subframe)."""
+    first, second = _exchange()[8], _exchange()[9]
+
+    def subframe(ip: bytes, pad: bool) -> bytes:
+        body = _snap(ip)
+        return bytes(range(12)) + struct.pack("!H", len(body)) + body + (bytes(-len(body) % 4) if pad else b"")
+
+    amsdu = _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(subframe(first, True) + subframe(second, False),
+                                                                 amsdu=True))
+    rows, out = record([amsdu], tmp_path)
+    assert [(str(r["id.orig_h"]), r["orig_pkts"]) for r in rows] == [("10.1.0.1", 1)]
+    (weird,) = _weirds(out)
+    assert weird[5:7] == ("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(second))))
+
+
+def test_802_11_frames_zeek_reads_nothing_from_make_no_connection(tmp_path):
+    ip = _exchange()[8]
+    arp = b"\xaa\xaa\x03\x00\x00\x00\x08\x06" + bytes(28)
+    management = _outer_ip(47, struct.pack("!HH", 0, 0x8200) + bytes([0x80, 0]) + bytes(22) + _snap(ip))
+    frames = [_gre_aruba(ip, protected=True), _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(arp)), management,
+              _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(b"")[:20]),          # cut in the header
+              _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(b"\xaa\xaa\x03"))]   # cut in the LLC
+    rows, out = record(frames, tmp_path)
+    assert rows == []
+    assert sorted(w[5:] for w in _weirds(out)) == [
+        ("truncated_802_11_header_in_tunnel", None, "IEEE802_11"),
+        ("truncated_802_11_llc_header_in_tunnel", None, "IEEE802_11"),
+    ]
 
 
 def test_nesting_beyond_max_depth_is_a_weird_and_an_X(tmp_path):

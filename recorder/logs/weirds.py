@@ -35,8 +35,22 @@ WEIRD_NAMES = {
     WeirdCode.VXLAN_EMPTY_PACKET: "vxlan_empty_packet",
     WeirdCode.GENEVE_EMPTY_PACKET: "geneve_empty_packet",
     WeirdCode.GENEVE_INVALID_VERSION: "geneve_invalid_version",
+    WeirdCode.TRUNCATED_802_11_HEADER: "truncated_802_11_header",
+    WeirdCode.TRUNCATED_802_11_LLC_HEADER: "truncated_802_11_llc_header",
+    WeirdCode.TRUNCATED_802_11_AMSDU_HEADER: "truncated_802_11_amsdu_header",
+    WeirdCode.TRUNCATED_802_11_AMSDU_PACKET: "truncated_802_11_amsdu_packet",
+    WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET: "invalid_802_11_amsdu_inner_packet",
+    WeirdCode.AMSDU_REST_UNREAD: "cicd_audit_802_11_amsdu_rest_unread",
 }
 IN_TUNNEL = "_in_tunnel"
+
+# Zeek's 802.11 analyzer's weirds. The recorder reads 802.11 inside GRE only (Aruba), so the frame is
+# always inside a tunnel, and these are about no flow: the inner packet has no IP header yet.
+_IEEE802_11 = (
+    WeirdCode.TRUNCATED_802_11_HEADER, WeirdCode.TRUNCATED_802_11_LLC_HEADER,
+    WeirdCode.TRUNCATED_802_11_AMSDU_HEADER, WeirdCode.TRUNCATED_802_11_AMSDU_PACKET,
+    WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET,
+)
 
 # The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for truncated_header.
 _SOURCES = {
@@ -56,6 +70,7 @@ _SOURCES = {
     WeirdCode.VXLAN_EMPTY_PACKET: "VXLAN",
     WeirdCode.GENEVE_EMPTY_PACKET: "GENEVE",
     WeirdCode.GENEVE_INVALID_VERSION: "GENEVE",
+    **dict.fromkeys(_IEEE802_11, "IEEE802_11"),
 }
 # exceeded_tunnel_max_depth comes from the analyzer of the tunnel that was not opened (its type in
 # the event's detail). GTP's says "tunnel_depth", and about no packet.
@@ -69,7 +84,7 @@ _TRANSPORTS = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP"}
 # whatever part of the key the kernel had parsed.
 ABOUT_NO_FLOW = frozenset({
     WeirdCode.TRUNCATED_IP, WeirdCode.UNKNOWN_IP_VERSION, WeirdCode.IP_HDR_LEN_ZERO,
-    WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE,
+    WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE, *_IEEE802_11,
 })
 
 
@@ -93,6 +108,8 @@ def kernel_weird(code: int, detail: int, depth: int, ip_proto: int, about_conn: 
         addl, source = None, _DEPTH_SOURCES.get(detail)
         if detail == TunnelType.GTPV1:
             return KernelWeird("tunnel_depth", None, "GTPV1", False)
+    if code in _IEEE802_11:
+        depth += 1          # raised about the frame inside the GRE tunnel, one level below the GRE packet
     if depth and not about_conn and not name.startswith("cicd_audit_"):
         name += IN_TUNNEL
     return KernelWeird(name, addl, source, about_flow)
