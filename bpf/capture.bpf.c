@@ -91,6 +91,8 @@ BPF_ARRAY(weird_counts, __u64, CA_WEIRD_MAX);
  * value 1: likely, 0: not, as if absent). */
 BPF_HASH(likely_server_ports, __u32, __u8, 1024);
 BPF_PERCPU_ARRAY(id_counter, __u64, 1);
+/* Zeek's Tunnel::max_depth when redefined (1 to CA_TUNNEL_MAX_DEPTH); 0: the default, CA_TUNNEL_MAX_DEPTH. */
+BPF_ARRAY(tunnel_max_depth, __u32, 1);
 /* Events committed on this CPU since the last one that woke the reader. */
 BPF_PERCPU_ARRAY(events_since_wake, __u32, 1);
 
@@ -994,10 +996,20 @@ static __always_inline void ca_note_tunnel(struct ca_scratch *s, struct ca_packe
 /* Whether the inner packet (of link type link) is opened: not beyond
  * Tunnel::max_depth. Its tunnel is left in the scratch for the connection the
  * inner packet makes. */
+/* Zeek's check, which each tunnel analyzer makes before it opens a tunnel:
+ * a packet inside Tunnel::max_depth tunnels opens no more. The outermost
+ * packet always may (Zeek checks an encapsulation it does not have). */
+static __always_inline int ca_too_deep(const struct ca_packet *p)
+{
+	__u32 idx = 0, *max = tunnel_max_depth.lookup(&idx);
+
+	return p->depth >= CA_TUNNEL_MAX_DEPTH || (p->depth && max && *max && p->depth >= *max);
+}
+
 static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet *p, struct ca_conn *c,
 					  __u64 tunnel_id, __u8 type, int link)
 {
-	if (p->depth >= CA_TUNNEL_MAX_DEPTH) {
+	if (ca_too_deep(p)) {
 		/* The analyzers of VXLAN, Geneve, AYIYA and Teredo mark their
 		 * connection; GTP's and IPTunnel's (GRE over UDP) do not. */
 		if (type == CA_TUNNEL_VXLAN || type == CA_TUNNEL_GENEVE || type == CA_TUNNEL_AYIYA ||
@@ -1026,7 +1038,7 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 	/* A weird with an inner packet (a Teredo bubble with payload) is
 	 * raised, and the packet decapsulated all the same. Only the Teredo
 	 * analyzer's is about the connection; the others, the packet's. */
-	if (weird && p->depth < CA_TUNNEL_MAX_DEPTH) {
+	if (weird && !ca_too_deep(p)) {
 		ca_emit_weird(p, weird == CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD ? c : 0, weird, detail);
 		if (link == CA_INNER_NONE)
 			return CA_INNER_NONE;
@@ -1043,7 +1055,7 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 	int link = CA_INNER_IP;
 
 	*inner = p->l4_off;
-	if (p->key.ip_proto == CA_IPPROTO_GRE && p->depth < CA_TUNNEL_MAX_DEPTH) {
+	if (p->key.ip_proto == CA_IPPROTO_GRE && !ca_too_deep(p)) {
 		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird, &detail);
 		if (weird)      /* about the packet: a GRE tunnel is no connection */
 			ca_emit_weird(p, 0, weird, detail);

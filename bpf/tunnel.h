@@ -27,7 +27,7 @@
 #ifndef CA_TUNNEL_H
 #define CA_TUNNEL_H
 
-#define CA_TUNNEL_MAX_DEPTH 4      /* Tunnel::max_depth */
+#define CA_TUNNEL_MAX_DEPTH 4      /* Tunnel::max_depth by default, and the most the program opens */
 #define CA_TUNNEL_MAX_CHANGES 5    /* Tunnel::max_changes_per_connection */
 #define CA_PORT_VXLAN 4789
 #define CA_PORT_GENEVE 6081

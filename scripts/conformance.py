@@ -270,7 +270,8 @@ IPv6 either way). As in Zeek:
   connection, its reply through another, as the kernel's vxlan device sends them) gets each new
   tunnel added to its parents (`tunnel_changed`) up to `Tunnel::max_changes_per_connection` (5),
   then history `X` and the weird `tunnel_max_changes_per_connection_exceeded`;
-- a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers; one more gives Zeek's
+- a tunnel inside a tunnel is opened up to `Tunnel::max_depth` (4) layers (`record --redef
+  Tunnel::max_depth=N` takes 0 to 4; the outermost tunnel is always opened, as Zeek does); one more gives Zeek's
   weird about that packet, `exceeded_tunnel_max_depth_in_tunnel` with the analyzer that refused it as
   `source` (GTP's is `tunnel_depth`, about nothing), and history `X` on the UDP connection of a VXLAN,
   Geneve, AYIYA or Teredo tunnel, whose analyzers mark it (GTP's and GRE over UDP's do not);

@@ -15,8 +15,9 @@ log itself, a copy (`mv`/`cp`), or a `zeek-cut -m` table of it). For each such b
 2. derives the configuration Zeek ran with from the test's own lines: `-b` and
    the protocol scripts it loads (likely_server_ports, via scripts/conformance.py's
    zeek_configuration), `-C` or `redef ignore_checksums = T`, `redef
-   likely_server_ports += {...}`, the community-id script, JSON logs, the DNS
-   settings `record --redef` takes (`dns_max_queries=3` on the command line),
+   likely_server_ports += {...}`, the community-id script, JSON logs, the Zeek
+   settings `record --redef` takes (`dns_max_queries=3` on the command line,
+   `redef Tunnel::max_depth = 2` in the script),
 3. runs `cicd-audit record --pcap` with it and compares with the oracle's
    `_tools/zeek_compare.py --ignore uid --ignore service` (the tool itself for
    conn.log and dns.log, its table comparison for tunnel.log and weird.log, which
@@ -59,8 +60,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import conformance  # noqa: E402  (zeek_configuration, the compare tool, the CLI path)
 
-from cicd_audit.recorder.logs.dns.redefs import REDEFS  # noqa: E402
 from cicd_audit.recorder.logs.weirds import IN_TUNNEL, WEIRD_NAMES  # noqa: E402
+from cicd_audit.recorder.redefs import NAMES as REDEFS  # noqa: E402
 
 sys.path.insert(0, str(conformance.COMPARE.parent))
 import zeek_compare  # noqa: E402  (its compare_tables, for the logs its command line does not take)
@@ -285,8 +286,8 @@ def record_options(case: Case) -> tuple[list[str], str]:
     joined = script + " " + " ".join(run.extra)
     if re.search(r"use_json\s*=\s*T", joined):
         options += ["--format", "json"]
-    # Zeek's DNS settings, on its command line (name=value) or redef'd by the test's script, or by
-    # policy/protocols/dns/auth-addl, which the test may load.
+    # Zeek's settings record --redef takes, on its command line (name=value) or redef'd by the test's
+    # script, or by policy/protocols/dns/auth-addl, which the test may load.
     if any("protocols/dns/auth-addl" in ld for ld in loads):
         joined += " dns_skip_all_auth=F dns_skip_all_addl=F"
     for name in REDEFS:
@@ -569,9 +570,9 @@ SCRIPT_EDITS_ROWS = "the test's script edits the log rows"
 SCRIPT_PROCESSING = "the test's script changes how packets are processed (no record option says the same)"
 OUT_OF_SCOPE = (LOG_COLUMNS, ANALYZER_X, ANALYZER_TUNNELS, SCRIPT_EDITS_ROWS, SCRIPT_PROCESSING)
 # Zeek script settings that decide which packets are analysed and how: packet filters the script
-# installs, bytes it skips, checksum exceptions, the tunnel depth. The recorder has no option for them.
+# installs, bytes it skips, checksum exceptions. The recorder has no option for them.
 _PACKET_PROCESSING = re.compile(r"PacketFilter::|NetControl::|capture_filters|restrict_filters|Pcap::install_pcap_filter|"
-                                r"PacketAnalyzer::SKIP|ignore_checksums_nets|Tunnel::max_depth")
+                                r"PacketAnalyzer::SKIP|ignore_checksums_nets")
 # Tunnels Zeek's application analyzers find (HTTP CONNECT, SOCKS): tunnel.log rows no packet analyzer writes.
 _ANALYZER_TUNNEL = re.compile(r"Tunnel::(HTTP|SOCKS)\b")
 

@@ -236,6 +236,31 @@ def test_nesting_beyond_max_depth_is_a_weird_and_an_X(tmp_path):
                              "VXLAN")]
 
 
+@pytest.mark.parametrize("max_depth, opened", [("2", 2), ("1", 1), ("0", 1), (None, 3)])
+def test_tunnel_max_depth_is_zeek_s_setting(tmp_path, max_depth, opened):
+    """`--redef Tunnel::max_depth=N` as Zeek's core.tunnels.max-depth-exceeded runs it: a packet inside N
+    tunnels opens no more. The outermost packet always opens its tunnel (Zeek checks the packet's
+    encapsulation, which the outermost has none of), so 0 opens one layer, as 1 does."""
+    frame = _inner_frame(_exchange()[8])
+    for i in range(3):                                   # three VXLAN layers, innermost first
+        udp = IP(src=f"10.9.{i}.1", dst=f"10.9.{i}.2") / UDP(sport=40000 + i, dport=4789)
+        frame = MACS + b"\x08\x00" + bytes(udp / (struct.pack("!BBHI", 8, 0, 0, 0) + frame))
+    extra = ["--redef", f"Tunnel::max_depth={max_depth}"] if max_depth is not None else []
+    rows, out = record([frame], tmp_path, *extra)
+    # The outermost layer is 10.9.2.x; the one at depth `opened` is the first not opened.
+    seen = sorted(str(r["id.orig_h"]) for r in rows)
+    layers = [f"10.9.{2 - d}.1" for d in range(min(opened + 1, 3))] + (["10.1.0.1"] if opened == 3 else [])
+    assert seen == sorted(layers)
+    weirds = _weirds(out)
+    if opened == 3:
+        assert weirds == []
+    else:
+        refused = f"10.9.{2 - opened}.1"
+        assert next(r["history"] for r in rows if str(r["id.orig_h"]) == refused) == "DX"
+        assert weirds == [(None, refused, 0, f"10.9.{2 - opened}.2", 0, "exceeded_tunnel_max_depth_in_tunnel",
+                           None, "VXLAN")]
+
+
 def _weirds(out: Path) -> list[tuple]:
     return [(w["uid"], str(w["id.orig_h"]) if w["id.orig_h"] else None, w["id.orig_p"],
              str(w["id.resp_h"]) if w["id.resp_h"] else None, w["id.resp_p"], w["name"], w["addl"], w["source"])

@@ -113,9 +113,10 @@ class Agent:
                  socket_path: Path, socket_group: str | None = None, process_args: bool = False,
                  analyze: bool = True, blocking: AgentBlocking | None = None, retain: int | None = None,
                  rotation: Rotation | None = None, nice: int = DEFAULT_NICE_INCREMENT,
-                 dns_options: ParseOptions | None = None) -> None:
+                 dns_options: ParseOptions | None = None, tunnel_max_depth: int | None = None) -> None:
         self.out_dir = out_dir
         self.dns_options = dns_options      # Zeek's DNS settings for every session (None: its defaults)
+        self.tunnel_max_depth = tunnel_max_depth      # Zeek's Tunnel::max_depth (None: its default)
         self.nice = nice                    # how far the agent's CPU priority goes below the jobs' (cpu_priority.py)
         self.rotation = rotation            # within each job's session (None: one file per log)
         self.retain = retain                # keep the newest N sessions (None: all)
@@ -155,6 +156,8 @@ class Agent:
                 self.program = CaptureProgram(ProgramSettings(pcap_mode=False, attribution=True,
                                                               block=self.blocking is not None), self._on_event)
                 self._sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
+                if self.tunnel_max_depth is not None:
+                    self.program.set_tunnel_max_depth(self.tunnel_max_depth)
                 self.v2_root = cgroup2_mount()
                 if self.blocking is not None:           # no job is judged until one starts
                     for redirect in self.blocking.stub_redirects:

@@ -71,22 +71,23 @@ def record_live(out_dir: Path | OutputDir, interfaces: Sequence[str] | None = No
                 settings: ProgramSettings | None = None, likely_server_ports: frozenset | None = None,
                 community_id: bool = False, cgroup: Path | None = None, blocking: Blocking | None = None,
                 process_args: bool = False, nice: int = DEFAULT_NICE_INCREMENT,
-                dns_options: ParseOptions | None = None) -> LiveResult:
+                dns_options: ParseOptions | None = None, tunnel_max_depth: int | None = None) -> LiveResult:
     """cgroup: where the socket hooks go (default: the cgroup v2 root, so every
     process and container on the host is covered); blocking: enforce a policy;
     nice: how far below the job's the recorder's CPU priority goes once the job runs;
-    dns_options: Zeek's DNS settings, when not its defaults (dns.redefs).
+    dns_options, tunnel_max_depth: Zeek's DNS settings and Tunnel::max_depth, when not its
+    defaults (recorder/redefs.py).
 
     SIGINT and SIGTERM stop the recording cleanly from the first line on: one
     arriving during start-up lets the current step finish, starts no command,
     and closes complete logs (exit 128 + the signal with a command, else 0)."""
     with StopFlag() as flag:
         return _record_live(flag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                            community_id, cgroup, blocking, process_args, nice, dns_options)
+                            community_id, cgroup, blocking, process_args, nice, dns_options, tunnel_max_depth)
 
 
 def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, settings, likely_server_ports,
-                 community_id, cgroup, blocking, process_args, nice, dns_options) -> LiveResult:
+                 community_id, cgroup, blocking, process_args, nice, dns_options, tunnel_max_depth) -> LiveResult:
     require_root()                  # before any log file exists
     interfaces = choose_interfaces(interfaces or (), blocking is not None)
     job_cgroup = cgroup
@@ -105,7 +106,8 @@ def _record_live(flag: StopFlag, out_dir, interfaces, command, fmt, on_ready, se
                          add_community_id=community_id, processes=ProcessTable(keep_cmdline=process_args),
                          blocking=blocking is not None, dns_options=dns_options)
     settings = settings or ProgramSettings(pcap_mode=False, attribution=True, block=blocking is not None)
-    with Recording(session, settings, likely_server_ports, unfinished="recording stopped by an error") as recording:
+    with Recording(session, settings, likely_server_ports, unfinished="recording stopped by an error",
+                   tunnel_max_depth=tunnel_max_depth) as recording:
         try:
             return _run(flag, recording, interfaces, command, on_ready, cgroup, job_cgroup, v2_root, blocking, nice)
         finally:

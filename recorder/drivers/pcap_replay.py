@@ -30,14 +30,14 @@ PROGRESS_MIN_BYTES = 20_000_000     # a progress bar only for files worth waitin
 def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums: bool = True,
                 progress: bool | None = None, settings: ProgramSettings | None = None,
                 likely_server_ports: frozenset | None = None, community_id: bool = False,
-                dns_options: ParseOptions | None = None) -> dict:
+                dns_options: ParseOptions | None = None, tunnel_max_depth: int | None = None) -> dict:
     """Write Zeek logs for a capture file into out_dir; returns the capture stats.
 
     likely_server_ports: Zeek's likely_server_ports as (port, "tcp"|"udp")
     pairs (zeek_defaults.parse_likely_server_ports), when Zeek's default set
     is not the one wanted (e.g. to match `zeek -b`). community_id: add Zeek's
-    community_id column to conn.log. dns_options: Zeek's DNS settings, when not
-    its defaults (dns.redefs).
+    community_id column to conn.log. dns_options, tunnel_max_depth: Zeek's DNS
+    settings and Tunnel::max_depth, when not its defaults (recorder/redefs.py).
 
     SIGINT or SIGTERM ends the replay after the packet in hand: what was read
     is drained into complete logs, recorder.status says "incomplete", and the
@@ -45,12 +45,12 @@ def record_pcap(pcap: Path, out_dir: Path, fmt: str = "tsv", validate_checksums:
     """
     with StopFlag() as flag:
         return _record_pcap(flag, Path(pcap), out_dir, fmt, validate_checksums, progress, settings,
-                            likely_server_ports, community_id, dns_options)
+                            likely_server_ports, community_id, dns_options, tunnel_max_depth)
 
 
 def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_checksums: bool,
                  progress: bool | None, settings: ProgramSettings | None, likely_server_ports: frozenset | None,
-                 community_id: bool, dns_options: ParseOptions | None) -> dict:
+                 community_id: bool, dns_options: ParseOptions | None, tunnel_max_depth: int | None) -> dict:
     require_root()                  # before any log file exists
     reader = CaptureFile(pcap)
     try:
@@ -58,7 +58,7 @@ def _record_pcap(flag: StopFlag, pcap: Path, out_dir: Path, fmt: str, validate_c
         session = SessionLog(out_dir, fmt, to_epoch=lambda ns: ns / 1e9, add_community_id=community_id,
                              dns_options=dns_options)
         settings = settings or ProgramSettings(pcap_mode=True, validate_checksums=validate_checksums)
-        with Recording(session, settings, likely_server_ports,
+        with Recording(session, settings, likely_server_ports, tunnel_max_depth=tunnel_max_depth,
                        unfinished="the capture file could not be processed to the end") as recording:
             last_ns = _replay(flag, pcap, reader, recording, progress)
             stats = recording.finish(last_ns, str(pcap), time.monotonic() - started)

@@ -8,7 +8,8 @@ program, so the logs are complete and nothing stays loaded.
 
 API::
 
-    with Recording(session, settings, likely_server_ports, unfinished="why, if not finished") as recording:
+    with Recording(session, settings, likely_server_ports, unfinished="why, if not finished",
+                   tunnel_max_depth=None) as recording:      # None: Zeek's defaults
         recording.program, recording.sweeper        # poll, run packets, sweep timers
         stats = recording.finish(end_ns, source, duration, command_status=None)
         recording.kernel_stats                      # the program's counters read by finish
@@ -28,7 +29,7 @@ class Recording:
     """The program whose events the session writes, and the sweeper that ends its connections."""
 
     def __init__(self, session: SessionLog, settings: ProgramSettings, likely_server_ports: frozenset | None,
-                 unfinished: str):
+                 unfinished: str, tunnel_max_depth: int | None = None):
         self.session = session
         self.unfinished = unfinished        # weird.log's reason when the recording ends before finish()
         self.kernel_stats: dict = {}
@@ -40,6 +41,8 @@ class Recording:
         try:
             if likely_server_ports is not None:
                 self.program.set_likely_server_ports(likely_server_ports)
+            if tunnel_max_depth is not None:
+                self.program.set_tunnel_max_depth(tunnel_max_depth)
             self.sweeper = Sweeper(self.program, self.program.sweep_fn.fd)
             # IP fragments come back reassembled and run through the program as one datagram.
             session.run_datagram = DatagramRunner.for_program(self.program)

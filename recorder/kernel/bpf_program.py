@@ -479,6 +479,13 @@ class CaptureProgram:
         for port, transport in ports:
             table.update(port | _IP_PROTO[transport] << 16, 1)
 
+    def set_tunnel_max_depth(self, depth: int) -> None:
+        """Zeek's Tunnel::max_depth, 0 to zeek_defaults.TUNNEL_MAX_DEPTH. 0 opens the outermost tunnel as
+        1 does: Zeek checks the depth of a packet's tunnels, which the outermost packet has none of."""
+        if not 0 <= depth <= zeek_defaults.TUNNEL_MAX_DEPTH:
+            raise ValueError(f"Tunnel::max_depth {depth}: the program opens 0 to {zeek_defaults.TUNNEL_MAX_DEPTH}")
+        self.maps["tunnel_max_depth"].update(0, max(depth, 1))
+
     def wake_on(self, fd: int) -> None:
         """poll() also returns when fd becomes readable."""
         self.ring.wake_on(fd)

@@ -17,6 +17,7 @@ UDP_INACTIVITY_TIMEOUT = 60.0    # udp_inactivity_timeout
 ICMP_INACTIVITY_TIMEOUT = 60.0   # icmp_inactivity_timeout
 UNKNOWN_IP_INACTIVITY_TIMEOUT = 60.0  # unknown_ip_inactivity_timeout
 DNS_SESSION_TIMEOUT = 10.0       # dns_session_timeout: UDP DNS connections
+TUNNEL_MAX_DEPTH = 4             # Tunnel::max_depth, also the most the program opens (bpf/tunnel.h)
 
 TIMER_DEFINES = {
     "CA_TCP_SYN_TIMEOUT_NS": TCP_SYN_TIMEOUT,

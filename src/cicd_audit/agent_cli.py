@@ -12,7 +12,7 @@ from cicd_audit.control_protocol import DEFAULT_SOCKET
 from cicd_audit.errors import CicdAuditError
 from cicd_audit.quantities import Quantity
 from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
-from cicd_audit.redef_option import REDEF_OPTION, dns_parse_options
+from cicd_audit.redef_option import REDEF_OPTION, parse_redef_option
 
 SOCKET_OPTION = click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
                              default=Path(DEFAULT_SOCKET), show_default=True, help="The agent's control socket.")
@@ -71,9 +71,10 @@ def agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_a
     try:
         blocking = _agent_blocking(policy_dir, resolvers, runner_endpoints, repository_policies)
         rotation = Rotation(rotate_interval, rotate_size) if rotate_interval or rotate_size else None
+        zeek = parse_redef_option(redefs)
         runner = Agent(out_dir, interfaces, cgroup, fmt, socket_path, socket_group, process_args,
                        analyze=not no_analysis, blocking=blocking, retain=retain, rotation=rotation, nice=nice,
-                       dns_options=dns_parse_options(redefs))
+                       dns_options=zeek.dns, tunnel_max_depth=zeek.tunnel_max_depth)
         sys.exit(runner.run())
     except CicdAuditError as exc:
         _fail(exc)

@@ -12,7 +12,7 @@ import click
 
 from cicd_audit import __version__
 from cicd_audit.errors import RECORDER_FAILED, CicdAuditError, CommandNotRunnable, RecordingIncomplete
-from cicd_audit.redef_option import REDEF_OPTION, dns_parse_options
+from cicd_audit.redef_option import REDEF_OPTION, parse_redef_option
 
 FORMATS = click.Choice(["tsv", "json"])
 
@@ -140,7 +140,7 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
     """
     try:
         ports = _parse_ports(likely_server_ports)
-        dns_options = dns_parse_options(redefs)
+        zeek = parse_redef_option(redefs)
         blocking = _blocking(block, block_host, runner_endpoints, policy_file, resolvers, fail_closed)
         if block and not block_host and pcap is None and not command and cgroup is None:
             raise_usage("--block judges a job: give its command (-- CMD) or its cgroup (--cgroup DIR); "
@@ -153,7 +153,8 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
                             "--nice or a command")
             from cicd_audit.recorder.drivers.pcap_replay import record_pcap
             stats = record_pcap(pcap, out_dir, fmt, validate_checksums=not ignore_checksums, progress=progress,
-                                likely_server_ports=ports, community_id=community_id, dns_options=dns_options)
+                                likely_server_ports=ports, community_id=community_id, dns_options=zeek.dns,
+                                tunnel_max_depth=zeek.tunnel_max_depth)
             _finish_recording(stats, out_dir)
             sys.exit(_recording_status(stats, None))
         from cicd_audit.recorder.drivers.cpu_priority import DEFAULT_NICE_INCREMENT
@@ -168,13 +169,13 @@ def record(out_dir, interfaces, pcap, fmt, ignore_checksums, background, progres
                 result = record_live(output, interfaces, None, fmt, on_ready=on_ready,
                                      likely_server_ports=ports, community_id=community_id, cgroup=cgroup,
                                      blocking=blocking, process_args=process_args, nice=nice,
-                                     dns_options=dns_options)
+                                     dns_options=zeek.dns, tunnel_max_depth=zeek.tunnel_max_depth)
                 _finish_recording(result.stats, out_dir)
                 return _recording_status(result.stats, None)
             sys.exit(start_in_background(out_dir, run))
         result = record_live(out_dir, interfaces, command, fmt, likely_server_ports=ports, community_id=community_id,
                              cgroup=cgroup, blocking=blocking, process_args=process_args, nice=nice,
-                             dns_options=dns_options)
+                             dns_options=zeek.dns, tunnel_max_depth=zeek.tunnel_max_depth)
         _finish_recording(result.stats, out_dir)
         sys.exit(_recording_status(result.stats, result.exit_status if command else None))
     except CicdAuditError as exc:
