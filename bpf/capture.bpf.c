@@ -1205,6 +1205,25 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 	p->egress = egress;
 	if (inner)              /* else 0 already */
 		p->depth = depth;
+#if CA_PCAP_MODE
+	/* A frame shorter than BPF_PROG_TEST_RUN takes (an IP header after an
+	 * Ethernet one, or 14 bytes) comes padded, its captured length in the
+	 * mark with CA_MARK_PADDED: cut back to it, the parse sees what was
+	 * captured. Zeek reads nothing of 16 bytes or less (nor can an skb be
+	 * cut below its Ethernet header). */
+	if (!inner && ca_unlikely(skb->mark & CA_MARK_PADDED)) {
+		__u32 len = skb->mark & ~CA_MARK_PADDED;
+
+		skb->mark = len;
+		if (len > CA_ETH_MIN_FRAME && bpf_skb_change_tail(skb, len, 0) == 0)
+			goto parse;
+		ca_count(CA_STAT_PACKETS, 1);
+		ca_count(CA_STAT_PARSE_ERRORS, 1);
+		ca_emit_weird(p, 0, CA_WEIRD_TRUNCATED_ETHERNET_FRAME, 0);
+		return CA_PASS;
+	}
+parse:
+#endif
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
 	r = ca_parse(skb, p, &weird, inner, base, raw_ip);

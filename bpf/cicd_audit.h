@@ -26,6 +26,7 @@
  * connection counter (bpf/tunnel.h). */
 #define CA_PAIR_TUNNEL_ID (1ULL << 63)
 #define CA_FRAGMENT_MAX 16384      /* power of two: bytes of a fragment's frame sent up (jumbo frames fit) */
+#define CA_MARK_PADDED (1U << 31)  /* pcap replay: the mark holds a frame's length, padded to what a test run takes */
 
 enum ca_event_type {
 	CA_EVENT_CONN_END = 1,     /* a connection ended; carries its final state */
@@ -113,7 +114,11 @@ enum ca_weird_code {
 	CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET = 26,
 	CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET = 27,
 	CA_WEIRD_AMSDU_REST_UNREAD = 28,    /* subframes after an A-MSDU's first; detail: their bytes */
-	CA_WEIRD_MAX = 29,
+	CA_WEIRD_TRUNCATED_ETHERNET_FRAME = 29, /* 16 bytes or less */
+	CA_WEIRD_UNDEFINED_ETHER_TYPE = 30,     /* between 1500 and 1536: neither a length nor a type */
+	CA_WEIRD_TRUNCATED_VLAN_HEADER = 31,
+	CA_WEIRD_UNDEFINED_VLAN_PROTOCOL = 32,
+	CA_WEIRD_MAX = 33,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

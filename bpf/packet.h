@@ -405,7 +405,8 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 #define CA_LINK_ETHERNET 0
 #define CA_LINK_VLAN     1
 #define CA_LINK_VNTAG    2
-static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_packet *p, __u32 base, __u32 *l3_off)
+static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_packet *p, __u32 base, __u32 *l3_off,
+					   __u32 *weird)
 {
 	__u32 off = base + 12;   /* the EtherType field being read */
 	int layer = CA_LINK_ETHERNET, cfp_allowed = 1;
@@ -422,9 +423,20 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 		if (off > CA_MAX_HDR_OFF)
 			return 0;
 		h = ca_hdr(skb, off, 2);
-		if (!h)
+		if (!h) {
+			if (layer == CA_LINK_VLAN)
+				*weird = CA_WEIRD_TRUNCATED_VLAN_HEADER;
 			return 0;
+		}
 		proto = (__u16)h[0] << 8 | h[1];
+		if (proto > 1500 && proto < 1536) {
+			/* Neither an 802.3 length nor an EtherType (Zeek's Ethernet and VLAN analyzers). */
+			if (layer == CA_LINK_ETHERNET)
+				*weird = CA_WEIRD_UNDEFINED_ETHER_TYPE;
+			else if (layer == CA_LINK_VLAN)
+				*weird = CA_WEIRD_UNDEFINED_VLAN_PROTOCOL;
+			return 0;
+		}
 		if (proto == CA_ETH_P_CFP && cfp_allowed) {
 			/* FabricPath: the inner Ethernet header starts 16 bytes in. */
 			off += 16;
@@ -512,6 +524,21 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 	return 0;
 }
 
+#define CA_ETH_MIN_FRAME 16     /* Zeek's Ethernet analyzer reads nothing of a frame this long or shorter */
+
+/* A frame the link layers gave no IP packet (slow paths only): Zeek's
+ * weird for a frame too short for its Ethernet analyzer, else link_weird's
+ * (0: none, as for ARP). */
+static __always_inline int ca_link_refused(struct __sk_buff *skb, __u32 base, __u32 *weird, __u32 link_weird)
+{
+	if (skb->len - base <= CA_ETH_MIN_FRAME)
+		link_weird = CA_WEIRD_TRUNCATED_ETHERNET_FRAME;
+	if (!link_weird)
+		return CA_PARSE_NOT_IP;
+	*weird = link_weird;
+	return CA_PARSE_WEIRD;
+}
+
 /* Parse Ethernet (with up to two VLAN tags inline; other link layers in
  * ca_parse_link), then IP and the transport header. inner is a compile-time
  * constant: 1 for a tunnel's inner packet, which starts at base, with IP
@@ -533,7 +560,7 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 	}
 	ethertype = ca_hdr(skb, base + 12, 2);
 	if (!ethertype)
-		return CA_PARSE_NOT_IP;
+		return ca_link_refused(skb, base, weird, 0);
 	proto = *ethertype;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
@@ -541,14 +568,15 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 			break;
 		ethertype = ca_hdr(skb, off + 2, 2);
 		if (!ethertype)
-			return CA_PARSE_NOT_IP;
+			return ca_link_refused(skb, base, weird, CA_WEIRD_TRUNCATED_VLAN_HEADER);
 		proto = *ethertype;
 		off += 4;
 	}
 	if (ca_unlikely(proto != bpf_htons(CA_ETH_P_IP) && proto != bpf_htons(CA_ETH_P_IPV6))) {
-		proto = ca_parse_link(skb, p, base, &off);
+		__u32 link_weird = 0;
+		proto = ca_parse_link(skb, p, base, &off, &link_weird);
 		if (!proto)
-			return CA_PARSE_NOT_IP;
+			return ca_link_refused(skb, base, weird, link_weird);
 		/* Re-read the offset from memory: the verifier then follows one
 		 * state (an offset within CA_MAX_HDR_OFF) past this point instead
 		 * of one per way through the link layers. */
@@ -576,6 +604,8 @@ ip:
 		version = ip4->version;
 	} else {
 		__u8 *v = ca_hdr(skb, off, 1);
+		if (!raw_ip && skb->len - base <= CA_ETH_MIN_FRAME)
+			return ca_link_refused(skb, base, weird, 0);
 		version = v ? v[0] >> 4 : 0;
 		*weird = (v && version != 4 && version != 6) ? CA_WEIRD_UNKNOWN_IP_VERSION : CA_WEIRD_TRUNCATED_IP;
 		return CA_PARSE_WEIRD;

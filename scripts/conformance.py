@@ -310,7 +310,12 @@ the connection's id as conn.log orients it; one about a packet outside any conne
 packet's addresses, sender first, ports 0; `source` is the Zeek analyzer's name. IP headers Zeek's
 IP analyzer refuses get its names (`IPv4_min_header_size`, `invalid_IP_header_size`,
 `ip_hdr_len_zero`, also raised with `-C`, where Zeek reads the packet on), about no flow, as Zeek
-raises them before it takes the packet's addresses. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
+raises them before it takes the packet's addresses; so do link layers it gives up on
+(`truncated_ethernet_frame` for 16 bytes or less, `undefined_ether_type`, `truncated_VLAN_header`,
+`undefined_vlan_protocol`). A frame too short for `BPF_PROG_TEST_RUN` to build a packet from
+(less than an Ethernet header, or than the IP header its EtherType names) runs padded, its length
+passed beside it, and the program cuts it back: it gets Zeek's weird (`truncated_IP`), where it was
+skipped or refused before. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
 recorder raises.
 
 **Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one

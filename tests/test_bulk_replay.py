@@ -23,15 +23,17 @@ from capture_builders import pcap as pcap_file
 from frames import ether
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP, fragment
+from scapy.layers.inet6 import IPv6
 from shared_data import shared
 from zeek_rows import rows_uids_masked
 
 from cicd_audit.recorder.drivers import bulk_replay, replay_loop
 from cicd_audit.recorder.drivers.bulk_replay import Stop
 from cicd_audit.recorder.drivers.pcap_replay import record_pcap
-from cicd_audit.recorder.kernel import bpf_program, bpf_syscall, ringbuf
+from cicd_audit.recorder.kernel import abi, bpf_program, bpf_syscall, ringbuf
 from cicd_audit.recorder.kernel.abi import EventType
-from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
+from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner, runnable
+from cicd_audit.zeeklog.reader import read_log
 
 pytestmark = pytest.mark.root
 
@@ -183,11 +185,25 @@ def test_a_packet_time_out_of_64_bits_is_handed_over(prog_fd):
     assert r.run(epb(0, 2**64 - 1, FRAME), 0, 0, 100) == (Stop.HAND_OVER, 0)
 
 
-def test_a_frame_shorter_than_ethernet_is_taken_not_run(prog_fd):
-    chunk = records([FRAME[:10], FRAME])
+def test_a_frame_shorter_than_a_test_run_takes_runs_padded(prog_fd):
+    """An Ethernet frame of 10 bytes, an IPv4 one cut in its IP header: the kernel builds no skb from
+    them, so they run padded, their length in the mark (the recorder's program cuts them back)."""
+    chunk = records([FRAME[:10], FRAME[:30], FRAME])
     r = replayer(prog_fd, EMPTY_RING)
     assert r.run(chunk, 0, 0, 100) == (Stop.END, len(chunk))
-    assert (r.records, r.frames) == (2, 1)
+    assert (r.records, r.frames) == (3, 3)
+
+
+@pytest.mark.parametrize("frame, runs_as", [
+    (b"", (bytes(14), 0 | abi.MARK_PADDED)),
+    (FRAME[:10], (FRAME[:10] + bytes(4), 10 | abi.MARK_PADDED)),
+    (FRAME[:30], (FRAME[:30] + bytes(4), 30 | abi.MARK_PADDED)),
+    (FRAME, (FRAME, None)),
+    (bytes(12) + b"\x86\xdd" + bytes(30), (bytes(12) + b"\x86\xdd" + bytes(40), 44 | abi.MARK_PADDED)),
+    (bytes(12) + b"\x08\x06" + bytes(2), (bytes(12) + b"\x08\x06" + bytes(2), None)),     # ARP: taken as it is
+])
+def test_the_reference_loop_pads_as_the_compiled_one(frame, runs_as):
+    assert runnable(frame) == runs_as
 
 
 RECORD = 16 + len(FRAME)
@@ -336,6 +352,31 @@ def test_big_endian_nanosecond_capture_writes_the_reference_logs(tmp_path, monke
     # And the same as the original file's: nothing in it finer than a microsecond.
     assert rows_uids_masked(bulk / "conn.log") == rows_uids_masked(
         _recorded(WIKIPEDIA, tmp_path / "original") / "conn.log")
+
+
+def test_frames_cut_short_or_of_no_defined_type_are_zeek_s_link_layer_weirds(tmp_path, monkeypatch, capsys,
+                                                                              small_steps):
+    """Frames BPF_PROG_TEST_RUN would not take run padded and cut back in the program, so neither loop
+    refuses any: each gets the weird of the Zeek analyzer that gives up on it, about no flow."""
+    mac = FRAME[:12]
+    odd = [
+        b"", FRAME[:10], mac + b"\x08\x00\x45\x00",                  # 0, 10 and 16 bytes: Ethernet refuses them
+        FRAME[:30],                                                      # 16 bytes of an IPv4 header
+        mac + b"\x86\xdd" + bytes(IPv6(src="fd00::1", dst="fd00::2"))[:30],
+        mac + b"\x05\xff" + bytes(50),                                  # neither a length nor an EtherType
+        mac + b"\x81\x00\x00\x07\x05\xff" + bytes(50),
+        mac + b"\x81\x00\x00\x07\x08",                                 # a VLAN tag cut short
+    ]
+    pcap = tmp_path / "odd.pcap"
+    pcap.write_bytes(pcap_file([(1_700_000_000 + i, 0, frame) for i, frame in enumerate(odd + [FRAME] * 4)]))
+    reference, bulk, reference_err, bulk_err = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    weirds = [(w["name"], w["uid"], w["id.orig_h"], w["source"]) for w in read_log(bulk / "weird.log")[1]]
+    assert weirds == [("truncated_ethernet_frame", None, None, "ETHERNET"), ("truncated_IP", None, None, "IP"),
+                      ("undefined_ether_type", None, None, "ETHERNET"),
+                      ("undefined_vlan_protocol", None, None, "VLAN"), ("truncated_VLAN_header", None, None, "VLAN")]
+    stats = list(read_log(bulk / "capture_stats.log")[1])[-1]
+    assert stats["weirds"] == len(odd)
 
 
 def test_a_fragment_runs_its_datagram_before_the_next_frame(tmp_path, monkeypatch, capsys, small_steps):

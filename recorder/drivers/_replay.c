@@ -71,6 +71,9 @@ enum layout { LAYOUT_NONE, LAYOUT_CLASSIC, LAYOUT_PCAPNG };
 #define PCAPNG_EPB_FIXED 20             /* interface, timestamp (2), captured and wire lengths */
 #define PCAPNG_MAX_BLOCK (16u * 1024 * 1024)
 #define ETHERNET_HEADER 14
+#define IPV4_MIN_FRAME (14 + 20)
+#define IPV6_MIN_FRAME (14 + 40)
+#define MARK_PADDED (1u << 31)          /* CA_MARK_PADDED (bpf/cicd_audit.h) */
 #define DEFAULT_MAX_DATA 3712           /* as packet_runner.DEFAULT_MAX_DATA */
 #define NS_PER_S 1000000000ull
 
@@ -216,10 +219,32 @@ static int ring_needs_handling(Replayer *self)
 
 /* One frame through the program: 0, or an errno. A frame longer than the kernel
  * takes is cut; the mark carries its captured length (as PacketRunner.run). */
+/* What BPF_PROG_TEST_RUN needs at least to build an skb from the frame (packet_runner.runnable). */
+static Py_ssize_t min_data(const uint8_t *frame, Py_ssize_t length)
+{
+    if (length < ETHERNET_HEADER)
+        return ETHERNET_HEADER;
+    if (frame[12] == 0x08 && frame[13] == 0x00)
+        return IPV4_MIN_FRAME;
+    if (frame[12] == 0x86 && frame[13] == 0xdd)
+        return IPV6_MIN_FRAME;
+    return ETHERNET_HEADER;
+}
+
 static int run_frame(Replayer *self, const uint8_t *frame, Py_ssize_t length, uint64_t ts_ns)
 {
     uint8_t ctx[SKB_CTX_SIZE] = {0};
+    uint8_t padded[IPV6_MIN_FRAME];
     uint32_t mark = (uint32_t)length;
+    Py_ssize_t need = min_data(frame, length);
+    if (length < need) {
+        /* Padded with zeros, its captured length in the mark: the program cuts it back. */
+        memset(padded, 0, sizeof(padded));
+        memcpy(padded, frame, (size_t)length);
+        mark = (uint32_t)length | MARK_PADDED;
+        frame = padded;
+        length = need;
+    }
     memcpy(ctx + SKB_MARK, &mark, sizeof(mark));
     memcpy(ctx + SKB_TSTAMP, &ts_ns, sizeof(ts_ns));
     for (;;) {
@@ -280,8 +305,6 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
         if (r.ts_ns > self->last_ns)
             self->last_ns = r.ts_ns;
         stop = STOP_BUDGET;
-        if (r.caplen < ETHERNET_HEADER)
-            continue;                   /* nothing IP in it: skipped, as the reference skips it */
         error = run_frame(self, r.frame, r.caplen, r.ts_ns);
         if (error == EINVAL) {
             self->stop_ts_ns = r.ts_ns;

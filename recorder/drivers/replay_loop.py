@@ -94,7 +94,7 @@ def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = Non
             replay.session.write_weird(ts_ns / 1e9, exc.name, exc.addl, source=exc.source)
             ether = None
         taken += 1
-        if ether is not None and len(ether) >= 14:    # else nothing IP in it (e.g. a loopback frame of another family)
+        if ether is not None:       # else nothing IP in it (e.g. a loopback frame of another family)
             try:
                 # The mark carries the frame's captured length: a frame longer than a
                 # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).

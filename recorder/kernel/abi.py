@@ -20,6 +20,7 @@ COMM_LEN = 16
 NAME_MAX = 256
 POLICY_PORTS_MAX = 6
 FRAGMENT_MAX = 16384
+MARK_PADDED = 1 << 31       # pcap replay: the mark holds a frame's length, padded to what a test run takes
 EXEC_PATH_MAX = 256
 EXEC_PATH_CUT = 1 << 0
 PAIR_TUNNEL_ID = 1 << 63     # an IP tunnel's id: its address pair's, not a connection's
@@ -96,9 +97,13 @@ class WeirdCode(enum.IntEnum):
     TRUNCATED_802_11_AMSDU_PACKET = 26
     INVALID_802_11_AMSDU_INNER_PACKET = 27
     AMSDU_REST_UNREAD = 28
+    TRUNCATED_ETHERNET_FRAME = 29
+    UNDEFINED_ETHER_TYPE = 30
+    TRUNCATED_VLAN_HEADER = 31
+    UNDEFINED_VLAN_PROTOCOL = 32
 
 
-WEIRD_MAX = 29
+WEIRD_MAX = 33
 
 
 class Stat(enum.IntEnum):

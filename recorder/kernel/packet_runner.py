@@ -24,7 +24,22 @@ SKB_GSO_SEGS = 164
 # The kernel builds the test skb in one page: headroom and skb_shared_info
 # leave about 3.7 KB for packet data (net/bpf/packet_runner.c).
 DEFAULT_MAX_DATA = 3712
-MIN_DATA = 14  # an Ethernet header
+
+# What BPF_PROG_TEST_RUN refuses to build an skb from: less than an Ethernet
+# header, or an IPv4 or IPv6 EtherType with less than that IP header after it.
+# Such a frame (Zeek reads it and raises truncated_IP or truncated_ethernet_frame)
+# runs padded with zeros, its captured length in the mark with abi.MARK_PADDED set,
+# and the program cuts it back to that length (bpf/capture.bpf.c, ca_entry).
+MIN_DATA = 14
+_MIN_DATA_BY_ETHERTYPE = {b"\x08\x00": 14 + 20, b"\x86\xdd": 14 + 40}
+
+
+def runnable(frame: bytes) -> tuple[bytes, int | None]:
+    """The frame as the kernel takes it, and the mark that says it was padded (None: as it was)."""
+    need = _MIN_DATA_BY_ETHERTYPE.get(frame[12:14], MIN_DATA) if len(frame) >= MIN_DATA else MIN_DATA
+    if len(frame) >= need:
+        return frame, None
+    return frame + bytes(need - len(frame)), len(frame) | abi.MARK_PADDED
 
 
 class FrameRejected(ValueError):
@@ -72,7 +87,8 @@ class PacketRunner:
         """
         if len(frame) > self.max_data:
             frame = frame[: self.max_data]
-        self._mark.value = mark
+        frame, padded = runnable(frame)
+        self._mark.value = mark if padded is None else padded
         self._tstamp.value = ts_ns
         ctypes.memmove(self._data, frame, len(frame))
         attr = self._attr

@@ -41,6 +41,10 @@ WEIRD_NAMES = {
     WeirdCode.TRUNCATED_802_11_AMSDU_PACKET: "truncated_802_11_amsdu_packet",
     WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET: "invalid_802_11_amsdu_inner_packet",
     WeirdCode.AMSDU_REST_UNREAD: "cicd_audit_802_11_amsdu_rest_unread",
+    WeirdCode.TRUNCATED_ETHERNET_FRAME: "truncated_ethernet_frame",
+    WeirdCode.UNDEFINED_ETHER_TYPE: "undefined_ether_type",
+    WeirdCode.TRUNCATED_VLAN_HEADER: "truncated_VLAN_header",
+    WeirdCode.UNDEFINED_VLAN_PROTOCOL: "undefined_vlan_protocol",
 }
 IN_TUNNEL = "_in_tunnel"
 
@@ -71,6 +75,10 @@ _SOURCES = {
     WeirdCode.GENEVE_EMPTY_PACKET: "GENEVE",
     WeirdCode.GENEVE_INVALID_VERSION: "GENEVE",
     **dict.fromkeys(_IEEE802_11, "IEEE802_11"),
+    WeirdCode.TRUNCATED_ETHERNET_FRAME: "ETHERNET",
+    WeirdCode.UNDEFINED_ETHER_TYPE: "ETHERNET",
+    WeirdCode.TRUNCATED_VLAN_HEADER: "VLAN",
+    WeirdCode.UNDEFINED_VLAN_PROTOCOL: "VLAN",
 }
 # exceeded_tunnel_max_depth comes from the analyzer of the tunnel that was not opened (its type in
 # the event's detail). GTP's says "tunnel_depth", and about no packet.
@@ -80,11 +88,13 @@ _DEPTH_SOURCES = {
 }
 _TRANSPORTS = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "ICMP"}
 
-# Raised by Zeek's IP analyzer before it takes the packet's addresses: weirds about no flow at all,
-# whatever part of the key the kernel had parsed.
+# Raised by Zeek's link-layer and IP analyzers before it takes the packet's addresses: weirds about
+# no flow at all, whatever part of the key the kernel had parsed.
 ABOUT_NO_FLOW = frozenset({
     WeirdCode.TRUNCATED_IP, WeirdCode.UNKNOWN_IP_VERSION, WeirdCode.IP_HDR_LEN_ZERO,
     WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE, *_IEEE802_11,
+    WeirdCode.TRUNCATED_ETHERNET_FRAME, WeirdCode.UNDEFINED_ETHER_TYPE, WeirdCode.TRUNCATED_VLAN_HEADER,
+    WeirdCode.UNDEFINED_VLAN_PROTOCOL,
 })
 
 
