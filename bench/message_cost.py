@@ -66,9 +66,16 @@ def handle_records(path: Path) -> dict:
     except ImportError:         # a candidate from before the compiled parts
         pure_python = ["all (a build without compiled parts)"]
 
+    try:
+        from cicd_audit.recorder.drivers.gc_pacing import pace_for_events
+    except ImportError:         # a candidate from before the cycle collector was paced
+        def pace_for_events():
+            pass
+
     records = pickle.loads(path.read_bytes())
     with tempfile.TemporaryDirectory(prefix="cicd-audit-msgcost-") as out:
         session = SessionLog(Path(out), "tsv", to_epoch=lambda ns: ns / 1e9)
+        pace_for_events()       # as a recording does once its program is loaded
         start = time.process_time()
         for record in records:
             session.on_event(record, len(record))
