@@ -993,9 +993,6 @@ static __always_inline void ca_note_tunnel(struct ca_scratch *s, struct ca_packe
 	s->tunnels_unannounced |= 1u << d;
 }
 
-/* Whether the inner packet (of link type link) is opened: not beyond
- * Tunnel::max_depth. Its tunnel is left in the scratch for the connection the
- * inner packet makes. */
 /* Zeek's check, which each tunnel analyzer makes before it opens a tunnel:
  * a packet inside Tunnel::max_depth tunnels opens no more. The outermost
  * packet always may (Zeek checks an encapsulation it does not have). */
@@ -1006,6 +1003,9 @@ static __always_inline int ca_too_deep(const struct ca_packet *p)
 	return p->depth >= CA_TUNNEL_MAX_DEPTH || (p->depth && max && *max && p->depth >= *max);
 }
 
+/* Whether the inner packet (of link type link) is opened: not beyond
+ * Tunnel::max_depth. Its tunnel is left in the scratch for the connection the
+ * inner packet makes. */
 static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet *p, struct ca_conn *c,
 					  __u64 tunnel_id, __u8 type, int link)
 {

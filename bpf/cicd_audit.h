@@ -108,7 +108,7 @@ enum ca_weird_code {
 	CA_WEIRD_VXLAN_EMPTY_PACKET = 20,     /* a VXLAN header and nothing after it */
 	CA_WEIRD_GENEVE_EMPTY_PACKET = 21,    /* a Geneve header (with its options) and nothing after it */
 	CA_WEIRD_GENEVE_INVALID_VERSION = 22, /* detail: the version */
-	CA_WEIRD_TRUNCATED_802_11_HEADER = 23,     /* an 802.11 frame in GRE (Aruba) ... */
+	CA_WEIRD_TRUNCATED_802_11_HEADER = 23,     /* 23-27: Zeek's 802.11 analyzer's, inside Aruba's GRE */
 	CA_WEIRD_TRUNCATED_802_11_LLC_HEADER = 24,
 	CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER = 25,
 	CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET = 26,

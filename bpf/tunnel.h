@@ -293,8 +293,8 @@ static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
 }
 
 /* GRE (RFC 2784, RFC 2637 for version 1) at off, len bytes: the inner link
- * type with *inner at its start, or CA_INNER_NONE with *weird set; *detail
- * is the weird's number (an A-MSDU's bytes left unread, with an inner packet). */
+ * type with *inner at its start, or CA_INNER_NONE; *weird is set for what
+ * it refuses, and for an A-MSDU's bytes left unread (*detail: how many). */
 static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird,
 				  __u32 *detail)
 {
@@ -360,7 +360,7 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 			return CA_INNER_NONE;
 		}
 		link = ca_ieee802_11(skb, off + hlen, len - hlen, inner, weird, &rest);
-		if (link != CA_INNER_NONE && rest) {
+		if (rest && !*weird) {             /* whether or not the first subframe was read */
 			*weird = CA_WEIRD_AMSDU_REST_UNREAD;
 			*detail = rest;
 		}

@@ -198,6 +198,14 @@ def test_an_aruba_a_msdu_s_first_subframe_is_read_and_the_rest_reported(tmp_path
     (weird,) = _weirds(out)
     assert weird[5:7] == ("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(second))))
 
+    # A first subframe that is not IP (ARP): the IP one after it is reported all the same.
+    arp = b"\xaa\xaa\x03\x00\x00\x00\x08\x06" + bytes(28)
+    arp_first = bytes(range(12)) + struct.pack("!H", len(arp)) + arp
+    amsdu = _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(arp_first + subframe(second, False), amsdu=True))
+    rows, out = record([amsdu], tmp_path / "arp-first")
+    assert rows == []
+    assert [w[5:7] for w in _weirds(out)] == [("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(second))))]
+
 
 def test_802_11_frames_zeek_reads_nothing_from_make_no_connection(tmp_path):
     ip = _exchange()[8]
