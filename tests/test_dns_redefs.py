@@ -1,4 +1,6 @@
-"""`record --redef NAME=VALUE` (and `agent --redef`): Zeek's DNS settings as Zeek takes them on its command line."""
+"""`record --redef NAME=VALUE` (and `agent --redef`): Zeek's DNS settings as Zeek takes them on its command line.
+
+What is refused, and how the command line says so: tests/test_redefs.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, UDP
 from scapy.utils import wrpcap
 
-from cicd_audit.recorder.logs.dns.redefs import RedefError, parse_redefs
+from cicd_audit.recorder.logs.dns.redefs import parse_redefs
 from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.zeeklog.reader import read_log
 
@@ -25,18 +27,6 @@ def test_each_setting_fills_its_option_and_a_later_one_wins():
     assert (options.max_queries, options.max_compression_depth) == (4, 5)
     assert (options.skip_all_auth, options.skip_all_addl) == (False, False)
     assert parse_redefs([]) == ParseOptions()
-
-
-@pytest.mark.parametrize("item, says", [
-    ("dns_max_queries", "NAME=VALUE"),
-    ("tcp_inactivity_timeout=5", "NAME=VALUE"),
-    ("dns_max_queries=-1", "a count"),
-    ("dns_max_queries=three", "a count"),
-    ("dns_skip_all_auth=true", "T or F"),
-])
-def test_anything_else_is_refused_saying_why(item, says):
-    with pytest.raises(RedefError, match=says):
-        parse_redefs([item])
 
 
 @pytest.mark.root
@@ -55,12 +45,3 @@ def test_a_recording_takes_the_settings_zeek_ran_with(tmp_path):
         histories[name] = [c["history"] for c in read_log(out / "conn.log")[1]]
     assert histories == {"default": ["D"], "redef": ["DX"]}
     assert [w["name"] for w in read_log(tmp_path / "redef" / "weird.log")[1]] == ["DNS_Conn_count_too_large"]
-
-
-@pytest.mark.parametrize("command", [["record", "--pcap", "none.pcap"], ["agent"]], ids=["record", "agent"])
-def test_a_bad_setting_is_a_usage_error(tmp_path, command):
-    r = subprocess.run([CLI, *command, "--out", str(tmp_path / "out"), "--redef", "dns_max_queries=many"],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert r.returncode == 2
-    assert "--redef: dns_max_queries: 'many' is not a count" in r.stderr
-    assert "Traceback" not in r.stderr

@@ -29,7 +29,11 @@ def test_each_kind_goes_where_it_is_read_and_a_later_one_wins():
     ("Tunnel::max_depth=deep", "from 0 to 4"),
     ("Tunnel::max_depth", "NAME=VALUE"),
     ("Tunnel::max_changes_per_connection=3", "NAME=VALUE with NAME one of .*Tunnel::max_depth"),
+    ("dns_max_queries", "NAME=VALUE"),
+    ("tcp_inactivity_timeout=5", "NAME=VALUE"),
+    ("dns_max_queries=-1", "a count"),
     ("dns_max_queries=three", "a count"),
+    ("dns_skip_all_auth=true", "T or F"),
 ])
 def test_anything_else_is_refused_saying_why(item, says):
     with pytest.raises(RedefError, match=says):
@@ -37,9 +41,13 @@ def test_anything_else_is_refused_saying_why(item, says):
 
 
 @pytest.mark.parametrize("command", [["record", "--pcap", "none.pcap"], ["agent"]], ids=["record", "agent"])
-def test_a_depth_the_program_cannot_open_is_a_usage_error(tmp_path, command):
-    r = subprocess.run([CLI, *command, "--out", str(tmp_path / "out"), "--redef", "Tunnel::max_depth=9"],
+@pytest.mark.parametrize("item, says", [
+    ("dns_max_queries=many", "dns_max_queries: 'many' is not a count"),
+    ("Tunnel::max_depth=9", "Tunnel::max_depth: '9' is not a count from 0 to 4"),
+])
+def test_a_bad_setting_is_a_usage_error(tmp_path, command, item, says):
+    r = subprocess.run([CLI, *command, "--out", str(tmp_path / "out"), "--redef", item],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 2
-    assert "--redef: Tunnel::max_depth: '9' is not a count from 0 to 4" in r.stderr
+    assert f"--redef: {says}" in r.stderr
     assert "Traceback" not in r.stderr
