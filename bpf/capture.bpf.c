@@ -1003,13 +1003,13 @@ static __always_inline int ca_too_deep(const struct ca_packet *p)
 	return p->depth >= CA_TUNNEL_MAX_DEPTH || (p->depth && max && *max && p->depth >= *max);
 }
 
-/* Whether the inner packet (of link type link) is opened: not beyond
- * Tunnel::max_depth. Its tunnel is left in the scratch for the connection the
- * inner packet makes. */
+/* Whether the inner packet (of link type link) is opened: not when the
+ * packet is too deep (ca_too_deep, which the caller read once). Its tunnel is
+ * left in the scratch for the connection the inner packet makes. */
 static __always_inline int ca_decapsulate(struct ca_scratch *s, struct ca_packet *p, struct ca_conn *c,
-					  __u64 tunnel_id, __u8 type, int link)
+					  __u64 tunnel_id, __u8 type, int link, int too_deep)
 {
-	if (ca_too_deep(p)) {
+	if (too_deep) {
 		/* The analyzers of VXLAN, Geneve, AYIYA and Teredo mark their
 		 * connection; GTP's and IPTunnel's (GRE over UDP) do not. */
 		if (type == CA_TUNNEL_VXLAN || type == CA_TUNNEL_GENEVE || type == CA_TUNNEL_AYIYA ||
@@ -1034,17 +1034,18 @@ static __always_inline int ca_udp_decapsulate(struct __sk_buff *skb, struct ca_s
 	__u16 port = (c->flags & CA_CONN_TEREDO) ? CA_PORT_TEREDO :
 		     (c->flags & CA_CONN_AYIYA) ? CA_PORT_AYIYA : ca_key_port(&p->key, !c->orig_slot);
 	int link = ca_udp_tunnel(skb, p, port, inner, &weird, &detail);
+	int too_deep = ca_too_deep(p);
 
 	/* A weird with an inner packet (a Teredo bubble with payload) is
 	 * raised, and the packet decapsulated all the same. Only the Teredo
 	 * analyzer's is about the connection; the others, the packet's. */
-	if (weird && !ca_too_deep(p)) {
+	if (weird && !too_deep) {
 		ca_emit_weird(p, weird == CA_WEIRD_TEREDO_BUBBLE_WITH_PAYLOAD ? c : 0, weird, detail);
 		if (link == CA_INNER_NONE)
 			return CA_INNER_NONE;
 	}
 	return ca_decapsulate(s, p, c, port == CA_PORT_GRE_UDP ? ca_pair_tunnel_id(p) : c->id,
-			      ca_udp_tunnel_type(port), link);
+			      ca_udp_tunnel_type(port), link, too_deep);
 }
 
 /* An IP tunnel (IP-in-IP, GRE): the packet after its IP header. */
@@ -1052,10 +1053,10 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 					     struct ca_conn *c, __u32 *inner)
 {
 	__u32 weird = 0, detail = 0;
-	int link = CA_INNER_IP;
+	int link = CA_INNER_IP, too_deep = ca_too_deep(p);
 
 	*inner = p->l4_off;
-	if (p->key.ip_proto == CA_IPPROTO_GRE && !ca_too_deep(p)) {
+	if (p->key.ip_proto == CA_IPPROTO_GRE && !too_deep) {
 		link = ca_gre(skb, p->l4_off, p->l4_len, inner, &weird, &detail);
 		if (weird)      /* about the packet: a GRE tunnel is no connection */
 			ca_emit_weird(p, 0, weird, detail);
@@ -1063,7 +1064,7 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 			return CA_INNER_NONE;
 	}
 	return ca_decapsulate(s, p, c, ca_pair_tunnel_id(p),
-			      p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link);
+			      p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link, too_deep);
 }
 
 /* A tunnel's packet, its connection updated: the inner packet is found in a
@@ -1081,6 +1082,26 @@ static __always_inline void ca_decap_stage(struct __sk_buff *skb, struct ca_pack
 		return;
 #endif
 	stages.call(skb, CA_STAGE_DECAP);
+}
+
+/* A pcap replay's frame shorter than BPF_PROG_TEST_RUN takes (an IP header
+ * after an Ethernet one, or 14 bytes) comes padded, its captured length in
+ * the mark with CA_MARK_PADDED: cut back to it, so the parse sees what was
+ * captured. True when it is too short for that: Zeek reads nothing of 16
+ * bytes or less, nor can an skb be cut below its Ethernet header. */
+static __always_inline int ca_padded_too_short(struct __sk_buff *skb)
+{
+#if CA_PCAP_MODE
+	__u32 len;
+
+	if (!(skb->mark & CA_MARK_PADDED))
+		return 0;
+	len = skb->mark & ~CA_MARK_PADDED;
+	skb->mark = len;
+	return len <= CA_ETH_MIN_FRAME || bpf_skb_change_tail(skb, len, 0) != 0;
+#else
+	return 0;
+#endif
 }
 
 /* Find or create the packet's connection and update it. is_tcp is a
@@ -1205,28 +1226,14 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 	p->egress = egress;
 	if (inner)              /* else 0 already */
 		p->depth = depth;
-#if CA_PCAP_MODE
-	/* A frame shorter than BPF_PROG_TEST_RUN takes (an IP header after an
-	 * Ethernet one, or 14 bytes) comes padded, its captured length in the
-	 * mark with CA_MARK_PADDED: cut back to it, the parse sees what was
-	 * captured. Zeek reads nothing of 16 bytes or less (nor can an skb be
-	 * cut below its Ethernet header). */
-	if (!inner && ca_unlikely(skb->mark & CA_MARK_PADDED)) {
-		__u32 len = skb->mark & ~CA_MARK_PADDED;
-
-		skb->mark = len;
-		if (len > CA_ETH_MIN_FRAME && bpf_skb_change_tail(skb, len, 0) == 0)
-			goto parse;
-		ca_count(CA_STAT_PACKETS, 1);
-		ca_count(CA_STAT_PARSE_ERRORS, 1);
-		ca_emit_weird(p, 0, CA_WEIRD_TRUNCATED_ETHERNET_FRAME, 0);
-		return CA_PASS;
-	}
-parse:
-#endif
 	/* Only a large skb can be a GSO/GRO super-packet; skip the shared-info read otherwise. */
 	p->segs = skb->len > CA_GSO_MIN_LEN && skb->gso_segs > 1 ? skb->gso_segs : 1;
-	r = ca_parse(skb, p, &weird, inner, base, raw_ip);
+	if (ca_unlikely(!inner && ca_padded_too_short(skb))) {
+		weird = CA_WEIRD_TRUNCATED_ETHERNET_FRAME;
+		r = CA_PARSE_WEIRD;
+	} else {
+		r = ca_parse(skb, p, &weird, inner, base, raw_ip);
+	}
 	if (ca_unlikely(!inner && r != CA_PARSE_OK && !pulled && skb->len > skb->data_end - skb->data)) {
 		/* Headers beyond the skb's linear area (rare at TC: GSO and GRO skbs
 		 * keep their headers linear): pull them in and parse again. Pulling
