@@ -9,7 +9,7 @@ program, so the logs are complete and nothing stays loaded.
 API::
 
     with Recording(session, settings, likely_server_ports, unfinished="why, if not finished",
-                   tunnel_max_depth=None) as recording:      # None: Zeek's defaults
+                   tunnel_max_depth=N) as recording:     # tunnel_max_depth: optional (Zeek's default, 4)
         recording.program, recording.sweeper        # poll, run packets, sweep timers
         stats = recording.finish(end_ns, source, duration, command_status=None)
         recording.kernel_stats                      # the program's counters read by finish
