@@ -462,7 +462,7 @@ static __always_inline struct ca_sock_layout *ca_sock_layout_get(void)
 	return sock_layout.lookup(&zero);
 }
 
-/* fentry on ip4_datagram_connect and ip6_datagram_connect (loaded once for each):
+/* fentry on __ip4_datagram_connect and __ip6_datagram_connect (loaded once for each):
  * ctx holds the traced function's arguments, sk and uaddr first. */
 int ca_udp_connect(__u64 *ctx)
 {

@@ -323,7 +323,7 @@ static __always_inline int ca_udp_egress_hook(struct __sk_buff *skb)
 	return 1;
 }
 
-/* fentry on ip4_datagram_connect / ip6_datagram_connect(struct sock *sk,
+/* fentry on __ip4_datagram_connect / __ip6_datagram_connect(struct sock *sk,
  * struct sockaddr *uaddr, int addr_len): a UDP socket's connect(), after
  * inet_dgram_connect ran the cgroup connect hook (which may have rewritten
  * uaddr, the kernel's copy) and bound the source port. Files the flow under

@@ -4,9 +4,9 @@
 One script of ~600 lines on purpose: the host side (download, boot) and the guest
 side (the checks) run as the same file, from the host's root mounted read-only.
 
-    scripts/kernel_matrix.py [--kernels 5.10,6.1] [--table docs/kernels.md]
+    scripts/kernel_matrix.py [--kernels newest,6.1,5.10] [--table docs/kernels.md]
 
-For each kernel: download Debian's linux-image-*-unsigned package with a
+For each kernel: download Debian's kernel image (unsigned) and modules with a
 private apt state (the host's apt sources, lists and caches stay untouched),
 unpack it under CACHE (/var/cache/cicd-audit/kernels), boot it with
 virtme-ng against the host's root, read-only, and run `kernel_matrix.py
@@ -68,7 +68,10 @@ KERNELS = {
     "5.10": KernelSource("5.10", "bullseye", "Debian 11 (Amazon Linux 2 runs 5.10; Ubuntu 22.04 5.15)"),
     "6.1": KernelSource("6.1", "bookworm", "Debian 12"),
     "6.12": KernelSource("6.12", "trixie", "Debian 13"),
+    # UDP's connect() has its own function since 6.13 (udp_connect): the newest kernel keeps us honest there.
+    "newest": KernelSource("newest", "trixie-backports", "Debian 13 backports (Ubuntu 24.04 HWE runs 6.14+)"),
 }
+DEFAULT_KERNELS = "newest,6.1,5.10"
 
 
 # -- downloading --------------------------------------------------------------------
@@ -108,8 +111,42 @@ def cached_kernel(source: KernelSource) -> Path:
                      f"--kernels {source.series} (scripts/install.sh --test does)")
 
 
+def _image_packages(release: str, apt: list[str]) -> list[str]:
+    """The packages holding the image without its secure-boot signature, and the modules.
+    Up to Debian 13 one package holds both (linux-image-R-unsigned); its backports split
+    them into linux-binary-unsigned-R, linux-modules-R and linux-base-R (config, modules.builtin),
+    all under /usr/lib/modules."""
+    def known(package: str) -> bool:
+        return subprocess.run(["apt-cache", *apt, "show", package], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+    if known(f"linux-image-{release}-unsigned"):
+        return [f"linux-image-{release}-unsigned"]
+    split = [f"linux-binary-unsigned-{release}", f"linux-modules-{release}", f"linux-base-{release}"]
+    if all(known(package) for package in split):
+        return split
+    raise SystemExit(f"linux-image-{release}: found neither its -unsigned package nor {', '.join(split)}")
+
+
+def _unpack(debs: list[Path], release: str, unpacked: Path) -> None:
+    """Lay the packages out as root/boot/vmlinuz-R and root/lib/modules/R, as older images come."""
+    for deb in debs:
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    usr_modules = unpacked / "usr" / "lib" / "modules" / release
+    if usr_modules.is_dir():
+        (unpacked / "lib" / "modules").mkdir(parents=True, exist_ok=True)
+        usr_modules.rename(unpacked / "lib" / "modules" / release)
+    modules = unpacked / "lib" / "modules" / release
+    (unpacked / "boot").mkdir(exist_ok=True)
+    for name, target in (("vmlinuz.unsigned", "vmlinuz"), ("vmlinuz", "vmlinuz"), ("config", "config"),
+                         ("System.map", "System.map")):
+        if (modules / name).exists():
+            (modules / name).rename(unpacked / "boot" / f"{target}-{release}")
+    if not (unpacked / "boot" / f"vmlinuz-{release}").exists():
+        raise SystemExit(f"{release}: the packages hold no kernel image")
+
+
 def download_kernel(source: KernelSource, mirror: str) -> Path:
-    """Unpack the suite's current linux-image-*-amd64-unsigned under CACHE; returns its vmlinuz."""
+    """Unpack the suite's current linux-image-*-amd64 under CACHE; returns its vmlinuz."""
     state = CACHE / "apt" / source.suite
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
@@ -138,13 +175,13 @@ def download_kernel(source: KernelSource, mirror: str) -> Path:
         return vmlinuz
     debs = state / "debs"
     debs.mkdir(exist_ok=True)
-    package = f"linux-image-{release}-unsigned"
-    if not list(debs.glob(f"{package}_*.deb")):
-        subprocess.run(["apt-get", "-q", *apt, "download", package], check=True, cwd=debs, stdout=subprocess.DEVNULL)
-    (deb,) = debs.glob(f"{package}_*.deb")
+    packages = _image_packages(release, apt)
+    missing = [package for package in packages if not list(debs.glob(f"{package}_*.deb"))]
+    if missing:
+        subprocess.run(["apt-get", "-q", *apt, "download", *missing], check=True, cwd=debs, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         unpacked = Path(tmp) / "root"
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+        _unpack([next(debs.glob(f"{package}_*.deb")) for package in packages], release, unpacked)
         # virtme-ng finds the modules next to the image (root/lib/modules/RELEASE)
         # and needs modules.dep, which the package leaves to its postinst.
         subprocess.run([shutil.which("depmod") or "/usr/sbin/depmod", "-b", str(unpacked), release], check=True)
@@ -617,7 +654,7 @@ def setup() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kernels", default="6.1,5.10", help="comma-separated series from: " + ", ".join(KERNELS))
+    parser.add_argument("--kernels", default=DEFAULT_KERNELS, help="comma-separated series from: " + ", ".join(KERNELS))
     parser.add_argument("--host", action="store_true", help="also run the suite on the running kernel, without a VM")
     parser.add_argument("--checks", default=",".join(CHECKS))
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")

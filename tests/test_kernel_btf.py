@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cicd_audit.recorder.attach import udp_connect_hooks
 from cicd_audit.recorder.kernel import kernel_btf
 
 WANTED = {"linux_binprm": ("interp",), "task_struct": ("pid", "tgid")}
@@ -180,9 +181,9 @@ def test_without_btf_the_recording_goes_on_and_says_why_in_one_line(tmp_path, mo
 
 @pytest.mark.skipif(not kernel_btf.VMLINUX_BTF.exists(), reason="this kernel has no BTF")
 def test_this_kernels_btf_names_the_datagram_connects():
-    """Their ids are what /proc/kallsyms cannot give: checked live by the fentry hook attaching
-    (tests/test_container_live.py); here, that both are found and are FUNCs, not the same one."""
-    found = kernel_btf.function_ids(("ip4_datagram_connect", "ip6_datagram_connect"))
+    """Their ids are what /proc/kallsyms cannot give: checked live by the fentry hook filing flows
+    (the kernel matrix's udp check); here, that both are found and are FUNCs, not the same one."""
+    found = kernel_btf.function_ids(udp_connect_hooks.TRACED)
     assert len(set(found.values())) == 2 and min(found.values()) > 0
 
 

@@ -1,12 +1,15 @@
 """scripts/kernel_matrix.py's host side: reading the guest's CHECK lines, writing the table.
 
-These are the parts that turn its output into docs/kernels.md, and one boot of Debian's 6.1 and
-5.10 kernels with the `load` check (the same bytecode on every kernel), which CI runs with the rest.
+These are the parts that turn its output into docs/kernels.md, the unpacking of both package
+layouts Debian ships kernels in, and one boot of Debian's newest, 6.1 and 5.10 kernels with the
+`load` and `udp` checks, which CI runs with the rest.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +53,49 @@ def test_table_rows_and_log_text_neutralised(tmp_path):
     assert "| 233796 | tcg | 301 s |" in row
 
 
+def _deb(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    """A minimal binary package holding files (path -> text)."""
+    tree = tmp_path / f"{name}-tree"
+    for relative, text in files.items():
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tree / relative).write_text(text)
+    (tree / "DEBIAN").mkdir()
+    (tree / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1\nArchitecture: amd64\n"
+                                             f"Maintainer: test <t@example.org>\nDescription: test\n")
+    deb = tmp_path / f"{name}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb builds the packages (Debian/Ubuntu have it)")
+@pytest.mark.parametrize("split", [False, True], ids=["one-package", "split-under-usr"])
+def test_both_package_layouts_unpack_to_boot_and_lib_modules(tmp_path, split):
+    """Up to Debian 13 the image package holds /boot/vmlinuz-R and /lib/modules/R; its backports
+    split image, modules and config into three packages under /usr/lib/modules/R. Either way the
+    guest boots root/boot/vmlinuz-R with the modules at root/lib/modules/R."""
+    release = "9.9.9+deb13-amd64"
+    if split:
+        base = f"usr/lib/modules/{release}"
+        debs = [_deb(tmp_path, "binary", {f"{base}/vmlinuz.unsigned": "image"}),
+                _deb(tmp_path, "modules", {f"{base}/kernel/net/x.ko": "module"}),
+                _deb(tmp_path, "base", {f"{base}/config": "CONFIG_X=y", f"{base}/modules.builtin": ""})]
+    else:
+        debs = [_deb(tmp_path, "image", {f"boot/vmlinuz-{release}": "image", f"boot/config-{release}": "CONFIG_X=y",
+                                         f"lib/modules/{release}/kernel/net/x.ko": "module"})]
+    root = tmp_path / "root"
+    matrix._unpack(debs, release, root)
+    assert (root / "boot" / f"vmlinuz-{release}").read_text() == "image"
+    assert (root / "boot" / f"config-{release}").read_text() == "CONFIG_X=y"
+    assert (root / "lib" / "modules" / release / "kernel" / "net" / "x.ko").read_text() == "module"
+    assert not (root / "lib" / "modules" / release / "vmlinuz.unsigned").exists()
+
+
+def test_packages_without_an_image_are_refused(tmp_path):
+    deb = _deb(tmp_path, "modules", {"usr/lib/modules/9.9.9-amd64/kernel/x.ko": "module"})
+    with pytest.raises(SystemExit, match="no kernel image"):
+        matrix._unpack([deb], "9.9.9-amd64", tmp_path / "root")
+
+
 def test_every_check_in_the_suite_has_a_title_and_tests():
     assert set(matrix.CHECK_TITLES) == set(matrix.CHECKS)
     for name, nodes in matrix.PYTEST_CHECKS.items():
@@ -60,19 +106,22 @@ def test_every_check_in_the_suite_has_a_title_and_tests():
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_the_same_bytecode_loads_and_files_udp_per_connect_on_debians_6_1_and_5_10_kernels():
+def test_the_same_bytecode_loads_and_files_udp_per_connect_on_debians_newest_6_1_and_5_10_kernels():
     """The matrix's `load` and `udp` checks, booted for real (virtme-ng; software emulation where KVM
     cannot boot a stock kernel): every program variant compiled once on this host loads in each guest
     with the syscall loader, and the fentry hook, which this host's kernel refuses, files connected
-    UDP sockets under their process there. The kernels were downloaded by scripts/install.sh --test;
-    this runs offline. The fuller checks (pcap, live, blocking) are a manual run (docs/kernels.md)."""
+    UDP sockets under their process there: on 6.13 and later (the newest kernel), where UDP's
+    connect() has a function of its own, as on 6.1 and 5.10. The kernels were downloaded by
+    scripts/install.sh --test; this runs offline. The fuller checks (pcap, live, blocking) are a
+    manual run (docs/kernels.md)."""
     import os
     import subprocess
 
     assert os.geteuid() == 0, "boots kernels and loads BPF programs: run the suite as root"
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "kernel_matrix.py"), "--offline",
-                        "--kernels", "6.1,5.10", "--checks", "load,udp"], capture_output=True, text=True,
+                        "--kernels", "newest,6.1,5.10", "--checks", "load,udp"], capture_output=True, text=True,
                        timeout=1800)
     assert r.returncode == 0 and "all kernels passed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     passed = [line for line in r.stdout.splitlines() if "{'load': (True, ''), 'udp': (True, '')}" in line]
-    assert [line.split(".")[0:2] for line in passed] == [["6", "1"], ["5", "10"]], r.stdout
+    versions = [tuple(int(part) for part in line.split("-")[0].split("+")[0].split(".")[:2]) for line in passed]
+    assert len(versions) == 3 and versions[0] >= (6, 13) and versions[1:] == [(6, 1), (5, 10)], r.stdout

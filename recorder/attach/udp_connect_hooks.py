@@ -27,8 +27,10 @@ from cicd_audit.errors import EnvironmentProblem
 from cicd_audit.recorder.attach.held_links import HeldLinks
 from cicd_audit.recorder.kernel import abi, bpf_syscall, kernel_btf
 
-# Every UDP connect() of IPv4 and IPv6 sockets (a v4-mapped peer included) goes through one of these.
-TRACED = ("ip4_datagram_connect", "ip6_datagram_connect")
+# Every UDP connect() of IPv4 and IPv6 sockets goes through one of these, on every kernel: the
+# outer ip4/ip6_datagram_connect until 6.12, udp_connect/udpv6_connect (static) since 6.13. An IPv6
+# socket's IPv4 peer goes through both, and is filed twice under the same key.
+TRACED = ("__ip4_datagram_connect", "__ip6_datagram_connect")
 # The kernel fields the hook reads, as struct ca_sock_layout names them.
 KERNEL_FIELDS = {"sock_cookie": ("sock_common", "skc_cookie"),
                  "sock_protocol": ("sock", "sk_protocol"),
