@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Boot Debian's own kernels with virtme-ng and run cicd-audit's smoke suite in each.
+"""Boot Debian's and Ubuntu's own kernels with virtme-ng and run cicd-audit's smoke suite in each.
 
 One script of ~600 lines on purpose: the host side (download, boot) and the guest
 side (the checks) run as the same file, from the host's root mounted read-only.
 
     scripts/kernel_matrix.py [--kernels newest,6.1,5.10] [--table docs/kernels.md]
 
-For each kernel: download Debian's kernel image (unsigned) and modules with a
+For each kernel: download the distribution's kernel image (unsigned) and modules with a
 private apt state (the host's apt sources, lists and caches stay untouched),
 unpack it under CACHE (/var/cache/cicd-audit/kernels), boot it with
 virtme-ng against the host's root, read-only, and run `kernel_matrix.py
@@ -51,25 +51,35 @@ CACHE = Path(os.environ.get("CICD_AUDIT_KERNEL_CACHE", "/var/cache/cicd-audit/ke
 VENV = Path(os.environ.get("CICD_AUDIT_VENV", "/opt/cicd-audit/venv"))
 VNG = Path(os.environ.get("CICD_AUDIT_VNG", "/opt/cicd-audit/vng/bin/vng"))
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+UBUNTU_MIRROR = os.environ.get("CICD_AUDIT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
 GUEST_MEMORY = "2G"
 GUEST_TIMEOUT_S = 1500        # 5.10 under TCG needs ~15 min for the whole suite
 
 
 @dataclass(frozen=True)
 class KernelSource:
-    """A kernel series and the Debian suite whose linux-image-amd64 picks it."""
+    """A kernel series and the suite whose generic kernel (Debian's linux-image-amd64,
+    Ubuntu's linux-image-generic) picks it."""
 
     series: str
     suite: str
     distribution: str       # for the support table
+    archive: str = "debian"  # or "ubuntu"
+
+    @property
+    def meta_package(self) -> str:
+        return "linux-image-generic" if self.archive == "ubuntu" else "linux-image-amd64"
 
 
 KERNELS = {
-    "5.10": KernelSource("5.10", "bullseye", "Debian 11 (Amazon Linux 2 runs 5.10; Ubuntu 22.04 5.15)"),
+    "5.10": KernelSource("5.10", "bullseye", "Debian 11 (Amazon Linux 2 runs 5.10)"),
     "6.1": KernelSource("6.1", "bookworm", "Debian 12"),
     "6.12": KernelSource("6.12", "trixie", "Debian 13"),
     # UDP's connect() has its own function since 6.13 (udp_connect): the newest kernel keeps us honest there.
     "newest": KernelSource("newest", "trixie-backports", "Debian 13 backports (Ubuntu 24.04 HWE runs 6.14+)"),
+    # The kernels most self-hosted runners boot: Ubuntu's own builds (their configs, their patches).
+    "ubuntu-24.04": KernelSource("ubuntu-24.04", "noble-updates", "Ubuntu 24.04 (its GA kernel)", "ubuntu"),
+    "ubuntu-22.04": KernelSource("ubuntu-22.04", "jammy-updates", "Ubuntu 22.04 (its GA kernel)", "ubuntu"),
 }
 DEFAULT_KERNELS = "newest,6.1,5.10"
 
@@ -115,16 +125,18 @@ def _image_packages(release: str, apt: list[str]) -> list[str]:
     """The packages holding the image without its secure-boot signature, and the modules.
     Up to Debian 13 one package holds both (linux-image-R-unsigned); its backports split
     them into linux-binary-unsigned-R, linux-modules-R and linux-base-R (config, modules.builtin),
-    all under /usr/lib/modules."""
+    all under /usr/lib/modules; Ubuntu into linux-image-unsigned-R and linux-modules-R."""
     def known(package: str) -> bool:
         return subprocess.run(["apt-cache", *apt, "show", package], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL).returncode == 0
-    if known(f"linux-image-{release}-unsigned"):
-        return [f"linux-image-{release}-unsigned"]
-    split = [f"linux-binary-unsigned-{release}", f"linux-modules-{release}", f"linux-base-{release}"]
-    if all(known(package) for package in split):
-        return split
-    raise SystemExit(f"linux-image-{release}: found neither its -unsigned package nor {', '.join(split)}")
+    layouts = ([f"linux-image-{release}-unsigned"],
+               [f"linux-binary-unsigned-{release}", f"linux-modules-{release}", f"linux-base-{release}"],
+               [f"linux-image-unsigned-{release}", f"linux-modules-{release}"])
+    for packages in layouts:
+        if all(known(package) for package in packages):
+            return packages
+    raise SystemExit(f"{release}: no package set holds its image and modules: "
+                     + "; ".join(", ".join(packages) for packages in layouts))
 
 
 def _unpack(debs: list[Path], release: str, unpacked: Path) -> None:
@@ -145,28 +157,59 @@ def _unpack(debs: list[Path], release: str, unpacked: Path) -> None:
         raise SystemExit(f"{release}: the packages hold no kernel image")
 
 
-def download_kernel(source: KernelSource, mirror: str) -> Path:
-    """Unpack the suite's current linux-image-*-amd64 under CACHE; returns its vmlinuz."""
-    state = CACHE / "apt" / source.suite
+def _apt_state(state: Path, source_line: str) -> tuple[list[str], subprocess.CompletedProcess]:
+    """A private apt state with one source, updated; its options and the update's result."""
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (state / "status").touch()
-    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {source.suite} main\n")
+    (state / "sources.list").write_text(source_line + "\n")
     apt = _apt_options(state)
-    remembered = state / "release"           # the suite's kernel when last looked up
     updated = subprocess.run(["apt-get", "-q", *apt, "update"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
+    return apt, updated
+
+
+def ubuntu_keyring(debian: str) -> Path:
+    """Ubuntu's archive keyring, from Debian's own ubuntu-keyring package (Debian 13 has it; the
+    host's keyring verifies Debian's archive, that package verifies Ubuntu's). Unpacked under CACHE."""
+    keyring = CACHE / "keyrings" / "ubuntu-archive-keyring.gpg"
+    if keyring.exists():
+        return keyring
+    apt, updated = _apt_state(CACHE / "apt" / "ubuntu-keyring",
+                              f"deb [signed-by={KEYRING}] {debian} trixie main")
+    if updated.returncode != 0:
+        raise SystemExit(f"ubuntu-keyring: apt-get update failed: {updated.stderr.strip()}")
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        subprocess.run(["apt-get", "-q", *apt, "download", "ubuntu-keyring"], check=True, cwd=tmp,
+                       stdout=subprocess.DEVNULL)
+        (deb,) = Path(tmp).glob("ubuntu-keyring_*.deb")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "root")], check=True)
+        keyring.parent.mkdir(exist_ok=True)
+        shutil.copyfile(Path(tmp) / "root" / "usr" / "share" / "keyrings" / keyring.name, keyring)
+    return keyring
+
+
+def download_kernel(source: KernelSource, mirror: str) -> Path:
+    """Unpack the suite's current generic kernel under CACHE; returns its vmlinuz. mirror: Debian's."""
+    state = CACHE / "apt" / source.suite
+    if source.archive == "ubuntu":
+        line = f"deb [signed-by={ubuntu_keyring(mirror)}] {UBUNTU_MIRROR} {source.suite} main"
+    else:
+        line = f"deb [signed-by={KEYRING}] {mirror} {source.suite} main"
+    apt, updated = _apt_state(state, line)
+    apt += ["-o", "APT::Architecture=amd64"]
+    remembered = state / "release"           # the suite's kernel when last looked up
     if updated.returncode != 0:
         if remembered.exists() and (CACHE / remembered.read_text().strip()).is_dir():
             release = remembered.read_text().strip()
             print(f"{source.suite}: the mirror is out of reach; using the cached {release}", file=sys.stderr)
             return CACHE / release / "boot" / f"vmlinuz-{release}"
         raise SystemExit(f"{source.suite}: apt-get update failed: {updated.stderr.strip()}")
-    shown = subprocess.run(["apt-cache", *apt, "depends", "linux-image-amd64"], check=True,
+    shown = subprocess.run(["apt-cache", *apt, "depends", source.meta_package], check=True,
                            capture_output=True, text=True).stdout
-    match = re.search(r"Depends: linux-image-(\S+-amd64)\b", shown)
+    match = re.search(r"Depends: linux-image-(\d\S+-(?:amd64|generic))\b", shown)
     if not match:
-        raise SystemExit(f"{source.suite}: linux-image-amd64 depends on no linux-image-*-amd64")
+        raise SystemExit(f"{source.suite}: {source.meta_package} depends on no kernel image")
     release = match.group(1)
     remembered.write_text(release + "\n")
     root = CACHE / release
@@ -659,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", default=",".join(CHECKS))
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--table", type=Path, help="write the support table here (e.g. docs/kernels.md)")
-    parser.add_argument("--mirror", help="Debian mirror (default: the one the host's apt uses)")
+    parser.add_argument("--mirror", help="Debian mirror (default: the one the host's apt uses; "
+                                         "Ubuntu's: $CICD_AUDIT_UBUNTU_MIRROR, else archive.ubuntu.com)")
     parser.add_argument("--download-only", action="store_true")
     parser.add_argument("--offline", action="store_true",
                         help="boot the kernels downloaded before, without asking the mirror (tests)")
