@@ -1259,6 +1259,8 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 	if (ca_unlikely(p->ip_len_zero))        /* with -C Zeek raises it, then reads the packet on */
 		ca_emit_weird(p, 0, CA_WEIRD_IP_HDR_LEN_ZERO, 0);
 #endif
+	if (ca_unlikely(weird))                 /* one the packet went on after (a third VLAN tag) */
+		ca_emit_weird(p, 0, weird, 0);
 	if (ca_unlikely(p->fragment)) {
 		/* Counted here as wire packets; the datagram they make up comes back
 		 * through this program, and user space does not count it twice. */

@@ -118,7 +118,9 @@ enum ca_weird_code {
 	CA_WEIRD_UNDEFINED_ETHER_TYPE = 30,     /* between 1500 and 1536: neither a length nor a type */
 	CA_WEIRD_TRUNCATED_VLAN_HEADER = 31,
 	CA_WEIRD_UNDEFINED_VLAN_PROTOCOL = 32,
-	CA_WEIRD_MAX = 33,
+	CA_WEIRD_TRIPLE_TAGGED_VLAN = 33,       /* a third VLAN tag (or more): the packet goes on */
+	CA_WEIRD_TRUNCATED_IP_LEN = 34,         /* pcap input: the IP length runs past the record's wire length */
+	CA_WEIRD_MAX = 35,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

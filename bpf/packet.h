@@ -264,6 +264,22 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 	return CA_PARSE_OK;
 }
 
+#if CA_PCAP_MODE
+#define CA_WIRE_LEN_UNKNOWN 65536   /* the test run's largest wire_len: a record this long or longer */
+
+/* Zeek's IP analyzer: an IP length past the end of the packet on the wire is
+ * truncated_IP_len, and the packet goes no further. The wire length is the
+ * capture record's (the pcap driver passes it as the test run's wire_len);
+ * a record cut short by the snaplen keeps it, so only a false IP length trips
+ * this, never a short capture. */
+static __always_inline int ca_ip_past_wire_len(struct __sk_buff *skb, const struct ca_packet *p, __u32 ip_len)
+{
+	__u32 wire = skb->wire_len;
+
+	return wire < CA_WIRE_LEN_UNKNOWN && p->l3_off + ip_len > wire;
+}
+#endif
+
 /* ip: the header, its 20 bytes already checked to be in the packet (ca_parse). */
 static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird,
 					 struct iphdr *ip)
@@ -276,10 +292,7 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 	}
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
-	if (hlen < sizeof(*ip)) {
-		*weird = CA_WEIRD_IPV4_MIN_HEADER_SIZE;
-		return CA_PARSE_WEIRD;
-	}
+	/* Zeek's IP analyzer's order: the total length, then the header length. */
 #if CA_PCAP_MODE
 	if (tot == 0 && p->segs <= 1) {
 		/* A capture taken where TCP segmentation offload zeroes the
@@ -292,6 +305,9 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 #else
 		p->ip_len_zero = 1;
 #endif
+	} else if (ca_unlikely(p->segs <= 1 && ca_ip_past_wire_len(skb, p, tot))) {
+		*weird = CA_WEIRD_TRUNCATED_IP_LEN;
+		return CA_PARSE_WEIRD;
 	}
 #endif
 	/* GSO super-packets (and BIG TCP) do not carry a usable total length. */
@@ -299,6 +315,10 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		tot = p->captured;
 	if (tot < hlen) {
 		*weird = CA_WEIRD_INVALID_IP_HEADER_SIZE;
+		return CA_PARSE_WEIRD;
+	}
+	if (hlen < sizeof(*ip)) {
+		*weird = CA_WEIRD_IPV4_MIN_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
 	}
 	ca_set_v4mapped(p->key.addr[0], ip->saddr);
@@ -343,6 +363,12 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
 	 * link-layer padding, not IP bytes. */
 	if (p->segs > 1)
 		plen = p->captured - sizeof(*ip6);
+#if CA_PCAP_MODE
+	else if (ca_unlikely(ca_ip_past_wire_len(skb, p, plen + sizeof(*ip6)))) {
+		*weird = CA_WEIRD_TRUNCATED_IP_LEN;
+		return CA_PARSE_WEIRD;
+	}
+#endif
 	p->ip_version = 6;
 	p->ip_len = plen + sizeof(*ip6);
 	off = p->l3_off + sizeof(*ip6);
@@ -401,7 +427,10 @@ static __always_inline int ca_parse_ipv6(struct __sk_buff *skb, struct ca_packet
  *
  * Only frames the plain path (Ethernet, up to two VLAN tags, IP) did not
  * recognise come here, so the common path costs nothing more. Returns the IP
- * EtherType found (network order) with *l3_off at its header, or 0. */
+ * EtherType found (network order) with *l3_off at its header, or 0 (*weird
+ * then says why, if Zeek would). With an IP packet found behind three VLAN
+ * tags or more, *weird is Zeek's triple_tagged_vlan_unsupported, which does
+ * not stop the packet (nor is it raised for a frame that holds no IP). */
 #define CA_LINK_ETHERNET 0
 #define CA_LINK_VLAN     1
 #define CA_LINK_VNTAG    2
@@ -409,7 +438,7 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 					   __u32 *weird)
 {
 	__u32 off = base + 12;   /* the EtherType field being read */
-	int layer = CA_LINK_ETHERNET, cfp_allowed = 1;
+	int layer = CA_LINK_ETHERNET, cfp_allowed = 1, vlan_tags = 0;
 
 	for (int i = 0; i < CA_MAX_LINK_HDRS; i++) {
 		__u8 *h;
@@ -451,6 +480,8 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 		case CA_ETH_P_IP:
 		case CA_ETH_P_IPV6:
 			*l3_off = off + 2;
+			if (vlan_tags > 2)
+				*weird = CA_WEIRD_TRIPLE_TAGGED_VLAN;
 			return bpf_htons(proto);
 		case CA_ETH_P_8021AD:
 		case CA_ETH_P_QINQ1:
@@ -461,6 +492,7 @@ static __always_inline __u16 ca_parse_link(struct __sk_buff *skb, struct ca_pack
 			/* 802.1Q tag: TCI, then the next EtherType. */
 			off += 4;
 			layer = CA_LINK_VLAN;
+			vlan_tags++;
 			break;
 		case CA_ETH_P_VNTAG:
 			/* VN-Tag: 4 bytes of tag, then the next EtherType. */
@@ -543,7 +575,8 @@ static __always_inline int ca_link_refused(struct __sk_buff *skb, __u32 base, __
  * ca_parse_link), then IP and the transport header. inner is a compile-time
  * constant: 1 for a tunnel's inner packet, which starts at base, with IP
  * when raw_ip; 0 for the packet itself (base 0, Ethernet), whose copy of
- * this code is then what it was before tunnels. */
+ * this code is then what it was before tunnels. *weird: with CA_PARSE_WEIRD
+ * why; with CA_PARSE_OK a weird that did not stop the packet, or 0. */
 static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird,
 				    const int inner, __u32 base, int raw_ip)
 {
@@ -577,6 +610,7 @@ static __always_inline int ca_parse(struct __sk_buff *skb, struct ca_packet *p, 
 		proto = ca_parse_link(skb, p, base, &off, &link_weird);
 		if (!proto)
 			return ca_link_refused(skb, base, weird, link_weird);
+		*weird = link_weird;        /* not fatal: ca_entry raises it for a packet parsed whole */
 		/* Re-read the offset from memory: the verifier then follows one
 		 * state (an offset within CA_MAX_HDR_OFF) past this point instead
 		 * of one per way through the link layers. */

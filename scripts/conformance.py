@@ -314,10 +314,13 @@ IP analyzer refuses get its names (`IPv4_min_header_size`, `invalid_IP_header_si
 `ip_hdr_len_zero`, also raised with `-C`, where Zeek reads the packet on), about no flow, as Zeek
 raises them before it takes the packet's addresses; so do link layers it gives up on
 (`truncated_ethernet_frame` for 16 bytes or less, `undefined_ether_type`, `truncated_VLAN_header`,
-`undefined_vlan_protocol`). A frame too short for `BPF_PROG_TEST_RUN` to build a packet from
+`undefined_vlan_protocol`). A third VLAN tag raises `triple_tagged_vlan_unsupported`, and the packet
+is read on, as Zeek's VLAN analyzer does. A frame too short for `BPF_PROG_TEST_RUN` to build a packet from
 (less than an Ethernet header, or than the IP header its EtherType names) runs padded, its length
 passed beside it, and the program cuts it back: it gets Zeek's weird (`truncated_IP`), where it was
-skipped or refused before. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
+skipped or refused before. Each record's wire length goes to the program too (the test run's
+`wire_len`): an IP length past it is Zeek's `truncated_IP_len`, and the packet goes no further,
+while a record the snaplen cut (its wire length as long as the IP header says) is read on. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
 recorder raises.
 
 **Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one

@@ -379,6 +379,44 @@ def test_frames_cut_short_or_of_no_defined_type_are_zeek_s_link_layer_weirds(tmp
     assert stats["weirds"] == len(odd)
 
 
+def _ip_length_claims(frame: bytes, length: int) -> bytes:
+    """The frame with its IP header's length field set to length (IPv4 total, IPv6 payload)."""
+    ip = bytearray(frame[14:])
+    if ip[0] >> 4 == 4:
+        ip[2:4] = length.to_bytes(2, "big")
+    else:
+        ip[4:6] = length.to_bytes(2, "big")
+    return frame[:14] + bytes(ip)
+
+
+def test_an_ip_length_past_the_wire_length_is_truncated_ip_len_and_a_third_vlan_tag_is_weird(
+        tmp_path, monkeypatch, capsys, small_steps):
+    """Zeek's IP analyzer drops a packet whose IP length runs past the record's wire length
+    (truncated_IP_len), but reads on when only the capture was cut (wire length as claimed).
+    Its VLAN analyzer raises triple_tagged_vlan_unsupported at a third tag and reads on."""
+    v4 = bytes(ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1000, dport=2000) / b"x")
+    v6 = bytes(ether() / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1001, dport=2001) / b"y")
+    cut = bytes(ether() / IP(src="10.0.0.3", dst="10.0.0.4") / UDP(sport=1002, dport=2002) / b"z")
+    tags = b"\x88\xa8\x00\x01" + b"\x81\x00\x00\x02" + b"\x81\x00\x00\x03"
+    tagged = bytes(ether() / IP(src="10.0.0.5", dst="10.0.0.6") / UDP(sport=1003, dport=2003) / b"t")
+    tagged = tagged[:12] + tags + tagged[12:]
+    records = [
+        (T0, 0, _ip_length_claims(v4, 200)),                  # wire length = captured: the IP length lies
+        (T0, 1, _ip_length_claims(v6, 200)),
+        (T0, 2, _ip_length_claims(cut, 200), 14 + 200),      # cut by the snaplen: read on
+        (T0, 3, tagged),
+    ]
+    pcap = tmp_path / "lengths.pcap"
+    pcap.write_bytes(pcap_file(records))
+    reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    weirds = {(w["name"], w["uid"], w["id.orig_h"], w["addl"], w["source"]) for w in read_log(bulk / "weird.log")[1]}
+    assert weirds == {("truncated_IP_len", None, None, None, "IP"),
+                      ("triple_tagged_vlan_unsupported", None, None, "inner VLAN tag overwritten", "VLAN")}
+    conns = [(c["id.orig_h"], c["id.resp_p"]) for c in read_log(bulk / "conn.log")[1]]
+    assert sorted(conns) == [("10.0.0.3", 2002), ("10.0.0.5", 2003)]
+
+
 def test_a_fragment_runs_its_datagram_before_the_next_frame(tmp_path, monkeypatch, capsys, small_steps):
     """A fragmented DNS query answered at once: its datagram, reassembled by Python, must run before
     the answer's frame, or the answer would open the connection (roles swapped) and find no query."""

@@ -86,6 +86,8 @@ enum layout { LAYOUT_NONE, LAYOUT_CLASSIC, LAYOUT_PCAPNG };
 #define SKB_CTX_SIZE 192
 #define SKB_MARK 8
 #define SKB_TSTAMP 152
+#define SKB_WIRE_LEN 160
+#define WIRE_LEN_UNKNOWN 65536          /* as packet_runner.WIRE_LEN_UNKNOWN */
 
 struct interface {
     int ethernet;
@@ -99,6 +101,7 @@ struct interface {
 struct record {
     const uint8_t *frame;
     uint32_t caplen;
+    uint32_t wire_len;                  /* the packet's length on the wire, as the record says */
     uint64_t ts_ns;
     Py_ssize_t size;
 };
@@ -148,6 +151,7 @@ static int classic_record(const Replayer *self, const uint8_t *at, Py_ssize_t le
                (uint64_t)read_u32(at + 4, self->big_endian) * (self->nano ? 1 : 1000);
     r->frame = at + CLASSIC_HEADER;
     r->caplen = caplen;
+    r->wire_len = read_u32(at + 12, self->big_endian);
     r->size = CLASSIC_HEADER + caplen;
     return RECORD_READ;
 }
@@ -180,6 +184,7 @@ static int pcapng_record(const Replayer *self, const uint8_t *at, Py_ssize_t lef
     r->ts_ns = (uint64_t)ts;
     r->frame = body + PCAPNG_EPB_FIXED;
     r->caplen = caplen;
+    r->wire_len = read_u32(body + 16, self->big_endian);
     r->size = length;
     return RECORD_READ;
 }
@@ -218,7 +223,8 @@ static int ring_needs_handling(Replayer *self)
 }
 
 /* One frame through the program: 0, or an errno. A frame longer than the kernel
- * takes is cut; the mark carries its captured length (as PacketRunner.run). */
+ * takes is cut; the mark carries its captured length, wire_len the record's
+ * (as PacketRunner.run). */
 /* What BPF_PROG_TEST_RUN needs at least to build an skb from the frame (packet_runner.runnable). */
 static Py_ssize_t min_data(const uint8_t *frame, Py_ssize_t length)
 {
@@ -231,7 +237,7 @@ static Py_ssize_t min_data(const uint8_t *frame, Py_ssize_t length)
     return ETHERNET_HEADER;
 }
 
-static int run_frame(Replayer *self, const uint8_t *frame, Py_ssize_t length, uint64_t ts_ns)
+static int run_frame(Replayer *self, const uint8_t *frame, Py_ssize_t length, uint32_t wire_len, uint64_t ts_ns)
 {
     uint8_t ctx[SKB_CTX_SIZE] = {0};
     uint8_t padded[IPV6_MIN_FRAME];
@@ -245,8 +251,13 @@ static int run_frame(Replayer *self, const uint8_t *frame, Py_ssize_t length, ui
         frame = padded;
         length = need;
     }
+    if (wire_len < (uint64_t)length)
+        wire_len = (uint32_t)length;
+    if (wire_len > WIRE_LEN_UNKNOWN)
+        wire_len = WIRE_LEN_UNKNOWN;
     memcpy(ctx + SKB_MARK, &mark, sizeof(mark));
     memcpy(ctx + SKB_TSTAMP, &ts_ns, sizeof(ts_ns));
+    memcpy(ctx + SKB_WIRE_LEN, &wire_len, sizeof(wire_len));
     for (;;) {
         Py_ssize_t size = length < self->max_data ? length : self->max_data;
         union bpf_attr attr;
@@ -305,7 +316,7 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
         if (r.ts_ns > self->last_ns)
             self->last_ns = r.ts_ns;
         stop = STOP_BUDGET;
-        error = run_frame(self, r.frame, r.caplen, r.ts_ns);
+        error = run_frame(self, r.frame, r.caplen, r.wire_len, r.ts_ns);
         if (error == EINVAL) {
             self->stop_ts_ns = r.ts_ns;
             error = 0;

@@ -97,8 +97,10 @@ def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = Non
         if ether is not None:       # else nothing IP in it (e.g. a loopback frame of another family)
             try:
                 # The mark carries the frame's captured length: a frame longer than a
-                # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts).
-                replay.runner.run(ether, ts_ns, mark=len(ether))
+                # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts). The
+                # wire length moves with the link header the frame was given.
+                replay.runner.run(ether, ts_ns, mark=len(ether),
+                                  wire_len=frame.wire_len + len(ether) - len(frame.data))
             except FrameRejected as exc:
                 replay.rejected(frame.number, ts_ns, str(exc))
             else:

@@ -101,9 +101,11 @@ class WeirdCode(enum.IntEnum):
     UNDEFINED_ETHER_TYPE = 30
     TRUNCATED_VLAN_HEADER = 31
     UNDEFINED_VLAN_PROTOCOL = 32
+    TRIPLE_TAGGED_VLAN = 33
+    TRUNCATED_IP_LEN = 34
 
 
-WEIRD_MAX = 33
+WEIRD_MAX = 35
 
 
 class Stat(enum.IntEnum):

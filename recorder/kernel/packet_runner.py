@@ -19,7 +19,10 @@ BPF_PROG_TEST_RUN = 10
 SKB_CTX_SIZE = 192
 SKB_MARK = 8
 SKB_TSTAMP = 152
+SKB_WIRE_LEN = 160
 SKB_GSO_SEGS = 164
+# The largest wire_len a test run takes (GSO_MAX_SIZE): the program reads it as "this long or longer".
+WIRE_LEN_UNKNOWN = 65536
 
 # The kernel builds the test skb in one page: headroom and skb_shared_info
 # leave about 3.7 KB for packet data (net/bpf/packet_runner.c).
@@ -74,21 +77,26 @@ class PacketRunner:
         self._ctx = ctypes.create_string_buffer(SKB_CTX_SIZE)
         self._mark = ctypes.c_uint32.from_buffer(self._ctx, SKB_MARK)
         self._tstamp = ctypes.c_uint64.from_buffer(self._ctx, SKB_TSTAMP)
+        self._wire_len = ctypes.c_uint32.from_buffer(self._ctx, SKB_WIRE_LEN)
         self._data = ctypes.create_string_buffer(DEFAULT_MAX_DATA)
         self._attr = _TestAttr(prog_fd=prog_fd, data_in=ctypes.addressof(self._data), repeat=1,
                                ctx_size_in=SKB_CTX_SIZE, ctx_in=ctypes.addressof(self._ctx))
         self._attr_ref, self._attr_size = ctypes.byref(self._attr), ctypes.sizeof(self._attr)
 
-    def run(self, frame: bytes, ts_ns: int, mark: int = 0) -> int:
+    def run(self, frame: bytes, ts_ns: int, mark: int = 0, wire_len: int | None = None) -> int:
         """Run the program on one Ethernet frame; returns the program's verdict.
 
         Frames longer than the kernel accepts are cut: the program takes
         lengths from the IP header, so only payload bytes are lost.
+        wire_len: the packet's length on the wire (a capture record's; None:
+        the frame's own), against which the program checks the IP length.
         """
+        wire = len(frame) if wire_len is None else max(wire_len, len(frame))
         if len(frame) > self.max_data:
             frame = frame[: self.max_data]
         frame, padded = runnable(frame)
         self._mark.value = mark if padded is None else padded
+        self._wire_len.value = min(max(wire, len(frame)), WIRE_LEN_UNKNOWN)
         self._tstamp.value = ts_ns
         ctypes.memmove(self._data, frame, len(frame))
         attr = self._attr
@@ -99,7 +107,7 @@ class PacketRunner:
             err = ctypes.get_errno()
             if err == errno.EINVAL and len(frame) > 1024 and self.max_data > 1024:
                 self.max_data = len(frame) - 256   # this kernel allows less: shrink and retry
-                return self.run(frame, ts_ns, mark)
+                return self.run(frame, ts_ns, mark, wire)
             if err == errno.EINVAL:
                 raise FrameRejected(f"the kernel refused a {len(frame)}-byte frame")
             raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")

@@ -45,7 +45,11 @@ WEIRD_NAMES = {
     WeirdCode.UNDEFINED_ETHER_TYPE: "undefined_ether_type",
     WeirdCode.TRUNCATED_VLAN_HEADER: "truncated_VLAN_header",
     WeirdCode.UNDEFINED_VLAN_PROTOCOL: "undefined_vlan_protocol",
+    WeirdCode.TRIPLE_TAGGED_VLAN: "triple_tagged_vlan_unsupported",
+    WeirdCode.TRUNCATED_IP_LEN: "truncated_IP_len",
 }
+# Fixed texts Zeek gives some weirds (the kernel's detail is then unused).
+_ADDL = {WeirdCode.TRIPLE_TAGGED_VLAN: "inner VLAN tag overwritten"}
 IN_TUNNEL = "_in_tunnel"
 
 # Zeek's 802.11 analyzer's weirds. The recorder reads 802.11 inside GRE only (Aruba), so the frame is
@@ -79,6 +83,8 @@ _SOURCES = {
     WeirdCode.UNDEFINED_ETHER_TYPE: "ETHERNET",
     WeirdCode.TRUNCATED_VLAN_HEADER: "VLAN",
     WeirdCode.UNDEFINED_VLAN_PROTOCOL: "VLAN",
+    WeirdCode.TRIPLE_TAGGED_VLAN: "VLAN",
+    WeirdCode.TRUNCATED_IP_LEN: "IP",
 }
 # exceeded_tunnel_max_depth comes from the analyzer of the tunnel that was not opened (its type in
 # the event's detail). GTP's says "tunnel_depth", and about no packet.
@@ -94,7 +100,7 @@ ABOUT_NO_FLOW = frozenset({
     WeirdCode.TRUNCATED_IP, WeirdCode.UNKNOWN_IP_VERSION, WeirdCode.IP_HDR_LEN_ZERO,
     WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE, *_IEEE802_11,
     WeirdCode.TRUNCATED_ETHERNET_FRAME, WeirdCode.UNDEFINED_ETHER_TYPE, WeirdCode.TRUNCATED_VLAN_HEADER,
-    WeirdCode.UNDEFINED_VLAN_PROTOCOL,
+    WeirdCode.UNDEFINED_VLAN_PROTOCOL, WeirdCode.TRIPLE_TAGGED_VLAN, WeirdCode.TRUNCATED_IP_LEN,
 })
 
 
@@ -111,7 +117,7 @@ def kernel_weird(code: int, detail: int, depth: int, ip_proto: int, about_conn: 
     """Name, addl and source of a kernel weird; depth is the tunnels around its packet, about_conn
     whether the kernel raised it about the packet's connection."""
     name = weird_name(code)
-    addl = str(detail) if detail else None
+    addl = _ADDL.get(code, str(detail) if detail else None)
     source = weird_source(code, ip_proto)
     about_flow = ip_proto != 0 and code not in ABOUT_NO_FLOW
     if code == WeirdCode.TUNNEL_MAX_DEPTH:
