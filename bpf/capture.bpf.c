@@ -1062,6 +1062,12 @@ static __always_inline int ca_ip_decapsulate(struct __sk_buff *skb, struct ca_sc
 			ca_emit_weird(p, 0, weird, detail);
 		if (link == CA_INNER_NONE)
 			return CA_INNER_NONE;
+	} else if (!too_deep && p->segs <= 1) {     /* a GSO skb's lengths are one segment's */
+		weird = ca_inner_ip_weird(skb, p);
+		if (weird) {
+			ca_emit_weird(p, 0, weird, 0);
+			return CA_INNER_NONE;
+		}
 	}
 	return ca_decapsulate(s, p, c, ca_pair_tunnel_id(p),
 			      p->key.ip_proto == CA_IPPROTO_GRE ? CA_TUNNEL_GRE : CA_TUNNEL_IP, link, too_deep);

@@ -120,7 +120,12 @@ enum ca_weird_code {
 	CA_WEIRD_UNDEFINED_VLAN_PROTOCOL = 32,
 	CA_WEIRD_TRIPLE_TAGGED_VLAN = 33,       /* a third VLAN tag (or more): the packet goes on */
 	CA_WEIRD_TRUNCATED_IP_LEN = 34,         /* pcap input: the IP length runs past the record's wire length */
-	CA_WEIRD_MAX = 35,
+	CA_WEIRD_TRUNCATED_INNER_IP = 35,       /* 35-37: an IP-in-IP packet whose inner header does not fit */
+	CA_WEIRD_INNER_IP_PAYLOAD_LENGTH_MISMATCH = 36,
+	CA_WEIRD_INVALID_INNER_IP_VERSION = 37,
+	CA_WEIRD_INTERNALLY_TRUNCATED_HEADER = 38,    /* a transport header the IP length holds, the capture not */
+	CA_WEIRD_IP_INTERNALLY_TRUNCATED_HEADER = 39, /* the same of the IP header (its options) */
+	CA_WEIRD_MAX = 40,
 };
 
 /* Per-CPU counters (map "stats"); recorder/kernel/abi.py names them. */

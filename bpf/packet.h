@@ -183,6 +183,22 @@ static __always_inline void *ca_hdr_at(struct __sk_buff *skb, __u32 off, __u32 l
 	return ca_hdr(skb, ca_bounded_off(off), len);
 }
 
+/* Zeek's CheckHeaderTrunc for a transport header of min bytes at hdr (0: not
+ * in the skb): truncated_header when the IP length has no room for it,
+ * internally_truncated_header when only the capture lacks it. */
+static __always_inline int ca_l4_header_cut(const struct ca_packet *p, void *hdr, __u32 min, __u32 *weird)
+{
+	__u32 rel = p->l4_off - p->l3_off;
+
+	if (p->l4_len < min)
+		*weird = CA_WEIRD_TRUNCATED_HEADER;
+	else if (!hdr || p->caplen < rel + min)
+		*weird = CA_WEIRD_INTERNALLY_TRUNCATED_HEADER;
+	else
+		return 0;
+	return 1;
+}
+
 static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *p, __u32 *weird)
 {
 	__u32 off = p->l4_off;
@@ -195,10 +211,8 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 	case CA_IPPROTO_TCP: {
 		struct tcphdr *th = ca_hdr(skb, off, sizeof(*th));
 		__u32 doff;
-		if (avail < sizeof(*th) || !th) {
-			*weird = CA_WEIRD_TRUNCATED_HEADER;
+		if (ca_l4_header_cut(p, th, sizeof(*th), weird) || !th)
 			return CA_PARSE_WEIRD;
-		}
 		p->key.port[0] = bpf_ntohs(th->source);
 		p->key.port[1] = bpf_ntohs(th->dest);
 		p->seq = bpf_ntohl(th->seq);
@@ -221,10 +235,8 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 	case CA_IPPROTO_UDP: {
 		struct udphdr *uh = ca_hdr(skb, off, sizeof(*uh));
 		__u32 ulen;
-		if (avail < sizeof(*uh) || !uh) {
-			*weird = CA_WEIRD_TRUNCATED_HEADER;
+		if (ca_l4_header_cut(p, uh, sizeof(*uh), weird) || !uh)
 			return CA_PARSE_WEIRD;
-		}
 		p->key.port[0] = bpf_ntohs(uh->source);
 		p->key.port[1] = bpf_ntohs(uh->dest);
 		ulen = bpf_ntohs(uh->len);
@@ -240,10 +252,8 @@ static __always_inline int ca_parse_l4(struct __sk_buff *skb, struct ca_packet *
 	case CA_IPPROTO_ICMPV6: {
 		__u8 *tc = ca_hdr(skb, off, 2);
 		int one_way;
-		if (avail < 8 || !tc) {
-			*weird = CA_WEIRD_TRUNCATED_HEADER;
+		if (ca_l4_header_cut(p, tc, 8, weird) || !tc)      /* ICMP_MINLEN */
 			return CA_PARSE_WEIRD;
-		}
 		p->icmp_type = tc[0];
 		p->icmp_code = tc[1];
 		p->key.port[0] = tc[0];
@@ -315,6 +325,10 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		tot = p->captured;
 	if (tot < hlen) {
 		*weird = CA_WEIRD_INVALID_IP_HEADER_SIZE;
+		return CA_PARSE_WEIRD;
+	}
+	if (hlen > p->caplen) {
+		*weird = CA_WEIRD_IP_INTERNALLY_TRUNCATED_HEADER;
 		return CA_PARSE_WEIRD;
 	}
 	if (hlen < sizeof(*ip)) {
@@ -651,8 +665,10 @@ ip:
 	if (p->captured > skb->len - off || p->captured == 0)
 		p->captured = skb->len - off;
 #if CA_PCAP_MODE
-	/* The pcap driver passes the frame's captured length in the mark. */
-	p->caplen = skb->mark > off + p->captured ? skb->mark - off : p->captured;
+	/* The pcap driver passes the frame's captured length in the mark (a
+	 * padded frame's is flagged, and the frame was cut back to it). */
+	p->caplen = (skb->mark & ~CA_MARK_PADDED) > off + p->captured ? (skb->mark & ~CA_MARK_PADDED) - off
+								       : p->captured;
 #else
 	p->caplen = p->captured;
 #endif

@@ -292,6 +292,37 @@ static __always_inline int ca_is_ip_tunnel_proto(__u8 proto)
 	return proto == CA_IPPROTO_IPIP || proto == CA_IPPROTO_IPV6 || proto == CA_IPPROTO_GRE;
 }
 
+/* Zeek's IPTunnel analyzer before it opens an IP-in-IP tunnel (IP::ParsePacket):
+ * the inner header must be of the version the outer protocol names, and its
+ * total length that of the outer payload, as much of it as was captured. A
+ * weird code about the outer packet, or 0. (A capture cut by its snaplen
+ * fails too, as in Zeek. Zeek calls an IPv4 inner header shorter than 20
+ * bytes a wrong version.) */
+static __always_inline __u32 ca_inner_ip_weird(struct __sk_buff *skb, const struct ca_packet *p)
+{
+	__u32 rel = p->l4_off - p->l3_off, len = p->l4_len, total;
+	__u8 *h;
+
+	if (p->caplen < rel + len)
+		len = p->caplen > rel ? p->caplen - rel : 0;
+	if (p->key.ip_proto == CA_IPPROTO_IPV6) {
+		h = len < 40 ? 0 : ca_hdr_at(skb, p->l4_off, 6);
+		if (!h)
+			return CA_WEIRD_TRUNCATED_INNER_IP;
+		if (h[0] >> 4 != 6)
+			return CA_WEIRD_INVALID_INNER_IP_VERSION;
+		total = ((__u32)h[4] << 8 | h[5]) + 40;
+	} else {
+		h = len < 20 ? 0 : ca_hdr_at(skb, p->l4_off, 4);
+		if (!h || h[0] >> 4 != 4)
+			return CA_WEIRD_INVALID_INNER_IP_VERSION;
+		total = (__u32)h[2] << 8 | h[3];
+	}
+	if (total == len)
+		return 0;
+	return total > len ? CA_WEIRD_TRUNCATED_INNER_IP : CA_WEIRD_INNER_IP_PAYLOAD_LENGTH_MISMATCH;
+}
+
 /* GRE (RFC 2784, RFC 2637 for version 1) at off, len bytes: the inner link
  * type with *inner at its start, or CA_INNER_NONE; *weird is set for what
  * it refuses, and for an A-MSDU's bytes left unread (*detail: how many). */

@@ -320,8 +320,13 @@ is read on, as Zeek's VLAN analyzer does. A frame too short for `BPF_PROG_TEST_R
 passed beside it, and the program cuts it back: it gets Zeek's weird (`truncated_IP`), where it was
 skipped or refused before. Each record's wire length goes to the program too (the test run's
 `wire_len`): an IP length past it is Zeek's `truncated_IP_len`, and the packet goes no further,
-while a record the snaplen cut (its wire length as long as the IP header says) is read on. `docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the
-recorder raises.
+while a record the snaplen cut (its wire length as long as the IP header says) is read on. A
+header the capture cut is `internally_truncated_header` (the IP header's options: about no flow;
+a transport header: about the flow), one the IP length has no room for `truncated_header`. Before
+it opens an IP-in-IP tunnel, Zeek's IPTunnel analyzer checks the inner header against the outer
+payload (`truncated_inner_IP`, `inner_IP_payload_length_mismatch`, `invalid_inner_IP_version`,
+about the outer packet); so does the program, and a tunnel that fails opens nothing.
+`docs/zeek-btest.md` compares weird.log with Zeek's baselines on the names the recorder raises.
 
 **Out of scope: history `X` from Zeek's protocol analyzers.** Zeek adds `X` to `history` when one
 of its application-layer analyzers gives up on a connection's content (`Analyzer::Weird` on, for

@@ -22,7 +22,7 @@ from capture_builders import block, classic_records, epb, idb, record_offsets, s
 from capture_builders import pcap as pcap_file
 from frames import ether
 from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import IP, UDP, fragment
+from scapy.layers.inet import ICMP, IP, UDP, IPOption, fragment
 from scapy.layers.inet6 import IPv6
 from shared_data import shared
 from zeek_rows import rows_uids_masked
@@ -415,6 +415,31 @@ def test_an_ip_length_past_the_wire_length_is_truncated_ip_len_and_a_third_vlan_
                       ("triple_tagged_vlan_unsupported", None, None, "inner VLAN tag overwritten", "VLAN")}
     conns = [(c["id.orig_h"], c["id.resp_p"]) for c in read_log(bulk / "conn.log")[1]]
     assert sorted(conns) == [("10.0.0.3", 2002), ("10.0.0.5", 2003)]
+
+
+def test_headers_the_capture_cut_are_internally_truncated_and_headers_the_ip_length_cuts_are_truncated(
+        tmp_path, monkeypatch, capsys, small_steps):
+    """Zeek tells a header the snaplen cut (internally_truncated_header) from one the IP length has
+    no room for (truncated_header): the IP header's options (about no flow, source IP), and a
+    transport header (about the flow, ports 0, source the transport). No connection comes of them."""
+    icmp = bytes(ether() / IP(src="10.3.0.1", dst="10.3.0.2") / ICMP() / (b"p" * 56))
+    udp = bytes(ether() / IP(src="10.3.0.3", dst="10.3.0.4") / UDP(sport=1, dport=2) / b"u")
+    options = bytes(ether() / IP(src="10.3.0.5", dst="10.3.0.6", options=[IPOption(b"\x01" * 4)]) / UDP() / b"o")
+    records = [
+        (T0, 0, icmp[:14 + 20 + 4], len(icmp)),                # the ICMP header cut by the snaplen
+        (T0, 1, _ip_length_claims(udp, 20 + 4)[:14 + 20 + 4]),  # the IP length holds 4 bytes of UDP
+        (T0, 2, options[:14 + 20], len(options)),              # the IP header's options cut
+    ]
+    pcap = tmp_path / "cut.pcap"
+    pcap.write_bytes(pcap_file(records))
+    reference, bulk, _, _ = replay_both(pcap, tmp_path, monkeypatch, capsys, small_steps)
+    assert_same_logs(reference, bulk)
+    weirds = {(w["name"], w["id.orig_h"] and str(w["id.orig_h"]), w["id.orig_p"], w["source"])
+              for w in read_log(bulk / "weird.log")[1]}
+    assert weirds == {("internally_truncated_header", "10.3.0.1", 0, "ICMP"),
+                      ("truncated_header", "10.3.0.3", 0, "UDP"),
+                      ("internally_truncated_header", None, None, "IP")}
+    assert list(read_log(bulk / "conn.log")[1]) == []
 
 
 def test_a_fragment_runs_its_datagram_before_the_next_frame(tmp_path, monkeypatch, capsys, small_steps):

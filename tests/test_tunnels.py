@@ -490,3 +490,34 @@ def test_a_connection_in_and_out_of_its_tunnel_counts_each_change(tmp_path):
     vxlan = next(r for r in rows if r["id.resp_p"] == 4789)
     assert list(inner["tunnel_parents"]) == [vxlan["uid"]]
     assert inner["history"] == "DdX"
+
+
+def _length_claims(ip: bytes, length: int) -> bytes:
+    """An IP packet whose header claims another length (IPv4 total, IPv6 payload)."""
+    if ip[0] >> 4 == 4:
+        return ip[:2] + length.to_bytes(2, "big") + ip[4:]
+    return ip[:4] + length.to_bytes(2, "big") + ip[6:]
+
+
+def test_an_ip_in_ip_inner_header_that_does_not_fit_its_outer_payload_opens_no_tunnel(tmp_path):
+    """Zeek's IPTunnel analyzer checks the inner header before it opens a tunnel: its total length
+    must be the outer payload's (truncated_inner_IP if longer, inner_IP_payload_length_mismatch if
+    shorter), its version the one the outer protocol names (invalid_inner_IP_version). Each is a
+    weird about the outer packet (its addresses, ports 0) and the inner packet goes no further."""
+    v4 = bytes(IP(src="10.2.0.1", dst="10.2.0.2") / UDP(sport=1000, dport=2000) / b"x")
+    v6 = bytes(IPv6(src="fd02::1", dst="fd02::2") / UDP(sport=1001, dport=2001) / b"y")
+    frames = [
+        _outer_ip(4, _length_claims(v4, len(v4) + 20)),            # claims more than the tunnel holds
+        _outer_ip(41, _length_claims(v6, len(v6) - 40 - 4)),       # claims less
+        _outer_ip(41, bytes(IP(src="10.2.0.5", dst="10.2.0.6") / UDP() / (b"w" * 40))),  # IPv4 where IPv6 is named
+        _outer_ip(4, bytes(IP(src="10.2.0.3", dst="10.2.0.4") / UDP(sport=1002, dport=2002) / b"z")),
+    ]
+    rows, out = record(frames, tmp_path)
+    assert [(str(r["id.orig_h"]), r["id.resp_p"]) for r in rows] == [("10.2.0.3", 2002)]
+    assert sorted(_weirds(out), key=lambda w: w[5]) == [
+        (None, A, 0, B, 0, "inner_IP_payload_length_mismatch", None, "IPTUNNEL"),
+        (None, A, 0, B, 0, "invalid_inner_IP_version", None, "IPTUNNEL"),
+        (None, A, 0, B, 0, "truncated_inner_IP", None, "IPTUNNEL"),
+    ]
+    tunnels = [(t["tunnel_type"], t["action"]) for t in read_log(out / "tunnel.log")[1]]
+    assert tunnels.count(("Tunnel::IP", "Tunnel::DISCOVER")) == 1     # the good one only

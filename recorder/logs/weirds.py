@@ -47,6 +47,11 @@ WEIRD_NAMES = {
     WeirdCode.UNDEFINED_VLAN_PROTOCOL: "undefined_vlan_protocol",
     WeirdCode.TRIPLE_TAGGED_VLAN: "triple_tagged_vlan_unsupported",
     WeirdCode.TRUNCATED_IP_LEN: "truncated_IP_len",
+    WeirdCode.TRUNCATED_INNER_IP: "truncated_inner_IP",
+    WeirdCode.INNER_IP_PAYLOAD_LENGTH_MISMATCH: "inner_IP_payload_length_mismatch",
+    WeirdCode.INVALID_INNER_IP_VERSION: "invalid_inner_IP_version",
+    WeirdCode.INTERNALLY_TRUNCATED_HEADER: "internally_truncated_header",
+    WeirdCode.IP_INTERNALLY_TRUNCATED_HEADER: "internally_truncated_header",
 }
 # Fixed texts Zeek gives some weirds (the kernel's detail is then unused).
 _ADDL = {WeirdCode.TRIPLE_TAGGED_VLAN: "inner VLAN tag overwritten"}
@@ -60,7 +65,8 @@ _IEEE802_11 = (
     WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET,
 )
 
-# The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for truncated_header.
+# The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for
+# (internally_)truncated_header about a transport header.
 _SOURCES = {
     WeirdCode.TRUNCATED_IP: "IP",
     WeirdCode.BAD_IP_CHECKSUM: "IP",
@@ -85,6 +91,10 @@ _SOURCES = {
     WeirdCode.UNDEFINED_VLAN_PROTOCOL: "VLAN",
     WeirdCode.TRIPLE_TAGGED_VLAN: "VLAN",
     WeirdCode.TRUNCATED_IP_LEN: "IP",
+    WeirdCode.IP_INTERNALLY_TRUNCATED_HEADER: "IP",
+    WeirdCode.TRUNCATED_INNER_IP: "IPTUNNEL",
+    WeirdCode.INNER_IP_PAYLOAD_LENGTH_MISMATCH: "IPTUNNEL",
+    WeirdCode.INVALID_INNER_IP_VERSION: "IPTUNNEL",
 }
 # exceeded_tunnel_max_depth comes from the analyzer of the tunnel that was not opened (its type in
 # the event's detail). GTP's says "tunnel_depth", and about no packet.
@@ -101,6 +111,7 @@ ABOUT_NO_FLOW = frozenset({
     WeirdCode.INVALID_IP_HEADER_SIZE, WeirdCode.IPV4_MIN_HEADER_SIZE, *_IEEE802_11,
     WeirdCode.TRUNCATED_ETHERNET_FRAME, WeirdCode.UNDEFINED_ETHER_TYPE, WeirdCode.TRUNCATED_VLAN_HEADER,
     WeirdCode.UNDEFINED_VLAN_PROTOCOL, WeirdCode.TRIPLE_TAGGED_VLAN, WeirdCode.TRUNCATED_IP_LEN,
+    WeirdCode.IP_INTERNALLY_TRUNCATED_HEADER,
 })
 
 
@@ -140,6 +151,6 @@ def weird_name(code: int) -> str:
 
 def weird_source(code: int, ip_proto: int) -> str | None:
     """weird.log's `source` for a kernel weird: Zeek's analyzer name, or None where the recorder cannot tell it."""
-    if code == WeirdCode.TRUNCATED_HEADER:
+    if code in (WeirdCode.TRUNCATED_HEADER, WeirdCode.INTERNALLY_TRUNCATED_HEADER):
         return _TRANSPORTS.get(ip_proto)
     return _SOURCES.get(code)
