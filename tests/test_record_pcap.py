@@ -242,7 +242,7 @@ def test_simple_packet_blocks_at_time_zero_are_recorded_and_joined(tmp_path):
     conns, dns = rows(tmp_path / "out", "conn"), rows(tmp_path / "out", "dns")
     assert [(c["orig_pkts"], c["resp_pkts"], c["ts"]) for c in conns] == [(1, 1, 0.0)]
     assert [d["uid"] for d in dns] == [conns[0]["uid"]]
-    assert "2 packets, 1 connections" in r.stderr
+    assert "2 packets, 0 non-IP frames, 1 connections" in r.stderr
 
 
 def test_a_damaged_pcapng_block_is_reported_and_the_logs_are_complete(tmp_path):

@@ -48,10 +48,10 @@ class Stop(enum.IntEnum):
 
 
 def available(reader: CaptureFile, program) -> bool:
-    """Whether this capture can be replayed in bulk: the compiled loop is built, and the file is pcapng
-    or classic pcap of Ethernet frames."""
+    """Whether this capture can be replayed in bulk: the compiled loop is built, and the file is a
+    file (not a pipe), pcapng or classic pcap of Ethernet frames."""
     layout = reader.layout()
-    return _compiled is not None and getattr(program, "ring", None) is not None and (
+    return _compiled is not None and getattr(program, "ring", None) is not None and reader.seekable and (
         isinstance(layout, PcapngLayout) or layout.linktype == LINKTYPE_ETHERNET)
 
 

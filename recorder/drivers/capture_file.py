@@ -133,8 +133,14 @@ class CaptureFile:
 
     @property
     def position(self) -> int:
-        """Bytes read so far (for progress)."""
-        return self._f.tell()
+        """Bytes read so far (for progress; 0 from a pipe, which has no position)."""
+        return self._f.tell() if self.seekable else 0
+
+    @property
+    def seekable(self) -> bool:
+        """A file, not a pipe (`tcpdump -w - | cicd-audit record --pcap /dev/stdin`): only a file
+        can be read in bulk, which reads ahead and goes back."""
+        return self._f.seekable()
 
     def layout(self) -> ClassicLayout | PcapngLayout:
         """How the records from here on are laid out (a pcapng file's changes as the read meets

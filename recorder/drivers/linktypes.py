@@ -15,8 +15,9 @@ its TLVs walked to the packet). A frame Zeek would not hand to IP gives None
 raises LinkLayerWeird.
 
 API: to_ethernet(linktype, frame, big_endian=False) -> bytes | None (the first
-IP-bearing frame); to_ethernet_frames(linktype, frame) -> list[bytes] (every
-one: an A-MSDU can carry several); UnsupportedLinkType, LinkLayerWeird.
+IP-bearing frame); to_ethernet_frames(linktype, frame, big_endian=False) ->
+list[bytes] (every one: an A-MSDU can carry several; what the replay runs);
+UnsupportedLinkType, LinkLayerWeird.
 """
 
 from __future__ import annotations
@@ -194,13 +195,13 @@ def _nflog(frame: bytes, big_endian: bool) -> bytes | None:
     return _by_version(frame[at + 4:]) if family in _NFLOG_FAMILIES else None
 
 
-def to_ethernet_frames(linktype: int, frame: bytes) -> list[bytes]:
+def to_ethernet_frames(linktype: int, frame: bytes, big_endian: bool = False) -> list[bytes]:
     """Every Ethernet frame the captured frame carries (several for an 802.11 A-MSDU)."""
     if linktype == LINKTYPE_IEEE802_11:
         return _ieee802_11(frame)
     if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
         return _radiotap(frame)
-    one = to_ethernet(linktype, frame)
+    one = to_ethernet(linktype, frame, big_endian)
     return [one] if one is not None else []
 
 

@@ -76,8 +76,12 @@ def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recordin
     replay = Replay(flag, pcap, reader, recording, _progress_bar(pcap, progress))
     frames = iter(reader)
     if bulk_replay.available(reader, recording.program):
-        # The first record by the reference loop: it starts the sweep clock.
-        if replay_each(replay, frames, limit=1):
+        # The first records by the reference loop, until one starts the sweep clock (a record
+        # whose time the kernel cannot take is refused without starting it).
+        more = True
+        while more and replay.next_sweep is None:
+            more = replay_each(replay, frames, limit=1)
+        if more:
             bulk_replay.replay_in_bulk(replay, reader, frames)
     else:
         replay_each(replay, frames)
@@ -91,6 +95,8 @@ def _replay(flag: StopFlag, pcap: Path, reader: CaptureFile, recording: Recordin
 
 
 def _progress_bar(pcap: Path, progress: bool | None):
+    if not pcap.is_file():
+        return None                 # a pipe: no size to show progress against
     size = os.path.getsize(pcap)
     if progress is None:
         progress = sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES

@@ -24,6 +24,10 @@ from cicd_audit.recorder.drivers.stop_flag import StopFlag
 from cicd_audit.recorder.kernel.packet_runner import FrameRejected, PacketRunner
 
 SWEEP_INTERVAL_NS = 1_000_000_000   # sweep timers once per second of packet time
+# The kernel's packet clock is 64-bit nanoseconds since 1970 (to the year 2554): a record's time
+# outside it cannot be given to the program (pcapng's 64-bit timestamps at a coarse if_tsresol, or a
+# negative if_tsoffset, can say such times).
+TS_NS_MAX = (1 << 64) - 1
 
 
 def as_zeek_reads_it(ts_ns: int) -> int:
@@ -49,10 +53,10 @@ class Replay:
     def clock(self, ts_ns: int) -> None:
         """Packet time moves to a record's: sweep when a second of it has passed since the last sweep."""
         if self.next_sweep is None:
-            self.next_sweep = ts_ns + SWEEP_INTERVAL_NS
+            self.next_sweep = min(ts_ns + SWEEP_INTERVAL_NS, TS_NS_MAX)
         elif ts_ns >= self.next_sweep:
             self.sweeper.sweep(ts_ns)
-            self.next_sweep = ts_ns + SWEEP_INTERVAL_NS
+            self.next_sweep = min(ts_ns + SWEEP_INTERVAL_NS, TS_NS_MAX)
         self.last_ns = max(self.last_ns, ts_ns)
 
     def interrupted(self, number: int) -> None:
@@ -76,6 +80,21 @@ class Replay:
             self.bar.close()
 
 
+def _run_frame(replay: Replay, frame: Frame, ether: bytes, ts_ns: int) -> None:
+    try:
+        # The mark carries the frame's captured length: a frame longer than a test-run
+        # skb is cut, but Zeek saw all of it (gaps, ICMP counts). The wire length
+        # moves with the link header the frame was given.
+        replay.runner.run(ether, ts_ns, mark=len(ether), wire_len=frame.wire_len + len(ether) - len(frame.data))
+    except FrameRejected as exc:
+        replay.rejected(frame.number, ts_ns, str(exc))
+    else:
+        replay.program.poll()
+        replay.packets += 1
+        if replay.packets % 1000 == 0:
+            replay.progress()
+
+
 def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = None) -> bool:
     """The reference loop: frame by frame, in Python. Runs at most `limit` records (None: all);
     returns True when the file may have more, False when it ended or a signal stopped it."""
@@ -85,29 +104,26 @@ def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = Non
             replay.interrupted(frame.number)
             return False
         ts_ns = as_zeek_reads_it(frame.ts_ns)
+        if not 0 <= ts_ns <= TS_NS_MAX:
+            replay.rejected(frame.number, replay.last_ns, f"its time ({frame.ts_ns} ns since 1970) is outside "
+                                                          f"what the kernel's 64-bit packet clock holds")
+            taken += 1
+            if taken == limit:
+                return True
+            continue
         replay.clock(ts_ns)
         try:
-            ether = linktypes.to_ethernet(frame.linktype, frame.data, frame.big_endian)
+            ethers = linktypes.to_ethernet_frames(frame.linktype, frame.data, frame.big_endian)
         except linktypes.UnsupportedLinkType as exc:
             raise InputError(f"{replay.pcap}: {exc}") from exc
         except linktypes.LinkLayerWeird as exc:      # Zeek's weird about no flow: the frame goes no further
             replay.session.write_weird(ts_ns / 1e9, exc.name, exc.addl, source=exc.source)
-            ether = None
+            ethers = None
         taken += 1
-        if ether is not None:       # else nothing IP in it (e.g. a loopback frame of another family)
-            try:
-                # The mark carries the frame's captured length: a frame longer than a
-                # test-run skb is cut, but Zeek saw all of it (gaps, ICMP counts). The
-                # wire length moves with the link header the frame was given.
-                replay.runner.run(ether, ts_ns, mark=len(ether),
-                                  wire_len=frame.wire_len + len(ether) - len(frame.data))
-            except FrameRejected as exc:
-                replay.rejected(frame.number, ts_ns, str(exc))
-            else:
-                replay.program.poll()
-                replay.packets += 1
-                if replay.packets % 1000 == 0:
-                    replay.progress()
+        if ethers == []:            # nothing IP in it (ARP, 802.11 management, a loopback frame of another family)
+            replay.session.counters.non_ip_frames += 1
+        for ether in ethers or ():  # several for an 802.11 A-MSDU, each its own packet as in Zeek
+            _run_frame(replay, frame, ether, ts_ns)
         if taken == limit:
             return True
     return False

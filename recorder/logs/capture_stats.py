@@ -34,6 +34,7 @@ def capture_stats_row(kernel_stats: dict, counters, fragments_lost: int, source:
         # A reassembled datagram's fragments were counted as they passed; the datagram is not counted again.
         "packets": kernel(Stat.PACKETS) + c.conn_packets - c.datagrams_run,
         "ip_bytes": kernel(Stat.IP_BYTES) + c.conn_ip_bytes - c.datagram_ip_bytes,
+        "non_ip_frames": kernel(Stat.NON_IP) + c.non_ip_frames,
         "connections": c.connections,
         "dns_messages": c.dns_messages,
         "dns_rows": c.dns_rows,

@@ -69,6 +69,7 @@ class SessionCounters:
     refused_connects: int = 0   # conn.log rows written for a connect() refused before any packet
     datagrams_run: int = 0      # reassembled datagrams run through the kernel program: counted once
     datagram_ip_bytes: int = 0  # already, as their fragments
+    non_ip_frames: int = 0      # capture frames whose link layer held no IP (the kernel counts its own)
     end_reasons: dict = field(default_factory=dict)
 
 

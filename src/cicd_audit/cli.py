@@ -13,6 +13,7 @@ import click
 from cicd_audit import __version__
 from cicd_audit.errors import RECORDER_FAILED, CicdAuditError, CommandNotRunnable, RecordingIncomplete
 from cicd_audit.redef_option import REDEF_OPTION, parse_redef_option
+from cicd_audit.safe_text import for_terminal
 
 FORMATS = click.Choice(["tsv", "json"])
 
@@ -20,7 +21,7 @@ FORMATS = click.Choice(["tsv", "json"])
 def _fail(exc: CicdAuditError, wrapping_command: bool = False) -> None:
     """One line, and the error's exit status; 125 when a command was to be recorded, so a job's
     own status 2 or 3 is never read as the recorder's."""
-    click.echo(f"cicd-audit: {exc}", err=True)
+    click.echo(f"cicd-audit: {for_terminal(str(exc))}", err=True)
     sys.exit(RECORDER_FAILED if wrapping_command else exc.exit_code)
 
 
@@ -35,10 +36,11 @@ def _finish_recording(stats: dict, out_dir: Path) -> None:
     """The logs are complete: late signals change nothing now; the one-line summary."""
     _ignore_late_signals()
     click.echo(
-        f"cicd-audit: {stats['packets']} packets, {stats['connections']} connections, "
+        f"cicd-audit: {stats['packets']} packets, {stats['non_ip_frames']} non-IP frames, "
+        f"{stats['connections']} connections, "
         f"{stats['dns_messages']} DNS messages ({stats['dns_rows']} dns.log rows), "
         f"{stats['ringbuf_drops']} ring-buffer drops, {stats['conn_table_full']} table-full, "
-        f"{stats['parse_errors']} unparsable packets, {stats['weirds']} weirds -> {out_dir}",
+        f"{stats['parse_errors']} unparsable packets, {stats['weirds']} weirds -> {for_terminal(str(out_dir))}",
         err=True,
     )
 
