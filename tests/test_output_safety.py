@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import shared
-from small_disk import small_tmpfs
+from small_disk import fill, small_tmpfs
 
 from cicd_audit.lab import CICD_AUDIT, DNS_NAME, V4
 from cicd_audit.zeeklog.reader import read_log
@@ -176,6 +176,20 @@ def test_disk_full_keeps_complete_rows_and_fails_loudly(tmp_path, small_disk):
     conn_rows = sum(1 for line in (out / "conn.log").read_text().splitlines() if not line.startswith("#"))
     assert conn_rows < 1500                  # rows were lost, and said so above
     _closed_with_losses_counted(out)
+
+
+def test_a_disk_full_before_the_start_records_nothing_and_says_so(tmp_path, small_disk):
+    """With no room for the logs' headers and the space they hold for their ends, no log could be
+    closed nor the status written: one line, status 2 (--out unusable), no file left behind."""
+    pcap = tmp_path / "dns.pcap"
+    _dns_heavy_capture(pcap, 5)
+    fill(small_disk / "filler")
+    out = small_disk / "out"
+    r = record_pcap(pcap, out)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"cicd-audit: {out}: no disk space for the logs") and "nothing was recorded" in line
+    assert list(out.iterdir()) == []
 
 
 def _closed_with_losses_counted(out: Path) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from cicd_audit import notices
+from cicd_audit.errors import UsageError
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import events
 from cicd_audit.recorder.logs.capture_stats import capture_stats_row
@@ -134,6 +135,7 @@ class SessionLog:
         if blocking:
             conn_schema = conn_schema.extended(load_schema("conn_blocked"))
         self._writers: list[LogWriter] = []
+        self._starting = True           # a log refused now is no recording at all (see _refuse_start)
         try:
             self._conn = self._log(conn_schema)
             self._dns = self._log(load_schema("dns"))
@@ -149,12 +151,15 @@ class SessionLog:
             self._stats = LogWriter(self.out_dir, load_schema("capture_stats"), fmt, opener=self.output.create,
                                     on_failure=self._log_failed, reserve=STATS_RESERVE)
             self._status = StatusFile(self.output)
+            if self.failures or self._status.no_room:
+                self._refuse_start(self.failures[0] if self.failures else self._status.no_room)
         except BaseException:
             for writer in self._writers:
                 writer.close()
             if self._owns_output:
                 self.output.close()
             raise
+        self._starting = False
         self._blocked_conns: set[int] = set()       # kernel conn ids with a blocked packet
         self._answer_names = AnswerNames()           # for notices: the names an address was looked up as
         self.last_ts: float | None = None
@@ -166,9 +171,22 @@ class SessionLog:
         self._writers.append(writer)
         return writer
 
+    def _refuse_start(self, why: str) -> None:
+        """The disk has no room for the logs' headers and the space they hold for their ends: then
+        no log could be closed, nor the status written. No files are left, and the recording does
+        not start (a job around which it would run is not run)."""
+        self._status.close()
+        for writer in self._writers + [self._stats]:
+            writer.close()
+        for name in [w.schema.path + ".log" for w in self._writers + [self._stats]] + [STATUS_FILE]:
+            self.output.remove(name)
+        raise UsageError(f"{self.out_dir}: no disk space for the logs ({why}); nothing was recorded")
+
     def _log_failed(self, writer: LogWriter) -> None:
         name = writer.schema.path + ".log"
         self.failures.append(f"{name}: {writer.failure}")
+        if self._starting:
+            return                      # said once, by _refuse_start
         notices.say(f"cicd-audit: error: cannot write {self.out_dir / name}: {writer.failure}; its complete rows are "
                     "kept, later ones are counted as lost")
 

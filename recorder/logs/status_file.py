@@ -21,7 +21,7 @@ import json
 import os
 
 from cicd_audit.recorder.logs.output_dir import OutputDir
-from cicd_audit.zeeklog.writer import keep_room
+from cicd_audit.zeeklog.disk_room import DISK_FULL, keep_room
 
 STATUS_FILE = "recorder.status"
 ROOM = 8192             # for the final object: the failures it lists are short lines
@@ -34,7 +34,15 @@ class StatusFile:
             os.write(self._fd, (json.dumps({"recording": "in progress", "pid": os.getpid()}) + "\n").encode())
         except OSError:
             pass                  # said at the end, when the final object cannot be written either
-        keep_room(self._fd, 0, ROOM)
+        err = keep_room(self._fd, 0, ROOM)
+        # Why the final object may not fit (the disk is full), or None.
+        self.no_room = f"{STATUS_FILE}: {os.strerror(err)} (errno {err})" if err in DISK_FULL else None
+
+    def close(self) -> None:
+        """Close it without a final object (a session that does not start)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def finish(self, status: dict) -> str | None:
         """Write the final object in place; returns why not, or None."""
