@@ -71,9 +71,8 @@ static __always_inline int ca_copy_qname(struct __sk_buff *skb, __u32 off, __u32
  * set-on-condition instruction: every compare clang emits is a branch, and
  * the verifiers of 5.10 and 6.1 (no range-vs-range reasoning) fork a state at
  * each one, per byte, until "The sequence of 8193 jumps is too complex".
- * ca_opaque() hides a value's range from clang, which would otherwise see
- * that the shifts below are compares and emit them as such. */
-#define ca_opaque(v) asm volatile("" : "+r"(v))
+ * ca_opaque() (packet.h) hides a value's range from clang, which would
+ * otherwise see that the shifts below are compares and emit them as such. */
 #define CA_HASH_CHUNK 8              /* bytes hashed between two length checks */
 
 /* The running state of ca_hash_qname(), in registers. */

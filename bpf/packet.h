@@ -95,6 +95,10 @@ enum ca_parse_result {
 #define CA_MAX_HDR_OFF 511          /* no header we read starts later than this (the mask below) */
 #define CA_LINEAR_HEADROOM 192      /* bytes of headers ca_packet() makes linear */
 
+/* Hides a value's range from clang, so a check on it is kept and made on the
+ * register the value is then used in (which older verifiers need). */
+#define ca_opaque(v) asm volatile("" : "+r"(v))
+
 /* An offset read back from memory, bounded in the very register later added
  * to a packet pointer. ca_hdr()'s bounds check may be made on a copy (or on
  * the 32-bit half), which verifiers before about 6.3 do not carry over: the
@@ -346,9 +350,14 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 #if CA_VALIDATE_CHECKSUMS
 	if (hlen <= 60) {
 		__u8 hdr[60] = {};
+		/* Checked again on the very value passed (clang, which knows it
+		 * holds, would drop the check): verifiers before about 6.3 do not
+		 * carry the earlier one over to a copy of hlen. */
+		__u32 n = hlen & 0x3c;
 		__s64 sum;
-		if (bpf_skb_load_bytes(skb, p->l3_off, hdr, hlen & 0x3c) == 0) {
-			sum = bpf_csum_diff(0, 0, (__be32 *)hdr, hlen & 0x3c, 0);
+		ca_opaque(n);
+		if (n >= sizeof(*ip) && bpf_skb_load_bytes(skb, p->l3_off, hdr, n) == 0) {
+			sum = bpf_csum_diff(0, 0, (__be32 *)hdr, n, 0);
 			if (sum >= 0 && ca_csum_fold((__u32)sum) != 0xffff) {
 				*weird = CA_WEIRD_BAD_IP_CHECKSUM;
 				return CA_PARSE_WEIRD;

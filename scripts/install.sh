@@ -55,8 +55,9 @@ if [ "$with_test" = 1 ]; then
   fi
   "$VENV/bin/pip" wheel -q -w /var/cache/cicd-audit/wheelhouse "$here"
   rm -f /var/cache/cicd-audit/wheelhouse/cicd_audit-*.whl     # the image builds its own from the tree
-  # The kernel matrix test boots Debian's newest (backports), 6.1 and 5.10 kernels (qemu, virtme-ng): fetched now.
-  "$VENV/bin/python" "$here/scripts/kernel_matrix.py" --setup --download-only --kernels newest,6.1,5.10
+  # The kernel matrix test boots Debian's newest (backports), 6.1 and 5.10 kernels and Ubuntu 24.04's
+  # (qemu, virtme-ng): fetched now.
+  "$VENV/bin/python" "$here/scripts/kernel_matrix.py" --setup --download-only --kernels newest,6.1,5.10,ubuntu-24.04
 fi
 # Compile the BPF program now (live, and pcap with/without -C) into /var/cache/cicd-audit/programs,
 # so `record` loads it in ~0.1 s instead of compiling for 1.5-4 s. Needs BPF privileges (not in a

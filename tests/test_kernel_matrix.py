@@ -1,8 +1,8 @@
 """scripts/kernel_matrix.py's host side: reading the guest's CHECK lines, writing the table.
 
 These are the parts that turn its output into docs/kernels.md, the unpacking of both package
-layouts Debian ships kernels in, and one boot of Debian's newest, 6.1 and 5.10 kernels with the
-`load` and `udp` checks, which CI runs with the rest.
+layouts Debian and Ubuntu ship kernels in, and one boot of Debian's newest, 6.1 and 5.10 kernels
+and Ubuntu 24.04's with the `load` and `udp` checks, which CI runs with the rest.
 """
 
 from __future__ import annotations
@@ -106,22 +106,22 @@ def test_every_check_in_the_suite_has_a_title_and_tests():
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_the_same_bytecode_loads_and_files_udp_per_connect_on_debians_newest_6_1_and_5_10_kernels():
+def test_the_same_bytecode_loads_and_files_udp_per_connect_on_debians_and_ubuntus_kernels():
     """The matrix's `load` and `udp` checks, booted for real (virtme-ng; software emulation where KVM
     cannot boot a stock kernel): every program variant compiled once on this host loads in each guest
     with the syscall loader, and the fentry hook, which this host's kernel refuses, files connected
-    UDP sockets under their process there: on 6.13 and later (the newest kernel), where UDP's
-    connect() has a function of its own, as on 6.1 and 5.10. The kernels were downloaded by
-    scripts/install.sh --test; this runs offline. The fuller checks (pcap, live, blocking) are a
-    manual run (docs/kernels.md)."""
+    UDP sockets under their process there: on 6.13 and later (Debian's newest kernel), where UDP's
+    connect() has a function of its own, as on Debian's 6.1 and 5.10 and Ubuntu 24.04's 6.8 (its own
+    build and configuration). The kernels were downloaded by scripts/install.sh --test; this runs
+    offline. The fuller checks (pcap, live, blocking) are a manual run (docs/kernels.md)."""
     import os
     import subprocess
 
     assert os.geteuid() == 0, "boots kernels and loads BPF programs: run the suite as root"
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "kernel_matrix.py"), "--offline",
-                        "--kernels", "newest,6.1,5.10", "--checks", "load,udp"], capture_output=True, text=True,
-                       timeout=1800)
+                        "--kernels", "newest,6.1,5.10,ubuntu-24.04", "--checks", "load,udp"], capture_output=True,
+                       text=True, timeout=1800)
     assert r.returncode == 0 and "all kernels passed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     passed = [line for line in r.stdout.splitlines() if "{'load': (True, ''), 'udp': (True, '')}" in line]
     versions = [tuple(int(part) for part in line.split("-")[0].split("+")[0].split(".")[:2]) for line in passed]
-    assert len(versions) == 3 and versions[0] >= (6, 13) and versions[1:] == [(6, 1), (5, 10)], r.stdout
+    assert len(versions) == 4 and versions[0] >= (6, 13) and versions[1:] == [(6, 1), (5, 10), (6, 8)], r.stdout
