@@ -31,6 +31,10 @@ _compiled = compiled.load("cicd_audit.recorder.drivers._replay", Path(__file__).
 
 CHUNK_BYTES = 4 * 1024 * 1024     # read at a time; a record that does not fit is read by the reference loop
 BUDGET_RECORDS = 2048             # records per compiled call: signals and progress are seen between calls
+# A chunk the compiled loop took fewer records of than this before a hand-over is followed by a stretch of
+# the reference loop, not one record: blocks it cannot read, back to back (an interface description
+# before every packet), would otherwise have each chunk read again for a record or two.
+FEW_RECORDS = 64
 # Events the kernel needs nothing back for: handled at the next stop (a sweep's stop takes the
 # connection starts first: conn_keys.py). A fragment cannot wait: its reassembled datagram runs
 # through the program before the next frame, as in the reference loop.
@@ -93,7 +97,7 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
         # A record or block for the reference loop (it reads it, or says why it cannot: a pcapng
         # section or interface, another link type, damage), the file's end, a record larger than
         # a chunk, or a signal.
-        if not replay_each(replay, frames, limit=1):
+        if not replay_each(replay, frames, limit=1 if records >= FEW_RECORDS else BUDGET_RECORDS):
             return
 
 
