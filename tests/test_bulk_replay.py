@@ -28,8 +28,8 @@ from shared_data import shared
 from zeek_rows import rows_uids_masked
 
 from cicd_audit.recorder.drivers import bulk_replay, replay_loop
-from cicd_audit.recorder.drivers.capture_file import CaptureFile
 from cicd_audit.recorder.drivers.bulk_replay import Stop
+from cicd_audit.recorder.drivers.capture_file import CaptureFile
 from cicd_audit.recorder.drivers.pcap_replay import record_pcap
 from cicd_audit.recorder.kernel import abi, bpf_program, bpf_syscall, ringbuf
 from cicd_audit.recorder.kernel.abi import EventType
