@@ -192,11 +192,13 @@ static __always_inline void *ca_hdr_at(struct __sk_buff *skb, __u32 off, __u32 l
  * internally_truncated_header when only the capture lacks it. */
 static __always_inline int ca_l4_header_cut(const struct ca_packet *p, void *hdr, __u32 min, __u32 *weird)
 {
-	__u32 rel = p->l4_off - p->l3_off;
-
 	if (p->l4_len < min)
 		*weird = CA_WEIRD_TRUNCATED_HEADER;
-	else if (!hdr || p->caplen < rel + min)
+#if CA_PCAP_MODE
+	else if (!hdr || p->caplen < p->l4_off - p->l3_off + min)
+#else
+	else if (!hdr)          /* live: the skb holds the whole packet, which is all there is */
+#endif
 		*weird = CA_WEIRD_INTERNALLY_TRUNCATED_HEADER;
 	else
 		return 0;
@@ -331,10 +333,12 @@ static __always_inline int ca_parse_ipv4(struct __sk_buff *skb, struct ca_packet
 		*weird = CA_WEIRD_INVALID_IP_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
 	}
-	if (hlen > p->caplen) {
+#if CA_PCAP_MODE
+	if (hlen > p->caplen) {         /* live, the skb holds the whole packet */
 		*weird = CA_WEIRD_IP_INTERNALLY_TRUNCATED_HEADER;
 		return CA_PARSE_WEIRD;
 	}
+#endif
 	if (hlen < sizeof(*ip)) {
 		*weird = CA_WEIRD_IPV4_MIN_HEADER_SIZE;
 		return CA_PARSE_WEIRD;
