@@ -96,6 +96,24 @@ def test_packages_without_an_image_are_refused(tmp_path):
         matrix._unpack([deb], "9.9.9-amd64", tmp_path / "root")
 
 
+def test_a_guest_that_never_started_is_booted_once_more_and_the_log_says_so(tmp_path, monkeypatch):
+    """vng exiting with no output at all (the VM never started) gets one more boot; a guest that
+    booted and failed its checks does not."""
+    runs = tmp_path / "runs"
+    fake = tmp_path / "vng"
+    fake.write_text("#!/bin/sh\necho x >> " + str(runs) + "\n"
+                    "[ $(wc -l < " + str(runs) + ") -ge 2 ] && echo 'GUEST 9.9' && echo 'CHECK load ok'\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(matrix, "VNG", fake)
+    vmlinuz = tmp_path / "boot" / "vmlinuz-9.9"
+    output, _ = matrix.run_guest(vmlinuz, tmp_path, "tcg", ["load"], tmp_path / "log")
+    assert output.startswith("vng exited with status 3 and no output at all; booted again")
+    assert matrix.parse_checks(output)[0]["load"] == (True, "")
+    assert runs.read_text().count("x") == 2 and (tmp_path / "log").read_text() == output
+    output, _ = matrix.run_guest(vmlinuz, tmp_path, "tcg", ["load"], tmp_path / "log")
+    assert runs.read_text().count("x") == 3 and "booted again" not in output
+
+
 def test_every_check_in_the_suite_has_a_title_and_tests():
     assert set(matrix.CHECK_TITLES) == set(matrix.CHECKS)
     for name, nodes in matrix.PYTEST_CHECKS.items():
