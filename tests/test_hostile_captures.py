@@ -25,8 +25,7 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.dot11 import Dot11
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
-
-from cicd_audit.zeeklog.reader import read_log
+from test_record_pcap import rows
 
 pytestmark = [pytest.mark.root]
 
@@ -46,10 +45,6 @@ def _record(pcap: Path, out: Path, timeout: int = 120) -> subprocess.CompletedPr
     return r
 
 
-def _rows(out: Path, name: str) -> list[dict]:
-    return list(read_log(out / f"{name}.log")[1])
-
-
 @pytest.mark.parametrize("times_us", [
     [T0_US, US_PAST_64_BIT_NS, T0_US + 1000],            # one record past the clock, mid-file
     [US_PAST_64_BIT_NS, T0_US, T0_US + 1000],            # the first record: it may not start the sweep clock
@@ -61,10 +56,10 @@ def test_a_packet_time_past_64_bit_nanoseconds_is_refused_and_the_replay_goes_on
     pcap.write_bytes(shb() + idb() + b"".join(epb(0, ts, frame) for ts, frame in zip(times_us, frames)))
     out = tmp_path / "out"
     _record(pcap, out, timeout=60)      # the compiled loop used to spin here for ever
-    (weird,) = _rows(out, "weird")
+    (weird,) = rows(out, "weird")
     assert weird["name"] == "cicd_audit_frame_rejected" and "64-bit packet clock" in weird["addl"]
-    assert len(_rows(out, "dns")) == 2
-    assert _rows(out, "capture_stats")[-1]["parse_errors"] == 1
+    assert len(rows(out, "dns")) == 2
+    assert rows(out, "capture_stats")[-1]["parse_errors"] == 1
 
 
 def test_a_packet_time_a_second_short_of_the_clock_s_end_does_not_stop_the_sweeps(tmp_path):
@@ -74,7 +69,7 @@ def test_a_packet_time_a_second_short_of_the_clock_s_end_does_not_stop_the_sweep
     pcap.write_bytes(shb() + idb(tsresol=9) + epb(0, T0_US * 1000, bytes(ether() / _query("a.example", 40000)))
                      + epb(0, near_end_ns, bytes(ether() / _query("b.example", 40001))))
     _record(pcap, tmp_path / "out", timeout=60)
-    assert len(_rows(tmp_path / "out", "dns")) == 2
+    assert len(rows(tmp_path / "out", "dns")) == 2
 
 
 def test_a_capture_read_from_a_pipe_writes_what_the_file_writes(tmp_path):
@@ -88,7 +83,7 @@ def test_a_capture_read_from_a_pipe_writes_what_the_file_writes(tmp_path):
     assert piped.returncode == 0 and "Traceback" not in piped.stderr, piped.stderr
 
     def masked(name: str) -> list[tuple]:
-        return sorted(tuple(v for k, v in row.items() if k != "uid") for row in _rows(tmp_path / name, "dns"))
+        return sorted(tuple(v for k, v in row.items() if k != "uid") for row in rows(tmp_path / name, "dns"))
     assert masked("from-pipe") == masked("from-file") and len(masked("from-file")) == 50
 
 
@@ -103,7 +98,7 @@ def test_every_subframe_of_an_802_11_a_msdu_is_read(tmp_path):
     pcap = tmp_path / "amsdu.pcap"
     pcap.write_bytes(pcap_file([(1_700_000_000, 0, frame)], linktype=105))
     _record(pcap, tmp_path / "out")
-    assert sorted(row["query"] for row in _rows(tmp_path / "out", "dns")) == ["first.example", "second.example"]
+    assert sorted(row["query"] for row in rows(tmp_path / "out", "dns")) == ["first.example", "second.example"]
 
 
 def test_frames_holding_no_ip_are_counted(tmp_path):
@@ -116,7 +111,7 @@ def test_frames_holding_no_ip_are_counted(tmp_path):
     cooked.write_bytes(pcap_file([(1_700_000_000 + i, 0, cooked_arp) for i in range(3)], linktype=113))
     for pcap, non_ip, packets in ((ethernet, 2, 1), (cooked, 3, 0)):
         r = _record(pcap, tmp_path / pcap.stem)
-        stats = _rows(tmp_path / pcap.stem, "capture_stats")[-1]
+        stats = rows(tmp_path / pcap.stem, "capture_stats")[-1]
         assert (stats["non_ip_frames"], stats["packets"]) == (non_ip, packets)
         assert f"{packets} packets, {non_ip} non-IP frames," in r.stderr
 

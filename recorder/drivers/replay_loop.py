@@ -95,6 +95,27 @@ def _run_frame(replay: Replay, frame: Frame, ether: bytes, ts_ns: int) -> None:
             replay.progress()
 
 
+def _replay_record(replay: Replay, frame: Frame) -> None:
+    """One packet record: its time checked and clocked, then every IP frame it carries run."""
+    ts_ns = as_zeek_reads_it(frame.ts_ns)
+    if not 0 <= ts_ns <= TS_NS_MAX:
+        replay.rejected(frame.number, replay.last_ns, f"its time ({frame.ts_ns} ns since 1970) is outside "
+                                                      f"what the kernel's 64-bit packet clock holds")
+        return
+    replay.clock(ts_ns)
+    try:
+        ethers = linktypes.to_ethernet_frames(frame.linktype, frame.data, frame.big_endian)
+    except linktypes.UnsupportedLinkType as exc:
+        raise InputError(f"{replay.pcap}: {exc}") from exc
+    except linktypes.LinkLayerWeird as exc:      # Zeek's weird about no flow: the frame goes no further
+        replay.session.write_weird(ts_ns / 1e9, exc.name, exc.addl, source=exc.source)
+        return
+    if not ethers:              # nothing IP in it (ARP, 802.11 management, a loopback frame of another family)
+        replay.session.counters.non_ip_frames += 1
+    for ether in ethers:        # several for an 802.11 A-MSDU, each its own packet as in Zeek
+        _run_frame(replay, frame, ether, ts_ns)
+
+
 def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = None) -> bool:
     """The reference loop: frame by frame, in Python. Runs at most `limit` records (None: all);
     returns True when the file may have more, False when it ended or a signal stopped it."""
@@ -103,27 +124,8 @@ def replay_each(replay: Replay, frames: Iterator[Frame], limit: int | None = Non
         if replay.flag.stop:
             replay.interrupted(frame.number)
             return False
-        ts_ns = as_zeek_reads_it(frame.ts_ns)
-        if not 0 <= ts_ns <= TS_NS_MAX:
-            replay.rejected(frame.number, replay.last_ns, f"its time ({frame.ts_ns} ns since 1970) is outside "
-                                                          f"what the kernel's 64-bit packet clock holds")
-            taken += 1
-            if taken == limit:
-                return True
-            continue
-        replay.clock(ts_ns)
-        try:
-            ethers = linktypes.to_ethernet_frames(frame.linktype, frame.data, frame.big_endian)
-        except linktypes.UnsupportedLinkType as exc:
-            raise InputError(f"{replay.pcap}: {exc}") from exc
-        except linktypes.LinkLayerWeird as exc:      # Zeek's weird about no flow: the frame goes no further
-            replay.session.write_weird(ts_ns / 1e9, exc.name, exc.addl, source=exc.source)
-            ethers = None
+        _replay_record(replay, frame)
         taken += 1
-        if ethers == []:            # nothing IP in it (ARP, 802.11 management, a loopback frame of another family)
-            replay.session.counters.non_ip_frames += 1
-        for ether in ethers or ():  # several for an 802.11 A-MSDU, each its own packet as in Zeek
-            _run_frame(replay, frame, ether, ts_ns)
         if taken == limit:
             return True
     return False
