@@ -127,7 +127,35 @@ struct ca_scratch {
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
 #include "clock.h"
 #include "history.h"
+
+static __always_inline void ca_count(__u32 stat, __u64 n)
+{
+	__u64 *v = stats.lookup(&stat);
+	if (v)
+		*v += n;
+}
+
 #include "tcp.h"
+
+/* TCP data held above several holes (tcp_blocks.h): a list per endpoint that
+ * has them, while it has them. tcp_blocks.h declares the functions that reach it. */
+BPF_TABLE("lru_hash", struct ca_tcp_blocks_key, struct ca_tcp_blocks, tcp_blocks, CA_TCP_BLOCK_LISTS);
+
+static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(struct ca_tcp_blocks_key *k)
+{
+	return tcp_blocks.lookup(k);
+}
+
+static __always_inline int ca_tcp_blocks_update(struct ca_tcp_blocks_key *k, struct ca_tcp_blocks *b)
+{
+	return tcp_blocks.update(k, b);
+}
+
+static __always_inline void ca_tcp_blocks_delete(struct ca_tcp_blocks_key *k)
+{
+	tcp_blocks.delete(k);
+}
+
 #include "timers.h"
 
 /* The conns4 key of a key known to be IPv4 (both addresses IPv4-mapped).
@@ -214,13 +242,6 @@ static __always_inline void ca_conn_delete(struct ca_conn_key *key, struct ca_co
 	} else {
 		conns6.delete(key);
 	}
-}
-
-static __always_inline void ca_count(__u32 stat, __u64 n)
-{
-	__u64 *v = stats.lookup(&stat);
-	if (v)
-		*v += n;
 }
 
 /* Slot accessors: the verifier rejects variable offsets into the stack, so
@@ -792,6 +813,7 @@ static __always_inline struct ca_conn *ca_lookup_conn(struct __sk_buff *skb, str
 			return c;
 		}
 		ca_emit_end(&p->key, c, ended, CA_END_REUSED);
+		ca_blocks_forget_conn(c);
 		ca_conn_delete(&p->key, &ref);
 	}
 	return ca_new_conn(skb, p, &ref);
@@ -1430,6 +1452,7 @@ static __always_inline void ca_sweep_key(struct ca_conn_key *key, __u32 drain, _
 	if (!ended && !drain)
 		return;
 	ca_emit_end(key, c, ended, drain ? CA_END_DRAIN : CA_END_TIMEOUT);
+	ca_blocks_forget_conn(c);
 	ca_conn_delete(key, &ref);
 }
 

@@ -154,7 +154,8 @@ enum ca_stat {
 	CA_STAT_RB_DROP_TUNNEL = 21,   /* ring buffer full: a tunnel's discovery lost (no tunnel.log row) */
 	CA_STAT_CONNS6_CREATED = 22,   /* of CONNS_CREATED, IPv6: until one is, a sweep need not list conns6 */
 	CA_STAT_RB_DROP_CONN_START = 23, /* ring buffer full: a connection's start lost (sweeps list the tables again) */
-	CA_STAT_MAX = 24,
+	CA_STAT_TCP_HOLES_MERGED = 24, /* TCP data held above more holes than tcp_blocks.h lists: holes counted as received */
+	CA_STAT_MAX = 25,
 };
 
 struct ca_event_header {
@@ -199,8 +200,8 @@ struct ca_endpoint {
 	__u32 hist_last_rst;
 	__u32 fin_seq;             /* TCP: relative sequence just past the FIN (Zeek's FIN_seq) */
 	/* Zeek's reassembler bookkeeping for content gaps, all relative to start_seq:
-	 * data is delivered up to reassem_seq, acknowledged up to trim_seq, and one
-	 * block above a hole is remembered as [ooo_seq, ooo_upper). */
+	 * data is delivered up to reassem_seq, acknowledged up to trim_seq, and what
+	 * is held above a hole spans [ooo_seq, ooo_upper) (its blocks: tcp_blocks.h). */
 	__u32 reassem_seq;
 	__u32 trim_seq;
 	__u32 ooo_seq;
@@ -224,6 +225,8 @@ struct ca_endpoint {
 #define CA_EP_FIRST_SEEN  (1 << 7)  /* Zeek's first_packet_seen for this side */
 #define CA_EP_SKIP        (1 << 8)  /* reassembler gave up (Zeek's skip_deliveries) */
 #define CA_EP_DID_EOF     (1 << 9)  /* all of this side's data was delivered after its close */
+#define CA_EP_BLOCKS      (1 << 10) /* data held above more than one hole: listed in tcp_blocks */
+#define CA_EP_BLOCKS_TAG1 (1 << 11) /* ... under tag 1 of the connection's id (tcp_blocks.h) */
 
 /* The process behind a socket, as the cgroup socket hooks saw it. */
 struct ca_process {

@@ -9,9 +9,9 @@
  *
  * The reassembler keeps no payload, only sequence intervals: what has been
  * delivered in order (reassem_seq), what the peer has acknowledged
- * (trim_seq), and one block received above a hole. Zeek keeps any number of
- * such blocks; two disjoint holes in flight at once are merged into one here
- * (the bytes between them then count as received).
+ * (trim_seq), and what was received above a hole: the span of it in the
+ * endpoint, and, when a second hole opens inside that span, the blocks
+ * themselves in a list of their own (tcp_blocks.h).
  *
  * Sequence numbers relative to an endpoint's start are 32-bit, compared by
  * signed difference, so gaps are exact for the first 2 GB of a direction.
@@ -28,6 +28,8 @@ static __always_inline __s32 ca_seq_delta(__u32 a, __u32 b)
 {
 	return (__s32)(a - b);
 }
+
+#include "tcp_blocks.h"
 
 static __always_inline int ca_is_handshake(__u8 state)
 {
@@ -268,10 +270,14 @@ static __always_inline void ca_tcp_check_eof(struct ca_conn *c, struct ca_endpoi
 	}
 }
 
-/* Deliver the held block if it now continues the in-order data. */
-static __always_inline void ca_tcp_deliver_held(struct ca_endpoint *x)
+/* Deliver the held data if it now continues the in-order data. */
+static __always_inline void ca_tcp_deliver_held(const struct ca_conn *c, struct ca_endpoint *x)
 {
 	if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) <= 0) {
+		if (ca_unlikely(x->flags & CA_EP_BLOCKS)) {
+			ca_blocks_deliver(c, x);
+			return;
+		}
 		if (ca_seq_delta(x->ooo_upper, x->reassem_seq) > 0)
 			x->reassem_seq = x->ooo_upper;
 		x->ooo_seq = x->ooo_upper = 0;
@@ -279,7 +285,8 @@ static __always_inline void ca_tcp_deliver_held(struct ca_endpoint *x)
 }
 
 /* Zeek's DataSent + NewBlock + BlockInserted for len bytes at relative seq. */
-static __always_inline void ca_tcp_data_sent(struct ca_endpoint *x, __u32 seq, __u32 len)
+static __always_inline void ca_tcp_data_sent(const struct ca_conn *c, struct ca_endpoint *x,
+					     const struct ca_endpoint *peer, __u32 seq, __u32 len)
 {
 	__u32 upper = seq + len;
 	__u32 ack;
@@ -294,36 +301,70 @@ static __always_inline void ca_tcp_data_sent(struct ca_endpoint *x, __u32 seq, _
 		seq = x->trim_seq;
 	if (ca_seq_delta(seq, x->reassem_seq) <= 0) {
 		x->reassem_seq = upper;
-		ca_tcp_deliver_held(x);
+		ca_tcp_deliver_held(c, x);
 		/* Much sent, nothing acknowledged: the peer's ACKs are not
 		 * being seen, so Zeek stops holding the delivered data. */
 		if (ca_tcp_no_data_acked(x) && x->last_seq - x->start_seq > CA_MAX_INITIAL_WINDOW + 1)
 			x->trim_seq = x->reassem_seq;
 	} else {
-		/* Above a hole: hold it (one block; two disjoint ones merge). */
+		/* Above a hole: hold it. Within or next to a single held block, that
+		 * block grows; apart from it, the blocks are listed (tcp_blocks.h). */
 		if (x->ooo_upper == x->ooo_seq) {
 			x->ooo_seq = seq;
 			x->ooo_upper = upper;
-		} else {
+		} else if (!(x->flags & CA_EP_BLOCKS) && ca_seq_delta(seq, x->ooo_upper) <= 0 &&
+			   ca_seq_delta(upper, x->ooo_seq) >= 0) {
 			if (ca_seq_delta(seq, x->ooo_seq) < 0)
 				x->ooo_seq = seq;
 			if (ca_seq_delta(upper, x->ooo_upper) > 0)
 				x->ooo_upper = upper;
+		} else {
+			ca_blocks_hold(c, x, peer, seq, upper);
 		}
 		if (ca_tcp_no_data_acked(x) &&
 		    ca_seq_delta(x->ooo_upper, x->reassem_seq) > CA_MAX_ABOVE_HOLE_WITHOUT_ACKS) {
 			x->flags |= CA_EP_SKIP;
-			x->ooo_seq = x->ooo_upper = 0;
+			ca_blocks_clear(c, x);
 			x->trim_seq = x->reassem_seq;
 			return;
 		}
 	}
-	if ((__u32)ca_seq_delta(x->reassem_seq, x->trim_seq) + (x->ooo_upper - x->ooo_seq) >
+	if ((__u32)ca_seq_delta(x->reassem_seq, x->trim_seq) + ca_blocks_held(c, x) >
 	    CA_EXCESSIVE_DATA_WITHOUT_ACKS) {
 		x->flags |= CA_EP_SKIP;
-		x->ooo_seq = x->ooo_upper = 0;
+		ca_blocks_clear(c, x);
 		x->trim_seq = x->reassem_seq;
 	}
+}
+
+/* Zeek's Undelivered, up to relative seq s, for held data in several blocks:
+ * each block below s is delivered after the gap before it. */
+static __always_inline void ca_tcp_undelivered_blocks(struct ca_conn *c, int x_orig, struct ca_endpoint *x,
+						      struct ca_endpoint *other, __u32 s)
+{
+	struct ca_tcp_blocks *b = ca_blocks_of(c, x);
+	__u32 k;
+
+	if (!b) {              /* evicted: the span stands for the blocks, as one */
+		x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
+		ca_blocks_count_merge();
+		if (ca_seq_delta(x->ooo_seq, s) < 0) {
+			ca_tcp_gap(c, x_orig, x, other, x->ooo_seq - x->reassem_seq);
+			x->reassem_seq = x->ooo_upper;
+			x->ooo_seq = x->ooo_upper = 0;
+		}
+		return;
+	}
+	for (k = 0; k < CA_TCP_BLOCK_SLOTS; k++) {
+		if (k >= b->n || ca_seq_delta(b->seq[CA_BLOCK_SLOT(k)], s) >= 0)
+			break;
+		if (ca_seq_delta(b->seq[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
+			ca_tcp_gap(c, x_orig, x, other, b->seq[CA_BLOCK_SLOT(k)] - x->reassem_seq);
+		if (ca_seq_delta(b->upper[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
+			x->reassem_seq = b->upper[CA_BLOCK_SLOT(k)];
+	}
+	ca_blocks_shift_out(b, k);
+	ca_blocks_settle(c, x, b);
 }
 
 /* Zeek's AckReceived + TrimToSeq + Undelivered: the peer acknowledged x's
@@ -337,8 +378,10 @@ static __always_inline void ca_tcp_ack_received(struct ca_conn *c, int x_orig, s
 		return;
 	if (ca_seq_delta(s, x->reassem_seq) > 0 && !(s <= 2 && (c->flags & CA_CONN_PARTIAL))) {
 		if (!(x->flags & CA_EP_SKIP)) {
-			if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) >= 0 &&
-			    ca_seq_delta(x->ooo_seq, s) < 0) {
+			if (ca_unlikely(x->flags & CA_EP_BLOCKS)) {
+				ca_tcp_undelivered_blocks(c, x_orig, x, other, s);
+			} else if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) >= 0 &&
+				   ca_seq_delta(x->ooo_seq, s) < 0) {
 				ca_tcp_gap(c, x_orig, x, other, x->ooo_seq - x->reassem_seq);
 				x->reassem_seq = x->ooo_upper;
 				x->ooo_seq = x->ooo_upper = 0;
@@ -350,8 +393,8 @@ static __always_inline void ca_tcp_ack_received(struct ca_conn *c, int x_orig, s
 			x->reassem_seq = s;
 	}
 	if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_upper, s) <= 0)
-		x->ooo_seq = x->ooo_upper = 0;
-	ca_tcp_deliver_held(x);
+		ca_blocks_clear(c, x);
+	ca_tcp_deliver_held(c, x);
 	x->trim_seq = s;
 	ca_tcp_check_eof(c, x, other);
 }
@@ -560,7 +603,7 @@ static __always_inline void ca_tcp_packet_finish(struct ca_conn *c, struct ca_pa
 	if (flags & CA_TH_ACK)
 		ca_tcp_ack_received(c, idx, peer, e, p->tcp_rel_ack);
 	if (len > 0 && p->caplen >= p->ip_len && !(flags & CA_TH_RST) && !p->tcp_seq_underflow)
-		ca_tcp_data_sent(e, p->tcp_rel_seq + !!(flags & CA_TH_SYN), len);
+		ca_tcp_data_sent(c, e, peer, p->tcp_rel_seq + !!(flags & CA_TH_SYN), len);
 	ca_tcp_check_eof(c, e, peer);
 	if (p->tcp_do_close)
 		ca_tcp_closed(c, e, peer, p->tcp_gen_event);

@@ -138,9 +138,10 @@ class Stat(enum.IntEnum):
     RB_DROP_TUNNEL = 21
     CONNS6_CREATED = 22
     RB_DROP_CONN_START = 23
+    TCP_HOLES_MERGED = 24
 
 
-STAT_MAX = 24
+STAT_MAX = 25
 
 
 def stat_key(stat: Stat) -> str:

@@ -45,6 +45,7 @@ def capture_stats_row(kernel_stats: dict, counters, fragments_lost: int, source:
         "weirds": c.weirds + kernel(Stat.WEIRDS_SUPPRESSED),
         "fragments": kernel(Stat.FRAGMENTS) + kernel(Stat.RB_DROP_FRAGMENT),
         "fragments_lost": fragments_lost + kernel(Stat.RB_DROP_FRAGMENT),
+        "tcp_holes_merged": kernel(Stat.TCP_HOLES_MERGED),
     }
     row.update({name: kernel_stats.get(name, 0) for name in BLOCKING_STATS})
     return row

@@ -1,0 +1,122 @@
+"""Several holes in one direction of a TCP connection at once: missed_bytes as Zeek counts them.
+
+Zeek's reassembler keeps every block received above a hole; when the peer
+acknowledges past them, each hole before a block is a content gap
+(TCP_Reassembler::Undelivered). The kernel lists up to seven such blocks per
+direction (bpf/tcp_blocks.h); more merge the holes closest together, counted
+in capture_stats.log's tcp_holes_merged. Each scenario is one connection of
+10-byte segments, some never captured; the expected rows are worked through
+from Zeek's code in the comments.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from scapy.utils import wrpcap
+from test_conn_semantics_tcp import CLI, T0, Flow
+
+from cicd_audit.zeeklog.reader import read_log
+
+pytestmark = [pytest.mark.root]
+
+SEGMENT = 10
+
+
+def with_holes(flow: Flow, side: str, pattern: str) -> list[int]:
+    """Send one 10-byte segment per letter of pattern: 's' sent, 'l' lost (its bytes skipped).
+    Returns the lost segments' sequence numbers."""
+    lost = []
+    for letter in pattern:
+        if letter == "l":
+            lost.append(flow.seq[side])
+            flow.seq[side] += SEGMENT
+        else:
+            flow.send(side, "PA", b"d" * SEGMENT)
+    return lost
+
+
+def closed(flow: Flow) -> Flow:
+    """Every byte acknowledged, then both FINs."""
+    return flow.send("s", "A").send("c", "A").send("c", "FA").send("s", "FA").send("c", "A")
+
+
+def scenarios() -> dict[int, Flow]:
+    f = {}
+    # Three holes, each followed by a segment that is held; the ACK of all of it makes three
+    # gaps of 10 (one 'G': the letter is scaled, at 1, 10, 100 gaps). One held block would
+    # have counted the first hole alone.
+    three = Flow(42001, 7201, T0).handshake()
+    with_holes(three, "c", "slslsls")
+    f[42001] = closed(three)
+    # The same holes, refilled last one first: the second refill joins two blocks into
+    # one, the third reaches the delivered data. Nothing is missing.
+    refilled = Flow(42002, 7202, T0 + 1).handshake()
+    for seq in reversed(with_holes(refilled, "c", "slslsls")):
+        refilled.send("c", "PA", b"r" * SEGMENT, seq=seq, advance=False)
+    f[42002] = closed(refilled)
+    # Holes on both sides at once: each direction has its own list.
+    both = Flow(42003, 7203, T0 + 2).handshake()
+    with_holes(both, "c", "slsls")
+    with_holes(both, "s", "lslslls")
+    f[42003] = closed(both)
+    # Nine holes, each followed by a held segment: nine blocks, two more than a list holds.
+    # At the eighth and ninth, the two blocks closest together merge (all holes are 10
+    # bytes: the lowest pair), so two holes count as received: 70 missed, not 90.
+    nine = Flow(42004, 7204, T0 + 3).handshake()
+    with_holes(nine, "c", "s" + "ls" * 9)
+    f[42004] = closed(nine)
+    # Data held in a block that then grows on both ends (no second hole): one block.
+    grown = Flow(42005, 7205, T0 + 4).handshake()
+    first = with_holes(grown, "c", "sllsl")
+    grown.send("c", "PA", b"g" * SEGMENT, seq=first[1], advance=False)     # before the held block
+    grown.send("c", "PA", b"g" * SEGMENT, seq=first[2], advance=False)     # after it
+    f[42005] = closed(grown)
+    return f
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tcp-holes")
+    packets = sorted((p for flow in scenarios().values() for p in flow.packets), key=lambda p: float(p.time))
+    pcap = tmp / "holes.pcap"
+    wrpcap(str(pcap), packets)
+    out = tmp / "out"
+    r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {row["id.orig_p"]: row for row in read_log(out / "conn.log")[1]}
+    stats = list(read_log(out / "capture_stats.log")[1])
+    assert len(stats) == 1
+    return rows, stats[0]
+
+
+def test_each_hole_before_a_held_block_is_a_gap(recorded):
+    row = recorded[0][42001]
+    assert row["missed_bytes"] == 3 * SEGMENT
+    assert (row["history"], row["conn_state"]) == ("ShADaGFf", "SF")
+    assert row["orig_bytes"] == 7 * SEGMENT
+
+
+def test_holes_refilled_in_any_order_leave_nothing_missing(recorded):
+    row = recorded[0][42002]
+    assert row["missed_bytes"] == 0
+    assert "G" not in row["history"]
+
+
+def test_both_directions_keep_their_own_blocks(recorded):
+    row = recorded[0][42003]
+    assert row["missed_bytes"] == 2 * SEGMENT + 4 * SEGMENT
+    assert "G" in row["history"] and "g" in row["history"]
+
+
+def test_more_blocks_than_a_list_holds_merge_the_closest_and_say_so(recorded):
+    rows, stats = recorded
+    assert rows[42004]["missed_bytes"] == 7 * SEGMENT
+    assert stats["tcp_holes_merged"] == 2          # this connection's, and no other's
+
+
+def test_a_block_that_grows_at_both_ends_stays_one_block(recorded):
+    row = recorded[0][42005]
+    assert row["missed_bytes"] == SEGMENT          # the last hole, never refilled
