@@ -583,6 +583,7 @@ static __always_inline void ca_emit_start(struct ca_conn_key *key, __u64 ts)
 	if (!ev)
 		return;
 	__builtin_memcpy(&ev->key, key, sizeof(*key));
+	ev->due_ns = ts + ca_min_lifetime(key->ip_proto);
 	ca_event_submit(ev);
 }
 #endif

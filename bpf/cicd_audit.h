@@ -312,6 +312,7 @@ struct ca_dns_event {
 struct ca_conn_start_event {
 	struct ca_event_header hdr;
 	struct ca_conn_key key;
+	__u64 due_ns;              /* no sweep can end it before this packet time (timers.h ca_min_lifetime) */
 };
 
 /* A tunnel a first connection was made inside (tunnel.log's DISCOVER). key is

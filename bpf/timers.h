@@ -108,6 +108,33 @@ static __always_inline __u64 ca_expire_kill_time(struct ca_conn *c)
 	return end == ~0ULL ? 0 : end;
 }
 
+static __always_inline __u64 ca_min_u64(__u64 a, __u64 b)
+{
+	return a < b ? a : b;
+}
+
+/* No connection of proto ends sooner than this after its first packet: every
+ * deadline above is a packet's time (the first or a later one) plus one of
+ * these. A replay's sweeps send a connection's key from then on only
+ * (recorder/kernel/conn_keys.py): a DNS lookup's connection, over in 10 s,
+ * is looked at once instead of at every sweep of the 10. */
+static __always_inline __u64 ca_min_lifetime(__u8 proto)
+{
+	switch (proto) {
+	case CA_IPPROTO_TCP:
+		return ca_min_u64(ca_min_u64(ca_min_u64(CA_UDP_INACTIVITY_NS, CA_TCP_INACTIVITY_NS),
+					     ca_min_u64(CA_TCP_PORT_INACTIVITY_NS, CA_TCP_CLOSE_DELAY_NS)),
+				  ca_min_u64(ca_min_u64(CA_TCP_ATTEMPT_DELAY_NS, CA_TCP_SYN_TIMEOUT_NS),
+					     CA_TCP_SESSION_TIMER_NS));
+	case CA_IPPROTO_UDP:
+		return ca_min_u64(CA_UDP_INACTIVITY_NS, CA_DNS_SESSION_TIMEOUT_NS);
+	case CA_IPPROTO_ICMP:
+	case CA_IPPROTO_ICMPV6:
+		return CA_ICMP_INACTIVITY_NS;
+	}
+	return ca_min_u64(CA_UNKNOWN_IP_INACTIVITY_NS, CA_IP_TUNNEL_TIMEOUT_NS);
+}
+
 /* Returns the packet time at which the connection ended, or 0 if it is
  * still alive at now. Each timer either ends the connection when it fires
  * or leaves every other timer's verdict unchanged, so the connection ends

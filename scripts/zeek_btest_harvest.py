@@ -570,9 +570,11 @@ SCRIPT_EDITS_ROWS = "the test's script edits the log rows"
 SCRIPT_PROCESSING = "the test's script changes how packets are processed (no record option says the same)"
 OUT_OF_SCOPE = (LOG_COLUMNS, ANALYZER_X, ANALYZER_TUNNELS, SCRIPT_EDITS_ROWS, SCRIPT_PROCESSING)
 # Zeek script settings that decide which packets are analysed and how: packet filters the script
-# installs, bytes it skips, checksum exceptions. The recorder has no option for them.
+# installs, bytes it skips, checksum exceptions, connections it stops processing (GridFTP's script
+# does, for a data channel its SSL analyzer identifies). The recorder has no option for them.
 _PACKET_PROCESSING = re.compile(r"PacketFilter::|NetControl::|capture_filters|restrict_filters|Pcap::install_pcap_filter|"
-                                r"PacketAnalyzer::SKIP|ignore_checksums_nets")
+                                r"PacketAnalyzer::SKIP|ignore_checksums_nets|skip_further_processing|"
+                                r"protocols/ftp/gridftp")
 # Tunnels Zeek's application analyzers find (HTTP CONNECT, SOCKS): tunnel.log rows no packet analyzer writes.
 _ANALYZER_TUNNEL = re.compile(r"Tunnel::(HTTP|SOCKS)\b")
 

@@ -28,11 +28,13 @@ def _key(a: bytes, b: bytes, port: int) -> bytes:
     return bytes(key)
 
 
-def _record(event_type: abi.EventType, key: bytes) -> bytes:
+def _record(event_type: abi.EventType, key: bytes, due_ns: int = 0) -> bytes:
     structure = abi.ConnStartEvent if event_type == abi.EventType.CONN_START else abi.ConnEndEvent
     event = structure()
     event.hdr.type, event.hdr.size = event_type, abi.ctypes.sizeof(structure)
     abi.ctypes.memmove(abi.ctypes.addressof(event.key), key, len(key))
+    if due_ns:
+        event.due_ns = due_ns
     return bytes(event)
 
 
@@ -57,6 +59,16 @@ def test_a_reused_key_ends_then_starts_again_and_stays():
     assert keys.keys() == ([V4_A], [])
     keys.follow([_record(abi.EventType.CONN_END, V4_A), _record(abi.EventType.CONN_END, V6_A)])   # an end twice
     assert keys.keys() == ([], [])
+
+
+def test_a_timer_sweep_gets_the_keys_whose_connections_can_have_ended():
+    keys = ConnKeys()
+    keys.follow([_record(abi.EventType.CONN_START, V4_A, due_ns=T0 + 10), _record(abi.EventType.CONN_START, V6_A, due_ns=T0),
+                 _record(abi.EventType.CONN_START, V4_B, due_ns=T0 + 5)])
+    assert keys.keys(due_by=T0 - 1) == ([], [])
+    assert keys.keys(due_by=T0 + 5) == ([V4_B], [V6_A])
+    assert keys.keys(due_by=T0 + 10) == ([V4_A, V4_B], [V6_A])      # still the order they were made in
+    assert keys.keys() == ([V4_A, V4_B], [V6_A])
 
 
 def test_listed_keys_never_followed_are_counted():
@@ -102,6 +114,14 @@ def test_a_replays_sweeps_send_the_keys_the_events_gave_without_listing_the_tabl
         # conns4's keys in the order their connections were made, the reused TCP key where it started again
         responders = [bytes(abi.ConnKey.from_buffer_copy(key).addr[1])[15] for key in followed[0]]
         assert responders == [1, 2, 3, 11, 12, 9]
+
+        # A timer sweep gets a connection from its protocol's shortest timer on: UDP's 10 s after its
+        # first packet (dns_session_timeout; udp_inactivity_timeout is 60 s), TCP's 5 s (tcp_attempt_delay
+        # and others; the reused key's connection started at 51 s).
+        def due(seconds: float) -> tuple[int, int]:
+            v4, v6 = program.conn_keys(due_by=T0 + int(seconds * 10**9))
+            return len(v4), len(v6)
+        assert [due(s) for s in (9.999, 10, 55.999, 56, 59.999, 60)] == [(0, 0), (3, 3), (3, 3), (4, 3), (4, 3), (6, 5)]
 
         listings.clear()
         sweeper.sweep(T0 + 100 * 10**9)        # past UDP's 60 s for the early flows, not the late ones

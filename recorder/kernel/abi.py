@@ -293,7 +293,7 @@ class TunnelType(enum.IntEnum):
 
 
 class ConnStartEvent(ctypes.Structure):
-    _fields_ = [("hdr", EventHeader), ("key", ConnKey)]
+    _fields_ = [("hdr", EventHeader), ("key", ConnKey), ("due_ns", c_u64)]
 
 
 class TunnelEvent(ctypes.Structure):

@@ -516,15 +516,16 @@ class CaptureProgram:
         """Empty the ring buffer into the backlog without handling anything (between sweep batches)."""
         self.ring.consume()
 
-    def conn_keys(self, listed: bool = False) -> tuple[list[bytes], list[bytes]]:
+    def conn_keys(self, listed: bool = False, due_by: int | None = None) -> tuple[list[bytes], list[bytes]]:
         """Keys of every live connection, as raw bytes of struct ca_conn_key: the IPv4 ones and the
         IPv6 ones. A replay takes them from the connection events (no walk of the tables) unless a
         start was lost, or `listed` asks for the tables themselves (the final drain: then any key the
-        events did not give is counted in untracked_conns, a recorder bug)."""
+        events did not give is counted in untracked_conns, a recorder bug). due_by (packet time, ns):
+        a replay's followed keys leave out the connections that cannot have ended by then."""
         followed = self.followed_keys is not None and not self._conn_starts_lost()
         if followed and not listed:
             self.take_events()          # the starts of the connections made since the last look
-            return self.followed_keys.keys()
+            return self.followed_keys.keys(due_by)
         keys = ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
                 self.conns6.keys(abi.ConnKey) if self._any_ipv6_conn() else [])
         if followed:

@@ -26,8 +26,12 @@ class Sweeper:
 
         The events of the connections it ends are taken out of the ring buffer, not handled:
         the caller's next program.poll() handles them, after what was taken before."""
-        # A drain lists the tables themselves: nothing may stay behind.
-        v4_keys, v6_keys = self.program.conn_keys(listed=drain) if only is None else self.program.conn_keys_where(only)
+        # A drain lists the tables themselves: nothing may stay behind. A timer sweep of a replay
+        # sends only the connections that can have ended by now (conn_keys.py).
+        if only is not None:
+            v4_keys, v6_keys = self.program.conn_keys_where(only)
+        else:
+            v4_keys, v6_keys = self.program.conn_keys(listed=drain, due_by=None if drain else now_ns)
         for keys, v4 in ((v4_keys, True), (v6_keys, False)):
             for start in range(0, len(keys), abi.SWEEP_KEYS_MAX):
                 self._sweep_batch(keys[start:start + abi.SWEEP_KEYS_MAX], v4, now_ns, drain)
