@@ -138,22 +138,61 @@ static __always_inline void ca_count(__u32 stat, __u64 n)
 #include "tcp.h"
 
 /* TCP data held above several holes (tcp_blocks.h): a list per endpoint that
- * has them, while it has them. tcp_blocks.h declares the functions that reach it. */
+ * has them, while it has them. tcp_blocks.h declares the functions that reach
+ * it, which take the key and a new list from a per-CPU scratch rather than the
+ * stack: stack bytes written on a path cost the verifier more than the lists'
+ * logic, in the program every TCP packet runs. */
 BPF_TABLE("lru_hash", struct ca_tcp_blocks_key, struct ca_tcp_blocks, tcp_blocks, CA_TCP_BLOCK_LISTS);
 
-static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(struct ca_tcp_blocks_key *k)
+struct ca_tcp_blocks_scratch {
+	struct ca_tcp_blocks_key key;
+	struct ca_tcp_blocks list;
+};
+BPF_PERCPU_ARRAY(tcp_blocks_scratch, struct ca_tcp_blocks_scratch, 1);
+
+static __always_inline struct ca_tcp_blocks_key *ca_tcp_blocks_key(__u64 conn_id, __u32 tag)
 {
-	return tcp_blocks.lookup(k);
+	__u32 zero = 0;
+	struct ca_tcp_blocks_scratch *s = tcp_blocks_scratch.lookup(&zero);
+
+	if (!s)
+		return 0;
+	s->key.conn_id = conn_id;
+	s->key.tag = tag;
+	s->key.pad = 0;
+	return &s->key;
 }
 
-static __always_inline int ca_tcp_blocks_update(struct ca_tcp_blocks_key *k, struct ca_tcp_blocks *b)
+static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(__u64 conn_id, __u32 tag)
 {
-	return tcp_blocks.update(k, b);
+	struct ca_tcp_blocks_key *k = ca_tcp_blocks_key(conn_id, tag);
+
+	return k ? tcp_blocks.lookup(k) : 0;
 }
 
-static __always_inline void ca_tcp_blocks_delete(struct ca_tcp_blocks_key *k)
+static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_create(__u64 conn_id, __u32 tag, __u32 seq, __u32 upper)
 {
-	tcp_blocks.delete(k);
+	__u32 zero = 0;
+	struct ca_tcp_blocks_scratch *s = tcp_blocks_scratch.lookup(&zero);
+
+	if (!s)
+		return 0;
+	__builtin_memset(s, 0, sizeof(*s));
+	s->key.conn_id = conn_id;
+	s->key.tag = tag;
+	s->list.seq[0] = seq;
+	s->list.upper[0] = upper;
+	if (tcp_blocks.update(&s->key, &s->list))
+		return 0;
+	return tcp_blocks.lookup(&s->key);
+}
+
+static __always_inline void ca_tcp_blocks_delete(__u64 conn_id, __u32 tag)
+{
+	struct ca_tcp_blocks_key *k = ca_tcp_blocks_key(conn_id, tag);
+
+	if (k)
+		tcp_blocks.delete(k);
 }
 
 #include "timers.h"

@@ -53,6 +53,23 @@ static __always_inline void ca_hist_scaled(struct ca_conn *c, int from_orig, cha
 		ca_hist_append(c, ca_hist_case(from_orig, code));
 }
 
+/* ca_hist_scaled for count events at once: count is below 10, so at most one
+ * of the thresholds is passed. */
+static __always_inline void ca_hist_scaled_by(struct ca_conn *c, int from_orig, char code, __u32 *counter,
+					      __u32 count)
+{
+	__u32 before = *counter, n = before + count, t = 1, i;
+
+	*counter = n;
+	for (i = 0; i < 10; i++) {
+		if (before < t && n >= t) {
+			ca_hist_append(c, ca_hist_case(from_orig, code));
+			return;
+		}
+		t *= 10;
+	}
+}
+
 /* Zeek's FlipRoles: the responder becomes the originator, '^' marks it.
  * The endpoints (state, sequence numbers, packet counts) follow their hosts. */
 static __always_inline void ca_flip_roles(struct ca_conn *c)

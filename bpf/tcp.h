@@ -338,12 +338,11 @@ static __always_inline void ca_tcp_data_sent(const struct ca_conn *c, struct ca_
 }
 
 /* Zeek's Undelivered, up to relative seq s, for held data in several blocks:
- * each block below s is delivered after the gap before it. */
+ * each block below s is delivered after the gap before it (tcp_blocks.h). */
 static __always_inline void ca_tcp_undelivered_blocks(struct ca_conn *c, int x_orig, struct ca_endpoint *x,
 						      struct ca_endpoint *other, __u32 s)
 {
-	struct ca_tcp_blocks *b = ca_blocks_of(c, x);
-	__u32 k;
+	struct ca_tcp_blocks *b = ca_blocks_undelivered(c, x, s);
 
 	if (!b) {              /* evicted: the span stands for the blocks, as one */
 		x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
@@ -355,15 +354,10 @@ static __always_inline void ca_tcp_undelivered_blocks(struct ca_conn *c, int x_o
 		}
 		return;
 	}
-	for (k = 0; k < CA_TCP_BLOCK_SLOTS; k++) {
-		if (k >= b->n || ca_seq_delta(b->seq[CA_BLOCK_SLOT(k)], s) >= 0)
-			break;
-		if (ca_seq_delta(b->seq[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
-			ca_tcp_gap(c, x_orig, x, other, b->seq[CA_BLOCK_SLOT(k)] - x->reassem_seq);
-		if (ca_seq_delta(b->upper[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
-			x->reassem_seq = b->upper[CA_BLOCK_SLOT(k)];
+	if (b->count && ca_tcp_clean(x) && ca_tcp_clean(other)) {
+		ca_hist_scaled_by(c, x_orig, 'G', &x->gaps, b->count);
+		x->gap_bytes += b->bytes;
 	}
-	ca_blocks_shift_out(b, k);
 	ca_blocks_settle(c, x, b);
 }
 

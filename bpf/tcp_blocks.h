@@ -5,16 +5,28 @@
  * ooo_upper. Most of the time that span is one block: a segment was lost and
  * the ones after it wait for its retransmission or for the ACK that makes it
  * a gap. When a block arrives that neither overlaps nor touches the span (a
- * second loss in the same window), the blocks are listed here, sorted,
- * disjoint and not touching, under the connection's id and a tag the endpoint
- * carries in its flags (so the list follows it through a role flip). The span
- * still covers them all, so every per-packet check reads the endpoint alone;
- * only data above a hole and ACKs into the held data open the list.
+ * second loss in the same window), the blocks are kept here, disjoint and not
+ * touching, in up to CA_TCP_BLOCKS_MAX slots, under the connection's id and a
+ * tag the endpoint carries in its flags (so they follow it through a role
+ * flip). The span still covers them all, so every per-packet check reads the
+ * endpoint alone; only data above a hole and ACKs into the held data open the
+ * list.
  *
- * Zeek's block list has no bound. More blocks than CA_TCP_BLOCKS_MAX, or a
- * list the LRU map evicted, merge: the hole between the two blocks closest
- * together (or, for an evicted list, every hole in the span) then counts as
- * received. Counted in CA_STAT_TCP_HOLES_MERGED (capture_stats.log).
+ * Zeek's block list has no bound. A block apart from all of a full list's, or
+ * data held when the LRU map evicted the list, merges: with the nearest block
+ * (or, evicted, into the span), and the hole between then counts as received.
+ * Counted in CA_STAT_TCP_HOLES_MERGED (capture_stats.log).
+ *
+ * The slots are not sorted: every step is one pass over all of them whose
+ * outcome does not depend on their order (blocks that neither overlap nor
+ * touch are delivered, or become gaps, one at a time in any order), and the
+ * passes hand their tallies over in the list itself. The verifier checks this
+ * code in ca_tcp, the program of every TCP packet, at the start of every
+ * recording. A first version, a sorted list of eight shifted by computed
+ * indexes, with its keys and new lists built on the stack, took ca_tcp's
+ * verification from 59,000 instructions to 255,000 (0.2 s more of start);
+ * four unsorted slots, with keys and new lists built in a per-CPU scratch
+ * (capture.bpf.c), take it to 72,000.
  *
  * The list's map (tcp_blocks) is declared with the program's other maps, in
  * capture.bpf.c, which defines the functions declared here that reach it.
@@ -25,8 +37,7 @@
 #ifndef CA_TCP_BLOCKS_H
 #define CA_TCP_BLOCKS_H
 
-#define CA_TCP_BLOCK_SLOTS 8                     /* a power of two: indexes are masked */
-#define CA_TCP_BLOCKS_MAX (CA_TCP_BLOCK_SLOTS - 1)   /* the last slot takes an insertion before a merge */
+#define CA_TCP_BLOCKS_MAX 4          /* a power of two: a slot index is masked by it */
 #define CA_TCP_BLOCK_LISTS 4096
 
 struct ca_tcp_blocks_key {
@@ -36,49 +47,40 @@ struct ca_tcp_blocks_key {
 };
 
 struct ca_tcp_blocks {
-	__u32 n;
+	__u32 seq[CA_TCP_BLOCKS_MAX];      /* a free slot has seq == upper */
+	__u32 upper[CA_TCP_BLOCKS_MAX];
+	__u32 slot;                /* tallies of the step in progress (above) */
+	__u32 count;
+	__u32 bytes;
 	__u32 pad;
-	__u32 seq[CA_TCP_BLOCK_SLOTS];
-	__u32 upper[CA_TCP_BLOCK_SLOTS];
 };
 
-/* In capture.bpf.c, beside the map. */
-static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(struct ca_tcp_blocks_key *k);
-static __always_inline int ca_tcp_blocks_update(struct ca_tcp_blocks_key *k, struct ca_tcp_blocks *b);
-static __always_inline void ca_tcp_blocks_delete(struct ca_tcp_blocks_key *k);
-
-#define CA_BLOCK_SLOT(i) ((i) & (CA_TCP_BLOCK_SLOTS - 1))
+/* In capture.bpf.c, beside the map: a list by its connection's id and tag. */
+static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(__u64 conn_id, __u32 tag);
+static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_create(__u64 conn_id, __u32 tag, __u32 seq, __u32 upper);
+static __always_inline void ca_tcp_blocks_delete(__u64 conn_id, __u32 tag);
 
 static __always_inline void ca_blocks_count_merge(void)
 {
 	ca_count(CA_STAT_TCP_HOLES_MERGED, 1);
 }
 
-static __always_inline void ca_blocks_key(struct ca_tcp_blocks_key *k, const struct ca_conn *c,
-					  const struct ca_endpoint *x)
+static __always_inline __u32 ca_blocks_tag(const struct ca_endpoint *x)
 {
-	k->conn_id = c->id;
-	k->tag = !!(x->flags & CA_EP_BLOCKS_TAG1);
-	k->pad = 0;
+	return !!(x->flags & CA_EP_BLOCKS_TAG1);
 }
 
 static __always_inline struct ca_tcp_blocks *ca_blocks_of(const struct ca_conn *c, const struct ca_endpoint *x)
 {
-	struct ca_tcp_blocks_key k;
-
-	ca_blocks_key(&k, c, x);
-	return ca_tcp_blocks_lookup(&k);
+	return ca_tcp_blocks_lookup(c->id, ca_blocks_tag(x));
 }
 
 /* The endpoint holds one block again, or none: its list goes. */
 static __always_inline void ca_blocks_forget(const struct ca_conn *c, struct ca_endpoint *x)
 {
-	struct ca_tcp_blocks_key k;
-
 	if (!(x->flags & CA_EP_BLOCKS))
 		return;
-	ca_blocks_key(&k, c, x);
-	ca_tcp_blocks_delete(&k);
+	ca_tcp_blocks_delete(c->id, ca_blocks_tag(x));
 	x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
 }
 
@@ -98,110 +100,82 @@ static __always_inline void ca_blocks_clear(const struct ca_conn *c, struct ca_e
 	ca_blocks_forget(c, x);
 }
 
-/* The span from the list; one block left (or none) needs no list. */
-static __always_inline void ca_blocks_settle(const struct ca_conn *c, struct ca_endpoint *x, struct ca_tcp_blocks *b)
+static __always_inline int ca_block_free(const struct ca_tcp_blocks *b, __u32 k)
 {
-	__u32 n = b->n;
-
-	if (n == 0 || n > CA_TCP_BLOCK_SLOTS) {
-		ca_blocks_clear(c, x);
-		return;
-	}
-	x->ooo_seq = b->seq[0];
-	x->ooo_upper = b->upper[CA_BLOCK_SLOT(n - 1)];
-	if (n == 1)
-		ca_blocks_forget(c, x);
+	return b->seq[k] == b->upper[k];
 }
 
-/* Drop the list's first d blocks. */
-static __always_inline void ca_blocks_shift_out(struct ca_tcp_blocks *b, __u32 d)
+static __always_inline void ca_block_free_up(struct ca_tcp_blocks *b, __u32 k)
+{
+	b->seq[k] = b->upper[k] = 0;
+}
+
+/* The span from the slots; one block left (or none) needs no list. */
+static __always_inline void ca_blocks_settle(const struct ca_conn *c, struct ca_endpoint *x, struct ca_tcp_blocks *b)
 {
 	__u32 k;
 
-	if (d == 0)
-		return;
-	for (k = 0; k < CA_TCP_BLOCK_SLOTS; k++) {
-		if (k + d >= b->n)
-			break;
-		b->seq[CA_BLOCK_SLOT(k)] = b->seq[CA_BLOCK_SLOT(k + d)];
-		b->upper[CA_BLOCK_SLOT(k)] = b->upper[CA_BLOCK_SLOT(k + d)];
-	}
-	b->n = b->n > d ? b->n - d : 0;
-}
-
-/* A list full past CA_TCP_BLOCKS_MAX merges the two blocks closest together. */
-static __always_inline void ca_blocks_merge_closest(struct ca_tcp_blocks *b)
-{
-	__u32 k, at = 0, hole, best = 0xffffffff;
-
-	for (k = 0; k + 1 < CA_TCP_BLOCK_SLOTS; k++) {
-		if (k + 1 >= b->n)
-			break;
-		hole = b->seq[CA_BLOCK_SLOT(k + 1)] - b->upper[CA_BLOCK_SLOT(k)];
-		if (hole < best) {
-			best = hole;
-			at = k;
+	x->ooo_seq = x->ooo_upper = 0;
+	b->count = 0;
+	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
+		if (ca_block_free(b, k))
+			continue;
+		b->count += 1;
+		if (x->ooo_upper == x->ooo_seq) {
+			x->ooo_seq = b->seq[k];
+			x->ooo_upper = b->upper[k];
+			continue;
 		}
+		if (ca_seq_delta(b->seq[k], x->ooo_seq) < 0)
+			x->ooo_seq = b->seq[k];
+		if (ca_seq_delta(b->upper[k], x->ooo_upper) > 0)
+			x->ooo_upper = b->upper[k];
 	}
-	b->upper[CA_BLOCK_SLOT(at)] = b->upper[CA_BLOCK_SLOT(at + 1)];
-	for (k = 1; k < CA_TCP_BLOCK_SLOTS; k++) {
-		if (at + k + 1 >= b->n)
-			break;
-		b->seq[CA_BLOCK_SLOT(at + k)] = b->seq[CA_BLOCK_SLOT(at + k + 1)];
-		b->upper[CA_BLOCK_SLOT(at + k)] = b->upper[CA_BLOCK_SLOT(at + k + 1)];
-	}
-	b->n -= 1;
-	ca_blocks_count_merge();
+	if (b->count <= 1)
+		ca_blocks_forget(c, x);
 }
 
-/* [seq, upper) into the sorted list, absorbing the blocks it overlaps or
- * touches (Zeek keeps those as separate blocks; for gaps and delivery they
- * are one). base: the delivered data's end, below every block. */
+/* [seq, upper) into the slots: it absorbs the blocks it overlaps or touches
+ * (Zeek keeps those as separate blocks; for gaps and delivery they are one)
+ * and takes a free slot, or, the slots full, joins the nearest block. base:
+ * the delivered data's end, below every block. */
 static __always_inline void ca_blocks_insert(struct ca_tcp_blocks *b, __u32 seq, __u32 upper, __u32 base)
 {
-	__u32 n = b->n, i, j, k, absorbed;
+	__u32 k, d, nearest = 0xffffffff;
 
-	if (n > CA_TCP_BLOCKS_MAX)
-		return;
-	/* i: the first block that does not end before seq. */
-	for (i = 0; i < CA_TCP_BLOCKS_MAX; i++) {
-		if (i >= n || b->upper[CA_BLOCK_SLOT(i)] - base >= seq - base)
-			break;
-	}
-	/* j: the first block from i that starts after upper; those between are absorbed. */
-	for (j = i; j < CA_TCP_BLOCKS_MAX; j++) {
-		if (j >= n || b->seq[CA_BLOCK_SLOT(j)] - base > upper - base)
-			break;
-		if (b->seq[CA_BLOCK_SLOT(j)] - base < seq - base)
-			seq = b->seq[CA_BLOCK_SLOT(j)];
-		if (b->upper[CA_BLOCK_SLOT(j)] - base > upper - base)
-			upper = b->upper[CA_BLOCK_SLOT(j)];
-	}
-	absorbed = j - i;
-	if (absorbed == 0) {
-		/* Room at i: the blocks from i move up one. */
-		for (k = CA_TCP_BLOCKS_MAX; k > 0; k--) {
-			if (k > n || k <= i)
-				continue;
-			b->seq[CA_BLOCK_SLOT(k)] = b->seq[CA_BLOCK_SLOT(k - 1)];
-			b->upper[CA_BLOCK_SLOT(k)] = b->upper[CA_BLOCK_SLOT(k - 1)];
+	b->slot = CA_TCP_BLOCKS_MAX;
+	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
+		if (ca_block_free(b, k)) {
+			b->slot = k;
+			continue;
 		}
-		n += 1;
-	} else {
-		/* The blocks after the absorbed ones move down next to the new one. */
-		for (k = 1; k < CA_TCP_BLOCK_SLOTS; k++) {
-			if (j + k - 1 >= n)
-				break;
-			b->seq[CA_BLOCK_SLOT(i + k)] = b->seq[CA_BLOCK_SLOT(j + k - 1)];
-			b->upper[CA_BLOCK_SLOT(i + k)] = b->upper[CA_BLOCK_SLOT(j + k - 1)];
-		}
-		n -= absorbed - 1;
+		if (b->upper[k] - base < seq - base || b->seq[k] - base > upper - base)
+			continue;                  /* apart from it */
+		if (b->seq[k] - base < seq - base)
+			seq = b->seq[k];
+		if (b->upper[k] - base > upper - base)
+			upper = b->upper[k];
+		ca_block_free_up(b, k);
+		b->slot = k;
 	}
-	b->seq[CA_BLOCK_SLOT(i)] = seq;
-	b->upper[CA_BLOCK_SLOT(i)] = upper;
-	b->n = n;
-	if (n > CA_TCP_BLOCKS_MAX)
-		ca_blocks_merge_closest(b);
+	if (b->slot >= CA_TCP_BLOCKS_MAX) {
+		for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
+			d = b->seq[k] - base > upper - base ? b->seq[k] - upper : seq - b->upper[k];
+			if (d < nearest) {
+				nearest = d;
+				b->slot = k;
+			}
+		}
+		k = b->slot & (CA_TCP_BLOCKS_MAX - 1);
+		if (b->seq[k] - base < seq - base)
+			seq = b->seq[k];
+		if (b->upper[k] - base > upper - base)
+			upper = b->upper[k];
+		ca_blocks_count_merge();
+	}
+	k = b->slot & (CA_TCP_BLOCKS_MAX - 1);
+	b->seq[k] = seq;
+	b->upper[k] = upper;
 }
 
 /* Data above a hole that the span does not hold as one block. A list the map
@@ -209,8 +183,7 @@ static __always_inline void ca_blocks_insert(struct ca_tcp_blocks *b, __u32 seq,
 static __always_inline void ca_blocks_hold(const struct ca_conn *c, struct ca_endpoint *x,
 					   const struct ca_endpoint *peer, __u32 seq, __u32 upper)
 {
-	struct ca_tcp_blocks_key k;
-	struct ca_tcp_blocks fresh = {}, *b;
+	struct ca_tcp_blocks *b;
 
 	if (x->flags & CA_EP_BLOCKS) {
 		b = ca_blocks_of(c, x);
@@ -218,15 +191,10 @@ static __always_inline void ca_blocks_hold(const struct ca_conn *c, struct ca_en
 		/* A tag the peer's list does not use: after a flip, slots say nothing. */
 		if ((peer->flags & (CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1)) == CA_EP_BLOCKS)
 			x->flags |= CA_EP_BLOCKS_TAG1;
-		ca_blocks_key(&k, c, x);
-		fresh.n = 1;
-		fresh.seq[0] = x->ooo_seq;
-		fresh.upper[0] = x->ooo_upper;
-		b = 0;
-		if (ca_tcp_blocks_update(&k, &fresh) == 0) {
+		/* the span, its first block */
+		b = ca_tcp_blocks_create(c->id, ca_blocks_tag(x), x->ooo_seq, x->ooo_upper);
+		if (b)
 			x->flags |= CA_EP_BLOCKS;
-			b = ca_tcp_blocks_lookup(&k);
-		}
 	}
 	if (!b) {
 		x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
@@ -241,7 +209,9 @@ static __always_inline void ca_blocks_hold(const struct ca_conn *c, struct ca_en
 	ca_blocks_settle(c, x, b);
 }
 
-/* The delivered data reached the first blocks: they are delivered too. */
+/* The delivered data reached held blocks: they are delivered too. Blocks
+ * neither overlap nor touch, so one that starts past the delivered data
+ * stays past it whatever was delivered before it in the pass. */
 static __always_inline void ca_blocks_deliver(const struct ca_conn *c, struct ca_endpoint *x)
 {
 	struct ca_tcp_blocks *b = ca_blocks_of(c, x);
@@ -254,33 +224,57 @@ static __always_inline void ca_blocks_deliver(const struct ca_conn *c, struct ca
 		ca_blocks_count_merge();
 		return;
 	}
-	for (k = 0; k < CA_TCP_BLOCK_SLOTS; k++) {
-		if (k >= b->n || ca_seq_delta(b->seq[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
-			break;
-		if (ca_seq_delta(b->upper[CA_BLOCK_SLOT(k)], x->reassem_seq) > 0)
-			x->reassem_seq = b->upper[CA_BLOCK_SLOT(k)];
+	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
+		if (ca_block_free(b, k) || ca_seq_delta(b->seq[k], x->reassem_seq) > 0)
+			continue;
+		if (ca_seq_delta(b->upper[k], x->reassem_seq) > 0)
+			x->reassem_seq = b->upper[k];
+		ca_block_free_up(b, k);
 	}
-	ca_blocks_shift_out(b, k);
 	ca_blocks_settle(c, x, b);
+}
+
+/* Zeek's Undelivered up to s over held blocks: each block that starts below
+ * s is delivered after the gap before it. Returns the list with b->count
+ * gaps of b->bytes in all (the order of the blocks changes neither), and
+ * x->reassem_seq past them; 0 if the list was evicted (nothing done). */
+static __always_inline struct ca_tcp_blocks *ca_blocks_undelivered(const struct ca_conn *c, struct ca_endpoint *x,
+								    __u32 s)
+{
+	struct ca_tcp_blocks *b = ca_blocks_of(c, x);
+	__u32 k, start = x->reassem_seq;
+
+	if (!b)
+		return 0;
+	b->count = b->bytes = 0;
+	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
+		if (ca_block_free(b, k) || ca_seq_delta(b->seq[k], s) >= 0)
+			continue;
+		b->count += 1;
+		b->bytes += b->upper[k] - b->seq[k];        /* received: taken off the gaps below */
+		if (ca_seq_delta(b->upper[k], x->reassem_seq) > 0)
+			x->reassem_seq = b->upper[k];
+		ca_block_free_up(b, k);
+	}
+	b->bytes = (x->reassem_seq - start) - b->bytes;
+	return b;
 }
 
 /* Bytes held: Zeek's block_list.DataSize() above the delivered data. */
 static __always_inline __u32 ca_blocks_held(const struct ca_conn *c, const struct ca_endpoint *x)
 {
 	struct ca_tcp_blocks *b;
-	__u32 k, held = 0;
+	__u32 k;
 
 	if (!(x->flags & CA_EP_BLOCKS))
 		return x->ooo_upper - x->ooo_seq;
 	b = ca_blocks_of(c, x);
 	if (!b)
 		return x->ooo_upper - x->ooo_seq;
-	for (k = 0; k < CA_TCP_BLOCK_SLOTS; k++) {
-		if (k >= b->n)
-			break;
-		held += b->upper[CA_BLOCK_SLOT(k)] - b->seq[CA_BLOCK_SLOT(k)];
-	}
-	return held;
+	b->bytes = 0;
+	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++)
+		b->bytes += b->upper[k] - b->seq[k];
+	return b->bytes;
 }
 
 #endif /* CA_TCP_BLOCKS_H */
