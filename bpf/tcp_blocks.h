@@ -38,7 +38,9 @@
 #define CA_TCP_BLOCKS_H
 
 #define CA_TCP_BLOCKS_MAX 4          /* a power of two: a slot index is masked by it */
+#ifndef CA_TCP_BLOCK_LISTS
 #define CA_TCP_BLOCK_LISTS 4096
+#endif
 
 struct ca_tcp_blocks_key {
 	__u64 conn_id;

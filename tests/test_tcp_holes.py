@@ -12,6 +12,7 @@ from Zeek's code in the comments.
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -121,3 +122,31 @@ def test_more_blocks_than_a_list_holds_join_the_nearest_and_say_so(recorded):
 def test_a_block_that_grows_at_both_ends_stays_one_block(recorded):
     row = recorded[0][42005]
     assert row["missed_bytes"] == SEGMENT          # the last hole, never refilled
+
+
+def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path):
+    """Room for two lists, and three connections that each hold two blocks at once: making the
+    third list evicts one of the first two (the map is an LRU). That connection's ACK then counts
+    the hole below its span only, the one inside counted as received, once in tcp_holes_merged;
+    the other two count both holes."""
+    from cicd_audit.recorder.drivers.pcap_replay import record_pcap
+    from cicd_audit.recorder.kernel.bpf_program import ProgramSettings
+
+    flows = [Flow(42101 + i, 7301 + i, T0 + i).handshake() for i in range(3)]
+    for flow in flows:
+        with_holes(flow, "c", "slsls")                  # two blocks: a list each, made in turn
+    for i, flow in enumerate(flows):
+        flow.t = T0 + 10 + i                            # then every ACK, after all three lists
+        closed(flow)
+    pcap = tmp_path / "evicted.pcap"
+    wrpcap(str(pcap), sorted((p for f in flows for p in f.packets), key=lambda p: float(p.time)))
+    settings = ProgramSettings(pcap_mode=True, validate_checksums=False, tcp_block_lists=2)
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})             # one CPU: the LRU's free slots are that CPU's
+    try:
+        stats = record_pcap(pcap, tmp_path / "out", settings=settings, progress=False)
+    finally:
+        os.sched_setaffinity(0, affinity)
+    missed = sorted(row["missed_bytes"] for row in read_log(tmp_path / "out" / "conn.log")[1])
+    assert missed == [SEGMENT, 2 * SEGMENT, 2 * SEGMENT]
+    assert stats["tcp_holes_merged"] == 1

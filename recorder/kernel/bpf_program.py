@@ -94,6 +94,7 @@ class ProgramSettings:
     attribution: bool = False     # cgroup socket hooks name each connection's process (live only)
     block: bool = False           # enforce the allowlist (live only)
     max_conns: int = 262144
+    tcp_block_lists: int = 4096   # TCP directions holding data above several holes at once (bpf/tcp_blocks.h)
     ringbuf_bytes: int = 16 * 1024 * 1024
     weird_send_max: int = 1000
     timers: dict = field(default_factory=lambda: dict(zeek_defaults.TIMER_DEFINES))
@@ -110,6 +111,7 @@ class ProgramSettings:
             f"-DCA_ATTRIBUTION={int(self.attribution)}",
             f"-DCA_BLOCK={int(self.block)}",
             f"-DCA_MAX_CONNS={self.max_conns}",
+            f"-DCA_TCP_BLOCK_LISTS={self.tcp_block_lists}",
             f"-DCA_RINGBUF_PAGES={pages}",
             f"-DCA_WEIRD_SEND_MAX={self.weird_send_max}",
         ]
