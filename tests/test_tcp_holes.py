@@ -13,13 +13,11 @@ from Zeek's code in the comments.
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 from scapy.utils import wrpcap
-from test_conn_semantics_tcp import CLI, T0, Flow
-
-from cicd_audit.zeeklog.reader import read_log
+from test_conn_semantics_tcp import T0, Flow
+from test_record_pcap import record, rows
 
 pytestmark = [pytest.mark.root]
 
@@ -85,13 +83,11 @@ def recorded(tmp_path_factory):
     pcap = tmp / "holes.pcap"
     wrpcap(str(pcap), packets)
     out = tmp / "out"
-    r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
-                       capture_output=True, text=True, timeout=300)
+    r = record(pcap, out)
     assert r.returncode == 0, r.stderr
-    rows = {row["id.orig_p"]: row for row in read_log(out / "conn.log")[1]}
-    stats = list(read_log(out / "capture_stats.log")[1])
+    stats = rows(out, "capture_stats")
     assert len(stats) == 1
-    return rows, stats[0]
+    return {row["id.orig_p"]: row for row in rows(out, "conn")}, stats[0]
 
 
 def test_each_hole_before_a_held_block_is_a_gap(recorded):
@@ -147,6 +143,6 @@ def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path):
         stats = record_pcap(pcap, tmp_path / "out", settings=settings, progress=False)
     finally:
         os.sched_setaffinity(0, affinity)
-    missed = sorted(row["missed_bytes"] for row in read_log(tmp_path / "out" / "conn.log")[1])
+    missed = sorted(row["missed_bytes"] for row in rows(tmp_path / "out", "conn"))
     assert missed == [SEGMENT, 2 * SEGMENT, 2 * SEGMENT]
     assert stats["tcp_holes_merged"] == 1
