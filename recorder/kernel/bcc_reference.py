@@ -76,7 +76,8 @@ class BccLoadedProgram:
     def take_events(self) -> None:
         self.poll()
 
-    def conn_keys(self, listed: bool = True) -> tuple[list[bytes], list[bytes]]:
+    def conn_keys(self, listed: bool = True, due_by: int | None = None) -> tuple[list[bytes], list[bytes]]:
+        """Every key, listed from the tables (due_by, which a replay's followed keys honour, is moot)."""
         return ([abi.conn_key_from_v4(raw) for raw in self._keys(self.conns4, abi.ConnKey4)],
                 self._keys(self.conns6, abi.ConnKey))
 
