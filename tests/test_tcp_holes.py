@@ -120,19 +120,38 @@ def test_a_block_that_grows_at_both_ends_stays_one_block(recorded):
     assert row["missed_bytes"] == SEGMENT          # the last hole, never refilled
 
 
-def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path):
+def _refill_first_hole(flow: Flow, lost: list[int]) -> None:
+    flow.send("c", "PA", b"r" * SEGMENT, seq=lost[0], advance=False)
+
+
+def _one_more_hole(flow: Flow, lost: list[int]) -> None:
+    with_holes(flow, "c", "ls")
+
+
+@pytest.mark.parametrize("then, expected_missed", [
+    # The ACK of everything: the evicted connection counts the hole below its span only.
+    (None, [SEGMENT, 2 * SEGMENT, 2 * SEGMENT]),
+    # The first hole refilled: the others' first block is delivered and their second hole
+    # stays one; the evicted one's span is delivered whole, its second hole with it.
+    (_refill_first_hole, [0, SEGMENT, SEGMENT]),
+    # One more hole and block: the others list three; the evicted one's span takes the block.
+    (_one_more_hole, [SEGMENT, 3 * SEGMENT, 3 * SEGMENT]),
+], ids=["acked", "refilled", "one-more-hole"])
+def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path, then, expected_missed):
     """Room for two lists, and three connections that each hold two blocks at once: making the
-    third list evicts one of the first two (the map is an LRU). That connection's ACK then counts
-    the hole below its span only, the one inside counted as received, once in tcp_holes_merged;
-    the other two count both holes."""
+    third list evicts one of the first two (the map is an LRU). Whatever comes next for that
+    connection (an ACK, data reaching its blocks, another block) finds no list: its span stands
+    for the blocks, the holes inside it counted as received, once in tcp_holes_merged."""
     from cicd_audit.recorder.drivers.pcap_replay import record_pcap
     from cicd_audit.recorder.kernel.bpf_program import ProgramSettings
 
     flows = [Flow(42101 + i, 7301 + i, T0 + i).handshake() for i in range(3)]
-    for flow in flows:
-        with_holes(flow, "c", "slsls")                  # two blocks: a list each, made in turn
+    lost = [with_holes(flow, "c", "slsls") for flow in flows]     # two blocks: a list each, made in turn
     for i, flow in enumerate(flows):
-        flow.t = T0 + 10 + i                            # then every ACK, after all three lists
+        if then is not None:
+            flow.t = T0 + 5 + i                          # after all three lists
+            then(flow, lost[i])
+        flow.t = T0 + 10 + i                             # then every ACK
         closed(flow)
     pcap = tmp_path / "evicted.pcap"
     wrpcap(str(pcap), sorted((p for f in flows for p in f.packets), key=lambda p: float(p.time)))
@@ -144,5 +163,5 @@ def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path):
     finally:
         os.sched_setaffinity(0, affinity)
     missed = sorted(row["missed_bytes"] for row in rows(tmp_path / "out", "conn"))
-    assert missed == [SEGMENT, 2 * SEGMENT, 2 * SEGMENT]
+    assert missed == expected_missed
     assert stats["tcp_holes_merged"] == 1
