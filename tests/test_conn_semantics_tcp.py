@@ -67,6 +67,12 @@ class Flow:
         return self.send("c", "S").send("s", "SA").send("c", "A")
 
 
+def write_capture(flows, pcap: Path) -> Path:
+    """The flows' packets, in time order, as one classic pcap."""
+    wrpcap(str(pcap), sorted((p for flow in flows for p in flow.packets), key=lambda p: float(p.time)))
+    return pcap
+
+
 def scenarios() -> dict[str, Flow]:
     f = {}
     # S2: the originator closed, the responder is still established.
@@ -101,9 +107,7 @@ def scenarios() -> dict[str, Flow]:
 @pytest.fixture(scope="module")
 def conn_rows(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tcp-semantics")
-    packets = sorted((p for flow in scenarios().values() for p in flow.packets), key=lambda p: float(p.time))
-    pcap = tmp / "crafted.pcap"
-    wrpcap(str(pcap), packets)
+    pcap = write_capture(scenarios().values(), tmp / "crafted.pcap")
     out = tmp / "out"
     r = subprocess.run([CLI, "record", "--pcap", str(pcap), "--out", str(out), "--no-progress"],
                        capture_output=True, text=True, timeout=300)

@@ -15,8 +15,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from scapy.utils import wrpcap
-from test_conn_semantics_tcp import T0, Flow
+from test_conn_semantics_tcp import T0, Flow, write_capture
 from test_record_pcap import record, rows
 
 pytestmark = [pytest.mark.root]
@@ -79,11 +78,8 @@ def scenarios() -> dict[int, Flow]:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tcp-holes")
-    packets = sorted((p for flow in scenarios().values() for p in flow.packets), key=lambda p: float(p.time))
-    pcap = tmp / "holes.pcap"
-    wrpcap(str(pcap), packets)
     out = tmp / "out"
-    r = record(pcap, out)
+    r = record(write_capture(scenarios().values(), tmp / "holes.pcap"), out)
     assert r.returncode == 0, r.stderr
     stats = rows(out, "capture_stats")
     assert len(stats) == 1
@@ -153,8 +149,7 @@ def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path, then, 
             then(flow, lost[i])
         flow.t = T0 + 10 + i                             # then every ACK
         closed(flow)
-    pcap = tmp_path / "evicted.pcap"
-    wrpcap(str(pcap), sorted((p for f in flows for p in f.packets), key=lambda p: float(p.time)))
+    pcap = write_capture(flows, tmp_path / "evicted.pcap")
     settings = ProgramSettings(pcap_mode=True, validate_checksums=False, tcp_block_lists=2)
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})             # one CPU: the LRU's free slots are that CPU's
