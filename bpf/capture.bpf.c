@@ -150,7 +150,8 @@ struct ca_tcp_blocks_scratch {
 };
 BPF_PERCPU_ARRAY(tcp_blocks_scratch, struct ca_tcp_blocks_scratch, 1);
 
-static __always_inline struct ca_tcp_blocks_key *ca_tcp_blocks_key(__u64 conn_id, __u32 tag)
+/* This CPU's scratch, its key set to the list of conn_id and tag. */
+static __always_inline struct ca_tcp_blocks_scratch *ca_tcp_blocks_scratch(__u64 conn_id, __u32 tag)
 {
 	__u32 zero = 0;
 	struct ca_tcp_blocks_scratch *s = tcp_blocks_scratch.lookup(&zero);
@@ -160,26 +161,23 @@ static __always_inline struct ca_tcp_blocks_key *ca_tcp_blocks_key(__u64 conn_id
 	s->key.conn_id = conn_id;
 	s->key.tag = tag;
 	s->key.pad = 0;
-	return &s->key;
+	return s;
 }
 
 static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_lookup(__u64 conn_id, __u32 tag)
 {
-	struct ca_tcp_blocks_key *k = ca_tcp_blocks_key(conn_id, tag);
+	struct ca_tcp_blocks_scratch *s = ca_tcp_blocks_scratch(conn_id, tag);
 
-	return k ? tcp_blocks.lookup(k) : 0;
+	return s ? tcp_blocks.lookup(&s->key) : 0;
 }
 
 static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_create(__u64 conn_id, __u32 tag, __u32 seq, __u32 upper)
 {
-	__u32 zero = 0;
-	struct ca_tcp_blocks_scratch *s = tcp_blocks_scratch.lookup(&zero);
+	struct ca_tcp_blocks_scratch *s = ca_tcp_blocks_scratch(conn_id, tag);
 
 	if (!s)
 		return 0;
-	__builtin_memset(s, 0, sizeof(*s));
-	s->key.conn_id = conn_id;
-	s->key.tag = tag;
+	__builtin_memset(&s->list, 0, sizeof(s->list));
 	s->list.seq[0] = seq;
 	s->list.upper[0] = upper;
 	if (tcp_blocks.update(&s->key, &s->list))
@@ -189,10 +187,10 @@ static __always_inline struct ca_tcp_blocks *ca_tcp_blocks_create(__u64 conn_id,
 
 static __always_inline void ca_tcp_blocks_delete(__u64 conn_id, __u32 tag)
 {
-	struct ca_tcp_blocks_key *k = ca_tcp_blocks_key(conn_id, tag);
+	struct ca_tcp_blocks_scratch *s = ca_tcp_blocks_scratch(conn_id, tag);
 
-	if (k)
-		tcp_blocks.delete(k);
+	if (s)
+		tcp_blocks.delete(&s->key);
 }
 
 #include "timers.h"

@@ -274,10 +274,8 @@ static __always_inline void ca_tcp_check_eof(struct ca_conn *c, struct ca_endpoi
 static __always_inline void ca_tcp_deliver_held(const struct ca_conn *c, struct ca_endpoint *x)
 {
 	if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) <= 0) {
-		if (ca_unlikely(x->flags & CA_EP_BLOCKS)) {
-			ca_blocks_deliver(c, x);
+		if (ca_unlikely(x->flags & CA_EP_BLOCKS) && ca_blocks_deliver(c, x))
 			return;
-		}
 		if (ca_seq_delta(x->ooo_upper, x->reassem_seq) > 0)
 			x->reassem_seq = x->ooo_upper;
 		x->ooo_seq = x->ooo_upper = 0;
@@ -337,21 +335,29 @@ static __always_inline void ca_tcp_data_sent(const struct ca_conn *c, struct ca_
 	}
 }
 
-/* Zeek's Undelivered, up to relative seq s, for held data in several blocks:
- * each block below s is delivered after the gap before it (tcp_blocks.h). */
+/* Zeek's Undelivered, up to relative seq s, for data held as one block: if
+ * it starts below s, it is delivered after the gap before it. */
+static __always_inline void ca_tcp_undelivered_block(struct ca_conn *c, int x_orig, struct ca_endpoint *x,
+						     struct ca_endpoint *other, __u32 s)
+{
+	if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) >= 0 &&
+	    ca_seq_delta(x->ooo_seq, s) < 0) {
+		ca_tcp_gap(c, x_orig, x, other, x->ooo_seq - x->reassem_seq);
+		x->reassem_seq = x->ooo_upper;
+		x->ooo_seq = x->ooo_upper = 0;
+	}
+}
+
+/* The same for held data in several blocks: each block below s is delivered
+ * after the gap before it (tcp_blocks.h). */
 static __always_inline void ca_tcp_undelivered_blocks(struct ca_conn *c, int x_orig, struct ca_endpoint *x,
 						      struct ca_endpoint *other, __u32 s)
 {
 	struct ca_tcp_blocks *b = ca_blocks_undelivered(c, x, s);
 
-	if (!b) {              /* evicted: the span stands for the blocks, as one */
-		x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
-		ca_blocks_count_merge();
-		if (ca_seq_delta(x->ooo_seq, s) < 0) {
-			ca_tcp_gap(c, x_orig, x, other, x->ooo_seq - x->reassem_seq);
-			x->reassem_seq = x->ooo_upper;
-			x->ooo_seq = x->ooo_upper = 0;
-		}
+	if (!b) {
+		ca_blocks_lost(x);
+		ca_tcp_undelivered_block(c, x_orig, x, other, s);
 		return;
 	}
 	if (b->count && ca_tcp_clean(x) && ca_tcp_clean(other)) {
@@ -372,14 +378,10 @@ static __always_inline void ca_tcp_ack_received(struct ca_conn *c, int x_orig, s
 		return;
 	if (ca_seq_delta(s, x->reassem_seq) > 0 && !(s <= 2 && (c->flags & CA_CONN_PARTIAL))) {
 		if (!(x->flags & CA_EP_SKIP)) {
-			if (ca_unlikely(x->flags & CA_EP_BLOCKS)) {
+			if (ca_unlikely(x->flags & CA_EP_BLOCKS))
 				ca_tcp_undelivered_blocks(c, x_orig, x, other, s);
-			} else if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) >= 0 &&
-				   ca_seq_delta(x->ooo_seq, s) < 0) {
-				ca_tcp_gap(c, x_orig, x, other, x->ooo_seq - x->reassem_seq);
-				x->reassem_seq = x->ooo_upper;
-				x->ooo_seq = x->ooo_upper = 0;
-			}
+			else
+				ca_tcp_undelivered_block(c, x_orig, x, other, s);
 			if (ca_seq_delta(s, x->reassem_seq) > 0)
 				ca_tcp_gap(c, x_orig, x, other, s - x->reassem_seq);
 		}

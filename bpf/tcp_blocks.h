@@ -95,6 +95,14 @@ static __always_inline void ca_blocks_forget_conn(struct ca_conn *c)
 	}
 }
 
+/* The endpoint's list is gone (evicted for room, or never made): its span
+ * stands for its blocks, as one, and the holes inside count as received. */
+static __always_inline void ca_blocks_lost(struct ca_endpoint *x)
+{
+	x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
+	ca_blocks_count_merge();
+}
+
 /* Nothing held above a hole any more. */
 static __always_inline void ca_blocks_clear(const struct ca_conn *c, struct ca_endpoint *x)
 {
@@ -199,12 +207,11 @@ static __always_inline void ca_blocks_hold(const struct ca_conn *c, struct ca_en
 			x->flags |= CA_EP_BLOCKS;
 	}
 	if (!b) {
-		x->flags &= ~(CA_EP_BLOCKS | CA_EP_BLOCKS_TAG1);
+		ca_blocks_lost(x);
 		if (ca_seq_delta(seq, x->ooo_seq) < 0)
 			x->ooo_seq = seq;
 		if (ca_seq_delta(upper, x->ooo_upper) > 0)
 			x->ooo_upper = upper;
-		ca_blocks_count_merge();
 		return;
 	}
 	ca_blocks_insert(b, seq, upper, x->reassem_seq);
@@ -213,18 +220,16 @@ static __always_inline void ca_blocks_hold(const struct ca_conn *c, struct ca_en
 
 /* The delivered data reached held blocks: they are delivered too. Blocks
  * neither overlap nor touch, so one that starts past the delivered data
- * stays past it whatever was delivered before it in the pass. */
-static __always_inline void ca_blocks_deliver(const struct ca_conn *c, struct ca_endpoint *x)
+ * stays past it whatever was delivered before it in the pass. Returns 0 if
+ * the list was lost (ca_blocks_lost): the caller delivers the span. */
+static __always_inline int ca_blocks_deliver(const struct ca_conn *c, struct ca_endpoint *x)
 {
 	struct ca_tcp_blocks *b = ca_blocks_of(c, x);
 	__u32 k;
 
-	if (!b) {              /* evicted: the span stands for it */
-		if (ca_seq_delta(x->ooo_upper, x->reassem_seq) > 0)
-			x->reassem_seq = x->ooo_upper;
-		ca_blocks_clear(c, x);
-		ca_blocks_count_merge();
-		return;
+	if (!b) {
+		ca_blocks_lost(x);
+		return 0;
 	}
 	for (k = 0; k < CA_TCP_BLOCKS_MAX; k++) {
 		if (ca_block_free(b, k) || ca_seq_delta(b->seq[k], x->reassem_seq) > 0)
@@ -234,6 +239,7 @@ static __always_inline void ca_blocks_deliver(const struct ca_conn *c, struct ca
 		ca_block_free_up(b, k);
 	}
 	ca_blocks_settle(c, x, b);
+	return 1;
 }
 
 /* Zeek's Undelivered up to s over held blocks: each block that starts below
