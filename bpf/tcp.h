@@ -274,7 +274,7 @@ static __always_inline void ca_tcp_check_eof(struct ca_conn *c, struct ca_endpoi
 static __always_inline void ca_tcp_deliver_held(const struct ca_conn *c, struct ca_endpoint *x)
 {
 	if (x->ooo_upper != x->ooo_seq && ca_seq_delta(x->ooo_seq, x->reassem_seq) <= 0) {
-		if (ca_unlikely(x->flags & CA_EP_BLOCKS) && ca_blocks_deliver(c, x))
+		if (ca_unlikely(ca_blocks_listed(x)) && ca_blocks_deliver(c, x))
 			return;
 		if (ca_seq_delta(x->ooo_upper, x->reassem_seq) > 0)
 			x->reassem_seq = x->ooo_upper;
@@ -310,12 +310,9 @@ static __always_inline void ca_tcp_data_sent(const struct ca_conn *c, struct ca_
 		if (x->ooo_upper == x->ooo_seq) {
 			x->ooo_seq = seq;
 			x->ooo_upper = upper;
-		} else if (!(x->flags & CA_EP_BLOCKS) && ca_seq_delta(seq, x->ooo_upper) <= 0 &&
+		} else if (!ca_blocks_listed(x) && ca_seq_delta(seq, x->ooo_upper) <= 0 &&
 			   ca_seq_delta(upper, x->ooo_seq) >= 0) {
-			if (ca_seq_delta(seq, x->ooo_seq) < 0)
-				x->ooo_seq = seq;
-			if (ca_seq_delta(upper, x->ooo_upper) > 0)
-				x->ooo_upper = upper;
+			ca_span_extend(x, seq, upper);
 		} else {
 			ca_blocks_hold(c, x, peer, seq, upper);
 		}
@@ -378,7 +375,7 @@ static __always_inline void ca_tcp_ack_received(struct ca_conn *c, int x_orig, s
 		return;
 	if (ca_seq_delta(s, x->reassem_seq) > 0 && !(s <= 2 && (c->flags & CA_CONN_PARTIAL))) {
 		if (!(x->flags & CA_EP_SKIP)) {
-			if (ca_unlikely(x->flags & CA_EP_BLOCKS))
+			if (ca_unlikely(ca_blocks_listed(x)))
 				ca_tcp_undelivered_blocks(c, x_orig, x, other, s);
 			else
 				ca_tcp_undelivered_block(c, x_orig, x, other, s);

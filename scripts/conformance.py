@@ -170,7 +170,8 @@ in Zeek's `core.vntag` btest.
 
 - Content gaps: the kernel keeps up to four blocks received above holes per direction (and
   4,096 such lists at once); Zeek keeps any number. A fifth joins the nearest, the hole between
-  counted as received, and capture_stats.log's `tcp_holes_merged` says how many times.
+  counted as received, and capture_stats.log's `tcp_holes_merged` says how many times. Live
+  recordings keep one block (TC sees every segment, so holes are filled by retransmissions).
 - Zeek's timers fire when network time passes them; the kernel evaluates them when the
   connection's next packet arrives or at the once-a-second sweep, as if each fired on time.
   Row content is the same; removal order (and so row order) can differ.

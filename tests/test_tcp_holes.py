@@ -160,3 +160,22 @@ def test_a_list_evicted_for_room_stands_as_its_span_and_says_so(tmp_path, then, 
     missed = sorted(row["missed_bytes"] for row in rows(tmp_path / "out", "conn"))
     assert missed == expected_missed
     assert stats["tcp_holes_merged"] == 1
+
+
+def test_a_live_recording_keeps_one_block_and_counts_what_joins_it():
+    """Live, TC sees every segment the host sent or received, so a hole is filled by its retransmission
+    and no list is kept (bpf/tcp_blocks.h): a block apart from the held one joins it, counted."""
+    from cicd_audit.recorder.kernel import abi
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+
+    flow = Flow(42201, 7401, T0).handshake()
+    with_holes(flow, "c", "slslsls")                    # three blocks apart: the second and third join
+    program = CaptureProgram(ProgramSettings(pcap_mode=False), lambda data, size: None)
+    try:
+        runner = PacketRunner(program.packet_fn.fd)
+        for packet in flow.packets:
+            runner.run(bytes(packet), int(float(packet.time) * 1e9))
+        assert program.stats()[abi.stat_key(abi.Stat.TCP_HOLES_MERGED)] == 2
+    finally:
+        program.close()
