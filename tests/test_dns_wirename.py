@@ -23,17 +23,22 @@ from cicd_audit.recorder.logs.dns import message as dns_message
 from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 
 
+READERS = ("_read_name", "_read_question", "_read_rr_header", "_read_plain_message")
+
+
 def walked(data: bytes, compiled_reader: bool, **kwargs):
     """interpret() with or without the C reader, as plain data (errors by their fields)."""
-    saved = dns_message._read_name, dns_message._read_question, dns_message._read_rr_header
+    saved = {name: getattr(dns_message, name) for name in READERS}
     if not compiled_reader:
-        dns_message._read_name = dns_message._read_question = dns_message._read_rr_header = None
+        for name in READERS:
+            setattr(dns_message, name, None)
     try:
         msg = dns_message.interpret(data, **kwargs)
     except DnsParseError as exc:
         return ("refused", exc.reason, exc.weird, exc.offset, exc.addl)
     finally:
-        dns_message._read_name, dns_message._read_question, dns_message._read_rr_header = saved
+        for name, reader in saved.items():
+            setattr(dns_message, name, reader)
     error = msg.error
     plain = dataclasses.asdict(dataclasses.replace(msg, error=None))
     return plain, error and (error.reason, error.weird, error.offset, error.addl)
@@ -88,9 +93,37 @@ def edge_messages() -> list:
     out.append(message([b"\x05ab"]))
     for label in labels:
         out.append(message([bytes([len(label)]) + label + b"\0\0\x01\0\x01"]))
+    out += plain_edges()
     # NetBIOS: a 32-byte name, and a label longer than 63 that only port 137 accepts.
     out.append(message([b"\x20" + b"EB" * 16 + b"\0\0\x20\0\x01"]))
     out.append(message([b"\x50" + b"A" * 80 + b"\0\0\x20\0\x01"]))
+    return out
+
+
+def plain_edges() -> list:
+    """Messages on the edges of the whole-message reader: the answers it reads, and one step past each."""
+    q = question("Www.Example.COM")
+    at_q = b"\xc0\x0c"
+    v4_mapped = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])
+    answer_sets = [
+        [rr(at_q, 1, b"\x01\x02\x03\x04")],
+        [rr(at_q, 28, bytes(range(16))), rr(at_q, 28, v4_mapped), rr("Other.\xc3\xa9.Name", 1, b"\x7f\0\0\x01")],
+        [rr(at_q, 5, b"\x03cdn\xc0\x10"), rr(b"\x03cdn\xc0\x10", 1, b"\x0a\0\0\x01")],
+        [rr(at_q, 12, b"\x04Host\0"), rr(at_q, 2, b"\x02ns\xc0\x10")],
+        [rr(at_q, 1, b"\x01\x02\x03\x04\x05")],          # A of 5 bytes: DNS_RR_bad_length
+        [rr(at_q, 28, b"\x01\x02\x03\x04")],              # AAAA of 4: Zeek reads 16 all the same
+        [rr(at_q, 5, b"\x03cdn\xc0\x10\0")],              # a byte after the target: DNS_RR_length_mismatch
+        [rr(at_q, 1, b"")],                                 # zero RDLENGTH
+        [rr(at_q, 15, b"\0\x0a\x02mx\xc0\x10")],         # MX: the walk's
+        [rr(at_q, 1, b"\x01\x02\x03\x04"), rr(at_q, 46, b"\0" * 18)],
+    ]
+    out = [message([q], answers, qr=True, rd=True, ra=True) for answers in answer_sets]
+    out.append(message([q], answer_sets[0], qr=True, rcode=3))
+    out.append(message([q], qr=True, rcode=2))                       # dns_rejected
+    out.append(message([q], answer_sets[0], [rr(at_q, 2, b"\x02ns\0")], qr=True))   # authority, skipped by default
+    out.append(message([q, question("second")], answer_sets[0], qr=True))
+    out.append(message([q], answer_sets[0], qr=True, opcode=4))
+    out.append(message([q], answer_sets[0] * 2, qr=True, an=3))      # one answer fewer than counted
     return out
 
 
@@ -110,7 +143,7 @@ def mutations(seed: bytes, rng: random.Random, count: int) -> list:
 
 
 def test_the_compiled_reader_is_the_one_in_use_here():
-    readers = (dns_message._read_name, dns_message._read_question, dns_message._read_rr_header)
+    readers = [getattr(dns_message, name) for name in READERS]
     assert None not in readers, compiled.unavailable()
 
 
@@ -130,6 +163,23 @@ def test_captured_and_edge_messages_walk_alike(corpus):
     for data in corpus:
         same_walk(data)
         same_walk(data, resp_port=137, is_netbios=True)
+
+
+def test_most_captured_messages_are_read_whole_in_c(corpus):
+    """The whole-message reader is the common path, so the comparisons above are mostly about it."""
+    whole = sum(dns_message._read_plain_message(data, 512, 20) is not None for data in corpus)
+    assert whole > len(corpus) // 3, (whole, len(corpus))
+    assert [dns_message._read_plain_message(data, 512, 20) is not None for data in plain_edges()] == \
+        [True] * 4 + [False] * 6 + [True] * 3 + [False] * 3
+
+
+def test_the_whole_message_reader_alone():
+    data = message([question("A.B")], [rr(b"\xc0\x0c", 1, b"\x01\x02\x03\x04", ttl=0xFFFFFFFF)], qr=True, id=7, rd=True)
+    header, question_read, answers = dns_message._read_plain_message(data, 512, 20)
+    assert header == (7, True, 0, False, False, True, False, 0, False, False, 0, 1, 1, 0, 0)
+    assert question_read == ("a.b", "A.B", 1, 1)
+    assert answers == (("a.b", 1, 1, 0xFFFFFFFF, 4, "1.2.3.4"),)
+    assert dns_message._read_plain_message(data, 512, 0) is None     # the answer's pointer is past depth 0
 
 
 def test_mutated_messages_walk_alike(corpus):

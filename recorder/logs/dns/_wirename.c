@@ -1,6 +1,7 @@
 /*
  * A DNS name read from the wire as Zeek's ExtractName reads it, in C: the walk's
- * most frequent step (message.py, _Interpreter.extract_name, is the reference).
+ * most frequent step (message.py, _Interpreter.extract_name, is the reference);
+ * and the plain message, a question and its answers, read whole.
  *
  * Only the plain case is read here: labels of 1-63 bytes, backward compression
  * pointers within the depth limit, a name under 255 bytes. Anything else (a
@@ -24,6 +25,20 @@
  *   A resource record up to its RDATA: the owner name lower-cased, then the
  *   fixed fields; None also when fewer than 10 bytes follow the name (Zeek's
  *   reads of a short header have quirks the Python walk keeps).
+ *
+ * read_plain_message(data, size, max_depth) -> (header, question, answers) | None
+ *   A whole message in the shape of almost every lookup: a standard query
+ *   (opcode 0) with one question and only A, AAAA, NS, CNAME or PTR answers,
+ *   each read as the Python walk reads it (_Interpreter.run; rdata.py's _a,
+ *   _aaaa, _target) and none raising a weird. The authority and additional
+ *   sections are not read: the caller uses this only when Zeek skips them
+ *   (dns_skip_all_auth and dns_skip_all_addl, its defaults). Anything else
+ *   returns None and the Python walk reads the message.
+ *   header: the 15 fields of wire.Header, in its order;
+ *   question: (name lower-cased, name as sent, qtype, qclass);
+ *   answers: one (owner, type, class, ttl, rdlength, value) per record, where
+ *   value is the A address's text, the AAAA address's 16 bytes, or the
+ *   NS/CNAME/PTR target. Names are str as wire.wire_str makes them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -166,6 +181,161 @@ static PyObject *read_rr_header(PyObject *self, PyObject *args)
     return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos, left, rtype, rclass, ttl, rdlength);
 }
 
+#define HEADER_LEN 12
+#define T_A 1
+#define T_NS 2
+#define T_CNAME 5
+#define T_PTR 12
+#define T_AAAA 28
+
+static unsigned get16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The bytes Zeek holds, as wire.wire_str decodes them: UTF-8, any other byte a lone surrogate. */
+static PyObject *wire_str(const struct name *name)
+{
+    return PyUnicode_DecodeUTF8((const char *)name->text, name->len, "surrogateescape");
+}
+
+/* A tuple of n items made from new references; NULL (and all released) if any is NULL. */
+static PyObject *tuple_of(Py_ssize_t n, PyObject **items)
+{
+    PyObject *t = NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!items[i])
+            goto fail;
+    if (!(t = PyTuple_New(n)))
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(t, i, items[i]);
+    return t;
+fail:
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    return NULL;
+}
+
+static PyObject *plain_header(const uint8_t *p)
+{
+    unsigned flags = get16(p + 2);
+    PyObject *fields[15] = {
+        PyLong_FromLong(get16(p)), PyBool_FromLong(flags & 0x8000), PyLong_FromLong((flags & 0x7800) >> 11),
+        PyBool_FromLong(flags & 0x0400), PyBool_FromLong(flags & 0x0200), PyBool_FromLong(flags & 0x0100),
+        PyBool_FromLong(flags & 0x0080), PyLong_FromLong((flags & 0x0070) >> 4), PyBool_FromLong(flags & 0x0020),
+        PyBool_FromLong(flags & 0x0010), PyLong_FromLong(flags & 0x000F), PyLong_FromLong(get16(p + 4)),
+        PyLong_FromLong(get16(p + 6)), PyLong_FromLong(get16(p + 8)), PyLong_FromLong(get16(p + 10)),
+    };
+    return tuple_of(15, fields);
+}
+
+static PyObject *plain_question(PyObject *data, Py_ssize_t *pos, Py_ssize_t *left, Py_ssize_t size, int max_depth)
+{
+    struct name name;
+    const uint8_t *p = name_then_fixed(data, pos, left, size, 0, 0, max_depth, 4, &name);
+    if (!p)
+        return Py_None;               /* borrowed: not the plain case */
+    PyObject *original = wire_str(&name);
+    for (Py_ssize_t i = 0; i < name.len; i++) {
+        uint8_t c = name.text[i];
+        if (c >= 'A' && c <= 'Z')
+            name.text[i] = c + ('a' - 'A');
+    }
+    PyObject *fields[4] = {original ? wire_str(&name) : NULL, original, PyLong_FromLong(get16(p)),
+                           PyLong_FromLong(get16(p + 2))};
+    return tuple_of(4, fields);
+}
+
+/* The value of one answer's RDATA, the cursor past it; Py_None (borrowed) when not plain. */
+static PyObject *plain_rdata(PyObject *data, Py_ssize_t *pos, Py_ssize_t *left, Py_ssize_t size, int max_depth,
+                             unsigned rtype, unsigned rdlength)
+{
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(data) + *pos;
+    struct name target;
+    Py_ssize_t start = *pos;
+
+    switch (rtype) {
+    case T_A:
+        if (rdlength != 4)
+            return Py_None;           /* DNS_RR_bad_length */
+        *pos += 4;
+        *left -= 4;
+        {
+            char text[16];
+            int n = snprintf(text, sizeof(text), "%u.%u.%u.%u", p[0], p[1], p[2], p[3]);
+            return PyUnicode_FromStringAndSize(text, n);
+        }
+    case T_AAAA:
+        if (rdlength != 16)
+            return Py_None;           /* Zeek reads 16 bytes whatever the length says: the walk's to follow */
+        *pos += 16;
+        *left -= 16;
+        return PyBytes_FromStringAndSize((const char *)p, 16);
+    case T_NS:
+    case T_CNAME:
+    case T_PTR:
+        if (!name_then_fixed(data, pos, left, size, 1, 0, max_depth, 0, &target) || *pos - start != rdlength)
+            return Py_None;           /* DNS_RR_length_mismatch, or not a plain name */
+        return wire_str(&target);
+    default:
+        return Py_None;
+    }
+}
+
+static PyObject *read_plain_message(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *data, *header = NULL, *question = NULL, *answers = NULL;
+    Py_ssize_t size, pos = HEADER_LEN, left;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "O!ni:read_plain_message", &PyBytes_Type, &data, &size, &max_depth))
+        return NULL;
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(data);
+    left = PyBytes_GET_SIZE(data) - HEADER_LEN;
+    if (left < 0 || (get16(bytes + 2) & 0x7800) != 0 || get16(bytes + 4) != 1)
+        Py_RETURN_NONE;
+    unsigned ancount = get16(bytes + 6);
+
+    question = plain_question(data, &pos, &left, size, max_depth);
+    if (question == Py_None)
+        Py_RETURN_NONE;
+    if (!question || !(answers = PyTuple_New(ancount)))
+        goto fail;
+    for (unsigned i = 0; i < ancount; i++) {
+        struct name owner;
+        const uint8_t *p = name_then_fixed(data, &pos, &left, size, 1, 0, max_depth, 10, &owner);
+        if (!p)
+            goto not_plain;
+        unsigned rtype = get16(p), rclass = get16(p + 2), rdlength = get16(p + 8);
+        unsigned long ttl = (unsigned long)p[4] << 24 | (unsigned long)p[5] << 16 | (unsigned long)p[6] << 8 | p[7];
+        if (rdlength == 0 || (Py_ssize_t)rdlength > left)
+            goto not_plain;           /* DNS_zero_rdlength, DNS_truncated_RR_rdlength_lt_len, or the walk's quirks */
+        PyObject *value = plain_rdata(data, &pos, &left, size, max_depth, rtype, rdlength);
+        if (value == Py_None)
+            goto not_plain;
+        PyObject *fields[6] = {value ? wire_str(&owner) : NULL, PyLong_FromLong(rtype), PyLong_FromLong(rclass),
+                               PyLong_FromUnsignedLong(ttl), PyLong_FromLong(rdlength), value};
+        PyObject *answer = tuple_of(6, fields);
+        if (!answer)
+            goto fail;
+        PyTuple_SET_ITEM(answers, i, answer);
+    }
+    if (!(header = plain_header(bytes)))
+        goto fail;
+    PyObject *read[3] = {header, question, answers};
+    return tuple_of(3, read);
+
+not_plain:
+    Py_DECREF(question);
+    Py_DECREF(answers);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(question);
+    Py_XDECREF(answers);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"read_name", read_name, METH_VARARGS,
      "read_name(data, pos, left, size, downcase, depth, max_depth) -> (name, pos, left), or None."},
@@ -173,6 +343,8 @@ static PyMethodDef methods[] = {
      "read_question(data, pos, left, size, max_depth) -> (name, pos, left, qtype, qclass), or None."},
     {"read_rr_header", read_rr_header, METH_VARARGS,
      "read_rr_header(data, pos, left, size, max_depth) -> (name, pos, left, type, class, ttl, rdlength), or None."},
+    {"read_plain_message", read_plain_message, METH_VARARGS,
+     "read_plain_message(data, size, max_depth) -> (header, question, answers), or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,6 +46,11 @@ from .wire import (  # noqa: F401  (the module's public API includes the message
     HEADER_LEN,
     NAME_BUFFER,
     NETBIOS_PORT,
+    T_A,
+    T_AAAA,
+    T_CNAME,
+    T_NS,
+    T_PTR,
     PREREQUISITE,
     QUESTION,
     T_SOA,
@@ -70,6 +75,12 @@ _compiled = compiled.load("cicd_audit.recorder.logs.dns._wirename", Path(__file_
 _read_name = _compiled.read_name if _compiled is not None else None
 _read_question = _compiled.read_question if _compiled is not None else None
 _read_rr_header = _compiled.read_rr_header if _compiled is not None else None
+# A whole plain message (one question, address and name answers) read in C; the walk below is its reference.
+_read_plain_message = _compiled.read_plain_message if _compiled is not None else None
+
+# The events of the answers a plain message may hold (rdata.py's _a, _aaaa and _target raise them).
+_PLAIN_ANSWER_EVENTS = {T_A: "dns_A_reply", T_AAAA: "dns_AAAA_reply", T_NS: "dns_NS_reply",
+                        T_CNAME: "dns_CNAME_reply", T_PTR: "dns_PTR_reply"}
 
 
 class _Interpreter:
@@ -291,13 +302,7 @@ class _Interpreter:
         return True
 
     def question_event(self) -> str:
-        """The Zeek event a question raises."""
-        h = self.msg.header
-        if not h.qr:
-            return "dns_request"
-        if h.ancount == 0 and h.nscount == 0 and h.arcount == 0:
-            return "dns_rejected"      # a reply with no RRs at all
-        return "dns_query_reply"
+        return question_event(self.msg.header)
 
     def answers(self, cur: Cursor, n: int, section: str, out: list) -> bool:
         self.section = section
@@ -371,6 +376,44 @@ class _Interpreter:
         return True
 
 
+def question_event(h: Header) -> str:
+    """The Zeek event a question raises."""
+    if not h.qr:
+        return "dns_request"
+    if h.ancount == 0 and h.nscount == 0 and h.arcount == 0:
+        return "dns_rejected"      # a reply with no RRs at all
+    return "dns_query_reply"
+
+
+def _plain_message(data: bytes, header: Header | None, options: ParseOptions) -> DnsMessage | None:
+    """The message as the walk would leave it, read whole in C, when it is plain (_wirename.c says
+    which are); None for the walk. Zeek must skip the authority and additional sections, which the C
+    reader does not read."""
+    if _read_plain_message is None or not (options.skip_all_auth and options.skip_all_addl):
+        return None
+    plain = _read_plain_message(data, NAME_BUFFER, options.max_compression_depth)
+    if plain is None:
+        return None
+    fields, (name, original, qtype, qclass), answers = plain
+    h = header or Header(*fields)
+    msg = DnsMessage(header=h, confirmed=True, ended=True)
+    msg.questions.append(Question(name, original, qtype, qclass, question_event(h)))
+    handled = options.handled_events
+    for owner, rtype, rclass, ttl, rdlength, value in answers:
+        rr = ResourceRecord(ANSWER, owner, rtype, rclass, ttl, rdlength)
+        if rtype == T_A:
+            rr.rdata["address"] = value
+        elif rtype == T_AAAA:
+            rr.rdata["address"] = zeek_addr_str(value)
+        else:
+            rr.rdata["target"] = value
+        event = _PLAIN_ANSWER_EVENTS[rtype]
+        if event in handled:
+            rr.event = event
+        msg.answers.append(rr)
+    return msg
+
+
 def accepted_opcode(opcode: int, is_netbios: bool) -> bool:
     """Whether Zeek's analyzer looks past the header (otherwise DNS_unknown_opcode)."""
     return is_netbios or opcode in (0, 4, 5)
@@ -397,8 +440,13 @@ def interpret(data: bytes, *, is_netbios: bool = False, resp_port: int | None = 
         header = Header.from_bytes(data)
     if not accepted_opcode(header.opcode, is_netbios):
         raise DnsParseError("unknown_opcode", "DNS_unknown_opcode", 2, None, str(header.opcode))
+    options = options or ParseOptions()
+    if not is_netbios:
+        msg = _plain_message(data, header, options)
+        if msg is not None:
+            return msg
     msg = DnsMessage(header=header, is_netbios=is_netbios)
-    _Interpreter(data, msg, resp_port, transport, server, options or ParseOptions()).run()
+    _Interpreter(data, msg, resp_port, transport, server, options).run()
     return msg
 
 
