@@ -31,6 +31,7 @@ from .message import (
     accepted_opcode,
     decode_netbios_name,
     interpret,
+    plain_message,
 )
 from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
 from .render import ADDRESS_EVENTS, LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
@@ -365,27 +366,33 @@ class DnsConnectionLog:
         if self.analyzer_disabled or self._removed:
             return
         self.messages += 1
-        if len(data) < HEADER_LEN:
+        # Almost every message is plain and read whole in C, header and all; the rest are walked.
+        msg = None if self.is_netbios else plain_message(data, self.options)
+        if msg is not None:
+            header = msg.header
+        elif len(data) < HEADER_LEN:
             self._weird(ts, "DNS_truncated_len_lt_hdr_len")
             return
-        header = Header.from_bytes(data)
-        if not accepted_opcode(header.opcode, self.is_netbios):
-            self._weird(ts, "DNS_unknown_opcode", str(header.opcode))
-            self.limit_reached = True
-            return
+        else:
+            header = Header.from_bytes(data)
+            if not accepted_opcode(header.opcode, self.is_netbios):
+                self._weird(ts, "DNS_unknown_opcode", str(header.opcode))
+                self.limit_reached = True
+                return
         if self._first_message and header.qr and is_query == 1:
             is_query = 0
             if not _zeek_is_multicast(self._conn.resp_h):
                 self._flip()
         self._first_message = False
 
-        try:
-            msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
-                            transport=self.proto, server=str(self._conn.resp_h),
-                            options=self.options, header=header)
-        except DnsParseError as e:      # cannot happen after the checks above; keep the promise
-            self._weird(ts, e.weird or e.reason, e.addl)
-            return
+        if msg is None:
+            try:
+                msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
+                                transport=self.proto, server=str(self._conn.resp_h),
+                                options=self.options, header=header)
+            except DnsParseError as e:      # cannot happen after the checks above; keep the promise
+                self._weird(ts, e.weird or e.reason, e.addl)
+                return
         for name, addl in msg.weirds:
             self._weird(ts, name, addl)
         if msg.limit_reached:

@@ -16,6 +16,9 @@ Public API
     (everything parsed before the failure, which Zeek still acts on).
 ``interpret(data, ...) -> DnsMessage``
     The same walk without raising: failures are in ``message.error``.
+``plain_message(data, options) -> DnsMessage | None``
+    The message read whole in C when it is plain (what almost every lookup
+    is); None when the walk must read it. ``interpret`` tries it first.
 ``decode_netbios_name(name) -> str``
     Zeek's ``decode_netbios_name`` (RFC 1001 14.1 first-level decoding).
 
@@ -385,7 +388,7 @@ def question_event(h: Header) -> str:
     return "dns_query_reply"
 
 
-def _plain_message(data: bytes, header: Header | None, options: ParseOptions) -> DnsMessage | None:
+def plain_message(data: bytes, options: ParseOptions, header: Header | None = None) -> DnsMessage | None:
     """The message as the walk would leave it, read whole in C, when it is plain (_wirename.c says
     which are); None for the walk. Zeek must skip the authority and additional sections, which the C
     reader does not read."""
@@ -442,7 +445,7 @@ def interpret(data: bytes, *, is_netbios: bool = False, resp_port: int | None = 
         raise DnsParseError("unknown_opcode", "DNS_unknown_opcode", 2, None, str(header.opcode))
     options = options or ParseOptions()
     if not is_netbios:
-        msg = _plain_message(data, header, options)
+        msg = plain_message(data, options, header)
         if msg is not None:
             return msg
     msg = DnsMessage(header=header, is_netbios=is_netbios)
