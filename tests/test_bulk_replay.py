@@ -220,11 +220,11 @@ def test_a_ring_record_that_cannot_wait_stops_the_loop_after_the_frame(prog_fd, 
     ring.write(EventType.CONN_END)
     ring.write(urgent)
     assert r.run(chunk, 0, 0, 100) == (Stop.EVENTS, RECORD)
-    assert (r.records, r.frames) == (1, 1)
+    assert (r.records, r.frames, r.urgent) == (1, 1, 1)
     ring.take_all()
     ring.write(EventType.WEIRD)
     assert r.run(chunk, RECORD, 0, 100) == (Stop.END, len(chunk))
-    assert r.records == 3
+    assert (r.records, r.urgent) == (3, 0)
 
 
 def test_records_that_can_wait_stay_in_the_ring_until_a_stop(prog_fd):
@@ -248,12 +248,26 @@ def test_a_ring_a_quarter_full_stops_the_loop(prog_fd):
     ring.write(EventType.DNS)
     r = replayer(prog_fd, ring)
     assert r.run(chunk, 0, 0, 100) == (Stop.EVENTS, RECORD)
+    assert r.urgent == 0        # only room to make: the records may wait in the backlog
+
+
+def test_a_full_ring_still_says_a_record_that_cannot_wait(prog_fd):
+    """The records past a quarter are looked at too: a fragment among them must not wait."""
+    ring = Ring()
+    while ring.producer.value <= Ring.SIZE // 4:
+        ring.write(EventType.DNS)
+    ring.write(EventType.FRAGMENT)
+    r = replayer(prog_fd, ring)
+    assert r.run(records([FRAME] * 3), 0, 0, 100) == (Stop.EVENTS, RECORD)
+    assert r.urgent == 1
 
 
 def test_a_record_still_being_written_stops_the_loop(prog_fd):
     ring = Ring()
     ring.write(EventType.DNS, header_bits=ringbuf.BUSY_BIT)
-    assert replayer(prog_fd, ring).run(records([FRAME] * 2), 0, 0, 100) == (Stop.EVENTS, RECORD)
+    r = replayer(prog_fd, ring)
+    assert r.run(records([FRAME] * 2), 0, 0, 100) == (Stop.EVENTS, RECORD)
+    assert r.urgent == 1
 
 
 def test_a_call_takes_at_most_its_budget(prog_fd):

@@ -37,7 +37,12 @@
  *   Returns why it stopped and the offset of the first record not taken.
  *   Counters of the call: records (taken), frames (run through the program),
  *   last_ns (the latest packet time taken, 0 for none); of the stop: stop_ts_ns
- *   and stop_length (the record that is due a sweep or was refused).
+ *   and stop_length (the record that is due a sweep or was refused), and
+ *   urgent: an EVENTS stop found a record that cannot wait (not just a ring a
+ *   quarter full).
+ *
+ * run() holds no Python object while it runs frames and releases the GIL:
+ * bulk_replay handles the events of the frames before in the meantime.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -114,6 +119,7 @@ typedef struct {
     const uint8_t *ring_data;   /* mapped twice in a row: a record is contiguous past the end */
     uint64_t ring_mask;         /* its size - 1 */
     uint64_t ring_checked;      /* records before this position were looked at */
+    int urgent;                 /* the last EVENTS stop was for a record that cannot wait */
     uint32_t may_wait;          /* event types whose records can wait, a bit per type */
     int layout;
     int big_endian;
@@ -199,27 +205,28 @@ static int ring_needs_handling(Replayer *self)
     uint64_t producer = __atomic_load_n(self->ring_producer, __ATOMIC_ACQUIRE);
     uint64_t pos = self->ring_checked > consumer ? self->ring_checked : consumer;
 
-    if (producer - consumer > (self->ring_mask + 1) / 4)
-        return 1;
     while (pos < producer) {
         uint32_t header = __atomic_load_n((const uint32_t *)(self->ring_data + (pos & self->ring_mask)),
                                           __ATOMIC_ACQUIRE);
         uint32_t size = header & ~(RINGBUF_BUSY | RINGBUF_DISCARD);
-        if (header & RINGBUF_BUSY)
+        if (header & RINGBUF_BUSY) {
+            self->urgent = 1;
             return 1;                   /* still being written (not after a test run): Python's to wait for */
+        }
         if (!(header & RINGBUF_DISCARD)) {
             uint32_t type = UINT32_MAX;
             if (size >= sizeof(type))
                 memcpy(&type, self->ring_data + (pos & self->ring_mask) + RINGBUF_HEADER, sizeof(type));
             if (type >= 32 || !(self->may_wait & (1u << type))) {
                 self->ring_checked = pos;
+                self->urgent = 1;
                 return 1;
             }
         }
         pos += (size + RINGBUF_HEADER + 7) & ~7ull;
     }
     self->ring_checked = pos;
-    return 0;
+    return producer - consumer > (self->ring_mask + 1) / 4;
 }
 
 /* One frame through the program: 0, or an errno. A frame longer than the kernel
@@ -297,6 +304,7 @@ static PyObject *Replayer_run(Replayer *self, PyObject *args)
     int error = 0;
     self->records = self->frames = 0;
     self->last_ns = 0;
+    self->urgent = 0;
 
     Py_BEGIN_ALLOW_THREADS
     while (self->records < max_records) {
@@ -435,6 +443,7 @@ static PyMemberDef Replayer_members[] = {
     {"last_ns", T_ULONGLONG, offsetof(Replayer, last_ns), READONLY, "the latest packet time taken, 0 for none"},
     {"stop_ts_ns", T_ULONGLONG, offsetof(Replayer, stop_ts_ns), READONLY, "packet time of the record stopped at"},
     {"stop_length", T_PYSSIZET, offsetof(Replayer, stop_length), READONLY, "length of the frame refused"},
+    {"urgent", T_INT, offsetof(Replayer, urgent), READONLY, "the last EVENTS stop found a record that cannot wait"},
     {"max_data", T_PYSSIZET, offsetof(Replayer, max_data), 0, "the most bytes a test-run skb takes"},
     {NULL, 0, 0, 0, NULL},
 };

@@ -13,12 +13,19 @@ every few thousand records for signals and progress. The events that could
 wait are handled first at every stop, in the order the kernel wrote them,
 before Python writes anything of its own. The program, the steps around
 each record and so the logs are the same as the reference loop's.
+
+The two sides overlap on two cores: a thread runs the compiled loop, which
+holds no GIL, while this one handles the events of the frames before (those
+that may wait: handling them needs nothing from the kernel). At each stop
+both are done before anything else happens, and the ring's new records join
+the backlog behind the ones handled, so the order is the kernel's.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from cicd_audit import compiled
@@ -82,6 +89,13 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
     leaves, one at a time."""
     may_wait = sum(1 << event_type for event_type in MAY_WAIT)
     replayer = _compiled.Replayer(replay.program.packet_fn.fd, *replay.program.ring.mapped(), may_wait)
+    # One thread runs the frames (the compiled loop holds no GIL) while this one handles events.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cicd-audit-frames") as frame_thread:
+        _replay_chunks(replay, reader, frames, replayer, frame_thread)
+
+
+def _replay_chunks(replay: Replay, reader: CaptureFile, frames: Iterator[Frame], replayer,
+                   frame_thread: Executor) -> None:
     while True:
         if not _read_as(replayer, reader.layout()):
             # Nothing here for the compiled loop: a stretch by the reference loop, then look again.
@@ -89,7 +103,7 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
                 return
             continue
         chunk = reader.read_records(CHUNK_BYTES)
-        stop, offset, records = _take_chunk(replay, replayer, chunk, reader.records)
+        stop, offset, records = _take_chunk(replay, replayer, frame_thread, chunk, reader.records)
         reader.took(offset, records)
         replay.progress()
         if stop == Stop.END and records and len(chunk) == CHUNK_BYTES:
@@ -101,27 +115,42 @@ def replay_in_bulk(replay: Replay, reader: CaptureFile, frames: Iterator[Frame])
             return
 
 
-def _take_chunk(replay: Replay, replayer, chunk: bytes, records_before: int) -> tuple[Stop | None, int, int]:
+def _take_chunk(replay: Replay, replayer, frame_thread: Executor, chunk: bytes,
+                records_before: int) -> tuple[Stop | None, int, int]:
     """Run the whole records of chunk, doing between calls what the loop stopped for.
 
     Returns how it ended (END, HAND_OVER, or None when a signal asks to stop), the
-    offset of the first record not taken and how many were taken."""
+    offset of the first record not taken and how many were taken. Every event of
+    the frames run is handled, in the kernel's order, before it returns."""
+    program = replay.program
     offset = records = 0
     while True:
         if replay.flag.stop:
+            program.poll()
             return None, offset, records
-        stop, offset = replayer.run(chunk, offset, replay.next_sweep, BUDGET_RECORDS)
+        # The kernel runs the next frames while Python handles the events of the frames before
+        # them: those that may wait, taken at the last stop.
+        running = frame_thread.submit(replayer.run, chunk, offset, replay.next_sweep, BUDGET_RECORDS)
+        program.backlog.handle_all()
+        stop, offset = running.result()
         records += replayer.records
         replay.packets += replayer.frames
         replay.last_ns = max(replay.last_ns, replayer.last_ns)
-        # What waited (a sweep's events in the backlog, then the ring's), before anything this stop writes.
-        replay.program.poll()
+        # The new records join the backlog behind the ones handled: the connection starts among
+        # them are followed now, before a sweep lists the keys.
+        program.take_events()
         if stop == Stop.SWEEP:
-            replay.clock(replayer.stop_ts_ns)
-        elif stop == Stop.REJECTED:
-            replay.rejected(records_before + records, replayer.stop_ts_ns,
-                            f"the kernel refused a {replayer.stop_length}-byte frame")
+            replay.clock(replayer.stop_ts_ns)     # the kernel's alone: its connection ends wait too
         elif stop == Stop.BUDGET:
             replay.progress()
-        elif stop != Stop.EVENTS:
-            return Stop(stop), offset, records
+        elif stop == Stop.EVENTS and not replayer.urgent:
+            pass                                   # a ring a quarter full: emptied into the backlog
+        else:
+            # Everything before the stop is handled before it writes or runs anything of its own
+            # (a fragment's datagram runs through the program before the next frame).
+            program.poll()
+            if stop == Stop.REJECTED:
+                replay.rejected(records_before + records, replayer.stop_ts_ns,
+                                f"the kernel refused a {replayer.stop_length}-byte frame")
+            elif stop != Stop.EVENTS:
+                return Stop(stop), offset, records
