@@ -78,6 +78,14 @@ def test_listed_keys_never_followed_are_counted():
     assert keys.unknown([V4_A, V4_B], [V6_A]) == 2
 
 
+def test_keys_listed_from_the_tables_come_back_in_the_order_their_connections_were_made():
+    keys = ConnKeys()
+    keys.follow([_record(abi.EventType.CONN_START, key) for key in (V4_B, V6_A, V4_A)])
+    lost = _key(b"\x0a\0\0\x01", b"\x0a\0\0\x35", 999)      # never followed: after the others, by its bytes
+    assert keys.ordered([lost, V4_A, V4_B], [MIXED, V6_A]) == ([V4_B, V4_A, lost], [V6_A, MIXED])
+    assert keys.ordered([V4_A], []) == ([V4_A], [])          # a followed key the tables no longer hold is left out
+
+
 def _sorted(keys: tuple[list[bytes], list[bytes]]) -> tuple[list[bytes], list[bytes]]:
     return sorted(keys[0]), sorted(keys[1])
 
@@ -157,6 +165,25 @@ def test_when_a_start_is_lost_the_sweeps_list_the_tables():
         assert program.conn_keys(listed=True) == ([], [])
     finally:
         program.close()
+
+
+@pytest.mark.root
+def test_a_capture_drained_at_its_end_writes_its_rows_in_one_order(tmp_path):
+    """The connections still open at the end of a capture end in the order they were made (IPv4's,
+    then IPv6's), not in the order the tables' hashing (seeded anew by every load) lays them out."""
+    from cicd_audit.recorder.drivers import pcap_replay
+
+    pcap = tmp_path / "flows.pcap"
+    wrpcap(str(pcap), udp_flows(60))
+    orders = []
+    for run in range(2):
+        pcap_replay.record_pcap(pcap, tmp_path / f"out{run}", validate_checksums=False, progress=False)
+        conns = list(read_log(tmp_path / f"out{run}" / "conn.log")[1])
+        orders.append([(c["ts"], c["id.resp_h"]) for c in conns])
+    assert len(orders[0]) == 120 and orders[0] == orders[1]
+    by_family = [ts for ts, resp in orders[0] if ":" not in resp] + [ts for ts, resp in orders[0] if ":" in resp]
+    assert [ts for ts, _ in orders[0]] == by_family and by_family[:60] == sorted(by_family[:60])
+    assert by_family[60:] == sorted(by_family[60:])
 
 
 @pytest.mark.root

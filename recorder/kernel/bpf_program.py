@@ -522,7 +522,8 @@ class CaptureProgram:
         """Keys of every live connection, as raw bytes of struct ca_conn_key: the IPv4 ones and the
         IPv6 ones. A replay takes them from the connection events (no walk of the tables) unless a
         start was lost, or `listed` asks for the tables themselves (the final drain: then any key the
-        events did not give is counted in untracked_conns, a recorder bug). due_by (packet time, ns):
+        events did not give is counted in untracked_conns, a recorder bug, and a replay's keys come in
+        the order their connections were made, as the sweeps' do). due_by (packet time, ns):
         a replay's followed keys leave out the connections that cannot have ended by then."""
         followed = self.followed_keys is not None and not self._conn_starts_lost()
         if followed and not listed:
@@ -533,6 +534,7 @@ class CaptureProgram:
         if followed:
             self.take_events()
             self.untracked_conns += self.followed_keys.unknown(*keys)
+            keys = self.followed_keys.ordered(*keys)
         return keys
 
     def _conn_starts_lost(self) -> bool:

@@ -28,6 +28,7 @@ API::
         .follow(records) -> records      # the ring's records without the CONN_STARTs
         .keys(due_by=None) -> (ipv4 keys, ipv6 keys)   # raw ConnKeys, oldest connection first
         .unknown(ipv4 keys, ipv6 keys) -> int   # how many listed keys were not followed
+        .ordered(ipv4 keys, ipv6 keys) -> (ipv4 keys, ipv6 keys)   # listed keys, oldest connection first
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ class ConnKeys:
             return list(self._v4), list(self._v6)
         return ([key for key, due in self._v4.items() if due <= due_by],
                 [key for key, due in self._v6.items() if due <= due_by])
+
+    def ordered(self, v4_keys: list[bytes], v6_keys: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Keys listed from the tables in the order their connections were made, then any never
+        followed, in byte order: a capture's final drain ends its connections, and writes their
+        rows, in one order however the tables' hashing laid them out."""
+        return self._in_order(self._v4, v4_keys), self._in_order(self._v6, v6_keys)
+
+    @staticmethod
+    def _in_order(followed: dict[bytes, int], listed: list[bytes]) -> list[bytes]:
+        present = set(listed)
+        return [key for key in followed if key in present] + sorted(present.difference(followed))
 
     def unknown(self, v4_keys: list[bytes], v6_keys: list[bytes]) -> int:
         """How many of the keys listed from the tables were never followed (0 unless a start was lost)."""
