@@ -1,6 +1,8 @@
 """uid._base62 writes the plain base-62 digits of a number, without leading zeros; the allocator
-holds a uid only while its connection lives."""
+holds a uid only while its connection lives, and its random bits, drawn from the OS a few hundred
+uids at a time, are never handed out twice: not across draws, allocators or a fork."""
 
+import os
 import random
 
 from cicd_audit.recorder.logs import uid
@@ -39,4 +41,30 @@ def test_ended_connections_leave_nothing_behind():
     for i in range(5000):
         assert alloc.for_conn(i) == alloc.for_conn(i)
         alloc.forget(i)
-    assert vars(alloc) == {"prefix": "C", "_by_conn": {}, "_ended_tunnels": {}}
+    assert (alloc._by_conn, alloc._ended_tunnels) == ({}, {})
+
+
+def test_random_bits_are_never_handed_out_twice():
+    first, second = uid.UidAllocator(), uid.UidAllocator()
+    draws = 3 * uid.UIDS_PER_DRAW + 7                 # across several draws from the OS
+    bits = [first._random_bits() for _ in range(draws)] + [second._random_bits() for _ in range(draws)]
+    assert len(set(bits)) == len(bits)
+    assert max(bits).bit_length() > 90               # all 96 bits are used
+
+
+def test_a_forked_child_draws_its_own_bits():
+    """A child holding its parent's undrawn bytes would repeat the parent's next uids."""
+    alloc = uid.UidAllocator()
+    alloc.for_conn(1)                       # the pool is filled before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, alloc.for_conn(2).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != alloc.for_conn(2)

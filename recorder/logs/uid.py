@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections import OrderedDict
 
 from cicd_audit.recorder.kernel.abi import PAIR_TUNNEL_ID
 
 # Uids of ended tunnels kept for the inner connections that end after them.
 TUNNEL_UIDS_KEPT = 65536
+# Uids' random bits drawn from the OS at a time: one getrandom call per this many uids. A call releases
+# the GIL, and beside a replay's frame thread each one cost ~5 us (bulk_replay.py).
+UIDS_PER_DRAW = 512
+_UID_BYTES = 12
+
+# Forks of this process so far: a child must not hand out the random bits its parent drew.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -42,18 +57,27 @@ class UidAllocator:
         self.prefix = prefix
         self._by_conn: dict[int, str] = {}
         self._ended_tunnels: OrderedDict[int, str] = OrderedDict()
+        self._random = b""          # the OS's random bytes not handed out yet, from _random_at on
+        self._random_at = 0
+        self._random_forks = _forks
 
     def for_conn(self, conn_id: int) -> str:
         uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
         if uid is None:
-            # One draw of 96 bits (one getrandom call), split as Zeek's 64 + 32.
-            bits = secrets.randbits(96)
+            bits = self._random_bits()          # 96 bits, split as Zeek's 64 + 32
             uid = self.prefix + _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
             if conn_id & PAIR_TUNNEL_ID:
                 self._keep_tunnel(conn_id, uid)   # never ends: kept as long as there is room
             else:
                 self._by_conn[conn_id] = uid
         return uid
+
+    def _random_bits(self) -> int:
+        at = self._random_at
+        if at >= len(self._random) or self._random_forks != _forks:
+            self._random, at, self._random_forks = os.urandom(_UID_BYTES * UIDS_PER_DRAW), 0, _forks
+        self._random_at = at + _UID_BYTES
+        return int.from_bytes(self._random[at:at + _UID_BYTES], "big")
 
     def _keep_tunnel(self, conn_id: int, uid: str) -> None:
         self._ended_tunnels[conn_id] = uid
