@@ -22,7 +22,6 @@ from cicd_audit import compiled
 from cicd_audit.recorder.logs.dns import message as dns_message
 from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 
-
 READERS = ("_read_name", "_read_question", "_read_rr_header", "_read_plain_message")
 
 
