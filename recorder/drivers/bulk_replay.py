@@ -128,11 +128,15 @@ def _take_chunk(replay: Replay, replayer, frame_thread: Executor, chunk: bytes,
         if replay.flag.stop:
             program.poll()
             return None, offset, records
-        # The kernel runs the next frames while Python handles the events of the frames before
-        # them: those that may wait, taken at the last stop.
-        running = frame_thread.submit(replayer.run, chunk, offset, replay.next_sweep, BUDGET_RECORDS)
-        program.backlog.handle_all()
-        stop, offset = running.result()
+        args = (chunk, offset, replay.next_sweep, BUDGET_RECORDS)
+        if program.backlog.events:
+            # The kernel runs the next frames while Python handles the events of the frames before
+            # them: those that may wait, taken at the last stop.
+            running = frame_thread.submit(replayer.run, *args)
+            program.backlog.handle_all()
+            stop, offset = running.result()
+        else:
+            stop, offset = replayer.run(*args)     # nothing to handle meanwhile: no thread to wake
         records += replayer.records
         replay.packets += replayer.frames
         replay.last_ns = max(replay.last_ns, replayer.last_ns)
