@@ -10,7 +10,7 @@ from cicd_audit.recorder.kernel.abi import PAIR_TUNNEL_ID
 # Uids of ended tunnels kept for the inner connections that end after them.
 TUNNEL_UIDS_KEPT = 65536
 # Uids' random bits drawn from the OS at a time: one getrandom call per this many uids. A call releases
-# the GIL, and beside a replay's frame thread each one cost ~5 us (bulk_replay.py).
+# the GIL, which beside a replay's frame thread (bulk_replay.py) made it one of the dearest steps of a uid.
 UIDS_PER_DRAW = 512
 _UID_BYTES = 12
 
