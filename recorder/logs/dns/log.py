@@ -1,8 +1,9 @@
 """dns.log rows for one connection, as Zeek 9.1's base/protocols/dns/main.zeek writes them.
 
 :class:`DnsConnectionLog` plays the part of Zeek's DNS analyzer plus the DNS
-script for one connection: it walks each message with
-:func:`~cicd_audit.recorder.logs.dns.message.interpret`, replays the events Zeek
+script for one connection: it reads each message as
+:func:`~cicd_audit.recorder.logs.dns.message.interpret` does (its checks, then
+``plain_message`` or ``walk``), replays the events Zeek
 would raise (dns_message, dns_request, dns_rejected, the RR reply events,
 dns_end) through a transcription of main.zeek's state machine (one
 ``pending_query`` fast path, queues of pending queries and replies per
@@ -25,13 +26,12 @@ from cicd_audit.zeeklog.schema import load_schema
 from .message import (
     HEADER_LEN,
     NETBIOS_PORT,
-    DnsParseError,
     Header,
     ParseOptions,
     accepted_opcode,
     decode_netbios_name,
-    interpret,
     plain_message,
+    walk,
 )
 from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
 from .render import ADDRESS_EVENTS, LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
@@ -386,13 +386,8 @@ class DnsConnectionLog:
         self._first_message = False
 
         if msg is None:
-            try:
-                msg = interpret(data, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
-                                transport=self.proto, server=str(self._conn.resp_h),
-                                options=self.options, header=header)
-            except DnsParseError as e:      # cannot happen after the checks above; keep the promise
-                self._weird(ts, e.weird or e.reason, e.addl)
-                return
+            msg = walk(data, header, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
+                       transport=self.proto, server=str(self._conn.resp_h), options=self.options)
         for name, addl in msg.weirds:
             self._weird(ts, name, addl)
         if msg.limit_reached:

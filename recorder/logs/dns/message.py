@@ -19,6 +19,9 @@ Public API
 ``plain_message(data, options) -> DnsMessage | None``
     The message read whole in C when it is plain (what almost every lookup
     is); None when the walk must read it. ``interpret`` tries it first.
+``walk(data, header, ...) -> DnsMessage``
+    The walk alone, for a caller that made interpret's checks and tried
+    plain_message itself.
 ``decode_netbios_name(name) -> str``
     Zeek's ``decode_netbios_name`` (RFC 1001 14.1 first-level decoding).
 
@@ -448,6 +451,14 @@ def interpret(data: bytes, *, is_netbios: bool = False, resp_port: int | None = 
         msg = plain_message(data, options, header)
         if msg is not None:
             return msg
+    return walk(data, header, is_netbios=is_netbios, resp_port=resp_port, transport=transport, server=server,
+                options=options)
+
+
+def walk(data: bytes, header: Header, *, is_netbios: bool, resp_port: int | None, transport: str,
+         server: str | None, options: ParseOptions) -> DnsMessage:
+    """The walk alone, for a message whose length and opcode Zeek accepts (interpret checked them,
+    or the caller did) and that plain_message did not read."""
     msg = DnsMessage(header=header, is_netbios=is_netbios)
     _Interpreter(data, msg, resp_port, transport, server, options).run()
     return msg
