@@ -56,6 +56,16 @@ struct name {
     Py_ssize_t len;
 };
 
+static unsigned get16(const uint8_t *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static unsigned long get32(const uint8_t *p)
+{
+    return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+}
+
 /* 1: read; 0: not the plain case (the caller's state untouched). */
 static int read_labels(const uint8_t *data, Py_ssize_t end, Py_ssize_t *pos_io, Py_ssize_t *left_io,
                        struct name *name, Py_ssize_t size, int downcase, int depth, int max_depth)
@@ -157,9 +167,7 @@ static PyObject *read_question(PyObject *self, PyObject *args)
     const uint8_t *p = name_then_fixed(data, &pos, &left, size, 0, 0, max_depth, 4, &name);
     if (!p)
         Py_RETURN_NONE;
-    unsigned qtype = (unsigned)p[0] << 8 | p[1];
-    unsigned qclass = (unsigned)p[2] << 8 | p[3];
-    return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos, left, qtype, qclass);
+    return Py_BuildValue("(y#nnII)", (const char *)name.text, name.len, pos, left, get16(p), get16(p + 2));
 }
 
 static PyObject *read_rr_header(PyObject *self, PyObject *args)
@@ -174,11 +182,8 @@ static PyObject *read_rr_header(PyObject *self, PyObject *args)
     const uint8_t *p = name_then_fixed(data, &pos, &left, size, 1, 0, max_depth, 10, &name);
     if (!p)
         Py_RETURN_NONE;
-    unsigned rtype = (unsigned)p[0] << 8 | p[1];
-    unsigned rclass = (unsigned)p[2] << 8 | p[3];
-    unsigned long ttl = (unsigned long)p[4] << 24 | (unsigned long)p[5] << 16 | (unsigned long)p[6] << 8 | p[7];
-    unsigned rdlength = (unsigned)p[8] << 8 | p[9];
-    return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos, left, rtype, rclass, ttl, rdlength);
+    return Py_BuildValue("(y#nnIIkI)", (const char *)name.text, name.len, pos, left, get16(p), get16(p + 2),
+                         get32(p + 4), get16(p + 8));
 }
 
 #define HEADER_LEN 12
@@ -187,11 +192,6 @@ static PyObject *read_rr_header(PyObject *self, PyObject *args)
 #define T_CNAME 5
 #define T_PTR 12
 #define T_AAAA 28
-
-static unsigned get16(const uint8_t *p)
-{
-    return (unsigned)p[0] << 8 | p[1];
-}
 
 /* The bytes Zeek holds, as wire.wire_str decodes them: UTF-8, any other byte a lone surrogate. */
 static PyObject *wire_str(const struct name *name)
@@ -308,7 +308,7 @@ static PyObject *read_plain_message(PyObject *self, PyObject *args)
         if (!p)
             goto not_plain;
         unsigned rtype = get16(p), rclass = get16(p + 2), rdlength = get16(p + 8);
-        unsigned long ttl = (unsigned long)p[4] << 24 | (unsigned long)p[5] << 16 | (unsigned long)p[6] << 8 | p[7];
+        unsigned long ttl = get32(p + 4);
         if (rdlength == 0 || (Py_ssize_t)rdlength > left)
             goto not_plain;           /* DNS_zero_rdlength, DNS_truncated_RR_rdlength_lt_len, or the walk's quirks */
         PyObject *value = plain_rdata(data, &pos, &left, size, max_depth, rtype, rdlength);
