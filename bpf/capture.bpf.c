@@ -123,6 +123,7 @@ struct ca_scratch {
 	struct ca_tunnel_event tunnels[CA_TUNNEL_MAX_DEPTH];
 	__u32 tunnels_unannounced;
 	__u32 pulled;              /* ca_packet already made the headers linear for this skb */
+	struct ca_amsdu amsdu;     /* the A-MSDU whose subframes are being read (tunnel.h) */
 };
 BPF_PERCPU_ARRAY(scratch, struct ca_scratch, 1);
 #include "clock.h"
@@ -1286,6 +1287,8 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 		return CA_PASS;
 	pulled = s->pulled;
 	s->pulled = 0;
+	if (!inner)             /* what an earlier packet's A-MSDU left is not this one's */
+		s->amsdu.active = 0;
 	p = &s->pkt;
 	__builtin_memset(p, 0, sizeof(*p));
 	ca_packet_clock(skb, &s->clock, p);
@@ -1319,6 +1322,12 @@ static __always_inline int ca_entry(struct __sk_buff *skb, const int egress, con
 			ca_count(CA_STAT_PACKETS, p->segs);
 		ca_count(CA_STAT_PARSE_ERRORS, 1);
 		ca_emit_weird(p, 0, weird, 0);
+		if (inner && s->amsdu.active && depth == s->amsdu.depth) {
+			/* Zeek's 802.11 analyzer stops at a subframe its IP analyzer refused. */
+			s->amsdu.next = 0;
+			p->depth -= 1;
+			ca_emit_weird(p, 0, CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET, 0);
+		}
 		return CA_PASS;
 	}
 #if CA_PCAP_MODE
@@ -1388,6 +1397,29 @@ int ca_egress(struct __sk_buff *skb)
 }
 #endif
 
+/* Where a packet's processing ends (every stage's last word): an A-MSDU
+ * subframe's packet done, the decap stage runs again for the next. The
+ * packet's verdict is its subframes' together: dropped if one was. */
+static __always_inline int ca_amsdu_next(struct __sk_buff *skb, struct ca_scratch *s, int verdict)
+{
+	struct ca_amsdu *a = &s->amsdu;
+
+	if (ca_likely(!a->active))
+		return verdict;
+	if (verdict == CA_DROP)
+		a->drop = 1;
+	if (a->next) {
+		a->resume = 1;
+		stages.call(skb, CA_STAGE_DECAP);
+		/* Out of tail calls: what is left is reported, not read. */
+		a->resume = 0;
+		s->pkt.depth = a->depth - 1;
+		ca_emit_weird(&s->pkt, 0, CA_WEIRD_AMSDU_REST_UNREAD, a->end - a->next);
+	}
+	a->active = 0;
+	return a->drop ? CA_DROP : verdict;
+}
+
 /* TCP: the connection and Zeek's endpoint state machine. */
 int ca_tcp(struct __sk_buff *skb)
 {
@@ -1396,7 +1428,7 @@ int ca_tcp(struct __sk_buff *skb)
 
 	if (!s)
 		return CA_PASS;
-	return ca_track(skb, &s->pkt, 1, 1);
+	return ca_amsdu_next(skb, s, ca_track(skb, &s->pkt, 1, 1));
 }
 
 static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key)
@@ -1407,11 +1439,34 @@ static __always_inline struct ca_conn *ca_conn_find(struct ca_conn_key *key)
 	return ca_conn_lookup(key, &ref);
 }
 
+/* The A-MSDU subframe at s->amsdu.next, its weirds raised about the frame
+ * (p->depth is its GRE packet's): the link of its payload, *inner at it. */
+static __always_inline int ca_amsdu_read(struct __sk_buff *skb, struct ca_scratch *s, struct ca_packet *p,
+					 __u32 *inner)
+{
+	struct ca_amsdu *a = &s->amsdu;
+	__u32 weird = 0, detail = 0;
+	int link;
+
+	/* The subframe's headers must be in the linear area, as the outer ones are. */
+	if (skb->len > skb->data_end - skb->data)
+		bpf_skb_pull_data(skb, skb->len < a->next + CA_LINEAR_HEADROOM ? skb->len : a->next + CA_LINEAR_HEADROOM);
+	link = ca_amsdu_subframe(skb, a, inner, &weird, &detail);
+	if (weird) {
+		ca_emit_weird(p, 0, weird, detail);
+		if (weird == CA_WEIRD_TRUNCATED_802_11_LLC_HEADER)
+			ca_emit_weird(p, 0, CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET, 0);
+	}
+	return link;
+}
+
 /* A tunnel's packet, its connection (or IP tunnel) just updated by ca_track:
  * the inner packet goes through the very same parser and state machines, as
  * a packet of its own. The outer packet passes if nothing is inside (what
  * ca_track decides for a connection that is not blocked); otherwise the
- * inner packet's verdict is the packet's. */
+ * inner packet's verdict is the packet's. An A-MSDU's subframes are inner
+ * packets one after another: this stage runs again for each after the
+ * first (ca_amsdu_next). */
 int ca_decap(struct __sk_buff *skb)
 {
 	__u32 zero = 0, inner = 0;
@@ -1424,21 +1479,48 @@ int ca_decap(struct __sk_buff *skb)
 	if (!s)
 		return CA_PASS;
 	p = &s->pkt;
-	c = ca_conn_find(&p->key);
-	if (!c)
-		return CA_PASS;
-	if (p->key.ip_proto == CA_IPPROTO_UDP)
-		link = ca_udp_decapsulate(skb, s, p, c, &inner);
-	else
-		link = ca_ip_decapsulate(skb, s, p, c, &inner);
+	if (s->amsdu.resume) {
+		/* p is the last subframe's packet: the frame's own place again. */
+		s->amsdu.resume = 0;
+		s->tunnel_parent = s->amsdu.parent;
+		p->depth = s->amsdu.depth - 1;
+		p->egress = s->amsdu.egress;
+		link = ca_amsdu_read(skb, s, p, &inner);
+	} else {
+		c = ca_conn_find(&p->key);
+		if (!c)
+			return CA_PASS;
+		if (p->key.ip_proto == CA_IPPROTO_UDP)
+			link = ca_udp_decapsulate(skb, s, p, c, &inner);
+		else
+			link = ca_ip_decapsulate(skb, s, p, c, &inner);
+		if (ca_unlikely(link == CA_INNER_AMSDU)) {
+			struct ca_amsdu *a = &s->amsdu;
+			__u32 end = p->key.ip_proto == CA_IPPROTO_UDP ? p->payload_off + p->payload_len :
+									  p->l4_off + p->l4_len;
+			if (a->active) {
+				/* An A-MSDU inside another's subframe: one is read at a time. */
+				ca_emit_weird(p, 0, CA_WEIRD_AMSDU_REST_UNREAD, end - inner);
+				return CA_PASS;
+			}
+			a->active = 1;
+			a->drop = 0;
+			a->next = inner;
+			a->end = end;
+			a->parent = s->tunnel_parent;
+			a->depth = p->depth + 1;
+			a->egress = p->egress;
+			link = ca_amsdu_read(skb, s, p, &inner);
+		}
+	}
 	if (link == CA_INNER_NONE)
-		return CA_PASS;
+		return ca_amsdu_next(skb, s, CA_PASS);
 	egress = p->egress;
 	depth = p->depth + 1;
 	/* The inner headers must be in the linear area, as the outer ones are. */
 	if (skb->len > skb->data_end - skb->data)
 		bpf_skb_pull_data(skb, skb->len < inner + CA_LINEAR_HEADROOM ? skb->len : inner + CA_LINEAR_HEADROOM);
-	return ca_entry(skb, egress, 1, inner, link == CA_INNER_IP, depth);
+	return ca_amsdu_next(skb, s, ca_entry(skb, egress, 1, inner, link == CA_INNER_IP, depth));
 }
 
 #if CA_BLOCK
@@ -1454,17 +1536,26 @@ static __always_inline struct ca_scratch *ca_scratch_get(void)
  * then the name's verdict, then (answers) learning. */
 int ca_dns_policy(struct __sk_buff *skb)
 {
-	return ca_dns_policy_stage(skb);
+	int verdict = ca_dns_policy_stage(skb);
+	struct ca_scratch *s = ca_scratch_get();
+
+	return s ? ca_amsdu_next(skb, s, verdict) : verdict;
 }
 
 int ca_dns_name(struct __sk_buff *skb)
 {
-	return ca_dns_name_stage(skb);
+	int verdict = ca_dns_name_stage(skb);
+	struct ca_scratch *s = ca_scratch_get();
+
+	return s ? ca_amsdu_next(skb, s, verdict) : verdict;
 }
 
 int ca_dns_learn(struct __sk_buff *skb)
 {
-	return ca_dns_learn_stage(skb);
+	int verdict = ca_dns_learn_stage(skb);
+	struct ca_scratch *s = ca_scratch_get();
+
+	return s ? ca_amsdu_next(skb, s, verdict) : verdict;
 }
 #endif
 

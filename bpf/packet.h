@@ -11,6 +11,8 @@
 
 #define CA_ETH_P_IP     0x0800
 #define CA_ETH_P_IPV6   0x86DD
+#define CA_ETH_P_ARP    0x0806
+#define CA_ETH_P_RARP   0x8035
 #define CA_ETH_P_8021Q  0x8100
 #define CA_ETH_P_8021AD 0x88A8
 #define CA_ETH_P_QINQ1  0x9100   /* pre-standard QinQ outer tag */
@@ -92,7 +94,8 @@ enum ca_parse_result {
 	CA_PARSE_WEIRD = 2,        /* malformed: *weird holds the code */
 };
 
-#define CA_MAX_HDR_OFF 511          /* no header we read starts later than this (the mask below) */
+#define CA_MAX_HDR_OFF 16383        /* no header we read starts later than this (the mask below): past an
+				     * A-MSDU's subframes of full-sized packets */
 #define CA_LINEAR_HEADROOM 192      /* bytes of headers ca_packet() makes linear */
 
 /* Hides a value's range from clang, so a check on it is kept and made on the
@@ -106,7 +109,7 @@ enum ca_parse_result {
  * packet"). The mask changes nothing for an offset within CA_MAX_HDR_OFF. */
 static __always_inline __u32 ca_bounded_off(__u32 off)
 {
-	asm volatile("%0 &= 511" : "+r"(off));
+	asm volatile("%0 &= 16383" : "+r"(off));
 	return off;
 }
 

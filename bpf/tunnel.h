@@ -45,6 +45,23 @@
 #define CA_INNER_NONE 0
 #define CA_INNER_ETHERNET 1
 #define CA_INNER_IP 2
+#define CA_INNER_AMSDU 3           /* an 802.11 A-MSDU's subframes, read one at a time (ca_amsdu_subframe) */
+
+/* An A-MSDU while its subframes are read: each is a packet of its own, so
+ * after one is done the decap stage runs again for the next (capture.bpf.c,
+ * ca_amsdu_next). Zeek's IEEE802_11 analyzer reads them in one loop, each
+ * with the encapsulation the frame had. */
+struct ca_amsdu {
+	__u32 next;        /* offset of the next subframe; 0: none left */
+	__u32 end;         /* where the 802.11 frame ends */
+	__u64 parent;      /* the tunnel around the frame (the scratch's tunnel_parent) */
+	__u8 active;       /* this packet's A-MSDU is being read; cleared as each packet starts */
+	__u8 resume;       /* the decap stage is to read the next subframe, not a tunnel's packet */
+	__u8 drop;         /* a subframe's verdict was to drop the packet */
+	__u8 depth;        /* the tunnels around the subframes' packets */
+	__u8 egress;
+	__u8 pad[3];
+};
 
 static __always_inline int ca_is_udp_tunnel_port(__u16 port)
 {
@@ -206,19 +223,36 @@ static __always_inline int ca_ayiya(struct __sk_buff *skb, __u32 off, __u32 len,
 	return CA_INNER_IP;
 }
 
+/* An 802.11 frame's LLC/SNAP header at off, len bytes on (Zeek's
+ * HandleInnerPacket): CA_INNER_IP with *inner past it when IP follows. */
+static __always_inline int ca_llc_snap(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
+{
+	__u8 *llc = ca_hdr_at(skb, off, 8);
+	__u16 type;
+
+	if (len < 8 || !llc) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_LLC_HEADER;
+		return CA_INNER_NONE;
+	}
+	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5])
+		return CA_INNER_NONE;              /* not SNAP-encapsulated Ethernet */
+	type = (__u16)llc[6] << 8 | llc[7];
+	if (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6)
+		return CA_INNER_NONE;              /* ARP, or nothing Zeek forwards */
+	*inner = off + 8;
+	return CA_INNER_IP;
+}
+
 /* IEEE 802.11 at off, len bytes, as Zeek's IEEE802_11 analyzer reads it
  * (after Aruba's GRE): a data frame's LLC/SNAP payload when it is IP, with
  * *inner at the IP header; management and control frames, subtypes without
- * data and protected frames carry nothing it reads. Of an A-MSDU only the
- * first subframe is read (one inner packet per packet): *rest is set to the
- * bytes after it, which the caller reports. */
-static __always_inline int ca_ieee802_11(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner,
-					 __u32 *weird, __u32 *rest)
+ * data and protected frames carry nothing it reads. An A-MSDU gives
+ * CA_INNER_AMSDU, *inner at its first subframe. */
+static __always_inline int ca_ieee802_11(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
 {
-	__u8 *f = ca_hdr_at(skb, off, 2), *b, *llc;
-	__u32 hlen = 24, body;
+	__u8 *f = ca_hdr_at(skb, off, 2), *b;
+	__u32 hlen = 24;
 	int amsdu = 0;
-	__u16 type;
 
 	if (!f || len <= hlen) {
 		*weird = CA_WEIRD_TRUNCATED_802_11_HEADER;
@@ -245,39 +279,69 @@ static __always_inline int ca_ieee802_11(struct __sk_buff *skb, __u32 off, __u32
 			return CA_INNER_NONE;
 		}
 	}
-	body = len - hlen;
-	if (amsdu) {
-		/* A subframe: destination, source, length, then LLC. */
-		if (body < 14) {
-			*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER;
-			return CA_INNER_NONE;
-		}
-		b = ca_hdr_at(skb, off + hlen + 12, 2);
-		if (!b)
-			return CA_INNER_NONE;
-		body = (__u32)b[0] << 8 | b[1];
-		if (len - hlen < body + 14) {
-			*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET;
-			return CA_INNER_NONE;
-		}
-		hlen += 14;
-		*rest = len - hlen - body;
-	}
-	llc = ca_hdr_at(skb, off + hlen, 8);
-	if (body < 8 || !llc) {
-		*weird = amsdu ? CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET : CA_WEIRD_TRUNCATED_802_11_LLC_HEADER;
+	*inner = off + hlen;
+	if (amsdu)
+		return CA_INNER_AMSDU;
+	return ca_llc_snap(skb, off + hlen, len - hlen, inner, weird);
+}
+
+/* The A-MSDU subframe at a->next (Zeek's loop in IEEE802_11Analyzer): a
+ * 14-byte header (destination, source, length), then LLC/SNAP. a->next moves
+ * on to the subframe after it, past the (length % 4) bytes of padding Zeek
+ * skips, or to 0 when none is left or Zeek stops here. Returns the link of
+ * its payload with *inner set; CA_INNER_NONE for one with nothing to read
+ * (ARP), and with *weird set where Zeek stops: a subframe cut short, or one
+ * whose payload it cannot forward (an LLC header cut short stops it with two
+ * weirds, *weird the first; the caller adds the second). Headers the skb
+ * does not hold (a replayed frame is cut at what one test run takes) stop
+ * the walk too, their bytes reported. */
+static __always_inline int ca_amsdu_subframe(struct __sk_buff *skb, struct ca_amsdu *a, __u32 *inner,
+					     __u32 *weird, __u32 *detail)
+{
+	__u32 at = a->next, len = a->end > at ? a->end - at : 0, body, after, pad;
+	__u8 *h, *llc;
+	__u16 type;
+
+	a->next = 0;
+	if (len < 14) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER;
 		return CA_INNER_NONE;
 	}
-	type = (__u16)llc[6] << 8 | llc[7];
-	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5]) {
-		if (amsdu)
-			*weird = CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET;
-		return CA_INNER_NONE;              /* not SNAP-encapsulated Ethernet */
+	h = ca_hdr_at(skb, at + 12, 2);
+	if (!h)
+		goto unread;
+	body = (__u32)h[0] << 8 | h[1];
+	if (len < body + 14) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET;
+		return CA_INNER_NONE;
 	}
-	if (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6)
-		return CA_INNER_NONE;              /* ARP, or nothing Zeek forwards */
-	*inner = off + hlen + 8;
+	if (body < 8) {
+		*weird = CA_WEIRD_TRUNCATED_802_11_LLC_HEADER;
+		return CA_INNER_NONE;
+	}
+	llc = ca_hdr_at(skb, at + 14, 8);
+	if (!llc)
+		goto unread;
+	type = (__u16)llc[6] << 8 | llc[7];
+	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5] ||
+	    (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6 && type != CA_ETH_P_ARP && type != CA_ETH_P_RARP)) {
+		*weird = CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET;
+		return CA_INNER_NONE;
+	}
+	after = 14 + body;
+	pad = body % 4;
+	if (len - after >= pad)
+		after += pad;
+	if (len > after)
+		a->next = at + after;
+	if (type == CA_ETH_P_ARP || type == CA_ETH_P_RARP)
+		return CA_INNER_NONE;              /* Zeek's ARP analyzer's: no connection */
+	*inner = at + 22;
 	return CA_INNER_IP;
+unread:
+	*weird = CA_WEIRD_AMSDU_REST_UNREAD;
+	*detail = len;
+	return CA_INNER_NONE;
 }
 
 /* Aruba's GRE protocol types, as Zeek's GRE analyzer tells them: an 802.11 frame follows. */
@@ -325,7 +389,7 @@ static __always_inline __u32 ca_inner_ip_weird(struct __sk_buff *skb, const stru
 
 /* GRE (RFC 2784, RFC 2637 for version 1) at off, len bytes: the inner link
  * type with *inner at its start, or CA_INNER_NONE; *weird is set for what
- * it refuses, and for an A-MSDU's bytes left unread (*detail: how many). */
+ * it refuses. */
 static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird,
 				  __u32 *detail)
 {
@@ -385,17 +449,11 @@ static __always_inline int ca_gre(struct __sk_buff *skb, __u32 off, __u32 len, _
 		}
 		hlen += (e[0] & 1) ? 20 : 12;
 	} else if (ca_gre_is_aruba(proto)) {
-		__u32 rest = 0;
 		if (len <= hlen) {
 			*weird = CA_WEIRD_TRUNCATED_GRE;
 			return CA_INNER_NONE;
 		}
-		link = ca_ieee802_11(skb, off + hlen, len - hlen, inner, weird, &rest);
-		if (rest && !*weird) {             /* whether or not the first subframe was read */
-			*weird = CA_WEIRD_AMSDU_REST_UNREAD;
-			*detail = rest;
-		}
-		return link;
+		return ca_ieee802_11(skb, off + hlen, len - hlen, inner, weird);
 	}
 	if (len < hlen + (link == CA_INNER_ETHERNET ? 14 : 1)) {
 		*weird = CA_WEIRD_TRUNCATED_GRE;

@@ -260,7 +260,7 @@ or IPv6 inside), GTPv1-U G-PDUs (2152 and 2123, with sequence numbers and extens
 header; bubbles, IPv6 with no next header, make no connection, as for Zeek), GRE version 0
 (IP, transparent Ethernet bridging, ERSPAN I, II and III, and Aruba's protocol types, whose 802.11
 data frames carry IP after an LLC/SNAP header: Zeek's IEEE802_11 analyzer's reading, with its
-weirds; of an A-MSDU only the first subframe is read, the rest reported)
+weirds; each of an A-MSDU's subframes is a packet of its own, as Zeek reads them)
 and version 1 (PPTP's PPP with IP), GRE over UDP (4754), and IP in IP (protocols 4 and 41: IPv4 and
 IPv6 either way). As in Zeek:
 
@@ -290,8 +290,11 @@ IPv6 either way). As in Zeek:
 Where it differs: two parents are kept per connection (the first and the latest; Zeek keeps every
 one it was told of, at most 6); an IP
 tunnel's `Tunnel::EXPIRE` (an hour without a new inner connection) is not written; inner headers
-must start within the first 511 bytes of the frame (an AYIYA identity of 2^9 bytes or more is not
-opened; Zeek's ayiya-large-identity trace, 2^8, is); Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
+must start within the first 16,383 bytes of the frame, and in a replay within the 3,712 bytes of it
+that one test run takes (an AYIYA identity of 2^12 bytes or more is not opened there; Zeek's
+ayiya-large-identity trace, 2^8, is); an A-MSDU subframe whose headers lie past that, or past the 33
+tail calls one packet's processing may make (about 30 subframes), is reported with its bytes as
+`cicd_audit_802_11_amsdu_rest_unread`; Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
 analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
 connection's first packet only, so no work is added to any other packet (a relay connection whose
 first packet is not recognisable stays one UDP connection). Teredo's test looks at the first 40 bytes,

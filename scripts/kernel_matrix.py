@@ -22,7 +22,8 @@ The guest suite (each check prints one `CHECK name ok|FAIL detail` line):
             fields found in the guest kernel's BTF (tests/test_exec_hooks.py)
   udp       connected UDP sockets filed once per connect by the fentry hook (IPv4, IPv6,
             an IPv4 peer of an IPv6 socket, a reconnect), the per-packet program left off
-  pcap      `record --pcap` of ../shared/zeek-oracle/wikipedia matches Zeek's logs
+  pcap      `record --pcap` of ../shared/zeek-oracle/wikipedia matches Zeek's logs; an A-MSDU's
+            subframes and a sweep request, each a chain of tail calls
   live      `record` in a network-namespace lab: curl's and Python's rows name their process
   block     `record --block` there: an allowed name connects, a raw address and an
             unlisted name are refused (NXDOMAIN from the recorder), both logged
@@ -322,6 +323,9 @@ PYTEST_CHECKS = {
     "exec": ["test_exec_hooks.py"],
     "pcap": ["test_oracle.py::test_matches_zeek[wikipedia]", "test_oracle.py::test_dns_uids_join_conn_rows[wikipedia]",
              "test_bulk_replay.py::test_pcapng_with_sections_interfaces_and_other_blocks_writes_the_reference_logs",
+             # an A-MSDU's subframes, each a run of the decap stage, up to the kernel's tail-call limit
+             "test_tunnels.py::test_every_subframe_of_an_aruba_a_msdu_is_a_packet_of_its_own",
+             "test_tunnels.py::test_subframes_past_what_one_packet_s_tail_calls_reach_are_reported",
              # a full sweep request: 31 tail calls, within every kernel's limit
              "test_conn_tables.py::test_a_sweep_request_runs_a_key_a_tail_call_and_a_request_cut_short_is_sent_again_"
              "in_halves[whole-requests]"],

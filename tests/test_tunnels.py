@@ -167,14 +167,16 @@ def test_ip_tunnel_rows_name_a_tunnel_that_is_no_connection(tmp_path, plain, nam
     assert parents.isdisjoint(r["uid"] for r in rows)
 
 
-def test_inner_headers_far_into_the_frame_are_read(tmp_path):
+@pytest.mark.parametrize("exponent", [8, 11])
+def test_inner_headers_far_into_the_frame_are_read(tmp_path, exponent):
     """An AYIYA identity of 2^8 bytes (Zeek's ayiya-large-identity trace): the inner IPv6 header
-    starts 326 bytes into the frame, past the 256 the program once read headers to."""
+    starts 326 bytes into the frame, past the 256 the program once read headers to. One of 2^11:
+    2,118 bytes in, past the 511 it read them to later."""
     inner = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=40000, dport=40001) / b"ping")
-    identity, signature = b"\x5a" * 256, b"\x00" * 20
-    ayiya = bytes([0x81, 0x52, 0x11, 41]) + struct.pack("!I", 0) + identity + signature
+    identity, signature = b"\x5a" * 2 ** exponent, b"\x00" * 20
+    ayiya = bytes([exponent << 4 | 1, 0x52, 0x11, 41]) + struct.pack("!I", 0) + identity + signature
     frame = _outer_udp(ayiya + inner, 12345, 5072)
-    assert len(frame) - len(inner) == 326
+    assert len(frame) - len(inner) == 70 + 2 ** exponent
     rows, _ = record([frame], tmp_path)
     outer = next(r for r in rows if str(r["id.orig_h"]) == A)
     tunnelled = next(r for r in rows if str(r["id.orig_h"]) == "fd00::1")
@@ -182,29 +184,97 @@ def test_inner_headers_far_into_the_frame_are_read(tmp_path):
     assert (tunnelled["orig_ip_bytes"], tunnelled["history"]) == (len(inner), "D")
 
 
-def test_an_aruba_a_msdu_s_first_subframe_is_read_and_the_rest_reported(tmp_path):
-    """One inner packet per packet: an A-MSDU's first subframe is read, and the bytes of the others
-    are a recorder weird (Zeek reads every subframe)."""
+def _subframe(body: bytes, last: bool = False) -> bytes:
+    """An A-MSDU subframe: destination, source, length, body, then the (length % 4) bytes of padding
+    Zeek skips after every subframe but the last."""
+    return bytes(range(12)) + struct.pack("!H", len(body)) + body + (b"" if last else bytes(len(body) % 4))
+
+
+def _amsdu(*bodies: bytes, tail: bytes = b"") -> bytes:
+    """An A-MSDU in Aruba's GRE, one subframe per body."""
+    subframes = b"".join(_subframe(body, last=i == len(bodies) - 1) for i, body in enumerate(bodies))
+    return _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(subframes + tail, amsdu=True))
+
+
+ARP_LLC = b"\xaa\xaa\x03\x00\x00\x00\x08\x06" + bytes(28)
+COUNTS = ("orig_pkts", "orig_ip_bytes", "orig_bytes", "resp_pkts", "resp_ip_bytes", "resp_bytes", "history",
+          "conn_state")
+
+
+def test_every_subframe_of_an_aruba_a_msdu_is_a_packet_of_its_own(tmp_path, plain):
+    """Zeek's 802.11 analyzer forwards each subframe; an ARP one makes no connection and the walk goes on."""
+    ips = _exchange()
+    assert any(len(_snap(ip)) % 4 for ip in ips)                 # some subframes are padded
+    # No connection has all its packets in one frame: a packet's time is its frame's, and Zeek writes no
+    # duration and no bytes for a connection of zero duration.
+    frames = [_amsdu(*map(_snap, ips[a:b])) for a, b in ((0, 3), (3, 6), (6, 9), (9, 11), (11, 12))]
+    frames.append(_amsdu(ARP_LLC, _snap(ips[8])))
+    rows, out = record(frames, tmp_path)
+    counts = {(str(r["id.orig_h"]), r["id.orig_p"]): [r[k] for k in COUNTS] for r in rows}
+    expected = {(str(r["id.orig_h"]), r["id.orig_p"]): [r[k] for k in COUNTS] for r in plain}
+    udp = ("10.1.0.1", 50000)
+    expected[udp][0:3] = [2, 2 * expected[udp][1], 2 * expected[udp][2]]     # the ARP frame's IP packet
+    expected[udp][6] = "Dd"
+    assert counts == expected
+    assert len({p for r in rows for p in r["tunnel_parents"]}) == 1
+    assert not (out / "weird.log").exists() or _weirds(out) == []
+
+
+def test_an_a_msdu_is_read_up_to_where_zeek_stops(tmp_path):
+    """Zeek stops at a subframe it cannot read, with its weird about the frame; the ones before count."""
     first, second = _exchange()[8], _exchange()[9]
+    stray = _snap(first)
+    cases = {
+        "not SNAP": (_amsdu(_snap(first), b"\x42\x42\x03" + bytes(30), _snap(second)),
+                     ["invalid_802_11_amsdu_inner_packet"]),
+        "no analyzer for the ethertype": (_amsdu(_snap(first), stray[:6] + b"\x88\xcc" + bytes(20), _snap(second)),
+                                          ["invalid_802_11_amsdu_inner_packet"]),
+        "LLC cut short": (_amsdu(_snap(first), b"\xaa\xaa\x03\x00", _snap(second)),
+                          ["truncated_802_11_llc_header", "invalid_802_11_amsdu_inner_packet"]),
+        "a length past the frame": (_amsdu(_snap(first), tail=bytes(12) + struct.pack("!H", 500) + bytes(8)),
+                                    ["truncated_802_11_amsdu_packet"]),
+        "a header cut short": (_amsdu(_snap(first), tail=bytes(13)), ["truncated_802_11_amsdu_header"]),
+        "an IP header Zeek refuses": (_amsdu(_snap(first), stray[:8] + bytes([0x75]) + _snap(second)[9:],
+                                             _snap(second)),
+                                      ["unknown_ip_version", "invalid_802_11_amsdu_inner_packet"]),
+    }
+    for name, (frame, weirds) in cases.items():
+        rows, out = record([frame], tmp_path / name.replace(" ", "-"))
+        assert [(str(r["id.orig_h"]), r["orig_pkts"], r["resp_pkts"]) for r in rows] == [("10.1.0.1", 1, 0)], name
+        assert [w[5:] for w in _weirds(out)] == [(w + "_in_tunnel", None, "IP" if "ip" in w else "IEEE802_11")
+                                                 for w in weirds], name
 
-    def subframe(ip: bytes, pad: bool) -> bytes:
-        body = _snap(ip)
-        return bytes(range(12)) + struct.pack("!H", len(body)) + body + (bytes(-len(body) % 4) if pad else b"")
 
-    amsdu = _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(subframe(first, True) + subframe(second, False),
-                                                                 amsdu=True))
-    rows, out = record([amsdu], tmp_path)
-    assert [(str(r["id.orig_h"]), r["orig_pkts"]) for r in rows] == [("10.1.0.1", 1)]
+def test_subframes_of_full_sized_packets_are_read_far_into_the_frame(tmp_path):
+    """An A-MSDU of 1,100-byte packets: the last subframe's headers start 2,300 bytes in. A replay
+    runs at most 3,712 bytes of a frame (packet_runner.DEFAULT_MAX_DATA): a subframe whose headers
+    are past that is reported, with its bytes."""
+    v4 = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=50000, dport=9999) / bytes(1072))
+    v6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=50001, dport=9998) / bytes(1052))
+    frame = _amsdu(_snap(v4), _snap(v4), _snap(v6))
+    assert 2300 < len(frame) - len(_snap(v6)) and len(frame) < 3712
+    past_the_run = _amsdu(*[_snap(v4)] * 5)          # the fifth subframe starts 4,552 bytes in
+    rows, out = record([frame, past_the_run], tmp_path)
+    assert sorted((str(r["id.orig_h"]), r["orig_pkts"], r["orig_ip_bytes"]) for r in rows) == [
+        ("10.1.0.1", 2 + 4, 6 * 1100), ("fd00::1", 1, 1100)]
+    assert [w[5:7] for w in _weirds(out)] == [("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(v4))))]
+
+
+def test_subframes_past_what_one_packet_s_tail_calls_reach_are_reported(tmp_path):
+    """Each subframe after the first is another run of the decap stage, and a packet has 33 tail calls:
+    what is left after them is a recorder weird with its bytes, not lost without a word."""
+    ip = bytes(IP(src="10.1.0.1", dst="10.1.0.2") / UDP(sport=50000, dport=9999) / b"q")
+    body = _snap(ip)
+    count = 60
+    rows, out = record([_amsdu(*[body] * count)], tmp_path)
+    (row,) = rows
     (weird,) = _weirds(out)
-    assert weird[5:7] == ("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(second))))
-
-    # A first subframe that is not IP (ARP): the IP one after it is reported all the same.
-    arp = b"\xaa\xaa\x03\x00\x00\x00\x08\x06" + bytes(28)
-    arp_first = bytes(range(12)) + struct.pack("!H", len(arp)) + arp
-    amsdu = _outer_ip(47, struct.pack("!HH", 0, 0x8200) + _wlan(arp_first + subframe(second, False), amsdu=True))
-    rows, out = record([amsdu], tmp_path / "arp-first")
-    assert rows == []
-    assert [w[5:7] for w in _weirds(out)] == [("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(second))))]
+    assert weird[5] == "cicd_audit_802_11_amsdu_rest_unread"
+    per_subframe = len(_subframe(body))
+    unread = int(weird[6])
+    assert unread % per_subframe == per_subframe - len(body) % 4         # the last one is not padded
+    assert row["orig_pkts"] + -(-unread // per_subframe) == count
+    assert 20 < row["orig_pkts"] < count
 
 
 def test_802_11_frames_zeek_reads_nothing_from_make_no_connection(tmp_path):
