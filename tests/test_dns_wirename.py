@@ -12,6 +12,7 @@ import dataclasses
 import random
 from pathlib import Path
 
+import dns_pcap_harness as H
 import pytest
 from dns_wire import message, question, rr
 from scapy.layers.inet import UDP
@@ -20,6 +21,7 @@ from shared_data import shared
 
 from cicd_audit import compiled
 from cicd_audit.recorder.logs.dns import message as dns_message
+from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, Orientation
 from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 
 READERS = ("_read_name", "_read_question", "_read_rr_header", "_read_plain_message")
@@ -225,3 +227,73 @@ def test_a_source_tree_edit_without_a_rebuild_is_noticed(tmp_path, monkeypatch):
     edited.write_bytes(Path(dns_message.__file__).with_name("_wirename.c").read_bytes() + b"\n")
     assert compiled.load("cicd_audit.recorder.logs.dns._wirename", edited) is None
     assert "pip install --editable . rebuilds it" in compiled.notice()
+
+
+# -- the log: a plain message's events raised from the C reader's tuple (log.py, _plain_events) --------
+def with_readers(compiled_reader: bool, run):
+    saved = {name: getattr(dns_message, name) for name in READERS}
+    if not compiled_reader:
+        for name in READERS:
+            setattr(dns_message, name, None)
+    try:
+        return run()
+    finally:
+        for name, reader in saved.items():
+            setattr(dns_message, name, reader)
+
+
+CLASSIC_PCAP = (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
+
+
+class KeepingHarness(H.Harness):
+    """The oracle tests' harness, keeping every DnsOutput whole (resolved addresses and flips too)."""
+
+    def __init__(self, validate_checksums: bool):
+        super().__init__(validate_checksums)
+        self.outputs = []
+
+    def _take(self, c, out):
+        self.outputs.append(out)
+        super()._take(c, out)
+
+
+def logged(pcap: Path, compiled_reader: bool) -> list:
+    def run():
+        h = KeepingHarness(validate_checksums=False)
+        for ts, linktype, frame in H.read_pcap(str(pcap)):
+            p = H.decode(ts, linktype, frame)
+            if p is not None:
+                h.packet(p)
+        h.finish()
+        return h.outputs
+    return with_readers(compiled_reader, run)
+
+
+def test_captured_traffic_is_logged_alike_with_and_without_the_c_reader():
+    """Every row, weird, resolved address and flip of ../shared's DNS traces and tunnel captures."""
+    pcaps = sorted(shared("zeek-oracle").glob("*/trace.pcap")) + sorted(
+        shared("dns-tunnel-data", "pcaps").rglob("*.pcap"))
+    pcaps = [p for p in pcaps if p.read_bytes()[:4] in CLASSIC_PCAP]     # what the harness reads
+    rows = 0
+    for pcap in pcaps:
+        outputs = logged(pcap, True)
+        assert repr(outputs) == repr(logged(pcap, False)), pcap         # repr: a TTL of 30 is not one of 30.0
+        rows += sum(len(out.rows) for out in outputs)
+    assert rows > 1000
+
+
+def test_edge_replies_are_logged_alike_with_and_without_the_c_reader():
+    """Each edge message as the reply to a query of its id, then the connection's end."""
+    cid = Orientation("10.0.0.1", 40000, "10.0.0.2", 53)
+    replies = plain_edges() + [message([question("Www.Example.COM")], qr=True, ar=1),   # no RR read: not rejected
+                               message([question("a.b")], [rr(b"\xc0\x0c", 5, b"\0")], qr=True)]   # root target
+
+    def run(reply: bytes):
+        query = message([question("www.example.com")], id=int.from_bytes(reply[:2], "big"), rd=True)
+        log = DnsConnectionLog("C1", cid, "udp")
+        return [log.message(cid, 1.0, True, query), log.message(cid, 1.25, False, reply), log.flush(cid, 9.0),
+                log.service]
+
+    for reply in replies:
+        assert repr(with_readers(True, lambda: run(reply))) == repr(with_readers(False, lambda: run(reply))), \
+            reply.hex()

@@ -26,15 +26,24 @@ from cicd_audit.zeeklog.schema import load_schema
 from .message import (
     HEADER_LEN,
     NETBIOS_PORT,
+    PLAIN_ANSWER_EVENTS,
     Header,
     ParseOptions,
     accepted_opcode,
     decode_netbios_name,
-    plain_message,
+    read_plain,
     walk,
 )
 from .names import OPCODE_DYNAMIC_UPDATE, OPCODE_NOTIFY, OPCODE_QUERY, opcode_name, qclass_name, qtype_name, rcode_name
-from .render import ADDRESS_EVENTS, LOGGED_SECTIONS, logged_answer, reply_string, resolved_address, ttl_seconds
+from .render import (
+    ADDRESS_EVENTS,
+    LOGGED_SECTIONS,
+    logged_answer,
+    plain_answer,
+    reply_string,
+    resolved_address,
+    ttl_seconds,
+)
 
 # Field order of dns.log (zeek_schemas/dns.tsv).
 FIELDS = load_schema("dns").names       # zeek_schemas/dns.tsv: the writer's columns too
@@ -367,9 +376,9 @@ class DnsConnectionLog:
             return
         self.messages += 1
         # Almost every message is plain and read whole in C, header and all; the rest are walked.
-        msg = None if self.is_netbios else plain_message(data, self.options)
-        if msg is not None:
-            header = msg.header
+        plain = None if self.is_netbios else read_plain(data, self.options)
+        if plain is not None:
+            header = Header(*plain[0])
         elif len(data) < HEADER_LEN:
             self._weird(ts, "DNS_truncated_len_lt_hdr_len")
             return
@@ -385,9 +394,11 @@ class DnsConnectionLog:
                 self._flip()
         self._first_message = False
 
-        if msg is None:
-            msg = walk(data, header, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
-                       transport=self.proto, server=str(self._conn.resp_h), options=self.options)
+        if plain is not None:
+            self._plain_events(ts, header, plain[1], plain[2])
+            return
+        msg = walk(data, header, is_netbios=self.is_netbios, resp_port=int(self._conn.resp_p),
+                   transport=self.proto, server=str(self._conn.resp_h), options=self.options)
         for name, addl in msg.weirds:
             self._weird(ts, name, addl)
         if msg.limit_reached:
@@ -398,11 +409,11 @@ class DnsConnectionLog:
         h = msg.header
         # event dns_message
         if h.opcode in TRACKED_OPCODES:
-            self._set_session(ts, msg, not h.qr)
+            self._set_session(ts, h, not h.qr)
         # question events
         for q in msg.questions:
             if q.event == "dns_request":
-                self._dns_request(msg, q)
+                self._dns_request(h, q.name, q.qtype, q.qclass)
             elif q.event == "dns_rejected" and self._dns is not None:
                 self._dns.rejected = True
         # RR events, in wire order
@@ -411,14 +422,32 @@ class DnsConnectionLog:
                 continue
             reply = reply_string(rr, h.opcode, msg.is_netbios)
             if reply is not None:
-                self._do_reply(ts, msg, rr, reply)
+                self._do_reply(ts, h, rr, reply)
         # event dns_end
         if msg.ended:
-            self._dns_end(msg)
+            self._dns_end(h)
         if msg.violation and self.payload_bytes <= IGNORE_VIOLATIONS_AFTER:
             # DPD disables the analyzer; analyzer_failed drops a confirmed "dns" service.
             self.analyzer_disabled = True
             self._service_removed = self.confirmed
+
+    def _plain_events(self, ts: float, h: Header, question: tuple, answers: tuple) -> None:
+        """_deliver's events for a plain message (message.read_plain), raised from what the C reader
+        gave without building the message: a standard query, one question, answers read whole,
+        no weird. The walk would raise the same ones (tests/test_dns_wirename.py compares them)."""
+        self.confirmed = True
+        self._set_session(ts, h, not h.qr)
+        if not h.qr:       # a query's answers raise events main.zeek's do_reply ignores
+            self._dns_request(h, question[0], question[2], question[3])
+        elif answers:
+            handled = self.options.handled_events
+            for owner, rtype, _rclass, ttl, _rdlength, value in answers:
+                if PLAIN_ANSWER_EVENTS[rtype] in handled:
+                    reply, address = plain_answer(rtype, value)
+                    self._reply(ts, h, owner, reply or None, float(ttl), address)
+        elif h.nscount == 0 and h.arcount == 0 and self._dns is not None:
+            self._dns.rejected = True       # dns_rejected: a reply with no RRs at all
+        self._dns_end(h)
 
     @property
     def service(self) -> str | None:
@@ -437,8 +466,7 @@ class DnsConnectionLog:
     def _new_session(self, ts: float, trans_id: int) -> _Info:
         return _Info(ts=ts, trans_id=trans_id)
 
-    def _set_session(self, ts: float, msg, is_query: bool) -> None:
-        h = msg.header
+    def _set_session(self, ts: float, h: Header, is_query: bool) -> None:
         if self._state is None:
             self._state = _State()
         st = self._state
@@ -489,7 +517,7 @@ class DnsConnectionLog:
             if h.rcode != 0 and h.qdcount == 0:
                 info.rejected = True
         info.opcode = h.opcode
-        info.opcode_name = opcode_name(h.opcode, msg.is_netbios)
+        info.opcode_name = opcode_name(h.opcode, self.is_netbios)
 
     def _enqueue(self, msgs: dict, tid: int, info: _Info) -> None:
         if tid not in msgs:
@@ -515,19 +543,17 @@ class DnsConnectionLog:
                 self._write(info)
         msgs.clear()
 
-    def _dns_request(self, msg, q) -> None:
-        h = msg.header
+    def _dns_request(self, h: Header, query: str, qtype: int, qclass: int) -> None:
         if h.opcode not in TRACKED_OPCODES or self._dns is None:
             return
         info = self._dns
         info.RD = h.rd
         info.TC = h.tc
-        info.qclass = q.qclass
-        info.qclass_name = qclass_name(q.qclass)
-        info.qtype = q.qtype
-        info.qtype_name = qtype_name(q.qtype)
+        info.qclass = qclass
+        info.qclass_name = qclass_name(qclass)
+        info.qtype = qtype
+        info.qtype_name = qtype_name(qtype)
         info.Z = h.z
-        query = q.name
         if self.proto == "udp" and int(self._conn.resp_p) == NETBIOS_PORT:
             decoded = decode_netbios_name(query)
             if decoded:
@@ -536,40 +562,42 @@ class DnsConnectionLog:
                 info.qtype_name = "NBSTAT"   # RFC 1002 4.2.1.3: type 0x21 is NBSTAT there
         info.query = query
 
-    def _do_reply(self, ts: float, msg, rr, reply: str) -> None:
-        h = msg.header
+    def _do_reply(self, ts: float, h: Header, rr, reply: str) -> None:
         if h.opcode not in TRACKED_OPCODES or not h.qr or rr.section not in LOGGED_SECTIONS:
             return
+        address = resolved_address(rr, h.opcode, self.is_netbios) if rr.event in ADDRESS_EVENTS else None
+        self._reply(ts, h, rr.name, logged_answer(rr, h.opcode, reply), ttl_seconds(rr), address)
+
+    def _reply(self, ts: float, h: Header, name: str, entry: str | None, ttl: float, address: str | None) -> None:
+        """main.zeek's do_reply for one RR of a tracked reply: ``entry`` is its ``answers`` text
+        (None: it adds none), ``address`` what it resolved (None: nothing)."""
         info = self._dns
         if info is None:
             return
         if info.query is None:
-            info.query = rr.name
+            info.query = name
         info.AA = h.aa
         info.RA = h.ra
         if info.rtt is None:
             rtt = ts - info.ts
             info.rtt = rtt if rtt != 0 else None
-        entry = logged_answer(rr, h.opcode, reply)
         if entry is not None:
             if info.answers is None:
                 info.answers = []
             info.answers.append(entry)
             if info.TTLs is None:
                 info.TTLs = []
-            info.TTLs.append(ttl_seconds(rr))
-            if rr.event in ADDRESS_EVENTS:
-                address = resolved_address(rr, h.opcode, msg.is_netbios)
-                if address is not None:
-                    if info.addresses is None:
-                        info.addresses = []
-                    info.addresses.append(address)
+            info.TTLs.append(ttl)
+            if address is not None:
+                if info.addresses is None:
+                    info.addresses = []
+                info.addresses.append(address)
 
-    def _dns_end(self, msg) -> None:
+    def _dns_end(self, h: Header) -> None:
         info = self._dns
         if info is None:
             return
-        if msg.header.qr:
+        if h.qr:
             info.saw_reply = True
         else:
             info.saw_query = True

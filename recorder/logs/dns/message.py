@@ -85,8 +85,8 @@ _read_rr_header = _compiled.read_rr_header if _compiled is not None else None
 _read_plain_message = _compiled.read_plain_message if _compiled is not None else None
 
 # The events of the answers a plain message may hold (rdata.py's _a, _aaaa and _target raise them).
-_PLAIN_ANSWER_EVENTS = {T_A: "dns_A_reply", T_AAAA: "dns_AAAA_reply", T_NS: "dns_NS_reply",
-                        T_CNAME: "dns_CNAME_reply", T_PTR: "dns_PTR_reply"}
+PLAIN_ANSWER_EVENTS = {T_A: "dns_A_reply", T_AAAA: "dns_AAAA_reply", T_NS: "dns_NS_reply",
+                       T_CNAME: "dns_CNAME_reply", T_PTR: "dns_PTR_reply"}
 
 
 class _Interpreter:
@@ -391,13 +391,18 @@ def question_event(h: Header) -> str:
     return "dns_query_reply"
 
 
-def plain_message(data: bytes, options: ParseOptions, header: Header | None = None) -> DnsMessage | None:
-    """The message as the walk would leave it, read whole in C, when it is plain (_wirename.c says
-    which are); None for the walk. Zeek must skip the authority and additional sections, which the C
-    reader does not read."""
+def read_plain(data: bytes, options: ParseOptions) -> tuple | None:
+    """A plain message read whole in C (_wirename.c's read_plain_message says which are, and what it
+    gives: header fields, question, answers); None for the walk. Zeek must skip the authority and
+    additional sections, which the C reader does not read."""
     if _read_plain_message is None or not (options.skip_all_auth and options.skip_all_addl):
         return None
-    plain = _read_plain_message(data, NAME_BUFFER, options.max_compression_depth)
+    return _read_plain_message(data, NAME_BUFFER, options.max_compression_depth)
+
+
+def plain_message(data: bytes, options: ParseOptions, header: Header | None = None) -> DnsMessage | None:
+    """The message as the walk would leave it, when it is plain (read_plain); None for the walk."""
+    plain = read_plain(data, options)
     if plain is None:
         return None
     fields, (name, original, qtype, qclass), answers = plain
@@ -413,7 +418,7 @@ def plain_message(data: bytes, options: ParseOptions, header: Header | None = No
             rr.rdata["address"] = zeek_addr_str(value)
         else:
             rr.rdata["target"] = value
-        event = _PLAIN_ANSWER_EVENTS[rtype]
+        event = PLAIN_ANSWER_EVENTS[rtype]
         if event in handled:
             rr.event = event
         msg.answers.append(rr)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from .message import ANSWER, PREREQUISITE, UPDATE, ResourceRecord, wire_bytes
+from .message import ANSWER, PREREQUISITE, T_A, T_AAAA, UPDATE, ResourceRecord, wire_bytes, zeek_addr_str
 from .names import CLASS_ANY, CLASS_NONE, OPCODE_DYNAMIC_UPDATE, TYPE_ANY, qtype_name
 
 # Sections whose RRs can reach dns.log (main.zeek's do_reply filter).
@@ -140,7 +140,23 @@ def resolved_address(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str |
     """
     if rr.event not in ADDRESS_EVENTS or (opcode == OPCODE_DYNAMIC_UPDATE and not is_netbios):
         return None
-    address = rr.rdata["address"]
-    if "." in address and ":" in address:
-        return str(ipaddress.IPv6Address(address))
-    return address
+    return _python_address(rr.rdata["address"])
+
+
+def _python_address(zeek_text: str) -> str:
+    if "." in zeek_text and ":" in zeek_text:
+        return str(ipaddress.IPv6Address(zeek_text))
+    return zeek_text
+
+
+def plain_answer(rtype: int, value) -> tuple:
+    """``(reply, address)`` for an answer of a plain message (message.read_plain: the A address's
+    text, the AAAA address's 16 bytes, or the NS, CNAME or PTR target), in a standard query: its
+    reply string as reply_string gives it, and the address as resolved_address does (None but for
+    A and AAAA)."""
+    if rtype == T_A:
+        return value, value
+    if rtype == T_AAAA:
+        text = zeek_addr_str(value)
+        return text, _python_address(text)
+    return value, None
