@@ -113,7 +113,7 @@ enum ca_weird_code {
 	CA_WEIRD_TRUNCATED_802_11_AMSDU_HEADER = 25,
 	CA_WEIRD_TRUNCATED_802_11_AMSDU_PACKET = 26,
 	CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET = 27,
-	CA_WEIRD_AMSDU_REST_UNREAD = 28,    /* subframes after an A-MSDU's first; detail: their bytes */
+	CA_WEIRD_AMSDU_REST_UNREAD = 28,    /* A-MSDU subframes left unread (tunnel.h); detail: their bytes */
 	CA_WEIRD_TRUNCATED_ETHERNET_FRAME = 29, /* 16 bytes or less */
 	CA_WEIRD_UNDEFINED_ETHER_TYPE = 30,     /* between 1500 and 1536: neither a length nor a type */
 	CA_WEIRD_TRUNCATED_VLAN_HEADER = 31,
