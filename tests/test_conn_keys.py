@@ -213,3 +213,27 @@ def test_a_connection_the_events_missed_is_reported_when_the_capture_is_drained(
     conns = list(read_log(tmp_path / "out" / "conn.log")[1])
     assert sorted(c["id.resp_h"] for c in conns if c["id.orig_h"] == "192.0.2.1") == [
         f"198.51.100.{i + 1}" for i in range(3)]
+
+
+@pytest.mark.root
+def test_a_live_recordings_drain_lists_the_oldest_connection_first():
+    """Live, no event follows the connections, so the drain looks up when each one's first packet
+    came: its rows are written in that order, not in the order of the tables' hashing."""
+    from cicd_audit.recorder.kernel.bpf_program import CaptureProgram, ProgramSettings
+    from cicd_audit.recorder.kernel.packet_runner import PacketRunner
+
+    program = CaptureProgram(ProgramSettings(pcap_mode=False), lambda data, size: None)
+    try:
+        assert program.followed_keys is None
+        runner = PacketRunner(program.packet_fn.fd)
+        flows = udp_flows(40)
+        for frame in flows[::-1]:              # the last flow's packets first
+            runner.run(bytes(frame), T0)
+        v4, v6 = program.conn_keys(listed=True)
+        responders = [bytes(abi.ConnKey.from_buffer_copy(key).addr[1])[15] for key in v4 + v6]
+        newest_first = range(40, 0, -1)
+        assert responders == list(newest_first) + [int(str(n), 16) for n in newest_first]   # 2001:db8:1::40 is 0x40
+        # A timer sweep lists them as the tables hold them: no lookups on every sweep.
+        assert _sorted(program.conn_keys()) == _sorted((v4, v6))
+    finally:
+        program.close()

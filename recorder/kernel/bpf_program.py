@@ -412,6 +412,15 @@ class LoadReport:
     cache_path: Path | None = None       # where the compile was stored (None: not stored)
 
 
+def _oldest_first(table, raw_keys: list[bytes]) -> list[bytes]:
+    """A table's keys by their connection's first packet, then by key: one lookup each, so only for
+    a drain (a connection gone meanwhile goes last; the drain does not find it)."""
+    def made(raw: bytes) -> tuple[int, bytes]:
+        value = table.lookup(raw)
+        return (abi.Conn.from_buffer_copy(value).first_ns if value is not None else 2**64, raw)
+    return sorted(raw_keys, key=made)
+
+
 class CaptureProgram:
     """The loaded program: its two entry points, maps and ring buffer."""
 
@@ -522,15 +531,20 @@ class CaptureProgram:
         """Keys of every live connection, as raw bytes of struct ca_conn_key: the IPv4 ones and the
         IPv6 ones. A replay takes them from the connection events (no walk of the tables) unless a
         start was lost, or `listed` asks for the tables themselves (the final drain: then any key the
-        events did not give is counted in untracked_conns, a recorder bug, and a replay's keys come in
-        the order their connections were made, as the sweeps' do). due_by (packet time, ns):
-        a replay's followed keys leave out the connections that cannot have ended by then."""
+        events did not give is counted in untracked_conns, a recorder bug). Listed keys come in the
+        order their connections were made, so a drain writes its rows in one order: a replay's as
+        its events gave them, as the sweeps' do; a live recording's by each connection's first
+        packet. due_by (packet time, ns): a replay's followed keys leave out the connections that
+        cannot have ended by then."""
         followed = self.followed_keys is not None and not self._conn_starts_lost()
         if followed and not listed:
             self.take_events()          # the starts of the connections made since the last look
             return self.followed_keys.keys(due_by)
-        keys = ([abi.conn_key_from_v4(raw) for raw in self.conns4.keys(abi.ConnKey4)],
-                self.conns6.keys(abi.ConnKey) if self._any_ipv6_conn() else [])
+        v4_raw = self.conns4.keys(abi.ConnKey4)
+        v6_keys = self.conns6.keys(abi.ConnKey) if self._any_ipv6_conn() else []
+        if listed and not followed:
+            v4_raw, v6_keys = _oldest_first(self.conns4, v4_raw), _oldest_first(self.conns6, v6_keys)
+        keys = ([abi.conn_key_from_v4(raw) for raw in v4_raw], v6_keys)
         if followed:
             self.take_events()
             self.untracked_conns += self.followed_keys.unknown(*keys)
