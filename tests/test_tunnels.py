@@ -257,7 +257,8 @@ def test_subframes_of_full_sized_packets_are_read_far_into_the_frame(tmp_path):
     rows, out = record([frame, past_the_run], tmp_path)
     assert sorted((str(r["id.orig_h"]), r["orig_pkts"], r["orig_ip_bytes"]) for r in rows) == [
         ("10.1.0.1", 2 + 4, 6 * 1100), ("fd00::1", 1, 1100)]
-    assert [w[5:7] for w in _weirds(out)] == [("cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(v4))))]
+    assert _weirds(out) == [
+        (None, None, None, None, None, "cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(v4))), "IEEE802_11")]
 
 
 def test_subframes_past_what_one_packet_s_tail_calls_reach_are_reported(tmp_path):
@@ -269,7 +270,8 @@ def test_subframes_past_what_one_packet_s_tail_calls_reach_are_reported(tmp_path
     rows, out = record([_amsdu(*[body] * count)], tmp_path)
     (row,) = rows
     (weird,) = _weirds(out)
-    assert weird[5] == "cicd_audit_802_11_amsdu_rest_unread"
+    assert weird[:6] == (None, None, None, None, None, "cicd_audit_802_11_amsdu_rest_unread")    # about the frame
+    assert weird[7] == "IEEE802_11"
     per_subframe = len(_subframe(body))
     unread = int(weird[6])
     assert unread % per_subframe == per_subframe - len(body) % 4         # the last one is not padded

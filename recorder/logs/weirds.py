@@ -57,12 +57,13 @@ WEIRD_NAMES = {
 _ADDL = {WeirdCode.TRIPLE_TAGGED_VLAN: "inner VLAN tag overwritten"}
 IN_TUNNEL = "_in_tunnel"
 
-# Zeek's 802.11 analyzer's weirds. The recorder reads 802.11 inside GRE only (Aruba), so the frame is
-# always inside a tunnel, and these are about no flow: the inner packet has no IP header yet.
+# Zeek's 802.11 analyzer's weirds, and the recorder's own about the A-MSDU subframes it left unread.
+# The recorder reads 802.11 inside GRE only (Aruba), so the frame is always inside a tunnel, and these
+# are about no flow: the inner packet has no IP header yet.
 _IEEE802_11 = (
     WeirdCode.TRUNCATED_802_11_HEADER, WeirdCode.TRUNCATED_802_11_LLC_HEADER,
     WeirdCode.TRUNCATED_802_11_AMSDU_HEADER, WeirdCode.TRUNCATED_802_11_AMSDU_PACKET,
-    WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET,
+    WeirdCode.INVALID_802_11_AMSDU_INNER_PACKET, WeirdCode.AMSDU_REST_UNREAD,
 )
 
 # The analyzer that raises each in Zeek (its name, as weird.log writes it); the transport's for
