@@ -223,6 +223,16 @@ static __always_inline int ca_ayiya(struct __sk_buff *skb, __u32 off, __u32 len,
 	return CA_INNER_IP;
 }
 
+/* The EtherType after an 8-byte LLC/SNAP header, or 0 when it is not
+ * SNAP-encapsulated Ethernet (DSAP and SSAP SNAP, an unnumbered frame, OUI 0):
+ * Zeek's HandleInnerPacket reads nothing else. */
+static __always_inline __u16 ca_snap_type(const __u8 *llc)
+{
+	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5])
+		return 0;
+	return (__u16)llc[6] << 8 | llc[7];
+}
+
 /* An 802.11 frame's LLC/SNAP header at off, len bytes on (Zeek's
  * HandleInnerPacket): CA_INNER_IP with *inner past it when IP follows. */
 static __always_inline int ca_llc_snap(struct __sk_buff *skb, __u32 off, __u32 len, __u32 *inner, __u32 *weird)
@@ -234,11 +244,9 @@ static __always_inline int ca_llc_snap(struct __sk_buff *skb, __u32 off, __u32 l
 		*weird = CA_WEIRD_TRUNCATED_802_11_LLC_HEADER;
 		return CA_INNER_NONE;
 	}
-	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5])
-		return CA_INNER_NONE;              /* not SNAP-encapsulated Ethernet */
-	type = (__u16)llc[6] << 8 | llc[7];
+	type = ca_snap_type(llc);
 	if (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6)
-		return CA_INNER_NONE;              /* ARP, or nothing Zeek forwards */
+		return CA_INNER_NONE;              /* not SNAP, ARP, or nothing Zeek forwards */
 	*inner = off + 8;
 	return CA_INNER_IP;
 }
@@ -322,10 +330,9 @@ static __always_inline int ca_amsdu_subframe(struct __sk_buff *skb, struct ca_am
 	llc = ca_hdr_at(skb, at + 14, 8);
 	if (!llc)
 		goto unread;
-	type = (__u16)llc[6] << 8 | llc[7];
-	if (llc[0] != 0xaa || llc[1] != 0xaa || llc[2] != 0x03 || llc[3] || llc[4] || llc[5] ||
-	    (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6 && type != CA_ETH_P_ARP && type != CA_ETH_P_RARP)) {
-		*weird = CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET;
+	type = ca_snap_type(llc);
+	if (type != CA_ETH_P_IP && type != CA_ETH_P_IPV6 && type != CA_ETH_P_ARP && type != CA_ETH_P_RARP) {
+		*weird = CA_WEIRD_INVALID_802_11_AMSDU_INNER_PACKET;     /* not SNAP, or no analyzer for it */
 		return CA_INNER_NONE;
 	}
 	after = 14 + body;
