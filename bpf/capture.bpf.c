@@ -1489,7 +1489,7 @@ int ca_decap(struct __sk_buff *skb)
 	} else {
 		c = ca_conn_find(&p->key);
 		if (!c)
-			return CA_PASS;
+			return ca_amsdu_next(skb, s, CA_PASS);
 		if (p->key.ip_proto == CA_IPPROTO_UDP)
 			link = ca_udp_decapsulate(skb, s, p, c, &inner);
 		else
@@ -1499,9 +1499,9 @@ int ca_decap(struct __sk_buff *skb)
 			__u32 end = p->key.ip_proto == CA_IPPROTO_UDP ? p->payload_off + p->payload_len :
 									  p->l4_off + p->l4_len;
 			if (a->active) {
-				/* An A-MSDU inside another's subframe: one is read at a time. */
+				/* An A-MSDU inside another's subframe: one is read at a time, the outer one. */
 				ca_emit_weird(p, 0, CA_WEIRD_AMSDU_REST_UNREAD, end - inner);
-				return CA_PASS;
+				return ca_amsdu_next(skb, s, CA_PASS);
 			}
 			a->active = 1;
 			a->drop = 0;

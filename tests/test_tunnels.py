@@ -261,6 +261,19 @@ def test_subframes_of_full_sized_packets_are_read_far_into_the_frame(tmp_path):
         (None, None, None, None, None, "cicd_audit_802_11_amsdu_rest_unread", str(14 + len(_snap(v4))), "IEEE802_11")]
 
 
+def test_an_a_msdu_inside_another_s_subframe_is_reported_and_the_outer_one_read_on(tmp_path):
+    """One A-MSDU is walked at a time: one carried in a subframe (in GRE in GRE) is reported with its
+    bytes, and the walk of the outer one goes on with its next subframe."""
+    first, second = _exchange()[8], _exchange()[9]
+    subframes = _subframe(_snap(first)) + _subframe(_snap(first), last=True)
+    nested = bytes(IP(src="192.0.2.3", dst="192.0.2.4", proto=47) / (struct.pack("!HH", 0, 0x8200)
+                                                                    + _wlan(subframes, amsdu=True)))
+    rows, out = record([_amsdu(_snap(nested), _snap(second))], tmp_path)
+    assert [(str(r["id.orig_h"]), r["orig_pkts"], r["resp_pkts"]) for r in rows] == [("10.1.0.2", 1, 0)]   # the reply alone
+    assert _weirds(out) == [
+        (None, None, None, None, None, "cicd_audit_802_11_amsdu_rest_unread", str(len(subframes)), "IEEE802_11")]
+
+
 def test_subframes_past_what_one_packet_s_tail_calls_reach_are_reported(tmp_path):
     """Each subframe after the first is another run of the decap stage, and a packet has 33 tail calls:
     what is left after them is a recorder weird with its bytes, not lost without a word."""
