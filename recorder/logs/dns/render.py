@@ -144,6 +144,7 @@ def resolved_address(rr: ResourceRecord, opcode: int, is_netbios: bool) -> str |
 
 
 def _python_address(zeek_text: str) -> str:
+    """Python's text for an address Zeek wrote: they differ only for IPv4 embedded in IPv6."""
     if "." in zeek_text and ":" in zeek_text:
         return str(ipaddress.IPv6Address(zeek_text))
     return zeek_text
