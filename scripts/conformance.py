@@ -291,10 +291,11 @@ one it was told of, at most 6); an IP
 tunnel's `Tunnel::EXPIRE` (an hour without a new inner connection) is not written; inner headers
 must start within the first 16,383 bytes of the frame, and in a replay within the 3,712 bytes of it
 that one test run takes (an AYIYA identity of 2^12 bytes or more is not opened there; Zeek's
-ayiya-large-identity trace, 2^8, is); an A-MSDU subframe whose headers lie past that, or past the 33
-tail calls one packet's processing may make (33 subframes of UDP, 16 of TCP), and an A-MSDU inside another's
-subframe (one is walked at a time), is reported with its bytes as `cicd_audit_802_11_amsdu_rest_unread`; Zeek also finds Teredo and AYIYA on other UDP ports by their content (packet
-analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
+ayiya-large-identity trace, 2^8, is); an A-MSDU subframe whose headers lie past that, or past
+the 33 tail calls one packet's processing may make (33 subframes of UDP, 16 of TCP), and an
+A-MSDU inside another's subframe (one is walked at a time), is reported with its bytes as
+`cicd_audit_802_11_amsdu_rest_unread`; Zeek also finds Teredo and AYIYA on other UDP ports by
+their content (packet analyzers' `DetectProtocol`, tried on every UDP payload): the recorder tries the same tests on a UDP
 connection's first packet only, so no work is added to any other packet (a relay connection whose
 first packet is not recognisable stays one UDP connection). Teredo's test looks at the first 40 bytes,
 as Zeek's anchored pattern does, so a bubble with bytes after it is recognised, and raises Zeek's
