@@ -1448,9 +1448,7 @@ static __always_inline int ca_amsdu_read(struct __sk_buff *skb, struct ca_scratc
 	__u32 weird = 0, detail = 0;
 	int link;
 
-	/* The subframe's headers must be in the linear area, as the outer ones are. */
-	if (skb->len > skb->data_end - skb->data)
-		bpf_skb_pull_data(skb, skb->len < a->next + CA_LINEAR_HEADROOM ? skb->len : a->next + CA_LINEAR_HEADROOM);
+	ca_pull_headers(skb, a->next);
 	link = ca_amsdu_subframe(skb, a, inner, &weird, &detail);
 	if (weird) {
 		ca_emit_weird(p, 0, weird, detail);
@@ -1517,9 +1515,7 @@ int ca_decap(struct __sk_buff *skb)
 		return ca_amsdu_next(skb, s, CA_PASS);
 	egress = p->egress;
 	depth = p->depth + 1;
-	/* The inner headers must be in the linear area, as the outer ones are. */
-	if (skb->len > skb->data_end - skb->data)
-		bpf_skb_pull_data(skb, skb->len < inner + CA_LINEAR_HEADROOM ? skb->len : inner + CA_LINEAR_HEADROOM);
+	ca_pull_headers(skb, inner);
 	return ca_amsdu_next(skb, s, ca_entry(skb, egress, 1, inner, link == CA_INNER_IP, depth));
 }
 

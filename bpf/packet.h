@@ -180,6 +180,17 @@ static __always_inline __u16 ca_icmp6_counterpart(__u8 type, __u8 code, int *one
 	return code;
 }
 
+/* A tunnel's inner headers from off on made linear (CA_LINEAR_HEADROOM bytes
+ * of them, or up to the skb's end), as ca_packet() makes the outer ones: only
+ * when the skb holds bytes outside its linear area. */
+static __always_inline void ca_pull_headers(struct __sk_buff *skb, __u32 off)
+{
+	__u32 upto = off + CA_LINEAR_HEADROOM;
+
+	if (skb->len > skb->data_end - skb->data)
+		bpf_skb_pull_data(skb, skb->len < upto ? skb->len : upto);
+}
+
 /* ca_hdr for an offset the verifier cannot bound (computed from header
  * fields, as a tunnel's are): bounded first in the register used, which
  * verifiers before about 6.3 need (see ca_bounded_off). */
