@@ -27,19 +27,25 @@ from cicd_audit.recorder.logs.dns.wire import DnsParseError, ParseOptions
 READERS = ("_read_name", "_read_question", "_read_rr_header", "_read_plain_message")
 
 
-def walked(data: bytes, compiled_reader: bool, **kwargs):
-    """interpret() with or without the C reader, as plain data (errors by their fields)."""
+def with_readers(compiled_reader: bool, run):
+    """run() with the C readers in use, or with every one of them off (the pure-Python walk)."""
     saved = {name: getattr(dns_message, name) for name in READERS}
     if not compiled_reader:
         for name in READERS:
             setattr(dns_message, name, None)
     try:
-        msg = dns_message.interpret(data, **kwargs)
-    except DnsParseError as exc:
-        return ("refused", exc.reason, exc.weird, exc.offset, exc.addl)
+        return run()
     finally:
         for name, reader in saved.items():
             setattr(dns_message, name, reader)
+
+
+def walked(data: bytes, compiled_reader: bool, **kwargs):
+    """interpret() with or without the C reader, as plain data (errors by their fields)."""
+    try:
+        msg = with_readers(compiled_reader, lambda: dns_message.interpret(data, **kwargs))
+    except DnsParseError as exc:
+        return ("refused", exc.reason, exc.weird, exc.offset, exc.addl)
     error = msg.error
     plain = dataclasses.asdict(dataclasses.replace(msg, error=None))
     return plain, error and (error.reason, error.weird, error.offset, error.addl)
@@ -230,18 +236,6 @@ def test_a_source_tree_edit_without_a_rebuild_is_noticed(tmp_path, monkeypatch):
 
 
 # -- the log: a plain message's events raised from the C reader's tuple (log.py, _plain_events) --------
-def with_readers(compiled_reader: bool, run):
-    saved = {name: getattr(dns_message, name) for name in READERS}
-    if not compiled_reader:
-        for name in READERS:
-            setattr(dns_message, name, None)
-    try:
-        return run()
-    finally:
-        for name, reader in saved.items():
-            setattr(dns_message, name, reader)
-
-
 CLASSIC_PCAP = (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
 
 

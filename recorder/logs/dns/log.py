@@ -2,8 +2,8 @@
 
 :class:`DnsConnectionLog` plays the part of Zeek's DNS analyzer plus the DNS
 script for one connection: it reads each message as
-:func:`~cicd_audit.recorder.logs.dns.message.interpret` does (its checks, then
-``plain_message`` or ``walk``), replays the events Zeek
+:func:`~cicd_audit.recorder.logs.dns.message.interpret` does (a plain one read
+whole in C by ``read_plain``, any other walked after its checks), replays the events Zeek
 would raise (dns_message, dns_request, dns_rejected, the RR reply events,
 dns_end) through a transcription of main.zeek's state machine (one
 ``pending_query`` fast path, queues of pending queries and replies per
