@@ -42,6 +42,7 @@ from cicd_audit.recorder.logs.conn_rows import (
     with_limit_reached,
 )
 from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, DnsOutput
+from cicd_audit.recorder.logs.dns.plain_pair import PlainPair
 from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
 from cicd_audit.recorder.logs.notice_rows import AnswerNames, notice_row
@@ -99,6 +100,10 @@ class Rotation:
 
 
 class SessionLog:
+    # A UDP lookup's query and reply are logged without building the connection's DNS analyzer
+    # (dns/plain_pair.py); tests turn it off to compare.
+    plain_pairs = True
+
     def __init__(self, out_dir: Path | OutputDir, fmt: str, to_epoch: Callable[[int], float], peer: str = "cicd-audit",
                  add_community_id: bool = False, processes: ProcessTable | None = None, blocking: bool = False,
                  rotation: Rotation | None = None, dns_options: ParseOptions | None = None):
@@ -112,7 +117,7 @@ class SessionLog:
         self.uids = UidAllocator()
         self.counters = SessionCounters()
         # Per connection: its DNS log, and the conn_id of its last message with the orientation it came in.
-        self._dns_logs: dict[int, tuple[DnsConnectionLog, events.ConnId, int]] = {}
+        self._dns_logs: dict[int, tuple[DnsConnectionLog | PlainPair, events.ConnId, int]] = {}
         # Per connection whose DNS parser reached a limit: where in its history Zeek's 'X' goes.
         self._limit_at: dict[int, int] = {}
         self.dns_options = dns_options or ParseOptions()     # Zeek's DNS settings (record --redef)
@@ -304,17 +309,31 @@ class SessionLog:
         # The kernel's orientation for this event: it has already flipped the roles for a reply sent by the
         # originator (ca_dns_message), so DnsOutput.flipped needs nothing here; the next event says the roles.
         dns = self._dns_logs.get(ev.conn_id)
+        self.counters.dns_messages += 1
         if dns is None:
             cid = events.conn_id(ev.key, ev.orig_slot)
             uid = self.uids.for_conn(ev.conn_id)
+            if cid.ip_proto == 17 and self.plain_pairs:
+                pair = PlainPair.start(uid, cid, ts, bool(ev.from_orig), payload, self.dns_options)
+                if pair is not None:        # a lookup's query: its reply is awaited, nothing to write yet
+                    self._dns_logs[ev.conn_id] = (pair, cid, ev.orig_slot)
+                    return
             dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp", options=self.dns_options)
             self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
         elif dns[2] == ev.orig_slot:        # same connection, same roles: the same conn_id
             dns_log, cid = dns[0], dns[1]
+            if type(dns_log) is PlainPair:
+                out = dns_log.message(cid, ts, bool(ev.from_orig), payload)
+                if out is not None:         # the query's reply: its row
+                    self._write_dns_output(out, dns_log.uid, cid)
+                    return
+                dns_log = dns_log.handover()
+                self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
         else:
             dns_log, cid = dns[0], events.conn_id(ev.key, ev.orig_slot)
+            if type(dns_log) is PlainPair:
+                dns_log = dns_log.handover()
             self._dns_logs[ev.conn_id] = (dns_log, cid, ev.orig_slot)
-        self.counters.dns_messages += 1
         limit_reached = dns_log.limit_reached
         if cid.ip_proto == 6:
             out = dns_log.tcp_segment(cid, ts, bool(ev.from_orig), ev.tcp_seq, payload)

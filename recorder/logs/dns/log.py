@@ -108,7 +108,7 @@ NO_OUTPUT = DnsOutput()
 
 
 @dataclass
-class _Info:
+class Info:
     """DNS::Info in main.zeek (the id/uid/proto columns are read at write time)."""
 
     ts: float
@@ -142,7 +142,7 @@ class _Info:
 class _State:
     """DNS::State: the pending_query fast path and per-id FIFO queues (insertion-ordered)."""
 
-    pending_query: _Info | None = None
+    pending_query: Info | None = None
     pending_queries: dict | None = None
     pending_replies: dict | None = None
 
@@ -163,7 +163,8 @@ class _TcpDirection:
 _ADDRESS_CACHE = 4096
 
 
-def _is_multicast_subnet(addr: Any) -> bool:
+def is_multicast_subnet(addr: Any) -> bool:
+    """In DNS::multicast_subnets: each message to it is a row of its own."""
     return _multicast_subnet_text(str(addr))
 
 
@@ -192,6 +193,38 @@ def _zeek_multicast_text(text: str) -> bool:
     if a.version == 4:
         return a.packed[0] == 224
     return a.packed[0] == 0xFF
+
+
+def dns_row(info: Info, uid: str, conn: Any, proto: str) -> dict:
+    """The dns.log row of ``info``, written now: ``conn`` is the connection's orientation at this moment."""
+    return {
+        "ts": info.ts,
+        "uid": uid,
+        "id.orig_h": str(conn.orig_h),
+        "id.orig_p": int(conn.orig_p),
+        "id.resp_h": str(conn.resp_h),
+        "id.resp_p": int(conn.resp_p),
+        "proto": proto,
+        "trans_id": info.trans_id,
+        "rtt": info.rtt,
+        "query": info.query,
+        "qclass": info.qclass,
+        "qclass_name": info.qclass_name,
+        "qtype": info.qtype,
+        "qtype_name": info.qtype_name,
+        "rcode": info.rcode,
+        "rcode_name": info.rcode_name,
+        "AA": info.AA,
+        "TC": info.TC,
+        "RD": info.RD,
+        "RA": info.RA,
+        "Z": info.Z,
+        "answers": list(info.answers) if info.answers is not None else None,
+        "TTLs": list(info.TTLs) if info.TTLs is not None else None,
+        "rejected": info.rejected,
+        "opcode": info.opcode,
+        "opcode_name": info.opcode_name,
+    }
 
 
 class DnsConnectionLog:
@@ -242,7 +275,7 @@ class DnsConnectionLog:
         # Zeek decides NetBIOS once, when the analyzer is created.
         self.is_netbios = NETBIOS_PORT in (int(conn.orig_p), int(conn.resp_p))
         self._first_message = True
-        self._dns: _Info | None = None          # c$dns
+        self._dns: Info | None = None          # c$dns
         self._state: _State | None = None       # c$dns_state
         # The call in progress: the orientation it was given (swapped by a flip) and what it produced (_end).
         self._conn: Any = None
@@ -463,14 +496,14 @@ class DnsConnectionLog:
         self._tcp[True], self._tcp[False] = self._tcp[False], self._tcp[True]
 
     # ------------------------------------------------------- main.zeek logic
-    def _new_session(self, ts: float, trans_id: int) -> _Info:
-        return _Info(ts=ts, trans_id=trans_id)
+    def _new_session(self, ts: float, trans_id: int) -> Info:
+        return Info(ts=ts, trans_id=trans_id)
 
     def _set_session(self, ts: float, h: Header, is_query: bool) -> None:
         if self._state is None:
             self._state = _State()
         st = self._state
-        if _is_multicast_subnet(self._conn.resp_h):
+        if is_multicast_subnet(self._conn.resp_h):
             self._dns = self._new_session(ts, h.id)
             self._dns.saw_query = True
             self._dns.saw_reply = True
@@ -519,7 +552,7 @@ class DnsConnectionLog:
         info.opcode = h.opcode
         info.opcode_name = opcode_name(h.opcode, self.is_netbios)
 
-    def _enqueue(self, msgs: dict, tid: int, info: _Info) -> None:
+    def _enqueue(self, msgs: dict, tid: int, info: Info) -> None:
         if tid not in msgs:
             if len(msgs) > self.max_pending_query_ids:
                 self._log_unmatched(msgs)
@@ -531,7 +564,7 @@ class DnsConnectionLog:
         msgs[tid].append(info)
 
     @staticmethod
-    def _pop(msgs: dict, tid: int) -> _Info:
+    def _pop(msgs: dict, tid: int) -> Info:
         info = msgs[tid].pop(0)
         if not msgs[tid]:
             del msgs[tid]
@@ -606,38 +639,10 @@ class DnsConnectionLog:
             self._dns = None
 
     # ------------------------------------------------------------------ output
-    def _write(self, info: _Info) -> None:
-        cid = self._conn
+    def _write(self, info: Info) -> None:
         if info.addresses is not None:
             self._resolved.append((info.query, tuple(info.addresses)))
-        self._rows.append({
-            "ts": info.ts,
-            "uid": self.uid,
-            "id.orig_h": str(cid.orig_h),
-            "id.orig_p": int(cid.orig_p),
-            "id.resp_h": str(cid.resp_h),
-            "id.resp_p": int(cid.resp_p),
-            "proto": self.proto,
-            "trans_id": info.trans_id,
-            "rtt": info.rtt,
-            "query": info.query,
-            "qclass": info.qclass,
-            "qclass_name": info.qclass_name,
-            "qtype": info.qtype,
-            "qtype_name": info.qtype_name,
-            "rcode": info.rcode,
-            "rcode_name": info.rcode_name,
-            "AA": info.AA,
-            "TC": info.TC,
-            "RD": info.RD,
-            "RA": info.RA,
-            "Z": info.Z,
-            "answers": list(info.answers) if info.answers is not None else None,
-            "TTLs": list(info.TTLs) if info.TTLs is not None else None,
-            "rejected": info.rejected,
-            "opcode": info.opcode,
-            "opcode_name": info.opcode_name,
-        })
+        self._rows.append(dns_row(info, self.uid, self._conn, self.proto))
 
     def _weird(self, ts: float, name: str, addl: str = "") -> None:
         self._weirds.append((ts, name, addl))
