@@ -16,7 +16,7 @@ import re
 
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import sites
-from cicd_audit.recorder.logs.events import conn_id
+from cicd_audit.recorder.logs.events import ConnId, conn_id
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
@@ -85,11 +85,13 @@ def udp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint) -> str:
 
 
 def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None,
-             tunnel_parents: list[str] | None = None) -> dict:
+             tunnel_parents: list[str] | None = None, cid: ConnId | None = None) -> dict:
     """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds;
-    tunnel_parents are the uids of the tunnels that carried it."""
+    tunnel_parents are the uids of the tunnels that carried it; cid, its conn_id when the caller
+    has it already."""
     c = event.conn
-    cid = conn_id(event.key, c.orig_slot)
+    if cid is None:
+        cid = conn_id(event.key, c.orig_slot)
     orig, resp = c.ep[0], c.ep[1]
     history = c.history[: c.history_len].decode("ascii", "replace")
     proto = cid.ip_proto

@@ -41,7 +41,7 @@ from cicd_audit.recorder.logs.conn_rows import (
     refused_connect_row,
     with_limit_reached,
 )
-from cicd_audit.recorder.logs.dns.log import DnsConnectionLog, DnsOutput
+from cicd_audit.recorder.logs.dns.log import NO_OUTPUT, DnsConnectionLog, DnsOutput
 from cicd_audit.recorder.logs.dns.plain_pair import PlainPair
 from cicd_audit.recorder.logs.dns.wire import ParseOptions
 from cicd_audit.recorder.logs.fragments import Datagram, FragmentTable
@@ -260,14 +260,20 @@ class SessionLog:
         ts_end = self.to_epoch(ev.hdr.ts_ns)
         dns = self._dns_logs.pop(cid, None)
         limit_at = self._limit_at.pop(cid, None)
+        orig_slot = conn.orig_slot
+        # The roles as the connection ends: most often those of its last DNS message.
+        end_cid = dns[1] if dns is not None and dns[2] == orig_slot else events.conn_id(ev.key, orig_slot)
         services = []
         if dns is not None:
             dns_log = dns[0]
-            end_cid = events.conn_id(ev.key, conn.orig_slot)     # the roles as the connection ends
-            self._write_dns_output(dns_log.flush(end_cid, ts_end), dns_log.uid, end_cid)
+            out = dns_log.flush(end_cid, ts_end)
+            if out is not NO_OUTPUT:
+                self._write_dns_output(out, dns_log.uid, end_cid)
             if dns_log.service:
                 services.append(dns_log.service)
-        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys(conn.tunnel_parents) if pid]
+        first_parent, latest_parent = conn.tunnel_parents
+        parents = [self.uids.for_conn(pid) for pid in dict.fromkeys((first_parent, latest_parent)) if pid] \
+            if first_parent or latest_parent else None
         if not parents:
             # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
             orig, resp = conn.ep
@@ -280,7 +286,7 @@ class SessionLog:
         self.uids.forget(cid, tunnel=bool(flags & abi.CONN_TUNNEL))
         if flags & abi.CONN_IP_TUNNEL:
             return     # Zeek logs an IP tunnel (GRE, IP-in-IP) in tunnel.log, not as a connection
-        row = conn_row(ev, uid, self.to_epoch, services, parents)
+        row = conn_row(ev, uid, self.to_epoch, services, parents, end_cid)
         if limit_at is not None:
             row["history"] = with_limit_reached(row["history"], limit_at)
         self._add_columns(row, self._describe(conn.proc))
