@@ -20,7 +20,7 @@ STRINGS = ["a", "plain text", "-", "(empty)", "", "x-", "(empty", "#start", "bac
            "comma,inside", "caf\u00e9", "\u4e2d", "\udcff", "ctl\x01", "del\x7f", "\ue000", "~", " ", "ok.example.com"]
 FLOATS = [0.0, 1.5, -1.5, 1e-7, 5e-7, 0.0000005, 1_700_000_000.123456789, 1e22, 2.5e-6,
           float("inf"), float("-inf"), float("nan"), -0.0]
-INTS = [0, 1, 65535, 65536, 2**63, 2**64 - 1, 2**64, -1, -(2**63)]
+INTS = [0, 1, 9, 10, 99, 100, 65535, 65536, 10**19 - 1, 10**19, 2**63, 2**64 - 1, 2**64, -1, -(2**63)]
 OTHERS = [True, False, None, b"bytes", bytearray(b"ba"), datetime.timedelta(seconds=2.5),
           datetime.datetime(2026, 12, 6, tzinfo=datetime.timezone.utc), {"a"}, frozenset(), object()]
 

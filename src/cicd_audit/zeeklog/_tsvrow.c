@@ -85,12 +85,23 @@ static int plain_string(PyObject *s, int in_container, const char **text, Py_ssi
     return 1;
 }
 
+/* A count's decimal digits, as "%llu" writes them: snprintf's parsing of its
+ * format was a tenth of a row's formatting. */
+static int put_count(struct out *o, unsigned long long value)
+{
+    char digits[20];            /* 2^64 - 1 has 20 */
+    size_t at = sizeof(digits);
+    do {
+        digits[--at] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return out_put(o, digits + at, sizeof(digits) - at);
+}
+
 /* Writes one atom of the given kind if it is one the fast path knows.
  * Returns 1 written, 0 not known here (nothing written), -1 error. */
 static int put_atom(struct out *o, int kind, PyObject *v, int in_container)
 {
-    char num[32];
-    int n;
 
     switch (kind) {
     case KIND_STRING: {
@@ -122,8 +133,7 @@ static int put_atom(struct out *o, int kind, PyObject *v, int in_container)
         }
         if (kind == KIND_PORT && value > 65535)
             return 0;
-        n = snprintf(num, sizeof(num), "%llu", value);
-        return out_put(o, num, (size_t)n) < 0 ? -1 : 1;
+        return put_count(o, value) < 0 ? -1 : 1;
     }
     case KIND_BOOL:
         if (v == Py_True)
