@@ -17,6 +17,7 @@ SOURCES = {
     "cicd_audit.zeeklog._tsvrow": "src/cicd_audit/zeeklog/_tsvrow.c",
     "cicd_audit.recorder.logs.dns._wirename": "recorder/logs/dns/_wirename.c",
     "cicd_audit.recorder.drivers._replay": "recorder/drivers/_replay.c",
+    "cicd_audit.recorder.logs._uid": "recorder/logs/_uid.c",
 }
 
 

@@ -48,3 +48,17 @@ def test_announce_says_it_once(own_notices):
         notices.set_sink(previous)
     assert lines == ["cicd-audit agent: note: parts of the per-frame and per-message paths run in pure Python, slower "
                      "(_part: not built)"]
+
+
+def test_every_compiled_part_is_loaded_by_one_of_its_users():
+    """setup.py builds each C file of SOURCES; compiled.load_all() must reach every one, or the
+    install's "compiled parts in use" line would not be about all of them."""
+    import re
+    from pathlib import Path
+
+    setup_py = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    built = set(re.findall(r'"(cicd_audit\.[\w.]+)": "[\w/]+\.c"', setup_py))
+    assert len(built) >= 4
+    code = "import sys; from cicd_audit import compiled; print(compiled.load_all() == {}, *sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded[0] == "True" and built <= set(loaded[1:]), built - set(loaded[1:])

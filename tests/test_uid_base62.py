@@ -1,11 +1,16 @@
-"""uid._base62 writes the plain base-62 digits of a number, without leading zeros; the allocator
-holds a uid only while its connection lives, and its random bits, drawn from the OS a few hundred
-uids at a time, are never handed out twice: not across draws, allocators or a fork."""
+"""uid._base62 writes the plain base-62 digits of a number, without leading zeros, and _uid.c's
+uid_digits writes a uid's as the reference does; the allocator holds a uid only while its
+connection lives, and its random bits, drawn from the OS a few hundred uids at a time, are never
+handed out twice: not across draws, allocators or a fork."""
 
 import os
 import random
 
+import pytest
+
 from cicd_audit.recorder.logs import uid
+
+EDGES = (0, 1, 61, 62, 63, 3843, 3844, 3845, 62**3 - 1, 62**3, 62**4, 2**32 - 1, 2**64 - 1)
 
 
 def _digit_by_digit(n: int) -> str:
@@ -17,7 +22,7 @@ def _digit_by_digit(n: int) -> str:
 
 
 def test_edges_of_one_and_two_digit_steps():
-    for n in (0, 1, 61, 62, 63, 3843, 3844, 3845, 62**3 - 1, 62**3, 62**4, 2**32 - 1, 2**64 - 1):
+    for n in EDGES:
         assert uid._base62(n) == _digit_by_digit(n), n
 
 
@@ -27,6 +32,27 @@ def test_random_64_and_32_bit_values():
         for _ in range(20000):
             n = rng.getrandbits(bits)
             assert uid._base62(n) == _digit_by_digit(n)
+
+
+def test_the_compiled_digits_are_the_ones_in_use_here():
+    assert uid._compiled is not None and uid.uid_digits is uid._compiled.uid_digits
+
+
+def test_the_compiled_digits_are_the_references():
+    """Each half at the edges of its digit counts, and random uids, at offsets in a longer buffer."""
+    values = [hi << 32 | lo for hi in EDGES for lo in EDGES if lo < 2**32]
+    rng = random.Random(7)
+    values += [rng.getrandbits(96) for _ in range(20000)]
+    pool = b"".join(v.to_bytes(12, "big") for v in values)
+    for i in range(len(values)):
+        assert uid._compiled.uid_digits(pool, 12 * i) == uid._uid_digits(pool, 12 * i), values[i]
+    assert uid._compiled.uid_digits(b"\0" * 13, 1) == "00"
+
+
+@pytest.mark.parametrize("size, at", [(12, -1), (12, 1), (24, 13)])
+def test_the_compiled_digits_refuse_an_offset_past_the_bytes(size, at):
+    with pytest.raises(ValueError, match="fewer than 12 random bytes"):
+        uid._compiled.uid_digits(bytes(size), at)
 
 
 def test_uids_stay_unique_and_zeek_shaped():
@@ -44,10 +70,15 @@ def test_ended_connections_leave_nothing_behind():
     assert (alloc._by_conn, alloc._ended_tunnels) == ({}, {})
 
 
+def _bits(alloc: uid.UidAllocator) -> int:
+    random_bytes, at = alloc._next_random()
+    return int.from_bytes(random_bytes[at:at + 12], "big")
+
+
 def test_random_bits_are_never_handed_out_twice():
     first, second = uid.UidAllocator(), uid.UidAllocator()
     draws = 3 * uid.UIDS_PER_DRAW + 7                 # across several draws from the OS
-    bits = [first._random_bits() for _ in range(draws)] + [second._random_bits() for _ in range(draws)]
+    bits = [_bits(first) for _ in range(draws)] + [_bits(second) for _ in range(draws)]
     assert len(set(bits)) == len(bits)
     assert max(bits).bit_length() > 90               # all 96 bits are used
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from pathlib import Path
 
+from cicd_audit import compiled
 from cicd_audit.recorder.kernel.abi import PAIR_TUNNEL_ID
 
 # Uids of ended tunnels kept for the inner connections that end after them.
@@ -44,6 +46,17 @@ def _base62(n: int) -> str:
     return "".join(reversed(pairs))
 
 
+def _uid_digits(random: bytes, at: int) -> str:
+    """A uid's digits from the 12 random bytes at ``at``: Zeek's 64 + 32 bits, each in base62.
+    The reference of _uid.c's uid_digits, which is used when it is built."""
+    bits = int.from_bytes(random[at:at + _UID_BYTES], "big")
+    return _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
+
+
+_compiled = compiled.load("cicd_audit.recorder.logs._uid", Path(__file__).with_name("_uid.c"))
+uid_digits = _compiled.uid_digits if _compiled is not None else _uid_digits
+
+
 class UidAllocator:
     """One uid per kernel connection id, held while the connection lives.
 
@@ -64,20 +77,20 @@ class UidAllocator:
     def for_conn(self, conn_id: int) -> str:
         uid = self._by_conn.get(conn_id) or self._ended_tunnels.get(conn_id)
         if uid is None:
-            bits = self._random_bits()          # 96 bits, split as Zeek's 64 + 32
-            uid = self.prefix + _base62(bits >> 32) + _base62(bits & 0xFFFFFFFF)
+            uid = self.prefix + uid_digits(*self._next_random())
             if conn_id & PAIR_TUNNEL_ID:
                 self._keep_tunnel(conn_id, uid)   # never ends: kept as long as there is room
             else:
                 self._by_conn[conn_id] = uid
         return uid
 
-    def _random_bits(self) -> int:
+    def _next_random(self) -> tuple[bytes, int]:
+        """The next uid's 12 random bytes: where they are, and at what offset."""
         at = self._random_at
         if at >= len(self._random) or self._random_forks != _forks:
             self._random, at, self._random_forks = os.urandom(_UID_BYTES * UIDS_PER_DRAW), 0, _forks
         self._random_at = at + _UID_BYTES
-        return int.from_bytes(self._random[at:at + _UID_BYTES], "big")
+        return self._random, at
 
     def _keep_tunnel(self, conn_id: int, uid: str) -> None:
         self._ended_tunnels[conn_id] = uid

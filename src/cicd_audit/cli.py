@@ -311,9 +311,7 @@ def prepare(force, prebuilt):
         _fail(exc)
     # Installing is when a missing compiler or python3-dev can still be fixed: say which path runs.
     from cicd_audit import compiled
-    from cicd_audit.recorder.drivers import bulk_replay  # noqa: F401  (loads its compiled part)
-    from cicd_audit.recorder.logs.dns import message  # noqa: F401
-    from cicd_audit.zeeklog import tsv_format  # noqa: F401
+    compiled.load_all()
     click.echo(compiled.notice() or "cicd-audit: per-frame and per-message paths: compiled parts in use", err=True)
 
 
