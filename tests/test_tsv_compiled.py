@@ -84,3 +84,17 @@ def test_a_bad_value_is_named_whichever_loop_runs():
         tsv_format.format_tsv_row(load_schema("conn"), {"id.orig_p": 70000})
     with pytest.raises(TypeError, match="field 'local_orig'"):
         tsv_format.format_tsv_row(load_schema("conn"), {"local_orig": 1})
+
+
+def test_a_key_that_is_no_field_is_named_whichever_loop_runs():
+    """The compiled loop checks the keys itself (it counts the fields it found), so a row with one
+    more key is refused even when every field is set; the Python check then names the key."""
+    schema = load_schema("dns")
+    full = {name: None for name in schema.names}
+    c = tsv_format._row_format(schema)
+    assert tsv_format._compiled.tsv_line(c.names, c.kinds, c.fields, full) == b"\t".join([b"-"] * len(c.names)) + b"\n"
+    for record in ({"ts": 1.0, "nope": 1}, dict(full, extra="x")):
+        with pytest.raises(ValueError, match="tsv_line: the record has keys that are not fields"):
+            tsv_format._compiled.tsv_line(c.names, c.kinds, c.fields, record)
+        with pytest.raises(ValueError, match="dns.log has no field"):
+            tsv_format.format_tsv_row(schema, record)

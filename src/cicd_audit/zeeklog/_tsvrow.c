@@ -14,7 +14,8 @@
  *   converters: tuple of callables, value -> bytes (the Python path's)
  *   record:     dict
  * A converter's exception propagates (the caller then retries in Python, which
- * names the field).
+ * names the field), and a record with a key that is no field raises ValueError
+ * (the caller's check names the key).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -201,6 +202,7 @@ static PyObject *tsv_line(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
 
     struct out o = {NULL, 0, 0};
+    Py_ssize_t found = 0;
     for (Py_ssize_t i = 0; i < fields; i++) {
         if (i && out_put(&o, "\t", 1) < 0)
             goto fail;
@@ -209,6 +211,8 @@ static PyObject *tsv_line(PyObject *self, PyObject *const *args, Py_ssize_t narg
             if (PyErr_Occurred())
                 goto fail;
             v = Py_None;
+        } else {
+            found++;
         }
         int rc;
         if (v == Py_None)
@@ -221,6 +225,11 @@ static PyObject *tsv_line(PyObject *self, PyObject *const *args, Py_ssize_t narg
             rc = put_converted(&o, PyTuple_GET_ITEM(converters, i), v) < 0 ? -1 : 1;
         if (rc < 0)
             goto fail;
+    }
+    if (found != PyDict_GET_SIZE(record)) {
+        /* A key that is no field: the caller's check names it. */
+        PyErr_SetString(PyExc_ValueError, "tsv_line: the record has keys that are not fields");
+        goto fail;
     }
     if (out_put(&o, "\n", 1) < 0)
         goto fail;

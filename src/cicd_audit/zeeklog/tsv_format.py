@@ -195,12 +195,12 @@ _row_format = functools.cache(_TsvRow)     # one per schema, made on its first r
 def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
     """One TSV data line (with its newline) for ``record``."""
     c = _row_format(schema)
-    check_fields(schema, c.nameset, record)
     if _compiled is not None and type(record) is dict:
         try:
-            return _compiled.tsv_line(c.names, c.kinds, c.fields, record)
+            return _compiled.tsv_line(c.names, c.kinds, c.fields, record)    # checks the keys too
         except (TypeError, ValueError):
-            pass        # the loop below raises it again, naming the field
+            pass        # the check and the loop below raise it again, naming the key or the field
+    check_fields(schema, c.nameset, record)
     return _python_tsv_row(c, record)
 
 
