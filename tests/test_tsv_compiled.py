@@ -21,15 +21,18 @@ STRINGS = ["a", "plain text", "-", "(empty)", "", "x-", "(empty", "#start", "bac
 FLOATS = [0.0, 1.5, -1.5, 1e-7, 5e-7, 0.0000005, 1_700_000_000.123456789, 1e22, 2.5e-6,
           float("inf"), float("-inf"), float("nan"), -0.0]
 INTS = [0, 1, 9, 10, 99, 100, 65535, 65536, 10**19 - 1, 10**19, 2**63, 2**64 - 1, 2**64, -1, -(2**63)]
+ADDRESSES = ["10.0.0.1", "0.0.0.0", "255.255.255.255", "9.99.199.250", "256.1.1.1", "01.2.3.4", "1.2.3.04",
+             "1.2.3", "1.2.3.4.5", "1.2.3.4 ", " 1.2.3.4", "1..2.3", "1.2.3.", ".1.2.3", "1234.1.1.1", "1.2.3.4\n",
+             "::1", "::ffff:1.2.3.4", "2001:db8::1", "2001:DB8::1", "fe80::1%eth0", "1.2.3.4/24", "a.b.c.d"]
 OTHERS = [True, False, None, b"bytes", bytearray(b"ba"), datetime.timedelta(seconds=2.5),
           datetime.datetime(2026, 12, 6, tzinfo=datetime.timezone.utc), {"a"}, frozenset(), object()]
 
 
 def pool(ftype: str) -> list:
-    atoms = STRINGS + FLOATS + INTS + OTHERS
+    atoms = STRINGS + FLOATS + INTS + ADDRESSES + OTHERS
     if ftype.startswith(("set[", "vector[")):
         return atoms + [[], (), [None], ["a", None, "-"], ["x,y"], [1.5, 2.0], (0, 65535), [True, False],
-                        ["a", 1], [float("nan")], ["", "b"], ["caf\u00e9"], [2**64]]
+                        ["a", 1], [float("nan")], ["", "b"], ["caf\u00e9"], [2**64], ["10.0.0.1", "::1", None]]
     return atoms
 
 

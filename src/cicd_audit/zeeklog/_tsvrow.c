@@ -32,6 +32,7 @@ enum {
     KIND_COUNT = 3,
     KIND_PORT = 4,
     KIND_BOOL = 5,
+    KIND_ADDR = 6,      /* an IPv4 address's text in its canonical form; any other, the converter */
     KIND_CONTAINER = 0x10,
 };
 
@@ -86,6 +87,37 @@ static int plain_string(PyObject *s, int in_container, const char **text, Py_ssi
     return 1;
 }
 
+/* A dotted quad as Zeek writes it (four numbers of 0-255, no leading zero): the
+ * text an IPv4 address's converter would return unchanged. */
+static int canonical_ipv4(PyObject *s, const char **text, Py_ssize_t *n)
+{
+    if (!PyUnicode_IS_ASCII(s))
+        return 0;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
+    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+    int parts = 0;
+    Py_ssize_t i = 0;
+    while (i < len) {
+        unsigned value = 0;
+        Py_ssize_t start = i;
+        while (i < len && p[i] >= '0' && p[i] <= '9' && i - start < 3)
+            value = value * 10 + (p[i++] - '0');
+        Py_ssize_t digits = i - start;
+        if (digits == 0 || value > 255 || (digits > 1 && p[start] == '0'))
+            return 0;
+        if (++parts == 4)
+            break;
+        if (i >= len || p[i] != '.')
+            return 0;
+        i++;
+    }
+    if (parts != 4 || i != len)
+        return 0;
+    *text = (const char *)p;
+    *n = len;
+    return 1;
+}
+
 /* A count's decimal digits, as "%llu" writes them: snprintf's parsing of its
  * format was a tenth of a row's formatting. */
 static int put_count(struct out *o, unsigned long long value)
@@ -135,6 +167,13 @@ static int put_atom(struct out *o, int kind, PyObject *v, int in_container)
         if (kind == KIND_PORT && value > 65535)
             return 0;
         return put_count(o, value) < 0 ? -1 : 1;
+    }
+    case KIND_ADDR: {
+        const char *text;
+        Py_ssize_t len;
+        if (!PyUnicode_CheckExact(v) || !canonical_ipv4(v, &text, &len))
+            return 0;
+        return out_put(o, text, (size_t)len) < 0 ? -1 : 1;
     }
     case KIND_BOOL:
         if (v == Py_True)
@@ -274,6 +313,7 @@ PyMODINIT_FUNC PyInit__tsvrow(void)
         PyModule_AddIntConstant(m, "KIND_COUNT", KIND_COUNT) < 0 ||
         PyModule_AddIntConstant(m, "KIND_PORT", KIND_PORT) < 0 ||
         PyModule_AddIntConstant(m, "KIND_BOOL", KIND_BOOL) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_ADDR", KIND_ADDR) < 0 ||
         PyModule_AddIntConstant(m, "KIND_CONTAINER", KIND_CONTAINER) < 0 ||
         PyModule_AddStringConstant(m, "SOURCE_SHA256", SOURCE_SHA256) < 0) {
         Py_DECREF(m);

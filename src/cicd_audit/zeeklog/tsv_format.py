@@ -165,11 +165,11 @@ def _tsv_field(ftype: str) -> Callable[[object], bytes]:
 
 
 # The values _tsvrow.c writes itself, by field type (its KIND_* numbers): those _tsv_scalar's fast
-# paths take, and bool.
+# paths take, bool, and an IPv4 address's text in its canonical form.
 _COMPILED_KINDS = {} if _compiled is None else {
     "string": _compiled.KIND_STRING, "enum": _compiled.KIND_STRING, "time": _compiled.KIND_TIME,
     "interval": _compiled.KIND_TIME, "count": _compiled.KIND_COUNT, "port": _compiled.KIND_PORT,
-    "bool": _compiled.KIND_BOOL}
+    "bool": _compiled.KIND_BOOL, "addr": _compiled.KIND_ADDR}
 
 
 def _compiled_kind(ftype: str) -> int:
