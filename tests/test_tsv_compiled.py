@@ -101,3 +101,20 @@ def test_a_key_that_is_no_field_is_named_whichever_loop_runs():
             tsv_format._compiled.tsv_line(c.names, c.kinds, c.fields, record)
         with pytest.raises(ValueError, match="dns.log has no field"):
             tsv_format.format_tsv_row(schema, record)
+
+
+def test_times_are_written_as_python_rounds_them():
+    """The compiled loop writes a time from its exact binary value (0 < v < 2^33): every digit and
+    every rounding, ties to even at the odd multiples of 1/128 included, as b"%.6f" % v does."""
+    rng = random.Random(33)
+    values = [1_700_000_000 + rng.random() for _ in range(40000)]                   # capture timestamps
+    values += [1_700_000_000 + rng.randrange(10**9) / 1e9 for _ in range(20000)]   # nanosecond clocks
+    values += [2.0 ** rng.uniform(-70, 33) for _ in range(40000)]                   # intervals, every scale
+    values += [rng.randrange(1, 2**40, 2) / 128 for _ in range(20000)]             # exact ties
+    values += [k / 128 for k in range(1, 2000, 2)] + [2**33 - 2**-20, 2**33, 2**33 + 1, 2**-60, 2**-70, 5e-324,
+                                                      0.9999995, 0.99999949999, 9.9999995, 1e-6, 5e-7, 4.9999999e-7]
+    values += [v + d for v in (0.5e-6, 1.5e-6, 0.0078125) for d in (-1e-18, 0.0, 1e-18)]
+    schema = parse_schema("# path\ttest\nts\ttime\tx\n")
+    c = tsv_format._row_format(schema)
+    for v in values:
+        assert tsv_format._compiled.tsv_line(c.names, c.kinds, c.fields, {"ts": v}) == b"%.6f\n" % v, repr(v)

@@ -19,6 +19,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #ifndef SOURCE_SHA256
@@ -118,6 +120,48 @@ static int canonical_ipv4(PyObject *s, const char **text, Py_ssize_t *n)
     return 1;
 }
 
+/* "%.6f" of a time or interval from its exact binary value, rounded half to
+ * even as Python's (correctly rounded) formatting does: v = m * 2^-k, so
+ * v * 10^6 = m * 10^6 / 2^k, whose quotient and remainder say the digits and
+ * the rounding. Only for 0 < v < 2^33 (every timestamp and interval a capture
+ * has) and k < 120; 0 for any other value (PyOS_double_to_string writes it). */
+static int put_time_exact(struct out *o, double v)
+{
+#ifdef __SIZEOF_INT128__
+    if (!(v > 0 && v < 8589934592.0))
+        return 0;
+    int exponent;
+    double fraction = frexp(v, &exponent);              /* v = fraction * 2^exponent, 0.5 <= fraction < 1 */
+    uint64_t mantissa = (uint64_t)ldexp(fraction, 53);  /* exact: 53 bits */
+    int k = 53 - exponent;                              /* v = mantissa * 2^-k, k > 0 as v < 2^33 */
+    if (k >= 120)
+        return 0;
+    unsigned __int128 scaled = (unsigned __int128)mantissa * 1000000u;
+    unsigned __int128 quotient = scaled >> k;
+    unsigned __int128 remainder = scaled - (quotient << k);
+    unsigned __int128 half = (unsigned __int128)1 << (k - 1);
+    if (remainder > half || (remainder == half && (quotient & 1)))
+        quotient++;
+    uint64_t micros = (uint64_t)quotient;               /* < 2^33 * 10^6 */
+    char text[32];
+    size_t at = sizeof(text);
+    for (int i = 0; i < 6; i++) {
+        text[--at] = (char)('0' + micros % 10);
+        micros /= 10;
+    }
+    text[--at] = '.';
+    do {
+        text[--at] = (char)('0' + micros % 10);
+        micros /= 10;
+    } while (micros);
+    return out_put(o, text + at, sizeof(text) - at) < 0 ? -1 : 1;
+#else
+    (void)o;
+    (void)v;
+    return 0;
+#endif
+}
+
 /* A count's decimal digits, as "%llu" writes them: snprintf's parsing of its
  * format was a tenth of a row's formatting. */
 static int put_count(struct out *o, unsigned long long value)
@@ -147,6 +191,9 @@ static int put_atom(struct out *o, int kind, PyObject *v, int in_container)
     case KIND_TIME: {
         if (!PyFloat_CheckExact(v))
             return 0;
+        int exact = put_time_exact(o, PyFloat_AS_DOUBLE(v));
+        if (exact)
+            return exact;
         /* What b"%.6f" % v runs (bytes formatting of a float). */
         char *text = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'f', 6, 0, NULL);
         if (!text)
