@@ -18,12 +18,18 @@ SOURCES = {
     "cicd_audit.recorder.logs.dns._wirename": "recorder/logs/dns/_wirename.c",
     "cicd_audit.recorder.drivers._replay": "recorder/drivers/_replay.c",
     "cicd_audit.recorder.logs._uid": "recorder/logs/_uid.c",
+    "cicd_audit.recorder.logs._conn_rows": "recorder/logs/_conn_rows.c",
+}
+# Headers a source includes: part of what it is built from (and so of its SHA-256).
+DEPENDS = {
+    "cicd_audit.recorder.logs._conn_rows": ["bpf/cicd_audit.h"],
 }
 
 
 def extension(name: str, source: str) -> Extension:
-    digest = hashlib.sha256((HERE / source).read_bytes()).hexdigest()
-    return Extension(name, [source], optional=True, define_macros=[("SOURCE_SHA256", f'"{digest}"')],
+    depends = DEPENDS.get(name, [])
+    digest = hashlib.sha256(b"".join((HERE / path).read_bytes() for path in [source, *depends])).hexdigest()
+    return Extension(name, [source], depends=depends, optional=True, define_macros=[("SOURCE_SHA256", f'"{digest}"')],
                      extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                          "-Werror=implicit-function-declaration"])
 

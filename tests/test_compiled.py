@@ -62,3 +62,17 @@ def test_every_compiled_part_is_loaded_by_one_of_its_users():
     code = "import sys; from cicd_audit import compiled; print(compiled.load_all() == {}, *sorted(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded[0] == "True" and built <= set(loaded[1:]), built - set(loaded[1:])
+
+
+def test_load_refuses_a_module_whose_header_changed(tmp_path, own_notices):
+    """A module built from a C file and a header it includes (setup.py's DEPENDS) is refused when
+    either changed since: the kernel's struct layout is part of what it reads."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    source, header = repo / "recorder" / "logs" / "_conn_rows.c", repo / "bpf" / "cicd_audit.h"
+    assert compiled.load("cicd_audit.recorder.logs._conn_rows", source, header) is not None
+    edited = tmp_path / "cicd_audit.h"
+    edited.write_bytes(header.read_bytes() + b"/* a field added */\n")
+    assert compiled.load("cicd_audit.recorder.logs._conn_rows", source, edited) is None
+    assert "another version of _conn_rows.c or cicd_audit.h" in compiled.unavailable()["cicd_audit.recorder.logs._conn_rows"]

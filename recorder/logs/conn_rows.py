@@ -13,7 +13,9 @@ import base64
 import hashlib
 import ipaddress
 import re
+from pathlib import Path
 
+from cicd_audit import compiled
 from cicd_audit.recorder.kernel import abi
 from cicd_audit.recorder.logs import sites
 from cicd_audit.recorder.logs.events import ConnId, conn_id
@@ -84,17 +86,14 @@ def udp_conn_state(orig: abi.Endpoint, resp: abi.Endpoint) -> str:
     return "SHR" if resp.state == abi.UDP_ACTIVE else "OTH"
 
 
-def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None,
-             tunnel_parents: list[str] | None = None, cid: ConnId | None = None) -> dict:
-    """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds;
-    tunnel_parents are the uids of the tunnels that carried it; cid, its conn_id when the caller
-    has it already."""
+def _conn_values(event: abi.ConnEndEvent) -> tuple:
+    """What conn.log's row takes from a connection's final state: (history, orig_bytes, resp_bytes,
+    conn_state, missed_bytes, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, first_ns, last_ns).
+    The reference of _conn_rows.c's conn_values, which is used when it is built."""
     c = event.conn
-    if cid is None:
-        cid = conn_id(event.key, c.orig_slot)
     orig, resp = c.ep[0], c.ep[1]
     history = c.history[: c.history_len].decode("ascii", "replace")
-    proto = cid.ip_proto
+    proto = event.key.ip_proto
     if proto == 6:
         orig_size, resp_size = tcp_size(orig, resp), tcp_size(resp, orig)
         state = tcp_conn_state(orig, resp, history, orig_size, resp_size)
@@ -104,9 +103,28 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
     else:
         orig_size = resp_size = 0      # Zeek's unknown-protocol adapter tracks no payload size
         state = "OTH"
-    duration = (c.last_ns - c.first_ns) / 1e9
+    return (history, orig_size, resp_size, state, orig.gap_bytes + resp.gap_bytes, orig.pkts, orig.ip_bytes,
+            resp.pkts, resp.ip_bytes, c.first_ns, c.last_ns)
+
+
+_compiled = compiled.load("cicd_audit.recorder.logs._conn_rows", Path(__file__).with_name("_conn_rows.c"),
+                          Path(__file__).resolve().parents[2] / "bpf" / "cicd_audit.h")
+conn_values = _compiled.conn_values if _compiled is not None else _conn_values
+
+
+def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None,
+             tunnel_parents: list[str] | None = None, cid: ConnId | None = None) -> dict:
+    """The conn.log record for one ended connection. to_epoch maps packet ns to epoch seconds;
+    tunnel_parents are the uids of the tunnels that carried it; cid, its conn_id when the caller
+    has it already."""
+    (history, orig_size, resp_size, state, missed, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes,
+     first_ns, last_ns) = conn_values(event)
+    if cid is None:
+        cid = conn_id(event.key, event.conn.orig_slot)
+    proto = cid.ip_proto
+    duration = (last_ns - first_ns) / 1e9
     row = {
-        "ts": to_epoch(c.first_ns),
+        "ts": to_epoch(first_ns),
         "uid": uid,
         "id.orig_h": cid.orig_h,
         "id.orig_p": cid.orig_p,
@@ -120,12 +138,12 @@ def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | 
         "conn_state": state,
         "local_orig": sites.is_local(cid.orig_h),
         "local_resp": sites.is_local(cid.resp_h),
-        "missed_bytes": orig.gap_bytes + resp.gap_bytes,
+        "missed_bytes": missed,
         "history": history or None,
-        "orig_pkts": orig.pkts,
-        "orig_ip_bytes": orig.ip_bytes,
-        "resp_pkts": resp.pkts,
-        "resp_ip_bytes": resp.ip_bytes,
+        "orig_pkts": orig_pkts,
+        "orig_ip_bytes": orig_ip_bytes,
+        "resp_pkts": resp_pkts,
+        "resp_ip_bytes": resp_ip_bytes,
         "tunnel_parents": tunnel_parents or None,
         "ip_proto": proto,
     }

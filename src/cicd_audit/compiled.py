@@ -26,8 +26,9 @@ _unavailable: dict[str, str] = {}
 _announced = False
 
 
-def load(module: str, source: Path) -> ModuleType | None:
-    """The compiled ``module`` (dotted name) built from ``source``, or None."""
+def load(module: str, source: Path, *depends: Path) -> ModuleType | None:
+    """The compiled ``module`` (dotted name) built from ``source`` and the headers it includes
+    (``depends``, as setup.py's DEPENDS lists them), or None."""
     if os.environ.get(PURE_PYTHON_ENV) == "1":
         _unavailable[module] = f"{PURE_PYTHON_ENV}=1"
         return None
@@ -38,15 +39,16 @@ def load(module: str, source: Path) -> ModuleType | None:
         return None
     if source.is_file():        # a source tree; an installed wheel ships no C source
         built_from = getattr(compiled, "SOURCE_SHA256", "")
-        if built_from != hashlib.sha256(source.read_bytes()).hexdigest():
-            _unavailable[module] = f"built from another version of {source.name}: {REBUILD_HINT}"
+        files = [source, *depends]
+        if built_from != hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest():
+            _unavailable[module] = f"built from another version of {' or '.join(f.name for f in files)}: {REBUILD_HINT}"
             return None
     return compiled
 
 
 # The modules that load a compiled part (setup.py's SOURCES), each beside its pure-Python reference.
 USERS = ("cicd_audit.recorder.drivers.bulk_replay", "cicd_audit.recorder.logs.dns.message",
-         "cicd_audit.recorder.logs.uid", "cicd_audit.zeeklog.tsv_format")
+         "cicd_audit.recorder.logs.conn_rows", "cicd_audit.recorder.logs.uid", "cicd_audit.zeeklog.tsv_format")
 
 
 def load_all() -> dict[str, str]:
