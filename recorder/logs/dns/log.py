@@ -286,6 +286,19 @@ class DnsConnectionLog:
         self._tcp = {True: _TcpDirection(), False: _TcpDirection()}
         self._removed = False
 
+    @classmethod
+    def after_lookups(cls, uid: str, conn: Any, proto: str, *, options: ParseOptions | None,
+                      messages: int, payload_bytes: int) -> DnsConnectionLog:
+        """The log of a connection whose messages so far (``messages`` of them, ``payload_bytes``
+        in all) were plain lookups, each a query and then its reply, all written: nothing is
+        pending, the analyzer is confirmed, and a later message is not its first."""
+        log = cls(uid, conn, proto, options=options)
+        log.messages, log.payload_bytes = messages, payload_bytes
+        log.confirmed = True
+        log._first_message = False
+        log._state = _State()
+        return log
+
     # ------------------------------------------------------------------ input
     def message(self, conn: Any, ts: float, is_orig: bool, payload: bytes) -> DnsOutput:
         """One UDP datagram, or one complete DNS-over-TCP message (no length prefix)."""

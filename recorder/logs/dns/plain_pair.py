@@ -1,18 +1,21 @@
-"""A UDP connection's one lookup, logged without building the connection's DNS analyzer.
+"""A UDP connection's lookups, logged without building the connection's DNS analyzer.
 
-Almost every DNS connection a job makes is one lookup from a new port: a plain
-query (``message.read_plain`` reads it whole in C: opcode QUERY, one question,
-nothing for the walk), then its plain reply with the same transaction id, the
-roles unchanged. main.zeek pairs the two through ``pending_query`` and writes
-one row at the reply's dns_end. :class:`PlainPair` holds the query (its fields
-and the message itself) and, at the matching reply, gives that row at once:
-what :class:`~.log.DnsConnectionLog` gives for the same two messages, without
-its state, the messages' events or its per-call bookkeeping.
+Almost every DNS connection a job makes is one lookup from a new port, or a
+few in a row from one: a plain query (``message.read_plain`` reads it whole
+in C: opcode QUERY, one question, nothing for the walk), then its plain reply
+with the same transaction id, the roles unchanged. main.zeek pairs the two
+through ``pending_query`` and writes one row at the reply's dns_end, after
+which nothing is pending, just as before the query. :class:`PlainPair` holds
+the query (its fields and the message itself) and, at the matching reply,
+gives that row at once: what :class:`~.log.DnsConnectionLog` gives for the
+same messages, without its state, the messages' events or its per-call
+bookkeeping. The next plain query starts the next pair.
 
-Whatever else the connection carries (a message after the pair, a reply that
-is not the query's, a change of roles, the connection's end before a reply),
-``message`` returns None and ``handover`` replays the messages held into a
-DnsConnectionLog, which goes on as if it had read them all along.
+Whatever else the connection carries (a reply that is not the pending query's,
+a second query before the reply, a change of roles, a walked message, the
+connection's end before a reply), ``message`` returns None and ``handover``
+gives a DnsConnectionLog in the state those lookups left, with the pending
+query replayed into it; it goes on as if it had read every message.
 tests/test_dns_plain_pair.py checks that both give the same logs.
 """
 
@@ -37,55 +40,65 @@ _Message = tuple
 
 
 class PlainPair:
-    """A UDP connection whose DNS messages so far are one plain query, then maybe its plain reply.
+    """A UDP connection whose DNS messages so far are plain lookups: queries, each followed by its
+    plain reply, the last one perhaps still waiting for it.
 
     Quacks as DnsConnectionLog where a connection's end asks (``uid``,
     ``service``, ``limit_reached``, ``flush``)."""
 
-    __slots__ = ("uid", "options", "_info", "_messages", "_answered")
+    __slots__ = ("uid", "options", "_conn", "_info", "_query", "_messages", "_payload_bytes")
 
     limit_reached = False      # a plain message reaches none of the parser's limits
     service = "dns"            # and confirms the analyzer
 
-    def __init__(self, uid: str, options: ParseOptions, info: Info, query: _Message):
+    def __init__(self, uid: str, options: ParseOptions, conn: Any):
         self.uid = uid
         self.options = options
-        self._info = info
-        self._messages = [query]
-        self._answered = False
+        self._conn = conn                   # the orientation of the first message: decides NetBIOS
+        self._info: Info | None = None      # the pending query's DNS::Info
+        self._query: _Message | None = None  # and its message, for a handover
+        self._messages = 0                  # messages of the lookups written
+        self._payload_bytes = 0
 
     @classmethod
     def start(cls, uid: str, conn: Any, ts: float, is_orig: bool, payload: bytes,
               options: ParseOptions) -> PlainPair | None:
         """The pair for a UDP connection's first DNS message, or None when it is not a plain
         query (a reply first, NetBIOS, a multicast destination's per-message rows, the walk)."""
-        if NETBIOS_PORT in (conn.orig_p, conn.resp_p):
+        if NETBIOS_PORT in (conn.orig_p, conn.resp_p) or is_multicast_subnet(conn.resp_h):
             return None
-        plain = read_plain(payload, options)
-        if plain is None or plain[0][1] or is_multicast_subnet(conn.resp_h):
-            return None
+        pair = cls(uid, options, conn)
+        return pair if pair._query_taken(conn, ts, is_orig, payload) else None
+
+    def _query_taken(self, conn: Any, ts: float, is_orig: bool, payload: bytes) -> bool:
+        plain = read_plain(payload, self.options)
+        if plain is None or plain[0][1]:
+            return False
         (trans_id, _qr, opcode, _aa, tc, rd, _ra, z, *_), (query, _original, qtype, qclass), _ = plain
         # main.zeek's set_session (a new DNS::Info, the pending query), then dns_request's fields.
         info = Info(ts=ts, trans_id=trans_id, query=query, qclass=qclass, qclass_name=qclass_name(qclass),
                     qtype=qtype, qtype_name=qtype_name(qtype), TC=tc, RD=rd, Z=z, saw_query=True)
         info.opcode, info.opcode_name = opcode, opcode_name(opcode, False)
-        return cls(uid, options, info, (conn, ts, is_orig, payload))
+        self._info, self._query = info, (conn, ts, is_orig, payload)
+        return True
 
     def message(self, conn: Any, ts: float, is_orig: bool, payload: bytes) -> DnsOutput | None:
-        """The query's reply: its row; None for anything else (then ``handover``). ``conn`` must
-        be the orientation the query came with (the caller hands over when the roles changed)."""
-        if self._answered:
-            return None
+        """The pending query's reply: its row; with none pending, the next plain query: no row yet.
+        None for anything else (then ``handover``). ``conn`` must be the orientation the first
+        query came with (the caller hands over when the roles changed)."""
+        info = self._info
+        if info is None:
+            return NO_OUTPUT if self._query_taken(conn, ts, is_orig, payload) else None
         plain = read_plain(payload, self.options)
         if plain is None:
             return None
         h, _question, answers = plain
         trans_id, qr, opcode, aa, _tc, _rd, ra, _z, _ad, _cd, rcode, _qd, ancount, nscount, arcount = h
-        info = self._info
         if not qr or trans_id != info.trans_id:
             return None
-        self._messages.append((conn, ts, is_orig, payload))
-        self._answered = True
+        self._messages += 2
+        self._payload_bytes += len(self._query[3]) + len(payload)
+        self._info = self._query = None
         info.rcode, info.rcode_name = rcode, rcode_name(rcode)
         info.total_answers, info.total_replies = ancount, ancount + arcount + nscount
         info.opcode, info.opcode_name = opcode, opcode_name(opcode, False)
@@ -121,16 +134,20 @@ class PlainPair:
                 info.addresses.append(address)
 
     def handover(self) -> DnsConnectionLog:
-        """The connection's log, given the messages held (their output was given already)."""
-        first_conn = self._messages[0][0]
-        log = DnsConnectionLog(self.uid, first_conn, "udp", options=self.options)
-        for conn, ts, is_orig, payload in self._messages:
-            log.message(conn, ts, is_orig, payload)
+        """The connection's log as the lookups so far left it, the pending query given to it (its
+        output was given already: none)."""
+        if self._messages:
+            log = DnsConnectionLog.after_lookups(self.uid, self._conn, "udp", options=self.options,
+                                                 messages=self._messages, payload_bytes=self._payload_bytes)
+        else:
+            log = DnsConnectionLog(self.uid, self._conn, "udp", options=self.options)
+        if self._query is not None:
+            log.message(*self._query)
         return log
 
     def flush(self, conn: Any, ts: float) -> DnsOutput:
-        """The connection ended: an answered pair has nothing left; a query alone is written as
-        main.zeek writes a pending query."""
-        if self._answered:
+        """The connection ended: with no query pending nothing is left; a pending query is
+        written as main.zeek writes one."""
+        if self._query is None:
             return NO_OUTPUT
         return self.handover().flush(conn, ts)
