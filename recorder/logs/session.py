@@ -100,7 +100,7 @@ class Rotation:
 
 
 class SessionLog:
-    # A UDP lookup's query and reply are logged without building the connection's DNS analyzer
+    # A UDP connection's plain lookups are logged without building its DNS analyzer
     # (dns/plain_pair.py); tests turn it off to compare.
     plain_pairs = True
 
@@ -321,7 +321,7 @@ class SessionLog:
             uid = self.uids.for_conn(ev.conn_id)
             if cid.ip_proto == 17 and self.plain_pairs:
                 pair = PlainPair.start(uid, cid, ts, bool(ev.from_orig), payload, self.dns_options)
-                if pair is not None:        # a lookup's query: its reply is awaited, nothing to write yet
+                if pair is not None:        # a lookup's query: nothing to write until its reply
                     self._dns_logs[ev.conn_id] = (pair, cid, ev.orig_slot)
                     return
             dns_log = DnsConnectionLog(uid, cid, "tcp" if cid.ip_proto == 6 else "udp", options=self.dns_options)
@@ -330,7 +330,7 @@ class SessionLog:
             dns_log, cid = dns[0], dns[1]
             if type(dns_log) is PlainPair:
                 out = dns_log.message(cid, ts, bool(ev.from_orig), payload)
-                if out is not None:         # the query's reply: its row
+                if out is not None:         # a lookup's reply (its row), or the next lookup's query
                     self._write_dns_output(out, dns_log.uid, cid)
                     return
                 dns_log = dns_log.handover()

@@ -275,7 +275,7 @@ class DnsConnectionLog:
         # Zeek decides NetBIOS once, when the analyzer is created.
         self.is_netbios = NETBIOS_PORT in (int(conn.orig_p), int(conn.resp_p))
         self._first_message = True
-        self._dns: Info | None = None          # c$dns
+        self._dns: Info | None = None           # c$dns
         self._state: _State | None = None       # c$dns_state
         # The call in progress: the orientation it was given (swapped by a flip) and what it produced (_end).
         self._conn: Any = None
