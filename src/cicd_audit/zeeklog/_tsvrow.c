@@ -93,6 +93,12 @@ static int plain_string(PyObject *s, int in_container, const char **text, Py_ssi
  * text an IPv4 address's converter would return unchanged. */
 static int canonical_ipv4(PyObject *s, const char **text, Py_ssize_t *n)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+#endif
     if (!PyUnicode_IS_ASCII(s))
         return 0;
     Py_ssize_t len = PyUnicode_GET_LENGTH(s);
@@ -179,7 +185,6 @@ static int put_count(struct out *o, unsigned long long value)
  * Returns 1 written, 0 not known here (nothing written), -1 error. */
 static int put_atom(struct out *o, int kind, PyObject *v, int in_container)
 {
-
     switch (kind) {
     case KIND_STRING: {
         const char *text;
