@@ -62,10 +62,8 @@ static int out_put(struct out *o, const char *p, size_t n)
     return 0;
 }
 
-/* Zeek writes a string as it is when every byte is printable ASCII other than
- * the backslash (and, inside a set or vector, the comma), unless it is empty,
- * "-" or "(empty)". */
-static int plain_string(PyObject *s, int in_container, const char **text, Py_ssize_t *n)
+/* An ASCII string's bytes (1: *text and *n set; 0: not ASCII). */
+static int ascii_text(PyObject *s, const unsigned char **text, Py_ssize_t *n)
 {
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(s) < 0) {
@@ -75,8 +73,20 @@ static int plain_string(PyObject *s, int in_container, const char **text, Py_ssi
 #endif
     if (!PyUnicode_IS_ASCII(s))
         return 0;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+    *text = PyUnicode_1BYTE_DATA(s);
+    *n = PyUnicode_GET_LENGTH(s);
+    return 1;
+}
+
+/* Zeek writes a string as it is when every byte is printable ASCII other than
+ * the backslash (and, inside a set or vector, the comma), unless it is empty,
+ * "-" or "(empty)". */
+static int plain_string(PyObject *s, int in_container, const char **text, Py_ssize_t *n)
+{
+    const unsigned char *p;
+    Py_ssize_t len;
+    if (!ascii_text(s, &p, &len))
+        return 0;
     if (len == 0 || (len == 1 && p[0] == '-') || (len == 7 && memcmp(p, "(empty)", 7) == 0))
         return 0;
     for (Py_ssize_t i = 0; i < len; i++) {
@@ -93,37 +103,35 @@ static int plain_string(PyObject *s, int in_container, const char **text, Py_ssi
  * text an IPv4 address's converter would return unchanged. */
 static int canonical_ipv4(PyObject *s, const char **text, Py_ssize_t *n)
 {
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(s) < 0) {
-        PyErr_Clear();
+    const unsigned char *p;
+    Py_ssize_t len, i = 0;
+    if (!ascii_text(s, &p, &len))
         return 0;
-    }
-#endif
-    if (!PyUnicode_IS_ASCII(s))
-        return 0;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(s);
-    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
-    int parts = 0;
-    Py_ssize_t i = 0;
-    while (i < len) {
-        unsigned value = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part && (i >= len || p[i++] != '.'))
+            return 0;
         Py_ssize_t start = i;
+        unsigned value = 0;
         while (i < len && p[i] >= '0' && p[i] <= '9' && i - start < 3)
             value = value * 10 + (p[i++] - '0');
-        Py_ssize_t digits = i - start;
-        if (digits == 0 || value > 255 || (digits > 1 && p[start] == '0'))
+        if (i == start || value > 255 || (i - start > 1 && p[start] == '0'))
             return 0;
-        if (++parts == 4)
-            break;
-        if (i >= len || p[i] != '.')
-            return 0;
-        i++;
     }
-    if (parts != 4 || i != len)
+    if (i != len)
         return 0;
     *text = (const char *)p;
     *n = len;
     return 1;
+}
+
+/* value's decimal digits written backwards, ending at end; returns where they start. */
+static char *digits_before(char *end, unsigned long long value)
+{
+    do {
+        *--end = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return end;
 }
 
 /* "%.6f" of a time or interval from its exact binary value, rounded half to
@@ -149,18 +157,14 @@ static int put_time_exact(struct out *o, double v)
     if (remainder > half || (remainder == half && (quotient & 1)))
         quotient++;
     uint64_t micros = (uint64_t)quotient;               /* < 2^33 * 10^6 */
-    char text[32];
-    size_t at = sizeof(text);
-    for (int i = 0; i < 6; i++) {
-        text[--at] = (char)('0' + micros % 10);
+    char text[32], *end = text + sizeof(text), *at = end;
+    for (int i = 0; i < 6; i++) {                       /* the six decimals, zeros kept */
+        *--at = (char)('0' + micros % 10);
         micros /= 10;
     }
-    text[--at] = '.';
-    do {
-        text[--at] = (char)('0' + micros % 10);
-        micros /= 10;
-    } while (micros);
-    return out_put(o, text + at, sizeof(text) - at) < 0 ? -1 : 1;
+    *--at = '.';
+    at = digits_before(at, micros);
+    return out_put(o, at, (size_t)(end - at)) < 0 ? -1 : 1;
 #else
     (void)o;
     (void)v;
@@ -172,13 +176,9 @@ static int put_time_exact(struct out *o, double v)
  * format was a tenth of a row's formatting. */
 static int put_count(struct out *o, unsigned long long value)
 {
-    char digits[20];            /* 2^64 - 1 has 20 */
-    size_t at = sizeof(digits);
-    do {
-        digits[--at] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    return out_put(o, digits + at, sizeof(digits) - at);
+    char digits[20], *end = digits + sizeof(digits);     /* 2^64 - 1 has 20 */
+    char *at = digits_before(end, value);
+    return out_put(o, at, (size_t)(end - at));
 }
 
 /* Writes one atom of the given kind if it is one the fast path knows.
