@@ -266,9 +266,7 @@ class SessionLog:
         services = []
         if dns is not None:
             dns_log = dns[0]
-            out = dns_log.flush(end_cid, ts_end)
-            if out is not NO_OUTPUT:
-                self._write_dns_output(out, dns_log.uid, end_cid)
+            self._write_dns_output(dns_log.flush(end_cid, ts_end), dns_log.uid, end_cid)
             if dns_log.service:
                 services.append(dns_log.service)
         first_parent, latest_parent = conn.tunnel_parents
@@ -351,6 +349,8 @@ class SessionLog:
         self._write_dns_output(out, dns_log.uid, cid)
 
     def _write_dns_output(self, out: DnsOutput, uid: str, cid: events.ConnId) -> None:
+        if out is NO_OUTPUT:
+            return          # most calls: a query waiting for its reply, a connection ended with nothing pending
         for row in out.rows:
             self._dns.write(row)
         self.counters.dns_rows += len(out.rows)
