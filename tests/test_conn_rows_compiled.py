@@ -6,7 +6,8 @@ reference reads the same event through abi.py's ctypes mirror. Both must give
 the same tuple for every event the kernel program wrote for ../shared's
 traces, and for random events: every endpoint state and flag, sequence
 numbers and their wraps at the edges of 32 and 64 bits, histories cut short,
-holding a zero byte or bytes past ASCII, and every protocol.
+holding a zero byte or bytes past ASCII, and every protocol. conn_end_head
+(what the session reads of the event besides the row) likewise.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def random_event(rng: random.Random) -> abi.ConnEndEvent:
     ctypes.memmove(ctypes.addressof(c) + abi.Conn.history.offset, history, len(history))
     c.history_len = rng.choice((len(history), len(history), max(len(history) - 3, 0), rng.randrange(256)))
     c.first_ns, c.last_ns = rng.getrandbits(64), rng.getrandbits(64)
+    # What the session reads besides the row (conn_end_head).
+    ev.hdr.ts_ns, c.id, c.flags, ev.reason = rng.getrandbits(64), rng.getrandbits(64), rng.getrandbits(32), rng.randrange(8)
+    c.orig_slot = rng.choice((0, 1, rng.randrange(256)))
+    c.tunnel_parents[0], c.tunnel_parents[1] = (rng.choice((0, rng.getrandbits(64))) for _ in range(2))
+    ctypes.memmove(ctypes.addressof(ev.key), bytes(rng.getrandbits(8) for _ in range(36)), 36)
     return ev
 
 
@@ -68,6 +74,9 @@ def test_random_events_give_the_references_values():
         ev = random_event(rng)
         expected = conn_rows._conn_values(ev)
         assert conn_rows._compiled.conn_values(ev) == expected, bytes(ev).hex()
+        head = conn_rows._conn_end_head(ev)
+        if head[7] < 2**64 and head[8] < 2**64:     # no endpoint sums that wrap (no u64 count does)
+            assert conn_rows._compiled.conn_end_head(ev) == head, bytes(ev).hex()
         states.add(expected[3])
     assert states >= {"REJ", "RSTR", "RSTRH", "RSTO", "RSTOS0", "SF", "SH", "S2", "SHR", "S3", "S0", "S1", "OTH"}
 
@@ -82,6 +91,7 @@ def test_recorded_events_give_the_references_values(tmp_path):
                 ev = abi.ConnEndEvent.from_buffer_copy(record)
                 assert conn_rows._compiled.conn_values(ev) == conn_rows._conn_values(ev), case.name
                 assert conn_rows._compiled.conn_values(record) == conn_rows._conn_values(ev)   # bytes alike
+                assert conn_rows._compiled.conn_end_head(record) == conn_rows._conn_end_head(ev), case.name
                 ends += 1
     assert ends > 100
 
@@ -89,3 +99,5 @@ def test_recorded_events_give_the_references_values(tmp_path):
 def test_a_buffer_of_another_size_is_refused():
     with pytest.raises(ValueError, match="not a CONN_END event's"):
         conn_rows._compiled.conn_values(bytes(ctypes.sizeof(abi.ConnEndEvent) - 1))
+    with pytest.raises(ValueError, match="not a CONN_END event's"):
+        conn_rows._compiled.conn_end_head(bytes(ctypes.sizeof(abi.ConnEndEvent) + 1))

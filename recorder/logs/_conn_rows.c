@@ -9,6 +9,10 @@
  *   The payload sizes and conn_state are Zeek's (base/protocols/conn/main.zeek,
  *   TCP_Endpoint::Size), computed as conn_rows.py computes them;
  *   tests/test_conn_rows_compiled.py compares the two on recorded and random events.
+ * conn_end_head(event) -> (conn_id, key, orig_slot, flags, ts_ns, first_parent, latest_parent,
+ *                          packets, ip_bytes, reason)
+ *   What the session reads of the event besides the row (conn_rows._conn_end_head, the
+ *   reference): one call instead of a ctypes object per field.
  * The struct is the kernel program's own declaration (bpf/cicd_audit.h).
  */
 #define PY_SSIZE_T_CLEAN
@@ -167,7 +171,34 @@ static PyObject *conn_values(PyObject *self, PyObject *event)
                          (unsigned long long)c->first_ns, (unsigned long long)c->last_ns);
 }
 
+/* What a connection's end hands the session besides its row (conn_rows._conn_end_head is the reference). */
+static PyObject *conn_end_head(PyObject *self, PyObject *event)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(event, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len != (Py_ssize_t)sizeof(struct ca_conn_end_event)) {
+        PyErr_Format(PyExc_ValueError, "conn_end_head: %zd bytes, not a CONN_END event's %zu", view.len,
+                     sizeof(struct ca_conn_end_event));
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const struct ca_conn_end_event *ev = view.buf;
+    const struct ca_conn *c = &ev->conn;
+    PyObject *head = Py_BuildValue("(Ky#IIKKKKKI)", (unsigned long long)c->id, (const char *)&ev->key,
+                                   (Py_ssize_t)sizeof(ev->key), (unsigned)c->orig_slot, (unsigned)c->flags,
+                                   (unsigned long long)ev->hdr.ts_ns, (unsigned long long)c->tunnel_parents[0],
+                                   (unsigned long long)c->tunnel_parents[1],
+                                   (unsigned long long)(c->ep[0].pkts + c->ep[1].pkts),
+                                   (unsigned long long)(c->ep[0].ip_bytes + c->ep[1].ip_bytes), (unsigned)ev->reason);
+    PyBuffer_Release(&view);
+    return head;
+}
+
 static PyMethodDef methods[] = {
+    {"conn_end_head", conn_end_head, METH_O,
+     "conn_end_head(event) -> (conn_id, key, orig_slot, flags, ts_ns, first_parent, latest_parent, packets, "
+     "ip_bytes, reason)"},
     {"conn_values", conn_values, METH_O,
      "conn_values(event) -> (history, orig_bytes, resp_bytes, conn_state, missed_bytes, orig_pkts, "
      "orig_ip_bytes, resp_pkts, resp_ip_bytes, first_ns, last_ns)"},
@@ -175,7 +206,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_conn_rows", "conn.log values from a CONN_END event in C (see conn_rows.py).", -1,
+    PyModuleDef_HEAD_INIT, "_conn_rows", "conn.log values and a CONN_END event's head in C (see conn_rows.py).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

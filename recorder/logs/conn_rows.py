@@ -107,9 +107,21 @@ def _conn_values(event: abi.ConnEndEvent) -> tuple:
             resp.pkts, resp.ip_bytes, c.first_ns, c.last_ns)
 
 
+def _conn_end_head(event: abi.ConnEndEvent) -> tuple:
+    """What a connection's end hands the session besides its row: (conn_id, key (bytes), orig_slot,
+    flags, ts_ns, first_parent, latest_parent, packets, ip_bytes), packets and IP bytes of both
+    endpoints together, then the end's reason. The reference of _conn_rows.c's conn_end_head."""
+    c = event.conn
+    orig, resp = c.ep[0], c.ep[1]
+    first_parent, latest_parent = c.tunnel_parents
+    return (c.id, bytes(event.key), c.orig_slot, c.flags, event.hdr.ts_ns, first_parent, latest_parent,
+            orig.pkts + resp.pkts, orig.ip_bytes + resp.ip_bytes, event.reason)
+
+
 _compiled = compiled.load("cicd_audit.recorder.logs._conn_rows", Path(__file__).with_name("_conn_rows.c"),
                           Path(__file__).resolve().parents[2] / "bpf" / "cicd_audit.h")
 conn_values = _compiled.conn_values if _compiled is not None else _conn_values
+conn_end_head = _compiled.conn_end_head if _compiled is not None else _conn_end_head
 
 
 def conn_row(event: abi.ConnEndEvent, uid: str, to_epoch, services: list[str] | None = None,

@@ -35,6 +35,7 @@ from cicd_audit.recorder.logs import events
 from cicd_audit.recorder.logs.capture_stats import capture_stats_row
 from cicd_audit.recorder.logs.conn_rows import (
     community_id,
+    conn_end_head,
     conn_row,
     is_blocked,
     process_columns,
@@ -254,29 +255,27 @@ class SessionLog:
             raise TypeError(f"not an event from events.decode: {type(event).__name__}")
 
     def _conn_end(self, ev: abi.ConnEndEvent) -> None:
-        conn = ev.conn                  # each access to a ctypes member builds a new object: once
-        cid, flags = conn.id, conn.flags
+        # One call for every field read here: each access to a ctypes member builds an object.
+        cid, key, orig_slot, flags, ts_ns, first_parent, latest_parent, packets, ip_bytes, reason = \
+            conn_end_head(ev)
         uid = self.uids.for_conn(cid)
-        ts_end = self.to_epoch(ev.hdr.ts_ns)
+        ts_end = self.to_epoch(ts_ns)
         dns = self._dns_logs.pop(cid, None)
         limit_at = self._limit_at.pop(cid, None)
-        orig_slot = conn.orig_slot
         # The roles as the connection ends: most often those of its last DNS message.
-        end_cid = dns[1] if dns is not None and dns[2] == orig_slot else events.conn_id(ev.key, orig_slot)
+        end_cid = dns[1] if dns is not None and dns[2] == orig_slot else events.conn_id(key, orig_slot)
         services = []
         if dns is not None:
             dns_log = dns[0]
             self._write_dns_output(dns_log.flush(end_cid, ts_end), dns_log.uid, end_cid)
             if dns_log.service:
                 services.append(dns_log.service)
-        first_parent, latest_parent = conn.tunnel_parents
         parents = [self.uids.for_conn(pid) for pid in dict.fromkeys((first_parent, latest_parent)) if pid] \
             if first_parent or latest_parent else None
         if not parents:
             # A tunnelled packet is counted once, in its outermost connection or IP tunnel.
-            orig, resp = conn.ep
-            self.counters.conn_packets += orig.pkts + resp.pkts
-            self.counters.conn_ip_bytes += orig.ip_bytes + resp.ip_bytes
+            self.counters.conn_packets += packets
+            self.counters.conn_ip_bytes += ip_bytes
         if flags & abi.CONN_TUNNEL:
             closed = self.tunnels.closed(cid, ts_end)
             if closed is not None:
@@ -287,13 +286,13 @@ class SessionLog:
         row = conn_row(ev, uid, self.to_epoch, services, parents, end_cid)
         if limit_at is not None:
             row["history"] = with_limit_reached(row["history"], limit_at)
-        self._add_columns(row, self._describe(conn.proc))
+        self._add_columns(row, self._describe(ev.conn.proc) if self.processes is not None else None)
         if self.blocking:
-            row["blocked"] = is_blocked(conn) or cid in self._blocked_conns
+            row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
             self._blocked_conns.discard(cid)
         self._conn.write(row)
         self.counters.connections += 1
-        reason = _END_REASONS.get(ev.reason, "unknown")
+        reason = _END_REASONS.get(reason, "unknown")
         self.counters.end_reasons[reason] = self.counters.end_reasons.get(reason, 0) + 1
 
     def _add_columns(self, row: dict, info: ProcessInfo | None) -> None:
