@@ -21,7 +21,11 @@ tests/test_dns_plain_pair.py checks that both give the same logs.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
+
+from cicd_audit import compiled
 
 from .log import (
     NO_OUTPUT,
@@ -35,8 +39,66 @@ from .message import NETBIOS_PORT, PLAIN_ANSWER_EVENTS, ParseOptions, read_plain
 from .names import opcode_name, qclass_name, qtype_name, rcode_name
 from .render import plain_answer
 
-# A message as the connection's log is given it: (conn, ts, is_orig, payload).
-_Message = tuple
+# The pending query: (conn, ts, is_orig, payload) as the connection's log is given a message, then
+# what read_plain read of it.
+_Query = tuple
+
+
+def _lookup_row(query: tuple, query_ts: float, reply: tuple, ts: float, uid: str, conn: Any,
+                answer_types: frozenset) -> tuple | None:
+    """The dns.log row of a plain query and its plain reply (read_plain's tuples), as main.zeek
+    writes it at the reply's dns_end, and the addresses it resolved (None if none); None when the
+    reply is not that query's (not a reply, or another transaction id). ``answer_types``: the
+    answer types whose reply event a loaded script handles. The reference of _lookup_row.c."""
+    (trans_id, _qr, _opcode, _aa, tc, rd, _ra, z, *_), (name, _original, qtype, qclass), _ = query
+    h, _question, answers = reply
+    reply_id, qr, opcode, aa, _tc, _rd, ra, _z, _ad, _cd, rcode, _qd, _ancount, nscount, arcount = h
+    if not qr or reply_id != trans_id:
+        return None
+    # main.zeek's set_session (a new DNS::Info, the pending query), then dns_request's fields.
+    info = Info(ts=query_ts, trans_id=trans_id, query=name, qclass=qclass, qclass_name=qclass_name(qclass),
+                qtype=qtype, qtype_name=qtype_name(qtype), TC=tc, RD=rd, Z=z, saw_query=True)
+    # The reply's: dns_end's opcode, rcode, and each answer's reply event (do_reply).
+    info.rcode, info.rcode_name = rcode, rcode_name(rcode)
+    info.opcode, info.opcode_name = opcode, opcode_name(opcode, False)
+    if answers:
+        for owner, rtype, _rclass, ttl, _rdlength, value in answers:
+            if rtype in answer_types:
+                _reply(info, ts, aa, ra, owner, ttl, *plain_answer(rtype, value))
+    elif nscount == 0 and arcount == 0:
+        info.rejected = True        # dns_rejected: a reply with no RRs at all
+    addresses = tuple(info.addresses) if info.addresses is not None else None
+    return dns_row(info, uid, conn, "udp"), addresses
+
+
+def _reply(info: Info, ts: float, aa: bool, ra: bool, owner: str, ttl: int, reply: str,
+           address: str | None) -> None:
+    # main.zeek's do_reply, as DnsConnectionLog._reply does it for a plain answer.
+    info.AA, info.RA = aa, ra
+    if info.rtt is None:
+        rtt = ts - info.ts
+        info.rtt = rtt if rtt != 0 else None
+    if reply:
+        if info.answers is None:
+            info.answers, info.TTLs = [], []
+        info.answers.append(reply)
+        info.TTLs.append(float(ttl))
+        if address is not None:
+            if info.addresses is None:
+                info.addresses = []
+            info.addresses.append(address)
+
+
+@functools.lru_cache(maxsize=16)
+def _answer_types(handled_events: frozenset) -> frozenset:
+    """The answer types of a plain message whose reply event a loaded script handles."""
+    return frozenset(rtype for rtype, event in PLAIN_ANSWER_EVENTS.items() if event in handled_events)
+
+
+_compiled = compiled.load("cicd_audit.recorder.logs.dns._lookup_row", Path(__file__).with_name("_lookup_row.c"))
+if _compiled is not None:
+    _compiled.configure(qclass_name, qtype_name, rcode_name, opcode_name, plain_answer)
+lookup_row = _compiled.lookup_row if _compiled is not None else _lookup_row
 
 
 class PlainPair:
@@ -46,7 +108,7 @@ class PlainPair:
     Quacks as DnsConnectionLog where a connection's end asks (``uid``,
     ``service``, ``limit_reached``, ``flush``)."""
 
-    __slots__ = ("uid", "options", "_conn", "_info", "_query", "_messages", "_payload_bytes")
+    __slots__ = ("uid", "options", "_conn", "_query", "_messages", "_payload_bytes")
 
     limit_reached = False      # a plain message reaches none of the parser's limits
     service = "dns"            # and confirms the analyzer
@@ -55,8 +117,7 @@ class PlainPair:
         self.uid = uid
         self.options = options
         self._conn = conn                   # the orientation of the first message: decides NetBIOS
-        self._info: Info | None = None      # the pending query's DNS::Info
-        self._query: _Message | None = None  # and its message, for a handover
+        self._query: _Query | None = None   # the pending query
         self._messages = 0                  # messages of the lookups written
         self._payload_bytes = 0
 
@@ -74,64 +135,28 @@ class PlainPair:
         plain = read_plain(payload, self.options)
         if plain is None or plain[0][1]:
             return False
-        (trans_id, _qr, opcode, _aa, tc, rd, _ra, z, *_), (query, _original, qtype, qclass), _ = plain
-        # main.zeek's set_session (a new DNS::Info, the pending query), then dns_request's fields.
-        info = Info(ts=ts, trans_id=trans_id, query=query, qclass=qclass, qclass_name=qclass_name(qclass),
-                    qtype=qtype, qtype_name=qtype_name(qtype), TC=tc, RD=rd, Z=z, saw_query=True)
-        info.opcode, info.opcode_name = opcode, opcode_name(opcode, False)
-        self._info, self._query = info, (conn, ts, is_orig, payload)
+        self._query = (conn, ts, is_orig, payload, plain)
         return True
 
     def message(self, conn: Any, ts: float, is_orig: bool, payload: bytes) -> DnsOutput | None:
         """The pending query's reply: its row; with none pending, the next plain query: no row yet.
         None for anything else (then ``handover``). ``conn`` must be the orientation the first
         query came with (the caller hands over when the roles changed)."""
-        info = self._info
-        if info is None:
+        query = self._query
+        if query is None:
             return NO_OUTPUT if self._query_taken(conn, ts, is_orig, payload) else None
         plain = read_plain(payload, self.options)
         if plain is None:
             return None
-        h, _question, answers = plain
-        trans_id, qr, opcode, aa, _tc, _rd, ra, _z, _ad, _cd, rcode, _qd, ancount, nscount, arcount = h
-        if not qr or trans_id != info.trans_id:
+        written = lookup_row(query[4], query[1], plain, ts, self.uid, conn,
+                             _answer_types(self.options.handled_events))
+        if written is None:
             return None
+        row, addresses = written
         self._messages += 2
-        self._payload_bytes += len(self._query[3]) + len(payload)
-        self._info = self._query = None
-        info.rcode, info.rcode_name = rcode, rcode_name(rcode)
-        info.total_answers, info.total_replies = ancount, ancount + arcount + nscount
-        info.opcode, info.opcode_name = opcode, opcode_name(opcode, False)
-        info.saw_reply = True
-        handled = self.options.handled_events
-        resolved = ()
-        if answers:
-            for owner, rtype, _rclass, ttl, _rdlength, value in answers:
-                if PLAIN_ANSWER_EVENTS[rtype] in handled:
-                    self._reply(info, ts, aa, ra, owner, ttl, *plain_answer(rtype, value))
-            if info.addresses is not None:
-                resolved = ((info.query, tuple(info.addresses)),)
-        elif nscount == 0 and arcount == 0:
-            info.rejected = True        # dns_rejected: a reply with no RRs at all
-        return DnsOutput((dns_row(info, self.uid, conn, "udp"),), (), resolved)
-
-    @staticmethod
-    def _reply(info: Info, ts: float, aa: bool, ra: bool, owner: str, ttl: int, reply: str,
-               address: str | None) -> None:
-        # main.zeek's do_reply, as DnsConnectionLog._reply does it for a plain answer.
-        info.AA, info.RA = aa, ra
-        if info.rtt is None:
-            rtt = ts - info.ts
-            info.rtt = rtt if rtt != 0 else None
-        if reply:
-            if info.answers is None:
-                info.answers, info.TTLs = [], []
-            info.answers.append(reply)
-            info.TTLs.append(float(ttl))
-            if address is not None:
-                if info.addresses is None:
-                    info.addresses = []
-                info.addresses.append(address)
+        self._payload_bytes += len(query[3]) + len(payload)
+        self._query = None
+        return DnsOutput((row,), (), ((row["query"], addresses),) if addresses is not None else ())
 
     def handover(self) -> DnsConnectionLog:
         """The connection's log as the lookups so far left it, the pending query given to it (its
@@ -142,7 +167,7 @@ class PlainPair:
         else:
             log = DnsConnectionLog(self.uid, self._conn, "udp", options=self.options)
         if self._query is not None:
-            log.message(*self._query)
+            log.message(*self._query[:4])
         return log
 
     def flush(self, conn: Any, ts: float) -> DnsOutput:
