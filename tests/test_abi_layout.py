@@ -165,3 +165,25 @@ def test_an_ipv4_table_key_becomes_the_ipv4_mapped_conn_key():
 def test_every_stage_has_its_program():
     from cicd_audit.recorder.kernel.bpf_program import STAGES
     assert set(STAGES) == set(abi.Stage) and max(abi.Stage) < abi.STAGE_MAX
+
+
+def test_a_dns_events_head_reads_as_the_mirror_lays_it_out():
+    """events.DnsHead is read with a struct format of its own: each field must come from where
+    abi.DnsEventHead (checked against the header above) has it."""
+    from cicd_audit.recorder.logs import events
+
+    fields = [f for f in events.DnsHead._fields if f != "key"]
+    head = abi.DnsEventHead()
+    head.hdr.type, head.hdr.size, head.pad = abi.EventType.DNS, 0xBBBBBBBB, 0xCC
+    for i, name in enumerate(fields):
+        width = getattr(abi.DnsEventHead, name).size if name != "ts_ns" else 8
+        setattr(head.hdr if name == "ts_ns" else head, name, (0x1F + 0x11 * i) % 2 ** (8 * width))
+    key = bytes(range(1, ctypes.sizeof(abi.ConnKey) + 1))
+    ctypes.memmove(ctypes.addressof(head) + abi.DnsEventHead.key.offset, key, len(key))
+    payload = b"\x12\x34payload"
+    head.captured_len = len(payload)
+    read, rest = events.decode(bytes(head) + payload, ctypes.sizeof(head) + len(payload))
+    assert read.key == key and rest == payload
+    for name in fields:
+        expected = head.hdr.ts_ns if name == "ts_ns" else getattr(head, name)
+        assert getattr(read, name) == expected, name

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cicd_audit.recorder.kernel import abi
+from cicd_audit.recorder.logs import events
 
 RESCAN_INTERVAL_S = 0.5
 
@@ -34,7 +35,7 @@ def owner_cgroup(event) -> int:
         return event.proc.cgroup_id
     if isinstance(event, abi.WeirdEvent):
         return event.owner_cgroup_id
-    if isinstance(event, tuple) and event and isinstance(event[0], abi.DnsEventHead):
+    if type(event) is tuple and event and isinstance(event[0], events.DnsHead):
         return event[0].owner_cgroup_id
     return 0
 

@@ -57,8 +57,28 @@ class EventFormatError(ValueError):
     pass
 
 
-# A DNS event's fixed part is read into a DnsEventHead; the payload comes from the record itself.
+class DnsHead(NamedTuple):
+    """A DNS event up to its payload (abi.DnsEventHead), read in one unpack: the most frequent
+    event, whose fields the session reads one by one (a ctypes object per field costs more)."""
+
+    ts_ns: int
+    key: bytes              # abi.ConnKey's bytes
+    conn_id: int
+    owner_cgroup_id: int
+    orig_slot: int
+    from_orig: int
+    history_len: int
+    tcp_seq: int
+    payload_len: int
+    captured_len: int
+
+
+# abi.DnsEventHead's layout (tests/test_abi_layout.py checks the two agree): the header's type
+# and size, then the fields of DnsHead in order, the pad byte after history_len skipped.
+_DNS_HEAD = struct.Struct(f"=8xQ{ctypes.sizeof(abi.ConnKey)}sQQBBBxIII")
 _DNS, _DNS_FIXED = abi.EventType.DNS.value, ctypes.sizeof(abi.DnsEventHead)
+assert _DNS_HEAD.size == _DNS_FIXED
+_dns_head = DnsHead._make
 _HEADER_SIZE = ctypes.sizeof(abi.EventHeader)
 _TYPE = struct.Struct("=I")        # ca_event_header.type, its first field
 assert abi.EventHeader.type.offset == 0
@@ -72,7 +92,7 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
-    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsEventHead, payload)."""
+    ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsHead, payload)."""
     if isinstance(data, int):
         buf = ctypes.string_at(data, size)
     else:
@@ -100,10 +120,10 @@ def decode(data: int | bytes, size: int):
     raise EventFormatError(f"unknown event type {event_type}")
 
 
-def _dns(buf: bytes) -> tuple[abi.DnsEventHead, bytes]:
+def _dns(buf: bytes) -> tuple[DnsHead, bytes]:
     if len(buf) < _DNS_FIXED:
         raise EventFormatError(f"DNS event of {len(buf)} bytes is shorter than its fixed part")
-    event = abi.DnsEventHead.from_buffer_copy(buf)
+    event = _dns_head(_DNS_HEAD.unpack_from(buf))
     payload = buf[_DNS_FIXED:_DNS_FIXED + event.captured_len]
     if len(payload) != event.captured_len:
         raise EventFormatError("DNS event payload is shorter than its captured length")

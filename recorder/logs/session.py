@@ -306,8 +306,8 @@ class SessionLog:
     def _describe(self, proc: abi.Process) -> ProcessInfo | None:
         return self.processes.describe(proc) if self.processes is not None else None
 
-    def _dns_message(self, ev: abi.DnsEventHead, payload: bytes) -> None:
-        ts = self.to_epoch(ev.hdr.ts_ns)
+    def _dns_message(self, ev: events.DnsHead, payload: bytes) -> None:
+        ts = self.to_epoch(ev.ts_ns)
         self.last_ts = ts
         # The kernel's orientation for this event: it has already flipped the roles for a reply sent by the
         # originator (ca_dns_message), so DnsOutput.flipped needs nothing here; the next event says the roles.
