@@ -13,6 +13,7 @@ import time
 import pytest
 from shared_data import SHARED, shared
 
+from cicd_audit.zeeklog import tsv_format
 from cicd_audit.zeeklog.reader import read_log
 from cicd_audit.zeeklog.schema import Field, Schema, load_schema
 from cicd_audit.zeeklog.writer import (
@@ -282,6 +283,21 @@ def test_bad_row_writes_nothing(tmp_path):
         w.write({"ts": 3.0, "uid": "C3"})
     hdr, rows = read_log(w.path)
     assert [r["uid"] for r in rows] == ["C1", "C3"]
+
+
+def test_a_writers_bad_row_is_named_as_format_tsv_row_names_it(tmp_path):
+    """The writer's row loop (compiled_tsv_row, bound to the schema once) refuses without saying
+    why: what the writer raises must name the field, or the key, all the same."""
+    schema = load_schema("conn")
+    with LogWriter(tmp_path, schema, flush_interval=0) as w:
+        if tsv_format._compiled is not None:
+            assert w._compiled_row is not None
+        for bad, named in (({"ts": 2.0, "id.orig_p": 70000}, "id.orig_p"), ({"ts": 2.0, "nope": 1}, "nope"),
+                           ({"ts": "x"}, "ts")):
+            with pytest.raises((TypeError, ValueError), match=named):
+                w.write(bad)
+        w.write({"ts": 3.0, "uid": "C3", "id.orig_p": 53})
+    assert w.rows == 1 and [r["id.orig_p"] for r in read_log(w.path)[1]] == [53]
 
 
 # ---------------------------------------------------------------- flushing

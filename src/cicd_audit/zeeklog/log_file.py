@@ -17,7 +17,7 @@ from typing import Callable
 from .disk_room import CLOSE_ROOM, DISK_FULL, keep_room
 from .json_format import format_json_row
 from .schema import Schema
-from .tsv_format import format_tsv_row, open_close_timestamp, tsv_header
+from .tsv_format import compiled_tsv_row, format_tsv_row, open_close_timestamp, tsv_header
 
 
 class LogWriter:
@@ -81,6 +81,7 @@ class LogWriter:
         self._reserve = reserve
         self._lock = threading.Lock()
         self._format = format_tsv_row if fmt == "tsv" else format_json_row
+        self._compiled_row = compiled_tsv_row(schema) if fmt == "tsv" else None
         self._opener = opener
         self._fd: int | None = None
         self._open(open_time)
@@ -196,7 +197,13 @@ class LogWriter:
     def write(self, record: Mapping[str, object]) -> None:
         """Format and queue one row; raises on unknown fields or bad values
         (nothing is written for a bad row)."""
-        line = self._format(self.schema, record)
+        if self._compiled_row is not None and type(record) is dict:
+            try:
+                line = self._compiled_row(record)
+            except (TypeError, ValueError):
+                line = self._format(self.schema, record)    # raises again, naming the key or the field
+        else:
+            line = self._format(self.schema, record)
         with self._lock:
             if self._fd is None:
                 raise ValueError(f"write to closed log {self.path}")

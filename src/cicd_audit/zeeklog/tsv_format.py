@@ -204,6 +204,16 @@ def format_tsv_row(schema: Schema, record: Mapping[str, object]) -> bytes:
     return _python_tsv_row(c, record)
 
 
+def compiled_tsv_row(schema: Schema) -> Callable[[dict], bytes] | None:
+    """The compiled row loop bound to ``schema``'s fields (None without it): a row in one C call,
+    for a writer's many rows of one schema. It raises TypeError or ValueError for a record that is
+    no dict of the schema's fields, without naming what is wrong: format_tsv_row does that."""
+    if _compiled is None:
+        return None
+    c = _row_format(schema)
+    return functools.partial(_compiled.tsv_line, c.names, c.kinds, c.fields)
+
+
 def _python_tsv_row(c: _TsvRow, record: Mapping[str, object]) -> bytes:
     get = record.get
     try:
