@@ -83,7 +83,7 @@ def random_answer(rng: random.Random) -> bytes:
 def random_message(rng: random.Random, qr: bool, trans_id: int) -> bytes:
     answers = [random_answer(rng) for _ in range(rng.choice((0, 0, 1, 1, 2, 5)))] if qr else []
     extra = rng.random() < 0.3
-    return message([question(random_name(rng), rng.choice((1, 28, 5, 16)), rng.choice((1, 1, 3)))], answers,
+    return message([question(random_name(rng), rng.choice((1, 28, 5, 16, 65280)), rng.choice((1, 1, 3, 65000)))], answers,
                    [random_answer(rng)] if extra and rng.random() < 0.5 else (),
                    id=trans_id, qr=qr, aa=rng.random() < 0.5, tc=rng.random() < 0.2, rd=rng.random() < 0.7,
                    ra=rng.random() < 0.7, z=rng.choice((0, 0, 1, 7)), rcode=rng.choice((0, 0, 2, 3, 5, 15)),

@@ -11,9 +11,10 @@
  *   AAAA answers' addresses (render.plain_answer's second value), None if none.
  *   answer_types: the answer types whose reply event a loaded script handles.
  *   conn: the connection's orientation (orig_h, orig_p, resp_h, resp_p attributes).
- * The names (names.py) and each answer's reply string (render.plain_answer) come
- * from the Python functions, given once by configure(), so each has one
- * implementation. tests/test_dns_plain_pair.py compares the two.
+ * The names come from names.py's tables, and from its functions where a table has
+ * no name (their fallbacks); each answer's reply string from render.plain_answer
+ * (an A answer's text is both its values there): given once by configure(), so
+ * each has one implementation. tests/test_lookup_row_compiled.py compares the two.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,27 +41,50 @@ static const char *const key_text[K_FIELDS] = {
 static PyObject *keys[K_FIELDS];
 static PyObject *attr_orig_h, *attr_orig_p, *attr_resp_h, *attr_resp_p, *udp;
 
-/* configure()'s functions: names.qclass_name, qtype_name, rcode_name, opcode_name, render.plain_answer. */
-static PyObject *qclass_name, *qtype_name, *rcode_name, *opcode_name, *plain_answer;
+/* configure()'s names (names.py): each a table and the function that falls back when the table has no
+ * name; and render.plain_answer. */
+enum { N_QCLASS, N_QTYPE, N_RCODE, N_OPCODE, N_KINDS };
+static PyObject *name_table[N_KINDS], *name_function[N_KINDS], *plain_answer;
 
 static PyObject *configure(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *fn[5];
-    if (!PyArg_ParseTuple(args, "OOOOO:configure", &fn[0], &fn[1], &fn[2], &fn[3], &fn[4]))
+    PyObject *names, *answer;
+    if (!PyArg_ParseTuple(args, "O!O:configure", &PyTuple_Type, &names, &answer))
         return NULL;
-    PyObject **slot[5] = {&qclass_name, &qtype_name, &rcode_name, &opcode_name, &plain_answer};
-    for (int i = 0; i < 5; i++) {
-        if (!PyCallable_Check(fn[i])) {
-            PyErr_SetString(PyExc_TypeError, "configure: every argument must be callable");
+    if (PyTuple_GET_SIZE(names) != N_KINDS || !PyCallable_Check(answer)) {
+        PyErr_SetString(PyExc_TypeError, "configure(names, plain_answer): four (table, function) pairs, a function");
+        return NULL;
+    }
+    for (int i = 0; i < N_KINDS; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(names, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyDict_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyCallable_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "configure: each name is a (dict, function) pair");
             return NULL;
         }
     }
-    for (int i = 0; i < 5; i++) {
-        Py_INCREF(fn[i]);
-        Py_XSETREF(*slot[i], fn[i]);
+    for (int i = 0; i < N_KINDS; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(names, i);
+        Py_INCREF(PyTuple_GET_ITEM(pair, 0));
+        Py_XSETREF(name_table[i], PyTuple_GET_ITEM(pair, 0));
+        Py_INCREF(PyTuple_GET_ITEM(pair, 1));
+        Py_XSETREF(name_function[i], PyTuple_GET_ITEM(pair, 1));
     }
+    Py_INCREF(answer);
+    Py_XSETREF(plain_answer, answer);
     Py_RETURN_NONE;
+}
+
+/* The name of a code: the table's, or the function's when the table has none (its fallback). */
+static PyObject *name_of(int kind, PyObject *code)
+{
+    PyObject *name = PyDict_GetItemWithError(name_table[kind], code);
+    if (name) {
+        Py_INCREF(name);
+        return name;
+    }
+    return PyErr_Occurred() ? NULL : PyObject_CallOneArg(name_function[kind], code);
 }
 
 /* A tuple of exactly n items, or NULL with TypeError: what read_plain_message gives, checked. */
@@ -102,7 +126,11 @@ static int add_answer(struct replies *r, PyObject *answer, PyObject *answer_type
     if (wanted <= 0)
         return wanted;
     r->handled = 1;
-    PyObject *shown = PyObject_CallFunctionObjArgs(plain_answer, rtype, PyTuple_GET_ITEM(answer, A_VALUE), NULL);
+    PyObject *value = PyTuple_GET_ITEM(answer, A_VALUE), *shown;
+    if (PyLong_CheckExact(rtype) && PyLong_AsLong(rtype) == 1)
+        shown = PyTuple_Pack(2, value, value);      /* an A answer's text is both (as plain_answer has it) */
+    else
+        shown = PyObject_CallFunctionObjArgs(plain_answer, rtype, value, NULL);
     if (!shown)
         return -1;
     if (!PyTuple_Check(shown) || PyTuple_GET_SIZE(shown) != 2) {
@@ -219,11 +247,11 @@ static PyObject *lookup_row(PyObject *self, PyObject *const *args, Py_ssize_t na
         put_borrowed(row, K_PROTO, udp) < 0 || put_borrowed(row, K_TRANS_ID, PyTuple_GET_ITEM(qh, H_ID)) < 0 ||
         put_borrowed(row, K_RTT, rtt) < 0 || put_borrowed(row, K_QUERY, PyTuple_GET_ITEM(question, Q_NAME)) < 0 ||
         put_borrowed(row, K_QCLASS, qclass) < 0 ||
-        put(row, K_QCLASS_NAME, PyObject_CallOneArg(qclass_name, qclass)) < 0 ||
+        put(row, K_QCLASS_NAME, name_of(N_QCLASS, qclass)) < 0 ||
         put_borrowed(row, K_QTYPE, qtype) < 0 ||
-        put(row, K_QTYPE_NAME, PyObject_CallOneArg(qtype_name, qtype)) < 0 ||
+        put(row, K_QTYPE_NAME, name_of(N_QTYPE, qtype)) < 0 ||
         put_borrowed(row, K_RCODE, rcode) < 0 ||
-        put(row, K_RCODE_NAME, PyObject_CallOneArg(rcode_name, rcode)) < 0 ||
+        put(row, K_RCODE_NAME, name_of(N_RCODE, rcode)) < 0 ||
         put_borrowed(row, K_AA, r.handled ? PyTuple_GET_ITEM(rh, H_AA) : Py_False) < 0 ||
         put_borrowed(row, K_TC, PyTuple_GET_ITEM(qh, H_TC)) < 0 ||
         put_borrowed(row, K_RD, PyTuple_GET_ITEM(qh, H_RD)) < 0 ||
@@ -233,7 +261,7 @@ static PyObject *lookup_row(PyObject *self, PyObject *const *args, Py_ssize_t na
         put_borrowed(row, K_TTLS, r.ttls ? r.ttls : Py_None) < 0 ||
         put_borrowed(row, K_REJECTED, rejected ? Py_True : Py_False) < 0 ||
         put_borrowed(row, K_OPCODE, opcode) < 0 ||
-        put(row, K_OPCODE_NAME, PyObject_CallOneArg(opcode_name, opcode)) < 0) {
+        put(row, K_OPCODE_NAME, name_of(N_OPCODE, opcode)) < 0) {
         Py_DECREF(row);
         goto fail_rtt;
     }
@@ -264,7 +292,8 @@ fail:
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(qclass_name, qtype_name, rcode_name, opcode_name, plain_answer): the functions lookup_row calls."},
+     "configure(names, plain_answer): names, a (table, function) pair for qclass, qtype, rcode and opcode "
+     "names; plain_answer, render.plain_answer."},
     {"lookup_row", (PyCFunction)(void (*)(void))lookup_row, METH_FASTCALL,
      "lookup_row(query, query_ts, reply, ts, uid, conn, answer_types) -> (row, addresses), or None."},
     {NULL, NULL, 0, NULL},

@@ -36,7 +36,7 @@ from .log import (
     is_multicast_subnet,
 )
 from .message import NETBIOS_PORT, PLAIN_ANSWER_EVENTS, ParseOptions, read_plain
-from .names import opcode_name, qclass_name, qtype_name, rcode_name
+from .names import CLASSES, OPCODES, QUERY_TYPES, RCODES, opcode_name, qclass_name, qtype_name, rcode_name
 from .render import plain_answer
 
 # The pending query: (conn, ts, is_orig, payload) as the connection's log is given a message, then
@@ -97,7 +97,8 @@ def _answer_types(handled_events: frozenset) -> frozenset:
 
 _compiled = compiled.load("cicd_audit.recorder.logs.dns._lookup_row", Path(__file__).with_name("_lookup_row.c"))
 if _compiled is not None:
-    _compiled.configure(qclass_name, qtype_name, rcode_name, opcode_name, plain_answer)
+    _compiled.configure(((CLASSES, qclass_name), (QUERY_TYPES, qtype_name), (RCODES, rcode_name),
+                         (OPCODES, opcode_name)), plain_answer)
 lookup_row = _compiled.lookup_row if _compiled is not None else _lookup_row
 
 
