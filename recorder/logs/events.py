@@ -78,7 +78,8 @@ class DnsHead(NamedTuple):
 _DNS_HEAD = struct.Struct(f"=8xQ{ctypes.sizeof(abi.ConnKey)}sQQBBBxIII")
 _DNS, _DNS_FIXED = abi.EventType.DNS.value, ctypes.sizeof(abi.DnsEventHead)
 assert _DNS_HEAD.size == _DNS_FIXED
-_dns_head = DnsHead._make
+_CONN_END = abi.EventType.CONN_END.value
+_dns_head = functools.partial(tuple.__new__, DnsHead)     # DnsHead._make without its Python frame
 _HEADER_SIZE = ctypes.sizeof(abi.EventHeader)
 _TYPE = struct.Struct("=I")        # ca_event_header.type, its first field
 assert abi.EventHeader.type.offset == 0
@@ -93,16 +94,18 @@ def blocked_name(ev: abi.BlockedEvent) -> str:
 def decode(data: int | bytes, size: int):
     """One event from a ring-buffer record (a pointer from bcc, or bytes): a
     ConnEndEvent, WeirdEvent, ProcessEvent, BlockedEvent, TunnelEvent, Fragment, or (DnsHead, payload)."""
-    if isinstance(data, int):
+    if type(data) is bytes and len(data) == size:       # a record as RingBuffer hands it over
+        buf = data
+    elif isinstance(data, int):
         buf = ctypes.string_at(data, size)
     else:
-        buf = data if type(data) is bytes and len(data) == size else bytes(data[:size])
+        buf = bytes(data[:size])
     if len(buf) < _HEADER_SIZE:
         raise EventFormatError(f"event of {len(buf)} bytes is shorter than its header")
     (event_type,) = _TYPE.unpack_from(buf)
-    if event_type == _DNS:              # the most frequent by far: tested first
+    if event_type == _DNS:              # the most frequent by far: tested first, then a connection's end
         return _dns(buf)
-    if event_type == abi.EventType.CONN_END:
+    if event_type == _CONN_END:
         return _exact(abi.ConnEndEvent, buf)
     if event_type == abi.EventType.WEIRD:
         return _exact(abi.WeirdEvent, buf)

@@ -226,7 +226,10 @@ class SessionLog:
         except events.EventFormatError as exc:
             self.on_bad_event(exc)
             return
-        self.on_decoded(event)
+        if type(event) is tuple:         # (DnsHead, payload): the most frequent, straight to its handler
+            self._dns_message(*event)
+        else:
+            self.on_decoded(event)
 
     def on_bad_event(self, exc: events.EventFormatError) -> None:
         self.counters.bad_events += 1
