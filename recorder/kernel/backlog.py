@@ -94,8 +94,14 @@ class EventBacklog:
         return True
 
     def handle_all(self) -> None:
-        while self._queue:
-            self._handle_oldest()
+        # _handle_oldest's steps in one loop: a frame less for each of a replay's many events.
+        queue, handle = self._queue, self._handle
+        while queue:
+            record = queue.popleft()
+            size = len(record)
+            self.events -= 1
+            self.bytes -= size + OVERHEAD_BYTES
+            handle(record, size)
 
     def _handle_oldest(self) -> None:
         record = self._queue.popleft()
