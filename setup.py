@@ -20,6 +20,7 @@ SOURCES = {
     "cicd_audit.recorder.logs._uid": "recorder/logs/_uid.c",
     "cicd_audit.recorder.logs._conn_rows": "recorder/logs/_conn_rows.c",
     "cicd_audit.recorder.logs.dns._lookup_row": "recorder/logs/dns/_lookup_row.c",
+    "cicd_audit.recorder.kernel._ringtake": "recorder/kernel/_ringtake.c",
 }
 # Headers a source includes: part of what it is built from (and so of its SHA-256).
 DEPENDS = {

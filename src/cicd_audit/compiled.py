@@ -49,7 +49,7 @@ def load(module: str, source: Path, *depends: Path) -> ModuleType | None:
 # The modules that load a compiled part (setup.py's SOURCES), each beside its pure-Python reference.
 USERS = ("cicd_audit.recorder.drivers.bulk_replay", "cicd_audit.recorder.logs.dns.message",
          "cicd_audit.recorder.logs.dns.plain_pair", "cicd_audit.recorder.logs.conn_rows",
-         "cicd_audit.recorder.logs.uid", "cicd_audit.zeeklog.tsv_format")
+         "cicd_audit.recorder.logs.uid", "cicd_audit.recorder.kernel.ringbuf", "cicd_audit.zeeklog.tsv_format")
 
 
 def load_all() -> dict[str, str]:
