@@ -39,12 +39,15 @@ _KEY = struct.Struct(f"={abi.ConnKey.port.offset}sHHB")
 assert abi.ConnKey.ip_proto.offset == abi.ConnKey.port.offset + 4
 
 
-def conn_id(key: abi.ConnKey, orig_slot: int) -> ConnId:
+_new_conn_id = functools.partial(tuple.__new__, ConnId)     # ConnId(...) without its __new__'s frame
+
+
+def conn_id(key: abi.ConnKey | bytes, orig_slot: int) -> ConnId:
     addrs, port0, port1, ip_proto = _KEY.unpack_from(bytes(key))
     h0, h1 = address_text(addrs[:16]), address_text(addrs[16:])
     if orig_slot:
-        return ConnId(h1, port1, h0, port0, ip_proto)
-    return ConnId(h0, port0, h1, port1, ip_proto)
+        return _new_conn_id((h1, port1, h0, port0, ip_proto))
+    return _new_conn_id((h0, port0, h1, port1, ip_proto))
 
 
 def flow_id(key: abi.ConnKey, src_slot: int) -> ConnId:

@@ -89,6 +89,9 @@ def _reply(info: Info, ts: float, aa: bool, ra: bool, owner: str, ttl: int, repl
             info.addresses.append(address)
 
 
+_output = functools.partial(tuple.__new__, DnsOutput)      # a DnsOutput of all four, without __new__'s frame
+
+
 @functools.lru_cache(maxsize=16)
 def _answer_types(handled_events: frozenset) -> frozenset:
     """The answer types of a plain message whose reply event a loaded script handles."""
@@ -157,7 +160,7 @@ class PlainPair:
         self._messages += 2
         self._payload_bytes += len(query[3]) + len(payload)
         self._query = None
-        return DnsOutput((row,), (), ((row["query"], addresses),) if addresses is not None else ())
+        return _output(((row,), (), ((row["query"], addresses),) if addresses is not None else (), False))
 
     def handover(self) -> DnsConnectionLog:
         """The connection's log as the lookups so far left it, the pending query given to it (its
