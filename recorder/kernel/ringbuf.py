@@ -6,9 +6,10 @@ mapped twice back to back so a record that wraps around the end is
 contiguous, read-only at offset page_size. Each record starts with an 8-byte
 header: u32 len (bit 31: still being written; bit 30: discarded) and u32
 pg_off (for the kernel). The reader walks the headers from consumer_pos to
-producer_pos, stops at a busy one, copies the records before it in one
-piece, publishes its new consumer_pos so the kernel can reuse the space, and
-only then delivers them, skipping discarded ones.
+producer_pos, stops at a busy one, copies the records before it (in C,
+_ringtake.c, each straight from the ring; the Python reference copies the run
+in one piece and slices it), publishes its new consumer_pos so the kernel can
+reuse the space, and only then delivers them, skipping discarded ones.
 
 Memory order: producer_pos and a record's len are read with acquire
 semantics, consumer_pos is written with release semantics. On x86-64
@@ -82,10 +83,10 @@ class RingBuffer:
     """Consumes one ring-buffer map; callback(records: list[bytes]) gets every committed record, in
     order, a pass's worth at a time.
 
-    Records are copied out in one piece per pass (the data area is mapped
-    twice, so even a wrapped run of records is contiguous) and their space is
-    handed back to the kernel before the callback sees them: taking records
-    costs a header read and a slice each, whatever the callback then does.
+    Records are copied out in a pass (the data area is mapped twice, so even a
+    wrapped run of records is contiguous) and their space is handed back to
+    the kernel before the callback sees them: taking records costs a header
+    read and a copy each, whatever the callback then does.
     """
 
     def __init__(self, map_fd: int, size: int, callback: Callable[[list[bytes]], object]):

@@ -289,6 +289,7 @@ class SessionLog:
         row = conn_row(ev, uid, self.to_epoch, services, parents, end_cid)
         if limit_at is not None:
             row["history"] = with_limit_reached(row["history"], limit_at)
+        # ev.conn.proc builds ctypes objects: only for a process table (a live recording).
         self._add_columns(row, self._describe(ev.conn.proc) if self.processes is not None else None)
         if self.blocking:
             row["blocked"] = is_blocked(ev.conn) or cid in self._blocked_conns
