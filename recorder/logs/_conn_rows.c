@@ -109,20 +109,28 @@ static PyObject *missed_bytes(uint64_t orig, uint64_t resp)
     return total;
 }
 
-static PyObject *conn_values(PyObject *self, PyObject *event)
+/* A CONN_END event's bytes (any buffer) copied into *ev; -1 with ValueError if it has another size. */
+static int copy_event(PyObject *event, struct ca_conn_end_event *ev, const char *who)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(event, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (view.len != (Py_ssize_t)sizeof(struct ca_conn_end_event)) {
-        PyErr_Format(PyExc_ValueError, "conn_values: %zd bytes, not a CONN_END event's %zu", view.len,
-                     sizeof(struct ca_conn_end_event));
-        PyBuffer_Release(&view);
-        return NULL;
+        return -1;
+    int rc = 0;
+    if (view.len != (Py_ssize_t)sizeof(*ev)) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, not a CONN_END event's %zu", who, view.len, sizeof(*ev));
+        rc = -1;
+    } else {
+        memcpy(ev, view.buf, sizeof(*ev));
     }
-    struct ca_conn_end_event ev;
-    memcpy(&ev, view.buf, sizeof(ev));
     PyBuffer_Release(&view);
+    return rc;
+}
+
+static PyObject *conn_values(PyObject *self, PyObject *event)
+{
+    struct ca_conn_end_event ev;
+    if (copy_event(event, &ev, "conn_values") < 0)
+        return NULL;
 
     const struct ca_conn *c = &ev.conn;
     const struct ca_endpoint *orig = &c->ep[0], *resp = &c->ep[1];
@@ -174,25 +182,15 @@ static PyObject *conn_values(PyObject *self, PyObject *event)
 /* What a connection's end hands the session besides its row (conn_rows._conn_end_head is the reference). */
 static PyObject *conn_end_head(PyObject *self, PyObject *event)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(event, &view, PyBUF_SIMPLE) < 0)
+    struct ca_conn_end_event ev;
+    if (copy_event(event, &ev, "conn_end_head") < 0)
         return NULL;
-    if (view.len != (Py_ssize_t)sizeof(struct ca_conn_end_event)) {
-        PyErr_Format(PyExc_ValueError, "conn_end_head: %zd bytes, not a CONN_END event's %zu", view.len,
-                     sizeof(struct ca_conn_end_event));
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    const struct ca_conn_end_event *ev = view.buf;
-    const struct ca_conn *c = &ev->conn;
-    PyObject *head = Py_BuildValue("(Ky#IIKKKKKI)", (unsigned long long)c->id, (const char *)&ev->key,
-                                   (Py_ssize_t)sizeof(ev->key), (unsigned)c->orig_slot, (unsigned)c->flags,
-                                   (unsigned long long)ev->hdr.ts_ns, (unsigned long long)c->tunnel_parents[0],
-                                   (unsigned long long)c->tunnel_parents[1],
-                                   (unsigned long long)(c->ep[0].pkts + c->ep[1].pkts),
-                                   (unsigned long long)(c->ep[0].ip_bytes + c->ep[1].ip_bytes), (unsigned)ev->reason);
-    PyBuffer_Release(&view);
-    return head;
+    const struct ca_conn *c = &ev.conn;
+    return Py_BuildValue("(Ky#IIKKKKKI)", (unsigned long long)c->id, (const char *)&ev.key, (Py_ssize_t)sizeof(ev.key),
+                         (unsigned)c->orig_slot, (unsigned)c->flags, (unsigned long long)ev.hdr.ts_ns,
+                         (unsigned long long)c->tunnel_parents[0], (unsigned long long)c->tunnel_parents[1],
+                         (unsigned long long)(c->ep[0].pkts + c->ep[1].pkts),
+                         (unsigned long long)(c->ep[0].ip_bytes + c->ep[1].ip_bytes), (unsigned)ev.reason);
 }
 
 static PyMethodDef methods[] = {
