@@ -6,10 +6,11 @@ in C: opcode QUERY, one question, nothing for the walk), then its plain reply
 with the same transaction id, the roles unchanged. main.zeek pairs the two
 through ``pending_query`` and writes one row at the reply's dns_end, after
 which nothing is pending, just as before the query. :class:`PlainPair` holds
-the query (its fields and the message itself) and, at the matching reply,
-gives that row at once: what :class:`~.log.DnsConnectionLog` gives for the
-same messages, without its state, the messages' events or its per-call
-bookkeeping. The next plain query starts the next pair.
+the query (the message and what read_plain read of it) and, at the matching
+reply, gives that row at once (``lookup_row``, in C when _lookup_row.c is
+built): what :class:`~.log.DnsConnectionLog` gives for the same messages,
+without its state, the messages' events or its per-call bookkeeping. The next
+plain query starts the next pair.
 
 Whatever else the connection carries (a reply that is not the pending query's,
 a second query before the reply, a change of roles, a walked message, the
