@@ -168,8 +168,8 @@ def test_every_stage_has_its_program():
 
 
 def test_a_dns_events_head_reads_as_the_mirror_lays_it_out():
-    """events.DnsHead is read with a struct format of its own: each field must come from where
-    abi.DnsEventHead (checked against the header above) has it."""
+    """events.DnsHead is read with a struct format derived from the mirror: each field must come
+    from where abi.DnsEventHead (checked against the header above) has it."""
     from cicd_audit.recorder.logs import events
 
     fields = [f for f in events.DnsHead._fields if f != "key"]

@@ -76,11 +76,27 @@ class DnsHead(NamedTuple):
     captured_len: int
 
 
-# abi.DnsEventHead's layout (tests/test_abi_layout.py checks the two agree): the header's type
-# and size, then the fields of DnsHead in order, the pad byte after history_len skipped.
-_DNS_HEAD = struct.Struct(f"=8xQ{ctypes.sizeof(abi.ConnKey)}sQQBBBxIII")
+_UNSIGNED_CODES = {abi.c_u8: "B", abi.c_u16: "H", abi.c_u32: "I", abi.c_u64: "Q"}
+
+
+def _reader(places: list[tuple[int, type]], size: int) -> struct.Struct:
+    """A struct format that reads, in order, each (offset, ctypes type) of a ctypes structure of
+    `size` bytes: unsigned integers as ints, anything else as its bytes, skipping what lies between.
+    Derived from abi.py's mirror, so the layout is declared there alone."""
+    fmt, at = "=", 0
+    for offset, ctype in places:
+        width = ctypes.sizeof(ctype)
+        fmt += (f"{offset - at}x" if offset > at else "") + _UNSIGNED_CODES.get(ctype, f"{width}s")
+        at = offset + width
+    return struct.Struct(fmt + (f"{size - at}x" if size > at else ""))
+
+
+# DnsHead's fields where abi.DnsEventHead has them: ts_ns in its header, the others by name.
+_DNS_TYPES = dict(abi.DnsEventHead._fields_)
+_DNS_HEAD = _reader([(abi.DnsEventHead.hdr.offset + abi.EventHeader.ts_ns.offset, dict(abi.EventHeader._fields_)['ts_ns'])] +
+                    [(getattr(abi.DnsEventHead, name).offset, _DNS_TYPES[name]) for name in DnsHead._fields[1:]],
+                    ctypes.sizeof(abi.DnsEventHead))
 _DNS, _DNS_FIXED = abi.EventType.DNS.value, ctypes.sizeof(abi.DnsEventHead)
-assert _DNS_HEAD.size == _DNS_FIXED
 _CONN_END = abi.EventType.CONN_END.value
 _dns_head = functools.partial(tuple.__new__, DnsHead)     # DnsHead._make without its Python frame
 _HEADER_SIZE = ctypes.sizeof(abi.EventHeader)
